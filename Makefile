@@ -1,0 +1,62 @@
+# http-tunnel — `make help` lists the targets. Everything a test needs is installed from here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+PROFILE ?= local
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(CHECKOV_STAMP): scripts/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r scripts/checkov-requirements.txt
+	touch $@
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+build: $(STAMP) ## build the Lambda layer + function zips for AWS (arm64) into build/
+	$(BIN)/python scripts/build.py
+
+build-local: $(STAMP) ## build the zips for the local stack (host arch) into build/local/
+	$(BIN)/python scripts/build.py --local
+
+stack: build-local ## run the local stack in the foreground (moto + terraform + API Gateway emulator)
+	$(BIN)/python -m emulator.stack
+
+dev: build-local ## local stack + sample app on :3000 + ttf forwarding to it; Ctrl-C stops all
+	$(BIN)/python scripts/dev.py
+
+test: build-local build $(CHECKOV_STAMP) ## the whole suite: unit, cli, infra, end-to-end (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-load: build-local ## the slow load and fault suite (pytest -m load)
+	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
+
+bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws for the AWS latency model)
+	$(BIN)/python scripts/bench.py --profile $(PROFILE)
+
+deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
+	$(BIN)/python scripts/deploy.py apply
+
+destroy: ## terraform destroy on real AWS
+	$(BIN)/python scripts/deploy.py destroy
+
+localstack-deploy: build ## deploy to a running LocalStack that has API Gateway v2 (tflocal)
+	$(BIN)/python scripts/deploy.py localstack
+
+clean: ## remove build outputs and local state (keeps the virtualenvs)
+	rm -rf build .local .pytest_cache
+
+.PHONY: help install build build-local stack dev test test-load bench deploy destroy localstack-deploy clean

@@ -1,0 +1,230 @@
+"""Wire protocol between the server (Lambdas) and the agent (`ttf`).
+
+JSON text frames tagged by ``type`` (snake_case), compatible with the original
+http-tunnel. Unknown fields are ignored; unknown types and malformed frames raise
+:class:`ProtocolError` (callers log and drop, never crash).
+
+Extensions (all optional, ignored by the original agent/server):
+
+* ``connection_established``: ``reclaim_token`` (present it on reconnect to keep the
+  tunnel id / URL), ``subdomain`` (the reserved name, when one was granted).
+* ``http_request``: ``body_url`` (presigned S3 GET when the body is too big to ride
+  inline; ``body`` is then ""), ``body_size``, ``body_sha256`` (hex, of the raw body),
+  ``response_upload_url`` (presigned S3 PUT the agent may use for a big response body),
+  ``deadline_ms`` (unix ms after which nobody waits for the answer).
+* ``http_response``: ``body_uploaded`` (true when the body was PUT to
+  ``response_upload_url``; ``body`` is then ""), ``body_size``, ``body_sha256``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+# name -> list of values, order preserved (repeated headers such as Set-Cookie).
+Headers = dict[str, list[str]]
+
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request": 400,
+    "timeout": 504,
+    "local_service_unavailable": 503,
+    "internal_error": 502,
+}
+
+
+class ProtocolError(ValueError):
+    """A frame that is not valid JSON, has an unknown type, or misses/mistypes a field."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    type = "ready"
+
+
+@dataclass(frozen=True)
+class Ping:
+    type = "ping"
+
+
+@dataclass(frozen=True)
+class Pong:
+    type = "pong"
+
+
+@dataclass(frozen=True)
+class ConnectionEstablished:
+    connection_id: str
+    tunnel_id: str
+    public_url: str
+    subdomain_url: str | None = None
+    path_based_url: str | None = None
+    reclaim_token: str | None = None
+    subdomain: str | None = None
+    type = "connection_established"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    request_id: str
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=dict)
+    body: str = ""  # standard base64 of the raw body, "" if none (or if body_url is set)
+    timestamp: int = 0  # unix ms
+    body_url: str | None = None
+    body_size: int | None = None
+    body_sha256: str | None = None
+    response_upload_url: str | None = None
+    deadline_ms: int | None = None
+    type = "http_request"
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    request_id: str
+    status_code: int
+    headers: Headers = field(default_factory=dict)
+    body: str = ""  # standard base64, "" if none (or if body_uploaded)
+    processing_time_ms: int = 0
+    body_uploaded: bool = False
+    body_size: int | None = None
+    body_sha256: str | None = None
+    type = "http_response"
+
+
+@dataclass(frozen=True)
+class Error:
+    request_id: str
+    code: str
+    message: str = ""
+    type = "error"
+
+
+Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error]
+
+_TYPES: dict[str, type] = {
+    cls.type: cls
+    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error)
+}
+
+# field -> (python types accepted, required)
+_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "ready": {},
+    "ping": {},
+    "pong": {},
+    "connection_established": {
+        "connection_id": ((str,), True),
+        "tunnel_id": ((str,), True),
+        "public_url": ((str,), True),
+        "subdomain_url": ((str, type(None)), False),
+        "path_based_url": ((str, type(None)), False),
+        "reclaim_token": ((str, type(None)), False),
+        "subdomain": ((str, type(None)), False),
+    },
+    "http_request": {
+        "request_id": ((str,), True),
+        "method": ((str,), True),
+        "uri": ((str,), True),
+        "headers": ((dict,), False),
+        "body": ((str,), False),
+        "timestamp": ((int,), False),
+        "body_url": ((str, type(None)), False),
+        "body_size": ((int, type(None)), False),
+        "body_sha256": ((str, type(None)), False),
+        "response_upload_url": ((str, type(None)), False),
+        "deadline_ms": ((int, type(None)), False),
+    },
+    "http_response": {
+        "request_id": ((str,), True),
+        "status_code": ((int,), True),
+        "headers": ((dict,), False),
+        "body": ((str,), False),
+        "processing_time_ms": ((int,), False),
+        "body_uploaded": ((bool,), False),
+        "body_size": ((int, type(None)), False),
+        "body_sha256": ((str, type(None)), False),
+    },
+    "error": {
+        "request_id": ((str,), True),
+        "code": ((str,), True),
+        "message": ((str,), False),
+    },
+}
+
+
+def _headers(value: Any) -> Headers:
+    """Accept name -> [values] (and, leniently, name -> value)."""
+    out: Headers = {}
+    for name, values in value.items():
+        if isinstance(values, str):
+            out[name] = [values]
+        elif isinstance(values, list) and all(isinstance(v, str) for v in values):
+            out[name] = list(values)
+        else:
+            raise ProtocolError(f"header {name!r}: values must be strings")
+    return out
+
+
+def decode(frame: Union[str, bytes]) -> Message:
+    """Parse one text frame. Raises ProtocolError on anything not understood."""
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("frame is not a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in _TYPES:
+        raise ProtocolError(f"unknown message type: {kind!r}")
+    kwargs: dict[str, Any] = {}
+    for name, (types, required) in _SCHEMA[kind].items():
+        if name not in data:
+            if required:
+                raise ProtocolError(f"{kind}: missing field {name!r}")
+            continue
+        value = data[name]
+        # bool is an int subclass: never accept true/false for an integer field.
+        if isinstance(value, bool) and bool not in types:
+            raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
+        if not isinstance(value, types):
+            raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
+        kwargs[name] = _headers(value) if name == "headers" else value
+    return _TYPES[kind](**kwargs)
+
+
+def encode(message: Message) -> str:
+    """Serialise a message to one compact JSON text frame. None-valued optionals are left out."""
+    data: dict[str, Any] = {"type": message.type}
+    for name in _SCHEMA[message.type]:
+        value = getattr(message, name)
+        if value is None:
+            continue
+        if name == "body_uploaded" and value is False:
+            continue
+        data[name] = value
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict standard base64 (raises ProtocolError on bad input)."""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ProtocolError(f"body is not valid base64: {exc}") from None
+
+
+def header_lookup(headers: Mapping[str, list[str]], name: str) -> list[str]:
+    """All values of a header, case-insensitively, in order."""
+    lower = name.lower()
+    out: list[str] = []
+    for key, values in headers.items():
+        if key.lower() == lower:
+            out.extend(values)
+    return out
