@@ -26,7 +26,56 @@ class LatencyProfile:
 
 LOCAL = LatencyProfile(name="local")
 
-PROFILES: dict[str, LatencyProfile] = {"local": LOCAL}
+# Warm, in-region, us-east-1 service latencies as the AWS side sees them. What it does NOT include:
+# the internet round trips caller -> region and agent -> region (they depend on where the caller
+# and the developer sit, and any hosted tunnel pays them too), and cold starts (a new execution
+# environment adds ~100-300 ms for a small Python function, once per environment; see the Lambda
+# "operating Lambda: performance optimization" guide below). Figures are typical medians, chosen
+# from the upper half of what the sources state, so the model errs slow, not fast.
+AWS = LatencyProfile(
+    name="aws",
+    # DynamoDB: "consistent single-digit millisecond response times at any scale"
+    #   https://aws.amazon.com/dynamodb/ and https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Introduction.html
+    # Reads are cheaper than writes (a write is replicated to 3 AZs before it is acknowledged:
+    #   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html ),
+    # so writes get the top of the single-digit band, reads the middle; a GSI Query is a read.
+    dynamodb_ms={
+        "GetItem": 4.0,
+        "Query": 5.0,
+        "PutItem": 7.0,
+        "UpdateItem": 7.0,
+        "DeleteItem": 7.0,
+        "BatchWriteItem": 9.0,
+        "TransactWriteItems": 12.0,  # two-phase: prepare + commit
+        "*": 5.0,
+    },
+    # PostToConnection is an HTTPS call from the Lambda to the execute-api @connections endpoint
+    # (SigV4, TLS reuse within a warm environment) followed by delivery on the socket. AWS
+    # publishes no figure for it; community measurements (AWS re:Post, serverless blogs) put it at
+    # 10-50 ms from a warm Lambda in the same region. 20 ms, the low-middle of that range:
+    #   https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html
+    post_to_connection_ms=20.0,
+    # Warm Lambda invoke overhead (service hop + runtime dispatch, excluding the handler's own time):
+    # a few ms; AWS: "warm start ... the function reuses the execution environment"
+    #   https://docs.aws.amazon.com/lambda/latest/operatorguide/execution-environments.html
+    #   https://aws.amazon.com/blogs/compute/operating-lambda-performance-optimization-part-1/
+    lambda_invoke_ms=5.0,
+    # DynamoDB Streams -> Lambda: "Lambda polls shards in your DynamoDB stream for records at a
+    # base rate of 4 times per second" -> up to 250 ms, ~125 ms on average; plus the invoke.
+    #   https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html
+    stream_delivery_ms=250.0,
+    # HTTP API front door (routing + Lambda proxy integration, excluding IntegrationLatency):
+    # what the CloudWatch metrics Latency minus IntegrationLatency show for an HTTP API,
+    # typically ~5-10 ms (HTTP APIs were launched as the lower-latency flavour of API Gateway)
+    #   https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html
+    http_api_ms=8.0,
+    # WebSocket API: agent frame -> route selection -> $default Lambda integration; same order as
+    # the HTTP API front door (metric IntegrationLatency vs the message's end to end)
+    #   https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-logging.html
+    websocket_api_ms=10.0,
+)
+
+PROFILES: dict[str, LatencyProfile] = {"local": LOCAL, "aws": AWS}
 
 
 def load_profile(name: str) -> LatencyProfile:
