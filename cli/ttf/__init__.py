@@ -1,3 +1,5 @@
 """ttf: the http-tunnel forwarder agent."""
 
-__version__ = "0.1.0"
+from ttf._version import __version__
+
+__all__ = ["__version__"]

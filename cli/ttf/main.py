@@ -1,11 +1,100 @@
-"""Entry point of the `ttf` console script (filled in by the CLI work)."""
+"""Entry point of the `ttf` console script: the one place errors become exit codes."""
 
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
 import sys
+import time
+from typing import TextIO
+
+from ttf.agent import Agent, Fatal
+from ttf.config import Config, ConfigError, parse_config
+from ttf.events import Event, Notice, Sink
+from ttf.render import Dashboard, JsonSink, LineSink, render_dashboard
+
+REFRESH_S = 0.25
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("ttf: not built yet", file=sys.stderr)
-    return 2
+class _DashboardLog(logging.Handler):
+    """Warnings go into the dashboard instead of scribbling over it."""
+
+    def __init__(self, state: Dashboard) -> None:
+        super().__init__(logging.WARNING)
+        self.state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.state.notice = f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if config.verbose else logging.WARNING,
+        format="%(asctime)s ttf %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _run_agent(agent: Agent) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, agent.request_stop)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
+            pass
+    await agent.run()
+
+
+async def _run_dashboard(config: Config, stdout: TextIO) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    state = Dashboard(endpoint=config.endpoint, local_target=config.local_target, started_at=time.time())
+    logging.getLogger().handlers[:] = [_DashboardLog(state)]
+
+    def sink(event: Event) -> None:
+        state.apply(event, time.time())
+
+    agent = Agent(config, sink)
+    console = Console(file=stdout)
+    with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live:
+        runner = asyncio.create_task(_run_agent(agent))
+        while not runner.done():
+            await asyncio.wait({runner}, timeout=REFRESH_S)
+            live.update(render_dashboard(state, time.time()), refresh=True)
+        await runner
+
+
+def _sink(config: Config, stdout: TextIO) -> Sink:
+    if config.json:
+        return JsonSink(stdout)
+    return LineSink(stdout, config.local_target)
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
+    stdout = stdout or sys.stdout
+    try:
+        config = parse_config(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"ttf: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+    _setup_logging(config)
+    try:
+        if not config.json and stdout.isatty():
+            asyncio.run(_run_dashboard(config, stdout))
+        else:
+            sink = _sink(config, stdout)
+            sink(Notice("info", f"forwarding to http://{config.local_target} via {config.endpoint}"))
+            asyncio.run(_run_agent(Agent(config, sink)))
+    except Fatal as exc:
+        print(f"ttf: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 def entry() -> None:

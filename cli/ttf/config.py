@@ -1,0 +1,203 @@
+"""Command line, environment and .env parsing for `ttf`.
+
+Precedence: command line > environment (`TTF_*`) > `.env` file in the working directory
+> defaults. Every problem becomes a :class:`ConfigError` with one readable sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, NoReturn
+from urllib.parse import urlsplit
+
+from ttf._version import __version__
+
+DEFAULT_PORT = 3000
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_REQUEST_TIMEOUT = 25.0
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_HEARTBEAT_INTERVAL = 30.0
+DEFAULT_RENEW_AFTER = 110 * 60.0  # API Gateway closes a WebSocket at 2 h
+DEFAULT_DRAIN_TIMEOUT = 5.0
+
+
+class ConfigError(Exception):
+    """Bad input: one readable line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoint: str
+    port: int = DEFAULT_PORT
+    host: str = DEFAULT_HOST
+    token: str | None = None
+    subdomain: str | None = None
+    verbose: bool = False
+    json: bool = False
+    keep_host: bool = False
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    renew_after: float = DEFAULT_RENEW_AFTER
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+
+    @property
+    def local_target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are raised (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see ttf --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ttf",
+        description="Forward a public http-tunnel URL to a local HTTP service.",
+        epilog="Every option can also come from a TTF_<OPTION> environment variable "
+        "(e.g. TTF_ENDPOINT, TTF_TOKEN, TTF_PORT) or a .env file in the working directory.",
+    )
+    add = parser.add_argument
+    add("-e", "--endpoint", help="WebSocket endpoint, ws:// or wss:// (env TTF_ENDPOINT)")
+    add("-p", "--port", help=f"local port to forward to (default {DEFAULT_PORT})")
+    add("--host", help=f"local host to forward to (default {DEFAULT_HOST})")
+    add("-t", "--token", help="JWT sent as 'Authorization: Bearer' (env TTF_TOKEN)")
+    add("--subdomain", metavar="NAME", help="ask for a reserved tunnel name")
+    add("--max-concurrency", help=f"local requests in flight at once (default {DEFAULT_MAX_CONCURRENCY})")
+    add("--connect-timeout", help=f"seconds to wait for the tunnel (default {DEFAULT_CONNECT_TIMEOUT:g})")
+    add("--request-timeout", help=f"seconds to wait for the local service (default {DEFAULT_REQUEST_TIMEOUT:g})")
+    add("--keep-host", action="store_true", default=None, help="pass the public Host header to the local service")
+    add("--json", action="store_true", default=None, help="one JSON object per line on stdout")
+    add("-v", "--verbose", action="store_true", default=None, help="log protocol details on stderr")
+    add("-V", "--version", action="version", version=f"ttf {__version__}")
+    # Hidden knobs for tests and unusual networks.
+    add("--heartbeat-interval", help=argparse.SUPPRESS)
+    add("--renew-after", help=argparse.SUPPRESS)
+    add("--drain-timeout", help=argparse.SUPPRESS)
+    return parser
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (optional `export `, quotes, # comments). Missing file: {}."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+_OPTIONS = (
+    "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
+    "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
+    "drain_timeout",
+)
+
+
+def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, tuple[str, object]]:
+    """option -> (where it came from, raw value), for options given somewhere."""
+    out: dict[str, tuple[str, object]] = {}
+    for name in _OPTIONS:
+        var = "TTF_" + name.upper()
+        cli_value = getattr(args, name)
+        if cli_value is not None:
+            out[name] = ("--" + name.replace("_", "-"), cli_value)
+        elif env.get(var, "") != "":
+            out[name] = (var, env[var])
+        elif dotenv.get(var, "") != "":
+            out[name] = (f"{var} (.env)", dotenv[var])
+    return out
+
+
+def _number(source: str, raw: object, kind: type, low: float, high: float) -> float | int:
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if not low <= value <= high or value != value:
+        raise ConfigError(f"{source}: {raw} is out of range ({low:g}..{high:g})")
+    return value
+
+
+def _flag(source: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{source}: {raw!r} is not a boolean (use true or false)")
+
+
+def check_endpoint(source: str, raw: str) -> str:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{source}: malformed endpoint URL {raw!r} ({exc})") from None
+    if parts.scheme not in {"ws", "wss"}:
+        raise ConfigError(f"{source}: endpoint must start with ws:// or wss://, got {raw!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{source}: endpoint URL {raw!r} has no host")
+    if port == 0:
+        raise ConfigError(f"{source}: endpoint URL {raw!r} has port 0")
+    if any(ch.isspace() for ch in raw):
+        raise ConfigError(f"{source}: endpoint URL {raw!r} contains whitespace")
+    return raw
+
+
+def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+    """Raises ConfigError for bad input; SystemExit(0) for --help / --version."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if env is None else env
+    dotenv = read_dotenv((cwd or Path.cwd()) / ".env")
+    given = _merged(args, env, dotenv)
+    if "endpoint" not in given:
+        raise ConfigError("no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT")
+    values: dict[str, object] = {"endpoint": check_endpoint(*given.pop("endpoint"))}  # type: ignore[arg-type]
+    for name, (source, raw) in given.items():
+        if name == "port":
+            values[name] = _number(source, raw, int, 1, 65535)
+        elif name == "max_concurrency":
+            values[name] = _number(source, raw, int, 1, 10_000)
+        elif name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
+            values[name] = _number(source, raw, float, 0.01, 7 * 24 * 3600)
+        elif name in {"keep_host", "json", "verbose"}:
+            values[name] = _flag(source, raw)
+        elif name == "host":
+            host = str(raw).strip().strip("[]")
+            if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
+                raise ConfigError(f"{source}: {raw!r} is not a host name or address")
+            values[name] = host
+        elif name == "subdomain":
+            name_value = str(raw).strip().lower()
+            if not name_value.replace("-", "").isalnum() or not name_value.isascii():
+                raise ConfigError(f"{source}: {raw!r} is not a valid name (letters, digits, '-')")
+            values[name] = name_value
+        else:
+            values[name] = str(raw)
+    return Config(**values)  # type: ignore[arg-type]

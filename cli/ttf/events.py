@@ -1,0 +1,74 @@
+"""What the agent reports to the outside (terminal, log lines, JSON lines).
+
+Each event is a frozen dataclass; `to_json()` gives the `--json` line's object, whose
+"event" key and field names are a contract (the e2e tests wait for `tunnel_established`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, ClassVar, Union
+
+
+@dataclass(frozen=True)
+class Connected:
+    endpoint: str
+    event: ClassVar[str] = "connected"
+
+
+@dataclass(frozen=True)
+class TunnelEstablished:
+    tunnel_id: str
+    public_url: str
+    subdomain_url: str | None
+    path_based_url: str | None
+    connection_id: str
+    renewed: bool = False
+    event: ClassVar[str] = "tunnel_established"
+
+
+@dataclass(frozen=True)
+class RequestDone:
+    method: str
+    path: str
+    status: int
+    duration_ms: int
+    bytes_in: int
+    bytes_out: int
+    error: str | None = None  # the error code sent instead of a response
+    event: ClassVar[str] = "request"
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+    event: ClassVar[str] = "disconnected"
+
+
+@dataclass(frozen=True)
+class Reconnecting:
+    delay_s: float
+    attempt: int
+    reason: str
+    event: ClassVar[str] = "reconnecting"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A human-readable message (warnings, shutdown progress)."""
+
+    level: str
+    message: str
+    event: ClassVar[str] = "notice"
+
+
+Event = Union[Connected, TunnelEstablished, RequestDone, Disconnected, Reconnecting, Notice]
+Sink = Callable[[Event], None]
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    data: dict[str, Any] = {"event": event.event}
+    data.update(asdict(event))
+    if isinstance(event, Reconnecting):
+        data["delay_s"] = round(event.delay_s, 3)
+    return data

@@ -1,0 +1,278 @@
+"""One `http_request` -> one call to the local service -> one outgoing frame.
+
+Byte-exact: the uri goes out as received (no re-encoding), bodies are never decoded or
+decompressed, repeated headers stay repeated, redirects are returned and not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import aiohttp
+import yarl
+from multidict import CIMultiDict
+
+from httptunnel import protocol
+from httptunnel.limits import AGENT_MESSAGE_MAX, BODY_MAX, WS_FRAME_MAX
+from httptunnel.protocol import Headers, HttpRequest
+
+from ttf.events import RequestDone
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "proxy-connection", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+    }
+)
+# Request headers aiohttp recomputes from the body we hand it.
+_REQUEST_DROP = frozenset({"content-length", "expect"})
+# Headers aiohttp would invent; the local service sees only what the caller sent.
+SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_CHUNK = 64 * 1024
+_ERROR_MESSAGE_MAX = 500
+
+
+class Failure(Exception):
+    """The request cannot be answered with a response: becomes an `error` frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message[:_ERROR_MESSAGE_MAX]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    frame: str  # the encoded frame to send (always <= WS_FRAME_MAX)
+    event: RequestDone
+
+
+def strip_hop_by_hop(headers: Headers) -> Headers:
+    """Drop hop-by-hop headers, including any the Connection header names."""
+    named = {
+        token.strip().lower()
+        for value in protocol.header_lookup(headers, "connection")
+        for token in value.split(",")
+    }
+    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named}
+
+
+def request_path(uri: str) -> str:
+    return uri.split("?", 1)[0] or "/"
+
+
+def check_request_line(method: str, uri: str) -> str:
+    """Validate method and uri; returns the uri with non-ASCII characters percent-encoded."""
+    if not method or not set(method) <= _TOKEN_CHARS:
+        raise Failure("invalid_request", f"bad method {method[:40]!r}")
+    if not uri.startswith("/"):
+        raise Failure("invalid_request", "uri must start with '/'")
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in uri):
+        raise Failure("invalid_request", "uri contains spaces or control characters")
+    if uri.isascii():
+        return uri
+    return "".join(ch if ch.isascii() else "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in uri)
+
+
+def _decode_header(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def response_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> Headers:
+    """name -> [values] in arrival order; the first spelling of a name is kept."""
+    out: Headers = {}
+    spelling: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = _decode_header(raw_name)
+        key = spelling.setdefault(name.lower(), name)
+        out.setdefault(key, []).append(_decode_header(raw_value))
+    return strip_hop_by_hop(out)
+
+
+async def read_capped(content: aiohttp.StreamReader, what: str) -> bytes:
+    body = bytearray()
+    async for chunk in content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > BODY_MAX:
+            raise Failure("internal_error", f"{what} is larger than {BODY_MAX} bytes")
+    return bytes(body)
+
+
+def error_frame(request_id: str, code: str, message: str) -> str:
+    return protocol.encode(protocol.Error(request_id=request_id, code=code, message=message[:_ERROR_MESSAGE_MAX]))
+
+
+@dataclass
+class Forwarder:
+    local: aiohttp.ClientSession  # pooled, to the local service
+    remote: aiohttp.ClientSession  # presigned body URLs
+    host: str
+    port: int
+    keep_host: bool = False
+    request_timeout: float = 25.0
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def handle(self, req: HttpRequest) -> Outcome:
+        started = self.clock()
+        bytes_in = bytes_out = 0
+        status = 0
+        try:
+            uri = check_request_line(req.method, req.uri)
+            body = await self._request_body(req)
+            bytes_in = len(body)
+            status, headers, answer = await self._call_local(req, uri, body)
+            bytes_out = len(answer)
+            elapsed_ms = int((self.clock() - started) * 1000)
+            frame = await self._response_frame(req, status, headers, answer, elapsed_ms)
+            error = None
+        except Failure as failure:
+            frame = error_frame(req.request_id, failure.code, failure.message)
+            status = protocol.ERROR_STATUS.get(failure.code, 502)
+            error = failure.code
+        event = RequestDone(
+            method=req.method,
+            path=request_path(req.uri),
+            status=status,
+            duration_ms=int((self.clock() - started) * 1000),
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            error=error,
+        )
+        return Outcome(frame=frame, event=event)
+
+    async def _request_body(self, req: HttpRequest) -> bytes:
+        if not req.body_url:
+            try:
+                body = protocol.b64decode(req.body)
+            except protocol.ProtocolError as exc:
+                raise Failure("invalid_request", str(exc)) from None
+        else:
+            body = await self._fetch_body(req.body_url)
+        if len(body) > BODY_MAX:
+            raise Failure("invalid_request", f"request body is larger than {BODY_MAX} bytes")
+        if req.body_size is not None and req.body_size != len(body):
+            raise Failure("internal_error", f"request body has {len(body)} bytes, expected {req.body_size}")
+        if req.body_sha256 and hashlib.sha256(body).hexdigest() != req.body_sha256.lower():
+            raise Failure("internal_error", "request body does not match its sha256")
+        return body
+
+    async def _fetch_body(self, url: str) -> bytes:
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                async with self.remote.get(yarl.URL(url, encoded=True), allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        raise Failure("internal_error", f"request body download failed: HTTP {resp.status}")
+                    return await read_capped(resp.content, "request body")
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise Failure("internal_error", f"request body download failed: {exc!r}") from None
+        except TimeoutError:
+            raise Failure("timeout", "request body download timed out") from None
+
+    def _local_headers(self, headers: Headers) -> CIMultiDict[str]:
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, values in strip_hop_by_hop(headers).items():
+            if name.lower() in _REQUEST_DROP or (name.lower() == "host" and not self.keep_host):
+                continue
+            for value in values:
+                out.add(name, value)
+        if not self.keep_host:
+            original = protocol.header_lookup(headers, "host")
+            if original and "X-Forwarded-Host" not in out:
+                out["X-Forwarded-Host"] = original[0]
+            out["Host"] = self.target
+        return out
+
+    async def _call_local(self, req: HttpRequest, uri: str, body: bytes) -> tuple[int, Headers, bytes]:
+        url = yarl.URL(f"http://{self.target}{uri}", encoded=True)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                async with self.local.request(
+                    req.method,
+                    url,
+                    headers=self._local_headers(req.headers),
+                    data=body if body else None,
+                    allow_redirects=False,
+                ) as resp:
+                    answer = await read_capped(resp.content, "response body")
+                    return resp.status, response_headers(resp.raw_headers), answer
+        except TimeoutError:
+            raise Failure("timeout", f"local service did not answer within {self.request_timeout:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise Failure("local_service_unavailable", f"cannot connect to {self.target}: {exc.os_error}") from None
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise Failure("internal_error", f"local service error: {exc!r}") from None
+
+    async def _response_frame(self, req: HttpRequest, status: int, headers: Headers, body: bytes, elapsed_ms: int) -> str:
+        if len(body) <= AGENT_MESSAGE_MAX:
+            inline = protocol.encode(
+                protocol.HttpResponse(
+                    request_id=req.request_id,
+                    status_code=status,
+                    headers=headers,
+                    body=protocol.b64encode(body),
+                    processing_time_ms=elapsed_ms,
+                )
+            )
+            if len(inline.encode("utf-8")) <= AGENT_MESSAGE_MAX:
+                return inline
+        if not req.response_upload_url:
+            raise Failure("internal_error", f"response too large ({len(body)} bytes) and no upload URL")
+        await self._upload(req.response_upload_url, body)
+        frame = protocol.encode(
+            protocol.HttpResponse(
+                request_id=req.request_id,
+                status_code=status,
+                headers=headers,
+                body="",
+                processing_time_ms=elapsed_ms,
+                body_uploaded=True,
+                body_size=len(body),
+                body_sha256=hashlib.sha256(body).hexdigest(),
+            )
+        )
+        if len(frame.encode("utf-8")) > WS_FRAME_MAX:
+            raise Failure("internal_error", "response headers too large for one frame")
+        return frame
+
+    async def _upload(self, url: str, body: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                async with self.remote.put(yarl.URL(url, encoded=True), data=body, allow_redirects=False) as resp:
+                    await resp.read()
+                    if not 200 <= resp.status < 300:
+                        raise Failure("internal_error", f"response body upload failed: HTTP {resp.status}")
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise Failure("internal_error", f"response body upload failed: {exc!r}") from None
+        except TimeoutError:
+            raise Failure("timeout", "response body upload timed out") from None
+
+
+def make_sessions(max_concurrency: int) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+    """(local, remote): both never decompress and never invent headers."""
+    local = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_concurrency),
+        auto_decompress=False,
+        skip_auto_headers=SKIP_AUTO_HEADERS,
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    remote = aiohttp.ClientSession(
+        auto_decompress=False,
+        skip_auto_headers=SKIP_AUTO_HEADERS,
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    return local, remote
