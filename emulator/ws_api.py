@@ -60,6 +60,7 @@ class Connection:
     last_active: float = field(default_factory=time.monotonic)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closing_reason: str = ""
+    server_close_code: int | None = None  # set when the API (not the client) closes
 
 
 def new_connection_id() -> str:
@@ -136,12 +137,13 @@ class WebSocketApi:
             return aws_error(410, "GoneException", f"Connection {connection_id} is gone")
         if request.method == "GET":
             return web.json_response({
-                "ConnectedAt": iso(connection.connected_at_ms),
-                "Identity": {"SourceIp": connection.source_ip, "UserAgent": connection.user_agent},
-                "LastActiveAt": iso((time.time() - (time.monotonic() - connection.last_active)) * 1000),
+                "connectedAt": iso(connection.connected_at_ms),
+                "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+                "lastActiveAt": iso((time.time() - (time.monotonic() - connection.last_active)) * 1000),
             })
         if request.method == "DELETE":
             connection.closing_reason = "Connection deleted by the management API"
+            connection.server_close_code = GOING_AWAY
             self.spawn(connection.ws.close(code=GOING_AWAY, message=b"Going away"))
             return web.Response(status=204)
         return aws_error(405, "MethodNotAllowedException", "Method not allowed")
@@ -199,7 +201,7 @@ class WebSocketApi:
             await self.receive_loop(api, connection)
         finally:
             self.connections.pop(connection_id, None)
-            code = ws.close_code or 1006
+            code = connection.server_close_code or ws.close_code or 1006
             reason = connection.closing_reason or f"Client closed the connection ({code})"
             await self.run_disconnect(api, connection, code, reason)
         return ws
@@ -246,6 +248,7 @@ class WebSocketApi:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 connection.closing_reason = f"Going away: {why}"
+                connection.server_close_code = GOING_AWAY
                 await ws.close(code=GOING_AWAY, message=b"Going away")
                 return
             try:
@@ -256,6 +259,7 @@ class WebSocketApi:
                 return
             if message.type == WSMsgType.ERROR:
                 connection.closing_reason = f"Frame error: {message.data}"
+                connection.server_close_code = ws.close_code
                 return
             connection.last_active = time.monotonic()
             if message.type == WSMsgType.TEXT:
@@ -303,6 +307,7 @@ class WebSocketApi:
     async def close_all(self, app: web.Application | None = None) -> None:
         for connection in list(self.connections.values()):
             connection.closing_reason = "Server shutting down"
+            connection.server_close_code = GOING_AWAY
             await connection.ws.close(code=GOING_AWAY, message=b"Going away")
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5)
