@@ -1,0 +1,233 @@
+"""Fakes for the agent tests: an aiohttp server playing API Gateway, and a local app.
+
+FakeGateway accepts WebSocket upgrades on /ws, answers `ready` with
+`connection_established`, answers `ping` with `pong`, records every frame, lets a test
+send `http_request` frames, kill a socket, go silent, or refuse upgrades. It also serves
+presigned-URL-like endpoints: GET /body/{key} and PUT /upload/{key}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from httptunnel.limits import WS_FRAME_MAX
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll predicate until it holds or the deadline passes (then fail the test)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class FakeConn:
+    index: int
+    headers: dict[str, str]
+    ws: web.WebSocketResponse
+    request: web.Request
+    received: list[dict[str, Any]] = field(default_factory=list)
+    frame_sizes: list[int] = field(default_factory=list)
+    inbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    silent: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_str(json.dumps(message))
+
+    async def request_frame(self, request_id: str, method: str = "GET", uri: str = "/", **extra: Any) -> None:
+        message = {"type": "http_request", "request_id": request_id, "method": method, "uri": uri,
+                   "headers": extra.pop("headers", {}), "body": extra.pop("body", ""), "timestamp": 0}
+        message.update(extra)
+        await self.send(message)
+
+    async def next_reply(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.inbox.get(), timeout)
+
+    def kill(self) -> None:
+        """Drop the TCP connection without a close handshake."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+def raw_query(request: web.Request) -> str:
+    return request.raw_path.partition("?")[2]
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.conns: list[FakeConn] = []
+        self.refuse_status: int | None = None
+        self.establish = True
+        self.tunnel_id = "tun123"
+        self.bodies: dict[str, bytes] = {}
+        self.uploads: dict[str, bytes] = {}
+        self.url = ""
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_get("/ws", self._ws)
+        self.app.router.add_get("/body/{key}", self._get_body)
+        self.app.router.add_put("/upload/{key}", self._put_body)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    def body_url(self, key: str) -> str:
+        return f"{self.url}/body/{key}?X-Amz-Signature=ab%2Fcd&X-Amz-Expires=60"
+
+    def upload_url(self, key: str) -> str:
+        return f"{self.url}/upload/{key}?X-Amz-Signature=ab%2Fcd"
+
+    async def _get_body(self, request: web.Request) -> web.Response:
+        if raw_query(request) != "X-Amz-Signature=ab%2Fcd&X-Amz-Expires=60":
+            return web.Response(status=403, text="signature mangled")
+        key = request.match_info["key"]
+        if key not in self.bodies:
+            return web.Response(status=404)
+        return web.Response(body=self.bodies[key])
+
+    async def _put_body(self, request: web.Request) -> web.Response:
+        if raw_query(request) != "X-Amz-Signature=ab%2Fcd":
+            return web.Response(status=403, text="signature mangled")
+        self.uploads[request.match_info["key"]] = await request.read()
+        return web.Response(status=200)
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_status is not None:
+            return web.Response(status=self.refuse_status, text="refused")
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+        await ws.prepare(request)
+        conn = FakeConn(len(self.conns), dict(request.headers), ws, request)
+        self.conns.append(conn)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                conn.frame_sizes.append(len(msg.data.encode("utf-8")))
+                data = json.loads(msg.data)
+                conn.received.append(data)
+                if conn.silent:
+                    continue
+                if data.get("type") == "ready" and self.establish:
+                    await conn.send(self._established(conn))
+                elif data.get("type") == "ping":
+                    await conn.send({"type": "pong"})
+                elif data.get("type") in {"http_response", "error"}:
+                    conn.inbox.put_nowait(data)
+        finally:
+            conn.closed.set()
+        return ws
+
+    def _established(self, conn: FakeConn) -> dict[str, Any]:
+        tunnel_id = conn.headers.get("X-Tunnel-Id") or self.tunnel_id
+        return {
+            "type": "connection_established",
+            "connection_id": f"conn-{conn.index}",
+            "tunnel_id": tunnel_id,
+            "public_url": f"https://api.example.test/{tunnel_id}",
+            "subdomain_url": f"https://{tunnel_id}.t.example.test",
+            "path_based_url": f"https://api.example.test/{tunnel_id}",
+            "reclaim_token": f"reclaim-{tunnel_id}",
+            "future_field": "ignored by the agent",
+        }
+
+    def assert_frames_fit(self) -> None:
+        for conn in self.conns:
+            assert all(size <= WS_FRAME_MAX for size in conn.frame_sizes), conn.frame_sizes
+
+
+class LocalApp:
+    """The developer's local service."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.max_inflight = 0
+        self.arrived = 0
+        self.release = asyncio.Event()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        r = self.app.router
+        r.add_route("*", "/echo", self._echo)
+        r.add_route("*", "/echo/{tail:.*}", self._echo)
+        r.add_get("/redirect", self._redirect)
+        r.add_get("/slow", self._slow)
+        r.add_get("/hold", self._hold)
+        r.add_get("/big", self._big)
+        r.add_get("/gzip", self._gzip)
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        data = {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_len": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+        }
+        resp = web.json_response(data)
+        resp.headers.add("X-Multi", "one")
+        resp.headers.add("X-Multi", "two")
+        resp.headers["Connection"] = "keep-alive, X-Secret-Hop"
+        resp.headers["X-Secret-Hop"] = "should vanish"
+        return resp
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        resp = web.Response(status=302, headers={"Location": "/elsewhere?x=1"})
+        resp.set_cookie("a", "1")
+        resp.set_cookie("b", "2")
+        return resp
+
+    async def _slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("s", "1")))
+        return web.Response(text="slow done")
+
+    async def _hold(self, request: web.Request) -> web.Response:
+        self.arrived += 1
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            await self.release.wait()
+        finally:
+            self.inflight -= 1
+        return web.Response(text="held " + request.query.get("i", ""))
+
+    async def _big(self, request: web.Request) -> web.Response:
+        return web.Response(body=pattern(int(request.query["n"])), content_type="application/octet-stream")
+
+    async def _gzip(self, request: web.Request) -> web.Response:
+        import gzip
+
+        return web.Response(body=gzip.compress(b"hello " * 100), headers={"Content-Encoding": "gzip"})
+
+
+def pattern(n: int) -> bytes:
+    """n deterministic, non-repeating-looking bytes."""
+    block = hashlib.sha256(b"seed").digest() * 2048  # 64 KB
+    return (block * (n // len(block) + 1))[:n]
+
+
+@pytest.fixture
+async def gateway(aiohttp_server: Callable[..., Awaitable[Any]]) -> FakeGateway:
+    fake = FakeGateway()
+    server = await aiohttp_server(fake.app, host="127.0.0.1")
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake
+    fake.assert_frames_fit()
+
+
+@pytest.fixture
+async def local_app(aiohttp_server: Callable[..., Awaitable[Any]]) -> tuple[LocalApp, int]:
+    app = LocalApp()
+    server = await aiohttp_server(app.app, host="127.0.0.1")
+    yield app, server.port
+    app.release.set()
