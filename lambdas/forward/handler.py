@@ -1,2 +1,11 @@
+"""Public HTTP API route: send the request down the agent's WebSocket and wait for its answer."""
+
+from httptunnel import apigw, forwarding, log
+
+
 def handler(event, context):
-    raise NotImplementedError("forward")
+    try:
+        return forwarding.forward(event)
+    except Exception as exc:  # outer edge: a clear 502, never a traceback to the caller
+        log.error("forward failed", error=type(exc).__name__, detail=str(exc)[:300])
+        return apigw.error_response(502, "internal_error", "internal error")

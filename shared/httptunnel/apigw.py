@@ -1,0 +1,259 @@
+"""API Gateway glue: event parsing, response building, and the management API client.
+
+This is the ONE place the management (``@connections``) endpoint is built:
+``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` if set, else ``WS_MANAGEMENT_ENDPOINT``, else
+``https://<domainName>/<stage>`` of the connection (API Gateway's own callback URL).
+Tests replace ``_management_client`` (the one thing moto lacks).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from . import config, names
+
+
+class Gone(Exception):
+    """The WebSocket connection no longer exists (410 GoneException)."""
+
+
+class BadEvent(ValueError):
+    """The event does not have the API Gateway shape we expect."""
+
+
+# --------------------------------------------------------------------------- WebSocket events
+
+@dataclass(frozen=True)
+class WsEvent:
+    connection_id: str
+    route_key: str
+    domain_name: str
+    stage: str
+    request_id: str
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
+    query: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+
+def parse_ws_event(event: Any) -> WsEvent:
+    if not isinstance(event, dict):
+        raise BadEvent("event is not an object")
+    ctx = event.get("requestContext")
+    if not isinstance(ctx, dict) or not isinstance(ctx.get("connectionId"), str):
+        raise BadEvent("requestContext.connectionId missing")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded") and body:
+        try:
+            body = base64.b64decode(body).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            body = ""
+    return WsEvent(
+        connection_id=ctx["connectionId"],
+        route_key=str(ctx.get("routeKey", "")),
+        domain_name=str(ctx.get("domainName", "")),
+        stage=str(ctx.get("stage", "")),
+        request_id=str(ctx.get("requestId", "")),
+        headers=headers,
+        query=query,
+        body=body if isinstance(body, str) else "",
+    )
+
+
+def ws_response(status: int, body: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"statusCode": status}
+    if body:
+        out["body"] = body
+    return out
+
+
+# --------------------------------------------------------------------------- HTTP API events (payload 2.0)
+
+@dataclass(frozen=True)
+class HttpEvent:
+    method: str
+    raw_path: str
+    raw_query: str
+    headers: dict[str, str]  # lower-cased names, repeated values comma-joined by API Gateway
+    cookies: tuple[str, ...]
+    body: bytes
+    source_ip: str
+    domain_name: str
+    request_id: str
+
+
+def parse_http_event(event: Any) -> HttpEvent:
+    """Parse an HTTP API payload 2.0 event. Raises BadEvent on anything malformed."""
+    if not isinstance(event, dict):
+        raise BadEvent("event is not an object")
+    ctx = event.get("requestContext") or {}
+    http = ctx.get("http") or {}
+    method = http.get("method")
+    if not isinstance(method, str) or not method:
+        raise BadEvent("requestContext.http.method missing")
+    raw_path = event.get("rawPath") or http.get("path") or "/"
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    cookies = tuple(str(c) for c in (event.get("cookies") or []))
+    body_field = event.get("body")
+    if body_field is None:
+        body = b""
+    elif not isinstance(body_field, str):
+        raise BadEvent("body is not a string")
+    elif event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body_field, validate=True)
+        except ValueError:
+            raise BadEvent("body is not valid base64") from None
+    else:
+        body = body_field.encode("utf-8", "surrogatepass")
+    domain = str(ctx.get("domainName") or headers.get("host") or "")
+    return HttpEvent(
+        method=method,
+        raw_path=str(raw_path),
+        raw_query=str(event.get("rawQueryString") or ""),
+        headers=headers,
+        cookies=cookies,
+        body=body,
+        source_ip=str(http.get("sourceIp") or ""),
+        domain_name=domain,
+        request_id=str(ctx.get("requestId") or ""),
+    )
+
+
+_TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/ecmascript",
+               "application/x-www-form-urlencoded", "application/graphql", "image/svg+xml")
+
+
+def is_textual(content_type: str) -> bool:
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return (ct.startswith("text/") or ct in _TEXT_TYPES or ct.endswith("+json") or ct.endswith("+xml"))
+
+
+def encode_body(body: bytes, content_type: str) -> tuple[str, bool]:
+    """(body field, isBase64Encoded): textual types valid as UTF-8 go as a plain string."""
+    if not body:
+        return "", False
+    if is_textual(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def http_response(status: int, headers: Mapping[str, list[str]], body: bytes) -> dict[str, Any]:
+    """Payload 2.0 result. Set-Cookie values go to ``cookies`` (one each); other repeated
+    headers are joined with ", " (2.0 has no multiValueHeaders)."""
+    out_headers: dict[str, str] = {}
+    cookies: list[str] = []
+    content_type = ""
+    for name, values in headers.items():
+        lower = name.lower()
+        if lower == "set-cookie":
+            cookies.extend(values)
+            continue
+        if lower == "content-type" and values:
+            content_type = values[0]
+        joined = ", ".join(values)
+        if lower in {k.lower() for k in out_headers}:
+            key = next(k for k in out_headers if k.lower() == lower)
+            out_headers[key] = out_headers[key] + ", " + joined
+        else:
+            out_headers[name] = joined
+    text, b64 = encode_body(body, content_type)
+    out: dict[str, Any] = {"statusCode": status, "headers": out_headers, "body": text, "isBase64Encoded": b64}
+    if cookies:
+        out["cookies"] = cookies
+    return out
+
+
+def error_response(status: int, code: str, message: str) -> dict[str, Any]:
+    """A tunnel-produced error: short plain text plus the x-tunnel-error header."""
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "text/plain; charset=utf-8", names.ERROR_HEADER: code},
+        "body": message.rstrip("\n") + "\n",
+        "isBase64Encoded": False,
+    }
+
+
+# --------------------------------------------------------------------------- management API
+
+def management_endpoint(domain_name: str = "", stage: str = "") -> str:
+    configured = config.management_endpoint()
+    if configured:
+        return configured
+    if domain_name:
+        return f"https://{domain_name}/{stage}" if stage else f"https://{domain_name}"
+    raise config.ConfigError("no management endpoint: set WS_MANAGEMENT_ENDPOINT")
+
+
+@functools.lru_cache(maxsize=8)
+def _boto_management_client(endpoint: str) -> Any:
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint,
+                        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2}))
+
+
+_management_client: Callable[[str], Any] = _boto_management_client
+
+
+def reset_clients() -> None:
+    _boto_management_client.cache_clear()
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def post_to_connection(connection_id: str, data: str, endpoint: str) -> None:
+    """Send one message. Raises Gone when the socket is gone (410)."""
+    client = _management_client(endpoint)
+    try:
+        client.post_to_connection(ConnectionId=connection_id, Data=data.encode("utf-8"))
+    except ClientError as exc:
+        if _error_code(exc) == "GoneException" or _status(exc) == 410:
+            raise Gone(connection_id) from None
+        raise
+
+
+def post_with_retry(connection_id: str, data: str, endpoint: str, budget_s: float = 1.0) -> None:
+    """Post, retrying briefly on Gone/Forbidden: a fresh connection can refuse posts for a few hundred ms."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.02
+    while True:
+        try:
+            post_to_connection(connection_id, data, endpoint)
+            return
+        except Gone:
+            if time.monotonic() + delay > deadline:
+                raise
+        except ClientError as exc:
+            if _error_code(exc) != "ForbiddenException" or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # backoff between retries, bounded by the deadline above
+        delay = min(delay * 2, 0.2)
+
+
+def connection_alive(connection_id: str, endpoint: str) -> bool:
+    """GET @connections/<id>: False on 410 Gone, True when it answers."""
+    client = _management_client(endpoint)
+    try:
+        client.get_connection(ConnectionId=connection_id)
+    except ClientError as exc:
+        if _error_code(exc) == "GoneException" or _status(exc) == 410:
+            return False
+        raise
+    return True

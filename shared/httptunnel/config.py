@@ -1,0 +1,162 @@
+"""The ONLY module that reads environment variables.
+
+Each getter reads exactly the variable(s) named in ``GETTER_VARIABLES``; ``FUNCTION_VARIABLES``
+says which variables each Lambda reads (shared/README.md documents the same table and a
+contract test checks the two agree with this module and with Terraform).
+Getters read the environment on every call (cheap), so tests can monkeypatch them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import limits
+
+
+class ConfigError(RuntimeError):
+    """A required variable is missing or malformed (a deployment mistake, not a client error)."""
+
+
+GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
+    "connections_table": ("CONNECTIONS_TABLE",),
+    "pending_table": ("PENDING_TABLE",),
+    "management_endpoint": ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT"),
+    "public_http_url": ("PUBLIC_HTTP_URL",),
+    "tunnel_domain": ("TUNNEL_DOMAIN",),
+    "subdomain_url_template": ("SUBDOMAIN_URL_TEMPLATE",),
+    "body_bucket": ("BODY_BUCKET",),
+    "require_auth": ("REQUIRE_AUTH",),
+    "jwt_secret": ("JWT_SECRET",),
+    "jwt_secret_ssm_parameter": ("JWT_SECRET_SSM_PARAMETER",),
+    "jwt_secret_arn": ("JWT_SECRET_ARN",),
+    "jwks": ("JWKS",),
+    "jwks_url": ("JWKS_URL",),
+    "jwt_issuer": ("JWT_ISSUER",),
+    "jwt_audience": ("JWT_AUDIENCE",),
+    "jwt_subdomains_claim": ("JWT_SUBDOMAINS_CLAIM",),
+    "event_bus_name": ("EVENT_BUS_NAME",),
+    "log_level": ("LOG_LEVEL",),
+    "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
+}
+
+_AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
+         "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_SUBDOMAINS_CLAIM")
+_MGMT = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT")
+
+FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
+    "connect": ("CONNECTIONS_TABLE", *_AUTH, "LOG_LEVEL"),
+    "disconnect": ("CONNECTIONS_TABLE", "LOG_LEVEL"),
+    "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
+                 "SUBDOMAIN_URL_TEMPLATE", "LOG_LEVEL"),
+    "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "TUNNEL_DOMAIN", "BODY_BUCKET",
+                "FORWARD_WAIT_SECONDS", "LOG_LEVEL"),
+    "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
+    "stream_notifier": ("EVENT_BUS_NAME", "LOG_LEVEL"),
+}
+
+
+def _get(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def _required(name: str) -> str:
+    value = _get(name)
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set")
+    return value
+
+
+def connections_table() -> str:
+    return _required("CONNECTIONS_TABLE")
+
+
+def pending_table() -> str:
+    return _required("PENDING_TABLE")
+
+
+def management_endpoint() -> str:
+    """`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI` (LocalStack/emulator) wins over WS_MANAGEMENT_ENDPOINT.
+
+    Returns "" when neither is set (callers then fall back to the connection's own
+    domainName/stage, as API Gateway's callback URL).
+    """
+    return (_get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or _get("WS_MANAGEMENT_ENDPOINT")).rstrip("/")
+
+
+def public_http_url() -> str:
+    return _get("PUBLIC_HTTP_URL").rstrip("/")
+
+
+def tunnel_domain() -> str:
+    return _get("TUNNEL_DOMAIN").lower().strip(".")
+
+
+def subdomain_url_template() -> str:
+    return _get("SUBDOMAIN_URL_TEMPLATE")
+
+
+def body_bucket() -> str:
+    return _get("BODY_BUCKET")
+
+
+def require_auth() -> bool:
+    value = _get("REQUIRE_AUTH").lower()
+    if value in ("", "false", "0", "no", "off"):
+        return False
+    if value in ("true", "1", "yes", "on"):
+        return True
+    raise ConfigError(f"REQUIRE_AUTH must be true or false, got {value!r}")
+
+
+def jwt_secret() -> str:
+    return os.environ.get("JWT_SECRET", "")
+
+
+def jwt_secret_ssm_parameter() -> str:
+    return _get("JWT_SECRET_SSM_PARAMETER")
+
+
+def jwt_secret_arn() -> str:
+    return _get("JWT_SECRET_ARN")
+
+
+def jwks() -> str:
+    return _get("JWKS")
+
+
+def jwks_url() -> str:
+    return _get("JWKS_URL")
+
+
+def jwt_issuer() -> str:
+    return _get("JWT_ISSUER")
+
+
+def jwt_audience() -> str:
+    return _get("JWT_AUDIENCE")
+
+
+def jwt_subdomains_claim() -> str:
+    return _get("JWT_SUBDOMAINS_CLAIM") or "tunnel_subdomains"
+
+
+def event_bus_name() -> str:
+    return _get("EVENT_BUS_NAME") or "default"
+
+
+def log_level() -> str:
+    return (_get("LOG_LEVEL") or "INFO").upper()
+
+
+def forward_wait_seconds() -> float:
+    """How long forward waits for the agent. Default 25 s; lower values are for tests only."""
+    raw = _get("FORWARD_WAIT_SECONDS")
+    if not raw:
+        return float(limits.FORWARD_WAIT_S)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"FORWARD_WAIT_SECONDS must be a number, got {raw!r}") from None
+    if not 0 < value <= limits.FORWARD_WAIT_S:
+        raise ConfigError(f"FORWARD_WAIT_SECONDS must be in (0, {limits.FORWARD_WAIT_S}]")
+    return value

@@ -1,0 +1,258 @@
+"""forward: public HTTP API request -> agent -> answer (HTTP API payload format 2.0).
+
+Header fidelity (what changes on the way):
+* to the agent: API Gateway gives repeated request headers already comma-joined, so each
+  header reaches the agent as ONE value exactly as API Gateway gave it; the ``cookies`` array
+  becomes one ``cookie`` header joined with "; ". Hop-by-hop headers (and those named in
+  ``Connection``), ``Host`` and ``Content-Length`` are dropped (the agent sets its own);
+  ``X-Forwarded-For`` (source IP appended unless already last), ``X-Forwarded-Proto``
+  (kept, else https), ``X-Forwarded-Host`` (the public host) and, in path mode,
+  ``X-Forwarded-Prefix: /<id>`` are set.
+* to the caller: each ``Set-Cookie`` value goes out separately (payload 2.0 ``cookies``);
+  other repeated headers are joined with ", " (2.0 has no multiValueHeaders); hop-by-hop
+  headers and Content-Length are dropped (API Gateway sets the length).
+
+Waiting: strongly consistent GetItem polling with backoff 5 ms x1.5 capped at 50 ms;
+every second the connection row is checked (gone -> 502 agent_gone). On timeout/agent gone
+the pending row is marked ``error`` (so stream_notifier sees those too). The pending row is
+DELETED once the caller has its answer (the stream sees the MODIFY first, then a REMOVE the
+notifier's filter ignores); rows of crashed forwards expire by TTL / cleanup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import apigw, bodies, config, limits, log, names, protocol, rewrite, routing, store
+from .protocol import Headers, ProtocolError
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                        "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+POLL_START_S = 0.005
+POLL_CAP_S = 0.05
+ALIVE_CHECK_S = 1.0
+MESSAGE_HEADROOM = 4 * limits.KB
+RESULT_HEADROOM = 16 * limits.KB
+
+GONE = "agent_gone"
+TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: dict[str, Any]
+    status: int
+    error_code: str | None = None
+
+
+def fail(status: int, code: str, message: str) -> Outcome:
+    return Outcome(apigw.error_response(status, code, message), status, code)
+
+
+def _drop_set(headers: dict[str, str]) -> set[str]:
+    named = {h.strip().lower() for h in headers.get("connection", "").split(",") if h.strip()}
+    return set(HOP_BY_HOP) | named
+
+
+def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
+    drop = _drop_set(req.headers) | {"host", "content-length"}
+    out: Headers = {name: [value] for name, value in req.headers.items() if name not in drop}
+    cookie_parts = [c for c in ([out.pop("cookie")[0]] if "cookie" in out else []) + list(req.cookies) if c]
+    if cookie_parts:
+        out["cookie"] = ["; ".join(cookie_parts)]
+    xff = req.headers.get("x-forwarded-for", "")
+    last = xff.rsplit(",", 1)[-1].strip() if xff else ""
+    if req.source_ip and last != req.source_ip:
+        xff = f"{xff}, {req.source_ip}" if xff else req.source_ip
+    if xff:
+        out["x-forwarded-for"] = [xff]
+    out["x-forwarded-proto"] = [req.headers.get("x-forwarded-proto") or "https"]
+    if req.domain_name:
+        out["x-forwarded-host"] = [req.domain_name]
+    if route.prefix:
+        out["x-forwarded-prefix"] = [route.prefix]
+    return out
+
+
+def caller_headers(headers: Headers) -> Headers:
+    named: set[str] = set()
+    for value in protocol.header_lookup(headers, "connection"):
+        named |= {h.strip().lower() for h in value.split(",") if h.strip()}
+    drop = set(HOP_BY_HOP) | named | {"content-length"}
+    return {name: list(values) for name, values in headers.items() if name.lower() not in drop}
+
+
+def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, deadline_ms: int) -> str:
+    uri = route.path + ("?" + req.raw_query if req.raw_query else "")
+    upload_url = bodies.response_upload_url(request_id) if bodies.enabled() else None
+    common: dict[str, Any] = dict(
+        request_id=request_id, method=req.method, uri=uri, headers=agent_headers(req, route),
+        timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload_url=upload_url,
+        deadline_ms=deadline_ms)
+    if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
+        frame = protocol.encode(protocol.HttpRequest(body=protocol.b64encode(req.body), **common))
+        if len(frame.encode("utf-8")) <= limits.WS_MESSAGE_MAX - MESSAGE_HEADROOM or not bodies.enabled():
+            return frame
+    body_url = bodies.put_request_body(request_id, req.body)
+    return protocol.encode(protocol.HttpRequest(
+        body="", body_url=body_url, body_sha256=hashlib.sha256(req.body).hexdigest(), **common))
+
+
+def wait_for_answer(request_id: str, connection_id: str, deadline: float) -> store.Answer | str:
+    """Poll the pending row (strongly consistent) until answered, the agent is gone, or the deadline."""
+    delay = POLL_START_S
+    next_alive_check = time.monotonic() + ALIVE_CHECK_S
+    while True:
+        answer = store.get_answer(request_id)
+        if answer is not None:
+            return answer
+        now = time.monotonic()
+        if now >= deadline:
+            return TIMEOUT
+        if now >= next_alive_check:
+            if not store.connection_exists(connection_id):
+                return store.get_answer(request_id) or GONE
+            next_alive_check = now + ALIVE_CHECK_S
+        time.sleep(min(delay, max(0.0, deadline - now)))  # poll backoff, bounded by the deadline
+        delay = min(delay * 1.5, POLL_CAP_S)
+
+
+def _give_up(request_id: str, code: str, message: str) -> store.Answer | None:
+    """Mark the row error(code) if still pending; if the agent answered meanwhile, return that answer."""
+    answer = store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=message)
+    if store.complete_pending(request_id, None, answer):
+        return None
+    return store.get_answer(request_id)
+
+
+def _parse_headers(text: str) -> Headers:
+    try:
+        data = json.loads(text)
+        return protocol._headers(data) if isinstance(data, dict) else {}
+    except (ValueError, ProtocolError):
+        return {}
+
+
+def _response_body(request_id: str, answer: store.Answer) -> bytes | Outcome:
+    if not answer.body_uploaded:
+        return protocol.b64decode(answer.body_b64)
+    if not bodies.enabled():
+        return fail(502, "internal_error", "agent uploaded a body but no body bucket is configured")
+    try:
+        body = bodies.get_response_body(request_id)
+    except bodies.BodyTooLarge:
+        return fail(502, "response_too_large", "response body exceeds the 10 MB limit")
+    except bodies.BodyMissing:
+        return fail(502, "internal_error", "agent said it uploaded the body but it is missing")
+    if answer.body_sha256 and hashlib.sha256(body).hexdigest() != answer.body_sha256.lower():
+        return fail(502, "internal_error", "uploaded response body does not match its checksum")
+    return body
+
+
+def _first(headers: Headers, name: str) -> str:
+    values = protocol.header_lookup(headers, name)
+    return values[0] if values else ""
+
+
+def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer) -> Outcome:
+    if answer.status == names.STATUS_ERROR:
+        code = answer.error_code or "internal_error"
+        status = protocol.ERROR_STATUS.get(code, 502)
+        detail = (answer.error_message or "").replace("\n", " ")[:200]
+        return fail(status, code, f"{code}: {detail}" if detail else code)
+    body = _response_body(request_id, answer)
+    if isinstance(body, Outcome):
+        return body
+    headers = caller_headers(_parse_headers(answer.headers_json))
+    if route.prefix:
+        rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
+                                         route.prefix)
+        headers = rewrite.rewrite_headers(headers, route.prefix)
+        if rewritten != body and answer.body_uploaded:
+            answer = store.Answer(status=answer.status, status_code=answer.status_code, body_uploaded=False)
+        body = rewritten
+    result = apigw.http_response(answer.status_code, headers, body)
+    if len(json.dumps(result)) <= limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM:
+        return Outcome(result, answer.status_code)
+    if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
+        return _redirect_to_s3(request_id, headers, body, answer.body_uploaded)
+    return fail(502, "response_too_large", "response is too large to return through API Gateway")
+
+
+def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, already_uploaded: bool) -> Outcome:
+    if not already_uploaded:
+        bodies.put_response_body(request_id, body)
+    url = bodies.response_download_url(request_id, _first(headers, "content-type") or None)
+    result = apigw.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
+                                 b"")
+    return Outcome(result, 307)
+
+
+def _route(req: apigw.HttpEvent) -> routing.Route | Outcome:
+    if not _TOKEN_RE.fullmatch(req.method):
+        return fail(400, "invalid_request", "invalid method")
+    route = routing.resolve(req.domain_name, req.raw_path, config.tunnel_domain())
+    if route is None:
+        return fail(404, "tunnel_not_found", "tunnel not found")
+    if len(req.body) > limits.BODY_MAX:
+        return fail(413, "payload_too_large", "request body exceeds the 10 MB limit")
+    if len(req.body) > limits.INLINE_REQUEST_BODY_MAX and not bodies.enabled():
+        return fail(413, "payload_too_large", "request body too large (no body bucket configured)")
+    return route
+
+
+def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]) -> Outcome:
+    conn = store.newest_connection_for_tunnel(route.tunnel_id)
+    if conn is None:
+        return fail(404, "tunnel_not_found", "tunnel not found")
+    request_id = uuid.uuid4().hex
+    fields.update(request_id=request_id, connection_id=conn.connection_id)
+    wait_s = config.forward_wait_seconds()
+    deadline = time.monotonic() + wait_s
+    frame = _request_message(request_id, req, route, int((time.time() + wait_s) * 1000))
+    store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
+                                    tunnel_id=route.tunnel_id, method=req.method, path=route.path,
+                                    created_at=int(time.time() * 1000), request_bytes=len(req.body)))
+    try:
+        apigw.post_to_connection(conn.connection_id, frame,
+                                 apigw.management_endpoint(conn.domain_name, conn.stage))
+    except apigw.Gone:
+        store.delete_connection(conn.connection_id)
+        _give_up(request_id, GONE, "agent connection is gone")
+        store.delete_pending(request_id)
+        return fail(502, GONE, "agent connection is gone")
+    answer = wait_for_answer(request_id, conn.connection_id, deadline)
+    if isinstance(answer, str):
+        message = "no answer from the agent within the deadline" if answer == TIMEOUT else "agent disconnected"
+        answer = _give_up(request_id, answer, message) or answer
+    if isinstance(answer, str):
+        outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
+    else:
+        outcome = build_answer(request_id, req, route, answer)
+    store.delete_pending(request_id)
+    return outcome
+
+
+def forward(event: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    calls_before = store.calls()
+    fields: dict[str, Any] = {}
+    try:
+        req = apigw.parse_http_event(event)
+    except apigw.BadEvent as exc:
+        outcome = fail(400, "invalid_request", f"invalid request: {exc}")
+    else:
+        route = _route(req)
+        fields.update(method=req.method, tunnel_id=getattr(route, "tunnel_id", None), request_bytes=len(req.body))
+        outcome = route if isinstance(route, Outcome) else _exchange(req, route, fields)
+    log.info("forwarded", status=outcome.status, error_code=outcome.error_code,
+             duration_ms=int((time.monotonic() - started) * 1000),
+             dynamodb_calls=store.calls() - calls_before, **fields)
+    return outcome.result

@@ -1,0 +1,331 @@
+"""DynamoDB access for both tables (low-level client: thread-safe, unlike boto3 resources).
+
+The client is created lazily once per process (real Lambda style: reused across warm
+invocations); ``reset_clients()`` is for tests. Every DynamoDB call is counted per thread
+(``calls()``) so forward can log how many calls one request cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from . import config, names
+
+CONNECTION_TTL_S = 2 * 60 * 60 + 10 * 60  # max WebSocket age (2 h) + margin
+RESERVATION_TTL_S = 7 * 24 * 60 * 60  # a tunnel id stays yours for 7 days after last use
+PENDING_TTL_S = 15 * 60
+RESERVATION_PREFIX = "reservation#"
+
+_SER = TypeSerializer()
+_DE = TypeDeserializer()
+_COUNTER = threading.local()
+
+
+@functools.cache
+def _client() -> Any:
+    return boto3.client("dynamodb")
+
+
+def reset_clients() -> None:
+    _client.cache_clear()
+
+
+def calls() -> int:
+    """DynamoDB calls made by this thread so far (compare before/after a request)."""
+    return getattr(_COUNTER, "n", 0)
+
+
+def _call(op: str, **kwargs: Any) -> dict[str, Any]:
+    _COUNTER.n = calls() + 1
+    return getattr(_client(), op)(**kwargs)
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _SER.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _DE.deserialize(v) for k, v in item.items()}
+
+
+def _key(name: str, value: str) -> dict[str, Any]:
+    return {name: {"S": value}}
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+# --------------------------------------------------------------------------- connections
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    tunnel_id: str
+    connected_at: int  # unix ms
+    domain_name: str = ""
+    stage: str = ""
+    subject: str | None = None
+    reclaim_token: str | None = None
+    subdomain: str | None = None
+
+
+def _connection_from(item: dict[str, Any]) -> Connection:
+    return Connection(
+        connection_id=item[names.CONN_PK],
+        tunnel_id=item.get(names.CONN_TUNNEL_ID, ""),
+        connected_at=int(item.get("connectedAt", 0)),
+        domain_name=item.get("domainName", ""),
+        stage=item.get("stage", ""),
+        subject=item.get("subject"),
+        reclaim_token=item.get("reclaimToken"),
+        subdomain=item.get("subdomain"),
+    )
+
+
+def put_connection(conn: Connection) -> None:
+    _call("put_item", TableName=config.connections_table(), Item=_item({
+        names.CONN_PK: conn.connection_id,
+        names.CONN_TUNNEL_ID: conn.tunnel_id,
+        "connectedAt": conn.connected_at,
+        names.TTL_ATTRIBUTE: conn.connected_at // 1000 + CONNECTION_TTL_S,
+        "domainName": conn.domain_name,
+        "stage": conn.stage,
+        "subject": conn.subject,
+        "reclaimToken": conn.reclaim_token,
+        "subdomain": conn.subdomain,
+    }))
+
+
+def get_connection(connection_id: str) -> Connection | None:
+    out = _call("get_item", TableName=config.connections_table(),
+                Key=_key(names.CONN_PK, connection_id), ConsistentRead=True)
+    item = out.get("Item")
+    if not item or RESERVATION_PREFIX in connection_id:
+        return None
+    return _connection_from(_plain(item))
+
+
+def connection_exists(connection_id: str) -> bool:
+    out = _call("get_item", TableName=config.connections_table(), Key=_key(names.CONN_PK, connection_id),
+                ConsistentRead=True, ProjectionExpression="#pk", ExpressionAttributeNames={"#pk": names.CONN_PK})
+    return "Item" in out
+
+
+def delete_connection(connection_id: str) -> None:
+    _call("delete_item", TableName=config.connections_table(), Key=_key(names.CONN_PK, connection_id))
+
+
+def newest_connection_for_tunnel(tunnel_id: str) -> Connection | None:
+    """The most recently connected agent of a tunnel (renewal keeps two alive for a while)."""
+    out = _call("query", TableName=config.connections_table(), IndexName=names.TUNNEL_INDEX,
+                KeyConditionExpression="#t = :t", ExpressionAttributeNames={"#t": names.CONN_TUNNEL_ID},
+                ExpressionAttributeValues={":t": {"S": tunnel_id}})
+    rows = [_connection_from(_plain(i)) for i in out.get("Items", [])]
+    if not rows:
+        return None
+    return max(rows, key=lambda c: c.connected_at)
+
+
+# --------------------------------------------------------------------------- reservations
+
+@dataclass(frozen=True)
+class Reservation:
+    tunnel_id: str
+    reclaim_hash: str
+    owner_sub: str | None
+    ttl: int
+
+
+def reservation_key(tunnel_id: str) -> str:
+    return RESERVATION_PREFIX + tunnel_id
+
+
+def get_reservation(tunnel_id: str) -> Reservation | None:
+    out = _call("get_item", TableName=config.connections_table(),
+                Key=_key(names.CONN_PK, reservation_key(tunnel_id)), ConsistentRead=True)
+    item = out.get("Item")
+    if not item:
+        return None
+    row = _plain(item)
+    return Reservation(tunnel_id=row.get("reservedId", tunnel_id), reclaim_hash=row.get("reclaimHash", ""),
+                       owner_sub=row.get("ownerSub"), ttl=int(row.get(names.TTL_ATTRIBUTE, 0)))
+
+
+def claim_reservation(tunnel_id: str, reclaim_hash: str, owner_sub: str | None,
+                      *, match_hash: str | None = None, match_sub: str | None = None) -> bool:
+    """Conditionally (re)write the reservation row. True when this caller now owns the id.
+
+    Allowed when the row does not exist, or has expired, or (``match_hash``) the caller proves
+    the reclaim token, or (``match_sub``) the caller's JWT subject already owns it.
+    """
+    now = int(time.time())
+    condition = "attribute_not_exists(#pk) OR #ttl < :now"
+    values: dict[str, Any] = {":now": {"N": str(now)}}
+    if match_hash:
+        condition += " OR reclaimHash = :hash"
+        values[":hash"] = {"S": match_hash}
+    if match_sub:
+        condition += " OR ownerSub = :sub"
+        values[":sub"] = {"S": match_sub}
+    item = _item({
+        names.CONN_PK: reservation_key(tunnel_id),
+        "reservedId": tunnel_id,
+        "reclaimHash": reclaim_hash,
+        "ownerSub": owner_sub,
+        names.TTL_ATTRIBUTE: now + RESERVATION_TTL_S,
+    })
+    try:
+        _call("put_item", TableName=config.connections_table(), Item=item, ConditionExpression=condition,
+              ExpressionAttributeNames={"#pk": names.CONN_PK, "#ttl": names.TTL_ATTRIBUTE},
+              ExpressionAttributeValues=values)
+    except ClientError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
+
+
+# --------------------------------------------------------------------------- pending requests
+
+@dataclass(frozen=True)
+class Pending:
+    request_id: str
+    connection_id: str
+    tunnel_id: str
+    method: str
+    path: str
+    created_at: int
+    request_bytes: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the agent stored for a pending request (status completed or error)."""
+    status: str
+    status_code: int = 0
+    headers_json: str = "{}"
+    body_b64: str = ""
+    body_uploaded: bool = False
+    body_sha256: str | None = None
+    response_bytes: int = 0
+    processing_time_ms: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def put_pending(p: Pending) -> None:
+    _call("put_item", TableName=config.pending_table(), Item=_item({
+        names.PENDING_PK: p.request_id,
+        "connectionId": p.connection_id,
+        "tunnelId": p.tunnel_id,
+        names.PENDING_STATUS: names.STATUS_PENDING,
+        "method": p.method,
+        "path": p.path,
+        "createdAt": p.created_at,
+        names.TTL_ATTRIBUTE: p.created_at // 1000 + PENDING_TTL_S,
+        "requestBytes": p.request_bytes,
+    }))
+
+
+def get_answer(request_id: str) -> Answer | None:
+    """The answer when the row is no longer pending; None while pending or when gone."""
+    out = _call("get_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, request_id),
+                ConsistentRead=True)
+    item = out.get("Item")
+    if not item:
+        return None
+    row = _plain(item)
+    status = row.get(names.PENDING_STATUS)
+    if status == names.STATUS_PENDING:
+        return None
+    return Answer(
+        status=status,
+        status_code=int(row.get("statusCode", 0)),
+        headers_json=row.get("responseHeaders", "{}"),
+        body_b64=row.get("responseBody", ""),
+        body_uploaded=bool(row.get("bodyUploaded", False)),
+        body_sha256=row.get("bodySha256"),
+        response_bytes=int(row.get("responseBytes", 0)),
+        processing_time_ms=int(row.get("processingTimeMs", 0)),
+        error_code=row.get("errorCode"),
+        error_message=row.get("errorMessage"),
+    )
+
+
+def complete_pending(request_id: str, connection_id: str | None, answer: Answer) -> bool:
+    """Store the answer iff the row exists, is still pending and (when given) was sent to connection_id.
+
+    The condition is what stops one agent from answering another tunnel's request.
+    """
+    fields: dict[str, Any] = {
+        names.PENDING_STATUS: answer.status,
+        "completedAt": int(time.time() * 1000),
+    }
+    if answer.status == names.STATUS_COMPLETED:
+        fields.update({
+            "statusCode": answer.status_code,
+            "responseHeaders": answer.headers_json,
+            "responseBytes": answer.response_bytes,
+            "processingTimeMs": answer.processing_time_ms,
+            "bodyUploaded": answer.body_uploaded,
+        })
+        if answer.body_uploaded:
+            if answer.body_sha256:
+                fields["bodySha256"] = answer.body_sha256
+        else:
+            fields["responseBody"] = answer.body_b64
+    else:
+        fields["errorCode"] = answer.error_code or "internal_error"
+        fields["errorMessage"] = (answer.error_message or "")[:1000]
+    attr_names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": _SER.serialize(v) for i, v in enumerate(fields.values())}
+    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    condition = "attribute_exists(#pk) AND #status = :pending"
+    attr_names.update({"#pk": names.PENDING_PK, "#status": names.PENDING_STATUS})
+    values[":pending"] = {"S": names.STATUS_PENDING}
+    if connection_id is not None:
+        condition += " AND connectionId = :me"
+        values[":me"] = {"S": connection_id}
+    try:
+        _call("update_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, request_id),
+              UpdateExpression="SET " + sets, ConditionExpression=condition,
+              ExpressionAttributeNames=attr_names, ExpressionAttributeValues=values)
+    except ClientError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
+
+
+def delete_pending(request_id: str) -> None:
+    _call("delete_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, request_id))
+
+
+# --------------------------------------------------------------------------- cleanup scans
+
+def scan_pages(table: str, start_key: dict[str, Any] | None = None, page_size: int = 100
+               ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+    """Yield (plain rows, LastEvaluatedKey) one page at a time."""
+    key = start_key
+    while True:
+        kwargs: dict[str, Any] = {"TableName": table, "Limit": page_size}
+        if key:
+            kwargs["ExclusiveStartKey"] = key
+        out = _call("scan", **kwargs)
+        key = out.get("LastEvaluatedKey")
+        yield [_plain(i) for i in out.get("Items", [])], key
+        if not key:
+            return
+
+
+def delete_row(table: str, pk_name: str, pk: str) -> None:
+    _call("delete_item", TableName=table, Key=_key(pk_name, pk))

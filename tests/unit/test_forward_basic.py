@@ -1,0 +1,220 @@
+"""forward end to end against moto with a simulated agent behind the fake management API."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+from typing import Any
+
+import boto3
+
+from httptunnel import protocol, store
+
+from .helpers import PENDING_TABLE, FakeContext, connect_agent, load_event, load_handler, ws_event
+
+
+def http_event(tunnel_id: str, path: str = "/api/items", method: str = "GET", body: bytes | None = None,
+               query: str | None = None, headers: dict[str, str] | None = None, host: str | None = None
+               ) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("http_get.json"))
+    event["rawPath"] = f"/{tunnel_id}{path}" if host is None else path
+    event["requestContext"]["http"]["path"] = event["rawPath"]
+    event["requestContext"]["http"]["method"] = method
+    if query is not None:
+        event["rawQueryString"] = query
+    if headers:
+        event["headers"].update(headers)
+    if host is not None:
+        event["headers"]["host"] = host
+        event["requestContext"]["domainName"] = host
+    if body is not None:
+        event["body"] = base64.b64encode(body).decode()
+        event["isBase64Encoded"] = True
+    return event
+
+
+class Agent:
+    """Answers http_request messages by invoking the response Lambda, like ttf would."""
+
+    def __init__(self, mgmt, connection_id: str, reply, threaded: bool = False):
+        self.connection_id = connection_id
+        self.reply = reply
+        self.threaded = threaded
+        self.requests: list[dict[str, Any]] = []
+        self.threads: list[threading.Thread] = []
+        previous = mgmt.on_post
+
+        def on_post(conn_id: str, msg: dict[str, Any]) -> None:
+            if conn_id != connection_id:
+                if previous:
+                    previous(conn_id, msg)
+                return
+            if msg["type"] != "http_request":
+                return
+            self.requests.append(msg)
+            if threaded:
+                t = threading.Thread(target=self._answer, args=(msg,), daemon=True)
+                self.threads.append(t)
+                t.start()
+            else:
+                self._answer(msg)
+        mgmt.on_post = on_post
+
+    def _answer(self, msg: dict[str, Any]) -> None:
+        out = self.reply(msg)
+        if out is None:
+            return
+        frame = out if isinstance(out, str) else protocol.encode(out)
+        load_handler("response")(ws_event("default_message.json", self.connection_id, frame), FakeContext())
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join(timeout=10)
+
+
+def ok(body: bytes = b"hello", status: int = 200, headers: dict[str, list[str]] | None = None):
+    def reply(msg: dict[str, Any]) -> protocol.HttpResponse:
+        return protocol.HttpResponse(request_id=msg["request_id"], status_code=status,
+                                     headers=headers or {"content-type": ["text/plain"]},
+                                     body=protocol.b64encode(body))
+    return reply
+
+
+def test_get_inline_round_trip(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok(b"hello world"))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 200
+    assert result["body"] == "hello world" and result["isBase64Encoded"] is False
+    req = agent.requests[0]
+    assert req["method"] == "GET"
+    assert req["uri"] == "/api/items?a=1&a=2&b=%20x+y&empty=&flag"
+    assert req["body"] == ""
+    assert req["headers"]["cookie"] == ["session=s1; theme=dark"]
+    assert req["headers"]["x-custom"] == ["one,two"]
+    assert req["headers"]["x-forwarded-for"] == ["198.51.100.9"]
+    assert req["headers"]["x-forwarded-proto"] == ["https"]
+    assert req["headers"]["x-forwarded-host"] == ["abc123http.execute-api.us-east-1.amazonaws.com"]
+    assert req["headers"]["x-forwarded-prefix"] == [f"/{tid}"]
+    assert "host" not in req["headers"] and "content-length" not in req["headers"]
+    # the pending row is removed once answered
+    assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
+
+
+def test_threaded_agent_answer_is_picked_up(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok(b"\x00\x01\xffbinary", headers={"content-type": ["application/octet-stream"]}),
+                  threaded=True)
+    result = load_handler("forward")(http_event(tid, method="POST", body=b"\x00payload\xff"), ctx)
+    agent.join()
+    assert result["statusCode"] == 200 and result["isBase64Encoded"] is True
+    assert base64.b64decode(result["body"]) == b"\x00\x01\xffbinary"
+    assert base64.b64decode(agent.requests[0]["body"]) == b"\x00payload\xff"
+
+
+def test_unknown_tunnel_is_404(aws, mgmt, ctx):
+    result = load_handler("forward")(http_event("zzzzzzzzzzzz"), ctx)
+    assert result["statusCode"] == 404
+    assert result["headers"]["x-tunnel-error"] == "tunnel_not_found"
+    assert result["body"].startswith("tunnel not found")
+
+
+def test_root_path_without_tunnel_is_404(aws, mgmt, ctx):
+    event = http_event("x")
+    event["rawPath"] = "/"
+    assert load_handler("forward")(event, ctx)["statusCode"] == 404
+
+
+def test_agent_gone_on_post_is_502_and_row_removed(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    mgmt.gone.add("conn-A")
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 502
+    assert result["headers"]["x-tunnel-error"] == "agent_gone"
+    assert store.get_connection("conn-A") is None
+    assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
+
+
+def test_newest_connection_of_a_tunnel_gets_the_request(aws, mgmt, ctx):
+    first = connect_agent("conn-A")
+    connect_agent("conn-B", headers={"X-Tunnel-Id": first["tunnel_id"],
+                                     "X-Tunnel-Reclaim-Token": first["reclaim_token"]})
+    old = Agent(mgmt, "conn-A", ok(b"old"))
+    new = Agent(mgmt, "conn-B", ok(b"new"))
+    result = load_handler("forward")(http_event(first["tunnel_id"]), ctx)
+    assert result["body"] == "new"
+    assert old.requests == [] and len(new.requests) == 1
+
+
+def test_three_set_cookies_come_out_as_three_and_repeated_headers_join(aws, mgmt, ctx, monkeypatch):
+    monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
+    tid = connect_agent("conn-A")["tunnel_id"]
+    headers = {"Set-Cookie": ["a=1; Path=/", "b=2; HttpOnly", "c=3; Path=/x"], "X-Multi": ["v1", "v2"],
+               "Content-Type": ["text/plain"], "Connection": ["close"], "Transfer-Encoding": ["chunked"],
+               "Content-Length": ["5"]}
+    Agent(mgmt, "conn-A", ok(b"hello", headers=headers))
+    result = load_handler("forward")(http_event(tid, host=f"{tid}.t.example.com"), ctx)
+    assert result["statusCode"] == 200
+    assert result["cookies"] == ["a=1; Path=/", "b=2; HttpOnly", "c=3; Path=/x"]  # subdomain mode: untouched
+    assert result["headers"]["X-Multi"] == "v1, v2"
+    lower = {k.lower() for k in result["headers"]}
+    assert not lower & {"connection", "transfer-encoding", "content-length", "set-cookie"}
+
+
+def test_subdomain_routing_keeps_the_path(aws, mgmt, ctx, monkeypatch):
+    monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    result = load_handler("forward")(http_event(tid, path="/a/b", query="", host=f"{tid}.t.example.com:443"), ctx)
+    assert result["statusCode"] == 200
+    assert agent.requests[0]["uri"] == "/a/b"
+    assert "x-forwarded-prefix" not in agent.requests[0]["headers"]
+
+
+def test_non_tunnel_host_falls_back_to_path_mode(aws, mgmt, ctx, monkeypatch):
+    monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    result = load_handler("forward")(http_event(tid, path="/z", host="api.other.example.org"), ctx)
+    assert result["statusCode"] == 404  # path "/z" has no tunnel id
+    event = http_event(tid, path="/z")
+    event["headers"]["host"] = event["requestContext"]["domainName"] = "api.other.example.org"
+    assert load_handler("forward")(event, ctx)["statusCode"] == 200
+    assert agent.requests[-1]["uri"] == "/z?a=1&a=2&b=%20x+y&empty=&flag"
+
+
+def test_any_method_token_is_forwarded(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    for method in ("PROPFIND", "PURGE", "M-SEARCH"):
+        assert load_handler("forward")(http_event(tid, method=method), ctx)["statusCode"] == 200
+    assert [r["method"] for r in agent.requests] == ["PROPFIND", "PURGE", "M-SEARCH"]
+    bad = http_event(tid, method="GE T")
+    assert load_handler("forward")(bad, ctx)["statusCode"] == 400
+
+
+def test_malformed_event_is_400(aws, mgmt, ctx):
+    assert load_handler("forward")({"foo": "bar"}, ctx)["statusCode"] == 400
+    event = http_event("abcdefghij12")
+    event["body"], event["isBase64Encoded"] = "!!!notbase64", True
+    result = load_handler("forward")(event, ctx)
+    assert result["statusCode"] == 400 and result["headers"]["x-tunnel-error"] == "invalid_request"
+
+
+def test_dynamodb_calls_are_logged(aws, mgmt, ctx, capsys, monkeypatch):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok(), threaded=True)
+    polls = []
+    real_get_answer = store.get_answer
+    monkeypatch.setattr(store, "get_answer", lambda rid: polls.append(rid) or real_get_answer(rid))
+    capsys.readouterr()
+    load_handler("forward")(http_event(tid), ctx)
+    agent.join()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    summary = [line for line in lines if line["msg"] == "forwarded"][0]
+    # query GSI + put pending + one GetItem per poll + delete (the agent's writes run in another thread)
+    assert len(polls) >= 1
+    assert summary["dynamodb_calls"] == 3 + len(polls)
+    assert summary["tunnel_id"] == tid and summary["request_id"] and summary["connection_id"] == "conn-A"
