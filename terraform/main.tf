@@ -1,0 +1,247 @@
+# http-tunnel: the whole stack. Modules hold the resources; this file holds the wiring
+# that is a contract with the code: which function gets which environment variables
+# (shared/README.md) and which AWS actions (tests/infra/test_contract.py checks both
+# against what the handlers really do).
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  build_dir = var.build_dir != "" ? var.build_dir : "${path.root}/../build"
+
+  functions = ["connect", "disconnect", "response", "forward", "cleanup", "stream_notifier"]
+  function_names = {
+    for fn in local.functions : fn => "${var.name_prefix}-${replace(fn, "_", "-")}"
+  }
+  function_defaults = {
+    connect         = { memory_size = 256, timeout = 10, description = "WebSocket $connect: authenticate the agent, assign a tunnel id" }
+    disconnect      = { memory_size = 128, timeout = 10, description = "WebSocket $disconnect: drop the connection row" }
+    response        = { memory_size = 256, timeout = 15, description = "WebSocket $default: agent messages (ready, ping, http_response, error)" }
+    forward         = { memory_size = 512, timeout = 29, description = "HTTP $default: send the request down the tunnel and wait for the answer" }
+    cleanup         = { memory_size = 256, timeout = 120, description = "Schedule: remove expired connection and pending rows" }
+    stream_notifier = { memory_size = 128, timeout = 30, description = "DynamoDB stream: publish completed requests to EventBridge" }
+  }
+
+  custom_domain         = var.domain_name != ""
+  websocket_domain_name = var.websocket_domain_name != "" ? var.websocket_domain_name : "ws.${var.domain_name}"
+  wildcard              = local.custom_domain && var.wildcard_domain
+
+  public_http_url = (
+    var.public_http_url_override != "" ? var.public_http_url_override :
+    local.custom_domain ? "https://${var.domain_name}" : module.http_api.api_endpoint
+  )
+  ws_management_endpoint = (
+    var.ws_management_endpoint_override != "" ? var.ws_management_endpoint_override : module.websocket_api.management_endpoint
+  )
+  tunnel_domain          = var.tunnel_domain != "" ? var.tunnel_domain : local.wildcard ? var.domain_name : ""
+  subdomain_url_template = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
+
+  # Environment per function: exactly the variables its code reads (shared/README.md).
+  # Optional settings are always present (empty = off) so the set never depends on inputs.
+  environment = {
+    connect = {
+      CONNECTIONS_TABLE        = module.tables.connections_table_name
+      REQUIRE_AUTH             = tostring(var.require_auth)
+      JWT_SECRET               = var.jwt_secret
+      JWT_SECRET_SSM_PARAMETER = var.jwt_secret_ssm_parameter
+      JWT_SECRET_ARN           = var.jwt_secret_arn
+      JWKS                     = var.jwks
+      JWKS_URL                 = var.jwks_url
+      JWT_ISSUER               = var.jwt_issuer
+      JWT_AUDIENCE             = var.jwt_audience
+      JWT_SUBDOMAINS_CLAIM     = var.jwt_subdomains_claim
+      LOG_LEVEL                = var.log_level
+    }
+    disconnect = {
+      CONNECTIONS_TABLE = module.tables.connections_table_name
+      LOG_LEVEL         = var.log_level
+    }
+    response = {
+      CONNECTIONS_TABLE      = module.tables.connections_table_name
+      PENDING_TABLE          = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      PUBLIC_HTTP_URL        = local.public_http_url
+      TUNNEL_DOMAIN          = local.tunnel_domain
+      SUBDOMAIN_URL_TEMPLATE = local.subdomain_url_template
+      LOG_LEVEL              = var.log_level
+    }
+    forward = {
+      CONNECTIONS_TABLE      = module.tables.connections_table_name
+      PENDING_TABLE          = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      TUNNEL_DOMAIN          = local.tunnel_domain
+      BODY_BUCKET            = module.body_bucket.bucket_name
+      LOG_LEVEL              = var.log_level
+    }
+    cleanup = {
+      CONNECTIONS_TABLE      = module.tables.connections_table_name
+      PENDING_TABLE          = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      LOG_LEVEL              = var.log_level
+    }
+    stream_notifier = {
+      EVENT_BUS_NAME = module.events.event_bus_name
+      LOG_LEVEL      = var.log_level
+    }
+  }
+
+  # IAM per function: exactly the AWS actions its code performs (plus what the Lambda
+  # service does on its behalf: reading the stream for stream_notifier).
+  connections_arn   = module.tables.connections_table_arn
+  tunnel_index_arn  = module.tables.tunnel_index_arn
+  pending_arn       = module.tables.pending_table_arn
+  connections_api   = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
+  body_objects      = [for p in ["req/", "resp/"] : "${module.body_bucket.bucket_arn}/${p}*"]
+  ssm_parameter_arn = "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
+
+  policy_statements = {
+    connect = concat(
+      [
+        { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+        { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
+      ],
+      var.jwt_secret_ssm_parameter == "" ? [] : [{ sid = "JwtSecretParameter", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }],
+      var.jwt_secret_arn == "" ? [] : [{ sid = "JwtSecret", actions = ["secretsmanager:GetSecretValue"], resources = [var.jwt_secret_arn] }],
+    )
+    disconnect = [
+      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"], resources = [local.connections_arn] },
+    ]
+    response = [
+      { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
+      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [local.pending_arn] },
+      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
+    ]
+    forward = [
+      { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
+      { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
+      { sid = "Pending", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
+      { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
+    ]
+    cleanup = [
+      { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+      { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+      { sid = "CloseStale", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/DELETE/@connections/*"] },
+    ]
+    stream_notifier = [
+      { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
+      { sid = "ReadStream", actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"], resources = [module.tables.pending_stream_arn] },
+    ]
+  }
+
+  stream_filter = {
+    eventName = ["MODIFY"]
+    dynamodb  = { NewImage = { status = { S = ["completed", "error"] } } }
+  }
+}
+
+module "tables" {
+  source = "./modules/tables"
+
+  name_prefix            = var.name_prefix
+  point_in_time_recovery = var.point_in_time_recovery
+}
+
+module "body_bucket" {
+  source = "./modules/body_bucket"
+
+  bucket_prefix = "${var.name_prefix}-bodies-"
+}
+
+resource "aws_lambda_layer_version" "this" {
+  layer_name               = "${var.name_prefix}-httptunnel"
+  description              = "httptunnel package + pyjwt + cryptography for ${var.lambda_runtime} ${var.lambda_architecture}"
+  filename                 = "${local.build_dir}/layer.zip"
+  source_code_hash         = filebase64sha256("${local.build_dir}/layer.zip")
+  compatible_runtimes      = [var.lambda_runtime]
+  compatible_architectures = [var.lambda_architecture]
+}
+
+module "functions" {
+  source   = "./modules/function"
+  for_each = toset(local.functions)
+
+  function_name        = local.function_names[each.key]
+  description          = local.function_defaults[each.key].description
+  handler              = "handler.handler"
+  runtime              = var.lambda_runtime
+  architecture         = var.lambda_architecture
+  memory_size          = coalesce(try(var.function_settings[each.key].memory_size, null), local.function_defaults[each.key].memory_size)
+  timeout              = coalesce(try(var.function_settings[each.key].timeout, null), local.function_defaults[each.key].timeout)
+  reserved_concurrency = coalesce(try(var.function_settings[each.key].reserved_concurrency, null), -1)
+  tracing_mode         = var.lambda_tracing_mode
+  filename             = "${local.build_dir}/functions/${each.key}.zip"
+  layers               = [aws_lambda_layer_version.this.arn]
+  environment          = local.environment[each.key]
+  policy_statements    = local.policy_statements[each.key]
+  log_retention_days   = var.log_retention_days
+}
+
+module "websocket_api" {
+  source = "./modules/websocket_api"
+
+  name       = "${var.name_prefix}-agents"
+  stage_name = var.websocket_stage_name
+  routes = {
+    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn }
+    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn }
+    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn }
+  }
+  throttling_burst_limit = var.websocket_throttling_burst_limit
+  throttling_rate_limit  = var.websocket_throttling_rate_limit
+}
+
+module "http_api" {
+  source = "./modules/http_api"
+
+  name                   = "${var.name_prefix}-public"
+  function_name          = module.functions["forward"].function_name
+  invoke_arn             = module.functions["forward"].invoke_arn
+  throttling_burst_limit = var.http_throttling_burst_limit
+  throttling_rate_limit  = var.http_throttling_rate_limit
+  log_retention_days     = var.log_retention_days
+}
+
+module "events" {
+  source = "./modules/events"
+
+  name                       = var.name_prefix
+  event_source               = "http-tunnel"
+  traffic_log_retention_days = var.log_retention_days
+  cleanup_schedule           = var.cleanup_schedule
+  cleanup_function_name      = module.functions["cleanup"].function_name
+  cleanup_function_arn       = module.functions["cleanup"].function_arn
+}
+
+# Completed (or failed) requests only; the handler reports partial batch failures.
+resource "aws_lambda_event_source_mapping" "this" {
+  event_source_arn                   = module.tables.pending_stream_arn
+  function_name                      = module.functions["stream_notifier"].function_arn
+  starting_position                  = "LATEST"
+  batch_size                         = 100
+  maximum_batching_window_in_seconds = 1
+  maximum_retry_attempts             = 5
+  bisect_batch_on_function_error     = true
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  filter_criteria {
+    filter {
+      pattern = jsonencode(local.stream_filter)
+    }
+  }
+}
+
+module "domain" {
+  source = "./modules/domain"
+  count  = local.custom_domain ? 1 : 0
+
+  domain_name           = var.domain_name
+  websocket_domain_name = local.websocket_domain_name
+  wildcard              = var.wildcard_domain
+  certificate_arn       = var.certificate_arn
+  hosted_zone_id        = var.hosted_zone_id
+  http_api_id           = module.http_api.api_id
+  http_stage_id         = module.http_api.stage_id
+  websocket_api_id      = module.websocket_api.api_id
+  websocket_stage_name  = var.websocket_stage_name
+}

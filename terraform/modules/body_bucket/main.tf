@@ -1,0 +1,63 @@
+# Private bucket for bodies too big for one WebSocket message. Nothing is public: the
+# forward Lambda hands out short-lived presigned URLs; every object expires within a day.
+
+resource "aws_s3_bucket" "this" {
+  #checkov:skip=CKV_AWS_18:objects are transient bodies deleted within a day; server access logs would need a second bucket and outlive the data
+  #checkov:skip=CKV_AWS_144:transient bodies; replicating them to another region has no value
+  #checkov:skip=CKV_AWS_145:SSE-S3 is used; SSE-KMS would need kms:GenerateDataKey/Decrypt for every presigned URL holder
+  #checkov:skip=CKV_AWS_21:objects are transient (1 day); versioning would keep deleted bodies around
+  #checkov:skip=CKV2_AWS_62:nothing reacts to body uploads; the Lambdas learn about them through the WebSocket messages
+  bucket_prefix = var.bucket_prefix
+  force_destroy = var.force_destroy
+  tags          = var.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  bucket                  = aws_s3_bucket.this.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  bucket = aws_s3_bucket.this.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  bucket = aws_s3_bucket.this.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "this" {
+  bucket = aws_s3_bucket.this.id
+
+  dynamic "rule" {
+    for_each = toset(var.expiring_prefixes)
+    content {
+      id     = "expire-${trimsuffix(rule.value, "/")}"
+      status = "Enabled"
+
+      filter {
+        prefix = rule.value
+      }
+
+      expiration {
+        days = var.expiration_days
+      }
+
+      abort_incomplete_multipart_upload {
+        days_after_initiation = 1
+      }
+    }
+  }
+}

@@ -1,0 +1,33 @@
+variable "bucket_prefix" {
+  type        = string
+  description = "Bucket name prefix (S3 appends a unique suffix, so names never collide across accounts)."
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,35}$", var.bucket_prefix))
+    error_message = "bucket_prefix must be 2-36 lowercase letters, digits, '.' or '-'."
+  }
+}
+
+variable "expiring_prefixes" {
+  type        = list(string)
+  description = "Key prefixes whose objects expire (httptunnel.names REQUEST_BODY_PREFIX, RESPONSE_BODY_PREFIX)."
+  default     = ["req/", "resp/"]
+}
+
+variable "expiration_days" {
+  type        = number
+  description = "Days after which body objects are deleted (S3's smallest unit is one day)."
+  default     = 1
+}
+
+variable "force_destroy" {
+  type        = bool
+  description = "Let terraform destroy delete a bucket that still holds body objects."
+  default     = true
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to the bucket."
+  default     = {}
+}

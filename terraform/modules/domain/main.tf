@@ -1,0 +1,51 @@
+# Optional custom domains (one ACM certificate covering <domain> and *.<domain>):
+#   <domain>           -> HTTP API (path mode:      https://<domain>/<tunnel-id>/...)
+#   *.<domain>         -> HTTP API (subdomain mode: https://<tunnel-id>.<domain>/...)
+#   <websocket_domain> -> WebSocket API stage (ttf --endpoint wss://<websocket_domain>)
+# API Gateway prefers an exact name over the wildcard, so the WebSocket name may sit under <domain>.
+
+locals {
+  domains = merge(
+    {
+      http = { name = var.domain_name, api_id = var.http_api_id, stage = var.http_stage_id }
+      ws   = { name = var.websocket_domain_name, api_id = var.websocket_api_id, stage = var.websocket_stage_name }
+    },
+    var.wildcard ? { wildcard = { name = "*.${var.domain_name}", api_id = var.http_api_id, stage = var.http_stage_id } } : {},
+  )
+}
+
+resource "aws_apigatewayv2_domain_name" "this" {
+  for_each = local.domains
+
+  domain_name = each.value.name
+
+  domain_name_configuration {
+    certificate_arn = var.certificate_arn
+    endpoint_type   = "REGIONAL"
+    security_policy = "TLS_1_2"
+  }
+
+  tags = var.tags
+}
+
+resource "aws_apigatewayv2_api_mapping" "this" {
+  for_each = local.domains
+
+  api_id      = each.value.api_id
+  domain_name = aws_apigatewayv2_domain_name.this[each.key].id
+  stage       = each.value.stage
+}
+
+resource "aws_route53_record" "this" {
+  for_each = var.hosted_zone_id == "" ? {} : local.domains
+
+  zone_id = var.hosted_zone_id
+  name    = each.value.name
+  type    = "A"
+
+  alias {
+    name                   = aws_apigatewayv2_domain_name.this[each.key].domain_name_configuration[0].target_domain_name
+    zone_id                = aws_apigatewayv2_domain_name.this[each.key].domain_name_configuration[0].hosted_zone_id
+    evaluate_target_health = false
+  }
+}

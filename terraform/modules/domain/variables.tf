@@ -1,0 +1,52 @@
+variable "domain_name" {
+  type        = string
+  description = "Public HTTP domain, e.g. t.example.com."
+}
+
+variable "websocket_domain_name" {
+  type        = string
+  description = "WebSocket domain for the agents, e.g. ws.t.example.com."
+}
+
+variable "wildcard" {
+  type        = bool
+  description = "Also map *.<domain_name> to the HTTP API for subdomain routing."
+  default     = true
+}
+
+variable "certificate_arn" {
+  type        = string
+  description = "Regional ACM certificate covering domain_name, *.domain_name and websocket_domain_name."
+}
+
+variable "hosted_zone_id" {
+  type        = string
+  description = "Route 53 zone for alias records; empty = manage DNS yourself."
+  default     = ""
+}
+
+variable "http_api_id" {
+  type        = string
+  description = "HTTP API id."
+}
+
+variable "http_stage_id" {
+  type        = string
+  description = "HTTP API stage ($default)."
+}
+
+variable "websocket_api_id" {
+  type        = string
+  description = "WebSocket API id."
+}
+
+variable "websocket_stage_name" {
+  type        = string
+  description = "WebSocket stage mapped at the root of websocket_domain_name."
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to the domain names."
+  default     = {}
+}

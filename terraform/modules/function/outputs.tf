@@ -1,0 +1,35 @@
+output "function_name" {
+  description = "Function name (root output function_names; API and event wiring)."
+  value       = aws_lambda_function.this.function_name
+}
+
+output "function_arn" {
+  description = "Function ARN (event source mappings, EventBridge targets)."
+  value       = aws_lambda_function.this.arn
+}
+
+output "invoke_arn" {
+  description = "Invoke ARN used by API Gateway integrations."
+  value       = aws_lambda_function.this.invoke_arn
+}
+
+output "role_name" {
+  description = "Name of the function's own IAM role."
+  value       = aws_iam_role.this.name
+}
+
+output "policy" {
+  description = "The role's inline policy document (JSON); terraform tests assert on its actions."
+  value       = local.policy
+}
+
+output "environment" {
+  description = "Environment variables given to the function; terraform tests assert on them."
+  value       = var.environment
+  sensitive   = true
+}
+
+output "log_group_name" {
+  description = "The function's log group."
+  value       = aws_cloudwatch_log_group.this.name
+}

@@ -1,0 +1,39 @@
+locals {
+  # AWS answers wss://<id>.execute-api.<region>.amazonaws.com; some emulators answer https://.
+  host = trimprefix(trimprefix(aws_apigatewayv2_api.this.api_endpoint, "wss://"), "https://")
+}
+
+output "api_id" {
+  description = "WebSocket API id (root output websocket_api_id; the local emulator serves it)."
+  value       = aws_apigatewayv2_api.this.id
+}
+
+output "api_endpoint" {
+  description = "wss://<id>.execute-api.<region>.amazonaws.com (no stage)."
+  value       = aws_apigatewayv2_api.this.api_endpoint
+}
+
+output "execution_arn" {
+  description = "Execution ARN; IAM policies for execute-api:ManageConnections build on it."
+  value       = aws_apigatewayv2_api.this.execution_arn
+}
+
+output "stage_name" {
+  description = "Stage name (known before the stage exists, so functions can be configured without a cycle)."
+  value       = var.stage_name
+}
+
+output "ws_url" {
+  description = "What `ttf --endpoint` takes: wss://<id>.execute-api.<region>.amazonaws.com/<stage>."
+  value       = "wss://${local.host}/${var.stage_name}"
+}
+
+output "management_endpoint" {
+  description = "@connections management API base (https://<id>.execute-api.<region>.amazonaws.com/<stage>), WS_MANAGEMENT_ENDPOINT of the functions."
+  value       = "https://${local.host}/${var.stage_name}"
+}
+
+output "route_targets" {
+  description = "Route key -> integration URI (the Lambda invoke ARN); terraform tests assert on it."
+  value       = { for k, r in aws_apigatewayv2_route.this : k => aws_apigatewayv2_integration.this[k].integration_uri }
+}

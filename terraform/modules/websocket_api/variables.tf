@@ -1,0 +1,46 @@
+variable "name" {
+  type        = string
+  description = "API name."
+}
+
+variable "stage_name" {
+  type        = string
+  description = "Stage name; part of the ws_url (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)."
+  default     = "prod"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,128}$", var.stage_name))
+    error_message = "stage_name must be 1-128 letters, digits, '-' or '_'."
+  }
+}
+
+variable "routes" {
+  type = map(object({
+    function_name = string
+    invoke_arn    = string
+  }))
+  description = "Route key ($connect, $disconnect, $default) -> the Lambda it invokes."
+
+  validation {
+    condition     = alltrue([for k in keys(var.routes) : contains(["$connect", "$disconnect", "$default"], k)])
+    error_message = "Only $connect, $disconnect and $default routes are used (all agent messages go to $default)."
+  }
+}
+
+variable "throttling_burst_limit" {
+  type        = number
+  description = "Stage default route burst limit."
+  default     = 500
+}
+
+variable "throttling_rate_limit" {
+  type        = number
+  description = "Stage default route steady rate limit (requests per second)."
+  default     = 1000
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to the API and stage."
+  default     = {}
+}

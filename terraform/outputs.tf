@@ -1,0 +1,79 @@
+output "http_url" {
+  description = "Public base URL callers use (https://<http-api>.execute-api... or https://<domain_name>); tunnels live at <http_url>/<tunnel-id>/."
+  value       = local.custom_domain ? module.domain[0].http_url : module.http_api.api_endpoint
+}
+
+output "ws_url" {
+  description = "What `ttf --endpoint` takes: wss://<ws-api>.execute-api.<region>.amazonaws.com/<stage> (or wss://<websocket domain>)."
+  value       = local.custom_domain ? module.domain[0].ws_url : module.websocket_api.ws_url
+}
+
+output "connections_table_name" {
+  description = "Connections table (local stack, tests, operators)."
+  value       = module.tables.connections_table_name
+}
+
+output "pending_table_name" {
+  description = "Pending requests table (local stack feeds its stream to stream_notifier)."
+  value       = module.tables.pending_table_name
+}
+
+output "body_bucket_name" {
+  description = "Big-body bucket."
+  value       = module.body_bucket.bucket_name
+}
+
+output "event_bus_name" {
+  description = "EventBridge bus stream_notifier publishes to."
+  value       = module.events.event_bus_name
+}
+
+output "traffic_log_group_name" {
+  description = "CloudWatch log group holding one event per completed request."
+  value       = module.events.traffic_log_group_name
+}
+
+output "cleanup_rule_name" {
+  description = "Schedule rule of the cleanup function (the local emulator fires it itself)."
+  value       = module.events.cleanup_rule_name
+}
+
+output "function_names" {
+  description = "Short name (connect, disconnect, response, forward, cleanup, stream_notifier) -> Lambda function name."
+  value       = { for fn, m in module.functions : fn => m.function_name }
+}
+
+output "websocket_api_id" {
+  description = "WebSocket API id (the local emulator serves it)."
+  value       = module.websocket_api.api_id
+}
+
+output "websocket_stage_name" {
+  description = "WebSocket stage name (last path segment of ws_url without a custom domain)."
+  value       = module.websocket_api.stage_name
+}
+
+output "http_api_id" {
+  description = "HTTP API id (the local emulator serves it)."
+  value       = module.http_api.api_id
+}
+
+output "http_stage_name" {
+  description = "HTTP API stage name ($default: no path prefix)."
+  value       = module.http_api.stage_name
+}
+
+output "layer_arn" {
+  description = "Version ARN of the shared layer."
+  value       = aws_lambda_layer_version.this.arn
+}
+
+output "custom_domain_targets" {
+  description = "Custom domain -> API Gateway target name, for DNS you manage yourself (empty without domain_name)."
+  value       = local.custom_domain ? module.domain[0].targets : {}
+}
+
+output "ttf_command" {
+  description = "The agent command line for this deployment."
+  value       = "ttf --endpoint ${local.custom_domain ? module.domain[0].ws_url : module.websocket_api.ws_url} --port 3000"
+}

@@ -1,0 +1,307 @@
+# ---------------------------------------------------------------- names and packaging
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (tables <prefix>-connections / <prefix>-pending-requests, functions <prefix>-<fn>, bus <prefix>)."
+  default     = "http-tunnel"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-32 lowercase letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "aws_region" {
+  type        = string
+  description = "AWS region to deploy to."
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource (provider default_tags)."
+  default     = { project = "http-tunnel" }
+}
+
+variable "build_dir" {
+  type        = string
+  description = "Folder holding layer.zip and functions/<fn>.zip from scripts/build.py; empty = <root>/../build."
+  default     = ""
+}
+
+variable "lambda_architecture" {
+  type        = string
+  description = "Lambda instruction set; the layer in build_dir must be built for it (make build: arm64)."
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_runtime" {
+  type        = string
+  description = "Lambda Python runtime; the layer in build_dir must be built for it."
+  default     = "python3.12"
+
+  validation {
+    condition     = contains(["python3.12", "python3.13"], var.lambda_runtime)
+    error_message = "lambda_runtime must be python3.12 or python3.13."
+  }
+}
+
+variable "function_settings" {
+  type = map(object({
+    memory_size          = optional(number)
+    timeout              = optional(number)
+    reserved_concurrency = optional(number)
+  }))
+  description = "Per-function overrides keyed by short name (connect, disconnect, response, forward, cleanup, stream_notifier): memory_size MB, timeout s, reserved_concurrency."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.function_settings) : contains(["connect", "disconnect", "response", "forward", "cleanup", "stream_notifier"], k)])
+    error_message = "function_settings keys must be function short names: connect, disconnect, response, forward, cleanup, stream_notifier."
+  }
+
+  validation {
+    condition     = try(var.function_settings["forward"].timeout, null) == null || (try(var.function_settings["forward"].timeout, 0) > 25 && try(var.function_settings["forward"].timeout, 0) <= 30)
+    error_message = "forward timeout must be 26-30 s: it waits up to 25 s for the agent and API Gateway gives up at 30 s."
+  }
+}
+
+variable "lambda_tracing_mode" {
+  type        = string
+  description = "X-Ray tracing of the functions: PassThrough or Active (Active also needs xray permissions you add yourself)."
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.lambda_tracing_mode)
+    error_message = "lambda_tracing_mode must be PassThrough or Active."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of every function."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of every log group (functions, HTTP access log, traffic log)."
+  default     = 14
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch Logs retention value (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+# ---------------------------------------------------------------- data
+
+variable "point_in_time_recovery" {
+  type        = bool
+  description = "Enable point-in-time recovery on both tables."
+  default     = false
+}
+
+variable "cleanup_schedule" {
+  type        = string
+  description = "EventBridge schedule of the cleanup Lambda."
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.cleanup_schedule))
+    error_message = "cleanup_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+# ---------------------------------------------------------------- APIs and routing
+
+variable "websocket_stage_name" {
+  type        = string
+  description = "WebSocket API stage; ws_url is wss://<id>.execute-api.<region>.amazonaws.com/<stage>."
+  default     = "prod"
+}
+
+variable "http_throttling_burst_limit" {
+  type        = number
+  description = "HTTP API burst limit."
+  default     = 500
+}
+
+variable "http_throttling_rate_limit" {
+  type        = number
+  description = "HTTP API steady rate limit (requests per second)."
+  default     = 1000
+}
+
+variable "websocket_throttling_burst_limit" {
+  type        = number
+  description = "WebSocket API burst limit (messages)."
+  default     = 500
+}
+
+variable "websocket_throttling_rate_limit" {
+  type        = number
+  description = "WebSocket API steady rate limit (messages per second)."
+  default     = 1000
+}
+
+variable "public_http_url_override" {
+  type        = string
+  description = "PUBLIC_HTTP_URL given to the functions instead of the API's own URL (the local stack sets its emulator's URL)."
+  default     = ""
+}
+
+variable "ws_management_endpoint_override" {
+  type        = string
+  description = "WS_MANAGEMENT_ENDPOINT given to the functions instead of https://<ws-api>.execute-api.../<stage> (the local stack sets its emulator's)."
+  default     = ""
+}
+
+variable "tunnel_domain" {
+  type        = string
+  description = "Host suffix for subdomain routing (<id>.<tunnel_domain>); empty = domain_name when wildcard_domain, else path mode only."
+  default     = ""
+}
+
+variable "subdomain_url_template" {
+  type        = string
+  description = "Subdomain URL sent to agents, e.g. https://{tunnel_id}.t.example.com; empty = derived from domain_name when wildcard_domain."
+  default     = ""
+
+  validation {
+    condition     = var.subdomain_url_template == "" || strcontains(var.subdomain_url_template, "{tunnel_id}")
+    error_message = "subdomain_url_template must contain {tunnel_id}."
+  }
+}
+
+# ---------------------------------------------------------------- custom domains
+
+variable "domain_name" {
+  type        = string
+  description = "Custom HTTP domain (e.g. t.example.com); empty = use the execute-api URLs."
+  default     = ""
+}
+
+variable "websocket_domain_name" {
+  type        = string
+  description = "Custom WebSocket domain; empty = ws.<domain_name>."
+  default     = ""
+}
+
+variable "wildcard_domain" {
+  type        = bool
+  description = "Map *.<domain_name> to the HTTP API for subdomain routing."
+  default     = true
+}
+
+variable "certificate_arn" {
+  type        = string
+  description = "Regional ACM certificate covering domain_name, *.domain_name and the WebSocket domain (required with domain_name)."
+  default     = ""
+
+  validation {
+    condition     = var.certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "hosted_zone_id" {
+  type        = string
+  description = "Route 53 hosted zone for alias records of the custom domains; empty = manage DNS yourself."
+  default     = ""
+}
+
+# ---------------------------------------------------------------- agent authentication
+
+variable "require_auth" {
+  type        = bool
+  description = "Require a JWT from agents on $connect."
+  default     = false
+
+  validation {
+    condition     = !var.require_auth || var.jwt_secret != "" || var.jwt_secret_ssm_parameter != "" || var.jwt_secret_arn != "" || var.jwks != "" || var.jwks_url != ""
+    error_message = "require_auth needs key material: jwt_secret, jwt_secret_ssm_parameter, jwt_secret_arn, jwks or jwks_url."
+  }
+}
+
+variable "jwt_secret" {
+  type        = string
+  description = "HS256 secret as a value (lands in the function's environment; prefer jwt_secret_ssm_parameter or jwt_secret_arn)."
+  default     = ""
+  sensitive   = true
+}
+
+variable "jwt_secret_ssm_parameter" {
+  type        = string
+  description = "Name of an SSM SecureString parameter holding the HS256 secret (encrypted with the aws/ssm key)."
+  default     = ""
+}
+
+variable "jwt_secret_arn" {
+  type        = string
+  description = "ARN of a Secrets Manager secret holding the HS256 secret."
+  default     = ""
+
+  validation {
+    condition     = var.jwt_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.jwt_secret_arn))
+    error_message = "jwt_secret_arn must be a Secrets Manager ARN."
+  }
+}
+
+variable "jwks" {
+  type        = string
+  description = "Inline JWKS JSON with the public keys for RS256/ES256 tokens."
+  default     = ""
+
+  validation {
+    condition     = var.jwks == "" || can(jsondecode(var.jwks).keys)
+    error_message = "jwks must be a JSON object with a keys array."
+  }
+}
+
+variable "jwks_url" {
+  type        = string
+  description = "URL of a JWKS document (fetched and cached by the connect Lambda)."
+  default     = ""
+
+  validation {
+    condition     = var.jwks_url == "" || startswith(var.jwks_url, "https://")
+    error_message = "jwks_url must be an https:// URL."
+  }
+}
+
+variable "jwt_issuer" {
+  type        = string
+  description = "Expected iss claim; empty = not checked."
+  default     = ""
+}
+
+variable "jwt_audience" {
+  type        = string
+  description = "Expected aud claim; empty = not checked."
+  default     = ""
+}
+
+variable "jwt_subdomains_claim" {
+  type        = string
+  description = "Claim listing the tunnel names a token may reserve."
+  default     = "tunnel_subdomains"
+}
+
+# ---------------------------------------------------------------- local stack
+
+variable "local_fast_apply" {
+  type        = bool
+  description = "Local stack only (moto): keep every resource but skip provider waits that only matter on real AWS. Never set it for a real deployment."
+  default     = false
+}
