@@ -224,6 +224,9 @@ class Agent:
             self._force.set()
             return
         self._stop.set()
+        for session in [self.current, *self._old_sessions]:
+            if session is not None:
+                session.accepting = False  # from now on new requests get a quick error
 
     async def run(self) -> None:
         """Run until request_stop(); raises Fatal when retrying is pointless."""
@@ -336,6 +339,7 @@ class Agent:
                 await old.close()
                 old.task.cancel()
                 await asyncio.gather(old.task, return_exceptions=True)
+                self._old_sessions.remove(old)
 
         self._old_sessions.append(old)
         task = asyncio.create_task(retire())

@@ -1,0 +1,232 @@
+"""The agent in-process against the fake API Gateway and a real local app."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from ttf.agent import Agent, Fatal
+from ttf.backoff import Backoff
+from ttf.config import Config
+from ttf.events import Disconnected, Reconnecting, RequestDone, TunnelEstablished
+
+from conftest import wait_until
+
+
+class Harness:
+    def __init__(self, config: Config, sleep=None, backoff: Backoff | None = None) -> None:
+        self.events: list[object] = []
+        kwargs = {}
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        self.agent = Agent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> "Harness":
+        self.task = asyncio.create_task(self.agent.run())
+        return self
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self.agent.request_stop()
+        await asyncio.wait_for(self.task, timeout)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def make_config(gateway, port: int, **over) -> Config:
+    base = Config(endpoint=gateway.ws_url, port=port, host="127.0.0.1", heartbeat_interval=5.0,
+                  connect_timeout=2.0, request_timeout=5.0, drain_timeout=3.0)
+    return dataclasses.replace(base, **over)
+
+
+@pytest.fixture
+async def running():
+    harnesses: list[Harness] = []
+
+    def start(config: Config, **kwargs) -> Harness:
+        h = Harness(config, **kwargs).start()
+        harnesses.append(h)
+        return h
+
+    yield start
+    for h in harnesses:
+        if not h.task.done():
+            await h.stop()
+
+
+async def test_protocol_connect_ready_established_request_response(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, token="jwt-abc", subdomain="myname"))
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
+    conn = gateway.conns[0]
+    assert conn.headers["Authorization"] == "Bearer jwt-abc"
+    assert conn.headers["X-Tunnel-Subdomain"] == "myname"
+    assert "X-Tunnel-Id" not in conn.headers
+    assert conn.received[0] == {"type": "ready"}
+    est = h.of(TunnelEstablished)[0]
+    assert (est.tunnel_id, est.subdomain_url) == ("tun123", "https://tun123.t.example.test")
+
+    # junk from the server is logged and ignored, the socket stays up
+    await conn.ws.send_str("not json")
+    await conn.send({"type": "no_such_type"})
+    await conn.send({"type": "http_request", "request_id": 5})
+    await conn.request_frame("r1", "GET", "/echo?a=%2F")
+    reply = await conn.next_reply()
+    assert reply["type"] == "http_response" and reply["request_id"] == "r1" and reply["status_code"] == 200
+    done = h.of(RequestDone)
+    assert done and done[0].path == "/echo" and done[0].status == 200
+    assert len(gateway.conns) == 1 and not conn.closed.is_set()
+
+
+async def test_server_ping_gets_pong(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    await gateway.conns[0].send({"type": "ping"})
+    await wait_until(lambda: {"type": "pong"} in gateway.conns[0].received, what="pong")
+
+
+async def test_reconnect_reclaims_the_same_tunnel_id(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    gateway.tunnel_id = "other-id"  # a fresh connection without reclaim would get a new id
+    gateway.conns[0].kill()
+    await wait_until(lambda: len(h.of(TunnelEstablished)) == 2, what="second tunnel_established")
+    second = gateway.conns[1].headers
+    assert second["X-Tunnel-Id"] == "tun123"
+    assert second["X-Tunnel-Reclaim-Token"] == "reclaim-tun123"
+    assert h.of(TunnelEstablished)[1].tunnel_id == "tun123"
+    assert h.of(Disconnected) and h.of(Reconnecting)
+    await gateway.conns[1].request_frame("r2", "GET", "/echo")
+    assert (await gateway.conns[1].next_reply())["status_code"] == 200
+
+
+async def test_backoff_timing_with_injected_sleep_and_reset(gateway, local_app, running):
+    _, port = local_app
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+        await asyncio.sleep(0)
+
+    gateway.refuse_status = 502
+    h = running(make_config(gateway, port), sleep=fake_sleep, backoff=Backoff(rand=lambda: 0.0))
+    await wait_until(lambda: len(slept) >= 9, what="nine retries")
+    assert slept[:9] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert all(e.reason == "endpoint refused the WebSocket (HTTP 502)" for e in h.of(Reconnecting))
+    gateway.refuse_status = None
+    await wait_until(lambda: h.of(TunnelEstablished), what="connected after refusals")
+    count = len(slept)
+    gateway.conns[0].kill()
+    await wait_until(lambda: len(h.of(TunnelEstablished)) == 2)
+    assert slept[count] == 1  # reset after a successful session
+
+
+def test_backoff_jitter_bounds():
+    values = iter([1.0, 0.5, 0.0])
+    b = Backoff(rand=lambda: next(values))
+    assert [b.next_delay(), b.next_delay(), b.next_delay()] == [0.75, 2 * 0.875, 4.0]
+    b.reset()
+    assert b.attempt == 0
+
+
+async def test_silent_socket_is_detected_and_replaced(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, heartbeat_interval=0.3))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    gateway.conns[0].silent = True  # still open, but never answers again
+    await wait_until(lambda: len(gateway.conns) == 2 and h.of(TunnelEstablished)[1:], timeout=3.0,
+                     what="a replacement connection")
+    assert "heartbeat" in h.of(Disconnected)[0].reason
+    pings = [m for m in gateway.conns[0].received if m["type"] == "ping"]
+    assert pings, "the agent never pinged"
+
+
+async def test_concurrency_bound_queues_requests(gateway, local_app, running):
+    app, port = local_app
+    h = running(make_config(gateway, port, max_concurrency=3))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    conn = gateway.conns[0]
+    for i in range(10):
+        await conn.request_frame(f"r{i}", "GET", f"/hold?i={i}")
+    await wait_until(lambda: app.arrived == 3, what="three requests at the local app")
+    await asyncio.sleep(0.2)  # give a wrongly unbounded agent the chance to send more
+    assert app.arrived == 3 and app.inflight == 3
+    app.release.set()
+    replies = [await conn.next_reply() for _ in range(10)]
+    assert sorted(r["request_id"] for r in replies) == sorted(f"r{i}" for i in range(10))
+    assert all(r["status_code"] == 200 for r in replies)
+    assert app.max_inflight == 3
+
+
+async def test_renewal_keeps_in_flight_requests(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, renew_after=0.6, request_timeout=5.0))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    old = gateway.conns[0]
+    await old.request_frame("slow", "GET", "/slow?s=1.5")
+    await wait_until(lambda: len(gateway.conns) >= 2 and len(h.of(TunnelEstablished)) >= 2, what="renewal")
+    new = gateway.conns[1]
+    assert new.headers["X-Tunnel-Id"] == "tun123" and new.headers["X-Tunnel-Reclaim-Token"] == "reclaim-tun123"
+    assert h.of(TunnelEstablished)[1].renewed
+    assert not old.closed.is_set()  # still draining
+    reply = await old.next_reply(timeout=5)
+    assert reply["request_id"] == "slow" and reply["status_code"] == 200
+    await asyncio.wait_for(old.closed.wait(), 5)  # closed once drained
+    await new.request_frame("after", "GET", "/echo")
+    assert (await new.next_reply())["status_code"] == 200
+    assert not h.of(Disconnected)
+
+
+async def test_stop_drains_in_flight_then_closes(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, drain_timeout=5.0))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    conn = gateway.conns[0]
+    await conn.request_frame("slow", "GET", "/slow?s=0.5")
+    await asyncio.sleep(0.1)
+    h.agent.request_stop()
+    await conn.request_frame("late", "GET", "/echo")  # arrives after the stop: refused quickly
+    await asyncio.wait_for(h.task, 5)
+    replies = {}
+    while not conn.inbox.empty():
+        r = conn.inbox.get_nowait()
+        replies[r["request_id"]] = r
+    assert replies["slow"]["type"] == "http_response" and replies["slow"]["status_code"] == 200
+    assert replies["late"]["type"] == "error" and replies["late"]["code"] == "local_service_unavailable"
+    await asyncio.wait_for(conn.closed.wait(), 2)
+
+
+async def test_stop_gives_up_on_requests_past_the_drain_timeout(gateway, local_app, running):
+    app, port = local_app
+    h = running(make_config(gateway, port, drain_timeout=0.3))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    conn = gateway.conns[0]
+    await conn.request_frame("stuck", "GET", "/hold")
+    await wait_until(lambda: app.arrived == 1)
+    h.agent.request_stop()
+    await asyncio.wait_for(h.task, 3)
+    reply = await conn.next_reply(1)
+    assert reply["type"] == "error" and reply["request_id"] == "stuck"
+
+
+async def test_rejected_token_before_any_success_is_fatal(gateway, local_app):
+    _, port = local_app
+    gateway.refuse_status = 401
+    h = Harness(make_config(gateway, port, token="bad")).start()
+    with pytest.raises(Fatal, match="401"):
+        await asyncio.wait_for(h.task, 5)
+
+
+async def test_no_connection_established_times_out_and_retries(gateway, local_app, running):
+    _, port = local_app
+    gateway.establish = False
+    h = running(make_config(gateway, port, connect_timeout=0.3))
+    await wait_until(lambda: len(h.of(Reconnecting)) >= 2, what="two retries")
+    assert "no connection_established within 0.3 s" in h.of(Reconnecting)[0].reason
+    gateway.establish = True
+    await wait_until(lambda: h.of(TunnelEstablished), what="eventual connection")
