@@ -1,0 +1,168 @@
+"""Load and fault suite (marker `load`, run by `make test-load`): correctness under load and faults.
+
+Sustained: LOAD_TUNNELS (10) tunnels x LOAD_CALLERS (50) concurrent callers for LOAD_DURATION_S (60 s):
+zero lost, zero corrupted (sha256 of every echoed body), every status as the local service answered.
+Faults under load: agent killed and restarted (same URL), local service restarted, DynamoDB throttling,
+PostToConnection 410. A request overlapping a fault may end in a gateway error status (502/503/504,
+or 404 while no agent is connected) but never lost, never corrupted, never past its deadline; once a
+fault is over, every request is right again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from load_driver import REQUEST_DEADLINE_S, Outcome, Tally, callers
+from scripts.bench_load import Target
+from scripts.bench_proc import RssSampler
+
+pytestmark = pytest.mark.load
+
+DURATION_S = float(os.environ.get("LOAD_DURATION_S", "60"))
+TUNNELS = int(os.environ.get("LOAD_TUNNELS", "10"))
+CALLERS = int(os.environ.get("LOAD_CALLERS", "50"))
+FAULT_CALLERS = int(os.environ.get("LOAD_FAULT_CALLERS", "20"))
+# The forward Lambda gives up after 25 s (504) inside the 30 s integration timeout.
+ANSWER_DEADLINE_S = 30.0 + 2.0  # + scheduling slack on 2 shared cores
+GATEWAY_ERRORS = frozenset({502, 503, 504})
+MB = 1024 * 1024
+
+
+def describe(bad: list[Outcome], n: int = 8) -> str:
+    return "\n".join(f"{o.kind} {o.what} -> {o.status} after {o.seconds:.2f}s: {o.detail}" for o in bad[:n])
+
+
+def overlaps(o: Outcome, start: float, end: float) -> bool:
+    return o.started <= end and o.started + o.seconds >= start
+
+
+def check_fault_phase(tally: Tally, fault_start: float, fault_end: float, settle_s: float) -> dict:
+    """Errors only for requests overlapping [fault_start, fault_end + settle_s]; all else exactly right."""
+    counts = tally.count()
+    assert not tally.bad(), f"{counts}\n{describe(tally.bad())}"
+    outside = [o for o in tally.outcomes if o.kind == "error_status" and not overlaps(o, fault_start, fault_end + settle_s)]
+    assert not outside, f"error statuses outside the fault window:\n{describe(outside)}"
+    after = [o for o in tally.outcomes if o.started > fault_end + settle_s]
+    assert after and all(o.kind == "ok" for o in after), f"{len(after)} requests after recovery"
+    slow = [o for o in tally.outcomes if o.seconds > ANSWER_DEADLINE_S]
+    assert not slow, f"answers past the deadline:\n{describe(slow)}"
+    return {"outcomes": dict(counts), "statuses": {str(k): v for k, v in tally.statuses().items()},
+            "slowest_s": round(tally.slowest(), 2), "after_recovery_ok": len(after)}
+
+
+def test_sustained_load_many_tunnels(stack, origin, make_agent, report):
+    agents = [make_agent(origin.port, f"ttf-{i}") for i in range(TUNNELS)]
+    targets = [Target(a.established["tunnel_id"], a.target.base_url) for a in agents]
+    assert len({t.base_url for t in targets}) == TUNNELS
+    tally = Tally()
+    samplers = [RssSampler(a.pid, 0.25) for a in agents]
+    stack_sampler = RssSampler(stack.pid, 0.25)
+    for s in (*samplers, stack_sampler):
+        s.__enter__()
+    t0 = time.monotonic()
+    try:
+        asyncio.run(callers(targets, CALLERS, DURATION_S, tally))
+    finally:
+        for s in (*samplers, stack_sampler):
+            s.__exit__(None, None, None)
+    elapsed = time.monotonic() - t0
+    counts = tally.count()
+    by_tunnel = {t.name: sum(1 for o in tally.outcomes if o.tunnel == t.name and o.kind == "ok") for t in targets}
+    report["sustained"] = {
+        "tunnels": TUNNELS, "callers_per_tunnel": CALLERS, "duration_s": round(elapsed, 1),
+        "requests": len(tally.outcomes), "outcomes": dict(counts),
+        "statuses": {str(k): v for k, v in sorted(tally.statuses().items(), key=lambda kv: str(kv[0]))},
+        "rps": round(len(tally.outcomes) / elapsed, 1), "slowest_s": round(tally.slowest(), 2),
+        "ok_per_tunnel_min": min(by_tunnel.values()),
+        "ttf_peak_rss_mb_max": round(max(s.peak for s in samplers) / MB, 1),
+        "stack_peak_rss_mb": round(stack_sampler.peak / MB, 1),
+    }
+    bad = tally.bad(("wrong_status", "corrupted", "lost", "error_status"))
+    assert not bad, f"{counts}\n{describe(bad)}"
+    assert min(by_tunnel.values()) > 0, by_tunnel  # every tunnel carried traffic
+    assert tally.slowest() <= ANSWER_DEADLINE_S
+
+
+def test_agent_killed_and_restarted_keeps_its_url(stack, make_origin, make_agent, report):
+    o = make_origin("origin-agentkill")
+    name = "loadkill"
+    first = make_agent(o.port, "ttf-kill-1", ["--subdomain", name])
+    target = Target("kill", first.target.base_url)
+    tally = Tally()
+    marks: dict[str, float] = {}
+    restarted: dict = {}
+
+    async def scenario() -> None:
+        load = asyncio.create_task(callers([target], FAULT_CALLERS, 35, tally,
+                                           allowed_errors=GATEWAY_ERRORS | {404}))
+        await asyncio.sleep(8)  # a stretch of healthy traffic before the fault
+        marks["kill"] = time.monotonic()
+        await asyncio.to_thread(first.kill)
+        await asyncio.sleep(3)  # agent down: callers meet 404 / 502
+        agent = await asyncio.to_thread(make_agent, o.port, "ttf-kill-2", ["--subdomain", name])
+        restarted.update(agent.established)
+        marks["up"] = time.monotonic()
+        await load
+
+    asyncio.run(scenario())
+    assert restarted["tunnel_id"] == first.established["tunnel_id"]
+    assert restarted["public_url"] == first.established["public_url"]
+    report["agent_restart"] = check_fault_phase(tally, marks["kill"], marks["up"], settle_s=3.0)
+    report["agent_restart"]["down_s"] = round(marks["up"] - marks["kill"], 2)
+
+
+def test_local_service_restarted(stack, make_origin, make_agent, report):
+    o = make_origin("origin-restart")
+    agent = make_agent(o.port, "ttf-svc")
+    target = Target("svc", agent.target.base_url)
+    tally = Tally()
+    marks: dict[str, float] = {}
+
+    async def scenario() -> None:
+        load = asyncio.create_task(callers([target], FAULT_CALLERS, 30, tally, allowed_errors=GATEWAY_ERRORS))
+        await asyncio.sleep(8)
+        marks["kill"] = time.monotonic()
+        await asyncio.to_thread(o.kill)
+        await asyncio.sleep(3)  # service down: the agent answers local_service_unavailable (503)
+        await asyncio.to_thread(o.start)  # same port
+        marks["up"] = time.monotonic()
+        await load
+
+    asyncio.run(scenario())
+    result = check_fault_phase(tally, marks["kill"], marks["up"], settle_s=2.0)
+    assert result["statuses"].get("503", 0) > 0, "no 503 seen while the local service was down"
+    report["local_service_restart"] = result
+
+
+@pytest.mark.parametrize("fault, rate", [("dynamodb_throttle_rate", 0.3), ("post_to_connection_gone_rate", 0.3)])
+def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
+    o = make_origin(f"origin-{fault}")
+    agent = make_agent(o.port, f"ttf-{fault}")
+    target = Target(fault, agent.target.base_url)
+    tally = Tally()
+    marks: dict[str, float] = {}
+
+    async def scenario() -> None:
+        load = asyncio.create_task(callers([target], FAULT_CALLERS, 40, tally, allowed_errors=GATEWAY_ERRORS))
+        await asyncio.sleep(5)
+        marks["on"] = time.monotonic()
+        await asyncio.to_thread(stack.faults, **{fault: rate})
+        try:
+            await asyncio.sleep(10)  # fault active
+        finally:
+            await asyncio.to_thread(stack.faults, **{fault: 0.0})
+        marks["off"] = time.monotonic()
+        await load
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stack.faults(**{fault: 0.0})
+    # a request hit by the fault may wait out the forward deadline (25 s) before its 504
+    result = check_fault_phase(tally, marks["on"], marks["off"], settle_s=1.0)
+    assert result["outcomes"].get("error_status", 0) + result["outcomes"].get("ok", 0) == len(tally.outcomes)
+    report[f"fault_{fault}"] = {**result, "rate": rate}
