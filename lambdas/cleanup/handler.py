@@ -1,2 +1,7 @@
+"""Scheduled cleanup: expired rows in both tables, connections whose socket is gone. Bounded, idempotent."""
+
+from httptunnel import janitor
+
+
 def handler(event, context):
-    raise NotImplementedError("cleanup")
+    return janitor.run(context)

@@ -48,7 +48,7 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def _setup() -> None:
-    if _LOGGER.handlers:
+    if any(isinstance(h, _StdoutHandler) for h in _LOGGER.handlers):
         return
     handler = _StdoutHandler()
     handler.setFormatter(_JsonFormatter())

@@ -329,3 +329,10 @@ def scan_pages(table: str, start_key: dict[str, Any] | None = None, page_size: i
 
 def delete_row(table: str, pk_name: str, pk: str) -> None:
     _call("delete_item", TableName=table, Key=_key(pk_name, pk))
+
+
+def delete_expired(table: str, pk_name: str, pk: str, now_s: int) -> None:
+    """Delete only if still expired (raises ClientError ConditionalCheckFailed otherwise)."""
+    _call("delete_item", TableName=table, Key=_key(pk_name, pk), ConditionExpression="#ttl < :now",
+          ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE},
+          ExpressionAttributeValues={":now": {"N": str(now_s)}})

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import boto3
 from botocore.exceptions import ClientError
 
-from httptunnel import apigw, auth, bodies, names, protocol, store
+from httptunnel import apigw, auth, bodies, names, notifier, protocol, store
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -114,6 +114,7 @@ def _reset_clients() -> None:
     bodies.reset_clients()
     apigw.reset_clients()
     auth.clear_caches()
+    notifier.reset_clients()
 
 
 

@@ -1,0 +1,107 @@
+"""cleanup: scheduled removal of expired rows (both tables) and of connections whose socket is gone.
+
+Paginated Scan, bounded per run (``MAX_DELETES`` deletes, ``MAX_PROBES`` liveness probes and a
+time budget from the Lambda context). Expired rows are deleted with a ``ttl < now`` condition,
+so a row renewed meanwhile (a reclaimed reservation) survives; running twice is harmless.
+Reservation rows are only removed once expired. moto and DynamoDB Local never expire TTL rows;
+real DynamoDB does within ~48 h, this makes it prompt and deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import apigw, config, log, names, store
+
+MAX_DELETES = 500
+MAX_PROBES = 200
+SAFETY_MARGIN_MS = 5_000
+STALE_GRACE_MS = 60_000  # never probe a connection younger than this (it may still be handshaking)
+
+
+@dataclass
+class Summary:
+    scanned: int = 0
+    expired_deleted: int = 0
+    stale_deleted: int = 0
+    probed: int = 0
+    complete: bool = True
+    errors: int = 0
+    tables: list[str] = field(default_factory=list)
+
+    def budget_left(self) -> bool:
+        return self.expired_deleted + self.stale_deleted < MAX_DELETES
+
+
+def _expired(row: dict[str, Any], now_s: int) -> bool:
+    ttl = row.get(names.TTL_ATTRIBUTE)
+    return ttl is not None and int(ttl) < now_s
+
+
+def _delete_expired(table: str, pk_name: str, pk: str, now_s: int) -> bool:
+    try:
+        store.delete_expired(table, pk_name, pk, now_s)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def _stale(row: dict[str, Any], now_ms: int, summary: Summary) -> bool:
+    """True when the row's socket answers 410 on GET @connections."""
+    pk = str(row[names.CONN_PK])
+    if pk.startswith(store.RESERVATION_PREFIX) or summary.probed >= MAX_PROBES:
+        return False
+    if now_ms - int(row.get("connectedAt", 0)) < STALE_GRACE_MS:
+        return False
+    summary.probed += 1
+    endpoint = apigw.management_endpoint(str(row.get("domainName", "")), str(row.get("stage", "")))
+    return not apigw.connection_alive(pk, endpoint)
+
+
+def _sweep(table: str, pk_name: str, is_connections: bool, summary: Summary, time_left_ms: Any) -> None:
+    for rows, _ in store.scan_pages(table):
+        for row in rows:
+            if not summary.budget_left() or time_left_ms() < SAFETY_MARGIN_MS:
+                summary.complete = False
+                return
+            summary.scanned += 1
+            now_s, now_ms = int(time.time()), int(time.time() * 1000)
+            pk = str(row[pk_name])
+            if _expired(row, now_s):
+                summary.expired_deleted += int(_delete_expired(table, pk_name, pk, now_s))
+                continue
+            if not is_connections:
+                continue
+            try:
+                stale = _stale(row, now_ms, summary)
+            except ClientError as exc:
+                summary.errors += 1
+                log.warning("liveness probe failed", connection_id=pk, error=type(exc).__name__)
+                continue
+            if stale:
+                store.delete_row(table, pk_name, pk)
+                summary.stale_deleted += 1
+
+
+def run(context: Any = None) -> dict[str, Any]:
+    started = time.monotonic()
+
+    def time_left_ms() -> float:
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            return float(context.get_remaining_time_in_millis())
+        return 60_000 - (time.monotonic() - started) * 1000
+
+    summary = Summary()
+    for table, pk_name, is_conn in ((config.connections_table(), names.CONN_PK, True),
+                                    (config.pending_table(), names.PENDING_PK, False)):
+        summary.tables.append(table)
+        _sweep(table, pk_name, is_conn, summary, time_left_ms)
+    result = {k: v for k, v in summary.__dict__.items()}
+    log.info("cleanup run", **result)
+    return result

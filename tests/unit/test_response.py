@@ -1,0 +1,92 @@
+"""$default: ping, malformed frames, and who may answer a pending request."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from httptunnel import names, protocol, store
+
+from .helpers import PENDING_TABLE, FakeContext, connect_agent, load_handler, ws_event
+
+
+def send(connection_id: str, frame: str) -> dict:
+    return load_handler("response")(ws_event("default_message.json", connection_id, frame), FakeContext())
+
+
+def pending(request_id: str, connection_id: str) -> None:
+    store.put_pending(store.Pending(request_id=request_id, connection_id=connection_id, tunnel_id="t",
+                                    method="GET", path="/", created_at=1795611600000, request_bytes=0))
+
+
+def row(request_id: str) -> dict:
+    item = boto3.client("dynamodb").get_item(TableName=PENDING_TABLE, Key={"requestId": {"S": request_id}},
+                                             ConsistentRead=True)["Item"]
+    return {k: list(v.values())[0] for k, v in item.items()}
+
+
+def test_ping_gets_pong(aws, mgmt):
+    connect_agent("conn-A")
+    assert send("conn-A", '{"type":"ping"}') == {"statusCode": 200}
+    assert mgmt.messages("conn-A")[-1] == {"type": "pong"}
+
+
+@pytest.mark.parametrize("frame", ["not json", "[]", '{"type":"warp"}', '{"type":"http_response"}',
+                                   '{"type":"http_response","request_id":"r","status_code":"200"}',
+                                   '{"no":"type"}', ""])
+def test_malformed_or_unknown_frames_are_dropped_with_200(aws, mgmt, frame):
+    connect_agent("conn-A")
+    assert send("conn-A", frame) == {"statusCode": 200}
+
+
+def test_ping_to_a_gone_connection_does_not_raise(aws, mgmt):
+    mgmt.gone.add("conn-Z")
+    assert send("conn-Z", '{"type":"ping"}') == {"statusCode": 200}
+
+
+def test_ready_from_unknown_connection_is_dropped(aws, mgmt):
+    assert send("nobody", '{"type":"ready"}') == {"statusCode": 200}
+    assert mgmt.posts == []
+
+
+def test_second_agent_cannot_answer_first_agents_request(aws, mgmt):
+    connect_agent("conn-A")
+    connect_agent("conn-B")
+    pending("req-1", "conn-A")
+    forged = protocol.HttpResponse(request_id="req-1", status_code=200, body=protocol.b64encode(b"evil"))
+    assert send("conn-B", protocol.encode(forged)) == {"statusCode": 200}
+    assert row("req-1")[names.PENDING_STATUS] == names.STATUS_PENDING
+    assert send("conn-B", protocol.encode(protocol.Error(request_id="req-1", code="timeout"))) == {"statusCode": 200}
+    assert row("req-1")[names.PENDING_STATUS] == names.STATUS_PENDING
+    genuine = protocol.HttpResponse(request_id="req-1", status_code=201, body=protocol.b64encode(b"ok"))
+    send("conn-A", protocol.encode(genuine))
+    stored = row("req-1")
+    assert stored[names.PENDING_STATUS] == names.STATUS_COMPLETED and stored["statusCode"] == "201"
+    assert stored["responseBody"] == protocol.b64encode(b"ok")
+
+
+def test_answer_only_once(aws, mgmt):
+    pending("req-1", "conn-A")
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id="req-1", status_code=200, body="")))
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id="req-1", status_code=500, body="")))
+    assert row("req-1")["statusCode"] == "200"
+
+
+def test_answer_to_unknown_request_is_dropped(aws, mgmt):
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id="nope", status_code=200)))
+    assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
+
+
+def test_bad_base64_body_becomes_an_error_answer(aws, mgmt):
+    pending("req-1", "conn-A")
+    send("conn-A", json.dumps({"type": "http_response", "request_id": "req-1", "status_code": 200, "body": "@@"}))
+    stored = row("req-1")
+    assert stored[names.PENDING_STATUS] == names.STATUS_ERROR and stored["errorCode"] == "internal_error"
+
+
+def test_unknown_error_code_maps_to_internal_error(aws, mgmt):
+    pending("req-1", "conn-A")
+    send("conn-A", protocol.encode(protocol.Error(request_id="req-1", code="kaboom", message="x")))
+    assert row("req-1")["errorCode"] == "internal_error"
