@@ -1,0 +1,60 @@
+"""Options, TTF_* environment, .env file, validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from ttf.config import ConfigError, parse_config, read_dotenv
+
+
+def test_defaults_match_the_original(tmp_path):
+    c = parse_config(["-e", "wss://x.example/prod"], env={}, cwd=tmp_path)
+    assert (c.port, c.host, c.connect_timeout, c.request_timeout, c.max_concurrency) == (3000, "127.0.0.1", 10, 25, 64)
+    assert c.token is None and not c.json and not c.verbose and not c.keep_host
+    assert c.heartbeat_interval == 30 and c.renew_after == 110 * 60
+
+
+def test_command_line_beats_env_beats_dotenv(tmp_path):
+    (tmp_path / ".env").write_text("TTF_ENDPOINT=ws://dotenv/x\nTTF_PORT=4000\nTTF_TOKEN=\"from dotenv\"\nOTHER=1\n")
+    env = {"TTF_PORT": "5000"}
+    c = parse_config([], env=env, cwd=tmp_path)
+    assert (c.endpoint, c.port, c.token) == ("ws://dotenv/x", 5000, "from dotenv")
+    c = parse_config(["-p", "6000", "-t", "cli"], env=env, cwd=tmp_path)
+    assert (c.port, c.token) == (6000, "cli")
+
+
+def test_env_flags_and_hidden_knobs(tmp_path):
+    env = {"TTF_ENDPOINT": "ws://h", "TTF_JSON": "true", "TTF_KEEP_HOST": "1", "TTF_HEARTBEAT_INTERVAL": "0.5"}
+    c = parse_config(["--renew-after", "12"], env=env, cwd=tmp_path)
+    assert c.json and c.keep_host and c.heartbeat_interval == 0.5 and c.renew_after == 12
+    with pytest.raises(ConfigError, match="TTF_JSON: 'maybe' is not a boolean"):
+        parse_config([], env={**env, "TTF_JSON": "maybe"}, cwd=tmp_path)
+
+
+def test_dotenv_syntax(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text("# comment\n\nexport A=1\nB = 'two words'\nC=x # trailing\nnot a pair\nD=\"#hash\"\n")
+    assert read_dotenv(path) == {"A": "1", "B": "two words", "C": "x", "D": "#hash"}
+    assert read_dotenv(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["-e", "ftp://h"], "ws:// or wss://"),
+        (["-e", "ws:///path"], "has no host"),
+        (["-e", "ws://h:0"], "port 0"),
+        (["-e", "ws://h", "--host", "a b"], "not a host"),
+        (["-e", "ws://h", "--subdomain", "no_underscores!"], "not a valid name"),
+        (["-e", "ws://h", "--connect-timeout", "nan"], "out of range"),
+        (["-e", "ws://h", "-p", "0"], "out of range"),
+    ],
+)
+def test_bad_values(tmp_path, argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(argv, env={}, cwd=tmp_path)
+
+
+def test_ipv6_local_target(tmp_path):
+    c = parse_config(["-e", "ws://h", "--host", "[::1]", "-p", "8080"], env={}, cwd=tmp_path)
+    assert c.host == "::1" and c.local_target == "[::1]:8080"

@@ -1,0 +1,175 @@
+"""`ttf` as a real subprocess: JSON lines, argument errors, Ctrl-C drain, RSS with 64 in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ttf_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from ttf.main import main; sys.exit(main())", *args]
+
+
+def ttf_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTF_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "cli"), str(ROOT / "shared")])
+    return env
+
+
+class Ttf:
+    """A running ttf subprocess whose stdout JSON lines are collected as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[dict] = []
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            self.lines.append(json.loads(raw))
+
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.lines if line["event"] == name]
+
+    async def finish(self, timeout: float = 10.0) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await asyncio.wait_for(self.reader, timeout)
+        return code
+
+
+@pytest.fixture
+async def spawn(tmp_path):
+    started: list[Ttf] = []
+
+    async def start(*args: str) -> Ttf:
+        proc = await asyncio.create_subprocess_exec(
+            *ttf_command(*args), cwd=tmp_path, env=ttf_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        started.append(Ttf(proc))
+        return started[-1]
+
+    yield start
+    for ttf in started:
+        if ttf.proc.returncode is None:
+            ttf.proc.kill()
+            await ttf.proc.wait()
+        ttf.reader.cancel()
+
+
+def run_ttf(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = ttf_env() | (extra_env or {})
+    return subprocess.run(ttf_command(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    "args,env,message",
+    [
+        (["-e", "http://example.com"], {}, "must start with ws:// or wss://"),
+        (["-e", "ws://"], {}, "has no host"),
+        (["-e", "ws://host:99999"], {}, "malformed endpoint URL"),
+        (["-e", "ws://h", "-p", "70000"], {}, "--port: 70000 is out of range"),
+        (["-e", "ws://h", "-p", "http"], {}, "--port: 'http' is not a whole number"),
+        (["-e", "ws://h", "--max-concurrency", "0"], {}, "--max-concurrency: 0 is out of range"),
+        (["-e", "ws://h", "--request-timeout", "-1"], {}, "out of range"),
+        ([], {}, "no endpoint"),
+        (["--nope"], {}, "unrecognized arguments: --nope"),
+        ([], {"TTF_ENDPOINT": "ws://h", "TTF_PORT": "x"}, "TTF_PORT: 'x' is not a whole number"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, env, message):
+    result = run_ttf(args, tmp_path, env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ttf: error: ") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_version_exit_0(tmp_path):
+    assert "--endpoint" in run_ttf(["-h"], tmp_path).stdout
+    version = run_ttf(["-V"], tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("ttf ")
+
+
+async def test_json_lines_tunnel_established_request_and_sigint_drain(gateway, local_app, spawn, tmp_path):
+    _, port = local_app
+    # endpoint comes from the .env file in the working directory
+    (tmp_path / ".env").write_text(f"# settings\nexport TTF_ENDPOINT='{gateway.ws_url}'\nTTF_DRAIN_TIMEOUT=5\n")
+    ttf = await spawn("-p", str(port), "--host", "127.0.0.1", "--json")
+    await wait_until(lambda: ttf.events("tunnel_established"), timeout=15, what="tunnel_established line")
+    est = ttf.events("tunnel_established")[0]
+    assert {k: est[k] for k in ("tunnel_id", "public_url", "subdomain_url", "path_based_url")} == {
+        "tunnel_id": "tun123",
+        "public_url": "https://api.example.test/tun123",
+        "subdomain_url": "https://tun123.t.example.test",
+        "path_based_url": "https://api.example.test/tun123",
+    }
+    assert ttf.events("connected")
+    conn = gateway.conns[0]
+    await conn.request_frame("r1", "POST", "/echo?x=1", body="aGVsbG8=")
+    assert (await conn.next_reply())["status_code"] == 200
+    await wait_until(lambda: ttf.events("request"), what="request line")
+    line = ttf.events("request")[0]
+    assert {k: line[k] for k in ("method", "path", "status", "bytes_in")} == {
+        "method": "POST", "path": "/echo", "status": 200, "bytes_in": 5}
+    assert line["duration_ms"] >= 0 and line["bytes_out"] > 0
+
+    # Ctrl-C with a request in flight: it is answered, then a clean close and exit 0
+    await conn.request_frame("slow", "GET", "/slow?s=1")
+    await asyncio.sleep(0.2)
+    ttf.proc.send_signal(signal.SIGINT)
+    assert await ttf.finish() == 0
+    assert (await conn.next_reply())["request_id"] == "slow"
+    await asyncio.wait_for(conn.closed.wait(), 2)
+    assert ttf.events("disconnected")[-1]["reason"] == "stopped"
+    stderr = await ttf.proc.stderr.read()
+    assert b"Traceback" not in stderr
+
+
+async def test_unreachable_endpoint_at_start_says_so_and_keeps_retrying(spawn):
+    import socket
+
+    with socket.socket() as s:  # bound, not listening: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        ttf = await spawn("-e", f"ws://127.0.0.1:{port}/ws", "--json")
+        await wait_until(lambda: len(ttf.events("reconnecting")) >= 2, timeout=10, what="two retries")
+    first = ttf.events("reconnecting")[0]
+    assert "cannot reach" in first["reason"] and 0.75 <= first["delay_s"] <= 1.0
+    assert ttf.proc.returncode is None  # still trying
+    ttf.proc.send_signal(signal.SIGTERM)
+    assert await ttf.finish() == 0
+
+
+async def test_rss_with_64_requests_in_flight(gateway, local_app, spawn):
+    app, port = local_app
+    ttf = await spawn("-e", gateway.ws_url, "-p", str(port), "--json", "--max-concurrency", "64")
+    await wait_until(lambda: ttf.events("tunnel_established"), timeout=15)
+    conn = gateway.conns[0]
+    for i in range(64):
+        await conn.request_frame(f"r{i}", "GET", f"/hold?i={i}", headers={"X-Pad": ["p" * 2000]})
+    await wait_until(lambda: app.inflight == 64, timeout=15, what="64 requests held at the local app")
+    rss_mb = psutil.Process(ttf.proc.pid).memory_info().rss / (1024 * 1024)
+    print(f"\nttf RSS with 64 requests in flight: {rss_mb:.1f} MB")
+    app.release.set()
+    replies = [await conn.next_reply(10) for _ in range(64)]
+    assert all(r["status_code"] == 200 for r in replies)
+    ttf.proc.send_signal(signal.SIGINT)
+    assert await ttf.finish() == 0
+    assert rss_mb < 80

@@ -1,0 +1,104 @@
+"""Renderers through Console(record=True); plain lines; JSON lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+from rich.console import Console
+
+from ttf.events import Connected, Disconnected, Notice, Reconnecting, RequestDone, TunnelEstablished
+from ttf.render import (
+    Dashboard, JsonSink, LineSink, format_line, human_bytes, human_duration, percentile,
+    render_dashboard, render_requests, render_stats,
+)
+
+T0 = 1_700_000_000.0
+TUNNEL = TunnelEstablished(tunnel_id="tun123", public_url="https://api.example.test/tun123",
+                           subdomain_url="https://tun123.t.example.test",
+                           path_based_url="https://api.example.test/tun123", connection_id="c1")
+
+
+def record(renderable, width: int = 120) -> Console:
+    console = Console(record=True, width=width, color_system="truecolor", force_terminal=True)
+    console.print(renderable)
+    return console
+
+
+def busy_dashboard() -> Dashboard:
+    state = Dashboard(endpoint="wss://ws.example.test/prod", local_target="127.0.0.1:3000", started_at=T0)
+    state.apply(Connected("wss://ws.example.test/prod"), T0 + 1)
+    state.apply(TUNNEL, T0 + 1)
+    for i, status in enumerate([200, 200, 201, 302, 404, 503]):
+        state.apply(RequestDone("GET", f"/p{i}", status, duration_ms=10 * (i + 1), bytes_in=100, bytes_out=2048), T0 + 2)
+    return state
+
+
+def test_dashboard_shows_status_urls_counts_latency_and_requests():
+    console = record(render_dashboard(busy_dashboard(), T0 + 3725))
+    text = console.export_text()
+    assert "online" in text and "1h02m05s" in text
+    assert "https://api.example.test/tun123 -> http://127.0.0.1:3000" in text
+    assert "https://tun123.t.example.test" in text
+    assert "tun123" in text
+    stats_line = next(line for line in text.splitlines() if "ms" in line and "KB" in line and "/p" not in line)
+    assert stats_line.split()[1:6] == ["6", "3", "1", "1", "1"]  # total, 2xx, 3xx, 4xx, 5xx
+    assert "30 ms" in stats_line and "60 ms" in stats_line  # p50, p90 (nearest rank of 6)
+    assert "600 B" in text and "12.0 KB" in text
+    assert text.index("/p5") < text.index("/p0")  # newest first
+
+
+def test_status_codes_are_coloured_by_class():
+    styled = record(render_requests(busy_dashboard())).export_text(styles=True)
+    assert re.search(r"\x1b\[32m *200", styled)  # 2xx green
+    assert re.search(r"\x1b\[36m *302", styled)  # 3xx cyan
+    assert re.search(r"\x1b\[33m *404", styled)  # 4xx yellow
+    assert re.search(r"\x1b\[1;31m *503", styled)  # 5xx bold red
+
+
+def test_empty_and_reconnecting_dashboard():
+    state = Dashboard(endpoint="ws://127.0.0.1:9/ws", local_target="127.0.0.1:3000", started_at=T0)
+    state.apply(Reconnecting(delay_s=2.0, attempt=2, reason="cannot reach ws://127.0.0.1:9/ws"), T0 + 1)
+    text = record(render_dashboard(state, T0 + 5)).export_text()
+    assert "reconnecting in 2.0 s" in text and "cannot reach" in text
+    assert "none yet" in text and "http://127.0.0.1:3000" in text
+    stats = record(render_stats(state)).export_text()
+    assert "-" in stats and "0 B" in stats
+
+
+def test_percentile_and_humanisers():
+    assert percentile([], 50) is None
+    assert percentile([5], 90) == 5
+    assert percentile(list(range(1, 101)), 50) == 50
+    assert percentile(list(range(1, 101)), 90) == 90
+    assert percentile([30, 10, 20], 50) == 20
+    assert human_bytes(0) == "0 B" and human_bytes(1536) == "1.5 KB" and human_bytes(5 * 1024 * 1024) == "5.0 MB"
+    assert human_duration(59) == "0m59s" and human_duration(3600) == "1h00m00s"
+
+
+def test_plain_lines():
+    assert format_line(RequestDone("GET", "/a", 200, 12, 0, 34), T0).endswith("GET /a 200 12 ms in=0 out=34")
+    assert "error=timeout" in format_line(RequestDone("GET", "/a", 504, 25000, 0, 0, "timeout"), T0)
+    assert "tunnel established: https://api.example.test/tun123 https://tun123.t.example.test" in format_line(TUNNEL, T0)
+    assert "reconnecting in 1.5 s (attempt 1): boom" in format_line(Reconnecting(1.5, 1, "boom"), T0)
+    assert "disconnected: gone" in format_line(Disconnected("gone"), T0)
+    assert "warning: hm" in format_line(Notice("warning", "hm"), T0)
+    out = io.StringIO()
+    LineSink(out, "127.0.0.1:3000")(TUNNEL)
+    assert out.getvalue().rstrip().endswith("-> http://127.0.0.1:3000")
+
+
+def test_json_lines_shape():
+    out = io.StringIO()
+    sink = JsonSink(out)
+    sink(TUNNEL)
+    sink(RequestDone("POST", "/x", 201, 5, 10, 20))
+    sink(Reconnecting(0.9876, 1, "x"))
+    first, second, third = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["event"] == "tunnel_established" and first["tunnel_id"] == "tun123"
+    assert {"public_url", "subdomain_url", "path_based_url"} <= set(first)
+    assert {k: second[k] for k in ("event", "method", "path", "status", "duration_ms", "bytes_in", "bytes_out")} == {
+        "event": "request", "method": "POST", "path": "/x", "status": 201, "duration_ms": 5,
+        "bytes_in": 10, "bytes_out": 20}
+    assert third == {"event": "reconnecting", "delay_s": 0.988, "attempt": 1, "reason": "x", "ts": third["ts"]}
