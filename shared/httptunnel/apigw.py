@@ -9,6 +9,7 @@ Tests replace ``_management_client`` (the one thing moto lacks).
 from __future__ import annotations
 
 import base64
+import json
 import functools
 import time
 from dataclasses import dataclass, field
@@ -150,7 +151,8 @@ def encode_body(body: bytes, content_type: str) -> tuple[str, bool]:
     return base64.b64encode(body).decode("ascii"), True
 
 
-def http_response(status: int, headers: Mapping[str, list[str]], body: bytes) -> dict[str, Any]:
+def http_response(status: int, headers: Mapping[str, list[str]], body: bytes, force_base64: bool = False
+                  ) -> dict[str, Any]:
     """Payload 2.0 result. Set-Cookie values go to ``cookies`` (one each); other repeated
     headers are joined with ", " (2.0 has no multiValueHeaders)."""
     out_headers: dict[str, str] = {}
@@ -169,11 +171,16 @@ def http_response(status: int, headers: Mapping[str, list[str]], body: bytes) ->
             out_headers[key] = out_headers[key] + ", " + joined
         else:
             out_headers[name] = joined
-    text, b64 = encode_body(body, content_type)
+    text, b64 = encode_body(body, "" if force_base64 else content_type)
     out: dict[str, Any] = {"statusCode": status, "headers": out_headers, "body": text, "isBase64Encoded": b64}
     if cookies:
         out["cookies"] = cookies
     return out
+
+
+def result_size(result: dict[str, Any]) -> int:
+    """Bytes of the Lambda result as the runtime serialises it (json.dumps, ASCII-escaped: worst case)."""
+    return len(json.dumps(result))
 
 
 def error_response(status: int, code: str, message: str) -> dict[str, Any]:

@@ -178,9 +178,14 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
         if rewritten != body and answer.body_uploaded:
             answer = store.Answer(status=answer.status, status_code=answer.status_code, body_uploaded=False)
         body = rewritten
+    fits = limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM
     result = apigw.http_response(answer.status_code, headers, body)
-    if len(json.dumps(result)) <= limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM:
+    if apigw.result_size(result) <= fits:
         return Outcome(result, answer.status_code)
+    if not result["isBase64Encoded"]:  # escaped non-ASCII text can be smaller as base64
+        result = apigw.http_response(answer.status_code, headers, body, force_base64=True)
+        if apigw.result_size(result) <= fits:
+            return Outcome(result, answer.status_code)
     if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
         return _redirect_to_s3(request_id, headers, body, answer.body_uploaded)
     return fail(502, "response_too_large", "response is too large to return through API Gateway")
