@@ -325,7 +325,7 @@ class Agent:
 
     async def _renew(self) -> Session | None:
         try:
-            return await self._open(renewing=True)
+            return await self._unless_stopped(self._open(renewing=True))
         except ConnectFailed as exc:
             self.emit(Notice("warning", f"connection renewal failed ({exc.reason}); keeping the current one"))
             return None

@@ -164,6 +164,7 @@ class LocalApp:
         r.add_get("/hold", self._hold)
         r.add_get("/big", self._big)
         r.add_get("/gzip", self._gzip)
+        r.add_get("/fatheaders", self._fat_headers)
 
     async def _echo(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -203,6 +204,12 @@ class LocalApp:
 
     async def _big(self, request: web.Request) -> web.Response:
         return web.Response(body=pattern(int(request.query["n"])), content_type="application/octet-stream")
+
+    async def _fat_headers(self, request: web.Request) -> web.Response:
+        resp = web.Response(text="small body")
+        for i in range(5):
+            resp.headers[f"X-Fat-{i}"] = "f" * 7000
+        return resp
 
     async def _gzip(self, request: web.Request) -> web.Response:
         import gzip

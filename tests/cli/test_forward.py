@@ -191,3 +191,11 @@ async def test_request_body_checks(forwarder, gateway):
     missing = HttpRequest(request_id="r", method="POST", uri="/echo", body_url=gateway.body_url("nope"))
     msg, _ = await answer(forwarder, missing)
     assert isinstance(msg, protocol.Error) and "HTTP 404" in msg.message
+
+
+async def test_headers_too_big_for_one_frame_are_an_error_not_a_socket_kill(forwarder, gateway):
+    for upload, why in ((None, "response too large"), (gateway.upload_url("fat"), "headers too large")):
+        msg, event = await answer(forwarder, HttpRequest(request_id="r", method="GET", uri="/fatheaders",
+                                                         response_upload_url=upload))
+        assert isinstance(msg, protocol.Error) and msg.code == "internal_error"
+        assert why in msg.message and event.status == 502

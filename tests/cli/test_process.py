@@ -173,3 +173,12 @@ async def test_rss_with_64_requests_in_flight(gateway, local_app, spawn):
     ttf.proc.send_signal(signal.SIGINT)
     assert await ttf.finish() == 0
     assert rss_mb < 80
+
+
+async def test_rejected_token_exits_1_with_one_line(gateway, spawn):
+    gateway.refuse_status = 401
+    ttf = await spawn("-e", gateway.ws_url, "-t", "wrong", "--json")
+    assert await ttf.finish() == 1
+    stderr = (await ttf.proc.stderr.read()).decode()
+    assert stderr.startswith("ttf: error: the endpoint rejected the token (HTTP 401)")
+    assert "Traceback" not in stderr and "wrong" not in stderr
