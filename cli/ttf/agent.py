@@ -81,10 +81,12 @@ class Session:
     async def _run(self) -> str:
         reader = asyncio.create_task(self._read())
         heartbeat = asyncio.create_task(self._heartbeat())
-        done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (reader, heartbeat):
-            task.cancel()
-        await asyncio.gather(reader, heartbeat, return_exceptions=True)
+        try:
+            done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, heartbeat):
+                task.cancel()
+            await asyncio.gather(reader, heartbeat, return_exceptions=True)
         first = done.pop()
         reason = first.result() if not first.cancelled() and first.exception() is None else repr(first.exception())
         await self.close()
