@@ -145,7 +145,8 @@ module "tables" {
 module "body_bucket" {
   source = "./modules/body_bucket"
 
-  bucket_prefix = "${var.name_prefix}-bodies-"
+  bucket_prefix    = "${var.name_prefix}-bodies-"
+  create_lifecycle = !var.local_fast_apply
 }
 
 resource "aws_lambda_layer_version" "this" {

@@ -302,6 +302,6 @@ variable "jwt_subdomains_claim" {
 
 variable "local_fast_apply" {
   type        = bool
-  description = "Local stack only (moto): keep every resource but skip provider waits that only matter on real AWS. Never set it for a real deployment."
+  description = "Local stack only (moto): skip what only costs time there. Today: the body bucket's lifecycle configuration (the provider waits ~55 s for it; moto never expires objects). Never set it for a real deployment."
   default     = false
 }

@@ -38,7 +38,12 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   }
 }
 
+# The provider waits for three identical reads 10 s apart after writing a lifecycle
+# configuration (~55 s, on AWS and moto alike); the local stack (which never expires
+# objects anyway) turns it off with create_lifecycle = false.
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
+  count = var.create_lifecycle ? 1 : 0
+
   bucket = aws_s3_bucket.this.id
 
   dynamic "rule" {

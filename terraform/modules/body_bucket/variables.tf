@@ -31,3 +31,9 @@ variable "tags" {
   description = "Tags added to the bucket."
   default     = {}
 }
+
+variable "create_lifecycle" {
+  type        = bool
+  description = "Create the expiry lifecycle configuration. Only the local stack turns it off (moto never expires objects and the provider waits ~55 s for it)."
+  default     = true
+}
