@@ -121,6 +121,7 @@ class Session:
         except protocol.ProtocolError as exc:
             log.warning("ignoring a frame from the server: %s", exc)
             return
+        log.debug("<- %s %s", message.type, getattr(message, "request_id", ""))
         if isinstance(message, HttpRequest):
             self._start_request(message)
         elif isinstance(message, protocol.Ping):
@@ -157,6 +158,7 @@ class Session:
                 await self.send(error_frame(req.request_id, "internal_error", f"agent error: {exc!r}"))
                 return
         sent = await self.send(outcome.frame)
+        log.debug("-> answer to %s (%d bytes, status %d)", req.request_id, len(outcome.frame), outcome.event.status)
         if not sent:
             log.warning("could not deliver the answer to %s %s: connection gone", req.method, req.uri)
         self.agent.emit(outcome.event)

@@ -10,7 +10,7 @@ import pytest
 from ttf.agent import Agent, Fatal
 from ttf.backoff import Backoff
 from ttf.config import Config
-from ttf.events import Disconnected, Reconnecting, RequestDone, TunnelEstablished
+from ttf.events import Disconnected, Notice, Reconnecting, RequestDone, TunnelEstablished
 
 from conftest import wait_until
 
@@ -230,3 +230,30 @@ async def test_no_connection_established_times_out_and_retries(gateway, local_ap
     assert "no connection_established within 0.3 s" in h.of(Reconnecting)[0].reason
     gateway.establish = True
     await wait_until(lambda: h.of(TunnelEstablished), what="eventual connection")
+
+
+async def test_failed_renewal_keeps_the_current_connection(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, renew_after=0.3))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    gateway.refuse_status = 503
+    await wait_until(lambda: any("renewal failed" in n.message for n in h.of(Notice)), what="renewal failure")
+    conn = gateway.conns[0]
+    assert not conn.closed.is_set()
+    await conn.request_frame("r", "GET", "/echo")
+    assert (await conn.next_reply())["status_code"] == 200
+    assert not h.of(Disconnected)
+
+
+async def test_rejected_reclaim_falls_back_to_a_new_tunnel(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port))
+    await wait_until(lambda: h.of(TunnelEstablished))
+    gateway.refuse_status = 403
+    gateway.conns[0].kill()
+    await wait_until(lambda: any("could not be reclaimed" in n.message for n in h.of(Notice)), what="reclaim notice")
+    gateway.tunnel_id = "fresh"
+    gateway.refuse_status = None
+    await wait_until(lambda: len(h.of(TunnelEstablished)) == 2, what="new tunnel")
+    assert "X-Tunnel-Id" not in gateway.conns[-1].headers
+    assert h.of(TunnelEstablished)[1].tunnel_id == "fresh"
