@@ -48,6 +48,11 @@ class FunctionSpec:
     memory_mb: int = 128
     runtime: str = "python3.12"
     arn: str = ""
+    label: str = ""  # short name (forward, connect...) used as the stats key
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -312,8 +317,9 @@ class LambdaService:
         reply = await worker.invoke(event_json, worker.spec.timeout_s)
         duration = float(reply.get("duration_ms", 0))
         billed = max(1, math.ceil(duration))
-        self.invocations[name] = self.invocations.get(name, 0) + 1
-        self.billed_ms[name] = self.billed_ms.get(name, 0) + billed
+        key = worker.spec.key
+        self.invocations[key] = self.invocations.get(key, 0) + 1
+        self.billed_ms[key] = self.billed_ms.get(key, 0) + billed
         if reply.get("ok"):
             return Invocation(name, reply["payload"], None, duration, billed)
         return Invocation(name, None, reply.get("error") or {"errorType": "Unknown"}, duration, billed)

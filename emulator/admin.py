@@ -1,0 +1,70 @@
+"""Admin API of the local stack (benchmarks, load and fault tests).
+
+GET  /stats        -> {"lambda_invocations": {fn: n}, "lambda_billed_ms": {fn: ms},
+                       "dynamodb_calls": {operation: n}, "post_to_connection": n,
+                       "ws_messages": {"agent_to_api": n, "api_to_agent": n}, "http_requests": n}
+POST /stats/reset  -> zeroes every counter
+POST /faults       {"dynamodb_throttle_rate": 0..1, "post_to_connection_gone_rate": 0..1} (0 clears)
+GET  /faults       -> current rates
+GET  /health       -> {"ok": true}
+Function keys are the short names (forward, connect, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from emulator.runtime import LambdaService
+from emulator.stats import Faults, Stats
+
+
+class AdminApi:
+    def __init__(self, stats: Stats, faults: Faults, lambdas: LambdaService) -> None:
+        self.stats = stats
+        self.faults = faults
+        self.lambdas = lambdas
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/stats", self.get_stats)
+        app.router.add_post("/stats/reset", self.reset)
+        app.router.add_post("/faults", self.set_faults)
+        app.router.add_get("/faults", self.get_faults)
+        app.router.add_get("/health", self.health)
+        return app
+
+    def snapshot(self) -> dict[str, Any]:
+        data = self.stats.snapshot()
+        data["lambda_invocations"] = dict(self.lambdas.invocations)
+        data["lambda_billed_ms"] = dict(self.lambdas.billed_ms)
+        return data
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
+
+    async def reset(self, request: web.Request) -> web.Response:
+        self.stats.reset()
+        self.lambdas.reset_stats()
+        return web.json_response(self.snapshot())
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(dict(self.faults.settings.__dict__))
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        try:
+            settings = self.faults.update(body)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(dict(settings.__dict__))
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})

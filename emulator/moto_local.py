@@ -1,0 +1,135 @@
+"""moto in the emulator's own process: the AWS endpoint of the local stack.
+
+* A werkzeug server (threaded, like moto's ``ThreadedMotoServer``) on 127.0.0.1:<ephemeral>.
+* Its WSGI app is wrapped to count DynamoDB calls by operation, apply the latency profile
+  and inject ``ProvisionedThroughputExceededException`` at a configurable rate. Calls made
+  by the emulator itself (stream polling, TTL expiry) carry ``x-emulator-internal`` and are
+  neither counted, delayed nor faulted.
+* moto's own Lambda invocation is switched off (:func:`disable_moto_lambda_invoke`): moto would
+  invoke a stream mapping's function synchronously inside PutItem (ignoring the filter, and,
+  without Docker, failing and dropping the records) and Lambda targets of EventBridge rules
+  inside PutEvents. The emulator delivers stream records and schedules itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import boto3
+from botocore.config import Config
+
+from emulator.profiles import LatencyProfile
+from emulator.stats import Faults, Stats
+
+LOG = logging.getLogger("emulator.moto")
+INTERNAL_HEADER = "x-emulator-internal"
+DYNAMODB_TARGET = "DynamoDB_20120810."
+THROTTLE_BODY = json.dumps({
+    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    "message": "The level of configured provisioned throughput for the table was exceeded "
+               "(fault injected by the local emulator)",
+}).encode()
+
+_ORIGINAL_INVOKE: Callable[..., Any] | None = None
+
+
+def disable_moto_lambda_invoke() -> None:
+    """Make moto's LambdaFunction.invoke a no-op returning b"" (falsy: stream records are kept)."""
+    global _ORIGINAL_INVOKE
+    from moto.awslambda.models import LambdaFunction
+
+    if _ORIGINAL_INVOKE is not None:
+        return
+    _ORIGINAL_INVOKE = LambdaFunction.invoke
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        LOG.debug(json.dumps({"event": "moto_invoke_suppressed", "function": self.function_name}))
+        return b""
+
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+
+
+class GatedApp:
+    """WSGI middleware around moto: counting, latency, faults for DynamoDB calls."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], stats: Stats, faults: Faults,
+                 profile: LatencyProfile) -> None:
+        self.app = app
+        self.stats = stats
+        self.faults = faults
+        self.profile = profile
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        internal = "HTTP_X_EMULATOR_INTERNAL" in environ
+        if not target.startswith(DYNAMODB_TARGET) or internal:
+            return self.app(environ, start_response)
+        operation = target[len(DYNAMODB_TARGET):]
+        self.stats.count_dynamodb(operation)
+        delay_ms = self.profile.dynamodb(operation)
+        if delay_ms:
+            time.sleep(delay_ms / 1000)  # a werkzeug thread per request: never the event loop
+        if self.faults.hit(self.faults.settings.dynamodb_throttle_rate):
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                               ("Content-Length", str(len(THROTTLE_BODY)))])
+            return [THROTTLE_BODY]
+        return self.app(environ, start_response)
+
+
+class MotoService:
+    def __init__(self, stats: Stats, faults: Faults, profile: LatencyProfile,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.stats = stats
+        self.faults = faults
+        self.profile = profile
+        self.host = host
+        self.port = port
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        assert self.server is not None
+        return f"http://{self.host}:{self.server.server_address[1]}"
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
+                                                   create_backend_app)
+        from werkzeug.serving import make_server
+
+        disable_moto_lambda_invoke()
+        app = GatedApp(DomainDispatcherApplication(create_backend_app), self.stats, self.faults,
+                       self.profile)
+        self.server = make_server(self.host, self.port, app, threaded=True,
+                                  request_handler=MotoRequestHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)
+        self.thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self.server is None:
+            return
+        self.server.shutdown()
+        self.server.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        self.server = None
+
+
+def internal_client(service: str, endpoint: str, region: str) -> Any:
+    """A boto3 client for the emulator's own calls (marked so moto's gate ignores them)."""
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name=region)
+    client = session.client(service, endpoint_url=endpoint,
+                            config=Config(retries={"max_attempts": 2, "mode": "standard"},
+                                          max_pool_connections=20))
+
+    def mark(request: Any, **_: Any) -> None:
+        request.headers[INTERNAL_HEADER] = "1"
+
+    client.meta.events.register("before-send", mark)
+    return client

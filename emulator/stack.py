@@ -1,0 +1,300 @@
+"""The local stack in one process: moto + terraform apply of terraform/ + the API Gateway emulator.
+
+    python -m emulator.stack [--http-port 0] [--ws-port 0] [--admin-port 0]
+                             [--state-file .local/stack.json] [--profile local|aws]
+                             [--cleanup-interval S] [--ttl-interval S]
+
+Order: moto starts in this process (127.0.0.1:<ephemeral>); the HTTP, WebSocket and admin
+ports are bound (Terraform puts the public URL and the management endpoint into the
+functions' environment); ``terraform apply`` of the SAME root module runs against moto;
+the wiring is read back from moto; the Lambda workers start; stream/schedule/TTL loops
+start; the state file is written. SIGINT/SIGTERM stops everything and removes the state file.
+
+With ``AWS_ENDPOINT_URL`` set (a running LocalStack with API Gateway v2), that endpoint is used
+instead of moto (no DynamoDB stats/faults then; code comes from build/local).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emulator.admin import AdminApi
+from emulator.background import StreamPoller, TtlReaper, run_schedule
+from emulator.buildinfo import ROOT, BuildMissing, load_build
+from emulator.discover import WiringError, read_wiring
+from emulator.gateway import Gateway
+from emulator.http_api import HttpSettings, serve
+from emulator.moto_local import MotoService
+from emulator.profiles import load_profile
+from emulator.runtime import RuntimeConfig
+from emulator.stats import Faults, Stats
+from emulator.ws_api import WsSettings
+from httptunnel.limits import WS_IDLE_TIMEOUT_S, WS_MAX_CONNECTION_AGE_S
+
+LOG = logging.getLogger("emulator.stack")
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Options:
+    http_port: int
+    ws_port: int
+    admin_port: int
+    state_file: Path
+    profile: str
+    cleanup_interval: float | None
+    ttl_interval: float
+    ws_idle_timeout: float
+    ws_max_age: float
+    build_dir: Path
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m emulator.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--http-port", type=int, default=0, help="public HTTP API port (0 = ephemeral)")
+    parser.add_argument("--ws-port", type=int, default=0, help="WebSocket + @connections port")
+    parser.add_argument("--admin-port", type=int, default=0, help="admin API port (/stats, /faults)")
+    parser.add_argument("--state-file", type=Path, default=ROOT / ".local" / "stack.json")
+    parser.add_argument("--profile", default="local", help="latency profile (emulator/profiles.py)")
+    parser.add_argument("--cleanup-interval", type=float, default=None,
+                        help="fire schedules every S seconds instead of their rate()")
+    parser.add_argument("--ttl-interval", type=float, default=30.0, help="TTL expiry sweep period (s)")
+    parser.add_argument("--ws-idle-timeout", type=float, default=WS_IDLE_TIMEOUT_S)
+    parser.add_argument("--ws-max-age", type=float, default=WS_MAX_CONNECTION_AGE_S)
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "local")
+    args = parser.parse_args(argv)
+    for name in ("http_port", "ws_port", "admin_port"):
+        if not 0 <= getattr(args, name) <= 65535:
+            parser.error(f"--{name.replace('_', '-')} must be 0..65535")
+    return Options(args.http_port, args.ws_port, args.admin_port, args.state_file.resolve(),
+                   args.profile, args.cleanup_interval, args.ttl_interval, args.ws_idle_timeout,
+                   args.ws_max_age, args.build_dir.resolve())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_stack(state_file: Path) -> dict[str, Any] | None:
+    """The state of a stack still running with this state file, else None (stale files removed)."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    pid = state.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and pid_alive(pid):
+        return state
+    state_file.unlink(missing_ok=True)
+    return None
+
+
+def log(event: str, **fields: Any) -> None:
+    LOG.info(json.dumps({"event": event, **fields}))
+
+
+def apply_terraform(endpoint: str, build_dir: Path, state_dir: Path, variables: dict[str, Any]) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from scripts.tf_local import apply_local
+
+    return apply_local(endpoint, build_dir, state_dir, variables)
+
+
+class Stack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.stats = Stats()
+        self.faults = Faults()
+        self.profile = load_profile(options.profile)
+        self.moto: MotoService | None = None
+        self.gateway: Gateway | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.work_dir = Path(tempfile.mkdtemp(prefix="stack-", dir=self.local_dir()))
+        self.state: dict[str, Any] = {}
+
+    @staticmethod
+    def local_dir() -> Path:
+        path = ROOT / ".local" / "stack-runs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def aws_endpoint(self) -> str:
+        external = os.environ.get("AWS_ENDPOINT_URL")
+        if external:
+            log("using_external_endpoint", endpoint=external)
+            return external.rstrip("/")
+        self.moto = MotoService(self.stats, self.faults, self.profile)
+        return self.moto.start()
+
+    async def start(self) -> dict[str, Any]:
+        started = time.monotonic()
+        build = load_build(self.options.build_dir)
+        endpoint = self.aws_endpoint()
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        runtime = RuntimeConfig(python=build.python, runtime_path=build.runtime_path, region=REGION,
+                                aws_endpoint_url=endpoint)
+        p = self.profile
+        self.gateway = Gateway(
+            runtime, stats=self.stats, faults=self.faults,
+            http_settings=HttpSettings(front_door_delay_s=p.http_api_ms / 1000),
+            ws_settings=WsSettings(idle_timeout_s=self.options.ws_idle_timeout,
+                                   max_age_s=self.options.ws_max_age,
+                                   post_delay_s=p.post_to_connection_ms / 1000,
+                                   route_delay_s=p.websocket_api_ms / 1000),
+            invoke_delay_s=p.lambda_invoke_ms / 1000)
+        ports = await self.gateway.bind(self.options.http_port, self.options.ws_port)
+        admin = AdminApi(self.stats, self.faults, self.gateway.lambdas)
+        admin_runner, admin_port = await serve(admin.app(), "127.0.0.1", self.options.admin_port)
+        self.gateway.runners.append(admin_runner)
+        log("ports_bound", http=ports.http_port, ws=ports.ws_port, admin=admin_port, moto=endpoint)
+        variables = {
+            "public_http_url_override": ports.http_url,
+            "ws_management_endpoint_override": ports.management_url,
+            "tunnel_domain": "localhost",
+            "subdomain_url_template": f"http://{{tunnel_id}}.localhost:{ports.http_port}",
+        }
+        applied = time.monotonic()
+        outputs = await asyncio.to_thread(apply_terraform, endpoint, build.build_dir,
+                                          self.work_dir / "terraform", variables)
+        log("terraform_applied", seconds=round(time.monotonic() - applied, 1))
+        wiring = await asyncio.to_thread(read_wiring, endpoint, REGION, outputs, build, self.work_dir)
+        self.gateway.attach(wiring)
+        await self.gateway.lambdas.start_all()
+        self.start_background(wiring, endpoint)
+        self.stats.reset()
+        self.gateway.lambdas.reset_stats()
+        self.state = {
+            "pid": os.getpid(),
+            "http_url": ports.http_url,
+            "ws_url": self.gateway.ws_url,
+            "aws_endpoint_url": endpoint,
+            "admin_url": f"http://127.0.0.1:{admin_port}",
+            "management_url": ports.management_url,
+            "subdomain_url_template": variables["subdomain_url_template"],
+            "connections_table": outputs.get("connections_table_name"),
+            "pending_table": outputs.get("pending_table_name"),
+            "body_bucket": outputs.get("body_bucket_name"),
+            "event_bus": outputs.get("event_bus_name"),
+            "function_names": outputs.get("function_names"),
+            "region": REGION,
+            "profile": self.profile.name,
+            "startup_seconds": round(time.monotonic() - started, 1),
+        }
+        return self.state
+
+    def start_background(self, wiring: Any, endpoint: str) -> None:
+        assert self.gateway is not None
+        lambdas = self.gateway.lambdas
+        delay = self.profile.stream_delivery_ms / 1000
+        for mapping in wiring.streams:
+            if mapping.enabled:
+                poller = StreamPoller(mapping, lambdas, endpoint, wiring.region, delay)
+                self.tasks.append(asyncio.create_task(poller.run()))
+        for schedule in wiring.schedules:
+            self.tasks.append(asyncio.create_task(run_schedule(
+                schedule, lambdas, wiring.account_id, wiring.region, self.options.cleanup_interval)))
+        reaper = TtlReaper(wiring.tables, endpoint, wiring.region)
+        self.tasks.append(asyncio.create_task(reaper.run(self.options.ttl_interval)))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self.moto is not None:
+            await asyncio.to_thread(self.moto.stop)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def print_state(state: dict[str, Any]) -> None:
+    print(f"local stack ready in {state['startup_seconds']} s", flush=True)
+    for key in ("http_url", "ws_url", "aws_endpoint_url", "admin_url"):
+        print(f"  {key:<17} {state[key]}", flush=True)
+    print(f"  agent:            ttf --endpoint {state['ws_url']} --port 3000", flush=True)
+    print("Ctrl-C stops it.", flush=True)
+
+
+async def run(options: Options) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stack = Stack(options)
+    owns_state = False
+    try:
+        starting = asyncio.create_task(stack.start())
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if starting not in done:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return 130
+        waiter.cancel()
+        state = starting.result()
+        if running_stack(options.state_file) is not None:
+            print(f"another stack took {options.state_file} meanwhile; stopping", file=sys.stderr)
+            return 1
+        write_state(options.state_file, state)
+        owns_state = True
+        print_state(state)
+        await stop.wait()
+        return 0
+    finally:
+        print("stopping local stack...", file=sys.stderr, flush=True)
+        await stack.stop()
+        if owns_state:
+            options.state_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    existing = running_stack(options.state_file)
+    if existing is not None:
+        print(f"a local stack is already running (pid {existing['pid']}): {existing.get('http_url')} "
+              f"{existing.get('ws_url')} (state file {options.state_file})", file=sys.stderr)
+        return 1
+    try:
+        load_profile(options.profile)
+        return asyncio.run(run(options))
+    except (BuildMissing, WiringError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - terraform failures etc.: a message, not a traceback
+        if type(exc).__name__ == "TerraformError":
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
