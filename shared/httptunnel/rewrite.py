@@ -9,7 +9,9 @@ Only in path mode (subdomain mode never rewrites). What changes, and nothing els
   - HTML: ``href|src|action|formaction|poster=`` attribute values starting with a single
     ``/``, and CSS ``url(/...)`` inside it;
   - CSS: ``url(/...)`` and ``@import "/..."``;
-  - JSON: string VALUES (after ``:`` or ``[``) that start with a single ``/``.
+  - JSON: string VALUES (never object keys) that start with a single ``/``; the text is
+    scanned, not re-serialised, so every other byte (spacing, order, numbers) is kept.
+    Invalid JSON is left alone.
   Values already starting with the prefix are left alone, so rewriting is idempotent.
 """
 
@@ -22,7 +24,6 @@ from .protocol import Headers
 _HTML_ATTR = re.compile(r"""(\b(?:href|src|action|formaction|poster)\s*=\s*["']?)(/(?!/))""", re.IGNORECASE)
 _CSS_URL = re.compile(r"""(url\(\s*["']?)(/(?!/))""", re.IGNORECASE)
 _CSS_IMPORT = re.compile(r"""(@import\s+["'])(/(?!/))""", re.IGNORECASE)
-_JSON_VALUE = re.compile(r"""((?:[:\[])\s*")(/(?!/))""")
 _COOKIE_PATH = re.compile(r"""((?:^|;)\s*path\s*=\s*)(/[^;]*)""", re.IGNORECASE)
 
 
@@ -100,5 +101,56 @@ def rewrite_body(body: bytes, content_type: str, content_encoding: str, prefix: 
     elif kind == "css":
         text = _sub(_CSS_IMPORT, _sub(_CSS_URL, text, prefix), prefix)
     else:
-        text = _sub(_JSON_VALUE, text, prefix)
+        text = _rewrite_json(text, prefix)
     return text.encode("utf-8")
+
+
+def _json_value_strings(text: str) -> list[tuple[int, int]] | None:
+    """(start, end) of the content of every string that is a JSON value; None if not JSON-ish."""
+    spans: list[tuple[int, int]] = []
+    stack: list[str] = []
+    expect_key = False
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if j >= n:
+                return None
+            if not (stack and stack[-1] == "{" and expect_key):
+                spans.append((i + 1, j))
+            i = j + 1
+            continue
+        if ch in "{[":
+            stack.append(ch)
+            expect_key = ch == "{"
+        elif ch in "}]":
+            if not stack:
+                return None
+            stack.pop()
+            expect_key = False
+        elif ch == ",":
+            expect_key = bool(stack) and stack[-1] == "{"
+        elif ch == ":":
+            expect_key = False
+        i += 1
+    return spans if not stack else None
+
+
+def _rewrite_json(text: str, prefix: str) -> str:
+    spans = _json_value_strings(text)
+    if not spans:
+        return text
+    out: list[str] = []
+    last = 0
+    for start, end in spans:
+        value = text[start:end]
+        new = prefix_path(value, prefix)
+        if new != value:
+            out.append(text[last:start])
+            out.append(new)
+            last = end
+    out.append(text[last:])
+    return "".join(out)
