@@ -154,6 +154,7 @@ class LocalApp:
         self.inflight = 0
         self.max_inflight = 0
         self.arrived = 0
+        self.slow_arrived = 0
         self.release = asyncio.Event()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         r = self.app.router
@@ -189,6 +190,7 @@ class LocalApp:
         return resp
 
     async def _slow(self, request: web.Request) -> web.Response:
+        self.slow_arrived += 1
         await asyncio.sleep(float(request.query.get("s", "1")))
         return web.Response(text="slow done")
 

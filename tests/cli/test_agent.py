@@ -183,12 +183,12 @@ async def test_renewal_keeps_in_flight_requests(gateway, local_app, running):
 
 
 async def test_stop_drains_in_flight_then_closes(gateway, local_app, running):
-    _, port = local_app
+    app, port = local_app
     h = running(make_config(gateway, port, drain_timeout=5.0))
     await wait_until(lambda: h.of(TunnelEstablished))
     conn = gateway.conns[0]
     await conn.request_frame("slow", "GET", "/slow?s=0.5")
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: app.slow_arrived == 1, what="the slow request at the local app")
     h.agent.request_stop()
     await conn.request_frame("late", "GET", "/echo")  # arrives after the stop: refused quickly
     await asyncio.wait_for(h.task, 5)

@@ -108,7 +108,7 @@ def test_help_and_version_exit_0(tmp_path):
 
 
 async def test_json_lines_tunnel_established_request_and_sigint_drain(gateway, local_app, spawn, tmp_path):
-    _, port = local_app
+    app, port = local_app
     # endpoint comes from the .env file in the working directory
     (tmp_path / ".env").write_text(f"# settings\nexport TTF_ENDPOINT='{gateway.ws_url}'\nTTF_DRAIN_TIMEOUT=5\n")
     ttf = await spawn("-p", str(port), "--host", "127.0.0.1", "--json")
@@ -132,7 +132,7 @@ async def test_json_lines_tunnel_established_request_and_sigint_drain(gateway, l
 
     # Ctrl-C with a request in flight: it is answered, then a clean close and exit 0
     await conn.request_frame("slow", "GET", "/slow?s=1")
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: app.slow_arrived == 1, what="the slow request at the local app")
     ttf.proc.send_signal(signal.SIGINT)
     assert await ttf.finish() == 0
     assert (await conn.next_reply())["request_id"] == "slow"
