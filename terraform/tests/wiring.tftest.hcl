@@ -1,0 +1,271 @@
+# Offline wiring checks: `terraform test` with a mocked AWS provider (no network, no moto).
+# tests/infra/test_terraform.py runs this in `make test`.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_resource "aws_apigatewayv2_api" {
+    defaults = {
+      api_endpoint  = "wss://abc123.execute-api.us-east-1.amazonaws.com"
+      execution_arn = "arn:aws:execute-api:us-east-1:123456789012:abc123"
+    }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = {
+      arn        = "arn:aws:dynamodb:us-east-1:123456789012:table/mock"
+      stream_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/mock/stream/2020"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:mock"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/mock/invocations"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:mock" }
+  }
+  mock_resource "aws_cloudwatch_event_bus" {
+    defaults = { arn = "arn:aws:events:us-east-1:123456789012:event-bus/mock" }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = { arn = "arn:aws:s3:::mock-bucket", bucket = "mock-bucket" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = { arn = "arn:aws:events:us-east-1:123456789012:rule/mock" }
+  }
+  mock_resource "aws_lambda_layer_version" {
+    defaults = { arn = "arn:aws:lambda:us-east-1:123456789012:layer:mock:1" }
+  }
+}
+
+override_resource {
+  target = module.functions["connect"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:connect"
+    function_name = "http-tunnel-connect"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/connect/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["disconnect"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:disconnect"
+    function_name = "http-tunnel-disconnect"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/disconnect/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["response"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:response"
+    function_name = "http-tunnel-response"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/response/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["forward"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:forward"
+    function_name = "http-tunnel-forward"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/forward/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["cleanup"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:cleanup"
+    function_name = "http-tunnel-cleanup"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/cleanup/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["stream_notifier"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
+    function_name = "http-tunnel-stream-notifier"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/stream_notifier/invocations"
+  }
+}
+
+variables {
+  build_dir = "./tests/fixtures/build"
+}
+
+run "tables" {
+  command = apply
+
+  assert {
+    condition     = module.tables.connections_table_name == "http-tunnel-connections" && module.tables.pending_table_name == "http-tunnel-pending-requests"
+    error_message = "table names must be <prefix>-connections and <prefix>-pending-requests"
+  }
+
+  assert {
+    condition     = module.tables.tunnel_index_arn == "arn:aws:dynamodb:us-east-1:123456789012:table/mock/index/tunnel-id-index"
+    error_message = "GSI must be tunnel-id-index"
+  }
+}
+
+run "routes_and_stream" {
+  command = apply
+
+  assert {
+    condition = module.websocket_api.route_targets == {
+      "$connect"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/connect/invocations"
+      "$disconnect" = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/disconnect/invocations"
+      "$default"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/response/invocations"
+    }
+    error_message = "WebSocket routes must be exactly $connect -> connect, $disconnect -> disconnect, $default -> response"
+  }
+
+  assert {
+    condition     = module.http_api.integration_uri == "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/forward/invocations"
+    error_message = "HTTP $default route must invoke forward"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this.function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
+    error_message = "the pending stream must feed stream_notifier"
+  }
+
+  assert {
+    condition     = output.ws_url == "wss://abc123.execute-api.us-east-1.amazonaws.com/prod" && output.websocket_stage_name == "prod"
+    error_message = "ws_url must be wss://<api>/<stage>, what ttf --endpoint takes"
+  }
+
+  assert {
+    condition     = module.http_api.stage_name == "$default"
+    error_message = "HTTP API stage must be $default"
+  }
+
+  assert {
+    condition     = flatten([for fc in aws_lambda_event_source_mapping.this.filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["MODIFY"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
+    error_message = "stream filter must pass MODIFY rows whose status became completed or error"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this.function_response_types == toset(["ReportBatchItemFailures"])
+    error_message = "stream mapping must report partial batch failures"
+  }
+
+  assert {
+    condition     = jsondecode(module.events.traffic_event_pattern) == { source = ["http-tunnel"] }
+    error_message = "traffic rule must match source http-tunnel"
+  }
+
+  assert {
+    condition     = module.events.cleanup_schedule == "rate(5 minutes)"
+    error_message = "cleanup schedule default must be rate(5 minutes)"
+  }
+
+  assert {
+    condition     = output.function_names == { for fn in ["cleanup", "connect", "disconnect", "forward", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
+    error_message = "function_names must map every short name to <prefix>-<fn>"
+  }
+}
+
+run "environment_and_iam" {
+  command = apply
+
+  variables {
+    jwt_secret_ssm_parameter = "/tunnel/jwt"
+    require_auth             = true
+  }
+
+  assert {
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PENDING_TABLE", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    error_message = "forward environment"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward"].environment["WS_MANAGEMENT_ENDPOINT"]) == "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+    error_message = "management endpoint must be https://<ws api>/<stage>"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["connect"].environment["REQUIRE_AUTH"]) == "true" && nonsensitive(module.functions["connect"].environment["JWT_SECRET_SSM_PARAMETER"]) == "/tunnel/jwt"
+    error_message = "connect gets the auth settings"
+  }
+
+  assert {
+    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["EVENT_BUS_NAME", "LOG_LEVEL"])
+    error_message = "stream_notifier environment"
+  }
+
+  assert {
+    condition     = !contains(flatten([for s in jsondecode(module.functions["connect"].policy).Statement : s.Action]), "execute-api:ManageConnections")
+    error_message = "connect may not post to connections"
+  }
+
+  assert {
+    condition     = contains(flatten([for s in jsondecode(module.functions["connect"].policy).Statement : s.Action]), "ssm:GetParameter")
+    error_message = "connect may read the JWT secret parameter when one is configured"
+  }
+
+  assert {
+    condition     = contains(flatten([for s in jsondecode(module.functions["forward"].policy).Statement : s.Action]), "execute-api:ManageConnections")
+    error_message = "forward must be allowed to post to connections"
+  }
+
+  assert {
+    condition     = flatten([for s in jsondecode(module.functions["stream_notifier"].policy).Statement : s.Action if s.Sid == "PublishEvents"]) == ["events:PutEvents"]
+    error_message = "stream_notifier may only put events (besides reading its stream and logging)"
+  }
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : alltrue([for s in jsondecode(m.policy).Statement : !contains(flatten([s.Action]), "*") && !contains(flatten([s.Resource]), "*")])])
+    error_message = "no wildcard actions or resources"
+  }
+}
+
+run "custom_domain" {
+  command = plan
+
+  variables {
+    domain_name     = "t.example.com"
+    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    hosted_zone_id  = "Z123"
+  }
+
+  assert {
+    condition     = output.http_url == "https://t.example.com" && output.ws_url == "wss://ws.t.example.com"
+    error_message = "custom domain URLs"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward"].environment["TUNNEL_DOMAIN"]) == "t.example.com"
+    error_message = "wildcard domain enables subdomain routing"
+  }
+}
+
+run "rejects_bad_architecture" {
+  command = plan
+
+  variables {
+    lambda_architecture = "sparc"
+  }
+
+  expect_failures = [var.lambda_architecture]
+}
+
+run "rejects_short_forward_timeout" {
+  command = plan
+
+  variables {
+    function_settings = { forward = { timeout = 10 } }
+  }
+
+  expect_failures = [var.function_settings]
+}
