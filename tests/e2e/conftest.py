@@ -1,0 +1,147 @@
+"""End-to-end fixtures: the local stack (once per session), a real origin server, real `ttf` agents.
+
+The stack is `python -m emulator.stack` on ephemeral ports with a temporary state file,
+stopped (whole process group) at the end of the session. Set HTTP_TUNNEL_E2E_STATE to the
+state file of a stack you already run (`make stack`) to reuse it while iterating.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from emulator.procs import Child, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_START_TIMEOUT_S = 240
+TTF = str(Path(sys.executable).parent / "ttf")
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if str(item.fspath).startswith(str(Path(__file__).parent)):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    http_url: str
+    ws_url: str
+    aws_endpoint_url: str
+    admin_url: str
+    management_url: str
+    pending_table: str
+    connections_table: str
+    http_port: int
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    agent: Child
+    tunnel_id: str
+    public_url: str
+    path_based_url: str
+    connection_id: str
+
+
+def read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stack_info(state: dict) -> StackInfo:
+    return StackInfo(state["http_url"], state["ws_url"], state["aws_endpoint_url"], state["admin_url"],
+                     state["management_url"], state["pending_table"], state["connections_table"],
+                     int(state["http_url"].rsplit(":", 1)[1]))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    reuse = os.environ.get("HTTP_TUNNEL_E2E_STATE")
+    if reuse:
+        state = read_state(Path(reuse))
+        if state is None:
+            pytest.fail(f"HTTP_TUNNEL_E2E_STATE={reuse} holds no stack state")
+        yield stack_info(state)
+        return
+    if not (ROOT / "build" / "local" / "build.json").exists():
+        pytest.fail("build/local is missing: run `make build-local` (make test does it)")
+    folder = tmp_path_factory.mktemp("stack")
+    state_file = folder / "stack.json"
+    argv = [sys.executable, "-m", "emulator.stack", "--http-port", "0", "--ws-port", "0",
+            "--admin-port", "0", "--state-file", str(state_file), "--cleanup-interval", "5",
+            "--ttl-interval", "5"]
+    child = Child(argv, "stack", log_path=folder / "stack.log", cwd=ROOT).start()
+    try:
+        started = time.monotonic()
+        state = wait_until(lambda: read_state(state_file) or (None if child.alive() else {"dead": True}),
+                           STACK_START_TIMEOUT_S, 0.2, "local stack start")
+        if "dead" in state:
+            log = (folder / "stack.log").read_text()[-3000:]
+            pytest.fail(f"the local stack exited during start:\n{log}")
+        print(f"\nlocal stack started in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        yield stack_info(state)
+    finally:
+        child.stop(grace=15)
+        assert not state_file.exists(), "the stack left its state file behind after SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    folder = tmp_path_factory.mktemp("origin")
+    child = Child([sys.executable, str(Path(__file__).parent / "origin.py"), "--port", "0"], "origin",
+                  log_path=folder / "origin.log").start()
+    try:
+        line = child.wait_line(lambda l: l.startswith("{"), 20)
+        yield int(json.loads(line)["port"])
+    finally:
+        child.stop()
+
+
+def start_agent(stack: StackInfo, port: int, log_dir: Path, *extra: str) -> Tunnel:
+    argv = [TTF, "-e", stack.ws_url, "-p", str(port), "--host", "127.0.0.1", "--json", *extra]
+    child = Child(argv, "ttf", log_path=log_dir / "ttf.log").start()
+    try:
+        line = child.wait_line(lambda l: '"tunnel_established"' in l, 30)
+    except Exception:
+        child.stop()
+        raise
+    event = json.loads(line)
+    return Tunnel(child, event["tunnel_id"], event["public_url"], event["path_based_url"],
+                  event.get("connection_id", ""))
+
+
+@pytest.fixture(scope="session")
+def tunnel(stack: StackInfo, origin: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tunnel]:
+    """One agent for the read-only tests of the session."""
+    agent = start_agent(stack, origin, tmp_path_factory.mktemp("agent"))
+    try:
+        yield agent
+    finally:
+        agent.agent.stop()
+
+
+@pytest.fixture
+def agent_factory(stack: StackInfo, tmp_path: Path) -> Iterator:
+    """Start extra agents inside one test; all are stopped after it."""
+    started: list[Tunnel] = []
+
+    def make(port: int, *extra: str) -> Tunnel:
+        agent = start_agent(stack, port, tmp_path, *extra)
+        started.append(agent)
+        return agent
+
+    yield make
+    for agent in started:
+        agent.agent.stop()
