@@ -46,23 +46,40 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 
   bucket = aws_s3_bucket.this.id
 
-  dynamic "rule" {
-    for_each = toset(var.expiring_prefixes)
-    content {
-      id     = "expire-${trimsuffix(rule.value, "/")}"
-      status = "Enabled"
+  rule {
+    id     = "expire-request-bodies"
+    status = "Enabled"
 
-      filter {
-        prefix = rule.value
-      }
+    filter {
+      prefix = var.request_prefix
+    }
 
-      expiration {
-        days = var.expiration_days
-      }
+    expiration {
+      days = var.expiration_days
+    }
+  }
 
-      abort_incomplete_multipart_upload {
-        days_after_initiation = 1
-      }
+  rule {
+    id     = "expire-response-bodies"
+    status = "Enabled"
+
+    filter {
+      prefix = var.response_prefix
+    }
+
+    expiration {
+      days = var.expiration_days
+    }
+  }
+
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
     }
   }
 }

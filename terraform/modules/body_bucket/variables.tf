@@ -8,10 +8,16 @@ variable "bucket_prefix" {
   }
 }
 
-variable "expiring_prefixes" {
-  type        = list(string)
-  description = "Key prefixes whose objects expire (httptunnel.names REQUEST_BODY_PREFIX, RESPONSE_BODY_PREFIX)."
-  default     = ["req/", "resp/"]
+variable "request_prefix" {
+  type        = string
+  description = "Key prefix of request bodies (httptunnel.names.REQUEST_BODY_PREFIX)."
+  default     = "req/"
+}
+
+variable "response_prefix" {
+  type        = string
+  description = "Key prefix of response bodies (httptunnel.names.RESPONSE_BODY_PREFIX)."
+  default     = "resp/"
 }
 
 variable "expiration_days" {
