@@ -1,0 +1,69 @@
+"""The admin API the benchmark and load suites build on: counters and fault injection."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.e2e.client import request
+
+
+@pytest.fixture
+async def session():
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        yield s
+
+
+async def admin(session, stack, method: str, path: str, body=None) -> tuple[int, dict]:
+    async with session.request(method, stack.admin_url + path, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_stats_count_one_request(session, stack, tunnel):
+    await admin(session, stack, "POST", "/stats/reset")
+    reply = await request(session, "GET", tunnel.public_url, "/bytes?n=100")
+    assert reply.status == 200
+    _, stats = await admin(session, stack, "GET", "/stats")
+    assert stats["http_requests"] == 1
+    assert stats["lambda_invocations"]["forward"] == 1
+    assert stats["lambda_invocations"]["response"] >= 1
+    assert stats["lambda_billed_ms"]["forward"] >= 1
+    assert stats["post_to_connection"] >= 1
+    assert stats["ws_messages"]["api_to_agent"] >= 1 and stats["ws_messages"]["agent_to_api"] >= 1
+    assert sum(stats["dynamodb_calls"].values()) > 0
+
+
+async def test_faults_validate_and_inject(session, stack, agent_factory, origin):
+    """A 410 makes forward drop the connection row (as for a dead socket): use a throwaway agent."""
+    victim = agent_factory(origin)
+    status, body = await admin(session, stack, "POST", "/faults", {"dynamodb_throttle_rate": 2})
+    assert status == 400 and "between 0 and 1" in body["error"]
+    status, body = await admin(session, stack, "POST", "/faults", {"nonsense": 0.1})
+    assert status == 400
+    try:
+        status, body = await admin(session, stack, "POST", "/faults", {"post_to_connection_gone_rate": 1})
+        assert status == 200 and body["post_to_connection_gone_rate"] == 1
+        reply = await request(session, "GET", victim.public_url, "/bytes?n=10")
+        assert reply.status in (502, 503, 504, 404, 410), reply.status
+        assert "x-tunnel-error" in reply.headers
+    finally:
+        await admin(session, stack, "POST", "/faults",
+                    {"post_to_connection_gone_rate": 0, "dynamodb_throttle_rate": 0})
+    healthy = agent_factory(origin)
+    reply = await request(session, "GET", healthy.public_url, "/bytes?n=10")
+    assert reply.status == 200
+
+
+async def test_dynamodb_throttling_is_injected_and_cleared(session, stack, agent_factory, origin):
+    agent = agent_factory(origin)
+    await admin(session, stack, "POST", "/stats/reset")
+    try:
+        await admin(session, stack, "POST", "/faults", {"dynamodb_throttle_rate": 1})
+        reply = await request(session, "GET", agent.public_url, "/bytes?n=10")
+        assert reply.status >= 500
+    finally:
+        await admin(session, stack, "POST", "/faults", {"dynamodb_throttle_rate": 0})
+    _, stats = await admin(session, stack, "GET", "/stats")
+    assert sum(stats["dynamodb_calls"].values()) > 1  # botocore retried the throttled calls
+    reply = await request(session, "GET", agent.public_url, "/bytes?n=10")
+    assert reply.status == 200

@@ -1,0 +1,105 @@
+"""The failure paths: 502 (agent killed), 503 (local service down), 504 (local service too slow),
+a reconnecting agent keeps its URL, a forged response from another agent is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import aiohttp
+import boto3
+import pytest
+
+from httptunnel import protocol
+from tests.e2e.client import request
+
+
+@pytest.fixture
+async def session():
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        yield s
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pending_rows(stack, tunnel_id: str) -> list[dict]:
+    client = boto3.client("dynamodb", endpoint_url=stack.aws_endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    items = client.scan(TableName=stack.pending_table)["Items"]
+    return [i for i in items if i.get("tunnelId", {}).get("S") == tunnel_id
+            and i.get("status", {}).get("S") == "pending"]
+
+
+async def wait_pending(stack, tunnel_id: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(pending_rows, stack, tunnel_id)
+        if rows:
+            return rows[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no pending request for tunnel {tunnel_id} within {timeout} s")
+
+
+async def test_local_service_down_is_503(session, agent_factory):
+    agent = agent_factory(closed_port())
+    reply = await request(session, "GET", agent.public_url, "/anything")
+    assert reply.status == 503
+    assert "x-tunnel-error" in reply.headers
+
+
+async def test_local_service_too_slow_is_504(session, agent_factory, origin):
+    agent = agent_factory(origin, "--request-timeout", "1")
+    reply = await request(session, "GET", agent.public_url, "/sleep?s=4")
+    assert reply.status == 504
+    assert reply.seconds < 10
+
+
+async def test_agent_killed_mid_request_is_a_prompt_502(session, agent_factory, origin, stack):
+    agent = agent_factory(origin)
+    call = asyncio.create_task(request(session, "GET", agent.public_url, "/sleep?s=20"))
+    await wait_pending(stack, agent.tunnel_id)
+    killed_at = time.monotonic()
+    agent.agent.kill()
+    reply = await asyncio.wait_for(call, 30)
+    waited = time.monotonic() - killed_at
+    assert reply.status == 502, reply.body[:300]
+    assert waited < 6, f"the caller waited {waited:.1f} s after the agent died"
+
+
+async def test_reconnecting_agent_keeps_its_url(session, agent_factory, origin, stack):
+    agent = agent_factory(origin)
+    url = f"{stack.management_url}/prod/@connections/{agent.connection_id}"
+    async with session.delete(url) as resp:
+        assert resp.status == 204
+    line = await asyncio.to_thread(agent.agent.wait_line, lambda l: '"tunnel_established"' in l, 30)
+    again = json.loads(line)
+    assert again["connection_id"] != agent.connection_id
+    assert again["tunnel_id"] == agent.tunnel_id
+    assert again["public_url"] == agent.public_url
+    reply = await request(session, "GET", agent.public_url, "/bytes?n=10")
+    assert reply.status == 200 and len(reply.body) == 10
+
+
+async def test_forged_response_from_another_agent_is_refused(session, agent_factory, origin, stack):
+    victim = agent_factory(origin)
+    call = asyncio.create_task(request(session, "GET", victim.public_url, "/sleep?s=3"))
+    row = await wait_pending(stack, victim.tunnel_id)
+    request_id = row["requestId"]["S"]
+    async with session.ws_connect(stack.ws_url) as attacker:
+        await attacker.send_str(protocol.encode(protocol.Ready()))
+        established = protocol.decode((await attacker.receive(timeout=10)).data)
+        assert isinstance(established, protocol.ConnectionEstablished)
+        assert established.tunnel_id != victim.tunnel_id
+        forged = protocol.HttpResponse(request_id=request_id, status_code=299,
+                                       headers={"x-forged": ["yes"]}, body=protocol.b64encode(b"forged"))
+        await attacker.send_str(protocol.encode(forged))
+        reply = await asyncio.wait_for(call, 30)
+    assert reply.status == 200
+    assert reply.body == b"slept"
+    assert "x-forged" not in reply.headers
