@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from . import config, names
+from . import aws, config, names
 
 
 class Gone(Exception):
@@ -204,17 +202,18 @@ def management_endpoint(domain_name: str = "", stage: str = "") -> str:
     raise config.ConfigError("no management endpoint: set WS_MANAGEMENT_ENDPOINT")
 
 
-@functools.lru_cache(maxsize=8)
+_MGMT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2})
+
+
 def _boto_management_client(endpoint: str) -> Any:
-    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint,
-                        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2}))
+    return aws.client("apigatewaymanagementapi", endpoint_url=endpoint, config=_MGMT_CONFIG)
 
 
 _management_client: Callable[[str], Any] = _boto_management_client
 
 
 def reset_clients() -> None:
-    _boto_management_client.cache_clear()
+    aws.reset()
 
 
 def _error_code(exc: ClientError) -> str:

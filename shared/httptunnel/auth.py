@@ -23,11 +23,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import jwt
 from jwt.exceptions import InvalidTokenError, PyJWKError
 
-from . import config
+from . import aws, config
 
 HS_ALGS = ("HS256", "HS384", "HS512")
 RS_ALGS = ("RS256", "RS384", "RS512")
@@ -52,13 +51,13 @@ class Identity:
 
 @functools.lru_cache(maxsize=4)
 def _secret_from_ssm(name: str) -> str:
-    out = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
+    out = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)
     return str(out["Parameter"]["Value"])
 
 
 @functools.lru_cache(maxsize=4)
 def _secret_from_secrets_manager(arn: str) -> str:
-    return str(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    return str(aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
 
 
 def hs_secret() -> str:

@@ -6,14 +6,12 @@ Objects: ``req/<requestId>`` (caller -> agent) and ``resp/<requestId>`` (agent -
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from . import config, limits, names
+from . import aws, config, limits, names
 
 PRESIGN_EXPIRES_S = 300
 
@@ -26,13 +24,15 @@ class BodyMissing(Exception):
     """The agent said it uploaded a body but there is no object."""
 
 
-@functools.cache
+_S3_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+
+
 def _s3() -> Any:
-    return boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    return aws.client("s3", config=_S3_CONFIG)
 
 
 def reset_clients() -> None:
-    _s3.cache_clear()
+    aws.reset()
 
 
 def request_key(request_id: str) -> str:

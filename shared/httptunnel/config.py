@@ -54,6 +54,9 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "stream_notifier": ("EVENT_BUS_NAME", "LOG_LEVEL"),
 }
 
+# Read when present but never required from Terraform (local/test overrides).
+OPTIONAL_VARIABLES: frozenset[str] = frozenset({"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "FORWARD_WAIT_SECONDS"})
+
 
 def _get(name: str) -> str:
     return os.environ.get(name, "").strip()

@@ -8,30 +8,27 @@ Records that fail to publish are reported as ``batchItemFailures`` (their Sequen
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from . import config, log, names
+from . import aws, config, log, names
 
 PUT_EVENTS_MAX = 10
 _DE = TypeDeserializer()
 
 
-@functools.cache
 def _boto_events() -> Any:
-    return boto3.client("events")
+    return aws.client("events")
 
 
 _events: Callable[[], Any] = _boto_events  # tests may substitute a fake
 
 
 def reset_clients() -> None:
-    _boto_events.cache_clear()
+    aws.reset()
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,15 @@ invocations); ``reset_clients()`` is for tests. Every DynamoDB call is counted p
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from . import config, names
+from . import aws, config, names
 
 CONNECTION_TTL_S = 2 * 60 * 60 + 10 * 60  # max WebSocket age (2 h) + margin
 RESERVATION_TTL_S = 7 * 24 * 60 * 60  # a tunnel id stays yours for 7 days after last use
@@ -29,13 +27,12 @@ _DE = TypeDeserializer()
 _COUNTER = threading.local()
 
 
-@functools.cache
 def _client() -> Any:
-    return boto3.client("dynamodb")
+    return aws.client("dynamodb")
 
 
 def reset_clients() -> None:
-    _client.cache_clear()
+    aws.reset()
 
 
 def calls() -> int:

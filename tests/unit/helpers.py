@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import boto3
 from botocore.exceptions import ClientError
 
 from httptunnel import apigw, auth, bodies, names, notifier, protocol, store

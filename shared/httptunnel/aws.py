@@ -1,0 +1,47 @@
+"""boto3 clients, created once per process under a lock.
+
+boto3's default session is not thread-safe for client creation, and the local emulator may
+run several handler invocations in threads of one process. Clients themselves are
+thread-safe once created. ``reset()`` drops them (tests).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+_clients: dict[tuple[str, str], Any] = {}
+
+
+def client(service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
+    key = (service, endpoint_url or "")
+    found = _clients.get(key)
+    if found is not None:
+        return found
+    global _session
+    with _lock:
+        found = _clients.get(key)
+        if found is not None:
+            return found
+        if _session is None:
+            _session = boto3.session.Session()
+        kwargs: dict[str, Any] = {}
+        if endpoint_url:
+            kwargs["endpoint_url"] = endpoint_url
+        if config is not None:
+            kwargs["config"] = config
+        made = _session.client(service, **kwargs)
+        _clients[key] = made
+        return made
+
+
+def reset() -> None:
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None
