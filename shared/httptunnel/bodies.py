@@ -24,7 +24,8 @@ class BodyMissing(Exception):
     """The agent said it uploaded a body but there is no object."""
 
 
-_S3_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+# Default addressing: virtual-hosted on AWS, path-style for IP endpoints (the local stack).
+_S3_CONFIG = Config(signature_version="s3v4")
 
 
 def _s3() -> Any:

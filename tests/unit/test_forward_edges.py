@@ -18,7 +18,11 @@ from .test_forward_basic import Agent, http_event, ok
 
 
 def _s3_key(url: str) -> str:
-    path = urlparse(url).path.lstrip("/")
+    """The object key of a presigned URL (virtual-hosted or path-style)."""
+    parsed = urlparse(url)
+    path = parsed.path.lstrip("/")
+    if parsed.hostname and parsed.hostname.startswith(BUCKET + "."):
+        return path
     bucket, _, key = path.partition("/")
     assert bucket == BUCKET
     return key
