@@ -73,7 +73,13 @@ class Assumptions:
     memory_mb: Mapping[str, int] = field(default_factory=dict)  # function -> MB
     default_memory_mb: int = 128
     architecture: str = "arm64"
-    write_units_per_write: float = 2.0  # WRU per PutItem/UpdateItem/DeleteItem (1 WRU per 1 KB item)
+    # WRU per write call: 1 WRU per 1 KB of item (the larger of old and new image). For a 1 KB GET:
+    # the pending row is written small (PutItem, < 1 KB), then updated with the ~1.4 KB base64
+    # response (UpdateItem, 2 KB), and a DeleteItem is billed on the size of the item it deletes (2 KB).
+    # (A TTL expiry deletes for free.) Other write operations: write_units_per_write.
+    write_units: Mapping[str, float] = field(default_factory=lambda: {"PutItem": 1.0, "UpdateItem": 2.0,
+                                                                       "DeleteItem": 2.0})
+    write_units_per_write: float = 2.0
     read_units_per_get: float = 1.0  # RRU per GetItem (strongly consistent, item <= 4 KB)
     read_units_per_query: float = 0.5  # RRU per Query (GSI reads are eventually consistent, <= 4 KB)
     events_per_request: float | None = None  # EventBridge entries; None = take the count
@@ -119,9 +125,9 @@ def dynamodb_units(calls: Mapping[str, float], a: Assumptions) -> tuple[float, f
     unknown: list[str] = []
     for op, n in calls.items():
         if op in WRITE_OPS or op in BATCH_WRITE_OPS:
-            wru += n * a.write_units_per_write
+            wru += n * a.write_units.get(op, a.write_units_per_write)
         elif op in TRANSACT_WRITE_OPS:
-            wru += n * 2 * a.write_units_per_write  # transactional writes cost double
+            wru += n * 2 * a.write_units.get(op, a.write_units_per_write)  # transactional writes cost double
         elif op == "GetItem":
             rru += n * a.read_units_per_get
         elif op in {"Query", "Scan"}:
@@ -218,7 +224,7 @@ def render_text(model: CostModel, title: str = "") -> str:
     for line in model.excluded:
         out.append(f"not in total: {line.service} {line.item}: ${line.per_million:.2f} per million ({line.note})")
     out.append(f"assumptions: {a.architecture}, memory {dict(a.memory_mb) or a.default_memory_mb} MB, "
-               f"{a.write_units_per_write} WRU/write, {a.read_units_per_get} RRU/GetItem, "
+               f"WRU per write {dict(a.write_units)} (else {a.write_units_per_write}), {a.read_units_per_get} RRU/GetItem, "
                f"{a.read_units_per_query} RRU/Query, {a.agents_connected} agent(s) over "
                f"{a.requests_per_month:,.0f} requests/month")
     out.append(f"prices: us-east-1 list prices recorded {PRICES_DATE}: "
@@ -242,6 +248,7 @@ def to_json(model: CostModel) -> dict[str, Any]:
             "architecture": model.assumptions.architecture,
             "memory_mb": dict(model.assumptions.memory_mb),
             "default_memory_mb": model.assumptions.default_memory_mb,
+            "write_units": dict(model.assumptions.write_units),
             "write_units_per_write": model.assumptions.write_units_per_write,
             "read_units_per_get": model.assumptions.read_units_per_get,
             "read_units_per_query": model.assumptions.read_units_per_query,
@@ -283,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-mb", action="append", default=[], metavar="[FN=]MB",
                    help="Lambda memory (repeatable; FN=MB for one function). Default 128")
     p.add_argument("--architecture", choices=sorted(LAMBDA_GB_S), default="arm64")
-    p.add_argument("--write-units-per-write", type=float, default=2.0)
+    p.add_argument("--write-units-per-write", type=float, default=None,
+                   help="WRU for EVERY write call (default: 1 PutItem, 2 UpdateItem, 2 DeleteItem)")
     p.add_argument("--agents", type=int, default=1)
     p.add_argument("--requests-per-month", type=float, default=1_000_000)
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -297,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     default_mb, per_fn = _parse_memory(args.memory_mb)
     if not args.memory_mb and results.get("lambda_memory_mb"):
         per_fn = {k: int(v) for k, v in results["lambda_memory_mb"].items()}
+    units = {} if args.write_units_per_write is None else {"write_units": {},
+                                                            "write_units_per_write": args.write_units_per_write}
     a = Assumptions(memory_mb=per_fn, default_memory_mb=default_mb, architecture=args.architecture,
-                    write_units_per_write=args.write_units_per_write, agents_connected=args.agents,
-                    requests_per_month=args.requests_per_month)
+                    agents_connected=args.agents, requests_per_month=args.requests_per_month, **units)
     try:
         model = build(per_request, a)
     except ValueError as exc:

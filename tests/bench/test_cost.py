@@ -32,9 +32,9 @@ def test_each_line_is_quantity_times_price():
     # 100 ms x 0.125 GB = 0.0125 GB-s x $0.0000133334 x 1e6
     assert m["duration forward"].per_million == pytest.approx(0.0125 * 0.0000133334 * 1e6)
     assert "duration stream_notifier" not in m  # zero billed ms -> no line
-    # writes: 2 calls x 2 WRU = 4 WRU x $0.625/M ; reads: 4 x 1 + 1 x 0.5 = 4.5 RRU x $0.125/M
-    assert m["write request units"].quantity == 4.0
-    assert m["write request units"].per_million == pytest.approx(2.50)
+    # writes: PutItem 1 WRU + UpdateItem 2 WRU = 3 WRU x $0.625/M ; reads: 4 x 1 + 1 x 0.5 = 4.5 RRU x $0.125/M
+    assert m["write request units"].quantity == 3.0
+    assert m["write request units"].per_million == pytest.approx(1.875)
     assert m["read request units"].quantity == 4.5
     assert m["read request units"].per_million == pytest.approx(4.5 * 0.125)
     assert m["custom events"].per_million == pytest.approx(1.00)  # one per stream_notifier invocation
@@ -45,7 +45,7 @@ def test_each_line_is_quantity_times_price():
 def test_total_is_the_sum_of_lines():
     model = cost.build(PER_REQUEST, cost.Assumptions())
     assert model.total_per_million == pytest.approx(sum(l.per_million for l in model.lines))
-    expected = 1.0 + 1.0 + 1.0 + 0.6 + 2.5 + 0.5625 + 1.0 + 43_800 * 0.25 / 1e6 + (110 / 1000 * 0.125) * 0.0000133334 * 1e6
+    expected = 1.0 + 1.0 + 1.0 + 0.6 + 1.875 + 0.5625 + 1.0 + 43_800 * 0.25 / 1e6 + (110 / 1000 * 0.125) * 0.0000133334 * 1e6
     assert model.total_per_million == pytest.approx(expected)
 
 
@@ -96,3 +96,13 @@ def test_cli_reports_missing_stack_run(tmp_path, capsys):
     f.write_text(json.dumps({"stack": {}}))
     assert cost.main(["--results", str(f)]) == 2
     assert "no 'stack' section" in capsys.readouterr().err
+
+
+def test_uniform_write_units_flag(tmp_path, capsys):
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps({"stack": {"aws": {"per_request": PER_REQUEST}}}))
+    assert cost.main(["--results", str(f), "--json", "--write-units-per-write", "4"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    wru = next(l for l in data["lines"] if l["item"] == "write request units")
+    assert wru["per_request"] == 8.0  # 2 write calls x 4
+    assert wru["usd_per_million"] == pytest.approx(8 * 0.625)
