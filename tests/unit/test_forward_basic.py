@@ -218,3 +218,15 @@ def test_dynamodb_calls_are_logged(aws, mgmt, ctx, capsys, monkeypatch):
     assert len(polls) >= 1
     assert summary["dynamodb_calls"] == 3 + len(polls)
     assert summary["tunnel_id"] == tid and summary["request_id"] and summary["connection_id"] == "conn-A"
+
+
+def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    hop = {"connection": "keep-alive, X-Secret-Hop", "keep-alive": "timeout=5", "x-secret-hop": "1",
+           "upgrade": "h2c", "te": "trailers", "transfer-encoding": "chunked", "proxy-authorization": "Basic eA==",
+           "x-end-to-end": "kept"}
+    assert load_handler("forward")(http_event(tid, headers=hop), ctx)["statusCode"] == 200
+    sent = agent.requests[0]["headers"]
+    assert sent["x-end-to-end"] == ["kept"]
+    assert not set(sent) & (set(hop) - {"x-end-to-end"})
