@@ -42,6 +42,7 @@ class StackInfo:
     pending_table: str
     connections_table: str
     http_port: int
+    state_file: Path
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,10 @@ def read_state(path: Path) -> dict | None:
         return None
 
 
-def stack_info(state: dict) -> StackInfo:
+def stack_info(state: dict, state_file: Path) -> StackInfo:
     return StackInfo(state["http_url"], state["ws_url"], state["aws_endpoint_url"], state["admin_url"],
                      state["management_url"], state["pending_table"], state["connections_table"],
-                     int(state["http_url"].rsplit(":", 1)[1]))
+                     int(state["http_url"].rsplit(":", 1)[1]), state_file)
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         state = read_state(Path(reuse))
         if state is None:
             pytest.fail(f"HTTP_TUNNEL_E2E_STATE={reuse} holds no stack state")
-        yield stack_info(state)
+        yield stack_info(state, Path(reuse))
         return
     if not (ROOT / "build" / "local" / "build.json").exists():
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
@@ -91,7 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
             log = (folder / "stack.log").read_text()[-3000:]
             pytest.fail(f"the local stack exited during start:\n{log}")
         print(f"\nlocal stack started in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield stack_info(state)
+        yield stack_info(state, state_file)
     finally:
         child.stop(grace=15)
         assert not state_file.exists(), "the stack left its state file behind after SIGTERM"
