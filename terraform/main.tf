@@ -74,10 +74,9 @@ locals {
       LOG_LEVEL              = var.log_level
     }
     cleanup = {
-      CONNECTIONS_TABLE      = module.tables.connections_table_name
-      PENDING_TABLE          = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
-      LOG_LEVEL              = var.log_level
+      CONNECTIONS_TABLE = module.tables.connections_table_name
+      PENDING_TABLE     = module.tables.pending_table_name
+      LOG_LEVEL         = var.log_level
     }
     stream_notifier = {
       EVENT_BUS_NAME = module.events.event_bus_name
@@ -97,14 +96,13 @@ locals {
   policy_statements = {
     connect = concat(
       [
-        { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
-        { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
+        { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.connections_arn] },
       ],
       var.jwt_secret_ssm_parameter == "" ? [] : [{ sid = "JwtSecretParameter", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }],
       var.jwt_secret_arn == "" ? [] : [{ sid = "JwtSecret", actions = ["secretsmanager:GetSecretValue"], resources = [var.jwt_secret_arn] }],
     )
     disconnect = [
-      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"], resources = [local.connections_arn] },
+      { sid = "Connections", actions = ["dynamodb:DeleteItem"], resources = [local.connections_arn] },
     ]
     response = [
       { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
@@ -112,7 +110,7 @@ locals {
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
     ]
     forward = [
-      { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
+      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
       { sid = "Pending", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
@@ -121,7 +119,6 @@ locals {
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
-      { sid = "CloseStale", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/DELETE/@connections/*"] },
     ]
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },

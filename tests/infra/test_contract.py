@@ -1,0 +1,280 @@
+"""The contract between the handlers and the infrastructure, derived from both sides.
+
+Infrastructure side: terraform/ applied to a moto server (scripts/tf_local.apply_local); each
+function's environment and its role's policy are read back from moto.
+Code side: every handler runs in this process against that moto server with the environment
+Terraform gave it, while a botocore hook records each AWS operation it performs (presigned
+URLs included) and an os.environ wrapper records each variable httptunnel.config reads.
+
+Checks: every variable read is set by Terraform for that function (or is a documented
+override Terraform must NOT set); every operation is allowed by that function's role; no
+allowed action goes unused except the few listed with a reason; table/index/attribute names
+match httptunnel.names.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import importlib.util
+import json
+import os
+import sys
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import boto3
+import pytest
+
+from scripts import tf_local
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.infra
+
+BUILD_DIR = ROOT / "build" / "local"
+EVENTS = ROOT / "tests" / "events"
+
+# Variables httptunnel.config may read that Terraform deliberately leaves unset on AWS.
+NOT_SET_BY_TERRAFORM = {
+    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "LocalStack/emulator override of the management endpoint",
+    "FORWARD_WAIT_SECONDS": "tests only; the default 25 s is what AWS runs",
+}
+# Allowed actions the handlers never call themselves, and why they are still needed.
+NOT_CALLED_BY_HANDLER = {
+    "logs:CreateLogStream": "the Lambda runtime writes the function's logs",
+    "logs:PutLogEvents": "the Lambda runtime writes the function's logs",
+    "dynamodb:DescribeStream": "the event source mapping reads the stream for stream_notifier",
+    "dynamodb:GetRecords": "the event source mapping reads the stream for stream_notifier",
+    "dynamodb:GetShardIterator": "the event source mapping reads the stream for stream_notifier",
+    "dynamodb:ListStreams": "the event source mapping reads the stream for stream_notifier",
+}
+# Allowed actions on code paths this scenario does not reach (moto cannot fail a post with
+# GoneException, and no agent answers here); each is cited from the layer's code.
+NOT_REACHED = {
+    "connect": {"dynamodb:GetItem": "store.get_reservation when a reclaim token does not match"},
+    "forward": {"dynamodb:DeleteItem": "store.delete_connection when PostToConnection says the agent is gone"},
+    "response": {"dynamodb:UpdateItem": "store.complete_pending when the agent answers an http_request"},
+}
+SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
+OPERATION_ACTION = {("apigatewaymanagementapi", op): "execute-api:ManageConnections"
+                    for op in ("PostToConnection", "DeleteConnection", "GetConnection")}
+
+
+def iam_action(service: str, operation: str) -> str:
+    return OPERATION_ACTION.get((service, operation), f"{SERVICE_PREFIX.get(service, service)}:{operation}")
+
+
+class RecordingEnviron(dict):
+    """os.environ stand-in recording the names httptunnel.config reads."""
+
+    def __init__(self, values: dict[str, str], reads: set[str]):
+        super().__init__(values)
+        self.reads = reads
+
+    def _note(self, key):
+        if sys._getframe(2).f_globals.get("__name__") == "httptunnel.config":
+            self.reads.add(key)
+
+    def get(self, key, default=None):
+        self._note(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self._note(key)
+        return super().__getitem__(key)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if not (BUILD_DIR / "layer.zip").is_file():
+        pytest.skip("build/local/layer.zip missing: run `make build-local` (make test does)")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+        outputs = tf_local.apply_local(endpoint, BUILD_DIR, tmp_path_factory.mktemp("tfstate"),
+                                       {"name_prefix": "contract"})
+        yield endpoint, outputs
+    finally:
+        server.stop()
+
+
+def _client(service: str, endpoint: str):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def deployed(stack):
+    """short name -> (environment, allowed actions) as Terraform deployed them."""
+    endpoint, outputs = stack
+    lam, iam = _client("lambda", endpoint), _client("iam", endpoint)
+    result = {}
+    for short, name in outputs["function_names"].items():
+        conf = lam.get_function_configuration(FunctionName=name)
+        role = conf["Role"].rsplit("/", 1)[-1]
+        actions: set[str] = set()
+        for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            doc = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+            doc = json.loads(doc) if isinstance(doc, str) else doc
+            for statement in doc["Statement"]:
+                acts = statement["Action"]
+                actions.update([acts] if isinstance(acts, str) else acts)
+        assert not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], f"{short}: managed policies"
+        result[short] = (conf.get("Environment", {}).get("Variables", {}), actions)
+    return result
+
+
+def _load_handler(short: str):
+    path = ROOT / "lambdas" / short / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"contract_handler_{short}_{uuid.uuid4().hex}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def _event(name: str) -> dict:
+    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+class Context:
+    function_name = "contract"
+    aws_request_id = "contract-request"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 20_000
+
+
+@pytest.fixture(scope="module")
+def observed(stack, deployed):
+    """Run the handlers through one tunnel's life; short name -> (env reads, IAM actions used)."""
+    endpoint, outputs = stack
+    from httptunnel import aws as layer_aws
+
+    reads: dict[str, set[str]] = defaultdict(set)
+    used: dict[str, set[str]] = defaultdict(set)
+    current = {"fn": ""}
+    original_client = layer_aws.client
+
+    def record(params, model, **_):
+        used[current["fn"]].add(iam_action(model.service_model.service_name, model.name))
+
+    def recording_client(*args, **kwargs):
+        made = original_client(*args, **kwargs)
+        if not getattr(made, "_contract_hooked", False):
+            made.meta.events.register("before-parameter-build", record)
+            made._contract_hooked = True
+        return made
+
+    saved_environ = os.environ
+    layer_aws.client = recording_client
+    try:
+        def run(short: str, event: dict):
+            env = {k: v for k, v in saved_environ.items() if not k.startswith("AWS_")}
+            env.update(deployed[short][0])
+            env.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": endpoint,
+                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "FORWARD_WAIT_SECONDS": "1"})
+            layer_aws.reset()
+            os.environ = RecordingEnviron(env, reads[short])
+            current["fn"] = short
+            try:
+                return _load_handler(short)(event, Context())
+            finally:
+                os.environ = saved_environ
+
+        connect = _event("connect")
+        result = run("connect", connect)
+        assert result["statusCode"] == 200, result
+        ready = _event("default_message")
+        run("response", ready)
+        ddb = _client("dynamodb", endpoint)
+        row = ddb.get_item(TableName=outputs["connections_table_name"],
+                           Key={"connectionId": {"S": connect["requestContext"]["connectionId"]}})["Item"]
+        tunnel_id = row["tunnelId"]["S"]
+        request = _event("http_get")
+        request["rawPath"] = f"/{tunnel_id}/hello"
+        request["requestContext"]["http"]["path"] = request["rawPath"]
+        run("forward", request)
+        big = _event("http_get")
+        big["rawPath"] = f"/{tunnel_id}/upload"
+        big["requestContext"]["http"]["path"] = big["rawPath"]
+        big["requestContext"]["http"]["method"] = "POST"
+        big["body"] = base64.b64encode(os.urandom(200_000)).decode()
+        big["isBase64Encoded"] = True
+        run("forward", big)
+        stream_event = {"Records": [{
+            "eventID": "1", "eventName": "MODIFY", "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"requestId": {"S": "r1"}},
+                         "NewImage": {"requestId": {"S": "r1"}, "status": {"S": "completed"},
+                                      "tunnelId": {"S": tunnel_id}, "method": {"S": "GET"},
+                                      "path": {"S": "/hello"}, "statusCode": {"N": "200"}},
+                         "SequenceNumber": "1"}}]}
+        run("stream_notifier", stream_event)
+        run("disconnect", _event("disconnect") | {"requestContext": connect["requestContext"] | {"routeKey": "$disconnect", "eventType": "DISCONNECT"}})
+        # Expired rows, so cleanup does its deletes (and closes the stale connection).
+        ddb.put_item(TableName=outputs["connections_table_name"],
+                     Item={"connectionId": {"S": "stale-conn"}, "tunnelId": {"S": "stale0tunnel"},
+                           "connectedAt": {"N": "1000"}, "ttl": {"N": "1"}})
+        ddb.put_item(TableName=outputs["pending_table_name"],
+                     Item={"requestId": {"S": "stale-req"}, "connectionId": {"S": "stale-conn"},
+                           "status": {"S": "pending"}, "createdAt": {"N": "1000"}, "ttl": {"N": "1"}})
+        run("cleanup", _event("scheduled"))
+    finally:
+        layer_aws.client = original_client
+        layer_aws.reset()
+    return reads, used
+
+
+def test_every_variable_a_handler_reads_is_set_by_terraform(deployed, observed):
+    reads, _ = observed
+    assert set(reads) == set(deployed), "every function ran"
+    for short, names in reads.items():
+        env = deployed[short][0]
+        missing = sorted(n for n in names if n not in env and n not in NOT_SET_BY_TERRAFORM)
+        assert not missing, f"{short} reads {missing} but Terraform does not set them"
+        wrongly_set = sorted(n for n in NOT_SET_BY_TERRAFORM if n in env)
+        assert not wrongly_set, f"{short}: Terraform must leave {wrongly_set} unset on AWS"
+
+
+def test_every_aws_action_is_allowed(deployed, observed):
+    _, used = observed
+    for short, actions in used.items():
+        denied = sorted(actions - deployed[short][1])
+        assert not denied, f"{short} performs {denied} but its role does not allow it"
+
+
+def test_no_unneeded_action_is_allowed(deployed, observed):
+    _, used = observed
+    for short, actions in NOT_REACHED.items():
+        stale = sorted(set(actions) - deployed[short][1])
+        assert not stale, f"NOT_REACHED lists {stale} for {short} but its role no longer allows them"
+    unneeded = {short: sorted(allowed - used[short] - set(NOT_CALLED_BY_HANDLER) - set(NOT_REACHED.get(short, {})))
+                for short, (_, allowed) in deployed.items()}
+    unneeded = {k: v for k, v in unneeded.items() if v}
+    assert not unneeded, f"roles allow actions their code never performs: {unneeded}"
+
+
+def test_names_match_the_layer(stack):
+    from httptunnel import names
+
+    endpoint, outputs = stack
+    ddb = _client("dynamodb", endpoint)
+    conn = ddb.describe_table(TableName=outputs["connections_table_name"])["Table"]
+    assert conn["KeySchema"] == [{"AttributeName": names.CONN_PK, "KeyType": "HASH"}]
+    gsi = {i["IndexName"]: i for i in conn["GlobalSecondaryIndexes"]}
+    assert names.TUNNEL_INDEX in gsi
+    assert gsi[names.TUNNEL_INDEX]["KeySchema"] == [{"AttributeName": names.CONN_TUNNEL_ID, "KeyType": "HASH"}]
+    pending = ddb.describe_table(TableName=outputs["pending_table_name"])["Table"]
+    assert pending["KeySchema"] == [{"AttributeName": names.PENDING_PK, "KeyType": "HASH"}]
+    assert pending["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    for table in (outputs["connections_table_name"], outputs["pending_table_name"]):
+        ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        assert ttl["AttributeName"] == names.TTL_ATTRIBUTE
+    assert set(outputs["function_names"]) == set(names.FUNCTIONS)
+    rules = _client("events", endpoint).list_rules(EventBusName=outputs["event_bus_name"])["Rules"]
+    assert any(json.loads(r.get("EventPattern", "{}")).get("source") == [names.EVENT_SOURCE] for r in rules)
