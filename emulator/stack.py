@@ -1,6 +1,6 @@
 """The local stack in one process: moto + terraform apply of terraform/ + the API Gateway emulator.
 
-    python -m emulator.stack [--http-port 0] [--ws-port 0] [--admin-port 0]
+    python -m emulator.stack [--http-port 4040] [--ws-port 4041] [--admin-port 4042]
                              [--state-file .local/stack.json] [--profile local|aws]
                              [--cleanup-interval S] [--ttl-interval S]
 
@@ -63,9 +63,9 @@ class Options:
 
 def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m emulator.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("--http-port", type=int, default=0, help="public HTTP API port (0 = ephemeral)")
-    parser.add_argument("--ws-port", type=int, default=0, help="WebSocket + @connections port")
-    parser.add_argument("--admin-port", type=int, default=0, help="admin API port (/stats, /faults)")
+    parser.add_argument("--http-port", type=int, default=4040, help="public HTTP API port (0 = ephemeral)")
+    parser.add_argument("--ws-port", type=int, default=4041, help="WebSocket + @connections port (0 = ephemeral)")
+    parser.add_argument("--admin-port", type=int, default=4042, help="admin API port: /stats, /faults (0 = ephemeral)")
     parser.add_argument("--state-file", type=Path, default=ROOT / ".local" / "stack.json")
     parser.add_argument("--profile", default="local", help="latency profile (emulator/profiles.py)")
     parser.add_argument("--cleanup-interval", type=float, default=None,
@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(options))
     except (BuildMissing, WiringError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a port already taken
+        print(f"error: cannot listen: {exc} (choose other ports, or 0 for ephemeral ones)", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - terraform failures etc.: a message, not a traceback
         if type(exc).__name__ == "TerraformError":

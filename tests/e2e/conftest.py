@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK_START_TIMEOUT_S = 240
 TTF = str(Path(sys.executable).parent / "ttf")
 
-pytestmark = pytest.mark.e2e
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
