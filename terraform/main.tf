@@ -74,9 +74,10 @@ locals {
       LOG_LEVEL              = var.log_level
     }
     cleanup = {
-      CONNECTIONS_TABLE = module.tables.connections_table_name
-      PENDING_TABLE     = module.tables.pending_table_name
-      LOG_LEVEL         = var.log_level
+      CONNECTIONS_TABLE      = module.tables.connections_table_name
+      PENDING_TABLE          = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      LOG_LEVEL              = var.log_level
     }
     stream_notifier = {
       EVENT_BUS_NAME = module.events.event_bus_name
@@ -119,6 +120,7 @@ locals {
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+      { sid = "ProbeAgents", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/GET/@connections/*"] },
     ]
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },

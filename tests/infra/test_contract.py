@@ -223,6 +223,10 @@ def observed(stack, deployed):
         ddb.put_item(TableName=outputs["pending_table_name"],
                      Item={"requestId": {"S": "stale-req"}, "connectionId": {"S": "stale-conn"},
                            "status": {"S": "pending"}, "createdAt": {"N": "1000"}, "ttl": {"N": "1"}})
+        # An old but unexpired connection row, so cleanup probes its socket (GET @connections).
+        ddb.put_item(TableName=outputs["connections_table_name"],
+                     Item={"connectionId": {"S": "old-conn"}, "tunnelId": {"S": "old00tunnel0"},
+                           "connectedAt": {"N": "1000"}, "ttl": {"N": "4102444800"}})
         run("cleanup", _event("scheduled"))
     finally:
         layer_aws.client = original_client
