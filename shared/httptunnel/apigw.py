@@ -263,3 +263,14 @@ def connection_alive(connection_id: str, endpoint: str) -> bool:
             return False
         raise
     return True
+
+
+def close_connection(connection_id: str, endpoint: str) -> None:
+    """DELETE @connections/<id>: close the socket (the agent reconnects). Already gone is fine."""
+    client = _management_client(endpoint)
+    try:
+        client.delete_connection(ConnectionId=connection_id)
+    except ClientError as exc:
+        if _error_code(exc) == "GoneException" or _status(exc) == 410:
+            return
+        raise

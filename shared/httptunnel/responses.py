@@ -38,8 +38,14 @@ def _on_ready(ws: apigw.WsEvent) -> str:
 
 
 def _on_ping(ws: apigw.WsEvent) -> str:
-    apigw.post_to_connection(ws.connection_id, protocol.encode(protocol.Pong()),
-                             apigw.management_endpoint(ws.domain_name, ws.stage))
+    endpoint = apigw.management_endpoint(ws.domain_name, ws.stage)
+    if not store.connection_exists(ws.connection_id):
+        # Orphaned socket: its row is gone (removed after a failed post, by cleanup or by TTL),
+        # so no request can reach it. Close it; the agent reconnects and reclaims its tunnel id.
+        log.warning("ping from a connection without a row: closing it", connection_id=ws.connection_id)
+        apigw.close_connection(ws.connection_id, endpoint)
+        return "closed_orphan"
+    apigw.post_to_connection(ws.connection_id, protocol.encode(protocol.Pong()), endpoint)
     return "pong"
 
 

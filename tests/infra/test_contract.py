@@ -192,6 +192,11 @@ def observed(stack, deployed):
         assert result["statusCode"] == 200, result
         ready = _event("default_message")
         run("response", ready)
+        # A ping from a socket whose row is gone: response closes it (DELETE @connections).
+        orphan_ping = copy.deepcopy(ready)
+        orphan_ping["requestContext"]["connectionId"] = "orphan-conn"
+        orphan_ping["body"] = '{"type":"ping"}'
+        run("response", orphan_ping)
         ddb = _client("dynamodb", endpoint)
         row = ddb.get_item(TableName=outputs["connections_table_name"],
                            Key={"connectionId": {"S": connect["requestContext"]["connectionId"]}})["Item"]

@@ -26,7 +26,22 @@ def test_init_offline_and_validate(tf_initialized):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_terraform_test_with_mock_provider(tf_initialized):
+@pytest.fixture
+def fixture_zips(tmp_path):
+    """Placeholder zips where terraform/tests/*.tftest.hcl point build_dir (build/ is never committed)."""
+    from scripts.build import FUNCTIONS, write_zip
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "handler.py").write_text("def handler(event, context):\n    return None\n")
+    fixtures = TERRAFORM_DIR / "tests" / "fixtures" / "build"
+    write_zip(src, fixtures / "layer.zip")
+    for name in FUNCTIONS:
+        write_zip(src, fixtures / "functions" / f"{name}.zip")
+    return fixtures
+
+
+def test_terraform_test_with_mock_provider(tf_initialized, fixture_zips):
     proc = tfenv.terraform(["test", "-no-color"], TERRAFORM_DIR, tf_initialized, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failed" in proc.stdout, proc.stdout

@@ -56,6 +56,7 @@ class FakeManagement:
     """Stands in for the apigatewaymanagementapi client (moto has none)."""
     posts: list[tuple[str, str, str]] = field(default_factory=list)  # (endpoint, connection_id, text)
     gone: set[str] = field(default_factory=set)
+    closed: list[str] = field(default_factory=list)
     forbidden_left: dict[str, int] = field(default_factory=dict)
     on_post: Callable[[str, dict[str, Any]], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,6 +85,13 @@ class FakeManagement:
                 fake.posts.append((self.endpoint, ConnectionId, Data.decode("utf-8")))
             if fake.on_post is not None:
                 fake.on_post(ConnectionId, json.loads(Data))
+            return {}
+
+        def delete_connection(self, ConnectionId: str) -> dict[str, Any]:
+            if ConnectionId in self.fake.gone:
+                raise _client_error("GoneException", 410, "DeleteConnection")
+            with self.fake.lock:
+                self.fake.closed.append(ConnectionId)
             return {}
 
         def get_connection(self, ConnectionId: str) -> dict[str, Any]:

@@ -42,8 +42,23 @@ def test_malformed_or_unknown_frames_are_dropped_with_200(aws, mgmt, frame):
 
 
 def test_ping_to_a_gone_connection_does_not_raise(aws, mgmt):
+    connect_agent("conn-Z")
     mgmt.gone.add("conn-Z")
     assert send("conn-Z", '{"type":"ping"}') == {"statusCode": 200}
+
+
+def test_ping_from_a_connection_without_a_row_closes_it(aws, mgmt):
+    """Its row was removed (a failed post, cleanup, TTL): no request can reach it, so close it
+    and let the agent reconnect and reclaim its tunnel id instead of idling unreachable."""
+    assert send("orphan", '{"type":"ping"}') == {"statusCode": 200}
+    assert mgmt.closed == ["orphan"]
+    assert mgmt.messages("orphan") == []
+
+
+def test_ping_from_an_orphan_already_gone_does_not_raise(aws, mgmt):
+    mgmt.gone.add("orphan")
+    assert send("orphan", '{"type":"ping"}') == {"statusCode": 200}
+    assert mgmt.closed == []
 
 
 def test_ready_from_unknown_connection_is_dropped(aws, mgmt):
