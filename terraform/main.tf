@@ -148,10 +148,31 @@ module "body_bucket" {
   create_lifecycle = !var.local_fast_apply
 }
 
+# The code reaches Lambda through S3 (the body bucket, under code/, which its lifecycle rules
+# never expire): the provider uploads local zips given as `filename` one function at a time,
+# waiting ~5 s after each; from S3 the six functions are created in parallel.
+locals {
+  code_zips = merge(
+    { layer = "${local.build_dir}/layer.zip" },
+    { for fn in local.functions : fn => "${local.build_dir}/functions/${fn}.zip" },
+  )
+}
+
+resource "aws_s3_object" "code" {
+  #checkov:skip=CKV_AWS_186:the bucket encrypts every object with SSE-S3 by default; KMS would add a key and grants for build artifacts
+  for_each = local.code_zips
+
+  bucket      = module.body_bucket.bucket_name
+  key         = "code/${each.key}.zip"
+  source      = each.value
+  source_hash = filemd5(each.value)
+}
+
 resource "aws_lambda_layer_version" "this" {
   layer_name               = "${var.name_prefix}-httptunnel"
   description              = "httptunnel package + pyjwt + cryptography for ${var.lambda_runtime} ${var.lambda_architecture}"
-  filename                 = "${local.build_dir}/layer.zip"
+  s3_bucket                = aws_s3_object.code["layer"].bucket
+  s3_key                   = aws_s3_object.code["layer"].key
   source_code_hash         = filebase64sha256("${local.build_dir}/layer.zip")
   compatible_runtimes      = [var.lambda_runtime]
   compatible_architectures = [var.lambda_architecture]
@@ -170,7 +191,9 @@ module "functions" {
   timeout              = coalesce(try(var.function_settings[each.key].timeout, null), local.function_defaults[each.key].timeout)
   reserved_concurrency = coalesce(try(var.function_settings[each.key].reserved_concurrency, null), -1)
   tracing_mode         = var.lambda_tracing_mode
-  filename             = "${local.build_dir}/functions/${each.key}.zip"
+  filename             = local.code_zips[each.key]
+  s3_bucket            = aws_s3_object.code[each.key].bucket
+  s3_key               = aws_s3_object.code[each.key].key
   layers               = [aws_lambda_layer_version.this.arn]
   environment          = local.environment[each.key]
   policy_statements    = local.policy_statements[each.key]

@@ -69,7 +69,8 @@ resource "aws_lambda_function" "this" {
   architectures    = [var.architecture]
   memory_size      = var.memory_size
   timeout          = var.timeout
-  filename         = var.filename
+  s3_bucket        = var.s3_bucket
+  s3_key           = var.s3_key
   source_code_hash = filebase64sha256(var.filename)
   layers           = var.layers
 

@@ -64,7 +64,17 @@ variable "tracing_mode" {
 
 variable "filename" {
   type        = string
-  description = "Path of the function zip built by scripts/build.py."
+  description = "Path of the function zip built by scripts/build.py (its hash decides when the code changes)."
+}
+
+variable "s3_bucket" {
+  type        = string
+  description = "Bucket holding the uploaded copy of the zip (the root module uploads it)."
+}
+
+variable "s3_key" {
+  type        = string
+  description = "Key of the uploaded zip in s3_bucket."
 }
 
 variable "layers" {
