@@ -1,0 +1,89 @@
+"""Fast tests of the benchmark harness: load generator against the in-process origin, targets, table."""
+
+import hashlib
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from scripts import bench, bench_load
+from scripts.bench_load import Target
+from scripts.bench_origin import KB_BODY, blob, make_app
+
+
+@pytest.fixture
+async def origin():
+    server = TestServer(make_app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    yield Target("direct", str(server.make_url("")).rstrip("/"))
+    await server.close()
+
+
+async def test_run_counts_checked_requests(origin):
+    res = await bench_load.run(origin, concurrency=4, total=40, warmup=4)
+    assert res.ok == 40 and not res.errors
+    s = res.summary()
+    assert s["n"] == 40 and s["p50"] <= s["p90"] <= s["p99"] <= s["max"] and s["rps"] > 0
+
+
+async def test_run_reports_wrong_status_as_errors(origin):
+    res = await bench_load.run(origin, concurrency=2, total=6, path="/status/500")
+    assert res.ok == 0 and res.errors == ["status 500"] * 6
+
+
+async def test_run_stops_at_max_seconds(origin):
+    res = await bench_load.run(origin, concurrency=2, total=10_000, path="/slow?ms=100", max_seconds=0.3)
+    assert 0 < res.ok < 20  # 2 workers x ~100 ms each for ~0.3 s (+ the in-flight ones)
+
+
+async def test_transfers_are_checked_both_ways(origin):
+    down = await bench_load.transfer(origin, "download", 100_000, "binary", repeats=1)
+    up = await bench_load.transfer(origin, "upload", 100_000, "text", repeats=1)
+    assert down["byte_exact"] and down["status"] == 200 and down["via"] == "inline"
+    assert up["byte_exact"] and up["status"] == 200
+    bad = await bench_load.transfer(Target("x", origin.base_url + "/nowhere"), "download", 1000, repeats=1)
+    assert bad["byte_exact"] is False and bad["status"] == 404 and bad["mb_per_s"] is None
+
+
+def test_origin_bodies_are_deterministic():
+    assert len(KB_BODY) == 1024
+    assert hashlib.sha256(blob(1000, 7)).digest() == hashlib.sha256(blob(1000, 7)).digest()
+    assert blob(1000, 7) != blob(1000, 8)
+
+
+def results_fixture(local_p50=5.0, rps=200.0, aws_p50=50.0, total=4.0, up_ok=True):
+    lat = {"c1": {"n": 10, "p50": 6.0, "added": {"p50": local_p50}}, "c32": {"n": 10, "rps": rps}}
+    transfers = {"upload_5mb_binary": {"byte_exact": up_ok, "mb_per_s": 25.0 if up_ok else None, "seconds": 0.2, "status": 200 if up_ok else 413,
+                                       "detail": "Request Entity Too Large"},
+                 "download_5mb_binary": {"byte_exact": True, "mb_per_s": 19.0, "seconds": 0.26, "status": 200}}
+    return {"date": "d", "machine": {"cpu_count": 2},
+            "direct": {"latency": {"c1": {"n": 10, "p50": 1.0}}},
+            "stack": {"local": {"latency": lat, "transfers": transfers, "cost": {"total_usd_per_million": total}},
+                      "aws": {"latency": {"c1": {"n": 10, "added": {"p50": aws_p50}}}}}}
+
+
+def verdicts(results):
+    return {row["target"]: row["verdict"] for row in bench.check_targets(results)}
+
+
+def test_targets_met_and_missed():
+    v = verdicts(results_fixture())
+    assert v["local p50 added, sequential <= 10 ms"] == "met"
+    assert v["local throughput at c=32 >= 150 req/s"] == "met"
+    assert v["aws profile p50 added <= 60 ms"] == "met"
+    assert v["local upload 5mb binary byte-exact >= 20 MB/s"] == "met"
+    assert v["local download 5mb binary byte-exact >= 20 MB/s"] == "MISSED"  # 19 MB/s
+    assert v["local upload 5mb text byte-exact >= 20 MB/s"] == "n/a"  # not measured
+    v = verdicts(results_fixture(local_p50=10.5, rps=149.0, aws_p50=61.0, total=4.51, up_ok=False))
+    assert v["local p50 added, sequential <= 10 ms"] == "MISSED"
+    assert v["local throughput at c=32 >= 150 req/s"] == "MISSED"
+    assert v["aws profile p50 added <= 60 ms"] == "MISSED"
+    assert v["cost (local counts) <= $4.50 per million"] == "MISSED"
+    assert v["local upload 5mb binary byte-exact >= 20 MB/s"] == "MISSED"
+
+
+def test_render_prints_every_subject_and_target():
+    results = results_fixture()
+    results["targets"] = bench.check_targets(results)
+    out = bench.render(results)
+    for needle in ("direct", "http-tunnel (local)", "Targets", "aws profile p50 added", "2 CPUs"):
+        assert needle in out
