@@ -25,6 +25,7 @@ from ttf.backoff import Backoff
 from ttf.config import Config
 from ttf.events import Connected, Disconnected, Notice, Reconnecting, Sink, TunnelEstablished
 from ttf.forward import Forwarder, error_frame, make_sessions
+from ttf.state import StateError, TunnelStore
 
 log = logging.getLogger("ttf")
 
@@ -32,6 +33,9 @@ PONG_TIMEOUT_MAX = 10.0
 CLOSE_TIMEOUT = 2.0
 RENEW_RETRY_S = 30.0
 RETIRE_GRACE_S = 1.0  # requests posted to the old socket just before the switch may still arrive
+# connect's answers to an id + reclaim token it will not honour: 400 malformed id, 403 not
+# granted, 409 held by someone else (a wrong token), 410 gone. A new id is the way out.
+RECLAIM_REFUSED = frozenset({400, 403, 409, 410})
 
 
 class ConnectFailed(Exception):
@@ -50,6 +54,7 @@ class TunnelState:
     tunnel_id: str | None = None
     reclaim_token: str | None = None
     ever_established: bool = False
+    from_saved: bool = False  # the id/token came from the state file and are not confirmed yet
 
 
 class Session:
@@ -214,6 +219,10 @@ class Agent:
         self._old_sessions: list[Session] = []
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        self.store: TunnelStore | None = None
+        if self.config.state_dir is not None and not self.config.subdomain:  # a name needs no saved id
+            self.store = TunnelStore(self.config.state_dir, self.config.endpoint, self.config.local_target)
+        self._save_failed = False
 
     def emit(self, event: object) -> None:
         try:
@@ -241,6 +250,7 @@ class Agent:
             keep_host=self.config.keep_host, request_timeout=self.config.request_timeout,
         )
         self.ws_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self._restore_saved()
         try:
             await self._loop()
         finally:
@@ -271,7 +281,8 @@ class Agent:
             try:
                 session = await self._unless_stopped(self._open())
             except ConnectFailed as exc:
-                self._check_fatal(exc)
+                if self._after_refusal(exc):
+                    continue  # the reclaim was dropped: ask for a new id at once
                 await self._wait_before_retry(exc.reason)
                 continue
             if session is None:
@@ -292,13 +303,59 @@ class Agent:
         await asyncio.gather(work, return_exceptions=True)
         return None
 
-    def _check_fatal(self, exc: ConnectFailed) -> None:
+    def _after_refusal(self, exc: ConnectFailed) -> bool:
+        """Raise Fatal, or drop a refused reclaim (True: worth retrying at once)."""
         if exc.status == 401 and not self.state.ever_established:
             raise Fatal(f"the endpoint rejected the token (HTTP 401): {exc.reason}")
-        if exc.status in {403, 410} and self.state.reclaim_token:
-            self.emit(Notice("warning", f"tunnel {self.state.tunnel_id} could not be reclaimed; "
-                                        "a new public URL will be assigned"))
-            self.state.tunnel_id = self.state.reclaim_token = None
+        if exc.status not in RECLAIM_REFUSED or not self.state.reclaim_token:
+            return False
+        saved = "saved " if self.state.from_saved else ""
+        self.emit(Notice("warning", f"{saved}tunnel {self.state.tunnel_id} could not be reclaimed "
+                                    f"(HTTP {exc.status}); a new public URL will be assigned"))
+        self.state.tunnel_id = self.state.reclaim_token = None
+        self.state.from_saved = False
+        self._forget_saved()
+        return True
+
+    # ---- the saved tunnel (state file) -----------------------------------------------
+    def _restore_saved(self) -> None:
+        """Present the saved tunnel id on the first connect (not with --subdomain / --new-url)."""
+        if self.store is None:
+            return
+        if self.config.new_url:
+            self.emit(Notice("info", "--new-url: not reclaiming the saved public URL; the new one will be saved"))
+            return
+        try:
+            saved = self.store.load()
+        except StateError as exc:
+            self.emit(Notice("warning", f"ignoring the saved tunnel: {exc}"))
+            return
+        if saved is None:
+            return
+        self.state.tunnel_id, self.state.reclaim_token = saved.tunnel_id, saved.reclaim_token
+        self.state.from_saved = True
+        self.emit(Notice("info", f"reclaiming the saved tunnel {saved.tunnel_id} ({self.store.path})"))
+
+    def _save(self, tunnel_id: str, reclaim_token: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.save(tunnel_id, reclaim_token)
+        except OSError as exc:
+            if not self._save_failed:  # once is enough: every renewal would repeat it
+                self.emit(Notice("warning", f"cannot save the tunnel to {self.store.path}: {exc.strerror or exc}; "
+                                            "the URL will change when ttf restarts"))
+            self._save_failed = True
+            return
+        self._save_failed = False
+
+    def _forget_saved(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.forget()
+        except OSError as exc:
+            self.emit(Notice("warning", f"cannot remove {self.store.path}: {exc.strerror or exc}"))
 
     async def _pause(self, delay: float) -> None:
         sleeper = asyncio.ensure_future(self.sleep(delay))
@@ -416,6 +473,9 @@ class Agent:
         self.state.tunnel_id = info.tunnel_id
         self.state.reclaim_token = info.reclaim_token or self.state.reclaim_token
         self.state.ever_established = True
+        self.state.from_saved = False
+        if self.state.reclaim_token:
+            self._save(info.tunnel_id, self.state.reclaim_token)
         self.emit(
             TunnelEstablished(
                 tunnel_id=info.tunnel_id,

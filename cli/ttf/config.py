@@ -14,6 +14,7 @@ from typing import Mapping, NoReturn
 from urllib.parse import urlsplit
 
 from ttf._version import __version__
+from ttf.state import default_state_dir
 
 DEFAULT_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
@@ -23,6 +24,8 @@ DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_RENEW_AFTER = 110 * 60.0  # API Gateway closes a WebSocket at 2 h
 DEFAULT_DRAIN_TIMEOUT = 5.0
+DEFAULT_INSPECT = ("127.0.0.1", 4045)
+DEFAULT_INSPECT_HISTORY = 100
 
 
 class ConfigError(Exception):
@@ -31,6 +34,10 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
+    """Everything the agent needs. Built by parse_config(), which also fills the command
+    line's defaults for the two optional features that are off in a bare Config:
+    state_dir (None = the URL is not saved) and inspect (None = no inspector)."""
+
     endpoint: str
     port: int = DEFAULT_PORT
     host: str = DEFAULT_HOST
@@ -45,6 +52,10 @@ class Config:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     renew_after: float = DEFAULT_RENEW_AFTER
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    state_dir: Path | None = None
+    new_url: bool = False
+    inspect: tuple[str, int] | None = None
+    inspect_history: int = DEFAULT_INSPECT_HISTORY
 
     @property
     def local_target(self) -> str:
@@ -77,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request-timeout", help=f"seconds to wait for the local service (default {DEFAULT_REQUEST_TIMEOUT:g})")
     add("--keep-host", action="store_true", default=None, help="pass the public Host header to the local service")
     add("--json", action="store_true", default=None, help="one JSON object per line on stdout")
+    add("--new-url", action="store_true", default=None,
+        help="do not reclaim the saved public URL; take a new one and save that instead")
+    add("--state-dir", metavar="DIR",
+        help="where the public URL is saved between runs (env TTF_STATE_DIR, default $XDG_STATE_HOME/ttf "
+             "or ~/.local/state/ttf)")
+    add("--inspect", metavar="HOST:PORT|off",
+        help=f"serve the request inspector there (default {DEFAULT_INSPECT[0]}:{DEFAULT_INSPECT[1]}; off disables)")
+    add("--inspect-history", metavar="N",
+        help=f"requests the inspector keeps (default {DEFAULT_INSPECT_HISTORY})")
     add("-v", "--verbose", action="store_true", default=None, help="log protocol details on stderr")
     add("-V", "--version", action="version", version=f"ttf {__version__}")
     # Hidden knobs for tests and unusual networks.
@@ -113,7 +133,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
-    "drain_timeout",
+    "drain_timeout", "new_url", "state_dir", "inspect", "inspect_history",
 )
 
 
@@ -170,6 +190,21 @@ def check_endpoint(source: str, raw: str) -> str:
     return raw
 
 
+def check_inspect(source: str, raw: object) -> tuple[str, int] | None:
+    """`off` -> None; `HOST:PORT`, `[v6]:PORT` or `PORT` (on 127.0.0.1) -> (host, port)."""
+    text = str(raw).strip()
+    if text.lower() in {"off", "none", "no", "false"}:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = DEFAULT_INSPECT[0], text
+    host = host.strip("[]")
+    if not host or any(ch.isspace() or ch in "/?#@[]" for ch in host):
+        raise ConfigError(f"{source}: {raw!r} is not HOST:PORT or off")
+    port = _number(source, port_text, int, 0, 65535)
+    return host, int(port)
+
+
 def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
     """Raises ConfigError for bad input; SystemExit(0) for --help / --version."""
     args = build_parser().parse_args(argv)
@@ -186,7 +221,7 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
             values[name] = _number(source, raw, int, 1, 10_000)
         elif name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
             values[name] = _number(source, raw, float, 0.01, 7 * 24 * 3600)
-        elif name in {"keep_host", "json", "verbose"}:
+        elif name in {"keep_host", "json", "verbose", "new_url"}:
             values[name] = _flag(source, raw)
         elif name == "host":
             host = str(raw).strip().strip("[]")
@@ -198,6 +233,16 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
             if not name_value.replace("-", "").isalnum() or not name_value.isascii():
                 raise ConfigError(f"{source}: {raw!r} is not a valid name (letters, digits, '-')")
             values[name] = name_value
+        elif name == "inspect":
+            values[name] = check_inspect(source, raw)
+        elif name == "inspect_history":
+            values[name] = _number(source, raw, int, 1, 100_000)
+        elif name == "state_dir":
+            if not str(raw).strip():
+                raise ConfigError(f"{source}: the state directory is empty")
+            values[name] = Path(str(raw)).expanduser()
         else:
             values[name] = str(raw)
+    values.setdefault("state_dir", default_state_dir(env))
+    values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]

@@ -2,13 +2,16 @@
 
 FakeGateway accepts WebSocket upgrades on /ws, answers `ready` with
 `connection_established`, answers `ping` with `pong`, records every frame, lets a test
-send `http_request` frames, kill a socket, go silent, or refuse upgrades. It also serves
-presigned-URL-like endpoints: GET /body/{key} and PUT /upload/{key}.
+send `http_request` frames, kill a socket, go silent, or refuse upgrades. Like the connect
+Lambda it honours `X-Tunnel-Id` only with the matching `X-Tunnel-Reclaim-Token` (else 409;
+an id it has never handed out is granted, as an expired reservation would be). It also
+serves presigned-URL-like endpoints: GET /body/{key} and PUT /upload/{key}.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import time
@@ -17,6 +20,10 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 from aiohttp import WSMsgType, web
+
+from ttf.agent import Agent
+from ttf.backoff import Backoff
+from ttf.config import Config
 
 from httptunnel.limits import WS_FRAME_MAX
 
@@ -71,6 +78,7 @@ class FakeGateway:
         self.refuse_status: int | None = None
         self.establish = True
         self.tunnel_id = "tun123"
+        self.reservations: dict[str, str] = {}  # tunnel id -> reclaim token
         self.bodies: dict[str, bytes] = {}
         self.uploads: dict[str, bytes] = {}
         self.url = ""
@@ -106,6 +114,10 @@ class FakeGateway:
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         if self.refuse_status is not None:
             return web.Response(status=self.refuse_status, text="refused")
+        wanted = request.headers.get("X-Tunnel-Id")
+        if wanted and self.reservations.get(wanted, request.headers.get("X-Tunnel-Reclaim-Token")) != \
+                request.headers.get("X-Tunnel-Reclaim-Token"):
+            return web.Response(status=409, text="tunnel id is held by someone else")
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         conn = FakeConn(len(self.conns), dict(request.headers), ws, request)
@@ -131,6 +143,8 @@ class FakeGateway:
 
     def _established(self, conn: FakeConn) -> dict[str, Any]:
         tunnel_id = conn.headers.get("X-Tunnel-Id") or self.tunnel_id
+        token = conn.headers.get("X-Tunnel-Reclaim-Token") or f"reclaim-{tunnel_id}"
+        self.reservations[tunnel_id] = token
         return {
             "type": "connection_established",
             "connection_id": f"conn-{conn.index}",
@@ -138,7 +152,7 @@ class FakeGateway:
             "public_url": f"https://api.example.test/{tunnel_id}",
             "subdomain_url": f"https://{tunnel_id}.t.example.test",
             "path_based_url": f"https://api.example.test/{tunnel_id}",
-            "reclaim_token": f"reclaim-{tunnel_id}",
+            "reclaim_token": token,
             "future_field": "ignored by the agent",
         }
 
@@ -240,3 +254,47 @@ async def local_app(aiohttp_server: Callable[..., Awaitable[Any]]) -> tuple[Loca
     server = await aiohttp_server(app.app, host="127.0.0.1")
     yield app, server.port
     app.release.set()
+
+
+# ---- the agent in-process ------------------------------------------------------------
+
+class Harness:
+    def __init__(self, config: Config, sleep=None, backoff: Backoff | None = None) -> None:
+        self.events: list[object] = []
+        kwargs = {}
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        self.agent = Agent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> "Harness":
+        self.task = asyncio.create_task(self.agent.run())
+        return self
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self.agent.request_stop()
+        await asyncio.wait_for(self.task, timeout)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def make_config(gateway, port: int, **over) -> Config:
+    base = Config(endpoint=gateway.ws_url, port=port, host="127.0.0.1", heartbeat_interval=5.0,
+                  connect_timeout=2.0, request_timeout=5.0, drain_timeout=3.0)
+    return dataclasses.replace(base, **over)
+
+
+@pytest.fixture
+async def running():
+    harnesses: list[Harness] = []
+
+    def start(config: Config, **kwargs) -> Harness:
+        h = Harness(config, **kwargs).start()
+        harnesses.append(h)
+        return h
+
+    yield start
+    for h in harnesses:
+        if not h.task.done():
+            await h.stop()

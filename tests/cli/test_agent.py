@@ -3,58 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 
-from ttf.agent import Agent, Fatal
+from ttf.agent import Fatal
 from ttf.backoff import Backoff
-from ttf.config import Config
 from ttf.events import Disconnected, Notice, Reconnecting, RequestDone, TunnelEstablished
 
-from conftest import wait_until
-
-
-class Harness:
-    def __init__(self, config: Config, sleep=None, backoff: Backoff | None = None) -> None:
-        self.events: list[object] = []
-        kwargs = {}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        self.agent = Agent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> "Harness":
-        self.task = asyncio.create_task(self.agent.run())
-        return self
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        self.agent.request_stop()
-        await asyncio.wait_for(self.task, timeout)
-
-    def of(self, kind: type) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-def make_config(gateway, port: int, **over) -> Config:
-    base = Config(endpoint=gateway.ws_url, port=port, host="127.0.0.1", heartbeat_interval=5.0,
-                  connect_timeout=2.0, request_timeout=5.0, drain_timeout=3.0)
-    return dataclasses.replace(base, **over)
-
-
-@pytest.fixture
-async def running():
-    harnesses: list[Harness] = []
-
-    def start(config: Config, **kwargs) -> Harness:
-        h = Harness(config, **kwargs).start()
-        harnesses.append(h)
-        return h
-
-    yield start
-    for h in harnesses:
-        if not h.task.done():
-            await h.stop()
+from conftest import Harness, make_config, wait_until
 
 
 async def test_protocol_connect_ready_established_request_response(gateway, local_app, running):

@@ -6,12 +6,16 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
+
+from ttf.state import state_file_name
 
 from conftest import wait_until
 
@@ -22,9 +26,12 @@ def ttf_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from ttf.main import main; sys.exit(main())", *args]
 
 
-def ttf_env() -> dict[str, str]:
+def ttf_env(state_dir: Path) -> dict[str, str]:
+    """No TTF_* from the outside; the saved URL goes to state_dir, the inspector to a free port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTF_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "cli"), str(ROOT / "shared")])
+    env["TTF_STATE_DIR"] = str(state_dir)
+    env["TTF_INSPECT"] = "127.0.0.1:0"
     return env
 
 
@@ -56,7 +63,7 @@ async def spawn(tmp_path):
 
     async def start(*args: str) -> Ttf:
         proc = await asyncio.create_subprocess_exec(
-            *ttf_command(*args), cwd=tmp_path, env=ttf_env(),
+            *ttf_command(*args), cwd=tmp_path, env=ttf_env(tmp_path / "state"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         started.append(Ttf(proc))
@@ -71,7 +78,7 @@ async def spawn(tmp_path):
 
 
 def run_ttf(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = ttf_env() | (extra_env or {})
+    env = ttf_env(cwd / "state") | (extra_env or {})
     return subprocess.run(ttf_command(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -181,3 +188,93 @@ async def test_rejected_token_exits_1_with_one_line(gateway, spawn):
     stderr = (await ttf.proc.stderr.read()).decode()
     assert stderr.startswith("ttf: error: the endpoint rejected the token (HTTP 401)")
     assert "Traceback" not in stderr and "wrong" not in stderr
+
+
+# ---- the public URL survives a restart (state file) --------------------------------------
+
+def saved_state(state_dir: Path) -> tuple[Path, dict]:
+    files = list(state_dir.glob("tunnel-*.json"))
+    assert len(files) == 1, files
+    return files[0], json.loads(files[0].read_text())
+
+
+async def established(ttf: Ttf) -> dict:
+    await wait_until(lambda: ttf.events("tunnel_established"), timeout=15, what="tunnel_established line")
+    return ttf.events("tunnel_established")[0]
+
+
+async def test_kill_9_and_restart_keeps_the_public_url(gateway, local_app, spawn, tmp_path):
+    _, port = local_app
+    args = ("-e", gateway.ws_url, "-p", str(port), "--json")
+    first = await spawn(*args)
+    assert (await established(first))["tunnel_id"] == "tun123"
+    path, saved = saved_state(tmp_path / "state")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert {k: saved[k] for k in ("tunnel_id", "reclaim_token", "endpoint")} == {
+        "tunnel_id": "tun123", "reclaim_token": gateway.reservations["tun123"], "endpoint": gateway.ws_url}
+    assert abs(saved["saved_at"] - time.time()) < 60
+    first.proc.kill()  # SIGKILL: nothing gets the chance to run at exit
+    assert await first.finish() == -signal.SIGKILL
+
+    gateway.tunnel_id = "fresh1"  # what a connect without the saved id would get
+    second = await spawn(*args)
+    assert (await established(second))["public_url"] == "https://api.example.test/tun123"
+    headers = gateway.conns[-1].headers
+    assert (headers["X-Tunnel-Id"], headers["X-Tunnel-Reclaim-Token"]) == ("tun123", saved["reclaim_token"])
+    assert any("reclaiming the saved tunnel tun123" in n["message"] for n in second.events("notice"))
+    assert all(saved["reclaim_token"] not in json.dumps(line) for line in first.lines + second.lines)
+    second.proc.send_signal(signal.SIGINT)
+    assert await second.finish() == 0
+
+
+async def test_new_url_ignores_and_overwrites_the_saved_tunnel(gateway, local_app, spawn, tmp_path):
+    _, port = local_app
+    args = ("-e", gateway.ws_url, "-p", str(port), "--json")
+    first = await spawn(*args)
+    await established(first)
+    first.proc.kill()
+    await first.finish()
+
+    gateway.tunnel_id = "fresh2"
+    second = await spawn(*args, "--new-url")
+    assert (await established(second))["tunnel_id"] == "fresh2"
+    assert "X-Tunnel-Id" not in gateway.conns[-1].headers
+    assert saved_state(tmp_path / "state")[1]["tunnel_id"] == "fresh2"
+    second.proc.send_signal(signal.SIGTERM)
+    assert await second.finish() == 0
+
+    gateway.tunnel_id = "fresh3"
+    third = await spawn(*args)  # without the flag: the URL --new-url took is the one kept
+    assert (await established(third))["tunnel_id"] == "fresh2"
+
+
+async def test_corrupt_state_file_is_a_notice_and_gets_replaced(gateway, local_app, spawn, tmp_path):
+    _, port = local_app
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    path = state_dir / state_file_name(gateway.ws_url, f"127.0.0.1:{port}")
+    path.write_bytes(b'{"version": 1, "tunnel_id": ')
+    ttf = await spawn("-e", gateway.ws_url, "-p", str(port), "--json")
+    assert (await established(ttf))["tunnel_id"] == "tun123"
+    notices = [n["message"] for n in ttf.events("notice")]
+    assert any("ignoring the saved tunnel" in m and "not a valid ttf state file" in m for m in notices), notices
+    assert "X-Tunnel-Id" not in gateway.conns[0].headers
+    assert saved_state(state_dir)[1]["tunnel_id"] == "tun123"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ttf.proc.send_signal(signal.SIGINT)
+    assert await ttf.finish() == 0
+    assert b"Traceback" not in await ttf.proc.stderr.read()
+
+
+async def test_unwritable_state_dir_is_a_notice_and_the_tunnel_runs(gateway, local_app, spawn, tmp_path):
+    _, port = local_app
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    ttf = await spawn("-e", gateway.ws_url, "-p", str(port), "--json", "--state-dir", str(blocker))
+    await established(ttf)
+    await gateway.conns[0].request_frame("r1", "GET", "/echo")
+    assert (await gateway.conns[0].next_reply())["status_code"] == 200
+    notices = [n["message"] for n in ttf.events("notice")]
+    assert any("cannot read" in m for m in notices) and any("cannot save the tunnel" in m for m in notices), notices
+    ttf.proc.send_signal(signal.SIGINT)
+    assert await ttf.finish() == 0

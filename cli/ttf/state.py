@@ -1,0 +1,132 @@
+"""The saved tunnel: what lets the public URL survive a `ttf` restart.
+
+After every `connection_established` the agent writes {tunnel_id, reclaim_token, endpoint,
+local_target, saved_at} to one small JSON file per (endpoint, local host:port) under the
+state directory; on start it presents the saved id + reclaim token. The file holds a
+secret (the reclaim token): it is created 0600 in a 0700 directory and replaced
+atomically (temporary file + fsync + rename), so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+_VERSION = 1
+_TUNNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_MAX_FILE = 64 * 1024
+
+
+class StateError(Exception):
+    """The state file exists but cannot be used (unreadable, corrupt): worth a notice."""
+
+
+@dataclass(frozen=True)
+class SavedTunnel:
+    tunnel_id: str
+    reclaim_token: str
+    endpoint: str
+    local_target: str
+    saved_at: float  # unix seconds
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """`$XDG_STATE_HOME/ttf`, else `~/.local/state/ttf` (TTF_STATE_DIR is an ordinary option)."""
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says relative values are ignored
+        return Path(xdg) / "ttf"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".local" / "state" / "ttf"
+
+
+def state_file_name(endpoint: str, local_target: str) -> str:
+    digest = hashlib.sha256(f"{endpoint}\n{local_target}".encode("utf-8")).hexdigest()[:24]
+    return f"tunnel-{digest}.json"
+
+
+@dataclass(frozen=True)
+class TunnelStore:
+    """The saved tunnel of one (endpoint, local target) pair."""
+
+    directory: Path
+    endpoint: str
+    local_target: str
+
+    @property
+    def path(self) -> Path:
+        return self.directory / state_file_name(self.endpoint, self.local_target)
+
+    def load(self) -> SavedTunnel | None:
+        """The saved tunnel, None when there is none; StateError when the file is unusable."""
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read(_MAX_FILE + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        if len(raw) > _MAX_FILE:
+            raise StateError(f"{self.path} is too large to be a ttf state file")
+        saved = _parse(raw)
+        if saved is None:
+            raise StateError(f"{self.path} is not a valid ttf state file")
+        if (saved.endpoint, saved.local_target) != (self.endpoint, self.local_target):
+            return None  # a hash collision or a hand-copied file: not ours
+        return saved
+
+    def save(self, tunnel_id: str, reclaim_token: str, now: float | None = None) -> SavedTunnel:
+        """Atomically replace the file; raises OSError when the directory is not writable."""
+        saved = SavedTunnel(tunnel_id, reclaim_token, self.endpoint, self.local_target,
+                            round(time.time() if now is None else now, 3))
+        data = json.dumps({"version": _VERSION, **asdict(saved)}, indent=2).encode("utf-8") + b"\n"
+        self.directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tunnel-", suffix=".tmp", dir=self.directory)  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), FILE_MODE)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            _unlink_quietly(Path(tmp))
+            raise
+        return saved
+
+    def forget(self) -> None:
+        """Remove the saved tunnel (no error when there is none)."""
+        _unlink_quietly(self.path)
+
+
+def _parse(raw: bytes) -> SavedTunnel | None:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != _VERSION:
+        return None
+    strings = ("tunnel_id", "reclaim_token", "endpoint", "local_target")
+    if not all(isinstance(data.get(key), str) and data[key] for key in strings):
+        return None
+    if not isinstance(data.get("saved_at"), (int, float)) or not _TUNNEL_ID.match(data["tunnel_id"]):
+        return None
+    token = data["reclaim_token"]
+    if len(token) > 512 or not token.isascii() or not token.isprintable():
+        return None  # it goes into an HTTP header
+    return SavedTunnel(data["tunnel_id"], token, data["endpoint"], data["local_target"], float(data["saved_at"]))
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
