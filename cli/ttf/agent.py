@@ -18,13 +18,14 @@ from typing import Awaitable, Callable
 import aiohttp
 
 from httptunnel import protocol
-from httptunnel.protocol import ConnectionEstablished, HttpRequest
+from httptunnel.protocol import ConnectionEstablished, Headers, HttpRequest
 
 from ttf._version import __version__
 from ttf.backoff import Backoff
 from ttf.config import Config
 from ttf.events import Connected, Disconnected, Notice, Reconnecting, Sink, TunnelEstablished
-from ttf.forward import Forwarder, error_frame, make_sessions
+from ttf.forward import Exchange, Forwarder, error_frame, make_sessions
+from ttf.inspector import History, Inspector
 from ttf.state import StateError, TunnelStore
 
 log = logging.getLogger("ttf")
@@ -223,6 +224,8 @@ class Agent:
         if self.config.state_dir is not None and not self.config.subdomain:  # a name needs no saved id
             self.store = TunnelStore(self.config.state_dir, self.config.endpoint, self.config.local_target)
         self._save_failed = False
+        self.history: History | None = History(self.config.inspect_history) if self.config.inspect else None
+        self.inspector: Inspector | None = None
 
     def emit(self, event: object) -> None:
         try:
@@ -248,14 +251,37 @@ class Agent:
         self.forwarder = Forwarder(
             local=local, remote=remote, host=self.config.host, port=self.config.port,
             keep_host=self.config.keep_host, request_timeout=self.config.request_timeout,
+            observer=self.history.record if self.history is not None else None,
         )
         self.ws_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        self._restore_saved()
         try:
+            await self._start_inspector()
+            self._restore_saved()
             await self._loop()
         finally:
             await self._shutdown()
+            if self.inspector is not None:
+                await self.inspector.stop()
             await asyncio.gather(local.close(), remote.close(), self.ws_http.close(), return_exceptions=True)
+
+    # ---- the request inspector --------------------------------------------------------
+    async def _start_inspector(self) -> None:
+        if self.config.inspect is None or self.history is None:
+            return
+        host, port = self.config.inspect
+        inspector = Inspector(self.history, self._replay)
+        try:
+            url = await inspector.start(host, port)
+        except OSError as exc:
+            self.emit(Notice("warning", f"request inspector not started: cannot listen on {host}:{port} "
+                                        f"({exc.strerror or exc}); the tunnel runs without it"))
+            return
+        self.inspector = inspector
+        self.emit(Notice("info", f"request inspector: {url}"))
+
+    async def _replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
+        async with self.slots:  # replays share the local service's concurrency bound
+            return await self.forwarder.replay(method, uri, headers, body)
 
     # ---- main loop ------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -484,6 +510,7 @@ class Agent:
                 path_based_url=info.path_based_url,
                 connection_id=info.connection_id,
                 renewed=renewing,
+                inspector_url=self.inspector.url if self.inspector is not None else None,
             )
         )
 

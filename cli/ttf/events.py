@@ -24,6 +24,7 @@ class TunnelEstablished:
     path_based_url: str | None
     connection_id: str
     renewed: bool = False
+    inspector_url: str | None = None  # the request inspector, when it runs
     event: ClassVar[str] = "tunnel_established"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -36,6 +37,8 @@ _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabc
 _CHUNK = 64 * 1024
 _ERROR_MESSAGE_MAX = 500
 
+log = logging.getLogger("ttf")
+
 
 class Failure(Exception):
     """The request cannot be answered with a response: becomes an `error` frame."""
@@ -44,6 +47,26 @@ class Failure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message[:_ERROR_MESSAGE_MAX]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One call to the local service and its answer, as the request inspector records it.
+
+    request_headers are the headers as the tunnel delivered them (before the Host and
+    hop-by-hop handling), so a replay goes through exactly the same path as the original.
+    """
+
+    started_at: float  # wall clock
+    method: str
+    uri: str
+    request_headers: Headers
+    request_body: bytes
+    status: int
+    response_headers: Headers
+    response_body: bytes
+    duration_ms: int
+    error: str | None = None  # the error code answered instead of a response
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,8 @@ class Forwarder:
     keep_host: bool = False
     request_timeout: float = 25.0
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    observer: Callable[[Exchange], None] | None = None  # sees every tunnelled request (the inspector)
 
     @property
     def target(self) -> str:
@@ -126,15 +151,14 @@ class Forwarder:
         return f"{host}:{self.port}"
 
     async def handle(self, req: HttpRequest) -> Outcome:
-        started = self.clock()
-        bytes_in = bytes_out = 0
+        started, started_at = self.clock(), self.wall()
+        body = answer = b""
+        headers: Headers = {}
         status = 0
         try:
             uri = check_request_line(req.method, req.uri)
             body = await self._request_body(req)
-            bytes_in = len(body)
-            status, headers, answer = await self._call_local(req, uri, body)
-            bytes_out = len(answer)
+            status, headers, answer = await self._call_local(req.method, uri, req.headers, body)
             elapsed_ms = int((self.clock() - started) * 1000)
             frame = await self._response_frame(req, status, headers, answer, elapsed_ms)
             error = None
@@ -142,16 +166,42 @@ class Forwarder:
             frame = error_frame(req.request_id, failure.code, failure.message)
             status = protocol.ERROR_STATUS.get(failure.code, 502)
             error = failure.code
+        duration_ms = int((self.clock() - started) * 1000)
+        self._observe(Exchange(started_at, req.method, req.uri, req.headers, body, status, headers, answer,
+                               duration_ms, error))
         event = RequestDone(
             method=req.method,
             path=request_path(req.uri),
             status=status,
-            duration_ms=int((self.clock() - started) * 1000),
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
+            duration_ms=duration_ms,
+            bytes_in=len(body),
+            bytes_out=len(answer),
             error=error,
         )
         return Outcome(frame=frame, event=event)
+
+    def _observe(self, exchange: Exchange) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(exchange)
+        except Exception:  # the inspector must never cost a request its answer
+            log.exception("request inspector failed")
+
+    async def replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
+        """Send a recorded request to the local service again, the same way handle() did."""
+        started, started_at = self.clock(), self.wall()
+        answer_headers: Headers = {}
+        answer = b""
+        try:
+            status, answer_headers, answer = await self._call_local(
+                method, check_request_line(method, uri), headers, body)
+            error = None
+        except Failure as failure:
+            status = protocol.ERROR_STATUS.get(failure.code, 502)
+            error = failure.code
+        duration_ms = int((self.clock() - started) * 1000)
+        return Exchange(started_at, method, uri, headers, body, status, answer_headers, answer, duration_ms, error)
 
     async def _request_body(self, req: HttpRequest) -> bytes:
         if not req.body_url:
@@ -195,14 +245,14 @@ class Forwarder:
             out["Host"] = self.target
         return out
 
-    async def _call_local(self, req: HttpRequest, uri: str, body: bytes) -> tuple[int, Headers, bytes]:
+    async def _call_local(self, method: str, uri: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
         url = yarl.URL(f"http://{self.target}{uri}", encoded=True)
         try:
             async with asyncio.timeout(self.request_timeout):
                 async with self.local.request(
-                    req.method,
+                    method,
                     url,
-                    headers=self._local_headers(req.headers),
+                    headers=self._local_headers(headers),
                     data=body if body else None,
                     allow_redirects=False,
                 ) as resp:

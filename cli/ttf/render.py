@@ -133,6 +133,8 @@ def render_header(state: Dashboard, now: float) -> Table:
         for label, url in (("Subdomain URL", tunnel.subdomain_url), ("Path URL", tunnel.path_based_url)):
             if url and url != tunnel.public_url:
                 grid.add_row(label, url)
+        if tunnel.inspector_url:
+            grid.add_row("Inspector", tunnel.inspector_url)
     else:
         grid.add_row("Local target", f"http://{state.local_target}")
     grid.add_row("Endpoint", state.endpoint)
@@ -237,5 +239,7 @@ class LineSink:
         line = format_line(event, time.time())
         if isinstance(event, TunnelEstablished):
             line += f" -> http://{self.local_target}"
+            if event.inspector_url:
+                line += f" (inspector {event.inspector_url})"
         self.stream.write(line + "\n")
         self.stream.flush()

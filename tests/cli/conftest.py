@@ -177,7 +177,7 @@ class LocalApp:
         r.add_get("/redirect", self._redirect)
         r.add_get("/slow", self._slow)
         r.add_get("/hold", self._hold)
-        r.add_get("/big", self._big)
+        r.add_route("*", "/big", self._big)
         r.add_get("/gzip", self._gzip)
         r.add_get("/fatheaders", self._fat_headers)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
@@ -126,6 +128,7 @@ async def test_json_lines_tunnel_established_request_and_sigint_drain(gateway, l
         "subdomain_url": "https://tun123.t.example.test",
         "path_based_url": "https://api.example.test/tun123",
     }
+    assert est["inspector_url"].startswith("http://127.0.0.1:")  # TTF_INSPECT=127.0.0.1:0 from ttf_env()
     assert ttf.events("connected")
     conn = gateway.conns[0]
     await conn.request_frame("r1", "POST", "/echo?x=1", body="aGVsbG8=")
@@ -278,3 +281,31 @@ async def test_unwritable_state_dir_is_a_notice_and_the_tunnel_runs(gateway, loc
     assert any("cannot read" in m for m in notices) and any("cannot save the tunnel" in m for m in notices), notices
     ttf.proc.send_signal(signal.SIGINT)
     assert await ttf.finish() == 0
+
+
+async def test_rss_with_a_full_inspector_history_and_64_requests_in_flight(gateway, local_app, spawn):
+    app, port = local_app
+    ttf = await spawn("-e", gateway.ws_url, "-p", str(port), "--json", "--max-concurrency", "64")
+    await wait_until(lambda: ttf.events("tunnel_established"), timeout=15)
+    conn = gateway.conns[0]
+    big = base64.b64encode(b"q" * 24_000).decode()
+    for i in range(40):  # 1.5 MB answers (the inspector keeps 1 MB of each) and 24 KB requests
+        await conn.request_frame(f"big{i}", "POST", "/big?n=1500000", body=big,
+                                 response_upload_url=gateway.upload_url(f"big{i}"))
+        assert (await conn.next_reply(10))["body_uploaded"] is True
+    for i in range(64):
+        await conn.request_frame(f"r{i}", "GET", f"/hold?i={i}", headers={"X-Pad": ["p" * 2000]})
+    await wait_until(lambda: app.inflight == 64, timeout=15, what="64 requests held at the local app")
+    rss_mb = psutil.Process(ttf.proc.pid).memory_info().rss / (1024 * 1024)
+    print(f"\nttf RSS with a full inspector history and 64 requests in flight: {rss_mb:.1f} MB")
+    async with aiohttp.ClientSession() as client:
+        async with client.get(ttf.events("tunnel_established")[0]["inspector_url"] + "/api/requests") as resp:
+            kept = (await resp.json())["requests"]
+    assert 8 <= len(kept) <= 16 and all(e["response_truncated"] for e in kept)  # the 16 MB budget
+    assert [e["uri"] for e in kept] == ["/big?n=1500000"] * len(kept)  # held requests are not done yet
+    app.release.set()
+    for _ in range(64):
+        await conn.next_reply(10)
+    ttf.proc.send_signal(signal.SIGINT)
+    assert await ttf.finish() == 0
+    assert rss_mb < 80

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -87,6 +88,21 @@ def test_plain_lines():
     out = io.StringIO()
     LineSink(out, "127.0.0.1:3000")(TUNNEL)
     assert out.getvalue().rstrip().endswith("-> http://127.0.0.1:3000")
+
+
+def test_inspector_url_in_dashboard_and_lines():
+    tunnel = dataclasses.replace(TUNNEL, inspector_url="http://127.0.0.1:4045")
+    state = Dashboard(endpoint="wss://ws.example.test/prod", local_target="127.0.0.1:3000", started_at=T0)
+    state.apply(tunnel, T0)
+    text = record(render_dashboard(state, T0 + 1)).export_text()
+    assert re.search(r"Inspector +http://127.0.0.1:4045", text)
+    assert "Inspector" not in record(render_dashboard(busy_dashboard(), T0 + 1)).export_text()
+    out = io.StringIO()
+    LineSink(out, "127.0.0.1:3000")(tunnel)
+    assert out.getvalue().rstrip().endswith("-> http://127.0.0.1:3000 (inspector http://127.0.0.1:4045)")
+    out = io.StringIO()
+    JsonSink(out)(tunnel)
+    assert json.loads(out.getvalue())["inspector_url"] == "http://127.0.0.1:4045"
 
 
 def test_json_lines_shape():
