@@ -68,7 +68,9 @@ def start_app(port: int, logs: Path) -> Child:
 
 def start_agent(ws_url: str, port: int, logs: Path) -> tuple[Child, dict]:
     ttf = str(Path(sys.executable).parent / "ttf")
-    agent = Child([ttf, "-e", ws_url, "-p", str(port), "--host", "127.0.0.1", "--json"], "ttf",
+    # Reclaim state lives in this checkout's .local/, so `make dev` keeps its URL from run to run.
+    agent = Child([ttf, "-e", ws_url, "-p", str(port), "--host", "127.0.0.1", "--json",
+                   "--state-dir", str(ROOT / ".local" / "ttf-state")], "ttf",
                   log_path=logs / "ttf.log").start()
     line = agent.wait_line(lambda l: '"tunnel_established"' in l, 30)
     return agent, json.loads(line)
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  public URL   {tunnel['public_url']}", flush=True)
         print(f"  path mode    {tunnel.get('path_based_url')}", flush=True)
         print(f"  sample app   http://127.0.0.1:{args.app_port}", flush=True)
+        if tunnel.get("inspector_url"):
+            print(f"  inspector    {tunnel['inspector_url']}   (see and replay what came in)", flush=True)
         print(f"  admin        {state['admin_url']}/stats", flush=True)
         print(f"  logs         {logs}/", flush=True)
         print("  try: curl -s " + tunnel["public_url"] + "/api/todos   (*.localhost resolves to 127.0.0.1 in"

@@ -110,7 +110,9 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 def start_agent(stack: StackInfo, port: int, log_dir: Path, *extra: str) -> Tunnel:
-    argv = [TTF, "-e", stack.ws_url, "-p", str(port), "--host", "127.0.0.1", "--json", *extra]
+    # Reclaim state goes to the test's own folder (never ~/.local/state); no inspector port.
+    argv = [TTF, "-e", stack.ws_url, "-p", str(port), "--host", "127.0.0.1", "--json",
+            "--state-dir", str(log_dir / "ttf-state"), "--inspect", "off", *extra]
     child = Child(argv, "ttf", log_path=log_dir / "ttf.log").start()
     try:
         line = child.wait_line(lambda l: '"tunnel_established"' in l, 30)

@@ -103,3 +103,14 @@ async def test_forged_response_from_another_agent_is_refused(session, agent_fact
     assert reply.status == 200
     assert reply.body == b"slept"
     assert "x-forged" not in reply.headers
+
+
+async def test_restarted_agent_keeps_its_url(session, agent_factory, origin):
+    """ttf saves its reclaim token: killed (-9) and started again, it gets the same URL back."""
+    first = agent_factory(origin)
+    first.agent.kill()
+    second = agent_factory(origin)
+    assert second.tunnel_id == first.tunnel_id
+    assert second.public_url == first.public_url
+    reply = await request(session, "GET", second.public_url, "/bytes?n=10")
+    assert reply.status == 200 and len(reply.body) == 10
