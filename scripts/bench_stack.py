@@ -100,8 +100,11 @@ class Agent:
     """One `ttf` agent forwarding to a local port; `.target` is its public URL (path mode)."""
 
     def __init__(self, stack: Stack, local_port: int, log_dir: Path, name: str = "ttf",
-                 extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 state_dir: Path | None = None) -> None:
         self.stack = stack
+        # reclaim state (what lets a restarted agent keep its URL) per agent, never ~/.local/state
+        self.state_dir = state_dir or (log_dir / f"{name}-state")
         self.local_port = local_port
         self.log_dir = log_dir
         self.name = name
@@ -112,7 +115,7 @@ class Agent:
 
     def start(self, timeout_s: float = 60) -> "Agent":
         argv = [*ttf_argv(), "-e", self.stack.state["ws_url"], "-p", str(self.local_port), "--host", "127.0.0.1",
-                "--json", *self.extra_args]
+                "--json", "--state-dir", str(self.state_dir), "--inspect", "off", *self.extra_args]
         env = {**os.environ, **(self.env or {})}
         self.proc = Proc(argv, self.name, self.log_dir, env=env, cwd=ROOT).start()
         try:

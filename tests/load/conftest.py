@@ -89,8 +89,8 @@ def make_origin():
 def make_agent(stack):
     made: list[Agent] = []
 
-    def make(port: int, name: str, extra_args: list[str] | None = None) -> Agent:
-        a = Agent(stack, port, LOG_DIR, name=name, extra_args=extra_args).start()
+    def make(port: int, name: str, extra_args: list[str] | None = None, state_dir: Path | None = None) -> Agent:
+        a = Agent(stack, port, LOG_DIR, name=name, extra_args=extra_args, state_dir=state_dir).start()
         made.append(a)
         return a
 
