@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import signal
 import sys
 import time
@@ -129,16 +128,6 @@ def with_added(latency: dict, direct: dict) -> dict:
     return latency
 
 
-def lambda_memory_mb() -> dict[str, int]:
-    """memory_size per function from the Terraform module, when it states them (else empty)."""
-    found: dict[str, int] = {}
-    for tf in sorted((ROOT / "terraform").rglob("*.tf")):
-        text = tf.read_text(errors="replace")
-        for m in re.finditer(r'(\w+)\s*=\s*\{[^{}]*?memory_size\s*=\s*(\d+)', text):
-            found.setdefault(m.group(1), int(m.group(2)))
-    return found
-
-
 def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, log_dir: Path, stack_ctx) -> dict:
     from scripts.bench_stack import Agent, Stack
 
@@ -163,7 +152,7 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
     out["latency"] = with_added(asyncio.run(measure_latency(target, plan(args.quick), 90)), direct_latency)
     out["transfers"] = asyncio.run(measure_transfers(target, 1 if args.quick else 2))
     out["ttf_rss"] = asyncio.run(rss_in_flight(target, agent.pid, origin))
-    memory = lambda_memory_mb()
+    memory = cost.terraform_memory_mb()
     try:
         model = cost.build(out["per_request"], cost.Assumptions(memory_mb=memory))
         out["cost"] = cost.to_json(model)

@@ -193,9 +193,10 @@ def build(per_request: Mapping[str, Any], a: Assumptions) -> CostModel:
     elif "eventbridge_events" in per_request:
         events, note = float(per_request["eventbridge_events"]), "counted PutEvents entries"
     else:
-        # one event per completed request: what stream_notifier publishes per completed row
-        events = float(per_request.get("lambda_invocations", {}).get("stream_notifier", 0.0))
-        note = "= stream_notifier invocations (1 completed row each)"
+        # one event per completed pending row; a row is completed by the response Lambda, and
+        # stream_notifier batches several rows per invocation, so count the completions
+        events = float(per_request.get("lambda_invocations", {}).get("response", 0.0))
+        note = "1 per completed row (= response invocations; stream_notifier batches them)"
     lines.append(Line("EventBridge", "custom events", events, "event", EVENTBRIDGE_PER_M / 1e6, note))
 
     excluded = [Line(
@@ -272,6 +273,17 @@ def pick_per_request(results: Mapping[str, Any], run: str | None) -> tuple[str, 
     return name, per_request
 
 
+def terraform_memory_mb(root: Path = ROOT) -> dict[str, int]:
+    """memory_size per function as the Terraform root module states it (`name = { memory_size = N ...`)."""
+    import re
+
+    found: dict[str, int] = {}
+    for tf in sorted((root / "terraform").glob("*.tf")):
+        for m in re.finditer(r'(\w+)\s*=\s*\{[^{}]*?memory_size\s*=\s*(\d+)', tf.read_text(errors="replace")):
+            found.setdefault(m.group(1), int(m.group(2)))
+    return found
+
+
 def _parse_memory(values: list[str]) -> tuple[int, dict[str, int]]:
     default, per_fn = 128, {}
     for v in values:
@@ -303,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cost: {exc}", file=sys.stderr)
         return 2
     default_mb, per_fn = _parse_memory(args.memory_mb)
-    if not args.memory_mb and results.get("lambda_memory_mb"):
-        per_fn = {k: int(v) for k, v in results["lambda_memory_mb"].items()}
+    if not args.memory_mb:
+        per_fn = terraform_memory_mb()
     units = {} if args.write_units_per_write is None else {"write_units": {},
                                                             "write_units_per_write": args.write_units_per_write}
     a = Assumptions(memory_mb=per_fn, default_memory_mb=default_mb, architecture=args.architecture,
