@@ -29,6 +29,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from . import apigw, bodies, config, limits, log, names, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
 
@@ -38,6 +40,7 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 POLL_START_S = 0.005
 POLL_CAP_S = 0.05
 ALIVE_CHECK_S = 1.0
+RETRY_POST_S = 0.5
 MESSAGE_HEADROOM = 4 * limits.KB
 RESULT_HEADROOM = 16 * limits.KB
 
@@ -213,6 +216,37 @@ def _route(req: apigw.HttpEvent) -> routing.Route | Outcome:
     return route
 
 
+def _alive(connection_id: str, endpoint: str) -> bool:
+    """GET @connections: only a 410 there proves the socket is gone (any other failure: assume alive)."""
+    try:
+        return apigw.connection_alive(connection_id, endpoint)
+    except ClientError as exc:
+        log.warning("liveness check failed", connection_id=connection_id, error=type(exc).__name__)
+        return True
+
+
+def _send(conn: store.Connection, frame: str) -> bool:
+    """Post the request to the agent. A 410 on the post removes the connection row only when
+    GET @connections agrees the socket is gone; a live socket gets the post retried briefly.
+    (Deleting a live agent's row would leave its tunnel answering 404 until it reconnects.)"""
+    endpoint = apigw.management_endpoint(conn.domain_name, conn.stage)
+    try:
+        apigw.post_to_connection(conn.connection_id, frame, endpoint)
+        return True
+    except apigw.Gone:
+        pass
+    if not _alive(conn.connection_id, endpoint):
+        store.delete_connection(conn.connection_id)
+        log.info("stale connection removed", connection_id=conn.connection_id, tunnel_id=conn.tunnel_id)
+        return False
+    try:
+        apigw.post_with_retry(conn.connection_id, frame, endpoint, budget_s=RETRY_POST_S)
+        return True
+    except (apigw.Gone, ClientError) as exc:
+        log.warning("post refused by a live connection", connection_id=conn.connection_id, error=type(exc).__name__)
+        return False
+
+
 def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]) -> Outcome:
     conn = store.newest_connection_for_tunnel(route.tunnel_id)
     if conn is None:
@@ -225,11 +259,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]
     store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
                                     tunnel_id=route.tunnel_id, method=req.method, path=route.path,
                                     created_at=int(time.time() * 1000), request_bytes=len(req.body)))
-    try:
-        apigw.post_to_connection(conn.connection_id, frame,
-                                 apigw.management_endpoint(conn.domain_name, conn.stage))
-    except apigw.Gone:
-        store.delete_connection(conn.connection_id)
+    if not _send(conn, frame):
         _give_up(request_id, GONE, "agent connection is gone")
         store.delete_pending(request_id)
         return fail(502, GONE, "agent connection is gone")

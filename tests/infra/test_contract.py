@@ -54,7 +54,7 @@ NOT_CALLED_BY_HANDLER = {
 # GoneException, and no agent answers here); each is cited from the layer's code.
 NOT_REACHED = {
     "connect": {"dynamodb:GetItem": "store.get_reservation when a reclaim token does not match"},
-    "forward": {"dynamodb:DeleteItem": "store.delete_connection when PostToConnection says the agent is gone"},
+    "forward": {"dynamodb:DeleteItem": "store.delete_connection when PostToConnection and GET @connections both say the agent is gone"},
     "response": {"dynamodb:UpdateItem": "store.complete_pending when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}

@@ -57,6 +57,7 @@ class FakeManagement:
     posts: list[tuple[str, str, str]] = field(default_factory=list)  # (endpoint, connection_id, text)
     gone: set[str] = field(default_factory=set)
     closed: list[str] = field(default_factory=list)
+    post_gone_left: dict[str, int] = field(default_factory=dict)  # 410 on the next N posts only
     forbidden_left: dict[str, int] = field(default_factory=dict)
     on_post: Callable[[str, dict[str, Any]], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,6 +79,10 @@ class FakeManagement:
             if ConnectionId in fake.gone:
                 raise _client_error("GoneException", 410, "PostToConnection")
             with fake.lock:
+                gone_left = fake.post_gone_left.get(ConnectionId, 0)
+                if gone_left:
+                    fake.post_gone_left[ConnectionId] = gone_left - 1
+                    raise _client_error("GoneException", 410, "PostToConnection")
                 left = fake.forbidden_left.get(ConnectionId, 0)
                 if left:
                     fake.forbidden_left[ConnectionId] = left - 1

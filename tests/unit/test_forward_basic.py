@@ -137,6 +137,24 @@ def test_agent_gone_on_post_is_502_and_row_removed(aws, mgmt, ctx):
     assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
 
 
+def test_post_refused_by_a_live_connection_is_retried_and_keeps_the_row(aws, mgmt, ctx):
+    """A 410 on the post while GET @connections says the socket lives: retried, not a dead tunnel."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    Agent(mgmt, "conn-A", ok(b"hello"))
+    mgmt.post_gone_left["conn-A"] = 1
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 200, result
+    assert store.get_connection("conn-A") is not None
+
+
+def test_post_refused_persistently_by_a_live_connection_is_502_and_keeps_the_row(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    mgmt.post_gone_left["conn-A"] = 1000
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 502 and result["headers"]["x-tunnel-error"] == "agent_gone"
+    assert store.get_connection("conn-A") is not None
+
+
 def test_newest_connection_of_a_tunnel_gets_the_request(aws, mgmt, ctx):
     first = connect_agent("conn-A")
     connect_agent("conn-B", headers={"X-Tunnel-Id": first["tunnel_id"],
