@@ -35,22 +35,36 @@ THROTTLE_BODY = json.dumps({
 }).encode()
 
 _ORIGINAL_INVOKE: Callable[..., Any] | None = None
+_ORIGINAL_SEND_DYNAMODB_ITEMS: Callable[..., Any] | None = None
 
 
 def disable_moto_lambda_invoke() -> None:
-    """Make moto's LambdaFunction.invoke a no-op returning b"" (falsy: stream records are kept)."""
-    global _ORIGINAL_INVOKE
-    from moto.awslambda.models import LambdaFunction
+    """Switch off moto's own Lambda invocation (the emulator delivers streams and schedules).
+
+    * ``LambdaFunction.invoke`` -> a no-op returning b"" (falsy: stream records are kept).
+    * ``LambdaBackend.send_dynamodb_items`` -> b"" without building the event. moto calls it from
+      ``StreamShard.add`` on EVERY write to a table with a stream mapping, with ALL records the
+      shard holds (they are only cleared when the invoke returns something truthy, which ours
+      never does): it converted and ``json.dumps``-ed the whole stream history per write — O(n)
+      per write, most of the stack's CPU under load, for an event that was then thrown away.
+    """
+    global _ORIGINAL_INVOKE, _ORIGINAL_SEND_DYNAMODB_ITEMS
+    from moto.awslambda.models import LambdaBackend, LambdaFunction
 
     if _ORIGINAL_INVOKE is not None:
         return
     _ORIGINAL_INVOKE = LambdaFunction.invoke
+    _ORIGINAL_SEND_DYNAMODB_ITEMS = LambdaBackend.send_dynamodb_items
 
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
         LOG.debug(json.dumps({"event": "moto_invoke_suppressed", "function": self.function_name}))
         return b""
 
+    def send_dynamodb_items(self: Any, function_arn: str, items: list[Any], source: str) -> bytes:
+        return b""
+
     LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+    LambdaBackend.send_dynamodb_items = send_dynamodb_items  # type: ignore[method-assign]
 
 
 class GatedApp:

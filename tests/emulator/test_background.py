@@ -95,7 +95,14 @@ def test_moto_invoke_hook_still_exists_in_this_moto():
     assert original is not None and original is not LambdaFunction.invoke
     assert list(inspect.signature(original).parameters) == ["self", "body", "request_headers", "response_headers"]
     assert "send_dynamodb_items" in inspect.getsource(StreamShard.add)
-    assert "func.invoke(" in inspect.getsource(LambdaBackend.send_dynamodb_items)
+    assert "func.invoke(" in inspect.getsource(moto_local._ORIGINAL_SEND_DYNAMODB_ITEMS)
+    assert list(inspect.signature(moto_local._ORIGINAL_SEND_DYNAMODB_ITEMS).parameters) == [
+        "self", "function_arn", "items", "source"]
+    assert LambdaBackend.send_dynamodb_items is not moto_local._ORIGINAL_SEND_DYNAMODB_ITEMS
+    # StreamShard.add passes the shard's whole backlog and clears it only on a truthy result
+    add_source = inspect.getsource(StreamShard.add)
+    assert "send_dynamodb_items(" in add_source and "self.items," in add_source and "if result:" in add_source
+    assert LambdaBackend.send_dynamodb_items(None, "arn", [object()], "src") == b""
     assert LambdaFunction.invoke(types.SimpleNamespace(function_name="f"), "{}", {}, {}) == b""
 
 
