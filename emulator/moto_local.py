@@ -67,6 +67,53 @@ def disable_moto_lambda_invoke() -> None:
     LambdaBackend.send_dynamodb_items = send_dynamodb_items  # type: ignore[method-assign]
 
 
+# Services whose moto backend follows from the SigV4 signing service (+ X-Amz-Target) alone:
+# moto's own routing special-cases others by path/host (s3, sagemaker, ses, bedrock, ...).
+FAST_ROUTED_SERVICES = frozenset({"dynamodb", "events", "logs", "lambda", "iam", "sts"})
+
+
+class CachedDispatch:
+    """moto's ``DomainDispatcherApplication``, with its routing decision remembered.
+
+    moto re-derives the backend on every request under one global lock, and doing so lists
+    moto's ~200 module folders (``list_of_moto_modules``) and may try hundreds of URL regexes:
+    ~1 ms per call. For the services above the answer depends only on (signing service,
+    region, X-Amz-Target prefix), so the first request of each kind goes through moto's routing
+    and the Flask app it picked is reused for the next ones. Anything else: moto's routing.
+    """
+
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+        self.apps: dict[tuple[str, str, str], Any] = {}
+
+    @staticmethod
+    def route_key(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if not auth.startswith("AWS4-HMAC-SHA256 "):
+            return None
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(("/moto-api", "/latest/", "/favicon.ico")):
+            return None
+        try:
+            _, _, region, service, _ = auth.split(",")[0].split()[1].split("/")
+        except (IndexError, ValueError):
+            return None
+        service = service.lower()
+        if service not in FAST_ROUTED_SERVICES:
+            return None
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        return service, region, target.split(".", 1)[0]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        key = self.route_key(environ)
+        app = self.apps.get(key) if key is not None else None
+        if app is None:
+            app = self.dispatcher.get_application(environ)
+            if key is not None:
+                self.apps[key] = app
+        return app(environ, start_response)
+
+
 class GatedApp:
     """WSGI middleware around moto: counting, latency, faults for DynamoDB calls."""
 
@@ -76,11 +123,22 @@ class GatedApp:
         self.stats = stats
         self.faults = faults
         self.profile = profile
+        self.dynamodb_lock = threading.Lock()
+
+    def dynamodb(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """One DynamoDB (or Streams) call at a time: DynamoDB applies each write atomically, moto
+        mutates the stored item attribute by attribute, so a GetItem running in another thread
+        could see an UpdateItem half-applied (e.g. ``status`` already ``completed`` but no
+        ``responseBody`` yet: a 200 with an empty body). Flask materialises the body inside."""
+        with self.dynamodb_lock:
+            return list(self.app(environ, start_response))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         internal = "HTTP_X_EMULATOR_INTERNAL" in environ
         if not target.startswith(DYNAMODB_TARGET) or internal:
+            if target.startswith("DynamoDB"):
+                return self.dynamodb(environ, start_response)
             return self.app(environ, start_response)
         operation = target[len(DYNAMODB_TARGET):]
         self.stats.count_dynamodb(operation)
@@ -91,7 +149,7 @@ class GatedApp:
             start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
                                                ("Content-Length", str(len(THROTTLE_BODY)))])
             return [THROTTLE_BODY]
-        return self.app(environ, start_response)
+        return self.dynamodb(environ, start_response)
 
 
 class MotoService:
@@ -116,8 +174,8 @@ class MotoService:
         from werkzeug.serving import make_server
 
         disable_moto_lambda_invoke()
-        app = GatedApp(DomainDispatcherApplication(create_backend_app), self.stats, self.faults,
-                       self.profile)
+        app = GatedApp(CachedDispatch(DomainDispatcherApplication(create_backend_app)), self.stats,
+                       self.faults, self.profile)
         self.server = make_server(self.host, self.port, app, threaded=True,
                                   request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)

@@ -78,7 +78,7 @@ async def phase(name: str, target: Any, concurrency: int, total: int, pids: dict
     after = snapshot(pids)
     stats = bench_stats.summarize(result.latencies_ms)
     row = {"phase": name, "n": result.ok, "errors": len(result.errors),
-           "p50_ms": stats.get("p50"), "p90_ms": stats.get("p90"),
+           "first_errors": sorted(set(result.errors))[:3], "p50_ms": stats.get("p50"), "p90_ms": stats.get("p90"),
            "rps": bench_stats.throughput(result.ok, result.elapsed_s),
            "cpu_ms_per_request": diff(after, before, result.ok + len(result.errors))}
     if direct_p50 is not None and stats.get("p50") is not None:
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conc", type=int, default=32)
     p.add_argument("--total", type=int, default=1000)
     p.add_argument("--profile", default="local")
+    p.add_argument("--keep-logs", action="store_true", help="keep the stack/agent logs (path printed)")
     p.add_argument("--py-spy", dest="py_spy", default=None, help="record the stack during the concurrent phase")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -138,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                             spy.wait()
     finally:
         origin.stop()
-        shutil.rmtree(log_dir, ignore_errors=True)
+        if args.keep_logs:
+            print(json.dumps({"logs": str(log_dir)}), flush=True)
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
     for row in rows:
         print(json.dumps(row), flush=True)
     return 0

@@ -193,3 +193,92 @@ def test_throttle_fault_and_dynamodb_counting(moto):
         service.faults.update({"dynamodb_throttle_rate": 0})
     ddb.get_item(TableName="throttled", Key={"requestId": {"S": "x"}})
     assert service.stats.snapshot()["dynamodb_calls"]["GetItem"] == 2
+
+
+def test_cached_dispatch_routes_like_moto_and_remembers(moto):
+    """The remembered app is moto's own choice per (service, region, target prefix); other calls use moto's routing."""
+    service, endpoint = moto
+    from emulator.moto_local import CachedDispatch
+
+    dispatch = service.server.app.app
+    assert isinstance(dispatch, CachedDispatch)
+    make_table(endpoint, "routed")
+    client("dynamodb", endpoint).describe_table(TableName="routed")
+    client("dynamodbstreams", endpoint).list_streams()
+    client("events", endpoint).list_rules()
+    client("s3", endpoint).list_buckets()  # path-routed service: never cached
+    keys = set(dispatch.apps)
+    assert ("dynamodb", "us-east-1", "DynamoDB_20120810") in keys
+    assert ("dynamodb", "us-east-1", "DynamoDBStreams_20120810") in keys
+    assert ("events", "us-east-1", "AWSEvents") in keys
+    assert not any(k[0] == "s3" for k in keys)
+    for key, app in dispatch.apps.items():
+        environ = {"HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential=testing/20260101/{key[1]}/{key[0]}/aws4_request, "
+                                         "SignedHeaders=host, Signature=x",
+                   "HTTP_X_AMZ_TARGET": f"{key[2]}.Op" if key[2] else "", "PATH_INFO": "/", "HTTP_HOST": "x"}
+        assert dispatch.dispatcher.get_application(environ) is app
+
+
+def test_update_item_is_atomic_for_concurrent_readers(moto):
+    """moto applies SET actions one by one; the gate serialises DynamoDB calls so a reader never
+    sees a half-applied UpdateItem (status completed, body missing)."""
+    import concurrent.futures
+
+    _, endpoint = moto
+    make_table(endpoint, "atomic")
+    ddb = client("dynamodb", endpoint, max_pool_connections=50)
+    torn = []
+
+    def writer(i: int) -> None:
+        key = {"requestId": {"S": f"r{i}"}}
+        ddb.put_item(TableName="atomic", Item={**key, "status": {"S": "pending"}})
+        ddb.update_item(TableName="atomic", Key=key,
+                        UpdateExpression="SET #s = :s, " + ", ".join(f"a{j} = :v" for j in range(40)) + ", body = :b",
+                        ExpressionAttributeNames={"#s": "status"},
+                        ExpressionAttributeValues={":s": {"S": "completed"}, ":v": {"S": "x"}, ":b": {"S": "body"}})
+
+    def reader(i: int) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            item = ddb.get_item(TableName="atomic", Key={"requestId": {"S": f"r{i}"}}, ConsistentRead=True).get("Item")
+            if item and item["status"]["S"] == "completed":
+                if "body" not in item:
+                    torn.append(i)
+                return
+
+    with concurrent.futures.ThreadPoolExecutor(48) as pool:
+        futures = [pool.submit(reader, i) for i in range(24)] + [pool.submit(writer, i) for i in range(24)]
+        for f in futures:
+            f.result()
+    assert torn == []
+
+
+def test_gate_runs_one_dynamodb_call_at_a_time():
+    """Deterministic half of the above: DynamoDB and Streams calls (counted or internal) never overlap."""
+    import threading
+
+    from emulator.moto_local import GatedApp
+
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def app(environ, start_response):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.005)
+        with lock:
+            state["now"] -= 1
+        start_response("200 OK", [])
+        return [b"{}"]
+
+    gate = GatedApp(app, Stats(), Faults(), load_profile("local"))
+    environs = [{"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem"},
+                {"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.UpdateItem", "HTTP_X_EMULATOR_INTERNAL": "1"},
+                {"HTTP_X_AMZ_TARGET": "DynamoDBStreams_20120810.GetRecords", "HTTP_X_EMULATOR_INTERNAL": "1"}]
+    threads = [threading.Thread(target=lambda e=e: gate(dict(e), lambda *a: None)) for e in environs * 5]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["max"] == 1
