@@ -282,3 +282,22 @@ def test_gate_runs_one_dynamodb_call_at_a_time():
     for t in threads:
         t.join()
     assert state["max"] == 1
+
+
+def test_jsonpath_cache_hook_point_still_exists_in_this_moto():
+    """moto's EventTemplateParser imports jsonpath_ng.ext.parse at call time (so the cache applies)."""
+    import inspect
+
+    import jsonpath_ng.ext
+    from moto.events.utils import EventTemplateParser
+
+    from emulator.moto_local import cache_moto_jsonpath
+
+    assert "from jsonpath_ng.ext import parse" in inspect.getsource(EventTemplateParser.parse)
+    cache_moto_jsonpath()
+    assert jsonpath_ng.ext.parse("$.detail") is jsonpath_ng.ext.parse("$.detail")
+    event = {"version": "0", "id": "1", "detail-type": "t", "source": "s", "account": "123456789012",
+             "time": "2026-01-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {"a": 1},
+             "ingestion-time": 0}
+    template = '{"d": <d>}'
+    assert EventTemplateParser.parse(template, {"d": "$.detail"}, event) == {"d": {"a": 1}}
