@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -127,6 +128,34 @@ class CachedDispatch:
         return app(environ, start_response)
 
 
+class FairLock:
+    """A first-come, first-served lock. threading.Lock lets the releasing thread take it again at
+    once and leaves waiters to chance: under load some DynamoDB calls starved for seconds and
+    their requests ran past API Gateway's 30 s. Here the lock is handed to the oldest waiter."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: collections.deque[threading.Event] = collections.deque()
+        self._held = False
+
+    def __enter__(self) -> "FairLock":
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return self
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # set by __exit__ of the holder: the lock is ours, still marked held
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
+
+
 class GatedApp:
     """WSGI middleware around moto: counting, latency, faults for DynamoDB calls."""
 
@@ -136,7 +165,7 @@ class GatedApp:
         self.stats = stats
         self.faults = faults
         self.profile = profile
-        self.dynamodb_lock = threading.Lock()
+        self.dynamodb_lock = FairLock()
 
     def dynamodb(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """One DynamoDB (or Streams) call at a time: DynamoDB applies each write atomically, moto

@@ -149,6 +149,9 @@ class Worker:
         self.init_error: dict[str, Any] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.start_lock = asyncio.Lock()
+        # Concurrency: an invocation waits here for a free "container" BEFORE its clock starts,
+        # as in Lambda the timeout counts from the start of execution, not from the queue.
+        self.slots = asyncio.Semaphore(config.max_concurrency)
 
     @property
     def alive(self) -> bool:
@@ -221,6 +224,10 @@ class Worker:
         await self.ensure_started()
         if self.init_error is not None:
             return {"ok": False, "error": self.init_error, "duration_ms": 0}
+        async with self.slots:
+            return await self.run(event_json, timeout_s)
+
+    async def run(self, event_json: str, timeout_s: float) -> dict[str, Any]:
         process = self.process
         assert process is not None and process.stdin is not None
         invocation_id = next(self.ids)

@@ -301,3 +301,35 @@ def test_jsonpath_cache_hook_point_still_exists_in_this_moto():
              "ingestion-time": 0}
     template = '{"d": <d>}'
     assert EventTemplateParser.parse(template, {"d": "$.detail"}, event) == {"d": {"a": 1}}
+
+
+def test_fair_lock_serves_waiters_in_arrival_order():
+    import threading
+
+    from emulator.moto_local import FairLock
+
+    lock, order, ready = FairLock(), [], []
+    lock.__enter__()
+    threads = []
+    for i in range(5):
+        started = threading.Event()
+
+        def take(i=i, started=started):
+            started.set()
+            with lock:
+                order.append(i)
+
+        t = threading.Thread(target=take)
+        t.start()
+        started.wait(5)
+        # wait (deadline-based) until this thread is queued before starting the next one
+        deadline = time.monotonic() + 5
+        while len(lock._waiters) < i + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        threads.append(t)
+    lock.__exit__(None, None, None)
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2, 3, 4]
+    with lock:  # free again afterwards
+        pass

@@ -79,7 +79,8 @@ async def one_call(s: aiohttp.ClientSession, target: Target, rng: random.Random,
                 # the gateway's own error with the same code the service would have sent (404, 503)
                 kind, detail = "error_status", got[:120].decode(errors="replace")
             else:
-                kind, detail = "corrupted", f"{len(got)} bytes back for {len(expected_body)}"
+                kind, detail = "corrupted", (f"{len(got)} bytes back for {len(expected_body)}: "
+                                             f"{got[:120].decode(errors='replace')}")
         else:
             kind, detail = "ok", ""
     elif status in allowed_errors:

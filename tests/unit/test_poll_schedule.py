@@ -1,0 +1,38 @@
+"""forward's poll schedule: quick answers picked up fast, slow ones polled sparsely."""
+
+from __future__ import annotations
+
+import pytest
+
+from httptunnel import forwarding
+
+
+def schedule(total_s: float) -> list[float]:
+    """Poll times (s since the post) over a wait of total_s, as wait_for_answer sleeps them."""
+    t, delay, polls = 0.0, forwarding.POLL_START_S, [0.0]
+    while True:
+        t += delay
+        if t > total_s:
+            return polls
+        polls.append(t)
+        delay = forwarding.next_poll_delay(delay, t)
+
+
+def test_first_polls_back_off_from_5_ms_to_the_50_ms_cap():
+    times = schedule(0.3)
+    gaps = [round(b - a, 4) for a, b in zip(times, times[1:])]
+    assert gaps[:4] == [0.005, 0.0075, 0.0112, 0.0169]
+    assert max(gaps) == pytest.approx(forwarding.POLL_CAP_S)
+
+
+def test_a_slow_answer_waits_at_most_about_twenty_percent_longer():
+    times = schedule(25.0)
+    for a, b in zip(times, times[1:]):
+        assert b - a <= max(forwarding.POLL_CAP_S, 0.2 * a) + 1e-9
+        assert b - a <= forwarding.POLL_MAX_S + 1e-9
+
+
+@pytest.mark.parametrize("wait_s, max_polls", [(1.0, 20), (10.0, 40), (25.0, 70)])
+def test_long_waits_cost_few_reads(wait_s, max_polls):
+    # with a flat 50 ms cap a 10 s wait would cost ~200 reads and a 25 s one ~500
+    assert len(schedule(wait_s)) <= max_polls
