@@ -7,13 +7,16 @@ POST /stats/reset  -> zeroes every counter
 POST /faults       {"dynamodb_throttle_rate": 0..1, "post_to_connection_gone_rate": 0..1} (0 clears)
 GET  /faults       -> current rates
 GET  /health       -> {"ok": true}
-Function keys are the short names (forward, connect, ...).
+Function keys are the short names (forward, connect, ...). When moto runs in its own process
+(``emulator.moto_process``), its DynamoDB call counts are merged into /stats, /stats/reset
+resets them there too, and fault settings are pushed to it (it applies the throttle).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -21,11 +24,19 @@ from emulator.runtime import LambdaService
 from emulator.stats import Faults, Stats
 
 
+class MotoControl(Protocol):
+    def dynamodb_calls(self) -> dict[str, int]: ...
+    def reset_stats(self) -> None: ...
+    def push_faults(self, settings: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class AdminApi:
-    def __init__(self, stats: Stats, faults: Faults, lambdas: LambdaService) -> None:
+    def __init__(self, stats: Stats, faults: Faults, lambdas: LambdaService,
+                 moto: MotoControl | None = None) -> None:
         self.stats = stats
         self.faults = faults
         self.lambdas = lambdas
+        self.moto = moto
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -36,19 +47,27 @@ class AdminApi:
         app.router.add_get("/health", self.health)
         return app
 
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
         data = self.stats.snapshot()
+        if self.moto is not None:
+            remote = await asyncio.to_thread(self.moto.dynamodb_calls)
+            merged = dict(data["dynamodb_calls"])
+            for operation, n in remote.items():
+                merged[operation] = merged.get(operation, 0) + n
+            data["dynamodb_calls"] = merged
         data["lambda_invocations"] = dict(self.lambdas.invocations)
         data["lambda_billed_ms"] = dict(self.lambdas.billed_ms)
         return data
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+        return web.json_response(await self.snapshot())
 
     async def reset(self, request: web.Request) -> web.Response:
         self.stats.reset()
         self.lambdas.reset_stats()
-        return web.json_response(self.snapshot())
+        if self.moto is not None:
+            await asyncio.to_thread(self.moto.reset_stats)
+        return web.json_response(await self.snapshot())
 
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(dict(self.faults.settings.__dict__))
@@ -64,6 +83,8 @@ class AdminApi:
             settings = self.faults.update(body)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        if self.moto is not None:
+            await asyncio.to_thread(self.moto.push_faults, dict(settings.__dict__))
         return web.json_response(dict(settings.__dict__))
 
     async def health(self, request: web.Request) -> web.Response:

@@ -2,8 +2,9 @@
 
 routes -> integrations -> functions; each function's handler, env, timeout, memory, runtime,
 layers; stream event source mappings (filter, batch size, response types); EventBridge
-schedule rules -> Lambda targets. Code bytes come from moto's in-process Lambda backend (what
-Terraform uploaded), falling back to the build folder's zips when moto runs elsewhere.
+schedule rules -> Lambda targets. Code bytes are what Terraform uploaded, asked from moto's
+``/_emulator/code`` control route (moto runs in its own process), falling back to the build
+folder's zips when the endpoint is not our moto (LocalStack).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from emulator.buildinfo import BuildInfo
 from emulator.moto_local import internal_client
+from emulator.moto_process import fetch_code
 from emulator.runtime import FunctionSpec, unzip
 from emulator.wiring import ApiWiring, Route, Schedule, StreamMapping, Wiring
 
@@ -32,30 +34,6 @@ def function_arn_from_uri(uri: str) -> str:
     return uri
 
 
-def moto_code_bytes(account_id: str, region: str, function_name: str) -> bytes | None:
-    try:
-        from moto.awslambda.utils import get_backend
-
-        data = get_backend(account_id, region).get_function(function_name).code_bytes
-    except Exception:  # noqa: BLE001 - moto not in this process, or no zip: use the build folder
-        return None
-    return data or None
-
-
-def moto_layer_bytes(account_id: str, region: str, layer_arn: str) -> bytes | None:
-    try:
-        from moto.awslambda.utils import get_backend
-
-        layers = get_backend(account_id, region)._layers._layers
-        for layer in layers.values():
-            for version in layer.layer_versions.values():
-                if version.arn == layer_arn:
-                    return version.code_bytes or None
-    except Exception:  # noqa: BLE001 - see moto_code_bytes
-        return None
-    return None
-
-
 def read_api(client: Any, api_id: str, stage: str) -> ApiWiring:
     api = client.get_api(ApiId=api_id)
     integrations = {i["IntegrationId"]: i for i in client.get_integrations(ApiId=api_id)["Items"]}
@@ -71,15 +49,15 @@ def read_api(client: Any, api_id: str, stage: str) -> ApiWiring:
 
 
 def read_function(client: Any, name: str, label: str, build: BuildInfo, work_dir: Path,
-                  region: str, account_id: str) -> FunctionSpec:
+                  region: str, account_id: str, endpoint: str) -> FunctionSpec:
     config = client.get_function_configuration(FunctionName=name)
     code_dir = work_dir / "functions" / name
-    data = moto_code_bytes(account_id, region, name)
+    data = fetch_code(endpoint, account_id, region, function=name)
     unzip(build.function_zips.get(label) if data is None else None, data, code_dir)
     layer_dirs = []
     for index, layer in enumerate(config.get("Layers", [])):
         layer_dir = work_dir / "layers" / f"{name}-{index}"
-        layer_data = moto_layer_bytes(account_id, region, layer["Arn"])
+        layer_data = fetch_code(endpoint, account_id, region, layer=layer["Arn"])
         unzip(build.layer_zip if layer_data is None else None, layer_data, layer_dir)
         layer_dirs.append(layer_dir)
     return FunctionSpec(
@@ -141,7 +119,8 @@ def read_wiring(endpoint: str, region: str, outputs: dict[str, Any], build: Buil
     for label, name in sorted(outputs["function_names"].items()):
         arn = lambda_client.get_function_configuration(FunctionName=name)["FunctionArn"]
         account_id = arn.split(":")[4]
-        functions.append(read_function(lambda_client, name, label, build, work_dir, region, account_id))
+        functions.append(read_function(lambda_client, name, label, build, work_dir, region, account_id,
+                                       endpoint))
     if not functions:
         raise WiringError("terraform created no functions")
     account_id = functions[0].arn.split(":")[4]

@@ -1,6 +1,9 @@
-"""moto in the emulator's own process: the AWS endpoint of the local stack.
+"""moto, hooked: the AWS endpoint of the local stack.
 
-* A werkzeug server (threaded, like moto's ``ThreadedMotoServer``) on 127.0.0.1:<ephemeral>.
+* A werkzeug server (threaded, like moto's ``ThreadedMotoServer``) on 127.0.0.1:<ephemeral>:
+  in its own process for the stack (``emulator.moto_process``: moto's threads no longer share
+  the gateway's GIL), or in this process (:class:`MotoService`, the emulator tests).
+* ``/_emulator/...`` control routes (stats, faults, uploaded code) are answered before moto.
 * Its WSGI app is wrapped to count DynamoDB calls by operation, apply the latency profile
   and inject ``ProvisionedThroughputExceededException`` at a configurable rate. Calls made
   by the emulator itself (stream polling, TTL expiry) carry ``x-emulator-internal`` and are
@@ -156,6 +159,36 @@ class FairLock:
                 self._held = False
 
 
+CONTROL_PREFIX = "/_emulator/"
+
+
+def code_bytes(account_id: str, region: str, function: str | None, layer: str | None) -> bytes | None:
+    """The zip Terraform uploaded for a function (by name) or a layer version (by ARN), from moto's
+    backend in THIS process; None when there is none."""
+    from moto.awslambda.utils import get_backend
+
+    try:
+        backend = get_backend(account_id, region)
+        if function:
+            return backend.get_function(function).code_bytes or None
+        for entry in backend._layers._layers.values():
+            for version in entry.layer_versions.values():
+                if version.arn == layer:
+                    return version.code_bytes or None
+    except Exception:  # noqa: BLE001 - unknown function/layer, or no zip
+        return None
+    return None
+
+
+def build_app(stats: Stats, faults: Faults, profile: LatencyProfile) -> "GatedApp":
+    """moto's WSGI app with every hook: Lambda invoke off, jsonpath cache, cached routing, the gate."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    disable_moto_lambda_invoke()
+    cache_moto_jsonpath()
+    return GatedApp(CachedDispatch(DomainDispatcherApplication(create_backend_app)), stats, faults, profile)
+
+
 class GatedApp:
     """WSGI middleware around moto: counting, latency, faults for DynamoDB calls."""
 
@@ -175,7 +208,44 @@ class GatedApp:
         with self.dynamodb_lock:
             return list(self.app(environ, start_response))
 
+    def control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """``/_emulator/...``: the stack's view into this moto (stats, faults, uploaded code).
+
+        GET /_emulator/stats, POST /_emulator/stats/reset -> {"dynamodb_calls": {...}}
+        GET|POST /_emulator/faults (POST body: FaultSettings fields) -> current settings
+        GET /_emulator/code?account=&region=&function=NAME | &layer=ARN -> the zip bytes (404: none)
+        """
+        from urllib.parse import parse_qs
+
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        status, ctype, body = "404 Not Found", "application/json", b'{"error": "not found"}'
+        try:
+            if path == "/_emulator/stats":
+                body = json.dumps({"dynamodb_calls": self.stats.snapshot()["dynamodb_calls"]}).encode()
+                status = "200 OK"
+            elif path == "/_emulator/stats/reset" and method == "POST":
+                self.stats.reset()
+                status, body = "200 OK", b'{"dynamodb_calls": {}}'
+            elif path == "/_emulator/faults":
+                if method == "POST":
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                    self.faults.update(json.loads(environ["wsgi.input"].read(length) or b"{}"))
+                status, body = "200 OK", json.dumps(dict(self.faults.settings.__dict__)).encode()
+            elif path == "/_emulator/code":
+                query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+                data = code_bytes(query.get("account", ""), query.get("region", ""),
+                                  query.get("function"), query.get("layer"))
+                if data:
+                    status, ctype, body = "200 OK", "application/zip", data
+        except (ValueError, TypeError) as exc:
+            status, body = "400 Bad Request", json.dumps({"error": str(exc)}).encode()
+        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(CONTROL_PREFIX):
+            return self.control(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         internal = "HTTP_X_EMULATOR_INTERNAL" in environ
         if not target.startswith(DYNAMODB_TARGET) or internal:
@@ -211,14 +281,10 @@ class MotoService:
         return f"http://{self.host}:{self.server.server_address[1]}"
 
     def start(self) -> str:
-        from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
-                                                   create_backend_app)
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
-        disable_moto_lambda_invoke()
-        cache_moto_jsonpath()
-        app = GatedApp(CachedDispatch(DomainDispatcherApplication(create_backend_app)), self.stats,
-                       self.faults, self.profile)
+        app = build_app(self.stats, self.faults, self.profile)
         self.server = make_server(self.host, self.port, app, threaded=True,
                                   request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)

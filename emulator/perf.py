@@ -5,7 +5,7 @@
 Starts the stack (``python -m emulator.stack`` on ephemeral ports), the benchmark origin and
 one ``ttf`` agent, measures the origin directly (sequential p50), then the tunnel sequentially
 and at ``--conc``; for each phase prints p50/p90, added p50 over direct, req/s and CPU ms per
-request of: the stack process itself (moto + gateway), its Lambda workers (by function), the
+request of: the stack process itself (gateway), its moto process, its Lambda workers (by function), the
 agent. With ``--py-spy`` (py-spy installed separately) the stack process is sampled during the
 concurrent phase. Every process started here is stopped here.
 """
@@ -52,6 +52,8 @@ def cmd_name(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return str(pid)
+    if b"emulator.moto_process" in argv:
+        return "moto"
     for arg in argv:
         if arg.startswith(b"{"):
             try:
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             with Agent(stack, port, log_dir) as agent:
                 pids = {"stack": stack.pid, "ttf": agent.pid}
                 for child in children(stack.pid):
-                    pids[f"fn:{cmd_name(child)}"] = child
+                    name = cmd_name(child)
+                    pids[name if name == "moto" else f"fn:{name}"] = child
                 stack.reset_stats()
                 rows.append(asyncio.run(phase("stack c1", agent.target, 1, args.seq, pids, direct_p50)))
                 calls = stack.stats()

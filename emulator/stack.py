@@ -4,7 +4,8 @@
                              [--state-file .local/stack.json] [--profile local|aws]
                              [--cleanup-interval S] [--ttl-interval S]
 
-Order: moto starts in this process (127.0.0.1:<ephemeral>); the HTTP, WebSocket and admin
+Order: moto starts in a child process (``emulator.moto_process``, 127.0.0.1:<ephemeral>; it
+dies with this process); the HTTP, WebSocket and admin
 ports are bound (Terraform puts the public URL and the management endpoint into the
 functions' environment); ``terraform apply`` of the SAME root module runs against moto;
 the wiring is read back from moto; the Lambda workers start; stream/schedule/TTL loops
@@ -36,7 +37,7 @@ from emulator.buildinfo import ROOT, BuildMissing, load_build
 from emulator.discover import WiringError, read_wiring
 from emulator.gateway import Gateway
 from emulator.http_api import HttpSettings, serve
-from emulator.moto_local import MotoService
+from emulator.moto_process import MotoProcess
 from emulator.profiles import load_profile
 from emulator.runtime import RuntimeConfig
 from emulator.stats import Faults, Stats
@@ -123,7 +124,7 @@ class Stack:
         self.stats = Stats()
         self.faults = Faults()
         self.profile = load_profile(options.profile)
-        self.moto: MotoService | None = None
+        self.moto: MotoProcess | None = None
         self.gateway: Gateway | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.work_dir = Path(tempfile.mkdtemp(prefix="stack-", dir=self.local_dir()))
@@ -140,13 +141,13 @@ class Stack:
         if external:
             log("using_external_endpoint", endpoint=external)
             return external.rstrip("/")
-        self.moto = MotoService(self.stats, self.faults, self.profile)
+        self.moto = MotoProcess(self.profile.name)
         return self.moto.start()
 
     async def start(self) -> dict[str, Any]:
         started = time.monotonic()
         build = load_build(self.options.build_dir)
-        endpoint = self.aws_endpoint()
+        endpoint = await asyncio.to_thread(self.aws_endpoint)
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         runtime = RuntimeConfig(python=build.python, runtime_path=build.runtime_path, region=REGION,
@@ -161,7 +162,7 @@ class Stack:
                                    route_delay_s=p.websocket_api_ms / 1000),
             invoke_delay_s=p.lambda_invoke_ms / 1000)
         ports = await self.gateway.bind(self.options.http_port, self.options.ws_port)
-        admin = AdminApi(self.stats, self.faults, self.gateway.lambdas)
+        admin = AdminApi(self.stats, self.faults, self.gateway.lambdas, self.moto)
         admin_runner, admin_port = await serve(admin.app(), "127.0.0.1", self.options.admin_port)
         self.gateway.runners.append(admin_runner)
         log("ports_bound", http=ports.http_port, ws=ports.ws_port, admin=admin_port, moto=endpoint)
@@ -180,6 +181,8 @@ class Stack:
         await self.gateway.lambdas.start_all()
         self.start_background(wiring, endpoint)
         self.stats.reset()
+        if self.moto is not None:
+            await asyncio.to_thread(self.moto.reset_stats)
         self.gateway.lambdas.reset_stats()
         self.state = {
             "pid": os.getpid(),
