@@ -101,13 +101,7 @@ class Session:
         return reason
 
     async def close(self) -> None:
-        if self.ws.closed:
-            return
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.ws.close()
-        except (TimeoutError, ConnectionError, aiohttp.ClientError):
-            pass
+        await _close_quietly(self.ws)
 
     async def _read(self) -> str:
         async for msg in self.ws:
@@ -224,6 +218,7 @@ class Agent:
         if self.config.state_dir is not None and not self.config.subdomain:  # a name needs no saved id
             self.store = TunnelStore(self.config.state_dir, self.config.endpoint, self.config.local_target)
         self._save_failed = False
+        self._saved_as: tuple[str, str] | None = None  # what the state file holds, as this agent last wrote it
         self.history: History | None = History(self.config.inspect_history) if self.config.inspect else None
         self.inspector: Inspector | None = None
 
@@ -363,8 +358,8 @@ class Agent:
         self.emit(Notice("info", f"reclaiming the saved tunnel {saved.tunnel_id} ({self.store.path})"))
 
     def _save(self, tunnel_id: str, reclaim_token: str) -> None:
-        if self.store is None:
-            return
+        if self.store is None or self._saved_as == (tunnel_id, reclaim_token):
+            return  # unchanged (a renewal or a reconnect keeping its id): no need to rewrite the file
         try:
             self.store.save(tunnel_id, reclaim_token)
         except OSError as exc:
@@ -374,10 +369,12 @@ class Agent:
             self._save_failed = True
             return
         self._save_failed = False
+        self._saved_as = (tunnel_id, reclaim_token)
 
     def _forget_saved(self) -> None:
         if self.store is None:
             return
+        self._saved_as = None
         try:
             self.store.forget()
         except OSError as exc:

@@ -18,7 +18,6 @@ and a POST from another origin is refused (a web page cannot trigger replays).
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from httptunnel.protocol import Headers
+from httptunnel.protocol import Headers, b64encode
 
 from ttf.forward import Exchange
 
@@ -89,9 +88,9 @@ class Entry:
     def detail(self) -> dict[str, Any]:
         return self.summary() | {
             "request_headers": self.request_headers,
-            "request_body": base64.b64encode(self.request.data).decode("ascii"),
+            "request_body": b64encode(self.request.data),
             "response_headers": self.response_headers,
-            "response_body": base64.b64encode(self.response.data).decode("ascii"),
+            "response_body": b64encode(self.response.data),
         }
 
 
