@@ -19,16 +19,10 @@ from multidict import CIMultiDict
 
 from httptunnel import protocol
 from httptunnel.limits import AGENT_MESSAGE_MAX, BODY_MAX, WS_FRAME_MAX
-from httptunnel.protocol import Headers, HttpRequest
+from httptunnel.protocol import Headers, HttpRequest, strip_hop_by_hop
 
 from ttf.events import RequestDone
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-        "proxy-connection", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-    }
-)
 # Request headers aiohttp recomputes from the body we hand it.
 _REQUEST_DROP = frozenset({"content-length", "expect"})
 # Headers aiohttp would invent; the local service sees only what the caller sent.
@@ -73,16 +67,6 @@ class Exchange:
 class Outcome:
     frame: str  # the encoded frame to send (always <= WS_FRAME_MAX)
     event: RequestDone
-
-
-def strip_hop_by_hop(headers: Headers) -> Headers:
-    """Drop hop-by-hop headers, including any the Connection header names."""
-    named = {
-        token.strip().lower()
-        for value in protocol.header_lookup(headers, "connection")
-        for token in value.split(",")
-    }
-    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named}
 
 
 def request_path(uri: str) -> str:

@@ -34,8 +34,6 @@ from botocore.exceptions import ClientError
 from . import apigw, bodies, config, limits, log, names, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
 
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                        "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 POLL_START_S = 0.005
 POLL_CAP_S = 0.05
@@ -61,14 +59,9 @@ def fail(status: int, code: str, message: str) -> Outcome:
     return Outcome(apigw.error_response(status, code, message), status, code)
 
 
-def _drop_set(headers: dict[str, str]) -> set[str]:
-    named = {h.strip().lower() for h in headers.get("connection", "").split(",") if h.strip()}
-    return set(HOP_BY_HOP) | named
-
-
 def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
-    drop = _drop_set(req.headers) | {"host", "content-length"}
-    out: Headers = {name: [value] for name, value in req.headers.items() if name not in drop}
+    out = protocol.strip_hop_by_hop({name: [value] for name, value in req.headers.items()},
+                                    also=("host", "content-length"))
     cookie_parts = [c for c in ([out.pop("cookie")[0]] if "cookie" in out else []) + list(req.cookies) if c]
     if cookie_parts:
         out["cookie"] = ["; ".join(cookie_parts)]
@@ -87,11 +80,7 @@ def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
 
 
 def caller_headers(headers: Headers) -> Headers:
-    named: set[str] = set()
-    for value in protocol.header_lookup(headers, "connection"):
-        named |= {h.strip().lower() for h in value.split(",") if h.strip()}
-    drop = set(HOP_BY_HOP) | named | {"content-length"}
-    return {name: list(values) for name, values in headers.items() if name.lower() not in drop}
+    return protocol.strip_hop_by_hop(headers, also=("content-length",))
 
 
 def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, deadline_ms: int) -> str:

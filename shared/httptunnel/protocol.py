@@ -22,7 +22,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Iterable, Mapping, Union
 
 # name -> list of values, order preserved (repeated headers such as Set-Cookie).
 Headers = dict[str, list[str]]
@@ -228,3 +228,19 @@ def header_lookup(headers: Mapping[str, list[str]], name: str) -> list[str]:
         if key.lower() == lower:
             out.extend(values)
     return out
+
+
+# Headers that describe one connection, never forwarded by a proxy (RFC 9110 §7.6.1), plus
+# the legacy ones proxies still meet. The server (both ways) and the agent strip the same set.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+
+
+def strip_hop_by_hop(headers: Mapping[str, list[str]], also: Iterable[str] = ()) -> Headers:
+    """Drop hop-by-hop headers, those the Connection header names, and any lower-case names in also."""
+    named = {token.strip().lower() for value in header_lookup(headers, "connection")
+             for token in value.split(",") if token.strip()}
+    drop = HOP_BY_HOP | named | frozenset(also)
+    return {name: list(values) for name, values in headers.items() if name.lower() not in drop}
