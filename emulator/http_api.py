@@ -10,6 +10,7 @@ result > 6 MB -> 502; integration not answering within 30 s -> 503 Service Unava
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -64,6 +65,16 @@ def match_route(api: ApiWiring, method: str, path: str) -> tuple[Route | None, d
 
 
 def match_template(template: str, path: str) -> dict[str, str] | None:
+    pattern, names = compile_template(template)
+    found = pattern.fullmatch(path)
+    if found is None:
+        return None
+    return dict(zip(names, found.groups()))
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """Route template -> (regex, parameter names); cached, as routes are matched per request."""
     pattern = ""
     names: list[str] = []
     for part in re.split(r"(\{[^}]+\})", template):
@@ -74,10 +85,7 @@ def match_template(template: str, path: str) -> dict[str, str] | None:
             pattern += "(.+)" if greedy else "([^/]+)"
         else:
             pattern += re.escape(part)
-    found = re.fullmatch(pattern, path)
-    if found is None:
-        return None
-    return dict(zip(names, found.groups()))
+    return re.compile(pattern), tuple(names)
 
 
 def head_size(request: web.BaseRequest) -> int:
