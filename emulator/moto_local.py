@@ -1,6 +1,6 @@
 """moto, hooked: the AWS endpoint of the local stack.
 
-* A werkzeug server (threaded, like moto's ``ThreadedMotoServer``) on 127.0.0.1:<ephemeral>:
+* A waitress server (thread pool, keep-alive: :mod:`emulator.moto_speed`) on 127.0.0.1:<ephemeral>:
   in its own process for the stack (``emulator.moto_process``: moto's threads no longer share
   the gateway's GIL), or in this process (:class:`MotoService`, the emulator tests).
 * ``/_emulator/...`` control routes (stats, faults, uploaded code) are answered before moto.
@@ -184,8 +184,11 @@ def build_app(stats: Stats, faults: Faults, profile: LatencyProfile) -> "GatedAp
     """moto's WSGI app with every hook: Lambda invoke off, jsonpath cache, cached routing, the gate."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from emulator.moto_speed import speed_up_moto
+
     disable_moto_lambda_invoke()
     cache_moto_jsonpath()
+    speed_up_moto()
     return GatedApp(CachedDispatch(DomainDispatcherApplication(create_backend_app)), stats, faults, profile)
 
 
@@ -256,12 +259,19 @@ class GatedApp:
         self.stats.count_dynamodb(operation)
         delay_ms = self.profile.dynamodb(operation)
         if delay_ms:
-            time.sleep(delay_ms / 1000)  # a werkzeug thread per request: never the event loop
+            time.sleep(delay_ms / 1000)  # a server pool thread: never the event loop
         if self.faults.hit(self.faults.settings.dynamodb_throttle_rate):
             start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
                                                ("Content-Length", str(len(THROTTLE_BODY)))])
             return [THROTTLE_BODY]
         return self.dynamodb(environ, start_response)
+
+
+def make_moto_server(host: str, port: int, app: Any) -> Any:
+    """The server moto's app runs under: see :class:`emulator.moto_speed.KeepAliveServer`."""
+    from emulator.moto_speed import KeepAliveServer
+
+    return KeepAliveServer(host, port, app)
 
 
 class MotoService:
@@ -281,12 +291,8 @@ class MotoService:
         return f"http://{self.host}:{self.server.server_address[1]}"
 
     def start(self) -> str:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-        from werkzeug.serving import make_server
-
         app = build_app(self.stats, self.faults, self.profile)
-        self.server = make_server(self.host, self.port, app, threaded=True,
-                                  request_handler=MotoRequestHandler)
+        self.server = make_moto_server(self.host, self.port, app)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)
         self.thread.start()
         return self.endpoint

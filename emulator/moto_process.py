@@ -1,4 +1,4 @@
-"""moto in a process of its own, so its werkzeug threads do not share the gateway's GIL.
+"""moto in a process of its own, so its server threads do not share the gateway's GIL.
 
     python -m emulator.moto_process [--port 0] [--host 127.0.0.1] [--profile local]
 
@@ -58,18 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
-
-    from emulator.moto_local import build_app
+    from emulator.moto_local import build_app, make_moto_server
     from emulator.profiles import load_profile
     from emulator.stats import Faults, Stats
 
     logging.basicConfig(level=logging.WARNING, format="moto: %(message)s", stream=sys.stderr)
     parent = os.getppid()
     app = build_app(Stats(), Faults(), load_profile(args.profile))
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
-    server.daemon_threads = True
+    server = make_moto_server(args.host, args.port, app)
 
     def stop(*_: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="local")
     p.add_argument("--keep-logs", action="store_true", help="keep the stack/agent logs (path printed)")
     p.add_argument("--py-spy", dest="py_spy", default=None, help="record the stack during the concurrent phase")
+    p.add_argument("--spy-target", default="stack",
+                   help="which process --py-spy samples: stack, moto, ttf or fn:<name> (default stack)")
+    p.add_argument("--spy-gil", action="store_true", help="sample only the thread holding the GIL (CPU, not waits)")
+    p.add_argument("--py-spy-bin", default=os.environ.get("PY_SPY") or shutil.which("py-spy")
+                   or str(Path(sys.executable).parent / "py-spy"), help="the py-spy executable")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from scripts import bench_load
@@ -125,13 +130,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows[-1]["aws_calls"] = calls
                 spy = None
                 if args.py_spy:
-                    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
-                                            str(stack.pid), "-o", args.py_spy, "-r", "200", "--nonblocking",
-                                            "-f", "raw" if args.py_spy.endswith(".txt") else "flamegraph"],
+                    spy = subprocess.Popen([args.py_spy_bin, "record", "-p",
+                                            str(pids[args.spy_target]), "-o", args.py_spy, "-r", "200", "--nonblocking",
+                                            "-f", "raw" if args.py_spy.endswith(".txt") else "flamegraph"]
+                                           + (["--gil"] if args.spy_gil else []),
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stack.reset_stats()
                 try:
                     rows.append(asyncio.run(phase(f"stack c{args.conc}", agent.target, args.conc, args.total,
                                                   pids, direct_p50)))
+                    rows[-1]["aws_calls"] = stack.stats()
                 finally:
                     if spy is not None:
                         spy.send_signal(2)
