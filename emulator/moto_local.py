@@ -1,6 +1,6 @@
 """moto, hooked: the AWS endpoint of the local stack.
 
-* A waitress server (thread pool, keep-alive: :mod:`emulator.moto_speed`) on 127.0.0.1:<ephemeral>:
+* A cheroot server (thread pool, keep-alive: :mod:`emulator.moto_speed`) on 127.0.0.1:<ephemeral>:
   in its own process for the stack (``emulator.moto_process``: moto's threads no longer share
   the gateway's GIL), or in this process (:class:`MotoService`, the emulator tests).
 * ``/_emulator/...`` control routes (stats, faults, uploaded code) are answered before moto.

@@ -93,18 +93,12 @@ def test_sustained_load_many_tunnels(stack, origin, make_agent, report):
         "stack_peak_rss_mb": round(stack_sampler.peak / MB, 1),
     }
     bad = tally.bad(("wrong_status", "corrupted", "lost", "error_status"))
-    timeouts = [o for o in bad if capacity_timeout(o)]
-    real = [o for o in bad if not capacity_timeout(o)]
-    report["sustained"]["deadline_timeouts"] = len(timeouts)
-    assert not real, f"{counts}\n{describe(real)}"
+    report["sustained"]["deadline_timeouts"] = sum(1 for o in bad if capacity_timeout(o))
+    # Every request must come back with the local service's own answer: a deadline 503/504 is
+    # not lost or corrupted, but it is not "every status correct" either, so it fails here too.
+    assert not bad, f"{counts}, of which {report['sustained']['deadline_timeouts']} at the deadline\n{describe(bad)}"
     assert min(by_tunnel.values()) > 0, by_tunnel  # every tunnel carried traffic
     assert tally.slowest() <= ANSWER_DEADLINE_S
-    if timeouts:
-        # Not lost, not corrupted: answered with the deadline's own status. Still not "every
-        # status correct", so this is reported as an expected failure with its numbers, never a pass.
-        pytest.xfail(f"{len(timeouts)} of {len(tally.outcomes)} requests ended at the 25 s / 30 s deadline "
-                     f"(503/504): the local stack on {os.cpu_count()} cores saturates at "
-                     f"{report['sustained']['rps']} req/s under {TUNNELS * CALLERS} closed-loop callers")
 
 
 def drop_connection(stack, connection_id: str) -> int:
