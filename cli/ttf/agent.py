@@ -61,7 +61,8 @@ class TunnelState:
 class Session:
     """One established WebSocket connection."""
 
-    def __init__(self, agent: "Agent", ws: aiohttp.ClientWebSocketResponse, info: ConnectionEstablished) -> None:
+    def __init__(self, agent: "Agent", ws: aiohttp.ClientWebSocketResponse, info: ConnectionEstablished,
+                 early: Sequence[HttpRequest] = ()) -> None:
         self.agent = agent
         self.ws = ws
         self.info = info
@@ -70,6 +71,11 @@ class Session:
         self.inflight: dict[asyncio.Task[None], str] = {}
         self._send_lock = asyncio.Lock()
         self._rx = asyncio.Event()
+        # Requests the server routed here between $connect and connection_established: the
+        # connection row exists from $connect on, so under traffic some arrive before we are told
+        # we are established. They are ours to answer; dropping them left callers waiting 25 s.
+        for req in early:
+            self._start_request(req)
         self.task: asyncio.Task[str] = asyncio.get_running_loop().create_task(self._run())
 
     async def send(self, frame: str) -> bool:
@@ -455,7 +461,7 @@ class Agent:
                 )
                 self.emit(Connected(endpoint=endpoint))
                 await ws.send_str(protocol.encode(protocol.Ready()))
-                info = await self._await_established(ws)
+                info, early = await self._await_established(ws)
         except TimeoutError:
             await _close_quietly(ws)
             what = "no connection_established" if ws is not None else "no answer"
@@ -471,9 +477,12 @@ class Agent:
             await _close_quietly(ws)
             raise
         self._remember(info, renewing)
-        return Session(self, ws, info)
+        return Session(self, ws, info, early)
 
-    async def _await_established(self, ws: aiohttp.ClientWebSocketResponse) -> ConnectionEstablished:
+    async def _await_established(
+            self, ws: aiohttp.ClientWebSocketResponse) -> tuple[ConnectionEstablished, list[HttpRequest]]:
+        """Wait for connection_established; http_request frames that come first are kept for the session."""
+        early: list[HttpRequest] = []
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
@@ -483,7 +492,10 @@ class Agent:
                 log.warning("ignoring a frame while connecting: %s", exc)
                 continue
             if isinstance(message, ConnectionEstablished):
-                return message
+                return message, early
+            if isinstance(message, HttpRequest):
+                early.append(message)
+                continue
             if isinstance(message, protocol.Ping):
                 await ws.send_str(protocol.encode(protocol.Pong()))
                 continue

@@ -77,6 +77,9 @@ class FakeGateway:
         self.conns: list[FakeConn] = []
         self.refuse_status: int | None = None
         self.establish = True
+        # request ids sent on a new socket before it is established (the server routes to a
+        # connection from $connect on, before the agent's `ready`)
+        self.early_request_ids: list[str] = []
         self.tunnel_id = "tun123"
         self.reservations: dict[str, str] = {}  # tunnel id -> reclaim token
         self.bodies: dict[str, bytes] = {}
@@ -132,6 +135,8 @@ class FakeGateway:
                 if conn.silent:
                     continue
                 if data.get("type") == "ready" and self.establish:
+                    for request_id in self.early_request_ids:
+                        await conn.request_frame(request_id, "GET", f"/echo?early={request_id}")
                     await conn.send(self._established(conn))
                 elif data.get("type") == "ping":
                     await conn.send({"type": "pong"})

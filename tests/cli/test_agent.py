@@ -61,6 +61,23 @@ async def test_reconnect_reclaims_the_same_tunnel_id(gateway, local_app, running
     assert (await gateway.conns[1].next_reply())["status_code"] == 200
 
 
+async def test_requests_that_arrive_before_connection_established_are_served(gateway, local_app, running):
+    """The connection row exists from $connect on, so requests can reach a reconnecting agent before
+    its connection_established: they are answered on that socket, not dropped (callers waited 25 s)."""
+    _, port = local_app
+    gateway.early_request_ids = ["early-1", "early-2"]
+    h = running(make_config(gateway, port))
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
+    replies = [await gateway.conns[0].next_reply(), await gateway.conns[0].next_reply()]
+    assert sorted(r["request_id"] for r in replies) == ["early-1", "early-2"]
+    assert all(r["type"] == "http_response" and r["status_code"] == 200 for r in replies)
+    gateway.early_request_ids = ["early-3"]
+    gateway.conns[0].kill()  # and on a reconnect, which is where it happens under traffic
+    await wait_until(lambda: len(h.of(TunnelEstablished)) == 2, what="second tunnel_established")
+    reply = await gateway.conns[1].next_reply()
+    assert (reply["request_id"], reply["status_code"]) == ("early-3", 200)
+
+
 async def test_backoff_timing_with_injected_sleep_and_reset(gateway, local_app, running):
     _, port = local_app
     slept: list[float] = []

@@ -52,8 +52,13 @@ def check_fault_phase(tally: Tally, fault_start: float, fault_end: float, settle
     assert after and all(o.kind == "ok" for o in after), f"{len(after)} requests after recovery"
     slow = [o for o in tally.outcomes if o.seconds > ANSWER_DEADLINE_S]
     assert not slow, f"answers past the deadline:\n{describe(slow)}"
+    waited = sorted((o for o in tally.outcomes if o.seconds > 5.0), key=lambda o: -o.seconds)
     return {"outcomes": dict(counts), "statuses": {str(k): v for k, v in tally.statuses().items()},
-            "slowest_s": round(tally.slowest(), 2), "after_recovery_ok": len(after)}
+            "slowest_s": round(tally.slowest(), 2), "after_recovery_ok": len(after),
+            # requests that waited out a deadline, relative to the fault's start
+            "over_5s": [{"status": o.status, "seconds": round(o.seconds, 2), "what": o.what,
+                         "started_vs_fault_s": round(o.started - fault_start, 2), "detail": o.detail[:200]}
+                        for o in waited[:10]]}
 
 
 def capacity_timeout(o: Outcome) -> bool:
