@@ -443,6 +443,8 @@ class Agent:
             headers["Authorization"] = f"Bearer {self.config.token}"
         if self.config.subdomain:
             headers["X-Tunnel-Subdomain"] = self.config.subdomain
+        if self.config.no_rewrite:
+            headers["X-Tunnel-Rewrite"] = "off"
         if self.state.tunnel_id and self.state.reclaim_token:
             headers["X-Tunnel-Id"] = self.state.tunnel_id
             headers["X-Tunnel-Reclaim-Token"] = self.state.reclaim_token

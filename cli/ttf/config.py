@@ -54,6 +54,7 @@ class Config:
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     state_dir: Path | None = None
     new_url: bool = False
+    no_rewrite: bool = False
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
 
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", action="store_true", default=None, help="one JSON object per line on stdout")
     add("--new-url", action="store_true", default=None,
         help="do not reclaim the saved public URL; take a new one and save that instead")
+    add("--no-rewrite", action="store_true", default=None,
+        help="on the path-based URL, pass answers through untouched (by default root-relative links, "
+             "Location and cookie paths get the /<id> prefix)")
     add("--state-dir", metavar="DIR",
         help="where the public URL is saved between runs (env TTF_STATE_DIR, default $XDG_STATE_HOME/ttf "
              "or ~/.local/state/ttf)")
@@ -133,7 +137,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
-    "drain_timeout", "new_url", "state_dir", "inspect", "inspect_history",
+    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history",
 )
 
 
@@ -221,7 +225,7 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
             values[name] = _number(source, raw, int, 1, 10_000)
         elif name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
             values[name] = _number(source, raw, float, 0.01, 7 * 24 * 3600)
-        elif name in {"keep_host", "json", "verbose", "new_url"}:
+        elif name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
             values[name] = _flag(source, raw)
         elif name == "host":
             host = str(raw).strip().strip("[]")

@@ -38,6 +38,21 @@ def _pick(ws: apigw.WsEvent, name: str) -> str:
     return (ws.headers.get(header) or ws.query.get(query) or "").strip()
 
 
+REWRITE_ON = frozenset({"", "on", "true", "1", "yes"})
+REWRITE_OFF = frozenset({"off", "false", "0", "no"})
+
+
+def _rewrite_wanted(ws: apigw.WsEvent) -> bool | None:
+    """``X-Tunnel-Rewrite: off`` (or ``?rewrite=off``): answers pass through path mode untouched.
+    None when the value is neither on nor off."""
+    value = (ws.headers.get("x-tunnel-rewrite") or ws.query.get("rewrite") or "").strip().lower()
+    if value in REWRITE_ON:
+        return True
+    if value in REWRITE_OFF:
+        return False
+    return None
+
+
 def _authenticate(ws: apigw.WsEvent) -> auth.Identity | None | Outcome:
     if not config.require_auth():
         return None
@@ -96,7 +111,10 @@ def connect(event: Any) -> dict[str, Any]:
         return apigw.ws_response(401, "unauthorized")
     token = _pick(ws, "token")
     name, wanted_id = _pick(ws, "sub").lower(), _pick(ws, "id").lower()
-    if name:
+    rewrite = _rewrite_wanted(ws)
+    if rewrite is None:
+        outcome = Outcome(400, "X-Tunnel-Rewrite must be on or off")
+    elif name:
         outcome = _claim_named(name, token, identity)
     elif wanted_id:
         outcome = _reclaim(wanted_id, token, identity)
@@ -108,9 +126,10 @@ def connect(event: Any) -> dict[str, Any]:
     store.put_connection(store.Connection(
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
-        reclaim_token=outcome.token, subdomain=outcome.tunnel_id if outcome.reason == "named" else None))
+        reclaim_token=outcome.token, subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
+        rewrite=rewrite is not False))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=identity.subject if identity else None)
+             subject=identity.subject if identity else None, rewrite=rewrite is not False)
     return apigw.ws_response(200)
 
 

@@ -165,7 +165,10 @@ def _first(headers: Headers, name: str) -> str:
     return values[0] if values else ""
 
 
-def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer) -> Outcome:
+def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
+                 rewrite_paths: bool = True) -> Outcome:
+    """The caller's response. In path mode root-relative links are rewritten unless the agent
+    connected with rewriting off (``rewrite_paths``): then every byte is the local service's."""
     if answer.status == names.STATUS_ERROR:
         code = answer.error_code or "internal_error"
         status = protocol.ERROR_STATUS.get(code, 502)
@@ -175,7 +178,7 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
     if isinstance(body, Outcome):
         return body
     headers = caller_headers(_parse_headers(answer.headers_json))
-    if route.prefix:
+    if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
                                          route.prefix)
         headers = rewrite.rewrite_headers(headers, route.prefix)
@@ -271,7 +274,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]
     if isinstance(answer, str):
         outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
     else:
-        outcome = build_answer(request_id, req, route, answer)
+        outcome = build_answer(request_id, req, route, answer, conn.rewrite)
     store.delete_pending(request_id)
     return outcome
 

@@ -73,6 +73,7 @@ class Connection:
     subject: str | None = None
     reclaim_token: str | None = None
     subdomain: str | None = None
+    rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -85,6 +86,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         subject=item.get("subject"),
         reclaim_token=item.get("reclaimToken"),
         subdomain=item.get("subdomain"),
+        rewrite=item.get("rewrite") is not False,
     )
 
 
@@ -99,6 +101,7 @@ def put_connection(conn: Connection) -> None:
         "subject": conn.subject,
         "reclaimToken": conn.reclaim_token,
         "subdomain": conn.subdomain,
+        "rewrite": None if conn.rewrite else False,  # stored only when switched off
     }))
 
 

@@ -20,7 +20,7 @@ async def test_protocol_connect_ready_established_request_response(gateway, loca
     conn = gateway.conns[0]
     assert conn.headers["Authorization"] == "Bearer jwt-abc"
     assert conn.headers["X-Tunnel-Subdomain"] == "myname"
-    assert "X-Tunnel-Id" not in conn.headers
+    assert "X-Tunnel-Id" not in conn.headers and "X-Tunnel-Rewrite" not in conn.headers
     assert conn.received[0] == {"type": "ready"}
     est = h.of(TunnelEstablished)[0]
     assert (est.tunnel_id, est.subdomain_url) == ("tun123", "https://tun123.t.example.test")
@@ -35,6 +35,13 @@ async def test_protocol_connect_ready_established_request_response(gateway, loca
     done = h.of(RequestDone)
     assert done and done[0].path == "/echo" and done[0].status == 200
     assert len(gateway.conns) == 1 and not conn.closed.is_set()
+
+
+async def test_no_rewrite_is_asked_for_at_connect(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, no_rewrite=True))
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
+    assert gateway.conns[0].headers["X-Tunnel-Rewrite"] == "off"
 
 
 async def test_server_ping_gets_pong(gateway, local_app, running):

@@ -10,7 +10,7 @@ from ttf.config import ConfigError, parse_config, read_dotenv
 def test_defaults_match_the_original(tmp_path):
     c = parse_config(["-e", "wss://x.example/prod"], env={}, cwd=tmp_path)
     assert (c.port, c.host, c.connect_timeout, c.request_timeout, c.max_concurrency) == (3000, "127.0.0.1", 10, 25, 64)
-    assert c.token is None and not c.json and not c.verbose and not c.keep_host
+    assert c.token is None and not c.json and not c.verbose and not c.keep_host and not c.no_rewrite
     assert c.heartbeat_interval == 30 and c.renew_after == 110 * 60
 
 
@@ -27,6 +27,8 @@ def test_env_flags_and_hidden_knobs(tmp_path):
     env = {"TTF_ENDPOINT": "ws://h", "TTF_JSON": "true", "TTF_KEEP_HOST": "1", "TTF_HEARTBEAT_INTERVAL": "0.5"}
     c = parse_config(["--renew-after", "12"], env=env, cwd=tmp_path)
     assert c.json and c.keep_host and c.heartbeat_interval == 0.5 and c.renew_after == 12
+    assert parse_config(["--no-rewrite"], env=env, cwd=tmp_path).no_rewrite
+    assert parse_config([], env={**env, "TTF_NO_REWRITE": "yes"}, cwd=tmp_path).no_rewrite
     with pytest.raises(ConfigError, match="TTF_JSON: 'maybe' is not a boolean"):
         parse_config([], env={**env, "TTF_JSON": "maybe"}, cwd=tmp_path)
 

@@ -44,6 +44,16 @@ async def test_path_mode_reaches_the_origin(session, tunnel):
     assert reply.body == pattern(3000)
 
 
+async def test_path_mode_rewrites_json_paths_unless_the_agent_says_no_rewrite(session, tunnel, agent_factory, origin):
+    """Default: root-relative JSON string values get the /<id> prefix (documented); `ttf --no-rewrite`
+    makes the path-based URL answer with the local service's bytes."""
+    reply = await request(session, "GET", tunnel.path_based_url, "/echo?a=%2F")
+    assert json.loads(reply.body)["raw_path"] == f"/{tunnel.tunnel_id}/echo?a=%2F"
+    plain = agent_factory(origin, "--no-rewrite")
+    reply = await request(session, "GET", plain.path_based_url, "/echo?a=%2F")
+    assert reply.status == 200 and json.loads(reply.body)["raw_path"] == "/echo?a=%2F"
+
+
 def text_pattern(n: int) -> bytes:
     line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ {json: [1, 2]}\n"
     return (line * (n // len(line) + 1))[:n]

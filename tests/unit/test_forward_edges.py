@@ -186,6 +186,28 @@ def test_path_mode_rewrites_links_location_and_cookie_path(aws, mgmt, ctx):
     assert result["cookies"] == [f"sid=1; Path=/{tid}/; HttpOnly", "x=2"]
 
 
+@pytest.mark.parametrize("how", [{"headers": {"X-Tunnel-Rewrite": "off"}}, {"query": {"rewrite": "false"}}])
+def test_agent_can_switch_path_mode_rewriting_off(aws, mgmt, ctx, how):
+    """`ttf --no-rewrite`: the answer is the local service's, byte for byte, even in path mode."""
+    tid = connect_agent("conn-A", **how)["tunnel_id"]
+    body = b'{"next": "/page/2", "html": "<a href=\\"/x\\">"}'
+    Agent(mgmt, "conn-A", ok(body, status=302, headers={
+        "content-type": ["application/json"], "location": ["/login"], "set-cookie": ["sid=1; Path=/"]}))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["body"] == body.decode() and result["headers"]["location"] == "/login"
+    assert result["cookies"] == ["sid=1; Path=/"]
+    # a second agent of another tunnel keeps the default
+    tid_b = connect_agent("conn-B", headers={"X-Tunnel-Rewrite": "on"})["tunnel_id"]
+    Agent(mgmt, "conn-B", ok(body, headers={"content-type": ["application/json"]}))
+    assert f'"/{tid_b}/page/2"' in load_handler("forward")(http_event(tid_b), ctx)["body"]
+
+
+def test_bad_rewrite_value_is_a_clear_400(aws, ctx):
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers={"X-Tunnel-Rewrite": "sometimes"}),
+                                     FakeContext())
+    assert result["statusCode"] == 400 and "X-Tunnel-Rewrite must be on or off" in result["body"]
+
+
 def test_compressed_bodies_are_never_rewritten(aws, mgmt, ctx):
     import gzip
     tid = connect_agent("conn-A")["tunnel_id"]
