@@ -86,7 +86,18 @@ async def phase(name: str, target: Any, concurrency: int, total: int, pids: dict
     if direct_p50 is not None and stats.get("p50") is not None:
         row["added_p50_ms"] = round(stats["p50"] - direct_p50, 2)
     row["cpu_ms_per_request"]["total"] = round(sum(row["cpu_ms_per_request"].values()), 2)
+    row["rss_mb_after"] = {name: rss_mb(pid) for name, pid in pids.items()}
     return row
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
