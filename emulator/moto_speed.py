@@ -27,9 +27,13 @@ import base64
 import calendar
 import functools
 import json
+import logging
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+LOG = logging.getLogger("emulator.moto")
 
 # (service name as in botocore's model, operation) answered by the direct JSON writer.
 FAST_OPERATIONS = frozenset({
@@ -101,9 +105,81 @@ def cache_method_names() -> None:
             responses.method_names_from_class)
 
 
+# Bounded memory for a stack left running (moto keeps both of these forever).
+STREAM_RECORDS_KEPT = 10_000  # per shard (~6 KB each); when exceeded, the oldest are dropped down to:
+STREAM_RECORDS_TRIM_TO = 8_000
+SHARD_ITERATOR_TTL_S = 15 * 60  # as in AWS: a shard iterator expires after 15 minutes
+
+
+def bound_stream_memory() -> None:
+    """Keep moto's memory bounded (model instance tracking off; DynamoDB Streams trimmed).
+
+    * Every GetRecords makes a new shard iterator that moto stores for ever: the stream poller,
+      asking every 50 ms while idle, grew an idle stack by ~60 MB an hour. Iterators now expire
+      after 15 minutes, as AWS's do (the poller uses each one within milliseconds).
+    * Every write appends a stream record (with the item's old and new images) that moto never
+      drops: ~19 KB per tunnelled request. A shard keeps the newest :data:`STREAM_RECORDS_KEPT`
+      records (AWS keeps 24 hours; at 80 req/s that is ~40 s of writes); the stream poller reads
+      within milliseconds of a write, so only records it already delivered are dropped. An
+      iterator that points before the oldest kept record reads from the oldest one on, with a
+      warning in the log (AWS would say TrimmedDataAccessException).
+    """
+    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+
+    if getattr(StreamShard.add, "bounded", False):
+        return
+    original_add, original_get = StreamShard.add, StreamShard.get
+    original_init, original_get_records = ShardIterator.__init__, DynamoDBStreamsBackend.get_records
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        original_add(self, old, new)
+        if len(self.items) > STREAM_RECORDS_KEPT:
+            drop = len(self.items) - STREAM_RECORDS_TRIM_TO
+            del self.items[:drop]
+            self.starting_sequence_number += drop  # sequence numbers stay what they were
+
+    def get(self: Any, start: int, quantity: int) -> Any:
+        if start < self.starting_sequence_number:
+            LOG.warning("stream reader behind the oldest kept record: %d records skipped",
+                        self.starting_sequence_number - start)
+            start = self.starting_sequence_number
+        return original_get(self, start, quantity)
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.born = time.monotonic()
+
+    def get_records(self: Any, iterator_arn: str, limit: int) -> Any:
+        result = original_get_records(self, iterator_arn, limit)
+        iterators, now = self.shard_iterators, time.monotonic()
+        while iterators:  # insertion order is creation order: expired ones are at the front
+            arn, oldest = next(iter(iterators.items()))
+            if now - getattr(oldest, "born", now) < SHARD_ITERATOR_TTL_S:
+                break
+            del iterators[arn]
+        return result
+
+    # moto's BaseModel.__new__ also appends EVERY model instance it ever makes (each item
+    # version, stream record and shard iterator) to a per-class list that only its dashboard
+    # (/moto-api/data.json) reads; nothing could ever be freed while that list held it.
+    from moto.core.common_models import BaseModel
+
+    def untracked_new(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        return super(BaseModel, cls).__new__(cls)
+
+    BaseModel.__new__ = staticmethod(untracked_new)  # type: ignore[assignment]
+    add.bounded = True  # type: ignore[attr-defined]
+    StreamShard.add = add  # type: ignore[method-assign]
+    StreamShard.get = get  # type: ignore[method-assign]
+    ShardIterator.__init__ = init  # type: ignore[method-assign]
+    DynamoDBStreamsBackend.get_records = get_records  # type: ignore[method-assign]
+
+
 def speed_up_moto() -> None:
     fast_json_results()
     cache_method_names()
+    bound_stream_memory()
 
 
 class KeepAliveServer:

@@ -195,3 +195,69 @@ def test_server_keeps_connections_alive_and_stops(recorded):
     assert not serving.is_alive(), "serve_forever did not return after shutdown"
     with pytest.raises(OSError):
         http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=2).request("GET", "/")
+
+
+def _stream_table(endpoint: str, name: str):
+    ddb = client("dynamodb", endpoint)
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    streams = client("dynamodbstreams", endpoint)
+    arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    first = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    from moto.dynamodb.models import dynamodb_backends
+
+    shard_model = dynamodb_backends["123456789012"][REGION].tables[name].stream_shard
+    return ddb, streams, first, shard_model
+
+
+def _numbers(page) -> list[int]:
+    return [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
+
+
+def test_stream_records_are_capped_and_a_reader_at_the_head_loses_nothing(recorded, monkeypatch):
+    endpoint, _ = recorded
+    monkeypatch.setattr(moto_speed, "STREAM_RECORDS_KEPT", 10)
+    monkeypatch.setattr(moto_speed, "STREAM_RECORDS_TRIM_TO", 6)
+    ddb, streams, iterator, shard = _stream_table(endpoint, "capped")
+    stale = iterator  # a reader that never moves
+    seen: list[int] = []
+    for round_ in range(5):
+        for i in range(4):
+            ddb.put_item(TableName="capped", Item={"pk": {"S": f"{round_}-{i}"}})
+        page = streams.get_records(ShardIterator=iterator)
+        seen += _numbers(page)
+        iterator = page["NextShardIterator"]
+        assert len(shard.items) <= 10
+    assert len(seen) == 20 and seen == list(range(seen[0], seen[0] + 20)), "records lost or renumbered"
+    late = streams.get_records(ShardIterator=stale)  # points at trimmed records: reads the oldest kept
+    assert _numbers(late) == seen[-len(shard.items):]
+
+
+def test_shard_iterators_expire(recorded, monkeypatch):
+    endpoint, _ = recorded
+    _, streams, iterator, _ = _stream_table(endpoint, "iterators")
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    stored = dynamodbstreams_backends["123456789012"][REGION].shard_iterators
+    for _ in range(5):
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+    before = len(stored)
+    monkeypatch.setattr(moto_speed, "SHARD_ITERATOR_TTL_S", 0.0)
+    streams.get_records(ShardIterator=iterator)
+    assert before >= 6 and len(stored) == 0, (before, len(stored))
+
+
+def test_moto_no_longer_tracks_every_model_instance(recorded):
+    endpoint, _ = recorded
+    from moto.dynamodb.models.table import StreamRecord
+    from moto.dynamodbstreams.models import ShardIterator
+
+    ddb, streams, iterator, _ = _stream_table(endpoint, "untracked")
+    before = (len(StreamRecord.instances_tracked), len(ShardIterator.instances_tracked))
+    for i in range(20):
+        ddb.put_item(TableName="untracked", Item={"pk": {"S": str(i)}})
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+    assert (len(StreamRecord.instances_tracked), len(ShardIterator.instances_tracked)) == before
