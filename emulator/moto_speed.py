@@ -86,16 +86,6 @@ def fast_json_results() -> None:
     ActionResult.execute_result = execute_result  # type: ignore[method-assign]
 
 
-def restore_json_results() -> None:
-    """Undo :func:`fast_json_results` (tests compare both paths in one process)."""
-    global _ORIGINAL_EXECUTE_RESULT
-    from moto.core.responses import ActionResult
-
-    if _ORIGINAL_EXECUTE_RESULT is not None:
-        ActionResult.execute_result = _ORIGINAL_EXECUTE_RESULT  # type: ignore[method-assign]
-        _ORIGINAL_EXECUTE_RESULT = None
-
-
 def cache_method_names() -> None:
     """Memoise ``method_names_from_class`` where moto's dispatch looks it up."""
     import moto.core.responses as responses
