@@ -1,14 +1,15 @@
 """Where the local stack's time goes: 1 KB GETs through stack + ttf, with CPU per request.
 
-    python -m emulator.perf [--seq 200] [--conc 32] [--total 1000] [--py-spy OUT.svg]
+    python -m emulator.perf [--seq 200] [--conc 32] [--total 1000]
+                            [--py-spy OUT.svg|OUT.txt --spy-target moto|stack|ttf|fn:NAME --spy-gil]
 
 Starts the stack (``python -m emulator.stack`` on ephemeral ports), the benchmark origin and
 one ``ttf`` agent, measures the origin directly (sequential p50), then the tunnel sequentially
-and at ``--conc``; for each phase prints p50/p90, added p50 over direct, req/s and CPU ms per
-request of: the stack process itself (gateway), its moto process, its Lambda workers (by function), the
-agent. With ``--py-spy`` (py-spy installed separately) the stack process is sampled during the
-concurrent phase. Every process started here is stopped here.
-"""
+and at ``--conc``; for each phase prints p50/p90, added p50 over direct, req/s, the AWS calls
+counted, and per process (the stack process itself = gateway, its moto process, its Lambda
+workers by function, the agent) CPU ms per request and RSS afterwards. With ``--py-spy``
+(py-spy is not a dependency: ``PY_SPY=...`` or ``--py-spy-bin``) one process is sampled during
+the concurrent phase. Every process started here is stopped here."""
 
 from __future__ import annotations
 
