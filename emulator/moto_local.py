@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 import boto3
 from botocore.config import Config
 
+from emulator.moto_speed import KeepAliveServer, speed_up_moto
 from emulator.profiles import LatencyProfile
 from emulator.stats import Faults, Stats
 
@@ -184,8 +185,6 @@ def build_app(stats: Stats, faults: Faults, profile: LatencyProfile) -> "GatedAp
     """moto's WSGI app with every hook: Lambda invoke off, jsonpath cache, cached routing, the gate."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from emulator.moto_speed import speed_up_moto
-
     disable_moto_lambda_invoke()
     cache_moto_jsonpath()
     speed_up_moto()
@@ -267,13 +266,6 @@ class GatedApp:
         return self.dynamodb(environ, start_response)
 
 
-def make_moto_server(host: str, port: int, app: Any) -> Any:
-    """The server moto's app runs under: see :class:`emulator.moto_speed.KeepAliveServer`."""
-    from emulator.moto_speed import KeepAliveServer
-
-    return KeepAliveServer(host, port, app)
-
-
 class MotoService:
     def __init__(self, stats: Stats, faults: Faults, profile: LatencyProfile,
                  host: str = "127.0.0.1", port: int = 0) -> None:
@@ -292,7 +284,7 @@ class MotoService:
 
     def start(self) -> str:
         app = build_app(self.stats, self.faults, self.profile)
-        self.server = make_moto_server(self.host, self.port, app)
+        self.server = KeepAliveServer(self.host, self.port, app)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)
         self.thread.start()
         return self.endpoint

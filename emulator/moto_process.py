@@ -58,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from emulator.moto_local import build_app, make_moto_server
+    from emulator.moto_local import build_app
+    from emulator.moto_speed import KeepAliveServer
     from emulator.profiles import load_profile
     from emulator.stats import Faults, Stats
 
     logging.basicConfig(level=logging.WARNING, format="moto: %(message)s", stream=sys.stderr)
     parent = os.getppid()
     app = build_app(Stats(), Faults(), load_profile(args.profile))
-    server = make_moto_server(args.host, args.port, app)
+    server = KeepAliveServer(args.host, args.port, app)
 
     def stop(*_: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

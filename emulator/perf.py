@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from emulator.buildinfo import ROOT
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -93,12 +95,9 @@ async def phase(name: str, target: Any, concurrency: int, total: int, pids: dict
 
 def rss_mb(pid: int) -> float:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
+        return round(psutil.Process(pid).memory_info().rss / (1024 * 1024), 1)
+    except psutil.Error:
+        return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,13 +224,18 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
+def _is_gone(exc: ClientError) -> bool:
+    """The management API's answer for a socket that no longer exists (410 GoneException)."""
+    return _error_code(exc) == "GoneException" or _status(exc) == 410
+
+
 def post_to_connection(connection_id: str, data: str, endpoint: str) -> None:
     """Send one message. Raises Gone when the socket is gone (410)."""
     client = _management_client(endpoint)
     try:
         client.post_to_connection(ConnectionId=connection_id, Data=data.encode("utf-8"))
     except ClientError as exc:
-        if _error_code(exc) == "GoneException" or _status(exc) == 410:
+        if _is_gone(exc):
             raise Gone(connection_id) from None
         raise
 
@@ -259,7 +264,7 @@ def connection_alive(connection_id: str, endpoint: str) -> bool:
     try:
         client.get_connection(ConnectionId=connection_id)
     except ClientError as exc:
-        if _error_code(exc) == "GoneException" or _status(exc) == 410:
+        if _is_gone(exc):
             return False
         raise
     return True
@@ -271,6 +276,6 @@ def close_connection(connection_id: str, endpoint: str) -> None:
     try:
         client.delete_connection(ConnectionId=connection_id)
     except ClientError as exc:
-        if _error_code(exc) == "GoneException" or _status(exc) == 410:
+        if _is_gone(exc):
             return
         raise

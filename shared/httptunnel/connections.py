@@ -33,8 +33,9 @@ def reclaim_hash(token: str) -> str:
 
 
 def _pick(ws: apigw.WsEvent, name: str) -> str:
-    header = {"id": "x-tunnel-id", "token": "x-tunnel-reclaim-token", "sub": "x-tunnel-subdomain"}[name]
-    query = {"id": "tunnel_id", "token": "reclaim_token", "sub": "subdomain"}[name]
+    header = {"id": "x-tunnel-id", "token": "x-tunnel-reclaim-token", "sub": "x-tunnel-subdomain",
+              "rewrite": "x-tunnel-rewrite"}[name]
+    query = {"id": "tunnel_id", "token": "reclaim_token", "sub": "subdomain", "rewrite": "rewrite"}[name]
     return (ws.headers.get(header) or ws.query.get(query) or "").strip()
 
 
@@ -45,7 +46,7 @@ REWRITE_OFF = frozenset({"off", "false", "0", "no"})
 def _rewrite_wanted(ws: apigw.WsEvent) -> bool | None:
     """``X-Tunnel-Rewrite: off`` (or ``?rewrite=off``): answers pass through path mode untouched.
     None when the value is neither on nor off."""
-    value = (ws.headers.get("x-tunnel-rewrite") or ws.query.get("rewrite") or "").strip().lower()
+    value = _pick(ws, "rewrite").lower()
     if value in REWRITE_ON:
         return True
     if value in REWRITE_OFF:
@@ -127,9 +128,9 @@ def connect(event: Any) -> dict[str, Any]:
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
         reclaim_token=outcome.token, subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
-        rewrite=rewrite is not False))
+        rewrite=bool(rewrite)))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=identity.subject if identity else None, rewrite=rewrite is not False)
+             subject=identity.subject if identity else None, rewrite=bool(rewrite))
     return apigw.ws_response(200)
 
 

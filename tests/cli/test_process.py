@@ -166,15 +166,20 @@ async def test_unreachable_endpoint_at_start_says_so_and_keeps_retrying(spawn):
     assert await ttf.finish() == 0
 
 
+async def rss_with_64_held(ttf, conn, app) -> float:
+    """Send 64 requests the local app holds (2 KB of headers each); ttf's RSS once all are in flight, in MB."""
+    for i in range(64):
+        await conn.request_frame(f"r{i}", "GET", f"/hold?i={i}", headers={"X-Pad": ["p" * 2000]})
+    await wait_until(lambda: app.inflight == 64, timeout=15, what="64 requests held at the local app")
+    return psutil.Process(ttf.proc.pid).memory_info().rss / (1024 * 1024)
+
+
 async def test_rss_with_64_requests_in_flight(gateway, local_app, spawn):
     app, port = local_app
     ttf = await spawn("-e", gateway.ws_url, "-p", str(port), "--json", "--max-concurrency", "64")
     await wait_until(lambda: ttf.events("tunnel_established"), timeout=15)
     conn = gateway.conns[0]
-    for i in range(64):
-        await conn.request_frame(f"r{i}", "GET", f"/hold?i={i}", headers={"X-Pad": ["p" * 2000]})
-    await wait_until(lambda: app.inflight == 64, timeout=15, what="64 requests held at the local app")
-    rss_mb = psutil.Process(ttf.proc.pid).memory_info().rss / (1024 * 1024)
+    rss_mb = await rss_with_64_held(ttf, conn, app)
     print(f"\nttf RSS with 64 requests in flight: {rss_mb:.1f} MB")
     app.release.set()
     replies = [await conn.next_reply(10) for _ in range(64)]
@@ -293,10 +298,7 @@ async def test_rss_with_a_full_inspector_history_and_64_requests_in_flight(gatew
         await conn.request_frame(f"big{i}", "POST", "/big?n=1500000", body=big,
                                  response_upload_url=gateway.upload_url(f"big{i}"))
         assert (await conn.next_reply(10))["body_uploaded"] is True
-    for i in range(64):
-        await conn.request_frame(f"r{i}", "GET", f"/hold?i={i}", headers={"X-Pad": ["p" * 2000]})
-    await wait_until(lambda: app.inflight == 64, timeout=15, what="64 requests held at the local app")
-    rss_mb = psutil.Process(ttf.proc.pid).memory_info().rss / (1024 * 1024)
+    rss_mb = await rss_with_64_held(ttf, conn, app)
     print(f"\nttf RSS with a full inspector history and 64 requests in flight: {rss_mb:.1f} MB")
     async with aiohttp.ClientSession() as client:
         async with client.get(ttf.events("tunnel_established")[0]["inspector_url"] + "/api/requests") as resp:
