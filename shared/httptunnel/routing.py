@@ -3,6 +3,11 @@
 A host that is not a tunnel subdomain falls back to path mode (``/<id>/rest``), where the
 ``/<id>`` prefix is stripped before forwarding. Tunnel ids are 12 chars of ``[a-z0-9]``;
 named (reserved) subdomains are DNS labels of ``[a-z0-9-]`` (3-32 chars, no leading/trailing dash).
+
+Paths arrive percent-DECODED: an HTTP API hands Lambda ``rawPath`` decoded, already cut at a
+decoded ``?`` (live captures: https://github.com/hotsock/voker/pull/8, summarised in
+https://github.com/middleapi/standard-server/pull/93). :func:`request_target` builds the
+request target the agent sends to the local service from it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+
+# RFC 3986 pchar (unreserved, sub-delims, ":" and "@") plus "/": what may stand literally in a path.
+_PATH_LITERAL = frozenset(string.ascii_letters + string.digits + "-._~" + "!$&'()*+,;=" + ":@/")
 
 TUNNEL_ID_LENGTH = 12
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -72,3 +80,27 @@ def resolve(host: str, raw_path: str, tunnel_domain: str) -> Route | None:
     if not is_routable(segment):
         return None
     return Route(tunnel_id=segment, mode=PATH, path="/" + rest if sep else "/", prefix="/" + segment)
+
+
+def _percent(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))  # UnicodeEncodeError (a ValueError) on lone surrogates
+
+
+def request_target(path: str, raw_query: str) -> str:
+    """The origin-form request target for the local service, from a DECODED path and the raw query.
+
+    Every character that cannot stand literally in a path is percent-encoded (UTF-8), ``%``, ``?``
+    and ``#`` included, so the target decodes back to exactly the path API Gateway delivered:
+    ``/a b#c`` -> ``/a%20b%23c``, ``/100%`` -> ``/100%25``, ``/λ`` -> ``/%CE%BB``. The query is
+    kept byte for byte (API Gateway does not decode ``rawQueryString``) except for what cannot
+    appear in a request target at all: controls, space, ``#`` and non-ASCII are percent-encoded.
+    Raises ValueError when no target can be built: the path is not absolute, or holds characters
+    that have no UTF-8 form.
+    """
+    if not path.startswith("/"):
+        raise ValueError("path must start with '/'")
+    target = "".join(ch if ch in _PATH_LITERAL else _percent(ch) for ch in path)
+    if not raw_query:
+        return target
+    query = "".join(ch if "!" <= ch <= "~" and ch != "#" else _percent(ch) for ch in raw_query)
+    return f"{target}?{query}"
