@@ -80,8 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     folder = tmp_path_factory.mktemp("stack")
     state_file = folder / "stack.json"
     argv = [sys.executable, "-m", "emulator.stack", "--http-port", "0", "--ws-port", "0",
-            "--admin-port", "0", "--state-file", str(state_file), "--cleanup-interval", "5",
-            "--ttl-interval", "5"]
+            "--admin-port", "0", "--state-file", str(state_file), "--cleanup-interval", "5"]
     child = Child(argv, "stack", log_path=folder / "stack.log", cwd=ROOT).start()
     try:
         started = time.monotonic()
