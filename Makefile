@@ -53,7 +53,7 @@ deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python scripts/deploy.py destroy
 
-localstack-deploy: build ## deploy to a running LocalStack that has API Gateway v2 (tflocal)
+localstack-deploy: build ## deploy to a running LocalStack Pro (API Gateway v2, Docker, tflocal); untested here
 	$(BIN)/python scripts/deploy.py localstack
 
 clean: ## remove build outputs and local state (keeps the virtualenvs)

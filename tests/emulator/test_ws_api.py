@@ -215,3 +215,15 @@ async def test_max_connection_age_closes_the_socket(tmp_path):
         assert "Maximum connection age" in event["requestContext"]["disconnectReason"]
     finally:
         await gw.stop()
+
+
+async def test_post_of_non_utf8_data_is_a_binary_frame(gateway):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(gateway.ws_url) as ws:
+            await ws.send_str("event")
+            connection_id = json.loads(await receive_text(ws))["requestContext"]["connectionId"]
+            url = f"{gateway.ports.management_url}/@connections/{quote(connection_id, safe='')}"
+            async with session.post(url, data=b"\xff\x00raw") as resp:
+                assert resp.status == 200
+            message = await ws.receive(timeout=5)
+            assert message.type == aiohttp.WSMsgType.BINARY and message.data == b"\xff\x00raw"
