@@ -38,7 +38,11 @@ stack: build-local ## run the local stack in the foreground (moto + terraform + 
 dev: build-local ## local stack + sample app on :3000 + ttf forwarding to it; Ctrl-C stops all
 	$(BIN)/python -m scripts.dev
 
-test: build-local build $(CHECKOV_STAMP) ## the whole suite: unit, cli, infra, end-to-end (what CI runs)
+lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-load: build-local ## the slow load and fault suite (pytest -m load)
@@ -59,4 +63,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install build build-local stack dev test test-load bench deploy destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-load bench deploy destroy localstack-deploy clean

@@ -53,7 +53,8 @@ def test_origin_bodies_are_deterministic():
 
 def results_fixture(local_p50=5.0, rps=200.0, aws_p50=50.0, total=4.0, up_ok=True):
     lat = {"c1": {"n": 10, "p50": 6.0, "added": {"p50": local_p50}}, "c32": {"n": 10, "rps": rps}}
-    transfers = {"upload_5mb_binary": {"byte_exact": up_ok, "mb_per_s": 25.0 if up_ok else None, "seconds": 0.2, "status": 200 if up_ok else 413,
+    transfers = {"upload_5mb_binary": {"byte_exact": up_ok, "mb_per_s": 25.0 if up_ok else None, "seconds": 0.2,
+                                       "status": 200 if up_ok else 413,
                                        "detail": "Request Entity Too Large"},
                  "download_5mb_binary": {"byte_exact": True, "mb_per_s": 19.0, "seconds": 0.26, "status": 200}}
     return {"date": "d", "machine": {"cpu_count": 2},
