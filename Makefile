@@ -8,6 +8,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PROFILE ?= local
 PYTEST_ARGS ?=
+BASELINE ?=
 
 .DEFAULT_GOAL := help
 
@@ -48,8 +49,8 @@ test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cl
 test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
-bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws for the AWS latency model)
-	$(BIN)/python -m scripts.bench --profile $(PROFILE)
+bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws: AWS latency model; BASELINE=<ref>: that commit's stack in the same run)
+	$(BIN)/python -m scripts.bench --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
 deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
 	$(BIN)/python -m scripts.deploy apply
