@@ -14,9 +14,9 @@ Header fidelity (what changes on the way):
 
 Request target: API Gateway hands over the path percent-DECODED (``%2F`` is ``/`` by then,
 and the path was cut at a decoded ``?``); ``routing.request_target`` re-encodes what cannot stand
-literally in a path, so the local service gets a valid target that decodes to that path. A
-path that cannot be re-encoded is refused with 400 ``invalid_request``: never a 500, never a
-silently different URL.
+literally in a path, so the local service gets a valid target that decodes to that path; the
+query goes on byte for byte. A target that cannot be built that way is refused with 400
+``invalid_request``: never a 500, never a silently different URL.
 
 Waiting: strongly consistent GetItem polling with backoff 5 ms x1.5 capped at 50 ms;
 every second the connection row is checked (gone -> 502 agent_gone). On timeout/agent gone

@@ -91,16 +91,19 @@ def request_target(path: str, raw_query: str) -> str:
 
     Every character that cannot stand literally in a path is percent-encoded (UTF-8), ``%``, ``?``
     and ``#`` included, so the target decodes back to exactly the path API Gateway delivered:
-    ``/a b#c`` -> ``/a%20b%23c``, ``/100%`` -> ``/100%25``, ``/λ`` -> ``/%CE%BB``. The query is
-    kept byte for byte (API Gateway does not decode ``rawQueryString``) except for what cannot
-    appear in a request target at all: controls, space, ``#`` and non-ASCII are percent-encoded.
-    Raises ValueError when no target can be built: the path is not absolute, or holds characters
-    that have no UTF-8 form.
+    ``/a b#c`` -> ``/a%20b%23c``, ``/100%`` -> ``/100%25``, ``/λ`` -> ``/%CE%BB``. The query was
+    not decoded by API Gateway: it is kept byte for byte, non-ASCII percent-encoded as ttf always
+    did. Raises ValueError when no target can be built without changing what the caller sent:
+    the path is not absolute or has characters without a UTF-8 form, or the query holds a space,
+    a control character or ``#`` (no valid request carries one; sent on, it would break the
+    request line or be cut as a fragment).
     """
     if not path.startswith("/"):
         raise ValueError("path must start with '/'")
+    if any(ch <= " " or ch in "#\x7f" for ch in raw_query):
+        raise ValueError("query holds a space, a control character or '#'")
     target = "".join(ch if ch in _PATH_LITERAL else _percent(ch) for ch in path)
     if not raw_query:
         return target
-    query = "".join(ch if "!" <= ch <= "~" and ch != "#" else _percent(ch) for ch in raw_query)
+    query = raw_query if raw_query.isascii() else "".join(ch if ch.isascii() else _percent(ch) for ch in raw_query)
     return f"{target}?{query}"

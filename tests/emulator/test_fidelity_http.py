@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from emulator import events
-from emulator.http_api import match_route
-from emulator.wiring import ApiWiring, Route
+from emulator.apigateway import events
+from emulator.apigateway.http_api import match_route
+from emulator.apigateway.wiring import ApiWiring, Route
 
 AWS_ID = re.compile(r"[A-Za-z0-9+/]{15}=")
 

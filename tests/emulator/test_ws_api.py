@@ -12,8 +12,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from emulator.gateway import Gateway
-from emulator.ws_api import WsSettings
+from emulator.apigateway.gateway import Gateway
+from emulator.apigateway.ws_api import WsSettings
 from tests.emulator.conftest import connect_dir, runtime_config, toy_wiring
 
 
