@@ -7,7 +7,7 @@ integration not answering within 30 s -> 503 ``{"message":"Service Unavailable"}
 APIs answer: https://github.com/serverless/serverless/issues/11222,
 https://github.com/anomalyco/sst/issues/2232); a handler error or a malformed result -> 500
 ``{"message":"Internal Server Error"}``; no matching route -> 404 ``{"message":"Not Found"}``;
-a path the API refuses to decode (see :func:`emulator.events.decode_raw_path`) -> 400.
+a path the API refuses to decode (see :func:`emulator.apigateway.events.decode_raw_path`) -> 400.
 
 Bodies are passed as received, whatever their Content-Encoding (aiohttp's ``auto_decompress``
 is off): API Gateway does not decompress requests. Answers carry what the captures show API

@@ -1,5 +1,5 @@
 """The HTTP API fidelity audit (emulator/README.md "Fidelity"): one test per row, each against
-what AWS does according to the source cited in the table and in emulator/events.py."""
+what AWS does according to the source cited in the table and in emulator/apigateway/events.py."""
 
 from __future__ import annotations
 
