@@ -57,7 +57,7 @@ def toy_wiring(disconnect_dir: Path, http_timeout_s: float = 3.0) -> Wiring:
 async def gateway(tmp_path):
     gw = Gateway(runtime_config(),
                  http_settings=HttpSettings(integration_timeout_s=2.0),
-                 ws_settings=WsSettings(idle_timeout_s=1.5))
+                 ws_settings=WsSettings(idle_timeout_s=60))  # short idle limits: own gateway (test_ws_api)
     await gw.bind()
     gw.attach(toy_wiring(tmp_path, http_timeout_s=5.0))
     yield gw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -109,16 +110,30 @@ async def test_frame_of_32kb_passes(gateway):
             assert await receive_text(ws) == "echo:" + body
 
 
-async def test_idle_timeout_closes_with_1001(gateway, tmp_path):
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(gateway.ws_url) as ws:
-            started = time.monotonic()
-            message = await ws.receive(timeout=5)
-            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            assert ws.close_code == 1001
-            assert 1.2 < time.monotonic() - started < 3.5
-    event = await wait_for_file(tmp_path, 5)
-    assert "Idle" in event["requestContext"]["disconnectReason"]
+@contextlib.asynccontextmanager
+async def own_gateway(tmp_path: Path, settings: WsSettings):
+    """A gateway with short WebSocket limits, apart from the shared fixture (whose generous idle
+    limit keeps slow worker starts on a loaded machine from closing its sockets)."""
+    gw = Gateway(runtime_config(), ws_settings=settings)
+    await gw.bind()
+    gw.attach(toy_wiring(tmp_path))
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+async def test_idle_timeout_closes_with_1001(tmp_path):
+    async with own_gateway(tmp_path, WsSettings(idle_timeout_s=1.5)) as gw:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(gw.ws_url) as ws:
+                started = time.monotonic()
+                message = await ws.receive(timeout=5)
+                assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                assert ws.close_code == 1001
+                assert 1.2 < time.monotonic() - started < 3.5
+        event = await wait_for_file(tmp_path, 5)
+        assert "Idle" in event["requestContext"]["disconnectReason"]
 
 
 async def test_killed_client_disconnects_promptly(gateway, tmp_path):
@@ -198,10 +213,7 @@ async def test_management_status_codes_and_gone(gateway):
 
 
 async def test_max_connection_age_closes_the_socket(tmp_path):
-    gw = Gateway(runtime_config(), ws_settings=WsSettings(idle_timeout_s=30, max_age_s=1.0))
-    await gw.bind()
-    gw.attach(toy_wiring(tmp_path))
-    try:
+    async with own_gateway(tmp_path, WsSettings(idle_timeout_s=30, max_age_s=1.0)) as gw:
         async with aiohttp.ClientSession() as session:
             started = time.monotonic()  # the age counts from the handshake ($connect included)
             async with session.ws_connect(gw.ws_url) as ws:
@@ -213,8 +225,6 @@ async def test_max_connection_age_closes_the_socket(tmp_path):
                 assert ws.close_code == 1001 and 0.9 < time.monotonic() - started < 3
         event = await wait_for_file(tmp_path, 5)
         assert "Maximum connection age" in event["requestContext"]["disconnectReason"]
-    finally:
-        await gw.stop()
 
 
 async def test_post_of_non_utf8_data_is_a_binary_frame(gateway):
