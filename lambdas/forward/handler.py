@@ -7,5 +7,6 @@ def handler(event, context):
     try:
         return forwarding.forward(event)
     except Exception as exc:  # outer edge: a clear 502, never a traceback to the caller
-        log.error("forward failed", error=type(exc).__name__, detail=str(exc)[:300])
+        log.error("forward failed", status=502, error_code="internal_error",  # counted like a "forwarded" 502
+                  error=type(exc).__name__, detail=str(exc)[:300])
         return apigw.error_response(502, "internal_error", "internal error")

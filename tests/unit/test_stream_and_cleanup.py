@@ -92,12 +92,13 @@ def test_cleanup_removes_expired_and_stale_rows_only(aws, mgmt):
     mgmt.gone.add("dead")
     summary = load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
     assert summary["expired_deleted"] == 3 and summary["stale_deleted"] == 1 and summary["complete"] is True
+    assert summary["live_connections"] == 2  # live + alive-old: the active-tunnels gauge (no reservations)
     conns = _keys(CONN_TABLE, names.CONN_PK)
     assert {"dead", "expired", "reservation#oldres"}.isdisjoint(conns)
     assert {"live", "alive-old", "reservation#keepme"} <= conns
     assert _keys(PENDING_TABLE, names.PENDING_PK) == {"p-new"}
     again = load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
-    assert again["expired_deleted"] == 0 and again["stale_deleted"] == 0
+    assert again["expired_deleted"] == 0 and again["stale_deleted"] == 0 and again["live_connections"] == 2
 
 
 def test_cleanup_is_bounded_and_paginated(aws, mgmt, monkeypatch):
