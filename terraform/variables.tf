@@ -346,6 +346,21 @@ variable "alarm_thresholds" {
   })
   description = "Alarm thresholds (terraform/modules/observability/README.md): rates in percent of requests per period, counts per period; tunnel_error_percent per x-tunnel-error code (0 = no alarm)."
   default     = {}
+
+  validation {
+    condition     = alltrue([for code in keys(var.alarm_thresholds.tunnel_error_percent) : contains(keys(local.tunnel_error_codes), code)])
+    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, tunnel_not_found, payload_too_large, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
+  }
+
+  validation {
+    condition     = var.alarm_thresholds.period_seconds >= 60 && var.alarm_thresholds.period_seconds % 60 == 0 && var.alarm_thresholds.evaluation_periods >= 1
+    error_message = "alarm_thresholds.period_seconds must be a multiple of 60 and evaluation_periods at least 1."
+  }
+
+  validation {
+    condition     = var.alarm_thresholds.concurrency_percent > 0 && var.alarm_thresholds.concurrency_percent <= 100
+    error_message = "alarm_thresholds.concurrency_percent must be in (0, 100]."
+  }
 }
 
 variable "lambda_concurrency_limit" {

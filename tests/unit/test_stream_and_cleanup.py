@@ -120,3 +120,13 @@ def test_cleanup_stops_when_the_lambda_is_out_of_time(aws, mgmt):
     summary = load_handler("cleanup")(load_event("scheduled.json"), FakeContext(remaining_ms=1000))
     assert summary["complete"] is False and summary["expired_deleted"] == 0
     assert store.get_answer("p1") is None  # still there (pending)
+
+
+def test_cleanup_logs_the_active_tunnels_gauge(aws, mgmt, capsys):
+    """The observability ActiveTunnels metric filter reads msg, complete and live_connections."""
+    connect_agent("live")
+    capsys.readouterr()
+    load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [run] = [line for line in lines if line["msg"] == "cleanup run"]
+    assert run["complete"] is True and run["live_connections"] == 1
