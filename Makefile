@@ -8,6 +8,8 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PROFILE ?= local
 PYTEST_ARGS ?=
+SMOKE ?= 1
+SMOKE_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -47,8 +49,13 @@ test-load: build-local ## the slow load and fault suite (pytest -m load)
 bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws for the AWS latency model)
 	$(BIN)/python scripts/bench.py --profile $(PROFILE)
 
-deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
+deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION), then make smoke (SMOKE=0 skips it)
 	$(BIN)/python scripts/deploy.py apply
+	@if [ "$(SMOKE)" = "0" ]; then echo "SMOKE=0: smoke check skipped (run make smoke later)"; \
+	else $(BIN)/python -m scripts.smoke $(SMOKE_ARGS); fi
+
+smoke: $(STAMP) ## check the deployment end to end through its public URL (TTF_TOKEN=... when auth is on; SMOKE_ARGS=--endpoint wss://...)
+	$(BIN)/python -m scripts.smoke $(SMOKE_ARGS)
 
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python scripts/deploy.py destroy
@@ -59,4 +66,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install build build-local stack dev test test-load bench deploy destroy localstack-deploy clean
+.PHONY: help install build build-local stack dev test test-load bench deploy smoke destroy localstack-deploy clean
