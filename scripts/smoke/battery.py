@@ -86,7 +86,7 @@ def size(n: int) -> str:
 
 
 def rate(n: int, seconds: float) -> str:
-    return f"{size(n)} in {seconds:.2f} s ({n / MB / max(seconds, 1e-6):.1f} MB/s)"
+    return f"{size(n)} at {n / MB / max(seconds, 1e-6):.1f} MB/s"
 
 
 def echoed(reply: Reply) -> dict:
@@ -103,7 +103,7 @@ def check_get(ctx: Context) -> str:
     seen = echoed(ctx.http().request("GET", ctx.url(f"/echo?{QUERY}")))
     expect(seen["method"] == "GET", f"the origin saw {seen['method']}")
     expect(seen["target"] == f"/echo?{QUERY}", f"the origin saw {seen['target']!r}, sent /echo?{QUERY}")
-    return "method, path and query arrive byte-exact"
+    return "method, path and query byte-exact"
 
 
 def check_post(ctx: Context) -> str:
@@ -111,14 +111,14 @@ def check_post(ctx: Context) -> str:
     seen = echoed(ctx.http().request("POST", ctx.url("/echo"), body, [("Content-Type", "application/json")]))
     expect(seen["method"] == "POST", f"the origin saw {seen['method']}")
     expect(seen["sha256"] == sha(body) and seen["text"] == body.decode(), "the origin got a different body")
-    return f"{len(body)} B JSON body arrives byte-exact"
+    return f"{len(body)} B JSON body byte-exact"
 
 
 def _upload(ctx: Context, body: bytes, content_type: str) -> str:
     reply = ctx.http().request("POST", ctx.url("/sha"), body, [("Content-Type", content_type)])
     expect_status(reply, 200)
     expect(reply.body.decode() == sha(body), "sha256 at the origin differs from what was sent")
-    return f"sha256 matches; {rate(len(body), reply.seconds)}"
+    return f"sha256 ok, {rate(len(body), reply.seconds)}"
 
 
 def _download(ctx: Context, path: str, expected: bytes) -> str:
@@ -126,7 +126,7 @@ def _download(ctx: Context, path: str, expected: bytes) -> str:
     expect_status(reply, 200)
     expect(len(reply.body) == len(expected), f"got {len(reply.body)} bytes, expected {len(expected)}")
     expect(sha(reply.body) == sha(expected), "sha256 differs from the origin's body")
-    return f"sha256 matches; {rate(len(expected), reply.seconds)}"
+    return f"sha256 ok, {rate(len(expected), reply.seconds)}"
 
 
 def check_binary_up(ctx: Context) -> str:
@@ -158,7 +158,7 @@ def check_s3_download(ctx: Context) -> str:
     expect_status(body, 200)
     expect(len(body.body) == BIG_DOWNLOAD and sha(body.body) == sha(pattern(BIG_DOWNLOAD)),
            f"the S3 object is {len(body.body)} bytes with another sha256")
-    return f"307 to {urlsplit(location).hostname}, sha256 matches; {rate(BIG_DOWNLOAD, reply.seconds + body.seconds)}"
+    return f"307 to {urlsplit(location).hostname}, sha256 ok, {rate(BIG_DOWNLOAD, reply.seconds + body.seconds)}"
 
 
 def check_cookies(ctx: Context) -> str:
@@ -177,7 +177,7 @@ def check_encoded_path(ctx: Context) -> str:
     received = seen["target"].split("?", 1)[0]
     expect(unquote_to_bytes(received) == unquote_to_bytes(ENCODED_PATH),
            f"the origin got {received!r}, which does not decode to the bytes of {ENCODED_PATH!r}")
-    return f"the origin got {received}: the caller's bytes"
+    return f"origin got {received}"
 
 
 def unknown_tunnel_url(tunnel: Tunnel) -> str:
@@ -244,7 +244,7 @@ def check_latency(ctx: Context) -> str:
         expect_status(reply, 200)
         times.append(reply.seconds * 1000)
     p50, p90 = percentile(times, 50), percentile(times, 90)
-    detail = f"p50 {p50:.0f} ms, p90 {p90:.0f} ms over {len(times)} sequential GETs (one kept-alive connection)"
+    detail = f"p50 {p50:.0f} ms, p90 {p90:.0f} ms ({len(times)} sequential GETs, one connection)"
     if ctx.max_p90_ms is not None:
         expect(p90 <= ctx.max_p90_ms, f"{detail}: p90 over --max-p90-ms {ctx.max_p90_ms:g}")
     return detail
@@ -260,7 +260,7 @@ def check_reconnect(ctx: Context) -> str:
            f"the restarted agent got {after.public_url}, was {before.public_url}")
     seen = echoed(ctx.http().request("GET", ctx.url("/echo?after-restart")))
     expect(seen["target"] == "/echo?after-restart", f"the origin saw {seen['target']!r}")
-    return f"ttf stopped and started again: same URL, serving after {took:.1f} s"
+    return f"ttf restarted: same URL, serving again after {took:.1f} s"
 
 
 # ---------------------------------------------------------------------------- running
