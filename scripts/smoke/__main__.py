@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from emulator.procs import Child, ChildError
+from scripts.harness.proc import Proc, ProcError
+from scripts.harness.stack import ttf_argv
 from scripts.smoke import battery
 from scripts.smoke.report import print_report, summary
 
@@ -92,12 +93,10 @@ def terraform_ws_url(folder: Path = ROOT / "terraform") -> str:
 
 def ttf_command(explicit: str | None) -> list[str]:
     if explicit:
+        if shutil.which(explicit) is None:
+            raise UsageError(f"--ttf {explicit}: no such executable")
         return [explicit]
-    beside = Path(sys.executable).parent / "ttf"
-    found = str(beside) if beside.exists() else shutil.which("ttf")
-    if not found:
-        raise UsageError("ttf not found: run `make install`, or pass --ttf")
-    return [found]
+    return ttf_argv()
 
 
 class Agent:
@@ -105,16 +104,16 @@ class Agent:
 
     def __init__(self, argv: list[str], env: dict[str, str], work: Path, timeout: float) -> None:
         self.argv, self.env, self.work, self.timeout = argv, env, work, timeout
-        self.child: Child | None = None
+        self.child: Proc | None = None
         self.starts = 0
 
     def start(self) -> battery.Tunnel:
         self.starts += 1
         log = self.work / f"ttf-{self.starts}.log"
-        self.child = Child(self.argv, "ttf", log_path=log, env=self.env, cwd=self.work).start()
+        self.child = Proc(self.argv, "ttf", log_path=log, env=self.env, cwd=self.work).start()
         try:
             line = self.child.wait_line(lambda l: '"tunnel_established"' in l, self.timeout)
-        except ChildError:
+        except ProcError:
             said = [_said(line) for line in self.child.history[-3:]]
             said += log.read_text(errors="replace").strip().splitlines()[-2:]
             self.stop()
@@ -149,12 +148,12 @@ def agent_env(token: str) -> dict[str, str]:
     return env
 
 
-def start_origin(work: Path) -> tuple[Child, int]:
-    origin = Child([sys.executable, "-m", "scripts.smoke.origin", "--port", "0"], "origin",
+def start_origin(work: Path) -> tuple[Proc, int]:
+    origin = Proc([sys.executable, "-m", "scripts.smoke.origin", "--port", "0"], "origin",
                    log_path=work / "origin.log", cwd=ROOT).start()
     try:
         line = origin.wait_line(lambda l: l.startswith("{"), 20)
-    except ChildError as exc:
+    except ProcError as exc:
         origin.stop()
         raise SmokeError(f"the smoke origin did not start: {exc}") from None
     return origin, int(json.loads(line)["port"])
@@ -165,7 +164,7 @@ def program(args: argparse.Namespace) -> int:
     ttf = ttf_command(args.ttf)
     work = Path(tempfile.mkdtemp(prefix="smoke-"))
     started = time.monotonic()
-    origin: Child | None = None
+    origin: Proc | None = None
     agent: Agent | None = None
     try:
         origin, port = start_origin(work)

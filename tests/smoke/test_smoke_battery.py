@@ -14,18 +14,18 @@ import psutil
 import pytest
 from rich.console import Console
 
-from emulator.procs import Child
+from scripts.harness.proc import Proc
 from scripts.smoke import __main__ as smoke
 from scripts.smoke import battery, report
 from scripts.smoke.client import Client, split
-from scripts.smoke.origin import COOKIES, pattern, text_pattern
+from scripts.smoke.origin import pattern, text_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def origin_url():
-    child = Child([sys.executable, "-m", "scripts.smoke.origin", "--port", "0"], "origin", cwd=ROOT).start()
+    child = Proc([sys.executable, "-m", "scripts.smoke.origin", "--port", "0"], "origin", cwd=ROOT).start()
     try:
         port = json.loads(child.wait_line(lambda l: l.startswith("{"), 20))["port"]
         yield f"http://127.0.0.1:{port}"
