@@ -18,13 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _literal_failures(path: Path) -> list[tuple[int, str]]:
-    """(status, code) of every fail(...)/error_response(...) call whose arguments are literals or
+    """(status, code) of every fail(...)/error_response(...)/http_error(...) call whose arguments are literals or
     forwarding's GONE/TIMEOUT constants."""
     constants = {"GONE": forwarding.GONE, "TIMEOUT": forwarding.TIMEOUT}
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if not (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-                in ("fail", "error_response") and len(node.args) >= 2):
+                in ("fail", "error_response", "http_error") and len(node.args) >= 2):
             continue
         status, code = node.args[0], node.args[1]
         if isinstance(code, ast.Name) and code.id in constants:
@@ -87,4 +87,5 @@ def test_a_crash_is_logged_with_status_and_code_like_a_forwarded_502(aws, ctx, c
     result = load_handler("forward")(http_event("abcdefghij12"), FakeContext())
     assert result["statusCode"] == 502 and result["headers"]["x-tunnel-error"] == "internal_error"
     [line] = _forward_lines(capsys)
-    assert (line["level"], line["status"], line["error_code"]) == ("ERROR", 502, "internal_error")
+    assert (line["msg"], line["level"], line["status"], line["error_code"]) == \
+        ("invocation failed", "ERROR", 502, "internal_error")
