@@ -9,6 +9,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PROFILE ?= local
 PYTEST_ARGS ?=
 BASELINE ?=
+SMOKE ?= 1
+SMOKE_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -52,8 +54,13 @@ test-load: build-local ## the slow load and fault suite (pytest -m load)
 bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws: AWS latency model; BASELINE=<ref>: that commit's stack in the same run)
 	$(BIN)/python -m scripts.bench --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
-deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
+deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION), then make smoke (SMOKE=0 skips it)
 	$(BIN)/python -m scripts.deploy apply
+	@if [ "$(SMOKE)" = "0" ]; then echo "SMOKE=0: smoke check skipped (run make smoke later)"; \
+	else $(BIN)/python -m scripts.smoke $(SMOKE_ARGS); fi
+
+smoke: $(STAMP) ## check the deployment end to end through its public URL (TTF_TOKEN=... when auth is on; SMOKE_ARGS=--endpoint wss://...)
+	$(BIN)/python -m scripts.smoke $(SMOKE_ARGS)
 
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python -m scripts.deploy destroy
@@ -64,4 +71,4 @@ localstack-deploy: build ## deploy to a running LocalStack Pro (API Gateway v2, 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install lint build build-local stack dev test test-load bench deploy destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-load bench deploy smoke destroy localstack-deploy clean
