@@ -26,7 +26,7 @@ from ttf.config import Config
 from ttf.events import Connected, Disconnected, Notice, Reconnecting, Sink, TunnelEstablished
 from ttf.forward import Exchange, Forwarder, error_frame, make_sessions
 from ttf.inspector import History, Inspector
-from ttf.state import StateError, TunnelStore
+from ttf.state import StateError, TunnelStore, new_reclaim_token
 
 log = logging.getLogger("ttf")
 
@@ -334,8 +334,8 @@ class Agent:
         """Raise Fatal, or drop a refused reclaim (True: worth retrying at once)."""
         if exc.status == 401 and not self.state.ever_established:
             raise Fatal(f"the endpoint rejected the token (HTTP 401): {exc.reason}")
-        if exc.status not in RECLAIM_REFUSED or not self.state.reclaim_token:
-            return False
+        if exc.status not in RECLAIM_REFUSED or not self.state.tunnel_id:
+            return False  # nothing was being reclaimed (the agent always holds a token now)
         saved = "saved " if self.state.from_saved else ""
         self.emit(Notice("warning", f"{saved}tunnel {self.state.tunnel_id} could not be reclaimed "
                                     f"(HTTP {exc.status}); a new public URL will be assigned"))
@@ -445,9 +445,11 @@ class Agent:
             headers["X-Tunnel-Subdomain"] = self.config.subdomain
         if self.config.no_rewrite:
             headers["X-Tunnel-Rewrite"] = "off"
-        if self.state.tunnel_id and self.state.reclaim_token:
+        if not self.state.reclaim_token:  # ours, made here; the server keeps only its hash
+            self.state.reclaim_token = new_reclaim_token()
+        headers["X-Tunnel-Reclaim-Token"] = self.state.reclaim_token
+        if self.state.tunnel_id:
             headers["X-Tunnel-Id"] = self.state.tunnel_id
-            headers["X-Tunnel-Reclaim-Token"] = self.state.reclaim_token
         return headers
 
     async def _open(self, renewing: bool = False) -> Session:
@@ -508,7 +510,7 @@ class Agent:
         if self.state.tunnel_id and info.tunnel_id != self.state.tunnel_id:
             self.emit(Notice("warning", f"tunnel id changed from {self.state.tunnel_id} to {info.tunnel_id}"))
         self.state.tunnel_id = info.tunnel_id
-        self.state.reclaim_token = info.reclaim_token or self.state.reclaim_token
+        self.state.reclaim_token = info.reclaim_token or self.state.reclaim_token  # only older servers send one
         self.state.ever_established = True
         self.state.from_saved = False
         if self.state.reclaim_token:
