@@ -50,6 +50,10 @@ bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.
 deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
 	$(BIN)/python scripts/deploy.py apply
 
+token: $(STAMP) ## mint an agent token: make token SUB=alice [SUBDOMAINS=a,b] [TTL=30d] [STACK=1 for the local stack]
+	@$(BIN)/python -m scripts.deploy.token --sub "$(SUB)" $(if $(SUBDOMAINS),--subdomains "$(SUBDOMAINS)") \
+		$(if $(TTL),--ttl "$(TTL)") $(if $(STACK),--stack .local/stack.json)
+
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python scripts/deploy.py destroy
 
@@ -59,4 +63,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install build build-local stack dev test test-load bench deploy destroy localstack-deploy clean
+.PHONY: help install build build-local stack dev test test-load bench deploy token destroy localstack-deploy clean

@@ -114,8 +114,11 @@ class Agent:
         self.established: dict = {}
 
     def start(self, timeout_s: float = 60) -> "Agent":
+        # the stack runs with auth on: agents present the dev token it minted (state file's auth block)
+        auth = self.stack.state.get("auth")
+        token = ["-t", auth["token"]] if auth else []
         argv = [*ttf_argv(), "-e", self.stack.state["ws_url"], "-p", str(self.local_port), "--host", "127.0.0.1",
-                "--json", "--state-dir", str(self.state_dir), "--inspect", "off", *self.extra_args]
+                "--json", "--state-dir", str(self.state_dir), "--inspect", "off", *token, *self.extra_args]
         env = {**os.environ, **(self.env or {})}
         self.proc = Proc(argv, self.name, self.log_dir, env=env, cwd=ROOT).start()
         try:

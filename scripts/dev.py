@@ -66,11 +66,13 @@ def start_app(port: int, logs: Path) -> Child:
     return app
 
 
-def start_agent(ws_url: str, port: int, logs: Path) -> tuple[Child, dict]:
+def start_agent(state: dict, port: int, logs: Path) -> tuple[Child, dict]:
     ttf = str(Path(sys.executable).parent / "ttf")
+    # The stack runs with auth on, as production does: ttf presents the dev token it minted.
+    token = ["-t", state["auth"]["token"]] if state.get("auth") else []
     # Reclaim state lives in this checkout's .local/, so `make dev` keeps its URL from run to run.
-    agent = Child([ttf, "-e", ws_url, "-p", str(port), "--host", "127.0.0.1", "--json",
-                   "--state-dir", str(ROOT / ".local" / "ttf-state")], "ttf",
+    agent = Child([ttf, "-e", state["ws_url"], "-p", str(port), "--host", "127.0.0.1", "--json",
+                   "--state-dir", str(ROOT / ".local" / "ttf-state"), *token], "ttf",
                   log_path=logs / "ttf.log").start()
     line = agent.wait_line(lambda l: '"tunnel_established"' in l, 30)
     return agent, json.loads(line)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if stack is not None:
             children.append(stack)
         children.append(start_app(args.app_port, logs))
-        agent, tunnel = start_agent(state["ws_url"], args.app_port, logs)
+        agent, tunnel = start_agent(state, args.app_port, logs)
         children.append(agent)
         print(f"\nready in {time.monotonic() - started:.0f} s", flush=True)
         print(f"  public URL   {tunnel['public_url']}", flush=True)
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         if tunnel.get("inspector_url"):
             print(f"  inspector    {tunnel['inspector_url']}   (see and replay what came in)", flush=True)
         print(f"  admin        {state['admin_url']}/stats", flush=True)
+        if state.get("auth"):
+            print(f"  agent token  subject '{state['auth']['subject']}' (more: make token SUB=name STACK=1)",
+                  flush=True)
         print(f"  logs         {logs}/", flush=True)
         print("  try: curl -s " + tunnel["public_url"] + "/api/todos   (*.localhost resolves to 127.0.0.1 in"
               " curl and browsers)", flush=True)

@@ -3,6 +3,11 @@
 The stack is `python -m emulator.stack` on ephemeral ports with a temporary state file,
 stopped (whole process group) at the end of the session. Set HTTP_TUNNEL_E2E_STATE to the
 state file of a stack you already run (`make stack`) to reuse it while iterating.
+
+The stack runs with auth on, as production does: agents present the dev token from the state
+file's auth block. The session's stack also trusts a JWKS holding one RSA key of a stand-in
+identity provider (``IDP_KID``, with its audience) and caps token lifetime at
+``MAX_LIFETIME_S``, so every JWT attack can be tried through it (tests/e2e/test_auth.py).
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator.procs import Child, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_START_TIMEOUT_S = 240
 TTF = str(Path(sys.executable).parent / "ttf")
-
+IDP_KID = "e2e-idp"
+IDP_AUDIENCE = "e2e-tunnel-agents"
+MAX_LIFETIME_S = 86_400
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,6 +51,13 @@ class StackInfo:
     connections_table: str
     http_port: int
     state_file: Path
+    auth: dict | None  # the state file's auth block: token, secret, issuer, audience, max_lifetime, ...
+    idp_key: Any = None  # private RSA key behind the stack's JWKS (None for a reused stack)
+
+    @property
+    def token(self) -> str:
+        assert self.auth, "the stack runs without auth"
+        return self.auth["token"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +76,15 @@ def read_state(path: Path) -> dict | None:
         return None
 
 
-def stack_info(state: dict, state_file: Path) -> StackInfo:
+def stack_info(state: dict, state_file: Path, idp_key: Any = None) -> StackInfo:
     return StackInfo(state["http_url"], state["ws_url"], state["aws_endpoint_url"], state["admin_url"],
                      state["management_url"], state["pending_table"], state["connections_table"],
-                     int(state["http_url"].rsplit(":", 1)[1]), state_file)
+                     int(state["http_url"].rsplit(":", 1)[1]), state_file, state.get("auth"), idp_key)
+
+
+def idp_jwks(key: Any) -> str:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return json.dumps({"keys": [{**jwk, "kid": IDP_KID, "use": "sig", "alg": "RS256"}]})
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +100,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
     folder = tmp_path_factory.mktemp("stack")
     state_file = folder / "stack.json"
+    idp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     argv = [sys.executable, "-m", "emulator.stack", "--http-port", "0", "--ws-port", "0",
             "--admin-port", "0", "--state-file", str(state_file), "--cleanup-interval", "5",
-            "--ttl-interval", "5"]
+            "--ttl-interval", "5", "--var", f"jwks={idp_jwks(idp_key)}", "--var", f"jwt_audience={IDP_AUDIENCE}",
+            "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}"]
     child = Child(argv, "stack", log_path=folder / "stack.log", cwd=ROOT).start()
     try:
         started = time.monotonic()
@@ -91,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
             log = (folder / "stack.log").read_text()[-3000:]
             pytest.fail(f"the local stack exited during start:\n{log}")
         print(f"\nlocal stack started in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield stack_info(state, state_file)
+        yield stack_info(state, state_file, idp_key)
     finally:
         child.stop(grace=15)
         assert not state_file.exists(), "the stack left its state file behind after SIGTERM"
@@ -111,8 +134,10 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def start_agent(stack: StackInfo, port: int, log_dir: Path, *extra: str) -> Tunnel:
     # Reclaim state goes to the test's own folder (never ~/.local/state); no inspector port.
+    # The stack's dev token unless the test brings its own -t.
+    token = ["-t", stack.token] if stack.auth and "-t" not in extra else []
     argv = [TTF, "-e", stack.ws_url, "-p", str(port), "--host", "127.0.0.1", "--json",
-            "--state-dir", str(log_dir / "ttf-state"), "--inspect", "off", *extra]
+            "--state-dir", str(log_dir / "ttf-state"), "--inspect", "off", *token, *extra]
     child = Child(argv, "ttf", log_path=log_dir / "ttf.log").start()
     try:
         line = child.wait_line(lambda l: '"tunnel_established"' in l, 30)
