@@ -109,7 +109,7 @@ locals {
   policy_statements = {
     connect = concat(
       [
-        { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.connections_arn] },
+        { sid = "Connections", actions = ["dynamodb:PutItem"], resources = [local.connections_arn] },
       ],
       local.generate_jwt_secret || var.jwt_secret_ssm_parameter != "" ? [{ sid = "JwtSecretParameter", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }] : [],
       var.jwt_secret_arn == "" ? [] : [{ sid = "JwtSecret", actions = ["secretsmanager:GetSecretValue"], resources = [var.jwt_secret_arn] }],
