@@ -8,6 +8,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PROFILE ?= local
 PYTEST_ARGS ?=
+BASELINE ?=
 
 .DEFAULT_GOAL := help
 
@@ -27,40 +28,44 @@ $(CHECKOV_STAMP): scripts/checkov-requirements.txt
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 build: $(STAMP) ## build the Lambda layer + function zips for AWS (arm64) into build/
-	$(BIN)/python scripts/build.py
+	$(BIN)/python -m scripts.build
 
 build-local: $(STAMP) ## build the zips for the local stack (host arch) into build/local/
-	$(BIN)/python scripts/build.py --local
+	$(BIN)/python -m scripts.build --local
 
 stack: build-local ## run the local stack in the foreground (moto + terraform + API Gateway emulator)
 	$(BIN)/python -m emulator.stack
 
 dev: build-local ## local stack + sample app on :3000 + ttf forwarding to it; Ctrl-C stops all
-	$(BIN)/python scripts/dev.py
+	$(BIN)/python -m scripts.dev
 
-test: build-local build $(CHECKOV_STAMP) ## the whole suite: unit, cli, infra, end-to-end (what CI runs)
+lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
-bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws for the AWS latency model)
-	$(BIN)/python scripts/bench.py --profile $(PROFILE)
+bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws: AWS latency model; BASELINE=<ref>: that commit's stack in the same run)
+	$(BIN)/python -m scripts.bench --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
 deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
-	$(BIN)/python scripts/deploy.py apply
+	$(BIN)/python -m scripts.deploy apply
 
 token: $(STAMP) ## mint an agent token: make token SUB=alice [SUBDOMAINS=a,b] [TTL=30d] [STACK=1 for the local stack]
 	@$(BIN)/python -m scripts.deploy.token --sub "$(SUB)" $(if $(SUBDOMAINS),--subdomains "$(SUBDOMAINS)") \
 		$(if $(TTL),--ttl "$(TTL)") $(if $(STACK),--stack .local/stack.json)
 
 destroy: ## terraform destroy on real AWS
-	$(BIN)/python scripts/deploy.py destroy
+	$(BIN)/python -m scripts.deploy destroy
 
 localstack-deploy: build ## deploy to a running LocalStack that has API Gateway v2 (tflocal)
-	$(BIN)/python scripts/deploy.py localstack
+	$(BIN)/python -m scripts.deploy localstack
 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install build build-local stack dev test test-load bench deploy token destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-load bench deploy token destroy localstack-deploy clean

@@ -155,7 +155,8 @@ def _fetch_jwks(url: str) -> str:
         raise urllib.error.URLError("JWKS_URL is not https")  # check_configured reports it first
     opener = urllib.request.build_opener(_HttpsOnlyRedirects, urllib.request.HTTPSHandler(context=_tls_context()))
     with opener.open(url, timeout=JWKS_FETCH_TIMEOUT_S) as resp:
-        return resp.read(JWKS_MAX_BYTES).decode("utf-8")
+        body: bytes = resp.read(JWKS_MAX_BYTES)
+        return body.decode("utf-8")
 
 
 def _jwks_from_url(url: str, kid: str) -> dict[str, _PublicKey]:

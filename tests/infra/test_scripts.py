@@ -1,11 +1,9 @@
-"""scripts/deploy.py, scripts/deploy/token.py and scripts/tf_local.py: arguments, commands, tokens."""
+"""scripts/deploy (+ deploy/token.py) and emulator/mock_aws/terraform.py: arguments, commands, tokens."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import boto3
 import jwt
@@ -13,24 +11,11 @@ import pytest
 from moto import mock_aws
 
 from httptunnel import auth
-from scripts import tf_local
+from emulator.mock_aws import terraform as tf_local
+from scripts.deploy import __main__ as deploy
 from scripts.deploy import token
 
-from .conftest import ROOT
-
 pytestmark = pytest.mark.infra
-
-
-def _deploy_script():
-    """scripts/deploy.py by path: the package scripts/deploy/ (token.py) shadows its module name
-    until it moves to scripts/deploy/__main__.py."""
-    spec = importlib.util.spec_from_file_location("deploy_script", ROOT / "scripts" / "deploy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-deploy = _deploy_script()
 
 
 def test_parse_vars():
