@@ -26,8 +26,10 @@ SKIP_DIRS = {".venv", ".git", "build", ".local", "node_modules", "bench", ".terr
 
 
 def python_files(base: Path) -> list[Path]:
+    # any virtualenv (.venv, .venv-checkov that make test creates), not only its top folder
     return sorted(p for p in base.rglob("*.py")
-                  if not SKIP_DIRS.intersection(p.relative_to(ROOT).parts) and not p.parts[-2].startswith(".venv"))
+                  if not SKIP_DIRS.intersection(p.relative_to(ROOT).parts)
+                  and not any(part.startswith(".venv") for part in p.relative_to(ROOT).parts))
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
