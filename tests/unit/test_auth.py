@@ -340,14 +340,15 @@ def test_es_token_with_a_forged_signature_is_rejected(ec_env, p256_key):
 
 
 def test_hs_verification_never_imports_pyjwt_or_cryptography():
-    """The connect Lambda's cold start: a shared-secret deployment loads neither."""
+    """The connect Lambda's cold start: a shared-secret deployment loads neither (fails when auth.py
+    imports jwt at module level, as it did)."""
     code = f"""
 import json, sys, time, hmac, hashlib, base64
 from unittest import mock
 sys.path[:0] = [{str(ROOT / 'shared')!r}]
 import os
 os.environ.update({{"REQUIRE_AUTH": "true", "JWT_SECRET": {SECRET!r}}})
-from httptunnel import auth
+from httptunnel import auth, connections  # connections: the connect handler's whole module graph
 enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 now = int(time.time())
 si = enc(json.dumps({{"alg": "HS256", "typ": "JWT"}}).encode()) + "." + enc(json.dumps({{"sub": "a", "exp": now + 60}}).encode())
