@@ -64,7 +64,9 @@ class Exchange:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class LocalAnswer:
+    """What handle() made of one request: the frame to send back and the event to report."""
+
     frame: str  # the encoded frame to send (always <= WS_FRAME_MAX)
     event: RequestDone
 
@@ -127,14 +129,14 @@ class Forwarder:
     request_timeout: float = 25.0
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
-    observer: Callable[[Exchange], None] | None = None  # sees every tunnelled request (the inspector)
+    observer: Callable[[Exchange], object] | None = None  # sees every tunnelled request (the inspector)
 
     @property
     def target(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    async def handle(self, req: HttpRequest) -> Outcome:
+    async def handle(self, req: HttpRequest) -> LocalAnswer:
         started, started_at = self.clock(), self.wall()
         body = answer = b""
         headers: Headers = {}
@@ -162,7 +164,7 @@ class Forwarder:
             bytes_out=len(answer),
             error=error,
         )
-        return Outcome(frame=frame, event=event)
+        return LocalAnswer(frame=frame, event=event)
 
     def _observe(self, exchange: Exchange) -> None:
         if self.observer is None:
@@ -294,19 +296,23 @@ class Forwarder:
             raise Failure("timeout", "response body upload timed out") from None
 
 
-def make_sessions(max_concurrency: int) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
-    """(local, remote): both never decompress and never invent headers."""
-    local = aiohttp.ClientSession(
+def local_session(max_concurrency: int) -> aiohttp.ClientSession:
+    """The pooled client to one tunnel's local service: never decompresses, never invents headers."""
+    return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=max_concurrency),
         auto_decompress=False,
         skip_auto_headers=SKIP_AUTO_HEADERS,
         timeout=aiohttp.ClientTimeout(total=None),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-    remote = aiohttp.ClientSession(
+
+
+def remote_session() -> aiohttp.ClientSession:
+    """The client to presigned body URLs (one per process): likewise byte-exact."""
+    return aiohttp.ClientSession(
         auto_decompress=False,
         skip_auto_headers=SKIP_AUTO_HEADERS,
         timeout=aiohttp.ClientTimeout(total=None),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-    return local, remote
+
