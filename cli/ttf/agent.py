@@ -22,7 +22,7 @@ from httptunnel.protocol import Headers
 from ttf.backoff import Backoff
 from ttf.config import Config
 from ttf.events import Event, Notice, Sink
-from ttf.forward import Exchange, Forwarder, remote_session
+from ttf.forward import Exchange, remote_session
 from ttf.inspector import History, Inspector
 from ttf.lifecycle import Fatal
 from ttf.shutdown import StopSignal
@@ -54,10 +54,6 @@ class TtfAgent:
         self.history: History | None = History(config.inspect_history) if config.inspect else None
         self.inspector: Inspector | None = None
         self.tunnels: list[TunnelRunner] = []
-
-    @property
-    def forwarder(self) -> Forwarder:
-        return self.tunnels[0].forwarder
 
     def request_stop(self) -> None:
         """First call: graceful stop. Second call: stop waiting for in-flight requests."""

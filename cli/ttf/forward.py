@@ -2,6 +2,8 @@
 
 Byte-exact: the uri goes out as received (no re-encoding), bodies are never decoded or
 decompressed, repeated headers stay repeated, redirects are returned and not followed.
+(A little over 300 lines: the whole byte-exact path of one request - check, fetch the body,
+call the local service, build the frame or upload - reads best in one place.)
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
@@ -26,6 +27,8 @@ from ttf.lifecycle import connect
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
 from ttf.shutdown import StopSignal
+
+log = logging.getLogger("ttf")
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class TunnelRunner:
             observer=shared.history.record if shared.history is not None else None,
         )
         self.saved = SavedUrl.for_config(config, shared.emit)
-        self.current: TunnelSession | None = None  # the socket new requests arrive on
 
     async def run(self) -> None:
         """Serve until the stop signal; raises lifecycle.Fatal when retrying is pointless."""
@@ -64,8 +66,8 @@ class TunnelRunner:
                            backoff=self.backoff, sleep=self.sleep, inspector_url=self.shared.inspector_url)
         try:
             async with contextlib.aclosing(sessions):
-                async for session in sessions:
-                    self.current = session  # it serves by itself
+                async for session in sessions:  # each serves by itself
+                    log.debug("serving on connection %s", session.info.connection_id)
         finally:
             await self.local.close()
 
