@@ -27,16 +27,16 @@ $(CHECKOV_STAMP): scripts/checkov-requirements.txt
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 build: $(STAMP) ## build the Lambda layer + function zips for AWS (arm64) into build/
-	$(BIN)/python scripts/build.py
+	$(BIN)/python -m scripts.build
 
 build-local: $(STAMP) ## build the zips for the local stack (host arch) into build/local/
-	$(BIN)/python scripts/build.py --local
+	$(BIN)/python -m scripts.build --local
 
 stack: build-local ## run the local stack in the foreground (moto + terraform + API Gateway emulator)
 	$(BIN)/python -m emulator.stack
 
 dev: build-local ## local stack + sample app on :3000 + ttf forwarding to it; Ctrl-C stops all
-	$(BIN)/python scripts/dev.py
+	$(BIN)/python -m scripts.dev
 
 test: build-local build $(CHECKOV_STAMP) ## the whole suite: unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -45,16 +45,16 @@ test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
 bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws for the AWS latency model)
-	$(BIN)/python scripts/bench.py --profile $(PROFILE)
+	$(BIN)/python -m scripts.bench --profile $(PROFILE)
 
 deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
-	$(BIN)/python scripts/deploy.py apply
+	$(BIN)/python -m scripts.deploy apply
 
 destroy: ## terraform destroy on real AWS
-	$(BIN)/python scripts/deploy.py destroy
+	$(BIN)/python -m scripts.deploy destroy
 
 localstack-deploy: build ## deploy to a running LocalStack that has API Gateway v2 (tflocal)
-	$(BIN)/python scripts/deploy.py localstack
+	$(BIN)/python -m scripts.deploy localstack
 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache

@@ -8,7 +8,7 @@ POST /faults       {"dynamodb_throttle_rate": 0..1, "post_to_connection_gone_rat
 GET  /faults       -> current rates
 GET  /health       -> {"ok": true}
 Function keys are the short names (forward, connect, ...). When moto runs in its own process
-(``emulator.moto_process``), its DynamoDB call counts are merged into /stats, /stats/reset
+(``emulator.mock_aws.moto_process``), its DynamoDB call counts are merged into /stats, /stats/reset
 resets them there too, and fault settings are pushed to it (it applies the throttle).
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from emulator.runtime import LambdaService
+from emulator.lambda_runtime.runtime import LambdaService
 from emulator.stats import Faults, Stats
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from emulator.buildinfo import ROOT
+from emulator.lambda_runtime.buildinfo import ROOT
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -55,7 +55,7 @@ def cmd_name(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return str(pid)
-    if b"emulator.moto_process" in argv:
+    if b"emulator.mock_aws.moto_process" in argv:
         return "moto"
     for arg in argv:
         if arg.startswith(b"{"):
@@ -76,7 +76,8 @@ def diff(after: dict[str, float], before: dict[str, float], n: int) -> dict[str,
 
 async def phase(name: str, target: Any, concurrency: int, total: int, pids: dict[str, int],
                 direct_p50: float | None) -> dict[str, Any]:
-    from scripts import bench_load, bench_stats
+    from scripts.bench import load as bench_load
+    from scripts.bench import stats as bench_stats
 
     before = snapshot(pids)
     result = await bench_load.run(target, concurrency, total, warmup=min(20, total))
@@ -114,29 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--py-spy-bin", default=os.environ.get("PY_SPY") or shutil.which("py-spy")
                    or str(Path(sys.executable).parent / "py-spy"), help="the py-spy executable")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from scripts import bench_load
-    from scripts.bench_proc import Proc
-    from scripts.bench_stack import Agent, Stack
+    from scripts.bench import load as bench_load
+    from scripts.harness.proc import Proc
+    from scripts.harness.stack import LocalStack, TtfAgent
 
     log_dir = Path(tempfile.mkdtemp(prefix="emulator-perf-"))
-    origin = Proc([sys.executable, "-m", "scripts.bench_origin", "--port", "0"], "origin", log_dir, cwd=ROOT).start()
+    origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin", log_dir / "origin.stderr.log", cwd=ROOT).start()
     rows: list[dict[str, Any]] = []
     try:
         port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
         direct = bench_load.Target("direct", f"http://127.0.0.1:{port}")
         d = asyncio.run(bench_load.run(direct, 1, args.seq, warmup=20))
-        from scripts import bench_stats
+        from scripts.bench import stats as bench_stats
         direct_p50 = bench_stats.summarize(d.latencies_ms)["p50"]
         rows.append({"phase": "direct c1", "p50_ms": direct_p50})
-        with Stack(log_dir, args.profile) as stack:
-            with Agent(stack, port, log_dir) as agent:
+        with LocalStack(log_dir, args.profile) as stack:
+            with TtfAgent(stack.state["ws_url"], port, log_dir) as agent:
+                target = bench_load.Target("stack", agent.path_url)
                 pids = {"stack": stack.pid, "ttf": agent.pid}
                 for child in children(stack.pid):
                     name = cmd_name(child)
                     pids[name if name == "moto" else f"fn:{name}"] = child
                 stack.reset_stats()
-                rows.append(asyncio.run(phase("stack c1", agent.target, 1, args.seq, pids, direct_p50)))
+                rows.append(asyncio.run(phase("stack c1", target, 1, args.seq, pids, direct_p50)))
                 calls = stack.stats()
                 rows[-1]["aws_calls"] = calls
                 spy = None
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 stack.reset_stats()
                 try:
-                    rows.append(asyncio.run(phase(f"stack c{args.conc}", agent.target, args.conc, args.total,
+                    rows.append(asyncio.run(phase(f"stack c{args.conc}", target, args.conc, args.total,
                                                   pids, direct_p50)))
                     rows[-1]["aws_calls"] = stack.stats()
                 finally:

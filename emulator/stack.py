@@ -4,7 +4,7 @@
                              [--state-file .local/stack.json] [--profile local|aws]
                              [--cleanup-interval S] [--ttl-interval S]
 
-Order: moto starts in a child process (``emulator.moto_process``, 127.0.0.1:<ephemeral>; it
+Order: moto starts in a child process (``emulator.mock_aws.moto_process``, 127.0.0.1:<ephemeral>; it
 dies with this process); the HTTP, WebSocket and admin
 ports are bound (Terraform puts the public URL and the management endpoint into the
 functions' environment); ``terraform apply`` of the SAME root module runs against moto;
@@ -32,16 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from emulator.admin import AdminApi
-from emulator.background import StreamPoller, TtlReaper, run_schedule
-from emulator.buildinfo import ROOT, BuildMissing, load_build
-from emulator.discover import WiringError, read_wiring
-from emulator.gateway import Gateway
-from emulator.http_api import HttpSettings, serve
-from emulator.moto_process import MotoProcess
+from emulator.mock_aws.background import StreamPoller, TtlReaper, run_schedule
+from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, load_build
+from emulator.mock_aws.discover import WiringError, read_wiring
+from emulator.apigateway.gateway import Gateway
+from emulator.apigateway.http_api import HttpSettings, serve
+from emulator.mock_aws.moto_process import MotoProcess
+from emulator.mock_aws.terraform import apply_local
 from emulator.profiles import load_profile
-from emulator.runtime import RuntimeConfig
+from emulator.lambda_runtime.runtime import RuntimeConfig
 from emulator.stats import Faults, Stats
-from emulator.ws_api import WsSettings
+from emulator.apigateway.ws_api import WsSettings
 from httptunnel.limits import WS_IDLE_TIMEOUT_S, WS_MAX_CONNECTION_AGE_S
 
 LOG = logging.getLogger("emulator.stack")
@@ -112,9 +113,6 @@ def log(event: str, **fields: Any) -> None:
 
 
 def apply_terraform(endpoint: str, build_dir: Path, state_dir: Path, variables: dict[str, Any]) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from scripts.tf_local import apply_local
-
     return apply_local(endpoint, build_dir, state_dir, variables)
 
 

@@ -25,7 +25,7 @@ variable "tags" {
 
 variable "build_dir" {
   type        = string
-  description = "Folder holding layer.zip and functions/<fn>.zip from scripts/build.py; empty = <root>/../build."
+  description = "Folder holding layer.zip and functions/<fn>.zip from scripts/build; empty = <root>/../build."
   default     = ""
 }
 
@@ -153,18 +153,6 @@ variable "websocket_throttling_rate_limit" {
   type        = number
   description = "WebSocket API steady rate limit (messages per second)."
   default     = 1000
-}
-
-variable "public_http_url_override" {
-  type        = string
-  description = "PUBLIC_HTTP_URL given to the functions instead of the API's own URL (the local stack sets its emulator's URL)."
-  default     = ""
-}
-
-variable "ws_management_endpoint_override" {
-  type        = string
-  description = "WS_MANAGEMENT_ENDPOINT given to the functions instead of https://<ws-api>.execute-api.../<stage> (the local stack sets its emulator's)."
-  default     = ""
 }
 
 variable "tunnel_domain" {
@@ -296,12 +284,4 @@ variable "jwt_subdomains_claim" {
   type        = string
   description = "Claim listing the tunnel names a token may reserve."
   default     = "tunnel_subdomains"
-}
-
-# ---------------------------------------------------------------- local stack
-
-variable "local_fast_apply" {
-  type        = bool
-  description = "Local stack only (moto): skip what only costs time there. Today: the body bucket's lifecycle configuration (the provider waits ~55 s for it; moto never expires objects). Never set it for a real deployment."
-  default     = false
 }

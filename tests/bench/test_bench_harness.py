@@ -5,9 +5,10 @@ import hashlib
 import pytest
 from aiohttp.test_utils import TestServer
 
-from scripts import bench, bench_load
-from scripts.bench_load import Target
-from scripts.bench_origin import KB_BODY, blob, make_app
+from scripts.bench import __main__ as bench
+from scripts.bench import load as bench_load
+from scripts.bench.load import Target
+from scripts.bench.origin import KB_BODY, blob, make_app
 
 
 @pytest.fixture

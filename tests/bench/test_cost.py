@@ -1,10 +1,10 @@
-"""Unit tests of the cost arithmetic (scripts/cost.py)."""
+"""Unit tests of the cost arithmetic (scripts/bench/cost.py)."""
 
 import json
 
 import pytest
 
-from scripts import cost
+from scripts.bench import cost
 
 
 def lines_by_item(model):

@@ -1,11 +1,11 @@
-"""Unit tests of the benchmark statistics (scripts/bench_stats.py)."""
+"""Unit tests of the benchmark statistics (scripts/bench/stats.py)."""
 
 import statistics
 
 import pytest
 from hypothesis import given, strategies as st
 
-from scripts import bench_stats as s
+from scripts.bench import stats as s
 
 
 def test_percentile_matches_hand_computed_values():

@@ -26,15 +26,10 @@ from ttf.backoff import Backoff
 from ttf.config import Config
 
 from httptunnel.limits import WS_FRAME_MAX
+from scripts.harness.wait import wait_until_async
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll predicate until it holds or the deadline passes (then fail the test)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
+wait_until = wait_until_async  # one deadline-based wait for the tests, the bench and the dev loop
 
 
 @dataclass

@@ -17,13 +17,11 @@ from typing import Iterator
 
 import pytest
 
-from emulator.procs import Child, wait_until
+from scripts.harness.proc import Proc, ProcError
+from scripts.harness.stack import LocalStack, TtfAgent, read_state
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_START_TIMEOUT_S = 240
-TTF = str(Path(sys.executable).parent / "ttf")
-
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -46,18 +44,11 @@ class StackInfo:
 
 @dataclass(frozen=True)
 class Tunnel:
-    agent: Child
+    agent: Proc
     tunnel_id: str
     public_url: str
     path_based_url: str
     connection_id: str
-
-
-def read_state(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def stack_info(state: dict, state_file: Path) -> StackInfo:
@@ -79,29 +70,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
     folder = tmp_path_factory.mktemp("stack")
     state_file = folder / "stack.json"
-    argv = [sys.executable, "-m", "emulator.stack", "--http-port", "0", "--ws-port", "0",
-            "--admin-port", "0", "--state-file", str(state_file), "--cleanup-interval", "5",
-            "--ttl-interval", "5"]
-    child = Child(argv, "stack", log_path=folder / "stack.log", cwd=ROOT).start()
+    local = LocalStack(folder, state_file=state_file, extra_args=("--cleanup-interval", "5", "--ttl-interval", "5"))
+    started = time.monotonic()
     try:
-        started = time.monotonic()
-        state = wait_until(lambda: read_state(state_file) or (None if child.alive() else {"dead": True}),
-                           STACK_START_TIMEOUT_S, 0.2, "local stack start")
-        if "dead" in state:
-            log = (folder / "stack.log").read_text()[-3000:]
-            pytest.fail(f"the local stack exited during start:\n{log}")
+        local.start(STACK_START_TIMEOUT_S)
+    except ProcError as exc:
+        pytest.fail(str(exc))
+    try:
         print(f"\nlocal stack started in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield stack_info(state, state_file)
+        yield stack_info(local.state, state_file)
     finally:
-        child.stop(grace=15)
+        local.stop(grace=15)
         assert not state_file.exists(), "the stack left its state file behind after SIGTERM"
 
 
 @pytest.fixture(scope="session")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     folder = tmp_path_factory.mktemp("origin")
-    child = Child([sys.executable, str(Path(__file__).parent / "origin.py"), "--port", "0"], "origin",
-                  log_path=folder / "origin.log").start()
+    child = Proc([sys.executable, str(Path(__file__).parent / "origin.py"), "--port", "0"], "origin",
+                 folder / "origin.log").start()
     try:
         line = child.wait_line(lambda l: l.startswith("{"), 20)
         yield int(json.loads(line)["port"])
@@ -111,17 +98,8 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def start_agent(stack: StackInfo, port: int, log_dir: Path, *extra: str) -> Tunnel:
     # Reclaim state goes to the test's own folder (never ~/.local/state); no inspector port.
-    argv = [TTF, "-e", stack.ws_url, "-p", str(port), "--host", "127.0.0.1", "--json",
-            "--state-dir", str(log_dir / "ttf-state"), "--inspect", "off", *extra]
-    child = Child(argv, "ttf", log_path=log_dir / "ttf.log").start()
-    try:
-        line = child.wait_line(lambda l: '"tunnel_established"' in l, 30)
-    except Exception:
-        child.stop()
-        raise
-    event = json.loads(line)
-    return Tunnel(child, event["tunnel_id"], event["public_url"], event["path_based_url"],
-                  event.get("connection_id", ""))
+    ttf = TtfAgent(stack.ws_url, port, log_dir, state_dir=log_dir / "ttf-state", extra_args=extra).start(30)
+    return Tunnel(ttf.proc, ttf.tunnel_id, ttf.public_url, ttf.path_based_url, ttf.connection_id)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""`make stack` started twice, and `make dev` (scripts/dev.py) start-up and clean Ctrl-C."""
+"""`make stack` started twice, and `make dev` (python -m scripts.dev) start-up and clean Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 import aiohttp
 import psutil
 
-from emulator.procs import Child, wait_until
+from scripts.harness.proc import Proc, wait_until
 from tests.e2e.client import request
 from tests.e2e.conftest import ROOT
 
@@ -32,9 +32,9 @@ def test_second_stack_says_the_first_is_running(stack):
 
 
 async def test_dev_serves_the_sample_app_and_ctrl_c_leaves_nothing(stack, tmp_path):
-    argv = [sys.executable, str(ROOT / "scripts" / "dev.py"), "--state-file", str(stack.state_file),
+    argv = [sys.executable, "-m", "scripts.dev", "--state-file", str(stack.state_file),
             "--app-port", str(free_port())]
-    dev = Child(argv, "dev", log_path=tmp_path / "dev.log", cwd=ROOT).start()
+    dev = Proc(argv, "dev", tmp_path / "dev.log", cwd=ROOT).start()
     try:
         line = dev.wait_line(lambda l: '"dev_ready"' in l, 60)
         ready = json.loads(line)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from emulator.buildinfo import BuildMissing, load_build
-from emulator.gateway import Gateway
-from emulator.http_api import HttpSettings
-from emulator.runtime import FunctionSpec, RuntimeConfig
-from emulator.wiring import ApiWiring, Route, Wiring
-from emulator.ws_api import WsSettings
+from emulator.lambda_runtime.buildinfo import BuildMissing, load_build
+from emulator.apigateway.gateway import Gateway
+from emulator.apigateway.http_api import HttpSettings
+from emulator.lambda_runtime.runtime import FunctionSpec, RuntimeConfig
+from emulator.apigateway.wiring import ApiWiring, Route, Wiring
+from emulator.apigateway.ws_api import WsSettings
 
 TOYS = Path(__file__).resolve().parent / "toys"
 

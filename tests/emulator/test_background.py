@@ -12,12 +12,12 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from emulator.background import StreamPoller, TtlReaper, failed_index, matches, schedule_interval
-from emulator.moto_local import MotoService, disable_moto_lambda_invoke
+from emulator.mock_aws.background import StreamPoller, TtlReaper, failed_index, matches, schedule_interval
+from emulator.mock_aws.moto_local import MotoService, disable_moto_lambda_invoke
 from emulator.profiles import load_profile
-from emulator.runtime import FunctionSpec, LambdaService
+from emulator.lambda_runtime.runtime import FunctionSpec, LambdaService
 from emulator.stats import Faults, Stats
-from emulator.wiring import StreamMapping
+from emulator.apigateway.wiring import StreamMapping
 from tests.emulator.conftest import TOYS, runtime_config
 
 COMPLETED_FILTER = {"eventName": ["MODIFY"],
@@ -88,7 +88,7 @@ def test_moto_invoke_hook_still_exists_in_this_moto():
     from moto.awslambda.models import LambdaBackend, LambdaFunction
     from moto.dynamodb.models.table import StreamShard
 
-    from emulator import moto_local
+    from emulator.mock_aws import moto_local
 
     disable_moto_lambda_invoke()
     original = moto_local._ORIGINAL_INVOKE
@@ -198,7 +198,7 @@ def test_throttle_fault_and_dynamodb_counting(moto):
 def test_cached_dispatch_routes_like_moto_and_remembers(moto):
     """The remembered app is moto's own choice per (service, region, target prefix); other calls use moto's routing."""
     service, endpoint = moto
-    from emulator.moto_local import CachedDispatch
+    from emulator.mock_aws.moto_local import CachedDispatch
 
     dispatch = service.server.app.app
     assert isinstance(dispatch, CachedDispatch)
@@ -257,7 +257,7 @@ def test_gate_runs_one_dynamodb_call_at_a_time():
     """Deterministic half of the above: DynamoDB and Streams calls (counted or internal) never overlap."""
     import threading
 
-    from emulator.moto_local import GatedApp
+    from emulator.mock_aws.moto_local import GatedApp
 
     state = {"now": 0, "max": 0}
     lock = threading.Lock()
@@ -291,7 +291,7 @@ def test_jsonpath_cache_hook_point_still_exists_in_this_moto():
     import jsonpath_ng.ext
     from moto.events.utils import EventTemplateParser
 
-    from emulator.moto_local import cache_moto_jsonpath
+    from emulator.mock_aws.moto_local import cache_moto_jsonpath
 
     assert "from jsonpath_ng.ext import parse" in inspect.getsource(EventTemplateParser.parse)
     cache_moto_jsonpath()
@@ -306,7 +306,7 @@ def test_jsonpath_cache_hook_point_still_exists_in_this_moto():
 def test_fair_lock_serves_waiters_in_arrival_order():
     import threading
 
-    from emulator.moto_local import FairLock
+    from emulator.mock_aws.moto_local import FairLock
 
     lock, order, ready = FairLock(), [], []
     lock.__enter__()

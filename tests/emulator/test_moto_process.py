@@ -12,7 +12,7 @@ import botocore
 import pytest
 
 from emulator.admin import AdminApi
-from emulator.moto_process import MotoProcess, fetch_code
+from emulator.mock_aws.moto_process import MotoProcess, fetch_code
 from emulator.stats import Faults, Stats
 from tests.emulator.test_background import client, make_table
 
@@ -85,7 +85,7 @@ def test_dies_when_its_stdin_closes():
 
 
 def test_dies_with_its_parent():
-    code = ("import sys; from emulator.moto_process import MotoProcess; p = MotoProcess('local'); "
+    code = ("import sys; from emulator.mock_aws.moto_process import MotoProcess; p = MotoProcess('local'); "
             "p.start(); print(p.popen.pid, flush=True); import os; os._exit(0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     pid = int(out.stdout.split()[-1])

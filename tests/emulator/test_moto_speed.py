@@ -1,4 +1,4 @@
-"""emulator/moto_speed.py: moto made cheaper per call, with nothing its clients parse changed.
+"""emulator/mock_aws/moto_speed.py: moto made cheaper per call, with nothing its clients parse changed.
 
 Every DynamoDB / Streams answer produced while these tests run is rendered twice, by the fast
 JSON writer and by moto's own shape serializer, and botocore's parser must read both the same.
@@ -18,8 +18,8 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from emulator import moto_speed
-from emulator.moto_local import MotoService
+from emulator.mock_aws import moto_speed
+from emulator.mock_aws.moto_local import MotoService
 from emulator.profiles import load_profile
 from emulator.stats import Faults, Stats
 

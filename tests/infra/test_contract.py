@@ -27,7 +27,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from scripts import tf_local
+from emulator.mock_aws import terraform as tf_local
 
 from .conftest import ROOT
 

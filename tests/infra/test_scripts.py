@@ -1,4 +1,4 @@
-"""scripts/deploy.py and scripts/tf_local.py: argument parsing and command construction."""
+"""scripts/deploy and emulator/mock_aws/terraform.py: argument parsing and command construction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import deploy, tf_local
+from emulator.mock_aws import terraform as tf_local
+from scripts.deploy import __main__ as deploy
 
 pytestmark = pytest.mark.infra
 

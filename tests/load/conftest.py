@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.bench_proc import Proc
-from scripts.bench_stack import Agent, Stack
+from scripts.harness.proc import Proc
+from scripts.harness.stack import LocalStack, TtfAgent
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "bench" / "cache" / "logs" / ("load-" + time.strftime("%Y%m%dT%H%M%S"))
@@ -37,7 +37,7 @@ def stack():
         pytest.skip("emulator/stack.py (the local stack entry point) is not in this tree yet")
     if not (ROOT / "build" / "local").exists():
         pytest.skip("build/local is missing: run `make build-local` (make test-load does)")
-    with Stack(LOG_DIR, "local") as s:
+    with LocalStack(LOG_DIR, "local") as s:
         yield s
 
 
@@ -50,7 +50,8 @@ class Origin:
         self.proc: Proc | None = None
 
     def start(self) -> "Origin":
-        self.proc = Proc([sys.executable, "-m", "scripts.bench_origin", "--port", str(self.port)], self.name, LOG_DIR,
+        self.proc = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", str(self.port)], self.name,
+                         LOG_DIR / f"{self.name}.stderr.log",
                          cwd=ROOT).start()
         self.port = self.proc.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
         return self
@@ -87,10 +88,11 @@ def make_origin():
 
 @pytest.fixture
 def make_agent(stack):
-    made: list[Agent] = []
+    made: list[TtfAgent] = []
 
-    def make(port: int, name: str, extra_args: list[str] | None = None, state_dir: Path | None = None) -> Agent:
-        a = Agent(stack, port, LOG_DIR, name=name, extra_args=extra_args, state_dir=state_dir).start()
+    def make(port: int, name: str, extra_args: list[str] | None = None, state_dir: Path | None = None) -> TtfAgent:
+        a = TtfAgent(stack.state["ws_url"], port, LOG_DIR, name=name, extra_args=extra_args or (),
+                     state_dir=state_dir).start()
         made.append(a)
         return a
 

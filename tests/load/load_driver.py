@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from scripts.bench_load import Target
+from scripts.bench.load import Target
 
 # HTTP integration timeout (30 s) + a margin for the emulator and this client on 2 shared cores.
 REQUEST_DEADLINE_S = 35.0

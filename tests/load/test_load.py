@@ -19,8 +19,8 @@ import urllib.request
 import pytest
 
 from load_driver import REQUEST_DEADLINE_S, Outcome, Tally, callers
-from scripts.bench_load import Target
-from scripts.bench_proc import RssSampler
+from scripts.bench.load import Target
+from scripts.harness.proc import RssSampler
 
 pytestmark = pytest.mark.load
 
@@ -72,7 +72,7 @@ def capacity_timeout(o: Outcome) -> bool:
 
 def test_sustained_load_many_tunnels(stack, origin, make_agent, report):
     agents = [make_agent(origin.port, f"ttf-{i}") for i in range(TUNNELS)]
-    targets = [Target(a.established["tunnel_id"], a.target.base_url) for a in agents]
+    targets = [Target(a.established["tunnel_id"], a.path_url) for a in agents]
     assert len({t.base_url for t in targets}) == TUNNELS
     tally = Tally()
     samplers = [RssSampler(a.pid, 0.25) for a in agents]
@@ -117,7 +117,7 @@ def drop_connection(stack, connection_id: str) -> int:
 def test_agent_connection_dropped_reconnects_to_the_same_url(stack, make_origin, make_agent, report):
     o = make_origin("origin-drop")
     agent = make_agent(o.port, "ttf-drop")
-    target = Target("drop", agent.target.base_url)
+    target = Target("drop", agent.path_url)
     tally = Tally()
     marks: dict[str, float] = {}
 
@@ -141,7 +141,7 @@ def test_agent_killed_and_restarted_keeps_its_url(stack, make_origin, make_agent
     o = make_origin("origin-agentkill")
     state_dir = tmp_path / "ttf-state"  # the restarted process finds its reclaim token here
     first = make_agent(o.port, "ttf-kill-1", state_dir=state_dir)
-    target = Target("kill", first.target.base_url)
+    target = Target("kill", first.path_url)
     tally = Tally()
     marks: dict[str, float] = {}
     restarted: dict = {}
@@ -168,7 +168,7 @@ def test_agent_killed_and_restarted_keeps_its_url(stack, make_origin, make_agent
 def test_local_service_restarted(stack, make_origin, make_agent, report):
     o = make_origin("origin-restart")
     agent = make_agent(o.port, "ttf-svc")
-    target = Target("svc", agent.target.base_url)
+    target = Target("svc", agent.path_url)
     tally = Tally()
     marks: dict[str, float] = {}
 
@@ -192,7 +192,7 @@ def test_local_service_restarted(stack, make_origin, make_agent, report):
 def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
     o = make_origin(f"origin-{fault}")
     agent = make_agent(o.port, f"ttf-{fault}")
-    target = Target(fault, agent.target.base_url)
+    target = Target(fault, agent.path_url)
     tally = Tally()
     marks: dict[str, float] = {}
 

@@ -1,0 +1,89 @@
+"""The API Gateway emulator as one object: HTTP API + WebSocket API ports and the Lambda runtime.
+
+Ports are bound first (Terraform needs the public URL and the management endpoint in the
+functions' environment), the wiring is attached once known (after ``terraform apply``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from emulator.apigateway.http_api import HttpApi, HttpSettings, serve
+from emulator.lambda_runtime.runtime import LambdaService, RuntimeConfig
+from emulator.stats import Faults, Stats
+from emulator.apigateway.wiring import Wiring
+from emulator.apigateway.ws_api import WebSocketApi, WsSettings
+
+
+@dataclass(frozen=True)
+class GatewayPorts:
+    host: str
+    http_port: int
+    ws_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}"
+
+    @property
+    def management_url(self) -> str:
+        """Management endpoint (any stage prefix, or none, is accepted)."""
+        return f"http://{self.host}:{self.ws_port}"
+
+
+class Gateway:
+    def __init__(self, runtime: RuntimeConfig, *, host: str = "127.0.0.1",
+                 http_settings: HttpSettings = HttpSettings(), ws_settings: WsSettings = WsSettings(),
+                 stats: Stats | None = None, faults: Faults | None = None,
+                 invoke_delay_s: float = 0.0) -> None:
+        self.host = host
+        self.stats = stats or Stats()
+        self.faults = faults or Faults()
+        self.lambdas = LambdaService(runtime, invoke_delay_s=invoke_delay_s)
+        self.http = HttpApi(None, self.lambdas, self.stats, http_settings)
+        self.ws = WebSocketApi(None, self.lambdas, self.stats, self.faults, ws_settings)
+        self.runners: list[web.AppRunner] = []
+        self.ports: GatewayPorts | None = None
+        self.wiring: Wiring | None = None
+
+    async def bind(self, http_port: int = 0, ws_port: int = 0) -> GatewayPorts:
+        http_runner, bound_http = await serve(self.http.app(), self.host, http_port)
+        self.runners.append(http_runner)
+        ws_runner, bound_ws = await serve(self.ws.app(), self.host, ws_port)
+        self.runners.append(ws_runner)
+        self.ports = GatewayPorts(self.host, bound_http, bound_ws)
+        self.lambdas.config = dataclasses.replace(self.lambdas.config,
+                                                  management_endpoint=self.ports.management_url)
+        return self.ports
+
+    def attach(self, wiring: Wiring) -> None:
+        """Serve what Terraform created: functions, routes."""
+        self.wiring = wiring
+        for spec in wiring.functions:
+            self.lambdas.add(spec)
+        self.http.api = wiring.http
+        self.ws.api = wiring.ws
+        self.ws.settings = dataclasses.replace(self.ws.settings, account_id=wiring.account_id)
+        self.http.settings = dataclasses.replace(self.http.settings, account_id=wiring.account_id)
+
+    @property
+    def ws_url(self) -> str:
+        assert self.ports is not None
+        stage = self.wiring.ws.stage if self.wiring and self.wiring.ws else ""
+        if not stage or stage == "$default":
+            return self.ports.ws_base
+        return f"{self.ports.ws_base}/{stage}"
+
+    async def stop(self) -> None:
+        await self.ws.close_all()
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+        self.runners.clear()
+        await self.lambdas.stop_all()

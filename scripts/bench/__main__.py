@@ -1,0 +1,378 @@
+"""`make bench`: the tunnel vs calling the local service directly vs localtunnel, on this machine.
+
+    python -m scripts.bench [--profile local|aws] [--out bench/results.json] [--quick]
+                            [--skip-localtunnel] [--skip-stack]
+
+One run: starts the origin service (scripts/bench/origin.py), measures it directly, through
+localtunnel (npm, loopback only) and through the local stack (moto + terraform + emulator +
+`ttf`) under the chosen latency profile; prints tables and writes bench/results.json. A run for
+one profile keeps the other profile's stack section of an existing results.json, so
+`make bench && make bench PROFILE=aws` leaves both in the file.
+
+What is measured (every number below comes from this run):
+* 1 KB GET: latency p50/p90/p99 and added latency over direct, one at a time and at
+  concurrency 8 / 32 / 128; throughput at those; bodies checked byte for byte;
+* 1 MB and 5 MB upload and download (sha256 checked), binary and, for 5 MB, text;
+* per request, from the emulator's /stats deltas over sequential GETs: Lambda invocations and
+  billed ms by function, DynamoDB calls by operation, PostToConnection, WebSocket messages;
+* peak RSS of the `ttf` process (and of the localtunnel client) with 64 requests in flight;
+* the cost model (scripts/bench/cost.py) over those counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from scripts.bench import cost
+from scripts.bench import load as bench_load
+from scripts.bench import stats as bench_stats
+from scripts.bench.load import Target
+from scripts.harness.proc import Proc, ProcError
+from scripts.harness.rss import RssSampler, tree_rss
+
+ROOT = Path(__file__).resolve().parents[2]
+MB = 1024 * 1024
+CONCURRENCY = (1, 8, 32, 128)
+TARGETS = {
+    "p50_added_sequential_ms": 10.0,
+    "rps_c32": 150.0,
+    "aws_p50_added_ms": 60.0,
+    "usd_per_million": 4.50,
+    "mb_per_s_5mb": 20.0,
+}
+
+
+# ---------------------------------------------------------------------------------- plan ---
+def plan(quick: bool) -> dict[int, int]:
+    """Requests per concurrency level (sequential first). Sized so a full run stays ~5 minutes."""
+    if quick:
+        return {1: 60, 8: 160, 32: 320, 128: 512}
+    return {1: 200, 8: 400, 32: 960, 128: 1280}
+
+
+async def measure_latency(target: Target, counts: dict[int, int], deadline_s: float,
+                          level_seconds: float = 25.0) -> dict[str, Any]:
+    """Each level: its planned count, but no new request after level_seconds (slow subjects stay bounded)."""
+    out: dict[str, Any] = {}
+    for c, n in counts.items():
+        try:
+            res = await asyncio.wait_for(bench_load.run(target, c, n, warmup=min(c, 16), max_seconds=level_seconds),
+                                         timeout=deadline_s)
+            out[f"c{c}"] = {**res.summary(), "planned": n}
+        except asyncio.TimeoutError:
+            out[f"c{c}"] = {"n": 0, "errors": n, "first_errors": [f"timed out after {deadline_s:.0f}s"]}
+    return out
+
+
+TRANSFERS = (
+    ("upload", 1 * MB, "binary"), ("download", 1 * MB, "binary"),
+    ("upload", 5 * MB, "binary"), ("download", 5 * MB, "binary"),
+    ("upload", 5 * MB, "text"), ("download", 5 * MB, "text"),
+)
+
+
+async def measure_transfers(target: Target, repeats: int) -> dict[str, Any]:
+    out = {}
+    for direction, size, kind in TRANSFERS:
+        key = f"{direction}_{size // MB}mb_{kind}"
+        try:
+            out[key] = await asyncio.wait_for(bench_load.transfer(target, direction, size, kind, repeats), 120)
+        except asyncio.TimeoutError:
+            out[key] = {"direction": direction, "size": size, "kind": kind, "status": None, "byte_exact": False,
+                        "detail": "timed out after 120s"}
+    return out
+
+
+async def rss_in_flight(target: Target, pid: int, origin: Target, in_flight: int = 64, hold_ms: int = 1500) -> dict:
+    """Peak RSS of pid's process tree while `in_flight` slow requests are outstanding."""
+    async with bench_load.session(in_flight + 4) as s:
+        await (await s.get(origin.url("/inflight"))).read()  # reset the origin's max
+        idle = tree_rss(pid)
+        with RssSampler(pid) as sampler:
+
+            async def one() -> int:
+                try:
+                    async with s.get(target.url(f"/slow?ms={hold_ms}"), headers=target.headers) as r:
+                        await r.read()
+                        return r.status
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    return 0
+
+            statuses = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(in_flight))), 90)
+        async with s.get(origin.url("/inflight")) as r:
+            seen = await r.json()
+    return {"in_flight_requested": in_flight, "max_in_flight_at_origin": seen["max"],
+            "ok": sum(1 for st in statuses if st == 200), "idle_rss_mb": round(idle / MB, 1),
+            "peak_rss_mb": round(sampler.peak / MB, 1), "samples": sampler.samples}
+
+
+# ------------------------------------------------------------------------------ subjects ---
+def with_added(latency: dict, direct: dict) -> dict:
+    for key, row in latency.items():
+        if row.get("n") and direct.get(key, {}).get("n"):
+            row["added"] = bench_stats.added(row, direct[key])
+    return latency
+
+
+def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, log_dir: Path, stack_ctx) -> dict:
+    from scripts.harness.stack import LocalStack, TtfAgent
+
+    t0 = time.monotonic()
+    stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile))
+    started_s = round(time.monotonic() - t0, 1)
+    agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir))
+    target = Target("stack", agent.path_url)
+    print(f"  stack up in {started_s}s, tunnel {agent.established.get('tunnel_id')} -> {target.base_url}", flush=True)
+    out: dict[str, Any] = {"profile": args.profile, "startup_s": started_s}
+
+    # counted operations per request: sequential 1 KB GETs between two /stats snapshots
+    n = 50 if args.quick else 100
+    asyncio.run(bench_load.run(target, 1, 5))  # warm every function first
+    before = stack.stats()
+    res = asyncio.run(bench_load.run(target, 1, n))
+    after = stack.stats()
+    if res.errors:
+        print(f"  warning: {len(res.errors)} errors while counting: {sorted(set(res.errors))[:3]}", flush=True)
+    out["per_request"] = bench_stats.per_request(before, after, n)
+    out["per_request"]["requests_counted"] = n
+    out["latency"] = with_added(asyncio.run(measure_latency(target, plan(args.quick), 90)), direct_latency)
+    out["transfers"] = asyncio.run(measure_transfers(target, 1 if args.quick else 2))
+    out["ttf_rss"] = asyncio.run(rss_in_flight(target, agent.pid, origin))
+    memory = cost.terraform_memory_mb()
+    try:
+        model = cost.build(out["per_request"], cost.Assumptions(memory_mb=memory))
+        out["cost"] = cost.to_json(model)
+        out["cost_text"] = cost.render_text(model, f"Cost per million 1 KB requests ({args.profile} profile counts)")
+    except ValueError as exc:
+        out["cost"] = {"error": str(exc)}
+    return out
+
+
+# ---------------------------------------------------------------------------------- table ---
+def fmt_ms(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def fmt_transfer(rec: dict | None) -> str:
+    if not rec:
+        return "-"
+    if rec.get("byte_exact"):
+        via = " via S3" if rec.get("via") == "redirect" else ""
+        return f"{rec['seconds']:.3f}s {rec['mb_per_s']:.0f}MB/s{via}"
+    return f"FAIL {rec.get('status')}"
+
+
+def render(results: dict) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = StringIO()
+    console = Console(file=buf, width=160, force_terminal=False, color_system=None)
+    subjects: list[tuple[str, dict]] = [("direct", results.get("direct", {}))]
+    if "localtunnel" in results and "latency" in results["localtunnel"]:
+        subjects.append(("localtunnel", results["localtunnel"]))
+    for prof, run in results.get("stack", {}).items():
+        if "latency" in run:
+            subjects.append((f"http-tunnel ({prof})", run))
+
+    t = Table(title=f"1 KB GET latency (ms) and throughput - {results['machine']['cpu_count']} CPUs, {results['date']}")
+    for col in ("subject", "conc", "n", "p50", "p90", "p99", "+p50", "+p90", "+p99", "req/s", "errors"):
+        t.add_column(col, justify="left" if col == "subject" else "right")
+    for name, sub in subjects:
+        for key, row in sub.get("latency", {}).items():
+            add = row.get("added", {})
+            t.add_row(name, key[1:], str(row.get("n", 0)), fmt_ms(row.get("p50")), fmt_ms(row.get("p90")), fmt_ms(row.get("p99")),
+                      fmt_ms(add.get("p50")), fmt_ms(add.get("p90")), fmt_ms(add.get("p99")),
+                      f"{row.get('rps', 0):.0f}", str(row.get("errors", 0)))
+    console.print(t)
+
+    t = Table(title="Transfers (best of runs, sha256 checked)")
+    t.add_column("subject")
+    keys = [f"{d}_{s // MB}mb_{k}" for d, s, k in TRANSFERS]
+    for k in keys:
+        t.add_column(k.replace("_", " "), justify="right")
+    for name, sub in subjects:
+        tr = sub.get("transfers", {})
+        t.add_row(name, *(fmt_transfer(tr.get(k)) for k in keys))
+    console.print(t)
+
+    for prof, run in results.get("stack", {}).items():
+        pr = run.get("per_request")
+        if not pr:
+            continue
+        t = Table(title=f"Counted per request ({prof} profile, {pr.get('requests_counted')} sequential 1 KB GETs)")
+        t.add_column("what")
+        t.add_column("per request", justify="right")
+        for group in ("lambda_invocations", "lambda_billed_ms", "dynamodb_calls", "ws_messages"):
+            for k, v in sorted(pr.get(group, {}).items()):
+                t.add_row(f"{group}.{k}", f"{v:g}")
+        for k in ("post_to_connection", "http_requests"):
+            if k in pr:
+                t.add_row(k, f"{pr[k]:g}")
+        console.print(t)
+        if run.get("cost_text"):
+            console.print(run["cost_text"], highlight=False, markup=False)
+
+    t = Table(title="Memory with 64 requests in flight")
+    for col in ("process", "idle MB", "peak MB", "in flight at origin", "ok"):
+        t.add_column(col, justify="left" if col == "process" else "right")
+    lt = results.get("localtunnel", {}).get("client_rss")
+    if lt:
+        t.add_row("localtunnel client (node)", str(lt["idle_rss_mb"]), str(lt["peak_rss_mb"]),
+                  str(lt["max_in_flight_at_origin"]), str(lt["ok"]))
+    for prof, run in results.get("stack", {}).items():
+        r = run.get("ttf_rss")
+        if r:
+            t.add_row(f"ttf ({prof})", str(r["idle_rss_mb"]), str(r["peak_rss_mb"]),
+                      str(r["max_in_flight_at_origin"]), str(r["ok"]))
+    console.print(t)
+
+    t = Table(title="Targets")
+    for col in ("target", "measured", "verdict"):
+        t.add_column(col)
+    for row in results.get("targets", []):
+        t.add_row(row["target"], row["measured"], row["verdict"])
+    console.print(t)
+    for prof, run in results.get("stack", {}).items():
+        if run.get("error"):
+            console.print(f"stack ({prof}) not measured: {run['error']}", highlight=False, markup=False)
+    if results.get("localtunnel", {}).get("error"):
+        console.print(f"localtunnel not measured: {results['localtunnel']['error']}", highlight=False, markup=False)
+    return buf.getvalue()
+
+
+def check_targets(results: dict) -> list[dict]:
+    rows = []
+
+    def add(target: str, value: float | None, ok: bool | None, unit: str) -> None:
+        measured = "not measured" if value is None else f"{value:.2f} {unit}"
+        rows.append({"target": target, "measured": measured, "value": value,
+                     "verdict": "n/a" if ok is None else ("met" if ok else "MISSED")})
+
+    local = results.get("stack", {}).get("local", {})
+    aws = results.get("stack", {}).get("aws", {})
+    v = local.get("latency", {}).get("c1", {}).get("added", {}).get("p50")
+    add("local p50 added, sequential <= 10 ms", v, None if v is None else v <= TARGETS["p50_added_sequential_ms"], "ms")
+    v = local.get("latency", {}).get("c32", {}).get("rps")
+    add("local throughput at c=32 >= 150 req/s", v, None if v is None else v >= TARGETS["rps_c32"], "req/s")
+    v = aws.get("latency", {}).get("c1", {}).get("added", {}).get("p50")
+    add("aws profile p50 added <= 60 ms", v, None if v is None else v <= TARGETS["aws_p50_added_ms"], "ms")
+    for prof, run in (("aws", aws), ("local", local)):
+        v = run.get("cost", {}).get("total_usd_per_million")
+        if v is not None:
+            add(f"cost ({prof} counts) <= $4.50 per million", v, v <= TARGETS["usd_per_million"], "$/M")
+    for key in ("upload_5mb_binary", "download_5mb_binary", "upload_5mb_text", "download_5mb_text"):
+        rec = local.get("transfers", {}).get(key)
+        v = rec.get("mb_per_s") if rec else None
+        ok = None if rec is None else bool(rec.get("byte_exact")) and (v or 0) >= TARGETS["mb_per_s_5mb"]
+        label = f"local {key.replace('_', ' ')} byte-exact >= 20 MB/s"
+        if rec is not None and not rec.get("byte_exact"):
+            rows.append({"target": label, "measured": f"status {rec.get('status')}: {rec.get('detail', '')[:60]}",
+                         "value": None, "verdict": "MISSED"})
+        else:
+            add(label, v, ok, "MB/s")
+    return rows
+
+
+# ----------------------------------------------------------------------------------- main ---
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="benchmark: direct vs localtunnel vs the local stack")
+    p.add_argument("--profile", default="local", choices=("local", "aws"))
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    p.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not for the README)")
+    p.add_argument("--skip-localtunnel", action="store_true")
+    p.add_argument("--skip-stack", action="store_true")
+    args = p.parse_args(argv)
+
+    def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, stop every child
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    log_dir = ROOT / "bench" / "cache" / "logs" / time.strftime("%Y%m%dT%H%M%S")
+    previous: dict = {}
+    if args.out.exists():
+        try:
+            previous = json.loads(args.out.read_text())
+        except ValueError:
+            previous = {}
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "processor": platform.machine()},
+        "quick": args.quick,
+        "plan": {f"c{c}": n for c, n in plan(args.quick).items()},
+        "stack": {k: v for k, v in previous.get("stack", {}).items() if k != args.profile},
+    }
+    t_start = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            origin_proc = stack.enter_context(Proc([sys.executable, "-m", "scripts.bench.origin"], "origin",
+                                                   log_dir / "origin.stderr.log",
+                                                   cwd=ROOT))
+            port = origin_proc.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
+            origin = Target("direct", f"http://127.0.0.1:{port}")
+            print(f"origin on 127.0.0.1:{port}; measuring direct", flush=True)
+            direct_latency = asyncio.run(measure_latency(origin, plan(args.quick), 120))
+            results["direct"] = {"latency": direct_latency,
+                                 "transfers": asyncio.run(measure_transfers(origin, 1 if args.quick else 2))}
+
+            if not args.skip_localtunnel:
+                print("localtunnel (npm, loopback)", flush=True)
+                from scripts.bench.localtunnel import PACKAGES, Localtunnel
+
+                try:
+                    with Localtunnel(port, log_dir) as lt:
+                        latency = with_added(asyncio.run(measure_latency(lt.target, plan(args.quick), 90)),
+                                             direct_latency)
+                        results["localtunnel"] = {
+                            "packages": list(PACKAGES),
+                            "listeners": lt.listeners,
+                            "latency": latency,
+                            "transfers": asyncio.run(measure_transfers(lt.target, 1 if args.quick else 2)),
+                            "client_rss": asyncio.run(rss_in_flight(lt.target, lt.client.pid, origin)),
+                        }
+                except (ProcError, OSError, Exception) as exc:  # the reference failing must not lose the rest
+                    traceback.print_exc()
+                    results["localtunnel"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+
+            if not args.skip_stack:
+                print(f"local stack, profile {args.profile}", flush=True)
+                try:
+                    with ExitStack() as stack_ctx:
+                        results["stack"][args.profile] = measure_stack(args, port, origin, direct_latency, log_dir,
+                                                                       stack_ctx)
+                except (ProcError, OSError, Exception) as exc:
+                    traceback.print_exc()
+                    results["stack"][args.profile] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                results["stack"][args.profile]["date"] = results["date"]
+                results["stack"][args.profile]["direct_latency"] = direct_latency
+    except KeyboardInterrupt:
+        print("interrupted: children stopped, nothing written", file=sys.stderr)
+        return 130
+    results["duration_s"] = round(time.monotonic() - t_start, 1)
+    results["targets"] = check_targets(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    print(render(results))
+    print(f"wrote {args.out} in {results['duration_s']}s; logs in {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""Cost model: counted operations per request -> dollars per million requests on AWS.
+
+    python -m scripts.bench.cost                         # reads bench/results.json (aws profile run if present)
+    python -m scripts.bench.cost --results F --run local --memory-mb 256 --json
+
+Inputs are COUNTED, not estimated: `make bench` records, per 1 KB GET through the tunnel, the
+emulator's /stats deltas (Lambda invocations and billed milliseconds by function, DynamoDB calls
+by operation, PostToConnection calls, WebSocket messages each way, HTTP API requests). This file
+only multiplies them by published prices. The few things that are NOT counted are explicit,
+named assumptions (item sizes -> request units, memory size, how many agents stay connected),
+printed under the table.
+
+Prices: AWS us-east-1, list prices, first pricing tier, no free tier. Recorded on PRICES_DATE
+from the pages in PRICE_SOURCES (this machine has no internet: re-check them before quoting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRICES_DATE = "2025-06-01"
+PRICE_SOURCES = {
+    "http_api": "https://aws.amazon.com/api-gateway/pricing/",
+    "websocket": "https://aws.amazon.com/api-gateway/pricing/",
+    "lambda": "https://aws.amazon.com/lambda/pricing/",
+    "dynamodb": "https://aws.amazon.com/dynamodb/pricing/on-demand/",
+    "eventbridge": "https://aws.amazon.com/eventbridge/pricing/",
+    "data_transfer": "https://aws.amazon.com/ec2/pricing/on-demand/#Data_Transfer",
+}
+
+# us-east-1, USD.
+HTTP_API_PER_M = 1.00  # per million requests, first 300 M/month, metered in 512 KB increments
+HTTP_API_INCREMENT = 512 * 1024
+WS_MESSAGE_PER_M = 1.00  # per million messages (sent or received), first 1 B, 32 KB increments
+WS_MESSAGE_INCREMENT = 32 * 1024
+WS_CONNECTION_MINUTE_PER_M = 0.25  # per million connection-minutes
+LAMBDA_REQUEST_PER_M = 0.20  # per million invocations
+LAMBDA_GB_S = {"arm64": 0.0000133334, "x86_64": 0.0000166667}  # per GB-second, first tier
+DDB_WRU_PER_M = 0.625  # on-demand write request units (after the 2024-11-01 price cut)
+DDB_RRU_PER_M = 0.125  # on-demand read request units (after the 2024-11-01 price cut)
+EVENTBRIDGE_PER_M = 1.00  # custom events put on a bus, 64 KB chunks
+DATA_TRANSFER_OUT_PER_GB = 0.09  # internet egress, first 10 TB/month
+
+ORIGINAL_STATED = (5.50, 7.50)  # the original http-tunnel's stated $ per million requests
+TARGET_PER_M = 4.50
+
+MINUTES_PER_MONTH = 730 * 60  # AWS bills a month as 730 hours
+
+WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem"}
+TRANSACT_WRITE_OPS = {"TransactWriteItems"}
+BATCH_WRITE_OPS = {"BatchWriteItem"}
+READ_OPS = {"GetItem", "Query", "Scan"}
+BATCH_READ_OPS = {"BatchGetItem", "TransactGetItems"}
+FREE_OPS = {
+    # control plane and stream reads by a Lambda trigger are not billed per request
+    "DescribeTable", "ListTables", "DescribeTimeToLive", "DescribeContinuousBackups",
+    "ListTagsOfResource", "DescribeStream", "GetRecords", "GetShardIterator", "ListStreams",
+}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """What is not counted. Every figure here is printed with the table."""
+
+    memory_mb: Mapping[str, int] = field(default_factory=dict)  # function -> MB
+    default_memory_mb: int = 128
+    architecture: str = "arm64"
+    # WRU per write call: 1 WRU per 1 KB of item (the larger of old and new image). For a 1 KB GET:
+    # the pending row is written small (PutItem, < 1 KB), then updated with the ~1.4 KB base64
+    # response (UpdateItem, 2 KB), and a DeleteItem is billed on the size of the item it deletes (2 KB).
+    # (A TTL expiry deletes for free.) Other write operations: write_units_per_write.
+    write_units: Mapping[str, float] = field(default_factory=lambda: {"PutItem": 1.0, "UpdateItem": 2.0,
+                                                                       "DeleteItem": 2.0})
+    write_units_per_write: float = 2.0
+    read_units_per_get: float = 1.0  # RRU per GetItem (strongly consistent, item <= 4 KB)
+    read_units_per_query: float = 0.5  # RRU per Query (GSI reads are eventually consistent, <= 4 KB)
+    events_per_request: float | None = None  # EventBridge entries; None = take the count
+    agents_connected: int = 1  # agents connected all month ...
+    requests_per_month: float = 1_000_000  # ... sharing their connection-minutes over this many requests
+    request_bytes: int = 1024  # caller -> API
+    response_bytes: int = 1024  # API -> caller
+
+
+@dataclass(frozen=True)
+class Line:
+    service: str
+    item: str
+    quantity: float  # units per request
+    unit: str
+    unit_price: float  # USD per unit
+    note: str = ""
+
+    @property
+    def per_million(self) -> float:
+        return self.quantity * self.unit_price * 1_000_000
+
+
+@dataclass(frozen=True)
+class CostModel:
+    lines: list[Line]
+    excluded: list[Line]
+    assumptions: Assumptions
+
+    @property
+    def total_per_million(self) -> float:
+        return sum(line.per_million for line in self.lines)
+
+
+def increments(size: int, increment: int) -> int:
+    """How many metered units one message/request of `size` bytes is billed as (at least one)."""
+    return max(1, math.ceil(size / increment))
+
+
+def dynamodb_units(calls: Mapping[str, float], a: Assumptions) -> tuple[float, float, list[str]]:
+    """(write units, read units, unknown ops) per request from counted calls per request."""
+    wru = rru = 0.0
+    unknown: list[str] = []
+    for op, n in calls.items():
+        if op in WRITE_OPS or op in BATCH_WRITE_OPS:
+            wru += n * a.write_units.get(op, a.write_units_per_write)
+        elif op in TRANSACT_WRITE_OPS:
+            wru += n * 2 * a.write_units.get(op, a.write_units_per_write)  # transactional writes cost double
+        elif op == "GetItem":
+            rru += n * a.read_units_per_get
+        elif op in {"Query", "Scan"}:
+            rru += n * a.read_units_per_query
+        elif op in BATCH_READ_OPS:
+            rru += n * a.read_units_per_get * (2 if op == "TransactGetItems" else 1)
+        elif op in FREE_OPS:
+            continue
+        else:
+            unknown.append(op)
+    return wru, rru, unknown
+
+
+def build(per_request: Mapping[str, Any], a: Assumptions) -> CostModel:
+    """Cost lines from per-request counts (the shape `bench.py` writes under `per_request`)."""
+    lines: list[Line] = []
+    http_requests = float(per_request.get("http_requests", 1.0))
+    lines.append(Line(
+        "API Gateway HTTP API", "requests", http_requests * increments(a.request_bytes, HTTP_API_INCREMENT),
+        "request", HTTP_API_PER_M / 1e6, "512 KB increments"))
+
+    ws = per_request.get("ws_messages", {})
+    to_agent = float(ws.get("api_to_agent", per_request.get("post_to_connection", 0.0)))
+    from_agent = float(ws.get("agent_to_api", 0.0))
+    lines.append(Line(
+        "API Gateway WebSocket", "messages API -> agent", to_agent * increments(a.request_bytes + 512, WS_MESSAGE_INCREMENT),
+        "message", WS_MESSAGE_PER_M / 1e6, "32 KB increments; PostToConnection"))
+    lines.append(Line(
+        "API Gateway WebSocket", "messages agent -> API", from_agent * increments(a.response_bytes + 512, WS_MESSAGE_INCREMENT),
+        "message", WS_MESSAGE_PER_M / 1e6, "32 KB increments"))
+    conn_minutes = a.agents_connected * MINUTES_PER_MONTH / a.requests_per_month
+    lines.append(Line(
+        "API Gateway WebSocket", "connection-minutes", conn_minutes, "minute", WS_CONNECTION_MINUTE_PER_M / 1e6,
+        f"{a.agents_connected} agent(s) x 730 h over {a.requests_per_month:,.0f} requests/month"))
+
+    invocations: Mapping[str, float] = per_request.get("lambda_invocations", {})
+    billed_ms: Mapping[str, float] = per_request.get("lambda_billed_ms", {})
+    total_invocations = sum(float(v) for v in invocations.values())
+    lines.append(Line(
+        "Lambda", "invocations", total_invocations, "invocation", LAMBDA_REQUEST_PER_M / 1e6,
+        ", ".join(f"{fn} {float(n):.2f}" for fn, n in sorted(invocations.items()) if n)))
+    gb_price = LAMBDA_GB_S[a.architecture]
+    for fn, ms in sorted(billed_ms.items()):
+        if not ms:
+            continue
+        mem = a.memory_mb.get(fn, a.default_memory_mb)
+        gb_s = float(ms) / 1000.0 * mem / 1024.0
+        lines.append(Line(
+            "Lambda", f"duration {fn}", gb_s, "GB-s", gb_price,
+            f"{float(ms):.1f} billed ms x {mem} MB, {a.architecture}"))
+
+    wru, rru, unknown = dynamodb_units(per_request.get("dynamodb_calls", {}), a)
+    calls = per_request.get("dynamodb_calls", {})
+    writes = ", ".join(f"{op} {float(n):.2f}" for op, n in sorted(calls.items()) if op not in READ_OPS | BATCH_READ_OPS | FREE_OPS and n)
+    reads = ", ".join(f"{op} {float(n):.2f}" for op, n in sorted(calls.items()) if op in READ_OPS | BATCH_READ_OPS and n)
+    lines.append(Line("DynamoDB on-demand", "write request units", wru, "WRU", DDB_WRU_PER_M / 1e6, writes))
+    lines.append(Line("DynamoDB on-demand", "read request units", rru, "RRU", DDB_RRU_PER_M / 1e6, reads))
+    if unknown:
+        raise ValueError(f"no pricing rule for DynamoDB operation(s): {', '.join(sorted(unknown))}")
+
+    if a.events_per_request is not None:
+        events, note = a.events_per_request, "assumed"
+    elif "eventbridge_events" in per_request:
+        events, note = float(per_request["eventbridge_events"]), "counted PutEvents entries"
+    else:
+        # one event per completed pending row; a row is completed by the response Lambda, and
+        # stream_notifier batches several rows per invocation, so count the completions
+        events = float(per_request.get("lambda_invocations", {}).get("response", 0.0))
+        note = "1 per completed row (= response invocations; stream_notifier batches them)"
+    lines.append(Line("EventBridge", "custom events", events, "event", EVENTBRIDGE_PER_M / 1e6, note))
+
+    excluded = [Line(
+        "Data transfer out", "response bytes to the internet", a.response_bytes / 1024**3, "GB",
+        DATA_TRANSFER_OUT_PER_GB, "not in the original's figure; first 100 GB/month are free")]
+    return CostModel(lines=lines, excluded=excluded, assumptions=a)
+
+
+def render_text(model: CostModel, title: str = "") -> str:
+    a = model.assumptions
+    rows = [("service", "item", "per request", "unit price $", "$ per 1M req", "note")]
+    for line in model.lines:
+        rows.append((line.service, line.item, f"{line.quantity:.4g} {line.unit}", f"{line.unit_price:.10g}",
+                     f"{line.per_million:.4f}", line.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    out = [title] if title else []
+    for i, r in enumerate(rows):
+        out.append("  ".join(c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(r[:5])) + "  " + r[5])
+        if i == 0:
+            out.append("-" * (sum(widths) + 8))
+    out.append("-" * (sum(widths) + 8))
+    total = model.total_per_million
+    verdict = "meets" if total <= TARGET_PER_M else "misses"
+    out.append(f"TOTAL ${total:.2f} per million requests  (target <= ${TARGET_PER_M:.2f}: {verdict}; "
+               f"original stated ${ORIGINAL_STATED[0]:.2f}-{ORIGINAL_STATED[1]:.2f})")
+    for line in model.excluded:
+        out.append(f"not in total: {line.service} {line.item}: ${line.per_million:.2f} per million ({line.note})")
+    out.append(f"assumptions: {a.architecture}, memory {dict(a.memory_mb) or a.default_memory_mb} MB, "
+               f"WRU per write {dict(a.write_units)} (else {a.write_units_per_write}), {a.read_units_per_get} RRU/GetItem, "
+               f"{a.read_units_per_query} RRU/Query, {a.agents_connected} agent(s) over "
+               f"{a.requests_per_month:,.0f} requests/month")
+    out.append(f"prices: us-east-1 list prices recorded {PRICES_DATE}: "
+               + ", ".join(sorted(set(PRICE_SOURCES.values()))))
+    return "\n".join(out)
+
+
+def to_json(model: CostModel) -> dict[str, Any]:
+    return {
+        "prices_date": PRICES_DATE,
+        "price_sources": PRICE_SOURCES,
+        "lines": [{"service": l.service, "item": l.item, "per_request": l.quantity, "unit": l.unit,
+                   "unit_price_usd": l.unit_price, "usd_per_million": round(l.per_million, 6), "note": l.note}
+                  for l in model.lines],
+        "excluded": [{"service": l.service, "item": l.item, "usd_per_million": round(l.per_million, 6),
+                      "note": l.note} for l in model.excluded],
+        "total_usd_per_million": round(model.total_per_million, 6),
+        "target_usd_per_million": TARGET_PER_M,
+        "original_stated_usd_per_million": list(ORIGINAL_STATED),
+        "assumptions": {
+            "architecture": model.assumptions.architecture,
+            "memory_mb": dict(model.assumptions.memory_mb),
+            "default_memory_mb": model.assumptions.default_memory_mb,
+            "write_units": dict(model.assumptions.write_units),
+            "write_units_per_write": model.assumptions.write_units_per_write,
+            "read_units_per_get": model.assumptions.read_units_per_get,
+            "read_units_per_query": model.assumptions.read_units_per_query,
+            "agents_connected": model.assumptions.agents_connected,
+            "requests_per_month": model.assumptions.requests_per_month,
+        },
+    }
+
+
+def pick_per_request(results: Mapping[str, Any], run: str | None) -> tuple[str, Mapping[str, Any]]:
+    """The per-request counts of one stack run in a bench results.json (aws profile preferred)."""
+    stacks = results.get("stack", {})
+    if not stacks:
+        raise ValueError("results have no 'stack' section (was the local stack measured?)")
+    name = run or ("aws" if "aws" in stacks else next(iter(stacks)))
+    if name not in stacks:
+        raise ValueError(f"no stack run {name!r} in results (have: {', '.join(stacks)})")
+    per_request = stacks[name].get("per_request")
+    if not per_request:
+        raise ValueError(f"stack run {name!r} has no per_request counts")
+    return name, per_request
+
+
+def terraform_memory_mb(root: Path = ROOT) -> dict[str, int]:
+    """memory_size per function as the Terraform root module states it (`name = { memory_size = N ...`)."""
+    import re
+
+    found: dict[str, int] = {}
+    for tf in sorted((root / "terraform").glob("*.tf")):
+        for m in re.finditer(r'(\w+)\s*=\s*\{[^{}]*?memory_size\s*=\s*(\d+)', tf.read_text(errors="replace")):
+            found.setdefault(m.group(1), int(m.group(2)))
+    return found
+
+
+def _parse_memory(values: list[str]) -> tuple[int, dict[str, int]]:
+    default, per_fn = 128, {}
+    for v in values:
+        if "=" in v:
+            fn, mb = v.split("=", 1)
+            per_fn[fn] = int(mb)
+        else:
+            default = int(v)
+    return default, per_fn
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
+    p.add_argument("--run", help="which stack run of results.json (local / aws); default aws if present")
+    p.add_argument("--memory-mb", action="append", default=[], metavar="[FN=]MB",
+                   help="Lambda memory (repeatable; FN=MB for one function). Default 128")
+    p.add_argument("--architecture", choices=sorted(LAMBDA_GB_S), default="arm64")
+    p.add_argument("--write-units-per-write", type=float, default=None,
+                   help="WRU for EVERY write call (default: 1 PutItem, 2 UpdateItem, 2 DeleteItem)")
+    p.add_argument("--agents", type=int, default=1)
+    p.add_argument("--requests-per-month", type=float, default=1_000_000)
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = p.parse_args(argv)
+    try:
+        results = json.loads(args.results.read_text())
+        name, per_request = pick_per_request(results, args.run)
+    except (OSError, ValueError) as exc:
+        print(f"cost: {exc}", file=sys.stderr)
+        return 2
+    default_mb, per_fn = _parse_memory(args.memory_mb)
+    if not args.memory_mb:
+        per_fn = terraform_memory_mb()
+    units = {} if args.write_units_per_write is None else {"write_units": {},
+                                                            "write_units_per_write": args.write_units_per_write}
+    a = Assumptions(memory_mb=per_fn, default_memory_mb=default_mb, architecture=args.architecture,
+                    agents_connected=args.agents, requests_per_month=args.requests_per_month, **units)
+    try:
+        model = build(per_request, a)
+    except ValueError as exc:
+        print(f"cost: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(to_json(model), indent=2))
+    else:
+        print(render_text(model, f"Cost per million 1 KB requests, from counted operations of the {name!r} run"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Build the Lambda artifacts: the layer zip and one zip per function.
+
+    python -m scripts.build                       # deploy build: arm64, python3.12 -> build/
+    python -m scripts.build --local               # local stack: host arch, local runtime -> build/local/
+
+The layer holds the `httptunnel` package plus pyjwt and cryptography vendored for the
+*Lambda* platform (manylinux wheels of the target architecture and Python version), never
+the build machine's own. Zips are deterministic (fixed timestamps, sorted entries), so
+`filebase64sha256()` in Terraform only changes when the content does.
+
+--local also prepares what the Lambda runtime itself provides (boto3) for the emulator,
+in .local/runtime/python<ver>/, and records the interpreter in build/local/runtime.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ("connect", "disconnect", "response", "forward", "cleanup", "stream_notifier")
+LAYER_REQUIREMENTS = ("pyjwt==2.15.1", "cryptography==50.0.2")
+RUNTIME_REQUIREMENTS = ("boto3==1.44.8",)  # what the AWS Lambda python runtime ships
+FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+SKIP = ("__pycache__", ".pyc", ".pytest_cache")
+
+
+def write_zip(src_dir: Path, zip_path: Path) -> None:
+    """Deterministic zip of everything under src_dir."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = zip_path.with_suffix(".tmp")
+    files = sorted(p for p in src_dir.rglob("*") if p.is_file() and not any(s in str(p) for s in SKIP))
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(src_dir).as_posix(), FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
+    tmp.replace(zip_path)
+
+
+def platforms(arch: str) -> list[str]:
+    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[arch]
+    return [f"manylinux2014_{machine}", f"manylinux_2_28_{machine}", f"manylinux_2_34_{machine}"]
+
+
+def pip_target(target: Path, requirements: tuple[str, ...], arch: str, python_version: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(target),
+           "--only-binary=:all:", "--implementation", "cp", "--python-version", python_version]
+    for plat in platforms(arch):
+        cmd += ["--platform", plat]
+    subprocess.run(cmd + list(requirements), check=True)
+
+
+def build_layer(out: Path, arch: str, python_version: str) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp) / "python"
+        pip_target(site, LAYER_REQUIREMENTS, arch, python_version)
+        shutil.copytree(ROOT / "shared" / "httptunnel", site / "httptunnel",
+                        ignore=shutil.ignore_patterns(*SKIP))
+        zip_path = out / "layer.zip"
+        write_zip(Path(tmp), zip_path)
+    return zip_path
+
+
+def build_functions(out: Path) -> list[Path]:
+    paths = []
+    for name in FUNCTIONS:
+        zip_path = out / "functions" / f"{name}.zip"
+        write_zip(ROOT / "lambdas" / name, zip_path)
+        paths.append(zip_path)
+    return paths
+
+
+def host_arch() -> str:
+    return {"aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "x86_64")
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of the Lambda runtime's version, if this machine has one."""
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    hits = sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")))
+    if hits:  # a real interpreter, not a pyenv shim that depends on the shell's pyenv state
+        return hits[-1]
+    found = shutil.which(f"python{version}")
+    return os.path.realpath(found) if found and "shims" not in found else None
+
+
+def build_local_runtime(python_version: str) -> dict:
+    """boto3 for the emulated Lambda runtime, and which interpreter runs the handlers."""
+    interpreter = find_python(python_version)
+    if interpreter is None:  # fall back to this interpreter's version
+        python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        interpreter = sys.executable
+    runtime_dir = ROOT / ".local" / "runtime" / f"python{python_version}"
+    marker = runtime_dir / ".requirements"
+    wanted = "\n".join(RUNTIME_REQUIREMENTS)
+    if not marker.exists() or marker.read_text() != wanted:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        pip_target(runtime_dir, RUNTIME_REQUIREMENTS, host_arch(), python_version)
+        marker.write_text(wanted)
+    return {"python": interpreter, "python_version": python_version, "runtime_path": str(runtime_dir)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--local", action="store_true", help="build for the local stack (host arch)")
+    parser.add_argument("--arch", choices=("arm64", "x86_64"), default=None)
+    parser.add_argument("--python-version", default="3.12", help="Lambda runtime version (default 3.12)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    out = args.out or (ROOT / "build" / "local" if args.local else ROOT / "build")
+    arch = args.arch or (host_arch() if args.local else "arm64")
+    python_version = args.python_version
+    info: dict = {"arch": arch}
+    if args.local:
+        info.update(build_local_runtime(python_version))
+        python_version = info["python_version"]
+    info["layer_zip"] = str(build_layer(out, arch, python_version))
+    info["function_zips"] = {p.stem: str(p) for p in build_functions(out)}
+    info["runtime"] = f"python{python_version}"
+    (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"built {arch} python{python_version} layer + {len(FUNCTIONS)} functions -> {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Deploy http-tunnel with Terraform.
+
+    python -m scripts.deploy apply     # real AWS: AWS_PROFILE / AWS_REGION; prints the ttf line
+    python -m scripts.deploy destroy   # real AWS
+    python -m scripts.deploy localstack  # tflocal against a running LocalStack with API Gateway v2
+
+Extra Terraform variables: `--var name=value` (repeatable) or a terraform.tfvars file in
+terraform/. `make deploy` / `make destroy` / `make localstack-deploy` call this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from scripts import tfenv
+
+ROOT = Path(__file__).resolve().parents[2]
+TERRAFORM_DIR = ROOT / "terraform"
+LOCALSTACK_DATA_DIR = ROOT / ".local" / "tf-localstack"
+LOCALSTACK_STATE = ROOT / ".local" / "localstack" / "terraform.tfstate"
+
+
+class DeployError(RuntimeError):
+    """A precondition failed or a command exited non-zero."""
+
+
+def parse_vars(items: list[str]) -> list[str]:
+    """--var name=value items -> terraform -var arguments (validated)."""
+    args = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise DeployError(f"--var needs name=value, got {item!r}")
+        args.append(f"-var={name.strip()}={value}")
+    return args
+
+
+def aws_env(base: dict[str, str]) -> dict[str, str]:
+    """Environment for real AWS: the user's profile/region, never a leftover local endpoint."""
+    env = tfenv.terraform_env(base)
+    for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
+        del env[key]
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        env["TF_VAR_aws_region"] = region
+    return env
+
+
+def localstack_env(base: dict[str, str], endpoint: str) -> dict[str, str]:
+    """Environment for tflocal: LocalStack's endpoint and its test credentials."""
+    env = tfenv.terraform_env(base, data_dir=LOCALSTACK_DATA_DIR)
+    env["AWS_ENDPOINT_URL"] = endpoint
+    env.setdefault("AWS_ACCESS_KEY_ID", "test")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", "us-east-1"))
+    env["TF_VAR_aws_region"] = env["AWS_DEFAULT_REGION"]
+    # tflocal builds its provider override from AWS_ENDPOINT_URL (older releases: LOCALSTACK_HOSTNAME).
+    env.setdefault("LOCALSTACK_HOSTNAME", endpoint.split("://", 1)[-1].split(":", 1)[0])
+    return env
+
+
+def build_check(build_dir: Path, arch_hint: str = "make build") -> None:
+    missing = [p for p in [build_dir / "layer.zip"] if not p.is_file()]
+    if missing:
+        raise DeployError(f"{missing[0]} not found: run `{arch_hint}` first")
+
+
+def commands(action: str, var_args: list[str], auto_approve: bool, tool: str = "terraform",
+             state: Path | None = None) -> list[list[str]]:
+    """The terraform (or tflocal) command lines an action runs, in order."""
+    chdir = f"-chdir={TERRAFORM_DIR}"
+    approve = ["-auto-approve"] if auto_approve else []
+    state_args = [f"-state={state}"] if state else []
+    init = [tool, chdir, "init", "-input=false"]
+    if action == "apply" or action == "localstack":
+        return [init,
+                [tool, chdir, "apply", "-input=false", *approve, *state_args, *var_args],
+                [tool, chdir, "output", "-json", *state_args]]
+    if action == "destroy":
+        return [init, [tool, chdir, "destroy", "-input=false", *approve, *state_args, *var_args]]
+    raise DeployError(f"unknown action {action!r}")
+
+
+def ttf_line(outputs: dict) -> str:
+    ws_url = outputs.get("ws_url", {}).get("value")
+    http_url = outputs.get("http_url", {}).get("value")
+    if not ws_url:
+        raise DeployError("terraform output has no ws_url")
+    return (f"Public URL base: {http_url}\n"
+            f"Run the agent next to your app:\n\n    ttf --endpoint {ws_url} --port 3000\n")
+
+
+def check_localstack(endpoint: str) -> None:
+    """Fail early, with a clear message, when LocalStack is not there or lacks API Gateway v2."""
+    import localstack_client.session  # the design card: scripts talking to LocalStack use it
+
+    session = localstack_client.session.Session(localstack_host=endpoint.split("://", 1)[-1])
+    try:
+        session.client("apigatewayv2").get_apis()
+    except Exception as exc:  # noqa: BLE001 - any failure means we cannot deploy there
+        raise DeployError(
+            f"LocalStack at {endpoint} does not answer API Gateway v2 ({exc.__class__.__name__}: {exc}). "
+            "API Gateway v2 (HTTP + WebSocket APIs) needs LocalStack Pro (or Ultimate/Enterprise), "
+            "started with LOCALSTACK_AUTH_TOKEN set; the free Community image lacks it."
+        ) from None
+
+
+def run(cmds: list[list[str]], env: dict[str, str]) -> str:
+    output = ""
+    for cmd in cmds:
+        capture = cmd[2] == "output"
+        proc = subprocess.run(cmd, env=env, text=True, capture_output=capture)
+        if proc.returncode != 0:
+            raise DeployError(f"{' '.join(cmd[:3])} failed (exit {proc.returncode})"
+                              + (f":\n{proc.stderr}" if capture else ""))
+        if capture:
+            output = proc.stdout
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Deploy http-tunnel with Terraform")
+    parser.add_argument("action", choices=("apply", "destroy", "localstack"))
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="terraform variable (repeatable)")
+    parser.add_argument("--yes", action="store_true", help="skip terraform's confirmation prompt")
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
+    parser.add_argument("--localstack-endpoint", default=os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"))
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = parser.parse_args(argv)
+
+    try:
+        var_args = parse_vars(args.var)
+        if args.action in ("apply", "localstack"):
+            build_check(args.build_dir)
+            var_args.insert(0, f"-var=build_dir={args.build_dir.resolve()}")
+        if args.action == "localstack":
+            tool = "tflocal"
+            cmds = commands("localstack", var_args, auto_approve=True, tool=tool, state=LOCALSTACK_STATE)
+        else:
+            tool = "terraform"
+            cmds = commands(args.action, var_args, auto_approve=args.yes)
+        if args.dry_run:
+            print("\n".join(" ".join(c) for c in cmds))
+            return 0
+        if shutil.which(tool) is None:
+            hint = " (pip install terraform-local)" if tool == "tflocal" else ""
+            raise DeployError(f"{tool} not found on PATH{hint}")
+        if args.action == "localstack":
+            LOCALSTACK_STATE.parent.mkdir(parents=True, exist_ok=True)
+            check_localstack(args.localstack_endpoint)
+            env = localstack_env(dict(os.environ), args.localstack_endpoint)
+        else:
+            if not (os.environ.get("AWS_PROFILE") or os.environ.get("AWS_ACCESS_KEY_ID")):
+                print("note: neither AWS_PROFILE nor AWS_ACCESS_KEY_ID is set; using the default credential chain",
+                      file=sys.stderr)
+            env = aws_env(dict(os.environ))
+        out = run(cmds, env)
+        if args.action != "destroy":
+            print(ttf_line(json.loads(out)))
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""The local stack and `ttf` agents as child processes: how the tests, the bench, the load suite,
+`make dev` and `emulator.perf` all start them (through the process harness).
+
+Contracts used:
+  python -m emulator.stack --http-port P --ws-port P --admin-port P --state-file F [--profile N] [...]
+      writes JSON F (http_url, ws_url, aws_endpoint_url, admin_url, management_url, tables, pid)
+      once everything is up; SIGTERM stops it and removes F.
+  admin: GET /stats, POST /stats/reset, POST /faults {...}
+  ttf -e <ws_url> -p <port> --host 127.0.0.1 --json -> {"event": "tunnel_established", ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any, Sequence
+
+from scripts.harness.proc import Proc, ProcError
+from scripts.harness.wait import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_START_TIMEOUT_S = float(os.environ.get("STACK_START_TIMEOUT_S", "240"))
+
+
+def ttf_argv() -> list[str]:
+    script = Path(sys.executable).parent / "ttf"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from ttf.main import entry; entry()"]
+
+
+def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class LocalStack:
+    """moto + terraform + API Gateway emulator (`python -m emulator.stack`), one process group."""
+
+    def __init__(self, log_dir: Path, profile: str = "local", state_file: Path | None = None,
+                 ports: tuple[int, int, int] = (0, 0, 0), extra_args: Sequence[str] = (),
+                 echo: bool = False) -> None:
+        self.log_dir = log_dir
+        self.profile = profile
+        self.state_file = state_file or Path(tempfile.mkdtemp(prefix="stack-")) / "stack.json"
+        self.log_path = log_dir / f"stack-{profile}.log"
+        http_port, ws_port, admin_port = ports
+        self.argv = [sys.executable, "-m", "emulator.stack", "--http-port", str(http_port),
+                     "--ws-port", str(ws_port), "--admin-port", str(admin_port),
+                     "--state-file", str(self.state_file), "--profile", profile, *extra_args]
+        self.proc = Proc(self.argv, f"stack-{profile}", self.log_path, cwd=ROOT, echo=echo)
+        self.state: dict[str, Any] = {}
+
+    def start(self, timeout: float = STACK_START_TIMEOUT_S) -> "LocalStack":
+        self.proc.start()
+        try:
+            self.state = wait_until(self._read_state, timeout, interval=0.2, what="local stack start")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_state(self) -> dict[str, Any] | None:
+        if not self.proc.alive():
+            raise ProcError(f"the local stack exited during start (code {self.proc.returncode}):\n"
+                            f"{self.proc.stderr_tail(3000)}")
+        data = read_state(self.state_file)
+        needed = ("http_url", "ws_url", "admin_url")
+        return data if data and all(data.get(k) for k in needed) else None
+
+    def stop(self, grace: float = 15) -> int | None:
+        return self.proc.stop(grace=grace)
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stats(self) -> Any:
+        return http_json(self.state["admin_url"].rstrip("/") + "/stats")
+
+    def reset_stats(self) -> None:
+        http_json(self.state["admin_url"].rstrip("/") + "/stats/reset", body={})
+
+    def faults(self, **rates: float) -> Any:
+        return http_json(self.state["admin_url"].rstrip("/") + "/faults", body=rates)
+
+
+class TtfAgent:
+    """One `ttf` agent forwarding to a local port, started and waited for like a user would."""
+
+    def __init__(self, ws_url: str, local_port: int, log_dir: Path, name: str = "ttf",  # noqa: PLR0913
+                 extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
+                 state_dir: Path | None = None, inspect: str | None = "off") -> None:
+        # reclaim state (what lets a restarted agent keep its URL) per agent, never ~/.local/state
+        self.state_dir = state_dir or (log_dir / f"{name}-state")
+        self.ws_url = ws_url
+        self.local_port = local_port
+        self.name = name
+        argv = [*ttf_argv(), "-e", ws_url, "-p", str(local_port), "--host", "127.0.0.1", "--json",
+                "--state-dir", str(self.state_dir), *(["--inspect", inspect] if inspect else []), *extra_args]
+        self.proc = Proc(argv, name, log_dir / f"{name}.log", env={**os.environ, **(env or {})}, cwd=ROOT)
+        self.established: dict[str, Any] = {}
+
+    def start(self, timeout: float = 60) -> "TtfAgent":
+        self.proc.start()
+        try:
+            self.established = self.proc.wait_json(lambda d: d.get("event") == "tunnel_established", timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop(grace=10)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def __enter__(self) -> "TtfAgent":
+        return self.start() if self.proc.popen is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def tunnel_id(self) -> str:
+        return str(self.established["tunnel_id"])
+
+    @property
+    def public_url(self) -> str:
+        return str(self.established["public_url"])
+
+    @property
+    def path_based_url(self) -> str:
+        return str(self.established.get("path_based_url") or self.public_url)
+
+    @property
+    def connection_id(self) -> str:
+        return str(self.established.get("connection_id", ""))
+
+    @property
+    def path_url(self) -> str:
+        """The path-mode base URL without a trailing slash: append "/<path>" to it."""
+        return self.path_based_url.rstrip("/")

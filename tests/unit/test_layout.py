@@ -1,0 +1,102 @@
+"""The import rules of ARCHITECTURE.md, checked over every Python file in the tree.
+
+- What ships (the layer, the handlers, the agent) never imports tooling (emulator, scripts, tests).
+- The agent imports from the layer only its stdlib-only modules, and nothing that needs boto3,
+  pyjwt or cryptography: its runtime dependencies are aiohttp and rich (pyproject.toml).
+- Only the emulator's Lambda worker edits sys.path (it reproduces what Lambda puts there).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = {"layer": ROOT / "shared" / "httptunnel", "handlers": ROOT / "lambdas", "agent": ROOT / "cli" / "ttf"}
+TOOLING = ("emulator", "scripts", "tests")
+AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits"}
+AGENT_RUNTIME = {"aiohttp", "rich", "httptunnel", "ttf"}
+AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used through its API
+SYS_PATH_EDITOR = ROOT / "emulator" / "lambda_runtime" / "worker.py"
+SKIP_DIRS = {".venv", ".git", "build", ".local", "node_modules", "bench", ".terraform"}
+
+
+def python_files(base: Path) -> list[Path]:
+    return sorted(p for p in base.rglob("*.py")
+                  if not SKIP_DIRS.intersection(p.relative_to(ROOT).parts) and not p.parts[-2].startswith(".venv"))
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every imported module name in the file, wherever the import statement is (lazy ones too)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(node.lineno, node.module)]
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def stdlib(name: str) -> bool:
+    return name.split(".")[0] in sys.stdlib_module_names or name == "__future__"
+
+
+@pytest.mark.parametrize("part", sorted(SHIPPED))
+def test_shipped_code_never_imports_tooling(part: str) -> None:
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in python_files(SHIPPED[part])
+           for line, name in imports(p) if name.split(".")[0] in TOOLING]
+    assert not bad, "shipped code imports tooling:\n" + "\n".join(bad)
+
+
+def test_the_agent_needs_only_aiohttp_rich_and_stdlib_only_layer_modules() -> None:
+    bad = []
+    for path in python_files(SHIPPED["agent"]):
+        for line, name in imports(path):
+            top = name.split(".")[0]
+            if stdlib(name):
+                continue
+            if top == "httptunnel":
+                module = name if name in AGENT_LAYER_MODULES else name.rsplit(".", 1)[0]
+                if module not in AGENT_LAYER_MODULES:
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports layer module {name}")
+            elif top not in AGENT_RUNTIME | AIOHTTP_OWN:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not bad, "the agent imports beyond its runtime dependencies:\n" + "\n".join(bad)
+
+
+def test_the_layer_modules_the_agent_uses_are_stdlib_only() -> None:
+    for module in sorted(AGENT_LAYER_MODULES - {"httptunnel"}):
+        path = SHIPPED["layer"] / (module.split(".")[1] + ".py")
+        bad = [f"{line}: {name}" for line, name in imports(path) if not stdlib(name)]
+        assert not bad, f"{module} must stay stdlib-only (the agent ships without boto3/pyjwt): {bad}"
+
+
+def test_runtime_dependencies_are_the_agents() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {dep.split("==")[0].split(">")[0].split("[")[0].strip().lower() for dep in project["dependencies"]}
+    assert names == AGENT_RUNTIME - {"httptunnel", "ttf"}
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert sorted(packages) == ["httptunnel", "ttf"], "the wheel ships no tooling"
+
+
+def test_only_the_lambda_worker_edits_sys_path() -> None:
+    bad = []
+    for path in python_files(ROOT):
+        if path == SYS_PATH_EDITOR:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            target = None
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                target = node.func.value  # sys.path.insert(...) / .append(...)
+            elif isinstance(node, (ast.Assign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                target = next((t.value if isinstance(t, ast.Subscript) else t for t in targets), None)
+            if (isinstance(target, ast.Attribute) and target.attr == "path"
+                    and isinstance(target.value, ast.Name) and target.value.id == "sys"):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, "sys.path edited outside the Lambda worker: " + ", ".join(bad)
