@@ -1,9 +1,9 @@
 """The agent: one ttf process, its tunnels, and what they share.
 
-    TtfAgent            the process: stop signal, HTTP clients, request inspector, tunnels
-      TunnelRunner      one tunnel (tunnel.py): forwarder, concurrency bound, saved URL
-        connect()       its connection lifecycle (lifecycle.py): yields TunnelSessions
-          TunnelSession one established socket (session.py)
+    TunnelAgent          the process: stop signal, HTTP clients, request inspector, tunnels
+      TunnelRunner       one tunnel (tunnel.py): forwarder, concurrency bound, saved URL
+        connect()        its connection lifecycle (lifecycle.py): yields TunnelSessions
+          TunnelSession  one established socket (session.py)
 
 run() serves until request_stop() (Ctrl-C: once to stop, twice to stop waiting for in-flight
 requests) and raises Fatal when retrying is pointless.
@@ -28,7 +28,7 @@ from ttf.lifecycle import Fatal
 from ttf.shutdown import StopSignal
 from ttf.tunnel import ProcessShared, TunnelRunner
 
-__all__ = ["Fatal", "TtfAgent"]
+__all__ = ["Fatal", "TunnelAgent"]
 
 log = logging.getLogger("ttf")
 
@@ -43,7 +43,7 @@ def guarded(sink: Sink) -> Sink:
     return emit
 
 
-class TtfAgent:
+class TunnelAgent:
     def __init__(self, config: Config, sink: Sink, backoff: Backoff | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.config = config

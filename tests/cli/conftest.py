@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from aiohttp import WSMsgType, web
 
-from ttf.agent import TtfAgent
+from ttf.agent import TunnelAgent
 from ttf.backoff import Backoff
 from ttf.config import Config
 
@@ -264,7 +264,7 @@ class Harness:
         kwargs = {}
         if sleep is not None:
             kwargs["sleep"] = sleep
-        self.agent = TtfAgent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
+        self.agent = TunnelAgent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
         self.task: asyncio.Task | None = None
 
     def start(self) -> "Harness":
