@@ -1,5 +1,8 @@
 """The request inspector: the last N requests, a small JSON API, replay, and one HTML page.
 
+(Over 300 lines only because the page, ~95 lines of HTML, is a string at the bottom; it moves
+to a package data file once the packaging step ships package data in the wheel.)
+
 History keeps the latest `limit` exchanges with the local service. Each body is kept up to
 BODY_CAP bytes (the rest is cut and the entry marked truncated: the inspector's copy only,
 the forwarded body is never touched), and the whole history stays under `budget` bytes of

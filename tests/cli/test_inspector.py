@@ -180,7 +180,7 @@ async def test_replay_of_a_request_the_local_service_refuses(gateway, inspected)
     await wait_until(lambda: h.of(RequestDone))
     with socket.socket() as s:  # bound, not listening: the "local service" is down
         s.bind(("127.0.0.1", 0))
-        h.agent.forwarder.port = s.getsockname()[1]
+        h.agent.tunnels[0].forwarder.port = s.getsockname()[1]
         async with client.post(f"{url}/api/requests/1/replay") as resp:
             entry = await resp.json()
     assert resp.status == 200
@@ -233,4 +233,4 @@ async def test_inspect_off_records_nothing(gateway, local_app, running):
     await wait_until(lambda: h.of(TunnelEstablished))
     await roundtrip(gateway, "r1", "GET", "/echo")
     assert h.of(TunnelEstablished)[0].inspector_url is None
-    assert h.agent.history is None and h.agent.forwarder.observer is None
+    assert h.agent.history is None and h.agent.tunnels[0].forwarder.observer is None
