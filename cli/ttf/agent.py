@@ -134,6 +134,10 @@ class Session:
             self._spawn(self.send(protocol.encode(protocol.Pong())))
         elif isinstance(message, protocol.Pong):
             return
+        elif isinstance(message, protocol.RequestDenied):
+            if self.agent.history is not None:  # the edge refused it; the inspector lists it
+                self.agent.history.record_denied(time.time(), message.method, message.uri, message.headers,
+                                                 message.status, message.reason)
         else:
             log.warning("ignoring an unexpected %s frame", message.type)
 
@@ -231,6 +235,8 @@ class Agent:
     def emit(self, event: object) -> None:
         try:
             self.sink(event)  # type: ignore[arg-type]
+            if self.inspector is not None:
+                self.inspector.observe(event)  # its header shows the tunnel's id, URLs and state
         except Exception:  # a broken display must never stop the tunnel
             log.exception("output failed")
 
@@ -270,7 +276,7 @@ class Agent:
         if self.config.inspect is None or self.history is None:
             return
         host, port = self.config.inspect
-        inspector = Inspector(self.history, self._replay)
+        inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host)
         try:
             url = await inspector.start(host, port)
         except OSError as exc:
