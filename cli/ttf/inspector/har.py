@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from httptunnel.protocol import Headers
 
 from ttf._version import __version__
-from ttf.inspector.edit import EditError, check_header, check_method
+from ttf.inspector.edit import EditError, check_header, check_method, check_uri
 from ttf.inspector.history import Entry, capture
 from ttf.inspector.views import media_type
 
@@ -167,6 +167,12 @@ def _entry_in(item: Any, where: str, cap: int) -> Entry:
     except EditError as exc:
         raise HarError(f"{where}.request.method: {exc}") from None
     uri = _uri(_need(request.get("url"), str, f"{where}.request.url"), f"{where}.request.url")
+    meta = item.get("_ttf") if isinstance(item.get("_ttf"), dict) else {}
+    if isinstance(meta.get("uri"), str):  # ttf's own export: the uri as the local service got it
+        try:
+            uri = check_uri(meta["uri"])
+        except EditError as exc:
+            raise HarError(f"{where}._ttf.uri: {exc}") from None
     request_body = _body_in(request.get("postData"), f"{where}.request.postData", "_encoding")
     response = item.get("response") or {}
     _need(response, dict, f"{where}.response")
@@ -177,7 +183,6 @@ def _entry_in(item: Any, where: str, cap: int) -> Entry:
     response_body = _body_in(response.get("content"), f"{where}.response.content", "encoding")
     duration = item.get("time", 0)
     _need(duration, (int, float), f"{where}.time")
-    meta = item.get("_ttf") if isinstance(item.get("_ttf"), dict) else {}
     return Entry(
         id=0, at=_at(item.get("startedDateTime"), f"{where}.startedDateTime"), method=method, uri=uri,
         request_headers=_headers_in(request.get("headers"), f"{where}.request.headers"),

@@ -181,7 +181,8 @@ class Inspector:
             return error(400, str(exc))
         found = self.history.select(keep)
         return web.json_response({"requests": [e.summary() for e in found[:limit]], "total": len(found),
-                                  "count": len(self.history), "limit": self.history.limit})
+                                  "count": len(self.history), "limit": self.history.limit,
+                                  "bytes": self.history.bytes})
 
     async def _clear(self, request: web.Request) -> web.Response:
         count = len(self.history)

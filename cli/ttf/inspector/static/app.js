@@ -140,7 +140,7 @@
     let data;
     try { data = await api("/api/requests?" + filterQuery().toString()); } catch (e) { notice("Cannot read the list: " + e.message); return; }
     reconcile(data.requests);
-    if (state.status) { state.status.history.count = data.count; state.status.history.limit = data.limit; }
+    if (state.status) Object.assign(state.status.history, {count: data.count, limit: data.limit, bytes: data.bytes});
     $("more").hidden = data.total <= data.requests.length;
     $("more").textContent = "Showing the newest " + data.requests.length + " of " + data.total + " matching requests.";
     renderCap();
