@@ -73,8 +73,8 @@ class Site:
         return web.Response(body=gzip.compress(payload), headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
 
     async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text="<html><body><script>window.__pwned = 'response'</script><img src=x onerror=\"window.__pwned='img'\">"
-                                 "</body></html>", content_type="text/html")
+        return web.Response(text="<html><body><script>window.__pwned = 'response'</script>"
+                                 "<img src=x onerror=\"window.__pwned='img'\"></body></html>", content_type="text/html")
 
 
 def chromium_path() -> str:

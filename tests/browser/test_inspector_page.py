@@ -23,10 +23,11 @@ async def test_empty_state_then_list_select_and_body_views(ui):
                   json.dumps({"order": {"id": 7, "items": [{"sku": "needle-sku", "qty": 2}]}, "note": "hello"}).encode())
     await ui.send("POST", "/echo/upload", {"Content-Type": ["image/png"]}, png())
     await ui.send("GET", "/gzip")
-    await ui.send("POST", "/echo/form", {"Content-Type": ["application/x-www-form-urlencoded"]}, b"name=Ada+L&city=%C3%89vry&empty=")
+    await ui.send("POST", "/echo/form", {"Content-Type": ["application/x-www-form-urlencoded"]},
+                  b"name=Ada+L&city=%C3%89vry&empty=")
     multipart = (b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi there\r\n"
-                 b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                 b"\x00\x01\x02\xff\r\n--XyZ--\r\n")
+                 b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n"
+                 b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\x02\xff\r\n--XyZ--\r\n")
     await ui.send("POST", "/echo/multi", {"Content-Type": ["multipart/form-data; boundary=XyZ"]}, multipart)
     await ui.send("PUT", "/echo/blob", {"Content-Type": ["application/octet-stream"]}, bytes(range(256)))
     await until(page, "() => document.querySelectorAll('#rows tr').length === 6", "six rows")

@@ -108,7 +108,7 @@ async def test_copy_as_curl_sends_the_same_bytes(ui):
 
     async def copied(entry_id: str) -> str:
         await page.click(f"#rows tr[data-id='{entry_id}']")
-        await page.wait_for_selector(f"#detail h2")
+        await page.wait_for_selector("#detail h2")
         await page.click("#copy-curl")
         await page.wait_for_selector("#command")
         text = await page.evaluate("() => navigator.clipboard.readText()")

@@ -107,10 +107,9 @@ def _body_in(holder: Any, where: str, encoding_key: str) -> bytes:
     if holder is None:
         return b""
     _need(holder, dict, where)
-    text = holder.get("text")
-    if text is None:
+    if holder.get("text") is None:
         return b""
-    _need(text, str, f"{where}.text")
+    text: str = _need(holder["text"], str, f"{where}.text")
     encoding = holder.get(encoding_key) or holder.get("encoding") or holder.get("_encoding")
     if encoding in (None, ""):
         return text.encode("utf-8")
@@ -188,7 +187,8 @@ def _entry_in(item: Any, where: str, cap: int) -> Entry:
         request_headers=_headers_in(request.get("headers"), f"{where}.request.headers"),
         request=capture(request_body, cap, _real_size(request, meta.get("request_truncated"))),
         status=status, response_headers=_headers_in(response.get("headers"), f"{where}.response.headers"),
-        response=capture(response_body, cap, _real_size(response, meta.get("response_truncated"))), duration_ms=max(0, int(duration)),
+        response=capture(response_body, cap, _real_size(response, meta.get("response_truncated"))),
+        duration_ms=max(0, int(duration)),
         error=meta.get("error") if isinstance(meta.get("error"), str) else None, source="imported",
     )
 

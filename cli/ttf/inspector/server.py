@@ -269,7 +269,7 @@ class Inspector:
             statuses[str(e.status)] = statuses.get(str(e.status), 0) + 1
         return web.json_response(entries[0].detail() | {
             "replays": [e.summary() for e in entries], "statuses": statuses,
-            "duration_ms": {"min": durations[0], "median": durations[len(durations) // 2], "max": durations[-1]}})
+            "durations_ms": {"min": durations[0], "median": durations[len(durations) // 2], "max": durations[-1]}})
 
     async def _send(self, req: Request, count: int, of: int, source: str) -> list[Entry]:
         gate = asyncio.Semaphore(REPLAY_PARALLEL)

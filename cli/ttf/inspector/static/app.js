@@ -344,7 +344,7 @@
     }
     if (count > 1) {
       const st = Object.entries(result.statuses).map(([k, v]) => v + "× " + k).join(", ");
-      notice("Replayed " + count + " times: " + st + "; " + result.duration_ms.min + "/" + result.duration_ms.median + "/" + result.duration_ms.max + " ms (min/median/max).", "ok");
+      notice("Replayed " + count + " times: " + st + "; " + result.durations_ms.min + "/" + result.durations_ms.median + "/" + result.durations_ms.max + " ms (min/median/max).", "ok");
     }
     if (state.paused) { state.paused = false; state.missed = 0; renderPause(); }
     await refresh();
