@@ -35,7 +35,6 @@ SHOTS = ROOT / "build" / "inspector-screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
-pytestmark = pytest.mark.browser
 
 
 def png(width: int = 4, height: int = 3) -> bytes:

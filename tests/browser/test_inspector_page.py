@@ -5,7 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 
-from conftest import png, until
+import pytest
+
+from tests.browser.conftest import png, until
+
+pytestmark = pytest.mark.browser  # make test-browser, never make test
 
 SCRIPT = "<script>window.__pwned = 'body'</script><img src=x onerror=\"window.__pwned = 'img'\">"
 

@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from conftest import until
+from tests.browser.conftest import until
+
+pytestmark = pytest.mark.browser  # make test-browser, never make test
 
 ORDER = {"order": {"id": 7, "qty": 1}, "note": "first"}
 

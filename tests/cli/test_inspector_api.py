@@ -201,8 +201,8 @@ async def test_copy_as_curl_runs_and_sends_the_same_bytes(gateway, inspected, tm
         pytest.fail("curl is not installed (apt-get install curl)", pytrace=False)
     h, url, client = inspected
     text = "it's a \"test\" with $HOME and `ticks`\nsecond line\n".encode()
-    await roundtrip(gateway, "r1", "POST", "/echo/t?a=1&b=%2F", headers={"Content-Type": ["text/plain"], "Host": ["pub.example"],
-                                                                          "X-Rep": ["a", "b"]}, body=base64.b64encode(text).decode())
+    headers = {"Content-Type": ["text/plain"], "Host": ["pub.example"], "X-Rep": ["a", "b"]}
+    await roundtrip(gateway, "r1", "POST", "/echo/t?a=1&b=%2F", headers=headers, body=base64.b64encode(text).decode())
     await roundtrip(gateway, "r2", "POST", "/echo/b", body=base64.b64encode(b"\x1b[31m\x00\xff").decode())
     sent = await get_json(client, f"{url}/api/requests/1")
     for entry_id in (1, 2):
