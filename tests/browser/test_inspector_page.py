@@ -228,6 +228,11 @@ async def test_layouts_and_contrast(ui, playwright_browser):
     await until(page, "() => document.querySelectorAll('#rows tr').length === 2", "two rows")
     await page.click("#rows tr[data-id='1']")
     await page.wait_for_selector("#detail .jtree")
+    # the check itself can fail: grey #999 on white (2.8:1) is caught
+    await page.evaluate("() => { const p = document.createElement('p'); p.id = 'probe'; p.textContent = 'low contrast probe';"
+                        " p.style.color = '#999'; document.getElementById('detail').prepend(p); }")
+    assert any("low contrast probe" in f for f in await page.evaluate(CONTRAST))
+    await page.evaluate("() => document.getElementById('probe').remove()")
     for width, height, name in ((1280, 800, "10-desktop-1280x800"), (390, 844, "11-phone-390x844")):
         await page.set_viewport_size({"width": width, "height": height})
         overflow = await page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")

@@ -173,6 +173,16 @@ def test_har_refusals_name_the_place():
     assert (back.request.data, back.request.size, back.request.truncated) == (b"0123", 10, True)
 
 
+def test_request_denied_frame():
+    from httptunnel import protocol
+
+    message = protocol.decode('{"type": "request_denied", "method": "GET", "uri": "/x", "status": 413, "reason": "too_large",'
+                              ' "headers": {"A": "1"}, "timestamp": 5, "future": 1}')
+    assert message == protocol.RequestDenied("GET", "/x", 413, "too_large", {"A": ["1"]}, 5)
+    with pytest.raises(protocol.ProtocolError, match="missing field 'reason'"):
+        protocol.decode('{"type": "request_denied", "method": "GET", "uri": "/x", "status": 403}')
+
+
 # ---- ttf replay and the dashboard -------------------------------------------------------------
 
 def test_edited_message_round_trip():
