@@ -47,13 +47,19 @@ class TunnelAgent:
     def __init__(self, config: Config, sink: Sink, backoff: Backoff | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.config = config
-        self.emit = guarded(sink)
+        self._sink = sink
+        self.emit = guarded(self._fan_out)
         self.backoff = backoff or Backoff()
         self.sleep = sleep  # backoff waits (injectable)
         self.stop = StopSignal()
         self.history: History | None = History(config.inspect_history) if config.inspect else None
         self.inspector: Inspector | None = None
         self.tunnels: list[TunnelRunner] = []
+
+    def _fan_out(self, event: Event) -> None:
+        self._sink(event)
+        if self.inspector is not None:
+            self.inspector.observe(event)  # its header shows the tunnel's id, URLs and state
 
     def request_stop(self) -> None:
         """First call: graceful stop. Second call: stop waiting for in-flight requests."""
@@ -83,7 +89,7 @@ class TunnelAgent:
         if self.config.inspect is None or self.history is None:
             return None
         host, port = self.config.inspect
-        inspector = Inspector(self.history, self._replay)
+        inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host)
         try:
             url = await inspector.start(host, port)
         except OSError as exc:

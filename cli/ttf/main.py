@@ -57,6 +57,8 @@ async def _run_dashboard(config: Config, stdout: TextIO) -> None:
         state.apply(event, time.time())
 
     agent = TunnelAgent(config, sink)
+    history = agent.history
+    state.captured = (lambda: len(history)) if history is not None else None
     console = Console(file=stdout)
     with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live:
         runner = asyncio.create_task(_run_agent(agent))
@@ -74,6 +76,11 @@ def _sink(config: Config, stdout: TextIO) -> Sink:
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["replay"]:  # `ttf replay ID [--edit]`: talks to a running ttf's inspector
+        from ttf.inspector.client import main as replay
+
+        return replay(args[1:], stdout)
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 import aiohttp
 
+from httptunnel import protocol
 from httptunnel.protocol import Headers
 
 from ttf.backoff import Backoff
@@ -80,4 +82,10 @@ class TunnelRunner:
                                    self.config.connect_timeout, self.shared.emit)
         return TunnelSession(opened.ws, opened.info, handle=self.forwarder.handle, slots=self.slots,
                              emit=self.shared.emit, heartbeat_interval=self.config.heartbeat_interval,
-                             stopping=self.shared.stop.requested, early=opened.early)
+                             stopping=self.shared.stop.requested, early=opened.early,
+                             on_denied=self._record_denied)
+
+    def _record_denied(self, denied: protocol.RequestDenied) -> None:
+        if self.shared.history is not None:  # the edge refused it; the inspector lists it
+            self.shared.history.record_denied(time.time(), denied.method, denied.uri, denied.headers,
+                                              denied.status, denied.reason)
