@@ -91,3 +91,13 @@ output "agent_auth" {
     region           = var.aws_region
   }
 }
+
+output "dashboard_url" {
+  description = "CloudWatch dashboard in the console (make deploy prints it); empty when dashboard_enabled is false."
+  value       = module.observability.dashboard_url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms (and the budget alarm) notify; subscribe to it, or set alarm_email."
+  value       = module.observability.alarm_topic_arn
+}

@@ -103,11 +103,12 @@ def ttf_line(outputs: dict, agent_token: str | None = None) -> str:
     http_url = outputs.get("http_url", {}).get("value")
     if not ws_url:
         raise DeployError("terraform output has no ws_url")
+    dashboard = outputs.get("dashboard_url", {}).get("value")
+    head = f"Public URL base: {http_url}\n" + (f"Dashboard: {dashboard}\n" if dashboard else "")
     if agent_token is None:
-        return (f"{ANONYMOUS_WARNING.format(ws_url=ws_url)}\n\nPublic URL base: {http_url}\n"
+        return (f"{ANONYMOUS_WARNING.format(ws_url=ws_url)}\n\n{head}"
                 f"Run the agent next to your app:\n\n    ttf -e {ws_url} -p 3000\n")
-    return (f"Public URL base: {http_url}\n"
-            f"Run the agent next to your app (token for '{OPERATOR_SUB}', valid 30 days; "
+    return (f"{head}Run the agent next to your app (token for '{OPERATOR_SUB}', valid 30 days; "
             f"more with `make token SUB=name`):\n\n    ttf -e {ws_url} -t {agent_token} -p 3000\n")
 
 

@@ -1,7 +1,9 @@
 """Structured logs: one JSON object per line on stdout (CloudWatch picks it up as is).
 
 Every line carries ``request_id``, ``tunnel_id`` and ``connection_id`` keys (null when not
-known) so one grep follows a request across functions. Never pass bodies or tokens.
+known) so one grep follows a request across functions, and, inside an invocation, the Lambda
+context (``aws_request_id``, ``function_name``, ``cold_start``) bound by :mod:`httptunnel.edge`
+in the manner of Powertools' ``inject_lambda_context``. Never pass bodies or tokens.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Any, TextIO
 
 from . import config
@@ -17,6 +18,7 @@ from . import config
 _LOGGER = logging.getLogger("httptunnel")
 _LOGGER.propagate = False
 _ID_KEYS = ("request_id", "tunnel_id", "connection_id")
+_CONTEXT: dict[str, Any] = {}  # the current invocation's Lambda context fields (one at a time per process)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -29,6 +31,7 @@ class _JsonFormatter(logging.Formatter):
         }
         for key in _ID_KEYS:
             line[key] = fields.get(key)
+        line.update(_CONTEXT)
         for key, value in fields.items():
             if key not in line:
                 line[key] = value
@@ -63,6 +66,15 @@ def _level() -> int:
     return getattr(logging, name, logging.INFO) if isinstance(getattr(logging, name, None), int) else logging.INFO
 
 
+def bind(**context: Any) -> None:
+    """Add these fields to every line until :func:`unbind` (the invocation's Lambda context)."""
+    _CONTEXT.update(context)
+
+
+def unbind() -> None:
+    _CONTEXT.clear()
+
+
 def emit(level: int, msg: str, **fields: Any) -> None:
     _setup()
     _LOGGER.setLevel(_level())
@@ -84,6 +96,3 @@ def error(msg: str, **fields: Any) -> None:
 def debug(msg: str, **fields: Any) -> None:
     emit(logging.DEBUG, msg, **fields)
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -69,6 +69,9 @@ def outputs(**auth_over) -> dict:
 def test_ttf_line_carries_the_operators_token():
     line = deploy.ttf_line(outputs(), "the.jwt.token")
     assert f"ttf -e {WS} -t the.jwt.token -p 3000" in line and "WARNING" not in line
+    assert "Dashboard" not in line
+    with_dashboard = deploy.ttf_line(outputs() | {"dashboard_url": {"value": "https://d"}}, "t")
+    assert "Dashboard: https://d\n" in with_dashboard
     with pytest.raises(deploy.DeployError):
         deploy.ttf_line({}, "t")
 
