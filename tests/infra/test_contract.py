@@ -1,6 +1,6 @@
 """The contract between the handlers and the infrastructure, derived from both sides.
 
-Infrastructure side: terraform/ applied to a moto server (scripts/tf_local.apply_local); each
+Infrastructure side: terraform/ applied to a moto server (emulator.mock_aws.terraform.apply_local); each
 function's environment and its role's policy are read back from moto.
 Code side: every handler runs in this process against that moto server with the environment
 Terraform gave it, while a botocore hook records each AWS operation it performs (presigned
