@@ -48,6 +48,22 @@ lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/
 test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+BROWSER_STAMP := $(VENV)/.browser-installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(BROWSER_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,browser]'
+	touch $@
+
+test-browser: $(BROWSER_STAMP) ## the inspector page in headless Chromium (apt-get installs Debian's chromium when missing)
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
+	  echo "test-browser: installing Debian's chromium and curl with apt-get"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium curl \
+	    || { echo "test-browser: FAILED: chromium could not be installed (needs root and Debian's package lists)"; exit 1; }; \
+	fi
+	@command -v chromium >/dev/null 2>&1 || { echo "test-browser: FAILED: no chromium on PATH after installing it"; exit 1; }
+	$(BIN)/python -m pytest tests/browser -m browser -o addopts='-ra' $(PYTEST_ARGS)
+
 test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
@@ -59,8 +75,12 @@ deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION), th
 	@if [ "$(SMOKE)" = "0" ]; then echo "SMOKE=0: smoke check skipped (run make smoke later)"; \
 	else $(BIN)/python -m scripts.smoke $(SMOKE_ARGS); fi
 
-smoke: $(STAMP) ## check the deployment end to end through its public URL (TTF_TOKEN=... when auth is on; SMOKE_ARGS=--endpoint wss://...)
+smoke: $(STAMP) ## check the deployment end to end through its public URL (a 1 h token is minted unless TTF_TOKEN=...; SMOKE_ARGS=--endpoint wss://...)
 	$(BIN)/python -m scripts.smoke $(SMOKE_ARGS)
+
+token: $(STAMP) ## mint an agent token: make token SUB=alice [SUBDOMAINS=a,b] [TTL=30d] [STACK=1 for the local stack]
+	@$(BIN)/python -m scripts.deploy.token --sub "$(SUB)" $(if $(SUBDOMAINS),--subdomains "$(SUBDOMAINS)") \
+		$(if $(TTL),--ttl "$(TTL)") $(if $(STACK),--stack .local/stack.json)
 
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python -m scripts.deploy destroy
@@ -71,4 +91,4 @@ localstack-deploy: build ## deploy to a running LocalStack Pro (API Gateway v2, 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install lint build build-local stack dev test test-load bench deploy smoke destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-browser test-load bench deploy token smoke destroy localstack-deploy clean

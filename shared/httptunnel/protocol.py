@@ -6,12 +6,18 @@ http-tunnel. Unknown fields are ignored; unknown types and malformed frames rais
 
 Extensions (all optional, ignored by the original agent/server):
 
-* ``connection_established``: ``reclaim_token`` (present it on reconnect to keep the
-  tunnel id / URL), ``subdomain`` (the reserved name, when one was granted).
+* ``connection_established``: ``subdomain`` (the reserved name, when one was granted).
+  ``reclaim_token`` is legacy: servers before agent-made reclaim tokens sent one (and kept it in
+  plain text); today's server sends none (the agent makes its own and presents it at $connect),
+  and an agent talking to an older server adopts the one it is sent.
 * ``http_request``: ``body_url`` (presigned S3 GET when the body is too big to ride
   inline; ``body`` is then ""), ``body_size``, ``body_sha256`` (hex, of the raw body),
   ``response_upload_url`` (presigned S3 PUT the agent may use for a big response body),
   ``deadline_ms`` (unix ms after which nobody waits for the answer).
+* ``request_denied`` (server -> agent, informational, no answer expected): a request for this
+  tunnel that the edge refused before it reached the agent (``method``, ``uri``, ``status``,
+  ``reason`` = the ``x-tunnel-error`` code, optional ``headers``, ``timestamp`` unix ms). The
+  agent shows it in its request inspector; an agent that does not know it logs and drops it.
 * ``http_response``: ``body_uploaded`` (true when the body was PUT to
   ``response_upload_url``; ``body`` is then ""), ``body_size``, ``body_sha256``.
 """
@@ -103,11 +109,22 @@ class Error:
     type = "error"
 
 
-Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error]
+@dataclass(frozen=True)
+class RequestDenied:
+    method: str
+    uri: str
+    status: int
+    reason: str  # the x-tunnel-error code the caller got
+    headers: Headers = field(default_factory=dict)
+    timestamp: int = 0  # unix ms
+    type = "request_denied"
+
+
+Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
-    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error)
+    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied)
 }
 
 # field -> (python types accepted, required)
@@ -151,6 +168,14 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "request_id": ((str,), True),
         "code": ((str,), True),
         "message": ((str,), False),
+    },
+    "request_denied": {
+        "method": ((str,), True),
+        "uri": ((str,), True),
+        "status": ((int,), True),
+        "reason": ((str,), True),
+        "headers": ((dict,), False),
+        "timestamp": ((int,), False),
     },
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import socket
 
 import aiohttp
@@ -180,7 +181,7 @@ async def test_replay_of_a_request_the_local_service_refuses(gateway, inspected)
     await wait_until(lambda: h.of(RequestDone))
     with socket.socket() as s:  # bound, not listening: the "local service" is down
         s.bind(("127.0.0.1", 0))
-        h.agent.forwarder.port = s.getsockname()[1]
+        h.agent.tunnels[0].forwarder.port = s.getsockname()[1]
         async with client.post(f"{url}/api/requests/1/replay") as resp:
             entry = await resp.json()
     assert resp.status == 200
@@ -191,11 +192,23 @@ async def test_page_is_self_contained(inspected):
     _, url, client, _ = inspected
     async with client.get(url + "/") as resp:
         assert resp.status == 200 and resp.content_type == "text/html"
-        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        csp = resp.headers["Content-Security-Policy"]
         page = await resp.text()
-    assert "Replay" in page and "/api/requests" in page
-    assert "http://" not in page and "https://" not in page and "<link" not in page and "src=" not in page
-    assert "innerHTML" not in page  # captured data comes from the internet: text only
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "http://" not in page and "https://" not in page  # no CDN: every asset is the inspector's own
+    assert "<script>" not in page and "<style" not in page and " on" not in page.replace(" one", "")  # no inline code
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert scripts == ["/static/views.js", "/static/app.js"]
+    for asset in scripts + ["/static/app.css", "/static/icon.svg"]:
+        async with client.get(url + asset) as resp:
+            assert resp.status == 200, asset
+            text = await resp.text()
+        assert "innerHTML" not in text and "outerHTML" not in text and "insertAdjacentHTML" not in text
+        assert "document.write" not in text and "eval(" not in text and "new Function" not in text
+    async with client.get(url + "/static/../server.py") as resp:
+        assert resp.status == 404
 
 
 async def test_foreign_host_and_cross_origin_post_are_refused(gateway, inspected):
@@ -233,4 +246,4 @@ async def test_inspect_off_records_nothing(gateway, local_app, running):
     await wait_until(lambda: h.of(TunnelEstablished))
     await roundtrip(gateway, "r1", "GET", "/echo")
     assert h.of(TunnelEstablished)[0].inspector_url is None
-    assert h.agent.history is None and h.agent.forwarder.observer is None
+    assert h.agent.history is None and h.agent.tunnels[0].forwarder.observer is None

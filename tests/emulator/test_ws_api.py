@@ -21,9 +21,13 @@ from tests.emulator.conftest import connect_dir, runtime_config, toy_wiring
 async def wait_for_file(folder: Path, deadline_s: float) -> dict:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        files = [f for f in folder.iterdir() if f.is_file()]
-        if files:
-            return json.loads(files[0].read_text())
+        for path in folder.iterdir():
+            if not path.is_file():
+                continue
+            try:
+                return dict(json.loads(path.read_text()))
+            except ValueError:
+                pass  # the toy handler has created the file but not finished writing it
         await asyncio.sleep(0.05)
     raise AssertionError(f"no $disconnect event within {deadline_s} s")
 
