@@ -80,6 +80,7 @@ locals {
       WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
       TUNNEL_DOMAIN          = local.tunnel_domain
       BODY_BUCKET            = module.body_bucket.bucket_name
+      PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
       LOG_LEVEL              = var.log_level
     }
     cleanup = {
@@ -315,6 +316,7 @@ locals {
     payload_too_large         = 413
     agent_gone                = 502
     internal_error            = 502
+    local_service_error       = 502
     response_too_large        = 502
     local_service_unavailable = 503
     timeout                   = 504

@@ -55,6 +55,7 @@ class Config:
     state_dir: Path | None = None
     new_url: bool = False
     no_rewrite: bool = False
+    rewrite_json: bool = False
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
 
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-rewrite", action="store_true", default=None,
         help="on the path-based URL, pass answers through untouched (by default root-relative links, "
              "Location and cookie paths get the /<id> prefix)")
+    add("--rewrite-json", action="store_true", default=None,
+        help="on the path-based URL, also prefix JSON string values that start with '/' (off by default: "
+             "such strings are as often data as links)")
     add("--state-dir", metavar="DIR",
         help="where the public URL is saved between runs (env TTF_STATE_DIR, default $XDG_STATE_HOME/ttf "
              "or ~/.local/state/ttf)")
@@ -138,7 +142,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
-    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history",
+    "drain_timeout", "new_url", "no_rewrite", "rewrite_json", "state_dir", "inspect", "inspect_history",
 )
 
 
@@ -226,7 +230,7 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
             values[name] = _number(source, raw, int, 1, 10_000)
         elif name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
             values[name] = _number(source, raw, float, 0.01, 7 * 24 * 3600)
-        elif name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
+        elif name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json"}:
             values[name] = _flag(source, raw)
         elif name == "host":
             host = str(raw).strip().strip("[]")
@@ -248,6 +252,8 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
             values[name] = Path(str(raw)).expanduser()
         else:
             values[name] = str(raw)
+    if values.get("no_rewrite") and values.get("rewrite_json"):
+        raise ConfigError("--no-rewrite and --rewrite-json contradict each other: pick one")
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "event_bus_name": ("EVENT_BUS_NAME",),
     "log_level": ("LOG_LEVEL",),
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
+    "path_referer_routing": ("PATH_REFERER_ROUTING",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
@@ -50,7 +51,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
                  "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "TUNNEL_DOMAIN", "BODY_BUCKET",
-                "FORWARD_WAIT_SECONDS", "LOG_LEVEL"),
+                "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
     "stream_notifier": ("EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -111,6 +112,16 @@ def require_auth() -> bool:
     if value in ("", "true", "1", "yes", "on"):
         return True
     raise ConfigError(f"REQUIRE_AUTH must be true or false, got {value!r}")
+
+
+def path_referer_routing() -> bool:
+    """Single-tenant switch (Terraform ``path_referer_routing``), off unless explicitly true."""
+    value = _get("PATH_REFERER_ROUTING").lower()
+    if value in ("", "false", "0", "no", "off"):
+        return False
+    if value in ("true", "1", "yes", "on"):
+        return True
+    raise ConfigError(f"PATH_REFERER_ROUTING must be true or false, got {value!r}")
 
 
 def jwt_secret() -> str:

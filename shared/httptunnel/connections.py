@@ -49,14 +49,20 @@ REWRITE_ON = frozenset({"", "on", "true", "1", "yes"})
 REWRITE_OFF = frozenset({"off", "false", "0", "no"})
 
 
-def _rewrite_wanted(ws: apigw.WsEvent) -> bool | None:
-    """``X-Tunnel-Rewrite: off`` (or ``?rewrite=off``): answers pass through path mode untouched.
-    None when the value is neither on nor off."""
+REWRITE_JSON = "json"
+
+
+def _rewrite_wanted(ws: apigw.WsEvent) -> str | None:
+    """``X-Tunnel-Rewrite: off`` (or ``?rewrite=off``): answers pass through path mode untouched;
+    ``json``: JSON bodies are rewritten too (``ttf --rewrite-json``). Returns "on", "off" or
+    "json"; None when the value is none of those."""
     value = _pick(ws, "rewrite").lower()
     if value in REWRITE_ON:
-        return True
+        return "on"
     if value in REWRITE_OFF:
-        return False
+        return "off"
+    if value == REWRITE_JSON:
+        return REWRITE_JSON
     return None
 
 
@@ -118,7 +124,7 @@ def connect(event: Any) -> dict[str, Any]:
     name, wanted_id = _pick(ws, "sub").lower(), _pick(ws, "id").lower()
     rewrite = _rewrite_wanted(ws)
     if rewrite is None:
-        outcome = Outcome(400, "X-Tunnel-Rewrite must be on or off")
+        outcome = Outcome(400, "X-Tunnel-Rewrite must be on, off or json")
     elif token and not RECLAIM_TOKEN_RE.fullmatch(token):
         outcome = Outcome(400, "X-Tunnel-Reclaim-Token must be 43-128 chars of [A-Za-z0-9_-]")
     elif name:
@@ -134,9 +140,9 @@ def connect(event: Any) -> dict[str, Any]:
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
         subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
-        rewrite=bool(rewrite)))
+        rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=identity.subject if identity else None, rewrite=bool(rewrite))
+             subject=identity.subject if identity else None, rewrite=rewrite)
     return apigw.ws_response(200)
 
 

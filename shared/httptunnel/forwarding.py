@@ -4,13 +4,17 @@ Header fidelity (what changes on the way):
 * to the agent: API Gateway gives repeated request headers already comma-joined, so each
   header reaches the agent as ONE value exactly as API Gateway gave it; the ``cookies`` array
   becomes one ``cookie`` header joined with "; ". Hop-by-hop headers (and those named in
-  ``Connection``), ``Host`` and ``Content-Length`` are dropped (the agent sets its own);
-  ``X-Forwarded-For`` (source IP appended unless already last), ``X-Forwarded-Proto``
-  (kept, else https), ``X-Forwarded-Host`` (the public host) and, in path mode,
-  ``X-Forwarded-Prefix: /<id>`` are set.
+  ``Connection``) and ``Content-Length`` are dropped (the agent sets its own); ``Host`` is the
+  public host the caller used (the agent passes it on with ``--keep-host``, else sends it as
+  ``X-Forwarded-Host``); ``X-Forwarded-For`` (source IP appended unless already last),
+  ``X-Forwarded-Proto`` (API Gateway's own, else https), ``X-Forwarded-Host`` (the public host)
+  and, in path mode, ``X-Forwarded-Prefix: /<id>`` are set.
 * to the caller: each ``Set-Cookie`` value goes out separately (payload 2.0 ``cookies``);
   other repeated headers are joined with ", " (2.0 has no multiValueHeaders); hop-by-hop
-  headers and Content-Length are dropped (API Gateway sets the length).
+  headers are dropped, and Content-Length too (API Gateway sets the length) except on HEAD,
+  whose empty body cannot say it.
+* errors the agent reports reach the caller as a fixed sentence per code (``PUBLIC_MESSAGES``):
+  the agent's own message (local addresses, errno) stays in its log and inspector.
 
 Request target: API Gateway hands over the path percent-DECODED (``%2F`` is ``/`` by then,
 and the path was cut at a decoded ``?``); ``routing.request_target`` re-encodes what cannot stand
@@ -35,6 +39,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -53,6 +58,18 @@ RESULT_HEADROOM = 16 * limits.KB
 
 GONE = "agent_gone"
 TIMEOUT = "timeout"
+
+# What a caller is told for each error the agent reports; nothing of the agent's message.
+PUBLIC_MESSAGES: dict[str, str] = {
+    "invalid_request": "the tunnel agent refused the request as invalid",
+    "timeout": "the tunnel's local service did not answer in time",
+    "local_service_unavailable": "the tunnel's local service is not reachable",
+    "local_service_error": "the tunnel's local service closed the connection without a complete answer",
+    "internal_error": "the tunnel agent could not answer this request",
+}
+NOT_FOUND = ("tunnel not found: no live tunnel answers at this address. Path URLs look like "
+             "/<tunnel-id>/ followed by the page's path, tunnel-id being the 12 characters ttf printed; "
+             "a page opened without the slash after the id resolves its relative links outside the tunnel.")
 
 
 @dataclass(frozen=True)
@@ -79,15 +96,17 @@ def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
     if xff:
         out["x-forwarded-for"] = [xff]
     out["x-forwarded-proto"] = [req.headers.get("x-forwarded-proto") or "https"]
-    if req.domain_name:
-        out["x-forwarded-host"] = [req.domain_name]
+    public_host = req.headers.get("host") or req.domain_name
+    if public_host:
+        out["host"] = [public_host]
+        out["x-forwarded-host"] = [public_host]
     if route.prefix:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
 
 
-def caller_headers(headers: Headers) -> Headers:
-    return protocol.strip_hop_by_hop(headers, also=("content-length",))
+def caller_headers(headers: Headers, method: str = "GET") -> Headers:
+    return protocol.strip_hop_by_hop(headers, also=() if method == "HEAD" else ("content-length",))
 
 
 def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
@@ -173,21 +192,20 @@ def _first(headers: Headers, name: str) -> str:
 
 
 def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
-                 rewrite_paths: bool = True) -> Outcome:
+                 rewrite_paths: bool = True, rewrite_json: bool = False) -> Outcome:
     """The caller's response. In path mode root-relative links are rewritten unless the agent
-    connected with rewriting off (``rewrite_paths``): then every byte is the local service's."""
+    connected with rewriting off (``rewrite_paths``): then every byte is the local service's.
+    JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
     if answer.status == names.STATUS_ERROR:
-        code = answer.error_code or "internal_error"
-        status = protocol.ERROR_STATUS.get(code, 502)
-        detail = (answer.error_message or "").replace("\n", " ")[:200]
-        return fail(status, code, f"{code}: {detail}" if detail else code)
+        code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
+        return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
     body = _response_body(request_id, answer)
     if isinstance(body, Outcome):
         return body
-    headers = caller_headers(_parse_headers(answer.headers_json))
+    headers = caller_headers(_parse_headers(answer.headers_json), req.method)
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
-                                         route.prefix)
+                                         route.prefix, json=rewrite_json)
         headers = rewrite.rewrite_headers(headers, route.prefix)
         if rewritten != body and answer.body_uploaded:
             answer = store.Answer(status=answer.status, status_code=answer.status_code, body_uploaded=False)
@@ -220,7 +238,9 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
         return fail(400, "invalid_request", "invalid method")
     route = routing.resolve(req.domain_name, req.raw_path, config.tunnel_domain())
     if route is None:
-        return fail(404, "tunnel_not_found", "tunnel not found")
+        route = _referer_route(req)
+    if route is None:
+        return fail(404, "tunnel_not_found", NOT_FOUND)
     try:
         target = routing.request_target(route.path, req.raw_query)
     except ValueError:
@@ -230,6 +250,31 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
     if len(req.body) > limits.INLINE_REQUEST_BODY_MAX and not bodies.enabled():
         return fail(413, "payload_too_large", "request body too large (no body bucket configured)")
     return route, target
+
+
+def _referer_route(req: apigw.HttpEvent) -> routing.Route | None:
+    """Single-tenant deployments only (``PATH_REFERER_ROUTING``): a request whose first segment is
+    no live tunnel goes, path unchanged, to the tunnel of the same-origin page that made it
+    (``Referer: <origin>/<id>/...``), so a page's root-relative ``fetch('/api/x')`` works."""
+    if not config.path_referer_routing():
+        return None
+    referer = urlsplit(req.headers.get("referer", ""))
+    if referer.netloc.lower() != (req.headers.get("host") or req.domain_name).lower():
+        return None
+    segment = referer.path[1:].split("/", 1)[0]
+    if not routing.is_routable(segment) or req.raw_path.startswith(f"/{segment}/"):
+        return None
+    return routing.Route(tunnel_id=segment, mode=routing.PATH, path=req.raw_path, prefix="/" + segment)
+
+
+def _bare_prefix(req: apigw.HttpEvent, route: routing.Route) -> Outcome | None:
+    """``GET``/``HEAD /<id>`` -> 308 ``/<id>/`` (query kept): relative links on the page would
+    otherwise resolve outside the tunnel. The target always ends in ``/``, so it never loops."""
+    if route.mode != routing.PATH or req.raw_path != route.prefix or req.method not in ("GET", "HEAD"):
+        return None
+    location = route.prefix + routing.request_target("/", req.raw_query)
+    result = apigw.http_response(308, {"location": [location], "cache-control": ["no-store"]}, b"")
+    return Outcome(result, 308)
 
 
 def _alive(connection_id: str, endpoint: str) -> bool:
@@ -265,8 +310,16 @@ def _send(conn: store.Connection, frame: str) -> bool:
 
 def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
     conn = store.newest_connection_for_tunnel(route.tunnel_id)
+    if conn is None and route.mode == routing.PATH:
+        by_referer = _referer_route(req)
+        conn = store.newest_connection_for_tunnel(by_referer.tunnel_id) if by_referer else None
+        if conn and by_referer:
+            route, target = by_referer, routing.request_target(by_referer.path, req.raw_query)
     if conn is None:
-        return fail(404, "tunnel_not_found", "tunnel not found")
+        return fail(404, "tunnel_not_found", NOT_FOUND)
+    redirect = _bare_prefix(req, route)
+    if redirect is not None:
+        return redirect
     request_id = uuid.uuid4().hex
     fields.update(request_id=request_id, connection_id=conn.connection_id)
     wait_s = config.forward_wait_seconds()
@@ -286,7 +339,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: d
     if isinstance(answer, str):
         outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
     else:
-        outcome = build_answer(request_id, req, route, answer, conn.rewrite)
+        outcome = build_answer(request_id, req, route, answer, conn.rewrite, conn.rewrite_json)
     store.delete_pending(request_id)
     return outcome
 

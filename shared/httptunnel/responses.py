@@ -14,8 +14,9 @@ from .protocol import ProtocolError
 
 
 def public_urls(tunnel_id: str) -> tuple[str, str, str | None]:
-    """(public_url, path_based_url, subdomain_url). public_url is the subdomain URL when configured."""
-    path_url = f"{config.public_http_url()}/{tunnel_id}"
+    """(public_url, path_based_url, subdomain_url). public_url is the subdomain URL when configured.
+    The path URL ends in ``/``: a page at ``/<id>`` would resolve its relative links outside the tunnel."""
+    path_url = f"{config.public_http_url()}/{tunnel_id}/"
     template = config.subdomain_url_template()
     sub_url = template.replace("{tunnel_id}", tunnel_id) if template else None
     return (sub_url or path_url), path_url, sub_url

@@ -73,6 +73,7 @@ class Connection:
     subject: str | None = None
     subdomain: str | None = None
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
+    rewrite_json: bool = False  # path-mode rewriting of JSON bodies too (ttf --rewrite-json)
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -85,6 +86,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         subject=item.get("subject"),
         subdomain=item.get("subdomain"),
         rewrite=item.get("rewrite") is not False,
+        rewrite_json=item.get("rewriteJson") is True,
     )
 
 
@@ -99,6 +101,7 @@ def put_connection(conn: Connection) -> None:
         "subject": conn.subject,
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
+        "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
     }))
 
 
