@@ -18,8 +18,9 @@ _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 def start_httpbin(log_dir: Path) -> tuple[Proc, int]:
     if not GUNICORN.exists():
         raise RuntimeError(f"{GUNICORN} is missing: run `make test` (or make .venv-realapp/.installed)")
-    proc = Proc([str(GUNICORN), "--bind", "127.0.0.1:0", "--workers", "2", "--access-logfile", "-", "--error-logfile", "/dev/stdout",
-                 "httpbin:app"], "httpbin", log_dir / "httpbin.log").start()
+    argv = [str(GUNICORN), "--bind", "127.0.0.1:0", "--workers", "2", "--access-logfile", "-",
+            "--error-logfile", "/dev/stdout", "httpbin:app"]
+    proc = Proc(argv, "httpbin", log_dir / "httpbin.log").start()
     line = proc.wait_line(lambda l: _LISTENING.search(l) is not None, 60)
     match = _LISTENING.search(line)
     assert match is not None

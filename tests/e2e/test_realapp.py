@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
