@@ -64,7 +64,7 @@ $(BROWSER_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,browser]'
 	touch $@
 
-test-browser: $(BROWSER_STAMP) ## the inspector page in headless Chromium (apt-get installs Debian's chromium when missing)
+test-browser: $(BROWSER_STAMP) build-local ## the inspector page, and a static site through the local stack, in headless Chromium (apt-get installs Debian's chromium when missing)
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
 	  echo "test-browser: installing Debian's chromium and curl with apt-get"; \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium curl \
