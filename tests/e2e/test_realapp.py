@@ -24,6 +24,7 @@ BATTERY: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("GET", "/get?a=1&a=2&b=%2F&c=caf%C3%A9&d=+x", {}, None),
     ("GET", "/get", {"X-Custom": "one", "Accept-Language": "fr"}, None),
     ("GET", "/headers", {"X-Utf8": "café ☕"}, None),
+    ("GET", "/headers?show_env=1", {"X-Forwarded-For": "203.0.113.7"}, None),
     ("GET", "/anything/x%20y/%CE%BB?q=/etc/passwd", {}, None),
     ("POST", "/post", JSON, b'{"p": "/etc/passwd", "n": [1, "/a"], "k": {"/key": "/v"}}'),
     ("POST", "/post", {"content-type": "application/x-www-form-urlencoded"}, b"a=%2Fx&b=2&b=3"),
@@ -202,3 +203,13 @@ async def test_keep_host_makes_the_app_build_public_urls(session, stack, httpbin
         reply = await request(session, "GET", url, "/absolute-redirect/1")
         assert reply.status == 302 and reply.headers["Location"] == f"{base}{prefix}/get"
         assert urlsplit(reply.headers["Location"]).scheme == "http"  # what the caller used locally
+
+
+async def test_head_keeps_content_length_and_proto_is_what_the_caller_used(session, httpbin, app_tunnel):
+    direct = await request(session, "HEAD", f"http://127.0.0.1:{httpbin}", "/bytes/100?seed=1")
+    assert direct.headers["Content-Length"] == "100"
+    for url in (app_tunnel.public_url, app_tunnel.path_based_url):
+        reply = await request(session, "HEAD", url, "/bytes/100?seed=1")
+        assert (reply.status, reply.headers.get("Content-Length"), reply.body) == (200, "100", b"")
+        echoed = json.loads((await request(session, "GET", url, "/headers?show_env=1")).body)["headers"]
+        assert echoed["X-Forwarded-Proto"] == "http"  # the local stack serves plain HTTP
