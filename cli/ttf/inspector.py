@@ -10,10 +10,11 @@ bodies and headers (oldest entries go first), so memory is bounded whatever pass
 
 The server (aiohttp) serves:
   GET  /                          the page (self-contained: no external assets)
-  GET  /api/requests              newest first, no bodies
+  GET  /api/requests              newest first, no bodies; ?tunnel=NAME: that tunnel's only
   GET  /api/requests/{id}         one entry, bodies base64
-  POST /api/requests/{id}/replay  send it to the local service again; the new entry
-                                  (replay_of = id); 409 when a captured body was truncated
+  POST /api/requests/{id}/replay  send it to the local service of the tunnel it came through
+                                  again; the new entry (replay_of = id); 409 when a captured
+                                  body was truncated
 Captured requests come from the internet and hold secrets (Authorization, cookies), so on
 a loopback address requests whose Host is not that address are refused (DNS rebinding),
 and a POST from another origin is refused (a web page cannot trigger replays).
@@ -36,7 +37,12 @@ BODY_CAP = 1024 * 1024
 DEFAULT_BUDGET = 16 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 2.0
 
-Replayer = Callable[[str, str, Headers, bytes], Awaitable[Exchange]]
+# (tunnel name, method, uri, headers, body) -> the exchange with that tunnel's local service
+Replayer = Callable[[str | None, str, str, Headers, bytes], Awaitable[Exchange]]
+
+
+class ReplayRefused(Exception):
+    """The replay cannot be sent (e.g. no such tunnel): a 409 with this message."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Entry:
     duration_ms: int
     error: str | None = None
     replay_of: int | None = None
+    tunnel: str | None = None  # the config file's tunnel it came through (None: the one tunnel)
 
     @property
     def cost(self) -> int:
@@ -83,7 +90,7 @@ class Entry:
         return {
             "id": self.id, "time": round(self.at, 3), "method": self.method, "uri": self.uri,
             "status": self.status, "duration_ms": self.duration_ms, "error": self.error,
-            "replay_of": self.replay_of,
+            "replay_of": self.replay_of, "tunnel": self.tunnel,
             "request_size": self.request.size, "request_truncated": self.request.truncated,
             "response_size": self.response.size, "response_truncated": self.response.truncated,
         }
@@ -111,13 +118,13 @@ class History:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def record(self, exchange: Exchange, replay_of: int | None = None) -> Entry:
+    def record(self, exchange: Exchange, replay_of: int | None = None, tunnel: str | None = None) -> Entry:
         entry = Entry(
             id=self._next_id, at=exchange.started_at, method=exchange.method, uri=exchange.uri,
             request_headers=exchange.request_headers, request=capture(exchange.request_body, self.cap),
             status=exchange.status, response_headers=exchange.response_headers,
             response=capture(exchange.response_body, self.cap), duration_ms=exchange.duration_ms,
-            error=exchange.error, replay_of=replay_of,
+            error=exchange.error, replay_of=replay_of, tunnel=tunnel,
         )
         self._next_id += 1
         self._entries[entry.id] = entry
@@ -130,8 +137,10 @@ class History:
     def get(self, entry_id: int) -> Entry | None:
         return self._entries.get(entry_id)
 
-    def newest_first(self) -> list[Entry]:
-        return list(reversed(self._entries.values()))
+    def newest_first(self, tunnel: str | None = None) -> list[Entry]:
+        """Newest first; with a tunnel name, only what came through that tunnel."""
+        entries = reversed(self._entries.values())
+        return [e for e in entries if tunnel is None or e.tunnel == tunnel]
 
 
 def _is_loopback(host: str) -> bool:
@@ -150,9 +159,10 @@ def _host_port(host: str, port: int) -> str:
 class Inspector:
     """The HTTP side: start() binds (OSError when the port is taken), stop() closes."""
 
-    def __init__(self, history: History, replayer: Replayer) -> None:
+    def __init__(self, history: History, replayer: Replayer, tunnels: tuple[str, ...] = ()) -> None:
         self.history = history
         self.replayer = replayer
+        self.tunnels = tunnels  # the config file's tunnel names, for the page's filter
         self.url: str | None = None
         self._allowed_hosts: frozenset[str] | None = None
         self._runner: web.AppRunner | None = None
@@ -202,7 +212,9 @@ class Inspector:
                             headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
 
     async def _list(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": [e.summary() for e in self.history.newest_first()]})
+        only = request.query.get("tunnel") or None
+        return web.json_response({"tunnels": list(self.tunnels),
+                                  "requests": [e.summary() for e in self.history.newest_first(only)]})
 
     async def _detail(self, request: web.Request) -> web.Response:
         entry = self._lookup(request)
@@ -217,8 +229,12 @@ class Inspector:
         if entry.request.truncated:
             return _error(409, f"the captured request body was truncated ({entry.request.size} bytes, "
                                f"{len(entry.request.data)} kept): it cannot be replayed exactly")
-        exchange = await self.replayer(entry.method, entry.uri, entry.request_headers, entry.request.data)
-        return web.json_response(self.history.record(exchange, replay_of=entry.id).detail())
+        try:
+            exchange = await self.replayer(entry.tunnel, entry.method, entry.uri, entry.request_headers,
+                                           entry.request.data)
+        except ReplayRefused as exc:
+            return _error(409, str(exc))
+        return web.json_response(self.history.record(exchange, replay_of=entry.id, tunnel=entry.tunnel).detail())
 
     def _lookup(self, request: web.Request) -> Entry | None:
         raw = request.match_info["id"]
@@ -248,13 +264,25 @@ pre{background:#f6f8fa;padding:8px;white-space:pre-wrap;word-break:break-all}
 button{cursor:pointer} .dim{color:#777}
 </style></head><body>
 <header><b>ttf inspector</b><span id="count" class="dim"></span>
-<label><input type="checkbox" id="live" checked> live</label></header>
-<main><div id="list"><table><thead><tr><th>time</th><th>method</th><th>uri</th><th>status</th>
-<th>duration</th><th></th></tr></thead><tbody id="rows"></tbody></table></div>
+<label><input type="checkbox" id="live" checked> live</label>
+<label id="only-box" hidden>tunnel <select id="only"><option value="">all</option></select></label></header>
+<main><div id="list"><table><thead><tr><th>time</th><th class="tcol" hidden>tunnel</th><th>method</th>
+<th>uri</th><th>status</th><th>duration</th><th></th></tr></thead><tbody id="rows"></tbody></table></div>
 <div id="detail" class="dim">Select a request.</div></main>
 <script>
 "use strict";
 let selected = null;
+let tunnels = null;
+function setTunnels(names) {
+  // several tunnels (a config file): a tunnel column and a filter; names are data, set as text
+  if (tunnels !== null || !names.length) return;
+  tunnels = names;
+  const only = document.getElementById("only");
+  for (const name of names) { const o = el("option", name); o.value = name; only.append(o); }
+  only.onchange = () => refresh(false);
+  document.getElementById("only-box").hidden = false;
+  for (const th of document.querySelectorAll(".tcol")) th.hidden = false;
+}
 function el(tag, text, cls) {
   const e = document.createElement(tag);
   if (text !== undefined && text !== null) e.textContent = String(text);
@@ -294,7 +322,8 @@ async function show(id) {
   const again = el("button", "Replay");
   again.onclick = () => replay(d.id);
   box.append(title, el("p", "status " + d.status + (d.error ? " (" + d.error + ")" : "") + " \\u00b7 " +
-    d.duration_ms + " ms" + (d.replay_of ? " \\u00b7 replay of #" + d.replay_of : "")), again);
+    d.duration_ms + " ms" + (d.replay_of ? " \\u00b7 replay of #" + d.replay_of : "") +
+    (d.tunnel ? " \\u00b7 tunnel " + d.tunnel : "")), again);
   box.append(el("h4", "Request headers"), el("pre", headerBlock(d.request_headers)));
   box.append(el("h4", "Request body"), el("pre", bodyText(d.request_body, d.request_size, d.request_truncated)));
   box.append(el("h4", "Response headers"), el("pre", headerBlock(d.response_headers)));
@@ -302,14 +331,19 @@ async function show(id) {
   await refresh(false);
 }
 async function refresh(reshow = true) {
-  const r = await fetch("/api/requests");
-  const list = (await r.json()).requests;
-  document.getElementById("count").textContent = list.length + " request(s)";
+  const only = document.getElementById("only").value;
+  const r = await fetch("/api/requests" + (only ? "?tunnel=" + encodeURIComponent(only) : ""));
+  const data = await r.json();
+  setTunnels(data.tunnels || []);
+  const list = data.requests;
+  document.getElementById("count").textContent = list.length + " request(s)" + (only ? " via " + only : "");
   const rows = document.getElementById("rows");
   rows.replaceChildren();
   for (const e of list) {
     const tr = el("tr", undefined, e.id === selected ? "sel" : "");
-    tr.append(el("td", new Date(e.time * 1000).toLocaleTimeString()), el("td", e.method),
+    tr.append(el("td", new Date(e.time * 1000).toLocaleTimeString()));
+    if (tunnels !== null) tr.append(el("td", e.tunnel));
+    tr.append(el("td", e.method),
       el("td", e.uri, "uri"), el("td", e.status + (e.replay_of ? " \\u21ba" : ""), statusClass(e.status)),
       el("td", e.duration_ms + " ms"));
     const cell = el("td");
