@@ -242,32 +242,30 @@ def render_requests(state: Dashboard | MultiDashboard) -> Table:
     return table
 
 
-def render_tunnels(state: MultiDashboard, now: float) -> Table:
-    """One row per tunnel: name, status (and why, when it is not online), URL, local target, traffic."""
-    table = Table(box=None, padding=(0, 2), show_edge=False)
-    table.add_column("#", style="dim", justify="right", no_wrap=True)
-    table.add_column("tunnel", style="bold", no_wrap=True)
-    table.add_column("status", max_width=44, overflow="fold")
-    table.add_column("public URL -> local", overflow="fold")
-    for name in ("requests", *STATUS_CLASSES, "p50", "in", "out", "reconn"):
-        table.add_column(name, justify="right", header_style="bold", no_wrap=True)
+def render_tunnels(state: MultiDashboard) -> Table:
+    """One block per tunnel: its status, URL and local target; its traffic; why it is not online."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", justify="right", no_wrap=True)
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
     for number, (name, row) in enumerate(state.rows.items(), 1):
         style = "green" if row.status == "online" else "bold red" if row.failed else "yellow"
-        status = Text(row.status, style=style)
+        text = Text(row.status, style=style)
+        if row.tunnel is not None:
+            text.append(f"  {row.tunnel.public_url}")
+        text.append(f" -> http://{row.local_target}", style="dim")
+        p50 = percentile(list(row.latencies_ms), 50)
+        text.append(f"\n{row.total} requests")
+        for cls in STATUS_CLASSES:
+            text.append(f"  {cls} ", style="dim")
+            text.append(str(row.counts[cls]), style=STATUS_STYLE[cls] if row.counts[cls] else "dim")
+        text.append(f"  p50 {'-' if p50 is None else f'{p50} ms'}  in {human_bytes(row.bytes_in)}  "
+                    f"out {human_bytes(row.bytes_out)}  reconnects {row.reconnects}", style="dim")
         why = row.failed or (row.notice if row.status != "online" else None)
         if why:
-            status.append(f"\n{why}", style="red" if row.failed else "dim")
-        tunnel = row.tunnel
-        where = Text(tunnel.public_url if tunnel is not None else "-", style="" if tunnel else "dim")
-        where.append(f"\n-> http://{row.local_target}", style="dim")
-        p50 = percentile(list(row.latencies_ms), 50)
-        table.add_row(
-            str(number), name, status, where, str(row.total),
-            *(Text(str(row.counts[c]), style=STATUS_STYLE[c] if row.counts[c] else "dim") for c in STATUS_CLASSES),
-            "-" if p50 is None else f"{p50} ms", human_bytes(row.bytes_in), human_bytes(row.bytes_out),
-            str(row.reconnects),
-        )
-    return table
+            text.append(f"\n{why}", style="red" if row.failed else "yellow")
+        grid.add_row(str(number), name, text)
+    return grid
 
 
 def render_multi(state: MultiDashboard, now: float) -> Panel:
@@ -286,7 +284,7 @@ def render_multi(state: MultiDashboard, now: float) -> Panel:
     title.append(f"   keys: 1-{min(9, len(state.rows))} one tunnel, 0 all, t next", style="dim")
     requests = state.requests()
     body = Group(
-        grid, Text(""), render_tunnels(state, now), Text(""), title,
+        grid, Text(""), render_tunnels(state), Text(""), title,
         render_requests(state) if requests else Text("  none yet", style="dim"),
     )
     return Panel(body, title=f"ttf {__version__}", subtitle="Ctrl-C to quit", border_style="blue")
