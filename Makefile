@@ -48,6 +48,22 @@ lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/
 test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+BROWSER_STAMP := $(VENV)/.browser-installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(BROWSER_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,browser]'
+	touch $@
+
+test-browser: $(BROWSER_STAMP) ## the inspector page in headless Chromium (apt-get installs Debian's chromium when missing)
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
+	  echo "test-browser: installing Debian's chromium and curl with apt-get"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium curl \
+	    || { echo "test-browser: FAILED: chromium could not be installed (needs root and Debian's package lists)"; exit 1; }; \
+	fi
+	@command -v chromium >/dev/null 2>&1 || { echo "test-browser: FAILED: no chromium on PATH after installing it"; exit 1; }
+	$(BIN)/python -m pytest tests/browser -m browser -o addopts='-ra' $(PYTEST_ARGS)
+
 test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
@@ -71,4 +87,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install lint build build-local stack dev test test-load bench deploy smoke destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-browser test-load bench deploy smoke destroy localstack-deploy clean

@@ -26,7 +26,7 @@ from ttf.backoff import Backoff
 from ttf.config import Config
 from ttf.events import Event, Notice, Sink, TunnelFailed, tagged
 from ttf.forward import Exchange, remote_session
-from ttf.inspector import History, Inspector, ReplayRefused
+from ttf.inspector import History, Inspector, Local, ReplayRefused
 from ttf.lifecycle import Fatal
 from ttf.shutdown import StopSignal
 from ttf.tunnel import ProcessShared, TunnelRunner
@@ -56,7 +56,8 @@ class TunnelAgent:
         if not self.configs:
             raise ValueError("no tunnels to run")
         self.config = self.configs[0]  # json, verbose, inspector, drain: process-wide
-        self.emit = guarded(sink)
+        self._sink = sink
+        self.emit = guarded(self._fan_out)
         self.backoff = backoff or Backoff()
         self.sleep = sleep  # backoff waits (injectable)
         self.stop = StopSignal()
@@ -64,6 +65,11 @@ class TunnelAgent:
         self.inspector: Inspector | None = None
         self.tunnels: list[TunnelRunner] = []
         self.failed: dict[str | None, Fatal] = {}  # tunnel name -> why it stopped
+
+    def _fan_out(self, event: Event) -> None:
+        self._sink(event)
+        if self.inspector is not None:
+            self.inspector.observe(event)  # its header shows the tunnel's id, URLs and state
 
     def request_stop(self) -> None:
         """First call: graceful stop. Second call: stop waiting for in-flight requests."""
@@ -113,8 +119,8 @@ class TunnelAgent:
         if self.config.inspect is None or self.history is None:
             return None
         host, port = self.config.inspect
-        names = tuple(c.name for c in self.configs if c.name is not None)
-        inspector = Inspector(self.history, self._replay, names)
+        named = {c.name: Local(c.local_target, c.keep_host) for c in self.configs if c.name is not None}
+        inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host, named)
         try:
             url = await inspector.start(host, port)
         except OSError as exc:
@@ -126,8 +132,14 @@ class TunnelAgent:
         return url
 
     async def _replay(self, tunnel: str | None, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
-        """Send a captured request again to the local service of the tunnel it came through."""
+        """Send a captured request again to the local service of the tunnel it came through (the
+        one tunnel's entries carry its id, or none when imported: they all go to that tunnel)."""
+        if len(self.tunnels) == 1 and self.tunnels[0].name is None:
+            return await self.tunnels[0].replay(method, uri, headers, body)
         for runner in self.tunnels:
-            if runner.name == tunnel:
+            if runner.name is not None and tunnel is not None and runner.name.lower() == tunnel.lower():
                 return await runner.replay(method, uri, headers, body)
-        raise ReplayRefused(f"no tunnel named {tunnel!r} in this ttf")
+        names = ", ".join(r.name or "" for r in self.tunnels)
+        came = f"came through tunnel {tunnel!r}, which this ttf does not run" if tunnel else "names no tunnel"
+        raise ReplayRefused(f"this request {came} (its tunnels: {names}): cannot tell which local service "
+                            "to send it to")

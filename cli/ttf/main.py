@@ -99,6 +99,8 @@ async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
         state.apply(event, time.time())
 
     agent = TunnelAgent(plan.tunnels, sink)
+    history = agent.history
+    state.captured = (lambda: len(history)) if history is not None else None
     console = Console(file=stdout)
     keys = _filter_keys(state) if isinstance(state, MultiDashboard) else contextlib.nullcontext()
     with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live, keys:
@@ -117,6 +119,11 @@ def _sink(config: Config, plan: Plan, stdout: TextIO) -> Sink:
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["replay"]:  # `ttf replay ID [--edit]`: talks to a running ttf's inspector
+        from ttf.inspector.client import main as replay
+
+        return replay(args[1:], stdout)
     try:
         plan = load(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 from rich.console import Group
 from rich.panel import Panel
@@ -61,6 +61,7 @@ class Dashboard:
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     notice: str | None = None
     failed: str | None = None  # why the tunnel gave up (config file: the others go on)
+    captured: Callable[[], int] | None = None  # how many requests the inspector holds now
 
     def apply(self, event: Event, now: float) -> None:
         if isinstance(event, RequestDone):
@@ -108,6 +109,7 @@ class MultiDashboard:
     notice: str | None = None  # the process's own messages (the inspector, warnings)
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     only: str | None = None  # show the latest requests of this tunnel only
+    captured: Callable[[], int] | None = None  # how many requests the inspector holds now
 
     @classmethod
     def of(cls, tunnels: Sequence[tuple[str, str, str]], started_at: float, source: str | None = None
@@ -188,7 +190,8 @@ def render_header(state: Dashboard, now: float) -> Table:
             if url and url != tunnel.public_url:
                 grid.add_row(label, url)
         if tunnel.inspector_url:
-            grid.add_row("Inspector", tunnel.inspector_url)
+            count = f" ({state.captured()} captured)" if state.captured is not None else ""
+            grid.add_row("Inspector", tunnel.inspector_url + count)
     else:
         grid.add_row("Local target", f"http://{state.local_target}")
     grid.add_row("Endpoint", state.endpoint)
@@ -276,7 +279,8 @@ def render_multi(state: MultiDashboard, now: float) -> Panel:
     grid.add_row("Tunnels", f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else ""))
     grid.add_row("Uptime", human_duration(now - state.started_at))
     if state.inspector_url:
-        grid.add_row("Inspector", state.inspector_url)
+        count = f" ({state.captured()} captured)" if state.captured is not None else ""
+        grid.add_row("Inspector", state.inspector_url + count)
     if state.notice:
         grid.add_row("Last event", Text(state.notice, style="dim"))
     title = Text("Latest requests", style="bold")

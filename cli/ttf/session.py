@@ -36,7 +36,8 @@ class TunnelSession:
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, info: ConnectionEstablished, *,
                  handle: Handler, slots: asyncio.Semaphore, emit: Sink, heartbeat_interval: float,
-                 stopping: asyncio.Event, early: Sequence[HttpRequest] = ()) -> None:
+                 stopping: asyncio.Event, early: Sequence[HttpRequest] = (),
+                 on_denied: Callable[[protocol.RequestDenied], None] | None = None) -> None:
         self.ws = ws
         self.info = info
         self.opened_at = time.monotonic()
@@ -45,6 +46,7 @@ class TunnelSession:
         self._emit = emit
         self._heartbeat_interval = heartbeat_interval
         self._stopping = stopping  # once set, new requests get a quick error
+        self._on_denied = on_denied  # the edge refused a request for this tunnel (the inspector lists it)
         self._accepting = True
         self.inflight: dict[asyncio.Task[None], str] = {}  # -> request id
         self._background: set[asyncio.Future[object]] = set()  # pongs and refusals, fire and forget
@@ -147,6 +149,9 @@ class TunnelSession:
             self._spawn(self.send(protocol.encode(protocol.Pong())))
         elif isinstance(message, protocol.Pong):
             return
+        elif isinstance(message, protocol.RequestDenied):
+            if self._on_denied is not None:
+                self._on_denied(message)
         else:
             log.warning("ignoring an unexpected %s frame", message.type)
 

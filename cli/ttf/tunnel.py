@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 import aiohttp
 
+from httptunnel import protocol
 from httptunnel.protocol import Headers
 
 from ttf.backoff import Backoff
@@ -59,6 +61,7 @@ class TunnelRunner:
         self.forwarder = Forwarder(
             local=self.local, remote=shared.remote, host=config.host, port=config.port,
             keep_host=config.keep_host, request_timeout=config.request_timeout,
+            # a config file's tunnel marks its entries with its name (the one tunnel's get its id)
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
         self.saved = SavedUrl.for_config(config, shared.emit)
@@ -89,4 +92,10 @@ class TunnelRunner:
                                    self.config.connect_timeout, self.shared.emit)
         return TunnelSession(opened.ws, opened.info, handle=self.forwarder.handle, slots=self.slots,
                              emit=self.shared.emit, heartbeat_interval=self.config.heartbeat_interval,
-                             stopping=self.shared.stop.requested, early=opened.early)
+                             stopping=self.shared.stop.requested, early=opened.early,
+                             on_denied=self._record_denied)
+
+    def _record_denied(self, denied: protocol.RequestDenied) -> None:
+        if self.shared.history is not None:  # the edge refused it; the inspector lists it
+            self.shared.history.record_denied(time.time(), denied.method, denied.uri, denied.headers,
+                                              denied.status, denied.reason, tunnel=self.name)

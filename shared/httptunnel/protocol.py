@@ -12,6 +12,10 @@ Extensions (all optional, ignored by the original agent/server):
   inline; ``body`` is then ""), ``body_size``, ``body_sha256`` (hex, of the raw body),
   ``response_upload_url`` (presigned S3 PUT the agent may use for a big response body),
   ``deadline_ms`` (unix ms after which nobody waits for the answer).
+* ``request_denied`` (server -> agent, informational, no answer expected): a request for this
+  tunnel that the edge refused before it reached the agent (``method``, ``uri``, ``status``,
+  ``reason`` = the ``x-tunnel-error`` code, optional ``headers``, ``timestamp`` unix ms). The
+  agent shows it in its request inspector; an agent that does not know it logs and drops it.
 * ``http_response``: ``body_uploaded`` (true when the body was PUT to
   ``response_upload_url``; ``body`` is then ""), ``body_size``, ``body_sha256``.
 """
@@ -103,11 +107,22 @@ class Error:
     type = "error"
 
 
-Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error]
+@dataclass(frozen=True)
+class RequestDenied:
+    method: str
+    uri: str
+    status: int
+    reason: str  # the x-tunnel-error code the caller got
+    headers: Headers = field(default_factory=dict)
+    timestamp: int = 0  # unix ms
+    type = "request_denied"
+
+
+Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
-    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error)
+    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied)
 }
 
 # field -> (python types accepted, required)
@@ -151,6 +166,14 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "request_id": ((str,), True),
         "code": ((str,), True),
         "message": ((str,), False),
+    },
+    "request_denied": {
+        "method": ((str,), True),
+        "uri": ((str,), True),
+        "status": ((int,), True),
+        "reason": ((str,), True),
+        "headers": ((dict,), False),
+        "timestamp": ((int,), False),
     },
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import socket
 
 import aiohttp
@@ -191,11 +192,23 @@ async def test_page_is_self_contained(inspected):
     _, url, client, _ = inspected
     async with client.get(url + "/") as resp:
         assert resp.status == 200 and resp.content_type == "text/html"
-        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        csp = resp.headers["Content-Security-Policy"]
         page = await resp.text()
-    assert "Replay" in page and "/api/requests" in page
-    assert "http://" not in page and "https://" not in page and "<link" not in page and "src=" not in page
-    assert "innerHTML" not in page  # captured data comes from the internet: text only
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "http://" not in page and "https://" not in page  # no CDN: every asset is the inspector's own
+    assert "<script>" not in page and "<style" not in page and " on" not in page.replace(" one", "")  # no inline code
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert scripts == ["/static/views.js", "/static/app.js"]
+    for asset in scripts + ["/static/app.css", "/static/icon.svg"]:
+        async with client.get(url + asset) as resp:
+            assert resp.status == 200, asset
+            text = await resp.text()
+        assert "innerHTML" not in text and "outerHTML" not in text and "insertAdjacentHTML" not in text
+        assert "document.write" not in text and "eval(" not in text and "new Function" not in text
+    async with client.get(url + "/static/../server.py") as resp:
+        assert resp.status == 404
 
 
 async def test_foreign_host_and_cross_origin_post_are_refused(gateway, inspected):

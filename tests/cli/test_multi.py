@@ -60,9 +60,14 @@ async def test_two_tunnels_each_with_its_socket_local_service_and_tag(gateway, l
     # through the tunnel it came from (web's service answers, api's is down)
     url = h.agent.inspector.url
     async with aiohttp.ClientSession() as client:
+        async with client.get(f"{url}/api/status") as resp:
+            status = await resp.json()
+        assert [(t["name"], t["state"], t["local_target"]) for t in status["tunnels"]] == [
+            ("web", "online", f"127.0.0.1:{port}"), ("api", "online", f"127.0.0.1:{closed_port}")]
+        assert {t["tunnel_id"] for t in status["tunnels"]} == {"first", "second"}
+        assert status["tunnel"]["tunnel_id"] == status["tunnels"][0]["tunnel_id"]  # the header's: the first
         async with client.get(f"{url}/api/requests") as resp:
             listing = await resp.json()
-        assert listing["tunnels"] == ["web", "api"]
         by_tunnel = {e["tunnel"]: e for e in listing["requests"]}
         assert set(by_tunnel) == {"web", "api"} and by_tunnel["api"]["status"] == 503
         async with client.get(f"{url}/api/requests?tunnel=api") as resp:
@@ -73,6 +78,29 @@ async def test_two_tunnels_each_with_its_socket_local_service_and_tag(gateway, l
         async with client.post(f"{url}/api/requests/{by_tunnel['api']['id']}/replay") as resp:
             again = await resp.json()
         assert (again["tunnel"], again["status"], again["error"]) == ("api", 503, "local_service_unavailable")
+        # copy as curl: the entry's own tunnel's local service and public URL
+        async with client.get(f"{url}/api/requests/{by_tunnel['api']['id']}/curl?target=local") as resp:
+            assert (await resp.json())["url"] == f"http://127.0.0.1:{closed_port}/echo?via=api"
+        async with client.get(f"{url}/api/requests/{by_tunnel['api']['id']}/curl?target=public") as resp:
+            public = established(h, "api")[0].public_url
+            assert (await resp.json())["url"] == f"{public}/echo?via=api"
+        # a HAR keeps the tunnel: exported and imported again, its replay goes back to api; an entry
+        # from a tunnel this ttf does not run (or none) is refused, not sent to a guess
+        async with client.get(f"{url}/api/har?ids={by_tunnel['api']['id']}") as resp:
+            exported = await resp.json()
+        assert exported["log"]["entries"][0]["request"]["url"] == f"{public}/echo?via=api"
+        for tunnel, status, message in [("api", 200, None), ("elsewhere", 409, "came through tunnel 'elsewhere'"),
+                                        (None, 409, "names no tunnel")]:
+            exported["log"]["entries"][0]["_ttf"]["tunnel"] = tunnel
+            async with client.post(f"{url}/api/har", json=exported) as resp:
+                imported = (await resp.json())["ids"][0]
+            async with client.post(f"{url}/api/requests/{imported}/replay") as resp:
+                answer = await resp.json()
+                assert resp.status == status, answer
+            if message is None:
+                assert (answer["tunnel"], answer["status"]) == ("api", 503)
+            else:
+                assert message in answer["error"] and "its tunnels: web, api" in answer["error"]
 
 
 async def test_a_tunnel_whose_token_is_refused_fails_alone_and_shows_it(gateway, local_app, running,
