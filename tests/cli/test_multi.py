@@ -110,13 +110,16 @@ async def test_a_tunnel_whose_token_is_refused_fails_alone_and_shows_it(gateway,
     refusing.refuse_status = 401
     server = await aiohttp_server(refusing.app, host="127.0.0.1")
     refusing.url = str(server.make_url("")).rstrip("/")
-    good = make_config(gateway, port, name="good")
-    bad = make_config(refusing, port, name="bad", token="expired")
+    good = make_config(gateway, port, name="good", inspect=("127.0.0.1", 0))
+    bad = make_config(refusing, port, name="bad", token="expired", inspect=("127.0.0.1", 0))
     h = running([good, bad])
     await wait_until(lambda: h.of(TunnelFailed) and established(h, "good"), what="one failed, one up")
     assert [(e.tunnel, e.reason) for e in h.of(TunnelFailed)] == [
         ("bad", "the endpoint rejected the token (HTTP 401): endpoint refused the WebSocket (HTTP 401)")]
     assert not h.task.done()  # the other tunnel goes on serving
+    status = h.agent.inspector.status()["tunnels"]
+    assert [(t["name"], t["state"]) for t in status] == [("good", "online"), ("bad", "failed")]
+    assert "rejected the token" in status[1]["reason"]
     conn = conn_of(gateway, established(h, "good")[0])
     await conn.request_frame("r1", "GET", "/echo")
     assert (await conn.next_reply())["status_code"] == 200

@@ -109,11 +109,16 @@ async def test_two_tunnels_from_one_config_one_local_service_down(stack, origin,
         requests = [ttf.wait("request"), ttf.wait("request"), ttf.wait("request")]
         assert sorted((r["tunnel"], r["status"]) for r in requests) == [("app", 200), ("app", 200), ("down", 503)]
         ttf.wait("reconnecting", "nowhere")  # the third retries on its own; the others were never held up
-        with urllib.request.urlopen(first["app"]["inspector_url"] + "/api/requests?tunnel=down", timeout=10) as resp:
+        inspector = first["app"]["inspector_url"]
+        with urllib.request.urlopen(inspector + "/api/requests?tunnel=down", timeout=10) as resp:
             listed = json.loads(resp.read())
-        assert listed["tunnels"] == ["app", "down", "nowhere"]
         assert [(e["tunnel"], e["status"], e["uri"]) for e in listed["requests"]] == [
             ("down", 503, "/echo?via=down")]
+        with urllib.request.urlopen(inspector + "/api/status", timeout=10) as resp:
+            status = json.loads(resp.read())
+        assert [(t["name"], t["state"], t["tunnel_id"]) for t in status["tunnels"]] == [
+            ("app", "online", first["app"]["tunnel_id"]), ("down", "online", first["down"]["tunnel_id"]),
+            ("nowhere", "reconnecting", None)]
         ttf.proc.signal_group(signal.SIGTERM)
         assert ttf.proc.popen.wait(20) == 0
 
