@@ -67,10 +67,13 @@ class MultiTtf:
         return seen
 
 
-def write_config(folder: Path, ws_url: str, origin: int, down: int, dead: int) -> Path:
+def write_config(folder: Path, ws_url: str, token: str | None, origin: int, down: int, dead: int) -> Path:
+    """The stack runs with auth on: its dev token goes at the top, for every tunnel (0600: a secret)."""
     path = folder / "ttf.toml"
+    path.touch(mode=0o600)
     path.write_text(f"""\
 endpoint = "{ws_url}"
+{f'token = "{token}"' if token else ""}
 state-dir = "{folder / 'state'}"
 inspect = "127.0.0.1:0"
 json = true
@@ -91,7 +94,7 @@ endpoint = "ws://127.0.0.1:{dead}/ws"
 
 async def test_two_tunnels_from_one_config_one_local_service_down(stack, origin, closed_ports, tmp_path, session):
     down, dead = closed_ports
-    config = write_config(tmp_path, stack.ws_url, origin, down, dead)
+    config = write_config(tmp_path, stack.ws_url, stack.token if stack.auth else None, origin, down, dead)
     with MultiTtf(config, tmp_path, "ttf-multi") as ttf:
         first = ttf.established()
         assert first["app"]["tunnel_id"] != first["down"]["tunnel_id"]  # one socket and one URL each
@@ -127,6 +130,7 @@ async def test_two_tunnels_from_one_config_one_local_service_down(stack, origin,
     assert {e["tunnel"] for e in events if e["event"] == "tunnel_established"} == {"app", "down"}
     assert {e.get("tunnel") for e in events if e["event"] == "reconnecting"} == {"nowhere"}
     assert all("tunnel" in e for e in events if e["event"] != "notice")
+    assert not [e for e in events if e["event"] == "notice" and e["level"] == "warning"]  # e.g. the file's mode
 
     # restarted: each tunnel reclaims its own saved id (the same endpoint, one state file per name)
     assert len(list((tmp_path / "state").glob("tunnel-*.json"))) == 2
