@@ -181,3 +181,28 @@ async def test_saved_urls_are_per_name_even_on_the_same_endpoint_and_port(gatewa
     for name in ("blue", "green"):
         conn = conn_of(gateway, established(second, name)[0])
         assert conn.headers["X-Tunnel-Id"] == ids[name]
+
+
+async def test_reconnect_and_renewal_are_each_tunnels_own(gateway, local_app, running):
+    """One tunnel's socket dies: it alone reconnects (reclaiming its id); the other's socket is
+    untouched. Each renews on its own clock."""
+    _, port = local_app
+    gateway.next_ids = ["aaa", "bbb"]
+    steady = make_config(gateway, port, name="steady")
+    renewing = make_config(gateway, port, name="renewing", renew_after=0.5)
+    h = running([steady, renewing])
+    await wait_until(lambda: established(h, "steady") and established(h, "renewing"), what="both tunnels")
+    steady_conn = conn_of(gateway, established(h, "steady")[0])
+    await wait_until(lambda: len(established(h, "renewing")) >= 3, what="two renewals of one tunnel")
+    assert all(e.renewed for e in established(h, "renewing")[1:])
+    assert len(established(h, "steady")) == 1 and not steady_conn.closed.is_set()
+
+    flaky = conn_of(gateway, established(h, "renewing")[-1])
+    renewing_id = established(h, "renewing")[0].tunnel_id
+    flaky.kill()
+    await wait_until(lambda: [e for e in h.of(Reconnecting) if e.tunnel == "renewing"], what="renewing reconnects")
+    assert not [e for e in h.of(Reconnecting) if e.tunnel == "steady"] and not steady_conn.closed.is_set()
+    await wait_until(lambda: any(not e.renewed for e in established(h, "renewing")[1:]), what="back up")
+    assert {e.tunnel_id for e in established(h, "renewing")} == {renewing_id}  # its own id, reclaimed
+    await steady_conn.request_frame("s1", "GET", "/echo")
+    assert (await steady_conn.next_reply())["status_code"] == 200
