@@ -424,3 +424,22 @@ def test_fair_lock_serves_waiters_in_arrival_order():
     assert order == [0, 1, 2, 3, 4]
     with lock:  # free again afterwards
         pass
+
+
+@pytest.mark.parametrize("first_init", ["slow", "fails"])
+async def test_a_failed_init_is_retried_on_the_next_invocation(first_init, tmp_path, monkeypatch):
+    from emulator.lambda_runtime import runtime
+
+    monkeypatch.setattr(runtime, "INIT_TIMEOUT_S", 1.0)
+    lambdas = LambdaService(runtime_config())
+    env = {"OUT_DIR": str(tmp_path), "FIRST_INIT": first_init, "FIRST_INIT_SLEEP": "3"}
+    lambdas.add(FunctionSpec(name="slowinit", handler="app.handler", code_dir=TOYS / "slowinit", environment=env))
+    try:
+        first = await lambdas.workers["slowinit"].invoke("{}", 5.0)
+        assert first["ok"] is False
+        assert first["error"]["errorType"] == ("Runtime.InitTimeout" if first_init == "slow" else "Runtime.ImportModuleError")
+        second = await lambdas.workers["slowinit"].invoke("{}", 5.0)
+        assert second["ok"] is True, second
+        assert json.loads(second["payload"]) == {"inits": 2}  # a fresh init, not the failed sandbox
+    finally:
+        await lambdas.workers["slowinit"].stop()
