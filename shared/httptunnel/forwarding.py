@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import apigw, bodies, config, limits, log, names, protocol, rewrite, routing, store
+from . import apigw, bodies, config, limits, log, names, policy, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -84,11 +84,15 @@ def caller_headers(headers: Headers) -> Headers:
     return protocol.strip_hop_by_hop(headers, also=("content-length",))
 
 
-def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, deadline_ms: int) -> str:
+def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, deadline_ms: int,
+                     rules: policy.Policy | None = None) -> str:
     uri = route.path + ("?" + req.raw_query if req.raw_query else "")
     upload_url = bodies.response_upload_url(request_id) if bodies.enabled() else None
+    headers = agent_headers(req, route)
+    if rules:
+        policy.apply_rules(headers, rules.request_remove, rules.request_add)
     common: dict[str, Any] = dict(
-        request_id=request_id, method=req.method, uri=uri, headers=agent_headers(req, route),
+        request_id=request_id, method=req.method, uri=uri, headers=headers,
         timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload_url=upload_url,
         deadline_ms=deadline_ms)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
@@ -167,7 +171,7 @@ def _first(headers: Headers, name: str) -> str:
 
 
 def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
-                 rewrite_paths: bool = True) -> Outcome:
+                 rewrite_paths: bool = True, rules: policy.Policy | None = None) -> Outcome:
     """The caller's response. In path mode root-relative links are rewritten unless the agent
     connected with rewriting off (``rewrite_paths``): then every byte is the local service's."""
     if answer.status == names.STATUS_ERROR:
@@ -179,6 +183,8 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
     if isinstance(body, Outcome):
         return body
     headers = caller_headers(_parse_headers(answer.headers_json))
+    if rules:
+        policy.apply_rules(headers, rules.response_remove, rules.response_add)
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
                                          route.prefix)
@@ -252,15 +258,66 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- edge policy
+
+DENIED_BURST = 5  # request_denied notices one instance may send a connection at once ...
+DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
+_denied_budget: dict[str, tuple[float, float, int]] = {}  # connection -> (tokens, at, suppressed)
+
+
+def _tell_agent_denied(conn: store.Connection, req: apigw.HttpEvent, route: routing.Route,
+                       denial: policy.Denial) -> None:
+    """A request_denied notice, rate-limited per forward instance and connection (token bucket).
+    A suppressed denial is counted into the next notice's ``count``; N instances under a flood
+    send at most N x (burst + rate) notices. Best effort: a failed post changes nothing."""
+    now = time.monotonic()
+    tokens, at, suppressed = _denied_budget.get(conn.connection_id, (float(DENIED_BURST), now, 0))
+    tokens = min(float(DENIED_BURST), tokens + (now - at) * DENIED_PER_S)
+    if tokens < 1.0:
+        _denied_budget[conn.connection_id] = (tokens, now, suppressed + 1)
+        return
+    if len(_denied_budget) > 1000:
+        _denied_budget.clear()
+    _denied_budget[conn.connection_id] = (tokens - 1.0, now, 0)
+    headers = {k: [v] for k, v in req.headers.items() if k not in ("authorization", "cookie")}
+    frame = protocol.encode(protocol.RequestDenied(
+        method=req.method, uri=route.path + ("?" + req.raw_query if req.raw_query else ""), status=denial.status,
+        reason=denial.code, headers=headers, timestamp=int(time.time() * 1000), count=1 + suppressed))
+    try:
+        apigw.post_to_connection(conn.connection_id, frame, apigw.management_endpoint(conn.domain_name, conn.stage))
+    except (apigw.Gone, ClientError) as exc:
+        log.info("request_denied notice not delivered", connection_id=conn.connection_id, error=type(exc).__name__)
+
+
+def _edge_policy(req: apigw.HttpEvent, route: routing.Route, conn: store.Connection) -> policy.Policy | Outcome | None:
+    """THE policy hook: the tunnel's rules (None = open) or the denial the caller gets."""
+    if not conn.policy:
+        return None
+    try:
+        rules = policy.cached(conn.policy)
+    except policy.PolicyError:  # connect stores only what parses; refuse rather than run open
+        return fail(502, "internal_error", "the tunnel's stored policy is unreadable")
+    denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body)
+    if denial is None:
+        return rules
+    _tell_agent_denied(conn, req, route, denial)
+    result = apigw.error_response(denial.status, denial.code, denial.message)
+    result["headers"].update(denial.headers)
+    return Outcome(result, denial.status, denial.code)
+
+
 def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]) -> Outcome:
     conn = store.newest_connection_for_tunnel(route.tunnel_id)
     if conn is None:
         return fail(404, "tunnel_not_found", "tunnel not found")
+    rules = _edge_policy(req, route, conn)
+    if isinstance(rules, Outcome):
+        return rules
     request_id = uuid.uuid4().hex
     fields.update(request_id=request_id, connection_id=conn.connection_id)
     wait_s = config.forward_wait_seconds()
     deadline = time.monotonic() + wait_s
-    frame = _request_message(request_id, req, route, int((time.time() + wait_s) * 1000))
+    frame = _request_message(request_id, req, route, int((time.time() + wait_s) * 1000), rules)
     store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
                                     tunnel_id=route.tunnel_id, method=req.method, path=route.path,
                                     created_at=int(time.time() * 1000), request_bytes=len(req.body)))
@@ -275,7 +332,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]
     if isinstance(answer, str):
         outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
     else:
-        outcome = build_answer(request_id, req, route, answer, conn.rewrite)
+        outcome = build_answer(request_id, req, route, answer, conn.rewrite, rules)
     store.delete_pending(request_id)
     return outcome
 

@@ -69,6 +69,7 @@ SCRYPT_MAXMEM = 128 * 1024 * 1024
 IP_DENIED = "ip_denied"
 AUTH_REQUIRED = "basic_auth_required"
 WEBHOOK_INVALID = "webhook_signature_invalid"
+DENIAL_STATUS = {IP_DENIED: 403, AUTH_REQUIRED: 401, WEBHOOK_INVALID: 403}  # forward answers these
 # Headers a rule may not touch: framing and routing are the tunnel's, not the policy's.
 PROTECTED = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
@@ -412,12 +413,12 @@ def check(policy: Policy, raw: str, source_ip: str, headers: Mapping[str, str], 
           now: float | None = None) -> Denial | None:
     """None when the request may pass; else why not. ``headers``: lower-cased names."""
     if (policy.allow or policy.deny) and not _ip_allowed(policy, source_ip):
-        return Denial(403, IP_DENIED, "this address may not use the tunnel")
+        return Denial(DENIAL_STATUS[IP_DENIED], IP_DENIED, "this address may not use the tunnel")
     if policy.users and not _basic_ok(policy, raw, headers.get("authorization", "")):
-        return Denial(401, AUTH_REQUIRED, "authentication required",
+        return Denial(DENIAL_STATUS[AUTH_REQUIRED], AUTH_REQUIRED, "authentication required",
                       {"www-authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
     if policy.hooks and not any(v.verify(headers, body, now) for v in policy.hooks):
-        return Denial(403, WEBHOOK_INVALID, "webhook signature missing, invalid or outside its time window")
+        return Denial(DENIAL_STATUS[WEBHOOK_INVALID], WEBHOOK_INVALID, "webhook signature missing, invalid or outside its time window")
     return None
 
 
