@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Mapping, NoReturn
 from urllib.parse import urlsplit
 
+from httptunnel import policy as edge_policy
+
 from ttf._version import __version__
 from ttf.state import default_state_dir
 
@@ -57,6 +59,7 @@ class Config:
     no_rewrite: bool = False
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
+    policy: edge_policy.Policy | None = None  # the edge policy sent at every $connect (None = open)
 
     @property
     def local_target(self) -> str:
@@ -102,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"serve the request inspector there (default {DEFAULT_INSPECT[0]}:{DEFAULT_INSPECT[1]}; off disables)")
     add("--inspect-history", metavar="N",
         help=f"requests the inspector keeps (default {DEFAULT_INSPECT_HISTORY})")
+    edge = parser.add_argument_group(
+        "edge policy", "enforced by the server before a request reaches this machine; each option may be "
+        "repeated; as TTF_* variables, separate several CIDRs or header names with commas, and several "
+        "USER:PASS, PROVIDER:SECRET or NAME:VALUE entries with newlines")
+    edge.add_argument("--basic-auth", action="append", metavar="USER:PASS",
+                      help=f"require HTTP basic auth (up to {edge_policy.MAX_USERS} users; sent only as scrypt hashes)")
+    edge.add_argument("--allow-ip", action="append", metavar="CIDR",
+                      help="only these source addresses may call (IPv4 or IPv6; deny wins)")
+    edge.add_argument("--deny-ip", action="append", metavar="CIDR", help="refuse these source addresses")
+    edge.add_argument("--verify-webhook", action="append", metavar="PROVIDER:SECRET",
+                      help="require a valid webhook signature: github, stripe, slack, shopify, or "
+                           "hmac-sha256:HEADER:SECRET[:hex|base64][:PREFIX]")
+    edge.add_argument("--request-header-add", action="append", metavar="NAME:VALUE",
+                      help="set this header on requests to the local service")
+    edge.add_argument("--request-header-remove", action="append", metavar="NAME",
+                      help="drop this header from requests to the local service")
+    edge.add_argument("--response-header-add", action="append", metavar="NAME:VALUE",
+                      help="set this header on answers to callers")
+    edge.add_argument("--response-header-remove", action="append", metavar="NAME",
+                      help="drop this header from answers to callers")
     add("-v", "--verbose", action="store_true", default=None, help="log protocol details on stderr")
     add("-V", "--version", action="version", version=f"ttf {__version__}")
     # Hidden knobs for tests and unusual networks.
@@ -140,6 +163,12 @@ _OPTIONS = (
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
     "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history",
 )
+# Edge policy options (lists) -> how a TTF_* value holds several entries.
+POLICY_OPTIONS = {
+    "basic_auth": "\n", "allow_ip": ",", "deny_ip": ",", "verify_webhook": "\n",
+    "request_header_add": "\n", "request_header_remove": ",",
+    "response_header_add": "\n", "response_header_remove": ",",
+}
 
 
 def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, tuple[str, object]]:
@@ -155,6 +184,27 @@ def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[st
         elif dotenv.get(var, "") != "":
             out[name] = (f"{var} (.env)", dotenv[var])
     return out
+
+
+def policy_from(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[str, str]
+                ) -> edge_policy.Policy | None:
+    """The edge policy options (command line entries replace the environment's, option by option)."""
+    lists: dict[str, list[str]] = {}
+    for name, separator in POLICY_OPTIONS.items():
+        var = "TTF_" + name.upper()
+        given = getattr(args, name)
+        raw = env.get(var, "") or dotenv.get(var, "")
+        entries = list(given) if given else [e.strip() for e in raw.split(separator) if e.strip()]
+        lists[name] = entries
+    try:
+        built = edge_policy.build(
+            basic_auth=lists["basic_auth"], allow=lists["allow_ip"], deny=lists["deny_ip"],
+            hooks=lists["verify_webhook"], request_add=lists["request_header_add"],
+            request_remove=lists["request_header_remove"], response_add=lists["response_header_add"],
+            response_remove=lists["response_header_remove"])
+    except edge_policy.PolicyError as exc:
+        raise ConfigError(f"edge policy: {exc}") from None
+    return built if built else None
 
 
 def _number(source: str, raw: object, kind: type, low: float, high: float) -> float | int:
@@ -248,6 +298,7 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
             values[name] = Path(str(raw)).expanduser()
         else:
             values[name] = str(raw)
+    values["policy"] = policy_from(args, env, dotenv)
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]

@@ -41,6 +41,27 @@ class RequestDone:
 
 
 @dataclass(frozen=True)
+class RequestDenied:
+    """The edge refused requests (a request_denied notice; ``count`` > 1 when the edge rate-limited
+    its notices and counted the others into this one)."""
+
+    method: str
+    path: str
+    status: int
+    reason: str  # the x-tunnel-error code: ip_denied, basic_auth_required, webhook_signature_invalid
+    count: int = 1
+    event: ClassVar[str] = "request_denied"
+
+
+@dataclass(frozen=True)
+class PolicyActive:
+    """The edge policy this agent sends at every connect, one rule per line, secrets masked."""
+
+    rules: tuple[str, ...]
+    event: ClassVar[str] = "policy"
+
+
+@dataclass(frozen=True)
 class Disconnected:
     reason: str
     event: ClassVar[str] = "disconnected"
@@ -63,7 +84,8 @@ class Notice:
     event: ClassVar[str] = "notice"
 
 
-Event = Union[Connected, TunnelEstablished, RequestDone, Disconnected, Reconnecting, Notice]
+Event = Union[Connected, TunnelEstablished, RequestDone, RequestDenied, PolicyActive, Disconnected, Reconnecting,
+              Notice]
 Sink = Callable[[Event], None]
 
 
@@ -72,4 +94,6 @@ def to_json(event: Event) -> dict[str, Any]:
     data.update(asdict(event))
     if isinstance(event, Reconnecting):
         data["delay_s"] = round(event.delay_s, 3)
+    if isinstance(event, PolicyActive):
+        data["rules"] = list(event.rules)
     return data

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from ttf.agent import Fatal, TunnelAgent
 from ttf.config import Config, ConfigError, parse_config
-from ttf.events import Event, Notice, Sink
+from ttf.events import Event, Notice, PolicyActive, Sink
 from ttf.render import Dashboard, JsonSink, LineSink, render_dashboard
 
 REFRESH_S = 0.25
@@ -50,7 +50,8 @@ async def _run_dashboard(config: Config, stdout: TextIO) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    state = Dashboard(endpoint=config.endpoint, local_target=config.local_target, started_at=time.time())
+    state = Dashboard(endpoint=config.endpoint, local_target=config.local_target, started_at=time.time(),
+                      policy=tuple(config.policy.describe()) if config.policy else ())
     logging.getLogger().handlers[:] = [_DashboardLog(state)]
 
     def sink(event: Event) -> None:
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         else:
             sink = _sink(config, stdout)
             sink(Notice("info", f"forwarding to http://{config.local_target} via {config.endpoint}"))
+            if config.policy:
+                sink(PolicyActive(tuple(config.policy.describe())))
             asyncio.run(_run_agent(TunnelAgent(config, sink)))
     except Fatal as exc:
         print(f"ttf: error: {exc}", file=sys.stderr)

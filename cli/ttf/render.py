@@ -20,7 +20,8 @@ from rich.text import Text
 
 from ttf._version import __version__
 from ttf.events import (
-    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, to_json,
+    Connected, Disconnected, Event, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone, TunnelEstablished,
+    to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -57,6 +58,8 @@ class Dashboard:
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     notice: str | None = None
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
+    policy: tuple[str, ...] = ()  # the edge policy's rules, secrets masked
+    denied: dict[str, int] = field(default_factory=dict)  # x-tunnel-error code -> requests the edge refused
 
     def apply(self, event: Event, now: float) -> None:
         if isinstance(event, RequestDone):
@@ -70,6 +73,12 @@ class Dashboard:
             self.recent.appendleft(
                 RequestRow(now, event.method, event.path, event.status, event.duration_ms, event.bytes_out, event.error)
             )
+        elif isinstance(event, RequestDenied):
+            self.denied[event.reason] = self.denied.get(event.reason, 0) + event.count
+            self.recent.appendleft(RequestRow(now, event.method, event.path, event.status, 0, 0,
+                                              f"denied at the edge: {event.reason}"))
+        elif isinstance(event, PolicyActive):
+            self.policy = event.rules
         elif isinstance(event, Connected):
             self._set_status("connected, waiting for the tunnel", now)
         elif isinstance(event, TunnelEstablished):
@@ -140,6 +149,10 @@ def render_header(state: Dashboard, now: float) -> Table:
     else:
         grid.add_row("Local target", f"http://{state.local_target}")
     grid.add_row("Endpoint", state.endpoint)
+    if state.policy:
+        grid.add_row("Edge policy", Text("\n".join(state.policy)))
+    if state.denied:
+        grid.add_row("Denied", ", ".join(f"{reason} {n}" for reason, n in sorted(state.denied.items())))
     if state.notice:
         grid.add_row("Last event", Text(state.notice, style="dim"))
     return grid
@@ -214,6 +227,12 @@ def format_line(event: Event, now: float) -> str:
         text = f"{verb}: {urls} (tunnel id {event.tunnel_id})"
     elif isinstance(event, Disconnected):
         text = f"disconnected: {event.reason}"
+    elif isinstance(event, RequestDenied):
+        text = f"{event.method} {event.path} {event.status} denied at the edge: {event.reason}"
+        if event.count > 1:
+            text += f" (x{event.count})"
+    elif isinstance(event, PolicyActive):
+        text = "edge policy: " + "; ".join(event.rules)
     elif isinstance(event, Reconnecting):
         text = f"reconnecting in {event.delay_s:.1f} s (attempt {event.attempt}): {event.reason}"
     else:
