@@ -2,7 +2,8 @@
 
 Connect answers (the agent sees the status as the WebSocket handshake result):
 200 connected; 400 malformed request (bad X-Tunnel-Id / name / reclaim token, an id without a
-reclaim token, an X-Tunnel-Policy that is too big, malformed or names an unknown provider); 401 auth required and token missing/invalid; 403 named subdomain not granted by
+reclaim token, an X-Tunnel-Policy that is too big, malformed or names an unknown provider);
+401 auth required and token missing/invalid; 403 named subdomain not granted by
 the token (or auth disabled); 409 the tunnel id / name is not yours (held by someone else, or
 no reservation exists for that id); 500 configuration error. Nothing is stored unless 200.
 

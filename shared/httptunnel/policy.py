@@ -418,7 +418,8 @@ def check(policy: Policy, raw: str, source_ip: str, headers: Mapping[str, str], 
         return Denial(DENIAL_STATUS[AUTH_REQUIRED], AUTH_REQUIRED, "authentication required",
                       {"www-authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
     if policy.hooks and not any(v.verify(headers, body, now) for v in policy.hooks):
-        return Denial(DENIAL_STATUS[WEBHOOK_INVALID], WEBHOOK_INVALID, "webhook signature missing, invalid or outside its time window")
+        return Denial(DENIAL_STATUS[WEBHOOK_INVALID], WEBHOOK_INVALID,
+                      "webhook signature missing, invalid or outside its time window")
     return None
 
 
