@@ -1,7 +1,9 @@
 """Command line, environment and .env parsing for `ttf`.
 
 Precedence: command line > environment (`TTF_*`) > `.env` file in the working directory
-> defaults. Every problem becomes a :class:`ConfigError` with one readable sentence.
+> defaults. A config file naming several tunnels (ttf.toml) is configfile.py's; it uses the
+same conversion (convert()). Every problem becomes a :class:`ConfigError` with one readable
+sentence.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Config:
     no_rewrite: bool = False
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
+    name: str | None = None  # the tunnel's name in a config file (None: the command line's one tunnel)
     policy: edge_policy.Policy | None = None  # the edge policy sent at every $connect (None = open)
 
     @property
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge = parser.add_argument_group(
         "edge policy", "enforced by the server before a request reaches this machine; each option may be "
         "repeated; as TTF_* variables, separate several CIDRs or header names with commas, and several "
-        "USER:PASS, PROVIDER:SECRET or NAME:VALUE entries with newlines")
+        "USER:PASS, PROVIDER:SECRET or NAME:VALUE entries with newlines; in ttf.toml, arrays of strings")
     edge.add_argument("--basic-auth", action="append", metavar="USER:PASS",
                       help=f"require HTTP basic auth (up to {edge_policy.MAX_USERS} users; sent only as scrypt hashes)")
     edge.add_argument("--allow-ip", action="append", metavar="CIDR",
@@ -126,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--response-header-remove", action="append", metavar="NAME",
                       help="drop this header from answers to callers")
     add("-v", "--verbose", action="store_true", default=None, help="log protocol details on stderr")
+    add("-c", "--config", metavar="FILE",
+        help="run the tunnels a TOML file names (default ./ttf.toml when it exists and neither -p nor "
+             "--subdomain is given; see cli/README.md)")
     add("-V", "--version", action="version", version=f"ttf {__version__}")
     # Hidden knobs for tests and unusual networks.
     add("--heartbeat-interval", help=argparse.SUPPRESS)
@@ -161,19 +167,40 @@ def read_dotenv(path: Path) -> dict[str, str]:
 _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
-    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history",
+    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history", "config",
 )
-# Edge policy options (lists) -> how a TTF_* value holds several entries.
+
+
+# Edge policy options (lists; the command line's entries replace the environment's) -> how a
+# TTF_* value holds several entries. Config file keys: the same names with '-', arrays of strings.
 POLICY_OPTIONS = {
     "basic_auth": "\n", "allow_ip": ",", "deny_ip": ",", "verify_webhook": "\n",
     "request_header_add": "\n", "request_header_remove": ",",
     "response_header_add": "\n", "response_header_remove": ",",
+}
+_POLICY_LIMITS = {
+    "basic_auth": edge_policy.MAX_USERS, "allow_ip": edge_policy.MAX_CIDRS, "deny_ip": edge_policy.MAX_CIDRS,
+    "verify_webhook": edge_policy.MAX_HOOKS,
+}
+_POLICY_CHECKS = {
+    "basic_auth": edge_policy.split_basic_auth, "allow_ip": edge_policy.parse_cidr, "deny_ip": edge_policy.parse_cidr,
+    "verify_webhook": edge_policy.webhook, "request_header_add": edge_policy.header_rule,
+    "request_header_remove": edge_policy.header_name, "response_header_add": edge_policy.header_rule,
+    "response_header_remove": edge_policy.header_name,
 }
 
 
 def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, tuple[str, object]]:
     """option -> (where it came from, raw value), for options given somewhere."""
     out: dict[str, tuple[str, object]] = {}
+    for name, separator in POLICY_OPTIONS.items():
+        var = "TTF_" + name.upper()
+        entries = getattr(args, name)
+        if entries:
+            out[name] = ("--" + name.replace("_", "-"), list(entries))
+        elif (env.get(var, "") or dotenv.get(var, "")) != "":
+            where, raw = (var, env[var]) if env.get(var, "") else (f"{var} (.env)", dotenv[var])
+            out[name] = (where, [e.strip() for e in raw.split(separator) if e.strip()])
     for name in _OPTIONS:
         var = "TTF_" + name.upper()
         cli_value = getattr(args, name)
@@ -184,27 +211,6 @@ def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[st
         elif dotenv.get(var, "") != "":
             out[name] = (f"{var} (.env)", dotenv[var])
     return out
-
-
-def policy_from(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[str, str]
-                ) -> edge_policy.Policy | None:
-    """The edge policy options (command line entries replace the environment's, option by option)."""
-    lists: dict[str, list[str]] = {}
-    for name, separator in POLICY_OPTIONS.items():
-        var = "TTF_" + name.upper()
-        given = getattr(args, name)
-        raw = env.get(var, "") or dotenv.get(var, "")
-        entries = list(given) if given else [e.strip() for e in raw.split(separator) if e.strip()]
-        lists[name] = entries
-    try:
-        built = edge_policy.build(
-            basic_auth=lists["basic_auth"], allow=lists["allow_ip"], deny=lists["deny_ip"],
-            hooks=lists["verify_webhook"], request_add=lists["request_header_add"],
-            request_remove=lists["request_header_remove"], response_add=lists["response_header_add"],
-            response_remove=lists["response_header_remove"])
-    except edge_policy.PolicyError as exc:
-        raise ConfigError(f"edge policy: {exc}") from None
-    return built if built else None
 
 
 def _number(source: str, raw: object, kind: type, low: float, high: float) -> float | int:
@@ -260,45 +266,92 @@ def check_inspect(source: str, raw: object) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+def convert(name: str, source: str, raw: object) -> object:
+    """One option's value, checked (ConfigError names `source`); the command line, the
+    environment and the config file all go through here."""
+    if name in POLICY_OPTIONS:
+        entries = [str(e) for e in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
+        limit = _POLICY_LIMITS.get(name, edge_policy.MAX_HEADER_RULES)
+        if len(entries) > limit:
+            raise ConfigError(f"{source}: at most {limit} entries (got {len(entries)})")
+        try:
+            for entry in entries:
+                _POLICY_CHECKS[name](entry)
+        except edge_policy.PolicyError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return tuple(entries)
+    if name == "endpoint":
+        return check_endpoint(source, str(raw))
+    if name == "port":
+        return _number(source, raw, int, 1, 65535)
+    if name == "max_concurrency":
+        return _number(source, raw, int, 1, 10_000)
+    if name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
+        return _number(source, raw, float, 0.01, 7 * 24 * 3600)
+    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
+        return _flag(source, raw)
+    if name == "host":
+        host = str(raw).strip().strip("[]")
+        if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
+            raise ConfigError(f"{source}: {raw!r} is not a host name or address")
+        return host
+    if name == "subdomain":
+        name_value = str(raw).strip().lower()
+        if not name_value.replace("-", "").isalnum() or not name_value.isascii():
+            raise ConfigError(f"{source}: {raw!r} is not a valid name (letters, digits, '-')")
+        return name_value
+    if name == "inspect":
+        return check_inspect(source, raw)
+    if name == "inspect_history":
+        return _number(source, raw, int, 1, 100_000)
+    if name == "state_dir":
+        if not str(raw).strip():
+            raise ConfigError(f"{source}: the state directory is empty")
+        return Path(str(raw)).expanduser()
+    return str(raw)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """Raises ConfigError for bad input; SystemExit(0) for --help / --version."""
-    args = build_parser().parse_args(argv)
-    env = os.environ if env is None else env
-    dotenv = read_dotenv((cwd or Path.cwd()) / ".env")
-    given = _merged(args, env, dotenv)
-    if "endpoint" not in given:
-        raise ConfigError("no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT")
-    values: dict[str, object] = {"endpoint": check_endpoint(*given.pop("endpoint"))}  # type: ignore[arg-type]
-    for name, (source, raw) in given.items():
-        if name == "port":
-            values[name] = _number(source, raw, int, 1, 65535)
-        elif name == "max_concurrency":
-            values[name] = _number(source, raw, int, 1, 10_000)
-        elif name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
-            values[name] = _number(source, raw, float, 0.01, 7 * 24 * 3600)
-        elif name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
-            values[name] = _flag(source, raw)
-        elif name == "host":
-            host = str(raw).strip().strip("[]")
-            if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
-                raise ConfigError(f"{source}: {raw!r} is not a host name or address")
-            values[name] = host
-        elif name == "subdomain":
-            name_value = str(raw).strip().lower()
-            if not name_value.replace("-", "").isalnum() or not name_value.isascii():
-                raise ConfigError(f"{source}: {raw!r} is not a valid name (letters, digits, '-')")
-            values[name] = name_value
-        elif name == "inspect":
-            values[name] = check_inspect(source, raw)
-        elif name == "inspect_history":
-            values[name] = _number(source, raw, int, 1, 100_000)
-        elif name == "state_dir":
-            if not str(raw).strip():
-                raise ConfigError(f"{source}: the state directory is empty")
-            values[name] = Path(str(raw)).expanduser()
-        else:
-            values[name] = str(raw)
-    values["policy"] = policy_from(args, env, dotenv)
+    return build_parser().parse_args(argv)
+
+
+def given_options(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> dict[str, tuple[str, object]]:
+    """option -> (where it came from, raw value): command line > environment > .env."""
+    return _merged(args, env, read_dotenv(cwd / ".env"))
+
+
+def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
+    """The Config, with the command line's defaults for the state dir and the inspector, and
+    the edge policy built (passwords hashed) from the policy options' checked entries."""
+    lists = {name: values.pop(name, ()) for name in POLICY_OPTIONS}
+    if any(lists.values()):
+        try:
+            built = edge_policy.build(
+                basic_auth=lists["basic_auth"], allow=lists["allow_ip"], deny=lists["deny_ip"],  # type: ignore[arg-type]
+                hooks=lists["verify_webhook"], request_add=lists["request_header_add"],  # type: ignore[arg-type]
+                request_remove=lists["request_header_remove"],  # type: ignore[arg-type]
+                response_add=lists["response_header_add"],  # type: ignore[arg-type]
+                response_remove=lists["response_header_remove"])  # type: ignore[arg-type]
+        except edge_policy.PolicyError as exc:
+            where = f"tunnels.{values['name']}: " if values.get("name") else ""
+            raise ConfigError(f"{where}edge policy: {exc}") from None
+        values["policy"] = built or None
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]
+
+
+def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+    """The command line's one tunnel (a config file is configfile.load()'s). Raises ConfigError
+    for bad input; SystemExit(0) for --help / --version."""
+    env = os.environ if env is None else env
+    given = given_options(parse_args(argv), env, cwd or Path.cwd())
+    given.pop("config", None)
+    return single_tunnel(given, env)
+
+
+def single_tunnel(given: Mapping[str, tuple[str, object]], env: Mapping[str, str]) -> Config:
+    if "endpoint" not in given:
+        raise ConfigError("no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT")
+    return finish({name: convert(name, *given[name]) for name in given}, env)

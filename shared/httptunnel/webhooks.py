@@ -154,7 +154,7 @@ def parse_spec(text: str) -> Verifier:
     provider, sep, rest = text.strip().partition(":")
     provider = provider.lower()
     if not sep:
-        raise WebhookError(f"{text[:40]!r} is not PROVIDER:SECRET")
+        raise WebhookError("expected PROVIDER:SECRET (no ':' found)")
     if provider not in PROVIDERS:
         raise WebhookError(f"unknown webhook provider {provider[:40]!r} (known: {', '.join(PROVIDERS)})")
     if provider != "hmac-sha256":

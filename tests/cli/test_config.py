@@ -85,11 +85,12 @@ def test_edge_policy_options_repeat_and_come_from_env(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--basic-auth", "nocolon"], "edge policy: basic auth must be USER:PASS"),
-    (["--verify-webhook", "twilio:x"], "edge policy: unknown webhook provider 'twilio'"),
-    (["--allow-ip", "10.0.0.300"], "edge policy: '10.0.0.300' is not an IP address or CIDR"),
+    (["--basic-auth", "nocolon"], "--basic-auth: basic auth must be USER:PASS"),
+    (["--verify-webhook", "twilio:x"], "--verify-webhook: unknown webhook provider 'twilio'"),
+    (["--allow-ip", "10.0.0.300"], "--allow-ip: '10.0.0.300' is not an IP address or CIDR"),
     (["--response-header-add", "Content-Length: 5"], "belongs to the tunnel"),
-    ([x for i in range(11) for x in ("--basic-auth", f"u{i}:p")], "at most 10 entries"),
+    ([x for i in range(11) for x in ("--basic-auth", f"u{i}:p")], "--basic-auth: at most 10 entries"),
+    (["--basic-auth", "a:1", "--basic-auth", "a:2"], "edge policy: basic auth: a user name appears twice"),
 ])
 def test_a_bad_policy_is_one_readable_line(tmp_path, argv, message):
     with pytest.raises(ConfigError, match=message) as err:

@@ -102,7 +102,7 @@ def test_generic_hmac_hex_base64_prefix_and_secrets_with_colons():
 
 @pytest.mark.parametrize("spec, message", [
     ("twilio:abc", "unknown webhook provider 'twilio'"),
-    ("github", "is not PROVIDER:SECRET"),
+    ("github", "expected PROVIDER:SECRET"),
     ("github:", "the secret is empty"),
     ("hmac-sha256:bad header:s", "valid header name"),
     ("hmac-sha256:x-sig:s:hex:" + "p" * 40, "prefix"),
