@@ -33,3 +33,8 @@ output "log_group_name" {
   description = "The function's log group."
   value       = aws_cloudwatch_log_group.this.name
 }
+
+output "reserved_concurrency" {
+  description = "Reserved concurrent executions (-1 = unreserved); terraform tests assert on it."
+  value       = aws_lambda_function.this.reserved_concurrent_executions
+}
