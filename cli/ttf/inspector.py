@@ -11,14 +11,22 @@ The server (aiohttp) serves:
   GET  /api/requests/{id}         one entry, bodies base64
   POST /api/requests/{id}/replay  send it to the local service again; the new entry
                                   (replay_of = id); 409 when a captured body was truncated
-Captured requests come from the internet and hold secrets (Authorization, cookies), so on
-a loopback address requests whose Host is not that address are refused (DNS rebinding),
-and a POST from another origin is refused (a web page cannot trigger replays).
+Captured requests come from the internet and hold secrets (Authorization, cookies), so:
+* on a loopback address, requests whose Host is not that address are refused (DNS rebinding);
+* bound to any other address, every request needs the token `ttf` prints at start (the
+  inspector URL carries it as `?token=`; the page sends it back as `X-Inspector-Token`);
+  anything else is 401;
+* a POST from another origin is refused (a web page cannot trigger replays);
+* every answer says `X-Frame-Options: DENY` and `frame-ancestors 'none'`: no page can frame
+  the inspector and click Replay through it.
+The page shows every captured string as text (never HTML), with control characters escaped.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -30,6 +38,7 @@ from httptunnel.protocol import Headers, b64encode
 from ttf.forward import Exchange
 
 BODY_CAP = 1024 * 1024
+TOKEN_HEADER = "X-Inspector-Token"
 DEFAULT_BUDGET = 16 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 2.0
 
@@ -151,11 +160,12 @@ class Inspector:
         self.history = history
         self.replayer = replayer
         self.url: str | None = None
+        self.token: str | None = None  # set when bound off loopback; part of self.url
         self._allowed_hosts: frozenset[str] | None = None
         self._runner: web.AppRunner | None = None
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard])
+        app = web.Application(middlewares=[self._frame_guard, self._guard])
         app.router.add_get("/", self._page)
         app.router.add_get("/api/requests", self._list)
         app.router.add_get("/api/requests/{id}", self._detail)
@@ -176,6 +186,9 @@ class Inspector:
         if _is_loopback(host):
             names = {host, "localhost", "127.0.0.1", "::1"}
             self._allowed_hosts = frozenset(_host_port(name, bound_port) for name in names)
+        else:
+            self.token = secrets.token_urlsafe(24)
+            self.url += f"/?token={self.token}"
         return self.url
 
     async def stop(self) -> None:
@@ -185,10 +198,24 @@ class Inspector:
 
     # ---- handlers ------------------------------------------------------------------
     @web.middleware
+    async def _frame_guard(self, request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @web.middleware
     async def _guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
         if self._allowed_hosts is not None and request.host.lower() not in self._allowed_hosts:
             return _error(403, "this Host is not the inspector's address")
+        if self.token is not None:
+            given = request.headers.get(TOKEN_HEADER) or request.query.get("token") or ""
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return _error(401, "the inspector needs the token ttf printed at start (?token=...)")
         origin = request.headers.get("Origin")
         if request.method != "GET" and origin is not None and origin.lower() != f"http://{request.host.lower()}":
             return _error(403, "requests from another origin are refused")
@@ -226,7 +253,8 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ttf inspector</title>
@@ -252,9 +280,18 @@ button{cursor:pointer} .dim{color:#777}
 <script>
 "use strict";
 let selected = null;
-function el(tag, text, cls) {
+// Off loopback the inspector URL carries ?token=; every API call sends it back.
+const TOKEN = new URLSearchParams(location.search).get("token");
+const AUTH = TOKEN ? {"X-Inspector-Token": TOKEN} : {};
+// Captured strings are data: shown as text, with control and bidi characters made visible.
+const CONTROLS = /[\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]/g;
+function visible(text, keep) {
+  return String(text).replace(CONTROLS, ch => (keep && keep.includes(ch)) ? ch :
+    "\\\\u" + ch.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+function el(tag, text, cls, keep) {
   const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (text !== undefined && text !== null) e.textContent = visible(text, keep);
   if (cls) e.className = cls;
   return e;
 }
@@ -273,7 +310,7 @@ function headerBlock(h) {
   return lines.join("\\n") || "(none)";
 }
 async function replay(id) {
-  const r = await fetch("/api/requests/" + id + "/replay", {method: "POST"});
+  const r = await fetch("/api/requests/" + id + "/replay", {method: "POST", headers: AUTH});
   const data = await r.json();
   if (!r.ok) { alert(data.error); return; }
   selected = data.id;
@@ -281,7 +318,7 @@ async function replay(id) {
 }
 async function show(id) {
   selected = id;
-  const r = await fetch("/api/requests/" + id);
+  const r = await fetch("/api/requests/" + id, {headers: AUTH});
   const box = document.getElementById("detail");
   box.replaceChildren();
   box.className = "";
@@ -292,14 +329,14 @@ async function show(id) {
   again.onclick = () => replay(d.id);
   box.append(title, el("p", "status " + d.status + (d.error ? " (" + d.error + ")" : "") + " \\u00b7 " +
     d.duration_ms + " ms" + (d.replay_of ? " \\u00b7 replay of #" + d.replay_of : "")), again);
-  box.append(el("h4", "Request headers"), el("pre", headerBlock(d.request_headers)));
-  box.append(el("h4", "Request body"), el("pre", bodyText(d.request_body, d.request_size, d.request_truncated)));
-  box.append(el("h4", "Response headers"), el("pre", headerBlock(d.response_headers)));
-  box.append(el("h4", "Response body"), el("pre", bodyText(d.response_body, d.response_size, d.response_truncated)));
+  box.append(el("h4", "Request headers"), el("pre", headerBlock(d.request_headers), "", "\\n"));
+  box.append(el("h4", "Request body"), el("pre", bodyText(d.request_body, d.request_size, d.request_truncated), "", "\\n\\t\\r"));
+  box.append(el("h4", "Response headers"), el("pre", headerBlock(d.response_headers), "", "\\n"));
+  box.append(el("h4", "Response body"), el("pre", bodyText(d.response_body, d.response_size, d.response_truncated), "", "\\n\\t\\r"));
   await refresh(false);
 }
 async function refresh(reshow = true) {
-  const r = await fetch("/api/requests");
+  const r = await fetch("/api/requests", {headers: AUTH});
   const list = (await r.json()).requests;
   document.getElementById("count").textContent = list.length + " request(s)";
   const rows = document.getElementById("rows");

@@ -2,6 +2,8 @@
 
 Nothing here does I/O except the two small sinks at the bottom; renderers take the state
 and the current time and return rich renderables (tested through Console(record=True)).
+Every string that is not our own goes through `plain()` (a rich Text, so never markup, with
+control characters escaped); log lines escape control characters too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rich.text import Text
 
 from ttf._version import __version__
 from ttf.events import (
-    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, to_json,
+    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, escape_controls, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -90,6 +92,11 @@ class Dashboard:
         self.status_since = now
 
 
+def plain(text: object, style: str = "") -> Text:
+    """A value shown as itself: rich never reads markup in a Text, and controls are escaped."""
+    return Text(escape_controls(str(text)), style=style)
+
+
 def status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else "5xx"
 
@@ -124,22 +131,22 @@ def render_header(state: Dashboard, now: float) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     style = "green" if state.status == "online" else "yellow"
-    grid.add_row("Status", Text(state.status, style=style))
+    grid.add_row("Status", plain(state.status, style))
     grid.add_row("Uptime", human_duration(now - state.started_at))
     tunnel = state.tunnel
     if tunnel is not None:
-        grid.add_row("Tunnel id", tunnel.tunnel_id)
-        grid.add_row("Forwarding", f"{tunnel.public_url} -> http://{state.local_target}")
+        grid.add_row("Tunnel id", plain(tunnel.tunnel_id))
+        grid.add_row("Forwarding", plain(f"{tunnel.public_url} -> http://{state.local_target}"))
         for label, url in (("Subdomain URL", tunnel.subdomain_url), ("Path URL", tunnel.path_based_url)):
             if url and url != tunnel.public_url:
-                grid.add_row(label, url)
+                grid.add_row(label, plain(url))
         if tunnel.inspector_url:
-            grid.add_row("Inspector", tunnel.inspector_url)
+            grid.add_row("Inspector", plain(tunnel.inspector_url))
     else:
-        grid.add_row("Local target", f"http://{state.local_target}")
-    grid.add_row("Endpoint", state.endpoint)
+        grid.add_row("Local target", plain(f"http://{state.local_target}"))
+    grid.add_row("Endpoint", plain(state.endpoint))
     if state.notice:
-        grid.add_row("Last event", Text(state.notice, style="dim"))
+        grid.add_row("Last event", plain(state.notice, "dim"))
     return grid
 
 
@@ -172,11 +179,11 @@ def render_requests(state: Dashboard) -> Table:
     for row in state.recent:
         status = Text(str(row.status), style=STATUS_STYLE.get(status_class(row.status), "white"))
         if row.error:
-            status.append(f" {row.error}", style="dim")
+            status.append(f" {escape_controls(row.error)}", style="dim")
         table.add_row(
             datetime.fromtimestamp(row.at).strftime("%H:%M:%S"),
-            row.method,
-            row.path,
+            plain(row.method),
+            plain(row.path),
             status,
             f"{row.duration_ms} ms",
             human_bytes(row.bytes_out),
@@ -216,7 +223,7 @@ def format_line(event: Event, now: float) -> str:
         text = f"reconnecting in {event.delay_s:.1f} s (attempt {event.attempt}): {event.reason}"
     else:
         text = f"{event.level}: {event.message}"
-    return f"{stamp} {text}"
+    return f"{stamp} {escape_controls(text)}"
 
 
 class JsonSink:
@@ -240,6 +247,6 @@ class LineSink:
         if isinstance(event, TunnelEstablished):
             line += f" -> http://{self.local_target}"
             if event.inspector_url:
-                line += f" (inspector {event.inspector_url})"
+                line += f" (inspector {escape_controls(event.inspector_url)})"
         self.stream.write(line + "\n")
         self.stream.flush()

@@ -118,3 +118,59 @@ def test_json_lines_shape():
         "event": "request", "method": "POST", "path": "/x", "status": 201, "duration_ms": 5,
         "bytes_in": 10, "bytes_out": 20}
     assert third == {"event": "reconnecting", "delay_s": 0.988, "attempt": 1, "reason": "x", "ts": third["ts"]}
+
+
+# ---- network strings are data (issue 12): never markup, control characters escaped ------------
+
+HOSTILE_PATH = "/[link=https://evil.example]click[/link][bold red]X[/]\x1b]0;pwned\x07\x1b[2J\u202eexe.txt"
+HOSTILE_METHOD = "G[b]E[/b]T\x1b[31m"
+SHORT_PATH = "/[link=https://e.x]c[/link]\x1b]0;p\x07\x1b[2J\u202eexe"  # fits the path column
+
+
+def hostile_dashboard() -> Dashboard:
+    state = Dashboard(endpoint="wss://ws.example.test/prod", local_target="127.0.0.1:3000", started_at=T0)
+    state.apply(dataclasses.replace(TUNNEL, tunnel_id="[red]tun[/red]\x1b[5m",
+                                    public_url="https://x.test/[link=https://evil.example]a[/link]"), T0)
+    state.apply(RequestDone(HOSTILE_METHOD, SHORT_PATH, 200, duration_ms=1, bytes_in=0, bytes_out=0,
+                            error="e[i]\x1b"), T0)
+    state.apply(Disconnected(reason="server said [blink]bye[/blink]\x1b[?1049h"), T0)
+    return state
+
+
+def test_dashboard_renders_network_strings_as_text_with_controls_escaped():
+    console = record(render_dashboard(hostile_dashboard(), T0 + 1), width=400)
+    styled = console.export_text(styles=True, clear=False)
+    text = console.export_text()
+    for raw in ("\x1b]0;p", "\x07", "\x1b[2J", "\u202e", "\x1b[5m", "\x1b[?1049h", "\x1b[31mG"):
+        assert raw not in styled, repr(raw)
+    assert "/[link=https://e.x]c[/link]\\x1b]0;p\\x07\\x1b[2J\\u202eexe" in text  # markup shown, not applied
+    assert "G[b]E[/b]T\\x1b[31m" in text and "[red]tun[/red]\\x1b[5m" in text
+    assert "server said [blink]bye[/blink]\\x1b[?1049h" in text
+    assert "\x1b]8;" not in styled  # no hyperlink escape was emitted
+    assert not re.search(r"\x1b\[[0-9;]*5m", styled)  # nothing blinks
+
+
+def test_log_lines_escape_control_characters():
+    line = format_line(RequestDone(HOSTILE_METHOD, HOSTILE_PATH, 200, 1, 0, 0), T0)
+    assert not re.search("[\x00-\x1f\x7f\u202e]", line), repr(line)
+    assert "\\x1b]0;pwned\\x07" in line and "\\u202e" in line
+    stream = io.StringIO()
+    LineSink(stream, "127.0.0.1:3000")(Disconnected(reason="a\r\nFAKE 200 /admin"))
+    assert stream.getvalue().count("\n") == 1 and "a\\x0d\\x0aFAKE" in stream.getvalue()
+
+
+def test_json_lines_escape_control_characters():
+    stream = io.StringIO()
+    JsonSink(stream)(RequestDone(HOSTILE_METHOD, HOSTILE_PATH, 200, 1, 0, 0))
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and not re.search("[\x00-\x1f\x7f\u202e]", out[:-1])
+    assert json.loads(out)["path"] == HOSTILE_PATH  # exact, once decoded
+
+
+def test_stderr_log_records_escape_control_characters():
+    import logging
+
+    from ttf.main import _PlainFormatter
+
+    record_ = logging.LogRecord("ttf", logging.WARNING, __file__, 1, "bad frame %s", ("x\x1b[2Jy",), None)
+    assert _PlainFormatter("%(message)s").format(record_) == "bad frame x\\x1b[2Jy"
