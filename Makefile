@@ -8,6 +8,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PROFILE ?= local
 PYTEST_ARGS ?=
+BASELINE ?=
 
 .DEFAULT_GOAL := help
 
@@ -38,14 +39,18 @@ stack: build-local ## run the local stack in the foreground (moto + terraform + 
 dev: build-local ## local stack + sample app on :3000 + ttf forwarding to it; Ctrl-C stops all
 	$(BIN)/python -m scripts.dev
 
-test: build-local build $(CHECKOV_STAMP) ## the whole suite: unit, cli, infra, end-to-end (what CI runs)
+lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
-bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws for the AWS latency model)
-	$(BIN)/python -m scripts.bench --profile $(PROFILE)
+bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws: AWS latency model; BASELINE=<ref>: that commit's stack in the same run)
+	$(BIN)/python -m scripts.bench --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
 deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
 	$(BIN)/python -m scripts.deploy apply
@@ -59,4 +64,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install build build-local stack dev test test-load bench deploy destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-load bench deploy destroy localstack-deploy clean

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     from scripts.harness.stack import LocalStack, TtfAgent
 
     log_dir = Path(tempfile.mkdtemp(prefix="emulator-perf-"))
-    origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin", log_dir / "origin.stderr.log", cwd=ROOT).start()
+    origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin",
+                  log_dir / "origin.stderr.log", cwd=ROOT).start()
     rows: list[dict[str, Any]] = []
     try:
         port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import aiohttp
 
@@ -102,8 +102,8 @@ class Session:
         first = done.pop()
         reason = first.result() if not first.cancelled() and first.exception() is None else repr(first.exception())
         await self.close()
-        for task in list(self.inflight):
-            task.cancel()  # nobody can answer them any more: only this connection could
+        for pending in list(self.inflight):
+            pending.cancel()  # nobody can answer them any more: only this connection could
         return reason
 
     async def close(self) -> None:
@@ -190,7 +190,7 @@ class Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            waiters: set[asyncio.Future[object]] = set(self.inflight)
+            waiters: set[asyncio.Future[Any]] = set(self.inflight)
             force_waiter = asyncio.ensure_future(force.wait()) if force is not None else None
             if force_waiter is not None:
                 waiters.add(force_waiter)

@@ -16,7 +16,7 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        base = min(self.cap, self.initial * (2 ** min(self.attempt, 32)))
+        base = min(self.cap, self.initial * (2.0 ** min(self.attempt, 32)))
         self.attempt += 1
         return base * (1.0 - self.jitter * self.rand())
 

@@ -158,7 +158,7 @@ def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[st
 
 def _number(source: str, raw: object, kind: type, low: float, high: float) -> float | int:
     try:
-        value = kind(raw)
+        value: float | int = kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {raw!r} is not a {'whole ' if kind is int else ''}number") from None
     if not low <= value <= high or value != value:

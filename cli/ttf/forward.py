@@ -127,7 +127,7 @@ class Forwarder:
     request_timeout: float = 25.0
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
-    observer: Callable[[Exchange], None] | None = None  # sees every tunnelled request (the inspector)
+    observer: Callable[[Exchange], object] | None = None  # sees every tunnelled request (the inspector)
 
     @property
     def target(self) -> str:

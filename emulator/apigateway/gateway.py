@@ -40,15 +40,15 @@ class GatewayPorts:
 
 class Gateway:
     def __init__(self, runtime: RuntimeConfig, *, host: str = "127.0.0.1",
-                 http_settings: HttpSettings = HttpSettings(), ws_settings: WsSettings = WsSettings(),
+                 http_settings: HttpSettings | None = None, ws_settings: WsSettings | None = None,
                  stats: Stats | None = None, faults: Faults | None = None,
                  invoke_delay_s: float = 0.0) -> None:
         self.host = host
         self.stats = stats or Stats()
         self.faults = faults or Faults()
         self.lambdas = LambdaService(runtime, invoke_delay_s=invoke_delay_s)
-        self.http = HttpApi(None, self.lambdas, self.stats, http_settings)
-        self.ws = WebSocketApi(None, self.lambdas, self.stats, self.faults, ws_settings)
+        self.http = HttpApi(None, self.lambdas, self.stats, http_settings or HttpSettings())
+        self.ws = WebSocketApi(None, self.lambdas, self.stats, self.faults, ws_settings or WsSettings())
         self.runners: list[web.AppRunner] = []
         self.ports: GatewayPorts | None = None
         self.wiring: Wiring | None = None

@@ -69,7 +69,7 @@ def match_template(template: str, path: str) -> dict[str, str] | None:
     found = pattern.fullmatch(path)
     if found is None:
         return None
-    return dict(zip(names, found.groups()))
+    return dict(zip(names, found.groups(), strict=True))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -16,7 +16,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import sys
 import time
 import uuid

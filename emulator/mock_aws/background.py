@@ -94,7 +94,7 @@ def matches_numeric(spec: list[Any], value: Any) -> bool:
         return False
     ops = {"<": number.__lt__, "<=": number.__le__, "=": number.__eq__, ">": number.__gt__,
            ">=": number.__ge__}
-    for op, operand in zip(spec[::2], spec[1::2]):
+    for op, operand in zip(spec[::2], spec[1::2], strict=False):  # an odd tail is ignored, as before
         if not ops[op](float(operand)):
             return False
     return True

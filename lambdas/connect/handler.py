@@ -1,14 +1,9 @@
 """$connect: authenticate the agent, pick or reclaim its tunnel id, store the connection row."""
 
-from httptunnel import apigw, connections, log
+from httptunnel import connections
+from httptunnel.edge import lambda_edge, ws_status
 
 
+@lambda_edge(bad_event=ws_status(400), failure=ws_status(500))  # never a traceback to the handshake
 def handler(event, context):
-    try:
-        return connections.connect(event)
-    except apigw.BadEvent as exc:
-        log.error("connect: malformed event", error=str(exc))
-        return apigw.ws_response(400, "bad request")
-    except Exception as exc:  # outer edge: never leak a traceback to the handshake
-        log.error("connect failed", error=type(exc).__name__, detail=str(exc)[:300])
-        return apigw.ws_response(500, "internal error")
+    return connections.connect(event)

@@ -1,11 +1,9 @@
 """$disconnect: remove the connection row (idempotent)."""
 
-from httptunnel import apigw, connections, log
+from httptunnel import connections
+from httptunnel.edge import lambda_edge, ws_status
 
 
+@lambda_edge(bad_event=ws_status(400), failure=ws_status(500))
 def handler(event, context):
-    try:
-        return connections.disconnect(event)
-    except apigw.BadEvent as exc:
-        log.error("disconnect: malformed event", error=str(exc))
-        return apigw.ws_response(400, "bad request")
+    return connections.disconnect(event)

@@ -1,11 +1,11 @@
 """Public HTTP API route: send the request down the agent's WebSocket and wait for its answer."""
 
-from httptunnel import apigw, forwarding, log
+from httptunnel import forwarding
+from httptunnel.edge import http_error, lambda_edge
 
 
+# a clear 502, never a traceback to the caller
+@lambda_edge(bad_event=http_error(400, "invalid_request", "bad request"),
+             failure=http_error(502, "internal_error", "internal error"))
 def handler(event, context):
-    try:
-        return forwarding.forward(event)
-    except Exception as exc:  # outer edge: a clear 502, never a traceback to the caller
-        log.error("forward failed", error=type(exc).__name__, detail=str(exc)[:300])
-        return apigw.error_response(502, "internal_error", "internal error")
+    return forwarding.forward(event)

@@ -1,7 +1,7 @@
 """`make bench`: the tunnel vs calling the local service directly vs localtunnel, on this machine.
 
     python -m scripts.bench [--profile local|aws] [--out bench/results.json] [--quick]
-                            [--skip-localtunnel] [--skip-stack]
+                            [--skip-localtunnel] [--skip-stack] [--baseline REF]
 
 One run: starts the origin service (scripts/bench/origin.py), measures it directly, through
 localtunnel (npm, loopback only) and through the local stack (moto + terraform + emulator +
@@ -17,6 +17,12 @@ What is measured (every number below comes from this run):
   billed ms by function, DynamoDB calls by operation, PostToConnection, WebSocket messages;
 * peak RSS of the `ttf` process (and of the localtunnel client) with 64 requests in flight;
 * the cost model (scripts/bench/cost.py) over those counts.
+
+--baseline REF (`make bench BASELINE=<ref>`) also measures the local stack of another commit in
+the SAME run, right after this tree's, against the same origin: its tree comes from
+`git archive` into bench/cache/baseline-<sha>/, is built there with its own build script, and
+runs with this virtualenv (its layer, agent and tooling first on PYTHONPATH). Machine noise then
+hits both alike; the comparison table shows the ratios.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -128,13 +136,32 @@ def with_added(latency: dict, direct: dict) -> dict:
     return latency
 
 
-def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, log_dir: Path, stack_ctx) -> dict:
+def prepare_baseline(ref: str) -> tuple[str, Path]:
+    """Another commit's tree, built for the local stack, under bench/cache/ (reused when present)."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = ROOT / "bench" / "cache" / f"baseline-{sha[:12]}"
+    if not (tree / "build" / "local" / "build.json").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        new_layout = (tree / "scripts" / "build" / "__main__.py").exists()
+        argv = [sys.executable, "-m", "scripts.build", "--local"] if new_layout else \
+            [sys.executable, str(tree / "scripts" / "build.py"), "--local"]
+        print(f"building baseline {sha[:12]} in {tree}", flush=True)
+        subprocess.run(argv, cwd=tree, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    return sha, tree
+
+
+def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, log_dir: Path, stack_ctx,
+                  root: Path = ROOT) -> dict:
     from scripts.harness.stack import LocalStack, TtfAgent
 
     t0 = time.monotonic()
-    stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile))
+    stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile, root=root))
     started_s = round(time.monotonic() - t0, 1)
-    agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir))
+    agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir, root=root))
     target = Target("stack", agent.path_url)
     print(f"  stack up in {started_s}s, tunnel {agent.established.get('tunnel_id')} -> {target.base_url}", flush=True)
     out: dict[str, Any] = {"profile": args.profile, "startup_s": started_s}
@@ -190,6 +217,9 @@ def render(results: dict) -> str:
     for prof, run in results.get("stack", {}).items():
         if "latency" in run:
             subjects.append((f"http-tunnel ({prof})", run))
+    base = results.get("baseline") or {}
+    if "latency" in base:
+        subjects.append((f"baseline {base['sha'][:9]} ({base['profile']})", base))
 
     t = Table(title=f"1 KB GET latency (ms) and throughput - {results['machine']['cpu_count']} CPUs, {results['date']}")
     for col in ("subject", "conc", "n", "p50", "p90", "p99", "+p50", "+p90", "+p99", "req/s", "errors"):
@@ -243,6 +273,18 @@ def render(results: dict) -> str:
                       str(r["max_in_flight_at_origin"]), str(r["ok"]))
     console.print(t)
 
+    current = results.get("stack", {}).get(base.get("profile", ""), {})
+    if "latency" in base and "latency" in current:
+        t = Table(title=f"This tree vs baseline {base['ref']} ({base['sha'][:9]}), same run, {base['profile']} profile")
+        for col in ("measure", "baseline", "this tree", "this / baseline"):
+            t.add_column(col, justify="left" if col == "measure" else "right")
+        for label, path in (("added p50 ms, c1", ("c1", "added", "p50")), ("added p50 ms, c32", ("c32", "added", "p50")),
+                            ("req/s, c32", ("c32", "rps")), ("req/s, c128", ("c128", "rps"))):
+            old, new = dig(base["latency"], path), dig(current["latency"], path)
+            ratio = f"{new / old:.2f}x" if isinstance(old, (int, float)) and isinstance(new, (int, float)) and old else "-"
+            t.add_row(label, fmt_ms(old), fmt_ms(new), ratio)
+        console.print(t)
+
     t = Table(title="Targets")
     for col in ("target", "measured", "verdict"):
         t.add_column(col)
@@ -255,6 +297,12 @@ def render(results: dict) -> str:
     if results.get("localtunnel", {}).get("error"):
         console.print(f"localtunnel not measured: {results['localtunnel']['error']}", highlight=False, markup=False)
     return buf.getvalue()
+
+
+def dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 def check_targets(results: dict) -> list[dict]:
@@ -298,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not for the README)")
     p.add_argument("--skip-localtunnel", action="store_true")
     p.add_argument("--skip-stack", action="store_true")
+    p.add_argument("--baseline", metavar="REF", help="also measure this commit's local stack in the same run")
     args = p.parse_args(argv)
 
     def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, stop every child
@@ -362,6 +411,18 @@ def main(argv: list[str] | None = None) -> int:
                     results["stack"][args.profile] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 results["stack"][args.profile]["date"] = results["date"]
                 results["stack"][args.profile]["direct_latency"] = direct_latency
+
+            if args.baseline:
+                try:
+                    sha, tree = prepare_baseline(args.baseline)
+                    print(f"baseline {args.baseline} ({sha[:12]}), profile {args.profile}", flush=True)
+                    with ExitStack() as stack_ctx:
+                        results["baseline"] = {"ref": args.baseline, "sha": sha, "profile": args.profile,
+                                               **measure_stack(args, port, origin, direct_latency, log_dir,
+                                                               stack_ctx, root=tree)}
+                except (ProcError, OSError, subprocess.CalledProcessError, Exception) as exc:
+                    traceback.print_exc()
+                    results["baseline"] = {"ref": args.baseline, "error": f"{type(exc).__name__}: {exc}"[:500]}
     except KeyboardInterrupt:
         print("interrupted: children stopped, nothing written", file=sys.stderr)
         return 130

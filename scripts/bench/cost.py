@@ -181,7 +181,8 @@ def build(per_request: Mapping[str, Any], a: Assumptions) -> CostModel:
 
     wru, rru, unknown = dynamodb_units(per_request.get("dynamodb_calls", {}), a)
     calls = per_request.get("dynamodb_calls", {})
-    writes = ", ".join(f"{op} {float(n):.2f}" for op, n in sorted(calls.items()) if op not in READ_OPS | BATCH_READ_OPS | FREE_OPS and n)
+    writes = ", ".join(f"{op} {float(n):.2f}" for op, n in sorted(calls.items())
+                       if op not in READ_OPS | BATCH_READ_OPS | FREE_OPS and n)
     reads = ", ".join(f"{op} {float(n):.2f}" for op, n in sorted(calls.items()) if op in READ_OPS | BATCH_READ_OPS and n)
     lines.append(Line("DynamoDB on-demand", "write request units", wru, "WRU", DDB_WRU_PER_M / 1e6, writes))
     lines.append(Line("DynamoDB on-demand", "read request units", rru, "RRU", DDB_RRU_PER_M / 1e6, reads))

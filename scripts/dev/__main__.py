@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-
 from emulator.stack import running_stack
 from scripts.harness.proc import Proc, ProcError
 from scripts.harness.stack import LocalStack, TtfAgent
+
+ROOT = Path(__file__).resolve().parents[2]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -26,11 +26,21 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK_START_TIMEOUT_S = float(os.environ.get("STACK_START_TIMEOUT_S", "240"))
 
 
-def ttf_argv() -> list[str]:
+def ttf_argv(root: Path = ROOT) -> list[str]:
     script = Path(sys.executable).parent / "ttf"
-    if script.exists():
+    if script.exists() and root == ROOT:
         return [str(script)]
     return [sys.executable, "-c", "from ttf.main import entry; entry()"]
+
+
+def tree_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Environment that runs another checkout's code (a bench baseline) with this virtualenv:
+    its layer, agent and tooling come first on the path. None for this checkout (inherit)."""
+    if root == ROOT:
+        return base
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(str(root / part) for part in ("shared", "cli", "."))
+    return env
 
 
 def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
@@ -55,7 +65,7 @@ class LocalStack:
 
     def __init__(self, log_dir: Path, profile: str = "local", state_file: Path | None = None,
                  ports: tuple[int, int, int] = (0, 0, 0), extra_args: Sequence[str] = (),
-                 echo: bool = False) -> None:
+                 echo: bool = False, root: Path = ROOT) -> None:
         self.log_dir = log_dir
         self.profile = profile
         self.state_file = state_file or Path(tempfile.mkdtemp(prefix="stack-")) / "stack.json"
@@ -64,7 +74,7 @@ class LocalStack:
         self.argv = [sys.executable, "-m", "emulator.stack", "--http-port", str(http_port),
                      "--ws-port", str(ws_port), "--admin-port", str(admin_port),
                      "--state-file", str(self.state_file), "--profile", profile, *extra_args]
-        self.proc = Proc(self.argv, f"stack-{profile}", self.log_path, cwd=ROOT, echo=echo)
+        self.proc = Proc(self.argv, f"stack-{profile}", self.log_path, cwd=root, echo=echo, env=tree_env(root))
         self.state: dict[str, Any] = {}
 
     def start(self, timeout: float = STACK_START_TIMEOUT_S) -> "LocalStack":
@@ -112,15 +122,16 @@ class TtfAgent:
 
     def __init__(self, ws_url: str, local_port: int, log_dir: Path, name: str = "ttf",  # noqa: PLR0913
                  extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 state_dir: Path | None = None, inspect: str | None = "off") -> None:
+                 state_dir: Path | None = None, inspect: str | None = "off", root: Path = ROOT) -> None:
         # reclaim state (what lets a restarted agent keep its URL) per agent, never ~/.local/state
         self.state_dir = state_dir or (log_dir / f"{name}-state")
         self.ws_url = ws_url
         self.local_port = local_port
         self.name = name
-        argv = [*ttf_argv(), "-e", ws_url, "-p", str(local_port), "--host", "127.0.0.1", "--json",
+        argv = [*ttf_argv(root), "-e", ws_url, "-p", str(local_port), "--host", "127.0.0.1", "--json",
                 "--state-dir", str(self.state_dir), *(["--inspect", inspect] if inspect else []), *extra_args]
-        self.proc = Proc(argv, name, log_dir / f"{name}.log", env={**os.environ, **(env or {})}, cwd=ROOT)
+        self.proc = Proc(argv, name, log_dir / f"{name}.log", env=tree_env(root, {**os.environ, **(env or {})}),
+                         cwd=root)
         self.established: dict[str, Any] = {}
 
     def start(self, timeout: float = 60) -> "TtfAgent":

@@ -102,7 +102,8 @@ def _parse_jwks(text: str) -> dict[str, Any]:
 
 def _fetch_jwks(url: str) -> str:
     with urllib.request.urlopen(url, timeout=JWKS_FETCH_TIMEOUT_S) as resp:  # noqa: S310 (configured URL)
-        return resp.read(1_000_000).decode("utf-8")
+        body: bytes = resp.read(1_000_000)
+        return body.decode("utf-8")
 
 
 def _jwks_from_url(url: str, kid: str) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def verify(token: str) -> Identity:
     key = _key_for(header)
     issuer = config.jwt_issuer() or None
     audience = config.jwt_audience() or None
-    options = {"require": ["exp", "sub"], "verify_aud": audience is not None}
+    options: jwt.types.Options = {"require": ["exp", "sub"], "verify_aud": audience is not None}
     try:
         claims = jwt.decode(token, key=key, algorithms=[header["alg"]], issuer=issuer, audience=audience,
                             options=options, leeway=LEEWAY_S)

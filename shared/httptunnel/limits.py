@@ -12,7 +12,6 @@ FORWARD_WAIT_S = 25  # forward gives up (504) after this
 HTTP_PAYLOAD_MAX = 10 * MB
 HTTP_REQUEST_LINE_AND_HEADERS_MAX = 10_240
 LAMBDA_PAYLOAD_MAX = 6 * MB  # synchronous invoke, each way (the JSON event / result)
-DYNAMODB_ITEM_MAX = 400 * KB
 EVENTBRIDGE_ENTRY_MAX = 256 * KB
 
 # Our own budget choices derived from the above.

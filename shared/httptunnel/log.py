@@ -1,7 +1,9 @@
 """Structured logs: one JSON object per line on stdout (CloudWatch picks it up as is).
 
 Every line carries ``request_id``, ``tunnel_id`` and ``connection_id`` keys (null when not
-known) so one grep follows a request across functions. Never pass bodies or tokens.
+known) so one grep follows a request across functions, and, inside an invocation, the Lambda
+context (``aws_request_id``, ``function_name``, ``cold_start``) bound by :mod:`httptunnel.edge`
+in the manner of Powertools' ``inject_lambda_context``. Never pass bodies or tokens.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
-from typing import Any
+from typing import Any, TextIO
 
 from . import config
 
 _LOGGER = logging.getLogger("httptunnel")
 _LOGGER.propagate = False
 _ID_KEYS = ("request_id", "tunnel_id", "connection_id")
+_CONTEXT: dict[str, Any] = {}  # the current invocation's Lambda context fields (one at a time per process)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -29,21 +31,22 @@ class _JsonFormatter(logging.Formatter):
         }
         for key in _ID_KEYS:
             line[key] = fields.get(key)
+        line.update(_CONTEXT)
         for key, value in fields.items():
             if key not in line:
                 line[key] = value
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
-class _StdoutHandler(logging.StreamHandler):
+class _StdoutHandler(logging.StreamHandler[TextIO]):
     """Always writes to the CURRENT sys.stdout (Lambda's, or a test's capture)."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D401
+    @property
+    def stream(self) -> TextIO:
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
@@ -61,6 +64,15 @@ def _level() -> int:
     except config.ConfigError:
         return logging.INFO
     return getattr(logging, name, logging.INFO) if isinstance(getattr(logging, name, None), int) else logging.INFO
+
+
+def bind(**context: Any) -> None:
+    """Add these fields to every line until :func:`unbind` (the invocation's Lambda context)."""
+    _CONTEXT.update(context)
+
+
+def unbind() -> None:
+    _CONTEXT.clear()
 
 
 def emit(level: int, msg: str, **fields: Any) -> None:
@@ -84,6 +96,3 @@ def error(msg: str, **fields: Any) -> None:
 def debug(msg: str, **fields: Any) -> None:
     emit(logging.DEBUG, msg, **fields)
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

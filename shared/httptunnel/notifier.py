@@ -82,7 +82,7 @@ def _publish(batch: list[Pending]) -> list[str]:
         log.error("put_events failed", error=type(exc).__name__, records=len(batch))
         return [p.sequence for p in batch]
     results = out.get("Entries", [])
-    return [p.sequence for p, r in zip(batch, results) if r.get("ErrorCode")] + \
+    return [p.sequence for p, r in zip(batch, results, strict=False) if r.get("ErrorCode")] + \
         [p.sequence for p in batch[len(results):]]
 
 

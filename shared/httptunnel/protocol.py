@@ -115,7 +115,7 @@ class Error:
 
 Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error]
 
-_TYPES: dict[str, type] = {
+_TYPES: dict[str, type[Message]] = {
     cls.type: cls
     for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error)
 }

@@ -248,7 +248,7 @@ def get_answer(request_id: str) -> Answer | None:
     if status == names.STATUS_PENDING:
         return None
     return Answer(
-        status=status,
+        status=str(status),
         status_code=int(row.get("statusCode", 0)),
         headers_json=row.get("responseHeaders", "{}"),
         body_b64=row.get("responseBody", ""),

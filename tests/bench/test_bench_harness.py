@@ -53,7 +53,8 @@ def test_origin_bodies_are_deterministic():
 
 def results_fixture(local_p50=5.0, rps=200.0, aws_p50=50.0, total=4.0, up_ok=True):
     lat = {"c1": {"n": 10, "p50": 6.0, "added": {"p50": local_p50}}, "c32": {"n": 10, "rps": rps}}
-    transfers = {"upload_5mb_binary": {"byte_exact": up_ok, "mb_per_s": 25.0 if up_ok else None, "seconds": 0.2, "status": 200 if up_ok else 413,
+    transfers = {"upload_5mb_binary": {"byte_exact": up_ok, "mb_per_s": 25.0 if up_ok else None, "seconds": 0.2,
+                                       "status": 200 if up_ok else 413,
                                        "detail": "Request Entity Too Large"},
                  "download_5mb_binary": {"byte_exact": True, "mb_per_s": 19.0, "seconds": 0.26, "status": 200}}
     return {"date": "d", "machine": {"cpu_count": 2},
@@ -88,3 +89,27 @@ def test_render_prints_every_subject_and_target():
     out = bench.render(results)
     for needle in ("direct", "http-tunnel (local)", "Targets", "aws profile p50 added", "2 CPUs"):
         assert needle in out
+
+
+def test_render_compares_this_tree_with_a_baseline_from_the_same_run():
+    results = results_fixture(local_p50=9.0, rps=180.0)
+    results["baseline"] = {"ref": "main~3", "sha": "0123456789abcdef", "profile": "local",
+                           "latency": {"c1": {"n": 10, "p50": 20.0, "added": {"p50": 18.0}}, "c32": {"n": 10, "rps": 90.0}}}
+    results["targets"] = bench.check_targets(results)
+    out = bench.render(results)
+    assert "This tree vs baseline main~3 (012345678)" in out
+    row = next(line for line in out.splitlines() if "added p50 ms, c1" in line)
+    assert "18.00" in row and "9.00" in row and "0.50x" in row
+    row = next(line for line in out.splitlines() if "req/s, c32" in line)
+    assert "2.00x" in row
+    assert "baseline 012345678 (local)" in out  # also a subject of the latency table
+
+
+def test_another_checkout_runs_with_its_own_code_first_on_the_path(tmp_path):
+    from scripts.harness.stack import ROOT, tree_env, ttf_argv
+
+    assert tree_env(ROOT) is None  # this checkout: inherit the environment
+    env = tree_env(tmp_path, {"PATH": "/bin"})
+    assert env is not None and env["PATH"] == "/bin"
+    assert env["PYTHONPATH"].split(":") == [str(tmp_path / "shared"), str(tmp_path / "cli"), str(tmp_path)]
+    assert ttf_argv(tmp_path)[1:] == ["-c", "from ttf.main import entry; entry()"]  # not this venv's console script

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 

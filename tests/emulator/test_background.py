@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import boto3
 import botocore
@@ -308,7 +307,7 @@ def test_fair_lock_serves_waiters_in_arrival_order():
 
     from emulator.mock_aws.moto_local import FairLock
 
-    lock, order, ready = FairLock(), [], []
+    lock, order = FairLock(), []
     lock.__enter__()
     threads = []
     for i in range(5):

@@ -22,7 +22,6 @@ import os
 import sys
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
 import boto3
 import pytest
@@ -54,8 +53,10 @@ NOT_CALLED_BY_HANDLER = {
 # GoneException, and no agent answers here); each is cited from the layer's code.
 NOT_REACHED = {
     "connect": {"dynamodb:GetItem": "store.get_reservation when a reclaim token does not match"},
-    "forward": {"dynamodb:DeleteItem": "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
-                "s3:GetObjectVersion": "bodies.get_response_body / response_download_url when an agent uploaded its answer"},
+    "forward": {"dynamodb:DeleteItem":
+                "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
+                "s3:GetObjectVersion":
+                "bodies.get_response_body / response_download_url when an agent uploaded its answer"},
     "response": {"dynamodb:UpdateItem": "store.complete_pending when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
@@ -188,12 +189,12 @@ def observed(stack, deployed):
                         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "FORWARD_WAIT_SECONDS": "1"})
             layer_aws.reset()
-            os.environ = RecordingEnviron(env, reads[short])
+            os.environ = RecordingEnviron(env, reads[short])  # noqa: B003 - records every read; restored below
             current["fn"] = short
             try:
                 return _load_handler(short)(event, Context())
             finally:
-                os.environ = saved_environ
+                os.environ = saved_environ  # noqa: B003 - the real environ, put back
 
         connect = _event("connect")
         result = run("connect", connect)
@@ -228,7 +229,8 @@ def observed(stack, deployed):
                                       "path": {"S": "/hello"}, "statusCode": {"N": "200"}},
                          "SequenceNumber": "1"}}]}
         run("stream_notifier", stream_event)
-        run("disconnect", _event("disconnect") | {"requestContext": connect["requestContext"] | {"routeKey": "$disconnect", "eventType": "DISCONNECT"}})
+        disconnect_context = connect["requestContext"] | {"routeKey": "$disconnect", "eventType": "DISCONNECT"}
+        run("disconnect", _event("disconnect") | {"requestContext": disconnect_context})
         # Expired rows, so cleanup does its deletes (and closes the stale connection).
         ddb.put_item(TableName=outputs["connections_table_name"],
                      Item={"connectionId": {"S": "stale-conn"}, "tunnelId": {"S": "stale0tunnel"},

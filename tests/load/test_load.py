@@ -18,9 +18,9 @@ import urllib.request
 
 import pytest
 
-from load_driver import REQUEST_DEADLINE_S, Outcome, Tally, callers
+from load_driver import Outcome, Tally, callers
 from scripts.bench.load import Target
-from scripts.harness.proc import RssSampler
+from scripts.harness.rss import RssSampler
 
 pytestmark = pytest.mark.load
 

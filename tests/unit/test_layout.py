@@ -22,12 +22,15 @@ AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits"}
 AGENT_RUNTIME = {"aiohttp", "rich", "httptunnel", "ttf"}
 AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used through its API
 SYS_PATH_EDITOR = ROOT / "emulator" / "lambda_runtime" / "worker.py"
-SKIP_DIRS = {".venv", ".git", "build", ".local", "node_modules", "bench", ".terraform"}
+SKIP_DIRS = {"build", "node_modules", "cache", "__pycache__"}
 
 
 def python_files(base: Path) -> list[Path]:
-    return sorted(p for p in base.rglob("*.py")
-                  if not SKIP_DIRS.intersection(p.relative_to(ROOT).parts) and not p.parts[-2].startswith(".venv"))
+    def ours(path: Path) -> bool:  # not virtualenvs, caches, build output or anything hidden
+        parts = path.relative_to(ROOT).parts[:-1]
+        return not SKIP_DIRS.intersection(parts) and not any(part.startswith(".") for part in parts)
+
+    return sorted(p for p in base.rglob("*.py") if ours(p))
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

@@ -20,14 +20,14 @@ def schedule(total_s: float) -> list[float]:
 
 def test_first_polls_back_off_from_5_ms_to_the_50_ms_cap():
     times = schedule(0.3)
-    gaps = [round(b - a, 4) for a, b in zip(times, times[1:])]
+    gaps = [round(b - a, 4) for a, b in zip(times, times[1:], strict=False)]
     assert gaps[:4] == [0.005, 0.0075, 0.0112, 0.0169]
     assert max(gaps) == pytest.approx(forwarding.POLL_CAP_S)
 
 
 def test_a_slow_answer_waits_at_most_about_twenty_percent_longer():
     times = schedule(25.0)
-    for a, b in zip(times, times[1:]):
+    for a, b in zip(times, times[1:], strict=False):
         assert b - a <= max(forwarding.POLL_CAP_S, 0.2 * a) + 1e-9
         assert b - a <= forwarding.POLL_MAX_S + 1e-9
 
