@@ -330,9 +330,12 @@ async function show(id) {
   box.append(title, el("p", "status " + d.status + (d.error ? " (" + d.error + ")" : "") + " \\u00b7 " +
     d.duration_ms + " ms" + (d.replay_of ? " \\u00b7 replay of #" + d.replay_of : "")), again);
   box.append(el("h4", "Request headers"), el("pre", headerBlock(d.request_headers), "", "\\n"));
-  box.append(el("h4", "Request body"), el("pre", bodyText(d.request_body, d.request_size, d.request_truncated), "", "\\n\\t\\r"));
+  const keep = "\\n\\t\\r";  // bodies keep their line structure
+  box.append(el("h4", "Request body"),
+    el("pre", bodyText(d.request_body, d.request_size, d.request_truncated), "", keep));
   box.append(el("h4", "Response headers"), el("pre", headerBlock(d.response_headers), "", "\\n"));
-  box.append(el("h4", "Response body"), el("pre", bodyText(d.response_body, d.response_size, d.response_truncated), "", "\\n\\t\\r"));
+  box.append(el("h4", "Response body"),
+    el("pre", bodyText(d.response_body, d.response_size, d.response_truncated), "", keep));
   await refresh(false);
 }
 async function refresh(reshow = true) {

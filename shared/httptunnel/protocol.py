@@ -205,7 +205,7 @@ def decode(frame: Union[str, bytes]) -> Message:
             raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
         if name == "headers":
             value = _headers(value)
-        elif name == "response_upload" and value is not None:
+        elif name == "response_upload" and isinstance(value, dict):
             value = _upload_form(value)
         kwargs[name] = value
     return _TYPES[kind](**kwargs)
