@@ -9,6 +9,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PROFILE ?= local
 PYTEST_ARGS ?=
 BASELINE ?=
+SMOKE ?= 1
+SMOKE_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -46,14 +48,35 @@ lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/
 test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+BROWSER_STAMP := $(VENV)/.browser-installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(BROWSER_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,browser]'
+	touch $@
+
+test-browser: $(BROWSER_STAMP) ## the inspector page in headless Chromium (apt-get installs Debian's chromium when missing)
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
+	  echo "test-browser: installing Debian's chromium and curl with apt-get"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium curl \
+	    || { echo "test-browser: FAILED: chromium could not be installed (needs root and Debian's package lists)"; exit 1; }; \
+	fi
+	@command -v chromium >/dev/null 2>&1 || { echo "test-browser: FAILED: no chromium on PATH after installing it"; exit 1; }
+	$(BIN)/python -m pytest tests/browser -m browser -o addopts='-ra' $(PYTEST_ARGS)
+
 test-load: build-local ## the slow load and fault suite (pytest -m load)
 	$(BIN)/python -m pytest -m load -o addopts='-ra' $(PYTEST_ARGS)
 
 bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws: AWS latency model; BASELINE=<ref>: that commit's stack in the same run)
 	$(BIN)/python -m scripts.bench --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
-deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION)
+deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION), then make smoke (SMOKE=0 skips it)
 	$(BIN)/python -m scripts.deploy apply
+	@if [ "$(SMOKE)" = "0" ]; then echo "SMOKE=0: smoke check skipped (run make smoke later)"; \
+	else $(BIN)/python -m scripts.smoke $(SMOKE_ARGS); fi
+
+smoke: $(STAMP) ## check the deployment end to end through its public URL (TTF_TOKEN=... when auth is on; SMOKE_ARGS=--endpoint wss://...)
+	$(BIN)/python -m scripts.smoke $(SMOKE_ARGS)
 
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python -m scripts.deploy destroy
@@ -64,4 +87,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install lint build build-local stack dev test test-load bench deploy destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-browser test-load bench deploy smoke destroy localstack-deploy clean

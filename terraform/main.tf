@@ -302,3 +302,45 @@ module "domain" {
   websocket_api_id      = module.websocket_api.api_id
   websocket_stage_name  = var.websocket_stage_name
 }
+
+# ---------------------------------------------------------------- observability
+# Alarms, dashboard and the alarm topic (modules/observability). The error codes are
+# httptunnel.names.ERROR_CODES (tests/infra/test_contract.py checks this copy).
+locals {
+  tunnel_error_codes = {
+    invalid_request           = 400
+    tunnel_not_found          = 404
+    payload_too_large         = 413
+    agent_gone                = 502
+    internal_error            = 502
+    response_too_large        = 502
+    local_service_unavailable = 503
+    timeout                   = 504
+  }
+}
+
+module "observability" {
+  source = "./modules/observability"
+
+  name_prefix                  = var.name_prefix
+  aws_region                   = var.aws_region
+  partition                    = data.aws_partition.current.partition
+  alarms_enabled               = var.alarms_enabled
+  dashboard_enabled            = var.dashboard_enabled
+  alarm_email                  = var.alarm_email
+  thresholds                   = var.alarm_thresholds
+  account_concurrency_limit    = var.lambda_concurrency_limit
+  error_codes                  = local.tunnel_error_codes
+  function_names               = { for fn, m in module.functions : fn => m.function_name }
+  forward_log_group_name       = module.functions["forward"].log_group_name
+  cleanup_log_group_name       = module.functions["cleanup"].log_group_name
+  forward_reserved_concurrency = module.functions["forward"].reserved_concurrency
+  http_api_id                  = module.http_api.api_id
+  http_stage_name              = module.http_api.stage_name
+  websocket_api_id             = module.websocket_api.api_id
+  websocket_stage_name         = module.websocket_api.stage_name
+  tables = {
+    connections = { name = module.tables.connections_table_name, indexes = ["tunnel-id-index"] }
+    pending     = { name = module.tables.pending_table_name }
+  }
+}

@@ -87,3 +87,13 @@ output "ttf_command" {
   description = "The agent command line for this deployment."
   value       = "ttf --endpoint ${local.custom_domain ? module.domain[0].ws_url : module.websocket_api.ws_url} --port 3000"
 }
+
+output "dashboard_url" {
+  description = "CloudWatch dashboard in the console (make deploy prints it); empty when dashboard_enabled is false."
+  value       = module.observability.dashboard_url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms (and the budget alarm) notify; subscribe to it, or set alarm_email."
+  value       = module.observability.alarm_topic_arn
+}

@@ -66,7 +66,7 @@ variable "function_settings" {
   }
 
   validation {
-    condition     = try(var.function_settings["forward"].timeout, null) == null ? true : (var.function_settings["forward"].timeout > 25 && var.function_settings["forward"].timeout <= 30)
+    condition     = coalesce(try(var.function_settings["forward"].timeout, null), 29) > 25 && coalesce(try(var.function_settings["forward"].timeout, null), 29) <= 30
     error_message = "forward timeout must be 26-30 s: it waits up to 25 s for the agent and API Gateway gives up at 30 s."
   }
 }
@@ -388,4 +388,72 @@ variable "jwt_subdomains_claim" {
   type        = string
   description = "Claim listing the tunnel names a token may reserve."
   default     = "tunnel_subdomains"
+}
+
+# ---------------------------------------------------------------- observability (modules/observability)
+
+variable "alarms_enabled" {
+  type        = bool
+  description = "Create the CloudWatch alarms (tunnel error codes, HTTP 4xx/5xx rates, Lambda errors/throttles/concurrency, DynamoDB throttles); they notify the alarm topic."
+  default     = true
+}
+
+variable "dashboard_enabled" {
+  type        = bool
+  description = "Create the CloudWatch dashboard (root output dashboard_url)."
+  default     = true
+}
+
+variable "alarm_email" {
+  type        = string
+  description = "E-mail address subscribed to the alarm topic (confirm the mail AWS sends); empty = subscribe yourself."
+  default     = ""
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address (or empty)."
+  }
+}
+
+variable "alarm_thresholds" {
+  type = object({
+    period_seconds       = optional(number, 300)
+    evaluation_periods   = optional(number, 1)
+    min_requests         = optional(number, 20)
+    tunnel_error_percent = optional(map(number), {})
+    http_5xx_percent     = optional(number, 5)
+    http_4xx_percent     = optional(number, 50)
+    lambda_errors        = optional(number, 1)
+    lambda_throttles     = optional(number, 1)
+    concurrency_percent  = optional(number, 80)
+    dynamodb_throttles   = optional(number, 1)
+  })
+  description = "Alarm thresholds (terraform/modules/observability/README.md): rates in percent of requests per period, counts per period; tunnel_error_percent per x-tunnel-error code (0 = no alarm)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for code in keys(var.alarm_thresholds.tunnel_error_percent) : contains(keys(local.tunnel_error_codes), code)])
+    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, tunnel_not_found, payload_too_large, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
+  }
+
+  validation {
+    condition     = var.alarm_thresholds.period_seconds >= 60 && var.alarm_thresholds.period_seconds % 60 == 0 && var.alarm_thresholds.evaluation_periods >= 1
+    error_message = "alarm_thresholds.period_seconds must be a multiple of 60 and evaluation_periods at least 1."
+  }
+
+  validation {
+    condition     = var.alarm_thresholds.concurrency_percent > 0 && var.alarm_thresholds.concurrency_percent <= 100
+    error_message = "alarm_thresholds.concurrency_percent must be in (0, 100]."
+  }
+}
+
+variable "lambda_concurrency_limit" {
+  type        = number
+  description = "Your account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384): 1,000 by default, often 10 on new accounts. The concurrency alarm fires at alarm_thresholds.concurrency_percent of it."
+  default     = 1000
+
+  validation {
+    condition     = var.lambda_concurrency_limit >= 1
+    error_message = "lambda_concurrency_limit must be at least 1."
+  }
 }

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ttf",
         description="Forward a public http-tunnel URL to a local HTTP service.",
         epilog="Every option can also come from a TTF_<OPTION> environment variable "
-        "(e.g. TTF_ENDPOINT, TTF_TOKEN, TTF_PORT) or a .env file in the working directory.",
+        "(e.g. TTF_ENDPOINT, TTF_TOKEN, TTF_PORT) or a .env file in the working directory. "
+        "`ttf replay ID [--edit]` sends a request the inspector captured again (ttf replay --help).",
     )
     add = parser.add_argument
     add("-e", "--endpoint", help="WebSocket endpoint, ws:// or wss:// (env TTF_ENDPOINT)")

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from ttf.agent import Agent, Fatal
+from ttf.agent import Fatal, TunnelAgent
 from ttf.config import Config, ConfigError, parse_config
 from ttf.events import Event, Notice, Sink, escape_controls
 from ttf.render import Dashboard, JsonSink, LineSink, render_dashboard
@@ -42,7 +42,7 @@ def _setup_logging(config: Config) -> None:
     logging.basicConfig(level=logging.DEBUG if config.verbose else logging.WARNING, handlers=[handler])
 
 
-async def _run_agent(agent: Agent) -> None:
+async def _run_agent(agent: TunnelAgent) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -62,7 +62,9 @@ async def _run_dashboard(config: Config, stdout: TextIO) -> None:
     def sink(event: Event) -> None:
         state.apply(event, time.time())
 
-    agent = Agent(config, sink)
+    agent = TunnelAgent(config, sink)
+    history = agent.history
+    state.captured = (lambda: len(history)) if history is not None else None
     console = Console(file=stdout)
     with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live:
         runner = asyncio.create_task(_run_agent(agent))
@@ -80,6 +82,11 @@ def _sink(config: Config, stdout: TextIO) -> Sink:
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["replay"]:  # `ttf replay ID [--edit]`: talks to a running ttf's inspector
+        from ttf.inspector.client import main as replay
+
+        return replay(args[1:], stdout)
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
         else:
             sink = _sink(config, stdout)
             sink(Notice("info", f"forwarding to http://{config.local_target} via {config.endpoint}"))
-            asyncio.run(_run_agent(Agent(config, sink)))
+            asyncio.run(_run_agent(TunnelAgent(config, sink)))
     except Fatal as exc:
         print(f"ttf: error: {exc}", file=sys.stderr)
         return 1

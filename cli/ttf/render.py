@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
+from typing import Callable, TextIO
 
 from rich.console import Group
 from rich.panel import Panel
@@ -58,6 +58,7 @@ class Dashboard:
     reconnects: int = 0
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     notice: str | None = None
+    captured: Callable[[], int] | None = None  # how many requests the inspector holds now
 
     def apply(self, event: Event, now: float) -> None:
         if isinstance(event, RequestDone):
@@ -141,7 +142,8 @@ def render_header(state: Dashboard, now: float) -> Table:
             if url and url != tunnel.public_url:
                 grid.add_row(label, plain(url))
         if tunnel.inspector_url:
-            grid.add_row("Inspector", plain(tunnel.inspector_url))
+            count = f" ({state.captured()} captured)" if state.captured is not None else ""
+            grid.add_row("Inspector", plain(tunnel.inspector_url + count))
     else:
         grid.add_row("Local target", plain(f"http://{state.local_target}"))
     grid.add_row("Endpoint", plain(state.endpoint))

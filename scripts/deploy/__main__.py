@@ -92,8 +92,10 @@ def ttf_line(outputs: dict) -> str:
     http_url = outputs.get("http_url", {}).get("value")
     if not ws_url:
         raise DeployError("terraform output has no ws_url")
+    dashboard = outputs.get("dashboard_url", {}).get("value")
     return (f"Public URL base: {http_url}\n"
-            f"Run the agent next to your app:\n\n    ttf --endpoint {ws_url} --port 3000\n")
+            + (f"Dashboard: {dashboard}\n" if dashboard else "")
+            + f"Run the agent next to your app:\n\n    ttf --endpoint {ws_url} --port 3000\n")
 
 
 def check_localstack(endpoint: str) -> None:

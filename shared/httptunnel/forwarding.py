@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import time
 import uuid
@@ -357,7 +358,10 @@ def forward(event: Any) -> dict[str, Any]:
         route = _route(req)
         fields.update(method=req.method, tunnel_id=getattr(route, "tunnel_id", None), request_bytes=len(req.body))
         outcome = route if isinstance(route, Outcome) else _exchange(req, route, fields)
-    log.info("forwarded", status=outcome.status, error_code=outcome.error_code,
+    # One line per request. The observability module's metric filter counts `error_code` from
+    # it; a 5xx is logged at WARNING so the counts survive LOG_LEVEL=WARNING.
+    log.emit(logging.WARNING if outcome.status >= 500 else logging.INFO, "forwarded",
+             status=outcome.status, error_code=outcome.error_code,
              duration_ms=int((time.monotonic() - started) * 1000),
              dynamodb_calls=store.calls() - calls_before, **fields)
     return outcome.result

@@ -5,6 +5,10 @@ time budget from the Lambda context). Expired rows are deleted with a ``ttl < no
 so a row renewed meanwhile (a reclaimed reservation) survives; running twice is harmless.
 Reservation rows are only removed once expired. moto and DynamoDB Local never expire TTL rows;
 real DynamoDB does within ~48 h, this makes it prompt and deterministic.
+
+Each run logs one "cleanup run" line; its ``live_connections`` (connection rows neither expired
+nor found stale, counted only when ``complete``) is the dashboard's active-tunnels gauge
+(terraform/modules/observability).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class Summary:
     expired_deleted: int = 0
     stale_deleted: int = 0
     probed: int = 0
+    live_connections: int = 0  # connection rows neither expired nor found stale: the active tunnels gauge
     complete: bool = True
     errors: int = 0
     tables: list[str] = field(default_factory=list)
@@ -82,11 +87,14 @@ def _sweep(table: str, pk_name: str, is_connections: bool, summary: Summary, tim
                 stale = _stale(row, now_ms, summary)
             except ClientError as exc:
                 summary.errors += 1
+                summary.live_connections += 1  # not proven gone: still counted as active
                 log.warning("liveness probe failed", connection_id=pk, error=type(exc).__name__)
                 continue
             if stale:
                 store.delete_row(table, pk_name, pk)
                 summary.stale_deleted += 1
+            elif not pk.startswith(store.RESERVATION_PREFIX):
+                summary.live_connections += 1
 
 
 def run(context: Any = None) -> dict[str, Any]:

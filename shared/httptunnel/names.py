@@ -24,4 +24,18 @@ RESPONSE_BODY_PREFIX = "resp/"
 # Error header on every error the tunnel itself produces (not the local app's errors).
 ERROR_HEADER = "x-tunnel-error"
 
+# Every x-tunnel-error code forward can answer with -> its HTTP status. forward logs the code
+# as `error_code` on its "forwarded" line; the observability module's metric filter counts
+# exactly these codes (tests/infra/test_contract.py and tests/unit/test_error_codes.py check both).
+ERROR_CODES: dict[str, int] = {
+    "invalid_request": 400,
+    "tunnel_not_found": 404,
+    "payload_too_large": 413,
+    "agent_gone": 502,
+    "internal_error": 502,
+    "response_too_large": 502,
+    "local_service_unavailable": 503,
+    "timeout": 504,
+}
+
 FUNCTIONS = ("connect", "disconnect", "response", "forward", "cleanup", "stream_notifier")

@@ -17,6 +17,10 @@ Extensions (all optional, ignored by the original agent/server):
   the request was sent: immune to clock skew, prefer it to ``deadline_ms``).
   ``response_upload_url`` (a presigned PUT, no size limit) is no longer sent: an agent that
   only knows it answers big bodies with an ``error`` (the caller gets 502).
+* ``request_denied`` (server -> agent, informational, no answer expected): a request for this
+  tunnel that the edge refused before it reached the agent (``method``, ``uri``, ``status``,
+  ``reason`` = the ``x-tunnel-error`` code, optional ``headers``, ``timestamp`` unix ms). The
+  agent shows it in its request inspector; an agent that does not know it logs and drops it.
 * ``http_response``: ``body_uploaded`` (true when the body was uploaded through
   ``response_upload``; ``body`` is then ""), ``body_size``, ``body_sha256``.
 * ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
@@ -113,11 +117,22 @@ class Error:
     type = "error"
 
 
-Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error]
+@dataclass(frozen=True)
+class RequestDenied:
+    method: str
+    uri: str
+    status: int
+    reason: str  # the x-tunnel-error code the caller got
+    headers: Headers = field(default_factory=dict)
+    timestamp: int = 0  # unix ms
+    type = "request_denied"
+
+
+Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
-    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error)
+    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied)
 }
 
 # field -> (python types accepted, required)
@@ -163,6 +178,14 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "request_id": ((str,), True),
         "code": ((str,), True),
         "message": ((str,), False),
+    },
+    "request_denied": {
+        "method": ((str,), True),
+        "uri": ((str,), True),
+        "status": ((int,), True),
+        "reason": ((str,), True),
+        "headers": ((dict,), False),
+        "timestamp": ((int,), False),
     },
 }
 

@@ -41,6 +41,9 @@ mock_provider "aws" {
   mock_resource "aws_cloudwatch_event_rule" {
     defaults = { arn = "arn:aws:events:us-east-1:123456789012:rule/mock" }
   }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms" }
+  }
   mock_resource "aws_lambda_layer_version" {
     defaults = { arn = "arn:aws:lambda:us-east-1:123456789012:layer:mock:1" }
   }

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from aiohttp import WSMsgType, web
 
-from ttf.agent import Agent
+from ttf.agent import TunnelAgent
 from ttf.backoff import Backoff
 from ttf.config import Config
 
@@ -290,7 +290,7 @@ class Harness:
         kwargs = {}
         if sleep is not None:
             kwargs["sleep"] = sleep
-        self.agent = Agent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
+        self.agent = TunnelAgent(config, self.events.append, backoff=backoff or Backoff(initial=0.05, rand=lambda: 0.0), **kwargs)
         self.task: asyncio.Task | None = None
 
     def start(self) -> "Harness":

@@ -12,7 +12,7 @@ import pytest
 from httptunnel import protocol
 from httptunnel.limits import AGENT_MESSAGE_MAX, WS_FRAME_MAX
 from httptunnel.protocol import HttpRequest
-from ttf.forward import Forwarder, check_request_line, Failure, make_sessions, strip_hop_by_hop
+from ttf.forward import Forwarder, check_request_line, Failure, local_session, remote_session, strip_hop_by_hop
 
 from conftest import pattern
 
@@ -20,7 +20,7 @@ from conftest import pattern
 @pytest.fixture
 async def forwarder(local_app):
     _, port = local_app
-    local, remote = make_sessions(8)
+    local, remote = local_session(8), remote_session()
     fwd = Forwarder(local=local, remote=remote, host="127.0.0.1", port=port, request_timeout=2.0)
     yield fwd
     await local.close()

@@ -19,6 +19,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import sys
 import uuid
 from collections import defaultdict
@@ -297,3 +298,29 @@ def test_names_match_the_layer(stack):
     assert set(outputs["function_names"]) == set(names.FUNCTIONS)
     rules = _client("events", endpoint).list_rules(EventBusName=outputs["event_bus_name"])["Rules"]
     assert any(json.loads(r.get("EventPattern", "{}")).get("source") == [names.EVENT_SOURCE] for r in rules)
+
+
+def test_observability_counts_what_the_layer_logs(stack):
+    """The metric filters read the functions' own log groups, and TunnelErrors lists exactly the
+    codes forward answers with (httptunnel.names.ERROR_CODES); every alarm notifies the topic."""
+    from httptunnel import names
+
+    endpoint, outputs = stack
+    filters = {f["metricTransformations"][0]["metricName"]: f
+               for f in _client("logs", endpoint).describe_metric_filters()["metricFilters"]}
+    errors, active = filters["TunnelErrors"], filters["ActiveTunnels"]
+    assert errors["logGroupName"] == f"/aws/lambda/{outputs['function_names']['forward']}"
+    assert set(re.findall(r'\$\.error_code = "(\w+)"', errors["filterPattern"])) == set(names.ERROR_CODES)
+    assert errors["metricTransformations"][0]["dimensions"] == {"ErrorCode": "$.error_code"}
+    assert active["logGroupName"] == f"/aws/lambda/{outputs['function_names']['cleanup']}"
+    assert active["metricTransformations"][0]["metricValue"] == "$.live_connections"
+    cloudwatch = _client("cloudwatch", endpoint)
+    alarms = cloudwatch.describe_alarms(AlarmNamePrefix="contract-")["MetricAlarms"]
+    assert len(alarms) >= 20
+    assert all(a["AlarmActions"] == [outputs["alarm_topic_arn"]] for a in alarms)
+    for alarm in alarms:  # a tunnel error alarm names the status names.ERROR_CODES gives its code
+        code = alarm["AlarmName"].removeprefix("contract-tunnel-").replace("-", "_")
+        if alarm["AlarmName"].startswith("contract-tunnel-"):
+            assert f"{names.ERROR_CODES[code]} {code}" in alarm["AlarmDescription"]
+    assert outputs["dashboard_url"].endswith("#dashboards/dashboard/contract")
+    assert cloudwatch.get_dashboard(DashboardName="contract")["DashboardBody"]

@@ -26,6 +26,8 @@ sys.path[:0] = [WHEEL]
 import pkgutil, importlib, ttf
 for mod in pkgutil.walk_packages(ttf.__path__, "ttf."):
     importlib.import_module(mod.name)
+from ttf.inspector.server import STATIC, _static_files
+assert set(_static_files()) == set(STATIC)  # the inspector's page ships as package data
 from ttf.main import main
 raise SystemExit(main(["--version"]))
 """
@@ -50,6 +52,8 @@ def test_the_wheel_ships_the_agent_and_the_layer_only(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"ttf", "httptunnel"}
+    static = {n.removeprefix("ttf/inspector/static/") for n in names if n.startswith("ttf/inspector/static/")}
+    assert {"index.html", "app.js", "views.js", "app.css", "icon.svg"} <= static  # the inspector's page files
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [line.split(":", 1)[1].strip() for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
                 if line.startswith("Requires-Dist:")]

@@ -53,6 +53,9 @@ def test_ttf_line():
     line = deploy.ttf_line({"ws_url": {"value": "wss://a.execute-api.us-east-1.amazonaws.com/prod"},
                             "http_url": {"value": "https://h"}})
     assert "ttf --endpoint wss://a.execute-api.us-east-1.amazonaws.com/prod" in line
+    assert "Dashboard" not in line
+    with_dashboard = deploy.ttf_line({"ws_url": {"value": "wss://a/prod"}, "dashboard_url": {"value": "https://d"}})
+    assert "Dashboard: https://d\n" in with_dashboard
     with pytest.raises(deploy.DeployError):
         deploy.ttf_line({})
 

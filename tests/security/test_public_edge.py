@@ -282,7 +282,7 @@ async def test_hostile_paths_reach_log_lines_and_the_inspector_as_plain_text(ses
         base, token = f"http://127.0.0.1:{url.group(2)}", url.group(3)
         async with session.get(base + "/api/requests") as resp:
             refused = (resp.status, resp.headers.get("X-Frame-Options"))
-        async with session.get(base + "/api/requests", headers={"X-Inspector-Token": token}) as resp:
+        async with session.get(base + "/api/requests", headers={"Authorization": f"Bearer {token}"}) as resp:
             listed = (resp.status, resp.headers.get("X-Frame-Options"), resp.headers.get("Content-Security-Policy"),
                       await resp.json())
     finally:

@@ -84,7 +84,7 @@ def test_runtime_dependencies_are_the_agents() -> None:
     names = {dep.split("==")[0].split(">")[0].split("[")[0].strip().lower() for dep in project["dependencies"]}
     assert names == AGENT_RUNTIME - {"httptunnel", "ttf"}
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert sorted(packages) == ["httptunnel", "ttf"], "the wheel ships no tooling"
+    assert sorted({p.split(".")[0] for p in packages}) == ["httptunnel", "ttf"], "the wheel ships no tooling"
 
 
 def test_only_the_lambda_worker_edits_sys_path() -> None:

@@ -92,12 +92,13 @@ def test_cleanup_removes_expired_and_stale_rows_only(aws, mgmt):
     mgmt.gone.add("dead")
     summary = load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
     assert summary["expired_deleted"] == 3 and summary["stale_deleted"] == 1 and summary["complete"] is True
+    assert summary["live_connections"] == 2  # live + alive-old: the active-tunnels gauge (no reservations)
     conns = _keys(CONN_TABLE, names.CONN_PK)
     assert {"dead", "expired", "reservation#oldres"}.isdisjoint(conns)
     assert {"live", "alive-old", "reservation#keepme"} <= conns
     assert _keys(PENDING_TABLE, names.PENDING_PK) == {"p-new"}
     again = load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
-    assert again["expired_deleted"] == 0 and again["stale_deleted"] == 0
+    assert again["expired_deleted"] == 0 and again["stale_deleted"] == 0 and again["live_connections"] == 2
 
 
 def test_cleanup_is_bounded_and_paginated(aws, mgmt, monkeypatch):
@@ -119,3 +120,13 @@ def test_cleanup_stops_when_the_lambda_is_out_of_time(aws, mgmt):
     summary = load_handler("cleanup")(load_event("scheduled.json"), FakeContext(remaining_ms=1000))
     assert summary["complete"] is False and summary["expired_deleted"] == 0
     assert store.get_answer("p1") is None  # still there (pending)
+
+
+def test_cleanup_logs_the_active_tunnels_gauge(aws, mgmt, capsys):
+    """The observability ActiveTunnels metric filter reads msg, complete and live_connections."""
+    connect_agent("live")
+    capsys.readouterr()
+    load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [run] = [line for line in lines if line["msg"] == "cleanup run"]
+    assert run["complete"] is True and run["live_connections"] == 1

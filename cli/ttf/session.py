@@ -1,0 +1,208 @@
+"""One established WebSocket: read frames, answer pings, keep a heartbeat, serve requests.
+
+A TunnelSession starts serving as soon as it is made (requests can arrive before the caller
+looks at it) and runs until its socket dies or close() is called. It knows nothing of
+reconnecting, renewal or the saved URL: it is given the socket, the request handler, the
+concurrency bound it shares with its tunnel's other sockets, where to report finished requests,
+and the event after which new requests are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable, Sequence
+
+import aiohttp
+
+from httptunnel import protocol
+from httptunnel.protocol import ConnectionEstablished, HttpRequest
+
+from ttf.events import Sink
+from ttf.forward import LocalAnswer, error_frame
+from ttf.handshake import close_quietly
+from ttf.shutdown import Stopped, unless
+
+log = logging.getLogger("ttf")
+
+PONG_TIMEOUT_MAX = 10.0
+
+Handler = Callable[[HttpRequest], Awaitable[LocalAnswer]]
+
+
+class TunnelSession:
+    """One socket of one tunnel, from connection_established to close."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, info: ConnectionEstablished, *,
+                 handle: Handler, slots: asyncio.Semaphore, emit: Sink, heartbeat_interval: float,
+                 stopping: asyncio.Event, early: Sequence[HttpRequest] = (),
+                 on_denied: Callable[[protocol.RequestDenied], None] | None = None) -> None:
+        self.ws = ws
+        self.info = info
+        self.opened_at = time.monotonic()
+        self._handle = handle
+        self._slots = slots  # shared by every socket of the tunnel and the inspector's replays
+        self._emit = emit
+        self._heartbeat_interval = heartbeat_interval
+        self._stopping = stopping  # once set, new requests get a quick error
+        self._on_denied = on_denied  # the edge refused a request for this tunnel (the inspector lists it)
+        self._accepting = True
+        self.inflight: dict[asyncio.Task[None], str] = {}  # -> request id
+        self._background: set[asyncio.Future[object]] = set()  # pongs and refusals, fire and forget
+        self._send_lock = asyncio.Lock()
+        self._rx = asyncio.Event()
+        # Requests the server routed here between $connect and connection_established: the
+        # connection row exists from $connect on, so under traffic some arrive before we are told
+        # we are established. They are ours to answer; dropping them left callers waiting 25 s.
+        for req in early:
+            self._start_request(req)
+        self._task: asyncio.Task[str] = asyncio.get_running_loop().create_task(self._run())
+
+    # ---- what the lifecycle uses ------------------------------------------------------
+    async def ended(self) -> str:
+        """Wait until the socket is gone; why. Cancelling this wait does not stop the session."""
+        await asyncio.wait({self._task})
+        if self._task.cancelled():
+            return "cancelled"
+        return self._task.result()
+
+    @property
+    def busy(self) -> int:
+        return len(self.inflight)
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    async def drain(self, timeout: float, force: asyncio.Event | None = None) -> None:
+        """Wait (up to timeout, or until force is set) for in-flight requests; cancel and answer the rest."""
+        try:
+            await unless(force or asyncio.Event(), self._all_answered(), timeout=timeout)
+        except (Stopped, TimeoutError):
+            pass
+        leftovers = dict(self.inflight)
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        for request_id in leftovers.values():
+            await self.send(error_frame(request_id, "local_service_unavailable", "agent stopped before answering"))
+
+    async def close(self) -> None:
+        """Close the socket and stop everything this session started."""
+        await close_quietly(self.ws)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        for fut in list(self.inflight) + list(self._background):
+            fut.cancel()
+
+    async def send(self, frame: str) -> bool:
+        if self.ws.closed:
+            log.debug("dropping a frame: socket closed")
+            return False
+        try:
+            async with self._send_lock:
+                await self.ws.send_str(frame)
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            log.debug("send failed: %r", exc)
+            return False
+        return True
+
+    # ---- the socket ---------------------------------------------------------------------
+    async def _run(self) -> str:
+        reader = asyncio.create_task(self._read())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, heartbeat):
+                task.cancel()
+            await asyncio.gather(reader, heartbeat, return_exceptions=True)
+        first = done.pop()
+        reason = first.result() if not first.cancelled() and first.exception() is None else repr(first.exception())
+        await close_quietly(self.ws)
+        for request in list(self.inflight):
+            request.cancel()  # nobody can answer them any more: only this connection could
+        return reason
+
+    async def _read(self) -> str:
+        async for msg in self.ws:
+            self._rx.set()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self._on_text(msg.data)
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                return f"socket error: {self.ws.exception()!r}"
+            else:
+                log.warning("ignoring a non-text frame (%s)", msg.type.name)
+        code = self.ws.close_code
+        return f"closed by server (code {code})" if code is not None else "connection lost"
+
+    def _on_text(self, data: str) -> None:
+        try:
+            message = protocol.decode(data)
+        except protocol.ProtocolError as exc:
+            log.warning("ignoring a frame from the server: %s", exc)
+            return
+        log.debug("<- %s %s", message.type, getattr(message, "request_id", ""))
+        if isinstance(message, HttpRequest):
+            self._start_request(message)
+        elif isinstance(message, protocol.Ping):
+            self._spawn(self.send(protocol.encode(protocol.Pong())))
+        elif isinstance(message, protocol.Pong):
+            return
+        elif isinstance(message, protocol.RequestDenied):
+            if self._on_denied is not None:
+                self._on_denied(message)
+        else:
+            log.warning("ignoring an unexpected %s frame", message.type)
+
+    async def _heartbeat(self) -> str:
+        interval = self._heartbeat_interval
+        pong_timeout = min(PONG_TIMEOUT_MAX, interval / 2)
+        while True:
+            await asyncio.sleep(interval)
+            self._rx.clear()
+            if not await self.send(protocol.encode(protocol.Ping())):
+                return "heartbeat could not be sent"
+            try:
+                async with asyncio.timeout(pong_timeout):
+                    await self._rx.wait()
+            except TimeoutError:
+                return f"no answer to heartbeat within {pong_timeout:g} s"
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- requests -----------------------------------------------------------------------
+    def _start_request(self, req: HttpRequest) -> None:
+        """The one place a request is admitted (a bounded queue would refuse here, at once)."""
+        if not self._accepting or self._stopping.is_set():
+            self._spawn(self.send(error_frame(req.request_id, "local_service_unavailable", "agent is shutting down")))
+            return
+        task = asyncio.create_task(self._serve(req))
+        self.inflight[task] = req.request_id
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("request handler failed: %r", task.exception())
+
+    async def _serve(self, req: HttpRequest) -> None:
+        async with self._slots:
+            try:
+                answer = await self._handle(req)
+            except Exception as exc:  # a bug must cost one request, not the tunnel
+                log.exception("request %s failed", req.request_id)
+                await self.send(error_frame(req.request_id, "internal_error", f"agent error: {exc!r}"))
+                return
+        sent = await self.send(answer.frame)
+        log.debug("-> answer to %s (%d bytes, status %d)", req.request_id, len(answer.frame), answer.event.status)
+        if not sent:
+            log.warning("could not deliver the answer to %s %s: connection gone", req.method, req.uri)
+        self._emit(answer.event)
+
+    async def _all_answered(self) -> None:
+        while self.inflight:
+            await asyncio.wait(set(self.inflight))

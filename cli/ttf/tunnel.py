@@ -1,0 +1,91 @@
+"""One tunnel: its local service, its concurrency bound, its saved URL, its connection lifecycle.
+
+A process runs one TunnelRunner per tunnel (today one) under one TaskGroup; they share what
+ProcessShared holds (the event sink, the stop signal, the WebSocket and presigned-URL HTTP
+clients, the inspector's history). Everything else is the tunnel's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Mapping
+
+import aiohttp
+
+from httptunnel import protocol
+from httptunnel.protocol import Headers
+
+from ttf.backoff import Backoff
+from ttf.config import Config
+from ttf.events import Sink
+from ttf.forward import Exchange, Forwarder, local_session
+from ttf.handshake import open_socket
+from ttf.inspector import History
+from ttf.lifecycle import connect
+from ttf.saved_url import SavedUrl
+from ttf.session import TunnelSession
+from ttf.shutdown import StopSignal
+
+log = logging.getLogger("ttf")
+
+
+@dataclass(frozen=True)
+class ProcessShared:
+    """What every tunnel of one ttf process shares."""
+
+    emit: Sink  # never raises (see agent.guarded)
+    stop: StopSignal
+    ws_http: aiohttp.ClientSession  # the WebSocket connections to API Gateway
+    remote: aiohttp.ClientSession  # presigned body URLs (S3)
+    history: History | None = None  # the request inspector's records; None without the inspector
+    inspector_url: str | None = None
+
+
+class TunnelRunner:
+    def __init__(self, config: Config, shared: ProcessShared, backoff: Backoff | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.config = config
+        self.shared = shared
+        self.backoff = backoff or Backoff()
+        self.sleep = sleep
+        self.slots = asyncio.Semaphore(config.max_concurrency)  # local requests at once, replays included
+        self.local = local_session(config.max_concurrency)
+        self.forwarder = Forwarder(
+            local=self.local, remote=shared.remote, host=config.host, port=config.port,
+            keep_host=config.keep_host, request_timeout=config.request_timeout,
+            observer=shared.history.record if shared.history is not None else None,
+        )
+        self.saved = SavedUrl.for_config(config, shared.emit)
+
+    async def run(self) -> None:
+        """Serve until the stop signal; raises lifecycle.Fatal when retrying is pointless."""
+        self.saved.restore(self.config.new_url)
+        sessions = connect(self.config, self._dial, self.saved, emit=self.shared.emit, stop=self.shared.stop,
+                           backoff=self.backoff, sleep=self.sleep, inspector_url=self.shared.inspector_url)
+        try:
+            async with contextlib.aclosing(sessions):
+                async for session in sessions:  # each serves by itself
+                    log.debug("serving on connection %s", session.info.connection_id)
+        finally:
+            await self.local.close()
+
+    async def replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
+        async with self.slots:  # replays share the local service's concurrency bound
+            return await self.forwarder.replay(method, uri, headers, body)
+
+    async def _dial(self, headers: Mapping[str, str]) -> TunnelSession:
+        opened = await open_socket(self.shared.ws_http, self.config.endpoint, headers,
+                                   self.config.connect_timeout, self.shared.emit)
+        return TunnelSession(opened.ws, opened.info, handle=self.forwarder.handle, slots=self.slots,
+                             emit=self.shared.emit, heartbeat_interval=self.config.heartbeat_interval,
+                             stopping=self.shared.stop.requested, early=opened.early,
+                             on_denied=self._record_denied)
+
+    def _record_denied(self, denied: protocol.RequestDenied) -> None:
+        if self.shared.history is not None:  # the edge refused it; the inspector lists it
+            self.shared.history.record_denied(time.time(), denied.method, denied.uri, denied.headers,
+                                              denied.status, denied.reason)

@@ -1,0 +1,230 @@
+"""`make smoke`: check a deployed tunnel end to end, through its public URL.
+
+    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--latency-requests 20]
+                            [--max-p90-ms MS] [--json] [--ttf PATH]
+
+Starts a local origin (scripts/smoke/origin.py) and a `ttf` agent forwarding to it, both
+subprocesses on 127.0.0.1 with ephemeral ports, runs the fixed battery of scripts/smoke/battery.py
+through the public URL, stops both (also on Ctrl-C or SIGTERM), prints one table and exits 0
+only when every check passed.
+
+The WebSocket URL comes from `terraform output` (terraform/, as `make deploy` left it) unless
+--endpoint is given; the agent token from --token or TTF_TOKEN (empty = none). The agent runs
+in a scratch folder with only that token from the environment, so a `.env` or TTF_* settings
+of yours never change what is checked. Exit status: 0 all passed, 1 a check failed or the
+tunnel could not be set up, 2 bad arguments or no endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from scripts.harness.proc import Proc, ProcError
+from scripts.harness.stack import ttf_argv
+from scripts.smoke import battery
+from scripts.smoke.report import print_report, summary
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_START_TIMEOUT_S = 60
+
+
+class UsageError(Exception):
+    """Bad arguments or nothing to check (exit 2)."""
+
+
+class SmokeError(Exception):
+    """The tunnel could not be set up (exit 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m scripts.smoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", help="the WebSocket URL (ws_url); default: terraform output ws_url")
+    parser.add_argument("--token", default=os.environ.get("TTF_TOKEN", ""),
+                        help="agent token (default: TTF_TOKEN; empty = connect without one)")
+    parser.add_argument("--latency-requests", type=int, default=20, help="sequential GETs timed (default 20)")
+    parser.add_argument("--max-p90-ms", type=float, default=None, help="fail the latency check above this p90")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    parser.add_argument("--ttf", help="the ttf executable (default: the one next to this Python)")
+    parser.add_argument("--agent-timeout", type=float, default=AGENT_START_TIMEOUT_S,
+                        help=f"seconds ttf may take to establish the tunnel (default {AGENT_START_TIMEOUT_S})")
+    args = parser.parse_args(argv)
+    if not 1 <= args.latency_requests <= 1000:
+        raise UsageError("--latency-requests must be 1..1000")
+    if not 0 < args.agent_timeout <= 600:
+        raise UsageError("--agent-timeout must be in (0, 600] seconds")
+    if args.endpoint is not None and not args.endpoint.startswith(("ws://", "wss://")):
+        raise UsageError(f"--endpoint must be a ws:// or wss:// URL, got {args.endpoint!r}")
+    return args
+
+
+def terraform_ws_url(folder: Path = ROOT / "terraform") -> str:
+    """ws_url from `terraform output` in terraform/ (the state `make deploy` wrote)."""
+    from scripts import tfenv
+
+    if shutil.which("terraform") is None:
+        raise UsageError("terraform is not on PATH: pass --endpoint wss://...")
+    proc = tfenv.terraform(["output", "-json", "-no-color"], folder, tfenv.terraform_env(),
+                           check=False, timeout=120)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UsageError(f"terraform output failed ({last}): deploy first, or pass --endpoint")
+    try:
+        value = json.loads(proc.stdout or "{}").get("ws_url", {}).get("value")
+    except ValueError:
+        value = None
+    if not value:
+        raise UsageError("terraform has no ws_url output: run `make deploy` first, or pass --endpoint")
+    return str(value)
+
+
+def ttf_command(explicit: str | None) -> list[str]:
+    if explicit:
+        if shutil.which(explicit) is None:
+            raise UsageError(f"--ttf {explicit}: no such executable")
+        return [explicit]
+    return ttf_argv()
+
+
+class Agent:
+    """One `ttf` process at a time, restartable with the same saved state (same URL)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], work: Path, timeout: float) -> None:
+        self.argv, self.env, self.work, self.timeout = argv, env, work, timeout
+        self.child: Proc | None = None
+        self.starts = 0
+
+    def start(self) -> battery.Tunnel:
+        self.starts += 1
+        log = self.work / f"ttf-{self.starts}.log"
+        self.child = Proc(self.argv, "ttf", log_path=log, env=self.env, cwd=self.work).start()
+        try:
+            line = self.child.wait_line(lambda l: '"tunnel_established"' in l, self.timeout)
+        except ProcError:
+            said = [_said(line) for line in self.child.history[-3:]]
+            said += log.read_text(errors="replace").strip().splitlines()[-2:]
+            self.stop()
+            raise SmokeError(f"ttf did not establish a tunnel within {self.timeout:g} s"
+                             + (f"; ttf said: {' | '.join(said)}" if said else "")) from None
+        event = json.loads(line)
+        return battery.Tunnel(event["tunnel_id"], event["public_url"])
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop(grace=15)
+            self.child = None
+
+    def restart(self) -> battery.Tunnel:
+        self.stop()
+        return self.start()
+
+
+def _said(line: str) -> str:
+    """What a ttf --json line tells a person (its reason or message), else the line."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    return str(event.get("reason") or event.get("message") or line) if isinstance(event, dict) else line
+
+
+def agent_env(token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTF_")}
+    if token:
+        env["TTF_TOKEN"] = token  # the environment, not argv: never visible in `ps`
+    return env
+
+
+def start_origin(work: Path) -> tuple[Proc, int]:
+    origin = Proc([sys.executable, "-m", "scripts.smoke.origin", "--port", "0"], "origin",
+                   log_path=work / "origin.log", cwd=ROOT).start()
+    try:
+        line = origin.wait_line(lambda l: l.startswith("{"), 20)
+    except ProcError as exc:
+        origin.stop()
+        raise SmokeError(f"the smoke origin did not start: {exc}") from None
+    return origin, int(json.loads(line)["port"])
+
+
+def program(args: argparse.Namespace) -> int:
+    endpoint = args.endpoint or terraform_ws_url()
+    ttf = ttf_command(args.ttf)
+    work = Path(tempfile.mkdtemp(prefix="smoke-"))
+    started = time.monotonic()
+    origin: Proc | None = None
+    agent: Agent | None = None
+    try:
+        origin, port = start_origin(work)
+        agent = Agent([*ttf, "-e", endpoint, "-p", str(port), "--host", "127.0.0.1", "--json",
+                       "--state-dir", str(work / "state"), "--inspect", "off"], agent_env(args.token), work,
+                      args.agent_timeout)
+        tunnel = agent.start()
+        print(f"smoke: tunnel up at {tunnel.public_url}; {len(battery.NAMES)} checks "
+              f"(about {battery.FORWARD_WAIT_S + 10} s: the 504 check waits {battery.FORWARD_WAIT_S} s)",
+              file=sys.stderr, flush=True)
+        ctx = battery.Context(tunnel, agent.restart, args.latency_requests, args.max_p90_ms)
+        results = battery.run(ctx)
+    except SmokeError as exc:
+        raise SmokeError(f"{exc} (logs: {work})") from None
+    finally:
+        if agent is not None:
+            agent.stop()
+        if origin is not None:
+            origin.stop()
+        shutil.rmtree(work / "state", ignore_errors=True)  # the saved reclaim token
+    return finish(results, tunnel, endpoint, time.monotonic() - started, args.json, work)
+
+
+def finish(results: list[battery.Result], tunnel: battery.Tunnel, endpoint: str, seconds: float,
+           as_json: bool, work: Path) -> int:
+    """Print the table (or JSON); 0 when every check passed (the scratch folder goes), else 1
+    (its logs stay, and where they are is said)."""
+    ok = all(r.ok for r in results)
+    if as_json:
+        print(json.dumps({"ok": ok, "public_url": tunnel.public_url, "endpoint": endpoint,
+                          "seconds": round(seconds, 1), "summary": summary(results, seconds),
+                          "checks": [r.__dict__ for r in results]}, indent=2))
+    else:
+        print_report(results, f"http-tunnel smoke: {tunnel.public_url} (agent endpoint {endpoint})", seconds,
+                     sys.stdout)
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    print(f"smoke: logs of the origin and ttf are in {work}", file=sys.stderr)
+    return 1
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)  # so `finally` stops the origin and ttf
+    try:
+        return program(parse_args(argv))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SmokeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("smoke: interrupted; the origin and ttf were stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

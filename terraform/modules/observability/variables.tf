@@ -1,0 +1,146 @@
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every name: topic <prefix>-alarms, alarms <prefix>-<what>, dashboard <prefix>, metric namespace HttpTunnel/<prefix>."
+}
+
+variable "aws_region" {
+  type        = string
+  description = "Region of the deployment (dashboard widgets and the console URL)."
+}
+
+variable "partition" {
+  type        = string
+  description = "AWS partition (aws, aws-cn, aws-us-gov): picks the console host of dashboard_url."
+  default     = "aws"
+}
+
+variable "alarms_enabled" {
+  type        = bool
+  description = "Create the CloudWatch alarms (they notify the alarm topic). The topic itself always exists: other alarms (the budget) send to it."
+  default     = true
+}
+
+variable "dashboard_enabled" {
+  type        = bool
+  description = "Create the CloudWatch dashboard."
+  default     = true
+}
+
+variable "alarm_email" {
+  type        = string
+  description = "E-mail address subscribed to the alarm topic (AWS sends a confirmation mail first); empty = no subscription."
+  default     = ""
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address (or empty)."
+  }
+}
+
+variable "function_names" {
+  type        = map(string)
+  description = "Short name (connect, disconnect, response, forward, cleanup, stream_notifier) -> Lambda function name."
+
+  validation {
+    condition     = contains(keys(var.function_names), "forward")
+    error_message = "function_names must include forward."
+  }
+}
+
+variable "forward_log_group_name" {
+  type        = string
+  description = "forward's log group: its one JSON line per request ({\"msg\": \"forwarded\", \"status\", \"error_code\"}) feeds the TunnelErrors metric."
+}
+
+variable "cleanup_log_group_name" {
+  type        = string
+  description = "cleanup's log group: its \"cleanup run\" line's live_connections feeds the ActiveTunnels metric."
+}
+
+variable "error_codes" {
+  type        = map(number)
+  description = "Every x-tunnel-error code forward answers with -> HTTP status (httptunnel.names.ERROR_CODES; the contract test checks the copy)."
+}
+
+variable "forward_reserved_concurrency" {
+  type        = number
+  description = "forward's reserved concurrency (its ceiling); -1 = none, then only the account limit is watched."
+  default     = -1
+}
+
+variable "account_concurrency_limit" {
+  type        = number
+  description = "The account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384; 1,000 by default, often 10 on new accounts)."
+  default     = 1000
+
+  validation {
+    condition     = var.account_concurrency_limit >= 1
+    error_message = "account_concurrency_limit must be at least 1."
+  }
+}
+
+variable "http_api_id" {
+  type        = string
+  description = "Public HTTP API id (AWS/ApiGateway metrics, dimension ApiId)."
+}
+
+variable "http_stage_name" {
+  type        = string
+  description = "Public HTTP API stage ($default), dimension Stage."
+}
+
+variable "websocket_api_id" {
+  type        = string
+  description = "Agents' WebSocket API id (dashboard: new agent connections)."
+}
+
+variable "websocket_stage_name" {
+  type        = string
+  description = "WebSocket API stage, dimension Stage."
+}
+
+variable "tables" {
+  type = map(object({
+    name    = string
+    indexes = optional(list(string), [])
+  }))
+  description = "DynamoDB tables watched for throttling, keyed by a short name, with their global secondary indexes."
+}
+
+variable "thresholds" {
+  type = object({
+    period_seconds       = optional(number, 300)
+    evaluation_periods   = optional(number, 1)
+    min_requests         = optional(number, 20)
+    tunnel_error_percent = optional(map(number), {})
+    http_5xx_percent     = optional(number, 5)
+    http_4xx_percent     = optional(number, 50)
+    lambda_errors        = optional(number, 1)
+    lambda_throttles     = optional(number, 1)
+    concurrency_percent  = optional(number, 80)
+    dynamodb_throttles   = optional(number, 1)
+  })
+  description = "Alarm thresholds; see the module README. Rates are percent of the HTTP API's requests in one period, and only alarm once a period has min_requests. tunnel_error_percent is merged over the defaults per code; 0 turns a code's alarm off."
+  default     = {}
+
+  validation {
+    condition     = var.thresholds.period_seconds >= 60 && var.thresholds.period_seconds % 60 == 0
+    error_message = "thresholds.period_seconds must be a multiple of 60."
+  }
+
+  validation {
+    condition     = var.thresholds.evaluation_periods >= 1 && var.thresholds.concurrency_percent > 0 && var.thresholds.concurrency_percent <= 100
+    error_message = "thresholds.evaluation_periods must be >= 1 and concurrency_percent in (0, 100]."
+  }
+
+  validation {
+    condition     = alltrue([for code in keys(var.thresholds.tunnel_error_percent) : contains(keys(var.error_codes), code)])
+    error_message = "thresholds.tunnel_error_percent keys must be x-tunnel-error codes (error_codes)."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource of the module."
+  default     = {}
+}

@@ -1,0 +1,230 @@
+# Observability (modules/observability): which alarms exist for which inputs, what they watch,
+# the dashboard and its URL. Offline: mocked AWS provider. tests/infra/test_terraform.py runs it.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_resource "aws_apigatewayv2_api" {
+    defaults = {
+      api_endpoint  = "wss://abc123.execute-api.us-east-1.amazonaws.com"
+      execution_arn = "arn:aws:execute-api:us-east-1:123456789012:abc123"
+    }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = {
+      arn        = "arn:aws:dynamodb:us-east-1:123456789012:table/mock"
+      stream_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/mock/stream/2020"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:mock"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/mock/invocations"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:mock" }
+  }
+  mock_resource "aws_cloudwatch_event_bus" {
+    defaults = { arn = "arn:aws:events:us-east-1:123456789012:event-bus/mock" }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = { arn = "arn:aws:s3:::mock-bucket", bucket = "mock-bucket" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = { arn = "arn:aws:events:us-east-1:123456789012:rule/mock" }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms" }
+  }
+  mock_resource "aws_lambda_layer_version" {
+    defaults = { arn = "arn:aws:lambda:us-east-1:123456789012:layer:mock:1" }
+  }
+}
+
+variables {
+  build_dir = "./tests/fixtures/build"
+}
+
+run "defaults" {
+  command = apply
+
+  assert {
+    condition = toset(keys(module.observability.alarms)) == toset(concat(
+      ["tunnel-payload-too-large", "tunnel-agent-gone", "tunnel-internal-error", "tunnel-response-too-large", "tunnel-local-service-unavailable", "tunnel-timeout"],
+      ["http-5xx", "http-4xx", "account-concurrency", "dynamodb-throttles-connections", "dynamodb-throttles-pending"],
+      [for fn in ["connect", "disconnect", "response", "forward", "cleanup", "stream-notifier"] : "lambda-errors-${fn}"],
+      [for fn in ["connect", "disconnect", "response", "forward", "cleanup", "stream-notifier"] : "lambda-throttles-${fn}"],
+    ))
+    error_message = "default alarms: one per alarmed tunnel error code, HTTP 4xx/5xx, account concurrency, DynamoDB per table, errors and throttles per function (no forward ceiling unless one is set)"
+  }
+
+  assert {
+    condition     = alltrue([for a in module.observability.alarms : a.alarm_actions == toset([output.alarm_topic_arn]) && a.ok_actions == toset([output.alarm_topic_arn]) && a.treat_missing_data == "notBreaching"])
+    error_message = "every alarm notifies the alarm topic (alarm and OK) and treats missing data as fine"
+  }
+
+  assert {
+    condition     = length(module.observability.alarm_email_endpoints) == 0 && output.alarm_topic_arn == "arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms"
+    error_message = "the topic http-tunnel-alarms exists; no e-mail subscription without alarm_email"
+  }
+
+  assert {
+    condition     = alltrue([for code in keys(local.tunnel_error_codes) : strcontains(module.observability.metric_filters["TunnelErrors"].pattern, "$.error_code = \"${code}\"")])
+    error_message = "the TunnelErrors filter lists every x-tunnel-error code"
+  }
+
+  assert {
+    condition     = module.observability.metric_filters["TunnelErrors"].dimensions == tomap({ ErrorCode = "$.error_code" }) && module.observability.metric_filters["TunnelErrors"].log_group_name == "/aws/lambda/http-tunnel-forward"
+    error_message = "TunnelErrors reads forward's log group and splits by ErrorCode"
+  }
+
+  assert {
+    condition     = module.observability.metric_filters["ActiveTunnels"].log_group_name == "/aws/lambda/http-tunnel-cleanup" && module.observability.metric_filters["ActiveTunnels"].value == "$.live_connections"
+    error_message = "ActiveTunnels is cleanup's live_connections"
+  }
+
+  assert {
+    condition     = module.observability.alarms["tunnel-timeout"].expression == "IF(requests >= 20, 100 * FILL(errors, 0) / requests, 0)" && module.observability.alarms["tunnel-timeout"].threshold == 5
+    error_message = "a tunnel error alarm is the code's share of the HTTP API's requests, from 20 requests a period"
+  }
+
+  assert {
+    condition = anytrue([
+      for m in module.observability.alarms["tunnel-timeout"].metrics :
+      m.id == "errors" && m.namespace == "HttpTunnel/http-tunnel" && m.name == "TunnelErrors" && m.dimensions == tomap({ ErrorCode = "timeout" }) && m.stat == "Sum"
+    ])
+    error_message = "the timeout alarm counts TunnelErrors{ErrorCode=timeout}"
+  }
+
+  assert {
+    condition     = module.observability.alarms["account-concurrency"].threshold == 800
+    error_message = "account concurrency alarms at 80% of the default 1000"
+  }
+
+  assert {
+    condition     = output.dashboard_url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/http-tunnel"
+    error_message = "dashboard_url points at the dashboard in the console"
+  }
+
+  assert {
+    condition = [for w in jsondecode(module.observability.dashboard_body).widgets : w.properties.title] == [
+      "Requests per second (public HTTP API)", "Latency, caller's view (ms)", "Errors by x-tunnel-error code, and all 4xx/5xx",
+      "Active tunnels (sampled by cleanup) and new agent connections", "Lambda concurrency", "Lambda errors and throttles",
+      "DynamoDB throttled events", "forward duration (ms)",
+    ]
+    error_message = "dashboard: request rate, latency, errors by code, active tunnels, concurrency, Lambda errors, DynamoDB, forward duration"
+  }
+
+  assert {
+    condition     = [for m in jsondecode(module.observability.dashboard_body).widgets[1].properties.metrics : m[6].stat] == ["p50", "p90", "p99"]
+    error_message = "latency widget shows p50, p90 and p99"
+  }
+}
+
+run "email_and_forward_ceiling" {
+  command = apply
+
+  variables {
+    alarm_email       = "ops@example.com"
+    function_settings = { forward = { reserved_concurrency = 50 } }
+  }
+
+  assert {
+    condition     = module.observability.alarm_email_endpoints == ["ops@example.com"]
+    error_message = "alarm_email subscribes that address to the topic"
+  }
+
+  assert {
+    condition     = module.observability.alarms["forward-concurrency"].threshold == 40
+    error_message = "with a forward ceiling of 50, its alarm fires at 40 (80%)"
+  }
+
+  assert {
+    condition     = contains([for a in jsondecode(module.observability.dashboard_body).widgets[4].properties.annotations.horizontal : a.value], 50)
+    error_message = "the concurrency widget marks forward's ceiling"
+  }
+}
+
+run "thresholds" {
+  command = apply
+
+  variables {
+    lambda_concurrency_limit = 10
+    alarm_thresholds = {
+      min_requests         = 100
+      tunnel_error_percent = { local_service_unavailable = 0, tunnel_not_found = 30 }
+    }
+  }
+
+  assert {
+    condition     = !contains(keys(module.observability.alarms), "tunnel-local-service-unavailable") && module.observability.alarms["tunnel-tunnel-not-found"].threshold == 30
+    error_message = "0 turns a code's alarm off; any code can be given a threshold"
+  }
+
+  assert {
+    condition     = module.observability.alarms["account-concurrency"].threshold == 8 && module.observability.alarms["tunnel-timeout"].threshold == 5
+    error_message = "a 10-unit account alarms at 8; codes not given keep their defaults"
+  }
+
+  assert {
+    condition     = module.observability.alarms["http-5xx"].expression == "IF(requests >= 100, 100 * FILL(errors, 0) / requests, 0)"
+    error_message = "min_requests reaches the rate expressions"
+  }
+}
+
+run "all_off" {
+  command = apply
+
+  variables {
+    alarms_enabled    = false
+    dashboard_enabled = false
+  }
+
+  assert {
+    condition     = length(module.observability.alarms) == 0 && module.observability.dashboard_body == ""
+    error_message = "alarms_enabled / dashboard_enabled = false create none"
+  }
+
+  assert {
+    condition     = output.dashboard_url == "" && output.alarm_topic_arn != ""
+    error_message = "no dashboard URL without a dashboard; the topic stays (the budget alarm uses it)"
+  }
+}
+
+run "rejects_bad_email" {
+  command = plan
+
+  variables {
+    alarm_email = "not-an-address"
+  }
+
+  expect_failures = [var.alarm_email]
+}
+
+run "rejects_unknown_error_code" {
+  command = plan
+
+  variables {
+    alarm_thresholds = { tunnel_error_percent = { tunnel_bored = 5 } }
+  }
+
+  expect_failures = [var.alarm_thresholds]
+}
+
+run "rejects_odd_period" {
+  command = plan
+
+  variables {
+    alarm_thresholds = { period_seconds = 90 }
+  }
+
+  expect_failures = [var.alarm_thresholds]
+}
