@@ -245,9 +245,9 @@ module "http_api" {
 }
 
 locals {
-  # Where alarms go: today the variable; the observability module's topic can fill it in here
-  # (e.g. `var.alarm_topic_arn != "" ? var.alarm_topic_arn : module.<observability>.topic_arn`).
-  alarm_topic_arn = var.alarm_topic_arn
+  # Where the budget alarm goes: the stack's own alarm topic (modules/observability, whose policy
+  # lets AWS Budgets publish), unless alarm_topic_arn names another.
+  alarm_topic_arn = var.alarm_topic_arn != "" ? var.alarm_topic_arn : module.observability.alarm_topic_arn
 }
 
 module "budget" {
@@ -311,6 +311,7 @@ locals {
     invalid_request           = 400
     tunnel_not_found          = 404
     payload_too_large         = 413
+    tunnel_busy               = 429
     agent_gone                = 502
     internal_error            = 502
     response_too_large        = 502

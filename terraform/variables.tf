@@ -223,23 +223,18 @@ variable "forward_reserved_concurrency" {
 
 variable "budget_monthly_usd" {
   type        = number
-  description = "Optional AWS Budgets alarm: monthly cost of the whole account in USD; notifications at 80 % and 100 % of actual spend and 100 % of the forecast go to alarm_topic_arn. null = no budget."
+  description = "Optional AWS Budgets alarm: monthly cost of the whole account in USD; notifications at 80 % and 100 % of actual spend and 100 % of the forecast go to the alarm topic (output alarm_topic_arn, or alarm_topic_arn). null = no budget."
   default     = null
 
   validation {
     condition     = var.budget_monthly_usd == null || try(var.budget_monthly_usd > 0, false)
     error_message = "budget_monthly_usd must be more than 0 (or null for no budget)."
   }
-
-  validation {
-    condition     = var.budget_monthly_usd == null || var.alarm_topic_arn != ""
-    error_message = "budget_monthly_usd needs alarm_topic_arn: the SNS topic the budget notifications go to."
-  }
 }
 
 variable "alarm_topic_arn" {
   type        = string
-  description = "SNS topic ARN that alarms go to (today the budget alarm). Its access policy must allow budgets.amazonaws.com to publish."
+  description = "SNS topic ARN the budget alarm sends to instead of the stack's own alarm topic (empty = the stack's, output alarm_topic_arn). Its access policy must allow budgets.amazonaws.com to publish."
   default     = ""
 
   validation {
@@ -433,7 +428,7 @@ variable "alarm_thresholds" {
 
   validation {
     condition     = alltrue([for code in keys(var.alarm_thresholds.tunnel_error_percent) : contains(keys(local.tunnel_error_codes), code)])
-    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, tunnel_not_found, payload_too_large, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
+    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, tunnel_not_found, payload_too_large, tunnel_busy, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
   }
 
   validation {

@@ -375,7 +375,7 @@ run "bill_ceilings" {
   variables {
     forward_reserved_concurrency = 200
     budget_monthly_usd           = 25
-    alarm_topic_arn              = "arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms"
+    alarm_topic_arn              = "arn:aws:sns:us-east-1:123456789012:ops-pager"
   }
 
   assert {
@@ -390,22 +390,25 @@ run "bill_ceilings" {
 
   assert {
     condition = module.budget[0].notifications == tolist([
-      "ACTUAL 100 arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms",
-      "ACTUAL 80 arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms",
-      "FORECASTED 100 arn:aws:sns:us-east-1:123456789012:http-tunnel-alarms",
+      "ACTUAL 100 arn:aws:sns:us-east-1:123456789012:ops-pager",
+      "ACTUAL 80 arn:aws:sns:us-east-1:123456789012:ops-pager",
+      "FORECASTED 100 arn:aws:sns:us-east-1:123456789012:ops-pager",
     ])
-    error_message = "budget notifications at 80/100 % actual and 100 % forecast, each to alarm_topic_arn"
+    error_message = "budget notifications at 80/100 % actual and 100 % forecast, each to alarm_topic_arn when it is set"
   }
 }
 
-run "budget_needs_a_topic" {
-  command = plan
+run "budget_sends_to_the_stacks_alarm_topic_by_default" {
+  command = apply
 
   variables {
-    budget_monthly_usd = 25
+    budget_monthly_usd = 40
   }
 
-  expect_failures = [var.budget_monthly_usd]
+  assert {
+    condition     = module.budget[0].notifications == tolist(["ACTUAL 100 ${output.alarm_topic_arn}", "ACTUAL 80 ${output.alarm_topic_arn}", "FORECASTED 100 ${output.alarm_topic_arn}"])
+    error_message = "without alarm_topic_arn the budget notifies the stack's own alarm topic"
+  }
 }
 
 run "reserved_concurrency_is_a_whole_positive_number" {
