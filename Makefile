@@ -75,8 +75,12 @@ deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION), th
 	@if [ "$(SMOKE)" = "0" ]; then echo "SMOKE=0: smoke check skipped (run make smoke later)"; \
 	else $(BIN)/python -m scripts.smoke $(SMOKE_ARGS); fi
 
-smoke: $(STAMP) ## check the deployment end to end through its public URL (TTF_TOKEN=... when auth is on; SMOKE_ARGS=--endpoint wss://...)
+smoke: $(STAMP) ## check the deployment end to end through its public URL (a 1 h token is minted unless TTF_TOKEN=...; SMOKE_ARGS=--endpoint wss://...)
 	$(BIN)/python -m scripts.smoke $(SMOKE_ARGS)
+
+token: $(STAMP) ## mint an agent token: make token SUB=alice [SUBDOMAINS=a,b] [TTL=30d] [STACK=1 for the local stack]
+	@$(BIN)/python -m scripts.deploy.token --sub "$(SUB)" $(if $(SUBDOMAINS),--subdomains "$(SUBDOMAINS)") \
+		$(if $(TTL),--ttl "$(TTL)") $(if $(STACK),--stack .local/stack.json)
 
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python -m scripts.deploy destroy
@@ -87,4 +91,4 @@ localstack-deploy: build ## deploy to a running LocalStack that has API Gateway 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install lint build build-local stack dev test test-browser test-load bench deploy smoke destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-browser test-load bench deploy token smoke destroy localstack-deploy clean

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from scripts.bench import load as bench_load
     from scripts.harness.proc import Proc
-    from scripts.harness.stack import LocalStack, TtfAgent
+    from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
     log_dir = Path(tempfile.mkdtemp(prefix="emulator-perf-"))
     origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin",
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         direct_p50 = bench_stats.summarize(d.latencies_ms)["p50"]
         rows.append({"phase": "direct c1", "p50_ms": direct_p50})
         with LocalStack(log_dir, args.profile) as stack:
-            with TtfAgent(stack.state["ws_url"], port, log_dir) as agent:
+            with TtfAgent(stack.state["ws_url"], port, log_dir, token=agent_token(stack.state)) as agent:
                 target = bench_load.Target("stack", agent.path_url)
                 pids = {"stack": stack.pid, "ttf": agent.pid}
                 for child in children(stack.pid):

@@ -2,7 +2,7 @@
 
     python -m emulator.stack [--http-port 4040] [--ws-port 4041] [--admin-port 4042]
                              [--state-file .local/stack.json] [--profile local|aws]
-                             [--cleanup-interval S] [--ttl-interval S]
+                             [--cleanup-interval S] [--ttl-interval S] [--var NAME=VALUE ...]
 
 Order: moto starts in a child process (``emulator.mock_aws.moto_process``, 127.0.0.1:<ephemeral>; it
 dies with this process); the HTTP, WebSocket and admin
@@ -10,6 +10,12 @@ ports are bound (Terraform puts the public URL and the management endpoint into 
 functions' environment); ``terraform apply`` of the SAME root module runs against moto;
 the wiring is read back from moto; the Lambda workers start; stream/schedule/TTL loops
 start; the state file is written. SIGINT/SIGTERM stops everything and removes the state file.
+
+Auth is on, as in production: Terraform generates the agents' HS256 secret into (moto's) SSM;
+the stack reads it back, mints a dev token (subject ``dev``) and writes both, with the issuer
+and audience tokens must carry, into the state file's ``auth`` block (the file is 0600). ``make
+dev`` gives ttf that token; tests craft their own tokens from the secret. ``--var`` passes extra
+Terraform variables (e.g. ``jwks``, ``jwt_max_lifetime``, ``allow_anonymous_agents=true``).
 
 With ``AWS_ENDPOINT_URL`` set (a running LocalStack with API Gateway v2), that endpoint is used
 instead of moto (no DynamoDB stats/faults then; code comes from build/local).
@@ -61,6 +67,10 @@ class Options:
     ws_idle_timeout: float
     ws_max_age: float
     build_dir: Path
+    variables: tuple[tuple[str, str], ...] = ()
+
+
+DEV_SUBJECT = "dev"
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -76,13 +86,21 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--ws-idle-timeout", type=float, default=WS_IDLE_TIMEOUT_S)
     parser.add_argument("--ws-max-age", type=float, default=WS_MAX_CONNECTION_AGE_S)
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "local")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra Terraform variable (repeatable), e.g. jwt_max_lifetime=86400")
     args = parser.parse_args(argv)
     for name in ("http_port", "ws_port", "admin_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be 0..65535")
+    variables = []
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            parser.error(f"--var needs NAME=VALUE, got {item!r}")
+        variables.append((name.strip(), value))
     return Options(args.http_port, args.ws_port, args.admin_port, args.state_file.resolve(),
                    args.profile, args.cleanup_interval, args.ttl_interval, args.ws_idle_timeout,
-                   args.ws_max_age, args.build_dir.resolve())
+                   args.ws_max_age, args.build_dir.resolve(), tuple(variables))
 
 
 def pid_alive(pid: int) -> bool:
@@ -114,6 +132,29 @@ def log(event: str, **fields: Any) -> None:
 
 def apply_terraform(endpoint: str, build_dir: Path, state_dir: Path, variables: dict[str, Any]) -> dict:
     return apply_local(endpoint, build_dir, state_dir, variables)
+
+
+def agent_auth(outputs: dict[str, Any], endpoint: str) -> dict[str, Any] | None:
+    """The state file's auth block: the deployed secret (read from moto's SSM) and a dev token."""
+    from scripts.deploy.token import DEFAULT_TTL_S, AuthSettings, mint, read_secret
+
+    settings = AuthSettings.from_outputs({"agent_auth": {"value": outputs.get("agent_auth")}})
+    if settings.anonymous:
+        return None
+    secret = read_secret(AuthSettings(secret_parameter=settings.secret_parameter, secret_arn=settings.secret_arn,
+                                      region=REGION, endpoint_url=endpoint))
+    ttl = min(DEFAULT_TTL_S, settings.max_lifetime or DEFAULT_TTL_S)
+    return {
+        "token": mint(secret, DEV_SUBJECT, ttl, issuer=settings.issuer, audience=settings.audience,
+                      max_lifetime=settings.max_lifetime),
+        "subject": DEV_SUBJECT,
+        "secret": secret,
+        "issuer": settings.issuer,
+        "audience": settings.audience,
+        "max_lifetime": settings.max_lifetime,
+        "subdomains_claim": settings.subdomains_claim,
+        "secret_parameter": settings.secret_parameter,
+    }
 
 
 class Stack:
@@ -169,11 +210,13 @@ class Stack:
             "ws_management_endpoint_override": ports.management_url,
             "tunnel_domain": "localhost",
             "subdomain_url_template": f"http://{{tunnel_id}}.localhost:{ports.http_port}",
+            **dict(self.options.variables),
         }
         applied = time.monotonic()
         outputs = await asyncio.to_thread(apply_terraform, endpoint, build.build_dir,
                                           self.work_dir / "terraform", variables)
         log("terraform_applied", seconds=round(time.monotonic() - applied, 1))
+        auth = await asyncio.to_thread(agent_auth, outputs, endpoint)
         wiring = await asyncio.to_thread(read_wiring, endpoint, REGION, outputs, build, self.work_dir)
         self.gateway.attach(wiring)
         await self.gateway.lambdas.start_all()
@@ -195,6 +238,7 @@ class Stack:
             "body_bucket": outputs.get("body_bucket_name"),
             "event_bus": outputs.get("event_bus_name"),
             "function_names": outputs.get("function_names"),
+            "auth": auth,
             "region": REGION,
             "profile": self.profile.name,
             "startup_seconds": round(time.monotonic() - started, 1),
@@ -227,9 +271,13 @@ class Stack:
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically, and readable by this user only: the auth block holds the agents' secret."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(state, indent=2) + "\n")
     tmp.replace(path)
 
 
@@ -237,7 +285,10 @@ def print_state(state: dict[str, Any]) -> None:
     print(f"local stack ready in {state['startup_seconds']} s", flush=True)
     for key in ("http_url", "ws_url", "aws_endpoint_url", "admin_url"):
         print(f"  {key:<17} {state[key]}", flush=True)
-    print(f"  agent:            ttf --endpoint {state['ws_url']} --port 3000", flush=True)
+    token = f" --token {state['auth']['token']}" if state.get("auth") else ""
+    print(f"  agent:            ttf --endpoint {state['ws_url']}{token} --port 3000", flush=True)
+    if not state.get("auth"):
+        print("  WARNING: allow_anonymous_agents=true: any agent may connect", flush=True)
     print("Ctrl-C stops it.", flush=True)
 
 

@@ -33,23 +33,32 @@ locals {
   ws_management_endpoint = (
     var.ws_management_endpoint_override != "" ? var.ws_management_endpoint_override : module.websocket_api.management_endpoint
   )
-  tunnel_domain          = var.tunnel_domain != "" ? var.tunnel_domain : local.wildcard ? var.domain_name : ""
-  subdomain_url_template = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
+  tunnel_domain = var.tunnel_domain != "" ? var.tunnel_domain : local.wildcard ? var.domain_name : ""
+
+  # Agent authentication (on unless allow_anonymous_agents). Without HS key material of the
+  # operator's own, Terraform generates the HS256 secret and names issuer and audience.
+  own_hs_secret            = nonsensitive(var.jwt_secret != "") || var.jwt_secret_ssm_parameter != "" || var.jwt_secret_arn != "" # whether one is set is no secret
+  generate_jwt_secret      = !var.allow_anonymous_agents && !local.own_hs_secret
+  jwt_secret_ssm_parameter = local.generate_jwt_secret ? aws_ssm_parameter.jwt_secret[0].name : var.jwt_secret_ssm_parameter
+  jwt_issuer               = var.jwt_issuer != "" ? var.jwt_issuer : local.generate_jwt_secret ? var.name_prefix : ""
+  jwt_audience             = var.jwt_audience != "" ? var.jwt_audience : local.generate_jwt_secret ? "${var.name_prefix}-agents" : ""
+  subdomain_url_template   = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
 
   # Environment per function: exactly the variables its code reads (shared/README.md).
   # Optional settings are always present (empty = off) so the set never depends on inputs.
   environment = {
     connect = {
       CONNECTIONS_TABLE        = module.tables.connections_table_name
-      REQUIRE_AUTH             = tostring(var.require_auth)
+      REQUIRE_AUTH             = tostring(!var.allow_anonymous_agents)
       JWT_SECRET               = var.jwt_secret
-      JWT_SECRET_SSM_PARAMETER = var.jwt_secret_ssm_parameter
+      JWT_SECRET_SSM_PARAMETER = local.jwt_secret_ssm_parameter
       JWT_SECRET_ARN           = var.jwt_secret_arn
       JWKS                     = var.jwks
       JWKS_URL                 = var.jwks_url
-      JWT_ISSUER               = var.jwt_issuer
-      JWT_AUDIENCE             = var.jwt_audience
+      JWT_ISSUER               = local.jwt_issuer
+      JWT_AUDIENCE             = local.jwt_audience
       JWT_SUBDOMAINS_CLAIM     = var.jwt_subdomains_claim
+      JWT_MAX_LIFETIME         = tostring(var.jwt_max_lifetime)
       LOG_LEVEL                = var.log_level
     }
     disconnect = {
@@ -90,20 +99,23 @@ locals {
 
   # IAM per function: exactly the AWS actions its code performs (plus what the Lambda
   # service does on its behalf: reading the stream for stream_notifier).
-  connections_arn   = module.tables.connections_table_arn
-  tunnel_index_arn  = module.tables.tunnel_index_arn
-  pending_arn       = module.tables.pending_table_arn
-  connections_api   = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
-  body_objects      = [for p in ["req/", "resp/"] : "${module.body_bucket.bucket_arn}/${p}*"]
-  response_objects  = "${module.body_bucket.bucket_arn}/resp/*"
-  ssm_parameter_arn = "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
+  connections_arn  = module.tables.connections_table_arn
+  tunnel_index_arn = module.tables.tunnel_index_arn
+  pending_arn      = module.tables.pending_table_arn
+  connections_api  = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
+  body_objects     = [for p in ["req/", "resp/"] : "${module.body_bucket.bucket_arn}/${p}*"]
+  response_objects = "${module.body_bucket.bucket_arn}/resp/*"
+  ssm_parameter_arn = (
+    local.generate_jwt_secret ? aws_ssm_parameter.jwt_secret[0].arn :
+    "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
+  )
 
   policy_statements = {
     connect = concat(
       [
-        { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.connections_arn] },
+        { sid = "Connections", actions = ["dynamodb:PutItem"], resources = [local.connections_arn] },
       ],
-      var.jwt_secret_ssm_parameter == "" ? [] : [{ sid = "JwtSecretParameter", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }],
+      local.generate_jwt_secret || var.jwt_secret_ssm_parameter != "" ? [{ sid = "JwtSecretParameter", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }] : [],
       var.jwt_secret_arn == "" ? [] : [{ sid = "JwtSecret", actions = ["secretsmanager:GetSecretValue"], resources = [var.jwt_secret_arn] }],
     )
     disconnect = [
@@ -137,6 +149,30 @@ locals {
     eventName = ["MODIFY"]
     dynamodb  = { NewImage = { status = { S = ["completed", "error"] } } }
   }
+}
+
+# The HS256 key of agent tokens, unless the operator brings key material: 64 random characters
+# from Secrets Manager's generator (an ephemeral resource: never in plan or state), written
+# write-only (value_wo: never in state either) into an SSM SecureString under the aws/ssm key.
+# The connect Lambda reads it at cold start, `make token` to sign; no Lambda environment holds it.
+# Rotate by increasing jwt_secret_version.
+ephemeral "aws_secretsmanager_random_password" "jwt_secret" {
+  count    = local.generate_jwt_secret ? 1 : 0
+  provider = aws.secret_generator
+
+  password_length     = 64
+  exclude_punctuation = true
+}
+
+resource "aws_ssm_parameter" "jwt_secret" {
+  #checkov:skip=CKV_AWS_337:the aws/ssm key is what the connect role can decrypt through SSM without a key policy of our own; a CMK would add a key and grants for one 64-character value
+  count = local.generate_jwt_secret ? 1 : 0
+
+  name             = "/${var.name_prefix}/agent-jwt-secret"
+  description      = "HS256 key of http-tunnel agent tokens (connect verifies, make token signs)"
+  type             = "SecureString"
+  value_wo         = ephemeral.aws_secretsmanager_random_password.jwt_secret[0].random_password
+  value_wo_version = var.jwt_secret_version
 }
 
 module "tables" {

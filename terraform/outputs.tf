@@ -84,8 +84,22 @@ output "custom_domain_targets" {
 }
 
 output "ttf_command" {
-  description = "The agent command line for this deployment."
-  value       = "ttf --endpoint ${local.custom_domain ? module.domain[0].ws_url : module.websocket_api.ws_url} --port 3000"
+  description = "The agent command line for this deployment (run from the repository, where `make token` mints the token)."
+  value       = "ttf --endpoint ${local.custom_domain ? module.domain[0].ws_url : module.websocket_api.ws_url} --port 3000${var.allow_anonymous_agents ? "" : " --token \"$(make -s token SUB=$USER)\""}"
+}
+
+output "agent_auth" {
+  description = "How agents authenticate, for scripts/deploy/token.py (`make token`, `make deploy`) and the local stack: anonymous or not, where the HS256 secret lives (names, never the value), and the claims a token must carry."
+  value = {
+    anonymous        = var.allow_anonymous_agents
+    secret_parameter = local.jwt_secret_ssm_parameter
+    secret_arn       = var.jwt_secret_arn
+    issuer           = local.jwt_issuer
+    audience         = local.jwt_audience
+    max_lifetime     = var.jwt_max_lifetime
+    subdomains_claim = var.jwt_subdomains_claim
+    region           = var.aws_region
+  }
 }
 
 output "dashboard_url" {

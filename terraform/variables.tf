@@ -309,34 +309,48 @@ variable "hosted_zone_id" {
 }
 
 # ---------------------------------------------------------------- agent authentication
+# On by default: without key material of your own, Terraform generates the HS256 secret into an
+# SSM SecureString (never into state) and `make token` mints tokens with it.
+
+variable "allow_anonymous_agents" {
+  type        = bool
+  description = "Let agents connect without a token: anyone who finds ws_url gets public URLs on your domain and certificate. Off by default; make deploy warns when it is on."
+  default     = false
+}
 
 variable "require_auth" {
   type        = bool
-  description = "Require a JWT from agents on $connect."
-  default     = false
+  description = "Removed (auth is always on unless allow_anonymous_agents = true). Declared only so that a configuration still setting it fails with directions instead of silently changing meaning."
+  default     = null
+  nullable    = true
 
   validation {
-    condition     = !var.require_auth || var.jwt_secret != "" || var.jwt_secret_ssm_parameter != "" || var.jwt_secret_arn != "" || var.jwks != "" || var.jwks_url != ""
-    error_message = "require_auth needs key material: jwt_secret, jwt_secret_ssm_parameter, jwt_secret_arn, jwks or jwks_url."
+    condition     = var.require_auth == null
+    error_message = "require_auth was removed: agents now authenticate by default (Terraform generates the HS256 secret; `make token SUB=name` mints tokens). Delete require_auth; to let anyone connect, set allow_anonymous_agents = true."
   }
 }
 
 variable "jwt_secret" {
   type        = string
-  description = "HS256 secret as a value (lands in the function's environment; prefer jwt_secret_ssm_parameter or jwt_secret_arn)."
+  description = "HS256 secret as a value (lands in the function's environment; prefer jwt_secret_ssm_parameter or jwt_secret_arn, or leave all three empty and let Terraform generate one)."
   default     = ""
   sensitive   = true
+
+  validation {
+    condition     = var.jwt_secret == "" || length(var.jwt_secret) >= 32
+    error_message = "jwt_secret must be at least 32 characters (RFC 7518 3.2: an HS256 key as long as the hash)."
+  }
 }
 
 variable "jwt_secret_ssm_parameter" {
   type        = string
-  description = "Name of an SSM SecureString parameter holding the HS256 secret (encrypted with the aws/ssm key)."
+  description = "Name of your own SSM SecureString parameter holding the HS256 secret (aws/ssm key, at least 32 bytes); empty = the generated /<name_prefix>/agent-jwt-secret."
   default     = ""
 }
 
 variable "jwt_secret_arn" {
   type        = string
-  description = "ARN of a Secrets Manager secret holding the HS256 secret."
+  description = "ARN of your own Secrets Manager secret holding the HS256 secret (at least 32 bytes)."
   default     = ""
 
   validation {
@@ -345,9 +359,20 @@ variable "jwt_secret_arn" {
   }
 }
 
+variable "jwt_secret_version" {
+  type        = number
+  description = "Version of the generated HS256 secret (value_wo_version of its SSM parameter). Increase it to rotate the secret: every token minted before stops working."
+  default     = 1
+
+  validation {
+    condition     = var.jwt_secret_version >= 1 && floor(var.jwt_secret_version) == var.jwt_secret_version
+    error_message = "jwt_secret_version must be a whole number >= 1."
+  }
+}
+
 variable "jwks" {
   type        = string
-  description = "Inline JWKS JSON with the public keys for RS256/ES256 tokens."
+  description = "Inline JWKS JSON with the public keys for RS256/384/512 and ES256/384 tokens (needs jwt_audience)."
   default     = ""
 
   validation {
@@ -358,7 +383,7 @@ variable "jwks" {
 
 variable "jwks_url" {
   type        = string
-  description = "URL of a JWKS document (fetched and cached by the connect Lambda)."
+  description = "https URL of a JWKS document, fetched and cached by the connect Lambda (needs jwt_audience)."
   default     = ""
 
   validation {
@@ -369,14 +394,30 @@ variable "jwks_url" {
 
 variable "jwt_issuer" {
   type        = string
-  description = "Expected iss claim; empty = not checked."
+  description = "Expected iss claim; empty = <name_prefix> when Terraform generates the secret, else not checked."
   default     = ""
 }
 
 variable "jwt_audience" {
   type        = string
-  description = "Expected aud claim; empty = not checked."
+  description = "Expected aud claim; required with jwks/jwks_url (an identity provider's token for another app must not pass); empty = <name_prefix>-agents when Terraform generates the secret, else not checked."
   default     = ""
+
+  validation {
+    condition     = (var.jwks == "" && var.jwks_url == "") || var.jwt_audience != ""
+    error_message = "jwks / jwks_url need jwt_audience: without it a token your identity provider minted for any other app would be accepted."
+  }
+}
+
+variable "jwt_max_lifetime" {
+  type        = number
+  description = "Longest accepted token lifetime in seconds (exp - iat); tokens without iat are then refused. 0 = no limit."
+  default     = 0
+
+  validation {
+    condition     = var.jwt_max_lifetime >= 0 && floor(var.jwt_max_lifetime) == var.jwt_max_lifetime
+    error_message = "jwt_max_lifetime must be a whole number of seconds >= 0 (0 = no limit)."
+  }
 }
 
 variable "jwt_subdomains_claim" {

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.9"
+  required_version = ">= 1.11" # write-only attributes (value_wo) for the agents' JWT secret
 
   required_providers {
     aws = {
@@ -17,4 +17,12 @@ provider "aws" {
   default_tags {
     tags = var.tags
   }
+}
+
+# Only the ephemeral secret generator uses this one: the mock provider of `terraform test` (1.11)
+# refuses any configuration with an ephemeral resource (hashicorp/terraform#38608), so tests/
+# give this alias a real provider, configured offline, while everything else stays mocked.
+provider "aws" {
+  alias  = "secret_generator"
+  region = var.aws_region
 }

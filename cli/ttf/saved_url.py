@@ -1,5 +1,9 @@
 """The tunnel id + reclaim token one tunnel presents at $connect, and their copy on disk.
 
+The reclaim token is the agent's own (`new_reclaim_token`, 256 bits from the OS CSPRNG), made
+before the first connect and presented at every one; the server keeps only its hash and sends
+none back (an older server still does: that one is adopted).
+
 Everything the connection lifecycle knows about reclaiming a public URL goes through SavedUrl:
 which headers to send, what to remember after `connection_established`, what to drop when
 the server refuses the reclaim. The file itself (format, modes, atomic replace) is
@@ -12,7 +16,7 @@ from httptunnel.protocol import ConnectionEstablished
 
 from ttf.config import Config
 from ttf.events import Notice, Sink
-from ttf.state import StateError, TunnelStore
+from ttf.state import StateError, TunnelStore, new_reclaim_token
 
 
 class SavedUrl:
@@ -53,24 +57,27 @@ class SavedUrl:
         self.emit(Notice("info", f"reclaiming the saved tunnel {saved.tunnel_id} ({self.store.path})"))
 
     def reclaim_headers(self) -> dict[str, str]:
-        """The $connect headers that ask for this tunnel id back (none before the first success)."""
-        if self.tunnel_id and self.reclaim_token:
-            return {"X-Tunnel-Id": self.tunnel_id, "X-Tunnel-Reclaim-Token": self.reclaim_token}
-        return {}
+        """The reclaim token (made here when there is none yet), and the tunnel id to ask back once known."""
+        if not self.reclaim_token:
+            self.reclaim_token = new_reclaim_token()
+        headers = {"X-Tunnel-Reclaim-Token": self.reclaim_token}
+        if self.tunnel_id:
+            headers["X-Tunnel-Id"] = self.tunnel_id
+        return headers
 
     def established(self, info: ConnectionEstablished) -> None:
         """Remember (and save) the id the server confirmed."""
         if self.tunnel_id and info.tunnel_id != self.tunnel_id:
             self.emit(Notice("warning", f"tunnel id changed from {self.tunnel_id} to {info.tunnel_id}"))
         self.tunnel_id = info.tunnel_id
-        self.reclaim_token = info.reclaim_token or self.reclaim_token
+        self.reclaim_token = info.reclaim_token or self.reclaim_token  # only older servers send one
         self.from_saved = False
         if self.reclaim_token:
             self._save(info.tunnel_id, self.reclaim_token)
 
     def refused(self, status: int) -> bool:
-        """The server will not give this id back: forget it. False when no reclaim was asked for."""
-        if not self.reclaim_token:
+        """The server will not give this id back: forget it (and its token). False when no reclaim was asked for."""
+        if not self.tunnel_id:
             return False
         saved = "saved " if self.from_saved else ""
         self.emit(Notice("warning", f"{saved}tunnel {self.tunnel_id} could not be reclaimed "

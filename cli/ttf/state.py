@@ -1,10 +1,15 @@
 """The saved tunnel: what lets the public URL survive a `ttf` restart.
 
-After every `connection_established` the agent writes {tunnel_id, reclaim_token, endpoint,
-local_target, saved_at} to one small JSON file per (endpoint, local host:port) under the
-state directory; on start it presents the saved id + reclaim token. The file holds a
-secret (the reclaim token): it is created 0600 in a 0700 directory and replaced
-atomically (temporary file + fsync + rename), so a crash never leaves half a file.
+The agent makes its own reclaim token (`new_reclaim_token`: 256 bits from the OS CSPRNG) and
+presents it at every connect; the server keeps only its hash. After every
+`connection_established` the agent writes {tunnel_id, reclaim_token, endpoint, local_target,
+saved_at} to one small JSON file per (endpoint, local host:port) under the state directory;
+on start it presents the saved id + reclaim token. The file holds a secret (the reclaim
+token): it is created 0600 in a 0700 directory and replaced atomically (temporary file +
+fsync + rename), so a crash never leaves half a file.
+
+Version 1 files hold a token the server made and also stored in plain text; servers no longer
+honour those, so such a file is reported in one line and replaced by the next save.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +27,9 @@ from typing import Mapping
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-_VERSION = 1
+_VERSION = 2
+_SERVER_MADE_TOKENS = 1  # the version whose tokens came from the server
+RECLAIM_TOKEN_BYTES = 32  # 256 bits; token_urlsafe makes 43 characters of [A-Za-z0-9_-]
 _TUNNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _MAX_FILE = 64 * 1024
 
@@ -37,6 +45,11 @@ class SavedTunnel:
     endpoint: str
     local_target: str
     saved_at: float  # unix seconds
+
+
+def new_reclaim_token() -> str:
+    """A fresh reclaim token, made here and never by the server."""
+    return secrets.token_urlsafe(RECLAIM_TOKEN_BYTES)
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -76,6 +89,9 @@ class TunnelStore:
             raise StateError(f"cannot read {self.path}: {exc.strerror or exc}") from None
         if len(raw) > _MAX_FILE:
             raise StateError(f"{self.path} is too large to be a ttf state file")
+        if _version(raw) == _SERVER_MADE_TOKENS:
+            raise StateError(f"{self.path} was saved by an older ttf whose reclaim token the server no longer "
+                             "accepts (the server had stored it in plain text); a new public URL will be assigned")
         saved = _parse(raw)
         if saved is None:
             raise StateError(f"{self.path} is not a valid ttf state file")
@@ -105,6 +121,14 @@ class TunnelStore:
     def forget(self) -> None:
         """Remove the saved tunnel (no error when there is none)."""
         _unlink_quietly(self.path)
+
+
+def _version(raw: bytes) -> object:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return data.get("version") if isinstance(data, dict) else None
 
 
 def _parse(raw: bytes) -> SavedTunnel | None:

@@ -156,12 +156,13 @@ def prepare_baseline(ref: str) -> tuple[str, Path]:
 
 def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, log_dir: Path, stack_ctx,
                   root: Path = ROOT) -> dict:
-    from scripts.harness.stack import LocalStack, TtfAgent
+    from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
     t0 = time.monotonic()
     stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile, root=root))
     started_s = round(time.monotonic() - t0, 1)
-    agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir, root=root))
+    agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir, root=root,
+                                             token=agent_token(stack.state)))
     target = Target("stack", agent.path_url)
     print(f"  stack up in {started_s}s, tunnel {agent.established.get('tunnel_id')} -> {target.base_url}", flush=True)
     out: dict[str, Any] = {"profile": args.profile, "startup_s": started_s}

@@ -1,16 +1,20 @@
 """Deploy http-tunnel with Terraform.
 
-    python -m scripts.deploy apply     # real AWS: AWS_PROFILE / AWS_REGION; prints the ttf line
-    python -m scripts.deploy destroy   # real AWS
+    python -m scripts.deploy apply       # real AWS: AWS_PROFILE / AWS_REGION; prints the ttf line with a token
+    python -m scripts.deploy destroy     # real AWS
     python -m scripts.deploy localstack  # tflocal against a running LocalStack with API Gateway v2
 
 Extra Terraform variables: `--var name=value` (repeatable) or a terraform.tfvars file in
 terraform/. `make deploy` / `make destroy` / `make localstack-deploy` call this script.
+After an apply it mints a token for the operator (subject `operator`, 30 days) with the
+deployment's own secret and prints a ready `ttf -e ... -t ...` line; a deployment that lets
+anonymous agents in gets a warning instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -19,6 +23,7 @@ import sys
 from pathlib import Path
 
 from scripts import tfenv
+from scripts.deploy import token
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = ROOT / "terraform"
@@ -87,15 +92,35 @@ def commands(action: str, var_args: list[str], auto_approve: bool, tool: str = "
     raise DeployError(f"unknown action {action!r}")
 
 
-def ttf_line(outputs: dict) -> str:
+OPERATOR_SUB = "operator"
+ANONYMOUS_WARNING = ("WARNING: allow_anonymous_agents = true: anyone who finds {ws_url} can open tunnels with "
+                     "public URLs on this deployment's domain and certificate. Remove it to require tokens.")
+
+
+def ttf_line(outputs: dict, agent_token: str | None = None) -> str:
+    """What to run next: the ttf line, with the operator's token unless agents are anonymous."""
     ws_url = outputs.get("ws_url", {}).get("value")
     http_url = outputs.get("http_url", {}).get("value")
     if not ws_url:
         raise DeployError("terraform output has no ws_url")
     dashboard = outputs.get("dashboard_url", {}).get("value")
-    return (f"Public URL base: {http_url}\n"
-            + (f"Dashboard: {dashboard}\n" if dashboard else "")
-            + f"Run the agent next to your app:\n\n    ttf --endpoint {ws_url} --port 3000\n")
+    head = f"Public URL base: {http_url}\n" + (f"Dashboard: {dashboard}\n" if dashboard else "")
+    if agent_token is None:
+        return (f"{ANONYMOUS_WARNING.format(ws_url=ws_url)}\n\n{head}"
+                f"Run the agent next to your app:\n\n    ttf -e {ws_url} -p 3000\n")
+    return (f"{head}Run the agent next to your app (token for '{OPERATOR_SUB}', valid 30 days; "
+            f"more with `make token SUB=name`):\n\n    ttf -e {ws_url} -t {agent_token} -p 3000\n")
+
+
+def operator_token(outputs: dict, endpoint_url: str = "") -> str | None:
+    """A token for the operator, minted with the deployed secret; None when agents are anonymous."""
+    try:
+        settings = dataclasses.replace(token.AuthSettings.from_outputs(outputs), endpoint_url=endpoint_url)
+        if settings.anonymous:
+            return None
+        return token.token_for(settings, OPERATOR_SUB)
+    except token.TokenError as exc:
+        raise DeployError(f"deployed, but no token could be minted: {exc}") from None
 
 
 def check_localstack(endpoint: str) -> None:
@@ -165,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             env = aws_env(dict(os.environ))
         out = run(cmds, env)
         if args.action != "destroy":
-            print(ttf_line(json.loads(out)))
+            outputs = json.loads(out)
+            endpoint = args.localstack_endpoint if args.action == "localstack" else ""
+            print(ttf_line(outputs, operator_token(outputs, endpoint)))
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

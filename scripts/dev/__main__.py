@@ -21,7 +21,7 @@ from typing import Any
 
 from emulator.stack import running_stack
 from scripts.harness.proc import Proc, ProcError
-from scripts.harness.stack import LocalStack, TtfAgent
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,10 +53,12 @@ def start_app(port: int, logs: Path) -> Proc:
     return app
 
 
-def start_agent(ws_url: str, port: int, logs: Path) -> tuple[Proc, dict[str, Any]]:
+def start_agent(state: dict[str, Any], port: int, logs: Path) -> tuple[Proc, dict[str, Any]]:
     # Reclaim state lives in this checkout's .local/, so `make dev` keeps its URL from run to run;
-    # the inspector is on at ttf's default address.
-    agent = TtfAgent(ws_url, port, logs, state_dir=ROOT / ".local" / "ttf-state", inspect=None)
+    # the inspector is on at ttf's default address. The stack runs with auth on, as production
+    # does: ttf presents the dev token the stack minted.
+    agent = TtfAgent(state["ws_url"], port, logs, state_dir=ROOT / ".local" / "ttf-state", inspect=None,
+                     token=agent_token(state))
     agent.start(timeout=30)
     return agent.proc, agent.established
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if stack is not None:
             children.append(stack)
         children.append(start_app(args.app_port, logs))
-        agent, tunnel = start_agent(state["ws_url"], args.app_port, logs)
+        agent, tunnel = start_agent(state, args.app_port, logs)
         children.append(agent)
         print(f"\nready in {time.monotonic() - started:.0f} s", flush=True)
         print(f"  public URL   {tunnel['public_url']}", flush=True)
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if tunnel.get("inspector_url"):
             print(f"  inspector    {tunnel['inspector_url']}   (see and replay what came in)", flush=True)
         print(f"  admin        {state['admin_url']}/stats", flush=True)
+        if state.get("auth"):
+            print(f"  agent token  subject '{state['auth']['subject']}' (more: make token SUB=name STACK=1)",
+                  flush=True)
         print(f"  logs         {logs}/", flush=True)
         print("  try: curl -s " + tunnel["public_url"] + "/api/todos   (*.localhost resolves to 127.0.0.1 in"
               " curl and browsers)", flush=True)

@@ -6,7 +6,9 @@ Contracts used:
       writes JSON F (http_url, ws_url, aws_endpoint_url, admin_url, management_url, tables, pid)
       once everything is up; SIGTERM stops it and removes F.
   admin: GET /stats, POST /stats/reset, POST /faults {...}
-  ttf -e <ws_url> -p <port> --host 127.0.0.1 --json -> {"event": "tunnel_established", ...}
+  ttf -e <ws_url> -p <port> --host 127.0.0.1 --json [-t <token>] -> {"event": "tunnel_established", ...}
+      the stack runs with auth on: agents present the dev token of the state file's auth block
+      (`agent_token(state)`; None for a stack that lets anonymous agents in, or predates auth).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
+
+
+def agent_token(state: dict[str, Any]) -> str | None:
+    """The dev token the stack minted (its state file's auth block), None when it runs without auth."""
+    auth = state.get("auth")
+    return str(auth["token"]) if isinstance(auth, dict) and auth.get("token") else None
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
@@ -122,14 +130,16 @@ class TtfAgent:
 
     def __init__(self, ws_url: str, local_port: int, log_dir: Path, name: str = "ttf",  # noqa: PLR0913
                  extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 state_dir: Path | None = None, inspect: str | None = "off", root: Path = ROOT) -> None:
+                 state_dir: Path | None = None, inspect: str | None = "off", root: Path = ROOT,
+                 token: str | None = None) -> None:
         # reclaim state (what lets a restarted agent keep its URL) per agent, never ~/.local/state
         self.state_dir = state_dir or (log_dir / f"{name}-state")
         self.ws_url = ws_url
         self.local_port = local_port
         self.name = name
         argv = [*ttf_argv(root), "-e", ws_url, "-p", str(local_port), "--host", "127.0.0.1", "--json",
-                "--state-dir", str(self.state_dir), *(["--inspect", inspect] if inspect else []), *extra_args]
+                "--state-dir", str(self.state_dir), *(["--inspect", inspect] if inspect else []),
+                *(["-t", token] if token else []), *extra_args]
         self.proc = Proc(argv, name, log_dir / f"{name}.log", env=tree_env(root, {**os.environ, **(env or {})}),
                          cwd=root)
         self.established: dict[str, Any] = {}

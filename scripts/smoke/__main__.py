@@ -9,7 +9,9 @@ through the public URL, stops both (also on Ctrl-C or SIGTERM), prints one table
 only when every check passed.
 
 The WebSocket URL comes from `terraform output` (terraform/, as `make deploy` left it) unless
---endpoint is given; the agent token from --token or TTF_TOKEN (empty = none). The agent runs
+--endpoint is given; the agent token from --token or TTF_TOKEN, else, for the deployment in
+terraform/, one minted for subject `smoke` (1 h) with its own secret, as `make token` does
+(none when it lets anonymous agents in). The agent runs
 in a scratch folder with only that token from the environment, so a `.env` or TTF_* settings
 of yours never change what is checked. Exit status: 0 all passed, 1 a check failed or the
 tunnel could not be set up, 2 bad arguments or no endpoint.
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from scripts.harness.proc import Proc, ProcError
 from scripts.harness.stack import ttf_argv
@@ -73,6 +75,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def terraform_ws_url(folder: Path = ROOT / "terraform") -> str:
     """ws_url from `terraform output` in terraform/ (the state `make deploy` wrote)."""
+    return ws_url_of(terraform_outputs(folder))
+
+
+def deployment_token(outputs: dict[str, Any]) -> str:
+    """A 1 h token for subject `smoke`, minted with the deployment's secret; "" when agents are anonymous."""
+    from scripts.deploy import token
+
+    try:
+        settings = token.AuthSettings.from_outputs(outputs)
+        return "" if settings.anonymous else token.token_for(settings, "smoke", 3600)
+    except token.TokenError as exc:
+        raise SmokeError(f"no agent token (pass --token or TTF_TOKEN): {exc}") from None
+
+
+def terraform_outputs(folder: Path = ROOT / "terraform") -> dict[str, Any]:
+    """`terraform output -json` in terraform/ (the state `make deploy` wrote)."""
     from scripts import tfenv
 
     if shutil.which("terraform") is None:
@@ -83,9 +101,14 @@ def terraform_ws_url(folder: Path = ROOT / "terraform") -> str:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UsageError(f"terraform output failed ({last}): deploy first, or pass --endpoint")
     try:
-        value = json.loads(proc.stdout or "{}").get("ws_url", {}).get("value")
+        outputs = json.loads(proc.stdout or "{}")
     except ValueError:
-        value = None
+        outputs = {}
+    return outputs if isinstance(outputs, dict) else {}
+
+
+def ws_url_of(outputs: dict[str, Any]) -> str:
+    value = outputs.get("ws_url", {}).get("value")
     if not value:
         raise UsageError("terraform has no ws_url output: run `make deploy` first, or pass --endpoint")
     return str(value)
@@ -160,7 +183,13 @@ def start_origin(work: Path) -> tuple[Proc, int]:
 
 
 def program(args: argparse.Namespace) -> int:
-    endpoint = args.endpoint or terraform_ws_url()
+    agent_token = args.token
+    if args.endpoint:
+        endpoint = args.endpoint
+    else:
+        outputs = terraform_outputs()
+        endpoint = ws_url_of(outputs)
+        agent_token = agent_token or deployment_token(outputs)
     ttf = ttf_command(args.ttf)
     work = Path(tempfile.mkdtemp(prefix="smoke-"))
     started = time.monotonic()
@@ -169,7 +198,7 @@ def program(args: argparse.Namespace) -> int:
     try:
         origin, port = start_origin(work)
         agent = Agent([*ttf, "-e", endpoint, "-p", str(port), "--host", "127.0.0.1", "--json",
-                       "--state-dir", str(work / "state"), "--inspect", "off"], agent_env(args.token), work,
+                       "--state-dir", str(work / "state"), "--inspect", "off"], agent_env(agent_token), work,
                       args.agent_timeout)
         tunnel = agent.start()
         print(f"smoke: tunnel up at {tunnel.public_url}; {len(battery.NAMES)} checks "

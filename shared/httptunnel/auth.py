@@ -1,40 +1,57 @@
-"""JWT verification for $connect (PyJWT).
+"""JWT verification for $connect.
 
-* HS256/384/512 verified with the shared secret (``JWT_SECRET``, or fetched once per
-  container from SSM ``JWT_SECRET_SSM_PARAMETER`` / Secrets Manager ``JWT_SECRET_ARN``).
-* RS256/384/512 verified with an RSA key from a JWKS (``JWKS`` inline JSON, or ``JWKS_URL``
-  fetched over HTTPS and cached for ``JWKS_CACHE_S``; an unknown ``kid`` triggers at most
-  one refetch per ``JWKS_REFETCH_MIN_S``).
-* ``exp`` and ``sub`` are required; ``nbf``/``iat`` are checked when present; ``iss``/``aud``
-  when ``JWT_ISSUER``/``JWT_AUDIENCE`` are set.
-* Rejected: ``alg: none``, any algorithm without configured key material of ITS family
-  (an HS token is never checked against an RSA public key), unknown ``kid``, bad signature.
-* Auth required with no key material at all: ``ConfigError`` (the handler answers 500), never
-  a built-in default.
+* HS256/384/512 are verified here with the standard library (``hmac``) against the shared
+  secret (``JWT_SECRET``, or fetched once per container from SSM ``JWT_SECRET_SSM_PARAMETER`` /
+  Secrets Manager ``JWT_SECRET_ARN``). A deployment without a JWKS never imports PyJWT or
+  cryptography, which keeps the connect Lambda's cold start small.
+* RS256/384/512 (RSA keys) and ES256/ES384 (EC keys on P-256/P-384) are verified with a key
+  from a JWKS (``JWKS`` inline JSON, or ``JWKS_URL`` fetched over HTTPS, never following a
+  redirect off https, cached for ``JWKS_CACHE_S``; an unknown ``kid`` triggers at most one
+  refetch per ``JWKS_REFETCH_MIN_S``). PyJWT and cryptography are imported only on this path.
+* Claims, whatever the algorithm: ``exp`` and ``sub`` required; ``nbf``/``iat`` checked when
+  present (``LEEWAY_S``); ``iss``/``aud`` when ``JWT_ISSUER``/``JWT_AUDIENCE`` are set (a token
+  that names an audience is refused when none is configured, RFC 7519 4.1.3); with
+  ``JWT_MAX_LIFETIME`` also ``iat`` required and ``exp - iat`` at most that many seconds.
+* Rejected: ``alg: none`` and every algorithm not listed above, a key of the wrong family for
+  the algorithm (an HS token is never checked against a public key), an EC key on the wrong
+  curve, unknown ``kid``, bad signature, a ``crit`` header.
+* Configuration errors (``ConfigError``, the handler answers 500, never a built-in default):
+  auth required with no key material; an HS secret shorter than ``MIN_HS_SECRET_BYTES``;
+  a JWKS without ``JWT_AUDIENCE`` (a token minted for another app of a shared identity
+  provider would pass); ``JWKS_URL`` not https.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import hashlib
+import hmac
 import json
+import re
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
-
-import jwt
-from jwt.exceptions import InvalidTokenError, PyJWKError
+from typing import Any, Callable
 
 from . import aws, config
 
-HS_ALGS = ("HS256", "HS384", "HS512")
+HS_ALGS: dict[str, Callable[..., Any]] = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 RS_ALGS = ("RS256", "RS384", "RS512")
+ES_ALGS = {"ES256": "secp256r1", "ES384": "secp384r1"}  # alg -> the only curve it may use (RFC 7518 3.4)
+MIN_HS_SECRET_BYTES = 32  # RFC 7518 3.2: a key at least as long as the hash output (256 bits for HS256)
 LEEWAY_S = 5
 JWKS_CACHE_S = 300
 JWKS_REFETCH_MIN_S = 30
 JWKS_FETCH_TIMEOUT_S = 3
+JWKS_MAX_BYTES = 1_000_000
 MAX_TOKEN_LEN = 8192
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class Unauthorized(Exception):
@@ -45,6 +62,13 @@ class Unauthorized(Exception):
 class Identity:
     subject: str
     claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _PublicKey:
+    kty: str  # "RSA" or "EC"
+    curve: str  # cryptography's curve name for EC keys, "" for RSA
+    key: Any  # a cryptography public key
 
 
 # --------------------------------------------------------------------------- key material
@@ -70,9 +94,14 @@ def hs_secret() -> str:
     return ""
 
 
+def _check_secret_length(secret: str) -> None:
+    if len(secret.encode("utf-8")) < MIN_HS_SECRET_BYTES:
+        raise config.ConfigError(f"the HS secret is shorter than {MIN_HS_SECRET_BYTES} bytes")
+
+
 @dataclass(frozen=True)
 class _CachedJwks:
-    keys: dict[str, Any]  # kid -> RSA public key ("" kid when the JWK had none)
+    keys: dict[str, _PublicKey]  # kid -> key ("" kid when the JWK had none)
     fetched_at: float
 
 
@@ -80,7 +109,10 @@ _jwks_lock = threading.Lock()
 _jwks_cache: dict[str, _CachedJwks] = {}
 
 
-def _parse_jwks(text: str) -> dict[str, Any]:
+def _parse_jwks(text: str) -> dict[str, _PublicKey]:
+    import jwt  # PyJWT + cryptography: only deployments with a JWKS pay for the import
+    from jwt.exceptions import PyJWKError
+
     try:
         data = json.loads(text)
     except ValueError:
@@ -89,24 +121,45 @@ def _parse_jwks(text: str) -> dict[str, Any]:
         data = {"keys": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise config.ConfigError("JWKS must be an object with a 'keys' list")
-    keys: dict[str, Any] = {}
+    keys: dict[str, _PublicKey] = {}
     for jwk in data["keys"]:
-        if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or jwk.get("use", "sig") != "sig":
-            continue  # only RSA signing keys: an 'oct' key here would re-open HS confusion
-        try:
-            keys[str(jwk.get("kid", ""))] = jwt.PyJWK(jwk, algorithm="RS256").key
-        except PyJWKError:
+        # Only RSA and EC signing keys: an 'oct' (symmetric) key here would re-open HS confusion.
+        if not isinstance(jwk, dict) or jwk.get("kty") not in ("RSA", "EC") or jwk.get("use", "sig") != "sig":
             continue
+        try:
+            key = jwt.PyJWK(jwk).key
+        except (PyJWKError, ValueError, TypeError):
+            continue
+        if hasattr(key, "public_key"):  # a JWK that (wrongly) carries the private part
+            key = key.public_key()
+        curve = getattr(getattr(key, "curve", None), "name", "") if jwk["kty"] == "EC" else ""
+        keys[str(jwk.get("kid", ""))] = _PublicKey(jwk["kty"], curve, key)
     return keys
 
 
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a JWKS redirect only to another https URL (urllib would follow https -> http)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if urllib.parse.urlsplit(newurl).scheme.lower() != "https":
+            raise urllib.error.URLError("JWKS redirect off https refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 def _fetch_jwks(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=JWKS_FETCH_TIMEOUT_S) as resp:  # noqa: S310 (configured URL)
-        body: bytes = resp.read(1_000_000)
+    if urllib.parse.urlsplit(url).scheme.lower() != "https":
+        raise urllib.error.URLError("JWKS_URL is not https")  # check_configured reports it first
+    opener = urllib.request.build_opener(_HttpsOnlyRedirects, urllib.request.HTTPSHandler(context=_tls_context()))
+    with opener.open(url, timeout=JWKS_FETCH_TIMEOUT_S) as resp:
+        body: bytes = resp.read(JWKS_MAX_BYTES)
         return body.decode("utf-8")
 
 
-def _jwks_from_url(url: str, kid: str) -> dict[str, Any]:
+def _jwks_from_url(url: str, kid: str) -> dict[str, _PublicKey]:
     now = time.monotonic()
     with _jwks_lock:
         cached = _jwks_cache.get(url)
@@ -116,9 +169,11 @@ def _jwks_from_url(url: str, kid: str) -> dict[str, Any]:
             return cached.keys
         try:
             keys = _parse_jwks(_fetch_jwks(url))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, config.ConfigError) as exc:
             if cached is not None:
                 return cached.keys  # keep serving the last good set while the IdP is down
+            if isinstance(exc, config.ConfigError):
+                raise  # the URL answers, but not with a JWKS: a deployment mistake (500)
             raise Unauthorized(f"JWKS fetch failed: {type(exc).__name__}") from None
         _jwks_cache[url] = _CachedJwks(keys=keys, fetched_at=now)
         return keys
@@ -131,7 +186,7 @@ def clear_caches() -> None:
     _secret_from_secrets_manager.cache_clear()
 
 
-def rsa_keys(kid: str) -> dict[str, Any]:
+def public_keys(kid: str) -> dict[str, _PublicKey]:
     if config.jwks():
         return _parse_jwks(config.jwks())
     if config.jwks_url():
@@ -140,54 +195,138 @@ def rsa_keys(kid: str) -> dict[str, Any]:
 
 
 def check_configured() -> None:
-    """Raise ConfigError when auth is required but no key material is configured."""
-    if not (config.jwt_secret() or config.jwt_secret_ssm_parameter() or config.jwt_secret_arn()
-            or config.jwks() or config.jwks_url()):
+    """Raise ConfigError when auth is required but the key material cannot be trusted or is missing."""
+    has_hs = bool(config.jwt_secret() or config.jwt_secret_ssm_parameter() or config.jwt_secret_arn())
+    has_jwks = bool(config.jwks() or config.jwks_url())
+    if not (has_hs or has_jwks):
         raise config.ConfigError("REQUIRE_AUTH=true but no JWT_SECRET*/JWKS/JWKS_URL is configured")
+    if config.jwt_secret():
+        _check_secret_length(config.jwt_secret())
+    if has_jwks and not config.jwt_audience():
+        raise config.ConfigError("a JWKS needs JWT_AUDIENCE: without it a token the identity provider "
+                                 "minted for any other app would be accepted")
+    if config.jwks_url() and urllib.parse.urlsplit(config.jwks_url()).scheme.lower() != "https":
+        raise config.ConfigError("JWKS_URL must be an https:// URL")
+    config.jwt_max_lifetime()  # raises ConfigError when malformed
 
 
 # --------------------------------------------------------------------------- verification
 
-def _key_for(header: dict[str, Any]) -> Any:
-    alg = header.get("alg")
+def _b64url(segment: str) -> bytes:
+    if not _SEGMENT.fullmatch(segment):
+        raise Unauthorized("malformed token")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise Unauthorized("malformed token") from None
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise Unauthorized(f"malformed token {what}") from None
+    if not isinstance(value, dict):
+        raise Unauthorized(f"malformed token {what}")
+    return value
+
+
+def _verify_signature(alg: str, header: dict[str, Any], signing_input: bytes, signature: bytes) -> None:
     if alg in HS_ALGS:
         secret = hs_secret()
         if not secret:
             raise Unauthorized(f"{alg} tokens are not accepted (no shared secret configured)")
-        return secret
-    if alg in RS_ALGS:
-        kid = str(header.get("kid", ""))
-        keys = rsa_keys(kid)
-        if not keys:
-            raise Unauthorized(f"{alg} tokens are not accepted (no JWKS configured)")
-        if kid in keys:
-            return keys[kid]
-        if not kid and len(keys) == 1:
-            return next(iter(keys.values()))
+        _check_secret_length(secret)
+        expected = hmac.new(secret.encode("utf-8"), signing_input, HS_ALGS[alg]).digest()
+        if not hmac.compare_digest(expected, signature):
+            raise Unauthorized("bad signature")
+        return
+    if alg not in RS_ALGS and alg not in ES_ALGS:
+        raise Unauthorized(f"algorithm not allowed: {alg!r}")
+    kid = str(header.get("kid", ""))
+    keys = public_keys(kid)
+    if not keys:
+        raise Unauthorized(f"{alg} tokens are not accepted (no JWKS configured)")
+    if kid in keys:
+        found = keys[kid]
+    elif not kid and len(keys) == 1:
+        found = next(iter(keys.values()))
+    else:
         raise Unauthorized("unknown kid")
-    raise Unauthorized(f"algorithm not allowed: {alg!r}")
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    if alg in RS_ALGS:
+        if found.kty != "RSA":
+            raise Unauthorized(f"{alg} token for a non-RSA key")
+        verifier: Any = RSAAlgorithm(getattr(RSAAlgorithm, "SHA" + alg[2:]))
+    else:
+        if found.kty != "EC" or found.curve != ES_ALGS[alg]:
+            raise Unauthorized(f"{alg} token for a key that is not on {ES_ALGS[alg]}")
+        verifier = ECAlgorithm(getattr(ECAlgorithm, "SHA" + alg[2:]))
+    if not verifier.verify(signing_input, found.key, signature):
+        raise Unauthorized("bad signature")
 
 
-def verify(token: str) -> Identity:
-    """Verify a JWT; raises Unauthorized with a loggable reason (no token content)."""
-    if not token or len(token) > MAX_TOKEN_LEN:
-        raise Unauthorized("missing or oversized token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except InvalidTokenError:
-        raise Unauthorized("malformed token") from None
-    key = _key_for(header)
-    issuer = config.jwt_issuer() or None
-    audience = config.jwt_audience() or None
-    options: jwt.types.Options = {"require": ["exp", "sub"], "verify_aud": audience is not None}
-    try:
-        claims = jwt.decode(token, key=key, algorithms=[header["alg"]], issuer=issuer, audience=audience,
-                            options=options, leeway=LEEWAY_S)
-    except InvalidTokenError as exc:
-        raise Unauthorized(type(exc).__name__) from None
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Unauthorized(f"{name} must be a number")
+    return float(value)
+
+
+def _check_claims(claims: dict[str, Any], now: float) -> str:
+    exp = _number(claims, "exp")
+    if exp is None:
+        raise Unauthorized("exp is required")
+    if exp <= now - LEEWAY_S:
+        raise Unauthorized("expired")
+    nbf = _number(claims, "nbf")
+    if nbf is not None and nbf > now + LEEWAY_S:
+        raise Unauthorized("not yet valid")
+    iat = _number(claims, "iat")
+    if iat is not None and iat > now + LEEWAY_S:
+        raise Unauthorized("issued in the future")
+    max_lifetime = config.jwt_max_lifetime()
+    if max_lifetime:
+        if iat is None:
+            raise Unauthorized("iat is required when JWT_MAX_LIFETIME is set")
+        if exp - iat > max_lifetime or exp - now > max_lifetime + LEEWAY_S:
+            raise Unauthorized("token lifetime exceeds JWT_MAX_LIFETIME")
+    issuer = config.jwt_issuer()
+    if issuer and claims.get("iss") != issuer:
+        raise Unauthorized("wrong issuer")
+    audience = config.jwt_audience()
+    aud = claims.get("aud")
+    if audience:
+        if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+            raise Unauthorized("wrong audience")
+    elif aud is not None:
+        raise Unauthorized("token names an audience but none is configured")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("sub must be a non-empty string")
+    return subject
+
+
+def verify(token: str, now: float | None = None) -> Identity:
+    """Verify a JWT; raises Unauthorized with a loggable reason (no token content), ConfigError."""
+    if not token or len(token) > MAX_TOKEN_LEN:
+        raise Unauthorized("missing or oversized token")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthorized("malformed token")
+    header = _json_object(_b64url(parts[0]), "header")
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise Unauthorized("algorithm not allowed: None")
+    if "crit" in header:
+        raise Unauthorized("crit header: no extensions are supported")  # RFC 7515 4.1.11
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    _verify_signature(alg, header, signing_input, _b64url(parts[2]))
+    claims = _json_object(_b64url(parts[1]), "payload")
+    subject = _check_claims(claims, time.time() if now is None else now)
     return Identity(subject=subject, claims=claims)
 
 

@@ -34,6 +34,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "jwt_issuer": ("JWT_ISSUER",),
     "jwt_audience": ("JWT_AUDIENCE",),
     "jwt_subdomains_claim": ("JWT_SUBDOMAINS_CLAIM",),
+    "jwt_max_lifetime": ("JWT_MAX_LIFETIME",),
     "event_bus_name": ("EVENT_BUS_NAME",),
     "log_level": ("LOG_LEVEL",),
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
@@ -41,7 +42,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
-         "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_SUBDOMAINS_CLAIM")
+         "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_SUBDOMAINS_CLAIM", "JWT_MAX_LIFETIME")
 _MGMT = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT")
 
 FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -115,7 +116,8 @@ def _bool(name: str, default: bool) -> bool:
 
 
 def require_auth() -> bool:
-    return _bool("REQUIRE_AUTH", False)
+    """Secure by default: unset means true; only an explicit false lets anonymous agents in."""
+    return _bool("REQUIRE_AUTH", True)
 
 
 def path_routing() -> bool:
@@ -155,6 +157,20 @@ def jwt_audience() -> str:
 
 def jwt_subdomains_claim() -> str:
     return _get("JWT_SUBDOMAINS_CLAIM") or "tunnel_subdomains"
+
+
+def jwt_max_lifetime() -> int:
+    """Longest accepted token lifetime in seconds (``exp - iat``); 0 = no limit."""
+    raw = _get("JWT_MAX_LIFETIME")
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"JWT_MAX_LIFETIME must be a whole number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError("JWT_MAX_LIFETIME must be >= 0 (0 = no limit)")
+    return value
 
 
 def event_bus_name() -> str:

@@ -1,16 +1,20 @@
 """$connect and $disconnect: authenticate, pick or reclaim a tunnel id, store/remove the row.
 
 Connect answers (the agent sees the status as the WebSocket handshake result):
-200 connected; 400 malformed request (bad X-Tunnel-Id / name, id without a reclaim token);
-401 auth required and token missing/invalid; 403 named subdomain not granted by the token
-(or auth disabled); 409 the tunnel id / name is held by someone else; 500 configuration error.
-Nothing is stored unless the answer is 200.
+200 connected; 400 malformed request (bad X-Tunnel-Id / name / reclaim token, an id without a
+reclaim token); 401 auth required and token missing/invalid; 403 named subdomain not granted by
+the token (or auth disabled); 409 the tunnel id / name is not yours (held by someone else, or
+no reservation exists for that id); 500 configuration error. Nothing is stored unless 200.
+
+Reclaim tokens are made by the agent (>= 256 bits from the OS CSPRNG) and presented at every
+connect; only their sha256 is stored, in the reservation row. The connection row carries no
+secret, and connection_established carries no token.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +22,9 @@ from typing import Any
 from . import apigw, auth, config, log, routing, store
 
 NEW_ID_ATTEMPTS = 5
+# What `secrets.token_urlsafe(32)` makes (43 chars = 256 bits) up to a generous bound; the
+# alphabet keeps it a plain header value.
+RECLAIM_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43,128}")
 
 
 @dataclass(frozen=True)
@@ -25,10 +32,9 @@ class Outcome:
     status: int
     reason: str
     tunnel_id: str | None = None
-    token: str = ""  # the reclaim token the agent will be given
 
 
-def reclaim_hash(token: str) -> str:
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
@@ -64,19 +70,16 @@ def _authenticate(ws: apigw.WsEvent) -> auth.Identity | None | Outcome:
         return Outcome(401, f"unauthorized: {exc}")
 
 
-def _claim_named(name: str, token: str, identity: auth.Identity | None) -> Outcome:
+def _claim_named(name: str, identity: auth.Identity | None) -> Outcome:
     if identity is None:
         return Outcome(403, "named subdomains need REQUIRE_AUTH=true and a token that lists them")
     if not routing.is_valid_name(name):
-        return Outcome(400, "invalid subdomain name")
+        return Outcome(400, "invalid subdomain name (3-32 of [a-z0-9-], not shaped like a generated id)")
     if name not in auth.allowed_subdomains(identity):
         return Outcome(403, "token does not grant this subdomain")
-    presented = reclaim_hash(token) if token else None
-    token = token or secrets.token_urlsafe(32)
-    if not store.claim_reservation(name, reclaim_hash(token), identity.subject,
-                                   match_hash=presented, match_sub=identity.subject):
+    if not store.claim_name(name, identity.subject):
         return Outcome(409, "subdomain is reserved by another owner")
-    return Outcome(200, "named", name, token)
+    return Outcome(200, "named", name)
 
 
 def _reclaim(tunnel_id: str, token: str, identity: auth.Identity | None) -> Outcome:
@@ -85,18 +88,19 @@ def _reclaim(tunnel_id: str, token: str, identity: auth.Identity | None) -> Outc
     if not token:
         return Outcome(400, "X-Tunnel-Id needs X-Tunnel-Reclaim-Token")
     owner = identity.subject if identity else None
-    if not store.claim_reservation(tunnel_id, reclaim_hash(token), owner, match_hash=reclaim_hash(token)):
-        return Outcome(409, "tunnel id is held by someone else")
-    return Outcome(200, "reclaimed", tunnel_id, token)
+    if not store.reclaim_id(tunnel_id, token_hash(token), owner):
+        # One answer for "no reservation", "another token" and "another owner": no probing.
+        return Outcome(409, "tunnel id is not reserved for this reclaim token")
+    return Outcome(200, "reclaimed", tunnel_id)
 
 
-def _new_id(identity: auth.Identity | None) -> Outcome:
+def _new_id(token: str, identity: auth.Identity | None) -> Outcome:
     owner = identity.subject if identity else None
-    token = secrets.token_urlsafe(32)
+    hashed = token_hash(token) if token else None  # no token (an older agent): the id cannot be reclaimed
     for _ in range(NEW_ID_ATTEMPTS):
         tunnel_id = routing.new_tunnel_id()
-        if store.claim_reservation(tunnel_id, reclaim_hash(token), owner):
-            return Outcome(200, "new", tunnel_id, token)
+        if store.take_new_id(tunnel_id, hashed, owner):
+            return Outcome(200, "new", tunnel_id)
     return Outcome(500, "could not allocate a tunnel id")
 
 
@@ -115,19 +119,21 @@ def connect(event: Any) -> dict[str, Any]:
     rewrite = _rewrite_wanted(ws)
     if rewrite is None:
         outcome = Outcome(400, "X-Tunnel-Rewrite must be on or off")
+    elif token and not RECLAIM_TOKEN_RE.fullmatch(token):
+        outcome = Outcome(400, "X-Tunnel-Reclaim-Token must be 43-128 chars of [A-Za-z0-9_-]")
     elif name:
-        outcome = _claim_named(name, token, identity)
+        outcome = _claim_named(name, identity)
     elif wanted_id:
         outcome = _reclaim(wanted_id, token, identity)
     else:
-        outcome = _new_id(identity)
+        outcome = _new_id(token, identity)
     if outcome.status != 200 or outcome.tunnel_id is None:
         log.warning("connect rejected", connection_id=ws.connection_id, status=outcome.status, reason=outcome.reason)
         return apigw.ws_response(outcome.status, outcome.reason)
     store.put_connection(store.Connection(
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
-        reclaim_token=outcome.token, subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
+        subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
         rewrite=bool(rewrite)))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
              subject=identity.subject if identity else None, rewrite=bool(rewrite))

@@ -6,8 +6,10 @@ http-tunnel. Unknown fields are ignored; unknown types and malformed frames rais
 
 Extensions (all optional, ignored by the original agent/server):
 
-* ``connection_established``: ``reclaim_token`` (present it on reconnect to keep the
-  tunnel id / URL), ``subdomain`` (the reserved name, when one was granted).
+* ``connection_established``: ``subdomain`` (the reserved name, when one was granted).
+  ``reclaim_token`` is legacy: servers before agent-made reclaim tokens sent one (and kept it in
+  plain text); today's server sends none (the agent makes its own and presents it at $connect),
+  and an agent talking to an older server adopts the one it is sent.
 * ``http_request``: ``body_url`` (presigned S3 GET when the body is too big to ride
   inline; ``body`` is then ""), ``body_size``, ``body_sha256`` (hex, of the raw body),
   ``response_upload`` (``{"url": ..., "fields": {...}}``: a presigned S3 POST form the agent

@@ -30,8 +30,7 @@ def _on_ready(ws: apigw.WsEvent) -> str:
     public_url, path_url, sub_url = public_urls(conn.tunnel_id)
     message = protocol.ConnectionEstablished(
         connection_id=ws.connection_id, tunnel_id=conn.tunnel_id, public_url=public_url,
-        subdomain_url=sub_url, path_based_url=path_url, reclaim_token=conn.reclaim_token,
-        subdomain=conn.subdomain)
+        subdomain_url=sub_url, path_based_url=path_url, subdomain=conn.subdomain)
     endpoint = apigw.management_endpoint(conn.domain_name or ws.domain_name, conn.stage or ws.stage)
     apigw.post_with_retry(ws.connection_id, protocol.encode(message), endpoint)
     log.info("connection established", connection_id=ws.connection_id, tunnel_id=conn.tunnel_id)

@@ -1,8 +1,9 @@
 """Which tunnel a public request is for: ``<id>.<TUNNEL_DOMAIN>`` or the first path segment.
 
 A host that is not a tunnel subdomain falls back to path mode (``/<id>/rest``), where the
-``/<id>`` prefix is stripped before forwarding. Tunnel ids are 12 chars of ``[a-z0-9]``;
-named (reserved) subdomains are DNS labels of ``[a-z0-9-]`` (3-32 chars, no leading/trailing dash).
+``/<id>`` prefix is stripped before forwarding. Tunnel ids are 12 chars of ``[a-z0-9]``, and only
+the server makes them; named (reserved) subdomains are DNS labels of ``[a-z0-9-]`` (3-32 chars, no
+leading/trailing dash) that never look like a tunnel id, so the two can never name the same tunnel.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def is_tunnel_id(value: str) -> bool:
 
 
 def is_valid_name(value: str) -> bool:
-    """A requestable named subdomain (also a valid tunnel id in URLs)."""
-    return NAME_RE.fullmatch(value) is not None
+    """A requestable named subdomain: a DNS label that is not shaped like a generated tunnel id."""
+    return NAME_RE.fullmatch(value) is not None and not is_tunnel_id(value)
 
 
 def is_routable(value: str) -> bool:

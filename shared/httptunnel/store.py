@@ -71,7 +71,6 @@ class Connection:
     domain_name: str = ""
     stage: str = ""
     subject: str | None = None
-    reclaim_token: str | None = None
     subdomain: str | None = None
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
 
@@ -84,7 +83,6 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         domain_name=item.get("domainName", ""),
         stage=item.get("stage", ""),
         subject=item.get("subject"),
-        reclaim_token=item.get("reclaimToken"),
         subdomain=item.get("subdomain"),
         rewrite=item.get("rewrite") is not False,
     )
@@ -99,7 +97,6 @@ def put_connection(conn: Connection) -> None:
         "domainName": conn.domain_name,
         "stage": conn.stage,
         "subject": conn.subject,
-        "reclaimToken": conn.reclaim_token,
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
     }))
@@ -136,11 +133,15 @@ def newest_connection_for_tunnel(tunnel_id: str) -> Connection | None:
 
 
 # --------------------------------------------------------------------------- reservations
+# One row per tunnel id or name, keyed "reservation#<id>", kept 7 days after the last use.
+# tokenHash: sha256 hex of the reclaim token the AGENT made and presented at $connect (the
+# token itself is never stored). Rows written before agents made their own tokens carry
+# reclaimHash instead (of a token that was also stored in plain text): no reclaim matches them.
 
 @dataclass(frozen=True)
 class Reservation:
     tunnel_id: str
-    reclaim_hash: str
+    token_hash: str | None
     owner_sub: str | None
     ttl: int
 
@@ -156,42 +157,56 @@ def get_reservation(tunnel_id: str) -> Reservation | None:
     if not item:
         return None
     row = _plain(item)
-    return Reservation(tunnel_id=row.get("reservedId", tunnel_id), reclaim_hash=row.get("reclaimHash", ""),
+    return Reservation(tunnel_id=row.get("reservedId", tunnel_id), token_hash=row.get("tokenHash"),
                        owner_sub=row.get("ownerSub"), ttl=int(row.get(names.TTL_ATTRIBUTE, 0)))
 
 
-def claim_reservation(tunnel_id: str, reclaim_hash: str, owner_sub: str | None,
-                      *, match_hash: str | None = None, match_sub: str | None = None) -> bool:
-    """Conditionally (re)write the reservation row. True when this caller now owns the id.
-
-    Allowed when the row does not exist, or has expired, or (``match_hash``) the caller proves
-    the reclaim token, or (``match_sub``) the caller's JWT subject already owns it.
-    """
+def _put_reservation(tunnel_id: str, token_hash: str | None, owner_sub: str | None, condition: str,
+                     values: dict[str, Any]) -> bool:
     now = int(time.time())
-    condition = "attribute_not_exists(#pk) OR #ttl < :now"
-    values: dict[str, Any] = {":now": {"N": str(now)}}
-    if match_hash:
-        condition += " OR reclaimHash = :hash"
-        values[":hash"] = {"S": match_hash}
-    if match_sub:
-        condition += " OR ownerSub = :sub"
-        values[":sub"] = {"S": match_sub}
     item = _item({
         names.CONN_PK: reservation_key(tunnel_id),
         "reservedId": tunnel_id,
-        "reclaimHash": reclaim_hash,
+        "tokenHash": token_hash,
         "ownerSub": owner_sub,
         names.TTL_ATTRIBUTE: now + RESERVATION_TTL_S,
     })
+    attr_names = {"#pk": names.CONN_PK, "#ttl": names.TTL_ATTRIBUTE}
     try:
         _call("put_item", TableName=config.connections_table(), Item=item, ConditionExpression=condition,
-              ExpressionAttributeNames={"#pk": names.CONN_PK, "#ttl": names.TTL_ATTRIBUTE},
-              ExpressionAttributeValues=values)
+              ExpressionAttributeNames={k: v for k, v in attr_names.items() if k in condition},
+              ExpressionAttributeValues={":now": {"N": str(now)}, **values} if ":now" in condition else values)
     except ClientError as exc:
         if _conditional_failed(exc):
             return False
         raise
     return True
+
+
+def take_new_id(tunnel_id: str, token_hash: str | None, owner_sub: str | None) -> bool:
+    """Reserve a freshly generated id: only when no live reservation holds it."""
+    return _put_reservation(tunnel_id, token_hash, owner_sub, "attribute_not_exists(#pk) OR #ttl < :now", {})
+
+
+def reclaim_id(tunnel_id: str, token_hash: str, owner_sub: str | None) -> bool:
+    """Keep an id the server handed out: the reservation must exist and hold this token's hash.
+
+    With auth on (``owner_sub``) the reservation must also have no owner or this one, so a
+    leaked reclaim token alone does not move a tunnel to another user. No reservation, no
+    reclaim: a random-looking id can only be one the server generated.
+    """
+    condition = "attribute_exists(#pk) AND tokenHash = :hash"
+    values: dict[str, Any] = {":hash": {"S": token_hash}}
+    if owner_sub is not None:
+        condition += " AND (attribute_not_exists(ownerSub) OR ownerSub = :sub)"
+        values[":sub"] = {"S": owner_sub}
+    return _put_reservation(tunnel_id, token_hash, owner_sub, condition, values)
+
+
+def claim_name(name: str, owner_sub: str) -> bool:
+    """Reserve a named subdomain for a JWT subject: free, expired, or already this subject's."""
+    return _put_reservation(name, None, owner_sub, "attribute_not_exists(#pk) OR #ttl < :now OR ownerSub = :sub",
+                            {":sub": {"S": owner_sub}})
 
 
 # --------------------------------------------------------------------------- pending requests

@@ -49,8 +49,21 @@ mock_provider "aws" {
   }
 }
 
+# The agents' secret generator (versions.tf) gets a real provider configured offline, and the
+# runs bring their own key material so it is never opened (wiring.tftest.hcl says why).
+provider "aws" {
+  alias                       = "secret_generator"
+  region                      = "us-east-1"
+  access_key                  = "mock"
+  secret_key                  = "mock"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+}
+
 variables {
-  build_dir = "./tests/fixtures/build"
+  build_dir                = "./tests/fixtures/build"
+  jwt_secret_ssm_parameter = "/tunnel/jwt"
 }
 
 run "defaults" {

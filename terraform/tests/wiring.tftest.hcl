@@ -108,8 +108,23 @@ override_resource {
   }
 }
 
+# The real provider behind aws.secret_generator (see versions.tf): configured without any call
+# to AWS. Every run below brings its own key material or allows anonymous agents, so the
+# generator has no instance and is never opened; the generated path is applied to moto by
+# tests/infra/test_contract.py and by every local stack.
+provider "aws" {
+  alias                       = "secret_generator"
+  region                      = "us-east-1"
+  access_key                  = "mock"
+  secret_key                  = "mock"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+}
+
 variables {
-  build_dir = "./tests/fixtures/build"
+  build_dir                = "./tests/fixtures/build"
+  jwt_secret_ssm_parameter = "/tunnel/jwt"
 }
 
 run "tables" {
@@ -188,8 +203,7 @@ run "environment_and_iam" {
   command = apply
 
   variables {
-    jwt_secret_ssm_parameter = "/tunnel/jwt"
-    require_auth             = true
+    jwt_max_lifetime = 86400
   }
 
   assert {
@@ -205,6 +219,21 @@ run "environment_and_iam" {
   assert {
     condition     = nonsensitive(module.functions["connect"].environment["REQUIRE_AUTH"]) == "true" && nonsensitive(module.functions["connect"].environment["JWT_SECRET_SSM_PARAMETER"]) == "/tunnel/jwt"
     error_message = "connect gets the auth settings"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["connect"].environment["JWT_MAX_LIFETIME"]) == "86400" && nonsensitive(module.functions["connect"].environment["JWT_AUDIENCE"]) == "" && nonsensitive(module.functions["connect"].environment["JWT_ISSUER"]) == ""
+    error_message = "an operator's own secret gets no issuer/audience it did not ask for (its tokens keep working)"
+  }
+
+  assert {
+    condition     = length(aws_ssm_parameter.jwt_secret) == 0 && output.agent_auth.secret_parameter == "/tunnel/jwt" && !output.agent_auth.anonymous
+    error_message = "no secret is generated when the operator brings one; agent_auth names the operator's parameter"
+  }
+
+  assert {
+    condition     = flatten([for s in jsondecode(module.functions["connect"].policy).Statement : s.Resource if s.Sid == "JwtSecretParameter"]) == ["arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/jwt"]
+    error_message = "connect may read exactly the configured parameter"
   }
 
   assert {
@@ -454,4 +483,88 @@ run "local_stack_leaves_out_tls_policies" {
     condition     = module.body_bucket.policy == "" && module.code_bucket.policy == ""
     error_message = "local_plain_http (moto over http://) leaves the TLS-only bucket policies out"
   }
+}
+
+run "anonymous_agents_are_an_explicit_choice" {
+  command = plan
+
+  variables {
+    jwt_secret_ssm_parameter = ""
+    allow_anonymous_agents   = true
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["connect"].environment["REQUIRE_AUTH"]) == "false" && length(aws_ssm_parameter.jwt_secret) == 0
+    error_message = "allow_anonymous_agents turns auth off and generates no secret"
+  }
+
+  assert {
+    condition     = output.agent_auth.anonymous && !strcontains(output.ttf_command, "--token")
+    error_message = "agent_auth says anonymous (make deploy warns); the ttf line has no token"
+  }
+}
+
+run "jwks_with_audience" {
+  command = plan
+
+  variables {
+    jwks_url     = "https://idp.example.com/.well-known/jwks.json"
+    jwt_audience = "tunnel-client-id"
+    jwt_issuer   = "https://idp.example.com/"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["connect"].environment["JWT_AUDIENCE"]) == "tunnel-client-id" && nonsensitive(module.functions["connect"].environment["JWKS_URL"]) == "https://idp.example.com/.well-known/jwks.json"
+    error_message = "connect gets the JWKS URL and its audience"
+  }
+}
+
+run "rejects_jwks_without_audience" {
+  command = plan
+
+  variables {
+    jwks = "{\"keys\": []}"
+  }
+
+  expect_failures = [var.jwt_audience]
+}
+
+run "rejects_jwks_url_without_audience" {
+  command = plan
+
+  variables {
+    jwks_url = "https://idp.example.com/.well-known/jwks.json"
+  }
+
+  expect_failures = [var.jwt_audience]
+}
+
+run "rejects_a_short_secret" {
+  command = plan
+
+  variables {
+    jwt_secret = "only-31-characters-long-secret!"
+  }
+
+  expect_failures = [var.jwt_secret]
+}
+
+run "rejects_the_removed_require_auth" {
+  command = plan
+
+  variables {
+    require_auth = false
+  }
+
+  expect_failures = [var.require_auth]
+}
+
+run "rejects_a_negative_max_lifetime" {
+  command = plan
+
+  variables {
+    jwt_max_lifetime = -1
+  }
+
+  expect_failures = [var.jwt_max_lifetime]
 }

@@ -3,9 +3,9 @@
 FakeGateway accepts WebSocket upgrades on /ws, answers `ready` with
 `connection_established`, answers `ping` with `pong`, records every frame, lets a test
 send `http_request` frames, kill a socket, go silent, or refuse upgrades. Like the connect
-Lambda it honours `X-Tunnel-Id` only with the matching `X-Tunnel-Reclaim-Token` (else 409;
-an id it has never handed out is granted, as an expired reservation would be). It also
-serves presigned-URL-like endpoints: GET /body/{key} and PUT /upload/{key}.
+Lambda it keeps the reclaim token the agent presents with a new id, and honours `X-Tunnel-Id`
+only with that token (else 409, also for an id it never handed out); connection_established
+carries no token. It also serves presigned-URL-like endpoints: GET /body/{key} and PUT /upload/{key}.
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ class FakeGateway:
         if self.refuse_status is not None:
             return web.Response(status=self.refuse_status, text="refused")
         wanted = request.headers.get("X-Tunnel-Id")
-        if wanted and self.reservations.get(wanted, request.headers.get("X-Tunnel-Reclaim-Token")) != \
-                request.headers.get("X-Tunnel-Reclaim-Token"):
-            return web.Response(status=409, text="tunnel id is held by someone else")
+        if wanted and (wanted not in self.reservations
+                       or self.reservations[wanted] != request.headers.get("X-Tunnel-Reclaim-Token")):
+            return web.Response(status=409, text="tunnel id is not reserved for this reclaim token")
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         conn = FakeConn(len(self.conns), dict(request.headers), ws, request)
@@ -169,8 +169,7 @@ class FakeGateway:
 
     def _established(self, conn: FakeConn) -> dict[str, Any]:
         tunnel_id = conn.headers.get("X-Tunnel-Id") or self.tunnel_id
-        token = conn.headers.get("X-Tunnel-Reclaim-Token") or f"reclaim-{tunnel_id}"
-        self.reservations[tunnel_id] = token
+        self.reservations[tunnel_id] = conn.headers.get("X-Tunnel-Reclaim-Token", "")
         return {
             "type": "connection_established",
             "connection_id": f"conn-{conn.index}",
@@ -178,7 +177,6 @@ class FakeGateway:
             "public_url": f"https://api.example.test/{tunnel_id}",
             "subdomain_url": f"https://{tunnel_id}.t.example.test",
             "path_based_url": f"https://api.example.test/{tunnel_id}",
-            "reclaim_token": token,
             "future_field": "ignored by the agent",
         }
 

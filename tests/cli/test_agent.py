@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -21,6 +22,9 @@ async def test_protocol_connect_ready_established_request_response(gateway, loca
     assert conn.headers["Authorization"] == "Bearer jwt-abc"
     assert conn.headers["X-Tunnel-Subdomain"] == "myname"
     assert "X-Tunnel-Id" not in conn.headers and "X-Tunnel-Rewrite" not in conn.headers
+    # the agent makes its reclaim token itself (256 bits, base64url) and presents it from the first connect
+    token = conn.headers["X-Tunnel-Reclaim-Token"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token) and gateway.reservations["tun123"] == token
     assert conn.received[0] == {"type": "ready"}
     est = h.of(TunnelEstablished)[0]
     assert (est.tunnel_id, est.subdomain_url) == ("tun123", "https://tun123.t.example.test")
@@ -61,7 +65,7 @@ async def test_reconnect_reclaims_the_same_tunnel_id(gateway, local_app, running
     await wait_until(lambda: len(h.of(TunnelEstablished)) == 2, what="second tunnel_established")
     second = gateway.conns[1].headers
     assert second["X-Tunnel-Id"] == "tun123"
-    assert second["X-Tunnel-Reclaim-Token"] == "reclaim-tun123"
+    assert second["X-Tunnel-Reclaim-Token"] == gateway.conns[0].headers["X-Tunnel-Reclaim-Token"]
     assert h.of(TunnelEstablished)[1].tunnel_id == "tun123"
     assert h.of(Disconnected) and h.of(Reconnecting)
     await gateway.conns[1].request_frame("r2", "GET", "/echo")
@@ -151,7 +155,8 @@ async def test_renewal_keeps_in_flight_requests(gateway, local_app, running):
     await old.request_frame("slow", "GET", "/slow?s=1.5")
     await wait_until(lambda: len(gateway.conns) >= 2 and len(h.of(TunnelEstablished)) >= 2, what="renewal")
     new = gateway.conns[1]
-    assert new.headers["X-Tunnel-Id"] == "tun123" and new.headers["X-Tunnel-Reclaim-Token"] == "reclaim-tun123"
+    assert new.headers["X-Tunnel-Id"] == "tun123"
+    assert new.headers["X-Tunnel-Reclaim-Token"] == old.headers["X-Tunnel-Reclaim-Token"]
     assert h.of(TunnelEstablished)[1].renewed
     assert not old.closed.is_set()  # still draining
     reply = await old.next_reply(timeout=5)
@@ -237,3 +242,5 @@ async def test_rejected_reclaim_falls_back_to_a_new_tunnel(gateway, local_app, r
     await wait_until(lambda: len(h.of(TunnelEstablished)) == 2, what="new tunnel")
     assert "X-Tunnel-Id" not in gateway.conns[-1].headers
     assert h.of(TunnelEstablished)[1].tunnel_id == "fresh"
+    # a new id comes with a new token: the refused one is never presented again
+    assert gateway.conns[-1].headers["X-Tunnel-Reclaim-Token"] != gateway.conns[0].headers["X-Tunnel-Reclaim-Token"]

@@ -56,13 +56,15 @@ class FakeSession:
 
 class FakeDial:
     """Each call takes the next step of script: an HTTP status refuses the upgrade, None succeeds.
-    Like the connect Lambda, a reclaim gets its id back, a fresh connect gets next_id."""
+    Like the connect Lambda, a reclaim gets its id back, a fresh connect gets next_id; the reclaim
+    token is the agent's own, and connection_established carries none."""
 
     def __init__(self, *script: int | None) -> None:
         self.script = list(script)
         self.headers: list[dict[str, str]] = []
         self.sessions: list[FakeSession] = []
         self.next_id = "tun1"
+        self.legacy_token: str | None = None  # what a server older than agent-made tokens sends back
 
     async def __call__(self, headers: Mapping[str, str]) -> FakeSession:
         self.headers.append(dict(headers))
@@ -70,9 +72,9 @@ class FakeDial:
         if status is not None:
             raise ConnectFailed(f"endpoint refused the WebSocket (HTTP {status})", status)
         tunnel_id = headers.get("X-Tunnel-Id") or self.next_id
-        token = headers.get("X-Tunnel-Reclaim-Token") or f"reclaim-{tunnel_id}"
         session = FakeSession(ConnectionEstablished(f"conn-{len(self.sessions)}", tunnel_id,
-                                                    f"https://gw.example.test/{tunnel_id}", reclaim_token=token))
+                                                    f"https://gw.example.test/{tunnel_id}",
+                                                    reclaim_token=self.legacy_token))
         self.sessions.append(session)
         return session
 
@@ -123,7 +125,9 @@ async def test_failures_back_off_and_a_success_resets_the_backoff(runs):
     second = await anext(run.sessions)
     assert run.slept == [1, 2, 4, 1]  # reset after the successful session
     assert run.of(Disconnected) == [Disconnected("connection lost")]
-    assert (dial.headers[-1]["X-Tunnel-Id"], dial.headers[-1]["X-Tunnel-Reclaim-Token"]) == ("tun1", "reclaim-tun1")
+    own_token = dial.headers[0]["X-Tunnel-Reclaim-Token"]  # made by the agent before its first connect
+    assert len(own_token) == 43 and all(h["X-Tunnel-Reclaim-Token"] == own_token for h in dial.headers)
+    assert dial.headers[-1]["X-Tunnel-Id"] == "tun1"
     assert second is dial.sessions[1] and not run.of(TunnelEstablished)[1].renewed
 
 
@@ -137,10 +141,22 @@ async def test_refused_reclaim_asks_for_a_new_id_at_once_and_saves_it(runs, tmp_
     session = await anext(run.sessions)
     assert (dial.headers[0]["X-Tunnel-Id"], dial.headers[0]["X-Tunnel-Reclaim-Token"]) == ("old1", "stale-token")
     assert "X-Tunnel-Id" not in dial.headers[1]
+    assert dial.headers[1]["X-Tunnel-Reclaim-Token"] not in ("stale-token", "")  # a new id, a new token
     assert run.slept == [] and not run.of(Reconnecting)  # no backoff before asking for a new id
     assert any("saved tunnel old1 could not be reclaimed (HTTP 409)" in n.message for n in run.of(Notice))
     assert session.info.tunnel_id == "fresh"
-    assert (store.load().tunnel_id, store.load().reclaim_token) == ("fresh", "reclaim-fresh")
+    assert (store.load().tunnel_id, store.load().reclaim_token) == ("fresh", dial.headers[1]["X-Tunnel-Reclaim-Token"])
+
+
+async def test_an_older_servers_reclaim_token_is_adopted(runs):
+    """A server from before agent-made tokens sends its own and honours only that one."""
+    dial = FakeDial()
+    dial.legacy_token = "server-made"
+    run = runs(dial)
+    first = await anext(run.sessions)
+    first.end("connection lost")
+    await anext(run.sessions)
+    assert dial.headers[1]["X-Tunnel-Reclaim-Token"] == "server-made" and run.saved.reclaim_token == "server-made"
 
 
 async def test_a_refusal_with_nothing_to_reclaim_backs_off(runs):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import pytest
 
 from ttf.config import parse_config
 from ttf.events import Notice, TunnelEstablished
-from ttf.state import SavedTunnel, StateError, TunnelStore, default_state_dir, state_file_name
+from ttf.state import SavedTunnel, StateError, TunnelStore, default_state_dir, new_reclaim_token, state_file_name
 
 from conftest import make_config, wait_until
 
@@ -76,13 +77,13 @@ def test_a_file_for_another_key_is_not_used(tmp_path):
         b"{not json",
         b"\xff\xfe",
         b"[]",
-        json.dumps({"version": 1, "tunnel_id": "abc", "endpoint": ENDPOINT, "local_target": "127.0.0.1:3000",
+        json.dumps({"version": 2, "tunnel_id": "abc", "endpoint": ENDPOINT, "local_target": "127.0.0.1:3000",
                     "saved_at": 1}).encode(),  # no token
-        json.dumps({"version": 1, "tunnel_id": "ABC!", "reclaim_token": "t", "endpoint": ENDPOINT,
+        json.dumps({"version": 2, "tunnel_id": "ABC!", "reclaim_token": "t", "endpoint": ENDPOINT,
                     "local_target": "127.0.0.1:3000", "saved_at": 1}).encode(),  # not an id
-        json.dumps({"version": 1, "tunnel_id": "abc", "reclaim_token": "t\r\nX-Evil: 1", "endpoint": ENDPOINT,
+        json.dumps({"version": 2, "tunnel_id": "abc", "reclaim_token": "t\r\nX-Evil: 1", "endpoint": ENDPOINT,
                     "local_target": "127.0.0.1:3000", "saved_at": 1}).encode(),  # header injection
-        json.dumps({"version": 2, "tunnel_id": "abc", "reclaim_token": "t", "endpoint": ENDPOINT,
+        json.dumps({"version": 3, "tunnel_id": "abc", "reclaim_token": "t", "endpoint": ENDPOINT,
                     "local_target": "127.0.0.1:3000", "saved_at": 1}).encode(),
         b"x" * (65 * 1024),
     ],
@@ -92,6 +93,12 @@ def test_corrupt_files_raise_state_error(tmp_path, content):
     store.path.write_bytes(content)
     with pytest.raises(StateError, match="not a valid ttf state file|too large"):
         store.load()
+
+
+def test_new_reclaim_tokens_are_256_bit_and_distinct():
+    tokens = {new_reclaim_token() for _ in range(100)}
+    assert len(tokens) == 100
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", t) for t in tokens)  # 43 base64url chars = 256 bits
 
 
 def test_unreadable_location_raises_state_error_and_save_raises_oserror(tmp_path):
@@ -173,4 +180,38 @@ async def test_refused_saved_reclaim_is_forgotten_and_a_new_id_taken_at_once(gat
     assert slept == []  # no backoff wait before asking for a new id
     assert "X-Tunnel-Id" not in gateway.conns[-1].headers
     saved = store.load()
-    assert (saved.tunnel_id, saved.reclaim_token) == ("fresh", "reclaim-fresh")
+    assert saved.tunnel_id == "fresh" and saved.reclaim_token not in ("stale-token", "someone-elses-token")
+    assert gateway.reservations["fresh"] == saved.reclaim_token
+
+
+V1_FILE = {"version": 1, "tunnel_id": "tun123", "reclaim_token": "server-made-token", "endpoint": "",
+           "local_target": "", "saved_at": 1_700_000_000.0}
+
+
+def test_a_version_1_file_is_reported_in_one_line(tmp_path):
+    store = TunnelStore(tmp_path, ENDPOINT, "127.0.0.1:3000")
+    store.path.write_text(json.dumps(V1_FILE | {"endpoint": ENDPOINT, "local_target": "127.0.0.1:3000"}))
+    with pytest.raises(StateError, match="older ttf .* a new public URL will be assigned") as caught:
+        store.load()
+    assert "\n" not in str(caught.value) and "server-made-token" not in str(caught.value)
+
+
+async def test_agent_replaces_a_version_1_file_with_a_new_url_and_one_notice(gateway, local_app, running, tmp_path):
+    """Tokens saved before agents made their own were also stored by the server in plain text:
+    never presented again. The user gets a new URL, one line saying why, and a version 2 file."""
+    _, port = local_app
+    store = TunnelStore(tmp_path, gateway.ws_url, f"127.0.0.1:{port}")
+    store.directory.mkdir(parents=True, exist_ok=True)
+    store.path.write_text(json.dumps(V1_FILE | {"endpoint": gateway.ws_url, "local_target": f"127.0.0.1:{port}"}))
+    gateway.reservations["tun123"] = "server-made-token"
+    gateway.tunnel_id = "fresh"
+    h = running(make_config(gateway, port, state_dir=tmp_path))
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel")
+    assert h.of(TunnelEstablished)[0].tunnel_id == "fresh"
+    assert "X-Tunnel-Id" not in gateway.conns[0].headers
+    assert gateway.conns[0].headers["X-Tunnel-Reclaim-Token"] != "server-made-token"
+    notices = [n.message for n in h.of(Notice) if "older ttf" in n.message]
+    assert len(notices) == 1 and "new public URL" in notices[0]
+    saved = json.loads(store.path.read_text())
+    assert saved["version"] == 2 and saved["tunnel_id"] == "fresh"
+    assert saved["reclaim_token"] == gateway.conns[0].headers["X-Tunnel-Reclaim-Token"]

@@ -3,6 +3,11 @@
 The stack is `python -m emulator.stack` on ephemeral ports with a temporary state file,
 stopped (whole process group) at the end of the session. Set HTTP_TUNNEL_E2E_STATE to the
 state file of a stack you already run (`make stack`) to reuse it while iterating.
+
+The stack runs with auth on, as production does: agents present the dev token from the state
+file's auth block. The session's stack also trusts a JWKS holding one RSA key of a stand-in
+identity provider (``IDP_KID``, with its audience) and caps token lifetime at
+``MAX_LIFETIME_S``, so every JWT attack can be tried through it (tests/e2e/test_auth.py).
 """
 
 from __future__ import annotations
@@ -13,15 +18,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scripts.harness.proc import Proc, ProcError
 from scripts.harness.stack import LocalStack, TtfAgent, read_state
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_START_TIMEOUT_S = 240
+IDP_KID = "e2e-idp"
+IDP_AUDIENCE = "e2e-tunnel-agents"
+MAX_LIFETIME_S = 86_400
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -40,6 +51,13 @@ class StackInfo:
     connections_table: str
     http_port: int
     state_file: Path
+    auth: dict | None  # the state file's auth block: token, secret, issuer, audience, max_lifetime, ...
+    idp_key: Any = None  # private RSA key behind the stack's JWKS (None for a reused stack)
+
+    @property
+    def token(self) -> str:
+        assert self.auth, "the stack runs without auth"
+        return self.auth["token"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +69,15 @@ class Tunnel:
     connection_id: str
 
 
-def stack_info(state: dict, state_file: Path) -> StackInfo:
+def stack_info(state: dict, state_file: Path, idp_key: Any = None) -> StackInfo:
     return StackInfo(state["http_url"], state["ws_url"], state["aws_endpoint_url"], state["admin_url"],
                      state["management_url"], state["pending_table"], state["connections_table"],
-                     int(state["http_url"].rsplit(":", 1)[1]), state_file)
+                     int(state["http_url"].rsplit(":", 1)[1]), state_file, state.get("auth"), idp_key)
+
+
+def idp_jwks(key: Any) -> str:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return json.dumps({"keys": [{**jwk, "kid": IDP_KID, "use": "sig", "alg": "RS256"}]})
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +93,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
     folder = tmp_path_factory.mktemp("stack")
     state_file = folder / "stack.json"
-    local = LocalStack(folder, state_file=state_file, extra_args=("--cleanup-interval", "5", "--ttl-interval", "5"))
+    idp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    local = LocalStack(folder, state_file=state_file, extra_args=(
+        "--cleanup-interval", "5", "--ttl-interval", "5", "--var", f"jwks={idp_jwks(idp_key)}",
+        "--var", f"jwt_audience={IDP_AUDIENCE}", "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}"))
     started = time.monotonic()
     try:
         local.start(STACK_START_TIMEOUT_S)
@@ -78,7 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         pytest.fail(str(exc))
     try:
         print(f"\nlocal stack started in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield stack_info(local.state, state_file)
+        yield stack_info(local.state, state_file, idp_key)
     finally:
         local.stop(grace=15)
         assert not state_file.exists(), "the stack left its state file behind after SIGTERM"
@@ -98,7 +124,10 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def start_agent(stack: StackInfo, port: int, log_dir: Path, *extra: str) -> Tunnel:
     # Reclaim state goes to the test's own folder (never ~/.local/state); no inspector port.
-    ttf = TtfAgent(stack.ws_url, port, log_dir, state_dir=log_dir / "ttf-state", extra_args=extra).start(30)
+    # The stack's dev token unless the test brings its own -t.
+    token = stack.token if stack.auth and "-t" not in extra else None
+    ttf = TtfAgent(stack.ws_url, port, log_dir, state_dir=log_dir / "ttf-state", extra_args=extra,
+                   token=token).start(30)
     return Tunnel(ttf.proc, ttf.tunnel_id, ttf.public_url, ttf.path_based_url, ttf.connection_id)
 
 

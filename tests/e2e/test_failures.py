@@ -91,7 +91,8 @@ async def test_forged_response_from_another_agent_is_refused(session, agent_fact
     call = asyncio.create_task(request(session, "GET", victim.public_url, "/sleep?s=3"))
     row = await wait_pending(stack, victim.tunnel_id)
     request_id = row["requestId"]["S"]
-    async with session.ws_connect(stack.ws_url) as attacker:
+    # the attacker is another authenticated user of the same deployment
+    async with session.ws_connect(stack.ws_url, headers={"Authorization": f"Bearer {stack.token}"}) as attacker:
         await attacker.send_str(protocol.encode(protocol.Ready()))
         established = protocol.decode((await attacker.receive(timeout=10)).data)
         assert isinstance(established, protocol.ConnectionEstablished)

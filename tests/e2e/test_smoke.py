@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_smoke_battery_passes_on_the_local_stack(stack):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTF_")}
+    env["TTF_TOKEN"] = stack.token  # the stack runs with auth on, as a deployment does
     proc = subprocess.run([sys.executable, "-m", "scripts.smoke", "--endpoint", stack.ws_url],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     report = proc.stdout + proc.stderr

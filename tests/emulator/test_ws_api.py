@@ -14,9 +14,11 @@ import pytest
 async def wait_for_file(folder: Path, deadline_s: float) -> dict:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        files = list(folder.iterdir())
-        if files:
-            return json.loads(files[0].read_text())
+        for path in folder.iterdir():
+            try:
+                return dict(json.loads(path.read_text()))
+            except ValueError:
+                pass  # the toy $disconnect handler has created the file but not finished writing it
         await asyncio.sleep(0.05)
     raise AssertionError(f"no $disconnect event within {deadline_s} s")
 

@@ -1,6 +1,6 @@
 """The contract between the handlers and the infrastructure, derived from both sides.
 
-Infrastructure side: terraform/ applied to a moto server (scripts/tf_local.apply_local); each
+Infrastructure side: terraform/ applied to a moto server (emulator.mock_aws.terraform.apply_local); each
 function's environment and its role's policy are read back from moto.
 Code side: every handler runs in this process against that moto server with the environment
 Terraform gave it, while a botocore hook records each AWS operation it performs (presigned
@@ -53,7 +53,6 @@ NOT_CALLED_BY_HANDLER = {
 # Allowed actions on code paths this scenario does not reach (moto cannot fail a post with
 # GoneException, and no agent answers here); each is cited from the layer's code.
 NOT_REACHED = {
-    "connect": {"dynamodb:GetItem": "store.get_reservation when a reclaim token does not match"},
     "forward": {"dynamodb:DeleteItem":
                 "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
                 "s3:GetObjectVersion":
@@ -197,7 +196,17 @@ def observed(stack, deployed):
             finally:
                 os.environ = saved_environ  # noqa: B003 - the real environ, put back
 
+        # Auth is on by default: a token minted with the secret Terraform generated into SSM
+        # (read here the way `make token` reads it), and the agent's own reclaim token.
+        from scripts.deploy.token import AuthSettings, mint, read_secret
+
+        settings = AuthSettings.from_outputs({"agent_auth": {"value": outputs["agent_auth"]}})
+        secret = read_secret(AuthSettings(secret_parameter=settings.secret_parameter, region="us-east-1",
+                                          endpoint_url=endpoint))
+        agent_token = mint(secret, "contract", 600, issuer=settings.issuer, audience=settings.audience)
         connect = _event("connect")
+        connect["headers"] = {**connect.get("headers", {}), "Authorization": f"Bearer {agent_token}",
+                              "X-Tunnel-Reclaim-Token": "r" * 43}
         result = run("connect", connect)
         assert result["statusCode"] == 200, result
         ready = _event("default_message")

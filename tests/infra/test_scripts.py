@@ -1,20 +1,26 @@
-"""scripts/deploy and emulator/mock_aws/terraform.py: argument parsing and command construction."""
+"""scripts/deploy (+ deploy/token.py) and emulator/mock_aws/terraform.py: arguments, commands, tokens."""
 
 from __future__ import annotations
 
 import json
+import time
 
+import boto3
+import jwt
 import pytest
+from moto import mock_aws
 
+from httptunnel import auth
 from emulator.mock_aws import terraform as tf_local
 from scripts.deploy import __main__ as deploy
+from scripts.deploy import token
 
 pytestmark = pytest.mark.infra
 
 
 def test_parse_vars():
-    assert deploy.parse_vars(["require_auth=true", "jwks_url=https://x/y=z"]) == [
-        "-var=require_auth=true", "-var=jwks_url=https://x/y=z"]
+    assert deploy.parse_vars(["allow_anonymous_agents=true", "jwks_url=https://x/y=z"]) == [
+        "-var=allow_anonymous_agents=true", "-var=jwks_url=https://x/y=z"]
     with pytest.raises(deploy.DeployError, match="name=value"):
         deploy.parse_vars(["novalue"])
     with pytest.raises(deploy.DeployError):
@@ -49,15 +55,135 @@ def test_missing_build_is_a_clear_error(capsys, tmp_path):
     assert "make build" in capsys.readouterr().err
 
 
-def test_ttf_line():
-    line = deploy.ttf_line({"ws_url": {"value": "wss://a.execute-api.us-east-1.amazonaws.com/prod"},
-                            "http_url": {"value": "https://h"}})
-    assert "ttf --endpoint wss://a.execute-api.us-east-1.amazonaws.com/prod" in line
+WS = "wss://a.execute-api.us-east-1.amazonaws.com/prod"
+SECRET = "k" * 64
+
+
+def outputs(**auth_over) -> dict:
+    agent_auth = {"anonymous": False, "secret_parameter": "/http-tunnel/agent-jwt-secret", "secret_arn": "",
+                  "issuer": "http-tunnel", "audience": "http-tunnel-agents", "max_lifetime": 0,
+                  "subdomains_claim": "tunnel_subdomains", "region": "us-east-1"} | auth_over
+    return {"ws_url": {"value": WS}, "http_url": {"value": "https://h"}, "agent_auth": {"value": agent_auth}}
+
+
+def test_ttf_line_carries_the_operators_token():
+    line = deploy.ttf_line(outputs(), "the.jwt.token")
+    assert f"ttf -e {WS} -t the.jwt.token -p 3000" in line and "WARNING" not in line
     assert "Dashboard" not in line
-    with_dashboard = deploy.ttf_line({"ws_url": {"value": "wss://a/prod"}, "dashboard_url": {"value": "https://d"}})
+    with_dashboard = deploy.ttf_line(outputs() | {"dashboard_url": {"value": "https://d"}}, "t")
     assert "Dashboard: https://d\n" in with_dashboard
     with pytest.raises(deploy.DeployError):
-        deploy.ttf_line({})
+        deploy.ttf_line({}, "t")
+
+
+def test_anonymous_deployment_gets_a_warning_and_no_token():
+    assert deploy.operator_token(outputs(anonymous=True)) is None
+    line = deploy.ttf_line(outputs(anonymous=True), None)
+    assert line.startswith("WARNING: allow_anonymous_agents = true") and WS in line and " -t " not in line
+
+
+def verify_with_connects_rules(monkeypatch, minted: str, **env: str) -> auth.Identity:
+    for name in ("JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS", "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE",
+                 "JWT_MAX_LIFETIME", "JWT_SUBDOMAINS_CLAIM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return auth.verify(minted)
+
+
+def test_operator_token_is_minted_with_the_secret_in_ssm(monkeypatch):
+    with mock_aws():
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name="/http-tunnel/agent-jwt-secret", Value=SECRET, Type="SecureString")
+        minted = deploy.operator_token(outputs())
+    identity = verify_with_connects_rules(monkeypatch, minted, JWT_ISSUER="http-tunnel",
+                                          JWT_AUDIENCE="http-tunnel-agents")
+    assert identity.subject == "operator"
+    assert identity.claims["exp"] - identity.claims["iat"] == 30 * 86400
+
+
+def test_operator_token_failure_is_one_line():
+    with mock_aws(), pytest.raises(deploy.DeployError, match="no token could be minted: cannot read the agent secret"):
+        deploy.operator_token(outputs())  # the parameter does not exist
+
+
+@pytest.mark.parametrize("text,seconds", [("3600", 3600), ("90m", 5400), ("12h", 43200), ("30d", 2592000),
+                                          ("2w", 1209600), (" 1D ", 86400)])
+def test_parse_ttl(text, seconds):
+    assert token.parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "5y", "-1d", "1.5h", "367d", "d"])
+def test_parse_ttl_rejects(text):
+    with pytest.raises(token.TokenError):
+        token.parse_ttl(text)
+
+
+def test_minted_tokens_pass_connects_checks_and_pyjwt(monkeypatch):
+    minted = token.mint(SECRET, "alice", 3600, issuer="iss", audience="aud", subdomains=("alice-app", "docs"),
+                        max_lifetime=3600)
+    identity = verify_with_connects_rules(monkeypatch, minted, JWT_ISSUER="iss", JWT_AUDIENCE="aud",
+                                          JWT_MAX_LIFETIME="3600")
+    assert identity.subject == "alice" and auth.allowed_subdomains(identity) == ("alice-app", "docs")
+    claims = jwt.decode(minted, SECRET, algorithms=["HS256"], audience="aud", issuer="iss")
+    assert claims["exp"] - claims["iat"] == 3600 and abs(claims["iat"] - time.time()) < 5
+    custom = token.mint(SECRET, "bob", 60, subdomains=("bob-app",), subdomains_claim="names")
+    assert jwt.decode(custom, SECRET, algorithms=["HS256"])["names"] == ["bob-app"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"secret": "short"}, "shorter than 32 bytes"),
+    ({"sub": " "}, "must not be empty"),
+    ({"subdomains": ("mycompanyapi",)}, "not a valid subdomain"),  # shaped like a generated id
+    ({"subdomains": ("-bad",)}, "not a valid subdomain"),
+    ({"ttl_s": 7200, "max_lifetime": 3600}, "exceeds this deployment's jwt_max_lifetime"),
+])
+def test_mint_refuses_what_connect_would_refuse(kwargs, message):
+    args = {"secret": SECRET, "sub": "alice", "ttl_s": 60} | kwargs
+    with pytest.raises(token.TokenError, match=message):
+        token.mint(args.pop("secret"), args.pop("sub"), args.pop("ttl_s"), **args)
+
+
+def test_default_ttl_follows_the_deployments_maximum(monkeypatch):
+    settings = token.AuthSettings.from_outputs(outputs(max_lifetime=3600))
+    monkeypatch.setattr(token, "read_secret", lambda s: SECRET)
+    claims = jwt.decode(token.token_for(settings, "alice"), SECRET, algorithms=["HS256"], audience=settings.audience)
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_token_for_cannot_serve_anonymous_or_plain_value_deployments():
+    with pytest.raises(token.TokenError, match="anonymous"):
+        token.token_for(token.AuthSettings.from_outputs(outputs(anonymous=True)), "alice")
+    with pytest.raises(token.TokenError, match="plain jwt_secret value"):
+        token.read_secret(token.AuthSettings.from_outputs(outputs(secret_parameter="")))
+    with pytest.raises(token.TokenError, match="no agent_auth"):
+        token.AuthSettings.from_outputs({"ws_url": {"value": WS}})
+
+
+def test_token_cli_errors_are_one_line(capsys, tmp_path):
+    assert token.main(["--sub", "alice", "--stack", str(tmp_path / "missing.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read the local stack's state") and err.count("\n") == 1
+    (tmp_path / "anon.json").write_text(json.dumps({"auth": None}))
+    assert token.main(["--sub", "alice", "--stack", str(tmp_path / "anon.json")]) == 1
+    assert "runs without auth" in capsys.readouterr().err
+    assert token.main(["--sub", "", "--stack", str(tmp_path / "anon.json")]) == 1
+    assert "SUB is required" in capsys.readouterr().err
+
+
+def test_token_cli_prints_only_the_token(capsys, tmp_path, monkeypatch):
+    state = {"region": "us-east-1", "aws_endpoint_url": "http://127.0.0.1:1",
+             "auth": {"secret_parameter": "/p", "issuer": "i", "audience": "a", "max_lifetime": 0}}
+    (tmp_path / "stack.json").write_text(json.dumps(state))
+    seen = {}
+    monkeypatch.setattr(token, "read_secret", lambda s: seen.setdefault("settings", s) and SECRET)
+    assert token.main(["--sub", "carol", "--subdomains", "Carol-App, docs", "--stack", str(tmp_path / "stack.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    claims = jwt.decode(out.strip(), SECRET, algorithms=["HS256"], audience="a", issuer="i")
+    assert claims["tunnel_subdomains"] == ["carol-app", "docs"]
+    assert seen["settings"].endpoint_url == "http://127.0.0.1:1" and seen["settings"].secret_parameter == "/p"
 
 
 def test_aws_env_drops_local_endpoints():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scripts.harness.proc import Proc
-from scripts.harness.stack import LocalStack, TtfAgent
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "bench" / "cache" / "logs" / ("load-" + time.strftime("%Y%m%dT%H%M%S"))
@@ -92,7 +92,7 @@ def make_agent(stack):
 
     def make(port: int, name: str, extra_args: list[str] | None = None, state_dir: Path | None = None) -> TtfAgent:
         a = TtfAgent(stack.state["ws_url"], port, LOG_DIR, name=name, extra_args=extra_args or (),
-                     state_dir=state_dir).start()
+                     state_dir=state_dir, token=agent_token(stack.state)).start()
         made.append(a)
         return a
 

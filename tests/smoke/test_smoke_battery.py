@@ -186,3 +186,26 @@ def test_no_tunnel_exits_1_says_why_and_leaves_no_process(capsys):
     logs = Path(err.rsplit("logs: ", 1)[1].split(")")[0])
     assert sorted(p.name for p in logs.iterdir()) == ["origin.log", "ttf-1.log"]  # the saved state is gone
     shutil.rmtree(logs)
+
+
+def _outputs(**auth: object) -> dict:
+    agent_auth = {"anonymous": False, "secret_parameter": "/p/agent-jwt-secret", "issuer": "p",
+                  "audience": "p-agents", "max_lifetime": 0, "region": "us-east-1"} | auth
+    return {"ws_url": {"value": "wss://x/prod"}, "agent_auth": {"value": agent_auth}}
+
+
+def test_a_deployment_with_auth_gets_a_one_hour_smoke_token(monkeypatch):
+    import jwt
+
+    from scripts.deploy import token
+
+    monkeypatch.setattr(token, "read_secret", lambda settings: "s" * 64)
+    minted = smoke.deployment_token(_outputs())
+    claims = jwt.decode(minted, "s" * 64, algorithms=["HS256"], audience="p-agents", issuer="p")
+    assert claims["sub"] == "smoke" and claims["exp"] - claims["iat"] == 3600
+    assert smoke.deployment_token(_outputs(anonymous=True)) == ""
+
+
+def test_no_readable_secret_is_exit_1_with_directions(monkeypatch):
+    with pytest.raises(smoke.SmokeError, match="pass --token or TTF_TOKEN"):
+        smoke.deployment_token(_outputs(secret_parameter=""))  # a plain jwt_secret value: nothing to read

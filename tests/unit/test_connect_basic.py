@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 import boto3
+import pytest
 
 from httptunnel import names, routing, store
 from .helpers import CONN_TABLE, connect_agent, load_handler, ws_event
+
+TOKEN = secrets.token_urlsafe(32)  # what ttf makes: the agent's own reclaim token
+
+
+def with_token(token: str = TOKEN, **headers: str) -> dict[str, str]:
+    return {"X-Tunnel-Reclaim-Token": token, **headers}
 
 
 def _rows() -> list[dict]:
@@ -13,18 +23,38 @@ def _rows() -> list[dict]:
 
 
 def test_connect_stores_row_and_ready_returns_urls(aws, mgmt, ctx):
-    est = connect_agent("conn-A")
+    est = connect_agent("conn-A", headers=with_token())
     tid = est["tunnel_id"]
     assert routing.is_tunnel_id(tid)
     assert est["connection_id"] == "conn-A"
     assert est["public_url"] == f"https://abc123http.execute-api.us-east-1.amazonaws.com/{tid}"
     assert est["path_based_url"] == est["public_url"]
     assert "subdomain_url" not in est
-    assert len(est["reclaim_token"]) >= 32
+    assert "reclaim_token" not in est  # the agent made it; nothing secret travels back
     conn = store.get_connection("conn-A")
     assert conn is not None and conn.tunnel_id == tid
     assert conn.domain_name == "abc123ws.execute-api.us-east-1.amazonaws.com" and conn.stage == "prod"
-    assert store.get_reservation(tid) is not None
+    reservation = store.get_reservation(tid)
+    assert reservation is not None and reservation.token_hash == hashlib.sha256(TOKEN.encode()).hexdigest()
+
+
+def test_the_reclaim_token_is_stored_nowhere_only_its_hash_in_the_reservation(aws, mgmt):
+    tid = connect_agent("conn-A", headers=with_token())["tunnel_id"]
+    items = _rows()
+    assert TOKEN not in repr(items)
+    conn_row = next(r for r in items if r[names.CONN_PK]["S"] == "conn-A")
+    assert set(conn_row) == {"connectionId", "tunnelId", "connectedAt", "ttl", "domainName", "stage"}
+    reservation = next(r for r in items if r[names.CONN_PK]["S"] == f"reservation#{tid}")
+    assert reservation["tokenHash"]["S"] == hashlib.sha256(TOKEN.encode()).hexdigest()
+
+
+def test_an_agent_without_a_token_gets_an_id_nobody_can_reclaim(aws, mgmt, ctx):
+    """An agent older than agent-made tokens presents none: it is served, its id just cannot be reclaimed."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    assert store.get_reservation(tid).token_hash is None
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers=with_token(**{"X-Tunnel-Id": tid})),
+                                     ctx)
+    assert result["statusCode"] == 409
     endpoint, _, _ = mgmt.posts[-1]
     assert endpoint == "https://abc123ws.execute-api.us-east-1.amazonaws.com/prod"
 
@@ -50,33 +80,58 @@ def test_ready_is_retried_while_the_new_connection_refuses_posts(aws, mgmt):
 
 
 def test_tunnel_ids_are_unique_and_well_formed(aws, mgmt):
-    ids = {connect_agent(f"c{i}")["tunnel_id"] for i in range(20)}
+    ids = {connect_agent(f"c{i}", headers=with_token(secrets.token_urlsafe(32)))["tunnel_id"] for i in range(20)}
     assert len(ids) == 20 and all(routing.is_tunnel_id(i) for i in ids)
 
 
 def test_reclaim_with_token_keeps_the_id(aws, mgmt):
-    first = connect_agent("conn-A")
+    first = connect_agent("conn-A", headers=with_token())
     load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), None)
-    again = connect_agent("conn-B", headers={"X-Tunnel-Id": first["tunnel_id"],
-                                             "X-Tunnel-Reclaim-Token": first["reclaim_token"]})
+    again = connect_agent("conn-B", headers=with_token(**{"X-Tunnel-Id": first["tunnel_id"]}))
     assert again["tunnel_id"] == first["tunnel_id"]
     assert again["public_url"] == first["public_url"]
-    assert again["reclaim_token"] == first["reclaim_token"]
 
 
 def test_reclaim_via_query_parameters(aws, mgmt):
-    first = connect_agent("conn-A")
-    again = connect_agent("conn-B", query={"tunnel_id": first["tunnel_id"], "reclaim_token": first["reclaim_token"]})
+    first = connect_agent("conn-A", query={"reclaim_token": TOKEN})
+    again = connect_agent("conn-B", query={"tunnel_id": first["tunnel_id"], "reclaim_token": TOKEN})
     assert again["tunnel_id"] == first["tunnel_id"]
 
 
 def test_wrong_reclaim_token_is_refused_and_nothing_stored(aws, mgmt, ctx):
-    first = connect_agent("conn-A")
+    first = connect_agent("conn-A", headers=with_token())
     before = _rows()
-    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers={
-        "X-Tunnel-Id": first["tunnel_id"], "X-Tunnel-Reclaim-Token": "not-the-token"}), ctx)
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers=with_token(
+        secrets.token_urlsafe(32), **{"X-Tunnel-Id": first["tunnel_id"]})), ctx)
     assert result["statusCode"] == 409
     assert _rows() == before
+
+
+def test_reclaim_of_an_id_without_a_reservation_is_refused(aws, mgmt, ctx):
+    """Squatting: a random-looking id nobody was given (or whose reservation is gone) cannot be taken
+    by naming it, whatever token comes with it."""
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers=with_token(
+        **{"X-Tunnel-Id": "mycompanyapi"})), ctx)
+    assert result["statusCode"] == 409
+    assert _rows() == []
+
+
+def test_reservations_from_before_agent_made_tokens_are_never_reclaimed(aws, mgmt, ctx):
+    """Their token was also kept in plain text on the connection row: whoever read it must not get the id."""
+    boto3.client("dynamodb").put_item(TableName=CONN_TABLE, Item={
+        "connectionId": {"S": "reservation#abcdefghij12"}, "reservedId": {"S": "abcdefghij12"},
+        "reclaimHash": {"S": hashlib.sha256(TOKEN.encode()).hexdigest()}, "ttl": {"N": "4102444800"}})
+    before = _rows()
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers=with_token(
+        **{"X-Tunnel-Id": "abcdefghij12"})), ctx)
+    assert result["statusCode"] == 409 and _rows() == before
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 42, "a" * 43 + "!", "b" * 129, "c" * 43 + " d"])
+def test_malformed_reclaim_token_is_a_bad_request(aws, mgmt, ctx, token):
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers={"X-Tunnel-Reclaim-Token": token}),
+                                     ctx)
+    assert result["statusCode"] == 400 and _rows() == []
 
 
 def test_tunnel_id_without_token_is_a_bad_request(aws, mgmt, ctx):
@@ -86,8 +141,8 @@ def test_tunnel_id_without_token_is_a_bad_request(aws, mgmt, ctx):
 
 
 def test_malformed_tunnel_id_is_a_bad_request(aws, mgmt, ctx):
-    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers={
-        "X-Tunnel-Id": "../../etc", "X-Tunnel-Reclaim-Token": "t"}), ctx)
+    result = load_handler("connect")(ws_event("connect.json", "conn-X", headers=with_token(**{
+        "X-Tunnel-Id": "../../etc"})), ctx)
     assert result["statusCode"] == 400
 
 
@@ -98,7 +153,7 @@ def test_named_subdomain_needs_auth(aws, mgmt, ctx):
 
 
 def test_disconnect_removes_row_and_is_idempotent(aws, mgmt, ctx):
-    connect_agent("conn-A")
+    connect_agent("conn-A", headers=with_token())
     disconnect = load_handler("disconnect")
     assert disconnect(ws_event("disconnect.json", "conn-A"), ctx) == {"statusCode": 200}
     assert store.get_connection("conn-A") is None

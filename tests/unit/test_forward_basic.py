@@ -156,9 +156,9 @@ def test_post_refused_persistently_by_a_live_connection_is_502_and_keeps_the_row
 
 
 def test_newest_connection_of_a_tunnel_gets_the_request(aws, mgmt, ctx):
-    first = connect_agent("conn-A")
-    connect_agent("conn-B", headers={"X-Tunnel-Id": first["tunnel_id"],
-                                     "X-Tunnel-Reclaim-Token": first["reclaim_token"]})
+    token = "t" * 43
+    first = connect_agent("conn-A", headers={"X-Tunnel-Reclaim-Token": token})
+    connect_agent("conn-B", headers={"X-Tunnel-Id": first["tunnel_id"], "X-Tunnel-Reclaim-Token": token})
     old = Agent(mgmt, "conn-A", ok(b"old"))
     new = Agent(mgmt, "conn-B", ok(b"new"))
     result = load_handler("forward")(http_event(first["tunnel_id"]), ctx)

@@ -102,6 +102,17 @@ def test_new_tunnel_ids_are_uniformish():
     assert all(0.7 * expected < n < 1.3 * expected for n in counts.values())
 
 
+@given(st.text(alphabet=string.ascii_lowercase + string.digits + "-", min_size=1, max_size=40))
+def test_names_and_generated_ids_never_overlap(value):
+    """Both live under reservation#<x> and route by tunnelId: no string may be both a name and an id."""
+    assert not (routing.is_valid_name(value) and routing.is_tunnel_id(value))
+
+
+@given(tunnel_ids)
+def test_nothing_shaped_like_a_generated_id_is_a_requestable_name(value):
+    assert routing.is_tunnel_id(value) and not routing.is_valid_name(value)
+
+
 prefixes = tunnel_ids.map(lambda t: "/" + t)
 texty = st.text(alphabet=string.printable + "é", max_size=300)
 
