@@ -65,7 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
     folder = tmp_path_factory.mktemp("security-stack")
     state_file = folder / "stack.json"
-    local = LocalStack(folder, state_file=state_file, extra_args=("--cleanup-interval", "5", "--ttl-interval", "5"))
+    local = LocalStack(folder, state_file=state_file, extra_args=("--cleanup-interval", "5"))
     started = time.monotonic()
     try:
         local.start(STACK_START_TIMEOUT_S)
