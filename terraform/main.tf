@@ -72,13 +72,16 @@ locals {
       PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
       SUBDOMAIN_URL_TEMPLATE = local.subdomain_url_template
+      PATH_ROUTING           = tostring(var.path_routing)
       LOG_LEVEL              = var.log_level
     }
     forward = {
       CONNECTIONS_TABLE      = module.tables.connections_table_name
       PENDING_TABLE          = module.tables.pending_table_name
       WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
+      PATH_ROUTING           = tostring(var.path_routing)
       BODY_BUCKET            = module.body_bucket.bucket_name
       LOG_LEVEL              = var.log_level
     }
@@ -101,6 +104,7 @@ locals {
   pending_arn      = module.tables.pending_table_arn
   connections_api  = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
   body_objects     = [for p in ["req/", "resp/"] : "${module.body_bucket.bucket_arn}/${p}*"]
+  response_objects = "${module.body_bucket.bucket_arn}/resp/*"
   ssm_parameter_arn = (
     local.generate_jwt_secret ? aws_ssm_parameter.jwt_secret[0].arn :
     "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
@@ -128,6 +132,7 @@ locals {
       { sid = "Pending", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
+      { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
     ]
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
@@ -182,11 +187,20 @@ module "body_bucket" {
 
   bucket_prefix    = "${var.name_prefix}-bodies-"
   create_lifecycle = !var.local_fast_apply
+  tls_only_policy  = !var.local_plain_http
 }
 
-# The code reaches Lambda through S3 (the body bucket, under code/, which its lifecycle rules
-# never expire): the provider uploads local zips given as `filename` one function at a time,
-# waiting ~5 s after each; from S3 the six functions are created in parallel.
+# Code lives in its own bucket: nothing an agent or a caller gets a presigned URL for shares it.
+module "code_bucket" {
+  source = "./modules/code_bucket"
+
+  bucket_prefix   = "${var.name_prefix}-code-"
+  tls_only_policy = !var.local_plain_http
+}
+
+# The code reaches Lambda through S3 (code/ in the code bucket): the provider uploads local
+# zips given as `filename` one function at a time, waiting ~5 s after each; from S3 the six
+# functions are created in parallel.
 locals {
   code_zips = merge(
     { layer = "${local.build_dir}/layer.zip" },
@@ -198,7 +212,7 @@ resource "aws_s3_object" "code" {
   #checkov:skip=CKV_AWS_186:the bucket encrypts every object with SSE-S3 by default; KMS would add a key and grants for build artifacts
   for_each = local.code_zips
 
-  bucket      = module.body_bucket.bucket_name
+  bucket      = module.code_bucket.bucket_name
   key         = "code/${each.key}.zip"
   source      = each.value
   source_hash = filemd5(each.value)
@@ -225,7 +239,7 @@ module "functions" {
   architecture         = var.lambda_architecture
   memory_size          = coalesce(try(var.function_settings[each.key].memory_size, null), local.function_defaults[each.key].memory_size)
   timeout              = coalesce(try(var.function_settings[each.key].timeout, null), local.function_defaults[each.key].timeout)
-  reserved_concurrency = coalesce(try(var.function_settings[each.key].reserved_concurrency, null), -1)
+  reserved_concurrency = coalesce(each.key == "forward" ? var.forward_reserved_concurrency : null, try(var.function_settings[each.key].reserved_concurrency, null), -1)
   tracing_mode         = var.lambda_tracing_mode
   filename             = local.code_zips[each.key]
   s3_bucket            = aws_s3_object.code[each.key].bucket
@@ -248,6 +262,9 @@ module "websocket_api" {
   }
   throttling_burst_limit = var.websocket_throttling_burst_limit
   throttling_rate_limit  = var.websocket_throttling_rate_limit
+  route_throttles = {
+    "$connect" = { burst_limit = var.websocket_connect_throttling_burst_limit, rate_limit = var.websocket_connect_throttling_rate_limit }
+  }
 }
 
 module "http_api" {
@@ -259,6 +276,23 @@ module "http_api" {
   throttling_burst_limit = var.http_throttling_burst_limit
   throttling_rate_limit  = var.http_throttling_rate_limit
   log_retention_days     = var.log_retention_days
+  # Subdomains only: the execute-api URL would be a path-mode origin shared by every tunnel.
+  disable_execute_api_endpoint = local.custom_domain && !var.path_routing
+}
+
+locals {
+  # Where the budget alarm goes: the stack's own alarm topic (modules/observability, whose policy
+  # lets AWS Budgets publish), unless alarm_topic_arn names another.
+  alarm_topic_arn = var.alarm_topic_arn != "" ? var.alarm_topic_arn : module.observability.alarm_topic_arn
+}
+
+module "budget" {
+  source = "./modules/budget"
+  count  = var.budget_monthly_usd == null ? 0 : 1
+
+  name        = "${var.name_prefix}-monthly"
+  monthly_usd = var.budget_monthly_usd
+  topic_arn   = local.alarm_topic_arn
 }
 
 module "events" {
@@ -316,6 +350,7 @@ locals {
     webhook_signature_invalid = 403
     tunnel_not_found          = 404
     payload_too_large         = 413
+    tunnel_busy               = 429
     agent_gone                = 502
     internal_error            = 502
     response_too_large        = 502

@@ -4,12 +4,33 @@ Each event is a frozen dataclass; `to_json()` gives the `--json` line's object, 
 "event" key and field names are a contract (the e2e tests wait for `tunnel_established`).
 With a config file every tunnel's events carry its name in `tunnel` (the agent tags them);
 the command line's one tunnel leaves it None, and its JSON lines have no "tunnel" key.
+
+Events carry strings that came from the network (request paths, methods, close reasons, URLs
+the server sent). They are data: every sink shows them as plain text, never as markup, and
+with control characters escaped (`escape_controls`), so a request path cannot move the
+cursor, retitle the terminal, hide text or plant a link. JSON lines escape them by JSON rules.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, ClassVar, Union
+
+# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text
+# (bidi embeddings/overrides/isolates, line/paragraph separators).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """`text` with each control character shown as `\\xNN` / `\\uNNNN` (those in `keep` left as they are)."""
+    def visible(match: re.Match[str]) -> str:
+        ch = match.group()
+        if ch in keep:
+            return ch
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _CONTROLS.sub(visible, text)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Iterator, TextIO
 from ttf.agent import Fatal, TunnelAgent
 from ttf.config import Config, ConfigError
 from ttf.configfile import Plan, load
-from ttf.events import Event, Notice, PolicyActive, Sink
+from ttf.events import Event, Notice, PolicyActive, Sink, escape_controls
 from ttf.render import Dashboard, JsonSink, LineSink, MultiDashboard, render_dashboard
 
 REFRESH_S = 0.25
@@ -31,12 +31,18 @@ class _DashboardLog(logging.Handler):
         self.state.notice = f"{record.levelname.lower()}: {record.getMessage()}"
 
 
+class _PlainFormatter(logging.Formatter):
+    """Log messages may quote the network (a bad frame, a close reason): controls escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 def _setup_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if config.verbose else logging.WARNING,
-        format="%(asctime)s ttf %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PlainFormatter("%(asctime)s ttf %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.WARNING, handlers=[handler])
 
 
 async def _run_agent(agent: TunnelAgent) -> None:

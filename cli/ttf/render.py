@@ -5,6 +5,8 @@ and the current time and return rich renderables (tested through Console(record=
 Dashboard is one tunnel's state (the whole screen for the command line's tunnel); with a config
 file, MultiDashboard keeps one Dashboard per tunnel (a row each) and the latest requests of all
 of them, with a tunnel column and a filter (select(): keys 1-9 one tunnel, 0 all, t the next).
+Every string that is not our own goes through `plain()` (a rich Text, so never markup, with
+control characters escaped); log lines escape control characters too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rich.text import Text
 from ttf._version import __version__
 from ttf.events import (
     Connected, Disconnected, Event, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone, TunnelEstablished,
-    TunnelFailed, to_json,
+    TunnelFailed, escape_controls, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -105,6 +107,11 @@ class Dashboard:
     def _set_status(self, status: str, now: float) -> None:
         self.status = status
         self.status_since = now
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A value shown as itself: rich never reads markup in a Text, and controls are escaped."""
+    return Text(escape_controls(str(text)), style=style)
 
 
 @dataclass
@@ -189,27 +196,27 @@ def render_header(state: Dashboard, now: float) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     style = "green" if state.status == "online" else "yellow"
-    grid.add_row("Status", Text(state.status, style=style))
+    grid.add_row("Status", plain(state.status, style))
     grid.add_row("Uptime", human_duration(now - state.started_at))
     tunnel = state.tunnel
     if tunnel is not None:
-        grid.add_row("Tunnel id", tunnel.tunnel_id)
-        grid.add_row("Forwarding", f"{tunnel.public_url} -> http://{state.local_target}")
+        grid.add_row("Tunnel id", plain(tunnel.tunnel_id))
+        grid.add_row("Forwarding", plain(f"{tunnel.public_url} -> http://{state.local_target}"))
         for label, url in (("Subdomain URL", tunnel.subdomain_url), ("Path URL", tunnel.path_based_url)):
             if url and url != tunnel.public_url:
-                grid.add_row(label, url)
+                grid.add_row(label, plain(url))
         if tunnel.inspector_url:
             count = f" ({state.captured()} captured)" if state.captured is not None else ""
-            grid.add_row("Inspector", tunnel.inspector_url + count)
+            grid.add_row("Inspector", plain(tunnel.inspector_url + count))
     else:
-        grid.add_row("Local target", f"http://{state.local_target}")
-    grid.add_row("Endpoint", state.endpoint)
+        grid.add_row("Local target", plain(f"http://{state.local_target}"))
+    grid.add_row("Endpoint", plain(state.endpoint))
     if state.policy:
-        grid.add_row("Edge policy", Text("\n".join(state.policy)))
+        grid.add_row("Edge policy", Text(escape_controls("\n".join(state.policy), keep="\n")))
     if state.denied:
-        grid.add_row("Denied", ", ".join(f"{reason} {n}" for reason, n in sorted(state.denied.items())))
+        grid.add_row("Denied", plain(", ".join(f"{reason} {n}" for reason, n in sorted(state.denied.items()))))
     if state.notice:
-        grid.add_row("Last event", Text(state.notice, style="dim"))
+        grid.add_row("Last event", plain(state.notice, "dim"))
     return grid
 
 
@@ -245,12 +252,12 @@ def render_requests(state: Dashboard | MultiDashboard) -> Table:
     for row in state.requests() if isinstance(state, MultiDashboard) else state.recent:
         status = Text(str(row.status), style=STATUS_STYLE.get(status_class(row.status), "white"))
         if row.error:
-            status.append(f" {row.error}", style="dim")
+            status.append(f" {escape_controls(row.error)}", style="dim")
         table.add_row(
             datetime.fromtimestamp(row.at).strftime("%H:%M:%S"),
-            *([row.tunnel or ""] if several else []),
-            row.method,
-            row.path,
+            *([plain(row.tunnel or "")] if several else []),
+            plain(row.method),
+            plain(row.path),
             status,
             f"{row.duration_ms} ms",
             human_bytes(row.bytes_out),
@@ -266,10 +273,10 @@ def render_tunnels(state: MultiDashboard) -> Table:
     grid.add_column()
     for number, (name, row) in enumerate(state.rows.items(), 1):
         style = "green" if row.status == "online" else "bold red" if row.failed else "yellow"
-        text = Text(row.status, style=style)
+        text = plain(row.status, style)
         if row.tunnel is not None:
-            text.append(f"  {row.tunnel.public_url}")
-        text.append(f" -> http://{row.local_target}", style="dim")
+            text.append(f"  {escape_controls(row.tunnel.public_url)}")
+        text.append(f" -> http://{escape_controls(row.local_target)}", style="dim")
         p50 = percentile(list(row.latencies_ms), 50)
         text.append(f"\n{row.total} requests")
         for cls in STATUS_CLASSES:
@@ -280,12 +287,12 @@ def render_tunnels(state: MultiDashboard) -> Table:
         if row.policy:
             text.append(f"\nedge policy: {'; '.join(row.policy)}", style="dim")
         if row.denied:
-            text.append("\ndenied " + ", ".join(f"{reason} {n}" for reason, n in sorted(row.denied.items())),
-                        style="yellow")
+            text.append("\ndenied " + escape_controls(", ".join(f"{reason} {n}" for reason, n in
+                                                              sorted(row.denied.items()))), style="yellow")
         why = row.failed or (row.notice if row.status != "online" else None)
         if why:
-            text.append(f"\n{why}", style="red" if row.failed else "yellow")
-        grid.add_row(str(number), name, text)
+            text.append(f"\n{escape_controls(why)}", style="red" if row.failed else "yellow")
+        grid.add_row(str(number), plain(name), text)
     return grid
 
 
@@ -294,15 +301,15 @@ def render_multi(state: MultiDashboard, now: float) -> Panel:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     online = sum(row.status == "online" for row in state.rows.values())
-    grid.add_row("Tunnels", f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else ""))
+    grid.add_row("Tunnels", plain(f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else "")))
     grid.add_row("Uptime", human_duration(now - state.started_at))
     if state.inspector_url:
         count = f" ({state.captured()} captured)" if state.captured is not None else ""
-        grid.add_row("Inspector", state.inspector_url + count)
+        grid.add_row("Inspector", plain(state.inspector_url + count))
     if state.notice:
-        grid.add_row("Last event", Text(state.notice, style="dim"))
+        grid.add_row("Last event", plain(state.notice, "dim"))
     title = Text("Latest requests", style="bold")
-    title.append(f" via {state.only}" if state.only else " (all tunnels)")
+    title.append(f" via {escape_controls(state.only)}" if state.only else " (all tunnels)")
     title.append(f"   keys: 1-{min(9, len(state.rows))} one tunnel, 0 all, t next", style="dim")
     requests = state.requests()
     body = Group(
@@ -356,7 +363,7 @@ def format_line(event: Event, now: float) -> str:
         text = f"tunnel failed, the others go on: {event.reason}"
     else:
         text = f"{event.level}: {event.message}"
-    return f"{stamp} {text}"
+    return f"{stamp} {escape_controls(text)}"
 
 
 class JsonSink:
@@ -382,6 +389,6 @@ class LineSink:
         if isinstance(event, TunnelEstablished) and event.tunnel in self.targets:
             line += f" -> http://{self.targets[event.tunnel]}"
             if event.inspector_url:
-                line += f" (inspector {event.inspector_url})"
+                line += f" (inspector {escape_controls(event.inspector_url)})"
         self.stream.write(line + "\n")
         self.stream.flush()

@@ -4,10 +4,12 @@ Header fidelity (what changes on the way):
 * to the agent: API Gateway gives repeated request headers already comma-joined, so each
   header reaches the agent as ONE value exactly as API Gateway gave it; the ``cookies`` array
   becomes one ``cookie`` header joined with "; ". Hop-by-hop headers (and those named in
-  ``Connection``), ``Host`` and ``Content-Length`` are dropped (the agent sets its own);
-  ``X-Forwarded-For`` (source IP appended unless already last), ``X-Forwarded-Proto``
-  (kept, else https), ``X-Forwarded-Host`` (the public host) and, in path mode,
-  ``X-Forwarded-Prefix: /<id>`` are set.
+  ``Connection``), ``Host`` and ``Content-Length`` are dropped (the agent sets its own).
+  Proxy headers belong to the edge (``agent_headers``): whatever the caller sent in
+  ``PROXY_HEADERS`` is dropped and ``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Host/-Port/
+  -Proto`` and, in path mode, ``X-Forwarded-Prefix: /<id>`` are set from the event's
+  requestContext (source IP, domain name) and the deployment's scheme. ``X-Forwarded-For``
+  keeps the caller's chain with the source IP API Gateway saw as its LAST entry.
 * to the caller: each ``Set-Cookie`` value goes out separately (payload 2.0 ``cookies``);
   other repeated headers are joined with ", " (2.0 has no multiValueHeaders); hop-by-hop
   headers and Content-Length are dropped (API Gateway sets the length).
@@ -28,6 +30,7 @@ notifier's filter ignores); rows of crashed forwards expire by TTL / cleanup.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -35,6 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -66,21 +70,70 @@ def fail(status: int, code: str, message: str) -> Outcome:
     return Outcome(apigw.error_response(status, code, message), status, code)
 
 
+# Request headers that tell an app who called and under which URL. Trusted-proxy middleware
+# (Werkzeug ProxyFix, Express "trust proxy", Spring ForwardedHeaderFilter, Rails, ASP.NET)
+# builds URLs and client addresses from them, so a caller must never choose them: forward drops
+# every one the caller sent and sets the standard ones itself (see agent_headers).
+PROXY_HEADERS = frozenset({
+    "forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-port", "x-forwarded-proto",
+    "x-forwarded-prefix", "x-forwarded-ssl", "x-forwarded-scheme", "x-url-scheme", "front-end-https",
+    "x-forwarded-server", "x-original-host", "x-host", "x-original-url", "x-rewrite-url",
+    "client-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
+})
+
+
+def _public_origin() -> tuple[str, int]:
+    """(scheme, port) callers used: https/443 on AWS (HTTP APIs serve HTTPS only), the local
+    stack's from PUBLIC_HTTP_URL."""
+    parts = urlsplit(config.public_http_url())
+    scheme = parts.scheme if parts.scheme in ("http", "https") else "https"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, port or (443 if scheme == "https" else 80)
+
+
+def _forwarded_element(ip: str, host: str, scheme: str) -> str:
+    """RFC 7239 ``for=...;host=...;proto=...`` (IPv6 and host:port quoted)."""
+    node = f'"[{ip}]"' if ":" in ip else ip
+    host_value = f'"{host}"' if ":" in host else host
+    parts = [f"for={node}"] if ip else []
+    if host:
+        parts.append(f"host={host_value}")
+    parts.append(f"proto={scheme}")
+    return ";".join(parts)
+
+
 def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
     out = protocol.strip_hop_by_hop({name: [value] for name, value in req.headers.items()},
-                                    also=("host", "content-length"))
+                                    also=("host", "content-length", *PROXY_HEADERS))
     cookie_parts = [c for c in ([out.pop("cookie")[0]] if "cookie" in out else []) + list(req.cookies) if c]
     if cookie_parts:
         out["cookie"] = ["; ".join(cookie_parts)]
-    xff = req.headers.get("x-forwarded-for", "")
-    last = xff.rsplit(",", 1)[-1].strip() if xff else ""
-    if req.source_ip and last != req.source_ip:
-        xff = f"{xff}, {req.source_ip}" if xff else req.source_ip
-    if xff:
-        out["x-forwarded-for"] = [xff]
-    out["x-forwarded-proto"] = [req.headers.get("x-forwarded-proto") or "https"]
-    if req.domain_name:
-        out["x-forwarded-host"] = [req.domain_name]
+    try:
+        source_ip = str(ipaddress.ip_address(req.source_ip))
+    except ValueError:
+        source_ip = ""
+    # API Gateway appends the address it saw to the caller's X-Forwarded-For; everything before
+    # that last entry is the caller's own claim. Append it here if the event does not end with it.
+    # Without a valid source IP (never on AWS) the chain is dropped: its last entry would be the caller's.
+    xff = req.headers.get("x-forwarded-for", "").strip()
+    out.pop("x-forwarded-for", None)
+    if source_ip:
+        last = xff.rsplit(",", 1)[-1].strip() if xff else ""
+        out["x-forwarded-for"] = [xff if last == source_ip else f"{xff}, {source_ip}" if xff else source_ip]
+    scheme, port = _public_origin()
+    host = req.domain_name
+    default_port = port == (443 if scheme == "https" else 80)
+    if source_ip:
+        out["x-real-ip"] = [source_ip]
+    out["x-forwarded-proto"] = [scheme]
+    out["x-forwarded-port"] = [str(port)]
+    if host:
+        out["x-forwarded-host"] = [host]
+    public_host = host if default_port or not host else f"{host}:{port}"
+    out["forwarded"] = [_forwarded_element(source_ip, public_host, scheme)]
     if route.prefix:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
@@ -91,15 +144,15 @@ def caller_headers(headers: Headers) -> Headers:
 
 
 def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
-                     deadline_ms: int, rules: policy.Policy | None = None) -> str:
-    upload_url = bodies.response_upload_url(request_id) if bodies.enabled() else None
+                     deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None) -> str:
+    upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
     headers = agent_headers(req, route)
     if rules:
         policy.apply_rules(headers, rules.request_remove, rules.request_add)
     common: dict[str, Any] = dict(
         request_id=request_id, method=req.method, uri=uri, headers=headers,
-        timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload_url=upload_url,
-        deadline_ms=deadline_ms)
+        timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,
+        deadline_ms=deadline_ms, time_left_ms=time_left_ms)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
         frame = protocol.encode(protocol.HttpRequest(body=protocol.b64encode(req.body), **common))
         if len(frame.encode("utf-8")) <= limits.WS_MESSAGE_MAX - MESSAGE_HEADROOM or not bodies.enabled():
@@ -154,20 +207,24 @@ def _parse_headers(text: str) -> Headers:
         return {}
 
 
-def _response_body(request_id: str, answer: store.Answer) -> bytes | Outcome:
+def _response_body(request_id: str, answer: store.Answer) -> bytes | bodies.Stored | Outcome:
+    """The answer's body: inline bytes, or the one S3 version forward read and checked."""
     if not answer.body_uploaded:
         return protocol.b64decode(answer.body_b64)
     if not bodies.enabled():
         return fail(502, "internal_error", "agent uploaded a body but no body bucket is configured")
     try:
-        body = bodies.get_response_body(request_id)
+        stored = bodies.get_response_body(request_id)
     except bodies.BodyTooLarge:
         return fail(502, "response_too_large", "response body exceeds the 10 MB limit")
     except bodies.BodyMissing:
         return fail(502, "internal_error", "agent said it uploaded the body but it is missing")
-    if answer.body_sha256 and hashlib.sha256(body).hexdigest() != answer.body_sha256.lower():
+    except bodies.NotVersioned:
+        log.error("body bucket is not versioned: an uploaded body cannot be pinned", request_id=request_id)
+        return fail(502, "internal_error", "uploaded response bodies are not available (bucket configuration)")
+    if answer.body_sha256 and hashlib.sha256(stored.body).hexdigest() != answer.body_sha256.lower():
         return fail(502, "internal_error", "uploaded response body does not match its checksum")
-    return body
+    return stored
 
 
 def _first(headers: Headers, name: str) -> str:
@@ -184,18 +241,19 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
         status = protocol.ERROR_STATUS.get(code, 502)
         detail = (answer.error_message or "").replace("\n", " ")[:200]
         return fail(status, code, f"{code}: {detail}" if detail else code)
-    body = _response_body(request_id, answer)
-    if isinstance(body, Outcome):
-        return body
-    headers = caller_headers(_parse_headers(answer.headers_json))
+    loaded = _response_body(request_id, answer)
+    if isinstance(loaded, Outcome):
+        return loaded
+    body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
+    headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json)))
     if rules:
         policy.apply_rules(headers, rules.response_remove, rules.response_add)
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
                                          route.prefix)
         headers = rewrite.rewrite_headers(headers, route.prefix)
-        if rewritten != body and answer.body_uploaded:
-            answer = store.Answer(status=answer.status, status_code=answer.status_code, body_uploaded=False)
+        if rewritten != body:
+            version = None  # forward stores what it changed itself
         body = rewritten
     fits = limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM
     result = apigw.http_response(answer.status_code, headers, body)
@@ -206,14 +264,20 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
         if apigw.result_size(result) <= fits:
             return Outcome(result, answer.status_code)
     if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
-        return _redirect_to_s3(request_id, headers, body, answer.body_uploaded)
+        return _redirect_to_s3(request_id, headers, body, version)
     return fail(502, "response_too_large", "response is too large to return through API Gateway")
 
 
-def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, already_uploaded: bool) -> Outcome:
-    if not already_uploaded:
-        bodies.put_response_body(request_id, body)
-    url = bodies.response_download_url(request_id, _first(headers, "content-type") or None)
+def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str | None) -> Outcome:
+    """307 to the object version forward checked (or stored itself): never to whatever the
+    agent's upload form might put under the key later."""
+    if version is None:
+        try:
+            version = bodies.put_response_body(request_id, body)
+        except bodies.NotVersioned:
+            log.error("body bucket is not versioned: the redirect cannot be pinned", request_id=request_id)
+            return fail(502, "internal_error", "response too large and the body bucket is misconfigured")
+    url = bodies.response_download_url(request_id, version, _first(headers, "content-type") or None)
     result = apigw.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
                                  b"")
     return Outcome(result, 307)
@@ -224,7 +288,7 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
     if not _TOKEN_RE.fullmatch(req.method):
         return fail(400, "invalid_request", "invalid method")
     route = routing.resolve(req.domain_name, req.raw_path, config.tunnel_domain())
-    if route is None:
+    if route is None or (route.mode == routing.PATH and not config.path_routing()):
         return fail(404, "tunnel_not_found", "tunnel not found")
     try:
         target = routing.request_target(route.path, req.raw_query)
@@ -326,7 +390,8 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: d
     fields.update(request_id=request_id, connection_id=conn.connection_id)
     wait_s = config.forward_wait_seconds()
     deadline = time.monotonic() + wait_s
-    frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000), rules)
+    frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
+                             max(0, int((deadline - time.monotonic()) * 1000)), rules)
     store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
                                     tunnel_id=route.tunnel_id, method=req.method, path=route.path,
                                     created_at=int(time.time() * 1000), request_bytes=len(req.body)))

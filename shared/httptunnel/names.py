@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, int] = {
     "webhook_signature_invalid": 403,
     "tunnel_not_found": 404,
     "payload_too_large": 413,
+    "tunnel_busy": 429,
     "agent_gone": 502,
     "internal_error": 502,
     "response_too_large": 502,

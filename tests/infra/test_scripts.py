@@ -205,6 +205,7 @@ def test_tf_local_vars_follow_the_build(tmp_path):
     values = tf_local.local_vars(tmp_path, {"name_prefix": "t1"})
     assert values["lambda_architecture"] == "x86_64" and values["lambda_runtime"] == "python3.13"
     assert values["local_fast_apply"] is True and values["name_prefix"] == "t1"
+    assert values["local_plain_http"] is True  # moto cannot evaluate the TLS-only bucket policies
     assert values["build_dir"] == str(tmp_path.resolve())
 
 

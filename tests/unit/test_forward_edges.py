@@ -94,8 +94,10 @@ def big_agent(mgmt, response_body: bytes, content_type: str = "application/octet
         else:
             body = base64.b64decode(msg["body"])
         received.append(body)
-        assert _s3_key(msg["response_upload_url"]) == "resp/" + msg["request_id"]
-        s3.put_object(Bucket=BUCKET, Key=_s3_key(msg["response_upload_url"]), Body=response_body)
+        assert "response_upload_url" not in msg  # a PUT URL could carry any size
+        key = msg["response_upload"]["fields"]["key"]
+        assert key == "resp/" + msg["request_id"]
+        s3.put_object(Bucket=BUCKET, Key=key, Body=response_body)
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200,
                                      headers={"content-type": [content_type]}, body_uploaded=True,
                                      body_size=len(response_body),
@@ -149,7 +151,7 @@ def test_uploaded_body_with_wrong_checksum_is_502(aws, mgmt, ctx):
     s3 = boto3.client("s3")
 
     def reply(msg):
-        s3.put_object(Bucket=BUCKET, Key=_s3_key(msg["response_upload_url"]), Body=b"truncated")
+        s3.put_object(Bucket=BUCKET, Key=msg["response_upload"]["fields"]["key"], Body=b"truncated")
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200, body_uploaded=True,
                                      body_sha256=hashlib.sha256(b"the full body").hexdigest())
     Agent(mgmt, "conn-A", reply)

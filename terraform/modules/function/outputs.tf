@@ -35,6 +35,6 @@ output "log_group_name" {
 }
 
 output "reserved_concurrency" {
-  description = "Reserved concurrent executions (-1 = unreserved); the observability module alarms near it."
+  description = "Reserved concurrent executions (-1 = unreserved); the observability module alarms near it, terraform tests assert on it."
   value       = aws_lambda_function.this.reserved_concurrent_executions
 }

@@ -51,6 +51,16 @@ resource "aws_apigatewayv2_stage" "this" {
     throttling_rate_limit  = var.throttling_rate_limit
   }
 
+  # Per-route limits (e.g. $connect: anyone on the internet can knock on it).
+  dynamic "route_settings" {
+    for_each = var.route_throttles
+    content {
+      route_key              = aws_apigatewayv2_route.this[route_settings.key].route_key
+      throttling_burst_limit = route_settings.value.burst_limit
+      throttling_rate_limit  = route_settings.value.rate_limit
+    }
+  }
+
   tags = var.tags
 
   depends_on = [aws_apigatewayv2_route.this]

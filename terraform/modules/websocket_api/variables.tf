@@ -39,6 +39,20 @@ variable "throttling_rate_limit" {
   default     = 1000
 }
 
+variable "route_throttles" {
+  type = map(object({
+    burst_limit = number
+    rate_limit  = number
+  }))
+  description = "Route key -> its own throttling (burst requests, steady requests per second), tighter or looser than the stage default."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.route_throttles) : contains(["$connect", "$disconnect", "$default"], k)])
+    error_message = "route_throttles keys must be routes of this API: $connect, $disconnect, $default."
+  }
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to the API and stage."
