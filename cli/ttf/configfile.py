@@ -1,5 +1,8 @@
 """ttf.toml: several tunnels from one `ttf` process (read with the stdlib's tomllib).
 
+(Over 300 lines because the key table, the TOML type checks and the line finder for error
+messages belong together: splitting them would scatter the one schema across modules.)
+
     endpoint = "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod"   # defaults for every tunnel
 
     [tunnels.web]

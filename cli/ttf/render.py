@@ -1,5 +1,8 @@
 """Output: the dashboard state, pure renderers, plain log lines and JSON lines.
 
+(Over 300 lines: the dashboard's state, its renderers and the two sinks share one event model;
+each function is small and tested through Console(record=True).)
+
 Nothing here does I/O except the two small sinks at the bottom; renderers take the state
 and the current time and return rich renderables (tested through Console(record=True)).
 Dashboard is one tunnel's state (the whole screen for the command line's tunnel); with a config

@@ -48,6 +48,11 @@ class ProcessShared:
     inspector_url: str | None = None
 
 
+# Requests waiting for a local slot, per slot: beyond max_concurrency x (1 + this), the agent answers
+# tunnel_busy (429 at the edge) at once instead of queueing without bound.
+QUEUE_PER_SLOT = 4
+
+
 class TunnelRunner:
     def __init__(self, config: Config, shared: ProcessShared, backoff: Backoff | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -93,7 +98,8 @@ class TunnelRunner:
         return TunnelSession(opened.ws, opened.info, handle=self.forwarder.handle, slots=self.slots,
                              emit=self.shared.emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
-                             on_denied=self._record_denied)
+                             on_denied=self._record_denied,
+                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT))
 
     def _record_denied(self, denied: protocol.RequestDenied) -> None:
         self.shared.emit(RequestDenied(denied.method, denied.uri, denied.status, denied.reason, max(1, denied.count)))
