@@ -345,6 +345,9 @@ module "domain" {
 locals {
   tunnel_error_codes = {
     invalid_request           = 400
+    basic_auth_required       = 401
+    ip_denied                 = 403
+    webhook_signature_invalid = 403
     tunnel_not_found          = 404
     payload_too_large         = 413
     tunnel_busy               = 429

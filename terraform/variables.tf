@@ -470,7 +470,7 @@ variable "alarm_thresholds" {
 
   validation {
     condition     = alltrue([for code in keys(var.alarm_thresholds.tunnel_error_percent) : contains(keys(local.tunnel_error_codes), code)])
-    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, tunnel_not_found, payload_too_large, tunnel_busy, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
+    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, basic_auth_required, ip_denied, webhook_signature_invalid, tunnel_not_found, payload_too_large, tunnel_busy, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
   }
 
   validation {

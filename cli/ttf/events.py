@@ -67,6 +67,29 @@ class RequestDone:
 
 
 @dataclass(frozen=True)
+class RequestDenied:
+    """The edge refused requests (a request_denied notice; ``count`` > 1 when the edge rate-limited
+    its notices and counted the others into this one)."""
+
+    method: str
+    path: str
+    status: int
+    reason: str  # the x-tunnel-error code: ip_denied, basic_auth_required, webhook_signature_invalid
+    count: int = 1
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    event: ClassVar[str] = "request_denied"
+
+
+@dataclass(frozen=True)
+class PolicyActive:
+    """The edge policy a tunnel sends at every connect, one rule per line, secrets masked."""
+
+    rules: tuple[str, ...]
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    event: ClassVar[str] = "policy"
+
+
+@dataclass(frozen=True)
 class Disconnected:
     reason: str
     tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
@@ -101,7 +124,8 @@ class TunnelFailed:
     event: ClassVar[str] = "tunnel_failed"
 
 
-Event = Union[Connected, TunnelEstablished, RequestDone, Disconnected, Reconnecting, Notice, TunnelFailed]
+Event = Union[Connected, TunnelEstablished, RequestDone, RequestDenied, PolicyActive, Disconnected, Reconnecting,
+              Notice, TunnelFailed]
 Sink = Callable[[Event], None]
 
 
@@ -122,4 +146,6 @@ def to_json(event: Event) -> dict[str, Any]:
         del data["tunnel"]  # the command line's one tunnel: the lines are what they always were
     if isinstance(event, Reconnecting):
         data["delay_s"] = round(event.delay_s, 3)
+    if isinstance(event, PolicyActive):
+        data["rules"] = list(event.rules)
     return data

@@ -28,8 +28,8 @@ from rich.text import Text
 
 from ttf._version import __version__
 from ttf.events import (
-    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, TunnelFailed,
-    escape_controls, to_json,
+    Connected, Disconnected, Event, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone, TunnelEstablished,
+    TunnelFailed, escape_controls, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -68,6 +68,8 @@ class Dashboard:
     notice: str | None = None
     failed: str | None = None  # why the tunnel gave up (config file: the others go on)
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
+    policy: tuple[str, ...] = ()  # the edge policy's rules, secrets masked
+    denied: dict[str, int] = field(default_factory=dict)  # x-tunnel-error code -> requests the edge refused
 
     def apply(self, event: Event, now: float) -> None:
         if isinstance(event, RequestDone):
@@ -80,6 +82,12 @@ class Dashboard:
             self.bytes_out += event.bytes_out
             self.recent.appendleft(RequestRow(now, event.method, event.path, event.status, event.duration_ms,
                                               event.bytes_out, event.error, event.tunnel))
+        elif isinstance(event, RequestDenied):
+            self.denied[event.reason] = self.denied.get(event.reason, 0) + event.count
+            self.recent.appendleft(RequestRow(now, event.method, event.path, event.status, 0, 0,
+                                              f"denied at the edge: {event.reason}", event.tunnel))
+        elif isinstance(event, PolicyActive):
+            self.policy = event.rules
         elif isinstance(event, Connected):
             self._set_status("connected, waiting for the tunnel", now)
         elif isinstance(event, TunnelEstablished):
@@ -139,7 +147,7 @@ class MultiDashboard:
                 self.notice = event.message
             return
         row.apply(event, now)
-        if isinstance(event, RequestDone):
+        if isinstance(event, (RequestDone, RequestDenied)):
             self.recent.appendleft(row.recent[0])
 
     def select(self, key: str) -> None:
@@ -206,6 +214,10 @@ def render_header(state: Dashboard, now: float) -> Table:
     else:
         grid.add_row("Local target", plain(f"http://{state.local_target}"))
     grid.add_row("Endpoint", plain(state.endpoint))
+    if state.policy:
+        grid.add_row("Edge policy", Text(escape_controls("\n".join(state.policy), keep="\n")))
+    if state.denied:
+        grid.add_row("Denied", plain(", ".join(f"{reason} {n}" for reason, n in sorted(state.denied.items()))))
     if state.notice:
         grid.add_row("Last event", plain(state.notice, "dim"))
     return grid
@@ -275,6 +287,11 @@ def render_tunnels(state: MultiDashboard) -> Table:
             text.append(str(row.counts[cls]), style=STATUS_STYLE[cls] if row.counts[cls] else "dim")
         text.append(f"  p50 {'-' if p50 is None else f'{p50} ms'}  in {human_bytes(row.bytes_in)}  "
                     f"out {human_bytes(row.bytes_out)}  reconnects {row.reconnects}", style="dim")
+        if row.policy:
+            text.append(f"\nedge policy: {'; '.join(row.policy)}", style="dim")
+        if row.denied:
+            text.append("\ndenied " + escape_controls(", ".join(f"{reason} {n}" for reason, n in
+                                                              sorted(row.denied.items()))), style="yellow")
         why = row.failed or (row.notice if row.status != "online" else None)
         if why:
             text.append(f"\n{escape_controls(why)}", style="red" if row.failed else "yellow")
@@ -337,6 +354,12 @@ def format_line(event: Event, now: float) -> str:
         text = f"{verb}: {urls} (tunnel id {event.tunnel_id})"
     elif isinstance(event, Disconnected):
         text = f"disconnected: {event.reason}"
+    elif isinstance(event, RequestDenied):
+        text = f"{event.method} {event.path} {event.status} denied at the edge: {event.reason}"
+        if event.count > 1:
+            text += f" (x{event.count})"
+    elif isinstance(event, PolicyActive):
+        text = "edge policy: " + "; ".join(event.rules)
     elif isinstance(event, Reconnecting):
         text = f"reconnecting in {event.delay_s:.1f} s (attempt {event.attempt}): {event.reason}"
     elif isinstance(event, TunnelFailed):

@@ -24,7 +24,7 @@ from httptunnel.protocol import Headers
 
 from ttf.backoff import Backoff
 from ttf.config import Config
-from ttf.events import Sink
+from ttf.events import RequestDenied, Sink
 from ttf.forward import Exchange, Forwarder, local_session
 from ttf.handshake import open_socket
 from ttf.inspector import History
@@ -102,6 +102,7 @@ class TunnelRunner:
                              queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT))
 
     def _record_denied(self, denied: protocol.RequestDenied) -> None:
+        self.shared.emit(RequestDenied(denied.method, denied.uri, denied.status, denied.reason, max(1, denied.count)))
         if self.shared.history is not None:  # the edge refused it; the inspector lists it
             self.shared.history.record_denied(time.time(), denied.method, denied.uri, denied.headers,
                                               denied.status, denied.reason, tunnel=self.name)

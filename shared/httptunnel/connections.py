@@ -2,7 +2,8 @@
 
 Connect answers (the agent sees the status as the WebSocket handshake result):
 200 connected; 400 malformed request (bad X-Tunnel-Id / name / reclaim token, an id without a
-reclaim token); 401 auth required and token missing/invalid; 403 named subdomain not granted by
+reclaim token, an X-Tunnel-Policy that is too big, malformed or names an unknown provider);
+401 auth required and token missing/invalid; 403 named subdomain not granted by
 the token (or auth disabled); 409 the tunnel id / name is not yours (held by someone else, or
 no reservation exists for that id); 500 configuration error. Nothing is stored unless 200.
 
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import apigw, auth, config, log, routing, store
+from . import apigw, auth, config, log, policy, routing, store
 
 NEW_ID_ATTEMPTS = 5
 # What `secrets.token_urlsafe(32)` makes (43 chars = 256 bits) up to a generous bound; the
@@ -58,6 +59,19 @@ def _rewrite_wanted(ws: apigw.WsEvent) -> bool | None:
     if value in REWRITE_OFF:
         return False
     return None
+
+
+def _policy(ws: apigw.WsEvent) -> str | None | Outcome:
+    """The X-Tunnel-Policy header (never the query string: it can hold webhook secrets) ->
+    canonical JSON for the row; None when absent or empty; a 400 Outcome when unusable."""
+    value = ws.headers.get(policy.HEADER.lower(), "").strip()
+    if not value:
+        return None
+    try:
+        parsed = policy.from_header(value)
+    except policy.PolicyError as exc:
+        return Outcome(400, f"invalid policy: {exc}")
+    return parsed.to_json() if parsed else None
 
 
 def _authenticate(ws: apigw.WsEvent) -> auth.Identity | None | Outcome:
@@ -117,8 +131,11 @@ def connect(event: Any) -> dict[str, Any]:
     token = _pick(ws, "token")
     name, wanted_id = _pick(ws, "sub").lower(), _pick(ws, "id").lower()
     rewrite = _rewrite_wanted(ws)
+    edge_policy = _policy(ws)
     if rewrite is None:
         outcome = Outcome(400, "X-Tunnel-Rewrite must be on or off")
+    elif isinstance(edge_policy, Outcome):
+        outcome = edge_policy
     elif token and not RECLAIM_TOKEN_RE.fullmatch(token):
         outcome = Outcome(400, "X-Tunnel-Reclaim-Token must be 43-128 chars of [A-Za-z0-9_-]")
     elif name:
@@ -134,9 +151,10 @@ def connect(event: Any) -> dict[str, Any]:
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
         subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
-        rewrite=bool(rewrite)))
+        rewrite=bool(rewrite), policy=edge_policy if isinstance(edge_policy, str) else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=identity.subject if identity else None, rewrite=bool(rewrite))
+             subject=identity.subject if identity else None, rewrite=bool(rewrite),
+             policy=bool(edge_policy))  # whether one is in force, never its content
     return apigw.ws_response(200)
 
 

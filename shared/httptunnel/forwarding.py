@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from . import apigw, bodies, config, limits, log, names, protocol, rewrite, routing, store
+from . import apigw, bodies, config, limits, log, names, policy, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -144,10 +144,13 @@ def caller_headers(headers: Headers) -> Headers:
 
 
 def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
-                     deadline_ms: int, time_left_ms: int) -> str:
+                     deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None) -> str:
     upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
+    headers = agent_headers(req, route)
+    if rules:
+        policy.apply_rules(headers, rules.request_remove, rules.request_add)
     common: dict[str, Any] = dict(
-        request_id=request_id, method=req.method, uri=uri, headers=agent_headers(req, route),
+        request_id=request_id, method=req.method, uri=uri, headers=headers,
         timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,
         deadline_ms=deadline_ms, time_left_ms=time_left_ms)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
@@ -230,7 +233,7 @@ def _first(headers: Headers, name: str) -> str:
 
 
 def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
-                 rewrite_paths: bool = True) -> Outcome:
+                 rewrite_paths: bool = True, rules: policy.Policy | None = None) -> Outcome:
     """The caller's response. In path mode root-relative links are rewritten unless the agent
     connected with rewriting off (``rewrite_paths``): then every byte is the local service's."""
     if answer.status == names.STATUS_ERROR:
@@ -243,6 +246,8 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
         return loaded
     body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
     headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json)))
+    if rules:
+        policy.apply_rules(headers, rules.response_remove, rules.response_add)
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
                                          route.prefix)
@@ -327,16 +332,66 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- edge policy
+
+DENIED_BURST = 5  # request_denied notices one instance may send a connection at once ...
+DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
+_denied_budget: dict[str, tuple[float, float, int]] = {}  # connection -> (tokens, at, suppressed)
+
+
+def _tell_agent_denied(conn: store.Connection, req: apigw.HttpEvent, target: str, denial: policy.Denial) -> None:
+    """A request_denied notice, rate-limited per forward instance and connection (token bucket).
+    A suppressed denial is counted into the next notice's ``count``; N instances under a flood
+    send at most N x (burst + rate) notices. Best effort: a failed post changes nothing."""
+    now = time.monotonic()
+    tokens, at, suppressed = _denied_budget.get(conn.connection_id, (float(DENIED_BURST), now, 0))
+    tokens = min(float(DENIED_BURST), tokens + (now - at) * DENIED_PER_S)
+    if tokens < 1.0:
+        _denied_budget[conn.connection_id] = (tokens, now, suppressed + 1)
+        return
+    if len(_denied_budget) > 1000:
+        _denied_budget.clear()
+    _denied_budget[conn.connection_id] = (tokens - 1.0, now, 0)
+    headers = {k: [v] for k, v in req.headers.items() if k not in ("authorization", "cookie")}
+    frame = protocol.encode(protocol.RequestDenied(
+        method=req.method, uri=target, status=denial.status,
+        reason=denial.code, headers=headers, timestamp=int(time.time() * 1000), count=1 + suppressed))
+    try:
+        apigw.post_to_connection(conn.connection_id, frame, apigw.management_endpoint(conn.domain_name, conn.stage))
+    except (apigw.Gone, ClientError) as exc:
+        log.info("request_denied notice not delivered", connection_id=conn.connection_id, error=type(exc).__name__)
+
+
+def _edge_policy(req: apigw.HttpEvent, target: str, conn: store.Connection) -> policy.Policy | Outcome | None:
+    """THE policy hook: the tunnel's rules (None = open) or the denial the caller gets."""
+    if not conn.policy:
+        return None
+    try:
+        rules = policy.cached(conn.policy)
+    except policy.PolicyError:  # connect stores only what parses; refuse rather than run open
+        return fail(502, "internal_error", "the tunnel's stored policy is unreadable")
+    denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body)
+    if denial is None:
+        return rules
+    _tell_agent_denied(conn, req, target, denial)
+    result = apigw.error_response(denial.status, denial.code, denial.message)
+    result["headers"].update(denial.headers)
+    return Outcome(result, denial.status, denial.code)
+
+
 def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
     conn = store.newest_connection_for_tunnel(route.tunnel_id)
     if conn is None:
         return fail(404, "tunnel_not_found", "tunnel not found")
+    rules = _edge_policy(req, target, conn)
+    if isinstance(rules, Outcome):
+        return rules
     request_id = uuid.uuid4().hex
     fields.update(request_id=request_id, connection_id=conn.connection_id)
     wait_s = config.forward_wait_seconds()
     deadline = time.monotonic() + wait_s
     frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
-                             max(0, int((deadline - time.monotonic()) * 1000)))
+                             max(0, int((deadline - time.monotonic()) * 1000)), rules)
     store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
                                     tunnel_id=route.tunnel_id, method=req.method, path=route.path,
                                     created_at=int(time.time() * 1000), request_bytes=len(req.body)))
@@ -351,7 +406,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: d
     if isinstance(answer, str):
         outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
     else:
-        outcome = build_answer(request_id, req, route, answer, conn.rewrite)
+        outcome = build_answer(request_id, req, route, answer, conn.rewrite, rules)
     store.delete_pending(request_id)
     return outcome
 

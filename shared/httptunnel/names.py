@@ -29,6 +29,9 @@ ERROR_HEADER = "x-tunnel-error"
 # exactly these codes (tests/infra/test_contract.py and tests/unit/test_error_codes.py check both).
 ERROR_CODES: dict[str, int] = {
     "invalid_request": 400,
+    "basic_auth_required": 401,  # the edge policy (httptunnel.policy)
+    "ip_denied": 403,
+    "webhook_signature_invalid": 403,
     "tunnel_not_found": 404,
     "payload_too_large": 413,
     "tunnel_busy": 429,

@@ -127,6 +127,7 @@ class RequestDenied:
     reason: str  # the x-tunnel-error code the caller got
     headers: Headers = field(default_factory=dict)
     timestamp: int = 0  # unix ms
+    count: int = 1  # denials this notice stands for (the edge rate-limits notices and counts the rest in)
     type = "request_denied"
 
 
@@ -188,6 +189,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "reason": ((str,), True),
         "headers": ((dict,), False),
         "timestamp": ((int,), False),
+        "count": ((int,), False),
     },
 }
 

@@ -73,6 +73,7 @@ class Connection:
     subject: str | None = None
     subdomain: str | None = None
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
+    policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -85,6 +86,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         subject=item.get("subject"),
         subdomain=item.get("subdomain"),
         rewrite=item.get("rewrite") is not False,
+        policy=item.get("policy") or None,
     )
 
 
@@ -99,6 +101,7 @@ def put_connection(conn: Connection) -> None:
         "subject": conn.subject,
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
+        "policy": conn.policy,  # holds webhook secrets: see the README's security model
     }))
 
 

@@ -122,6 +122,29 @@ def test_json_lines_shape():
     assert third == {"event": "reconnecting", "delay_s": 0.988, "attempt": 1, "reason": "x", "ts": third["ts"]}
 
 
+def test_denials_are_counted_by_reason_and_the_policy_is_shown_masked():
+    from httptunnel import policy
+    from ttf.events import PolicyActive, RequestDenied
+
+    rules = tuple(policy.build(basic_auth=["alice:topsecretpw"], hooks=["stripe:whsec_verysecretvalue1"]).describe())
+    assert not any("topsecretpw" in r or "verysecretvalue1" in r for r in rules)
+    state = Dashboard(endpoint="wss://e", local_target="127.0.0.1:3000", started_at=T0)
+    for event in (PolicyActive(rules), RequestDenied("GET", "/a", 403, "ip_denied"),
+                  RequestDenied("GET", "/b", 403, "ip_denied", count=4),
+                  RequestDenied("POST", "/hook", 403, "webhook_signature_invalid")):
+        state.apply(event, T0)
+    assert state.denied == {"ip_denied": 5, "webhook_signature_invalid": 1} and state.total == 0
+    text = record(render_dashboard(state, T0)).export_text()
+    assert "ip_denied 5" in text and "webhook_signature_invalid 1" in text and "user 'alice'" in text
+    assert "(x4)" in format_line(RequestDenied("GET", "/b", 403, "ip_denied", count=4), T0)
+    out = io.StringIO()
+    JsonSink(out)(RequestDenied("GET", "/b", 403, "ip_denied", count=4))
+    JsonSink(out)(PolicyActive(rules))
+    denied, active = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (denied["event"], denied["reason"], denied["count"]) == ("request_denied", "ip_denied", 4)
+    assert active["event"] == "policy" and active["rules"] == list(rules)
+
+
 # ---- network strings are data (issue 12): never markup, control characters escaped ------------
 
 HOSTILE_PATH = "/[link=https://evil.example]click[/link][bold red]X[/]\x1b]0;pwned\x07\x1b[2J\u202eexe.txt"
