@@ -89,8 +89,9 @@ locals {
       LOG_LEVEL              = var.log_level
     }
     stream_notifier = {
-      EVENT_BUS_NAME = module.events.event_bus_name
-      LOG_LEVEL      = var.log_level
+      CONNECTIONS_TABLE = module.tables.connections_table_name
+      EVENT_BUS_NAME    = module.events.event_bus_name
+      LOG_LEVEL         = var.log_level
     }
   }
 
@@ -119,13 +120,13 @@ locals {
     ]
     response = [
       { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
-      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
     ]
     forward = [
       { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
-      { sid = "Pending", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
     ]
@@ -136,12 +137,14 @@ locals {
     ]
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
+      { sid = "TunnelOfAnswer", actions = ["dynamodb:BatchGetItem"], resources = [local.connections_arn] },
       { sid = "ReadStream", actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"], resources = [module.tables.pending_stream_arn] },
     ]
   }
 
+  # New answer rows (written once, never modified; TTL removals are REMOVE and filtered out).
   stream_filter = {
-    eventName = ["MODIFY"]
+    eventName = ["INSERT"]
     dynamodb  = { NewImage = { status = { S = ["completed", "error"] } } }
   }
 }
@@ -272,8 +275,11 @@ module "events" {
   cleanup_function_arn       = module.functions["cleanup"].function_arn
 }
 
-# Completed (or failed) requests only; the handler reports partial batch failures.
+# The traffic log (var.traffic_log): answer rows only; the handler reports partial batch
+# failures. Without it there is no mapping, so no stream record ever invokes anything.
 resource "aws_lambda_event_source_mapping" "this" {
+  count = var.traffic_log ? 1 : 0
+
   event_source_arn                   = module.tables.pending_stream_arn
   function_name                      = module.functions["stream_notifier"].function_arn
   starting_position                  = "LATEST"

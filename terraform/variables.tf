@@ -112,6 +112,12 @@ variable "point_in_time_recovery" {
   default     = false
 }
 
+variable "traffic_log" {
+  description = "Publish one EventBridge event per answered request (the traffic log: stream_notifier reads the answer rows' stream). Costs about $1 per million requests in PutEvents plus the notifier's invocations; false (the default) creates no stream mapping, so no stream record leads to an invocation."
+  type        = bool
+  default     = false
+}
+
 variable "cleanup_schedule" {
   type        = string
   description = "EventBridge schedule of the cleanup Lambda."

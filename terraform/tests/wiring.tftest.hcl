@@ -139,6 +139,10 @@ run "tables" {
 run "routes_and_stream" {
   command = apply
 
+  variables {
+    traffic_log = true
+  }
+
   assert {
     condition = module.websocket_api.route_targets == {
       "$connect"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/connect/invocations"
@@ -154,7 +158,7 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = aws_lambda_event_source_mapping.this.function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
     error_message = "the pending stream must feed stream_notifier"
   }
 
@@ -169,12 +173,12 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = flatten([for fc in aws_lambda_event_source_mapping.this.filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["MODIFY"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
-    error_message = "stream filter must pass MODIFY rows whose status became completed or error"
+    condition     = flatten([for fc in aws_lambda_event_source_mapping.this[0].filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["INSERT"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
+    error_message = "stream filter must pass new answer rows (INSERT, status completed or error)"
   }
 
   assert {
-    condition     = aws_lambda_event_source_mapping.this.function_response_types == toset(["ReportBatchItemFailures"])
+    condition     = aws_lambda_event_source_mapping.this[0].function_response_types == toset(["ReportBatchItemFailures"])
     error_message = "stream mapping must report partial batch failures"
   }
 
@@ -232,7 +236,17 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["EVENT_BUS_NAME", "LOG_LEVEL"])
+    condition     = length(aws_lambda_event_source_mapping.this) == 0
+    error_message = "traffic_log defaults to false: no stream mapping, so no stream record invokes anything"
+  }
+
+  assert {
+    condition     = flatten([for s in jsondecode(module.functions["forward"].policy).Statement : s.Action if s.Sid == "Pending"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    error_message = "forward reads answers and writes only a give-up row: no UpdateItem or DeleteItem on the request path"
+  }
+
+  assert {
+    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"])
     error_message = "stream_notifier environment"
   }
 

@@ -55,7 +55,7 @@ NOT_CALLED_BY_HANDLER = {
 NOT_REACHED = {
     "forward": {"dynamodb:DeleteItem":
                 "store.delete_connection when PostToConnection and GET @connections both say the agent is gone"},
-    "response": {"dynamodb:UpdateItem": "store.complete_pending when the agent answers an http_request"},
+    "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
 OPERATION_ACTION = {("apigatewaymanagementapi", op): "execute-api:ManageConnections"
@@ -223,11 +223,11 @@ def observed(stack, deployed):
         big["isBase64Encoded"] = True
         run("forward", big)
         stream_event = {"Records": [{
-            "eventID": "1", "eventName": "MODIFY", "eventSource": "aws:dynamodb",
-            "dynamodb": {"Keys": {"requestId": {"S": "r1"}},
-                         "NewImage": {"requestId": {"S": "r1"}, "status": {"S": "completed"},
-                                      "tunnelId": {"S": tunnel_id}, "method": {"S": "GET"},
-                                      "path": {"S": "/hello"}, "statusCode": {"N": "200"}},
+            "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"requestId": {"S": "r1:c1"}},
+                         "NewImage": {"requestId": {"S": "r1:c1"}, "forRequest": {"S": "r1"},
+                                      "connectionId": {"S": connect["requestContext"]["connectionId"]},
+                                      "status": {"S": "completed"}, "statusCode": {"N": "200"}},
                          "SequenceNumber": "1"}}]}
         run("stream_notifier", stream_event)
         disconnect_context = connect["requestContext"] | {"routeKey": "$disconnect", "eventType": "DISCONNECT"}
