@@ -118,8 +118,14 @@ def connection_exists(connection_id: str) -> bool:
     return "Item" in out
 
 
-def delete_connection(connection_id: str) -> None:
-    _call("delete_item", TableName=config.connections_table(), Key=_key(names.CONN_PK, connection_id))
+def delete_connection(connection_id: str) -> Connection | None:
+    """Delete the row; returns what it held (ReturnValues=ALL_OLD: same call, same price), None if none."""
+    out = _call("delete_item", TableName=config.connections_table(), Key=_key(names.CONN_PK, connection_id),
+                ReturnValues="ALL_OLD")
+    item = out.get("Attributes")
+    if not item or RESERVATION_PREFIX in connection_id:
+        return None
+    return _connection_from(_plain(item))
 
 
 def newest_connection_for_tunnel(tunnel_id: str) -> Connection | None:
