@@ -34,6 +34,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,12 @@ POLL_START_S = 0.005
 POLL_CAP_S = 0.05
 POLL_FRACTION = 0.2
 POLL_MAX_S = 0.5
+# The first poll waits for a fraction of the tunnel's recent answer times (learned per warm
+# instance): reads before the earliest possible answer are wasted (see shared/README.md).
+FIRST_POLL_FRACTION = 0.7
+FIRST_POLL_MAX_S = 0.1
+ANSWER_TIMES_KEPT = 16  # per tunnel
+ANSWER_TIMES_MIN = 3  # fewer samples: poll at once
 ALIVE_CHECK_S = 1.0
 CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row this long
 ABSENT_CACHE_S = 1.0  # an unknown tunnel is answered 404 from memory at most this long
@@ -119,11 +126,45 @@ def next_poll_delay(delay: float, waited_s: float) -> float:
     return min(delay * 1.5, ceiling)
 
 
-def wait_for_answer(request_id: str, connection_id: str, deadline: float) -> store.Answer | str:
-    """Poll the answer row (strongly consistent) until answered, the agent is gone, or the deadline."""
+class AnswerTimes:
+    """Recent post -> answer-found times per tunnel, in this warm instance (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, deque[float]] = {}
+
+    def first_poll_s(self, tunnel_id: str) -> float:
+        with self._lock:
+            seen = sorted(self._times.get(tunnel_id, ()))
+        if len(seen) < ANSWER_TIMES_MIN:
+            return 0.0
+        return min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * seen[len(seen) // 2])
+
+    def record(self, tunnel_id: str, seconds: float) -> None:
+        with self._lock:
+            times = self._times.pop(tunnel_id, None) or deque(maxlen=ANSWER_TIMES_KEPT)
+            times.append(seconds)
+            self._times[tunnel_id] = times
+            while len(self._times) > CACHE_MAX:
+                self._times.pop(next(iter(self._times)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._times.clear()
+
+
+ANSWER_TIMES = AnswerTimes()
+
+
+def wait_for_answer(request_id: str, connection_id: str, deadline: float,
+                    first_poll_s: float = 0.0) -> store.Answer | str:
+    """Poll the answer row (strongly consistent) until answered, the agent is gone, or the deadline.
+    The first read waits ``first_poll_s`` (bounded by the deadline), then the backoff runs."""
     delay = POLL_START_S
     started = time.monotonic()
-    next_alive_check = time.monotonic() + ALIVE_CHECK_S
+    next_alive_check = started + ALIVE_CHECK_S
+    if first_poll_s > 0:
+        time.sleep(min(first_poll_s, max(0.0, deadline - started)))
     while True:
         answer = store.get_answer(request_id, connection_id)
         if answer is not None:
@@ -340,7 +381,10 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]
         return fail(502, GONE, "agent connection is gone")
     conn = posted
     fields.update(connection_id=conn.connection_id)
-    answer = wait_for_answer(request_id, conn.connection_id, deadline)
+    posted_at = time.monotonic()
+    answer = wait_for_answer(request_id, conn.connection_id, deadline, ANSWER_TIMES.first_poll_s(route.tunnel_id))
+    if not isinstance(answer, str):
+        ANSWER_TIMES.record(route.tunnel_id, time.monotonic() - posted_at)
     if isinstance(answer, str):
         if answer == GONE:
             CONNECTIONS.drop(route.tunnel_id, conn.connection_id)

@@ -128,6 +128,7 @@ def _reset_clients() -> None:
     auth.clear_caches()
     notifier.reset_clients()
     forwarding.CONNECTIONS.clear()  # the warm instance's connection cache: each test starts cold
+    forwarding.ANSWER_TIMES.clear()
 
 
 
