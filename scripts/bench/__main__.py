@@ -16,7 +16,9 @@ What is measured (every number below comes from this run):
 * per request, from the emulator's /stats deltas over sequential GETs: Lambda invocations and
   billed ms by function, DynamoDB calls by operation, PostToConnection, WebSocket messages;
 * peak RSS of the `ttf` process (and of the localtunnel client) with 64 requests in flight;
-* the cost model (scripts/bench/cost.py) over those counts.
+* the cost model (scripts/bench/cost.py) over those counts;
+* each function's cold init (import + first call before its first AWS call) against fresh
+  interpreters, next to `import botocore.session` alone (scripts/bench/coldstart.py).
 
 --baseline REF (`make bench BASELINE=<ref>`) also measures the local stack of another commit in
 the SAME run, right after this tree's, against the same origin: its tree comes from
@@ -45,7 +47,7 @@ from typing import Any
 
 import aiohttp
 
-from scripts.bench import cost
+from scripts.bench import coldstart, cost
 from scripts.bench import load as bench_load
 from scripts.bench import stats as bench_stats
 from scripts.bench.load import Target
@@ -424,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
                 except (ProcError, OSError, subprocess.CalledProcessError, Exception) as exc:
                     traceback.print_exc()
                     results["baseline"] = {"ref": args.baseline, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            if not args.skip_stack:
+                print("cold init of each function (fresh interpreters)", flush=True)
+                try:
+                    results["cold_init"] = coldstart.measure(ROOT / "build" / "local", 3 if args.quick else 5)
+                except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                    results["cold_init"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     except KeyboardInterrupt:
         print("interrupted: children stopped, nothing written", file=sys.stderr)
         return 130
@@ -432,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     print(render(results))
+    if "functions" in results.get("cold_init", {}):
+        print(coldstart.render(results["cold_init"]))
     print(f"wrote {args.out} in {results['duration_s']}s; logs in {log_dir}")
     return 0
 

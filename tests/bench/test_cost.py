@@ -114,3 +114,28 @@ def test_uniform_write_units_flag(tmp_path, capsys):
     wru = next(l for l in data["lines"] if l["item"] == "write request units")
     assert wru["per_request"] == 8.0  # 2 write calls x 4
     assert wru["usd_per_million"] == pytest.approx(8 * 0.625)
+
+
+def test_cold_init_is_measured_per_function_against_botocore_session(tmp_path):
+    """scripts/bench/coldstart.py on a tiny build: fresh processes, import + first call, ratio."""
+    import sys
+    import sysconfig
+    import zipfile
+
+    from scripts.bench import coldstart
+    layer = tmp_path / "layer.zip"
+    with zipfile.ZipFile(layer, "w") as zf:
+        zf.writestr("python/httptunnel/__init__.py", "")
+        zf.writestr("python/httptunnel/aws.py", "import time\ndef client(name):\n    time.sleep(0.05)\n")
+    fn = tmp_path / "forward.zip"
+    with zipfile.ZipFile(fn, "w") as zf:
+        zf.writestr("handler.py", "import time\ntime.sleep(0.1)\n")
+    (tmp_path / "build.json").write_text(json.dumps({
+        "python": sys.executable, "runtime_path": sysconfig.get_paths()["purelib"], "layer_zip": str(layer),
+        "function_zips": {"forward": str(fn)}, "bytecode": None}))
+    result = coldstart.measure(tmp_path, runs=1)
+    f = result["functions"]["forward"]
+    assert f["import_ms"] >= 100 and f["first_call_ms"] >= 50
+    assert f["ratio_to_botocore_session"] == pytest.approx(f["cold_init_ms"] / result["botocore_session_import_ms"],
+                                                           rel=0.05)
+    assert "forward" in coldstart.render(result)
