@@ -237,6 +237,7 @@ module "functions" {
   environment          = local.environment[each.key]
   policy_statements    = local.policy_statements[each.key]
   log_retention_days   = var.log_retention_days
+  snap_start           = var.snap_start
 }
 
 module "websocket_api" {
@@ -245,9 +246,9 @@ module "websocket_api" {
   name       = "${var.name_prefix}-agents"
   stage_name = var.websocket_stage_name
   routes = {
-    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn }
-    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn }
-    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn }
+    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn, qualifier = module.functions["connect"].qualifier }
+    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn, qualifier = module.functions["disconnect"].qualifier }
+    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn, qualifier = module.functions["response"].qualifier }
   }
   throttling_burst_limit = var.websocket_throttling_burst_limit
   throttling_rate_limit  = var.websocket_throttling_rate_limit
@@ -259,6 +260,7 @@ module "http_api" {
   name                   = "${var.name_prefix}-public"
   function_name          = module.functions["forward"].function_name
   invoke_arn             = module.functions["forward"].invoke_arn
+  qualifier              = module.functions["forward"].qualifier
   throttling_burst_limit = var.http_throttling_burst_limit
   throttling_rate_limit  = var.http_throttling_rate_limit
   log_retention_days     = var.log_retention_days
@@ -273,6 +275,7 @@ module "events" {
   cleanup_schedule           = var.cleanup_schedule
   cleanup_function_name      = module.functions["cleanup"].function_name
   cleanup_function_arn       = module.functions["cleanup"].function_arn
+  cleanup_qualifier          = module.functions["cleanup"].qualifier
 }
 
 # The traffic log (var.traffic_log): answer rows only; the handler reports partial batch

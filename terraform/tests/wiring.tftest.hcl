@@ -276,6 +276,92 @@ run "environment_and_iam" {
   }
 }
 
+run "snap_start_invokes_the_alias" {
+  command = apply
+
+  variables {
+    snap_start  = true
+    traffic_log = true
+  }
+
+  override_resource {
+    target = module.functions["forward"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:forward:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:forward:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["connect"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:connect:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:connect:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["disconnect"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:disconnect:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:disconnect:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["response"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:response:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:response:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["cleanup"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:cleanup:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:cleanup:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["stream_notifier"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:stream_notifier:live/invocations"
+    }
+  }
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == "live"])
+    error_message = "with snap_start every function is invoked through its alias \"live\""
+  }
+
+  assert {
+    condition     = module.http_api.integration_uri == "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:forward:live/invocations" && module.http_api.permission_qualifier == "live"
+    error_message = "the HTTP API must invoke forward's alias, and be allowed to"
+  }
+
+  assert {
+    condition     = module.websocket_api.route_targets["$default"] == module.functions["response"].invoke_arn && alltrue([for k, q in module.websocket_api.permission_qualifiers : q == "live"])
+    error_message = "the WebSocket routes must invoke the aliases, and be allowed to"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == module.functions["stream_notifier"].function_arn && module.events.cleanup_target.arn == module.functions["cleanup"].function_arn && module.events.cleanup_target.qualifier == "live"
+    error_message = "the stream mapping and the cleanup schedule must invoke the aliases"
+  }
+}
+
+run "without_snap_start_callers_invoke_the_function" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == null])
+    error_message = "no alias without snap_start"
+  }
+}
+
 run "custom_domain" {
   command = plan
 

@@ -22,3 +22,8 @@ output "integration_uri" {
   description = "The $default route's integration URI (the forward Lambda); terraform tests assert on it."
   value       = aws_apigatewayv2_integration.this.integration_uri
 }
+
+output "permission_qualifier" {
+  description = "Qualifier of the invoke permission (the alias with snap_start, else null); terraform tests assert on it."
+  value       = aws_lambda_permission.this.qualifier
+}

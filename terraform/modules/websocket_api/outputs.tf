@@ -37,3 +37,8 @@ output "route_targets" {
   description = "Route key -> integration URI (the Lambda invoke ARN); terraform tests assert on it."
   value       = { for k, r in aws_apigatewayv2_route.this : k => aws_apigatewayv2_integration.this[k].integration_uri }
 }
+
+output "permission_qualifiers" {
+  description = "Route key -> qualifier of its invoke permission (the alias with snap_start, else null); terraform tests assert on it."
+  value       = { for k, p in aws_lambda_permission.this : k => p.qualifier }
+}
