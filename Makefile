@@ -85,7 +85,7 @@ token: $(STAMP) ## mint an agent token: make token SUB=alice [SUBDOMAINS=a,b] [T
 destroy: ## terraform destroy on real AWS
 	$(BIN)/python -m scripts.deploy destroy
 
-localstack-deploy: build ## deploy to a running LocalStack that has API Gateway v2 (tflocal)
+localstack-deploy: build ## deploy to a running LocalStack Pro (API Gateway v2, Docker, tflocal); untested here
 	$(BIN)/python -m scripts.deploy localstack
 
 clean: ## remove build outputs and local state (keeps the virtualenvs)

@@ -82,7 +82,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--profile", default="local", help="latency profile (emulator/profiles.py)")
     parser.add_argument("--cleanup-interval", type=float, default=None,
                         help="fire schedules every S seconds instead of their rate()")
-    parser.add_argument("--ttl-interval", type=float, default=30.0, help="TTL expiry sweep period (s)")
+    parser.add_argument("--ttl-interval", type=float, default=0.0,
+                        help="expire TTL rows every S seconds (default 0: never, as nothing may rely on "
+                             "DynamoDB's TTL deletion, which takes up to days)")
     parser.add_argument("--ws-idle-timeout", type=float, default=WS_IDLE_TIMEOUT_S)
     parser.add_argument("--ws-max-age", type=float, default=WS_MAX_CONNECTION_AGE_S)
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "local")

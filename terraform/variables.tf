@@ -126,12 +126,13 @@ variable "traffic_log" {
 
 variable "cleanup_schedule" {
   type        = string
-  description = "EventBridge schedule of the cleanup Lambda."
+  description = "EventBridge schedule of the cleanup Lambda: rate(N minutes|hours|days) (singular for 1, one minute at the finest) or cron(...)."
   default     = "rate(5 minutes)"
 
   validation {
-    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.cleanup_schedule))
-    error_message = "cleanup_schedule must be a rate(...) or cron(...) expression."
+    # EventBridge's rate grammar: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html
+    condition     = can(regex("^(rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)|cron\\(.+\\))$", var.cleanup_schedule))
+    error_message = "cleanup_schedule must be rate(N unit) with a whole N >= 1 and a unit of minutes, hours or days (singular for 1: rate(1 minute)), or cron(...): EventBridge refuses anything else and runs nothing more often than once a minute."
   }
 }
 

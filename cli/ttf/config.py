@@ -1,7 +1,9 @@
 """Command line, environment and .env parsing for `ttf`.
 
 Precedence: command line > environment (`TTF_*`) > `.env` file in the working directory
-> defaults. Every problem becomes a :class:`ConfigError` with one readable sentence.
+> defaults. A config file naming several tunnels (ttf.toml) is configfile.py's; it uses the
+same conversion (convert()). Every problem becomes a :class:`ConfigError` with one readable
+sentence.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Config:
     no_rewrite: bool = False
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
+    name: str | None = None  # the tunnel's name in a config file (None: the command line's one tunnel)
 
     @property
     def local_target(self) -> str:
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--inspect-history", metavar="N",
         help=f"requests the inspector keeps (default {DEFAULT_INSPECT_HISTORY})")
     add("-v", "--verbose", action="store_true", default=None, help="log protocol details on stderr")
+    add("-c", "--config", metavar="FILE",
+        help="run the tunnels a TOML file names (default ./ttf.toml when it exists and neither -p nor "
+             "--subdomain is given; see cli/README.md)")
     add("-V", "--version", action="version", version=f"ttf {__version__}")
     # Hidden knobs for tests and unusual networks.
     add("--heartbeat-interval", help=argparse.SUPPRESS)
@@ -138,7 +144,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
-    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history",
+    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history", "config",
 )
 
 
@@ -210,44 +216,67 @@ def check_inspect(source: str, raw: object) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+def convert(name: str, source: str, raw: object) -> object:
+    """One option's value, checked (ConfigError names `source`); the command line, the
+    environment and the config file all go through here."""
+    if name == "endpoint":
+        return check_endpoint(source, str(raw))
+    if name == "port":
+        return _number(source, raw, int, 1, 65535)
+    if name == "max_concurrency":
+        return _number(source, raw, int, 1, 10_000)
+    if name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
+        return _number(source, raw, float, 0.01, 7 * 24 * 3600)
+    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
+        return _flag(source, raw)
+    if name == "host":
+        host = str(raw).strip().strip("[]")
+        if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
+            raise ConfigError(f"{source}: {raw!r} is not a host name or address")
+        return host
+    if name == "subdomain":
+        name_value = str(raw).strip().lower()
+        if not name_value.replace("-", "").isalnum() or not name_value.isascii():
+            raise ConfigError(f"{source}: {raw!r} is not a valid name (letters, digits, '-')")
+        return name_value
+    if name == "inspect":
+        return check_inspect(source, raw)
+    if name == "inspect_history":
+        return _number(source, raw, int, 1, 100_000)
+    if name == "state_dir":
+        if not str(raw).strip():
+            raise ConfigError(f"{source}: the state directory is empty")
+        return Path(str(raw)).expanduser()
+    return str(raw)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """Raises ConfigError for bad input; SystemExit(0) for --help / --version."""
-    args = build_parser().parse_args(argv)
-    env = os.environ if env is None else env
-    dotenv = read_dotenv((cwd or Path.cwd()) / ".env")
-    given = _merged(args, env, dotenv)
-    if "endpoint" not in given:
-        raise ConfigError("no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT")
-    values: dict[str, object] = {"endpoint": check_endpoint(*given.pop("endpoint"))}  # type: ignore[arg-type]
-    for name, (source, raw) in given.items():
-        if name == "port":
-            values[name] = _number(source, raw, int, 1, 65535)
-        elif name == "max_concurrency":
-            values[name] = _number(source, raw, int, 1, 10_000)
-        elif name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
-            values[name] = _number(source, raw, float, 0.01, 7 * 24 * 3600)
-        elif name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
-            values[name] = _flag(source, raw)
-        elif name == "host":
-            host = str(raw).strip().strip("[]")
-            if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
-                raise ConfigError(f"{source}: {raw!r} is not a host name or address")
-            values[name] = host
-        elif name == "subdomain":
-            name_value = str(raw).strip().lower()
-            if not name_value.replace("-", "").isalnum() or not name_value.isascii():
-                raise ConfigError(f"{source}: {raw!r} is not a valid name (letters, digits, '-')")
-            values[name] = name_value
-        elif name == "inspect":
-            values[name] = check_inspect(source, raw)
-        elif name == "inspect_history":
-            values[name] = _number(source, raw, int, 1, 100_000)
-        elif name == "state_dir":
-            if not str(raw).strip():
-                raise ConfigError(f"{source}: the state directory is empty")
-            values[name] = Path(str(raw)).expanduser()
-        else:
-            values[name] = str(raw)
+    return build_parser().parse_args(argv)
+
+
+def given_options(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> dict[str, tuple[str, object]]:
+    """option -> (where it came from, raw value): command line > environment > .env."""
+    return _merged(args, env, read_dotenv(cwd / ".env"))
+
+
+def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
+    """The Config, with the command line's defaults for the state dir and the inspector."""
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]
+
+
+def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
+    """The command line's one tunnel (a config file is configfile.load()'s). Raises ConfigError
+    for bad input; SystemExit(0) for --help / --version."""
+    env = os.environ if env is None else env
+    given = given_options(parse_args(argv), env, cwd or Path.cwd())
+    given.pop("config", None)
+    return single_tunnel(given, env)
+
+
+def single_tunnel(given: Mapping[str, tuple[str, object]], env: Mapping[str, str]) -> Config:
+    if "endpoint" not in given:
+        raise ConfigError("no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT")
+    return finish({name: convert(name, *given[name]) for name in given}, env)

@@ -2,17 +2,20 @@
 
 Each event is a frozen dataclass; `to_json()` gives the `--json` line's object, whose
 "event" key and field names are a contract (the e2e tests wait for `tunnel_established`).
+With a config file every tunnel's events carry its name in `tunnel` (the agent tags them);
+the command line's one tunnel leaves it None, and its JSON lines have no "tunnel" key.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, ClassVar, Union
 
 
 @dataclass(frozen=True)
 class Connected:
     endpoint: str
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "connected"
 
 
@@ -25,6 +28,7 @@ class TunnelEstablished:
     connection_id: str
     renewed: bool = False
     inspector_url: str | None = None  # the request inspector, when it runs
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "tunnel_established"
 
 
@@ -37,12 +41,14 @@ class RequestDone:
     bytes_in: int
     bytes_out: int
     error: str | None = None  # the error code sent instead of a response
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "request"
 
 
 @dataclass(frozen=True)
 class Disconnected:
     reason: str
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "disconnected"
 
 
@@ -51,6 +57,7 @@ class Reconnecting:
     delay_s: float
     attempt: int
     reason: str
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "reconnecting"
 
 
@@ -60,16 +67,38 @@ class Notice:
 
     level: str
     message: str
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "notice"
 
 
-Event = Union[Connected, TunnelEstablished, RequestDone, Disconnected, Reconnecting, Notice]
+@dataclass(frozen=True)
+class TunnelFailed:
+    """A config file's tunnel gave up (retrying cannot help); the others go on."""
+
+    reason: str
+    tunnel: str | None = None
+    event: ClassVar[str] = "tunnel_failed"
+
+
+Event = Union[Connected, TunnelEstablished, RequestDone, Disconnected, Reconnecting, Notice, TunnelFailed]
 Sink = Callable[[Event], None]
+
+
+def tagged(sink: Sink, tunnel: str | None) -> Sink:
+    """The sink, with every event marked as this tunnel's (None: unchanged)."""
+    if tunnel is None:
+        return sink
+
+    def emit(event: Event) -> None:
+        sink(replace(event, tunnel=tunnel))
+    return emit
 
 
 def to_json(event: Event) -> dict[str, Any]:
     data: dict[str, Any] = {"event": event.event}
     data.update(asdict(event))
+    if data["tunnel"] is None:
+        del data["tunnel"]  # the command line's one tunnel: the lines are what they always were
     if isinstance(event, Reconnecting):
         data["delay_s"] = round(event.delay_s, 3)
     return data

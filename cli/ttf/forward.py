@@ -78,16 +78,22 @@ def request_path(uri: str) -> str:
 
 
 def check_request_line(method: str, uri: str) -> str:
-    """Validate method and uri; returns the uri with non-ASCII characters percent-encoded."""
+    """Validate method and uri; returns the uri with non-ASCII characters and ``#`` percent-encoded
+    (a request target has no fragment: a ``#`` can only be a decoded ``%23``, and sent as it is the
+    HTTP client would cut the URL there)."""
     if not method or not set(method) <= _TOKEN_CHARS:
         raise Failure("invalid_request", f"bad method {method[:40]!r}")
     if not uri.startswith("/"):
         raise Failure("invalid_request", "uri must start with '/'")
     if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in uri):
         raise Failure("invalid_request", "uri contains spaces or control characters")
-    if uri.isascii():
+    if uri.isascii() and "#" not in uri:
         return uri
-    return "".join(ch if ch.isascii() else "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in uri)
+    try:
+        return "".join(ch if ch.isascii() and ch != "#" else "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+                       for ch in uri)
+    except UnicodeEncodeError:
+        raise Failure("invalid_request", "uri is not valid Unicode") from None
 
 
 def _decode_header(raw: bytes) -> str:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import Iterator, TextIO
 
 from ttf.agent import Fatal, TunnelAgent
-from ttf.config import Config, ConfigError, parse_config
+from ttf.config import Config, ConfigError
+from ttf.configfile import Plan, load
 from ttf.events import Event, Notice, Sink
-from ttf.render import Dashboard, JsonSink, LineSink, render_dashboard
+from ttf.render import Dashboard, JsonSink, LineSink, MultiDashboard, render_dashboard
 
 REFRESH_S = 0.25
 
@@ -20,7 +23,7 @@ REFRESH_S = 0.25
 class _DashboardLog(logging.Handler):
     """Warnings go into the dashboard instead of scribbling over it."""
 
-    def __init__(self, state: Dashboard) -> None:
+    def __init__(self, state: Dashboard | MultiDashboard) -> None:
         super().__init__(logging.WARNING)
         self.state = state
 
@@ -46,21 +49,61 @@ async def _run_agent(agent: TunnelAgent) -> None:
     await agent.run()
 
 
-async def _run_dashboard(config: Config, stdout: TextIO) -> None:
+@contextlib.contextmanager
+def _filter_keys(state: MultiDashboard) -> Iterator[None]:
+    """Keys typed in the terminal pick the tunnel whose requests the dashboard lists (POSIX only:
+    stdin in cbreak mode, so Ctrl-C still arrives as SIGINT; restored on the way out)."""
+    try:
+        import termios
+        import tty
+    except ImportError:  # Windows: no filter keys
+        yield
+        return
+    fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    if fd < 0 or not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    loop = asyncio.get_running_loop()
+
+    def typed() -> None:
+        for key in os.read(fd, 64).decode("utf-8", "replace"):
+            state.select(key)
+
+    tty.setcbreak(fd)
+    loop.add_reader(fd, typed)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    state = Dashboard(endpoint=config.endpoint, local_target=config.local_target, started_at=time.time())
+    config = plan.process
+    now = time.time()
+    state: Dashboard | MultiDashboard
+    if config.name is None:
+        state = Dashboard(endpoint=config.endpoint, local_target=config.local_target, started_at=now)
+    else:
+        state = MultiDashboard.of([(c.name or "", c.endpoint, c.local_target) for c in plan.tunnels], now,
+                                  plan.source)
     logging.getLogger().handlers[:] = [_DashboardLog(state)]
+    for note in plan.notes:
+        state.notice = note
 
     def sink(event: Event) -> None:
         state.apply(event, time.time())
 
-    agent = TunnelAgent(config, sink)
+    agent = TunnelAgent(plan.tunnels, sink)
     history = agent.history
     state.captured = (lambda: len(history)) if history is not None else None
     console = Console(file=stdout)
-    with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live:
+    keys = _filter_keys(state) if isinstance(state, MultiDashboard) else contextlib.nullcontext()
+    with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live, keys:
         runner = asyncio.create_task(_run_agent(agent))
         while not runner.done():
             await asyncio.wait({runner}, timeout=REFRESH_S)
@@ -68,10 +111,10 @@ async def _run_dashboard(config: Config, stdout: TextIO) -> None:
         await runner
 
 
-def _sink(config: Config, stdout: TextIO) -> Sink:
+def _sink(config: Config, plan: Plan, stdout: TextIO) -> Sink:
     if config.json:
         return JsonSink(stdout)
-    return LineSink(stdout, config.local_target)
+    return LineSink(stdout, {c.name: c.local_target for c in plan.tunnels})
 
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
@@ -82,20 +125,27 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
 
         return replay(args[1:], stdout)
     try:
-        config = parse_config(sys.argv[1:] if argv is None else argv)
+        plan = load(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         print(f"ttf: error: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
+    config = plan.process
     _setup_logging(config)
     try:
         if not config.json and stdout.isatty():
-            asyncio.run(_run_dashboard(config, stdout))
+            asyncio.run(_run_dashboard(plan, stdout))
         else:
-            sink = _sink(config, stdout)
-            sink(Notice("info", f"forwarding to http://{config.local_target} via {config.endpoint}"))
-            asyncio.run(_run_agent(TunnelAgent(config, sink)))
+            sink = _sink(config, plan, stdout)
+            for note in plan.notes:
+                sink(Notice("warning" if plan.source else "info", note))
+            if plan.source is not None:
+                sink(Notice("info", f"{len(plan.tunnels)} tunnel(s) from {plan.source}"))
+            for tunnel in plan.tunnels:
+                sink(Notice("info", f"forwarding to http://{tunnel.local_target} via {tunnel.endpoint}",
+                            tunnel=tunnel.name))
+            asyncio.run(_run_agent(TunnelAgent(plan.tunnels, sink)))
     except Fatal as exc:
         print(f"ttf: error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,9 @@
 
 Nothing here does I/O except the two small sinks at the bottom; renderers take the state
 and the current time and return rich renderables (tested through Console(record=True)).
+Dashboard is one tunnel's state (the whole screen for the command line's tunnel); with a config
+file, MultiDashboard keeps one Dashboard per tunnel (a row each) and the latest requests of all
+of them, with a tunnel column and a filter (select(): keys 1-9 one tunnel, 0 all, t the next).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 from rich.console import Group
 from rich.panel import Panel
@@ -20,7 +23,7 @@ from rich.text import Text
 
 from ttf._version import __version__
 from ttf.events import (
-    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, to_json,
+    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, TunnelFailed, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -38,6 +41,7 @@ class RequestRow:
     duration_ms: int
     bytes_out: int
     error: str | None = None
+    tunnel: str | None = None
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Dashboard:
     reconnects: int = 0
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     notice: str | None = None
+    failed: str | None = None  # why the tunnel gave up (config file: the others go on)
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
 
     def apply(self, event: Event, now: float) -> None:
@@ -67,9 +72,8 @@ class Dashboard:
             self.latencies_ms.append(event.duration_ms)
             self.bytes_in += event.bytes_in
             self.bytes_out += event.bytes_out
-            self.recent.appendleft(
-                RequestRow(now, event.method, event.path, event.status, event.duration_ms, event.bytes_out, event.error)
-            )
+            self.recent.appendleft(RequestRow(now, event.method, event.path, event.status, event.duration_ms,
+                                              event.bytes_out, event.error, event.tunnel))
         elif isinstance(event, Connected):
             self._set_status("connected, waiting for the tunnel", now)
         elif isinstance(event, TunnelEstablished):
@@ -85,10 +89,61 @@ class Dashboard:
             self.notice = event.reason
         elif isinstance(event, Notice):
             self.notice = event.message
+        elif isinstance(event, TunnelFailed):
+            self.failed = event.reason
+            self._set_status("failed", now)
 
     def _set_status(self, status: str, now: float) -> None:
         self.status = status
         self.status_since = now
+
+
+@dataclass
+class MultiDashboard:
+    """A config file's tunnels: one Dashboard each (in file order), and the latest requests of all."""
+
+    started_at: float  # wall clock
+    rows: dict[str, Dashboard]
+    source: str | None = None  # the config file
+    inspector_url: str | None = None
+    notice: str | None = None  # the process's own messages (the inspector, warnings)
+    recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
+    only: str | None = None  # show the latest requests of this tunnel only
+    captured: Callable[[], int] | None = None  # how many requests the inspector holds now
+
+    @classmethod
+    def of(cls, tunnels: Sequence[tuple[str, str, str]], started_at: float, source: str | None = None
+           ) -> MultiDashboard:
+        """tunnels: (name, endpoint, local target) in file order."""
+        rows = {name: Dashboard(endpoint=endpoint, local_target=target, started_at=started_at)
+                for name, endpoint, target in tunnels}
+        return cls(started_at=started_at, rows=rows, source=source)
+
+    def apply(self, event: Event, now: float) -> None:
+        row = self.rows.get(event.tunnel) if event.tunnel is not None else None
+        if isinstance(event, TunnelEstablished) and event.inspector_url:
+            self.inspector_url = event.inspector_url
+        if row is None:
+            if isinstance(event, Notice):
+                self.notice = event.message
+            return
+        row.apply(event, now)
+        if isinstance(event, RequestDone):
+            self.recent.appendleft(row.recent[0])
+
+    def select(self, key: str) -> None:
+        """A key from the terminal: 1-9 that tunnel's requests, 0 (or a) all, t (or Tab) the next one."""
+        names = list(self.rows)
+        if key in {"0", "a"}:
+            self.only = None
+        elif key.isdigit() and 1 <= int(key) <= len(names):
+            self.only = names[int(key) - 1]
+        elif key in {"t", "\t"}:
+            at = names.index(self.only) + 1 if self.only in names else 0
+            self.only = names[at] if at < len(names) else None
+
+    def requests(self) -> list[RequestRow]:
+        return list(self.rows[self.only].recent if self.only in self.rows else self.recent)
 
 
 def status_class(status: int) -> str:
@@ -163,20 +218,24 @@ def render_stats(state: Dashboard) -> Table:
     return table
 
 
-def render_requests(state: Dashboard) -> Table:
+def render_requests(state: Dashboard | MultiDashboard) -> Table:
+    several = isinstance(state, MultiDashboard)
     table = Table(box=None, padding=(0, 2), show_edge=False, expand=False)
     table.add_column("time", style="dim", no_wrap=True)
+    if several:
+        table.add_column("tunnel", style="bold", no_wrap=True)
     table.add_column("method", no_wrap=True)
     table.add_column("path", overflow="ellipsis", no_wrap=True, max_width=60)
     table.add_column("status", justify="right", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
-    for row in state.recent:
+    for row in state.requests() if isinstance(state, MultiDashboard) else state.recent:
         status = Text(str(row.status), style=STATUS_STYLE.get(status_class(row.status), "white"))
         if row.error:
             status.append(f" {row.error}", style="dim")
         table.add_row(
             datetime.fromtimestamp(row.at).strftime("%H:%M:%S"),
+            *([row.tunnel or ""] if several else []),
             row.method,
             row.path,
             status,
@@ -186,7 +245,58 @@ def render_requests(state: Dashboard) -> Table:
     return table
 
 
-def render_dashboard(state: Dashboard, now: float) -> Panel:
+def render_tunnels(state: MultiDashboard) -> Table:
+    """One block per tunnel: its status, URL and local target; its traffic; why it is not online."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", justify="right", no_wrap=True)
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for number, (name, row) in enumerate(state.rows.items(), 1):
+        style = "green" if row.status == "online" else "bold red" if row.failed else "yellow"
+        text = Text(row.status, style=style)
+        if row.tunnel is not None:
+            text.append(f"  {row.tunnel.public_url}")
+        text.append(f" -> http://{row.local_target}", style="dim")
+        p50 = percentile(list(row.latencies_ms), 50)
+        text.append(f"\n{row.total} requests")
+        for cls in STATUS_CLASSES:
+            text.append(f"  {cls} ", style="dim")
+            text.append(str(row.counts[cls]), style=STATUS_STYLE[cls] if row.counts[cls] else "dim")
+        text.append(f"  p50 {'-' if p50 is None else f'{p50} ms'}  in {human_bytes(row.bytes_in)}  "
+                    f"out {human_bytes(row.bytes_out)}  reconnects {row.reconnects}", style="dim")
+        why = row.failed or (row.notice if row.status != "online" else None)
+        if why:
+            text.append(f"\n{why}", style="red" if row.failed else "yellow")
+        grid.add_row(str(number), name, text)
+    return grid
+
+
+def render_multi(state: MultiDashboard, now: float) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    online = sum(row.status == "online" for row in state.rows.values())
+    grid.add_row("Tunnels", f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else ""))
+    grid.add_row("Uptime", human_duration(now - state.started_at))
+    if state.inspector_url:
+        count = f" ({state.captured()} captured)" if state.captured is not None else ""
+        grid.add_row("Inspector", state.inspector_url + count)
+    if state.notice:
+        grid.add_row("Last event", Text(state.notice, style="dim"))
+    title = Text("Latest requests", style="bold")
+    title.append(f" via {state.only}" if state.only else " (all tunnels)")
+    title.append(f"   keys: 1-{min(9, len(state.rows))} one tunnel, 0 all, t next", style="dim")
+    requests = state.requests()
+    body = Group(
+        grid, Text(""), render_tunnels(state), Text(""), title,
+        render_requests(state) if requests else Text("  none yet", style="dim"),
+    )
+    return Panel(body, title=f"ttf {__version__}", subtitle="Ctrl-C to quit", border_style="blue")
+
+
+def render_dashboard(state: Dashboard | MultiDashboard, now: float) -> Panel:
+    if isinstance(state, MultiDashboard):
+        return render_multi(state, now)
     body = Group(
         render_header(state, now),
         Text(""),
@@ -199,8 +309,10 @@ def render_dashboard(state: Dashboard, now: float) -> Panel:
 
 
 def format_line(event: Event, now: float) -> str:
-    """One plain log line (stdout is not a terminal)."""
+    """One plain log line (stdout is not a terminal); a config file's tunnel's lines say [name]."""
     stamp = datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S")
+    if event.tunnel is not None:
+        stamp += f" [{event.tunnel}]"
     if isinstance(event, RequestDone):
         text = (f"{event.method} {event.path} {event.status} {event.duration_ms} ms "
                 f"in={event.bytes_in} out={event.bytes_out}")
@@ -216,6 +328,8 @@ def format_line(event: Event, now: float) -> str:
         text = f"disconnected: {event.reason}"
     elif isinstance(event, Reconnecting):
         text = f"reconnecting in {event.delay_s:.1f} s (attempt {event.attempt}): {event.reason}"
+    elif isinstance(event, TunnelFailed):
+        text = f"tunnel failed, the others go on: {event.reason}"
     else:
         text = f"{event.level}: {event.message}"
     return f"{stamp} {text}"
@@ -233,14 +347,16 @@ class JsonSink:
 
 
 class LineSink:
-    def __init__(self, stream: TextIO, local_target: str) -> None:
+    def __init__(self, stream: TextIO, local_target: str | Mapping[str | None, str]) -> None:
+        """local_target: the one tunnel's, or each config file tunnel's by name."""
         self.stream = stream
-        self.local_target = local_target
+        self.targets: dict[str | None, str] = {None: local_target} if isinstance(local_target, str) \
+            else dict(local_target)
 
     def __call__(self, event: Event) -> None:
         line = format_line(event, time.time())
-        if isinstance(event, TunnelEstablished):
-            line += f" -> http://{self.local_target}"
+        if isinstance(event, TunnelEstablished) and event.tunnel in self.targets:
+            line += f" -> http://{self.targets[event.tunnel]}"
             if event.inspector_url:
                 line += f" (inspector {event.inspector_url})"
         self.stream.write(line + "\n")

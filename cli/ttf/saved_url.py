@@ -35,7 +35,7 @@ class SavedUrl:
     def for_config(cls, config: Config, emit: Sink) -> SavedUrl:
         store = None
         if config.state_dir is not None and not config.subdomain:  # a name needs no saved id
-            store = TunnelStore(config.state_dir, config.endpoint, config.local_target)
+            store = TunnelStore(config.state_dir, config.endpoint, config.local_target, config.name)
         return cls(store, emit)
 
     def restore(self, new_url: bool) -> None:

@@ -3,8 +3,10 @@
 The agent makes its own reclaim token (`new_reclaim_token`: 256 bits from the OS CSPRNG) and
 presents it at every connect; the server keeps only its hash. After every
 `connection_established` the agent writes {tunnel_id, reclaim_token, endpoint, local_target,
-saved_at} to one small JSON file per (endpoint, local host:port) under the state directory;
-on start it presents the saved id + reclaim token. The file holds a secret (the reclaim
+saved_at} to one small JSON file per (endpoint, local host:port) under the state directory --
+or, for a tunnel named in a config file, per (endpoint, name), with the name in the file: two
+named tunnels to the same port keep two URLs, and a tunnel keeps its URL when its port changes.
+On start it presents the saved id + reclaim token. The file holds a secret (the reclaim
 token): it is created 0600 in a 0700 directory and replaced atomically (temporary file +
 fsync + rename), so a crash never leaves half a file.
 
@@ -45,6 +47,7 @@ class SavedTunnel:
     endpoint: str
     local_target: str
     saved_at: float  # unix seconds
+    name: str | None = None  # the config file's tunnel name; None for the command line's tunnel
 
 
 def new_reclaim_token() -> str:
@@ -61,22 +64,25 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     return (Path(home) if home else Path.home()) / ".local" / "state" / "ttf"
 
 
-def state_file_name(endpoint: str, local_target: str) -> str:
-    digest = hashlib.sha256(f"{endpoint}\n{local_target}".encode("utf-8")).hexdigest()[:24]
+def state_file_name(endpoint: str, local_target: str, name: str | None = None) -> str:
+    # "#" never occurs in a host:port, so a name's key cannot be an unnamed tunnel's
+    key = f"{endpoint}\n{local_target}" if name is None else f"{endpoint}\n#{name.lower()}"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
     return f"tunnel-{digest}.json"
 
 
 @dataclass(frozen=True)
 class TunnelStore:
-    """The saved tunnel of one (endpoint, local target) pair."""
+    """The saved tunnel of one (endpoint, local target) pair, or of one (endpoint, tunnel name)."""
 
     directory: Path
     endpoint: str
     local_target: str
+    name: str | None = None
 
     @property
     def path(self) -> Path:
-        return self.directory / state_file_name(self.endpoint, self.local_target)
+        return self.directory / state_file_name(self.endpoint, self.local_target, self.name)
 
     def load(self) -> SavedTunnel | None:
         """The saved tunnel, None when there is none; StateError when the file is unusable."""
@@ -95,15 +101,18 @@ class TunnelStore:
         saved = _parse(raw)
         if saved is None:
             raise StateError(f"{self.path} is not a valid ttf state file")
-        if (saved.endpoint, saved.local_target) != (self.endpoint, self.local_target):
+        if saved.endpoint != self.endpoint or _folded(saved.name) != _folded(self.name):
             return None  # a hash collision or a hand-copied file: not ours
+        if self.name is None and saved.local_target != self.local_target:
+            return None
         return saved
 
     def save(self, tunnel_id: str, reclaim_token: str, now: float | None = None) -> SavedTunnel:
         """Atomically replace the file; raises OSError when the directory is not writable."""
         saved = SavedTunnel(tunnel_id, reclaim_token, self.endpoint, self.local_target,
-                            round(time.time() if now is None else now, 3))
-        data = json.dumps({"version": _VERSION, **asdict(saved)}, indent=2).encode("utf-8") + b"\n"
+                            round(time.time() if now is None else now, 3), self.name)
+        fields = {key: value for key, value in asdict(saved).items() if key != "name" or value is not None}
+        data = json.dumps({"version": _VERSION, **fields}, indent=2).encode("utf-8") + b"\n"
         self.directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tunnel-", suffix=".tmp", dir=self.directory)  # created 0600
         try:
@@ -146,7 +155,15 @@ def _parse(raw: bytes) -> SavedTunnel | None:
     token = data["reclaim_token"]
     if len(token) > 512 or not token.isascii() or not token.isprintable():
         return None  # it goes into an HTTP header
-    return SavedTunnel(data["tunnel_id"], token, data["endpoint"], data["local_target"], float(data["saved_at"]))
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        return None
+    return SavedTunnel(data["tunnel_id"], token, data["endpoint"], data["local_target"], float(data["saved_at"]),
+                       name)
+
+
+def _folded(name: str | None) -> str | None:
+    return None if name is None else name.lower()
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -1,14 +1,17 @@
 """One tunnel: its local service, its concurrency bound, its saved URL, its connection lifecycle.
 
-A process runs one TunnelRunner per tunnel (today one) under one TaskGroup; they share what
-ProcessShared holds (the event sink, the stop signal, the WebSocket and presigned-URL HTTP
-clients, the inspector's history). Everything else is the tunnel's own.
+A process runs one TunnelRunner per tunnel (one from the command line, or a config file's) under
+one TaskGroup; they share what ProcessShared holds (the stop signal, the WebSocket and
+presigned-URL HTTP clients, the inspector's history; each gets the event sink tagged with its
+name). Everything else is the tunnel's own: its Config, local connection pool, concurrency
+bound, saved URL (per name) and connection lifecycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -54,24 +57,31 @@ class TunnelRunner:
         self.sleep = sleep
         self.slots = asyncio.Semaphore(config.max_concurrency)  # local requests at once, replays included
         self.local = local_session(config.max_concurrency)
+        history = shared.history
         self.forwarder = Forwarder(
             local=self.local, remote=shared.remote, host=config.host, port=config.port,
             keep_host=config.keep_host, request_timeout=config.request_timeout,
-            observer=shared.history.record if shared.history is not None else None,
+            # a config file's tunnel marks its entries with its name (the one tunnel's get its id)
+            observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
         self.saved = SavedUrl.for_config(config, shared.emit)
+
+    @property
+    def name(self) -> str | None:
+        return self.config.name
 
     async def run(self) -> None:
         """Serve until the stop signal; raises lifecycle.Fatal when retrying is pointless."""
         self.saved.restore(self.config.new_url)
         sessions = connect(self.config, self._dial, self.saved, emit=self.shared.emit, stop=self.shared.stop,
                            backoff=self.backoff, sleep=self.sleep, inspector_url=self.shared.inspector_url)
-        try:
-            async with contextlib.aclosing(sessions):
-                async for session in sessions:  # each serves by itself
-                    log.debug("serving on connection %s", session.info.connection_id)
-        finally:
-            await self.local.close()
+        async with contextlib.aclosing(sessions):
+            async for session in sessions:  # each serves by itself
+                log.debug("serving on connection %s", session.info.connection_id)
+
+    async def close(self) -> None:
+        """Close the local connection pool (after run(): replays use it while the process lives)."""
+        await self.local.close()
 
     async def replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
         async with self.slots:  # replays share the local service's concurrency bound
@@ -88,4 +98,4 @@ class TunnelRunner:
     def _record_denied(self, denied: protocol.RequestDenied) -> None:
         if self.shared.history is not None:  # the edge refused it; the inspector lists it
             self.shared.history.record_denied(time.time(), denied.method, denied.uri, denied.headers,
-                                              denied.status, denied.reason)
+                                              denied.status, denied.reason, tunnel=self.name)

@@ -1,10 +1,17 @@
 """HTTP API (payload format 2.0) front door.
 
-Limits (DESIGN.md): request body > 10 MB -> 413; request line + headers > 10,240 bytes ->
-431 (we chose 431 Request Header Fields Too Large); Lambda event > 6 MB -> 413; Lambda
-result > 6 MB -> 502; integration not answering within 30 s -> 503 Service Unavailable
-(what HTTP APIs return on an integration timeout); a handler error or a malformed result ->
-500 ``{"message":"Internal Server Error"}``; no matching route -> 404 ``{"message":"Not Found"}``.
+Limits (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#http-api-quotas):
+request body > 10 MB -> 413; request line + headers > 10,240 bytes -> 431 (AWS's status for it
+was not found: our choice); Lambda event > 6 MB -> 413; Lambda result > 6 MB -> 502;
+integration not answering within 30 s -> 503 ``{"message":"Service Unavailable"}`` (what HTTP
+APIs answer: https://github.com/serverless/serverless/issues/11222,
+https://github.com/anomalyco/sst/issues/2232); a handler error or a malformed result -> 500
+``{"message":"Internal Server Error"}``; no matching route -> 404 ``{"message":"Not Found"}``;
+a path the API refuses to decode (see :func:`emulator.apigateway.events.decode_raw_path`) -> 400.
+
+Bodies are passed as received, whatever their Content-Encoding (aiohttp's ``auto_decompress``
+is off): API Gateway does not decompress requests. Answers carry what the captures show API
+Gateway adds (``apigw-requestid``, ``date``, its own ``content-length``) and no ``server``.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import functools
 import json
 import logging
 import re
-import uuid
 from dataclasses import dataclass
+from typing import Any
+
 from aiohttp import web
 
 from emulator.apigateway import events
@@ -39,8 +47,8 @@ class HttpSettings:
 
 
 def message_response(status: int, message: str, request_id: str) -> web.Response:
-    return web.Response(status=status, text=json.dumps({"message": message}),
-                        content_type="application/json", headers={"apigw-requestid": request_id})
+    return GatewayResponse(status=status, text=json.dumps({"message": message}), content_type="application/json",
+                           headers={"apigw-requestid": request_id}, keep_server=False)
 
 
 def match_route(api: ApiWiring, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
@@ -123,7 +131,7 @@ class HttpApi:
             chunks.append(chunk)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        request_id = uuid.uuid4().hex[:16]
+        request_id = events.aws_id()
         self.stats.add("http_requests")
         if self.settings.front_door_delay_s:
             await asyncio.sleep(self.settings.front_door_delay_s)
@@ -134,9 +142,12 @@ class HttpApi:
         body = await self.read_body(request)
         if body is None:
             return message_response(413, "Request Entity Too Large", request_id)
-        raw_path, _, raw_query = request.raw_path.partition("?")
-        route_path = self.strip_stage(request.path)
-        route, params = match_route(self.api, request.method, route_path)
+        wire_path, _, raw_query = request.raw_path.partition("?")
+        try:
+            raw_path = events.decode_raw_path(wire_path)
+        except events.BadPath:
+            return message_response(400, "Bad Request", request_id)
+        route, params = match_route(self.api, request.method, self.strip_stage(raw_path))
         if route is None:
             return message_response(404, "Not Found", request_id)
         source_ip = request.remote or "127.0.0.1"
@@ -145,8 +156,9 @@ class HttpApi:
         event = events.http_event(api=api, method=request.method, raw_path=raw_path,
                                   raw_query=raw_query, headers=decode_headers(request.raw_headers),
                                   body=body, source_ip=source_ip, route_key=route.route_key,
-                                  path_parameters=params, request_id=request_id)
-        return await self.integrate(route, event, request_id)
+                                  path_parameters=params, request_id=request_id,
+                                  port=local_port(request), proto="http")
+        return await self.integrate(route, event, request_id, request.method)
 
     def strip_stage(self, path: str) -> str:
         stage = self.api.stage
@@ -154,7 +166,7 @@ class HttpApi:
             return path[len(stage) + 1:]
         return path
 
-    async def integrate(self, route: Route, event: dict, request_id: str) -> web.StreamResponse:
+    async def integrate(self, route: Route, event: dict, request_id: str, method: str) -> web.StreamResponse:
         try:
             invocation = await asyncio.wait_for(self.lambdas.invoke(route.function, event),
                                                 self.settings.integration_timeout_s)
@@ -174,7 +186,13 @@ class HttpApi:
         except events.BadResult as exc:
             log_event("bad_lambda_result", request_id, route.function, {"errorMessage": str(exc)})
             return message_response(500, "Internal Server Error", request_id)
-        return build_response(result, request_id)
+        return build_response(result, request_id, method)
+
+
+def local_port(request: web.BaseRequest) -> int:
+    """The port the caller connected to (X-Forwarded-Port): 443 on AWS, the emulator's here."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return int(sockname[1]) if sockname else 0
 
 
 def decode_text(raw: bytes) -> str:
@@ -197,11 +215,32 @@ def log_event(name: str, request_id: str, function: str, error: dict | None) -> 
     LOG.warning(json.dumps(record))
 
 
-def build_response(result: events.HttpResult, request_id: str) -> web.Response:
-    response = web.Response(status=result.status, body=result.body)
+class GatewayResponse(web.Response):
+    """aiohttp adds ``Server``; API Gateway's answers have none (captures in events.http_result)."""
+
+    def __init__(self, *, keep_server: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._keep_server = keep_server
+
+    async def _prepare_headers(self) -> None:  # aiohttp is pinned (pyproject): tested in tests/emulator
+        await super()._prepare_headers()
+        if not self._keep_server:
+            self.headers.popall("Server", None)
+
+
+def build_response(result: events.HttpResult, request_id: str, method: str = "GET") -> web.Response:
+    """The caller's answer. API Gateway sets its own Content-Length (the Lambda's is dropped),
+    except for HEAD, whose empty body cannot say the length: there the Lambda's Content-Length
+    is kept (no source found for what AWS does; see the fidelity table)."""
+    keep_server = any(name.lower() == "server" for name, _ in result.headers)
+    response = GatewayResponse(status=result.status, body=result.body, keep_server=keep_server)
     response.headers.popall("Content-Type", None)
     for name, value in result.headers:
-        if name.lower() in ("content-length", "transfer-encoding", "connection"):
+        lower = name.lower()
+        if lower == "content-length" and method == "HEAD" and not result.body:
+            response.headers[name] = value
+            continue
+        if lower in ("content-length", "transfer-encoding", "connection"):
             continue
         response.headers.add(name, value)
     response.headers["apigw-requestid"] = request_id
@@ -209,9 +248,10 @@ def build_response(result: events.HttpResult, request_id: str) -> web.Response:
 
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start an app on host:port (0 = ephemeral); returns the runner and the bound port."""
+    """Start an app on host:port (0 = ephemeral); returns the runner and the bound port.
+    Request bodies are never decompressed (``auto_decompress=False``): API Gateway passes bytes."""
     runner = web.AppRunner(app, access_log=None, max_line_size=65536, max_field_size=65536,
-                           max_headers=1024, shutdown_timeout=1.0)
+                           max_headers=1024, shutdown_timeout=1.0, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

@@ -5,20 +5,26 @@ Both on one port, as in AWS: ``ws://127.0.0.1:<port>/<stage>`` for agents, and
 apigatewaymanagementapi client). Errors carry ``x-amzn-ErrorType`` so botocore raises
 ``GoneException`` (410), ``PayloadTooLargeException`` (413), ``ForbiddenException`` (403).
 
-Limits: an agent message bigger than 32 KB closes the socket with 1009 (aiohttp checks the
-whole message, so a fragmented message is held to 32 KB too — stricter than AWS's 128 KB
-for fragmented messages); PostToConnection payload > 128 KB -> 413; idle 10 min and max
-age 2 h close the socket with 1001 (both configurable). A connection only accepts posts
-once its $connect handler returned 2xx and the upgrade completed (before that: 410).
+Limits (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html): an agent
+message bigger than 32 KB closes the socket with 1009 (aiohttp checks the whole message, so a
+fragmented message is held to 32 KB too — stricter than AWS's 128 KB for fragmented
+messages); PostToConnection payload > 128 KB -> 413; idle 10 min and max age 2 h close the
+socket with 1001 (both configurable; the close code is not documented). A binary frame closes
+the socket with 1003, as AWS does
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-binary-media-types.html).
+DELETE @connections closes with 1000 (the $disconnect AWS logs for it:
+https://github.com/aws/chalice/issues/2060). Status codes and error types of the management
+API are botocore's model of it (botocore/data/apigatewaymanagementapi/2018-11-29/service-2.json):
+POST 200, GET 200, DELETE 204; 410 GoneException, 413 PayloadTooLargeException,
+403 ForbiddenException. A connection only accepts posts once its $connect handler returned 2xx
+and the upgrade completed (before that: 410).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +33,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from emulator.apigateway import events
-from emulator.apigateway.http_api import decode_headers
+from emulator.apigateway.http_api import decode_headers, local_port
 from emulator.lambda_runtime.runtime import LambdaService, PayloadTooLarge
 from emulator.stats import Faults, Stats
 from emulator.apigateway.wiring import ApiWiring
@@ -35,7 +41,9 @@ from httptunnel.limits import (WS_FRAME_MAX, WS_IDLE_TIMEOUT_S, WS_MAX_CONNECTIO
                                WS_MESSAGE_MAX)
 
 LOG = logging.getLogger("emulator.ws")
+NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,9 @@ class Connection:
 
 
 def new_connection_id() -> str:
-    """Same shape as AWS (base64 of 10 random bytes, e.g. ``L0SM9cOFvHcCIhw=``)."""
-    return base64.b64encode(os.urandom(10)).decode("ascii")
+    """Same shape as AWS: 16 characters, base64 of 11 bytes (``L0SM9cOFvHcCIhw=`` and
+    ``R0oXAdfD0kwCH6w=`` in the API Gateway developer guide)."""
+    return events.aws_id()
 
 
 def aws_error(status: int, error_type: str, message: str) -> web.Response:
@@ -142,9 +151,9 @@ class WebSocketApi:
                 "lastActiveAt": iso((time.time() - (time.monotonic() - connection.last_active)) * 1000),
             })
         if request.method == "DELETE":
-            connection.closing_reason = "Connection deleted by the management API"
-            connection.server_close_code = GOING_AWAY
-            self.spawn(connection.ws.close(code=GOING_AWAY, message=b"Going away"))
+            connection.closing_reason = "Connection Closed Normally"
+            connection.server_close_code = NORMAL_CLOSURE
+            self.spawn(connection.ws.close(code=NORMAL_CLOSURE))
             return web.Response(status=204)
         return aws_error(405, "MethodNotAllowedException", "Method not allowed")
 
@@ -184,8 +193,9 @@ class WebSocketApi:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         connection_id = new_connection_id()
         connected_at = int(time.time() * 1000)
-        headers = decode_headers(request.raw_headers)
         source_ip = request.remote or "127.0.0.1"
+        headers = events.ws_handshake_headers(decode_headers(request.raw_headers), source_ip,
+                                              local_port(request), "http")
         api = self.api_context(request)
         refused = await self.run_connect(api, connection_id, connected_at, headers,
                                          request.query_string, source_ip)
@@ -264,24 +274,24 @@ class WebSocketApi:
             connection.last_active = time.monotonic()
             if message.type == WSMsgType.TEXT:
                 self.stats.add("agent_to_api")
-                self.spawn(self.route_message(api, connection, message.data, False))
+                self.spawn(self.route_message(api, connection, message.data))
             elif message.type == WSMsgType.BINARY:
-                self.stats.add("agent_to_api")
-                body = base64.b64encode(message.data).decode("ascii")
-                self.spawn(self.route_message(api, connection, body, True))
+                connection.closing_reason = "Binary frames are not supported"
+                connection.server_close_code = UNSUPPORTED_DATA
+                await ws.close(code=UNSUPPORTED_DATA, message=b"Binary frames are not supported")
+                return
 
-    async def route_message(self, api: events.ApiContext, connection: Connection, body: str,
-                            is_base64: bool) -> None:
+    async def route_message(self, api: events.ApiContext, connection: Connection, body: str) -> None:
         if self.settings.route_delay_s:
             await asyncio.sleep(self.settings.route_delay_s)
-        route_key = select_route(self.api, body) if not is_base64 else "$default"
+        route_key = select_route(self.api, body)
         route = self.api.route(route_key)
         if route is None:
             return
         event = events.ws_message_event(api=api, route_key=route_key,
                                         connection_id=connection.connection_id,
                                         connected_at=connection.connected_at_ms, body=body,
-                                        is_base64=is_base64, source_ip=connection.source_ip,
+                                        is_base64=False, source_ip=connection.source_ip,
                                         user_agent=connection.user_agent)
         invocation = await self.lambdas.invoke(route.function, event)
         if not invocation.ok:

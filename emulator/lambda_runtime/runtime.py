@@ -221,8 +221,14 @@ class Worker:
 
     async def invoke(self, event_json: str, timeout_s: float) -> dict[str, Any]:
         await self.ensure_started()
-        if self.init_error is not None:
-            return {"ok": False, "error": self.init_error, "duration_ms": 0}
+        error = self.init_error
+        if error is not None:
+            # This invocation fails with the init error, and the sandbox is not reused: Lambda
+            # runs init again on the next invocation ("If the Init phase fails, Lambda ... retries
+            # the Init phase at the time of the first function invocation", docs: Lambda runtime
+            # environment lifecycle). Keeping the failed worker failed every later call.
+            await self.discard(error)
+            return {"ok": False, "error": error, "duration_ms": 0}
         async with self.slots:
             return await self.run(event_json, timeout_s)
 
@@ -249,6 +255,14 @@ class Worker:
             self.pending.pop(invocation_id, None)
             return {"ok": False, "duration_ms": 0,
                     "error": {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}}
+
+    async def discard(self, error: dict[str, Any]) -> None:
+        """Drop a worker whose init failed (once, however many invocations saw that failure)."""
+        async with self.start_lock:
+            if self.init_error is error:
+                await self.stop()
+                self.process = None
+                self.init_error = None
 
     async def stop(self) -> None:
         process = self.process

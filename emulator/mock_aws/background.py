@@ -5,12 +5,21 @@
   BatchSize and sent to the function; with ReportBatchItemFailures, the batch is retried
   from the first failed sequence number (up to max_retries), a handler error retries the
   whole batch; then the records are dropped with a log line.
-* Schedules: ``rate(N unit)`` rules fire their Lambda targets with a "Scheduled Event"
-  (``--cleanup-interval`` overrides every rate, for tests). ``cron(...)`` is not parsed:
-  such rules fire every 60 s (logged).
-* TTL: moto never expires rows; every ``ttl_interval_s`` the tables with TTL enabled are
-  scanned and rows whose TTL attribute is in the past are deleted (REMOVE stream records follow,
-  as in DynamoDB, where deletion happens within days — here within seconds).
+  Lambda's parameters: https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html;
+  filtering (records matching no filter are dropped before batching, filters are ORed):
+  https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html.
+* Schedules: ``rate(N unit)`` rules fire their Lambda targets with a "Scheduled Event". Only
+  expressions EventBridge accepts are run: a positive whole number of minutes, hours or days,
+  singular for 1 (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html),
+  so nothing runs more often than once a minute. ``--cleanup-interval`` overrides every rate
+  with seconds, a local-only shortcut for tests. ``cron(...)`` is not parsed: such rules fire
+  every 60 s (logged).
+* TTL: moto never expires rows, and DynamoDB deletes expired items "typically within two days"
+  while they "still show up in reads, queries, and scans"
+  (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTimeToLive.html):
+  nothing may depend on it, so the stack does not expire rows unless asked
+  (``--ttl-interval S``: every S seconds the tables with TTL enabled are scanned and rows whose
+  TTL attribute is in the past are deleted; REMOVE stream records follow, as in DynamoDB).
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from emulator.apigateway.wiring import Schedule, StreamMapping
 
 LOG = logging.getLogger("emulator.mock_aws.background")
 POLL_IDLE_S = 0.05
-RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"rate\(([1-9][0-9]*) (minute|hour|day)(s?)\)")
 
 
 def log(event: str, **fields: Any) -> None:
@@ -209,10 +219,16 @@ class StreamPoller:
 
 # ---- schedules --------------------------------------------------------------------------
 def schedule_interval(expression: str) -> float:
-    found = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
-    if found is None:
+    """Seconds between runs of a schedule expression EventBridge accepts. ``rate()``: a positive
+    number and a unit, singular exactly when the number is 1 (``rate(1 minutes)`` and
+    ``rate(30 seconds)`` are refused); ``cron()``: not parsed, every 60 s. Raises ValueError
+    for anything else (AWS refuses it at PutRule; moto does not)."""
+    if expression.startswith("cron(") and expression.endswith(")"):
         log("schedule_not_parsed", expression=expression, fallback_s=60)
         return 60.0
+    found = _RATE.fullmatch(expression)
+    if found is None or (found.group(1) == "1") == (found.group(3) == "s"):
+        raise ValueError(f"{expression!r} is not a schedule expression EventBridge accepts")
     return int(found.group(1)) * RATE_UNITS[found.group(2)]
 
 
@@ -227,7 +243,12 @@ def scheduled_event(schedule: Schedule, account_id: str, region: str) -> Any:
 
 async def run_schedule(schedule: Schedule, lambdas: LambdaService, account_id: str, region: str,
                        interval_override: float | None) -> None:
-    interval = interval_override or schedule_interval(schedule.expression)
+    try:
+        interval = schedule_interval(schedule.expression)
+    except ValueError as exc:
+        log("schedule_invalid", rule=schedule.rule_name, error=str(exc))  # AWS would not have created it
+        return
+    interval = interval_override or interval
     while True:
         await asyncio.sleep(interval)
         invocation = await lambdas.invoke(schedule.function, scheduled_event(schedule, account_id, region))
@@ -276,6 +297,9 @@ class TtlReaper:
         return deleted
 
     async def run(self, interval_s: float) -> None:
+        """Expire rows every ``interval_s`` seconds; 0 (the stack's default) never does."""
+        if interval_s <= 0:
+            return
         while True:
             await asyncio.sleep(interval_s)
             try:

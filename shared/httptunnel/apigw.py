@@ -82,7 +82,7 @@ def ws_response(status: int, body: str = "") -> dict[str, Any]:
 @dataclass(frozen=True)
 class HttpEvent:
     method: str
-    raw_path: str
+    raw_path: str  # percent-DECODED by HTTP APIs (routing.request_target re-encodes it)
     raw_query: str
     headers: dict[str, str]  # lower-cased names, repeated values comma-joined by API Gateway
     cookies: tuple[str, ...]
@@ -102,6 +102,8 @@ def parse_http_event(event: Any) -> HttpEvent:
     if not isinstance(method, str) or not method:
         raise BadEvent("requestContext.http.method missing")
     raw_path = event.get("rawPath") or http.get("path") or "/"
+    if not isinstance(raw_path, str) or not raw_path.startswith("/"):
+        raise BadEvent("rawPath must be a string starting with '/'")
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     cookies = tuple(str(c) for c in (event.get("cookies") or []))
     body_field = event.get("body")
@@ -119,7 +121,7 @@ def parse_http_event(event: Any) -> HttpEvent:
     domain = str(ctx.get("domainName") or headers.get("host") or "")
     return HttpEvent(
         method=method,
-        raw_path=str(raw_path),
+        raw_path=raw_path,
         raw_query=str(event.get("rawQueryString") or ""),
         headers=headers,
         cookies=cookies,

@@ -12,6 +12,12 @@ Header fidelity (what changes on the way):
   other repeated headers are joined with ", " (2.0 has no multiValueHeaders); hop-by-hop
   headers and Content-Length are dropped (API Gateway sets the length).
 
+Request target: API Gateway hands over the path percent-DECODED (``%2F`` is ``/`` by then,
+and the path was cut at a decoded ``?``); ``routing.request_target`` re-encodes what cannot stand
+literally in a path, so the local service gets a valid target that decodes to that path; the
+query goes on byte for byte. A target that cannot be built that way is refused with 400
+``invalid_request``: never a 500, never a silently different URL.
+
 Waiting: strongly consistent GetItem of the answer row keyed by (request id, the connection
 the request was posted to), with the backoff of ``next_poll_delay``; every second the
 connection row is checked (gone -> 502 agent_gone). forward writes nothing on the way: the
@@ -101,8 +107,8 @@ def caller_headers(headers: Headers) -> Headers:
     return protocol.strip_hop_by_hop(headers, also=("content-length",))
 
 
-def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, deadline_ms: int) -> str:
-    uri = route.path + ("?" + req.raw_query if req.raw_query else "")
+def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
+                     deadline_ms: int) -> str:
     upload_url = bodies.response_upload_url(request_id) if bodies.enabled() else None
     common: dict[str, Any] = dict(
         request_id=request_id, method=req.method, uri=uri, headers=agent_headers(req, route),
@@ -261,17 +267,22 @@ def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, already_uplo
     return Outcome(result, 307)
 
 
-def _route(req: apigw.HttpEvent) -> routing.Route | Outcome:
+def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
+    """The tunnel and the request target for the agent, or the refusal."""
     if not _TOKEN_RE.fullmatch(req.method):
         return fail(400, "invalid_request", "invalid method")
     route = routing.resolve(req.domain_name, req.raw_path, config.tunnel_domain())
     if route is None:
         return fail(404, "tunnel_not_found", "tunnel not found")
+    try:
+        target = routing.request_target(route.path, req.raw_query)
+    except ValueError:
+        return fail(400, "invalid_request", "the request path cannot be forwarded as a valid URL")
     if len(req.body) > limits.BODY_MAX:
         return fail(413, "payload_too_large", "request body exceeds the 10 MB limit")
     if len(req.body) > limits.INLINE_REQUEST_BODY_MAX and not bodies.enabled():
         return fail(413, "payload_too_large", "request body too large (no body bucket configured)")
-    return route
+    return route, target
 
 
 def _alive(connection_id: str, endpoint: str) -> bool:
@@ -365,7 +376,7 @@ def _post(route: routing.Route, conn: store.Connection, frame: str) -> store.Con
     return fresh if _send(fresh, frame) else None
 
 
-def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]) -> Outcome:
+def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
     conn = CONNECTIONS.lookup(route.tunnel_id)
     if conn is None:
         return fail(404, "tunnel_not_found", "tunnel not found")
@@ -375,7 +386,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, fields: dict[str, Any]
                   created_at=created_at)
     wait_s = config.forward_wait_seconds()
     deadline = time.monotonic() + wait_s
-    frame = _request_message(request_id, req, route, int((time.time() + wait_s) * 1000))
+    frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000))
     posted = _post(route, conn, frame)
     if posted is None:
         return fail(502, GONE, "agent connection is gone")
@@ -406,9 +417,10 @@ def forward(event: Any) -> dict[str, Any]:
     except apigw.BadEvent as exc:
         outcome = fail(400, "invalid_request", f"invalid request: {exc}")
     else:
-        route = _route(req)
-        fields.update(method=req.method, tunnel_id=getattr(route, "tunnel_id", None), request_bytes=len(req.body))
-        outcome = route if isinstance(route, Outcome) else _exchange(req, route, fields)
+        routed = _route(req)
+        tunnel_id = None if isinstance(routed, Outcome) else routed[0].tunnel_id
+        fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
+        outcome = routed if isinstance(routed, Outcome) else _exchange(req, *routed, fields)
     # One line per request. The observability module's metric filter counts `error_code` from
     # it; a 5xx is logged at WARNING so the counts survive LOG_LEVEL=WARNING.
     log.emit(logging.WARNING if outcome.status >= 500 else logging.INFO, "forwarded",

@@ -4,6 +4,11 @@ A host that is not a tunnel subdomain falls back to path mode (``/<id>/rest``), 
 ``/<id>`` prefix is stripped before forwarding. Tunnel ids are 12 chars of ``[a-z0-9]``, and only
 the server makes them; named (reserved) subdomains are DNS labels of ``[a-z0-9-]`` (3-32 chars, no
 leading/trailing dash) that never look like a tunnel id, so the two can never name the same tunnel.
+
+Paths arrive percent-DECODED: an HTTP API hands Lambda ``rawPath`` decoded, already cut at a
+decoded ``?`` (live captures: https://github.com/hotsock/voker/pull/8, summarised in
+https://github.com/middleapi/standard-server/pull/93). :func:`request_target` builds the
+request target the agent sends to the local service from it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+
+# RFC 3986 pchar (unreserved, sub-delims, ":" and "@") plus "/": what may stand literally in a path.
+_PATH_LITERAL = frozenset(string.ascii_letters + string.digits + "-._~" + "!$&'()*+,;=" + ":@/")
 
 TUNNEL_ID_LENGTH = 12
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -73,3 +81,30 @@ def resolve(host: str, raw_path: str, tunnel_domain: str) -> Route | None:
     if not is_routable(segment):
         return None
     return Route(tunnel_id=segment, mode=PATH, path="/" + rest if sep else "/", prefix="/" + segment)
+
+
+def _percent(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))  # UnicodeEncodeError (a ValueError) on lone surrogates
+
+
+def request_target(path: str, raw_query: str) -> str:
+    """The origin-form request target for the local service, from a DECODED path and the raw query.
+
+    Every character that cannot stand literally in a path is percent-encoded (UTF-8), ``%``, ``?``
+    and ``#`` included, so the target decodes back to exactly the path API Gateway delivered:
+    ``/a b#c`` -> ``/a%20b%23c``, ``/100%`` -> ``/100%25``, ``/λ`` -> ``/%CE%BB``. The query was
+    not decoded by API Gateway: it is kept byte for byte, non-ASCII percent-encoded as ttf always
+    did. Raises ValueError when no target can be built without changing what the caller sent:
+    the path is not absolute or has characters without a UTF-8 form, or the query holds a space,
+    a control character or ``#`` (no valid request carries one; sent on, it would break the
+    request line or be cut as a fragment).
+    """
+    if not path.startswith("/"):
+        raise ValueError("path must start with '/'")
+    if any(ch <= " " or ch in "#\x7f" for ch in raw_query):
+        raise ValueError("query holds a space, a control character or '#'")
+    target = "".join(ch if ch in _PATH_LITERAL else _percent(ch) for ch in path)
+    if not raw_query:
+        return target
+    query = raw_query if raw_query.isascii() else "".join(ch if ch.isascii() else _percent(ch) for ch in raw_query)
+    return f"{target}?{query}"

@@ -402,6 +402,39 @@ run "rejects_short_forward_timeout" {
   expect_failures = [var.function_settings]
 }
 
+run "rejects_sub_minute_schedule" {
+  command = plan
+
+  variables {
+    cleanup_schedule = "rate(30 seconds)"
+  }
+
+  expect_failures = [var.cleanup_schedule]
+}
+
+run "rejects_rate_with_wrong_unit_number" {
+  command = plan
+
+  variables {
+    cleanup_schedule = "rate(1 minutes)"
+  }
+
+  expect_failures = [var.cleanup_schedule]
+}
+
+run "accepts_one_minute_schedule" {
+  command = plan
+
+  variables {
+    cleanup_schedule = "rate(1 minute)"
+  }
+
+  assert {
+    condition     = module.events.cleanup_schedule == "rate(1 minute)"
+    error_message = "rate(1 minute) is EventBridge's finest schedule and must be accepted"
+  }
+}
+
 run "anonymous_agents_are_an_explicit_choice" {
   command = plan
 

@@ -75,6 +75,7 @@ class FakeGateway:
         # connection from $connect on, before the agent's `ready`)
         self.early_request_ids: list[str] = []
         self.tunnel_id = "tun123"
+        self.next_ids: list[str] = []  # ids for new tunnels, in order (then tunnel_id), for several tunnels
         self.reservations: dict[str, str] = {}  # tunnel id -> reclaim token
         self.bodies: dict[str, bytes] = {}
         self.uploads: dict[str, bytes] = {}
@@ -141,7 +142,8 @@ class FakeGateway:
         return ws
 
     def _established(self, conn: FakeConn) -> dict[str, Any]:
-        tunnel_id = conn.headers.get("X-Tunnel-Id") or self.tunnel_id
+        tunnel_id = conn.headers.get("X-Tunnel-Id") or \
+            (self.next_ids.pop(0) if self.next_ids else self.tunnel_id)
         self.reservations[tunnel_id] = conn.headers.get("X-Tunnel-Reclaim-Token", "")
         return {
             "type": "connection_established",

@@ -131,6 +131,14 @@ def test_non_ascii_uri_is_percent_encoded_only_where_needed():
     assert check_request_line("GET", "/caf\u00e9?q=%2F") == "/caf%C3%A9?q=%2F"
     with pytest.raises(Failure):
         check_request_line("GET", "/\x7f")
+    with pytest.raises(Failure):
+        check_request_line("GET", "/\udc80")  # a lone surrogate from JSON: no UTF-8 form
+
+
+def test_hash_is_encoded_not_sent_as_a_fragment():
+    """A '#' in a uri can only be a decoded %23 (an old server forwarding AWS's decoded path):
+    sent as it is, the HTTP client would cut the URL there."""
+    assert check_request_line("GET", "/rsf0.js#save.txt?a=1#b") == "/rsf0.js%23save.txt?a=1%23b"
 
 
 def test_strip_hop_by_hop_honours_connection_tokens():

@@ -311,3 +311,131 @@ async def test_rss_with_a_full_inspector_history_and_64_requests_in_flight(gatew
     ttf.proc.send_signal(signal.SIGINT)
     assert await ttf.finish() == 0
     assert rss_mb < 80
+
+
+# ---- several tunnels from a config file -------------------------------------------------------
+
+def two_tunnel_file(folder: Path, ws_url: str, web_port: int, api_port: int, name: str = "ttf.toml") -> Path:
+    path = folder / name
+    path.write_text(f'endpoint = "{ws_url}"\n\n[tunnels.web]\nport = {web_port}\n\n'
+                    f'[tunnels.api]\nport = {api_port}\nno-rewrite = true\n')
+    return path
+
+
+async def test_config_file_json_lines_one_established_per_tunnel_tagged(gateway, local_app, spawn, tmp_path):
+    import socket
+
+    app, port = local_app
+    with socket.socket() as down:  # bound, not listening: the api's local service is down
+        down.bind(("127.0.0.1", 0))
+        two_tunnel_file(tmp_path, gateway.ws_url, port, down.getsockname()[1])
+        gateway.next_ids = ["one", "two"]
+        ttf = await spawn("--json")  # ./ttf.toml, found in the working directory
+        await wait_until(lambda: len(ttf.events("tunnel_established")) == 2, timeout=15, what="two tunnels")
+        est = {e["tunnel"]: e for e in ttf.events("tunnel_established")}
+        assert set(est) == {"web", "api"} and {e["tunnel_id"] for e in est.values()} == {"one", "two"}
+        assert est["web"]["inspector_url"] == est["api"]["inspector_url"]  # one inspector
+        notices = [(n.get("tunnel"), n["message"]) for n in ttf.events("notice")]
+        assert (None, "2 tunnel(s) from ttf.toml") in notices
+        assert ("web", f"forwarding to http://127.0.0.1:{port} via {gateway.ws_url}") in notices
+        conns = {name: gateway.conns[int(e["connection_id"].removeprefix("conn-"))] for name, e in est.items()}
+        await conns["web"].request_frame("w1", "GET", "/echo")
+        await conns["api"].request_frame("a1", "GET", "/echo")
+        assert (await conns["web"].next_reply())["status_code"] == 200
+        assert (await conns["api"].next_reply())["code"] == "local_service_unavailable"
+        await wait_until(lambda: len(ttf.events("request")) == 2, what="two request lines")
+        assert sorted((r["tunnel"], r["status"]) for r in ttf.events("request")) == [("api", 503), ("web", 200)]
+        ttf.proc.send_signal(signal.SIGINT)
+        assert await ttf.finish() == 0
+    assert sorted(d["tunnel"] for d in ttf.events("disconnected")) == ["api", "web"]
+    saved = sorted(json.loads(p.read_text())["name"] for p in (tmp_path / "state").glob("tunnel-*.json"))
+    assert saved == ["api", "web"]
+
+
+async def test_config_file_plain_lines_say_which_tunnel(gateway, local_app, tmp_path):
+    _, port = local_app
+    two_tunnel_file(tmp_path, gateway.ws_url, port, port, "tunnels.toml")
+    proc = await asyncio.create_subprocess_exec(
+        *ttf_command("--config", "tunnels.toml"), cwd=tmp_path, env=ttf_env(tmp_path / "state"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(15):
+            while sum("tunnel established" in line for line in lines) < 2:
+                lines.append((await proc.stdout.readline()).decode())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    established = sorted(line[20:].split(" tunnel established")[0] for line in lines if "tunnel established" in line)
+    assert established == ["[api]", "[web]"]
+    assert any(f"-> http://127.0.0.1:{port} (inspector http://127.0.0.1:" in line and "[web]" in line
+               for line in lines), lines
+
+
+@pytest.mark.parametrize("text,message", [
+    ('endpoint = "ws://h"\n[tunnels.web]\nport = 3000\nprot = 1\n',
+     "ttf: error: bad.toml:4: tunnels.web.prot: unknown key (did you mean port?); a tunnel takes: "),
+    ('endpoint = "ws://h"\n[tunnels.web]\nport = "3000"\n',
+     "ttf: error: bad.toml:3: tunnels.web.port: expected an integer, got a string ('3000')"),
+    ('[tunnels.web]\nport = 3000\n[tunnels.web]\nport = 3001\n', "ttf: error: bad.toml:3:"),
+])
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, text, message):
+    (tmp_path / "bad.toml").write_text(text)
+    result = run_ttf(["--config", "bad.toml"], tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(message), result.stderr
+    missing = run_ttf(["--config", "nowhere.toml"], tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == "ttf: error: nowhere.toml: cannot read the config file: No such file or directory\n"
+
+
+async def test_dashboard_filter_keys_through_a_terminal(gateway, local_app, tmp_path):
+    """The live dashboard in a real pty: every tunnel's row, the tunnel column, a key picks one
+    tunnel's requests, and the terminal's mode is restored on the way out."""
+    import pty
+    import termios
+
+    _, port = local_app
+    two_tunnel_file(tmp_path, gateway.ws_url, port, port)
+    gateway.next_ids = ["one", "two"]
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    env = ttf_env(tmp_path / "state") | {"COLUMNS": "110", "LINES": "60", "TERM": "xterm-256color"}
+    proc = await asyncio.create_subprocess_exec(*ttf_command(), cwd=tmp_path, env=env, stdin=slave, stdout=slave,
+                                                stderr=asyncio.subprocess.PIPE)
+    screen = bytearray()
+
+    def read_screen() -> str:
+        import select
+
+        while select.select([master], [], [], 0)[0]:
+            try:
+                screen.extend(os.read(master, 65536))
+            except OSError:
+                break
+        return screen.decode("utf-8", "replace")
+
+    try:
+        await wait_until(lambda: read_screen().count("online") >= 2 and "2 of 2 online" in read_screen(),
+                         timeout=15, what="both rows online")
+        for index, conn in enumerate(gateway.conns):
+            await conn.request_frame(f"r{index}", "GET", f"/echo?conn{index}")
+            await conn.next_reply()
+        await wait_until(lambda: "/echo" in read_screen(), timeout=10, what="requests on the dashboard")
+        assert "Latest requests (all tunnels)" in read_screen()
+        del screen[:]
+        os.write(master, b"2")
+        await wait_until(lambda: "Latest requests via api" in read_screen(), timeout=10, what="the api filter")
+        del screen[:]
+        os.write(master, b"0")
+        await wait_until(lambda: "Latest requests (all tunnels)" in read_screen(), timeout=10, what="all again")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 10)
+        after = termios.tcgetattr(slave)
+        os.close(master)
+        os.close(slave)
+    assert code == 0
+    assert after[3] & termios.ICANON and after[3] & termios.ECHO  # cbreak undone
+    assert after == before
+    assert b"Traceback" not in await proc.stderr.read()

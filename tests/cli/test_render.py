@@ -9,9 +9,11 @@ import re
 
 from rich.console import Console
 
-from ttf.events import Connected, Disconnected, Notice, Reconnecting, RequestDone, TunnelEstablished
+from ttf.events import (
+    Connected, Disconnected, Notice, Reconnecting, RequestDone, TunnelEstablished, TunnelFailed, tagged,
+)
 from ttf.render import (
-    Dashboard, JsonSink, LineSink, format_line, human_bytes, human_duration, percentile,
+    Dashboard, JsonSink, LineSink, MultiDashboard, format_line, human_bytes, human_duration, percentile,
     render_dashboard, render_requests, render_stats,
 )
 
@@ -118,3 +120,80 @@ def test_json_lines_shape():
         "event": "request", "method": "POST", "path": "/x", "status": 201, "duration_ms": 5,
         "bytes_in": 10, "bytes_out": 20}
     assert third == {"event": "reconnecting", "delay_s": 0.988, "attempt": 1, "reason": "x", "ts": third["ts"]}
+
+
+# ---- several tunnels (a config file) ---------------------------------------------------------
+
+def three_tunnels() -> MultiDashboard:
+    state = MultiDashboard.of([("web", "wss://ws.example.test/prod", "127.0.0.1:3000"),
+                               ("api", "wss://ws.example.test/prod", "127.0.0.1:8000"),
+                               ("hooks", "ws://127.0.0.1:9/ws", "127.0.0.1:4000")], T0, "ttf.toml")
+    web, api, hooks = (tagged(lambda event: state.apply(event, T0 + 1), name) for name in ("web", "api", "hooks"))
+    web(dataclasses.replace(TUNNEL, inspector_url="http://127.0.0.1:4045"))
+    api(dataclasses.replace(TUNNEL, tunnel_id="my-api", public_url="https://my-api.t.example.test"))
+    hooks(Reconnecting(4.0, 3, "cannot reach ws://127.0.0.1:9/ws"))
+    state.apply(Notice("info", "request inspector: http://127.0.0.1:4045"), T0 + 1)
+    for i in range(6):
+        (web if i % 2 else api)(RequestDone("GET", f"/r{i}", 200 if i % 2 else 503, 10, 0, 100))
+    return state
+
+
+def test_several_tunnels_one_row_each_with_its_url_traffic_and_error():
+    state = three_tunnels()
+    state.apply(TunnelFailed("the endpoint rejected the token (HTTP 401)", tunnel="api"), T0 + 2)
+    text = record(render_dashboard(state, T0 + 5)).export_text()
+    lines = text.splitlines()
+    web = next(i for i, line in enumerate(lines) if "1 web" in line)
+    assert "online  https://api.example.test/tun123 -> http://127.0.0.1:3000" in lines[web]
+    assert "3 requests  2xx 3  3xx 0  4xx 0  5xx 0" in lines[web + 1]
+    api = next(i for i, line in enumerate(lines) if "2 api" in line)
+    assert "failed  https://my-api.t.example.test -> http://127.0.0.1:8000" in lines[api]
+    assert "5xx 3" in lines[api + 1] and "the endpoint rejected the token (HTTP 401)" in lines[api + 2]
+    hooks = next(i for i, line in enumerate(lines) if "3 hooks" in line)
+    assert "reconnecting in 4.0 s -> http://127.0.0.1:4000" in lines[hooks]
+    assert "cannot reach ws://127.0.0.1:9/ws" in lines[hooks + 2]
+    assert "1 of 3 online (ttf.toml)" in text and re.search(r"Inspector +http://127.0.0.1:4045", text)
+    assert "request inspector: http://127.0.0.1:4045" in text  # the process's own notice
+    styled = record(render_dashboard(state, T0 + 5)).export_text(styles=True)
+    assert re.search(r"\x1b\[1;31mfailed", styled) and re.search(r"\x1b\[32monline", styled)
+
+
+def test_latest_requests_have_a_tunnel_column_and_a_filter():
+    state = three_tunnels()
+    rows = [line.split() for line in record(render_requests(state)).export_text().splitlines()[1:]]
+    assert [(r[1], r[3]) for r in rows] == [("web", "/r5"), ("api", "/r4"), ("web", "/r3"), ("api", "/r2"),
+                                            ("web", "/r1"), ("api", "/r0")]
+    state.select("2")
+    assert state.only == "api"
+    text = record(render_dashboard(state, T0 + 5)).export_text()
+    assert "Latest requests via api" in text and "/r0" in text and "/r1" not in text
+    for key, only in [("t", "hooks"), ("t", None), ("t", "web"), ("9", "web"), ("x", "web"), ("0", None),
+                      ("\t", "web"), ("a", None)]:
+        state.select(key)
+        assert state.only == only, key
+    assert "none yet" in record(render_dashboard(dataclasses.replace(state, only="hooks"), T0)).export_text()
+    # one tunnel (no config file): no tunnel column, as always
+    assert "tunnel" not in record(render_requests(busy_dashboard())).export_text()
+
+
+def test_lines_and_json_of_a_named_tunnel_say_which():
+    out = io.StringIO()
+    sink = LineSink(out, {"web": "127.0.0.1:3000", "api": "[::1]:8000"})
+    sink(dataclasses.replace(TUNNEL, tunnel="api"))
+    sink(RequestDone("GET", "/a", 503, 3, 0, 0, "local_service_unavailable", tunnel="web"))
+    sink(TunnelFailed("the endpoint rejected the token (HTTP 401)", tunnel="api"))
+    sink(Notice("info", "request inspector: http://127.0.0.1:4045"))
+    first, second, third, fourth = (line[20:] for line in out.getvalue().splitlines())  # after the time stamp
+    assert first == "[api] tunnel established: https://api.example.test/tun123 https://tun123.t.example.test " \
+                    "(tunnel id tun123) -> http://[::1]:8000"
+    assert second == "[web] GET /a 503 3 ms in=0 out=0 error=local_service_unavailable"
+    assert third == "[api] tunnel failed, the others go on: the endpoint rejected the token (HTTP 401)"
+    assert fourth == "info: request inspector: http://127.0.0.1:4045"
+    out = io.StringIO()
+    JsonSink(out)(dataclasses.replace(TUNNEL, tunnel="api"))
+    JsonSink(out)(TunnelFailed("gone", tunnel="api"))
+    JsonSink(out)(TUNNEL)
+    named, failed, plain = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (named["event"], named["tunnel"], named["tunnel_id"]) == ("tunnel_established", "api", "tun123")
+    assert failed == {"event": "tunnel_failed", "reason": "gone", "tunnel": "api", "ts": failed["ts"]}
+    assert "tunnel" not in plain  # the command line's tunnel: the lines it always printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -215,3 +216,30 @@ async def test_agent_replaces_a_version_1_file_with_a_new_url_and_one_notice(gat
     saved = json.loads(store.path.read_text())
     assert saved["version"] == 2 and saved["tunnel_id"] == "fresh"
     assert saved["reclaim_token"] == gateway.conns[0].headers["X-Tunnel-Reclaim-Token"]
+
+
+def test_named_tunnels_are_keyed_by_endpoint_and_name_not_port(tmp_path):
+    """A config file's tunnels: two names on the same endpoint + port keep two URLs; a tunnel keeps
+    its URL when its port changes; the command line's tunnel keeps the file name it always had."""
+    web = TunnelStore(tmp_path, ENDPOINT, "127.0.0.1:3000", "web")
+    admin = TunnelStore(tmp_path, ENDPOINT, "127.0.0.1:3000", "admin")
+    plain = TunnelStore(tmp_path, ENDPOINT, "127.0.0.1:3000")
+    assert len({web.path, admin.path, plain.path}) == 3
+    assert plain.path.name == state_file_name(ENDPOINT, "127.0.0.1:3000") == "tunnel-{}.json".format(
+        hashlib.sha256(f"{ENDPOINT}\n127.0.0.1:3000".encode()).hexdigest()[:24])  # what it always was
+    web.save("webid", "tw", now=1.0)
+    admin.save("adminid", "ta")
+    assert (web.load().tunnel_id, admin.load().tunnel_id, plain.load()) == ("webid", "adminid", None)
+    assert json.loads(web.path.read_text())["name"] == "web"
+    assert json.loads(admin.path.read_text())["name"] == "admin"
+    moved = TunnelStore(tmp_path, ENDPOINT, "127.0.0.1:3999", "WEB")  # new port, name in another case
+    assert moved.path == web.path and moved.load() == SavedTunnel("webid", "tw", ENDPOINT, "127.0.0.1:3000", 1.0,
+                                                                  "web")
+    assert TunnelStore(tmp_path, "wss://other.example.test/prod", "127.0.0.1:3000", "web").load() is None
+    # a named file copied over an unnamed one (or the reverse) is not taken for it
+    plain.path.write_bytes(web.path.read_bytes())
+    assert plain.load() is None
+    plain.save("plainid", "tp")
+    assert "name" not in json.loads(plain.path.read_text())
+    web.path.write_bytes(plain.path.read_bytes())
+    assert web.load() is None

@@ -28,12 +28,20 @@ def runtime_config() -> RuntimeConfig:
         return RuntimeConfig(python=sys.executable, runtime_path=str(Path(boto3.__file__).parent.parent))
 
 
+def connect_dir(disconnect_dir: Path) -> Path:
+    """Where the toy $connect handler saves its event (``?save=1``): next to the $disconnect folder."""
+    folder = disconnect_dir.parent / (disconnect_dir.name + "-connect")
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def toy_wiring(disconnect_dir: Path, http_timeout_s: float = 3.0) -> Wiring:
     functions = (
         FunctionSpec(name="toy-http", handler="app.handler", code_dir=TOYS / "http",
                      environment={"TOY_SETTING": "from-terraform"}, timeout_s=http_timeout_s,
                      arn="arn:aws:lambda:us-east-1:123456789012:function:toy-http"),
-        FunctionSpec(name="toy-connect", handler="app.connect", code_dir=TOYS / "ws"),
+        FunctionSpec(name="toy-connect", handler="app.connect", code_dir=TOYS / "ws",
+                     environment={"CONNECT_DIR": str(connect_dir(disconnect_dir))}),
         FunctionSpec(name="toy-default", handler="app.default", code_dir=TOYS / "ws"),
         FunctionSpec(name="toy-disconnect", handler="app.disconnect", code_dir=TOYS / "ws",
                      environment={"DISCONNECT_DIR": str(disconnect_dir)}),
@@ -49,7 +57,7 @@ def toy_wiring(disconnect_dir: Path, http_timeout_s: float = 3.0) -> Wiring:
 async def gateway(tmp_path):
     gw = Gateway(runtime_config(),
                  http_settings=HttpSettings(integration_timeout_s=2.0),
-                 ws_settings=WsSettings(idle_timeout_s=1.5))
+                 ws_settings=WsSettings(idle_timeout_s=60))  # short idle limits: own gateway (test_ws_api)
     await gw.bind()
     gw.attach(toy_wiring(tmp_path, http_timeout_s=5.0))
     yield gw

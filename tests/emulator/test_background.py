@@ -11,12 +11,13 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from emulator.mock_aws.background import StreamPoller, TtlReaper, failed_index, matches, schedule_interval
+from emulator.mock_aws.background import StreamPoller, TtlReaper, failed_index, matches, run_schedule, schedule_interval
 from emulator.mock_aws.moto_local import MotoService, disable_moto_lambda_invoke
 from emulator.profiles import load_profile
 from emulator.lambda_runtime.runtime import FunctionSpec, LambdaService
 from emulator.stats import Faults, Stats
-from emulator.apigateway.wiring import StreamMapping
+from emulator.stack import parse_args
+from emulator.apigateway.wiring import Schedule, StreamMapping
 from tests.emulator.conftest import TOYS, runtime_config
 
 COMPLETED_FILTER = {"eventName": ["MODIFY"],
@@ -52,6 +53,26 @@ def test_failed_index_and_schedule_rates():
     assert failed_index({"batchItemFailures": [{"itemIdentifier": "nope"}]}, batch) == 0
     assert schedule_interval("rate(5 minutes)") == 300
     assert schedule_interval("rate(1 hour)") == 3600
+
+
+@pytest.mark.parametrize("expression", ["rate(30 seconds)", "rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)",
+                                        "rate(1.5 hours)", "rate(5  minutes)", "every 5 minutes"])
+def test_schedules_eventbridge_refuses_are_not_run(expression):
+    """EventBridge's rate grammar: a positive number, singular unit for 1, minutes at the finest
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html)."""
+    with pytest.raises(ValueError):
+        schedule_interval(expression)
+
+
+async def test_an_invalid_schedule_never_fires():
+    lambdas = LambdaService(runtime_config())
+    schedule = Schedule(rule_name="r", rule_arn="arn:aws:events:us-east-1:1:rule/r", expression="rate(10 seconds)",
+                        function="missing")
+    await asyncio.wait_for(run_schedule(schedule, lambdas, "1", "us-east-1", interval_override=0.01), 2)
+
+
+def test_cron_is_not_parsed_and_fires_every_minute():
+    assert schedule_interval("cron(0 20 * * ? *)") == 60
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +184,77 @@ async def test_stream_poller_filters_batches_and_retries_failures(moto, tmp_path
     assert {r["eventName"] for r in delivered} == {"MODIFY"}
     assert all(r["eventSourceARN"] == stream_arn and r["eventSource"] == "aws:dynamodb" for r in delivered)
     assert isinstance(delivered[0]["dynamodb"]["ApproximateCreationDateTime"], float)
+
+
+async def test_filters_apply_before_batching(moto, tmp_path):
+    """Records matching no filter are dropped before batches are cut, so every batch is full of
+    matching records (https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html)."""
+    _, endpoint = moto
+    stream_arn = make_table(endpoint, "batched")
+    ddb = client("dynamodb", endpoint)
+    for i in range(5):
+        ddb.put_item(TableName="batched", Item={"requestId": {"S": f"r{i}"}, "status": {"S": "pending"}})
+    for i, status in enumerate(["pending", "completed", "pending", "completed", "error", "pending", "completed",
+                                "completed", "completed"]):
+        ddb.put_item(TableName="batched", Item={"requestId": {"S": f"r{i % 5}"}, "status": {"S": status},
+                                                "n": {"N": str(i)}})
+    lambdas = LambdaService(runtime_config())
+    lambdas.add(FunctionSpec(name="notifier", handler="app.handler", code_dir=TOYS / "stream",
+                             environment={"OUT_DIR": str(tmp_path)}))
+    mapping = StreamMapping(function="notifier", stream_arn=stream_arn, table_name="batched", batch_size=2,
+                            filters=(COMPLETED_FILTER,), starting_position="TRIM_HORIZON")
+    poller = StreamPoller(mapping, lambdas, endpoint, "us-east-1")
+    task = asyncio.create_task(poller.run())
+    log = tmp_path / "log.jsonl"
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(log.read_text().splitlines() if log.exists() else []) < 6:
+            await asyncio.sleep(0.05)
+        delivered = [json.loads(line) for line in log.read_text().splitlines()]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await lambdas.stop_all()
+    assert [int(r["dynamodb"]["NewImage"]["n"]["N"]) for r in delivered] == [1, 3, 4, 6, 7, 8]
+    assert [r["batchSize"] for r in delivered] == [2, 2, 2, 2, 2, 2]  # batch-then-filter would give 1,1,1,1,2,...
+
+
+def test_conditional_write_failures_have_dynamodbs_error_shape(moto):
+    """ConditionalCheckFailedException, HTTP 400, for PutItem/UpdateItem/DeleteItem
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html#API_PutItem_Errors):
+    the one shape our store recognises."""
+    from httptunnel import store
+
+    _, endpoint = moto
+    make_table(endpoint, "conditional")
+    ddb = client("dynamodb", endpoint)
+    key = {"requestId": {"S": "k"}}
+    ddb.put_item(TableName="conditional", Item={**key, "ttl": {"N": "100"}})
+    calls = [
+        lambda: ddb.put_item(TableName="conditional", Item=key, ConditionExpression="attribute_not_exists(requestId)"),
+        lambda: ddb.update_item(TableName="conditional", Key=key, UpdateExpression="SET a = :a",
+                                ConditionExpression="#t > :now", ExpressionAttributeNames={"#t": "ttl"},
+                                ExpressionAttributeValues={":a": {"S": "x"}, ":now": {"N": "200"}}),
+        lambda: ddb.delete_item(TableName="conditional", Key=key, ConditionExpression="#t > :now",
+                                ExpressionAttributeNames={"#t": "ttl"}, ExpressionAttributeValues={":now": {"N": "200"}}),
+    ]
+    for call in calls:
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            call()
+        assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert store._conditional_failed(info.value)
+    assert ddb.get_item(TableName="conditional", Key=key)["Item"] == {**key, "ttl": {"N": "100"}}
+
+
+async def test_ttl_expiry_is_off_unless_asked():
+    """DynamoDB deletes expired items "typically within two days" and they still show up in reads
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTimeToLive.html):
+    the local stack (and so the e2e suite) never expires rows by default."""
+    assert parse_args([]).ttl_interval == 0
+    reaper = TtlReaper(("t",), "http://127.0.0.1:9", "us-east-1")
+    await asyncio.wait_for(reaper.run(0), 1)  # returns at once: no sweep task
+    assert reaper.deleted == 0
 
 
 def test_ttl_reaper_deletes_only_expired_rows(moto):
@@ -332,3 +424,22 @@ def test_fair_lock_serves_waiters_in_arrival_order():
     assert order == [0, 1, 2, 3, 4]
     with lock:  # free again afterwards
         pass
+
+
+@pytest.mark.parametrize("first_init", ["slow", "fails"])
+async def test_a_failed_init_is_retried_on_the_next_invocation(first_init, tmp_path, monkeypatch):
+    from emulator.lambda_runtime import runtime
+
+    monkeypatch.setattr(runtime, "INIT_TIMEOUT_S", 1.0)
+    lambdas = LambdaService(runtime_config())
+    env = {"OUT_DIR": str(tmp_path), "FIRST_INIT": first_init, "FIRST_INIT_SLEEP": "3"}
+    lambdas.add(FunctionSpec(name="slowinit", handler="app.handler", code_dir=TOYS / "slowinit", environment=env))
+    try:
+        first = await lambdas.workers["slowinit"].invoke("{}", 5.0)
+        assert first["ok"] is False
+        assert first["error"]["errorType"] == ("Runtime.InitTimeout" if first_init == "slow" else "Runtime.ImportModuleError")
+        second = await lambdas.workers["slowinit"].invoke("{}", 5.0)
+        assert second["ok"] is True, second
+        assert json.loads(second["payload"]) == {"inits": 2}  # a fresh init, not the failed sandbox
+    finally:
+        await lambdas.workers["slowinit"].stop()

@@ -26,7 +26,7 @@ async def test_event_shape_is_payload_2(gateway):
     event = json.loads(body)
     assert event["version"] == "2.0"
     assert event["routeKey"] == "$default"
-    assert event["rawPath"] == "/some/path%2Fx"
+    assert event["rawPath"] == "/some/path/x"  # decoded, as HTTP APIs do (test_fidelity_http.py)
     assert event["rawQueryString"] == "b=2&a=1&a=%20two&empty="
     assert event["queryStringParameters"] == {"b": "2", "a": "1, two", "empty": ""}
     assert event["headers"]["x-multi"] == "one,two"
@@ -51,6 +51,7 @@ async def test_subdomain_host_reaches_the_event(gateway):
     assert event["requestContext"]["domainName"] == "abc123.localhost"
     assert event["requestContext"]["domainPrefix"] == "abc123"
     assert "body" not in event and "queryStringParameters" not in event
+    assert "cookies" not in event
 
 
 async def test_binary_body_is_base64_and_byte_exact(gateway):

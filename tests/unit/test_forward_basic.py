@@ -7,9 +7,11 @@ import copy
 import json
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 import boto3
+import pytest
 
 from httptunnel import forwarding, protocol, store
 
@@ -338,3 +340,64 @@ def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
 def test_a_renewed_agent_serves_its_old_socket_longer_than_forward_caches_it():
     from ttf import lifecycle
     assert lifecycle.RETIRE_GRACE_S > forwarding.CONNECTION_CACHE_S
+
+
+# ---- request target: HTTP APIs hand over rawPath percent-DECODED (hotsock/voker#8) -------------
+
+def test_decoded_path_is_re_encoded_into_a_valid_target(aws, mgmt, ctx):
+    """What AWS delivers for `/RSC/%40id%2Fassets%2Frsf0.js%23save.txt` (honojs/hono#2156) and
+    other decoded paths: the agent gets a target that decodes back to the delivered path."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    cases = {
+        "/RSC/@id/assets/rsf0.js#save.txt": "/RSC/@id/assets/rsf0.js%23save.txt",
+        "/space value/100%": "/space%20value/100%25",
+        "/unicode-λ-世界": "/unicode-%CE%BB-%E4%B8%96%E7%95%8C",
+        "/a+b/(c);d=e,f:g@h!$&'*~": "/a+b/(c);d=e,f:g@h!$&'*~",
+        "/ctl\x00\x1f\x7f\"<>\\^`{|}[]": "/ctl%00%1F%7F%22%3C%3E%5C%5E%60%7B%7C%7D%5B%5D",
+    }
+    for path, target in cases.items():
+        result = load_handler("forward")(http_event(tid, path=path, query=""), ctx)
+        assert result["statusCode"] == 200, (path, result)
+        assert agent.requests[-1]["uri"] == target
+        assert urllib.parse.unquote(target, errors="strict") == path
+
+
+def test_query_is_kept_byte_for_byte_or_refused(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    raw = "a=%2F%3F+b&c=[1]|{x}&d=%zz&q=?/"
+    assert load_handler("forward")(http_event(tid, path="/p", query=raw), ctx)["statusCode"] == 200
+    assert agent.requests[-1]["uri"] == "/p?" + raw  # byte for byte
+    assert load_handler("forward")(http_event(tid, path="/p", query="u=é"), ctx)["statusCode"] == 200
+    assert agent.requests[-1]["uri"] == "/p?u=%C3%A9"  # non-ASCII percent-encoded, as ttf always did
+    sent = len(agent.requests)
+    for bad in ("a=1 2", "h=#x", "c=\x01", "d=\x7f"):  # no valid request has these: refused, not altered
+        result = load_handler("forward")(http_event(tid, path="/p", query=bad), ctx)
+        assert result["statusCode"] == 400 and result["headers"]["x-tunnel-error"] == "invalid_request", bad
+    assert len(agent.requests) == sent
+
+
+def test_path_that_cannot_be_rebuilt_is_400_invalid_request(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = Agent(mgmt, "conn-A", ok())
+    for path, query in (("/lone\udc80surrogate", ""), ("/p", "x=\ud800")):
+        result = load_handler("forward")(http_event(tid, path=path, query=query), ctx)
+        assert result["statusCode"] == 400, path
+        assert result["headers"]["x-tunnel-error"] == "invalid_request"
+    event = http_event(tid)
+    event["rawPath"] = "relative/path"
+    result = load_handler("forward")(event, ctx)
+    assert result["statusCode"] == 400 and result["headers"]["x-tunnel-error"] == "invalid_request"
+    assert agent.requests == []  # nothing reached the agent
+
+
+def test_request_target_unit():
+    from httptunnel.routing import request_target
+
+    assert request_target("/", "") == "/"
+    assert request_target("/a?b", "c=d") == "/a%3Fb?c=d"
+    assert request_target("/%41", "") == "/%2541"  # a literal '%': the local service must not see "A"
+    for bad in ("", "no-slash", "/\udcff"):
+        with pytest.raises(ValueError):
+            request_target(bad, "")

@@ -21,6 +21,9 @@ tunnel_ids = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1
 path_chars = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/"
 paths = st.text(alphabet=path_chars, max_size=60).map(lambda p: "/" + p)
 queries = st.text(alphabet=string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/?[]| ^`{}\"<>", max_size=80)
+# What a request target can carry: forward refuses a query with a space (routing.request_target).
+target_queries = st.text(alphabet=string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/?[]|^`{}\"<>",
+                         max_size=80)
 
 
 @given(st.builds(protocol.HttpRequest, request_id=st.uuids().map(str), method=st.sampled_from(["GET", "PROPFIND"]),
@@ -157,7 +160,7 @@ def test_location_and_cookie_path(path, prefix):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.binary(max_size=5000), query=queries, response=st.binary(max_size=5000),
+@given(body=st.binary(max_size=5000), query=target_queries, response=st.binary(max_size=5000),
        method=st.text(alphabet=string.ascii_uppercase + "-", min_size=1, max_size=10))
 def test_forward_end_to_end_is_byte_exact(aws, mgmt, ctx, body, query, response, method):
     tid = connect_agent("conn-P")["tunnel_id"]

@@ -9,6 +9,7 @@ static/     the page: index.html, app.js, views.js, app.css (package data, no in
 """
 
 from ttf.inspector.history import BODY_CAP, DEFAULT_BUDGET, Body, Entry, History, capture
-from ttf.inspector.server import Inspector, Replayer
+from ttf.inspector.server import Inspector, Local, Replayer, ReplayRefused
 
-__all__ = ["BODY_CAP", "DEFAULT_BUDGET", "Body", "Entry", "History", "Inspector", "Replayer", "capture"]
+__all__ = ["BODY_CAP", "DEFAULT_BUDGET", "Body", "Entry", "History", "Inspector", "Local", "Replayer",
+           "ReplayRefused", "capture"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from httptunnel.protocol import Headers
@@ -23,6 +24,7 @@ from ttf.inspector.history import Entry, capture
 from ttf.inspector.views import media_type
 
 HAR_MAX = 20 * 1024 * 1024
+_TUNNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a config file's tunnel name, or a tunnel id
 
 
 class HarError(ValueError):
@@ -44,9 +46,11 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def export(entries: list[Entry], base_url: str) -> dict[str, Any]:
+def export(entries: list[Entry], base_url: str | Callable[[Entry], str]) -> dict[str, Any]:
+    """base_url: one for all, or each entry's (its tunnel's public URL, several tunnels in one ttf)."""
+    base = base_url if callable(base_url) else (lambda _entry: base_url)
     return {"log": {"version": "1.2", "creator": {"name": "ttf", "version": __version__},
-                    "entries": [_entry_out(e, base_url) for e in entries]}}
+                    "entries": [_entry_out(e, base(e)) for e in entries]}}
 
 
 def _entry_out(entry: Entry, base_url: str) -> dict[str, Any]:
@@ -190,7 +194,13 @@ def _entry_in(item: Any, where: str, cap: int) -> Entry:
         response=capture(response_body, cap, _real_size(response, meta.get("response_truncated"))),
         duration_ms=max(0, int(duration)),
         error=meta.get("error") if isinstance(meta.get("error"), str) else None, source="imported",
+        tunnel=_tunnel_in(meta.get("tunnel")),
     )
+
+
+def _tunnel_in(value: Any) -> str | None:
+    """ttf's own export names the tunnel (a config file's name, or an id): replays go back there."""
+    return value if isinstance(value, str) and _TUNNEL.match(value) else None
 
 
 def _real_size(message: dict[str, Any], truncated: Any) -> int | None:

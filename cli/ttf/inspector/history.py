@@ -65,7 +65,8 @@ class Entry:
     error: str | None = None  # the error code answered instead of a response (or the denial's reason)
     replay_of: int | None = None  # the entry this one replays (edited or not)
     source: str = "tunnel"  # one of SOURCES
-    tunnel: str | None = None  # the tunnel id it came through (several tunnels in one ttf)
+    # the tunnel it came through: a config file's tunnel's name, else the tunnel id
+    tunnel: str | None = None
 
     @property
     def cost(self) -> int:
@@ -156,7 +157,8 @@ class History:
         self.budget = budget
         self.cap = cap
         self.bytes = 0
-        self.tunnel: str | None = None  # stamped on new entries (the inspector keeps it current)
+        self.tunnel: str | None = None  # the one tunnel's id, stamped on its new entries (kept current by
+        # the inspector); a config file's tunnels pass their name to record() / record_denied()
         self._entries: OrderedDict[int, Entry] = OrderedDict()
         self._next_id = 1
         self._listeners: list[Listener] = []
@@ -178,14 +180,15 @@ class History:
                 log.exception("inspector listener failed")
 
     # ---- recording ---------------------------------------------------------------------
-    def record(self, exchange: Exchange, replay_of: int | None = None, source: str | None = None) -> Entry:
+    def record(self, exchange: Exchange, replay_of: int | None = None, source: str | None = None,
+               tunnel: str | None = None) -> Entry:
         entry = Entry(
             id=0, at=exchange.started_at, method=exchange.method, uri=exchange.uri,
             request_headers=exchange.request_headers, request=capture(exchange.request_body, self.cap),
             status=exchange.status, response_headers=exchange.response_headers,
             response=capture(exchange.response_body, self.cap), duration_ms=exchange.duration_ms,
             error=exchange.error, replay_of=replay_of,
-            source=source or ("replay" if replay_of is not None else "tunnel"), tunnel=self.tunnel,
+            source=source or ("replay" if replay_of is not None else "tunnel"), tunnel=tunnel or self.tunnel,
         )
         return self.add(entry)
 

@@ -1,7 +1,8 @@
 """The inspector's HTTP side: the page (package data files) and the JSON API it and scripts use.
 
 API (all JSON; errors are {"error": ...} with a 4xx status):
-  GET    /api/status                         tunnel (id, URLs, state), history (count, limit, bytes, budget)
+  GET    /api/status                         tunnel (id, URLs, state), history (count, limit, bytes, budget);
+                                             tunnels: a config file's tunnels, each named, the same fields
   GET    /api/events                         server-sent events: hello, entry, cleared, settings, status, resync
   GET    /api/requests?method=&status=&path=&text=&since=&until=&source=&tunnel=&limit=
                                              newest first, no bodies; total = how many match
@@ -10,7 +11,8 @@ API (all JSON; errors are {"error": ...} with a 4xx status):
   GET    /api/requests/{id}/body/{request|response}   the captured bytes, as a download
   GET    /api/requests/{id}/curl?target=local|public  copy as curl / HTTPie
   GET    /api/requests/{id}/diff?against={id}         response diff (default: the entry it replays)
-  POST   /api/requests/{id}/replay           {"request": {edits}, "count": N}, both optional
+  POST   /api/requests/{id}/replay           {"request": {edits}, "count": N}, both optional; sent to the
+                                             local service of the tunnel the entry came through
   GET    /api/har?ids=1,2 (or the list's filters)     HAR 1.2 export
   POST   /api/har                            HAR 1.2 import (all or nothing)
   GET|PUT /api/settings                      {"history_limit": N}
@@ -21,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from httptunnel.protocol import Headers
 
-from ttf.events import Connected, Disconnected, Reconnecting, TunnelEstablished
+from ttf.events import Connected, Disconnected, Reconnecting, TunnelEstablished, TunnelFailed
 from ttf.forward import Exchange
 from ttf.inspector import curl, har
 from ttf.inspector.diff import diff
@@ -46,7 +49,25 @@ JSON_MAX = 16 * 1024 * 1024  # an edited request: a 10 MB body in base64 and its
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "views.js": "text/javascript",
           "app.css": "text/css", "icon.svg": "image/svg+xml"}
 
-Replayer = Callable[[str, str, Headers, bytes], Awaitable[Exchange]]
+# (the entry's tunnel, method, uri, headers, body) -> the exchange with that tunnel's local service
+Replayer = Callable[[str | None, str, str, Headers, bytes], Awaitable[Exchange]]
+
+
+class ReplayRefused(Exception):
+    """The replay cannot be sent (the entry's tunnel is not one this ttf runs): a 409 saying why."""
+
+
+@dataclass(frozen=True)
+class Local:
+    """Where a config file's tunnel forwards to (curl's local target)."""
+
+    target: str  # host:port
+    keep_host: bool = False
+
+
+def _fresh_status() -> dict[str, Any]:
+    return {"state": "starting", "since": time.time(), "tunnel_id": None, "public_url": None,
+            "subdomain_url": None, "path_based_url": None, "reason": None}
 
 
 def _static_files() -> dict[str, bytes]:
@@ -58,18 +79,21 @@ class Inspector:
     """start() binds (OSError when the port is taken), stop() closes; observe() hears the agent's events."""
 
     def __init__(self, history: History, replayer: Replayer, local_target: str = "127.0.0.1:3000",
-                 keep_host: bool = False) -> None:
+                 keep_host: bool = False, named: Mapping[str, Local] | None = None) -> None:
+        """named: a config file's tunnels (their entries carry the name); empty for one tunnel."""
         self.history = history
         self.replayer = replayer
         self.local_target = local_target
         self.keep_host = keep_host
+        self.named = dict(named or {})
+        self.named_status: dict[str, dict[str, Any]] = {name: _fresh_status() for name in self.named}
         self.url: str | None = None  # what to open (with ?token= when bound off loopback)
         self.base_url: str | None = None
         self.guard = Guard()
         self.streams = Streams()
-        self.tunnel: dict[str, Any] = {"state": "starting", "since": time.time(), "tunnel_id": None,
-                                       "public_url": None, "subdomain_url": None, "path_based_url": None,
-                                       "reason": None}
+        # the header's tunnel: the one tunnel, or a config file's first (the same dict as its named_status)
+        first = list(self.named_status.values())[:1]
+        self.tunnel: dict[str, Any] = first[0] if first else _fresh_status()
         self._files = _static_files()
         self._runner: web.AppRunner | None = None
         self._unlisten: Callable[[], None] | None = None
@@ -121,26 +145,35 @@ class Inspector:
             self._runner = None
 
     def observe(self, event: object) -> None:
-        """The agent's events: the header shows the tunnel's id, URLs and state."""
+        """The agent's events: the header shows each tunnel's id, URLs and state."""
         now = time.time()
+        name = getattr(event, "tunnel", None)
+        tunnel = self.named_status.get(name, self.tunnel) if name is not None else self.tunnel
         if isinstance(event, Connected):
-            self.tunnel.update(state="connecting", since=now, reason=None)
+            tunnel.update(state="connecting", since=now, reason=None)
         elif isinstance(event, TunnelEstablished):
-            self.tunnel.update(state="online", since=now, reason=None, tunnel_id=event.tunnel_id,
-                               public_url=event.public_url, subdomain_url=event.subdomain_url,
-                               path_based_url=event.path_based_url)
-            self.history.tunnel = event.tunnel_id
+            tunnel.update(state="online", since=now, reason=None, tunnel_id=event.tunnel_id,
+                          public_url=event.public_url, subdomain_url=event.subdomain_url,
+                          path_based_url=event.path_based_url)
+            if name is None:
+                self.history.tunnel = event.tunnel_id
         elif isinstance(event, Disconnected):
-            self.tunnel.update(state="offline", since=now, reason=event.reason)
+            tunnel.update(state="offline", since=now, reason=event.reason)
         elif isinstance(event, Reconnecting):
-            self.tunnel.update(state="reconnecting", since=now, reason=event.reason)
+            tunnel.update(state="reconnecting", since=now, reason=event.reason)
+        elif isinstance(event, TunnelFailed):
+            tunnel.update(state="failed", since=now, reason=event.reason)
         else:
             return
         self.streams.broadcast("status", self.status())
 
     def status(self) -> dict[str, Any]:
         h = self.history
-        return {"tunnel": dict(self.tunnel), "local_target": self.local_target, "inspector_url": self.base_url,
+        tunnels = [{"name": name, "local_target": self.named[name].target, **status}
+                   for name, status in self.named_status.items()]
+        return {"tunnel": dict(self.tunnel), "tunnels": tunnels,
+                "local_target": tunnels[0]["local_target"] if tunnels else self.local_target,
+                "inspector_url": self.base_url,
                 "history": {"count": len(h), "limit": h.limit, "limit_max": LIMIT_MAX, "bytes": h.bytes,
                             "budget": h.budget, "body_cap": h.cap},
                 "replay_max": REPLAY_MAX, "protected": self.guard.token is not None}
@@ -217,10 +250,11 @@ class Inspector:
         if entry is None:
             return _gone()
         kind = request.query.get("target", "local")
+        local = self.named.get(entry.tunnel or "", Local(self.local_target, self.keep_host))
         if kind == "local":
-            target = curl.Target(f"http://{self.local_target}", "local", self.keep_host)
+            target = curl.Target(f"http://{local.target}", "local", local.keep_host)
         elif kind == "public":
-            public = self.tunnel.get("public_url")
+            public = self._status_of(entry).get("public_url")
             if not public:
                 return error(409, "the public URL is not known yet (the tunnel is not established)")
             target = curl.Target(str(public).rstrip("/"), "public")
@@ -262,7 +296,10 @@ class Inspector:
             return error(409, f"the captured request body was truncated ({entry.request.size} bytes, "
                               f"{len(entry.request.data)} kept): it cannot be replayed exactly; send a new body")
         source = "edited" if "request" in data else "replay"
-        entries = await self._send(req, count, entry.id, source)
+        try:
+            entries = await self._send(req, count, entry, source)
+        except ReplayRefused as exc:
+            return error(409, str(exc))
         durations = sorted(e.duration_ms for e in entries)
         statuses: dict[str, int] = {}
         for e in entries:
@@ -271,13 +308,13 @@ class Inspector:
             "replays": [e.summary() for e in entries], "statuses": statuses,
             "durations_ms": {"min": durations[0], "median": durations[len(durations) // 2], "max": durations[-1]}})
 
-    async def _send(self, req: Request, count: int, of: int, source: str) -> list[Entry]:
+    async def _send(self, req: Request, count: int, of: Entry, source: str) -> list[Entry]:
         gate = asyncio.Semaphore(REPLAY_PARALLEL)
 
         async def one() -> Entry:
             async with gate:
-                exchange = await self.replayer(req.method, req.uri, req.headers, req.body)
-            return self.history.record(exchange, replay_of=of, source=source)
+                exchange = await self.replayer(of.tunnel, req.method, req.uri, req.headers, req.body)
+            return self.history.record(exchange, replay_of=of.id, source=source, tunnel=of.tunnel)
 
         return list(await asyncio.gather(*(one() for _ in range(count))))
 
@@ -292,8 +329,11 @@ class Inspector:
                 entries = self.history.select(keep)[:limit]
         except ValueError as exc:
             return error(400, f"bad selection: {exc}")
-        base = self.tunnel.get("public_url") or f"http://{self.local_target}"
-        body = json.dumps(har.export(sorted(entries, key=lambda e: e.id), str(base)), indent=1).encode("utf-8")
+        def base(entry: Entry) -> str:  # each entry's own tunnel's public URL
+            local = self.named.get(entry.tunnel or "", Local(self.local_target)).target
+            return str(self._status_of(entry).get("public_url") or f"http://{local}")
+
+        body = json.dumps(har.export(sorted(entries, key=lambda e: e.id), base), indent=1).encode("utf-8")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return web.Response(body=body, content_type="application/json", headers={
             "Content-Disposition": f'attachment; filename="ttf-{stamp}.har"'})
@@ -308,6 +348,10 @@ class Inspector:
             return error(400, f"{exc}: nothing was imported")
         added = [self.history.add(e) for e in entries]
         return web.json_response({"imported": len(added), "ids": [e.id for e in added]})
+
+    def _status_of(self, entry: Entry) -> dict[str, Any]:
+        """The status of the tunnel an entry came through (the one tunnel's without a config file)."""
+        return self.named_status.get(entry.tunnel or "", self.tunnel)
 
     def _lookup(self, raw: str) -> Entry | None:
         return self.history.get(int(raw)) if raw.isdigit() and len(raw) < 19 else None

@@ -81,12 +81,27 @@
     const rows = [];
     const add = (label, value, copy) => rows.push(h("div", {className: "pair"}, h("dt", {}, label),
       h("dd", {}, h("span", {className: "mono"}, value || "—"), copy && value ? h("button", {type: "button", className: "link", onclick: () => copyText(value, label)}, "copy") : null)));
-    add("Tunnel id", t.tunnel_id);
-    add("Public URL", t.public_url, true);
-    if (t.subdomain_url && t.subdomain_url !== t.public_url) add("Subdomain URL", t.subdomain_url, true);
-    if (t.path_based_url && t.path_based_url !== t.public_url) add("Path URL", t.path_based_url, true);
-    add("Local", "http://" + s.local_target);
+    if (s.tunnels && s.tunnels.length) {
+      // a config file's tunnels: one line each (name, state, public URL, local target)
+      for (const one of s.tunnels) {
+        rows.push(h("div", {className: "pair"}, h("dt", {}, one.name),
+          h("dd", {}, h("span", {className: "state " + one.state}, one.state + (one.reason ? ": " + one.reason : "")), " ",
+            h("span", {className: "mono"}, one.public_url || "—"),
+            one.public_url ? h("button", {type: "button", className: "link", onclick: () => copyText(one.public_url, one.name + " URL")}, "copy") : null,
+            h("span", {className: "mono"}, " → http://" + one.local_target))));
+      }
+      const online = s.tunnels.filter(one => one.state === "online").length;
+      badge.textContent = online + " of " + s.tunnels.length + " tunnels online";
+      badge.className = "state " + (online === s.tunnels.length ? "online" : "reconnecting");
+    } else {
+      add("Tunnel id", t.tunnel_id);
+      add("Public URL", t.public_url, true);
+      if (t.subdomain_url && t.subdomain_url !== t.public_url) add("Subdomain URL", t.subdomain_url, true);
+      if (t.path_based_url && t.path_based_url !== t.public_url) add("Path URL", t.path_based_url, true);
+      add("Local", "http://" + s.local_target);
+    }
     info.replaceChildren(...rows);
+    renderTunnels();
     renderCap();
     renderEmpty();
   }
@@ -163,12 +178,12 @@
       h("td", {className: "pick"}, box),
       h("td", {className: "num"}, "#" + e.id),
       h("td", {className: "time"}, clock(e.time)),
+      h("td", {className: "tunnel"}, e.tunnel || ""),
       h("td", {className: "method"}, e.method),
       h("td", {className: "host"}, e.host || ""),
       h("td", {className: "uri", title: e.uri}, e.uri, ...badges),
       status,
-      h("td", {className: "dur"}, e.duration_ms + " ms"),
-      h("td", {className: "tunnel"}, e.tunnel || ""));
+      h("td", {className: "dur"}, e.duration_ms + " ms"));
     tr.addEventListener("click", () => select(e.id));
     return tr;
   }
@@ -210,7 +225,9 @@
     }
   }
   function renderTunnels() {
-    const seen = new Set(Array.from(state.entries.values()).map(e => e.tunnel).filter(Boolean));
+    // a config file's tunnels (the status names them all), else whatever tunnel ids the entries carry
+    const named = state.status && state.status.tunnels ? state.status.tunnels.map(one => one.name) : [];
+    const seen = new Set(named.concat(Array.from(state.entries.values()).map(e => e.tunnel).filter(Boolean)));
     const select = $("f-tunnel");
     document.body.classList.toggle("multi-tunnel", seen.size > 1 || select.value !== "");
     select.hidden = seen.size <= 1 && select.value === "";

@@ -18,6 +18,23 @@ def handler(event, context):
         return {"statusCode": 200, "body": "x" * (6 * 1024 * 1024 + 10)}
     if path == "/bare":
         return {"hello": "world"}
+    if path == "/bare-string":
+        return "Hello from Lambda!"
+    if path == "/multi":
+        return {"statusCode": 200, "headers": {"x-one": "1"}, "multiValueHeaders": {"x-multi": ["a", "b"]},
+                "body": "m"}
+    if path == "/no-type":
+        return {"statusCode": 200, "body": "plain"}
+    if path == "/no-flag":
+        return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "aGk="}
+    if path == "/empty":
+        return {"statusCode": 204}
+    if path == "/server":
+        return {"statusCode": 200, "headers": {"server": "mine"}, "body": "s"}
+    if path == "/head":
+        length = "1234" if event["requestContext"]["http"]["method"] == "HEAD" else "4"
+        return {"statusCode": 200, "headers": {"content-type": "application/octet-stream", "content-length": length},
+                "body": "" if length == "1234" else "full"}
     if path == "/bad":
         return {"statusCode": "two hundred"}
     if path == "/binary":

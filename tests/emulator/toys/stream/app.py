@@ -10,7 +10,7 @@ def handler(event, context):
         seq = record["dynamodb"]["SequenceNumber"]
         seen = os.path.join(folder, f"seen-{seq}")
         with open(os.path.join(folder, "log.jsonl"), "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps({**record, "batchSize": len(event["Records"])}) + "\n")
         if "fail" in record["dynamodb"].get("NewImage", {}) and not os.path.exists(seen):
             open(seen, "w").close()
             failures.append({"itemIdentifier": seq})

@@ -9,6 +9,10 @@ MANAGEMENT = boto3.client("apigatewaymanagementapi")
 
 def connect(event, context):
     query = event.get("queryStringParameters") or {}
+    if "save" in query:
+        name = event["requestContext"]["connectionId"].replace("/", "_")
+        with open(os.path.join(os.environ["CONNECT_DIR"], name), "w") as fh:
+            json.dump(event, fh)
     if "refuse" in query:
         return {"statusCode": int(query["refuse"]), "body": "refused"}
     if "crash" in query:
