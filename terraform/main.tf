@@ -92,8 +92,9 @@ locals {
       LOG_LEVEL              = var.log_level
     }
     stream_notifier = {
-      EVENT_BUS_NAME = module.events.event_bus_name
-      LOG_LEVEL      = var.log_level
+      CONNECTIONS_TABLE = module.tables.connections_table_name
+      EVENT_BUS_NAME    = module.events.event_bus_name
+      LOG_LEVEL         = var.log_level
     }
   }
 
@@ -123,13 +124,13 @@ locals {
     ]
     response = [
       { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
-      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
     ]
     forward = [
       { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
-      { sid = "Pending", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
       { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
@@ -141,12 +142,14 @@ locals {
     ]
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
+      { sid = "TunnelOfAnswer", actions = ["dynamodb:BatchGetItem"], resources = [local.connections_arn] },
       { sid = "ReadStream", actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"], resources = [module.tables.pending_stream_arn] },
     ]
   }
 
+  # New answer rows (written once, never modified; TTL removals are REMOVE and filtered out).
   stream_filter = {
-    eventName = ["MODIFY"]
+    eventName = ["INSERT"]
     dynamodb  = { NewImage = { status = { S = ["completed", "error"] } } }
   }
 }
@@ -248,6 +251,7 @@ module "functions" {
   environment          = local.environment[each.key]
   policy_statements    = local.policy_statements[each.key]
   log_retention_days   = var.log_retention_days
+  snap_start           = var.snap_start
 }
 
 module "websocket_api" {
@@ -256,9 +260,9 @@ module "websocket_api" {
   name       = "${var.name_prefix}-agents"
   stage_name = var.websocket_stage_name
   routes = {
-    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn }
-    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn }
-    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn }
+    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn, qualifier = module.functions["connect"].qualifier }
+    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn, qualifier = module.functions["disconnect"].qualifier }
+    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn, qualifier = module.functions["response"].qualifier }
   }
   throttling_burst_limit = var.websocket_throttling_burst_limit
   throttling_rate_limit  = var.websocket_throttling_rate_limit
@@ -273,6 +277,7 @@ module "http_api" {
   name                   = "${var.name_prefix}-public"
   function_name          = module.functions["forward"].function_name
   invoke_arn             = module.functions["forward"].invoke_arn
+  qualifier              = module.functions["forward"].qualifier
   throttling_burst_limit = var.http_throttling_burst_limit
   throttling_rate_limit  = var.http_throttling_rate_limit
   log_retention_days     = var.log_retention_days
@@ -304,10 +309,14 @@ module "events" {
   cleanup_schedule           = var.cleanup_schedule
   cleanup_function_name      = module.functions["cleanup"].function_name
   cleanup_function_arn       = module.functions["cleanup"].function_arn
+  cleanup_qualifier          = module.functions["cleanup"].qualifier
 }
 
-# Completed (or failed) requests only; the handler reports partial batch failures.
+# The traffic log (var.traffic_log): answer rows only; the handler reports partial batch
+# failures. Without it there is no mapping, so no stream record ever invokes anything.
 resource "aws_lambda_event_source_mapping" "this" {
+  count = var.traffic_log ? 1 : 0
+
   event_source_arn                   = module.tables.pending_stream_arn
   function_name                      = module.functions["stream_notifier"].function_arn
   starting_position                  = "LATEST"

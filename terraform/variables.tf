@@ -112,6 +112,18 @@ variable "point_in_time_recovery" {
   default     = false
 }
 
+variable "snap_start" {
+  description = "Lambda SnapStart for every function (python3.12+ only, which lambda_runtime already requires): each change publishes a version, an alias \"live\" follows it, and the API integrations, their permissions, the stream mapping and the cleanup schedule invoke the alias. Costs a snapshot cache charge per published version (per GB-s while cached, 3 h minimum) plus a restore charge per GB on each cold start; see https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing. Off by default."
+  type        = bool
+  default     = false
+}
+
+variable "traffic_log" {
+  description = "Publish one EventBridge event per answered request (the traffic log: stream_notifier reads the answer rows' stream). Costs about $1 per million requests in PutEvents plus the notifier's invocations; false (the default) creates no stream mapping, so no stream record leads to an invocation."
+  type        = bool
+  default     = false
+}
+
 variable "cleanup_schedule" {
   type        = string
   description = "EventBridge schedule of the cleanup Lambda: rate(N minutes|hours|days) (singular for 1, one minute at the finest) or cron(...)."

@@ -53,7 +53,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
                 "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
-    "stream_notifier": ("EVENT_BUS_NAME", "LOG_LEVEL"),
+    "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
 
 # Read when present but never required from Terraform (local/test overrides).

@@ -118,15 +118,25 @@ def _new_id(token: str, identity: auth.Identity | None) -> Outcome:
     return Outcome(500, "could not allocate a tunnel id")
 
 
+def _audit(ws: apigw.WsEvent, event: str, outcome: str, status: int, tunnel_id: str | None,
+           subject: str | None, reason: str | None = None) -> None:
+    """The audit trail: one always-on line per $connect / $disconnect, no extra AWS call."""
+    log.audit("tunnel audit", event=event, outcome=outcome, status=status, connection_id=ws.connection_id,
+              tunnel_id=tunnel_id, sub=subject, source_ip=ws.source_ip, reason=reason)
+
+
 def connect(event: Any) -> dict[str, Any]:
     ws = apigw.parse_ws_event(event)
+    wanted = (_pick(ws, "sub") or _pick(ws, "id")).lower()[:64] or None  # audit only: what was asked for
     try:
         identity = _authenticate(ws)
     except config.ConfigError as exc:
         log.error("connect rejected: configuration error", connection_id=ws.connection_id, error=str(exc))
+        _audit(ws, "connect", "rejected", 500, wanted, None, "server misconfigured")
         return apigw.ws_response(500, "server misconfigured")
     if isinstance(identity, Outcome):
         log.warning("connect rejected", connection_id=ws.connection_id, status=401, reason=identity.reason)
+        _audit(ws, "connect", "rejected", 401, wanted, None, identity.reason)
         return apigw.ws_response(401, "unauthorized")
     token = _pick(ws, "token")
     name, wanted_id = _pick(ws, "sub").lower(), _pick(ws, "id").lower()
@@ -144,8 +154,10 @@ def connect(event: Any) -> dict[str, Any]:
         outcome = _reclaim(wanted_id, token, identity)
     else:
         outcome = _new_id(token, identity)
+    subject = identity.subject if identity else None
     if outcome.status != 200 or outcome.tunnel_id is None:
         log.warning("connect rejected", connection_id=ws.connection_id, status=outcome.status, reason=outcome.reason)
+        _audit(ws, "connect", "rejected", outcome.status, wanted, subject, outcome.reason)
         return apigw.ws_response(outcome.status, outcome.reason)
     store.put_connection(store.Connection(
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
@@ -153,13 +165,16 @@ def connect(event: Any) -> dict[str, Any]:
         subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
         rewrite=bool(rewrite), policy=edge_policy if isinstance(edge_policy, str) else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=identity.subject if identity else None, rewrite=bool(rewrite),
+             subject=subject, rewrite=bool(rewrite),
              policy=bool(edge_policy))  # whether one is in force, never its content
+    _audit(ws, "connect", outcome.reason, 200, outcome.tunnel_id, subject)
     return apigw.ws_response(200)
 
 
 def disconnect(event: Any) -> dict[str, Any]:
     ws = apigw.parse_ws_event(event)
-    store.delete_connection(ws.connection_id)  # DeleteItem of a missing key succeeds: idempotent
+    gone = store.delete_connection(ws.connection_id)  # DeleteItem of a missing key succeeds: idempotent
     log.info("disconnected", connection_id=ws.connection_id)
+    _audit(ws, "disconnect", "disconnected" if gone else "no_row", 200, gone.tunnel_id if gone else None,
+           gone.subject if gone else None)
     return apigw.ws_response(200)

@@ -20,11 +20,17 @@ literally in a path, so the local service gets a valid target that decodes to th
 query goes on byte for byte. A target that cannot be built that way is refused with 400
 ``invalid_request``: never a 500, never a silently different URL.
 
-Waiting: strongly consistent GetItem polling with backoff 5 ms x1.5 capped at 50 ms;
-every second the connection row is checked (gone -> 502 agent_gone). On timeout/agent gone
-the pending row is marked ``error`` (so stream_notifier sees those too). The pending row is
-DELETED once the caller has its answer (the stream sees the MODIFY first, then a REMOVE the
-notifier's filter ignores); rows of crashed forwards expire by TTL / cleanup.
+Waiting: strongly consistent GetItem of the answer row keyed by (request id, the connection
+the request was posted to), with the backoff of ``next_poll_delay``; every second the
+connection row is checked (gone -> 502 agent_gone). forward writes nothing on the way: the
+response Lambda writes the answer once and TTL removes it. On timeout/agent gone forward
+writes the error row itself, conditionally on the slot being empty (so a late answer is
+refused, and an answer that won the race is returned instead).
+
+The connection lookup is cached per warm instance (``ConnectionCache``): a tunnel's newest
+connection for ``CONNECTION_CACHE_S``, an unknown tunnel as absent for ``ABSENT_CACHE_S``;
+a 410 on the post drops the entry and asks the Query once more, so a reconnect never costs
+the caller an error.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ import ipaddress
 import json
 import logging
 import re
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +58,16 @@ POLL_START_S = 0.005
 POLL_CAP_S = 0.05
 POLL_FRACTION = 0.2
 POLL_MAX_S = 0.5
+# The first poll waits for a fraction of the tunnel's recent answer times (learned per warm
+# instance): reads before the earliest possible answer are wasted (see shared/README.md).
+FIRST_POLL_FRACTION = 0.7
+FIRST_POLL_MAX_S = 0.1
+ANSWER_TIMES_KEPT = 16  # per tunnel
+ANSWER_TIMES_MIN = 3  # fewer samples: poll at once
 ALIVE_CHECK_S = 1.0
+CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row this long
+ABSENT_CACHE_S = 1.0  # an unknown tunnel is answered 404 from memory at most this long
+CACHE_MAX = 1024  # tunnels remembered per instance (oldest dropped first)
 RETRY_POST_S = 0.5
 MESSAGE_HEADROOM = 4 * limits.KB
 RESULT_HEADROOM = 16 * limits.KB
@@ -171,13 +188,47 @@ def next_poll_delay(delay: float, waited_s: float) -> float:
     return min(delay * 1.5, ceiling)
 
 
-def wait_for_answer(request_id: str, connection_id: str, deadline: float) -> store.Answer | str:
-    """Poll the pending row (strongly consistent) until answered, the agent is gone, or the deadline."""
+class AnswerTimes:
+    """Recent post -> answer-found times per tunnel, in this warm instance (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, deque[float]] = {}
+
+    def first_poll_s(self, tunnel_id: str) -> float:
+        with self._lock:
+            seen = sorted(self._times.get(tunnel_id, ()))
+        if len(seen) < ANSWER_TIMES_MIN:
+            return 0.0
+        return min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * seen[len(seen) // 2])
+
+    def record(self, tunnel_id: str, seconds: float) -> None:
+        with self._lock:
+            times = self._times.pop(tunnel_id, None) or deque(maxlen=ANSWER_TIMES_KEPT)
+            times.append(seconds)
+            self._times[tunnel_id] = times
+            while len(self._times) > CACHE_MAX:
+                self._times.pop(next(iter(self._times)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._times.clear()
+
+
+ANSWER_TIMES = AnswerTimes()
+
+
+def wait_for_answer(request_id: str, connection_id: str, deadline: float,
+                    first_poll_s: float = 0.0) -> store.Answer | str:
+    """Poll the answer row (strongly consistent) until answered, the agent is gone, or the deadline.
+    The first read waits ``first_poll_s`` (bounded by the deadline), then the backoff runs."""
     delay = POLL_START_S
     started = time.monotonic()
-    next_alive_check = time.monotonic() + ALIVE_CHECK_S
+    next_alive_check = started + ALIVE_CHECK_S
+    if first_poll_s > 0:
+        time.sleep(min(first_poll_s, max(0.0, deadline - started)))
     while True:
-        answer = store.get_answer(request_id)
+        answer = store.get_answer(request_id, connection_id)
         if answer is not None:
             return answer
         now = time.monotonic()
@@ -185,18 +236,20 @@ def wait_for_answer(request_id: str, connection_id: str, deadline: float) -> sto
             return TIMEOUT
         if now >= next_alive_check:
             if not store.connection_exists(connection_id):
-                return store.get_answer(request_id) or GONE
+                return store.get_answer(request_id, connection_id) or GONE
             next_alive_check = now + ALIVE_CHECK_S
         time.sleep(min(delay, max(0.0, deadline - now)))  # poll backoff, bounded by the deadline
         delay = next_poll_delay(delay, time.monotonic() - started)
 
 
-def _give_up(request_id: str, code: str, message: str) -> store.Answer | None:
-    """Mark the row error(code) if still pending; if the agent answered meanwhile, return that answer."""
+def _give_up(request_id: str, connection_id: str, code: str, message: str,
+             context: store.RequestContext) -> store.Answer | None:
+    """Write the error row in the answer slot (the record of a timed-out request); if the agent
+    answered meanwhile, return that answer instead."""
     answer = store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=message)
-    if store.complete_pending(request_id, None, answer):
+    if store.put_answer(request_id, connection_id, answer, context):
         return None
-    return store.get_answer(request_id)
+    return store.get_answer(request_id, connection_id)
 
 
 def _parse_headers(text: str) -> Headers:
@@ -310,6 +363,53 @@ def _alive(connection_id: str, endpoint: str) -> bool:
         return True
 
 
+class ConnectionCache:
+    """tunnel id -> (expiry, newest Connection or None), per warm instance (thread-safe).
+
+    The value is the whole ``store.Connection`` (everything forward reads per request,
+    the edge policy included), so a hit costs no AWS call at all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, tuple[float, store.Connection | None]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, tunnel_id: str) -> store.Connection | None:
+        now = time.monotonic()
+        with self._lock:
+            found = self._rows.get(tunnel_id)
+            if found is not None and found[0] > now:
+                self.hits += 1
+                return found[1]
+        self.misses += 1
+        conn = store.newest_connection_for_tunnel(tunnel_id)
+        self.put(tunnel_id, conn)
+        return conn
+
+    def put(self, tunnel_id: str, conn: store.Connection | None) -> None:
+        ttl = CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S
+        with self._lock:
+            self._rows.pop(tunnel_id, None)
+            self._rows[tunnel_id] = (time.monotonic() + ttl, conn)
+            while len(self._rows) > CACHE_MAX:
+                self._rows.pop(next(iter(self._rows)))
+
+    def drop(self, tunnel_id: str, connection_id: str | None = None) -> None:
+        """Forget the tunnel (only if it still points at ``connection_id``, when given)."""
+        with self._lock:
+            found = self._rows.get(tunnel_id)
+            if found is not None and (connection_id is None or (found[1] and found[1].connection_id == connection_id)):
+                del self._rows[tunnel_id]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+CONNECTIONS = ConnectionCache()
+
+
 def _send(conn: store.Connection, frame: str) -> bool:
     """Post the request to the agent. A 410 on the post removes the connection row only when
     GET @connections agrees the socket is gone; a live socket gets the post retried briefly.
@@ -379,36 +479,53 @@ def _edge_policy(req: apigw.HttpEvent, target: str, conn: store.Connection) -> p
     return Outcome(result, denial.status, denial.code)
 
 
+def _post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | None:
+    """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
+    once more through the Query (a reconnected agent has a new row by then). Returns the
+    connection that took the request, None when none did."""
+    if _send(conn, frame):
+        return conn
+    CONNECTIONS.drop(route.tunnel_id, conn.connection_id)
+    fresh = CONNECTIONS.lookup(route.tunnel_id)
+    if fresh is None or fresh.connection_id == conn.connection_id:
+        return None
+    return fresh if _send(fresh, frame) else None
+
+
 def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
-    conn = store.newest_connection_for_tunnel(route.tunnel_id)
+    conn = CONNECTIONS.lookup(route.tunnel_id)
     if conn is None:
         return fail(404, "tunnel_not_found", "tunnel not found")
     rules = _edge_policy(req, target, conn)
     if isinstance(rules, Outcome):
         return rules
     request_id = uuid.uuid4().hex
-    fields.update(request_id=request_id, connection_id=conn.connection_id)
+    created_at = int(time.time() * 1000)
+    fields.update(request_id=request_id, connection_id=conn.connection_id, path=route.path[:256],
+                  created_at=created_at)
     wait_s = config.forward_wait_seconds()
     deadline = time.monotonic() + wait_s
     frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
                              max(0, int((deadline - time.monotonic()) * 1000)), rules)
-    store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
-                                    tunnel_id=route.tunnel_id, method=req.method, path=route.path,
-                                    created_at=int(time.time() * 1000), request_bytes=len(req.body)))
-    if not _send(conn, frame):
-        _give_up(request_id, GONE, "agent connection is gone")
-        store.delete_pending(request_id)
+    posted = _post(route, conn, frame)
+    if posted is None:
         return fail(502, GONE, "agent connection is gone")
-    answer = wait_for_answer(request_id, conn.connection_id, deadline)
+    conn = posted
+    fields.update(connection_id=conn.connection_id)
+    posted_at = time.monotonic()
+    answer = wait_for_answer(request_id, conn.connection_id, deadline, ANSWER_TIMES.first_poll_s(route.tunnel_id))
+    if not isinstance(answer, str):
+        ANSWER_TIMES.record(route.tunnel_id, time.monotonic() - posted_at)
     if isinstance(answer, str):
+        if answer == GONE:
+            CONNECTIONS.drop(route.tunnel_id, conn.connection_id)
         message = "no answer from the agent within the deadline" if answer == TIMEOUT else "agent disconnected"
-        answer = _give_up(request_id, answer, message) or answer
+        context = store.RequestContext(tunnel_id=route.tunnel_id, method=req.method, path=route.path,
+                                       created_at=created_at, request_bytes=len(req.body))
+        answer = _give_up(request_id, conn.connection_id, answer, message, context) or answer
     if isinstance(answer, str):
-        outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
-    else:
-        outcome = build_answer(request_id, req, route, answer, conn.rewrite, rules)
-    store.delete_pending(request_id)
-    return outcome
+        return fail(504 if answer == TIMEOUT else 502, answer, message)
+    return build_answer(request_id, req, route, answer, conn.rewrite, rules)
 
 
 def forward(event: Any) -> dict[str, Any]:

@@ -6,10 +6,11 @@ CONN_TUNNEL_ID = "tunnelId"
 TUNNEL_INDEX = "tunnel-id-index"
 TTL_ATTRIBUTE = "ttl"
 
-# pending requests table
+# pending requests table: answer rows, PK "<request id>:<answering connection id>"
 PENDING_PK = "requestId"
+ANSWER_REQUEST_ID = "forRequest"
+ANSWER_CONNECTION_ID = "connectionId"
 PENDING_STATUS = "status"
-STATUS_PENDING = "pending"
 STATUS_COMPLETED = "completed"
 STATUS_ERROR = "error"
 

@@ -73,11 +73,17 @@ def _answer_from_error(msg: protocol.Error) -> store.Answer:
 
 
 def _store_answer(ws: apigw.WsEvent, request_id: str, answer: store.Answer) -> str:
-    if store.complete_pending(request_id, ws.connection_id, answer):
+    """One conditional PutItem keyed by (request id, this connection): the connection that sends
+    an answer is part of its key, so an answer to a request this socket never got lands where
+    no forward looks, and a second answer to the same request is refused."""
+    if not store.valid_request_id(request_id):
+        log.warning("answer dropped: malformed request id", connection_id=ws.connection_id)
+        return "rejected"
+    if store.put_answer(request_id, ws.connection_id, answer):
         log.info("answer stored", request_id=request_id, connection_id=ws.connection_id, status=answer.status,
                  status_code=answer.status_code, error_code=answer.error_code)
         return "stored"
-    log.warning("answer rejected: unknown request, not pending, or sent to another connection",
+    log.warning("answer rejected: this connection already answered, or forward gave up on the request",
                 request_id=request_id, connection_id=ws.connection_id)
     return "rejected"
 

@@ -144,6 +144,10 @@ run "tables" {
 run "routes_and_stream" {
   command = apply
 
+  variables {
+    traffic_log = true
+  }
+
   assert {
     condition = module.websocket_api.route_targets == {
       "$connect"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/connect/invocations"
@@ -159,7 +163,7 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = aws_lambda_event_source_mapping.this.function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
     error_message = "the pending stream must feed stream_notifier"
   }
 
@@ -174,12 +178,12 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = flatten([for fc in aws_lambda_event_source_mapping.this.filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["MODIFY"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
-    error_message = "stream filter must pass MODIFY rows whose status became completed or error"
+    condition     = flatten([for fc in aws_lambda_event_source_mapping.this[0].filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["INSERT"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
+    error_message = "stream filter must pass new answer rows (INSERT, status completed or error)"
   }
 
   assert {
-    condition     = aws_lambda_event_source_mapping.this.function_response_types == toset(["ReportBatchItemFailures"])
+    condition     = aws_lambda_event_source_mapping.this[0].function_response_types == toset(["ReportBatchItemFailures"])
     error_message = "stream mapping must report partial batch failures"
   }
 
@@ -237,7 +241,17 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["EVENT_BUS_NAME", "LOG_LEVEL"])
+    condition     = length(aws_lambda_event_source_mapping.this) == 0
+    error_message = "traffic_log defaults to false: no stream mapping, so no stream record invokes anything"
+  }
+
+  assert {
+    condition     = flatten([for s in jsondecode(module.functions["forward"].policy).Statement : s.Action if s.Sid == "Pending"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    error_message = "forward reads answers and writes only a give-up row: no UpdateItem or DeleteItem on the request path"
+  }
+
+  assert {
+    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"])
     error_message = "stream_notifier environment"
   }
 
@@ -264,6 +278,92 @@ run "environment_and_iam" {
   assert {
     condition     = alltrue([for fn, m in module.functions : alltrue([for s in jsondecode(m.policy).Statement : !contains(flatten([s.Action]), "*") && !contains(flatten([s.Resource]), "*")])])
     error_message = "no wildcard actions or resources"
+  }
+}
+
+run "snap_start_invokes_the_alias" {
+  command = apply
+
+  variables {
+    snap_start  = true
+    traffic_log = true
+  }
+
+  override_resource {
+    target = module.functions["forward"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:forward:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:forward:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["connect"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:connect:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:connect:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["disconnect"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:disconnect:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:disconnect:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["response"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:response:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:response:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["cleanup"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:cleanup:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:cleanup:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["stream_notifier"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:stream_notifier:live/invocations"
+    }
+  }
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == "live"])
+    error_message = "with snap_start every function is invoked through its alias \"live\""
+  }
+
+  assert {
+    condition     = module.http_api.integration_uri == "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:forward:live/invocations" && module.http_api.permission_qualifier == "live"
+    error_message = "the HTTP API must invoke forward's alias, and be allowed to"
+  }
+
+  assert {
+    condition     = module.websocket_api.route_targets["$default"] == module.functions["response"].invoke_arn && alltrue([for k, q in module.websocket_api.permission_qualifiers : q == "live"])
+    error_message = "the WebSocket routes must invoke the aliases, and be allowed to"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == module.functions["stream_notifier"].function_arn && module.events.cleanup_target.arn == module.functions["cleanup"].function_arn && module.events.cleanup_target.qualifier == "live"
+    error_message = "the stream mapping and the cleanup schedule must invoke the aliases"
+  }
+}
+
+run "without_snap_start_callers_invoke_the_function" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == null])
+    error_message = "no alias without snap_start"
   }
 }
 

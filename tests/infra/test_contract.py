@@ -57,7 +57,7 @@ NOT_REACHED = {
                 "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
                 "s3:GetObjectVersion":
                 "bodies.get_response_body / response_download_url when an agent uploaded its answer"},
-    "response": {"dynamodb:UpdateItem": "store.complete_pending when the agent answers an http_request"},
+    "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
 OPERATION_ACTION = {("apigatewaymanagementapi", op): "execute-api:ManageConnections"
@@ -232,11 +232,11 @@ def observed(stack, deployed):
         big["isBase64Encoded"] = True
         run("forward", big)
         stream_event = {"Records": [{
-            "eventID": "1", "eventName": "MODIFY", "eventSource": "aws:dynamodb",
-            "dynamodb": {"Keys": {"requestId": {"S": "r1"}},
-                         "NewImage": {"requestId": {"S": "r1"}, "status": {"S": "completed"},
-                                      "tunnelId": {"S": tunnel_id}, "method": {"S": "GET"},
-                                      "path": {"S": "/hello"}, "statusCode": {"N": "200"}},
+            "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"requestId": {"S": "r1:c1"}},
+                         "NewImage": {"requestId": {"S": "r1:c1"}, "forRequest": {"S": "r1"},
+                                      "connectionId": {"S": connect["requestContext"]["connectionId"]},
+                                      "status": {"S": "completed"}, "statusCode": {"N": "200"}},
                          "SequenceNumber": "1"}}]}
         run("stream_notifier", stream_event)
         disconnect_context = connect["requestContext"] | {"routeKey": "$disconnect", "eventType": "DISCONNECT"}

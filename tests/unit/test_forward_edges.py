@@ -48,9 +48,13 @@ def test_no_answer_is_504_and_late_answer_is_rejected(aws, mgmt, ctx, monkeypatc
     result = load_handler("forward")(http_event(tid), ctx)
     assert 0.4 <= time.monotonic() - started < 2
     assert result["statusCode"] == 504 and result["headers"]["x-tunnel-error"] == "timeout"
-    late = protocol.HttpResponse(request_id=agent.requests[0]["request_id"], status_code=200)
+    request_id = agent.requests[0]["request_id"]
+    late = protocol.HttpResponse(request_id=request_id, status_code=200)
     load_handler("response")(ws_event("default_message.json", "conn-A", protocol.encode(late)), FakeContext())
-    assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
+    # the slot holds forward's timeout record (with the request's context), not the late answer
+    [row] = boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"]
+    assert row["requestId"]["S"] == f"{request_id}:conn-A" and row["status"]["S"] == "error"
+    assert row["errorCode"]["S"] == "timeout" and row["tunnelId"]["S"] == tid and row["method"]["S"] == "GET"
 
 
 def test_agent_that_disconnects_mid_wait_gives_prompt_502(aws, mgmt, ctx):

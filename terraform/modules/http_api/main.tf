@@ -30,6 +30,7 @@ resource "aws_lambda_permission" "this" {
   statement_id  = "AllowHttpApi"
   action        = "lambda:InvokeFunction"
   function_name = var.function_name
+  qualifier     = var.qualifier
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/*"
 }

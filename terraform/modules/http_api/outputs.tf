@@ -35,3 +35,8 @@ output "execute_api_disabled" {
   description = "Whether the execute-api URL is switched off (path_routing = false with a custom domain)."
   value       = aws_apigatewayv2_api.this.disable_execute_api_endpoint
 }
+
+output "permission_qualifier" {
+  description = "Qualifier of the invoke permission (the alias with snap_start, else null); terraform tests assert on it."
+  value       = aws_lambda_permission.this.qualifier
+}

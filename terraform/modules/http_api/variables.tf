@@ -52,3 +52,9 @@ variable "tags" {
   description = "Tags added to the API, stage and log group."
   default     = {}
 }
+
+variable "qualifier" {
+  type        = string
+  description = "Alias the integration invokes (the function module's qualifier output; null = the unqualified function)."
+  default     = null
+}

@@ -33,6 +33,7 @@ resource "aws_lambda_permission" "this" {
   statement_id  = "AllowWebSocket${replace(each.key, "$", "")}"
   action        = "lambda:InvokeFunction"
   function_name = each.value.function_name
+  qualifier     = each.value.qualifier
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/${var.stage_name}/${each.key}"
 }

@@ -45,3 +45,8 @@ output "throttles" {
     { for r in aws_apigatewayv2_stage.this.route_settings : r.route_key => [r.throttling_rate_limit, r.throttling_burst_limit] },
   )
 }
+
+output "permission_qualifiers" {
+  description = "Route key -> qualifier of its invoke permission (the alias with snap_start, else null); terraform tests assert on it."
+  value       = { for k, p in aws_lambda_permission.this : k => p.qualifier }
+}

@@ -18,6 +18,7 @@ variable "routes" {
   type = map(object({
     function_name = string
     invoke_arn    = string
+    qualifier     = optional(string)
   }))
   description = "Route key ($connect, $disconnect, $default) -> the Lambda it invokes."
 
