@@ -72,13 +72,16 @@ locals {
       PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
       SUBDOMAIN_URL_TEMPLATE = local.subdomain_url_template
+      PATH_ROUTING           = tostring(var.path_routing)
       LOG_LEVEL              = var.log_level
     }
     forward = {
       CONNECTIONS_TABLE      = module.tables.connections_table_name
       PENDING_TABLE          = module.tables.pending_table_name
       WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
+      PATH_ROUTING           = tostring(var.path_routing)
       BODY_BUCKET            = module.body_bucket.bucket_name
       PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
       LOG_LEVEL              = var.log_level
@@ -90,8 +93,9 @@ locals {
       LOG_LEVEL              = var.log_level
     }
     stream_notifier = {
-      EVENT_BUS_NAME = module.events.event_bus_name
-      LOG_LEVEL      = var.log_level
+      CONNECTIONS_TABLE = module.tables.connections_table_name
+      EVENT_BUS_NAME    = module.events.event_bus_name
+      LOG_LEVEL         = var.log_level
     }
   }
 
@@ -102,6 +106,7 @@ locals {
   pending_arn      = module.tables.pending_table_arn
   connections_api  = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
   body_objects     = [for p in ["req/", "resp/"] : "${module.body_bucket.bucket_arn}/${p}*"]
+  response_objects = "${module.body_bucket.bucket_arn}/resp/*"
   ssm_parameter_arn = (
     local.generate_jwt_secret ? aws_ssm_parameter.jwt_secret[0].arn :
     "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
@@ -120,15 +125,16 @@ locals {
     ]
     response = [
       { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
-      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
     ]
     forward = [
       { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
-      { sid = "Pending", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
+      { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
     ]
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
@@ -137,12 +143,14 @@ locals {
     ]
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
+      { sid = "TunnelOfAnswer", actions = ["dynamodb:BatchGetItem"], resources = [local.connections_arn] },
       { sid = "ReadStream", actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"], resources = [module.tables.pending_stream_arn] },
     ]
   }
 
+  # New answer rows (written once, never modified; TTL removals are REMOVE and filtered out).
   stream_filter = {
-    eventName = ["MODIFY"]
+    eventName = ["INSERT"]
     dynamodb  = { NewImage = { status = { S = ["completed", "error"] } } }
   }
 }
@@ -183,11 +191,20 @@ module "body_bucket" {
 
   bucket_prefix    = "${var.name_prefix}-bodies-"
   create_lifecycle = !var.local_fast_apply
+  tls_only_policy  = !var.local_plain_http
 }
 
-# The code reaches Lambda through S3 (the body bucket, under code/, which its lifecycle rules
-# never expire): the provider uploads local zips given as `filename` one function at a time,
-# waiting ~5 s after each; from S3 the six functions are created in parallel.
+# Code lives in its own bucket: nothing an agent or a caller gets a presigned URL for shares it.
+module "code_bucket" {
+  source = "./modules/code_bucket"
+
+  bucket_prefix   = "${var.name_prefix}-code-"
+  tls_only_policy = !var.local_plain_http
+}
+
+# The code reaches Lambda through S3 (code/ in the code bucket): the provider uploads local
+# zips given as `filename` one function at a time, waiting ~5 s after each; from S3 the six
+# functions are created in parallel.
 locals {
   code_zips = merge(
     { layer = "${local.build_dir}/layer.zip" },
@@ -199,7 +216,7 @@ resource "aws_s3_object" "code" {
   #checkov:skip=CKV_AWS_186:the bucket encrypts every object with SSE-S3 by default; KMS would add a key and grants for build artifacts
   for_each = local.code_zips
 
-  bucket      = module.body_bucket.bucket_name
+  bucket      = module.code_bucket.bucket_name
   key         = "code/${each.key}.zip"
   source      = each.value
   source_hash = filemd5(each.value)
@@ -226,7 +243,7 @@ module "functions" {
   architecture         = var.lambda_architecture
   memory_size          = coalesce(try(var.function_settings[each.key].memory_size, null), local.function_defaults[each.key].memory_size)
   timeout              = coalesce(try(var.function_settings[each.key].timeout, null), local.function_defaults[each.key].timeout)
-  reserved_concurrency = coalesce(try(var.function_settings[each.key].reserved_concurrency, null), -1)
+  reserved_concurrency = coalesce(each.key == "forward" ? var.forward_reserved_concurrency : null, try(var.function_settings[each.key].reserved_concurrency, null), -1)
   tracing_mode         = var.lambda_tracing_mode
   filename             = local.code_zips[each.key]
   s3_bucket            = aws_s3_object.code[each.key].bucket
@@ -235,6 +252,7 @@ module "functions" {
   environment          = local.environment[each.key]
   policy_statements    = local.policy_statements[each.key]
   log_retention_days   = var.log_retention_days
+  snap_start           = var.snap_start
 }
 
 module "websocket_api" {
@@ -243,12 +261,15 @@ module "websocket_api" {
   name       = "${var.name_prefix}-agents"
   stage_name = var.websocket_stage_name
   routes = {
-    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn }
-    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn }
-    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn }
+    "$connect"    = { function_name = module.functions["connect"].function_name, invoke_arn = module.functions["connect"].invoke_arn, qualifier = module.functions["connect"].qualifier }
+    "$disconnect" = { function_name = module.functions["disconnect"].function_name, invoke_arn = module.functions["disconnect"].invoke_arn, qualifier = module.functions["disconnect"].qualifier }
+    "$default"    = { function_name = module.functions["response"].function_name, invoke_arn = module.functions["response"].invoke_arn, qualifier = module.functions["response"].qualifier }
   }
   throttling_burst_limit = var.websocket_throttling_burst_limit
   throttling_rate_limit  = var.websocket_throttling_rate_limit
+  route_throttles = {
+    "$connect" = { burst_limit = var.websocket_connect_throttling_burst_limit, rate_limit = var.websocket_connect_throttling_rate_limit }
+  }
 }
 
 module "http_api" {
@@ -257,9 +278,27 @@ module "http_api" {
   name                   = "${var.name_prefix}-public"
   function_name          = module.functions["forward"].function_name
   invoke_arn             = module.functions["forward"].invoke_arn
+  qualifier              = module.functions["forward"].qualifier
   throttling_burst_limit = var.http_throttling_burst_limit
   throttling_rate_limit  = var.http_throttling_rate_limit
   log_retention_days     = var.log_retention_days
+  # Subdomains only: the execute-api URL would be a path-mode origin shared by every tunnel.
+  disable_execute_api_endpoint = local.custom_domain && !var.path_routing
+}
+
+locals {
+  # Where the budget alarm goes: the stack's own alarm topic (modules/observability, whose policy
+  # lets AWS Budgets publish), unless alarm_topic_arn names another.
+  alarm_topic_arn = var.alarm_topic_arn != "" ? var.alarm_topic_arn : module.observability.alarm_topic_arn
+}
+
+module "budget" {
+  source = "./modules/budget"
+  count  = var.budget_monthly_usd == null ? 0 : 1
+
+  name        = "${var.name_prefix}-monthly"
+  monthly_usd = var.budget_monthly_usd
+  topic_arn   = local.alarm_topic_arn
 }
 
 module "events" {
@@ -271,10 +310,14 @@ module "events" {
   cleanup_schedule           = var.cleanup_schedule
   cleanup_function_name      = module.functions["cleanup"].function_name
   cleanup_function_arn       = module.functions["cleanup"].function_arn
+  cleanup_qualifier          = module.functions["cleanup"].qualifier
 }
 
-# Completed (or failed) requests only; the handler reports partial batch failures.
+# The traffic log (var.traffic_log): answer rows only; the handler reports partial batch
+# failures. Without it there is no mapping, so no stream record ever invokes anything.
 resource "aws_lambda_event_source_mapping" "this" {
+  count = var.traffic_log ? 1 : 0
+
   event_source_arn                   = module.tables.pending_stream_arn
   function_name                      = module.functions["stream_notifier"].function_arn
   starting_position                  = "LATEST"
@@ -312,8 +355,12 @@ module "domain" {
 locals {
   tunnel_error_codes = {
     invalid_request           = 400
+    basic_auth_required       = 401
+    ip_denied                 = 403
+    webhook_signature_invalid = 403
     tunnel_not_found          = 404
     payload_too_large         = 413
+    tunnel_busy               = 429
     agent_gone                = 502
     internal_error            = 502
     local_service_error       = 502

@@ -1,5 +1,5 @@
 output "http_url" {
-  description = "Public base URL callers use (https://<http-api>.execute-api... or https://<domain_name>); tunnels live at <http_url>/<tunnel-id>/."
+  description = "Public base URL callers use (https://<http-api>.execute-api... or https://<domain_name>); tunnels live at <http_url>/<tunnel-id>/ unless path_routing = false."
   value       = local.custom_domain ? module.domain[0].http_url : module.http_api.api_endpoint
 }
 
@@ -19,8 +19,18 @@ output "pending_table_name" {
 }
 
 output "body_bucket_name" {
-  description = "Big-body bucket."
+  description = "Big-body bucket (versioned, TLS only; bodies only)."
   value       = module.body_bucket.bucket_name
+}
+
+output "code_bucket_name" {
+  description = "Bucket holding the Lambda layer and function zips (apart from bodies)."
+  value       = module.code_bucket.bucket_name
+}
+
+output "budget_name" {
+  description = "AWS Budgets alarm on the account's monthly cost (empty without budget_monthly_usd)."
+  value       = var.budget_monthly_usd == null ? "" : module.budget[0].name
 }
 
 output "event_bus_name" {

@@ -118,6 +118,18 @@ variable "point_in_time_recovery" {
   default     = false
 }
 
+variable "snap_start" {
+  description = "Lambda SnapStart for every function (python3.12+ only, which lambda_runtime already requires): each change publishes a version, an alias \"live\" follows it, and the API integrations, their permissions, the stream mapping and the cleanup schedule invoke the alias. Costs a snapshot cache charge per published version (per GB-s while cached, 3 h minimum) plus a restore charge per GB on each cold start; see https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing. Off by default."
+  type        = bool
+  default     = false
+}
+
+variable "traffic_log" {
+  description = "Publish one EventBridge event per answered request (the traffic log: stream_notifier reads the answer rows' stream). Costs about $1 per million requests in PutEvents plus the notifier's invocations; false (the default) creates no stream mapping, so no stream record leads to an invocation."
+  type        = bool
+  default     = false
+}
+
 variable "cleanup_schedule" {
   type        = string
   description = "EventBridge schedule of the cleanup Lambda: rate(N minutes|hours|days) (singular for 1, one minute at the finest) or cron(...)."
@@ -138,34 +150,133 @@ variable "websocket_stage_name" {
   default     = "prod"
 }
 
+# Throttles bound what anyone on the internet can make the stack spend (README, "The public edge").
+# forward holds a request up to 25 s, so the HTTP limits bound forward's concurrency at about
+# burst + rate x 25 s even when a tunnel never answers: 100 + 20 x 25 = 600 by default.
 variable "http_throttling_burst_limit" {
   type        = number
-  description = "HTTP API burst limit."
-  default     = 500
+  description = "HTTP API burst limit (requests), on the stage and on the $default route every public request takes."
+  default     = 100
+
+  validation {
+    condition     = var.http_throttling_burst_limit >= 1 && var.http_throttling_burst_limit <= 5000
+    error_message = "http_throttling_burst_limit must be 1-5000 (the account-wide API Gateway burst)."
+  }
 }
 
 variable "http_throttling_rate_limit" {
   type        = number
-  description = "HTTP API steady rate limit (requests per second)."
-  default     = 1000
+  description = "HTTP API steady rate (requests per second), on the stage and on the $default route. Each held request keeps a forward Lambda for up to 25 s: concurrency can reach about burst + 25 x rate."
+  default     = 20
+
+  validation {
+    condition     = var.http_throttling_rate_limit > 0 && var.http_throttling_rate_limit <= 10000
+    error_message = "http_throttling_rate_limit must be above 0 and at most 10000 (the account-wide API Gateway rate)."
+  }
 }
 
 variable "websocket_throttling_burst_limit" {
   type        = number
-  description = "WebSocket API burst limit (messages)."
-  default     = 500
+  description = "WebSocket API burst limit (messages) of the stage default: agents' answers and pings."
+  default     = 200
+
+  validation {
+    condition     = var.websocket_throttling_burst_limit >= 1 && var.websocket_throttling_burst_limit <= 5000
+    error_message = "websocket_throttling_burst_limit must be 1-5000."
+  }
 }
 
 variable "websocket_throttling_rate_limit" {
   type        = number
-  description = "WebSocket API steady rate limit (messages per second)."
-  default     = 1000
+  description = "WebSocket API steady rate (messages per second) of the stage default; keep it at least the HTTP rate (one answer per request)."
+  default     = 100
+
+  validation {
+    condition     = var.websocket_throttling_rate_limit > 0 && var.websocket_throttling_rate_limit <= 10000
+    error_message = "websocket_throttling_rate_limit must be above 0 and at most 10000."
+  }
+
+  validation {
+    condition     = var.websocket_throttling_rate_limit >= var.http_throttling_rate_limit
+    error_message = "websocket_throttling_rate_limit must be at least http_throttling_rate_limit: every public request needs one agent message back, and a throttled answer leaves its caller waiting for a 504."
+  }
+}
+
+variable "websocket_connect_throttling_burst_limit" {
+  type        = number
+  description = "$connect route burst limit (connection attempts): anyone who finds ws_url can knock; agents retry with backoff."
+  default     = 20
+
+  validation {
+    condition     = var.websocket_connect_throttling_burst_limit >= 1 && var.websocket_connect_throttling_burst_limit <= 5000
+    error_message = "websocket_connect_throttling_burst_limit must be 1-5000."
+  }
+}
+
+variable "websocket_connect_throttling_rate_limit" {
+  type        = number
+  description = "$connect route steady rate (connection attempts per second)."
+  default     = 5
+
+  validation {
+    condition     = var.websocket_connect_throttling_rate_limit > 0 && var.websocket_connect_throttling_rate_limit <= 10000
+    error_message = "websocket_connect_throttling_rate_limit must be above 0 and at most 10000."
+  }
+}
+
+variable "forward_reserved_concurrency" {
+  type        = number
+  description = "Optional ceiling on concurrent forward Lambdas (reserved concurrency); null = off. Callers past it get API Gateway's 500 at once and the rest of the account keeps its Lambda concurrency. AWS keeps at least 100 executions of the account's concurrency quota unreserved, so the quota must be at least 100 + this value; new accounts often have a quota of 10 (Service Quotas > Lambda > Concurrent executions)."
+  default     = null
+
+  validation {
+    condition     = var.forward_reserved_concurrency == null || try(var.forward_reserved_concurrency >= 1 && floor(var.forward_reserved_concurrency) == var.forward_reserved_concurrency, false)
+    error_message = "forward_reserved_concurrency must be a whole number of at least 1 (or null for no ceiling). AWS refuses a reservation that leaves fewer than 100 unreserved executions in the account and region: with the default quota of 1,000 at most 900 can be reserved, and a new account whose quota is still 10 cannot reserve any (ask for a higher quota in Service Quotas first)."
+  }
+
+  validation {
+    condition     = var.forward_reserved_concurrency == null || try(var.function_settings["forward"].reserved_concurrency, null) == null
+    error_message = "Set the forward ceiling once: forward_reserved_concurrency, or function_settings.forward.reserved_concurrency, not both."
+  }
+}
+
+variable "budget_monthly_usd" {
+  type        = number
+  description = "Optional AWS Budgets alarm: monthly cost of the whole account in USD; notifications at 80 % and 100 % of actual spend and 100 % of the forecast go to the alarm topic (output alarm_topic_arn, or alarm_topic_arn). null = no budget."
+  default     = null
+
+  validation {
+    condition     = var.budget_monthly_usd == null || try(var.budget_monthly_usd > 0, false)
+    error_message = "budget_monthly_usd must be more than 0 (or null for no budget)."
+  }
+}
+
+variable "alarm_topic_arn" {
+  type        = string
+  description = "SNS topic ARN the budget alarm sends to instead of the stack's own alarm topic (empty = the stack's, output alarm_topic_arn). Its access policy must allow budgets.amazonaws.com to publish."
+  default     = ""
+
+  validation {
+    condition     = var.alarm_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)."
+  }
 }
 
 variable "tunnel_domain" {
   type        = string
   description = "Host suffix for subdomain routing (<id>.<tunnel_domain>); empty = domain_name when wildcard_domain, else path mode only."
   default     = ""
+}
+
+variable "path_routing" {
+  type        = bool
+  description = "Serve tunnels at <http_url>/<tunnel-id>/ too. Path mode puts EVERY tunnel on ONE origin: any tunnel's page can read another tunnel's answers in the browser. Keep it only for a single-tenant deployment; false (subdomains only) needs domain_name with wildcard_domain, and switches the execute-api URL off."
+  default     = true
+
+  validation {
+    condition     = var.path_routing || (var.domain_name != "" && var.wildcard_domain)
+    error_message = "path_routing = false needs subdomain routing: set domain_name (with certificate_arn) and keep wildcard_domain = true."
+  }
 }
 
 variable "subdomain_url_template" {
@@ -377,7 +488,7 @@ variable "alarm_thresholds" {
 
   validation {
     condition     = alltrue([for code in keys(var.alarm_thresholds.tunnel_error_percent) : contains(keys(local.tunnel_error_codes), code)])
-    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, tunnel_not_found, payload_too_large, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
+    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, basic_auth_required, ip_denied, webhook_signature_invalid, tunnel_not_found, payload_too_large, tunnel_busy, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
   }
 
   validation {

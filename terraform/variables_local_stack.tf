@@ -19,3 +19,9 @@ variable "local_fast_apply" {
   description = "LOCAL STACK ONLY (moto): skip what only costs time there. Today: the body bucket's lifecycle configuration (the provider waits ~55 s for it; moto never expires objects). Never set it for a real deployment."
   default     = false
 }
+
+variable "local_plain_http" {
+  type        = bool
+  description = "LOCAL STACK ONLY (moto over plain HTTP): leave out the buckets' TLS-only policies. moto cannot evaluate their aws:SecureTransport condition and refuses every object request while they exist. Never set it for a real deployment."
+  default     = false
+}

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Mapping, NoReturn
 from urllib.parse import urlsplit
 
+from httptunnel import policy as edge_policy
+
 from ttf._version import __version__
 from ttf.state import default_state_dir
 
@@ -61,6 +63,7 @@ class Config:
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
     name: str | None = None  # the tunnel's name in a config file (None: the command line's one tunnel)
+    policy: edge_policy.Policy | None = None  # the edge policy sent at every $connect (None = open)
 
     @property
     def local_target(self) -> str:
@@ -109,6 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"serve the request inspector there (default {DEFAULT_INSPECT[0]}:{DEFAULT_INSPECT[1]}; off disables)")
     add("--inspect-history", metavar="N",
         help=f"requests the inspector keeps (default {DEFAULT_INSPECT_HISTORY})")
+    edge = parser.add_argument_group(
+        "edge policy", "enforced by the server before a request reaches this machine; each option may be "
+        "repeated; as TTF_* variables, separate several CIDRs or header names with commas, and several "
+        "USER:PASS, PROVIDER:SECRET or NAME:VALUE entries with newlines; in ttf.toml, arrays of strings")
+    edge.add_argument("--basic-auth", action="append", metavar="USER:PASS",
+                      help=f"require HTTP basic auth (up to {edge_policy.MAX_USERS} users; sent only as scrypt hashes)")
+    edge.add_argument("--allow-ip", action="append", metavar="CIDR",
+                      help="only these source addresses may call (IPv4 or IPv6; deny wins)")
+    edge.add_argument("--deny-ip", action="append", metavar="CIDR", help="refuse these source addresses")
+    edge.add_argument("--verify-webhook", action="append", metavar="PROVIDER:SECRET",
+                      help="require a valid webhook signature: github, stripe, slack, shopify, or "
+                           "hmac-sha256:HEADER:SECRET[:hex|base64][:PREFIX]")
+    edge.add_argument("--request-header-add", action="append", metavar="NAME:VALUE",
+                      help="set this header on requests to the local service")
+    edge.add_argument("--request-header-remove", action="append", metavar="NAME",
+                      help="drop this header from requests to the local service")
+    edge.add_argument("--response-header-add", action="append", metavar="NAME:VALUE",
+                      help="set this header on answers to callers")
+    edge.add_argument("--response-header-remove", action="append", metavar="NAME",
+                      help="drop this header from answers to callers")
     add("-v", "--verbose", action="store_true", default=None, help="log protocol details on stderr")
     add("-c", "--config", metavar="FILE",
         help="run the tunnels a TOML file names (default ./ttf.toml when it exists and neither -p nor "
@@ -152,9 +175,36 @@ _OPTIONS = (
 )
 
 
+# Edge policy options (lists; the command line's entries replace the environment's) -> how a
+# TTF_* value holds several entries. Config file keys: the same names with '-', arrays of strings.
+POLICY_OPTIONS = {
+    "basic_auth": "\n", "allow_ip": ",", "deny_ip": ",", "verify_webhook": "\n",
+    "request_header_add": "\n", "request_header_remove": ",",
+    "response_header_add": "\n", "response_header_remove": ",",
+}
+_POLICY_LIMITS = {
+    "basic_auth": edge_policy.MAX_USERS, "allow_ip": edge_policy.MAX_CIDRS, "deny_ip": edge_policy.MAX_CIDRS,
+    "verify_webhook": edge_policy.MAX_HOOKS,
+}
+_POLICY_CHECKS = {
+    "basic_auth": edge_policy.split_basic_auth, "allow_ip": edge_policy.parse_cidr, "deny_ip": edge_policy.parse_cidr,
+    "verify_webhook": edge_policy.webhook, "request_header_add": edge_policy.header_rule,
+    "request_header_remove": edge_policy.header_name, "response_header_add": edge_policy.header_rule,
+    "response_header_remove": edge_policy.header_name,
+}
+
+
 def _merged(args: argparse.Namespace, env: Mapping[str, str], dotenv: Mapping[str, str]) -> dict[str, tuple[str, object]]:
     """option -> (where it came from, raw value), for options given somewhere."""
     out: dict[str, tuple[str, object]] = {}
+    for name, separator in POLICY_OPTIONS.items():
+        var = "TTF_" + name.upper()
+        entries = getattr(args, name)
+        if entries:
+            out[name] = ("--" + name.replace("_", "-"), list(entries))
+        elif (env.get(var, "") or dotenv.get(var, "")) != "":
+            where, raw = (var, env[var]) if env.get(var, "") else (f"{var} (.env)", dotenv[var])
+            out[name] = (where, [e.strip() for e in raw.split(separator) if e.strip()])
     for name in _OPTIONS:
         var = "TTF_" + name.upper()
         cli_value = getattr(args, name)
@@ -223,6 +273,17 @@ def check_inspect(source: str, raw: object) -> tuple[str, int] | None:
 def convert(name: str, source: str, raw: object) -> object:
     """One option's value, checked (ConfigError names `source`); the command line, the
     environment and the config file all go through here."""
+    if name in POLICY_OPTIONS:
+        entries = [str(e) for e in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
+        limit = _POLICY_LIMITS.get(name, edge_policy.MAX_HEADER_RULES)
+        if len(entries) > limit:
+            raise ConfigError(f"{source}: at most {limit} entries (got {len(entries)})")
+        try:
+            for entry in entries:
+                _POLICY_CHECKS[name](entry)
+        except edge_policy.PolicyError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return tuple(entries)
     if name == "endpoint":
         return check_endpoint(source, str(raw))
     if name == "port":
@@ -265,9 +326,23 @@ def given_options(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -
 
 
 def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
-    """The Config, with the command line's defaults for the state dir and the inspector."""
+    """The Config, with the command line's defaults for the state dir and the inspector, and
+    the edge policy built (passwords hashed) from the policy options' checked entries."""
     if values.get("no_rewrite") and values.get("rewrite_json"):
         raise ConfigError("--no-rewrite and --rewrite-json contradict each other: pick one")
+    lists = {name: values.pop(name, ()) for name in POLICY_OPTIONS}
+    if any(lists.values()):
+        try:
+            built = edge_policy.build(
+                basic_auth=lists["basic_auth"], allow=lists["allow_ip"], deny=lists["deny_ip"],  # type: ignore[arg-type]
+                hooks=lists["verify_webhook"], request_add=lists["request_header_add"],  # type: ignore[arg-type]
+                request_remove=lists["request_header_remove"],  # type: ignore[arg-type]
+                response_add=lists["response_header_add"],  # type: ignore[arg-type]
+                response_remove=lists["response_header_remove"])  # type: ignore[arg-type]
+        except edge_policy.PolicyError as exc:
+            where = f"tunnels.{values['name']}: " if values.get("name") else ""
+            raise ConfigError(f"{where}edge policy: {exc}") from None
+        values["policy"] = built or None
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]

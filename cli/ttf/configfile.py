@@ -1,5 +1,8 @@
 """ttf.toml: several tunnels from one `ttf` process (read with the stdlib's tomllib).
 
+(Over 300 lines because the key table, the TOML type checks and the line finder for error
+messages belong together: splitting them would scatter the one schema across modules.)
+
     endpoint = "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod"   # defaults for every tunnel
 
     [tunnels.web]
@@ -53,6 +56,7 @@ STRING = Kind("a string", lambda v: isinstance(v, str))
 INTEGER = Kind("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
 NUMBER = Kind("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
 BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
+STRINGS = Kind("an array of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
 STRING_OR_FALSE = Kind('a string ("HOST:PORT", "off") or false', lambda v: isinstance(v, str) or v is False)
 
 KINDS: dict[str, Kind] = {
@@ -62,16 +66,22 @@ KINDS: dict[str, Kind] = {
     "connect-timeout": NUMBER, "request-timeout": NUMBER,
     "state-dir": STRING, "inspect": STRING_OR_FALSE, "inspect-history": INTEGER, "json": BOOLEAN,
     "verbose": BOOLEAN, "heartbeat-interval": NUMBER, "renew-after": NUMBER, "drain-timeout": NUMBER,
+    # the edge policy (README "Edge policy"): e.g. basic-auth = ["alice:pw"], allow-ip = ["10.0.0.0/8"]
+    "basic-auth": STRINGS, "allow-ip": STRINGS, "deny-ip": STRINGS, "verify-webhook": STRINGS,
+    "request-header-add": STRINGS, "request-header-remove": STRINGS,
+    "response-header-add": STRINGS, "response-header-remove": STRINGS,
 }
 # What one tunnel can set for itself (the edge-policy options join here).
 TUNNEL_KEYS = frozenset({
     "endpoint", "token", "port", "host", "subdomain", "keep-host", "no-rewrite", "rewrite-json", "new-url",
     "max-concurrency", "connect-timeout", "request-timeout",
+    "basic-auth", "allow-ip", "deny-ip", "verify-webhook", "request-header-add", "request-header-remove",
+    "response-header-add", "response-header-remove",
 })
 ONLY_PER_TUNNEL = frozenset({"port", "subdomain"})  # one tunnel's own: never a default for all
 TOP_KEYS = frozenset(KINDS) - ONLY_PER_TUNNEL
 REQUIRED = ("port",)
-SECRET_KEYS = frozenset({"token"})  # never echoed in an error
+SECRET_KEYS = frozenset({"token", "basic-auth", "verify-webhook"})  # never echoed in an error
 
 
 @dataclass(frozen=True)
@@ -190,7 +200,8 @@ def _decode_error(display: str, exc: tomllib.TOMLDecodeError) -> str:
 def _notes(display: str, path: Path, doc: dict[str, Any]) -> tuple[str, ...]:
     """The token is a secret: say so when others can read the file that holds it."""
     tables = [doc, *(t for t in doc.get("tunnels", {}).values() if isinstance(t, dict))]
-    if os.name != "posix" or not any(SECRET_KEYS & table.keys() for table in tables):
+    held = sorted({key for table in tables for key in SECRET_KEYS & table.keys()})
+    if os.name != "posix" or not held:
         return ()
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -198,7 +209,8 @@ def _notes(display: str, path: Path, doc: dict[str, Any]) -> tuple[str, ...]:
         return ()
     if not mode & 0o077:
         return ()
-    return (f"{display} holds a token and others can read it (mode {mode:04o}): chmod 600 {display}",)
+    what = "a token" if held == ["token"] else "secrets (" + ", ".join(held) + ")"
+    return (f"{display} holds {what} and others can read it (mode {mode:04o}): chmod 600 {display}",)
 
 
 def _type(value: object) -> str:

@@ -4,12 +4,33 @@ Each event is a frozen dataclass; `to_json()` gives the `--json` line's object, 
 "event" key and field names are a contract (the e2e tests wait for `tunnel_established`).
 With a config file every tunnel's events carry its name in `tunnel` (the agent tags them);
 the command line's one tunnel leaves it None, and its JSON lines have no "tunnel" key.
+
+Events carry strings that came from the network (request paths, methods, close reasons, URLs
+the server sent). They are data: every sink shows them as plain text, never as markup, and
+with control characters escaped (`escape_controls`), so a request path cannot move the
+cursor, retitle the terminal, hide text or plant a link. JSON lines escape them by JSON rules.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, ClassVar, Union
+
+# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text
+# (bidi embeddings/overrides/isolates, line/paragraph separators).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """`text` with each control character shown as `\\xNN` / `\\uNNNN` (those in `keep` left as they are)."""
+    def visible(match: re.Match[str]) -> str:
+        ch = match.group()
+        if ch in keep:
+            return ch
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _CONTROLS.sub(visible, text)
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,29 @@ class RequestDone:
     error: str | None = None  # the error code sent instead of a response
     tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
     event: ClassVar[str] = "request"
+
+
+@dataclass(frozen=True)
+class RequestDenied:
+    """The edge refused requests (a request_denied notice; ``count`` > 1 when the edge rate-limited
+    its notices and counted the others into this one)."""
+
+    method: str
+    path: str
+    status: int
+    reason: str  # the x-tunnel-error code: ip_denied, basic_auth_required, webhook_signature_invalid
+    count: int = 1
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    event: ClassVar[str] = "request_denied"
+
+
+@dataclass(frozen=True)
+class PolicyActive:
+    """The edge policy a tunnel sends at every connect, one rule per line, secrets masked."""
+
+    rules: tuple[str, ...]
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    event: ClassVar[str] = "policy"
 
 
 @dataclass(frozen=True)
@@ -80,7 +124,8 @@ class TunnelFailed:
     event: ClassVar[str] = "tunnel_failed"
 
 
-Event = Union[Connected, TunnelEstablished, RequestDone, Disconnected, Reconnecting, Notice, TunnelFailed]
+Event = Union[Connected, TunnelEstablished, RequestDone, RequestDenied, PolicyActive, Disconnected, Reconnecting,
+              Notice, TunnelFailed]
 Sink = Callable[[Event], None]
 
 
@@ -101,4 +146,6 @@ def to_json(event: Event) -> dict[str, Any]:
         del data["tunnel"]  # the command line's one tunnel: the lines are what they always were
     if isinstance(event, Reconnecting):
         data["delay_s"] = round(event.delay_s, 3)
+    if isinstance(event, PolicyActive):
+        data["rules"] = list(event.rules)
     return data

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import aiohttp
 
-from httptunnel import protocol
+from httptunnel import policy, protocol
 from httptunnel.protocol import ConnectionEstablished, HttpRequest
 
 from ttf._version import __version__
@@ -52,6 +52,8 @@ def connect_headers(config: Config) -> dict[str, str]:
         headers["X-Tunnel-Rewrite"] = "off"
     elif config.rewrite_json:
         headers["X-Tunnel-Rewrite"] = "json"
+    if config.policy:  # at every $connect: reconnects and renewals keep the policy
+        headers[policy.HEADER] = policy.to_header(config.policy)
     return headers
 
 

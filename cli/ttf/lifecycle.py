@@ -30,7 +30,7 @@ from ttf.saved_url import SavedUrl
 from ttf.shutdown import StopSignal, Stopped, unless
 
 RENEW_RETRY_S = 30.0
-RETIRE_GRACE_S = 1.0  # requests posted to the old socket just before the switch may still arrive
+RETIRE_GRACE_S = 6.0  # > forward's connection cache (CONNECTION_CACHE_S, 5 s): the old socket keeps serving that long
 RETIRE_DRAIN_EXTRA_S = 5.0  # an old socket waits for its requests up to request_timeout + this
 # connect's answers to an id + reclaim token it will not honour: 400 malformed id, 403 not
 # granted, 409 held by someone else (a wrong token), 410 gone. A new id is the way out.

@@ -14,7 +14,7 @@ from typing import Iterator, TextIO
 from ttf.agent import Fatal, TunnelAgent
 from ttf.config import Config, ConfigError
 from ttf.configfile import Plan, load
-from ttf.events import Event, Notice, Sink
+from ttf.events import Event, Notice, PolicyActive, Sink, escape_controls
 from ttf.render import Dashboard, JsonSink, LineSink, MultiDashboard, render_dashboard
 
 REFRESH_S = 0.25
@@ -31,12 +31,18 @@ class _DashboardLog(logging.Handler):
         self.state.notice = f"{record.levelname.lower()}: {record.getMessage()}"
 
 
+class _PlainFormatter(logging.Formatter):
+    """Log messages may quote the network (a bad frame, a close reason): controls escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 def _setup_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if config.verbose else logging.WARNING,
-        format="%(asctime)s ttf %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PlainFormatter("%(asctime)s ttf %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.WARNING, handlers=[handler])
 
 
 async def _run_agent(agent: TunnelAgent) -> None:
@@ -92,6 +98,9 @@ async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
         state = MultiDashboard.of([(c.name or "", c.endpoint, c.local_target) for c in plan.tunnels], now,
                                   plan.source)
     logging.getLogger().handlers[:] = [_DashboardLog(state)]
+    for tunnel in plan.tunnels:
+        if tunnel.policy:
+            state.apply(PolicyActive(tuple(tunnel.policy.describe()), tunnel=tunnel.name), now)
     for note in plan.notes:
         state.notice = note
 
@@ -145,6 +154,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
             for tunnel in plan.tunnels:
                 sink(Notice("info", f"forwarding to http://{tunnel.local_target} via {tunnel.endpoint}",
                             tunnel=tunnel.name))
+                if tunnel.policy:
+                    sink(PolicyActive(tuple(tunnel.policy.describe()), tunnel=tunnel.name))
             asyncio.run(_run_agent(TunnelAgent(plan.tunnels, sink)))
     except Fatal as exc:
         print(f"ttf: error: {exc}", file=sys.stderr)

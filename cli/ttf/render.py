@@ -1,10 +1,15 @@
 """Output: the dashboard state, pure renderers, plain log lines and JSON lines.
 
+(Over 300 lines: the dashboard's state, its renderers and the two sinks share one event model;
+each function is small and tested through Console(record=True).)
+
 Nothing here does I/O except the two small sinks at the bottom; renderers take the state
 and the current time and return rich renderables (tested through Console(record=True)).
 Dashboard is one tunnel's state (the whole screen for the command line's tunnel); with a config
 file, MultiDashboard keeps one Dashboard per tunnel (a row each) and the latest requests of all
 of them, with a tunnel column and a filter (select(): keys 1-9 one tunnel, 0 all, t the next).
+Every string that is not our own goes through `plain()` (a rich Text, so never markup, with
+control characters escaped); log lines escape control characters too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from rich.text import Text
 
 from ttf._version import __version__
 from ttf.events import (
-    Connected, Disconnected, Event, Notice, Reconnecting, RequestDone, TunnelEstablished, TunnelFailed, to_json,
+    Connected, Disconnected, Event, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone, TunnelEstablished,
+    TunnelFailed, escape_controls, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -62,6 +68,8 @@ class Dashboard:
     notice: str | None = None
     failed: str | None = None  # why the tunnel gave up (config file: the others go on)
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
+    policy: tuple[str, ...] = ()  # the edge policy's rules, secrets masked
+    denied: dict[str, int] = field(default_factory=dict)  # x-tunnel-error code -> requests the edge refused
 
     def apply(self, event: Event, now: float) -> None:
         if isinstance(event, RequestDone):
@@ -74,6 +82,12 @@ class Dashboard:
             self.bytes_out += event.bytes_out
             self.recent.appendleft(RequestRow(now, event.method, event.path, event.status, event.duration_ms,
                                               event.bytes_out, event.error, event.tunnel))
+        elif isinstance(event, RequestDenied):
+            self.denied[event.reason] = self.denied.get(event.reason, 0) + event.count
+            self.recent.appendleft(RequestRow(now, event.method, event.path, event.status, 0, 0,
+                                              f"denied at the edge: {event.reason}", event.tunnel))
+        elif isinstance(event, PolicyActive):
+            self.policy = event.rules
         elif isinstance(event, Connected):
             self._set_status("connected, waiting for the tunnel", now)
         elif isinstance(event, TunnelEstablished):
@@ -96,6 +110,11 @@ class Dashboard:
     def _set_status(self, status: str, now: float) -> None:
         self.status = status
         self.status_since = now
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A value shown as itself: rich never reads markup in a Text, and controls are escaped."""
+    return Text(escape_controls(str(text)), style=style)
 
 
 @dataclass
@@ -128,7 +147,7 @@ class MultiDashboard:
                 self.notice = event.message
             return
         row.apply(event, now)
-        if isinstance(event, RequestDone):
+        if isinstance(event, (RequestDone, RequestDenied)):
             self.recent.appendleft(row.recent[0])
 
     def select(self, key: str) -> None:
@@ -180,23 +199,27 @@ def render_header(state: Dashboard, now: float) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     style = "green" if state.status == "online" else "yellow"
-    grid.add_row("Status", Text(state.status, style=style))
+    grid.add_row("Status", plain(state.status, style))
     grid.add_row("Uptime", human_duration(now - state.started_at))
     tunnel = state.tunnel
     if tunnel is not None:
-        grid.add_row("Tunnel id", tunnel.tunnel_id)
-        grid.add_row("Forwarding", f"{tunnel.public_url} -> http://{state.local_target}")
+        grid.add_row("Tunnel id", plain(tunnel.tunnel_id))
+        grid.add_row("Forwarding", plain(f"{tunnel.public_url} -> http://{state.local_target}"))
         for label, url in (("Subdomain URL", tunnel.subdomain_url), ("Path URL", tunnel.path_based_url)):
             if url and url != tunnel.public_url:
-                grid.add_row(label, url)
+                grid.add_row(label, plain(url))
         if tunnel.inspector_url:
             count = f" ({state.captured()} captured)" if state.captured is not None else ""
-            grid.add_row("Inspector", tunnel.inspector_url + count)
+            grid.add_row("Inspector", plain(tunnel.inspector_url + count))
     else:
-        grid.add_row("Local target", f"http://{state.local_target}")
-    grid.add_row("Endpoint", state.endpoint)
+        grid.add_row("Local target", plain(f"http://{state.local_target}"))
+    grid.add_row("Endpoint", plain(state.endpoint))
+    if state.policy:
+        grid.add_row("Edge policy", Text(escape_controls("\n".join(state.policy), keep="\n")))
+    if state.denied:
+        grid.add_row("Denied", plain(", ".join(f"{reason} {n}" for reason, n in sorted(state.denied.items()))))
     if state.notice:
-        grid.add_row("Last event", Text(state.notice, style="dim"))
+        grid.add_row("Last event", plain(state.notice, "dim"))
     return grid
 
 
@@ -232,12 +255,12 @@ def render_requests(state: Dashboard | MultiDashboard) -> Table:
     for row in state.requests() if isinstance(state, MultiDashboard) else state.recent:
         status = Text(str(row.status), style=STATUS_STYLE.get(status_class(row.status), "white"))
         if row.error:
-            status.append(f" {row.error}", style="dim")
+            status.append(f" {escape_controls(row.error)}", style="dim")
         table.add_row(
             datetime.fromtimestamp(row.at).strftime("%H:%M:%S"),
-            *([row.tunnel or ""] if several else []),
-            row.method,
-            row.path,
+            *([plain(row.tunnel or "")] if several else []),
+            plain(row.method),
+            plain(row.path),
             status,
             f"{row.duration_ms} ms",
             human_bytes(row.bytes_out),
@@ -253,10 +276,10 @@ def render_tunnels(state: MultiDashboard) -> Table:
     grid.add_column()
     for number, (name, row) in enumerate(state.rows.items(), 1):
         style = "green" if row.status == "online" else "bold red" if row.failed else "yellow"
-        text = Text(row.status, style=style)
+        text = plain(row.status, style)
         if row.tunnel is not None:
-            text.append(f"  {row.tunnel.public_url}")
-        text.append(f" -> http://{row.local_target}", style="dim")
+            text.append(f"  {escape_controls(row.tunnel.public_url)}")
+        text.append(f" -> http://{escape_controls(row.local_target)}", style="dim")
         p50 = percentile(list(row.latencies_ms), 50)
         text.append(f"\n{row.total} requests")
         for cls in STATUS_CLASSES:
@@ -264,10 +287,15 @@ def render_tunnels(state: MultiDashboard) -> Table:
             text.append(str(row.counts[cls]), style=STATUS_STYLE[cls] if row.counts[cls] else "dim")
         text.append(f"  p50 {'-' if p50 is None else f'{p50} ms'}  in {human_bytes(row.bytes_in)}  "
                     f"out {human_bytes(row.bytes_out)}  reconnects {row.reconnects}", style="dim")
+        if row.policy:
+            text.append(f"\nedge policy: {'; '.join(row.policy)}", style="dim")
+        if row.denied:
+            text.append("\ndenied " + escape_controls(", ".join(f"{reason} {n}" for reason, n in
+                                                              sorted(row.denied.items()))), style="yellow")
         why = row.failed or (row.notice if row.status != "online" else None)
         if why:
-            text.append(f"\n{why}", style="red" if row.failed else "yellow")
-        grid.add_row(str(number), name, text)
+            text.append(f"\n{escape_controls(why)}", style="red" if row.failed else "yellow")
+        grid.add_row(str(number), plain(name), text)
     return grid
 
 
@@ -276,15 +304,15 @@ def render_multi(state: MultiDashboard, now: float) -> Panel:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     online = sum(row.status == "online" for row in state.rows.values())
-    grid.add_row("Tunnels", f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else ""))
+    grid.add_row("Tunnels", plain(f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else "")))
     grid.add_row("Uptime", human_duration(now - state.started_at))
     if state.inspector_url:
         count = f" ({state.captured()} captured)" if state.captured is not None else ""
-        grid.add_row("Inspector", state.inspector_url + count)
+        grid.add_row("Inspector", plain(state.inspector_url + count))
     if state.notice:
-        grid.add_row("Last event", Text(state.notice, style="dim"))
+        grid.add_row("Last event", plain(state.notice, "dim"))
     title = Text("Latest requests", style="bold")
-    title.append(f" via {state.only}" if state.only else " (all tunnels)")
+    title.append(f" via {escape_controls(state.only)}" if state.only else " (all tunnels)")
     title.append(f"   keys: 1-{min(9, len(state.rows))} one tunnel, 0 all, t next", style="dim")
     requests = state.requests()
     body = Group(
@@ -326,13 +354,19 @@ def format_line(event: Event, now: float) -> str:
         text = f"{verb}: {urls} (tunnel id {event.tunnel_id})"
     elif isinstance(event, Disconnected):
         text = f"disconnected: {event.reason}"
+    elif isinstance(event, RequestDenied):
+        text = f"{event.method} {event.path} {event.status} denied at the edge: {event.reason}"
+        if event.count > 1:
+            text += f" (x{event.count})"
+    elif isinstance(event, PolicyActive):
+        text = "edge policy: " + "; ".join(event.rules)
     elif isinstance(event, Reconnecting):
         text = f"reconnecting in {event.delay_s:.1f} s (attempt {event.attempt}): {event.reason}"
     elif isinstance(event, TunnelFailed):
         text = f"tunnel failed, the others go on: {event.reason}"
     else:
         text = f"{event.level}: {event.message}"
-    return f"{stamp} {text}"
+    return f"{stamp} {escape_controls(text)}"
 
 
 class JsonSink:
@@ -358,6 +392,6 @@ class LineSink:
         if isinstance(event, TunnelEstablished) and event.tunnel in self.targets:
             line += f" -> http://{self.targets[event.tunnel]}"
             if event.inspector_url:
-                line += f" (inspector {event.inspector_url})"
+                line += f" (inspector {escape_controls(event.inspector_url)})"
         self.stream.write(line + "\n")
         self.stream.flush()

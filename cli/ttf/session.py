@@ -19,7 +19,7 @@ import aiohttp
 from httptunnel import protocol
 from httptunnel.protocol import ConnectionEstablished, HttpRequest
 
-from ttf.events import Sink
+from ttf.events import Sink, escape_controls
 from ttf.forward import LocalAnswer, error_frame
 from ttf.handshake import close_quietly
 from ttf.shutdown import Stopped, unless
@@ -37,7 +37,8 @@ class TunnelSession:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, info: ConnectionEstablished, *,
                  handle: Handler, slots: asyncio.Semaphore, emit: Sink, heartbeat_interval: float,
                  stopping: asyncio.Event, early: Sequence[HttpRequest] = (),
-                 on_denied: Callable[[protocol.RequestDenied], None] | None = None) -> None:
+                 on_denied: Callable[[protocol.RequestDenied], None] | None = None,
+                 queue_limit: int | None = None) -> None:
         self.ws = ws
         self.info = info
         self.opened_at = time.monotonic()
@@ -47,6 +48,9 @@ class TunnelSession:
         self._heartbeat_interval = heartbeat_interval
         self._stopping = stopping  # once set, new requests get a quick error
         self._on_denied = on_denied  # the edge refused a request for this tunnel (the inspector lists it)
+        # requests admitted at once (served + waiting for a slot); beyond it the agent answers tunnel_busy
+        # at once instead of growing its memory and the local app's backlog without bound
+        self._queue_limit = queue_limit
         self._accepting = True
         self.inflight: dict[asyncio.Task[None], str] = {}  # -> request id
         self._background: set[asyncio.Future[object]] = set()  # pongs and refusals, fire and forget
@@ -176,11 +180,21 @@ class TunnelSession:
 
     # ---- requests -----------------------------------------------------------------------
     def _start_request(self, req: HttpRequest) -> None:
-        """The one place a request is admitted (a bounded queue would refuse here, at once)."""
+        """The one place a request is admitted: refused at once when shutting down or when the queue is full."""
         if not self._accepting or self._stopping.is_set():
             self._spawn(self.send(error_frame(req.request_id, "local_service_unavailable", "agent is shutting down")))
             return
-        task = asyncio.create_task(self._serve(req))
+        if self._queue_limit is not None and len(self.inflight) >= self._queue_limit:
+            log.warning("refused %s %s: %d requests already queued or in flight (tunnel_busy)",
+                        req.method, escape_controls(req.uri), len(self.inflight))
+            self._spawn(self.send(error_frame(req.request_id, "tunnel_busy",
+                                              f"the agent already holds {len(self.inflight)} requests")))
+            return
+        # The server says how long it still waits, in ms from now: a deadline on OUR clock, so a
+        # laptop whose wall clock is off still works. Past it the caller already has its 504.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + req.time_left_ms / 1000 if req.time_left_ms is not None else None
+        task = asyncio.create_task(self._serve(req, deadline))
         self.inflight[task] = req.request_id
         task.add_done_callback(self._request_done)
 
@@ -189,14 +203,26 @@ class TunnelSession:
         if not task.cancelled() and task.exception() is not None:
             log.error("request handler failed: %r", task.exception())
 
-    async def _serve(self, req: HttpRequest) -> None:
-        async with self._slots:
+    async def _serve(self, req: HttpRequest, deadline: float | None = None) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):  # None: no deadline
+                await self._slots.acquire()
+        except TimeoutError:
+            log.warning("dropped %s %s: its time ran out while it waited for a slot (the caller was answered 504)",
+                        req.method, escape_controls(req.uri))
+            return
+        try:
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                log.warning("dropped %s %s: its time ran out before it could be served", req.method, escape_controls(req.uri))
+                return
             try:
                 answer = await self._handle(req)
             except Exception as exc:  # a bug must cost one request, not the tunnel
                 log.exception("request %s failed", req.request_id)
                 await self.send(error_frame(req.request_id, "internal_error", f"agent error: {exc!r}"))
                 return
+        finally:
+            self._slots.release()
         sent = await self.send(answer.frame)
         log.debug("-> answer to %s (%d bytes, status %d)", req.request_id, len(answer.frame), answer.event.status)
         if not sent:

@@ -24,7 +24,7 @@ from httptunnel.protocol import Headers
 
 from ttf.backoff import Backoff
 from ttf.config import Config
-from ttf.events import Sink
+from ttf.events import RequestDenied, Sink
 from ttf.forward import Exchange, Forwarder, local_session
 from ttf.handshake import open_socket
 from ttf.inspector import History
@@ -46,6 +46,11 @@ class ProcessShared:
     remote: aiohttp.ClientSession  # presigned body URLs (S3)
     history: History | None = None  # the request inspector's records; None without the inspector
     inspector_url: str | None = None
+
+
+# Requests waiting for a local slot, per slot: beyond max_concurrency x (1 + this), the agent answers
+# tunnel_busy (429 at the edge) at once instead of queueing without bound.
+QUEUE_PER_SLOT = 4
 
 
 class TunnelRunner:
@@ -93,9 +98,11 @@ class TunnelRunner:
         return TunnelSession(opened.ws, opened.info, handle=self.forwarder.handle, slots=self.slots,
                              emit=self.shared.emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
-                             on_denied=self._record_denied)
+                             on_denied=self._record_denied,
+                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT))
 
     def _record_denied(self, denied: protocol.RequestDenied) -> None:
+        self.shared.emit(RequestDenied(denied.method, denied.uri, denied.status, denied.reason, max(1, denied.count)))
         if self.shared.history is not None:  # the edge refused it; the inspector lists it
             self.shared.history.record_denied(time.time(), denied.method, denied.uri, denied.headers,
                                               denied.status, denied.reason, tunnel=self.name)

@@ -100,6 +100,7 @@ def local_vars(build_dir: Path, extra_vars: dict) -> dict:
     values = {
         "build_dir": str(build_dir),
         "local_fast_apply": True,
+        "local_plain_http": True,  # moto over http:// would refuse everything under the TLS-only bucket policies
         "log_retention_days": 1,
     }
     if info.get("arch"):

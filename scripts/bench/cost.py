@@ -50,7 +50,7 @@ EVENTBRIDGE_PER_M = 1.00  # custom events put on a bus, 64 KB chunks
 DATA_TRANSFER_OUT_PER_GB = 0.09  # internet egress, first 10 TB/month
 
 ORIGINAL_STATED = (5.50, 7.50)  # the original http-tunnel's stated $ per million requests
-TARGET_PER_M = 4.50
+TARGET_PER_M = 5.50  # issue 16; any design on these services pays at least $4.65 (README Performance)
 
 MINUTES_PER_MONTH = 730 * 60  # AWS bills a month as 730 hours
 
@@ -73,16 +73,19 @@ class Assumptions:
     memory_mb: Mapping[str, int] = field(default_factory=dict)  # function -> MB
     default_memory_mb: int = 128
     architecture: str = "arm64"
-    # WRU per write call: 1 WRU per 1 KB of item (the larger of old and new image). For a 1 KB GET:
-    # the pending row is written small (PutItem, < 1 KB), then updated with the ~1.4 KB base64
-    # response (UpdateItem, 2 KB), and a DeleteItem is billed on the size of the item it deletes (2 KB).
-    # (A TTL expiry deletes for free.) Other write operations: write_units_per_write.
-    write_units: Mapping[str, float] = field(default_factory=lambda: {"PutItem": 1.0, "UpdateItem": 2.0,
+    # WRU per write call: 1 WRU per 1 KB of item (the larger of old and new image). For a 1 KB GET
+    # the one write is the answer row: PutItem of the ~1.4 KB base64 response plus its attributes
+    # (2 KB). Older designs also updated (2 KB) and deleted (billed on the deleted item, 2 KB)
+    # a pending row. (A TTL expiry deletes for free.) Other write operations: write_units_per_write.
+    write_units: Mapping[str, float] = field(default_factory=lambda: {"PutItem": 2.0, "UpdateItem": 2.0,
                                                                        "DeleteItem": 2.0})
     write_units_per_write: float = 2.0
     read_units_per_get: float = 1.0  # RRU per GetItem (strongly consistent, item <= 4 KB)
     read_units_per_query: float = 0.5  # RRU per Query (GSI reads are eventually consistent, <= 4 KB)
     events_per_request: float | None = None  # EventBridge entries; None = take the count
+    # Terraform's traffic_log (one event per answer row, through stream_notifier). None = infer:
+    # on when the run counted stream_notifier invocations.
+    traffic_log: bool | None = None
     agents_connected: int = 1  # agents connected all month ...
     requests_per_month: float = 1_000_000  # ... sharing their connection-minutes over this many requests
     request_bytes: int = 1024  # caller -> API
@@ -194,10 +197,14 @@ def build(per_request: Mapping[str, Any], a: Assumptions) -> CostModel:
     elif "eventbridge_events" in per_request:
         events, note = float(per_request["eventbridge_events"]), "counted PutEvents entries"
     else:
-        # one event per completed pending row; a row is completed by the response Lambda, and
-        # stream_notifier batches several rows per invocation, so count the completions
-        events = float(per_request.get("lambda_invocations", {}).get("response", 0.0))
-        note = "1 per completed row (= response invocations; stream_notifier batches them)"
+        invoked = per_request.get("lambda_invocations", {})
+        traffic_log = a.traffic_log if a.traffic_log is not None else float(invoked.get("stream_notifier", 0.0)) > 0
+        # one event per answer row; the response Lambda writes each, and stream_notifier batches
+        # several rows per invocation, so count the answers
+        answers = float(invoked.get("response", 0.0))
+        events = answers if traffic_log else 0.0
+        note = ("1 per answer row (= response invocations; stream_notifier batches them)" if traffic_log
+                else "traffic_log = false: no stream mapping, no events")
     lines.append(Line("EventBridge", "custom events", events, "event", EVENTBRIDGE_PER_M / 1e6, note))
 
     excluded = [Line(

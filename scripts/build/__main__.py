@@ -34,11 +34,12 @@ FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 SKIP = ("__pycache__", ".pyc", ".pytest_cache")
 
 
-def write_zip(src_dir: Path, zip_path: Path) -> None:
-    """Deterministic zip of everything under src_dir."""
+def write_zip(src_dir: Path, zip_path: Path, bytecode: bool = False) -> None:
+    """Deterministic zip of everything under src_dir (with bytecode: its __pycache__ too)."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = zip_path.with_suffix(".tmp")
-    files = sorted(p for p in src_dir.rglob("*") if p.is_file() and not any(s in str(p) for s in SKIP))
+    skip = (".pytest_cache",) if bytecode else SKIP
+    files = sorted(p for p in src_dir.rglob("*") if p.is_file() and not any(s in str(p) for s in skip))
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(src_dir).as_posix(), FIXED_TIME)
@@ -61,22 +62,41 @@ def pip_target(target: Path, requirements: tuple[str, ...], arch: str, python_ve
     subprocess.run(cmd + list(requirements), check=True)
 
 
-def build_layer(out: Path, arch: str, python_version: str) -> Path:
+def compile_bytecode(tree: Path, interpreter: str | None, runtime_dir: str) -> bool:
+    """Compile every module under tree with the TARGET Python (its magic number is what the
+    runtime checks). Lambda mounts the layer (/opt) and the function (/var/task) read-only, so
+    without these every cold start compiles the modules again and cannot cache them.
+    ``unchecked-hash`` pycs are used without comparing the source's mtime, which a zip round
+    trip does not keep exactly; the build always compiles fresh sources, so they never go stale.
+    ``-d`` puts the deployed path in tracebacks. False when no interpreter of that version exists."""
+    if interpreter is None:
+        return False
+    subprocess.run([interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    "-d", runtime_dir, str(tree)], check=True)
+    return True
+
+
+def build_layer(out: Path, arch: str, python_version: str, interpreter: str | None) -> tuple[Path, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "python"
         pip_target(site, LAYER_REQUIREMENTS, arch, python_version)
         shutil.copytree(ROOT / "shared" / "httptunnel", site / "httptunnel",
                         ignore=shutil.ignore_patterns(*SKIP))
+        compiled = compile_bytecode(site, interpreter, "/opt/python")
         zip_path = out / "layer.zip"
-        write_zip(Path(tmp), zip_path)
-    return zip_path
+        write_zip(Path(tmp), zip_path, bytecode=compiled)
+    return zip_path, compiled
 
 
-def build_functions(out: Path) -> list[Path]:
+def build_functions(out: Path, interpreter: str | None) -> list[Path]:
     paths = []
     for name in FUNCTIONS:
-        zip_path = out / "functions" / f"{name}.zip"
-        write_zip(ROOT / "lambdas" / name, zip_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / name
+            shutil.copytree(ROOT / "lambdas" / name, staged, ignore=shutil.ignore_patterns(*SKIP))
+            compiled = compile_bytecode(staged, interpreter, "/var/task")
+            zip_path = out / "functions" / f"{name}.zip"
+            write_zip(staged, zip_path, bytecode=compiled)
         paths.append(zip_path)
     return paths
 
@@ -126,9 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.local:
         info.update(build_local_runtime(python_version))
         python_version = info["python_version"]
-    info["layer_zip"] = str(build_layer(out, arch, python_version))
-    info["function_zips"] = {p.stem: str(p) for p in build_functions(out)}
+    interpreter = find_python(python_version)
+    layer, compiled = build_layer(out, arch, python_version, interpreter)
+    info["layer_zip"] = str(layer)
+    info["function_zips"] = {p.stem: str(p) for p in build_functions(out, interpreter)}
     info["runtime"] = f"python{python_version}"
+    info["bytecode"] = f"python{python_version}" if compiled else None
+    if not compiled:
+        print(f"warning: no python{python_version} on this machine: the zips carry no bytecode "
+              "(every cold start compiles the modules again)", file=sys.stderr)
     (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"built {arch} python{python_version} layer + {len(FUNCTIONS)} functions -> {out.relative_to(ROOT)}")
     return 0

@@ -40,6 +40,7 @@ class WsEvent:
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
     query: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    source_ip: str = ""  # requestContext.identity.sourceIp (set by API Gateway, not the client)
 
 
 def parse_ws_event(event: Any) -> WsEvent:
@@ -65,6 +66,7 @@ def parse_ws_event(event: Any) -> WsEvent:
         headers=headers,
         query=query,
         body=body if isinstance(body, str) else "",
+        source_ip=str((ctx.get("identity") or {}).get("sourceIp", "")) if isinstance(ctx.get("identity"), dict) else "",
     )
 
 

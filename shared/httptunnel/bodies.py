@@ -1,11 +1,19 @@
 """Big bodies through S3 with presigned URLs (see shared/README.md, "Big bodies").
 
 Objects: ``req/<requestId>`` (caller -> agent) and ``resp/<requestId>`` (agent -> caller) in
-``BODY_BUCKET``. The bucket's lifecycle rule (Terraform) expires them; nothing here deletes.
+``BODY_BUCKET``, a versioned bucket of its own. The bucket's lifecycle rules (Terraform)
+expire them and their old versions; nothing here deletes.
+
+The agent is not trusted with more than it needs:
+* it uploads through a presigned POST whose policy pins the key and caps the size at
+  ``BODY_MAX`` (a presigned PUT can carry no size limit);
+* whatever it uploads later cannot reach the caller: forward reads one VERSION of the object,
+  checks its size and SHA-256, and a redirect is presigned for exactly that ``VersionId``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.config import Config
@@ -22,6 +30,18 @@ class BodyTooLarge(Exception):
 
 class BodyMissing(Exception):
     """The agent said it uploaded a body but there is no object."""
+
+
+class NotVersioned(Exception):
+    """S3 returned no VersionId: the body bucket is not versioned, so no object can be pinned."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One version of a body object: the bytes forward checked and the id that names them."""
+
+    body: bytes
+    version_id: str
 
 
 # Default addressing: virtual-hosted on AWS, path-style for IP endpoints (the local stack).
@@ -63,33 +83,48 @@ def put_request_body(request_id: str, body: bytes) -> str:
                                         ExpiresIn=PRESIGN_EXPIRES_S)
 
 
-def response_upload_url(request_id: str) -> str:
-    """Presigned PUT the agent may use for a response body too big for one frame."""
-    return _s3().generate_presigned_url("put_object", Params={"Bucket": _bucket(), "Key": response_key(request_id)},
-                                        ExpiresIn=PRESIGN_EXPIRES_S)
+def response_upload_form(request_id: str) -> dict[str, Any]:
+    """Presigned POST (``{"url", "fields"}``) the agent may use for a response body too big for
+    one frame: only ``resp/<id>``, at most ``BODY_MAX`` bytes, for ``PRESIGN_EXPIRES_S``.
+    S3 refuses anything else with 400 (EntityTooLarge / AccessDenied)."""
+    form = _s3().generate_presigned_post(
+        Bucket=_bucket(), Key=response_key(request_id),
+        Conditions=[["content-length-range", 0, limits.BODY_MAX]], ExpiresIn=PRESIGN_EXPIRES_S)
+    return {"url": form["url"], "fields": dict(form["fields"])}
 
 
-def put_response_body(request_id: str, body: bytes) -> None:
-    _s3().put_object(Bucket=_bucket(), Key=response_key(request_id), Body=body)
+def _version(response: dict[str, Any]) -> str:
+    version = response.get("VersionId")
+    if not version or version == "null":
+        raise NotVersioned(_bucket())
+    return str(version)
 
 
-def response_download_url(request_id: str, content_type: str | None = None) -> str:
-    """Presigned GET of resp/<id>; S3 answers with ``content_type`` when given."""
-    params = {"Bucket": _bucket(), "Key": response_key(request_id)}
+def put_response_body(request_id: str, body: bytes) -> str:
+    """Store a body forward produced itself; returns the VersionId to redirect to."""
+    return _version(_s3().put_object(Bucket=_bucket(), Key=response_key(request_id), Body=body))
+
+
+def response_download_url(request_id: str, version_id: str, content_type: str | None = None) -> str:
+    """Presigned GET of exactly one version of resp/<id>; S3 answers with ``content_type`` when given."""
+    params = {"Bucket": _bucket(), "Key": response_key(request_id), "VersionId": version_id}
     if content_type:
         params["ResponseContentType"] = content_type
     return _s3().generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
 
 
-def get_response_body(request_id: str) -> bytes:
-    """Read resp/<id>. Raises BodyMissing, or BodyTooLarge when over BODY_MAX (checked before reading)."""
+def get_response_body(request_id: str) -> Stored:
+    """Read the current version of resp/<id>, pinned: its size is checked before reading and the
+    bytes read are those of that version even if the agent uploads again meanwhile.
+    Raises BodyMissing, BodyTooLarge (over BODY_MAX) or NotVersioned."""
     try:
         head = _s3().head_object(Bucket=_bucket(), Key=response_key(request_id))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             raise BodyMissing(request_id) from None
         raise
+    version = _version(head)
     if int(head.get("ContentLength", 0)) > limits.BODY_MAX:
         raise BodyTooLarge(request_id)
-    out = _s3().get_object(Bucket=_bucket(), Key=response_key(request_id))
-    return out["Body"].read()
+    out = _s3().get_object(Bucket=_bucket(), Key=response_key(request_id), VersionId=version)
+    return Stored(out["Body"].read(), version)

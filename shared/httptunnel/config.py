@@ -38,6 +38,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "event_bus_name": ("EVENT_BUS_NAME",),
     "log_level": ("LOG_LEVEL",),
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
+    "path_routing": ("PATH_ROUTING",),
     "path_referer_routing": ("PATH_REFERER_ROUTING",),
 }
 
@@ -49,11 +50,11 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "connect": ("CONNECTIONS_TABLE", *_AUTH, "LOG_LEVEL"),
     "disconnect": ("CONNECTIONS_TABLE", "LOG_LEVEL"),
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
-                 "LOG_LEVEL"),
-    "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "TUNNEL_DOMAIN", "BODY_BUCKET",
-                "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
+                 "PATH_ROUTING", "LOG_LEVEL"),
+    "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
+                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
-    "stream_notifier": ("EVENT_BUS_NAME", "LOG_LEVEL"),
+    "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
 
 # Read when present but never required from Terraform (local/test overrides).
@@ -104,14 +105,27 @@ def body_bucket() -> str:
     return _get("BODY_BUCKET")
 
 
-def require_auth() -> bool:
-    """Secure by default: unset means true; only an explicit false lets anonymous agents in."""
-    value = _get("REQUIRE_AUTH").lower()
+def _bool(name: str, default: bool) -> bool:
+    value = _get(name).lower()
+    if value == "":
+        return default
     if value in ("false", "0", "no", "off"):
         return False
-    if value in ("", "true", "1", "yes", "on"):
+    if value in ("true", "1", "yes", "on"):
         return True
-    raise ConfigError(f"REQUIRE_AUTH must be true or false, got {value!r}")
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def require_auth() -> bool:
+    """Secure by default: unset means true; only an explicit false lets anonymous agents in."""
+    return _bool("REQUIRE_AUTH", True)
+
+
+def path_routing() -> bool:
+    """Whether ``/<id>/...`` on the API's own host reaches a tunnel (default true). Path mode
+    serves every tunnel from ONE origin; a multi-tenant deployment with a wildcard custom
+    domain turns it off and uses subdomains only."""
+    return _bool("PATH_ROUTING", True)
 
 
 def path_referer_routing() -> bool:

@@ -2,7 +2,8 @@
 
 Connect answers (the agent sees the status as the WebSocket handshake result):
 200 connected; 400 malformed request (bad X-Tunnel-Id / name / reclaim token, an id without a
-reclaim token); 401 auth required and token missing/invalid; 403 named subdomain not granted by
+reclaim token, an X-Tunnel-Policy that is too big, malformed or names an unknown provider);
+401 auth required and token missing/invalid; 403 named subdomain not granted by
 the token (or auth disabled); 409 the tunnel id / name is not yours (held by someone else, or
 no reservation exists for that id); 500 configuration error. Nothing is stored unless 200.
 
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import apigw, auth, config, log, routing, store
+from . import apigw, auth, config, log, policy, routing, store
 
 NEW_ID_ATTEMPTS = 5
 # What `secrets.token_urlsafe(32)` makes (43 chars = 256 bits) up to a generous bound; the
@@ -66,6 +67,19 @@ def _rewrite_wanted(ws: apigw.WsEvent) -> str | None:
     return None
 
 
+def _policy(ws: apigw.WsEvent) -> str | None | Outcome:
+    """The X-Tunnel-Policy header (never the query string: it can hold webhook secrets) ->
+    canonical JSON for the row; None when absent or empty; a 400 Outcome when unusable."""
+    value = ws.headers.get(policy.HEADER.lower(), "").strip()
+    if not value:
+        return None
+    try:
+        parsed = policy.from_header(value)
+    except policy.PolicyError as exc:
+        return Outcome(400, f"invalid policy: {exc}")
+    return parsed.to_json() if parsed else None
+
+
 def _authenticate(ws: apigw.WsEvent) -> auth.Identity | None | Outcome:
     if not config.require_auth():
         return None
@@ -110,21 +124,34 @@ def _new_id(token: str, identity: auth.Identity | None) -> Outcome:
     return Outcome(500, "could not allocate a tunnel id")
 
 
+def _audit(ws: apigw.WsEvent, event: str, outcome: str, status: int, tunnel_id: str | None,
+           subject: str | None, reason: str | None = None) -> None:
+    """The audit trail: one always-on line per $connect / $disconnect, no extra AWS call."""
+    log.audit("tunnel audit", event=event, outcome=outcome, status=status, connection_id=ws.connection_id,
+              tunnel_id=tunnel_id, sub=subject, source_ip=ws.source_ip, reason=reason)
+
+
 def connect(event: Any) -> dict[str, Any]:
     ws = apigw.parse_ws_event(event)
+    wanted = (_pick(ws, "sub") or _pick(ws, "id")).lower()[:64] or None  # audit only: what was asked for
     try:
         identity = _authenticate(ws)
     except config.ConfigError as exc:
         log.error("connect rejected: configuration error", connection_id=ws.connection_id, error=str(exc))
+        _audit(ws, "connect", "rejected", 500, wanted, None, "server misconfigured")
         return apigw.ws_response(500, "server misconfigured")
     if isinstance(identity, Outcome):
         log.warning("connect rejected", connection_id=ws.connection_id, status=401, reason=identity.reason)
+        _audit(ws, "connect", "rejected", 401, wanted, None, identity.reason)
         return apigw.ws_response(401, "unauthorized")
     token = _pick(ws, "token")
     name, wanted_id = _pick(ws, "sub").lower(), _pick(ws, "id").lower()
     rewrite = _rewrite_wanted(ws)
+    edge_policy = _policy(ws)
     if rewrite is None:
         outcome = Outcome(400, "X-Tunnel-Rewrite must be on, off or json")
+    elif isinstance(edge_policy, Outcome):
+        outcome = edge_policy
     elif token and not RECLAIM_TOKEN_RE.fullmatch(token):
         outcome = Outcome(400, "X-Tunnel-Reclaim-Token must be 43-128 chars of [A-Za-z0-9_-]")
     elif name:
@@ -133,21 +160,28 @@ def connect(event: Any) -> dict[str, Any]:
         outcome = _reclaim(wanted_id, token, identity)
     else:
         outcome = _new_id(token, identity)
+    subject = identity.subject if identity else None
     if outcome.status != 200 or outcome.tunnel_id is None:
         log.warning("connect rejected", connection_id=ws.connection_id, status=outcome.status, reason=outcome.reason)
+        _audit(ws, "connect", "rejected", outcome.status, wanted, subject, outcome.reason)
         return apigw.ws_response(outcome.status, outcome.reason)
     store.put_connection(store.Connection(
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
         subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
-        rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON))
+        rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON,
+        policy=edge_policy if isinstance(edge_policy, str) else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=identity.subject if identity else None, rewrite=rewrite)
+             subject=subject, rewrite=rewrite,
+             policy=bool(edge_policy))  # whether one is in force, never its content
+    _audit(ws, "connect", outcome.reason, 200, outcome.tunnel_id, subject)
     return apigw.ws_response(200)
 
 
 def disconnect(event: Any) -> dict[str, Any]:
     ws = apigw.parse_ws_event(event)
-    store.delete_connection(ws.connection_id)  # DeleteItem of a missing key succeeds: idempotent
+    gone = store.delete_connection(ws.connection_id)  # DeleteItem of a missing key succeeds: idempotent
     log.info("disconnected", connection_id=ws.connection_id)
+    _audit(ws, "disconnect", "disconnected" if gone else "no_row", 200, gone.tunnel_id if gone else None,
+           gone.subject if gone else None)
     return apigw.ws_response(200)

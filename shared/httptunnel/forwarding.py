@@ -4,11 +4,14 @@ Header fidelity (what changes on the way):
 * to the agent: API Gateway gives repeated request headers already comma-joined, so each
   header reaches the agent as ONE value exactly as API Gateway gave it; the ``cookies`` array
   becomes one ``cookie`` header joined with "; ". Hop-by-hop headers (and those named in
-  ``Connection``) and ``Content-Length`` are dropped (the agent sets its own); ``Host`` is the
-  public host the caller used (the agent passes it on with ``--keep-host``, else sends it as
-  ``X-Forwarded-Host``); ``X-Forwarded-For`` (source IP appended unless already last),
-  ``X-Forwarded-Proto`` (API Gateway's own, else https), ``X-Forwarded-Host`` (the public host)
-  and, in path mode, ``X-Forwarded-Prefix: /<id>`` are set.
+  ``Connection``), ``Host`` and ``Content-Length`` are dropped (the agent sets its own).
+  Proxy headers belong to the edge (``agent_headers``): whatever the caller sent in
+  ``PROXY_HEADERS`` is dropped and ``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Host/-Port/
+  -Proto`` and, in path mode, ``X-Forwarded-Prefix: /<id>`` are set from the event's
+  requestContext (source IP, domain name) and the deployment's scheme. ``X-Forwarded-For``
+  keeps the caller's chain with the source IP API Gateway saw as its LAST entry. ``Host`` is
+  then set to the public host the caller used (domain name, with the port when not the
+  scheme's default): the agent passes it on with ``--keep-host``.
 * to the caller: each ``Set-Cookie`` value goes out separately (payload 2.0 ``cookies``);
   other repeated headers are joined with ", " (2.0 has no multiValueHeaders); hop-by-hop
   headers are dropped, and Content-Length too (API Gateway sets the length) except on HEAD,
@@ -22,28 +25,37 @@ literally in a path, so the local service gets a valid target that decodes to th
 query goes on byte for byte. A target that cannot be built that way is refused with 400
 ``invalid_request``: never a 500, never a silently different URL.
 
-Waiting: strongly consistent GetItem polling with backoff 5 ms x1.5 capped at 50 ms;
-every second the connection row is checked (gone -> 502 agent_gone). On timeout/agent gone
-the pending row is marked ``error`` (so stream_notifier sees those too). The pending row is
-DELETED once the caller has its answer (the stream sees the MODIFY first, then a REMOVE the
-notifier's filter ignores); rows of crashed forwards expire by TTL / cleanup.
+Waiting: strongly consistent GetItem of the answer row keyed by (request id, the connection
+the request was posted to), with the backoff of ``next_poll_delay``; every second the
+connection row is checked (gone -> 502 agent_gone). forward writes nothing on the way: the
+response Lambda writes the answer once and TTL removes it. On timeout/agent gone forward
+writes the error row itself, conditionally on the slot being empty (so a late answer is
+refused, and an answer that won the race is returned instead).
+
+The connection lookup is cached per warm instance (``ConnectionCache``): a tunnel's newest
+connection for ``CONNECTION_CACHE_S``, an unknown tunnel as absent for ``ABSENT_CACHE_S``;
+a 410 on the post drops the entry and asks the Query once more, so a reconnect never costs
+the caller an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import re
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from . import apigw, bodies, config, limits, log, names, protocol, rewrite, routing, store
+from . import apigw, bodies, config, limits, log, names, policy, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -51,7 +63,16 @@ POLL_START_S = 0.005
 POLL_CAP_S = 0.05
 POLL_FRACTION = 0.2
 POLL_MAX_S = 0.5
+# The first poll waits for a fraction of the tunnel's recent answer times (learned per warm
+# instance): reads before the earliest possible answer are wasted (see shared/README.md).
+FIRST_POLL_FRACTION = 0.7
+FIRST_POLL_MAX_S = 0.1
+ANSWER_TIMES_KEPT = 16  # per tunnel
+ANSWER_TIMES_MIN = 3  # fewer samples: poll at once
 ALIVE_CHECK_S = 1.0
+CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row this long
+ABSENT_CACHE_S = 1.0  # an unknown tunnel is answered 404 from memory at most this long
+CACHE_MAX = 1024  # tunnels remembered per instance (oldest dropped first)
 RETRY_POST_S = 0.5
 MESSAGE_HEADROOM = 4 * limits.KB
 RESULT_HEADROOM = 16 * limits.KB
@@ -66,6 +87,7 @@ PUBLIC_MESSAGES: dict[str, str] = {
     "local_service_unavailable": "the tunnel's local service is not reachable",
     "local_service_error": "the tunnel's local service closed the connection without a complete answer",
     "internal_error": "the tunnel agent could not answer this request",
+    "tunnel_busy": "the tunnel is busy: too many requests are waiting for its local service",
 }
 NOT_FOUND = ("tunnel not found: no live tunnel answers at this address. Path URLs look like "
              "/<tunnel-id>/ followed by the page's path, tunnel-id being the 12 characters ttf printed; "
@@ -83,23 +105,72 @@ def fail(status: int, code: str, message: str) -> Outcome:
     return Outcome(apigw.error_response(status, code, message), status, code)
 
 
+# Request headers that tell an app who called and under which URL. Trusted-proxy middleware
+# (Werkzeug ProxyFix, Express "trust proxy", Spring ForwardedHeaderFilter, Rails, ASP.NET)
+# builds URLs and client addresses from them, so a caller must never choose them: forward drops
+# every one the caller sent and sets the standard ones itself (see agent_headers).
+PROXY_HEADERS = frozenset({
+    "forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-port", "x-forwarded-proto",
+    "x-forwarded-prefix", "x-forwarded-ssl", "x-forwarded-scheme", "x-url-scheme", "front-end-https",
+    "x-forwarded-server", "x-original-host", "x-host", "x-original-url", "x-rewrite-url",
+    "client-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
+})
+
+
+def _public_origin() -> tuple[str, int]:
+    """(scheme, port) callers used: https/443 on AWS (HTTP APIs serve HTTPS only), the local
+    stack's from PUBLIC_HTTP_URL."""
+    parts = urlsplit(config.public_http_url())
+    scheme = parts.scheme if parts.scheme in ("http", "https") else "https"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, port or (443 if scheme == "https" else 80)
+
+
+def _forwarded_element(ip: str, host: str, scheme: str) -> str:
+    """RFC 7239 ``for=...;host=...;proto=...`` (IPv6 and host:port quoted)."""
+    node = f'"[{ip}]"' if ":" in ip else ip
+    host_value = f'"{host}"' if ":" in host else host
+    parts = [f"for={node}"] if ip else []
+    if host:
+        parts.append(f"host={host_value}")
+    parts.append(f"proto={scheme}")
+    return ";".join(parts)
+
+
 def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
     out = protocol.strip_hop_by_hop({name: [value] for name, value in req.headers.items()},
-                                    also=("host", "content-length"))
+                                    also=("host", "content-length", *PROXY_HEADERS))
     cookie_parts = [c for c in ([out.pop("cookie")[0]] if "cookie" in out else []) + list(req.cookies) if c]
     if cookie_parts:
         out["cookie"] = ["; ".join(cookie_parts)]
-    xff = req.headers.get("x-forwarded-for", "")
-    last = xff.rsplit(",", 1)[-1].strip() if xff else ""
-    if req.source_ip and last != req.source_ip:
-        xff = f"{xff}, {req.source_ip}" if xff else req.source_ip
-    if xff:
-        out["x-forwarded-for"] = [xff]
-    out["x-forwarded-proto"] = [req.headers.get("x-forwarded-proto") or "https"]
-    public_host = req.headers.get("host") or req.domain_name
+    try:
+        source_ip = str(ipaddress.ip_address(req.source_ip))
+    except ValueError:
+        source_ip = ""
+    # API Gateway appends the address it saw to the caller's X-Forwarded-For; everything before
+    # that last entry is the caller's own claim. Append it here if the event does not end with it.
+    # Without a valid source IP (never on AWS) the chain is dropped: its last entry would be the caller's.
+    xff = req.headers.get("x-forwarded-for", "").strip()
+    out.pop("x-forwarded-for", None)
+    if source_ip:
+        last = xff.rsplit(",", 1)[-1].strip() if xff else ""
+        out["x-forwarded-for"] = [xff if last == source_ip else f"{xff}, {source_ip}" if xff else source_ip]
+    scheme, port = _public_origin()
+    host = req.domain_name
+    default_port = port == (443 if scheme == "https" else 80)
+    if source_ip:
+        out["x-real-ip"] = [source_ip]
+    out["x-forwarded-proto"] = [scheme]
+    out["x-forwarded-port"] = [str(port)]
+    if host:
+        out["x-forwarded-host"] = [host]
+    public_host = host if default_port or not host else f"{host}:{port}"
+    out["forwarded"] = [_forwarded_element(source_ip, public_host, scheme)]
     if public_host:
-        out["host"] = [public_host]
-        out["x-forwarded-host"] = [public_host]
+        out["host"] = [public_host]  # the public host: ttf --keep-host sends it on as Host
     if route.prefix:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
@@ -110,12 +181,15 @@ def caller_headers(headers: Headers, method: str = "GET") -> Headers:
 
 
 def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
-                     deadline_ms: int) -> str:
-    upload_url = bodies.response_upload_url(request_id) if bodies.enabled() else None
+                     deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None) -> str:
+    upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
+    headers = agent_headers(req, route)
+    if rules:
+        policy.apply_rules(headers, rules.request_remove, rules.request_add)
     common: dict[str, Any] = dict(
-        request_id=request_id, method=req.method, uri=uri, headers=agent_headers(req, route),
-        timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload_url=upload_url,
-        deadline_ms=deadline_ms)
+        request_id=request_id, method=req.method, uri=uri, headers=headers,
+        timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,
+        deadline_ms=deadline_ms, time_left_ms=time_left_ms)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
         frame = protocol.encode(protocol.HttpRequest(body=protocol.b64encode(req.body), **common))
         if len(frame.encode("utf-8")) <= limits.WS_MESSAGE_MAX - MESSAGE_HEADROOM or not bodies.enabled():
@@ -134,13 +208,47 @@ def next_poll_delay(delay: float, waited_s: float) -> float:
     return min(delay * 1.5, ceiling)
 
 
-def wait_for_answer(request_id: str, connection_id: str, deadline: float) -> store.Answer | str:
-    """Poll the pending row (strongly consistent) until answered, the agent is gone, or the deadline."""
+class AnswerTimes:
+    """Recent post -> answer-found times per tunnel, in this warm instance (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, deque[float]] = {}
+
+    def first_poll_s(self, tunnel_id: str) -> float:
+        with self._lock:
+            seen = sorted(self._times.get(tunnel_id, ()))
+        if len(seen) < ANSWER_TIMES_MIN:
+            return 0.0
+        return min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * seen[len(seen) // 2])
+
+    def record(self, tunnel_id: str, seconds: float) -> None:
+        with self._lock:
+            times = self._times.pop(tunnel_id, None) or deque(maxlen=ANSWER_TIMES_KEPT)
+            times.append(seconds)
+            self._times[tunnel_id] = times
+            while len(self._times) > CACHE_MAX:
+                self._times.pop(next(iter(self._times)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._times.clear()
+
+
+ANSWER_TIMES = AnswerTimes()
+
+
+def wait_for_answer(request_id: str, connection_id: str, deadline: float,
+                    first_poll_s: float = 0.0) -> store.Answer | str:
+    """Poll the answer row (strongly consistent) until answered, the agent is gone, or the deadline.
+    The first read waits ``first_poll_s`` (bounded by the deadline), then the backoff runs."""
     delay = POLL_START_S
     started = time.monotonic()
-    next_alive_check = time.monotonic() + ALIVE_CHECK_S
+    next_alive_check = started + ALIVE_CHECK_S
+    if first_poll_s > 0:
+        time.sleep(min(first_poll_s, max(0.0, deadline - started)))
     while True:
-        answer = store.get_answer(request_id)
+        answer = store.get_answer(request_id, connection_id)
         if answer is not None:
             return answer
         now = time.monotonic()
@@ -148,18 +256,20 @@ def wait_for_answer(request_id: str, connection_id: str, deadline: float) -> sto
             return TIMEOUT
         if now >= next_alive_check:
             if not store.connection_exists(connection_id):
-                return store.get_answer(request_id) or GONE
+                return store.get_answer(request_id, connection_id) or GONE
             next_alive_check = now + ALIVE_CHECK_S
         time.sleep(min(delay, max(0.0, deadline - now)))  # poll backoff, bounded by the deadline
         delay = next_poll_delay(delay, time.monotonic() - started)
 
 
-def _give_up(request_id: str, code: str, message: str) -> store.Answer | None:
-    """Mark the row error(code) if still pending; if the agent answered meanwhile, return that answer."""
+def _give_up(request_id: str, connection_id: str, code: str, message: str,
+             context: store.RequestContext) -> store.Answer | None:
+    """Write the error row in the answer slot (the record of a timed-out request); if the agent
+    answered meanwhile, return that answer instead."""
     answer = store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=message)
-    if store.complete_pending(request_id, None, answer):
+    if store.put_answer(request_id, connection_id, answer, context):
         return None
-    return store.get_answer(request_id)
+    return store.get_answer(request_id, connection_id)
 
 
 def _parse_headers(text: str) -> Headers:
@@ -170,20 +280,24 @@ def _parse_headers(text: str) -> Headers:
         return {}
 
 
-def _response_body(request_id: str, answer: store.Answer) -> bytes | Outcome:
+def _response_body(request_id: str, answer: store.Answer) -> bytes | bodies.Stored | Outcome:
+    """The answer's body: inline bytes, or the one S3 version forward read and checked."""
     if not answer.body_uploaded:
         return protocol.b64decode(answer.body_b64)
     if not bodies.enabled():
         return fail(502, "internal_error", "agent uploaded a body but no body bucket is configured")
     try:
-        body = bodies.get_response_body(request_id)
+        stored = bodies.get_response_body(request_id)
     except bodies.BodyTooLarge:
         return fail(502, "response_too_large", "response body exceeds the 10 MB limit")
     except bodies.BodyMissing:
         return fail(502, "internal_error", "agent said it uploaded the body but it is missing")
-    if answer.body_sha256 and hashlib.sha256(body).hexdigest() != answer.body_sha256.lower():
+    except bodies.NotVersioned:
+        log.error("body bucket is not versioned: an uploaded body cannot be pinned", request_id=request_id)
+        return fail(502, "internal_error", "uploaded response bodies are not available (bucket configuration)")
+    if answer.body_sha256 and hashlib.sha256(stored.body).hexdigest() != answer.body_sha256.lower():
         return fail(502, "internal_error", "uploaded response body does not match its checksum")
-    return body
+    return stored
 
 
 def _first(headers: Headers, name: str) -> str:
@@ -192,23 +306,27 @@ def _first(headers: Headers, name: str) -> str:
 
 
 def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
-                 rewrite_paths: bool = True, rewrite_json: bool = False) -> Outcome:
+                 rewrite_paths: bool = True, rules: policy.Policy | None = None,
+                 rewrite_json: bool = False) -> Outcome:
     """The caller's response. In path mode root-relative links are rewritten unless the agent
     connected with rewriting off (``rewrite_paths``): then every byte is the local service's.
     JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
     if answer.status == names.STATUS_ERROR:
         code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
         return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
-    body = _response_body(request_id, answer)
-    if isinstance(body, Outcome):
-        return body
-    headers = caller_headers(_parse_headers(answer.headers_json), req.method)
+    loaded = _response_body(request_id, answer)
+    if isinstance(loaded, Outcome):
+        return loaded
+    body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
+    headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json), req.method))
+    if rules:
+        policy.apply_rules(headers, rules.response_remove, rules.response_add)
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
                                          route.prefix, json=rewrite_json)
         headers = rewrite.rewrite_headers(headers, route.prefix)
-        if rewritten != body and answer.body_uploaded:
-            answer = store.Answer(status=answer.status, status_code=answer.status_code, body_uploaded=False)
+        if rewritten != body:
+            version = None  # forward stores what it changed itself
         body = rewritten
     fits = limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM
     result = apigw.http_response(answer.status_code, headers, body)
@@ -219,14 +337,20 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
         if apigw.result_size(result) <= fits:
             return Outcome(result, answer.status_code)
     if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
-        return _redirect_to_s3(request_id, headers, body, answer.body_uploaded)
+        return _redirect_to_s3(request_id, headers, body, version)
     return fail(502, "response_too_large", "response is too large to return through API Gateway")
 
 
-def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, already_uploaded: bool) -> Outcome:
-    if not already_uploaded:
-        bodies.put_response_body(request_id, body)
-    url = bodies.response_download_url(request_id, _first(headers, "content-type") or None)
+def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str | None) -> Outcome:
+    """307 to the object version forward checked (or stored itself): never to whatever the
+    agent's upload form might put under the key later."""
+    if version is None:
+        try:
+            version = bodies.put_response_body(request_id, body)
+        except bodies.NotVersioned:
+            log.error("body bucket is not versioned: the redirect cannot be pinned", request_id=request_id)
+            return fail(502, "internal_error", "response too large and the body bucket is misconfigured")
+    url = bodies.response_download_url(request_id, version, _first(headers, "content-type") or None)
     result = apigw.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
                                  b"")
     return Outcome(result, 307)
@@ -237,9 +361,9 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
     if not _TOKEN_RE.fullmatch(req.method):
         return fail(400, "invalid_request", "invalid method")
     route = routing.resolve(req.domain_name, req.raw_path, config.tunnel_domain())
-    if route is None:
+    if route is None and config.path_routing():
         route = _referer_route(req)
-    if route is None:
+    if route is None or (route.mode == routing.PATH and not config.path_routing()):
         return fail(404, "tunnel_not_found", NOT_FOUND)
     try:
         target = routing.request_target(route.path, req.raw_query)
@@ -286,6 +410,53 @@ def _alive(connection_id: str, endpoint: str) -> bool:
         return True
 
 
+class ConnectionCache:
+    """tunnel id -> (expiry, newest Connection or None), per warm instance (thread-safe).
+
+    The value is the whole ``store.Connection`` (everything forward reads per request,
+    the edge policy included), so a hit costs no AWS call at all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, tuple[float, store.Connection | None]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, tunnel_id: str) -> store.Connection | None:
+        now = time.monotonic()
+        with self._lock:
+            found = self._rows.get(tunnel_id)
+            if found is not None and found[0] > now:
+                self.hits += 1
+                return found[1]
+        self.misses += 1
+        conn = store.newest_connection_for_tunnel(tunnel_id)
+        self.put(tunnel_id, conn)
+        return conn
+
+    def put(self, tunnel_id: str, conn: store.Connection | None) -> None:
+        ttl = CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S
+        with self._lock:
+            self._rows.pop(tunnel_id, None)
+            self._rows[tunnel_id] = (time.monotonic() + ttl, conn)
+            while len(self._rows) > CACHE_MAX:
+                self._rows.pop(next(iter(self._rows)))
+
+    def drop(self, tunnel_id: str, connection_id: str | None = None) -> None:
+        """Forget the tunnel (only if it still points at ``connection_id``, when given)."""
+        with self._lock:
+            found = self._rows.get(tunnel_id)
+            if found is not None and (connection_id is None or (found[1] and found[1].connection_id == connection_id)):
+                del self._rows[tunnel_id]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+CONNECTIONS = ConnectionCache()
+
+
 def _send(conn: store.Connection, frame: str) -> bool:
     """Post the request to the agent. A 410 on the post removes the connection row only when
     GET @connections agrees the socket is gone; a live socket gets the post retried briefly.
@@ -308,40 +479,108 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- edge policy
+
+DENIED_BURST = 5  # request_denied notices one instance may send a connection at once ...
+DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
+_denied_budget: dict[str, tuple[float, float, int]] = {}  # connection -> (tokens, at, suppressed)
+
+
+def _tell_agent_denied(conn: store.Connection, req: apigw.HttpEvent, target: str, denial: policy.Denial) -> None:
+    """A request_denied notice, rate-limited per forward instance and connection (token bucket).
+    A suppressed denial is counted into the next notice's ``count``; N instances under a flood
+    send at most N x (burst + rate) notices. Best effort: a failed post changes nothing."""
+    now = time.monotonic()
+    tokens, at, suppressed = _denied_budget.get(conn.connection_id, (float(DENIED_BURST), now, 0))
+    tokens = min(float(DENIED_BURST), tokens + (now - at) * DENIED_PER_S)
+    if tokens < 1.0:
+        _denied_budget[conn.connection_id] = (tokens, now, suppressed + 1)
+        return
+    if len(_denied_budget) > 1000:
+        _denied_budget.clear()
+    _denied_budget[conn.connection_id] = (tokens - 1.0, now, 0)
+    headers = {k: [v] for k, v in req.headers.items() if k not in ("authorization", "cookie")}
+    frame = protocol.encode(protocol.RequestDenied(
+        method=req.method, uri=target, status=denial.status,
+        reason=denial.code, headers=headers, timestamp=int(time.time() * 1000), count=1 + suppressed))
+    try:
+        apigw.post_to_connection(conn.connection_id, frame, apigw.management_endpoint(conn.domain_name, conn.stage))
+    except (apigw.Gone, ClientError) as exc:
+        log.info("request_denied notice not delivered", connection_id=conn.connection_id, error=type(exc).__name__)
+
+
+def _edge_policy(req: apigw.HttpEvent, target: str, conn: store.Connection) -> policy.Policy | Outcome | None:
+    """THE policy hook: the tunnel's rules (None = open) or the denial the caller gets."""
+    if not conn.policy:
+        return None
+    try:
+        rules = policy.cached(conn.policy)
+    except policy.PolicyError:  # connect stores only what parses; refuse rather than run open
+        return fail(502, "internal_error", "the tunnel's stored policy is unreadable")
+    denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body)
+    if denial is None:
+        return rules
+    _tell_agent_denied(conn, req, target, denial)
+    result = apigw.error_response(denial.status, denial.code, denial.message)
+    result["headers"].update(denial.headers)
+    return Outcome(result, denial.status, denial.code)
+
+
+def _post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | None:
+    """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
+    once more through the Query (a reconnected agent has a new row by then). Returns the
+    connection that took the request, None when none did."""
+    if _send(conn, frame):
+        return conn
+    CONNECTIONS.drop(route.tunnel_id, conn.connection_id)
+    fresh = CONNECTIONS.lookup(route.tunnel_id)
+    if fresh is None or fresh.connection_id == conn.connection_id:
+        return None
+    return fresh if _send(fresh, frame) else None
+
+
 def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
-    conn = store.newest_connection_for_tunnel(route.tunnel_id)
+    conn = CONNECTIONS.lookup(route.tunnel_id)
     if conn is None and route.mode == routing.PATH:
         by_referer = _referer_route(req)
-        conn = store.newest_connection_for_tunnel(by_referer.tunnel_id) if by_referer else None
+        conn = CONNECTIONS.lookup(by_referer.tunnel_id) if by_referer else None
         if conn and by_referer:
             route, target = by_referer, routing.request_target(by_referer.path, req.raw_query)
     if conn is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
+    rules = _edge_policy(req, target, conn)
+    if isinstance(rules, Outcome):
+        return rules
     redirect = _bare_prefix(req, route)
     if redirect is not None:
         return redirect
     request_id = uuid.uuid4().hex
-    fields.update(request_id=request_id, connection_id=conn.connection_id)
+    created_at = int(time.time() * 1000)
+    fields.update(request_id=request_id, connection_id=conn.connection_id, path=route.path[:256],
+                  created_at=created_at)
     wait_s = config.forward_wait_seconds()
     deadline = time.monotonic() + wait_s
-    frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000))
-    store.put_pending(store.Pending(request_id=request_id, connection_id=conn.connection_id,
-                                    tunnel_id=route.tunnel_id, method=req.method, path=route.path,
-                                    created_at=int(time.time() * 1000), request_bytes=len(req.body)))
-    if not _send(conn, frame):
-        _give_up(request_id, GONE, "agent connection is gone")
-        store.delete_pending(request_id)
+    frame = _request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
+                             max(0, int((deadline - time.monotonic()) * 1000)), rules)
+    posted = _post(route, conn, frame)
+    if posted is None:
         return fail(502, GONE, "agent connection is gone")
-    answer = wait_for_answer(request_id, conn.connection_id, deadline)
+    conn = posted
+    fields.update(connection_id=conn.connection_id)
+    posted_at = time.monotonic()
+    answer = wait_for_answer(request_id, conn.connection_id, deadline, ANSWER_TIMES.first_poll_s(route.tunnel_id))
+    if not isinstance(answer, str):
+        ANSWER_TIMES.record(route.tunnel_id, time.monotonic() - posted_at)
     if isinstance(answer, str):
+        if answer == GONE:
+            CONNECTIONS.drop(route.tunnel_id, conn.connection_id)
         message = "no answer from the agent within the deadline" if answer == TIMEOUT else "agent disconnected"
-        answer = _give_up(request_id, answer, message) or answer
+        context = store.RequestContext(tunnel_id=route.tunnel_id, method=req.method, path=route.path,
+                                       created_at=created_at, request_bytes=len(req.body))
+        answer = _give_up(request_id, conn.connection_id, answer, message, context) or answer
     if isinstance(answer, str):
-        outcome = fail(504 if answer == TIMEOUT else 502, answer, message)
-    else:
-        outcome = build_answer(request_id, req, route, answer, conn.rewrite, conn.rewrite_json)
-    store.delete_pending(request_id)
-    return outcome
+        return fail(504 if answer == TIMEOUT else 502, answer, message)
+    return build_answer(request_id, req, route, answer, conn.rewrite, rules, conn.rewrite_json)
 
 
 def forward(event: Any) -> dict[str, Any]:

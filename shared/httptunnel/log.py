@@ -96,3 +96,10 @@ def error(msg: str, **fields: Any) -> None:
 def debug(msg: str, **fields: Any) -> None:
     emit(logging.DEBUG, msg, **fields)
 
+
+
+def audit(msg: str, **fields: Any) -> None:
+    """An always-on line (whatever LOG_LEVEL says): the connect/disconnect audit trail."""
+    _setup()
+    _LOGGER.setLevel(logging.DEBUG)
+    _LOGGER.log(logging.INFO, msg, extra={"fields": {"audit": True, **fields}})

@@ -6,10 +6,11 @@ CONN_TUNNEL_ID = "tunnelId"
 TUNNEL_INDEX = "tunnel-id-index"
 TTL_ATTRIBUTE = "ttl"
 
-# pending requests table
+# pending requests table: answer rows, PK "<request id>:<answering connection id>"
 PENDING_PK = "requestId"
+ANSWER_REQUEST_ID = "forRequest"
+ANSWER_CONNECTION_ID = "connectionId"
 PENDING_STATUS = "status"
-STATUS_PENDING = "pending"
 STATUS_COMPLETED = "completed"
 STATUS_ERROR = "error"
 
@@ -29,8 +30,12 @@ ERROR_HEADER = "x-tunnel-error"
 # exactly these codes (tests/infra/test_contract.py and tests/unit/test_error_codes.py check both).
 ERROR_CODES: dict[str, int] = {
     "invalid_request": 400,
+    "basic_auth_required": 401,  # the edge policy (httptunnel.policy)
+    "ip_denied": 403,
+    "webhook_signature_invalid": 403,
     "tunnel_not_found": 404,
     "payload_too_large": 413,
+    "tunnel_busy": 429,
     "agent_gone": 502,
     "internal_error": 502,
     "local_service_error": 502,

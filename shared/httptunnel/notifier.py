@@ -1,7 +1,11 @@
-"""stream_notifier: completed pending rows (DynamoDB Stream) -> EventBridge events.
+"""stream_notifier (only with ``traffic_log = true``): new answer rows (DynamoDB Stream) -> EventBridge events.
 
-Only MODIFY records whose new status is completed/error become events (the event source
-mapping filters the same way; this re-check keeps unfiltered local delivery correct).
+Only INSERT records whose status is completed/error become events (the event source mapping
+filters the same way; this re-check keeps unfiltered local delivery correct). The tunnel id
+comes from the answering connection's row (one BatchGetItem per batch), never from the agent;
+rows forward wrote when it gave up (timeout, agent gone) carry tunnel, method, path and
+created time themselves. Answer rows of other connections for the same request (forged or
+late) are events too: ``connection_id`` says who answered.
 Event detail never carries bodies or headers, so each entry stays far below 256 KB.
 Records that fail to publish are reported as ``batchItemFailures`` (their SequenceNumber).
 """
@@ -14,7 +18,7 @@ from typing import Any, Callable
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from . import aws, config, log, names
+from . import aws, config, log, names, store
 
 PUT_EVENTS_MAX = 10
 _DE = TypeDeserializer()
@@ -47,12 +51,12 @@ def _num(row: dict[str, Any], key: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def detail(row: dict[str, Any]) -> dict[str, Any]:
+def detail(row: dict[str, Any], tunnel_id: str | None = None) -> dict[str, Any]:
     created, completed = _num(row, "createdAt"), _num(row, "completedAt")
     return {
-        "request_id": row.get(names.PENDING_PK),
-        "tunnel_id": row.get("tunnelId"),
-        "connection_id": row.get("connectionId"),
+        "request_id": row.get(names.ANSWER_REQUEST_ID),
+        "tunnel_id": row.get("tunnelId") or tunnel_id,
+        "connection_id": row.get(names.ANSWER_CONNECTION_ID),
         "method": row.get("method"),
         "path": row.get("path"),
         "status": row.get(names.PENDING_STATUS),
@@ -60,18 +64,25 @@ def detail(row: dict[str, Any]) -> dict[str, Any]:
         "error_code": row.get("errorCode"),
         "request_bytes": _num(row, "requestBytes"),
         "response_bytes": _num(row, "responseBytes"),
+        "processing_time_ms": _num(row, "processingTimeMs"),
+        "completed_at": completed,
         "duration_ms": completed - created if created is not None and completed is not None else None,
     }
 
 
-def _to_entry(record: dict[str, Any]) -> dict[str, Any] | None:
-    if record.get("eventName") != "MODIFY":
+def _answer_row(record: dict[str, Any]) -> dict[str, Any] | None:
+    if record.get("eventName") != "INSERT":
         return None
     row = _image(record)
     if row.get(names.PENDING_STATUS) not in (names.STATUS_COMPLETED, names.STATUS_ERROR):
         return None
+    return row
+
+
+def _to_entry(row: dict[str, Any], tunnels: dict[str, str]) -> dict[str, Any]:
+    tunnel = tunnels.get(str(row.get(names.ANSWER_CONNECTION_ID, "")))
     return {"Source": names.EVENT_SOURCE, "DetailType": names.EVENT_DETAIL_TYPE,
-            "Detail": json.dumps(detail(row), separators=(",", ":")), "EventBusName": config.event_bus_name()}
+            "Detail": json.dumps(detail(row, tunnel), separators=(",", ":")), "EventBusName": config.event_bus_name()}
 
 
 def _publish(batch: list[Pending]) -> list[str]:
@@ -86,17 +97,30 @@ def _publish(batch: list[Pending]) -> list[str]:
         [p.sequence for p in batch[len(results):]]
 
 
+def _tunnels(rows: list[dict[str, Any]]) -> dict[str, str]:
+    wanted = [str(r.get(names.ANSWER_CONNECTION_ID, "")) for r in rows if not r.get("tunnelId")]
+    if not wanted:
+        return {}
+    try:
+        return store.tunnels_of(wanted)
+    except Exception as exc:  # the events still go out, without the tunnel id
+        log.warning("tunnel lookup failed", error=type(exc).__name__, records=len(wanted))
+        return {}
+
+
 def notify(event: Any) -> dict[str, Any]:
     records = event.get("Records", []) if isinstance(event, dict) else []
-    todo: list[Pending] = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     for record in records:
         try:
-            entry = _to_entry(record)
+            row = _answer_row(record)
         except (TypeError, ValueError, AttributeError) as exc:
             log.warning("skipped malformed stream record", error=str(exc)[:200])
             continue
-        if entry is not None:
-            todo.append(Pending(str((record.get("dynamodb") or {}).get("SequenceNumber", "")), entry))
+        if row is not None:
+            rows.append((str((record.get("dynamodb") or {}).get("SequenceNumber", "")), row))
+    tunnels = _tunnels([r for _, r in rows])
+    todo = [Pending(seq, _to_entry(row, tunnels)) for seq, row in rows]
     failed: list[str] = []
     for start in range(0, len(todo), PUT_EVENTS_MAX):
         failed += _publish(todo[start:start + PUT_EVENTS_MAX])

@@ -12,14 +12,21 @@ Extensions (all optional, ignored by the original agent/server):
   and an agent talking to an older server adopts the one it is sent.
 * ``http_request``: ``body_url`` (presigned S3 GET when the body is too big to ride
   inline; ``body`` is then ""), ``body_size``, ``body_sha256`` (hex, of the raw body),
-  ``response_upload_url`` (presigned S3 PUT the agent may use for a big response body),
-  ``deadline_ms`` (unix ms after which nobody waits for the answer).
+  ``response_upload`` (``{"url": ..., "fields": {...}}``: a presigned S3 POST form the agent
+  may use for a big response body; its policy caps the object at ``BODY_MAX`` bytes and pins
+  the key), ``deadline_ms`` (unix ms after which nobody waits for the answer; needs a synced
+  clock), ``time_left_ms`` (milliseconds the server still waits for the answer, counted when
+  the request was sent: immune to clock skew, prefer it to ``deadline_ms``).
+  ``response_upload_url`` (a presigned PUT, no size limit) is no longer sent: an agent that
+  only knows it answers big bodies with an ``error`` (the caller gets 502).
 * ``request_denied`` (server -> agent, informational, no answer expected): a request for this
   tunnel that the edge refused before it reached the agent (``method``, ``uri``, ``status``,
   ``reason`` = the ``x-tunnel-error`` code, optional ``headers``, ``timestamp`` unix ms). The
   agent shows it in its request inspector; an agent that does not know it logs and drops it.
-* ``http_response``: ``body_uploaded`` (true when the body was PUT to
-  ``response_upload_url``; ``body`` is then ""), ``body_size``, ``body_sha256``.
+* ``http_response``: ``body_uploaded`` (true when the body was uploaded through
+  ``response_upload``; ``body`` is then ""), ``body_size``, ``body_sha256``.
+* ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
+  queue is full; the caller gets 429).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ ERROR_STATUS: dict[str, int] = {
     "local_service_unavailable": 503,
     "local_service_error": 502,
     "internal_error": 502,
+    "tunnel_busy": 429,  # the agent's queue is full: it refused at once instead of queueing
 }
 
 
@@ -84,8 +92,10 @@ class HttpRequest:
     body_url: str | None = None
     body_size: int | None = None
     body_sha256: str | None = None
-    response_upload_url: str | None = None
+    response_upload_url: str | None = None  # old agents only; the server no longer sends it
     deadline_ms: int | None = None
+    time_left_ms: int | None = None
+    response_upload: dict[str, Any] | None = None  # {"url": str, "fields": {str: str}}
     type = "http_request"
 
 
@@ -118,6 +128,7 @@ class RequestDenied:
     reason: str  # the x-tunnel-error code the caller got
     headers: Headers = field(default_factory=dict)
     timestamp: int = 0  # unix ms
+    count: int = 1  # denials this notice stands for (the edge rate-limits notices and counts the rest in)
     type = "request_denied"
 
 
@@ -154,6 +165,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "body_sha256": ((str, type(None)), False),
         "response_upload_url": ((str, type(None)), False),
         "deadline_ms": ((int, type(None)), False),
+        "time_left_ms": ((int, type(None)), False),
+        "response_upload": ((dict, type(None)), False),
     },
     "http_response": {
         "request_id": ((str,), True),
@@ -177,6 +190,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "reason": ((str,), True),
         "headers": ((dict,), False),
         "timestamp": ((int,), False),
+        "count": ((int,), False),
     },
 }
 
@@ -217,8 +231,21 @@ def decode(frame: Union[str, bytes]) -> Message:
             raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
         if not isinstance(value, types):
             raise ProtocolError(f"{kind}: field {name!r} has the wrong type")
-        kwargs[name] = _headers(value) if name == "headers" else value
+        if name == "headers":
+            value = _headers(value)
+        elif name == "response_upload" and isinstance(value, dict):
+            value = _upload_form(value)
+        kwargs[name] = value
     return _TYPES[kind](**kwargs)
+
+
+def _upload_form(value: dict[str, Any]) -> dict[str, Any]:
+    """``{"url": str, "fields": {str: str}}`` (a presigned S3 POST), nothing else."""
+    url, fields = value.get("url"), value.get("fields")
+    if not isinstance(url, str) or not isinstance(fields, dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
+        raise ProtocolError("http_request: response_upload must be {url: string, fields: {string: string}}")
+    return {"url": url, "fields": dict(fields)}
 
 
 def encode(message: Message) -> str:

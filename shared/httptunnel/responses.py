@@ -13,13 +13,14 @@ from . import apigw, config, log, names, protocol, store
 from .protocol import ProtocolError
 
 
-def public_urls(tunnel_id: str) -> tuple[str, str, str | None]:
-    """(public_url, path_based_url, subdomain_url). public_url is the subdomain URL when configured.
+def public_urls(tunnel_id: str) -> tuple[str, str | None, str | None]:
+    """(public_url, path_based_url, subdomain_url). public_url is the subdomain URL when configured;
+    there is no path_based_url when path routing is off (PATH_ROUTING=false needs a template).
     The path URL ends in ``/``: a page at ``/<id>`` would resolve its relative links outside the tunnel."""
-    path_url = f"{config.public_http_url()}/{tunnel_id}/"
     template = config.subdomain_url_template()
     sub_url = template.replace("{tunnel_id}", tunnel_id) if template else None
-    return (sub_url or path_url), path_url, sub_url
+    path_url = f"{config.public_http_url()}/{tunnel_id}/" if config.path_routing() or not sub_url else None
+    return (sub_url or path_url or ""), path_url, sub_url
 
 
 def _on_ready(ws: apigw.WsEvent) -> str:
@@ -73,11 +74,17 @@ def _answer_from_error(msg: protocol.Error) -> store.Answer:
 
 
 def _store_answer(ws: apigw.WsEvent, request_id: str, answer: store.Answer) -> str:
-    if store.complete_pending(request_id, ws.connection_id, answer):
+    """One conditional PutItem keyed by (request id, this connection): the connection that sends
+    an answer is part of its key, so an answer to a request this socket never got lands where
+    no forward looks, and a second answer to the same request is refused."""
+    if not store.valid_request_id(request_id):
+        log.warning("answer dropped: malformed request id", connection_id=ws.connection_id)
+        return "rejected"
+    if store.put_answer(request_id, ws.connection_id, answer):
         log.info("answer stored", request_id=request_id, connection_id=ws.connection_id, status=answer.status,
                  status_code=answer.status_code, error_code=answer.error_code)
         return "stored"
-    log.warning("answer rejected: unknown request, not pending, or sent to another connection",
+    log.warning("answer rejected: this connection already answered, or forward gave up on the request",
                 request_id=request_id, connection_id=ws.connection_id)
     return "rejected"
 

@@ -1,5 +1,10 @@
-"""Path-mode rewriting, so apps that use root-relative links work under ``/<id>/``.
+"""What forward changes in an answer: cookie scope (always) and path-mode rewriting.
 
+In BOTH modes, and even when the agent turned rewriting off: a ``Domain=`` attribute is
+dropped from every ``Set-Cookie`` (see ``drop_cookie_domain``). A cookie is then host-only: it
+goes back to the tunnel that set it and to no other tunnel under the same domain.
+
+Path-mode rewriting, so apps that use root-relative links work under ``/<id>/``.
 Only in path mode (subdomain mode never rewrites). What changes, and nothing else:
 
 * ``Location`` / ``Content-Location`` headers starting with a single ``/`` get the prefix.
@@ -50,6 +55,27 @@ def prefix_path(value: str, prefix: str) -> str:
     if not prefix or not value.startswith("/") or value.startswith("//") or _already(value, 0, prefix):
         return value
     return prefix + value
+
+
+def drop_cookie_domain(value: str) -> str:
+    """The Set-Cookie value without its ``Domain`` attribute(s); every other byte kept.
+
+    With ``Domain=t.example.com`` tunnel A could plant (or overwrite) cookies that the browser
+    then sends to every other tunnel under t.example.com (cookie tossing, session fixation).
+    Dropping the attribute makes the cookie host-only: the browser scopes it to the host that
+    answered, which is the tunnel itself (RFC 6265 section 5.3 step 6). Dropping is tighter
+    than pinning Domain to the tunnel's host, which would also cover names below it."""
+    name_value, sep, attributes = value.partition(";")
+    if not sep:
+        return value
+    kept = [part for part in attributes.split(";") if part.split("=", 1)[0].strip().lower() != "domain"]
+    return name_value + "".join(";" + part for part in kept)
+
+
+def scope_cookies(headers: Headers) -> Headers:
+    """Every Set-Cookie without Domain (both modes, whatever the agent asked)."""
+    return {name: [drop_cookie_domain(v) for v in values] if name.lower() == "set-cookie" else list(values)
+            for name, values in headers.items()}
 
 
 def rewrite_set_cookie(value: str, prefix: str) -> str:

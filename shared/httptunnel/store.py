@@ -7,6 +7,7 @@ invocations); ``reset_clients()`` is for tests. Every DynamoDB call is counted p
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from . import aws, config, names
 
 CONNECTION_TTL_S = 2 * 60 * 60 + 10 * 60  # max WebSocket age (2 h) + margin
 RESERVATION_TTL_S = 7 * 24 * 60 * 60  # a tunnel id stays yours for 7 days after last use
-PENDING_TTL_S = 15 * 60
+ANSWER_TTL_S = 15 * 60  # an answer row outlives any wait (25 s) by far; TTL removes it
 RESERVATION_PREFIX = "reservation#"
 
 _SER = TypeSerializer()
@@ -74,6 +75,7 @@ class Connection:
     subdomain: str | None = None
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
     rewrite_json: bool = False  # path-mode rewriting of JSON bodies too (ttf --rewrite-json)
+    policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -87,6 +89,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         subdomain=item.get("subdomain"),
         rewrite=item.get("rewrite") is not False,
         rewrite_json=item.get("rewriteJson") is True,
+        policy=item.get("policy") or None,
     )
 
 
@@ -102,6 +105,7 @@ def put_connection(conn: Connection) -> None:
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
         "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
+        "policy": conn.policy,  # holds webhook secrets: see the README's security model
     }))
 
 
@@ -120,8 +124,14 @@ def connection_exists(connection_id: str) -> bool:
     return "Item" in out
 
 
-def delete_connection(connection_id: str) -> None:
-    _call("delete_item", TableName=config.connections_table(), Key=_key(names.CONN_PK, connection_id))
+def delete_connection(connection_id: str) -> Connection | None:
+    """Delete the row; returns what it held (ReturnValues=ALL_OLD: same call, same price), None if none."""
+    out = _call("delete_item", TableName=config.connections_table(), Key=_key(names.CONN_PK, connection_id),
+                ReturnValues="ALL_OLD")
+    item = out.get("Attributes")
+    if not item or RESERVATION_PREFIX in connection_id:
+        return None
+    return _connection_from(_plain(item))
 
 
 def newest_connection_for_tunnel(tunnel_id: str) -> Connection | None:
@@ -212,22 +222,21 @@ def claim_name(name: str, owner_sub: str) -> bool:
                             {":sub": {"S": owner_sub}})
 
 
-# --------------------------------------------------------------------------- pending requests
+# --------------------------------------------------------------------------- answers
+# The pending table holds ANSWER rows only, one per (request, answering connection), written
+# once (conditional PutItem) by the response Lambda, or by forward when it gives up (timeout,
+# agent gone) so a late answer cannot take the slot. Nothing is written before the post and
+# nothing is deleted: rows expire by TTL. forward reads only the key of the connection it
+# posted to, so an answer from any other connection (forged, or a confused agent) is never
+# read and cannot displace the real one.
 
-@dataclass(frozen=True)
-class Pending:
-    request_id: str
-    connection_id: str
-    tunnel_id: str
-    method: str
-    path: str
-    created_at: int
-    request_bytes: int
+REQUEST_ID_RE_TEXT = r"[A-Za-z0-9_.-]{1,128}"  # what an agent-sent request id must look like to be stored
+_REQUEST_ID_RE = re.compile(REQUEST_ID_RE_TEXT)
 
 
 @dataclass(frozen=True)
 class Answer:
-    """What the agent stored for a pending request (status completed or error)."""
+    """An answer row (status completed or error)."""
     status: str
     status_code: int = 0
     headers_json: str = "{}"
@@ -240,33 +249,73 @@ class Answer:
     error_message: str | None = None
 
 
-def put_pending(p: Pending) -> None:
-    _call("put_item", TableName=config.pending_table(), Item=_item({
-        names.PENDING_PK: p.request_id,
-        "connectionId": p.connection_id,
-        "tunnelId": p.tunnel_id,
-        names.PENDING_STATUS: names.STATUS_PENDING,
-        "method": p.method,
-        "path": p.path,
-        "createdAt": p.created_at,
-        names.TTL_ATTRIBUTE: p.created_at // 1000 + PENDING_TTL_S,
-        "requestBytes": p.request_bytes,
-    }))
+@dataclass(frozen=True)
+class RequestContext:
+    """What forward knows about a request; put on the row only when forward writes it (give-up)."""
+    tunnel_id: str
+    method: str
+    path: str
+    created_at: int  # unix ms
+    request_bytes: int
 
 
-def get_answer(request_id: str) -> Answer | None:
-    """The answer when the row is no longer pending; None while pending or when gone."""
-    out = _call("get_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, request_id),
-                ConsistentRead=True)
+def answer_key(request_id: str, connection_id: str) -> str:
+    return f"{request_id}:{connection_id}"
+
+
+def valid_request_id(request_id: str) -> bool:
+    return bool(_REQUEST_ID_RE.fullmatch(request_id))
+
+
+def put_answer(request_id: str, connection_id: str, answer: Answer, context: RequestContext | None = None) -> bool:
+    """Write the answer row once. False when a row for this (request, connection) exists already."""
+    now_ms = int(time.time() * 1000)
+    fields: dict[str, Any] = {
+        names.PENDING_PK: answer_key(request_id, connection_id),
+        names.ANSWER_REQUEST_ID: request_id,
+        names.ANSWER_CONNECTION_ID: connection_id,
+        names.PENDING_STATUS: answer.status,
+        "completedAt": now_ms,
+        names.TTL_ATTRIBUTE: now_ms // 1000 + ANSWER_TTL_S,
+    }
+    if answer.status == names.STATUS_COMPLETED:
+        fields.update({
+            "statusCode": answer.status_code,
+            "responseHeaders": answer.headers_json,
+            "responseBytes": answer.response_bytes,
+            "processingTimeMs": answer.processing_time_ms,
+            "bodyUploaded": answer.body_uploaded,
+        })
+        if answer.body_uploaded:
+            fields["bodySha256"] = answer.body_sha256
+        else:
+            fields["responseBody"] = answer.body_b64
+    else:
+        fields["errorCode"] = answer.error_code or "internal_error"
+        fields["errorMessage"] = (answer.error_message or "")[:1000]
+    if context is not None:
+        fields.update({"tunnelId": context.tunnel_id, "method": context.method, "path": context.path[:1024],
+                       "createdAt": context.created_at, "requestBytes": context.request_bytes})
+    try:
+        _call("put_item", TableName=config.pending_table(), Item=_item(fields),
+              ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": names.PENDING_PK})
+    except ClientError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
+
+
+def get_answer(request_id: str, connection_id: str) -> Answer | None:
+    """The answer the connection ``connection_id`` gave to ``request_id``; None while there is none."""
+    out = _call("get_item", TableName=config.pending_table(),
+                Key=_key(names.PENDING_PK, answer_key(request_id, connection_id)), ConsistentRead=True)
     item = out.get("Item")
     if not item:
         return None
     row = _plain(item)
-    status = row.get(names.PENDING_STATUS)
-    if status == names.STATUS_PENDING:
-        return None
     return Answer(
-        status=str(status),
+        status=str(row.get(names.PENDING_STATUS)),
         status_code=int(row.get("statusCode", 0)),
         headers_json=row.get("responseHeaders", "{}"),
         body_b64=row.get("responseBody", ""),
@@ -279,53 +328,27 @@ def get_answer(request_id: str) -> Answer | None:
     )
 
 
-def complete_pending(request_id: str, connection_id: str | None, answer: Answer) -> bool:
-    """Store the answer iff the row exists, is still pending and (when given) was sent to connection_id.
+def tunnels_of(connection_ids: list[str]) -> dict[str, str]:
+    """connection id -> tunnel id for the rows that still exist (BatchGetItem, 100 keys a call).
 
-    The condition is what stops one agent from answering another tunnel's request.
-    """
-    fields: dict[str, Any] = {
-        names.PENDING_STATUS: answer.status,
-        "completedAt": int(time.time() * 1000),
-    }
-    if answer.status == names.STATUS_COMPLETED:
-        fields.update({
-            "statusCode": answer.status_code,
-            "responseHeaders": answer.headers_json,
-            "responseBytes": answer.response_bytes,
-            "processingTimeMs": answer.processing_time_ms,
-            "bodyUploaded": answer.body_uploaded,
-        })
-        if answer.body_uploaded:
-            if answer.body_sha256:
-                fields["bodySha256"] = answer.body_sha256
-        else:
-            fields["responseBody"] = answer.body_b64
-    else:
-        fields["errorCode"] = answer.error_code or "internal_error"
-        fields["errorMessage"] = (answer.error_message or "")[:1000]
-    attr_names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": _SER.serialize(v) for i, v in enumerate(fields.values())}
-    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-    condition = "attribute_exists(#pk) AND #status = :pending"
-    attr_names.update({"#pk": names.PENDING_PK, "#status": names.PENDING_STATUS})
-    values[":pending"] = {"S": names.STATUS_PENDING}
-    if connection_id is not None:
-        condition += " AND connectionId = :me"
-        values[":me"] = {"S": connection_id}
-    try:
-        _call("update_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, request_id),
-              UpdateExpression="SET " + sets, ConditionExpression=condition,
-              ExpressionAttributeNames=attr_names, ExpressionAttributeValues=values)
-    except ClientError as exc:
-        if _conditional_failed(exc):
-            return False
-        raise
-    return True
-
-
-def delete_pending(request_id: str) -> None:
-    _call("delete_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, request_id))
+    Used by stream_notifier (traffic log on) to name the tunnel of an answer row from the
+    authoritative connection row, never from anything the agent sent."""
+    out: dict[str, str] = {}
+    wanted = [c for c in dict.fromkeys(connection_ids) if c and RESERVATION_PREFIX not in c]
+    table = config.connections_table()
+    for start in range(0, len(wanted), 100):
+        keys: list[dict[str, Any]] = [_key(names.CONN_PK, c) for c in wanted[start:start + 100]]
+        for _ in range(5):  # unprocessed keys (throttling) are retried a few times, then left unnamed
+            got = _call("batch_get_item", RequestItems={table: {
+                "Keys": keys, "ProjectionExpression": "#pk, #t",
+                "ExpressionAttributeNames": {"#pk": names.CONN_PK, "#t": names.CONN_TUNNEL_ID}}})
+            for item in got.get("Responses", {}).get(table, []):
+                row = _plain(item)
+                out[str(row[names.CONN_PK])] = str(row.get(names.CONN_TUNNEL_ID, ""))
+            keys = got.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            if not keys:
+                break
+    return out
 
 
 # --------------------------------------------------------------------------- cleanup scans

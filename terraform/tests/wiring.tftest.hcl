@@ -50,6 +50,11 @@ mock_provider "aws" {
 }
 
 override_resource {
+  target = module.code_bucket.aws_s3_bucket.this
+  values = { arn = "arn:aws:s3:::mock-code-bucket", bucket = "mock-code-bucket" }
+}
+
+override_resource {
   target = module.functions["connect"].aws_lambda_function.this
   values = {
     arn           = "arn:aws:lambda:us-east-1:123456789012:function:connect"
@@ -139,6 +144,10 @@ run "tables" {
 run "routes_and_stream" {
   command = apply
 
+  variables {
+    traffic_log = true
+  }
+
   assert {
     condition = module.websocket_api.route_targets == {
       "$connect"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/connect/invocations"
@@ -154,7 +163,7 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = aws_lambda_event_source_mapping.this.function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier"
     error_message = "the pending stream must feed stream_notifier"
   }
 
@@ -169,12 +178,12 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = flatten([for fc in aws_lambda_event_source_mapping.this.filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["MODIFY"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
-    error_message = "stream filter must pass MODIFY rows whose status became completed or error"
+    condition     = flatten([for fc in aws_lambda_event_source_mapping.this[0].filter_criteria : [for f in fc.filter : jsondecode(f.pattern)]]) == [{ eventName = ["INSERT"], dynamodb = { NewImage = { status = { S = ["completed", "error"] } } } }]
+    error_message = "stream filter must pass new answer rows (INSERT, status completed or error)"
   }
 
   assert {
-    condition     = aws_lambda_event_source_mapping.this.function_response_types == toset(["ReportBatchItemFailures"])
+    condition     = aws_lambda_event_source_mapping.this[0].function_response_types == toset(["ReportBatchItemFailures"])
     error_message = "stream mapping must report partial batch failures"
   }
 
@@ -202,7 +211,7 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PENDING_TABLE", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "forward environment"
   }
 
@@ -237,7 +246,17 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["EVENT_BUS_NAME", "LOG_LEVEL"])
+    condition     = length(aws_lambda_event_source_mapping.this) == 0
+    error_message = "traffic_log defaults to false: no stream mapping, so no stream record invokes anything"
+  }
+
+  assert {
+    condition     = flatten([for s in jsondecode(module.functions["forward"].policy).Statement : s.Action if s.Sid == "Pending"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    error_message = "forward reads answers and writes only a give-up row: no UpdateItem or DeleteItem on the request path"
+  }
+
+  assert {
+    condition     = nonsensitive(keys(module.functions["stream_notifier"].environment)) == tolist(["CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"])
     error_message = "stream_notifier environment"
   }
 
@@ -264,6 +283,92 @@ run "environment_and_iam" {
   assert {
     condition     = alltrue([for fn, m in module.functions : alltrue([for s in jsondecode(m.policy).Statement : !contains(flatten([s.Action]), "*") && !contains(flatten([s.Resource]), "*")])])
     error_message = "no wildcard actions or resources"
+  }
+}
+
+run "snap_start_invokes_the_alias" {
+  command = apply
+
+  variables {
+    snap_start  = true
+    traffic_log = true
+  }
+
+  override_resource {
+    target = module.functions["forward"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:forward:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:forward:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["connect"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:connect:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:connect:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["disconnect"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:disconnect:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:disconnect:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["response"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:response:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:response:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["cleanup"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:cleanup:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:cleanup:live/invocations"
+    }
+  }
+
+  override_resource {
+    target = module.functions["stream_notifier"].aws_lambda_alias.live
+    values = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:stream_notifier:live"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:stream_notifier:live/invocations"
+    }
+  }
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == "live"])
+    error_message = "with snap_start every function is invoked through its alias \"live\""
+  }
+
+  assert {
+    condition     = module.http_api.integration_uri == "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:forward:live/invocations" && module.http_api.permission_qualifier == "live"
+    error_message = "the HTTP API must invoke forward's alias, and be allowed to"
+  }
+
+  assert {
+    condition     = module.websocket_api.route_targets["$default"] == module.functions["response"].invoke_arn && alltrue([for k, q in module.websocket_api.permission_qualifiers : q == "live"])
+    error_message = "the WebSocket routes must invoke the aliases, and be allowed to"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == module.functions["stream_notifier"].function_arn && module.events.cleanup_target.arn == module.functions["cleanup"].function_arn && module.events.cleanup_target.qualifier == "live"
+    error_message = "the stream mapping and the cleanup schedule must invoke the aliases"
+  }
+}
+
+run "without_snap_start_callers_invoke_the_function" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == null])
+    error_message = "no alias without snap_start"
   }
 }
 
@@ -305,6 +410,184 @@ run "rejects_short_forward_timeout" {
   }
 
   expect_failures = [var.function_settings]
+}
+
+run "public_edge_defaults" {
+  command = apply
+
+  assert {
+    condition     = aws_s3_object.code["forward"].bucket == "mock-code-bucket" && module.body_bucket.bucket_name == "mock-bucket"
+    error_message = "code zips live in their own bucket, never next to the bodies agents and callers reach"
+  }
+
+  assert {
+    condition = alltrue([for doc in [jsondecode(module.body_bucket.policy), jsondecode(module.code_bucket.policy)] : anytrue([
+      for st in doc.Statement : st.Effect == "Deny" && st.Principal == "*" && st.Action == "s3:*" && st.Condition.Bool["aws:SecureTransport"] == "false"
+    ])])
+    error_message = "both buckets must deny every request made without TLS (aws:SecureTransport = false)"
+  }
+
+  assert {
+    condition     = alltrue([for doc in [jsondecode(module.body_bucket.policy), jsondecode(module.code_bucket.policy)] : length(doc.Statement[0].Resource) == 2])
+    error_message = "the TLS-only statement must cover the bucket and its objects"
+  }
+
+  assert {
+    condition     = module.body_bucket.versioning_status == "Enabled"
+    error_message = "the body bucket must be versioned: a redirect names the exact version forward checked"
+  }
+
+  assert {
+    condition     = contains(flatten([for s in jsondecode(module.functions["forward"].policy).Statement : s.Action if s.Sid == "PinnedResponseBodies"]), "s3:GetObjectVersion")
+    error_message = "forward reads and presigns one version of an uploaded answer"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward"].environment["PATH_ROUTING"]) == "true" && nonsensitive(module.functions["response"].environment["PATH_ROUTING"]) == "true"
+    error_message = "path routing is on by default"
+  }
+
+  assert {
+    condition     = module.http_api.execute_api_disabled == false
+    error_message = "without a custom domain the execute-api URL is the only way in"
+  }
+
+  assert {
+    condition     = module.http_api.throttles == { "*" = [20, 100], "$default" = [20, 100] }
+    error_message = "HTTP API: 20 rps, burst 100, on the stage and on the $default route itself"
+  }
+
+  assert {
+    condition     = module.websocket_api.throttles == { "*" = [100, 200], "$connect" = [5, 20] }
+    error_message = "WebSocket API: 100 msg/s, burst 200; $connect its own 5/s, burst 20"
+  }
+
+  assert {
+    condition     = module.functions["forward"].reserved_concurrency == -1
+    error_message = "forward_reserved_concurrency is off by default"
+  }
+
+  assert {
+    condition     = length(module.budget) == 0 && output.budget_name == ""
+    error_message = "no budget unless budget_monthly_usd is set"
+  }
+}
+
+run "subdomains_only" {
+  command = plan
+
+  variables {
+    domain_name     = "t.example.com"
+    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    path_routing    = false
+  }
+
+  assert {
+    condition     = module.http_api.execute_api_disabled == true
+    error_message = "path_routing = false switches the execute-api URL (a shared path-mode origin) off"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward"].environment["PATH_ROUTING"]) == "false" && nonsensitive(module.functions["response"].environment["PATH_ROUTING"]) == "false"
+    error_message = "forward refuses /<id>/ and response stops advertising a path URL"
+  }
+}
+
+run "path_routing_off_needs_a_wildcard_domain" {
+  command = plan
+
+  variables {
+    path_routing = false
+  }
+
+  expect_failures = [var.path_routing]
+}
+
+run "bill_ceilings" {
+  command = apply
+
+  variables {
+    forward_reserved_concurrency = 200
+    budget_monthly_usd           = 25
+    alarm_topic_arn              = "arn:aws:sns:us-east-1:123456789012:ops-pager"
+  }
+
+  assert {
+    condition     = module.functions["forward"].reserved_concurrency == 200 && module.functions["response"].reserved_concurrency == -1
+    error_message = "forward_reserved_concurrency reserves forward's concurrency and nothing else's"
+  }
+
+  assert {
+    condition     = module.budget[0].limit_amount == "25.00" && output.budget_name == "http-tunnel-monthly"
+    error_message = "the budget alarm has the monthly limit"
+  }
+
+  assert {
+    condition = module.budget[0].notifications == tolist([
+      "ACTUAL 100 arn:aws:sns:us-east-1:123456789012:ops-pager",
+      "ACTUAL 80 arn:aws:sns:us-east-1:123456789012:ops-pager",
+      "FORECASTED 100 arn:aws:sns:us-east-1:123456789012:ops-pager",
+    ])
+    error_message = "budget notifications at 80/100 % actual and 100 % forecast, each to alarm_topic_arn when it is set"
+  }
+}
+
+run "budget_sends_to_the_stacks_alarm_topic_by_default" {
+  command = apply
+
+  variables {
+    budget_monthly_usd = 40
+  }
+
+  assert {
+    condition     = module.budget[0].notifications == tolist(["ACTUAL 100 ${output.alarm_topic_arn}", "ACTUAL 80 ${output.alarm_topic_arn}", "FORECASTED 100 ${output.alarm_topic_arn}"])
+    error_message = "without alarm_topic_arn the budget notifies the stack's own alarm topic"
+  }
+}
+
+run "reserved_concurrency_is_a_whole_positive_number" {
+  command = plan
+
+  variables {
+    forward_reserved_concurrency = 0
+  }
+
+  expect_failures = [var.forward_reserved_concurrency]
+}
+
+run "reserved_concurrency_set_once" {
+  command = plan
+
+  variables {
+    forward_reserved_concurrency = 50
+    function_settings            = { forward = { reserved_concurrency = 60 } }
+  }
+
+  expect_failures = [var.forward_reserved_concurrency]
+}
+
+run "websocket_rate_keeps_up_with_http" {
+  command = plan
+
+  variables {
+    http_throttling_rate_limit      = 500
+    websocket_throttling_rate_limit = 100
+  }
+
+  expect_failures = [var.websocket_throttling_rate_limit]
+}
+
+run "local_stack_leaves_out_tls_policies" {
+  command = plan
+
+  variables {
+    local_plain_http = true
+  }
+
+  assert {
+    condition     = module.body_bucket.policy == "" && module.code_bucket.policy == ""
+    error_message = "local_plain_http (moto over http://) leaves the TLS-only bucket policies out"
+  }
 }
 
 run "rejects_sub_minute_schedule" {

@@ -75,11 +75,11 @@ def test_targets_met_and_missed():
     assert v["local upload 5mb binary byte-exact >= 20 MB/s"] == "met"
     assert v["local download 5mb binary byte-exact >= 20 MB/s"] == "MISSED"  # 19 MB/s
     assert v["local upload 5mb text byte-exact >= 20 MB/s"] == "n/a"  # not measured
-    v = verdicts(results_fixture(local_p50=10.5, rps=149.0, aws_p50=61.0, total=4.51, up_ok=False))
+    v = verdicts(results_fixture(local_p50=10.5, rps=149.0, aws_p50=61.0, total=5.51, up_ok=False))
     assert v["local p50 added, sequential <= 10 ms"] == "MISSED"
     assert v["local throughput at c=32 >= 150 req/s"] == "MISSED"
     assert v["aws profile p50 added <= 60 ms"] == "MISSED"
-    assert v["cost (local counts) <= $4.50 per million"] == "MISSED"
+    assert v["cost (local counts) <= $5.50 per million"] == "MISSED"
     assert v["local upload 5mb binary byte-exact >= 20 MB/s"] == "MISSED"
 
 
@@ -95,9 +95,19 @@ def test_render_compares_this_tree_with_a_baseline_from_the_same_run():
     results = results_fixture(local_p50=9.0, rps=180.0)
     results["baseline"] = {"ref": "main~3", "sha": "0123456789abcdef", "profile": "local",
                            "latency": {"c1": {"n": 10, "p50": 20.0, "added": {"p50": 18.0}}, "c32": {"n": 10, "rps": 90.0}}}
+    results["stack"]["local"]["per_request"] = {"dynamodb_calls": {"PutItem": 1.0, "GetItem": 1.1}}
     results["targets"] = bench.check_targets(results)
     out = bench.render(results)
     assert "This tree vs baseline main~3 (012345678)" in out
+    v = verdicts(results)
+    assert v["local p50 added <= 0.5 x baseline 012345678 (18.0 ms), same run"] == "met"  # 9 / 18
+    assert v["local c=32 throughput >= 2 x baseline (90 req/s), same run"] == "met"  # 180 / 90
+    assert v["DynamoDB writes per request (local counts) <= 1"] == "met"
+    results["stack"]["local"]["latency"]["c1"]["added"]["p50"] = 9.5
+    results["stack"]["local"]["per_request"]["dynamodb_calls"]["DeleteItem"] = 1.0
+    v = verdicts(results)
+    assert v["local p50 added <= 0.5 x baseline 012345678 (18.0 ms), same run"] == "MISSED"
+    assert v["DynamoDB writes per request (local counts) <= 1"] == "MISSED"
     row = next(line for line in out.splitlines() if "added p50 ms, c1" in line)
     assert "18.00" in row and "9.00" in row and "0.50x" in row
     row = next(line for line in out.splitlines() if "req/s, c32" in line)

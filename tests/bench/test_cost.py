@@ -32,9 +32,9 @@ def test_each_line_is_quantity_times_price():
     # 100 ms x 0.125 GB = 0.0125 GB-s x $0.0000133334 x 1e6
     assert m["duration forward"].per_million == pytest.approx(0.0125 * 0.0000133334 * 1e6)
     assert "duration stream_notifier" not in m  # zero billed ms -> no line
-    # writes: PutItem 1 WRU + UpdateItem 2 WRU = 3 WRU x $0.625/M ; reads: 4 x 1 + 1 x 0.5 = 4.5 RRU x $0.125/M
-    assert m["write request units"].quantity == 3.0
-    assert m["write request units"].per_million == pytest.approx(1.875)
+    # writes: PutItem 2 WRU (the answer row) + UpdateItem 2 WRU = 4 WRU x $0.625/M ; reads: 4 x 1 + 1 x 0.5 = 4.5 RRU x $0.125/M
+    assert m["write request units"].quantity == 4.0
+    assert m["write request units"].per_million == pytest.approx(2.5)
     assert m["read request units"].quantity == 4.5
     assert m["read request units"].per_million == pytest.approx(4.5 * 0.125)
     assert m["custom events"].per_million == pytest.approx(1.00)  # one per stream_notifier invocation
@@ -45,7 +45,7 @@ def test_each_line_is_quantity_times_price():
 def test_total_is_the_sum_of_lines():
     model = cost.build(PER_REQUEST, cost.Assumptions())
     assert model.total_per_million == pytest.approx(sum(l.per_million for l in model.lines))
-    expected = 1.0 + 1.0 + 1.0 + 0.6 + 1.875 + 0.5625 + 1.0 + 43_800 * 0.25 / 1e6 + (110 / 1000 * 0.125) * 0.0000133334 * 1e6
+    expected = 1.0 + 1.0 + 1.0 + 0.6 + 2.5 + 0.5625 + 1.0 + 43_800 * 0.25 / 1e6 + (110 / 1000 * 0.125) * 0.0000133334 * 1e6
     assert model.total_per_million == pytest.approx(expected)
 
 
@@ -69,6 +69,14 @@ def test_transact_writes_cost_double_and_unknown_ops_fail_loudly():
     assert (wru, rru, unknown) == (2.0, 0.0, [])
     with pytest.raises(ValueError, match="ExecuteStatement"):
         cost.build({"dynamodb_calls": {"ExecuteStatement": 1}}, cost.Assumptions())
+
+
+def test_traffic_log_off_costs_no_events():
+    off = {**PER_REQUEST, "lambda_invocations": {"forward": 1.0, "response": 1.0}}
+    m = lines_by_item(cost.build(off, cost.Assumptions()))
+    assert m["custom events"].quantity == 0.0 and "traffic_log = false" in m["custom events"].note
+    forced = lines_by_item(cost.build(off, cost.Assumptions(traffic_log=True)))
+    assert forced["custom events"].per_million == pytest.approx(1.00)
 
 
 def test_counted_eventbridge_entries_win_over_the_fallback():
@@ -106,3 +114,28 @@ def test_uniform_write_units_flag(tmp_path, capsys):
     wru = next(l for l in data["lines"] if l["item"] == "write request units")
     assert wru["per_request"] == 8.0  # 2 write calls x 4
     assert wru["usd_per_million"] == pytest.approx(8 * 0.625)
+
+
+def test_cold_init_is_measured_per_function_against_botocore_session(tmp_path):
+    """scripts/bench/coldstart.py on a tiny build: fresh processes, import + first call, ratio."""
+    import sys
+    import sysconfig
+    import zipfile
+
+    from scripts.bench import coldstart
+    layer = tmp_path / "layer.zip"
+    with zipfile.ZipFile(layer, "w") as zf:
+        zf.writestr("python/httptunnel/__init__.py", "")
+        zf.writestr("python/httptunnel/aws.py", "import time\ndef client(name):\n    time.sleep(0.05)\n")
+    fn = tmp_path / "forward.zip"
+    with zipfile.ZipFile(fn, "w") as zf:
+        zf.writestr("handler.py", "import time\ntime.sleep(0.1)\n")
+    (tmp_path / "build.json").write_text(json.dumps({
+        "python": sys.executable, "runtime_path": sysconfig.get_paths()["purelib"], "layer_zip": str(layer),
+        "function_zips": {"forward": str(fn)}, "bytecode": None}))
+    result = coldstart.measure(tmp_path, runs=1)
+    f = result["functions"]["forward"]
+    assert f["import_ms"] >= 100 and f["first_call_ms"] >= 50
+    assert f["ratio_to_botocore_session"] == pytest.approx(f["cold_init_ms"] / result["botocore_session_import_ms"],
+                                                           rel=0.05)
+    assert "forward" in coldstart.render(result)

@@ -84,6 +84,9 @@ class FakeGateway:
         self.app.router.add_get("/ws", self._ws)
         self.app.router.add_get("/body/{key}", self._get_body)
         self.app.router.add_put("/upload/{key}", self._put_body)
+        self.app.router.add_post("/form", self._post_form)
+        self.form_max = 64 * 1024 * 1024  # the policy's content-length-range, as S3 enforces it
+        self.form_parts: list[list[str]] = []  # part names of each POST, in order
 
     @property
     def ws_url(self) -> str:
@@ -108,6 +111,30 @@ class FakeGateway:
             return web.Response(status=403, text="signature mangled")
         self.uploads[request.match_info["key"]] = await request.read()
         return web.Response(status=200)
+
+    def upload_form(self, key: str) -> dict[str, Any]:
+        """Like a presigned S3 POST: the fields must come back as sent, the file last."""
+        return {"url": f"{self.url}/form", "fields": {"key": f"resp/{key}", "policy": "cG9saWN5",
+                                                       "x-amz-signature": "ab/cd"}}
+
+    async def _post_form(self, request: web.Request) -> web.Response:
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        names: list[str] = []
+        body = b""
+        async for part in reader:
+            names.append(part.name or "")
+            if part.name == "file":
+                body = await part.read()
+                break
+            fields[part.name or ""] = await part.text()
+        self.form_parts.append(names)
+        if fields.get("x-amz-signature") != "ab/cd" or fields.get("policy") != "cG9saWN5":
+            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+        if len(body) > self.form_max:
+            return web.Response(status=400, text="<Error><Code>EntityTooLarge</Code></Error>")
+        self.uploads[fields["key"].removeprefix("resp/")] = body
+        return web.Response(status=204)
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         if self.refuse_status is not None:

@@ -147,7 +147,8 @@ async def test_concurrency_bound_queues_requests(gateway, local_app, running):
     assert app.max_inflight == 3
 
 
-async def test_renewal_keeps_in_flight_requests(gateway, local_app, running):
+async def test_renewal_keeps_in_flight_requests(gateway, local_app, running, monkeypatch):
+    monkeypatch.setattr("ttf.lifecycle.RETIRE_GRACE_S", 1.0)  # the real 6 s (> forward's cache) only slows the test
     _, port = local_app
     h = running(make_config(gateway, port, renew_after=0.6, request_timeout=5.0))
     await wait_until(lambda: h.of(TunnelEstablished))

@@ -71,3 +71,48 @@ def test_rewrite_json_is_asked_for_at_connect_and_contradicts_no_rewrite(tmp_pat
     assert parse_config([], env={**env, "TTF_REWRITE_JSON": "1"}, cwd=tmp_path).rewrite_json
     with pytest.raises(ConfigError, match="contradict"):
         parse_config(["--rewrite-json", "--no-rewrite"], env=env, cwd=tmp_path)
+
+
+def test_edge_policy_options_repeat_and_come_from_env(tmp_path):
+    from httptunnel import policy
+
+    c = parse_config(["-e", "ws://h", "--basic-auth", "alice:pw one", "--basic-auth", "bob:pw:two",
+                      "--allow-ip", "10.0.0.0/8", "--deny-ip", "10.1.0.0/16", "--deny-ip", "2001:db8::/32",
+                      "--verify-webhook", "stripe:whsec_abc", "--request-header-add", "X-A: 1",
+                      "--request-header-remove", "Cookie", "--response-header-add", "X-Frame-Options: DENY",
+                      "--response-header-remove", "Server"], env={}, cwd=tmp_path)
+    p = c.policy
+    assert [u.name for u in p.users] == ["alice", "bob"] and p.users[1].matches(b"pw:two")
+    assert [str(n) for n in p.deny] == ["10.1.0.0/16", "2001:db8::/32"] and p.hooks[0].provider == "stripe"
+    assert p.request_add == (("x-a", "1"),) and p.response_remove == ("server",)
+    env = {"TTF_ENDPOINT": "ws://h", "TTF_ALLOW_IP": "10.0.0.0/8, 192.0.2.0/24",
+           "TTF_BASIC_AUTH": "a:x,y\nb:z", "TTF_VERIFY_WEBHOOK": "github:s"}
+    p = parse_config([], env=env, cwd=tmp_path).policy
+    assert [str(n) for n in p.allow] == ["10.0.0.0/8", "192.0.2.0/24"]
+    assert [u.name for u in p.users] == ["a", "b"] and p.users[0].matches(b"x,y")
+    assert parse_config(["--allow-ip", "127.0.0.1"], env=env, cwd=tmp_path).policy.allow[0].prefixlen == 32
+    assert parse_config(["-e", "ws://h"], env={}, cwd=tmp_path).policy is None
+    assert policy.from_header(policy.to_header(p)) == p
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--basic-auth", "nocolon"], "--basic-auth: basic auth must be USER:PASS"),
+    (["--verify-webhook", "twilio:x"], "--verify-webhook: unknown webhook provider 'twilio'"),
+    (["--allow-ip", "10.0.0.300"], "--allow-ip: '10.0.0.300' is not an IP address or CIDR"),
+    (["--response-header-add", "Content-Length: 5"], "belongs to the tunnel"),
+    ([x for i in range(11) for x in ("--basic-auth", f"u{i}:p")], "--basic-auth: at most 10 entries"),
+    (["--basic-auth", "a:1", "--basic-auth", "a:2"], "edge policy: basic auth: a user name appears twice"),
+])
+def test_a_bad_policy_is_one_readable_line(tmp_path, argv, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_config(["-e", "ws://h", *argv], env={}, cwd=tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_the_policy_goes_in_every_connect_header_set(tmp_path):
+    from httptunnel import policy
+    from ttf.handshake import connect_headers
+
+    c = parse_config(["-e", "ws://h", "--deny-ip", "10.0.0.0/8"], env={}, cwd=tmp_path)
+    assert policy.from_header(connect_headers(c)[policy.HEADER]) == c.policy
+    assert policy.HEADER not in connect_headers(parse_config(["-e", "ws://h"], env={}, cwd=tmp_path))

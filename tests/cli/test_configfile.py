@@ -256,3 +256,33 @@ def test_every_key_is_documented_in_the_cli_readme():
         assert f"`{key}`" in section, key
     assert TUNNEL_KEYS <= set(KINDS) and TOP_KEYS <= set(KINDS)
 
+
+
+def test_edge_policy_keys_per_tunnel_and_as_defaults(tmp_path):
+    from ttf.configfile import load as load_plan
+
+    (tmp_path / "ttf.toml").write_text(
+        'endpoint = "ws://h"\ndeny-ip = ["10.0.0.0/8"]\n'
+        '[tunnels.hooks]\nport = 4000\nverify-webhook = ["stripe:whsec_x"]\nallow-ip = ["192.0.2.0/24"]\n'
+        '[tunnels.web]\nport = 3000\nbasic-auth = ["alice:pw"]\ndeny-ip = []\n'
+        '[tunnels.open]\nport = 5000\n')
+    hooks, web, plain = load_plan(["--config", "ttf.toml"], env={}, cwd=tmp_path).tunnels
+    assert [v.provider for v in hooks.policy.hooks] == ["stripe"] and str(hooks.policy.deny[0]) == "10.0.0.0/8"
+    assert web.policy.users[0].matches(b"pw") and web.policy.deny == ()  # the table's value replaces the default
+    assert plain.policy.deny and not plain.policy.users
+
+
+def test_edge_policy_key_errors_name_the_line_and_never_echo_secrets(tmp_path):
+    from ttf.configfile import load as load_plan
+
+    (tmp_path / "ttf.toml").write_text('endpoint = "ws://h"\n[tunnels.web]\nport = 3000\n'
+                                       'basic-auth = "alice:topsecret"\n')
+    with pytest.raises(ConfigError, match=r"ttf.toml:4: tunnels.web.basic-auth: expected an array of strings") as err:
+        load_plan(["--config", "ttf.toml"], env={}, cwd=tmp_path)
+    assert "topsecret" not in str(err.value)
+    (tmp_path / "ttf.toml").write_text('endpoint = "ws://h"\n[tunnels.web]\nport = 3000\n'
+                                       'verify-webhook = ["paypal:sekrit"]\n')
+    with pytest.raises(ConfigError, match=r"ttf.toml:4: tunnels.web.verify-webhook: unknown webhook provider 'paypal'") \
+            as err:
+        load_plan(["--config", "ttf.toml"], env={}, cwd=tmp_path)
+    assert "sekrit" not in str(err.value)

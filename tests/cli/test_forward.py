@@ -181,6 +181,27 @@ async def test_inline_up_to_the_message_limit_then_upload(forwarder, gateway):
     assert msg.body_uploaded and gateway.uploads["o"] == pattern(AGENT_MESSAGE_MAX)
 
 
+async def test_big_answer_goes_up_through_the_presigned_post_form(forwarder, gateway):
+    """The server's POST form (policy-capped) wins over a PUT URL; fields first, the file last."""
+    size = 200_000
+    request = HttpRequest(request_id="r1", method="GET", uri=f"/big?n={size}",
+                          response_upload=gateway.upload_form("f1"), response_upload_url=gateway.upload_url("p1"))
+    msg, event = await answer(forwarder, request)
+    assert isinstance(msg, protocol.HttpResponse) and msg.body_uploaded, msg
+    assert gateway.uploads["f1"] == pattern(size) and "p1" not in gateway.uploads
+    assert gateway.form_parts == [["key", "policy", "x-amz-signature", "file"]]
+    assert msg.body_sha256 == hashlib.sha256(pattern(size)).hexdigest() and event.bytes_out == size
+
+
+async def test_upload_refused_by_the_policy_is_a_clear_error(forwarder, gateway):
+    gateway.form_max = 100_000  # S3 enforces the policy's content-length-range: 400 EntityTooLarge
+    msg, event = await answer(forwarder, HttpRequest(request_id="r1", method="GET", uri="/big?n=150000",
+                                                     response_upload=gateway.upload_form("f2")))
+    assert isinstance(msg, protocol.Error) and msg.code == "internal_error"
+    assert "HTTP 400" in msg.message and event.status == 502
+    assert "f2" not in gateway.uploads
+
+
 async def test_too_large_without_upload_url_is_an_error(forwarder):
     msg, _ = await answer(forwarder, req("/big?n=100000"))
     assert isinstance(msg, protocol.Error) and msg.code == "internal_error"

@@ -183,7 +183,8 @@ async def test_rejected_token_after_a_success_is_retried(runs):
     assert run.slept == [1, 2] and len(dial.headers) == 3
 
 
-async def test_renewal_yields_the_new_session_and_retires_the_old_one(runs):
+async def test_renewal_yields_the_new_session_and_retires_the_old_one(runs, monkeypatch):
+    monkeypatch.setattr("ttf.lifecycle.RETIRE_GRACE_S", 1.0)  # the real 6 s only makes the test slow
     dial = FakeDial()
     run = runs(dial, renew_after=0.05)
     old = await anext(run.sessions)

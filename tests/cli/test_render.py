@@ -14,7 +14,7 @@ from ttf.events import (
 )
 from ttf.render import (
     Dashboard, JsonSink, LineSink, MultiDashboard, format_line, human_bytes, human_duration, percentile,
-    render_dashboard, render_requests, render_stats,
+    render_dashboard, render_multi, render_requests, render_stats,
 )
 
 T0 = 1_700_000_000.0
@@ -122,6 +122,85 @@ def test_json_lines_shape():
     assert third == {"event": "reconnecting", "delay_s": 0.988, "attempt": 1, "reason": "x", "ts": third["ts"]}
 
 
+def test_denials_are_counted_by_reason_and_the_policy_is_shown_masked():
+    from httptunnel import policy
+    from ttf.events import PolicyActive, RequestDenied
+
+    rules = tuple(policy.build(basic_auth=["alice:topsecretpw"], hooks=["stripe:whsec_verysecretvalue1"]).describe())
+    assert not any("topsecretpw" in r or "verysecretvalue1" in r for r in rules)
+    state = Dashboard(endpoint="wss://e", local_target="127.0.0.1:3000", started_at=T0)
+    for event in (PolicyActive(rules), RequestDenied("GET", "/a", 403, "ip_denied"),
+                  RequestDenied("GET", "/b", 403, "ip_denied", count=4),
+                  RequestDenied("POST", "/hook", 403, "webhook_signature_invalid")):
+        state.apply(event, T0)
+    assert state.denied == {"ip_denied": 5, "webhook_signature_invalid": 1} and state.total == 0
+    text = record(render_dashboard(state, T0)).export_text()
+    assert "ip_denied 5" in text and "webhook_signature_invalid 1" in text and "user 'alice'" in text
+    assert "(x4)" in format_line(RequestDenied("GET", "/b", 403, "ip_denied", count=4), T0)
+    out = io.StringIO()
+    JsonSink(out)(RequestDenied("GET", "/b", 403, "ip_denied", count=4))
+    JsonSink(out)(PolicyActive(rules))
+    denied, active = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (denied["event"], denied["reason"], denied["count"]) == ("request_denied", "ip_denied", 4)
+    assert active["event"] == "policy" and active["rules"] == list(rules)
+
+
+# ---- network strings are data (issue 12): never markup, control characters escaped ------------
+
+HOSTILE_PATH = "/[link=https://evil.example]click[/link][bold red]X[/]\x1b]0;pwned\x07\x1b[2J\u202eexe.txt"
+HOSTILE_METHOD = "G[b]E[/b]T\x1b[31m"
+SHORT_PATH = "/[link=https://e.x]c[/link]\x1b]0;p\x07\x1b[2J\u202eexe"  # fits the path column
+
+
+def hostile_dashboard() -> Dashboard:
+    state = Dashboard(endpoint="wss://ws.example.test/prod", local_target="127.0.0.1:3000", started_at=T0)
+    state.apply(dataclasses.replace(TUNNEL, tunnel_id="[red]tun[/red]\x1b[5m",
+                                    public_url="https://x.test/[link=https://evil.example]a[/link]"), T0)
+    state.apply(RequestDone(HOSTILE_METHOD, SHORT_PATH, 200, duration_ms=1, bytes_in=0, bytes_out=0,
+                            error="e[i]\x1b"), T0)
+    state.apply(Disconnected(reason="server said [blink]bye[/blink]\x1b[?1049h"), T0)
+    return state
+
+
+def test_dashboard_renders_network_strings_as_text_with_controls_escaped():
+    console = record(render_dashboard(hostile_dashboard(), T0 + 1), width=400)
+    styled = console.export_text(styles=True, clear=False)
+    text = console.export_text()
+    for raw in ("\x1b]0;p", "\x07", "\x1b[2J", "\u202e", "\x1b[5m", "\x1b[?1049h", "\x1b[31mG"):
+        assert raw not in styled, repr(raw)
+    assert "/[link=https://e.x]c[/link]\\x1b]0;p\\x07\\x1b[2J\\u202eexe" in text  # markup shown, not applied
+    assert "G[b]E[/b]T\\x1b[31m" in text and "[red]tun[/red]\\x1b[5m" in text
+    assert "server said [blink]bye[/blink]\\x1b[?1049h" in text
+    assert "\x1b]8;" not in styled  # no hyperlink escape was emitted
+    assert not re.search(r"\x1b\[[0-9;]*5m", styled)  # nothing blinks
+
+
+def test_log_lines_escape_control_characters():
+    line = format_line(RequestDone(HOSTILE_METHOD, HOSTILE_PATH, 200, 1, 0, 0), T0)
+    assert not re.search("[\x00-\x1f\x7f\u202e]", line), repr(line)
+    assert "\\x1b]0;pwned\\x07" in line and "\\u202e" in line
+    stream = io.StringIO()
+    LineSink(stream, "127.0.0.1:3000")(Disconnected(reason="a\r\nFAKE 200 /admin"))
+    assert stream.getvalue().count("\n") == 1 and "a\\x0d\\x0aFAKE" in stream.getvalue()
+
+
+def test_json_lines_escape_control_characters():
+    stream = io.StringIO()
+    JsonSink(stream)(RequestDone(HOSTILE_METHOD, HOSTILE_PATH, 200, 1, 0, 0))
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and not re.search("[\x00-\x1f\x7f\u202e]", out[:-1])
+    assert json.loads(out)["path"] == HOSTILE_PATH  # exact, once decoded
+
+
+def test_stderr_log_records_escape_control_characters():
+    import logging
+
+    from ttf.main import _PlainFormatter
+
+    record_ = logging.LogRecord("ttf", logging.WARNING, __file__, 1, "bad frame %s", ("x\x1b[2Jy",), None)
+    assert _PlainFormatter("%(message)s").format(record_) == "bad frame x\\x1b[2Jy"
+
+
 # ---- several tunnels (a config file) ---------------------------------------------------------
 
 def three_tunnels() -> MultiDashboard:
@@ -197,3 +276,20 @@ def test_lines_and_json_of_a_named_tunnel_say_which():
     assert (named["event"], named["tunnel"], named["tunnel_id"]) == ("tunnel_established", "api", "tun123")
     assert failed == {"event": "tunnel_failed", "reason": "gone", "tunnel": "api", "ts": failed["ts"]}
     assert "tunnel" not in plain  # the command line's tunnel: the lines it always printed
+
+
+def test_several_tunnels_render_network_strings_as_text_with_controls_escaped():
+    state = MultiDashboard.of([("web", "wss://ws.example.test/prod", "127.0.0.1:3000"),
+                               ("api", "wss://ws.example.test/prod", "127.0.0.1:8000")], T0, "ttf.toml")
+    web, api = (tagged(lambda event: state.apply(event, T0 + 1), name) for name in ("web", "api"))
+    web(dataclasses.replace(TUNNEL, public_url="https://x.test/[link=https://evil.example]a[/link]\x1b]0;t\x07"))
+    web(RequestDone(HOSTILE_METHOD, SHORT_PATH, 200, 1, 0, 0))
+    api(TunnelFailed(reason="refused: [blink]go away[/blink]\x1b[?1049h"))
+    console = record(render_multi(state, T0 + 2), width=400)
+    styled = console.export_text(styles=True, clear=False)
+    text = console.export_text()
+    for raw in ("\x1b]0;", "\x07", "\x1b[2J", "\u202e", "\x1b[?1049h", "\x1b]8;"):
+        assert raw not in styled, repr(raw)
+    assert not re.search(r"\x1b\[[0-9;]*5m", styled)  # nothing blinks
+    assert "[link=https://evil.example]a[/link]\\x1b]0;t\\x07" in text
+    assert "/[link=https://e.x]c[/link]\\x1b]0;p\\x07" in text and "refused: [blink]go away[/blink]\\x1b[?1049h" in text

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 
 import aiohttp
-import boto3
 import pytest
 
 from httptunnel import protocol
@@ -28,22 +28,20 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def pending_rows(stack, tunnel_id: str) -> list[dict]:
-    client = boto3.client("dynamodb", endpoint_url=stack.aws_endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    items = client.scan(TableName=stack.pending_table)["Items"]
-    return [i for i in items if i.get("tunnelId", {}).get("S") == tunnel_id
-            and i.get("status", {}).get("S") == "pending"]
+_POSTED = re.compile(r"<- http_request ([0-9a-f]{32})")
 
 
-async def wait_pending(stack, tunnel_id: str, timeout: float = 10) -> dict:
+async def wait_posted(agent, timeout: float = 10) -> str:
+    """The request id of the first http_request the agent (run with -v) received. Nothing is
+    written to DynamoDB before the post any more, so the agent's own log is where it shows."""
+    log_path = agent.agent.log_path
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = await asyncio.to_thread(pending_rows, stack, tunnel_id)
-        if rows:
-            return rows[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no pending request for tunnel {tunnel_id} within {timeout} s")
+        found = _POSTED.search(log_path.read_text(errors="replace")) if log_path.exists() else None
+        if found:
+            return found.group(1)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no request reached agent {agent.tunnel_id} within {timeout} s")
 
 
 async def test_local_service_down_is_503(session, agent_factory):
@@ -80,9 +78,9 @@ async def test_local_service_too_slow_is_504(session, agent_factory, origin):
 
 
 async def test_agent_killed_mid_request_is_a_prompt_502(session, agent_factory, origin, stack):
-    agent = agent_factory(origin)
+    agent = agent_factory(origin, "-v")
     call = asyncio.create_task(request(session, "GET", agent.public_url, "/sleep?s=20"))
-    await wait_pending(stack, agent.tunnel_id)
+    await wait_posted(agent)
     killed_at = time.monotonic()
     agent.agent.kill()
     reply = await asyncio.wait_for(call, 30)
@@ -106,10 +104,9 @@ async def test_reconnecting_agent_keeps_its_url(session, agent_factory, origin, 
 
 
 async def test_forged_response_from_another_agent_is_refused(session, agent_factory, origin, stack):
-    victim = agent_factory(origin)
+    victim = agent_factory(origin, "-v")
     call = asyncio.create_task(request(session, "GET", victim.public_url, "/sleep?s=3"))
-    row = await wait_pending(stack, victim.tunnel_id)
-    request_id = row["requestId"]["S"]
+    request_id = await wait_posted(victim)
     # the attacker is another authenticated user of the same deployment
     async with session.ws_connect(stack.ws_url, headers={"Authorization": f"Bearer {stack.token}"}) as attacker:
         await attacker.send_str(protocol.encode(protocol.Ready()))

@@ -54,15 +54,24 @@ NOT_CALLED_BY_HANDLER = {
 # GoneException, and no agent answers here); each is cited from the layer's code.
 NOT_REACHED = {
     "forward": {"dynamodb:DeleteItem":
-                "store.delete_connection when PostToConnection and GET @connections both say the agent is gone"},
-    "response": {"dynamodb:UpdateItem": "store.complete_pending when the agent answers an http_request"},
+                "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
+                "s3:GetObjectVersion":
+                "bodies.get_response_body / response_download_url when an agent uploaded its answer"},
+    "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
 OPERATION_ACTION = {("apigatewaymanagementapi", op): "execute-api:ManageConnections"
                     for op in ("PostToConnection", "DeleteConnection", "GetConnection")}
 
 
-def iam_action(service: str, operation: str) -> str:
+def iam_action(service: str, operation: str, params: dict | None = None) -> str:
+    if (service, operation) == ("s3", "CreateBucket"):
+        # botocore serialises generate_presigned_post through the CreateBucket model; the form
+        # it signs is an object upload (S3 authorises it as PutObject). No handler creates buckets.
+        return "s3:PutObject"
+    if (service, operation) in (("s3", "GetObject"), ("s3", "HeadObject")):
+        # S3 authorises HEAD as GetObject, and a read of one version as GetObjectVersion
+        return "s3:GetObjectVersion" if (params or {}).get("VersionId") else "s3:GetObject"
     return OPERATION_ACTION.get((service, operation), f"{SERVICE_PREFIX.get(service, service)}:{operation}")
 
 
@@ -161,7 +170,7 @@ def observed(stack, deployed):
     original_client = layer_aws.client
 
     def record(params, model, **_):
-        used[current["fn"]].add(iam_action(model.service_model.service_name, model.name))
+        used[current["fn"]].add(iam_action(model.service_model.service_name, model.name, params))
 
     def recording_client(*args, **kwargs):
         made = original_client(*args, **kwargs)
@@ -223,11 +232,11 @@ def observed(stack, deployed):
         big["isBase64Encoded"] = True
         run("forward", big)
         stream_event = {"Records": [{
-            "eventID": "1", "eventName": "MODIFY", "eventSource": "aws:dynamodb",
-            "dynamodb": {"Keys": {"requestId": {"S": "r1"}},
-                         "NewImage": {"requestId": {"S": "r1"}, "status": {"S": "completed"},
-                                      "tunnelId": {"S": tunnel_id}, "method": {"S": "GET"},
-                                      "path": {"S": "/hello"}, "statusCode": {"N": "200"}},
+            "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"requestId": {"S": "r1:c1"}},
+                         "NewImage": {"requestId": {"S": "r1:c1"}, "forRequest": {"S": "r1"},
+                                      "connectionId": {"S": connect["requestContext"]["connectionId"]},
+                                      "status": {"S": "completed"}, "statusCode": {"N": "200"}},
                          "SequenceNumber": "1"}}]}
         run("stream_notifier", stream_event)
         disconnect_context = connect["requestContext"] | {"routeKey": "$disconnect", "eventType": "DISCONNECT"}

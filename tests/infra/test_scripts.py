@@ -205,6 +205,7 @@ def test_tf_local_vars_follow_the_build(tmp_path):
     values = tf_local.local_vars(tmp_path, {"name_prefix": "t1"})
     assert values["lambda_architecture"] == "x86_64" and values["lambda_runtime"] == "python3.13"
     assert values["local_fast_apply"] is True and values["name_prefix"] == "t1"
+    assert values["local_plain_http"] is True  # moto cannot evaluate the TLS-only bucket policies
     assert values["build_dir"] == str(tmp_path.resolve())
 
 
@@ -215,3 +216,33 @@ def test_tf_local_rejects_bad_input(tmp_path):
         tf_local.local_env("127.0.0.1:5000")
     env = tf_local.local_env("http://127.0.0.1:5000/")
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000" and env["TF_DATA_DIR"] == str(tf_local.DATA_DIR)
+
+
+def test_zips_carry_bytecode_for_the_target_python(tmp_path):
+    """Lambda mounts /opt and /var/task read-only: without shipped pycs each cold start compiles
+    every module again. The pycs are unchecked-hash (valid whatever mtime the unzip gives)."""
+    import subprocess
+    import zipfile
+
+    import pytest
+
+    from scripts.build import __main__ as build
+    interpreter = build.find_python("3.12")
+    if interpreter is None:
+        pytest.skip("no python3.12 on this machine to compile for the Lambda runtime")
+    staged = tmp_path / "fn"
+    (staged / "pkg").mkdir(parents=True)
+    (staged / "handler.py").write_text("X = 1\n")
+    (staged / "pkg" / "__init__.py").write_text("")
+    assert build.compile_bytecode(staged, interpreter, "/var/task")
+    build.write_zip(staged, tmp_path / "fn.zip", bytecode=True)
+    with zipfile.ZipFile(tmp_path / "fn.zip") as zf:
+        pyc = zf.read("__pycache__/handler.cpython-312.pyc")
+        assert "pkg/__pycache__/__init__.cpython-312.pyc" in zf.namelist()
+    magic = subprocess.run([interpreter, "-c", "import importlib.util, sys; "
+                            "sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)"], capture_output=True, check=True)
+    assert pyc[:4] == magic.stdout  # the target runtime's magic number
+    assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, not checked against the source
+    build.write_zip(staged, tmp_path / "plain.zip")  # without bytecode: no stray pycs from the tree
+    with zipfile.ZipFile(tmp_path / "plain.zip") as zf:
+        assert not [n for n in zf.namelist() if n.endswith(".pyc")]

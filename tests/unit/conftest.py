@@ -31,7 +31,9 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     _reset_clients()
     with mock_aws():
         create_tables(boto3.client("dynamodb"))
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as Terraform does
         yield
     _reset_clients()
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import apigw, auth, bodies, names, notifier, protocol, store
+from httptunnel import apigw, auth, bodies, forwarding, names, notifier, protocol, store
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -127,6 +127,8 @@ def _reset_clients() -> None:
     apigw.reset_clients()
     auth.clear_caches()
     notifier.reset_clients()
+    forwarding.CONNECTIONS.clear()  # the warm instance's connection cache: each test starts cold
+    forwarding.ANSWER_TIMES.clear()
 
 
 

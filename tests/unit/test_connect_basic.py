@@ -165,3 +165,31 @@ def test_disconnect_removes_row_and_is_idempotent(aws, mgmt, ctx):
 def test_malformed_connect_event_is_400_not_a_traceback(aws, ctx):
     assert load_handler("connect")({"nope": 1}, ctx)["statusCode"] == 400
     assert load_handler("disconnect")("garbage", ctx)["statusCode"] == 400
+
+
+def _audit_lines(out: str) -> list[dict]:
+    import json
+    return [line for line in (json.loads(raw) for raw in out.splitlines() if raw.startswith("{"))
+            if line["msg"] == "tunnel audit"]
+
+
+def test_connect_and_disconnect_write_an_always_on_audit_line(aws, mgmt, capsys, monkeypatch):
+    from .helpers import FakeContext
+    monkeypatch.setenv("LOG_LEVEL", "ERROR")  # the audit trail ignores the log level
+    capsys.readouterr()
+    tid = connect_agent("conn-A", headers=with_token())["tunnel_id"]
+    calls = store.calls()
+    load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), FakeContext())
+    assert store.calls() - calls == 1  # the row's fields come back from the DeleteItem itself
+    rejected = load_handler("connect")(ws_event("connect.json", "conn-X", headers=with_token(
+        **{"X-Tunnel-Id": "zzzzzzzzzzzz"})), FakeContext())
+    assert rejected["statusCode"] == 409
+    connect_line, disconnect_line, rejected_line = _audit_lines(capsys.readouterr().out)
+    assert {k: connect_line[k] for k in ("event", "outcome", "status", "tunnel_id", "source_ip", "connection_id")} == {
+        "event": "connect", "outcome": "new", "status": 200, "tunnel_id": tid, "source_ip": "203.0.113.7",
+        "connection_id": "conn-A"}
+    assert "sub" in connect_line and connect_line["audit"] is True
+    assert (disconnect_line["event"], disconnect_line["outcome"], disconnect_line["tunnel_id"],
+            disconnect_line["source_ip"]) == ("disconnect", "disconnected", tid, "203.0.113.7")
+    assert (rejected_line["outcome"], rejected_line["status"], rejected_line["tunnel_id"]) == ("rejected", 409,
+                                                                                               "zzzzzzzzzzzz")

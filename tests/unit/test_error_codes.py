@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from httptunnel import forwarding, names, protocol
+from httptunnel import forwarding, names, policy, protocol
 
 from .helpers import FakeContext, connect_agent, load_handler
 from .test_forward_basic import Agent, http_event, ok
@@ -44,6 +44,7 @@ def test_every_code_forward_answers_with_is_listed_with_its_status():
     found = _literal_failures(ROOT / "shared" / "httptunnel" / "forwarding.py")
     found += _literal_failures(ROOT / "lambdas" / "forward" / "handler.py")
     assert len(found) >= 10, found  # the scan still sees forward's error paths
+    found += [(status, code) for code, status in policy.DENIAL_STATUS.items()]  # the edge policy's denials
     for status, code in found:
         assert names.ERROR_CODES.get(code) == status, f"forward answers {status} {code}: add it to names.ERROR_CODES"
     for code, status in protocol.ERROR_STATUS.items():  # codes an agent may send, relayed by forward

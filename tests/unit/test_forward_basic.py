@@ -6,13 +6,14 @@ import base64
 import copy
 import json
 import threading
+import time
 import urllib.parse
 from typing import Any
 
 import boto3
 import pytest
 
-from httptunnel import protocol, store
+from httptunnel import forwarding, protocol, store
 
 from .helpers import PENDING_TABLE, FakeContext, connect_agent, load_event, load_handler, ws_event
 
@@ -103,8 +104,9 @@ def test_get_inline_round_trip(aws, mgmt, ctx):
     # the public host the caller used: ttf --keep-host passes it on as Host (issue 14)
     assert req["headers"]["host"] == ["abc123http.execute-api.us-east-1.amazonaws.com"]
     assert "content-length" not in req["headers"]
-    # the pending row is removed once answered
-    assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
+    # the only row is the agent's answer, keyed by the request and the connection it was posted to
+    [row] = boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"]
+    assert row["requestId"]["S"] == f"{req['request_id']}:conn-A" and "ttl" in row
 
 
 def test_threaded_agent_answer_is_picked_up(aws, mgmt, ctx):
@@ -230,16 +232,99 @@ def test_dynamodb_calls_are_logged(aws, mgmt, ctx, capsys, monkeypatch):
     agent = Agent(mgmt, "conn-A", ok(), threaded=True)
     polls = []
     real_get_answer = store.get_answer
-    monkeypatch.setattr(store, "get_answer", lambda rid: polls.append(rid) or real_get_answer(rid))
+    monkeypatch.setattr(store, "get_answer", lambda rid, cid: polls.append(rid) or real_get_answer(rid, cid))
     capsys.readouterr()
     load_handler("forward")(http_event(tid), ctx)
+    load_handler("forward")(http_event(tid), ctx)  # warm: the connection comes from the cache
     agent.join()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    summary = [line for line in lines if line["msg"] == "forwarded"][0]
-    # query GSI + put pending + one GetItem per poll + delete (the agent's writes run in another thread)
-    assert len(polls) >= 1
-    assert summary["dynamodb_calls"] == 3 + len(polls)
-    assert summary["tunnel_id"] == tid and summary["request_id"] and summary["connection_id"] == "conn-A"
+    cold, warm = [line for line in lines if line["msg"] == "forwarded"]
+    # query GSI (first request only) + one GetItem per poll, and no write (the agent's write runs
+    # in another thread)
+    assert len(polls) >= 2
+    assert cold["dynamodb_calls"] + warm["dynamodb_calls"] == 1 + len(polls)
+    assert cold["dynamodb_calls"] >= 2 and warm["dynamodb_calls"] >= 1
+    assert cold["tunnel_id"] == tid and cold["request_id"] and cold["connection_id"] == "conn-A"
+    assert cold["method"] == "GET" and cold["path"] == "/api/items" and cold["created_at"] > 0
+
+
+def test_forged_answer_written_before_the_real_one_is_never_read(aws, mgmt, ctx):
+    """Agent B learns the request id somehow and answers first; the caller still gets A's answer."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    connect_agent("conn-B")
+
+    def forge_then_answer(msg: dict[str, Any]) -> protocol.HttpResponse:
+        forged = protocol.HttpResponse(request_id=msg["request_id"], status_code=200,
+                                       headers={"content-type": ["text/plain"]}, body=protocol.b64encode(b"evil"))
+        load_handler("response")(ws_event("default_message.json", "conn-B", protocol.encode(forged)), FakeContext())
+        return ok(b"genuine", status=201)(msg)
+    Agent(mgmt, "conn-A", forge_then_answer)
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 201 and result["body"] == "genuine"
+    keys = {i["requestId"]["S"].rsplit(":", 1)[1] for i in boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"]}
+    assert keys == {"conn-A", "conn-B"}  # the forged row exists, under B's key, and TTL removes it
+
+
+def test_forged_answer_alone_leaves_the_caller_waiting_for_the_real_one(aws, mgmt, ctx, monkeypatch):
+    monkeypatch.setenv("FORWARD_WAIT_SECONDS", "0.3")
+    tid = connect_agent("conn-A")["tunnel_id"]
+    connect_agent("conn-B")
+
+    def forge_only(msg: dict[str, Any]) -> None:
+        forged = protocol.HttpResponse(request_id=msg["request_id"], status_code=200, body=protocol.b64encode(b"evil"))
+        load_handler("response")(ws_event("default_message.json", "conn-B", protocol.encode(forged)), FakeContext())
+    Agent(mgmt, "conn-A", forge_only)
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 504 and "evil" not in result["body"]
+
+
+def test_warm_instance_reuses_the_connection_row(aws, mgmt, ctx, monkeypatch):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    Agent(mgmt, "conn-A", ok())
+    queries = []
+    real = store.newest_connection_for_tunnel
+    monkeypatch.setattr(store, "newest_connection_for_tunnel", lambda t: queries.append(t) or real(t))
+    for _ in range(3):
+        assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
+    assert queries == [tid]
+    monkeypatch.setattr(forwarding, "CONNECTION_CACHE_S", 0.0)  # expired: asked again
+    forwarding.CONNECTIONS.clear()
+    assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
+    assert queries == [tid, tid]
+
+
+def test_reconnect_behind_a_cached_connection_costs_the_caller_nothing(aws, mgmt, ctx):
+    """The cached connection answers 410 (its agent reconnected): the entry is dropped, the Query
+    asked once more, and the new connection gets the request."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    Agent(mgmt, "conn-A", ok(b"old"))
+    assert load_handler("forward")(http_event(tid), ctx)["body"] == "old"
+    load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), FakeContext())
+    mgmt.gone.add("conn-A")
+    store.put_connection(store.Connection(connection_id="conn-B", tunnel_id=tid, connected_at=int(time.time() * 1000),
+                                          domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod"))
+    Agent(mgmt, "conn-B", ok(b"new"))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 200 and result["body"] == "new"
+
+
+def test_unknown_tunnel_is_cached_absent_for_at_most_a_second(aws, mgmt, ctx, monkeypatch):
+    assert forwarding.ABSENT_CACHE_S <= 1.0
+    queries = []
+    real = store.newest_connection_for_tunnel
+    monkeypatch.setattr(store, "newest_connection_for_tunnel", lambda t: queries.append(t) or real(t))
+    tid = "abcdefghij12"
+    assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 404
+    assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 404
+    assert queries == [tid]
+    store.put_connection(store.Connection(connection_id="conn-A", tunnel_id=tid, connected_at=int(time.time() * 1000),
+                                          domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod"))
+    Agent(mgmt, "conn-A", ok())
+    deadline = time.monotonic() + forwarding.ABSENT_CACHE_S + 0.5
+    while load_handler("forward")(http_event(tid), ctx)["statusCode"] == 404:
+        assert time.monotonic() < deadline, "a tunnel that came back must be found within ABSENT_CACHE_S"
+        time.sleep(0.05)
+    assert len(queries) == 2
 
 
 def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
@@ -252,6 +337,11 @@ def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
     sent = agent.requests[0]["headers"]
     assert sent["x-end-to-end"] == ["kept"]
     assert not set(sent) & (set(hop) - {"x-end-to-end"})
+
+
+def test_a_renewed_agent_serves_its_old_socket_longer_than_forward_caches_it():
+    from ttf import lifecycle
+    assert lifecycle.RETIRE_GRACE_S > forwarding.CONNECTION_CACHE_S
 
 
 # ---- request target: HTTP APIs hand over rawPath percent-DECODED (hotsock/voker#8) -------------

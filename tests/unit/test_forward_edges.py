@@ -30,7 +30,7 @@ def _s3_key(url: str) -> str:
 
 @pytest.mark.parametrize("code,status", [("invalid_request", 400), ("timeout", 504),
                                          ("local_service_unavailable", 503), ("local_service_error", 502),
-                                         ("internal_error", 502)])
+                                         ("internal_error", 502), ("tunnel_busy", 429)])
 def test_agent_error_codes_map_to_statuses(aws, mgmt, ctx, code, status):
     """The caller gets the code and a fixed sentence; the agent's message (which may name local
     addresses and errno) never reaches the public body."""
@@ -60,9 +60,13 @@ def test_no_answer_is_504_and_late_answer_is_rejected(aws, mgmt, ctx, monkeypatc
     result = load_handler("forward")(http_event(tid), ctx)
     assert 0.4 <= time.monotonic() - started < 2
     assert result["statusCode"] == 504 and result["headers"]["x-tunnel-error"] == "timeout"
-    late = protocol.HttpResponse(request_id=agent.requests[0]["request_id"], status_code=200)
+    request_id = agent.requests[0]["request_id"]
+    late = protocol.HttpResponse(request_id=request_id, status_code=200)
     load_handler("response")(ws_event("default_message.json", "conn-A", protocol.encode(late)), FakeContext())
-    assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
+    # the slot holds forward's timeout record (with the request's context), not the late answer
+    [row] = boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"]
+    assert row["requestId"]["S"] == f"{request_id}:conn-A" and row["status"]["S"] == "error"
+    assert row["errorCode"]["S"] == "timeout" and row["tunnelId"]["S"] == tid and row["method"]["S"] == "GET"
 
 
 def test_agent_that_disconnects_mid_wait_gives_prompt_502(aws, mgmt, ctx):
@@ -106,8 +110,10 @@ def big_agent(mgmt, response_body: bytes, content_type: str = "application/octet
         else:
             body = base64.b64decode(msg["body"])
         received.append(body)
-        assert _s3_key(msg["response_upload_url"]) == "resp/" + msg["request_id"]
-        s3.put_object(Bucket=BUCKET, Key=_s3_key(msg["response_upload_url"]), Body=response_body)
+        assert "response_upload_url" not in msg  # a PUT URL could carry any size
+        key = msg["response_upload"]["fields"]["key"]
+        assert key == "resp/" + msg["request_id"]
+        s3.put_object(Bucket=BUCKET, Key=key, Body=response_body)
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200,
                                      headers={"content-type": [content_type]}, body_uploaded=True,
                                      body_size=len(response_body),
@@ -161,7 +167,7 @@ def test_uploaded_body_with_wrong_checksum_is_502(aws, mgmt, ctx):
     s3 = boto3.client("s3")
 
     def reply(msg):
-        s3.put_object(Bucket=BUCKET, Key=_s3_key(msg["response_upload_url"]), Body=b"truncated")
+        s3.put_object(Bucket=BUCKET, Key=msg["response_upload"]["fields"]["key"], Body=b"truncated")
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200, body_uploaded=True,
                                      body_sha256=hashlib.sha256(b"the full body").hexdigest())
     Agent(mgmt, "conn-A", reply)

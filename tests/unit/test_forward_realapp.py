@@ -12,12 +12,13 @@ from .helpers import connect_agent, load_handler
 from .test_forward_basic import Agent, http_event, ok
 
 
-def test_the_public_host_reaches_the_agent_as_host(aws, mgmt, ctx):
+def test_the_public_host_reaches_the_agent_as_host(aws, mgmt, ctx, monkeypatch):
+    monkeypatch.setenv("PUBLIC_HTTP_URL", "https://api.example.test:8443")
     tid = connect_agent("conn-A")["tunnel_id"]
     agent = Agent(mgmt, "conn-A", ok())
-    load_handler("forward")(http_event(tid, headers={"host": "api.example.test:8443"}), ctx)
+    load_handler("forward")(http_event(tid, path=f"/{tid}/x", host="api.example.test"), ctx)
     headers = agent.requests[0]["headers"]
-    assert headers["host"] == ["api.example.test:8443"] and headers["x-forwarded-host"] == ["api.example.test:8443"]
+    assert headers["host"] == ["api.example.test:8443"] and headers["x-forwarded-host"] == ["api.example.test"]
 
 
 def test_head_keeps_the_local_content_length(aws, mgmt, ctx):
@@ -95,3 +96,8 @@ def test_referer_routing_setting_is_validated(monkeypatch):
     monkeypatch.setenv("PATH_REFERER_ROUTING", "sometimes")
     with pytest.raises(config.ConfigError):
         config.path_referer_routing()
+
+
+def test_every_agent_error_code_has_a_public_sentence():
+    from httptunnel import protocol
+    assert set(forwarding.PUBLIC_MESSAGES) == set(protocol.ERROR_STATUS)

@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"layer": ROOT / "shared" / "httptunnel", "handlers": ROOT / "lambdas", "agent": ROOT / "cli" / "ttf"}
 TOOLING = ("emulator", "scripts", "tests")
-AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits"}
+AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits", "httptunnel.policy",
+                       "httptunnel.webhooks"}
 AGENT_RUNTIME = {"aiohttp", "rich", "httptunnel", "ttf"}
 AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used through its API
 SYS_PATH_EDITOR = ROOT / "emulator" / "lambda_runtime" / "worker.py"

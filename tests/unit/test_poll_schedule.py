@@ -36,3 +36,25 @@ def test_a_slow_answer_waits_at_most_about_twenty_percent_longer():
 def test_long_waits_cost_few_reads(wait_s, max_polls):
     # with a flat 50 ms cap a 10 s wait would cost ~200 reads and a 25 s one ~500
     assert len(schedule(wait_s)) <= max_polls
+
+
+def test_first_poll_waits_for_a_fraction_of_the_tunnels_recent_answer_times():
+    times = forwarding.AnswerTimes()
+    assert times.first_poll_s("t") == 0.0  # nothing learned: poll at once
+    for seconds in (0.020, 0.030, 0.040):
+        times.record("t", seconds)
+    assert times.first_poll_s("t") == pytest.approx(forwarding.FIRST_POLL_FRACTION * 0.030)
+    assert times.first_poll_s("other") == 0.0  # per tunnel
+    for _ in range(forwarding.ANSWER_TIMES_KEPT):
+        times.record("slow", 9.0)  # a slow service never delays the first read past the cap
+    assert times.first_poll_s("slow") == forwarding.FIRST_POLL_MAX_S
+
+
+def test_first_poll_never_outlasts_the_deadline(monkeypatch):
+    import time
+    reads = []
+    monkeypatch.setattr(forwarding.store, "get_answer", lambda rid, cid: reads.append(time.monotonic()))
+    monkeypatch.setattr(forwarding.store, "connection_exists", lambda cid: True)
+    started = time.monotonic()
+    assert forwarding.wait_for_answer("r", "c", started + 0.02, first_poll_s=5.0) == forwarding.TIMEOUT
+    assert time.monotonic() - started < 0.5 and reads

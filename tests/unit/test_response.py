@@ -16,13 +16,9 @@ def send(connection_id: str, frame: str) -> dict:
     return load_handler("response")(ws_event("default_message.json", connection_id, frame), FakeContext())
 
 
-def pending(request_id: str, connection_id: str) -> None:
-    store.put_pending(store.Pending(request_id=request_id, connection_id=connection_id, tunnel_id="t",
-                                    method="GET", path="/", created_at=1795611600000, request_bytes=0))
-
-
-def row(request_id: str) -> dict:
-    item = boto3.client("dynamodb").get_item(TableName=PENDING_TABLE, Key={"requestId": {"S": request_id}},
+def row(request_id: str, connection_id: str) -> dict:
+    item = boto3.client("dynamodb").get_item(TableName=PENDING_TABLE,
+                                             Key={"requestId": {"S": store.answer_key(request_id, connection_id)}},
                                              ConsistentRead=True)["Item"]
     return {k: list(v.values())[0] for k, v in item.items()}
 
@@ -69,39 +65,45 @@ def test_ready_from_unknown_connection_is_dropped(aws, mgmt):
 def test_second_agent_cannot_answer_first_agents_request(aws, mgmt):
     connect_agent("conn-A")
     connect_agent("conn-B")
-    pending("req-1", "conn-A")
     forged = protocol.HttpResponse(request_id="req-1", status_code=200, body=protocol.b64encode(b"evil"))
     assert send("conn-B", protocol.encode(forged)) == {"statusCode": 200}
-    assert row("req-1")[names.PENDING_STATUS] == names.STATUS_PENDING
     assert send("conn-B", protocol.encode(protocol.Error(request_id="req-1", code="timeout"))) == {"statusCode": 200}
-    assert row("req-1")[names.PENDING_STATUS] == names.STATUS_PENDING
+    # forward posted req-1 to conn-A and reads only conn-A's slot: nothing there yet
+    assert store.get_answer("req-1", "conn-A") is None
     genuine = protocol.HttpResponse(request_id="req-1", status_code=201, body=protocol.b64encode(b"ok"))
     send("conn-A", protocol.encode(genuine))
-    stored = row("req-1")
-    assert stored[names.PENDING_STATUS] == names.STATUS_COMPLETED and stored["statusCode"] == "201"
-    assert stored["responseBody"] == protocol.b64encode(b"ok")
+    answer = store.get_answer("req-1", "conn-A")
+    assert answer is not None and answer.status == names.STATUS_COMPLETED and answer.status_code == 201
+    assert answer.body_b64 == protocol.b64encode(b"ok")
+    # the forged one sits under conn-B's key, where no forward looks (and TTL removes it)
+    assert row("req-1", "conn-B")["responseBody"] == protocol.b64encode(b"evil")
 
 
 def test_answer_only_once(aws, mgmt):
-    pending("req-1", "conn-A")
     send("conn-A", protocol.encode(protocol.HttpResponse(request_id="req-1", status_code=200, body="")))
     send("conn-A", protocol.encode(protocol.HttpResponse(request_id="req-1", status_code=500, body="")))
-    assert row("req-1")["statusCode"] == "200"
+    assert row("req-1", "conn-A")["statusCode"] == "200"
 
 
-def test_answer_to_unknown_request_is_dropped(aws, mgmt):
-    send("conn-A", protocol.encode(protocol.HttpResponse(request_id="nope", status_code=200)))
+def test_answer_row_has_a_ttl_and_names_its_request_and_connection(aws, mgmt):
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id="req-1", status_code=204, body="")))
+    stored = row("req-1", "conn-A")
+    assert stored[names.ANSWER_REQUEST_ID] == "req-1" and stored[names.ANSWER_CONNECTION_ID] == "conn-A"
+    assert int(stored["completedAt"]) // 1000 + store.ANSWER_TTL_S == int(stored["ttl"])
+
+
+@pytest.mark.parametrize("request_id", ["", "a" * 129, "req 1", "req:1", "../x"])
+def test_answer_with_a_malformed_request_id_is_dropped(aws, mgmt, request_id):
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id=request_id, status_code=200)))
     assert boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"] == []
 
 
 def test_bad_base64_body_becomes_an_error_answer(aws, mgmt):
-    pending("req-1", "conn-A")
     send("conn-A", json.dumps({"type": "http_response", "request_id": "req-1", "status_code": 200, "body": "@@"}))
-    stored = row("req-1")
+    stored = row("req-1", "conn-A")
     assert stored[names.PENDING_STATUS] == names.STATUS_ERROR and stored["errorCode"] == "internal_error"
 
 
 def test_unknown_error_code_maps_to_internal_error(aws, mgmt):
-    pending("req-1", "conn-A")
     send("conn-A", protocol.encode(protocol.Error(request_id="req-1", code="kaboom", message="x")))
-    assert row("req-1")["errorCode"] == "internal_error"
+    assert row("req-1", "conn-A")["errorCode"] == "internal_error"

@@ -15,10 +15,12 @@ from .helpers import CONN_TABLE, PENDING_TABLE, FakeContext, connect_agent, load
 SER = TypeSerializer()
 
 
-def record(seq: str, status: str, event_name: str = "MODIFY", **extra) -> dict:
-    image = {"requestId": f"r{seq}", "connectionId": "c1", "tunnelId": "abcdefghij12", "status": status,
-             "method": "POST", "path": "/x", "createdAt": 1000, "completedAt": 1250, "statusCode": 201,
-             "requestBytes": 7, "responseBytes": 9, "responseBody": "c2VjcmV0", **extra}
+def record(seq: str, status: str, event_name: str = "INSERT", **extra) -> dict:
+    """An answer row as the response Lambda writes it (no tunnel, method or path: the agent's word
+    is not taken for those)."""
+    image = {"requestId": f"r{seq}:c1", "forRequest": f"r{seq}", "connectionId": "c1", "status": status,
+             "completedAt": 1250, "statusCode": 201, "responseBytes": 9, "processingTimeMs": 4,
+             "responseBody": "c2VjcmV0", **extra}
     return {"eventID": seq, "eventName": event_name, "eventSource": "aws:dynamodb",
             "dynamodb": {"SequenceNumber": seq, "NewImage": {k: SER.serialize(v) for k, v in image.items()}}}
 
@@ -41,19 +43,49 @@ class FakeEvents:
 def test_completed_rows_become_events_without_bodies(aws, monkeypatch):
     fake = FakeEvents()
     monkeypatch.setattr(notifier, "_events", lambda: fake)
+    _put(CONN_TABLE, {"connectionId": "c1", "tunnelId": "abcdefghij12", "connectedAt": 1})
     records = [record(str(i), "completed") for i in range(23)] + [record("99", "pending"),
-                                                                  record("98", "completed", "INSERT")]
+                                                                  record("98", "completed", "MODIFY"),
+                                                                  record("97", "completed", "REMOVE")]
+    calls_before = store.calls()
     out = load_handler("stream_notifier")({"Records": records}, FakeContext())
+    assert store.calls() - calls_before == 1  # one BatchGetItem names the tunnel of the whole batch
     assert out == {"batchItemFailures": []}
     assert [len(c) for c in fake.calls] == [10, 10, 3]
     entry = fake.calls[0][0]
     assert entry["Source"] == "http-tunnel" and entry["DetailType"] == "TunnelRequestCompleted"
     assert entry["EventBusName"] == "test-bus"
     detail = json.loads(entry["Detail"])
-    assert detail == {"request_id": "r0", "tunnel_id": "abcdefghij12", "connection_id": "c1", "method": "POST",
-                      "path": "/x", "status": "completed", "status_code": 201, "error_code": None,
-                      "request_bytes": 7, "response_bytes": 9, "duration_ms": 250}
+    assert detail == {"request_id": "r0", "tunnel_id": "abcdefghij12", "connection_id": "c1", "method": None,
+                      "path": None, "status": "completed", "status_code": 201, "error_code": None,
+                      "request_bytes": None, "response_bytes": 9, "processing_time_ms": 4, "completed_at": 1250,
+                      "duration_ms": None}
     assert "c2VjcmV0" not in json.dumps(fake.calls)
+
+
+def test_tunnel_comes_from_the_connection_row_not_the_agent(aws, monkeypatch):
+    """An agent cannot put its answers into another tunnel's traffic log: the response Lambda
+    writes no tunnel id, and the notifier names the tunnel of the answering connection."""
+    fake = FakeEvents()
+    monkeypatch.setattr(notifier, "_events", lambda: fake)
+    _put(CONN_TABLE, {"connectionId": "c1", "tunnelId": "mine00000000", "connectedAt": 1})
+    load_handler("stream_notifier")({"Records": [record("1", "completed"),
+                                                 record("2", "completed", connectionId="gone")]}, FakeContext())
+    details = [json.loads(e["Detail"]) for e in fake.calls[0]]
+    assert [(d["connection_id"], d["tunnel_id"]) for d in details] == [("c1", "mine00000000"), ("gone", None)]
+
+
+def test_forward_written_timeout_rows_carry_the_request(aws, monkeypatch):
+    fake = FakeEvents()
+    monkeypatch.setattr(notifier, "_events", lambda: fake)
+    calls_before = store.calls()
+    load_handler("stream_notifier")({"Records": [record(
+        "1", "error", errorCode="timeout", tunnelId="abcdefghij12", method="POST", path="/x", createdAt=1000,
+        requestBytes=7)]}, FakeContext())
+    assert store.calls() == calls_before  # nothing to look up
+    detail = json.loads(fake.calls[0][0]["Detail"])
+    assert (detail["tunnel_id"], detail["method"], detail["path"], detail["duration_ms"], detail["error_code"],
+            detail["request_bytes"]) == ("abcdefghij12", "POST", "/x", 250, "timeout", 7)
 
 
 def test_failed_entries_and_failed_calls_are_reported(aws, monkeypatch):
@@ -119,7 +151,7 @@ def test_cleanup_stops_when_the_lambda_is_out_of_time(aws, mgmt):
     _put(PENDING_TABLE, {"requestId": "p1", "status": "pending", "ttl": now - 10})
     summary = load_handler("cleanup")(load_event("scheduled.json"), FakeContext(remaining_ms=1000))
     assert summary["complete"] is False and summary["expired_deleted"] == 0
-    assert store.get_answer("p1") is None  # still there (pending)
+    assert _keys(PENDING_TABLE, names.PENDING_PK) == {"p1"}  # still there
 
 
 def test_cleanup_logs_the_active_tunnels_gauge(aws, mgmt, capsys):

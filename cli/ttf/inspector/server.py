@@ -1,5 +1,8 @@
 """The inspector's HTTP side: the page (package data files) and the JSON API it and scripts use.
 
+(Over 300 lines: one aiohttp handler per API route listed below, each short; the logic they call
+lives in history, edit, diff, har, curl and security.)
+
 API (all JSON; errors are {"error": ...} with a 4xx status):
   GET    /api/status                         tunnel (id, URLs, state), history (count, limit, bytes, budget);
                                              tunnels: a config file's tunnels, each named, the same fields

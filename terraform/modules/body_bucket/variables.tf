@@ -43,3 +43,9 @@ variable "create_lifecycle" {
   description = "Create the expiry lifecycle configuration. Only the local stack turns it off (moto never expires objects and the provider waits ~55 s for it)."
   default     = true
 }
+
+variable "tls_only_policy" {
+  type        = bool
+  description = "Attach the bucket policy that denies requests made without TLS. Only the local stack turns it off (moto, plain HTTP, cannot evaluate the condition and would refuse everything)."
+  default     = true
+}

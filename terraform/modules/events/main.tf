@@ -64,6 +64,7 @@ resource "aws_lambda_permission" "cleanup" {
   statement_id  = "AllowCleanupSchedule"
   action        = "lambda:InvokeFunction"
   function_name = var.cleanup_function_name
+  qualifier     = var.cleanup_qualifier
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.cleanup.arn
 }

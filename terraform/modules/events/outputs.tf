@@ -27,3 +27,8 @@ output "cleanup_schedule" {
   description = "Schedule expression of the cleanup rule."
   value       = aws_cloudwatch_event_rule.cleanup.schedule_expression
 }
+
+output "cleanup_target" {
+  description = "ARN and permission qualifier the cleanup schedule invokes (the alias with snap_start); terraform tests assert on them."
+  value       = { arn = aws_cloudwatch_event_target.cleanup.arn, qualifier = aws_lambda_permission.cleanup.qualifier }
+}

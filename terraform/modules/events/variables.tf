@@ -39,3 +39,9 @@ variable "tags" {
   description = "Tags added to the bus, rules and log group."
   default     = {}
 }
+
+variable "cleanup_qualifier" {
+  type        = string
+  description = "Alias the schedule invokes (the function module's qualifier output; null = the unqualified function)."
+  default     = null
+}

@@ -73,6 +73,14 @@ resource "aws_lambda_function" "this" {
   s3_key           = var.s3_key
   source_code_hash = filebase64sha256(var.filename)
   layers           = var.layers
+  publish          = var.snap_start # SnapStart snapshots published versions only
+
+  dynamic "snap_start" {
+    for_each = var.snap_start ? [1] : []
+    content {
+      apply_on = "PublishedVersions"
+    }
+  }
 
   reserved_concurrent_executions = var.reserved_concurrency
 
@@ -87,4 +95,15 @@ resource "aws_lambda_function" "this" {
   tags = var.tags
 
   depends_on = [aws_cloudwatch_log_group.this, aws_iam_role_policy.this]
+}
+
+# With SnapStart, callers must invoke a published version: the alias follows each new one, and
+# the API integrations, their permissions, the stream mapping and the schedule target it.
+resource "aws_lambda_alias" "live" {
+  count = var.snap_start ? 1 : 0
+
+  name             = "live"
+  description      = "The published version callers invoke (SnapStart restores its snapshot)."
+  function_name    = aws_lambda_function.this.function_name
+  function_version = aws_lambda_function.this.version
 }

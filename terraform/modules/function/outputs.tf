@@ -4,13 +4,18 @@ output "function_name" {
 }
 
 output "function_arn" {
-  description = "Function ARN (event source mappings, EventBridge targets)."
-  value       = aws_lambda_function.this.arn
+  description = "ARN callers invoke (event source mappings, EventBridge targets): the alias's with snap_start, else the function's."
+  value       = var.snap_start ? aws_lambda_alias.live[0].arn : aws_lambda_function.this.arn
 }
 
 output "invoke_arn" {
-  description = "Invoke ARN used by API Gateway integrations."
-  value       = aws_lambda_function.this.invoke_arn
+  description = "Invoke ARN used by API Gateway integrations: the alias's with snap_start, else the function's."
+  value       = var.snap_start ? aws_lambda_alias.live[0].invoke_arn : aws_lambda_function.this.invoke_arn
+}
+
+output "qualifier" {
+  description = "The alias callers invoke (\"live\") with snap_start, else null: the qualifier of every lambda:InvokeFunction permission."
+  value       = var.snap_start ? aws_lambda_alias.live[0].name : null
 }
 
 output "role_name" {
@@ -35,6 +40,6 @@ output "log_group_name" {
 }
 
 output "reserved_concurrency" {
-  description = "Reserved concurrent executions (-1 = unreserved); the observability module alarms near it."
+  description = "Reserved concurrent executions (-1 = unreserved); the observability module alarms near it, terraform tests assert on it."
   value       = aws_lambda_function.this.reserved_concurrent_executions
 }

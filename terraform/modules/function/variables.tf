@@ -109,3 +109,9 @@ variable "tags" {
   description = "Tags added to every resource of the function."
   default     = {}
 }
+
+variable "snap_start" {
+  type        = bool
+  description = "Lambda SnapStart (Python 3.12+): publish a version on every change and invoke it through the alias \"live\" (outputs invoke_arn, function_arn and qualifier then name the alias)."
+  default     = false
+}

@@ -1,10 +1,12 @@
 # Public HTTP API: one $default route, Lambda proxy (payload 2.0, 30 s), auto-deployed
-# $default stage with throttling and JSON access logs.
+# $default stage with throttling (stage default and the $default route's own) and JSON
+# access logs. With a custom domain, the execute-api URL can be switched off.
 
 resource "aws_apigatewayv2_api" "this" {
-  name          = var.name
-  protocol_type = "HTTP"
-  tags          = var.tags
+  name                         = var.name
+  protocol_type                = "HTTP"
+  disable_execute_api_endpoint = var.disable_execute_api_endpoint
+  tags                         = var.tags
 }
 
 resource "aws_apigatewayv2_integration" "this" {
@@ -28,6 +30,7 @@ resource "aws_lambda_permission" "this" {
   statement_id  = "AllowHttpApi"
   action        = "lambda:InvokeFunction"
   function_name = var.function_name
+  qualifier     = var.qualifier
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/*"
 }
@@ -46,6 +49,14 @@ resource "aws_apigatewayv2_stage" "this" {
   auto_deploy = true
 
   default_route_settings {
+    throttling_burst_limit = var.throttling_burst_limit
+    throttling_rate_limit  = var.throttling_rate_limit
+  }
+
+  # The one route every public request takes: its own limits, so raising the stage default
+  # (or adding routes later) never lifts the ceiling on what a caller can make forward do.
+  route_settings {
+    route_key              = aws_apigatewayv2_route.this.route_key
     throttling_burst_limit = var.throttling_burst_limit
     throttling_rate_limit  = var.throttling_rate_limit
   }

@@ -26,14 +26,20 @@ variable "integration_timeout_ms" {
 
 variable "throttling_burst_limit" {
   type        = number
-  description = "Stage default route burst limit."
-  default     = 500
+  description = "Burst limit of the stage default and of the $default route (requests)."
+  default     = 100
 }
 
 variable "throttling_rate_limit" {
   type        = number
-  description = "Stage default route steady rate limit (requests per second)."
-  default     = 1000
+  description = "Steady rate limit of the stage default and of the $default route (requests per second)."
+  default     = 20
+}
+
+variable "disable_execute_api_endpoint" {
+  type        = bool
+  description = "Switch off https://<api-id>.execute-api.<region>.amazonaws.com (only sensible with a custom domain mapped to the API)."
+  default     = false
 }
 
 variable "log_retention_days" {
@@ -45,4 +51,10 @@ variable "tags" {
   type        = map(string)
   description = "Tags added to the API, stage and log group."
   default     = {}
+}
+
+variable "qualifier" {
+  type        = string
+  description = "Alias the integration invokes (the function module's qualifier output; null = the unqualified function)."
+  default     = null
 }

@@ -33,6 +33,7 @@ resource "aws_lambda_permission" "this" {
   statement_id  = "AllowWebSocket${replace(each.key, "$", "")}"
   action        = "lambda:InvokeFunction"
   function_name = each.value.function_name
+  qualifier     = each.value.qualifier
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/${var.stage_name}/${each.key}"
 }
@@ -49,6 +50,16 @@ resource "aws_apigatewayv2_stage" "this" {
   default_route_settings {
     throttling_burst_limit = var.throttling_burst_limit
     throttling_rate_limit  = var.throttling_rate_limit
+  }
+
+  # Per-route limits (e.g. $connect: anyone on the internet can knock on it).
+  dynamic "route_settings" {
+    for_each = var.route_throttles
+    content {
+      route_key              = aws_apigatewayv2_route.this[route_settings.key].route_key
+      throttling_burst_limit = route_settings.value.burst_limit
+      throttling_rate_limit  = route_settings.value.rate_limit
+    }
   }
 
   tags = var.tags

@@ -37,3 +37,16 @@ output "route_targets" {
   description = "Route key -> integration URI (the Lambda invoke ARN); terraform tests assert on it."
   value       = { for k, r in aws_apigatewayv2_route.this : k => aws_apigatewayv2_integration.this[k].integration_uri }
 }
+
+output "throttles" {
+  description = "Route key -> [rate, burst] as the stage applies them (\"*\" = stage default); terraform tests assert on it."
+  value = merge(
+    { "*" = [one(aws_apigatewayv2_stage.this.default_route_settings).throttling_rate_limit, one(aws_apigatewayv2_stage.this.default_route_settings).throttling_burst_limit] },
+    { for r in aws_apigatewayv2_stage.this.route_settings : r.route_key => [r.throttling_rate_limit, r.throttling_burst_limit] },
+  )
+}
+
+output "permission_qualifiers" {
+  description = "Route key -> qualifier of its invoke permission (the alias with snap_start, else null); terraform tests assert on it."
+  value       = { for k, p in aws_lambda_permission.this : k => p.qualifier }
+}

@@ -18,6 +18,7 @@ variable "routes" {
   type = map(object({
     function_name = string
     invoke_arn    = string
+    qualifier     = optional(string)
   }))
   description = "Route key ($connect, $disconnect, $default) -> the Lambda it invokes."
 
@@ -37,6 +38,20 @@ variable "throttling_rate_limit" {
   type        = number
   description = "Stage default route steady rate limit (requests per second)."
   default     = 1000
+}
+
+variable "route_throttles" {
+  type = map(object({
+    burst_limit = number
+    rate_limit  = number
+  }))
+  description = "Route key -> its own throttling (burst requests, steady requests per second), tighter or looser than the stage default."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.route_throttles) : contains(["$connect", "$disconnect", "$default"], k)])
+    error_message = "route_throttles keys must be routes of this API: $connect, $disconnect, $default."
+  }
 }
 
 variable "tags" {

@@ -42,7 +42,7 @@
 
   function confirmDialog(text, okLabel) {
     const dialog = $("confirm");
-    $("confirm-text").textContent = text;
+    $("confirm-text").textContent = TTF.visible(text);
     $("confirm-ok").textContent = okLabel || "Send";
     return new Promise(resolve => {
       function done(value) {
@@ -75,7 +75,7 @@
     state.status = s;
     const t = s.tunnel;
     const badge = $("state");
-    badge.textContent = t.state + (t.reason ? ": " + t.reason : "");
+    badge.textContent = TTF.visible(t.state + (t.reason ? ": " + t.reason : ""));
     badge.className = "state " + t.state;
     const info = $("tunnel");
     const rows = [];

@@ -4,12 +4,22 @@
 
 const TTF = {};
 
-// h("div", {className: "x"}, "text", child) -> element; strings become text nodes.
+// Control characters (C0 but tab/newline/CR, DEL, C1) and the format characters that reorder
+// or hide text (bidi embeddings/overrides/isolates, LRM/RLM, line/paragraph separators) are
+// shown as \uNNNN: a captured path cannot make what you read differ from what was sent.
+TTF.CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+TTF.visible = function visible(text) {
+  return String(text).replace(TTF.CONTROLS, ch => "\\u" + ch.charCodeAt(0).toString(16).padStart(4, "0"));
+};
+
+// h("div", {className: "x"}, "text", child) -> element; strings become text nodes (controls made visible).
 TTF.h = function h(tag, props, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
     if (value === undefined || value === null || value === false) continue;
-    if (key === "className" || key === "textContent" || key === "value" || key === "title" || key === "type" ||
+    if (key === "textContent" || key === "title") {
+      node[key] = TTF.visible(value);
+    } else if (key === "className" || key === "value" || key === "type" ||
         key === "disabled" || key === "checked" || key === "open" || key === "hidden" || key === "tabIndex") {
       node[key] = value;
     } else if (key === "dataset") {
@@ -22,7 +32,7 @@ TTF.h = function h(tag, props, ...children) {
   }
   for (const child of children.flat()) {
     if (child === undefined || child === null || child === false) continue;
-    node.append(typeof child === "string" || typeof child === "number" ? document.createTextNode(String(child)) : child);
+    node.append(typeof child === "string" || typeof child === "number" ? document.createTextNode(TTF.visible(child)) : child);
   }
   return node;
 };
