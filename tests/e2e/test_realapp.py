@@ -82,9 +82,10 @@ BATTERY: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("GET", "/get/", {}, None),
 ]
 
-# Request headers the tunnel adds (README limits: X-Forwarded-*, the trace id), which httpbin echoes.
-ADDED_REQUEST_HEADERS = {"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-forwarded-host",
-                         "x-forwarded-prefix", "x-amzn-trace-id"}
+# Request headers the tunnel sets (README limits: Forwarded, X-Real-IP, X-Forwarded-*, the trace
+# id), which httpbin echoes.
+ADDED_REQUEST_HEADERS = {"forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-port", "x-forwarded-proto",
+                         "x-forwarded-host", "x-forwarded-prefix", "x-amzn-trace-id"}
 # Response headers that differ for reasons the README names: the date, the connection, API
 # Gateway's request id; a streamed (chunked) answer arrives with a Content-Length instead.
 VOLATILE_RESPONSE_HEADERS = {"date", "connection", "keep-alive", "apigw-requestid", "transfer-encoding",

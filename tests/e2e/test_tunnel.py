@@ -53,7 +53,8 @@ async def test_path_mode_rewrites_json_only_when_the_agent_asks(session, tunnel,
     rewriting = agent_factory(origin, "--rewrite-json")
     reply = await request(session, "GET", rewriting.path_based_url, "/echo?a=%2F")
     assert json.loads(reply.body)["raw_path"] == f"/{rewriting.tunnel_id}/echo?a=%2F"
-    plain = agent_factory(origin, "--no-rewrite")
+    plain = agent_factory(origin, "--no-rewrite", "--new-url")  # its own id, not the saved one of the first
+    assert plain.tunnel_id != rewriting.tunnel_id
     reply = await request(session, "GET", plain.path_based_url, "/echo?a=%2F")
     assert reply.status == 200 and json.loads(reply.body)["raw_path"] == "/echo?a=%2F"
 
