@@ -22,6 +22,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
+# httpbin + gunicorn for tests/e2e/test_realapp.py: their own virtualenv, as httpbin pins
+# greenlet<3 on Python < 3.12 and Playwright (the browser extra) needs greenlet 3.
+REALAPP_VENV := .venv-realapp
+REALAPP_STAMP := $(REALAPP_VENV)/.installed
+$(REALAPP_STAMP): tests/realapp/requirements.txt
+	$(PYTHON) -m venv $(REALAPP_VENV)
+	$(REALAPP_VENV)/bin/pip install --quiet -r tests/realapp/requirements.txt
+	touch $@
+
 $(CHECKOV_STAMP): scripts/checkov-requirements.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet -r scripts/checkov-requirements.txt
@@ -45,7 +54,7 @@ lint: $(STAMP) ## ruff over the tree, mypy --strict on what ships (shared/, cli/
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint build-local build $(CHECKOV_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
+test: lint build-local build $(CHECKOV_STAMP) $(REALAPP_STAMP) ## the whole suite: lint, unit, cli, infra, end-to-end (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 BROWSER_STAMP := $(VENV)/.browser-installed
@@ -55,7 +64,7 @@ $(BROWSER_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,browser]'
 	touch $@
 
-test-browser: $(BROWSER_STAMP) ## the inspector page in headless Chromium (apt-get installs Debian's chromium when missing)
+test-browser: $(BROWSER_STAMP) build-local ## the inspector page, and a static site through the local stack, in headless Chromium (apt-get installs Debian's chromium when missing)
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
 	  echo "test-browser: installing Debian's chromium and curl with apt-get"; \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium curl \

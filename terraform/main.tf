@@ -83,6 +83,7 @@ locals {
       TUNNEL_DOMAIN          = local.tunnel_domain
       PATH_ROUTING           = tostring(var.path_routing)
       BODY_BUCKET            = module.body_bucket.bucket_name
+      PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
       LOG_LEVEL              = var.log_level
     }
     cleanup = {
@@ -362,6 +363,7 @@ locals {
     tunnel_busy               = 429
     agent_gone                = 502
     internal_error            = 502
+    local_service_error       = 502
     response_too_large        = 502
     local_service_unavailable = 503
     timeout                   = 504

@@ -93,6 +93,12 @@ variable "log_level" {
   }
 }
 
+variable "path_referer_routing" {
+  type        = bool
+  description = "Single-tenant deployments only. When true, a path-URL request whose first segment is no live tunnel (a page's root-relative fetch('/api/x')) is sent to the tunnel named by its same-origin Referer (https://<host>/<id>/...). Every path URL shares one origin, so any page served through any tunnel can then make requests that reach another tunnel's local service, and that tunnel's answers (and cookies, which path URLs already share) are readable by the first; leave false whenever tunnels belong to different people. Off by default."
+  default     = false
+}
+
 variable "log_retention_days" {
   type        = number
   description = "Retention of every log group (functions, HTTP access log, traffic log)."

@@ -59,6 +59,7 @@ class Config:
     state_dir: Path | None = None
     new_url: bool = False
     no_rewrite: bool = False
+    rewrite_json: bool = False
     inspect: tuple[str, int] | None = None
     inspect_history: int = DEFAULT_INSPECT_HISTORY
     name: str | None = None  # the tunnel's name in a config file (None: the command line's one tunnel)
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-rewrite", action="store_true", default=None,
         help="on the path-based URL, pass answers through untouched (by default root-relative links, "
              "Location and cookie paths get the /<id> prefix)")
+    add("--rewrite-json", action="store_true", default=None,
+        help="on the path-based URL, also prefix JSON string values that start with '/' (off by default: "
+             "such strings are as often data as links)")
     add("--state-dir", metavar="DIR",
         help="where the public URL is saved between runs (env TTF_STATE_DIR, default $XDG_STATE_HOME/ttf "
              "or ~/.local/state/ttf)")
@@ -167,7 +171,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
-    "drain_timeout", "new_url", "no_rewrite", "state_dir", "inspect", "inspect_history", "config",
+    "drain_timeout", "new_url", "no_rewrite", "rewrite_json", "state_dir", "inspect", "inspect_history", "config",
 )
 
 
@@ -288,7 +292,7 @@ def convert(name: str, source: str, raw: object) -> object:
         return _number(source, raw, int, 1, 10_000)
     if name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
         return _number(source, raw, float, 0.01, 7 * 24 * 3600)
-    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite"}:
+    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json"}:
         return _flag(source, raw)
     if name == "host":
         host = str(raw).strip().strip("[]")
@@ -324,6 +328,8 @@ def given_options(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -
 def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
     """The Config, with the command line's defaults for the state dir and the inspector, and
     the edge policy built (passwords hashed) from the policy options' checked entries."""
+    if values.get("no_rewrite") and values.get("rewrite_json"):
+        raise ConfigError("--no-rewrite and --rewrite-json contradict each other: pick one")
     lists = {name: values.pop(name, ()) for name in POLICY_OPTIONS}
     if any(lists.values()):
         try:

@@ -2,6 +2,11 @@
 
 Byte-exact: the uri goes out as received (no re-encoding), bodies are never decoded or
 decompressed, repeated headers stay repeated, redirects are returned and not followed.
+One deliberate change: an absolute ``Location``/``Content-Location`` that points at the local
+target (``http://127.0.0.1:<port>/x``, as apps that build URLs from ``Host`` send) becomes the
+public URL the caller used (``X-Forwarded-Proto``, the public ``Host``, ``X-Forwarded-Prefix``).
+Errors: the frame's message is safe to show anyone (no local address, no errno); the detail goes
+to this process's log and the inspector.
 (A little over 300 lines: the whole byte-exact path of one request - check, fetch the body,
 call the local service, build the frame or upload - reads best in one place.)
 """
@@ -14,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import yarl
@@ -39,10 +45,11 @@ log = logging.getLogger("ttf")
 class Failure(Exception):
     """The request cannot be answered with a response: becomes an `error` frame."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.code = code
-        self.message = message[:_ERROR_MESSAGE_MAX]
+        self.message = message[:_ERROR_MESSAGE_MAX]  # goes to the caller: nothing local in it
+        self.detail = detail or message  # the log and the inspector only
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class Exchange:
     response_body: bytes
     duration_ms: int
     error: str | None = None  # the error code answered instead of a response
+    error_detail: str | None = None  # why (local addresses, errno): never sent through the tunnel
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,26 @@ def _decode_header(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _header(headers: Headers, name: str) -> str:
+    found = protocol.header_lookup(headers, name)
+    return found[0].strip() if found else ""
+
+
+def public_location(value: str, local: frozenset[str], public: str, proto: str, prefix: str) -> str:
+    """``value`` pointed at the public URL when it is an absolute http(s) URL whose host:port is
+    in ``local`` (lower-case); otherwise unchanged. The path gets ``prefix`` unless it has it."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if parts.scheme.lower() not in ("http", "https") or parts.netloc.lower() not in local:
+        return value
+    path = parts.path or "/"
+    if prefix and not (path == prefix or path.startswith(prefix + "/")):
+        path = prefix + path
+    return urlunsplit((proto, public, path, parts.query, parts.fragment))
 
 
 def response_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> Headers:
@@ -149,20 +177,23 @@ class Forwarder:
         body = answer = b""
         headers: Headers = {}
         status = 0
+        detail = None
         try:
             uri = check_request_line(req.method, req.uri)
             body = await self._request_body(req)
             status, headers, answer = await self._call_local(req.method, uri, req.headers, body)
             elapsed_ms = int((self.clock() - started) * 1000)
-            frame = await self._response_frame(req, status, headers, answer, elapsed_ms)
+            sent = self.public_locations(req.headers, headers)
+            frame = await self._response_frame(req, status, sent, answer, elapsed_ms)
             error = None
         except Failure as failure:
             frame = error_frame(req.request_id, failure.code, failure.message)
             status = protocol.ERROR_STATUS.get(failure.code, 502)
-            error = failure.code
+            error, detail = failure.code, failure.detail
+            log.warning("%s %s: %s (%s)", req.method, request_path(req.uri)[:200], failure.code, detail)
         duration_ms = int((self.clock() - started) * 1000)
         self._observe(Exchange(started_at, req.method, req.uri, req.headers, body, status, headers, answer,
-                               duration_ms, error))
+                               duration_ms, error, detail))
         event = RequestDone(
             method=req.method,
             path=request_path(req.uri),
@@ -173,6 +204,29 @@ class Forwarder:
             error=error,
         )
         return LocalAnswer(frame=frame, event=event)
+
+    def public_locations(self, request_headers: Headers, headers: Headers) -> Headers:
+        """Absolute Location/Content-Location pointing at the local target -> the public URL.
+        With --keep-host the app builds URLs from the public host itself; those get the scheme
+        the caller used and, in path mode, the /<id> prefix."""
+        public = _header(request_headers, "host") or _header(request_headers, "x-forwarded-host")
+        if not public:
+            return headers
+        local = {self.target.lower(), f"localhost:{self.port}"}
+        if self.port == 80:
+            local.add(self.target.lower().rsplit(":", 1)[0])
+        if self.keep_host:
+            local.add(public.lower())
+        proto = _header(request_headers, "x-forwarded-proto").split(",")[-1].strip().lower()
+        proto = proto if proto in ("http", "https") else "https"
+        prefix = _header(request_headers, "x-forwarded-prefix")
+        prefix = prefix if prefix.startswith("/") and "/" not in prefix[1:] else ""
+        out: Headers = {}
+        for name, values in headers.items():
+            if name.lower() in ("location", "content-location"):
+                values = [public_location(v, frozenset(local), public, proto, prefix) for v in values]
+            out[name] = values
+        return out
 
     def _observe(self, exchange: Exchange) -> None:
         if self.observer is None:
@@ -187,15 +241,17 @@ class Forwarder:
         started, started_at = self.clock(), self.wall()
         answer_headers: Headers = {}
         answer = b""
+        detail = None
         try:
             status, answer_headers, answer = await self._call_local(
                 method, check_request_line(method, uri), headers, body)
             error = None
         except Failure as failure:
             status = protocol.ERROR_STATUS.get(failure.code, 502)
-            error = failure.code
+            error, detail = failure.code, failure.detail
         duration_ms = int((self.clock() - started) * 1000)
-        return Exchange(started_at, method, uri, headers, body, status, answer_headers, answer, duration_ms, error)
+        return Exchange(started_at, method, uri, headers, body, status, answer_headers, answer, duration_ms, error,
+                        detail)
 
     async def _request_body(self, req: HttpRequest) -> bytes:
         if not req.body_url:
@@ -255,9 +311,14 @@ class Forwarder:
         except TimeoutError:
             raise Failure("timeout", f"local service did not answer within {self.request_timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
-            raise Failure("local_service_unavailable", f"cannot connect to {self.target}: {exc.os_error}") from None
+            raise Failure("local_service_unavailable", "the local service is not reachable",
+                          f"cannot connect to {self.target}: {exc.os_error}") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            raise Failure("local_service_error", "the local service closed the connection without a complete answer",
+                          f"local service at {self.target}: {exc!r}") from None
         except (aiohttp.ClientError, ValueError) as exc:
-            raise Failure("internal_error", f"local service error: {exc!r}") from None
+            raise Failure("internal_error", "the local service could not be called",
+                          f"local service at {self.target}: {exc!r}") from None
 
     async def _response_frame(self, req: HttpRequest, status: int, headers: Headers, body: bytes, elapsed_ms: int) -> str:
         if len(body) <= AGENT_MESSAGE_MAX:

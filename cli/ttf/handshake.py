@@ -50,6 +50,8 @@ def connect_headers(config: Config) -> dict[str, str]:
         headers["X-Tunnel-Subdomain"] = config.subdomain
     if config.no_rewrite:
         headers["X-Tunnel-Rewrite"] = "off"
+    elif config.rewrite_json:
+        headers["X-Tunnel-Rewrite"] = "json"
     if config.policy:  # at every $connect: reconnects and renewals keep the policy
         headers[policy.HEADER] = policy.to_header(config.policy)
     return headers

@@ -39,6 +39,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "log_level": ("LOG_LEVEL",),
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
     "path_routing": ("PATH_ROUTING",),
+    "path_referer_routing": ("PATH_REFERER_ROUTING",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
@@ -51,7 +52,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
                  "PATH_ROUTING", "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
-                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "LOG_LEVEL"),
+                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -125,6 +126,16 @@ def path_routing() -> bool:
     serves every tunnel from ONE origin; a multi-tenant deployment with a wildcard custom
     domain turns it off and uses subdomains only."""
     return _bool("PATH_ROUTING", True)
+
+
+def path_referer_routing() -> bool:
+    """Single-tenant switch (Terraform ``path_referer_routing``), off unless explicitly true."""
+    value = _get("PATH_REFERER_ROUTING").lower()
+    if value in ("", "false", "0", "no", "off"):
+        return False
+    if value in ("true", "1", "yes", "on"):
+        return True
+    raise ConfigError(f"PATH_REFERER_ROUTING must be true or false, got {value!r}")
 
 
 def jwt_secret() -> str:

@@ -50,14 +50,20 @@ REWRITE_ON = frozenset({"", "on", "true", "1", "yes"})
 REWRITE_OFF = frozenset({"off", "false", "0", "no"})
 
 
-def _rewrite_wanted(ws: apigw.WsEvent) -> bool | None:
-    """``X-Tunnel-Rewrite: off`` (or ``?rewrite=off``): answers pass through path mode untouched.
-    None when the value is neither on nor off."""
+REWRITE_JSON = "json"
+
+
+def _rewrite_wanted(ws: apigw.WsEvent) -> str | None:
+    """``X-Tunnel-Rewrite: off`` (or ``?rewrite=off``): answers pass through path mode untouched;
+    ``json``: JSON bodies are rewritten too (``ttf --rewrite-json``). Returns "on", "off" or
+    "json"; None when the value is none of those."""
     value = _pick(ws, "rewrite").lower()
     if value in REWRITE_ON:
-        return True
+        return "on"
     if value in REWRITE_OFF:
-        return False
+        return "off"
+    if value == REWRITE_JSON:
+        return REWRITE_JSON
     return None
 
 
@@ -143,7 +149,7 @@ def connect(event: Any) -> dict[str, Any]:
     rewrite = _rewrite_wanted(ws)
     edge_policy = _policy(ws)
     if rewrite is None:
-        outcome = Outcome(400, "X-Tunnel-Rewrite must be on or off")
+        outcome = Outcome(400, "X-Tunnel-Rewrite must be on, off or json")
     elif isinstance(edge_policy, Outcome):
         outcome = edge_policy
     elif token and not RECLAIM_TOKEN_RE.fullmatch(token):
@@ -163,9 +169,10 @@ def connect(event: Any) -> dict[str, Any]:
         connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
         subdomain=outcome.tunnel_id if outcome.reason == "named" else None,
-        rewrite=bool(rewrite), policy=edge_policy if isinstance(edge_policy, str) else None))
+        rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON,
+        policy=edge_policy if isinstance(edge_policy, str) else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=outcome.tunnel_id, how=outcome.reason,
-             subject=subject, rewrite=bool(rewrite),
+             subject=subject, rewrite=rewrite,
              policy=bool(edge_policy))  # whether one is in force, never its content
     _audit(ws, "connect", outcome.reason, 200, outcome.tunnel_id, subject)
     return apigw.ws_response(200)

@@ -9,10 +9,15 @@ Header fidelity (what changes on the way):
   ``PROXY_HEADERS`` is dropped and ``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Host/-Port/
   -Proto`` and, in path mode, ``X-Forwarded-Prefix: /<id>`` are set from the event's
   requestContext (source IP, domain name) and the deployment's scheme. ``X-Forwarded-For``
-  keeps the caller's chain with the source IP API Gateway saw as its LAST entry.
+  keeps the caller's chain with the source IP API Gateway saw as its LAST entry. ``Host`` is
+  then set to the public host the caller used (domain name, with the port when not the
+  scheme's default): the agent passes it on with ``--keep-host``.
 * to the caller: each ``Set-Cookie`` value goes out separately (payload 2.0 ``cookies``);
   other repeated headers are joined with ", " (2.0 has no multiValueHeaders); hop-by-hop
-  headers and Content-Length are dropped (API Gateway sets the length).
+  headers are dropped, and Content-Length too (API Gateway sets the length) except on HEAD,
+  whose empty body cannot say it.
+* errors the agent reports reach the caller as a fixed sentence per code (``PUBLIC_MESSAGES``):
+  the agent's own message (local addresses, errno) stays in its log and inspector.
 
 Request target: API Gateway hands over the path percent-DECODED (``%2F`` is ``/`` by then,
 and the path was cut at a decoded ``?``); ``routing.request_target`` re-encodes what cannot stand
@@ -74,6 +79,19 @@ RESULT_HEADROOM = 16 * limits.KB
 
 GONE = "agent_gone"
 TIMEOUT = "timeout"
+
+# What a caller is told for each error the agent reports; nothing of the agent's message.
+PUBLIC_MESSAGES: dict[str, str] = {
+    "invalid_request": "the tunnel agent refused the request as invalid",
+    "timeout": "the tunnel's local service did not answer in time",
+    "local_service_unavailable": "the tunnel's local service is not reachable",
+    "local_service_error": "the tunnel's local service closed the connection without a complete answer",
+    "internal_error": "the tunnel agent could not answer this request",
+    "tunnel_busy": "the tunnel is busy: too many requests are waiting for its local service",
+}
+NOT_FOUND = ("tunnel not found: no live tunnel answers at this address. Path URLs look like "
+             "/<tunnel-id>/ followed by the page's path, tunnel-id being the 12 characters ttf printed; "
+             "a page opened without the slash after the id resolves its relative links outside the tunnel.")
 
 
 @dataclass(frozen=True)
@@ -151,13 +169,15 @@ def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
         out["x-forwarded-host"] = [host]
     public_host = host if default_port or not host else f"{host}:{port}"
     out["forwarded"] = [_forwarded_element(source_ip, public_host, scheme)]
+    if public_host:
+        out["host"] = [public_host]  # the public host: ttf --keep-host sends it on as Host
     if route.prefix:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
 
 
-def caller_headers(headers: Headers) -> Headers:
-    return protocol.strip_hop_by_hop(headers, also=("content-length",))
+def caller_headers(headers: Headers, method: str = "GET") -> Headers:
+    return protocol.strip_hop_by_hop(headers, also=() if method == "HEAD" else ("content-length",))
 
 
 def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
@@ -286,24 +306,24 @@ def _first(headers: Headers, name: str) -> str:
 
 
 def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
-                 rewrite_paths: bool = True, rules: policy.Policy | None = None) -> Outcome:
+                 rewrite_paths: bool = True, rules: policy.Policy | None = None,
+                 rewrite_json: bool = False) -> Outcome:
     """The caller's response. In path mode root-relative links are rewritten unless the agent
-    connected with rewriting off (``rewrite_paths``): then every byte is the local service's."""
+    connected with rewriting off (``rewrite_paths``): then every byte is the local service's.
+    JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
     if answer.status == names.STATUS_ERROR:
-        code = answer.error_code or "internal_error"
-        status = protocol.ERROR_STATUS.get(code, 502)
-        detail = (answer.error_message or "").replace("\n", " ")[:200]
-        return fail(status, code, f"{code}: {detail}" if detail else code)
+        code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
+        return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
     loaded = _response_body(request_id, answer)
     if isinstance(loaded, Outcome):
         return loaded
     body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
-    headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json)))
+    headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json), req.method))
     if rules:
         policy.apply_rules(headers, rules.response_remove, rules.response_add)
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
-                                         route.prefix)
+                                         route.prefix, json=rewrite_json)
         headers = rewrite.rewrite_headers(headers, route.prefix)
         if rewritten != body:
             version = None  # forward stores what it changed itself
@@ -341,8 +361,10 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
     if not _TOKEN_RE.fullmatch(req.method):
         return fail(400, "invalid_request", "invalid method")
     route = routing.resolve(req.domain_name, req.raw_path, config.tunnel_domain())
+    if route is None and config.path_routing():
+        route = _referer_route(req)
     if route is None or (route.mode == routing.PATH and not config.path_routing()):
-        return fail(404, "tunnel_not_found", "tunnel not found")
+        return fail(404, "tunnel_not_found", NOT_FOUND)
     try:
         target = routing.request_target(route.path, req.raw_query)
     except ValueError:
@@ -352,6 +374,31 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
     if len(req.body) > limits.INLINE_REQUEST_BODY_MAX and not bodies.enabled():
         return fail(413, "payload_too_large", "request body too large (no body bucket configured)")
     return route, target
+
+
+def _referer_route(req: apigw.HttpEvent) -> routing.Route | None:
+    """Single-tenant deployments only (``PATH_REFERER_ROUTING``): a request whose first segment is
+    no live tunnel goes, path unchanged, to the tunnel of the same-origin page that made it
+    (``Referer: <origin>/<id>/...``), so a page's root-relative ``fetch('/api/x')`` works."""
+    if not config.path_referer_routing():
+        return None
+    referer = urlsplit(req.headers.get("referer", ""))
+    if referer.netloc.lower() != (req.headers.get("host") or req.domain_name).lower():
+        return None
+    segment = referer.path[1:].split("/", 1)[0]
+    if not routing.is_routable(segment) or req.raw_path.startswith(f"/{segment}/"):
+        return None
+    return routing.Route(tunnel_id=segment, mode=routing.PATH, path=req.raw_path, prefix="/" + segment)
+
+
+def _bare_prefix(req: apigw.HttpEvent, route: routing.Route) -> Outcome | None:
+    """``GET``/``HEAD /<id>`` -> 308 ``/<id>/`` (query kept): relative links on the page would
+    otherwise resolve outside the tunnel. The target always ends in ``/``, so it never loops."""
+    if route.mode != routing.PATH or req.raw_path != route.prefix or req.method not in ("GET", "HEAD"):
+        return None
+    location = route.prefix + routing.request_target("/", req.raw_query)
+    result = apigw.http_response(308, {"location": [location], "cache-control": ["no-store"]}, b"")
+    return Outcome(result, 308)
 
 
 def _alive(connection_id: str, endpoint: str) -> bool:
@@ -494,11 +541,19 @@ def _post(route: routing.Route, conn: store.Connection, frame: str) -> store.Con
 
 def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
     conn = CONNECTIONS.lookup(route.tunnel_id)
+    if conn is None and route.mode == routing.PATH:
+        by_referer = _referer_route(req)
+        conn = CONNECTIONS.lookup(by_referer.tunnel_id) if by_referer else None
+        if conn and by_referer:
+            route, target = by_referer, routing.request_target(by_referer.path, req.raw_query)
     if conn is None:
-        return fail(404, "tunnel_not_found", "tunnel not found")
+        return fail(404, "tunnel_not_found", NOT_FOUND)
     rules = _edge_policy(req, target, conn)
     if isinstance(rules, Outcome):
         return rules
+    redirect = _bare_prefix(req, route)
+    if redirect is not None:
+        return redirect
     request_id = uuid.uuid4().hex
     created_at = int(time.time() * 1000)
     fields.update(request_id=request_id, connection_id=conn.connection_id, path=route.path[:256],
@@ -525,7 +580,7 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: d
         answer = _give_up(request_id, conn.connection_id, answer, message, context) or answer
     if isinstance(answer, str):
         return fail(504 if answer == TIMEOUT else 502, answer, message)
-    return build_answer(request_id, req, route, answer, conn.rewrite, rules)
+    return build_answer(request_id, req, route, answer, conn.rewrite, rules, conn.rewrite_json)
 
 
 def forward(event: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ ERROR_CODES: dict[str, int] = {
     "tunnel_busy": 429,
     "agent_gone": 502,
     "internal_error": 502,
+    "local_service_error": 502,
     "response_too_large": 502,
     "local_service_unavailable": 503,
     "timeout": 504,

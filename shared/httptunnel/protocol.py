@@ -44,6 +44,7 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_request": 400,
     "timeout": 504,
     "local_service_unavailable": 503,
+    "local_service_error": 502,
     "internal_error": 502,
     "tunnel_busy": 429,  # the agent's queue is full: it refused at once instead of queueing
 }

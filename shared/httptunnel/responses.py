@@ -15,10 +15,11 @@ from .protocol import ProtocolError
 
 def public_urls(tunnel_id: str) -> tuple[str, str | None, str | None]:
     """(public_url, path_based_url, subdomain_url). public_url is the subdomain URL when configured;
-    there is no path_based_url when path routing is off (PATH_ROUTING=false needs a template)."""
+    there is no path_based_url when path routing is off (PATH_ROUTING=false needs a template).
+    The path URL ends in ``/``: a page at ``/<id>`` would resolve its relative links outside the tunnel."""
     template = config.subdomain_url_template()
     sub_url = template.replace("{tunnel_id}", tunnel_id) if template else None
-    path_url = f"{config.public_http_url()}/{tunnel_id}" if config.path_routing() or not sub_url else None
+    path_url = f"{config.public_http_url()}/{tunnel_id}/" if config.path_routing() or not sub_url else None
     return (sub_url or path_url or ""), path_url, sub_url
 
 

@@ -14,9 +14,11 @@ Only in path mode (subdomain mode never rewrites). What changes, and nothing els
   - HTML: ``href|src|action|formaction|poster=`` attribute values starting with a single
     ``/``, and CSS ``url(/...)`` inside it;
   - CSS: ``url(/...)`` and ``@import "/..."``;
-  - JSON: string VALUES (never object keys) that start with a single ``/``; the text is
-    scanned, not re-serialised, so every other byte (spacing, order, numbers) is kept.
-    Invalid JSON is left alone.
+  - JSON, only when the agent asked (``ttf --rewrite-json``): string VALUES (never object
+    keys) that start with a single ``/``; the text is scanned, not re-serialised, so every
+    other byte (spacing, order, numbers) is kept. Invalid JSON is left alone. Off by default:
+    a JSON string starting with ``/`` is as often data (an echoed form value, a file path) as
+    a link, and data must come back unchanged.
   Values already starting with the prefix are left alone, so rewriting is idempotent.
 """
 
@@ -111,10 +113,10 @@ def _kind(content_type: str) -> str:
     return ""
 
 
-def rewrite_body(body: bytes, content_type: str, content_encoding: str, prefix: str) -> bytes:
+def rewrite_body(body: bytes, content_type: str, content_encoding: str, prefix: str, json: bool = False) -> bytes:
     """The rewritten body, or the same bytes when nothing applies (see module docstring)."""
     kind = _kind(content_type)
-    if not prefix or not kind or not body:
+    if not prefix or not kind or not body or (kind == "json" and not json):
         return body
     if content_encoding.strip().lower() not in ("", "identity"):
         return body

@@ -74,6 +74,7 @@ class Connection:
     subject: str | None = None
     subdomain: str | None = None
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
+    rewrite_json: bool = False  # path-mode rewriting of JSON bodies too (ttf --rewrite-json)
     policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
 
 
@@ -87,6 +88,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         subject=item.get("subject"),
         subdomain=item.get("subdomain"),
         rewrite=item.get("rewrite") is not False,
+        rewrite_json=item.get("rewriteJson") is True,
         policy=item.get("policy") or None,
     )
 
@@ -102,6 +104,7 @@ def put_connection(conn: Connection) -> None:
         "subject": conn.subject,
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
+        "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
         "policy": conn.policy,  # holds webhook secrets: see the README's security model
     }))
 

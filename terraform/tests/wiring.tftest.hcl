@@ -211,8 +211,13 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "forward environment"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward"].environment["PATH_REFERER_ROUTING"]) == "false"
+    error_message = "Referer routing is off unless the operator of a single-tenant deployment turns it on"
   }
 
   assert {

@@ -62,6 +62,17 @@ def test_ipv6_local_target(tmp_path):
     assert c.host == "::1" and c.local_target == "[::1]:8080"
 
 
+def test_rewrite_json_is_asked_for_at_connect_and_contradicts_no_rewrite(tmp_path):
+    from ttf.handshake import connect_headers
+    env = {"TTF_ENDPOINT": "ws://h"}
+    assert "X-Tunnel-Rewrite" not in connect_headers(parse_config([], env=env, cwd=tmp_path))
+    wanted = parse_config(["--rewrite-json"], env=env, cwd=tmp_path)
+    assert wanted.rewrite_json and connect_headers(wanted)["X-Tunnel-Rewrite"] == "json"
+    assert parse_config([], env={**env, "TTF_REWRITE_JSON": "1"}, cwd=tmp_path).rewrite_json
+    with pytest.raises(ConfigError, match="contradict"):
+        parse_config(["--rewrite-json", "--no-rewrite"], env=env, cwd=tmp_path)
+
+
 def test_edge_policy_options_repeat_and_come_from_env(tmp_path):
     from httptunnel import policy
 

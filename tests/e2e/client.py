@@ -20,7 +20,7 @@ class Reply:
 def target(public_url: str, path: str) -> tuple[str, str]:
     """(URL on 127.0.0.1, Host header): *.localhost does not resolve everywhere."""
     parts = urlsplit(public_url)
-    return f"http://127.0.0.1:{parts.port}{parts.path}{path}", parts.netloc
+    return f"http://127.0.0.1:{parts.port}{parts.path.rstrip('/')}{path}", parts.netloc
 
 
 async def request(session: aiohttp.ClientSession, method: str, public_url: str, path: str = "/",

@@ -45,10 +45,29 @@ async def wait_posted(agent, timeout: float = 10) -> str:
 
 
 async def test_local_service_down_is_503(session, agent_factory):
-    agent = agent_factory(closed_port())
+    port = closed_port()
+    agent = agent_factory(port)
     reply = await request(session, "GET", agent.public_url, "/anything")
     assert reply.status == 503
-    assert "x-tunnel-error" in reply.headers
+    assert reply.headers["x-tunnel-error"] == "local_service_unavailable"
+    # strangers learn what failed, not where: the address and errno are in ttf's log only
+    assert str(port) not in reply.body.decode() and "Errno" not in reply.body.decode()
+    assert f"127.0.0.1:{port}" in agent.agent.log_path.read_text()
+
+
+async def test_an_app_that_drops_the_connection_is_local_service_error(session, agent_factory):
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()  # the request read, not a byte answered
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    try:
+        agent = agent_factory(server.sockets[0].getsockname()[1])
+        reply = await request(session, "GET", agent.public_url, "/anything")
+    finally:
+        server.close()
+    assert (reply.status, reply.headers["x-tunnel-error"]) == (502, "local_service_error")
+    assert "127.0.0.1" not in reply.body.decode()
 
 
 async def test_local_service_too_slow_is_504(session, agent_factory, origin):

@@ -44,12 +44,17 @@ async def test_path_mode_reaches_the_origin(session, tunnel):
     assert reply.body == pattern(3000)
 
 
-async def test_path_mode_rewrites_json_paths_unless_the_agent_says_no_rewrite(session, tunnel, agent_factory, origin):
-    """Default: root-relative JSON string values get the /<id> prefix (documented); `ttf --no-rewrite`
-    makes the path-based URL answer with the local service's bytes."""
+async def test_path_mode_rewrites_json_only_when_the_agent_asks(session, tunnel, agent_factory, origin):
+    """Default: a JSON body is data and comes back unchanged in path mode (issue 14);
+    `ttf --rewrite-json` asks for root-relative JSON string values to get the /<id> prefix;
+    `ttf --no-rewrite` leaves every answer untouched."""
     reply = await request(session, "GET", tunnel.path_based_url, "/echo?a=%2F")
-    assert json.loads(reply.body)["raw_path"] == f"/{tunnel.tunnel_id}/echo?a=%2F"
-    plain = agent_factory(origin, "--no-rewrite")
+    assert reply.status == 200 and json.loads(reply.body)["raw_path"] == "/echo?a=%2F"
+    rewriting = agent_factory(origin, "--rewrite-json")
+    reply = await request(session, "GET", rewriting.path_based_url, "/echo?a=%2F")
+    assert json.loads(reply.body)["raw_path"] == f"/{rewriting.tunnel_id}/echo?a=%2F"
+    plain = agent_factory(origin, "--no-rewrite", "--new-url")  # its own id, not the saved one of the first
+    assert plain.tunnel_id != rewriting.tunnel_id
     reply = await request(session, "GET", plain.path_based_url, "/echo?a=%2F")
     assert reply.status == 200 and json.loads(reply.body)["raw_path"] == "/echo?a=%2F"
 

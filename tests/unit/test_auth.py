@@ -523,7 +523,7 @@ def test_named_subdomain_granted_by_claim(hs_env):
     token = hs(claims(tunnel_subdomains=["myapp", "other"]))
     est = connect_agent("conn-S", headers={"Authorization": f"Bearer {token}", "X-Tunnel-Subdomain": "myapp"})
     assert est["tunnel_id"] == "myapp" and est["subdomain"] == "myapp"
-    assert est["public_url"].endswith("/myapp")
+    assert est["public_url"].endswith("/myapp/")
 
 
 def test_named_subdomain_not_in_claim_is_403(hs_env):

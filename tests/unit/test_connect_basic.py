@@ -27,7 +27,7 @@ def test_connect_stores_row_and_ready_returns_urls(aws, mgmt, ctx):
     tid = est["tunnel_id"]
     assert routing.is_tunnel_id(tid)
     assert est["connection_id"] == "conn-A"
-    assert est["public_url"] == f"https://abc123http.execute-api.us-east-1.amazonaws.com/{tid}"
+    assert est["public_url"] == f"https://abc123http.execute-api.us-east-1.amazonaws.com/{tid}/"
     assert est["path_based_url"] == est["public_url"]
     assert "subdomain_url" not in est
     assert "reclaim_token" not in est  # the agent made it; nothing secret travels back
@@ -64,7 +64,7 @@ def test_subdomain_template_makes_public_url_the_subdomain(aws, mgmt, monkeypatc
     est = connect_agent("conn-A")
     assert est["subdomain_url"] == f"https://{est['tunnel_id']}.t.example.com"
     assert est["public_url"] == est["subdomain_url"]
-    assert est["path_based_url"].endswith("/" + est["tunnel_id"])
+    assert est["path_based_url"].endswith("/" + est["tunnel_id"] + "/")  # relative links stay inside the tunnel
 
 
 def test_management_endpoint_override_wins(aws, mgmt, monkeypatch):

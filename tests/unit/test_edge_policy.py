@@ -191,7 +191,8 @@ def test_tunnel_busy_is_429(aws, mgmt, ctx):
                                                    message="64 requests queued"))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 429 and result["headers"]["x-tunnel-error"] == "tunnel_busy"
-    assert "64 requests queued" in result["body"]
+    # the agent's message stays local: callers get the code's fixed sentence (issue 14)
+    assert result["body"] == forwarding.PUBLIC_MESSAGES["tunnel_busy"] + "\n"
 
 
 # --------------------------------------------------------------------------- 4. proxy headers

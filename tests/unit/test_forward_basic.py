@@ -101,7 +101,9 @@ def test_get_inline_round_trip(aws, mgmt, ctx):
     assert req["headers"]["x-forwarded-proto"] == ["https"]
     assert req["headers"]["x-forwarded-host"] == ["abc123http.execute-api.us-east-1.amazonaws.com"]
     assert req["headers"]["x-forwarded-prefix"] == [f"/{tid}"]
-    assert "host" not in req["headers"] and "content-length" not in req["headers"]
+    # the public host the caller used: ttf --keep-host passes it on as Host (issue 14)
+    assert req["headers"]["host"] == ["abc123http.execute-api.us-east-1.amazonaws.com"]
+    assert "content-length" not in req["headers"]
     # the only row is the agent's answer, keyed by the request and the connection it was posted to
     [row] = boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"]
     assert row["requestId"]["S"] == f"{req['request_id']}:conn-A" and "ttl" in row

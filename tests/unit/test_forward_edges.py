@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
-from httptunnel import limits, protocol
+from httptunnel import forwarding, limits, protocol
 
 from .helpers import BUCKET, PENDING_TABLE, FakeContext, connect_agent, load_handler, ws_event
 from .test_forward_basic import Agent, http_event, ok
@@ -29,15 +29,27 @@ def _s3_key(url: str) -> str:
 
 
 @pytest.mark.parametrize("code,status", [("invalid_request", 400), ("timeout", 504),
-                                         ("local_service_unavailable", 503), ("internal_error", 502)])
+                                         ("local_service_unavailable", 503), ("local_service_error", 502),
+                                         ("internal_error", 502), ("tunnel_busy", 429)])
 def test_agent_error_codes_map_to_statuses(aws, mgmt, ctx, code, status):
+    """The caller gets the code and a fixed sentence; the agent's message (which may name local
+    addresses and errno) never reaches the public body."""
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code=code, message="boom"))
+    message = "cannot connect to 127.0.0.1:8765: [Errno 111] Connect call failed"
+    Agent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code=code, message=message))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == status
     assert result["headers"]["x-tunnel-error"] == code
     assert result["headers"]["content-type"].startswith("text/plain")
-    assert "boom" in result["body"]
+    assert result["body"] == forwarding.PUBLIC_MESSAGES[code] + "\n"
+    assert "127.0.0.1" not in result["body"] and "Errno" not in result["body"]
+
+
+def test_an_unknown_agent_error_code_is_internal_error(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    Agent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code="made_up", message="x"))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert (result["statusCode"], result["headers"]["x-tunnel-error"]) == (502, "internal_error")
 
 
 def test_no_answer_is_504_and_late_answer_is_rejected(aws, mgmt, ctx, monkeypatch):
@@ -202,16 +214,20 @@ def test_agent_can_switch_path_mode_rewriting_off(aws, mgmt, ctx, how):
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["body"] == body.decode() and result["headers"]["location"] == "/login"
     assert result["cookies"] == ["sid=1; Path=/"]
-    # a second agent of another tunnel keeps the default
+    # a second agent of another tunnel keeps the default: JSON is data, never rewritten (issue 14)
     tid_b = connect_agent("conn-B", headers={"X-Tunnel-Rewrite": "on"})["tunnel_id"]
     Agent(mgmt, "conn-B", ok(body, headers={"content-type": ["application/json"]}))
-    assert f'"/{tid_b}/page/2"' in load_handler("forward")(http_event(tid_b), ctx)["body"]
+    assert load_handler("forward")(http_event(tid_b), ctx)["body"] == body.decode()
+    # ttf --rewrite-json asks for JSON string values too
+    tid_c = connect_agent("conn-C", headers={"X-Tunnel-Rewrite": "json"})["tunnel_id"]
+    Agent(mgmt, "conn-C", ok(body, headers={"content-type": ["application/json"]}))
+    assert f'"/{tid_c}/page/2"' in load_handler("forward")(http_event(tid_c), ctx)["body"]
 
 
 def test_bad_rewrite_value_is_a_clear_400(aws, ctx):
     result = load_handler("connect")(ws_event("connect.json", "conn-X", headers={"X-Tunnel-Rewrite": "sometimes"}),
                                      FakeContext())
-    assert result["statusCode"] == 400 and "X-Tunnel-Rewrite must be on or off" in result["body"]
+    assert result["statusCode"] == 400 and "X-Tunnel-Rewrite must be on, off or json" in result["body"]
 
 
 def test_compressed_bodies_are_never_rewritten(aws, mgmt, ctx):

@@ -200,5 +200,7 @@ def _expected(doc, prefix):
 def test_json_values_rewritten_keys_never(doc, prefix, pretty):
     import json
     text = json.dumps(doc, indent=2 if pretty else None, ensure_ascii=False)
-    out = rewrite.rewrite_body(text.encode(), "application/json", "", prefix)
+    out = rewrite.rewrite_body(text.encode(), "application/json", "", prefix, json=True)
     assert json.loads(out) == _expected(doc, prefix)
+    # without --rewrite-json a JSON body is data: every byte unchanged
+    assert rewrite.rewrite_body(text.encode(), "application/json", "", prefix) == text.encode()

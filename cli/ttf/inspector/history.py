@@ -67,6 +67,7 @@ class Entry:
     source: str = "tunnel"  # one of SOURCES
     # the tunnel it came through: a config file's tunnel's name, else the tunnel id
     tunnel: str | None = None
+    error_detail: str | None = None  # why the local call failed (local addresses, errno): here only
 
     @property
     def cost(self) -> int:
@@ -83,7 +84,7 @@ class Entry:
         return {
             "id": self.id, "time": round(self.at, 3), "method": self.method, "uri": self.uri, "host": self.host,
             "status": self.status, "duration_ms": self.duration_ms, "error": self.error,
-            "replay_of": self.replay_of, "source": self.source, "tunnel": self.tunnel,
+            "error_detail": self.error_detail, "replay_of": self.replay_of, "source": self.source, "tunnel": self.tunnel,
             "request_size": self.request.size, "request_truncated": self.request.truncated,
             "response_size": self.response.size, "response_truncated": self.response.truncated,
         }
@@ -187,7 +188,7 @@ class History:
             request_headers=exchange.request_headers, request=capture(exchange.request_body, self.cap),
             status=exchange.status, response_headers=exchange.response_headers,
             response=capture(exchange.response_body, self.cap), duration_ms=exchange.duration_ms,
-            error=exchange.error, replay_of=replay_of,
+            error=exchange.error, error_detail=exchange.error_detail, replay_of=replay_of,
             source=source or ("replay" if replay_of is not None else "tunnel"), tunnel=tunnel or self.tunnel,
         )
         return self.add(entry)
