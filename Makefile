@@ -39,10 +39,10 @@ $(CHECKOV_STAMP): scripts/checkov-requirements.txt
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 build: $(STAMP) ## build the Lambda layer + function zips for AWS (arm64) into build/
-	$(BIN)/python -m scripts.build
+	$(BIN)/python -m scripts.package
 
 build-local: $(STAMP) ## build the zips for the local stack (host arch) into build/local/
-	$(BIN)/python -m scripts.build --local
+	$(BIN)/python -m scripts.package --local
 
 stack: build-local ## run the local stack in the foreground (moto + terraform + API Gateway emulator)
 	$(BIN)/python -m emulator.stack

@@ -25,7 +25,7 @@ variable "tags" {
 
 variable "build_dir" {
   type        = string
-  description = "Folder holding layer.zip and functions/<fn>.zip from scripts/build; empty = <root>/../build."
+  description = "Folder holding layer.zip and functions/<fn>.zip from scripts/package; empty = <root>/../build."
   default     = ""
 }
 

@@ -226,7 +226,7 @@ def test_zips_carry_bytecode_for_the_target_python(tmp_path):
 
     import pytest
 
-    from scripts.build import __main__ as build
+    from scripts.package import __main__ as build
     interpreter = build.find_python("3.12")
     if interpreter is None:
         pytest.skip("no python3.12 on this machine to compile for the Lambda runtime")

@@ -29,7 +29,7 @@ def test_init_offline_and_validate(tf_initialized):
 @pytest.fixture
 def fixture_zips(tmp_path):
     """Placeholder zips where terraform/tests/*.tftest.hcl point build_dir (build/ is never committed)."""
-    from scripts.build.__main__ import FUNCTIONS, write_zip
+    from scripts.package.__main__ import FUNCTIONS, write_zip
 
     src = tmp_path / "src"
     src.mkdir()

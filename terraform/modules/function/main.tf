@@ -58,7 +58,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:the functions only call AWS APIs (DynamoDB, S3, API Gateway, EventBridge); a VPC would add NAT cost and cold-start latency for nothing
   #checkov:skip=CKV_AWS_116:HTTP/WebSocket-facing functions are invoked synchronously (no DLQ applies); the stream mapping retries with ReportBatchItemFailures and the cleanup schedule re-runs
   #checkov:skip=CKV_AWS_173:environment holds names and URLs; a JWT secret belongs in SSM/Secrets Manager (jwt_secret_ssm_parameter / jwt_secret_arn), and Lambda encrypts env at rest with an AWS key
-  #checkov:skip=CKV_AWS_272:code signing needs a signing profile the user owns; zips are built reproducibly by scripts/build
+  #checkov:skip=CKV_AWS_272:code signing needs a signing profile the user owns; zips are built reproducibly by scripts/package
   #checkov:skip=CKV_AWS_50:X-Ray tracing is a variable (tracing_mode), off by default to keep the roles minimal
   #checkov:skip=CKV_AWS_115:reserved concurrency is a per-function variable (reserved_concurrency); unset by default so a fresh account's low limit is not exhausted
   function_name    = var.function_name

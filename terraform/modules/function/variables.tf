@@ -64,7 +64,7 @@ variable "tracing_mode" {
 
 variable "filename" {
   type        = string
-  description = "Path of the function zip built by scripts/build (its hash decides when the code changes)."
+  description = "Path of the function zip built by scripts/package (its hash decides when the code changes)."
 }
 
 variable "s3_bucket" {

@@ -1,7 +1,7 @@
 """Build the Lambda artifacts: the layer zip and one zip per function.
 
-    python -m scripts.build                       # deploy build: arm64, python3.12 -> build/
-    python -m scripts.build --local               # local stack: host arch, local runtime -> build/local/
+    python -m scripts.package                       # deploy build: arm64, python3.12 -> build/
+    python -m scripts.package --local               # local stack: host arch, local runtime -> build/local/
 
 The layer holds the `httptunnel` package plus pyjwt and cryptography vendored for the
 *Lambda* platform (manylinux wheels of the target architecture and Python version), never
