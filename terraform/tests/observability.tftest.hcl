@@ -64,6 +64,20 @@ provider "aws" {
 variables {
   build_dir                = "./tests/fixtures/build"
   jwt_secret_ssm_parameter = "/tunnel/jwt"
+
+  # What the runs that call modules/observability on its own give it (the root module ignores
+  # the names it does not declare).
+  name_prefix            = "http-tunnel"
+  aws_region             = "us-east-1"
+  function_names         = { forward = "http-tunnel-forward", cleanup = "http-tunnel-cleanup" }
+  forward_log_group_name = "/aws/lambda/http-tunnel-forward"
+  cleanup_log_group_name = "/aws/lambda/http-tunnel-cleanup"
+  error_codes            = { timeout = 504, tunnel_not_found = 404 }
+  http_api_id            = "abc123"
+  http_stage_name        = "$default"
+  websocket_api_id       = "def456"
+  websocket_stage_name   = "prod"
+  tables                 = { pending = { name = "http-tunnel-pending-requests" } }
 }
 
 run "defaults" {
@@ -222,22 +236,88 @@ run "rejects_bad_email" {
   expect_failures = [var.alarm_email]
 }
 
+# The module owns the threshold checks; the root passes alarm_thresholds through as they are
+# (a root run cannot name a module's variable in expect_failures, so these runs call the module
+# itself; "thresholds" above shows that root values reach it unchanged).
+run "the_module_on_its_own_plans_with_the_default_thresholds" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  assert {
+    condition     = output.alarms["tunnel-timeout"].threshold == 5 && output.alarms["account-concurrency"].threshold == 800
+    error_message = "the inputs the rejects_* runs below share are valid: only their thresholds make them fail"
+  }
+}
+
 run "rejects_unknown_error_code" {
   command = plan
 
-  variables {
-    alarm_thresholds = { tunnel_error_percent = { tunnel_bored = 5 } }
+  module {
+    source = "./modules/observability"
   }
 
-  expect_failures = [var.alarm_thresholds]
+  variables {
+    thresholds = { tunnel_error_percent = { tunnel_bored = 5 } }
+  }
+
+  expect_failures = [var.thresholds]
 }
 
 run "rejects_odd_period" {
   command = plan
 
-  variables {
-    alarm_thresholds = { period_seconds = 90 }
+  module {
+    source = "./modules/observability"
   }
 
-  expect_failures = [var.alarm_thresholds]
+  variables {
+    thresholds = { period_seconds = 90 }
+  }
+
+  expect_failures = [var.thresholds]
+}
+
+run "rejects_a_period_under_a_minute" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    thresholds = { period_seconds = 0 }
+  }
+
+  expect_failures = [var.thresholds]
+}
+
+run "rejects_zero_evaluation_periods" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    thresholds = { evaluation_periods = 0 }
+  }
+
+  expect_failures = [var.thresholds]
+}
+
+run "rejects_concurrency_over_100_percent" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    thresholds = { concurrency_percent = 101 }
+  }
+
+  expect_failures = [var.thresholds]
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -45,6 +46,32 @@ def test_terraform_test_with_mock_provider(tf_initialized, fixture_zips):
     proc = tfenv.terraform(["test", "-no-color"], TERRAFORM_DIR, tf_initialized, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failed" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("thresholds, message", [
+    ("{ period_seconds = 90 }", "alarm_thresholds.period_seconds (thresholds of modules/observability) must be a whole number of minutes"),
+    ("{ tunnel_error_percent = { tunnel_bored = 5 } }", "alarm_thresholds.tunnel_error_percent (thresholds of modules/observability) keys must be x-tunnel-error codes: agent_gone,"),
+])
+def test_a_bad_alarm_threshold_stops_the_root_plan(tf_initialized, fixture_zips, thresholds, message):
+    """modules/observability owns the threshold checks and the root passes alarm_thresholds through.
+    A root run cannot name a module's variable in expect_failures, so this plans the ROOT module in
+    a run of its own (the mocks of observability.tftest.hcl, everything before its first run) and
+    expects that run to fail, with the module's message."""
+    source = (TERRAFORM_DIR / "tests" / "observability.tftest.hcl").read_text()
+    mocks = source[:source.index('\nrun "')]
+    folder = TERRAFORM_DIR / "tests" / "fixtures" / "plan_failures"  # terraform test wants it under terraform/
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / "alarm_thresholds.tftest.hcl").write_text(
+            mocks + f'\nrun "bad_thresholds_at_the_root" {{\n  command = plan\n\n'
+            f'  variables {{\n    alarm_thresholds = {thresholds}\n  }}\n}}\n')
+        proc = tfenv.terraform(["test", "-no-color", "-test-directory=tests/fixtures/plan_failures"], TERRAFORM_DIR,
+                               tf_initialized, check=False, timeout=300)
+    finally:
+        shutil.rmtree(folder)
+    output = re.sub(r"\s+", " ", proc.stdout + proc.stderr)
+    assert proc.returncode != 0 and "0 passed, 1 failed" in output, output[-3000:]
+    assert "Invalid value for variable" in output and message in output, output[-3000:]
 
 
 def test_modules_follow_the_layout():
