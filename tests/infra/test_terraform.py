@@ -48,9 +48,13 @@ def test_terraform_test_with_mock_provider(tf_initialized, fixture_zips):
     assert "0 failed" in proc.stdout, proc.stdout
 
 
+THRESHOLDS_OF = "(thresholds of modules/observability)"
+
+
 @pytest.mark.parametrize("thresholds, message", [
-    ("{ period_seconds = 90 }", "alarm_thresholds.period_seconds (thresholds of modules/observability) must be a whole number of minutes"),
-    ("{ tunnel_error_percent = { tunnel_bored = 5 } }", "alarm_thresholds.tunnel_error_percent (thresholds of modules/observability) keys must be x-tunnel-error codes: agent_gone,"),
+    ("{ period_seconds = 90 }", f"alarm_thresholds.period_seconds {THRESHOLDS_OF} must be a whole number of minutes"),
+    ("{ tunnel_error_percent = { tunnel_bored = 5 } }",
+     f"alarm_thresholds.tunnel_error_percent {THRESHOLDS_OF} keys must be x-tunnel-error codes: agent_gone,"),
 ])
 def test_a_bad_alarm_threshold_stops_the_root_plan(tf_initialized, fixture_zips, thresholds, message):
     """modules/observability owns the threshold checks and the root passes alarm_thresholds through.
