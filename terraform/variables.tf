@@ -461,13 +461,8 @@ variable "dashboard_enabled" {
 
 variable "alarm_email" {
   type        = string
-  description = "E-mail address subscribed to the alarm topic (confirm the mail AWS sends); empty = subscribe yourself."
+  description = "E-mail address subscribed to the alarm topic (confirm the mail AWS sends); empty = subscribe yourself. Checked by modules/observability."
   default     = ""
-
-  validation {
-    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
-    error_message = "alarm_email must be an e-mail address (or empty)."
-  }
 }
 
 variable "alarm_thresholds" {
@@ -492,11 +487,6 @@ variable "alarm_thresholds" {
 
 variable "lambda_concurrency_limit" {
   type        = number
-  description = "Your account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384): 1,000 by default, often 10 on new accounts. The concurrency alarm fires at alarm_thresholds.concurrency_percent of it."
+  description = "Your account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384): 1,000 by default, often 10 on new accounts. The concurrency alarm fires at alarm_thresholds.concurrency_percent of it. At least 1 (checked by modules/observability)."
   default     = 1000
-
-  validation {
-    condition     = var.lambda_concurrency_limit >= 1
-    error_message = "lambda_concurrency_limit must be at least 1."
-  }
 }

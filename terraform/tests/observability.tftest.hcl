@@ -226,19 +226,10 @@ run "all_off" {
   }
 }
 
-run "rejects_bad_email" {
-  command = plan
-
-  variables {
-    alarm_email = "not-an-address"
-  }
-
-  expect_failures = [var.alarm_email]
-}
-
-# The module owns the threshold checks; the root passes alarm_thresholds through as they are
-# (a root run cannot name a module's variable in expect_failures, so these runs call the module
-# itself; "thresholds" above shows that root values reach it unchanged).
+# The module owns the checks of what the root passes through unchanged (alarm_email,
+# alarm_thresholds, lambda_concurrency_limit). A root run cannot name a module's variable in
+# expect_failures, so these runs call the module itself ("thresholds" and "email_and_forward_ceiling"
+# above show that root values reach it; tests/infra/test_terraform.py plans the root with bad ones).
 run "the_module_on_its_own_plans_with_the_default_thresholds" {
   command = plan
 
@@ -250,6 +241,34 @@ run "the_module_on_its_own_plans_with_the_default_thresholds" {
     condition     = output.alarms["tunnel-timeout"].threshold == 5 && output.alarms["account-concurrency"].threshold == 800
     error_message = "the inputs the rejects_* runs below share are valid: only their thresholds make them fail"
   }
+}
+
+run "rejects_bad_email" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    alarm_email = "not-an-address"
+  }
+
+  expect_failures = [var.alarm_email]
+}
+
+run "rejects_a_concurrency_limit_under_one" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    account_concurrency_limit = 0
+  }
+
+  expect_failures = [var.account_concurrency_limit]
 }
 
 run "rejects_unknown_error_code" {

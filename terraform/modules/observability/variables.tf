@@ -33,7 +33,7 @@ variable "alarm_email" {
 
   validation {
     condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
-    error_message = "alarm_email must be an e-mail address (or empty)."
+    error_message = "alarm_email (root and modules/observability) must be an e-mail address, or empty; got \"${var.alarm_email}\"."
   }
 }
 
@@ -75,7 +75,7 @@ variable "account_concurrency_limit" {
 
   validation {
     condition     = var.account_concurrency_limit >= 1
-    error_message = "account_concurrency_limit must be at least 1."
+    error_message = "lambda_concurrency_limit (account_concurrency_limit of modules/observability) must be at least 1; got ${var.account_concurrency_limit}."
   }
 }
 
