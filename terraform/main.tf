@@ -186,20 +186,40 @@ module "tables" {
   point_in_time_recovery = var.point_in_time_recovery
 }
 
-module "body_bucket" {
-  source = "./modules/body_bucket"
-
-  bucket_prefix    = "${var.name_prefix}-bodies-"
-  create_lifecycle = !var.local_fast_apply
-  tls_only_policy  = !var.local_plain_http
+# Two private buckets, one module (modules/private_bucket): bodies, and apart from them the code,
+# so that nothing an agent or a caller gets a presigned URL for shares a bucket with code.
+locals {
+  # Every body (req/, resp/: httptunnel.names.REQUEST_BODY_PREFIX, RESPONSE_BODY_PREFIX) is deleted
+  # within a day (S3's smallest unit), its old versions too.
+  body_lifecycle_rules = [
+    { id = "expire-request-bodies", prefix = "req/", expiration_days = 1, noncurrent_days = 1 },
+    { id = "expire-response-bodies", prefix = "resp/", expiration_days = 1, noncurrent_days = 1 },
+    { id = "remove-expired-delete-markers", expired_object_delete_marker = true },
+    { id = "abort-incomplete-uploads", abort_incomplete_upload_days = 1 },
+  ]
 }
 
-# Code lives in its own bucket: nothing an agent or a caller gets a presigned URL for shares it.
+module "body_bucket" {
+  source = "./modules/private_bucket"
+
+  bucket_prefix   = "${var.name_prefix}-bodies-"
+  versioning      = true
+  lifecycle_rules = [for rule in local.body_lifecycle_rules : rule if !var.local_fast_apply]
+  tls_only_policy = !var.local_plain_http
+}
+
 module "code_bucket" {
-  source = "./modules/code_bucket"
+  source = "./modules/private_bucket"
 
   bucket_prefix   = "${var.name_prefix}-code-"
   tls_only_policy = !var.local_plain_http
+}
+
+# Until the buckets shared modules/private_bucket (body_bucket and code_bucket were modules of
+# their own) the body bucket's versioning had no count: its state moves, nothing is replaced.
+moved {
+  from = module.body_bucket.aws_s3_bucket_versioning.this
+  to   = module.body_bucket.aws_s3_bucket_versioning.this[0]
 }
 
 # The code reaches Lambda through S3 (code/ in the code bucket): the provider uploads local

@@ -461,54 +461,32 @@ variable "dashboard_enabled" {
 
 variable "alarm_email" {
   type        = string
-  description = "E-mail address subscribed to the alarm topic (confirm the mail AWS sends); empty = subscribe yourself."
+  description = "E-mail address subscribed to the alarm topic (confirm the mail AWS sends); empty = subscribe yourself. Checked by modules/observability."
   default     = ""
-
-  validation {
-    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
-    error_message = "alarm_email must be an e-mail address (or empty)."
-  }
 }
 
 variable "alarm_thresholds" {
+  # Passed through to modules/observability (variable thresholds), which owns the defaults and the
+  # checks: a bad value stops the plan there, with its message. The attributes are repeated here
+  # (Terraform has no shared type definitions) without defaults: null means the module's default.
   type = object({
-    period_seconds       = optional(number, 300)
-    evaluation_periods   = optional(number, 1)
-    min_requests         = optional(number, 20)
-    tunnel_error_percent = optional(map(number), {})
-    http_5xx_percent     = optional(number, 5)
-    http_4xx_percent     = optional(number, 50)
-    lambda_errors        = optional(number, 1)
-    lambda_throttles     = optional(number, 1)
-    concurrency_percent  = optional(number, 80)
-    dynamodb_throttles   = optional(number, 1)
+    period_seconds       = optional(number)
+    evaluation_periods   = optional(number)
+    min_requests         = optional(number)
+    tunnel_error_percent = optional(map(number))
+    http_5xx_percent     = optional(number)
+    http_4xx_percent     = optional(number)
+    lambda_errors        = optional(number)
+    lambda_throttles     = optional(number)
+    concurrency_percent  = optional(number)
+    dynamodb_throttles   = optional(number)
   })
-  description = "Alarm thresholds (terraform/modules/observability/README.md): rates in percent of requests per period, counts per period; tunnel_error_percent per x-tunnel-error code (0 = no alarm)."
+  description = "Alarm thresholds (terraform/modules/observability/README.md has the defaults): rates in percent of requests per period, counts per period; tunnel_error_percent per x-tunnel-error code (0 = no alarm). Checked by the module: period_seconds a multiple of 60, evaluation_periods >= 1, concurrency_percent in (0, 100], tunnel_error_percent keys x-tunnel-error codes."
   default     = {}
-
-  validation {
-    condition     = alltrue([for code in keys(var.alarm_thresholds.tunnel_error_percent) : contains(keys(local.tunnel_error_codes), code)])
-    error_message = "alarm_thresholds.tunnel_error_percent keys must be x-tunnel-error codes: invalid_request, basic_auth_required, ip_denied, webhook_signature_invalid, tunnel_not_found, payload_too_large, tunnel_busy, agent_gone, internal_error, response_too_large, local_service_unavailable, timeout."
-  }
-
-  validation {
-    condition     = var.alarm_thresholds.period_seconds >= 60 && var.alarm_thresholds.period_seconds % 60 == 0 && var.alarm_thresholds.evaluation_periods >= 1
-    error_message = "alarm_thresholds.period_seconds must be a multiple of 60 and evaluation_periods at least 1."
-  }
-
-  validation {
-    condition     = var.alarm_thresholds.concurrency_percent > 0 && var.alarm_thresholds.concurrency_percent <= 100
-    error_message = "alarm_thresholds.concurrency_percent must be in (0, 100]."
-  }
 }
 
 variable "lambda_concurrency_limit" {
   type        = number
-  description = "Your account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384): 1,000 by default, often 10 on new accounts. The concurrency alarm fires at alarm_thresholds.concurrency_percent of it."
+  description = "Your account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384): 1,000 by default, often 10 on new accounts. The concurrency alarm fires at alarm_thresholds.concurrency_percent of it. At least 1 (checked by modules/observability)."
   default     = 1000
-
-  validation {
-    condition     = var.lambda_concurrency_limit >= 1
-    error_message = "lambda_concurrency_limit must be at least 1."
-  }
 }

@@ -64,6 +64,20 @@ provider "aws" {
 variables {
   build_dir                = "./tests/fixtures/build"
   jwt_secret_ssm_parameter = "/tunnel/jwt"
+
+  # What the runs that call modules/observability on its own give it (the root module ignores
+  # the names it does not declare).
+  name_prefix            = "http-tunnel"
+  aws_region             = "us-east-1"
+  function_names         = { forward = "http-tunnel-forward", cleanup = "http-tunnel-cleanup" }
+  forward_log_group_name = "/aws/lambda/http-tunnel-forward"
+  cleanup_log_group_name = "/aws/lambda/http-tunnel-cleanup"
+  error_codes            = { timeout = 504, tunnel_not_found = 404 }
+  http_api_id            = "abc123"
+  http_stage_name        = "$default"
+  websocket_api_id       = "def456"
+  websocket_stage_name   = "prod"
+  tables                 = { pending = { name = "http-tunnel-pending-requests" } }
 }
 
 run "defaults" {
@@ -212,8 +226,29 @@ run "all_off" {
   }
 }
 
+# The module owns the checks of what the root passes through unchanged (alarm_email,
+# alarm_thresholds, lambda_concurrency_limit). A root run cannot name a module's variable in
+# expect_failures, so these runs call the module itself ("thresholds" and "email_and_forward_ceiling"
+# above show that root values reach it; tests/infra/test_terraform.py plans the root with bad ones).
+run "the_module_on_its_own_plans_with_the_default_thresholds" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  assert {
+    condition     = output.alarms["tunnel-timeout"].threshold == 5 && output.alarms["account-concurrency"].threshold == 800
+    error_message = "the inputs the rejects_* runs below share are valid: only their thresholds make them fail"
+  }
+}
+
 run "rejects_bad_email" {
   command = plan
+
+  module {
+    source = "./modules/observability"
+  }
 
   variables {
     alarm_email = "not-an-address"
@@ -222,22 +257,86 @@ run "rejects_bad_email" {
   expect_failures = [var.alarm_email]
 }
 
+run "rejects_a_concurrency_limit_under_one" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    account_concurrency_limit = 0
+  }
+
+  expect_failures = [var.account_concurrency_limit]
+}
+
 run "rejects_unknown_error_code" {
   command = plan
 
-  variables {
-    alarm_thresholds = { tunnel_error_percent = { tunnel_bored = 5 } }
+  module {
+    source = "./modules/observability"
   }
 
-  expect_failures = [var.alarm_thresholds]
+  variables {
+    thresholds = { tunnel_error_percent = { tunnel_bored = 5 } }
+  }
+
+  expect_failures = [var.thresholds]
 }
 
 run "rejects_odd_period" {
   command = plan
 
-  variables {
-    alarm_thresholds = { period_seconds = 90 }
+  module {
+    source = "./modules/observability"
   }
 
-  expect_failures = [var.alarm_thresholds]
+  variables {
+    thresholds = { period_seconds = 90 }
+  }
+
+  expect_failures = [var.thresholds]
+}
+
+run "rejects_a_period_under_a_minute" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    thresholds = { period_seconds = 0 }
+  }
+
+  expect_failures = [var.thresholds]
+}
+
+run "rejects_zero_evaluation_periods" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    thresholds = { evaluation_periods = 0 }
+  }
+
+  expect_failures = [var.thresholds]
+}
+
+run "rejects_concurrency_over_100_percent" {
+  command = plan
+
+  module {
+    source = "./modules/observability"
+  }
+
+  variables {
+    thresholds = { concurrency_percent = 101 }
+  }
+
+  expect_failures = [var.thresholds]
 }

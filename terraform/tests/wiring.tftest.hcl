@@ -438,6 +438,16 @@ run "public_edge_defaults" {
   }
 
   assert {
+    condition     = module.body_bucket.lifecycle_rule_ids == ["expire-request-bodies", "expire-response-bodies", "remove-expired-delete-markers", "abort-incomplete-uploads"]
+    error_message = "every body (req/, resp/) and its old versions expire within a day; delete markers and stale uploads are cleaned up"
+  }
+
+  assert {
+    condition     = module.code_bucket.versioning_status == "Disabled" && module.code_bucket.lifecycle_rule_ids == []
+    error_message = "the code bucket is neither versioned nor expired: each apply uploads the zips again"
+  }
+
+  assert {
     condition     = contains(flatten([for s in jsondecode(module.functions["forward"].policy).Statement : s.Action if s.Sid == "PinnedResponseBodies"]), "s3:GetObjectVersion")
     error_message = "forward reads and presigns one version of an uploaded answer"
   }
@@ -587,6 +597,19 @@ run "local_stack_leaves_out_tls_policies" {
   assert {
     condition     = module.body_bucket.policy == "" && module.code_bucket.policy == ""
     error_message = "local_plain_http (moto over http://) leaves the TLS-only bucket policies out"
+  }
+}
+
+run "local_stack_skips_the_body_lifecycle" {
+  command = plan
+
+  variables {
+    local_fast_apply = true
+  }
+
+  assert {
+    condition     = module.body_bucket.lifecycle_rule_ids == [] && module.body_bucket.versioning_status == "Enabled"
+    error_message = "local_fast_apply (moto) leaves the body lifecycle out (the provider waits ~55 s for it) and keeps versioning"
   }
 }
 

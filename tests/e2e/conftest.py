@@ -8,6 +8,10 @@ The stack runs with auth on, as production does: agents present the dev token fr
 file's auth block. The session's stack also trusts a JWKS holding one RSA key of a stand-in
 identity provider (``IDP_KID``, with its audience) and caps token lifetime at
 ``MAX_LIFETIME_S``, so every JWT attack can be tried through it (tests/e2e/test_auth.py).
+
+Other suites use these fixtures by importing them into their own conftest (tests/security does).
+pytest then holds one definition per conftest, so ``stack`` keeps the stack it started in the
+session's stash: whichever suite runs first starts it, the others get the same one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -80,8 +85,25 @@ def idp_jwks(key: Any) -> str:
     return json.dumps({"keys": [{**jwk, "kid": IDP_KID, "use": "sig", "alg": "RS256"}]})
 
 
+SESSION_STACK = pytest.StashKey[StackInfo]()
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    running = request.config.stash.get(SESSION_STACK, None)
+    if running is not None:  # another suite's copy of this fixture started it; that copy stops it
+        yield running
+        return
+    with _session_stack(tmp_path_factory) as info:
+        request.config.stash[SESSION_STACK] = info
+        try:
+            yield info
+        finally:
+            del request.config.stash[SESSION_STACK]
+
+
+@contextmanager
+def _session_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     reuse = os.environ.get("HTTP_TUNNEL_E2E_STATE")
     if reuse:
         state = read_state(Path(reuse))

@@ -8,6 +8,8 @@
 /sleep?s=S       -> waits S seconds, answers "slept"
 /status/N        -> status N
 /cookies         -> two Set-Cookie headers and a repeated custom header
+/set-cookie?c=V[&c=V] -> one Set-Cookie header per `c`, exactly as given (tests/security plays a
+                    hostile local service with it: cookie tossing with Domain=)
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ async def cookies(request: web.Request) -> web.Response:
     return response
 
 
+async def set_cookie(request: web.Request) -> web.Response:
+    response = web.Response(text="cookies set")
+    for value in request.query.getall("c", []):
+        response.headers.add("Set-Cookie", value)
+    return response
+
+
 def app() -> web.Application:
     application = web.Application(client_max_size=64 * 1024 * 1024)
     application.router.add_route("*", "/echo", echo)
@@ -73,6 +82,7 @@ def app() -> web.Application:
     application.router.add_get("/sleep", sleep)
     application.router.add_route("*", "/status/{code}", status)
     application.router.add_get("/cookies", cookies)
+    application.router.add_get("/set-cookie", set_cookie)
     return application
 
 

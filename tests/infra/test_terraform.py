@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -45,6 +46,39 @@ def test_terraform_test_with_mock_provider(tf_initialized, fixture_zips):
     proc = tfenv.terraform(["test", "-no-color"], TERRAFORM_DIR, tf_initialized, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failed" in proc.stdout, proc.stdout
+
+
+THRESHOLDS_OF = "(thresholds of modules/observability)"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("alarm_thresholds = { period_seconds = 90 }",
+     f"alarm_thresholds.period_seconds {THRESHOLDS_OF} must be a whole number of minutes"),
+    ("alarm_thresholds = { tunnel_error_percent = { tunnel_bored = 5 } }",
+     f"alarm_thresholds.tunnel_error_percent {THRESHOLDS_OF} keys must be x-tunnel-error codes: agent_gone,"),
+    ('alarm_email = "ops at example.com"', 'alarm_email (root and modules/observability) must be an e-mail address'),
+    ("lambda_concurrency_limit = 0",
+     "lambda_concurrency_limit (account_concurrency_limit of modules/observability) must be at least 1"),
+])
+def test_bad_observability_settings_stop_the_root_plan(tf_initialized, fixture_zips, assignment, message):
+    """modules/observability owns the checks of the root variables it is given unchanged. A root run
+    cannot name a module's variable in expect_failures, so this plans the ROOT module with one bad
+    value in a run of its own (the mocks of observability.tftest.hcl: everything before its first
+    run) and expects that run to fail with the module's message."""
+    source = (TERRAFORM_DIR / "tests" / "observability.tftest.hcl").read_text()
+    mocks = source[:source.index('\nrun "')]
+    folder = TERRAFORM_DIR / "tests" / "fixtures" / "plan_failures"  # terraform test wants it under terraform/
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / "bad_setting.tftest.hcl").write_text(
+            mocks + f'\nrun "bad_setting_at_the_root" {{\n  command = plan\n\n  variables {{\n    {assignment}\n  }}\n}}\n')
+        proc = tfenv.terraform(["test", "-no-color", "-test-directory=tests/fixtures/plan_failures"], TERRAFORM_DIR,
+                               tf_initialized, check=False, timeout=300)
+    finally:
+        shutil.rmtree(folder)
+    output = re.sub(r"\s+", " ", proc.stdout + proc.stderr)
+    assert proc.returncode != 0 and "0 passed, 1 failed" in output, output[-3000:]
+    assert "Invalid value for variable" in output and message in output, output[-3000:]
 
 
 def test_modules_follow_the_layout():

@@ -42,9 +42,8 @@ from httptunnel import limits, protocol
 from scripts.harness.proc import Proc
 from scripts.harness.stack import ttf_argv
 from tests.e2e.client import request
-
-from .conftest import agent_token
-from .origin import pattern
+from tests.e2e.conftest import StackInfo
+from tests.e2e.origin import pattern
 
 MB = 1024 * 1024
 RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202e]")
@@ -58,10 +57,15 @@ async def session():
         yield s
 
 
+def agent_token(stack: StackInfo) -> str | None:
+    """The token agents present, when the stack requires one (auth on); None otherwise."""
+    return stack.token if stack.auth else None
+
+
 class FakeAgent:
     """A tunnel owner's own agent: connects like ttf, then sends whatever frames it likes."""
 
-    def __init__(self, session: aiohttp.ClientSession, stack: Any) -> None:
+    def __init__(self, session: aiohttp.ClientSession, stack: StackInfo) -> None:
         self.session = session
         self.stack = stack
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -134,8 +138,8 @@ async def test_a_tunnel_cannot_set_cookies_for_the_other_tunnels(session, tunnel
         assert morsel["domain"] == ""
 
 
-async def test_no_rewrite_does_not_let_domain_cookies_through(session, agent_factory, hostile_origin):
-    plain = agent_factory(hostile_origin, "--no-rewrite")
+async def test_no_rewrite_does_not_let_domain_cookies_through(session, agent_factory, origin):
+    plain = agent_factory(origin, "--no-rewrite")
     reply = await request(session, "GET", plain.path_based_url, "/set-cookie?c=" + quote("a=1; Domain=localhost; Path=/"))
     assert reply.headers.getall("Set-Cookie") == ["a=1; Path=/"]  # Path untouched (no rewrite), Domain gone
 
@@ -245,7 +249,7 @@ async def test_a_busy_agent_turns_into_a_prompt_429(session, stack):
 
 # --------------------------------------------------------------------------- 5. terminal and inspector
 
-def _connection_of(stack: Any, tunnel_id: str) -> str:
+def _connection_of(stack: StackInfo, tunnel_id: str) -> str:
     ddb = boto3.client("dynamodb", endpoint_url=stack.aws_endpoint_url, region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     rows = [i for i in ddb.scan(TableName=stack.connections_table)["Items"]
@@ -253,7 +257,7 @@ def _connection_of(stack: Any, tunnel_id: str) -> str:
     return max(rows, key=lambda i: int(i["connectedAt"]["N"]))["connectionId"]["S"]
 
 
-async def _deliver_hostile_request(session: aiohttp.ClientSession, stack: Any, tunnel_id: str) -> None:
+async def _deliver_hostile_request(session: aiohttp.ClientSession, stack: StackInfo, tunnel_id: str) -> None:
     """What forward sends on AWS for a caller's /%1B]0;pwned%07...: the decoded path, delivered
     down the agent's socket by the local WebSocket API."""
     connection_id = await asyncio.to_thread(_connection_of, stack, tunnel_id)
@@ -262,14 +266,14 @@ async def _deliver_hostile_request(session: aiohttp.ClientSession, stack: Any, t
         assert resp.status == 200, await resp.text()
 
 
-def _ttf(stack: Any, port: int, tmp: Path, *extra: str) -> list[str]:
+def _ttf(stack: StackInfo, port: int, tmp: Path, *extra: str) -> list[str]:
     token = agent_token(stack)
     return [*ttf_argv(), "-e", stack.ws_url, "-p", str(port), "--host", "127.0.0.1", "--state-dir",
             str(tmp / "ttf-state"), *(["-t", token] if token else []), *extra]
 
 
-async def test_hostile_paths_reach_log_lines_and_the_inspector_as_plain_text(session, stack, hostile_origin, tmp_path):
-    agent = Proc(_ttf(stack, hostile_origin, tmp_path, "--inspect", "0.0.0.0:0"), "ttf-lines",
+async def test_hostile_paths_reach_log_lines_and_the_inspector_as_plain_text(session, stack, origin, tmp_path):
+    agent = Proc(_ttf(stack, origin, tmp_path, "--inspect", "0.0.0.0:0"), "ttf-lines",
                  tmp_path / "ttf.log").start()
     try:
         inspector_line = await asyncio.to_thread(agent.wait_line, lambda l: "request inspector: http" in l, 30)
@@ -310,13 +314,13 @@ def _read_pty(fd: int, sink: bytearray, stop: threading.Event) -> None:
         sink.extend(chunk)
 
 
-async def test_hostile_paths_reach_the_dashboard_as_plain_text(session, stack, hostile_origin, tmp_path):
+async def test_hostile_paths_reach_the_dashboard_as_plain_text(session, stack, origin, tmp_path):
     """ttf on a terminal (a pty): rich markup in a path is shown, never applied; controls escaped."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, 250, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "250", "LINES": "60"}
     with open(tmp_path / "ttf.log", "ab") as log:
-        child = subprocess.Popen(_ttf(stack, hostile_origin, tmp_path, "--inspect", "off"), stdin=slave,
+        child = subprocess.Popen(_ttf(stack, origin, tmp_path, "--inspect", "off"), stdin=slave,
                                  stdout=slave, stderr=log, env=env, start_new_session=True)
     os.close(slave)
     output = bytearray()

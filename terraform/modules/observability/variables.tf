@@ -33,7 +33,7 @@ variable "alarm_email" {
 
   validation {
     condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
-    error_message = "alarm_email must be an e-mail address (or empty)."
+    error_message = "alarm_email (root and modules/observability) must be an e-mail address, or empty; got \"${var.alarm_email}\"."
   }
 }
 
@@ -75,7 +75,7 @@ variable "account_concurrency_limit" {
 
   validation {
     condition     = var.account_concurrency_limit >= 1
-    error_message = "account_concurrency_limit must be at least 1."
+    error_message = "lambda_concurrency_limit (account_concurrency_limit of modules/observability) must be at least 1; got ${var.account_concurrency_limit}."
   }
 }
 
@@ -123,19 +123,26 @@ variable "thresholds" {
   description = "Alarm thresholds; see the module README. Rates are percent of the HTTP API's requests in one period, and only alarm once a period has min_requests. tunnel_error_percent is merged over the defaults per code; 0 turns a code's alarm off."
   default     = {}
 
+  # The only checks of these values: the root module passes alarm_thresholds through unchanged,
+  # so the messages name both.
   validation {
     condition     = var.thresholds.period_seconds >= 60 && var.thresholds.period_seconds % 60 == 0
-    error_message = "thresholds.period_seconds must be a multiple of 60."
+    error_message = "alarm_thresholds.period_seconds (thresholds of modules/observability) must be a whole number of minutes in seconds (60, 120, 300, ...); got ${var.thresholds.period_seconds}."
   }
 
   validation {
-    condition     = var.thresholds.evaluation_periods >= 1 && var.thresholds.concurrency_percent > 0 && var.thresholds.concurrency_percent <= 100
-    error_message = "thresholds.evaluation_periods must be >= 1 and concurrency_percent in (0, 100]."
+    condition     = var.thresholds.evaluation_periods >= 1
+    error_message = "alarm_thresholds.evaluation_periods (thresholds of modules/observability) must be at least 1; got ${var.thresholds.evaluation_periods}."
+  }
+
+  validation {
+    condition     = var.thresholds.concurrency_percent > 0 && var.thresholds.concurrency_percent <= 100
+    error_message = "alarm_thresholds.concurrency_percent (thresholds of modules/observability) must be in (0, 100]; got ${var.thresholds.concurrency_percent}."
   }
 
   validation {
     condition     = alltrue([for code in keys(var.thresholds.tunnel_error_percent) : contains(keys(var.error_codes), code)])
-    error_message = "thresholds.tunnel_error_percent keys must be x-tunnel-error codes (error_codes)."
+    error_message = "alarm_thresholds.tunnel_error_percent (thresholds of modules/observability) keys must be x-tunnel-error codes: ${join(", ", sort(keys(var.error_codes)))}."
   }
 }
 
