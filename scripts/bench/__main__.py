@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_stack:
                 print("cold init of each function (fresh interpreters)", flush=True)
                 try:
-                    results["cold_init"] = coldstart.measure(ROOT / "build" / "local", 3 if args.quick else 5)
+                    results["cold_init"] = coldstart.measure(ROOT / "build" / "local", 3 if args.quick else 7)
                     init_ms = {fn: f["cold_init_ms"] for fn, f in results["cold_init"]["functions"].items()}
                     results["snapstart"] = cost.snapstart(cost.terraform_memory_mb(), init_ms)
                 except (OSError, ValueError, subprocess.SubprocessError) as exc:

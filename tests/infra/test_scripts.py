@@ -313,6 +313,12 @@ def test_pruned_botocore_keeps_what_a_client_reads(tmp_path):
             pruned = session(True).create_client(service, region_name=region, **creds)
             assert pruned.meta.endpoint_url == full.meta.endpoint_url, (service, region)
             assert sorted(pruned.meta.service_model.operation_names) == sorted(full.meta.service_model.operation_names)
+    for service, operation in (("dynamodb", "UpdateItem"), ("s3", "PutObject"), ("events", "PutEvents")):
+        full_op = session(False).get_service_model(service).operation_model(operation)
+        pruned_op = session(True).get_service_model(service).operation_model(operation)
+        assert pruned_op.input_shape.members.keys() == full_op.input_shape.members.keys()
+        assert pruned_op.http == full_op.http and pruned_op.metadata == full_op.metadata
+        assert not pruned_op.documentation  # the prose is gone, nothing else
     with pytest.raises(botocore.exceptions.UnknownServiceError):
         session(True).create_client("sqs", region_name="us-east-1", **creds)
 
