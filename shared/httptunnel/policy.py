@@ -7,7 +7,7 @@ forward enforces it. Nothing half-applies: ``parse`` accepts the whole document 
 Wire: the agent sends ``X-Tunnel-Policy: <base64url(JSON)>`` (no padding) in the ``$connect``
 request (a header only, never the query string, which access logs keep). connect stores the
 canonical compact JSON on the connection row (``policy``); forward parses it once per warm
-instance (cached by the raw string). Document, version 1 (every key but ``v`` optional):
+instance (``forward.parsed_policy``, keyed by the raw string). Document, version 1 (every key but ``v`` optional):
 
     {"v": 1,
      "auth":  [{"u": USER, "s": b64 salt(16), "h": b64 scrypt(32), "n": N, "r": 8, "p": 1}],
@@ -342,28 +342,10 @@ class Denial:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-_CACHE_MAX = 64
 _VERIFIED_MAX = 1024
-_parsed: OrderedDict[str, Policy] = OrderedDict()
 _verified: OrderedDict[bytes, None] = OrderedDict()
 _INSTANCE_KEY = os.urandom(32)  # per process: a remembered digest is useless anywhere else
 _lock = threading.Lock()
-
-
-def cached(raw: str) -> Policy:
-    """The parsed policy of a connection row (a warm instance parses each distinct string once).
-    A stored string connect accepted always parses; should one not, PolicyError propagates."""
-    with _lock:
-        hit = _parsed.get(raw)
-        if hit is not None:
-            _parsed.move_to_end(raw)
-            return hit
-    parsed = parse(raw)
-    with _lock:
-        _parsed[raw] = parsed
-        while len(_parsed) > _CACHE_MAX:
-            _parsed.popitem(last=False)
-    return parsed
 
 
 def _ip_allowed(policy: Policy, source_ip: str) -> bool:
