@@ -1,8 +1,9 @@
 """A small bounded map with per-entry expiry: what a warm instance remembers between invocations.
 
 forward keeps four such memories (tunnel -> connection row, tunnel -> recent answer times,
-stored policy -> parsed policy, connection -> request_denied token bucket); each is one
-``TTLMap``, so each has the same guarantees:
+stored policy -> parsed policy, connection -> request_denied token bucket) and policy one
+(basic-auth credentials already verified); each is one ``TTLMap``, so each has the same
+guarantees:
 
 * at most ``max_entries`` entries; putting one more evicts the least recently used
   (``get``, ``put`` and ``update`` all count as a use);
@@ -13,7 +14,7 @@ stored policy -> parsed policy, connection -> request_denied token bucket); each
   and ``update`` is an atomic read-modify-write.
 
 Expired entries are removed when they are next looked at, or evicted as the least recently
-used; nothing runs in the background.
+used; nothing runs in the background. Stdlib only: ``policy`` uses it, and the agent imports ``policy``.
 """
 
 from __future__ import annotations
