@@ -98,6 +98,7 @@ NOT_FOUND = ("tunnel not found: no live tunnel answers at this address. Path URL
 
 @dataclass(frozen=True)
 class ForwardResult:
+    """What forward answers: the payload 2.0 result, with the status and error code its log line carries."""
     result: dict[str, Any]
     status: int
     error_code: str | None = None
@@ -213,7 +214,7 @@ def next_poll_delay(delay: float, waited_s: float) -> float:
 ANSWER_TIMES: TTLMap[str, tuple[float, ...]] = TTLMap(CACHE_MAX)  # tunnel id -> recent post -> answer seconds
 
 
-def first_poll_s(tunnel_id: str) -> float:
+def first_poll_delay(tunnel_id: str) -> float:
     """How long to wait before the first read: a fraction of the tunnel's median answer time."""
     seen = sorted(ANSWER_TIMES.get(tunnel_id, ()))
     if len(seen) < ANSWER_TIMES_MIN:
@@ -564,7 +565,7 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     conn = posted
     fields.update(connection_id=conn.connection_id)
     posted_at = time.monotonic()
-    answer = wait_for_answer(request_id, conn.connection_id, deadline, first_poll_s(route.tunnel_id))
+    answer = wait_for_answer(request_id, conn.connection_id, deadline, first_poll_delay(route.tunnel_id))
     if not isinstance(answer, str):
         record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
     if isinstance(answer, str):

@@ -40,14 +40,14 @@ def test_long_waits_cost_few_reads(wait_s, max_polls):
 
 def test_first_poll_waits_for_a_fraction_of_the_tunnels_recent_answer_times():
     forward.ANSWER_TIMES.clear()
-    assert forward.first_poll_s("t") == 0.0  # nothing learned: poll at once
+    assert forward.first_poll_delay("t") == 0.0  # nothing learned: poll at once
     for seconds in (0.020, 0.030, 0.040):
         forward.record_answer_time("t", seconds)
-    assert forward.first_poll_s("t") == pytest.approx(forward.FIRST_POLL_FRACTION * 0.030)
-    assert forward.first_poll_s("other") == 0.0  # per tunnel
+    assert forward.first_poll_delay("t") == pytest.approx(forward.FIRST_POLL_FRACTION * 0.030)
+    assert forward.first_poll_delay("other") == 0.0  # per tunnel
     for _ in range(forward.ANSWER_TIMES_KEPT):
         forward.record_answer_time("slow", 9.0)  # a slow service never delays the first read past the cap
-    assert forward.first_poll_s("slow") == forward.FIRST_POLL_MAX_S
+    assert forward.first_poll_delay("slow") == forward.FIRST_POLL_MAX_S
     assert len(forward.ANSWER_TIMES.get("slow", ())) == forward.ANSWER_TIMES_KEPT  # only the latest are kept
     forward.ANSWER_TIMES.clear()
 
