@@ -6,6 +6,9 @@ GET  /stats        -> {"lambda_invocations": {fn: n}, "lambda_billed_ms": {fn: m
 POST /stats/reset  -> zeroes every counter
 POST /faults       {"dynamodb_throttle_rate": 0..1, "post_to_connection_gone_rate": 0..1} (0 clears)
 GET  /faults       -> current rates
+POST /lambdas/recycle {"functions": [names]} (optional; default all) -> {"recycled": {fn: bool}}:
+                      each idle worker is dropped, as Lambda reclaims an idle sandbox, so the next
+                      invocation is a cold start (false for a worker with invocations in flight)
 GET  /health       -> {"ok": true}
 Function keys are the short names (forward, connect, ...). When moto runs in its own process
 (``emulator.mock_aws.moto_process``), its DynamoDB call counts are merged into /stats, /stats/reset
@@ -44,6 +47,7 @@ class AdminApi:
         app.router.add_post("/stats/reset", self.reset)
         app.router.add_post("/faults", self.set_faults)
         app.router.add_get("/faults", self.get_faults)
+        app.router.add_post("/lambdas/recycle", self.recycle)
         app.router.add_get("/health", self.health)
         return app
 
@@ -57,6 +61,7 @@ class AdminApi:
             data["dynamodb_calls"] = merged
         data["lambda_invocations"] = dict(self.lambdas.invocations)
         data["lambda_billed_ms"] = dict(self.lambdas.billed_ms)
+        data["lambda_cold_starts"] = self.lambdas.cold_starts()
         return data
 
     async def get_stats(self, request: web.Request) -> web.Response:
@@ -68,6 +73,17 @@ class AdminApi:
         if self.moto is not None:
             await asyncio.to_thread(self.moto.reset_stats)
         return web.json_response(await self.snapshot())
+
+    async def recycle(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json() if request.can_read_body else {}
+            names = body.get("functions") if isinstance(body, dict) else None
+            if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise ValueError("functions must be a list of function names")
+            recycled = await self.lambdas.recycle(names)
+        except (ValueError, KeyError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"recycled": recycled})
 
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(dict(self.faults.settings.__dict__))

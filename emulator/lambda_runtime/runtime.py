@@ -148,6 +148,9 @@ class Worker:
         self.init_error: dict[str, Any] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.start_lock = asyncio.Lock()
+        self.init_ms: float | None = None  # spawn to ready of the current worker: its cold start
+        self.cold_starts = 0
+        self.in_flight = 0  # invocations between their arrival and their answer
         # Concurrency: an invocation waits here for a free "container" BEFORE its clock starts,
         # as in Lambda the timeout counts from the start of execution, not from the queue.
         self.slots = asyncio.Semaphore(config.max_concurrency)
@@ -163,6 +166,8 @@ class Worker:
             await self.start()
 
     async def start(self) -> None:
+        started = time.monotonic()
+        self.cold_starts += 1
         worker_config = {"function_name": self.spec.name, "function_arn": self.spec.arn,
                          "handler": self.spec.handler, "memory_mb": self.spec.memory_mb,
                          "paths": worker_paths(self.spec, self.config),
@@ -183,6 +188,7 @@ class Worker:
                                "errorMessage": f"init did not finish within {INIT_TIMEOUT_S} s"}
             return
         self.init_error = None if first.get("ready") else first.get("error")
+        self.init_ms = round((time.monotonic() - started) * 1000, 1)
         if self.init_error:
             LOG.error(json.dumps({"event": "lambda_init_failed", "function": self.spec.name,
                                   "error": self.init_error.get("errorMessage")}))
@@ -220,6 +226,13 @@ class Worker:
         self.pending.clear()
 
     async def invoke(self, event_json: str, timeout_s: float) -> dict[str, Any]:
+        self.in_flight += 1
+        try:
+            return await self._invoke(event_json, timeout_s)
+        finally:
+            self.in_flight -= 1
+
+    async def _invoke(self, event_json: str, timeout_s: float) -> dict[str, Any]:
         await self.ensure_started()
         error = self.init_error
         if error is not None:
@@ -263,6 +276,17 @@ class Worker:
                 await self.stop()
                 self.process = None
                 self.init_error = None
+
+    async def recycle(self) -> bool:
+        """Drop an idle worker, as Lambda reclaims an idle sandbox: the next invocation starts a
+        fresh one (interpreter, handler import, first call). False when invocations are in flight."""
+        async with self.start_lock:
+            if self.in_flight:
+                return False
+            await self.stop()
+            self.process = None
+            self.init_error = None
+            return True
 
     async def stop(self) -> None:
         process = self.process
@@ -313,6 +337,9 @@ class LambdaService:
         short = name_or_arn.split(":function:")[-1].split(":")[0]
         if short in self.workers:
             return short
+        for name, worker in self.workers.items():  # the stats key: forward, connect, ...
+            if worker.spec.key == name_or_arn:
+                return name
         raise KeyError(f"no such function: {name_or_arn}")
 
     async def start_all(self) -> None:
@@ -324,6 +351,17 @@ class LambdaService:
     def reset_stats(self) -> None:
         self.invocations.clear()
         self.billed_ms.clear()
+
+    async def recycle(self, names: list[str] | None = None) -> dict[str, bool]:
+        """Reclaim idle workers (all, or ``names``): the next invocation of each is a cold start."""
+        chosen = [self.workers[self.resolve(n)] for n in names] if names else list(self.workers.values())
+        done = await asyncio.gather(*(w.recycle() for w in chosen))
+        return {w.spec.key: ok for w, ok in zip(chosen, done, strict=True)}
+
+    def cold_starts(self) -> dict[str, dict[str, Any]]:
+        """Per function (stats key): workers started so far, and the last one's spawn-to-ready ms."""
+        return {w.spec.key: {"cold_starts": w.cold_starts, "last_init_ms": w.init_ms}
+                for w in self.workers.values()}
 
     async def invoke(self, name_or_arn: str, event: Any) -> Invocation:
         """Synchronous (RequestResponse) invoke. Raises PayloadTooLarge for a > 6 MB event."""

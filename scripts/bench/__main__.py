@@ -37,6 +37,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -159,6 +160,28 @@ def prepare_baseline(ref: str) -> tuple[str, Path]:
     return sha, tree
 
 
+def first_after_idle(stack: Any, target: Target, repeats: int) -> dict[str, Any]:
+    """The request a user feels after a pause: every Lambda worker reclaimed (as Lambda does with
+    idle sandboxes), then one 1 KB GET end to end, so forward and response start cold (interpreter,
+    handler import, first call). Local process start-up stands in for sandbox creation, which on
+    AWS adds its own time; compare it with the warm c1 p50 of the same run."""
+    samples: list[float] = []
+    errors: list[str] = []
+    for _ in range(repeats):
+        recycled = stack.recycle_lambdas()
+        if not all(recycled.values()):
+            errors.append(f"not idle: {recycled}")
+            continue
+        res = asyncio.run(bench_load.run(target, 1, 1))
+        samples.extend(res.latencies_ms)
+        errors.extend(res.errors)
+    cold = stack.stats().get("lambda_cold_starts", {})
+    return {"n": len(samples), "samples_ms": [round(v, 1) for v in samples],
+            "median_ms": round(statistics.median(samples), 1) if samples else None,
+            "worker_init_ms": {k: cold[k]["last_init_ms"] for k in ("forward", "response") if k in cold},
+            "errors": errors[:3]}
+
+
 def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, log_dir: Path, stack_ctx,
                   root: Path = ROOT) -> dict:
     from scripts.harness.stack import LocalStack, TtfAgent, agent_token
@@ -185,6 +208,10 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
     out["latency"] = with_added(asyncio.run(measure_latency(target, plan(args.quick), 90)), direct_latency)
     out["transfers"] = asyncio.run(measure_transfers(target, 1 if args.quick else 2))
     out["ttf_rss"] = asyncio.run(rss_in_flight(target, agent.pid, origin))
+    try:
+        out["first_after_idle"] = first_after_idle(stack, target, 3 if args.quick else 5)
+    except OSError as exc:  # a baseline commit whose stack has no /lambdas/recycle
+        out["first_after_idle"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     memory = cost.terraform_memory_mb()
     try:
         model = cost.build(out["per_request"], cost.Assumptions(memory_mb=memory))
@@ -277,6 +304,22 @@ def render(results: dict) -> str:
         if r:
             t.add_row(f"ttf ({prof})", str(r["idle_rss_mb"]), str(r["peak_rss_mb"]),
                       str(r["max_in_flight_at_origin"]), str(r["ok"]))
+    console.print(t)
+
+    t = Table(title="First request after idle (every Lambda worker reclaimed, then one 1 KB GET)")
+    for col in ("subject", "n", "median ms", "samples ms", "warm c1 p50 ms", "worker init ms (forward, response)"):
+        t.add_column(col, justify="left" if col == "subject" else "right")
+    for name, sub in subjects[1:]:
+        idle = sub.get("first_after_idle")
+        if not idle:
+            continue
+        if "error" in idle:
+            t.add_row(name, "-", "-", idle["error"][:60], "-", "-")
+            continue
+        inits = idle.get("worker_init_ms", {})
+        t.add_row(name, str(idle["n"]), fmt_ms(idle["median_ms"]), " ".join(f"{v:.0f}" for v in idle["samples_ms"]),
+                  fmt_ms(dig(sub, ("latency", "c1", "p50"))),
+                  f"{fmt_ms(inits.get('forward'))}, {fmt_ms(inits.get('response'))}")
     console.print(t)
 
     current = results.get("stack", {}).get(base.get("profile", ""), {})
@@ -451,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("cold init of each function (fresh interpreters)", flush=True)
                 try:
                     results["cold_init"] = coldstart.measure(ROOT / "build" / "local", 3 if args.quick else 5)
+                    init_ms = {fn: f["cold_init_ms"] for fn, f in results["cold_init"]["functions"].items()}
+                    results["snapstart"] = cost.snapstart(cost.terraform_memory_mb(), init_ms)
                 except (OSError, ValueError, subprocess.SubprocessError) as exc:
                     results["cold_init"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     except KeyboardInterrupt:
@@ -463,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results))
     if "functions" in results.get("cold_init", {}):
         print(coldstart.render(results["cold_init"]))
+    if "snapstart" in results:
+        print(cost.render_snapstart(results["snapstart"]))
     print(f"wrote {args.out} in {results['duration_s']}s; logs in {log_dir}")
     return 0
 

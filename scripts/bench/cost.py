@@ -34,6 +34,8 @@ PRICE_SOURCES = {
     "dynamodb": "https://aws.amazon.com/dynamodb/pricing/on-demand/",
     "eventbridge": "https://aws.amazon.com/eventbridge/pricing/",
     "data_transfer": "https://aws.amazon.com/ec2/pricing/on-demand/#Data_Transfer",
+    "snapstart": "https://aws.amazon.com/lambda/pricing/ (SnapStart; "
+                 "https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing)",
 }
 
 # us-east-1, USD.
@@ -48,6 +50,13 @@ DDB_WRU_PER_M = 0.625  # on-demand write request units (after the 2024-11-01 pri
 DDB_RRU_PER_M = 0.125  # on-demand read request units (after the 2024-11-01 price cut)
 EVENTBRIDGE_PER_M = 1.00  # custom events put on a bus, 64 KB chunks
 DATA_TRANSFER_OUT_PER_GB = 0.09  # internet egress, first 10 TB/month
+# SnapStart (python3.12+): a cache charge for every published version while it is active (3 h
+# minimum), per GB of the function's memory per second, and a restore charge per GB each time an
+# execution environment is restored from the snapshot. Without SnapStart the init phase is billed
+# as duration (since 2025-08-01, for ZIP functions on managed runtimes).
+SNAPSTART_CACHE_GB_S = 0.0000015046
+SNAPSTART_RESTORE_GB = 0.0001397998
+SECONDS_PER_MONTH = 730 * 3600
 
 ORIGINAL_STATED = (5.50, 7.50)  # the original http-tunnel's stated $ per million requests
 TARGET_PER_M = 5.50  # issue 16; any design on these services pays at least $4.65 (README Performance)
@@ -279,6 +288,42 @@ def pick_per_request(results: Mapping[str, Any], run: str | None) -> tuple[str, 
     if not per_request:
         raise ValueError(f"stack run {name!r} has no per_request counts")
     return name, per_request
+
+
+def snapstart(memory_mb: Mapping[str, int], init_ms: Mapping[str, float], architecture: str = "arm64") -> dict[str, Any]:
+    """What `snap_start = true` costs, per function and in total: the cache for one active version
+    per function for a month, and per cold start the restore charge next to what the init phase
+    it replaces is billed (``init_ms``: a measured cold init, e.g. bench's cold_init)."""
+    rows = {}
+    for fn, mb in sorted(memory_mb.items()):
+        gb = mb / 1024
+        init_s = init_ms.get(fn, 0.0) / 1000
+        rows[fn] = {"memory_mb": mb,
+                    "cache_usd_per_month": round(gb * SECONDS_PER_MONTH * SNAPSTART_CACHE_GB_S, 4),
+                    "restore_usd_per_cold_start": round(gb * SNAPSTART_RESTORE_GB, 12),
+                    "init_ms": round(init_s * 1000, 1),
+                    "init_billed_usd_per_cold_start": round(gb * init_s * LAMBDA_GB_S[architecture], 12)}
+    return {"architecture": architecture, "prices_date": PRICES_DATE, "functions": rows,
+            "cache_usd_per_month": round(sum(r["cache_usd_per_month"] for r in rows.values()), 2),
+            "restore_usd_per_million_cold_starts": round(
+                sum(r["restore_usd_per_cold_start"] for r in rows.values()) * 1_000_000, 2),
+            "init_usd_per_million_cold_starts": round(
+                sum(r["init_billed_usd_per_cold_start"] for r in rows.values()) * 1_000_000, 2)}
+
+
+def render_snapstart(model: Mapping[str, Any]) -> str:
+    lines = [f"SnapStart, us-east-1 {model['architecture']} list prices recorded {model['prices_date']}: "
+             f"cache ${SNAPSTART_CACHE_GB_S:.10f}/GB-s while a version is active, restore ${SNAPSTART_RESTORE_GB:.10f}/GB",
+             f"  {'function':16} {'MB':>5} {'cache $/month':>14} {'restore $/cold start':>21} "
+             f"{'init ms':>8} {'init billed $/cold start':>25}"]
+    for fn, r in model["functions"].items():
+        lines.append(f"  {fn:16} {r['memory_mb']:>5} {r['cache_usd_per_month']:>14.4f} "
+                     f"{r['restore_usd_per_cold_start']:>21.8f} {r['init_ms']:>8.0f} "
+                     f"{r['init_billed_usd_per_cold_start']:>25.8f}")
+    lines.append(f"  all six: cache ${model['cache_usd_per_month']:.2f} per month; per million cold starts of every "
+                 f"function: restore ${model['restore_usd_per_million_cold_starts']:.2f} vs init billed "
+                 f"${model['init_usd_per_million_cold_starts']:.2f}")
+    return "\n".join(lines)
 
 
 def terraform_memory_mb(root: Path = ROOT) -> dict[str, int]:

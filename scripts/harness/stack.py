@@ -5,7 +5,7 @@ Contracts used:
   python -m emulator.stack --http-port P --ws-port P --admin-port P --state-file F [--profile N] [...]
       writes JSON F (http_url, ws_url, aws_endpoint_url, admin_url, management_url, tables, pid)
       once everything is up; SIGTERM stops it and removes F.
-  admin: GET /stats, POST /stats/reset, POST /faults {...}
+  admin: GET /stats, POST /stats/reset, POST /faults {...}, POST /lambdas/recycle
   ttf -e <ws_url> -p <port> --host 127.0.0.1 --json [-t <token>] -> {"event": "tunnel_established", ...}
       the stack runs with auth on: agents present the dev token of the state file's auth block
       (`agent_token(state)`; None for a stack that lets anonymous agents in, or predates auth).
@@ -120,6 +120,12 @@ class LocalStack:
 
     def reset_stats(self) -> None:
         http_json(self.state["admin_url"].rstrip("/") + "/stats/reset", body={})
+
+    def recycle_lambdas(self, *functions: str) -> dict[str, bool]:
+        """Reclaim the idle Lambda workers (all, or these): the next invocation of each is cold."""
+        reply = http_json(self.state["admin_url"].rstrip("/") + "/lambdas/recycle",
+                          body={"functions": list(functions)} if functions else {})
+        return dict(reply["recycled"])
 
     def faults(self, **rates: float) -> Any:
         return http_json(self.state["admin_url"].rstrip("/") + "/faults", body=rates)

@@ -5,7 +5,9 @@
 
 The layer holds the `httptunnel` package plus pyjwt and cryptography vendored for the
 *Lambda* platform (manylinux wheels of the target architecture and Python version), never
-the build machine's own. Zips are deterministic (fixed timestamps, sorted entries), so
+the build machine's own, and its own botocore pruned to the services the layer calls
+(LAYER_SERVICES): a client then parses a few small models instead of listing ~400 services and
+the 1.2 MB endpoints file (shared/README.md "Cold starts"). Zips are deterministic (fixed timestamps, sorted entries), so
 `filebase64sha256()` in Terraform only changes when the content does.
 
 --local also prepares what the Lambda runtime itself provides (boto3) for the emulator,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import gzip
 import json
 import os
 import platform
@@ -25,11 +28,19 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("connect", "disconnect", "response", "forward", "cleanup", "stream_notifier")
 LAYER_REQUIREMENTS = ("pyjwt==2.15.1", "cryptography==50.0.2")
 RUNTIME_REQUIREMENTS = ("boto3==1.44.8",)  # what the AWS Lambda python runtime ships
+# The layer's own botocore: the runtime boto3's version (botocore pins boto3's minor), pure Python,
+# installed without its dependencies (jmespath, dateutil, urllib3 come from the runtime).
+LAYER_BOTOCORE = "botocore==1.44.8"
+# Every service the layer creates a client for (`aws.client("...")`; a test holds the two together).
+LAYER_SERVICES = ("apigatewaymanagementapi", "dynamodb", "events", "s3", "secretsmanager", "ssm")
+# What a client reads from a service's folder; examples-1.json is documentation only.
+SERVICE_FILES = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 SKIP = ("__pycache__", ".pyc", ".pytest_cache")
 
@@ -54,12 +65,63 @@ def platforms(arch: str) -> list[str]:
     return [f"manylinux2014_{machine}", f"manylinux_2_28_{machine}", f"manylinux_2_34_{machine}"]
 
 
-def pip_target(target: Path, requirements: tuple[str, ...], arch: str, python_version: str) -> None:
+def pip_target(target: Path, requirements: tuple[str, ...], arch: str, python_version: str,
+               deps: bool = True) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(target),
            "--only-binary=:all:", "--implementation", "cp", "--python-version", python_version]
+    if not deps:
+        cmd.append("--no-deps")
     for plat in platforms(arch):
         cmd += ["--platform", plat]
     subprocess.run(cmd + list(requirements), check=True)
+
+
+def _read_json(path: Path) -> Any:
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
+
+
+def _model_file(version_dir: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.json", f"{stem}.json.gz"):
+        if (version_dir / name).exists():
+            return version_dir / name
+    return None
+
+
+def prune_botocore_data(data: Path, services: tuple[str, ...]) -> None:
+    """Keep only ``services`` (their newest API version: the one botocore loads) and only those
+    services in endpoints.json, in every partition. What a client of a kept service reads is
+    unchanged: e2e runs every handler on this pruned copy."""
+    prefixes = set()
+    for entry in sorted(data.iterdir()):
+        if not entry.is_dir():
+            continue
+        if entry.name not in services:
+            shutil.rmtree(entry)
+            continue
+        versions = sorted(v for v in entry.iterdir() if v.is_dir() and _model_file(v, "service-2"))
+        if not versions:
+            raise SystemExit(f"botocore has no model for {entry.name}")
+        for old in versions[:-1] + [v for v in entry.iterdir() if v.is_dir() and v not in versions]:
+            shutil.rmtree(old)
+        for f in versions[-1].iterdir():
+            if f.name.split(".")[0] not in SERVICE_FILES:
+                f.unlink()
+        model = _model_file(versions[-1], "service-2")
+        assert model is not None
+        prefixes.add(_read_json(model)["metadata"].get("endpointPrefix", entry.name))
+    missing = set(services) - {e.name for e in data.iterdir() if e.is_dir()}
+    if missing:
+        raise SystemExit(f"botocore has no data for {sorted(missing)}")
+    endpoints = _read_json(data / "endpoints.json")
+    for partition in endpoints["partitions"]:
+        partition["services"] = {k: v for k, v in partition["services"].items() if k in prefixes}
+    (data / "endpoints.json").write_text(json.dumps(endpoints, separators=(",", ":"), sort_keys=True))
+
+
+def vendor_botocore(site: Path, arch: str, python_version: str) -> None:
+    pip_target(site, (LAYER_BOTOCORE,), arch, python_version, deps=False)
+    prune_botocore_data(site / "botocore" / "data", LAYER_SERVICES)
 
 
 def compile_bytecode(tree: Path, interpreter: str | None, runtime_dir: str) -> bool:
@@ -80,6 +142,7 @@ def build_layer(out: Path, arch: str, python_version: str, interpreter: str | No
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "python"
         pip_target(site, LAYER_REQUIREMENTS, arch, python_version)
+        vendor_botocore(site, arch, python_version)
         shutil.copytree(ROOT / "shared" / "httptunnel", site / "httptunnel",
                         ignore=shutil.ignore_patterns(*SKIP))
         compiled = compile_bytecode(site, interpreter, "/opt/python")

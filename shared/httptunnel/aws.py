@@ -1,8 +1,14 @@
-"""boto3 clients, created once per process under a lock.
+"""botocore clients, created once per process under a lock.
 
-boto3's default session is not thread-safe for client creation, and the local emulator may
-run several handler invocations in threads of one process. Clients themselves are
-thread-safe once created. ``reset()`` drops them (tests).
+botocore, not boto3: the layer never needs boto3's resources or transfer manager, and importing
+boto3 costs every cold start about 20 ms more (s3transfer, multiprocessing). The layer ships its
+own botocore, pruned to the services it calls (scripts/package; shared/README.md "Cold starts"),
+so creating a client parses a few small models instead of listing ~400 services and reading the
+1.2 MB endpoints file.
+
+A session is not thread-safe for client creation, and the local emulator may run several
+handler invocations in threads of one process. Clients themselves are thread-safe once
+created. ``reset()`` drops them (tests).
 """
 
 from __future__ import annotations
@@ -10,11 +16,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 _lock = threading.Lock()
-_session: boto3.session.Session | None = None
+_session: botocore.session.Session | None = None
 _clients: dict[tuple[str, str], Any] = {}
 
 
@@ -29,13 +35,13 @@ def client(service: str, endpoint_url: str | None = None, config: Config | None 
         if found is not None:
             return found
         if _session is None:
-            _session = boto3.session.Session()
+            _session = botocore.session.Session()
         kwargs: dict[str, Any] = {}
         if endpoint_url:
             kwargs["endpoint_url"] = endpoint_url
         if config is not None:
             kwargs["config"] = config
-        made = _session.client(service, **kwargs)
+        made = _session.create_client(service, **kwargs)
         _clients[key] = made
         return made
 

@@ -13,18 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from . import aws, config, names
+from . import aws, config, dynamo_types, names
 
 CONNECTION_TTL_S = 2 * 60 * 60 + 10 * 60  # max WebSocket age (2 h) + margin
 RESERVATION_TTL_S = 7 * 24 * 60 * 60  # a tunnel id stays yours for 7 days after last use
 ANSWER_TTL_S = 15 * 60  # an answer row outlives any wait (25 s) by far; TTL removes it
 RESERVATION_PREFIX = "reservation#"
 
-_SER = TypeSerializer()
-_DE = TypeDeserializer()
 _COUNTER = threading.local()
 
 
@@ -43,11 +40,11 @@ def _call(op: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _SER.serialize(v) for k, v in values.items() if v is not None}
+    return {k: dynamo_types.serialize(v) for k, v in values.items() if v is not None}
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _DE.deserialize(v) for k, v in item.items()}
+    return {k: dynamo_types.deserialize(v) for k, v in item.items()}
 
 
 def _key(name: str, value: str) -> dict[str, Any]:

@@ -16,12 +16,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from boto3.dynamodb.types import TypeDeserializer
-
-from . import aws, config, log, names, store
+from . import aws, config, dynamo_types, log, names, store
 
 PUT_EVENTS_MAX = 10
-_DE = TypeDeserializer()
 
 
 def _boto_events() -> Any:
@@ -40,7 +37,7 @@ class TrafficEvent:
 
 def _image(record: dict[str, Any]) -> dict[str, Any]:
     raw = (record.get("dynamodb") or {}).get("NewImage") or {}
-    return {k: _DE.deserialize(v) for k, v in raw.items()}
+    return {k: dynamo_types.deserialize(v) for k, v in raw.items()}
 
 
 def _num(row: dict[str, Any], key: str) -> int | None:

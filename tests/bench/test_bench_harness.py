@@ -123,3 +123,38 @@ def test_another_checkout_runs_with_its_own_code_first_on_the_path(tmp_path):
     assert env is not None and env["PATH"] == "/bin"
     assert env["PYTHONPATH"].split(":") == [str(tmp_path / "shared"), str(tmp_path / "cli"), str(tmp_path)]
     assert ttf_argv(tmp_path)[1:] == ["-c", "from ttf.main import entry; entry()"]  # not this venv's console script
+
+
+def test_render_shows_the_first_request_after_idle():
+    results = results_fixture()
+    results["stack"]["local"]["first_after_idle"] = {"n": 2, "samples_ms": [612.3, 540.1], "median_ms": 576.2,
+                                                     "worker_init_ms": {"forward": 300.0, "response": 280.0},
+                                                     "errors": []}
+    results["targets"] = bench.check_targets(results)
+    out = bench.render(results)
+    row = next(line for line in out.splitlines() if "http-tunnel (local)" in line and "576.20" in line)
+    assert "612 540" in row and "300.00, 280.00" in row
+
+
+def test_first_after_idle_recycles_every_worker_before_each_request(monkeypatch):
+    calls = []
+
+    class FakeStack:
+        def recycle_lambdas(self):
+            calls.append("recycle")
+            return {"forward": True, "response": calls.count("recycle") != 2}  # the second round finds one busy
+
+        def stats(self):
+            return {"lambda_cold_starts": {"forward": {"last_init_ms": 310.0}, "response": {"last_init_ms": 290.0}}}
+
+    async def fake_run(target, concurrency, n):
+        calls.append("request")
+        from scripts.bench.load import LoadResult
+        return LoadResult(latencies_ms=[500.0 + len(calls)])
+
+    monkeypatch.setattr(bench.bench_load, "run", fake_run)
+    out = bench.first_after_idle(FakeStack(), bench.Target("stack", "http://127.0.0.1:1"), 3)
+    assert calls == ["recycle", "request", "recycle", "recycle", "request"]
+    assert out["n"] == 2 and out["samples_ms"] == [502.0, 505.0] and out["median_ms"] == 503.5  # len(calls) + 500
+    assert out["worker_init_ms"] == {"forward": 310.0, "response": 290.0}
+    assert out["errors"] and "not idle" in out["errors"][0]

@@ -139,3 +139,16 @@ def test_cold_init_is_measured_per_function_against_botocore_session(tmp_path):
     assert f["ratio_to_botocore_session"] == pytest.approx(f["cold_init_ms"] / result["botocore_session_import_ms"],
                                                            rel=0.05)
     assert "forward" in coldstart.render(result)
+
+
+def test_snapstart_prices_are_memory_times_rate():
+    model = cost.snapstart({"forward": 512, "disconnect": 128}, {"forward": 300.0}, architecture="arm64")
+    fwd = model["functions"]["forward"]
+    assert fwd["cache_usd_per_month"] == pytest.approx(0.5 * 730 * 3600 * cost.SNAPSTART_CACHE_GB_S, abs=1e-4)
+    assert fwd["restore_usd_per_cold_start"] == pytest.approx(0.5 * cost.SNAPSTART_RESTORE_GB)
+    assert fwd["init_billed_usd_per_cold_start"] == pytest.approx(0.5 * 0.3 * cost.LAMBDA_GB_S["arm64"])
+    assert model["functions"]["disconnect"]["init_billed_usd_per_cold_start"] == 0  # no init measured
+    assert model["cache_usd_per_month"] == pytest.approx(
+        fwd["cache_usd_per_month"] + model["functions"]["disconnect"]["cache_usd_per_month"], abs=0.01)
+    text = cost.render_snapstart(model)
+    assert "forward" in text and "disconnect" in text and "per month" in text

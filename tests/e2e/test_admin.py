@@ -67,3 +67,24 @@ async def test_dynamodb_throttling_is_injected_and_cleared(session, stack, agent
     assert sum(stats["dynamodb_calls"].values()) > 1  # botocore retried the throttled calls
     reply = await request(session, "GET", agent.public_url, "/bytes?n=10")
     assert reply.status == 200
+
+
+async def test_recycled_functions_start_cold_and_still_answer(session, stack, tunnel):
+    """What `make bench` times as "first request after idle": forward and response start cold."""
+    _, before = await admin(session, stack, "GET", "/stats")
+    status, body = await admin(session, stack, "POST", "/lambdas/recycle", {"functions": ["forward", "response"]})
+    assert status == 200 and body == {"recycled": {"forward": True, "response": True}}
+    reply = await request(session, "GET", tunnel.public_url, "/bytes?n=100")
+    assert reply.status == 200 and len(reply.body) == 100
+    _, after = await admin(session, stack, "GET", "/stats")
+    for name in ("forward", "response"):
+        assert after["lambda_cold_starts"][name]["cold_starts"] == before["lambda_cold_starts"][name]["cold_starts"] + 1
+        assert after["lambda_cold_starts"][name]["last_init_ms"] > 0
+    assert after["lambda_cold_starts"]["connect"]["cold_starts"] == before["lambda_cold_starts"]["connect"]["cold_starts"]
+
+
+async def test_recycle_refuses_a_bad_request(session, stack):
+    status, body = await admin(session, stack, "POST", "/lambdas/recycle", {"functions": "forward"})
+    assert status == 400 and "list" in body["error"]
+    status, body = await admin(session, stack, "POST", "/lambdas/recycle", {"functions": ["nope"]})
+    assert status == 400 and "nope" in body["error"]

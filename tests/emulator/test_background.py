@@ -18,6 +18,7 @@ from emulator.lambda_runtime.runtime import FunctionSpec, LambdaService
 from emulator.stats import Faults, Stats
 from emulator.stack import parse_args
 from emulator.apigateway.wiring import Schedule, StreamMapping
+from scripts.harness.wait import wait_until_async
 from tests.emulator.conftest import TOYS, runtime_config
 
 COMPLETED_FILTER = {"eventName": ["MODIFY"],
@@ -443,3 +444,36 @@ async def test_a_failed_init_is_retried_on_the_next_invocation(first_init, tmp_p
         assert json.loads(second["payload"]) == {"inits": 2}  # a fresh init, not the failed sandbox
     finally:
         await lambdas.workers["slowinit"].stop()
+
+
+async def test_a_recycled_worker_starts_cold_on_its_next_invocation(tmp_path):
+    """POST /lambdas/recycle's engine: an idle worker is dropped, the next call runs init again."""
+    lambdas = LambdaService(runtime_config())
+    env = {"OUT_DIR": str(tmp_path), "FIRST_INIT": "quick"}
+    lambdas.add(FunctionSpec(name="slowinit", handler="app.handler", code_dir=TOYS / "slowinit", environment=env))
+    worker = lambdas.workers["slowinit"]
+    try:
+        assert json.loads((await worker.invoke("{}", 5.0))["payload"]) == {"inits": 1}
+        assert json.loads((await worker.invoke("{}", 5.0))["payload"]) == {"inits": 1}  # warm: no new init
+        assert await lambdas.recycle() == {"slowinit": True}
+        assert json.loads((await worker.invoke("{}", 5.0))["payload"]) == {"inits": 2}
+        stats = lambdas.cold_starts()["slowinit"]
+        assert stats["cold_starts"] == 2 and stats["last_init_ms"] > 0
+    finally:
+        await worker.stop()
+
+
+async def test_a_worker_with_an_invocation_in_flight_is_not_recycled(tmp_path):
+    lambdas = LambdaService(runtime_config())
+    lambdas.add(FunctionSpec(name="toy-http", handler="app.handler", code_dir=TOYS / "http"))
+    worker = lambdas.workers["toy-http"]
+    event = json.dumps({"rawPath": "/sleep", "queryStringParameters": {"s": "1"}})
+    try:
+        await worker.ensure_started()
+        call = asyncio.create_task(worker.invoke(event, 5.0))
+        await wait_until_async(lambda: worker.in_flight == 1, 5)
+        assert await lambdas.recycle(["toy-http"]) == {"toy-http": False}
+        assert (await call)["ok"] is True  # the call in flight was not disturbed
+        assert await lambdas.recycle(["toy-http"]) == {"toy-http": True}
+    finally:
+        await worker.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import boto3
 import jwt
@@ -246,3 +247,81 @@ def test_zips_carry_bytecode_for_the_target_python(tmp_path):
     build.write_zip(staged, tmp_path / "plain.zip")  # without bytecode: no stray pycs from the tree
     with zipfile.ZipFile(tmp_path / "plain.zip") as zf:
         assert not [n for n in zf.namelist() if n.endswith(".pyc")]
+
+
+def _layer_services() -> set[str]:
+    """Every service the layer creates a client for: `aws.client("<service>", ...)` calls."""
+    import ast
+
+    found = set()
+    for path in (Path(__file__).resolve().parents[2] / "shared" / "httptunnel").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "client"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "aws"):
+                assert node.args and isinstance(node.args[0], ast.Constant), f"{path}: aws.client needs a literal name"
+                found.add(node.args[0].value)
+    return found
+
+
+def test_the_layer_ships_a_model_for_every_service_it_calls():
+    from scripts.package import __main__ as build
+
+    assert _layer_services() == set(build.LAYER_SERVICES)
+
+
+def test_pruned_botocore_keeps_what_a_client_reads(tmp_path):
+    """The pruning keeps each listed service's newest model (as botocore picks it) and its entries in
+    endpoints.json, in every partition; a client made on the pruned copy resolves the same endpoint
+    as one made on the full botocore, and an unlisted service is unknown (not silently present)."""
+    import shutil
+
+    import botocore
+    import botocore.exceptions
+    import botocore.loaders
+    import botocore.session
+
+    from scripts.package import __main__ as build
+
+    source, data = Path(botocore.__file__).parent / "data", tmp_path / "data"
+    data.mkdir()
+    for entry in source.iterdir():  # the top-level files, the listed services and one decoy
+        if entry.is_file():
+            shutil.copy(entry, data)
+        elif entry.name in (*build.LAYER_SERVICES, "sqs"):
+            shutil.copytree(entry, data / entry.name)
+    build.prune_botocore_data(data, build.LAYER_SERVICES)
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == sorted(build.LAYER_SERVICES)
+    for service in build.LAYER_SERVICES:
+        [version] = [p for p in (data / service).iterdir()]
+        assert not list(version.glob("examples-1.json*"))
+    endpoints = json.loads((data / "endpoints.json").read_text())
+    assert {p["partition"] for p in endpoints["partitions"]} >= {"aws", "aws-cn", "aws-us-gov"}
+    assert set(endpoints["partitions"][0]["services"]) <= {"dynamodb", "events", "execute-api", "s3",
+                                                             "secretsmanager", "ssm"}
+
+    def session(pruned: bool) -> botocore.session.Session:
+        s = botocore.session.Session()
+        if pruned:
+            s.register_component("data_loader", botocore.loaders.Loader(
+                extra_search_paths=[str(data)], include_default_search_paths=False))
+        return s
+
+    creds = {"aws_access_key_id": "a", "aws_secret_access_key": "b"}
+    for region in ("us-east-1", "eu-west-3", "cn-north-1", "us-gov-west-1"):
+        for service in ("dynamodb", "events", "s3", "ssm", "secretsmanager"):
+            full = session(False).create_client(service, region_name=region, **creds)
+            pruned = session(True).create_client(service, region_name=region, **creds)
+            assert pruned.meta.endpoint_url == full.meta.endpoint_url, (service, region)
+            assert sorted(pruned.meta.service_model.operation_names) == sorted(full.meta.service_model.operation_names)
+    with pytest.raises(botocore.exceptions.UnknownServiceError):
+        session(True).create_client("sqs", region_name="us-east-1", **creds)
+
+
+def test_a_service_botocore_lacks_is_a_clear_build_error(tmp_path):
+    from scripts.package import __main__ as build
+
+    (tmp_path / "dynamodb" / "2012-08-10").mkdir(parents=True)
+    (tmp_path / "dynamodb" / "2012-08-10" / "service-2.json").write_text('{"metadata": {"endpointPrefix": "dynamodb"}}')
+    (tmp_path / "endpoints.json").write_text('{"partitions": []}')
+    with pytest.raises(SystemExit, match="nope"):
+        build.prune_botocore_data(tmp_path, ("dynamodb", "nope"))

@@ -65,7 +65,7 @@ def test_completed_rows_become_events_without_bodies(aws, monkeypatch):
 
 def test_tunnel_comes_from_the_connection_row_not_the_agent(aws, monkeypatch):
     """An agent cannot put its answers into another tunnel's traffic log: the response Lambda
-    writes no tunnel id, and the notifier names the tunnel of the answering connection."""
+    writes no tunnel id, and stream_notifier names the tunnel of the answering connection."""
     fake = FakeEvents()
     monkeypatch.setattr(stream_notifier, "_events", lambda: fake)
     _put(CONN_TABLE, {"connectionId": "c1", "tunnelId": "mine00000000", "connectedAt": 1})
