@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: no python{python_version} on this machine: the zips carry no bytecode "
               "(every cold start compiles the modules again)", file=sys.stderr)
     (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"built {arch} python{python_version} layer + {len(FUNCTIONS)} functions -> {out.relative_to(ROOT)}")
+    shown = out.relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out
+    print(f"built {arch} python{python_version} layer + {len(FUNCTIONS)} functions -> {shown}")
     return 0
 
 

@@ -6,14 +6,16 @@
 Starts a local origin (scripts/smoke/origin.py) and a `ttf` agent forwarding to it, both
 subprocesses on 127.0.0.1 with ephemeral ports, runs the fixed battery of scripts/smoke/battery.py
 through the public URL, stops both (also on Ctrl-C or SIGTERM), prints one table and exits 0
-only when every check passed.
+only when no check failed. The swap attempt (scripts/smoke/swap.py) connects hand-made agents of
+its own to the same endpoint with the same token; two of its checks are "not checkable locally"
+against the local stack's moto (counted apart: neither passed nor failed).
 
 The WebSocket URL comes from `terraform output` (terraform/, as `make deploy` left it) unless
 --endpoint is given; the agent token from --token or TTF_TOKEN, else, for the deployment in
 terraform/, one minted for subject `smoke` (1 h) with its own secret, as `make token` does
 (none when it lets anonymous agents in). The agent runs
 in a scratch folder with only that token from the environment, so a `.env` or TTF_* settings
-of yours never change what is checked. Exit status: 0 all passed, 1 a check failed or the
+of yours never change what is checked. Exit status: 0 no check failed, 1 a check failed or the
 tunnel could not be set up, 2 bad arguments or no endpoint.
 """
 
@@ -204,7 +206,8 @@ def program(args: argparse.Namespace) -> int:
         print(f"smoke: tunnel up at {tunnel.public_url}; {len(battery.NAMES)} checks "
               f"(about {battery.FORWARD_WAIT_S + 10} s: the 504 check waits {battery.FORWARD_WAIT_S} s)",
               file=sys.stderr, flush=True)
-        ctx = battery.Context(tunnel, agent.restart, args.latency_requests, args.max_p90_ms)
+        ctx = battery.Context(tunnel, agent.restart, args.latency_requests, args.max_p90_ms,
+                              endpoint=endpoint, token=agent_token)
         results = battery.run(ctx)
     except SmokeError as exc:
         raise SmokeError(f"{exc} (logs: {work})") from None
@@ -219,9 +222,9 @@ def program(args: argparse.Namespace) -> int:
 
 def finish(results: list[battery.Result], tunnel: battery.Tunnel, endpoint: str, seconds: float,
            as_json: bool, work: Path) -> int:
-    """Print the table (or JSON); 0 when every check passed (the scratch folder goes), else 1
-    (its logs stay, and where they are is said)."""
-    ok = all(r.ok for r in results)
+    """Print the table (or JSON); 0 when no check failed (the scratch folder goes), else 1
+    (its logs stay, and where they are is said). A check that is not checkable here fails nothing."""
+    ok = not any(r.failed for r in results)
     if as_json:
         print(json.dumps({"ok": ok, "public_url": tunnel.public_url, "endpoint": endpoint,
                           "seconds": round(seconds, 1), "summary": summary(results, seconds),

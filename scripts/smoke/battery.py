@@ -1,8 +1,10 @@
 """The fixed battery `make smoke` runs through a tunnel's public URL.
 
 Each check is a function ``(ctx) -> detail``; it raises :class:`CheckFailed` (or anything else)
-to fail. :func:`run` times them, runs the 504 check (a 25 s wait) in a thread alongside the
-others, then restarts the agent for the reconnect check once nothing is in flight.
+to fail, :class:`NotCheckable` when this deployment cannot show what it checks (scripts/smoke/
+verdict.py). :func:`run` times them, runs the 504 check (a 25 s wait) in a thread alongside the
+others, then restarts the agent for the reconnect check once nothing is in flight. The swap
+attempt (scripts/smoke/swap.py) brings its own hand-made agents, on tunnels of their own.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
+from scripts.smoke import swap
 from scripts.smoke.client import Client, Reply
 from scripts.smoke.origin import COOKIES, pattern, text_pattern
+from scripts.smoke.verdict import FAILED, NOT_CHECKABLE, PASSED, CheckFailed, NotCheckable, Result, expect
 
 MB = 1024 * 1024
 ERROR_HEADER = "x-tunnel-error"  # httptunnel.names.ERROR_HEADER
@@ -32,22 +36,10 @@ ENCODED_PATH = "/echo/smoke%20test/caf%C3%A9/a%23b/a%2Fb/x+y"
 QUERY = "q=smoke&sp=%20&sl=%2F&empty=&flag"
 
 
-class CheckFailed(Exception):
-    """A check's expectation did not hold; the message is the table's detail."""
-
-
 @dataclass(frozen=True)
 class Tunnel:
     tunnel_id: str
     public_url: str
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    ok: bool
-    detail: str
-    seconds: float
 
 
 @dataclass
@@ -57,6 +49,8 @@ class Context:
     latency_requests: int = 20
     max_p90_ms: float | None = None
     client: Client | None = None
+    endpoint: str = ""  # the agent WebSocket URL, for the swap attempt's hand-made agents
+    token: str = ""  # the agent token ("" when the deployment lets anonymous agents in)
 
     def url(self, path: str) -> str:
         return self.tunnel.public_url.rstrip("/") + path
@@ -65,11 +59,6 @@ class Context:
         if self.client is None:
             self.client = Client()
         return self.client
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def expect_status(reply: Reply, status: int) -> None:
@@ -275,6 +264,9 @@ QUICK: tuple[tuple[str, Callable[[Context], str]], ...] = (
     ("5 MB text up", check_text_up),
     ("5 MB text down", check_text_down),
     ("8 MB binary down via S3", check_s3_download),
+    (swap.SWAP, swap.check_swap),
+    (swap.UPLOAD_CAP, swap.check_upload_cap),
+    (swap.UPLOAD_TLS, swap.check_upload_tls),
     ("several Set-Cookie", check_cookies),
     ("encoded path", check_encoded_path),
     ("404 unknown tunnel", check_404),
@@ -289,12 +281,14 @@ NAMES = tuple(name for name, _ in QUICK) + (SLOW[0],) + tuple(name for name, _ i
 def one(name: str, check: Callable[[Context], str], ctx: Context) -> Result:
     started = time.monotonic()
     try:
-        detail, ok = check(ctx), True
+        detail, status = check(ctx), PASSED
+    except NotCheckable as exc:
+        detail, status = str(exc), NOT_CHECKABLE
     except CheckFailed as exc:
-        detail, ok = str(exc), False
+        detail, status = str(exc), FAILED
     except Exception as exc:  # noqa: BLE001 - any error is this check's failure, reported in one line
-        detail, ok = f"{type(exc).__name__}: {exc}".strip(), False
-    return Result(name, ok, detail.replace("\n", " "), time.monotonic() - started)
+        detail, status = f"{type(exc).__name__}: {exc}".strip(), FAILED
+    return Result(name, status, detail.replace("\n", " "), time.monotonic() - started)
 
 
 def run(ctx: Context, progress: Callable[[str], None] = lambda name: None) -> list[Result]:

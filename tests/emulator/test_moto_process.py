@@ -49,6 +49,9 @@ async def test_admin_merges_and_pushes(moto_proc):
         def reset_stats(self):
             pass
 
+        def cold_starts(self):
+            return {}
+
     stats, faults = Stats(), Faults()
     admin = AdminApi(stats, faults, Lambdas(), moto_proc)  # type: ignore[arg-type]
     moto_proc.reset_stats()

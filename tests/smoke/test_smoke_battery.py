@@ -109,8 +109,9 @@ def test_percentile_is_nearest_rank():
     assert (battery.percentile(values, 50), battery.percentile(values, 90)) == (10.0, 18.0)
 
 
-RESULTS = [battery.Result("GET", True, "fine", 0.1),
-           battery.Result("504 no answer in 25 s", False, "status 200 [bold]x[/bold]", 25.0)]
+RESULTS = [battery.Result("GET", battery.PASSED, "fine", 0.1),
+           battery.Result("504 no answer in 25 s", battery.FAILED, "status 200 [bold]x[/bold]", 25.0)]
+LOCAL = battery.Result("S3 refuses plain HTTP", battery.NOT_CHECKABLE, "S3 here is the local stack's moto", 0.4)
 
 
 def test_table_marks_failures_and_prints_network_text_literally():
@@ -118,10 +119,50 @@ def test_table_marks_failures_and_prints_network_text_literally():
     console.print(report.render_table(RESULTS, "smoke [red]t[/red]", 25.1))
     text = console.export_text()
     assert "FAIL" in text and "[bold]x[/bold]" in text and "smoke [red]t[/red]" in text
-    assert "1 of 2 checks passed in 25.1 s" in text
+    assert "1 of 2 checks passed, 1 failed in 25.1 s" in text
     plain = report.render_plain(RESULTS, "title", 25.1).splitlines()
-    assert plain[0] == "title" and plain[-1] == "1 of 2 checks passed in 25.1 s"
+    assert plain[0] == "title" and plain[-1] == "1 of 2 checks passed, 1 failed in 25.1 s"
     assert plain[3].split()[:6] == ["504", "no", "answer", "in", "25", "s"] and "FAIL" in plain[3]
+
+
+def test_not_checkable_is_its_own_result_counted_apart():
+    results = [RESULTS[0], LOCAL]
+    console = Console(record=True, width=160)
+    console.print(report.render_table(results, "t", 2.0))
+    text = console.export_text()
+    assert "not checkable locally" in text and "FAIL" not in text and "local stack's moto" in text
+    assert "1 of 2 checks passed, 1 not checkable locally in 2.0 s" in text
+    plain = report.render_plain(results, "t", 2.0).splitlines()
+    assert plain[-1] == "1 of 2 checks passed, 1 not checkable locally in 2.0 s"
+    row = plain[3]
+    assert row.startswith("S3 refuses plain HTTP  not checkable locally  ") and row.endswith("local stack's moto")
+    assert plain[2].startswith("GET  ") and "ok  " in plain[2]  # the result column widens for every row
+    assert len({line.index(" s  ") for line in plain[2:4]}) == 1  # ... and the columns stay aligned
+    mixed = report.summary([RESULTS[0], RESULTS[1], LOCAL], 3.0)
+    assert mixed == "1 of 3 checks passed, 1 failed, 1 not checkable locally in 3.0 s"
+
+
+def test_a_check_that_cannot_be_checked_here_says_why_and_neither_passes_nor_fails():
+    def moto(ctx):
+        raise battery.NotCheckable("S3 here is the local stack's moto (127.0.0.1:1)")
+    result = battery.one("cap", moto, direct("http://127.0.0.1:1"))
+    assert result.status == battery.NOT_CHECKABLE and not result.ok and not result.failed
+    assert result.detail == "S3 here is the local stack's moto (127.0.0.1:1)"
+    with pytest.raises(ValueError):
+        battery.Result("x", "skipped", "", 0.0)
+
+
+def test_not_checkable_results_exit_0_and_say_so_in_json(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    tunnel = battery.Tunnel("t", "http://t.localhost:1")
+    assert smoke.finish([RESULTS[0], LOCAL], tunnel, "ws://x/prod", 1.0, True, work) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and out["summary"].endswith("1 not checkable locally in 1.0 s")
+    assert [c["status"] for c in out["checks"]] == ["ok", "not checkable locally"]
+    work.mkdir()
+    assert smoke.finish([RESULTS[1], LOCAL], tunnel, "ws://x/prod", 1.0, True, work) == 1
+    assert json.loads(capsys.readouterr().out)["ok"] is False
 
 
 def test_finish_exits_1_and_keeps_the_logs_on_a_failure(tmp_path, capsys):
