@@ -1,6 +1,6 @@
 """Public HTTP API route: send the request down the agent's WebSocket and wait for its answer."""
 
-from httptunnel import forwarding
+from httptunnel import forward
 from httptunnel.edge import http_error, lambda_edge
 
 
@@ -8,4 +8,4 @@ from httptunnel.edge import http_error, lambda_edge
 @lambda_edge(bad_event=http_error(400, "invalid_request", "bad request"),
              failure=http_error(502, "internal_error", "internal error"))
 def handler(event, context):
-    return forwarding.forward(event)
+    return forward.forward(event)

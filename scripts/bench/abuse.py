@@ -9,7 +9,7 @@ Two attacks need nothing but the public URL:
 Rates: the HTTP API throttle (token bucket) and the account's Lambda concurrency, whichever binds
 first: a held request keeps a forward Lambda for 25 s, so concurrency C allows C / 25 req/s.
 Prices come from scripts.bench.cost (us-east-1 list prices); the per-request operations are the
-layer's own (poll schedule from httptunnel.forwarding). What is not counted is named in ASSUMED.
+layer's own (poll schedule from httptunnel.forward). What is not counted is named in ASSUMED.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from httptunnel import forwarding, limits
+from httptunnel import forward, limits
 
 from scripts.bench import cost
 
@@ -41,11 +41,11 @@ ASSUMED = {
 
 def polls_in(wait_s: float) -> int:
     """Pending-row reads forward makes while waiting wait_s for an answer that never comes."""
-    waited, delay, reads = 0.0, forwarding.POLL_START_S, 0
+    waited, delay, reads = 0.0, forward.POLL_START_S, 0
     while waited < wait_s:
         reads += 1
         waited += delay
-        delay = forwarding.next_poll_delay(delay, waited)
+        delay = forward.next_poll_delay(delay, waited)
     return reads
 
 
@@ -70,7 +70,7 @@ def unknown_tunnel() -> Cost:
 
 
 def held_request(wait_s: float = limits.FORWARD_WAIT_S) -> Cost:
-    reads = 0.5 + polls_in(wait_s) + int(wait_s / forwarding.ALIVE_CHECK_S)
+    reads = 0.5 + polls_in(wait_s) + int(wait_s / forward.ALIVE_CHECK_S)
     lines = {
         "HTTP API": cost.HTTP_API_PER_M / 1e6,
         "forward Lambda": _lambda(FORWARD_MEMORY_GB, wait_s + 0.1),

@@ -51,3 +51,26 @@ def reset() -> None:
     with _lock:
         _clients.clear()
         _session = None
+
+
+# --------------------------------------------------------------------------- errors
+# The one reading of botocore's ClientError (``exc.response``: {"Error": {"Code": ...},
+# "ResponseMetadata": {"HTTPStatusCode": ...}}). Duck-typed, so any exception may be asked.
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code (``ConditionalCheckFailedException``, ``GoneException``, ``404``...); "" if none."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    return str(error.get("Code") or "") if isinstance(error, dict) else ""
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status AWS answered with; 0 if unknown."""
+    response = getattr(exc, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, dict) else None
+    return int(meta.get("HTTPStatusCode") or 0) if isinstance(meta, dict) else 0
+
+
+def is_conditional_failure(exc: BaseException) -> bool:
+    """DynamoDB refused a write because its ConditionExpression did not hold."""
+    return error_code(exc) == "ConditionalCheckFailedException"

@@ -52,10 +52,6 @@ def _s3() -> Any:
     return aws.client("s3", config=_S3_CONFIG)
 
 
-def reset_clients() -> None:
-    aws.reset()
-
-
 def request_key(request_id: str) -> str:
     return names.REQUEST_BODY_PREFIX + request_id
 
@@ -120,7 +116,7 @@ def get_response_body(request_id: str) -> Stored:
     try:
         head = _s3().head_object(Bucket=_bucket(), Key=response_key(request_id))
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             raise BodyMissing(request_id) from None
         raise
     version = _version(head)

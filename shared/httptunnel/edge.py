@@ -5,7 +5,7 @@
 
 Each invocation binds ``aws_request_id``, ``function_name`` and ``cold_start`` (true for the
 first invocation of this process) to every log line, like Powertools' ``inject_lambda_context``
-without the dependency. A malformed event (:class:`apigw.BadEvent`) is logged and answered with
+without the dependency. A malformed event (:class:`events.BadEvent`) is logged and answered with
 ``bad_event(event)``; anything else escaping the handler is logged with its type and answered
 with ``failure(event)``, so no caller ever sees a traceback and the log says which invocation
 failed. What a "clean answer" is depends on the trigger, hence the two answer functions.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from . import apigw, log, names
+from . import events, log, names
 
 Event = Any
 Answer = Callable[[Event], Any]
@@ -35,7 +35,7 @@ def lambda_edge(*, bad_event: Answer, failure: Answer) -> Callable[[Handler], Ha
                      function_name=getattr(context, "function_name", None), cold_start=cold)
             try:
                 return fn(event, context)
-            except apigw.BadEvent as exc:
+            except events.BadEvent as exc:
                 answer = bad_event(event)
                 log.error("malformed event", error=str(exc)[:300], **_answered(answer))
                 return answer
@@ -61,12 +61,12 @@ def _answered(answer: Any) -> dict[str, Any]:
 def ws_status(status: int, body: str | None = None) -> Answer:
     """A WebSocket route answer ($connect: the handshake status; $default/$disconnect: ignored by the API)."""
     text = body if body is not None else {200: "", 400: "bad request", 500: "internal error"}.get(status, "")
-    return lambda _event: apigw.ws_response(status, text)
+    return lambda _event: events.ws_response(status, text)
 
 
 def http_error(status: int, code: str, message: str) -> Answer:
     """A public HTTP answer with our x-tunnel-error code."""
-    return lambda _event: apigw.error_response(status, code, message)
+    return lambda _event: events.error_response(status, code, message)
 
 
 def every_record_failed(event: Event) -> dict[str, Any]:

@@ -7,7 +7,7 @@ forward enforces it. Nothing half-applies: ``parse`` accepts the whole document 
 Wire: the agent sends ``X-Tunnel-Policy: <base64url(JSON)>`` (no padding) in the ``$connect``
 request (a header only, never the query string, which access logs keep). connect stores the
 canonical compact JSON on the connection row (``policy``); forward parses it once per warm
-instance (cached by the raw string). Document, version 1 (every key but ``v`` optional):
+instance (``forward.parsed_policy``, keyed by the raw string). Document, version 1 (every key but ``v`` optional):
 
     {"v": 1,
      "auth":  [{"u": USER, "s": b64 salt(16), "h": b64 scrypt(32), "n": N, "r": 8, "p": 1}],
@@ -40,11 +40,10 @@ import ipaddress
 import json
 import os
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Union
 
+from .ttlmap import TTLMap
 from .webhooks import Verifier, WebhookError, from_fields, parse_spec, to_fields
 
 HEADER = "X-Tunnel-Policy"
@@ -342,28 +341,10 @@ class Denial:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-_CACHE_MAX = 64
-_VERIFIED_MAX = 1024
-_parsed: OrderedDict[str, Policy] = OrderedDict()
-_verified: OrderedDict[bytes, None] = OrderedDict()
+# Basic-auth credentials already checked against a policy (scrypt is slow on purpose), remembered
+# per warm instance as a keyed digest of (policy, credentials): the 1,024 most recently used.
+_verified: TTLMap[bytes, bool] = TTLMap(1024)
 _INSTANCE_KEY = os.urandom(32)  # per process: a remembered digest is useless anywhere else
-_lock = threading.Lock()
-
-
-def cached(raw: str) -> Policy:
-    """The parsed policy of a connection row (a warm instance parses each distinct string once).
-    A stored string connect accepted always parses; should one not, PolicyError propagates."""
-    with _lock:
-        hit = _parsed.get(raw)
-        if hit is not None:
-            _parsed.move_to_end(raw)
-            return hit
-    parsed = parse(raw)
-    with _lock:
-        _parsed[raw] = parsed
-        while len(_parsed) > _CACHE_MAX:
-            _parsed.popitem(last=False)
-    return parsed
 
 
 def _ip_allowed(policy: Policy, source_ip: str) -> bool:
@@ -387,10 +368,8 @@ def _basic_ok(policy: Policy, raw: str, authorization: str) -> bool:
         return False
     digest = hmac.new(_INSTANCE_KEY, hashlib.sha256(raw.encode("utf-8")).digest() + token.strip().encode(),
                       hashlib.sha256).digest()
-    with _lock:
-        if digest in _verified:
-            _verified.move_to_end(digest)
-            return True
+    if _verified.get(digest):
+        return True
     try:
         decoded = base64.b64decode(token.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -402,10 +381,7 @@ def _basic_ok(policy: Policy, raw: str, authorization: str) -> bool:
     match = next((u for u in policy.users if hmac.compare_digest(u.name.encode(), user.encode())), None)
     if match is None or not match.matches(password):
         return False
-    with _lock:
-        _verified[digest] = None
-        while len(_verified) > _VERIFIED_MAX:
-            _verified.popitem(last=False)
+    _verified.put(digest, True)
     return True
 
 

@@ -1,7 +1,7 @@
 """DynamoDB access for both tables (low-level client: thread-safe, unlike boto3 resources).
 
 The client is created lazily once per process (real Lambda style: reused across warm
-invocations); ``reset_clients()`` is for tests. Every DynamoDB call is counted per thread
+invocations); ``aws.reset()`` drops it (tests). Every DynamoDB call is counted per thread
 (``calls()``) so forward can log how many calls one request cost.
 """
 
@@ -29,10 +29,6 @@ def _client() -> Any:
     return aws.client("dynamodb")
 
 
-def reset_clients() -> None:
-    aws.reset()
-
-
 def calls() -> int:
     """DynamoDB calls made by this thread so far (compare before/after a request)."""
     return getattr(_COUNTER, "n", 0)
@@ -53,10 +49,6 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 def _key(name: str, value: str) -> dict[str, Any]:
     return {name: {"S": value}}
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 # --------------------------------------------------------------------------- connections
@@ -187,7 +179,7 @@ def _put_reservation(tunnel_id: str, token_hash: str | None, owner_sub: str | No
               ExpressionAttributeNames={k: v for k, v in attr_names.items() if k in condition},
               ExpressionAttributeValues={":now": {"N": str(now)}, **values} if ":now" in condition else values)
     except ClientError as exc:
-        if _conditional_failed(exc):
+        if aws.is_conditional_failure(exc):
             return False
         raise
     return True
@@ -297,7 +289,7 @@ def put_answer(request_id: str, connection_id: str, answer: Answer, context: Req
         _call("put_item", TableName=config.pending_table(), Item=_item(fields),
               ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": names.PENDING_PK})
     except ClientError as exc:
-        if _conditional_failed(exc):
+        if aws.is_conditional_failure(exc):
             return False
         raise
     return True

@@ -224,7 +224,7 @@ def test_conditional_write_failures_have_dynamodbs_error_shape(moto):
     """ConditionalCheckFailedException, HTTP 400, for PutItem/UpdateItem/DeleteItem
     (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html#API_PutItem_Errors):
     the one shape our store recognises."""
-    from httptunnel import store
+    from httptunnel import aws
 
     _, endpoint = moto
     make_table(endpoint, "conditional")
@@ -244,7 +244,7 @@ def test_conditional_write_failures_have_dynamodbs_error_shape(moto):
             call()
         assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-        assert store._conditional_failed(info.value)
+        assert aws.is_conditional_failure(info.value)
     assert ddb.get_item(TableName="conditional", Key=key)["Item"] == {**key, "ttl": {"N": "100"}}
 
 

@@ -6,12 +6,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from httptunnel import apigw
+from httptunnel import management
 
 from .helpers import (BUCKET, CONN_TABLE, PENDING_TABLE, REGION, WS_ENDPOINT, FakeContext, FakeManagement,
-                      create_tables, reset_clients)
-
-_reset_clients = reset_clients
+                      cold_start, create_tables)
 
 
 @pytest.fixture
@@ -28,20 +26,20 @@ def aws(monkeypatch: pytest.MonkeyPatch):
            "EVENT_BUS_NAME": "test-bus", "REQUIRE_AUTH": "false"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    _reset_clients()
+    cold_start()
     with mock_aws():
         create_tables(boto3.client("dynamodb"))
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as Terraform does
         yield
-    _reset_clients()
+    cold_start()
 
 
 @pytest.fixture
 def mgmt(monkeypatch: pytest.MonkeyPatch) -> FakeManagement:
     fake = FakeManagement()
-    monkeypatch.setattr(apigw, "_management_client", fake.client)
+    monkeypatch.setattr(management, "_client", fake.client)
     return fake
 
 

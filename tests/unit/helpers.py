@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import apigw, auth, bodies, forwarding, names, notifier, protocol, store
+from httptunnel import auth, aws, forward, management, names, protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -121,19 +121,12 @@ def create_tables(ddb: Any) -> None:
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
 
 
-def _reset_clients() -> None:
-    store.reset_clients()
-    bodies.reset_clients()
-    apigw.reset_clients()
+def cold_start() -> None:
+    """A fresh process: no boto3 clients, no JWKS, nothing a warm forward instance remembers."""
+    aws.reset()
     auth.clear_caches()
-    notifier.reset_clients()
-    forwarding.CONNECTIONS.clear()  # the warm instance's connection cache: each test starts cold
-    forwarding.ANSWER_TIMES.clear()
-
-
-
-def reset_clients() -> None:
-    _reset_clients()
+    for remembered in (forward.CONNECTIONS, forward.ANSWER_TIMES, forward.POLICIES, forward.DENIED_BUDGETS):
+        remembered.clear()
 
 
 def ws_event(name: str, connection_id: str, body: str | None = None, headers: dict[str, str] | None = None,
@@ -158,7 +151,7 @@ def connect_agent(connection_id: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def store_established(connection_id: str) -> dict[str, Any]:
-    fake = apigw._management_client.__self__  # type: ignore[attr-defined]
+    fake = management._client.__self__  # type: ignore[attr-defined]
     msgs = [m for m in fake.messages(connection_id) if m["type"] == "connection_established"]
     assert msgs, "no connection_established posted"
     return msgs[-1]

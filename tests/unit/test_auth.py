@@ -348,7 +348,7 @@ from unittest import mock
 sys.path[:0] = [{str(ROOT / 'shared')!r}]
 import os
 os.environ.update({{"REQUIRE_AUTH": "true", "JWT_SECRET": {SECRET!r}}})
-from httptunnel import auth, connections  # connections: the connect handler's whole module graph
+from httptunnel import auth, connect  # connect: the connect handler's whole module graph
 enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 now = int(time.time())
 si = enc(json.dumps({{"alg": "HS256", "typ": "JWT"}}).encode()) + "." + enc(json.dumps({{"sub": "a", "exp": now + 60}}).encode())

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from httptunnel import apigw, connections, edge, forwarding, janitor, notifier, responses
+from httptunnel import cleanup, connect, disconnect, edge, events, forward, response, stream_notifier
 
 from .helpers import FakeContext, load_handler
 
-INNER = {"connect": (connections, "connect"), "disconnect": (connections, "disconnect"),
-         "forward": (forwarding, "forward"), "response": (responses, "handle"),
-         "cleanup": (janitor, "run"), "stream_notifier": (notifier, "notify")}
+INNER = {"connect": (connect, "connect"), "disconnect": (disconnect, "disconnect"),
+         "forward": (forward, "forward"), "response": (response, "handle"),
+         "cleanup": (cleanup, "run"), "stream_notifier": (stream_notifier, "notify")}
 STREAM_EVENT = {"Records": [{"dynamodb": {"SequenceNumber": "11"}}, {"dynamodb": {"SequenceNumber": "12"}}]}
 EXPECTED = {  # (answer to a malformed event, answer to anything else that escapes)
     "connect": ({"statusCode": 400, "body": "bad request"}, {"statusCode": 500, "body": "internal error"}),
@@ -34,7 +34,7 @@ def test_every_handler_answers_cleanly_and_logs_which_invocation_failed(name, fa
 
     def inner(*_args):
         if failure == "bad_event":
-            raise apigw.BadEvent("no requestContext")
+            raise events.BadEvent("no requestContext")
         raise RuntimeError("boom: the table is on fire")
 
     monkeypatch.setattr(module, attr, inner)

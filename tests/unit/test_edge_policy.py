@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, urlparse
 import boto3
 import pytest
 
-from httptunnel import bodies, forwarding, limits, protocol, rewrite
+from httptunnel import bodies, forward, limits, protocol, rewrite
 
 from .helpers import BUCKET, connect_agent, load_handler
-from .test_forward_basic import Agent, http_event, ok
+from .test_forward_basic import FakeAgent, http_event, ok
 from .test_forward_edges import _s3_key
 
 
@@ -35,7 +35,7 @@ def test_cookie_domain_is_dropped_and_every_other_byte_kept(value, expected):
 
 
 def _cookie_agent(mgmt):
-    return Agent(mgmt, "conn-A", ok(b"x", headers={"content-type": ["text/plain"], "set-cookie": [
+    return FakeAgent(mgmt, "conn-A", ok(b"x", headers={"content-type": ["text/plain"], "set-cookie": [
         "sid=1; Domain=t.example.com; Path=/", "other=2; Path=/a; domain=.example.com; Secure"]}))
 
 
@@ -65,7 +65,7 @@ def test_path_routing_off_refuses_path_urls_and_keeps_subdomains(aws, mgmt, ctx,
     tid = established["tunnel_id"]
     assert established["public_url"] == f"https://{tid}.t.example.com"
     assert "path_based_url" not in established  # nobody is told about a URL that does not work
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 404 and result["headers"]["x-tunnel-error"] == "tunnel_not_found"
     assert agent.requests == []
@@ -102,7 +102,7 @@ def test_upload_form_policy_caps_the_size_pins_the_key_and_expires(aws):
 
 def test_request_carries_the_post_form_and_no_put_url(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     load_handler("forward")(http_event(tid), ctx)
     msg = agent.requests[0]
     assert "response_upload_url" not in msg
@@ -134,7 +134,7 @@ def test_swapped_upload_after_the_check_never_reaches_the_caller(aws, mgmt, ctx)
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200,
                                      headers={"content-type": ["application/octet-stream"]}, body_uploaded=True,
                                      body_size=len(checked), body_sha256=hashlib.sha256(checked).hexdigest())
-    Agent(mgmt, "conn-A", reply)
+    FakeAgent(mgmt, "conn-A", reply)
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 307
     s3.put_object(Bucket=BUCKET, Key=keys[0], Body=b"swapped: 11 MB of something else")  # the attack
@@ -145,9 +145,9 @@ def test_swapped_upload_after_the_check_never_reaches_the_caller(aws, mgmt, ctx)
 
 
 def test_rewritten_big_body_is_stored_by_forward_and_pinned(aws, mgmt, ctx, monkeypatch):
-    monkeypatch.setattr(forwarding, "RESULT_HEADROOM", limits.LAMBDA_PAYLOAD_MAX - 1000)  # nothing fits inline
+    monkeypatch.setattr(forward, "RESULT_HEADROOM", limits.LAMBDA_PAYLOAD_MAX - 1000)  # nothing fits inline
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok(b'<a href="/x">' + b"y" * 3000, headers={"content-type": ["text/html"]}))
+    FakeAgent(mgmt, "conn-A", ok(b'<a href="/x">' + b"y" * 3000, headers={"content-type": ["text/html"]}))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 307
     location = result["headers"]["location"]
@@ -167,7 +167,7 @@ def test_unversioned_bucket_fails_closed(aws, mgmt, ctx, monkeypatch):
         s3.put_object(Bucket="plain-bucket", Key=msg["response_upload"]["fields"]["key"], Body=body)
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200, body_uploaded=True,
                                      body_sha256=hashlib.sha256(body).hexdigest())
-    Agent(mgmt, "conn-A", reply)
+    FakeAgent(mgmt, "conn-A", reply)
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 502 and result["headers"]["x-tunnel-error"] == "internal_error"
 
@@ -177,7 +177,7 @@ def test_unversioned_bucket_fails_closed(aws, mgmt, ctx, monkeypatch):
 def test_request_says_how_much_time_is_left(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("FORWARD_WAIT_SECONDS", "3")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     before = int(time.time() * 1000)
     load_handler("forward")(http_event(tid), ctx)
     msg = agent.requests[0]
@@ -187,17 +187,17 @@ def test_request_says_how_much_time_is_left(aws, mgmt, ctx, monkeypatch):
 
 def test_tunnel_busy_is_429(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code="tunnel_busy",
+    FakeAgent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code="tunnel_busy",
                                                    message="64 requests queued"))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 429 and result["headers"]["x-tunnel-error"] == "tunnel_busy"
     # the agent's message stays local: callers get the code's fixed sentence (issue 14)
-    assert result["body"] == forwarding.PUBLIC_MESSAGES["tunnel_busy"] + "\n"
+    assert result["body"] == forward.PUBLIC_MESSAGES["tunnel_busy"] + "\n"
 
 
 # --------------------------------------------------------------------------- 4. proxy headers
 
-FORGED = {name: "evil.example" for name in forwarding.PROXY_HEADERS}
+FORGED = {name: "evil.example" for name in forward.PROXY_HEADERS}
 
 
 def _seen(agent) -> dict[str, list[str]]:
@@ -206,7 +206,7 @@ def _seen(agent) -> dict[str, list[str]]:
 
 def test_caller_cannot_choose_proxy_headers_in_path_mode(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     load_handler("forward")(http_event(tid, headers=FORGED | {"x-forwarded-for": "10.0.0.1, 198.51.100.9"}), ctx)
     headers = _seen(agent)
     assert not any("evil.example" in v for values in headers.values() for v in values), headers
@@ -218,14 +218,14 @@ def test_caller_cannot_choose_proxy_headers_in_path_mode(aws, mgmt, ctx):
     assert headers["forwarded"] == [f"for=198.51.100.9;host={host};proto=https"]
     # the caller's chain is kept; the address API Gateway saw stays last and is not doubled
     assert headers["x-forwarded-for"] == ["10.0.0.1, 198.51.100.9"]
-    assert set(headers) & forwarding.PROXY_HEADERS == {"forwarded", "x-real-ip", "x-forwarded-host",
+    assert set(headers) & forward.PROXY_HEADERS == {"forwarded", "x-real-ip", "x-forwarded-host",
                                                        "x-forwarded-port", "x-forwarded-proto", "x-forwarded-prefix"}
 
 
 def test_caller_cannot_choose_proxy_headers_in_subdomain_mode(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     event = http_event(tid, path="/p", host=f"{tid}.t.example.com", headers=FORGED | {"x-forwarded-for": "6.6.6.6"})
     event["requestContext"]["http"]["sourceIp"] = "2001:db8::7"
     load_handler("forward")(event, ctx)
@@ -240,7 +240,7 @@ def test_caller_cannot_choose_proxy_headers_in_subdomain_mode(aws, mgmt, ctx, mo
 def test_local_stack_scheme_and_port_come_from_the_public_url(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("PUBLIC_HTTP_URL", "http://127.0.0.1:8123")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     event = http_event(tid)
     event["requestContext"]["domainName"] = "127.0.0.1"
     load_handler("forward")(event, ctx)
@@ -251,7 +251,7 @@ def test_local_stack_scheme_and_port_come_from_the_public_url(aws, mgmt, ctx, mo
 
 def test_without_a_valid_source_ip_the_callers_chain_is_dropped(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     event = http_event(tid, headers={"x-forwarded-for": "6.6.6.6"})
     event["requestContext"]["http"]["sourceIp"] = "not-an-ip"
     load_handler("forward")(event, ctx)

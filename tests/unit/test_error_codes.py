@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from httptunnel import forwarding, names, policy, protocol
+from httptunnel import forward, names, policy, protocol
 
 from .helpers import FakeContext, connect_agent, load_handler
-from .test_forward_basic import Agent, http_event, ok
+from .test_forward_basic import FakeAgent, http_event, ok
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _literal_failures(path: Path) -> list[tuple[int, str]]:
     """(status, code) of every fail(...)/error_response(...)/http_error(...) call whose arguments are literals or
-    forwarding's GONE/TIMEOUT constants."""
-    constants = {"GONE": forwarding.GONE, "TIMEOUT": forwarding.TIMEOUT}
+    forward's GONE/TIMEOUT constants."""
+    constants = {"GONE": forward.GONE, "TIMEOUT": forward.TIMEOUT}
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if not (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
@@ -36,12 +36,12 @@ def _literal_failures(path: Path) -> list[tuple[int, str]]:
         if isinstance(status, ast.Constant):
             found.append((status.value, code_value))
         elif isinstance(status, ast.IfExp):  # 504 if answer == TIMEOUT else 502
-            found += [(status.body.value, forwarding.TIMEOUT), (status.orelse.value, forwarding.GONE)]
+            found += [(status.body.value, forward.TIMEOUT), (status.orelse.value, forward.GONE)]
     return found
 
 
 def test_every_code_forward_answers_with_is_listed_with_its_status():
-    found = _literal_failures(ROOT / "shared" / "httptunnel" / "forwarding.py")
+    found = _literal_failures(ROOT / "shared" / "httptunnel" / "forward.py")
     found += _literal_failures(ROOT / "lambdas" / "forward" / "handler.py")
     assert len(found) >= 10, found  # the scan still sees forward's error paths
     found += [(status, code) for code, status in policy.DENIAL_STATUS.items()]  # the edge policy's denials
@@ -61,7 +61,7 @@ def test_tunnel_5xx_is_logged_at_warning_with_its_code(aws, mgmt, ctx, capsys, m
     monkeypatch.setenv("FORWARD_WAIT_SECONDS", "0.3")
     monkeypatch.setenv("LOG_LEVEL", "WARNING")  # the 5xx counts must survive a quieter log level
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", lambda m: None)
+    FakeAgent(mgmt, "conn-A", lambda m: None)
     capsys.readouterr()
     assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 504
     [line] = _forward_lines(capsys)
@@ -70,7 +70,7 @@ def test_tunnel_5xx_is_logged_at_warning_with_its_code(aws, mgmt, ctx, capsys, m
 
 def test_success_and_4xx_stay_at_info(aws, mgmt, ctx, capsys):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok())
+    FakeAgent(mgmt, "conn-A", ok())
     capsys.readouterr()
     assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
     assert load_handler("forward")(http_event("zzzzzzzzzzzz"), ctx)["statusCode"] == 404
@@ -83,7 +83,7 @@ def test_a_crash_is_logged_with_status_and_code_like_a_forwarded_502(aws, ctx, c
     def boom(event):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(forwarding, "forward", boom)
+    monkeypatch.setattr(forward, "forward", boom)
     capsys.readouterr()
     result = load_handler("forward")(http_event("abcdefghij12"), FakeContext())
     assert result["statusCode"] == 502 and result["headers"]["x-tunnel-error"] == "internal_error"

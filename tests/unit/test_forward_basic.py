@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from httptunnel import forwarding, protocol, store
+from httptunnel import forward, protocol, store
 
 from .helpers import PENDING_TABLE, FakeContext, connect_agent, load_event, load_handler, ws_event
 
@@ -38,7 +38,7 @@ def http_event(tunnel_id: str, path: str = "/api/items", method: str = "GET", bo
     return event
 
 
-class Agent:
+class FakeAgent:
     """Answers http_request messages by invoking the response Lambda, like ttf would."""
 
     def __init__(self, mgmt, connection_id: str, reply, threaded: bool = False):
@@ -87,7 +87,7 @@ def ok(body: bytes = b"hello", status: int = 200, headers: dict[str, list[str]] 
 
 def test_get_inline_round_trip(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok(b"hello world"))
+    agent = FakeAgent(mgmt, "conn-A", ok(b"hello world"))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 200
     assert result["body"] == "hello world" and result["isBase64Encoded"] is False
@@ -111,7 +111,7 @@ def test_get_inline_round_trip(aws, mgmt, ctx):
 
 def test_threaded_agent_answer_is_picked_up(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok(b"\x00\x01\xffbinary", headers={"content-type": ["application/octet-stream"]}),
+    agent = FakeAgent(mgmt, "conn-A", ok(b"\x00\x01\xffbinary", headers={"content-type": ["application/octet-stream"]}),
                   threaded=True)
     result = load_handler("forward")(http_event(tid, method="POST", body=b"\x00payload\xff"), ctx)
     agent.join()
@@ -146,7 +146,7 @@ def test_agent_gone_on_post_is_502_and_row_removed(aws, mgmt, ctx):
 def test_post_refused_by_a_live_connection_is_retried_and_keeps_the_row(aws, mgmt, ctx):
     """A 410 on the post while GET @connections says the socket lives: retried, not a dead tunnel."""
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok(b"hello"))
+    FakeAgent(mgmt, "conn-A", ok(b"hello"))
     mgmt.post_gone_left["conn-A"] = 1
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 200, result
@@ -165,8 +165,8 @@ def test_newest_connection_of_a_tunnel_gets_the_request(aws, mgmt, ctx):
     token = "t" * 43
     first = connect_agent("conn-A", headers={"X-Tunnel-Reclaim-Token": token})
     connect_agent("conn-B", headers={"X-Tunnel-Id": first["tunnel_id"], "X-Tunnel-Reclaim-Token": token})
-    old = Agent(mgmt, "conn-A", ok(b"old"))
-    new = Agent(mgmt, "conn-B", ok(b"new"))
+    old = FakeAgent(mgmt, "conn-A", ok(b"old"))
+    new = FakeAgent(mgmt, "conn-B", ok(b"new"))
     result = load_handler("forward")(http_event(first["tunnel_id"]), ctx)
     assert result["body"] == "new"
     assert old.requests == [] and len(new.requests) == 1
@@ -178,7 +178,7 @@ def test_three_set_cookies_come_out_as_three_and_repeated_headers_join(aws, mgmt
     headers = {"Set-Cookie": ["a=1; Path=/", "b=2; HttpOnly", "c=3; Path=/x"], "X-Multi": ["v1", "v2"],
                "Content-Type": ["text/plain"], "Connection": ["close"], "Transfer-Encoding": ["chunked"],
                "Content-Length": ["5"]}
-    Agent(mgmt, "conn-A", ok(b"hello", headers=headers))
+    FakeAgent(mgmt, "conn-A", ok(b"hello", headers=headers))
     result = load_handler("forward")(http_event(tid, host=f"{tid}.t.example.com"), ctx)
     assert result["statusCode"] == 200
     assert result["cookies"] == ["a=1; Path=/", "b=2; HttpOnly", "c=3; Path=/x"]  # subdomain mode: untouched
@@ -190,7 +190,7 @@ def test_three_set_cookies_come_out_as_three_and_repeated_headers_join(aws, mgmt
 def test_subdomain_routing_keeps_the_path(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     result = load_handler("forward")(http_event(tid, path="/a/b", query="", host=f"{tid}.t.example.com:443"), ctx)
     assert result["statusCode"] == 200
     assert agent.requests[0]["uri"] == "/a/b"
@@ -200,7 +200,7 @@ def test_subdomain_routing_keeps_the_path(aws, mgmt, ctx, monkeypatch):
 def test_non_tunnel_host_falls_back_to_path_mode(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     result = load_handler("forward")(http_event(tid, path="/z", host="api.other.example.org"), ctx)
     assert result["statusCode"] == 404  # path "/z" has no tunnel id
     event = http_event(tid, path="/z")
@@ -211,7 +211,7 @@ def test_non_tunnel_host_falls_back_to_path_mode(aws, mgmt, ctx, monkeypatch):
 
 def test_any_method_token_is_forwarded(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     for method in ("PROPFIND", "PURGE", "M-SEARCH"):
         assert load_handler("forward")(http_event(tid, method=method), ctx)["statusCode"] == 200
     assert [r["method"] for r in agent.requests] == ["PROPFIND", "PURGE", "M-SEARCH"]
@@ -229,7 +229,7 @@ def test_malformed_event_is_400(aws, mgmt, ctx):
 
 def test_dynamodb_calls_are_logged(aws, mgmt, ctx, capsys, monkeypatch):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok(), threaded=True)
+    agent = FakeAgent(mgmt, "conn-A", ok(), threaded=True)
     polls = []
     real_get_answer = store.get_answer
     monkeypatch.setattr(store, "get_answer", lambda rid, cid: polls.append(rid) or real_get_answer(rid, cid))
@@ -258,7 +258,7 @@ def test_forged_answer_written_before_the_real_one_is_never_read(aws, mgmt, ctx)
                                        headers={"content-type": ["text/plain"]}, body=protocol.b64encode(b"evil"))
         load_handler("response")(ws_event("default_message.json", "conn-B", protocol.encode(forged)), FakeContext())
         return ok(b"genuine", status=201)(msg)
-    Agent(mgmt, "conn-A", forge_then_answer)
+    FakeAgent(mgmt, "conn-A", forge_then_answer)
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 201 and result["body"] == "genuine"
     keys = {i["requestId"]["S"].rsplit(":", 1)[1] for i in boto3.client("dynamodb").scan(TableName=PENDING_TABLE)["Items"]}
@@ -273,22 +273,22 @@ def test_forged_answer_alone_leaves_the_caller_waiting_for_the_real_one(aws, mgm
     def forge_only(msg: dict[str, Any]) -> None:
         forged = protocol.HttpResponse(request_id=msg["request_id"], status_code=200, body=protocol.b64encode(b"evil"))
         load_handler("response")(ws_event("default_message.json", "conn-B", protocol.encode(forged)), FakeContext())
-    Agent(mgmt, "conn-A", forge_only)
+    FakeAgent(mgmt, "conn-A", forge_only)
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 504 and "evil" not in result["body"]
 
 
 def test_warm_instance_reuses_the_connection_row(aws, mgmt, ctx, monkeypatch):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok())
+    FakeAgent(mgmt, "conn-A", ok())
     queries = []
     real = store.newest_connection_for_tunnel
     monkeypatch.setattr(store, "newest_connection_for_tunnel", lambda t: queries.append(t) or real(t))
     for _ in range(3):
         assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
     assert queries == [tid]
-    monkeypatch.setattr(forwarding, "CONNECTION_CACHE_S", 0.0)  # expired: asked again
-    forwarding.CONNECTIONS.clear()
+    monkeypatch.setattr(forward, "CONNECTION_CACHE_S", 0.0)  # expired: asked again
+    forward.CONNECTIONS.clear()
     assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
     assert queries == [tid, tid]
 
@@ -297,19 +297,19 @@ def test_reconnect_behind_a_cached_connection_costs_the_caller_nothing(aws, mgmt
     """The cached connection answers 410 (its agent reconnected): the entry is dropped, the Query
     asked once more, and the new connection gets the request."""
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok(b"old"))
+    FakeAgent(mgmt, "conn-A", ok(b"old"))
     assert load_handler("forward")(http_event(tid), ctx)["body"] == "old"
     load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), FakeContext())
     mgmt.gone.add("conn-A")
     store.put_connection(store.Connection(connection_id="conn-B", tunnel_id=tid, connected_at=int(time.time() * 1000),
                                           domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod"))
-    Agent(mgmt, "conn-B", ok(b"new"))
+    FakeAgent(mgmt, "conn-B", ok(b"new"))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 200 and result["body"] == "new"
 
 
 def test_unknown_tunnel_is_cached_absent_for_at_most_a_second(aws, mgmt, ctx, monkeypatch):
-    assert forwarding.ABSENT_CACHE_S <= 1.0
+    assert forward.ABSENT_CACHE_S <= 1.0
     queries = []
     real = store.newest_connection_for_tunnel
     monkeypatch.setattr(store, "newest_connection_for_tunnel", lambda t: queries.append(t) or real(t))
@@ -319,8 +319,8 @@ def test_unknown_tunnel_is_cached_absent_for_at_most_a_second(aws, mgmt, ctx, mo
     assert queries == [tid]
     store.put_connection(store.Connection(connection_id="conn-A", tunnel_id=tid, connected_at=int(time.time() * 1000),
                                           domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod"))
-    Agent(mgmt, "conn-A", ok())
-    deadline = time.monotonic() + forwarding.ABSENT_CACHE_S + 0.5
+    FakeAgent(mgmt, "conn-A", ok())
+    deadline = time.monotonic() + forward.ABSENT_CACHE_S + 0.5
     while load_handler("forward")(http_event(tid), ctx)["statusCode"] == 404:
         assert time.monotonic() < deadline, "a tunnel that came back must be found within ABSENT_CACHE_S"
         time.sleep(0.05)
@@ -329,7 +329,7 @@ def test_unknown_tunnel_is_cached_absent_for_at_most_a_second(aws, mgmt, ctx, mo
 
 def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     hop = {"connection": "keep-alive, X-Secret-Hop", "keep-alive": "timeout=5", "x-secret-hop": "1",
            "upgrade": "h2c", "te": "trailers", "transfer-encoding": "chunked", "proxy-authorization": "Basic eA==",
            "x-end-to-end": "kept"}
@@ -341,7 +341,7 @@ def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
 
 def test_a_renewed_agent_serves_its_old_socket_longer_than_forward_caches_it():
     from ttf import lifecycle
-    assert lifecycle.RETIRE_GRACE_S > forwarding.CONNECTION_CACHE_S
+    assert lifecycle.RETIRE_GRACE_S > forward.CONNECTION_CACHE_S
 
 
 # ---- request target: HTTP APIs hand over rawPath percent-DECODED (hotsock/voker#8) -------------
@@ -350,7 +350,7 @@ def test_decoded_path_is_re_encoded_into_a_valid_target(aws, mgmt, ctx):
     """What AWS delivers for `/RSC/%40id%2Fassets%2Frsf0.js%23save.txt` (honojs/hono#2156) and
     other decoded paths: the agent gets a target that decodes back to the delivered path."""
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     cases = {
         "/RSC/@id/assets/rsf0.js#save.txt": "/RSC/@id/assets/rsf0.js%23save.txt",
         "/space value/100%": "/space%20value/100%25",
@@ -367,7 +367,7 @@ def test_decoded_path_is_re_encoded_into_a_valid_target(aws, mgmt, ctx):
 
 def test_query_is_kept_byte_for_byte_or_refused(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     raw = "a=%2F%3F+b&c=[1]|{x}&d=%zz&q=?/"
     assert load_handler("forward")(http_event(tid, path="/p", query=raw), ctx)["statusCode"] == 200
     assert agent.requests[-1]["uri"] == "/p?" + raw  # byte for byte
@@ -382,7 +382,7 @@ def test_query_is_kept_byte_for_byte_or_refused(aws, mgmt, ctx):
 
 def test_path_that_cannot_be_rebuilt_is_400_invalid_request(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     for path, query in (("/lone\udc80surrogate", ""), ("/p", "x=\ud800")):
         result = load_handler("forward")(http_event(tid, path=path, query=query), ctx)
         assert result["statusCode"] == 400, path

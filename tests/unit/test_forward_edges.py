@@ -11,10 +11,10 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
-from httptunnel import forwarding, limits, protocol
+from httptunnel import forward, limits, protocol
 
 from .helpers import BUCKET, PENDING_TABLE, FakeContext, connect_agent, load_handler, ws_event
-from .test_forward_basic import Agent, http_event, ok
+from .test_forward_basic import FakeAgent, http_event, ok
 
 
 def _s3_key(url: str) -> str:
@@ -36,18 +36,18 @@ def test_agent_error_codes_map_to_statuses(aws, mgmt, ctx, code, status):
     addresses and errno) never reaches the public body."""
     tid = connect_agent("conn-A")["tunnel_id"]
     message = "cannot connect to 127.0.0.1:8765: [Errno 111] Connect call failed"
-    Agent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code=code, message=message))
+    FakeAgent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code=code, message=message))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == status
     assert result["headers"]["x-tunnel-error"] == code
     assert result["headers"]["content-type"].startswith("text/plain")
-    assert result["body"] == forwarding.PUBLIC_MESSAGES[code] + "\n"
+    assert result["body"] == forward.PUBLIC_MESSAGES[code] + "\n"
     assert "127.0.0.1" not in result["body"] and "Errno" not in result["body"]
 
 
 def test_an_unknown_agent_error_code_is_internal_error(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code="made_up", message="x"))
+    FakeAgent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code="made_up", message="x"))
     result = load_handler("forward")(http_event(tid), ctx)
     assert (result["statusCode"], result["headers"]["x-tunnel-error"]) == (502, "internal_error")
 
@@ -55,7 +55,7 @@ def test_an_unknown_agent_error_code_is_internal_error(aws, mgmt, ctx):
 def test_no_answer_is_504_and_late_answer_is_rejected(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("FORWARD_WAIT_SECONDS", "0.4")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", lambda m: None)
+    agent = FakeAgent(mgmt, "conn-A", lambda m: None)
     started = time.monotonic()
     result = load_handler("forward")(http_event(tid), ctx)
     assert 0.4 <= time.monotonic() - started < 2
@@ -75,7 +75,7 @@ def test_agent_that_disconnects_mid_wait_gives_prompt_502(aws, mgmt, ctx):
     def die(msg):
         load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), FakeContext())
         return None
-    agent = Agent(mgmt, "conn-A", die, threaded=True)
+    agent = FakeAgent(mgmt, "conn-A", die, threaded=True)
     started = time.monotonic()
     result = load_handler("forward")(http_event(tid), ctx)
     agent.join()
@@ -85,7 +85,7 @@ def test_agent_that_disconnects_mid_wait_gives_prompt_502(aws, mgmt, ctx):
 
 def test_request_over_body_max_is_413(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     result = load_handler("forward")(http_event(tid, method="POST", body=b"x" * (limits.BODY_MAX + 1)), ctx)
     assert result["statusCode"] == 413 and result["headers"]["x-tunnel-error"] == "payload_too_large"
     assert agent.requests == []
@@ -118,7 +118,7 @@ def big_agent(mgmt, response_body: bytes, content_type: str = "application/octet
                                      headers={"content-type": [content_type]}, body_uploaded=True,
                                      body_size=len(response_body),
                                      body_sha256=hashlib.sha256(response_body).hexdigest())
-    return Agent(mgmt, "conn-A", reply), received
+    return FakeAgent(mgmt, "conn-A", reply), received
 
 
 def test_5mb_both_ways_byte_exact(aws, mgmt, ctx):
@@ -170,14 +170,14 @@ def test_uploaded_body_with_wrong_checksum_is_502(aws, mgmt, ctx):
         s3.put_object(Bucket=BUCKET, Key=msg["response_upload"]["fields"]["key"], Body=b"truncated")
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200, body_uploaded=True,
                                      body_sha256=hashlib.sha256(b"the full body").hexdigest())
-    Agent(mgmt, "conn-A", reply)
+    FakeAgent(mgmt, "conn-A", reply)
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 502 and result["headers"]["x-tunnel-error"] == "internal_error"
 
 
 def test_upload_claimed_but_missing_is_502(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", lambda m: protocol.HttpResponse(request_id=m["request_id"], status_code=200,
+    FakeAgent(mgmt, "conn-A", lambda m: protocol.HttpResponse(request_id=m["request_id"], status_code=200,
                                                           body_uploaded=True))
     assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 502
 
@@ -193,7 +193,7 @@ def test_response_over_body_max_is_502(aws, mgmt, ctx, monkeypatch):
 def test_path_mode_rewrites_links_location_and_cookie_path(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
     html = b'<a href="/about">a</a><img src="//cdn.example.com/x.png"><link href="https://e.com/s.css">'
-    Agent(mgmt, "conn-A", ok(html, status=302, headers={
+    FakeAgent(mgmt, "conn-A", ok(html, status=302, headers={
         "content-type": ["text/html; charset=utf-8"], "location": ["/login?next=/"],
         "set-cookie": ["sid=1; Path=/; HttpOnly", "x=2"]}))
     result = load_handler("forward")(http_event(tid), ctx)
@@ -209,18 +209,18 @@ def test_agent_can_switch_path_mode_rewriting_off(aws, mgmt, ctx, how):
     """`ttf --no-rewrite`: the answer is the local service's, byte for byte, even in path mode."""
     tid = connect_agent("conn-A", **how)["tunnel_id"]
     body = b'{"next": "/page/2", "html": "<a href=\\"/x\\">"}'
-    Agent(mgmt, "conn-A", ok(body, status=302, headers={
+    FakeAgent(mgmt, "conn-A", ok(body, status=302, headers={
         "content-type": ["application/json"], "location": ["/login"], "set-cookie": ["sid=1; Path=/"]}))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["body"] == body.decode() and result["headers"]["location"] == "/login"
     assert result["cookies"] == ["sid=1; Path=/"]
     # a second agent of another tunnel keeps the default: JSON is data, never rewritten (issue 14)
     tid_b = connect_agent("conn-B", headers={"X-Tunnel-Rewrite": "on"})["tunnel_id"]
-    Agent(mgmt, "conn-B", ok(body, headers={"content-type": ["application/json"]}))
+    FakeAgent(mgmt, "conn-B", ok(body, headers={"content-type": ["application/json"]}))
     assert load_handler("forward")(http_event(tid_b), ctx)["body"] == body.decode()
     # ttf --rewrite-json asks for JSON string values too
     tid_c = connect_agent("conn-C", headers={"X-Tunnel-Rewrite": "json"})["tunnel_id"]
-    Agent(mgmt, "conn-C", ok(body, headers={"content-type": ["application/json"]}))
+    FakeAgent(mgmt, "conn-C", ok(body, headers={"content-type": ["application/json"]}))
     assert f'"/{tid_c}/page/2"' in load_handler("forward")(http_event(tid_c), ctx)["body"]
 
 
@@ -234,7 +234,7 @@ def test_compressed_bodies_are_never_rewritten(aws, mgmt, ctx):
     import gzip
     tid = connect_agent("conn-A")["tunnel_id"]
     body = gzip.compress(b'<a href="/about">a</a>')
-    Agent(mgmt, "conn-A", ok(body, headers={"content-type": ["text/html"], "content-encoding": ["gzip"]}))
+    FakeAgent(mgmt, "conn-A", ok(body, headers={"content-type": ["text/html"], "content-encoding": ["gzip"]}))
     result = load_handler("forward")(http_event(tid), ctx)
     assert base64.b64decode(result["body"]) == body and result["isBase64Encoded"] is True
 
@@ -242,6 +242,6 @@ def test_compressed_bodies_are_never_rewritten(aws, mgmt, ctx):
 def test_subdomain_mode_never_rewrites(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok(b'<a href="/about">', headers={"content-type": ["text/html"], "location": ["/x"]}))
+    FakeAgent(mgmt, "conn-A", ok(b'<a href="/about">', headers={"content-type": ["text/html"], "location": ["/x"]}))
     result = load_handler("forward")(http_event(tid, path="/", host=f"{tid}.t.example.com"), ctx)
     assert result["body"] == '<a href="/about">' and result["headers"]["location"] == "/x"

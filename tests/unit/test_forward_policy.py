@@ -7,15 +7,16 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 
 import boto3
 import pytest
 
-from httptunnel import forwarding, policy, store
+from httptunnel import forward, policy, store
 
 from .helpers import CONN_TABLE, connect_agent, load_handler, ws_event
-from .test_forward_basic import Agent, http_event, ok
+from .test_forward_basic import FakeAgent, http_event, ok
 
 
 def policy_headers(**kwargs) -> dict[str, str]:
@@ -40,8 +41,9 @@ def notices(mgmt, connection_id: str) -> list[dict]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_budget():
-    forwarding._denied_budget.clear()
+def _cold_instance():
+    forward.DENIED_BUDGETS.clear()
+    forward.POLICIES.clear()
 
 
 def test_connect_stores_the_canonical_policy_and_no_password(aws, mgmt, ctx):
@@ -70,7 +72,7 @@ def test_connect_refuses_an_unusable_policy_with_400_and_stores_nothing(aws, mgm
 
 def test_denied_requests_never_reach_the_agent_and_it_is_told(aws, mgmt, ctx):
     tid = connect_agent("conn-A", headers=policy_headers(deny=["198.51.100.0/24"]))["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok(b"hi"))
+    agent = FakeAgent(mgmt, "conn-A", ok(b"hi"))
     result = load_handler("forward")(http_event(tid, query="a=1"), ctx)  # the fixture's sourceIp 198.51.100.9
     assert result["statusCode"] == 403 and result["headers"]["x-tunnel-error"] == "ip_denied"
     assert agent.requests == []
@@ -82,7 +84,7 @@ def test_denied_requests_never_reach_the_agent_and_it_is_told(aws, mgmt, ctx):
 
 def test_source_ip_comes_from_the_request_context_never_a_header(aws, mgmt, ctx):
     tid = connect_agent("conn-A", headers=policy_headers(allow=["203.0.113.0/24"]))["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     spoof = {"x-forwarded-for": "203.0.113.5", "x-real-ip": "203.0.113.5", "forwarded": "for=203.0.113.5"}
     assert load_handler("forward")(http_event(tid, headers=spoof), ctx)["statusCode"] == 403
     assert agent.requests == []
@@ -92,7 +94,7 @@ def test_basic_auth_challenge_then_pass_and_header_rules(aws, mgmt, ctx):
     tid = connect_agent("conn-A", headers=policy_headers(
         basic_auth=["alice:s3cret"], request_remove=["authorization"], request_add=["x-edge: checked"],
         response_add=["x-frame-options: DENY"], response_remove=["server"]))["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok(b"page", headers={"content-type": ["text/html"], "server": ["dev"]}))
+    agent = FakeAgent(mgmt, "conn-A", ok(b"page", headers={"content-type": ["text/html"], "server": ["dev"]}))
     challenge = load_handler("forward")(http_event(tid), ctx)
     assert challenge["statusCode"] == 401 and challenge["headers"]["www-authenticate"].startswith("Basic realm=")
     assert challenge["headers"]["x-tunnel-error"] == "basic_auth_required"
@@ -108,7 +110,7 @@ def test_basic_auth_challenge_then_pass_and_header_rules(aws, mgmt, ctx):
 def test_webhook_signature_over_the_exact_body(aws, mgmt, ctx):
     secret = "gh-secret"
     tid = connect_agent("conn-A", headers=policy_headers(hooks=[f"github:{secret}"]))["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     body = b'{"zen":"Keep it logically awesome.","bytes":"\xff\x00"}'
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     good = http_event(tid, method="POST", body=body, headers={"x-hub-signature-256": sig})
@@ -122,16 +124,65 @@ def test_webhook_signature_over_the_exact_body(aws, mgmt, ctx):
 
 def test_denied_notices_are_rate_limited_and_count_the_suppressed(aws, mgmt, ctx, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(forwarding.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(forward.time, "monotonic", lambda: clock[0])
     tid = connect_agent("conn-A", headers=policy_headers(allow=["10.0.0.0/8"]))["tunnel_id"]
-    for _ in range(forwarding.DENIED_BURST + 7):
+    for _ in range(forward.DENIED_BURST + 7):
         assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 403
-    assert len(notices(mgmt, "conn-A")) == forwarding.DENIED_BURST
-    clock[0] += 1.0 / forwarding.DENIED_PER_S
+    assert len(notices(mgmt, "conn-A")) == forward.DENIED_BURST
+    clock[0] += 1.0 / forward.DENIED_PER_S
     load_handler("forward")(http_event(tid), ctx)
     sent = notices(mgmt, "conn-A")
-    assert len(sent) == forwarding.DENIED_BURST + 1 and sent[-1]["count"] == 8
-    assert sum(n["count"] for n in sent) == forwarding.DENIED_BURST + 8  # every denial is counted
+    assert len(sent) == forward.DENIED_BURST + 1 and sent[-1]["count"] == 8
+    assert sum(n["count"] for n in sent) == forward.DENIED_BURST + 8  # every denial is counted
+
+
+def test_a_held_back_denial_survives_other_connections_below_the_bound(monkeypatch):
+    """The buckets are evicted one at a time, least recently used first: a flood on 1,010 other
+    connections no longer wipes every bucket (it used to clear them all past 1,000), so a
+    connection that spent its burst stays held back and its held-back denials stay counted."""
+    monkeypatch.setattr(forward.time, "monotonic", lambda: 1000.0)
+    counts = [forward._denied_notice_count("conn-A") for _ in range(forward.DENIED_BURST + 2)]
+    assert counts == [1] * forward.DENIED_BURST + [0, 0]
+    for i in range(1010):
+        forward._denied_notice_count(f"conn-{i}")
+    assert forward._denied_notice_count("conn-A") == 0
+    assert forward.DENIED_BUDGETS.get("conn-A").held_back == 3
+    for i in range(3 * forward.CACHE_MAX):
+        forward._denied_notice_count(f"flood-{i}")
+    assert len(forward.DENIED_BUDGETS) == forward.CACHE_MAX  # bounded
+
+
+def test_denied_budget_is_spent_atomically_across_threads(monkeypatch):
+    """Invocations in threads of one process (the local emulator) share a bucket: exactly the
+    burst goes out and every denial is counted once."""
+    monkeypatch.setattr(forward.time, "monotonic", lambda: 1000.0)
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def deny(n: int) -> None:
+        mine = [forward._denied_notice_count("conn-A") for _ in range(n)]
+        with lock:
+            counts.extend(mine)
+
+    threads = [threading.Thread(target=deny, args=(200,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for c in counts if c) == forward.DENIED_BURST
+    assert sum(counts) + forward.DENIED_BUDGETS.get("conn-A").held_back == 8 * 200
+
+
+def test_forward_parses_each_stored_policy_once(monkeypatch):
+    raw = policy.build(deny=["10.0.0.0/8"]).to_json()
+    parsed: list[str] = []
+    real = policy.parse
+    monkeypatch.setattr(policy, "parse", lambda text: parsed.append(text) or real(text))
+    assert forward.parsed_policy(raw) is forward.parsed_policy(raw)
+    assert parsed == [raw]
+    for i in range(forward.POLICY_CACHE_MAX + 5):
+        forward.parsed_policy(policy.build(deny=[f"10.{i}.0.0/16"]).to_json())
+    assert len(forward.POLICIES) == forward.POLICY_CACHE_MAX
 
 
 def test_denied_request_costs_one_dynamodb_call(aws, mgmt, ctx, capsys):
@@ -147,7 +198,7 @@ def test_an_unreadable_stored_policy_fails_closed(aws, mgmt, ctx):
     boto3.client("dynamodb").update_item(TableName=CONN_TABLE, Key={"connectionId": {"S": "conn-A"}},
                                          UpdateExpression="SET #p = :p", ExpressionAttributeNames={"#p": "policy"},
                                          ExpressionAttributeValues={":p": {"S": "{broken"}})
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 502 and agent.requests == []
 
 
@@ -159,11 +210,11 @@ def test_allowed_request_overhead_p50(aws, mgmt, ctx):
     raw = p.to_json()
     body = b"x" * 65536
     headers = {**basic("alice", "s3cret"), "x-hub-signature-256": "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()}
-    assert policy.check(policy.cached(raw), raw, "198.51.100.9", headers, body) is None  # first: scrypt once
+    assert policy.check(forward.parsed_policy(raw), raw, "198.51.100.9", headers, body) is None  # first: scrypt once
     samples = []
     for _ in range(200):
         started = time.perf_counter()
-        assert policy.check(policy.cached(raw), raw, "198.51.100.9", headers, body) is None
+        assert policy.check(forward.parsed_policy(raw), raw, "198.51.100.9", headers, body) is None
         samples.append(time.perf_counter() - started)
     p50_ms = sorted(samples)[100] * 1000
     print(f"policy check p50 {p50_ms:.3f} ms")

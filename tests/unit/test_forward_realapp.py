@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from httptunnel import forwarding
+from httptunnel import forward
 
 from .helpers import connect_agent, load_handler
-from .test_forward_basic import Agent, http_event, ok
+from .test_forward_basic import FakeAgent, http_event, ok
 
 
 def test_the_public_host_reaches_the_agent_as_host(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("PUBLIC_HTTP_URL", "https://api.example.test:8443")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     load_handler("forward")(http_event(tid, path=f"/{tid}/x", host="api.example.test"), ctx)
     headers = agent.requests[0]["headers"]
     assert headers["host"] == ["api.example.test:8443"] and headers["x-forwarded-host"] == ["api.example.test"]
@@ -23,7 +23,7 @@ def test_the_public_host_reaches_the_agent_as_host(aws, mgmt, ctx, monkeypatch):
 
 def test_head_keeps_the_local_content_length(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok(b"", headers={"content-type": ["text/plain"], "content-length": ["1234"]}))
+    FakeAgent(mgmt, "conn-A", ok(b"", headers={"content-type": ["text/plain"], "content-length": ["1234"]}))
     head = load_handler("forward")(http_event(tid, method="HEAD"), ctx)
     assert head["statusCode"] == 200 and head["headers"]["content-length"] == "1234"
     get = load_handler("forward")(http_event(tid), ctx)
@@ -32,7 +32,7 @@ def test_head_keeps_the_local_content_length(aws, mgmt, ctx):
 
 def test_no_content_type_is_invented(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    Agent(mgmt, "conn-A", ok(b"\x00\x01raw", headers={"x-a": ["1"]}))
+    FakeAgent(mgmt, "conn-A", ok(b"\x00\x01raw", headers={"x-a": ["1"]}))
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 200 and "content-type" not in {k.lower() for k in result["headers"]}
 
@@ -41,7 +41,7 @@ def test_no_content_type_is_invented(aws, mgmt, ctx):
 @pytest.mark.parametrize("query,location", [("", "/{tid}/"), ("a=1&b=%2F", "/{tid}/?a=1&b=%2F")])
 def test_bare_path_url_redirects_to_the_slash_keeping_the_query(aws, mgmt, ctx, method, query, location):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     result = load_handler("forward")(http_event(tid, path="", method=method, query=query), ctx)
     assert result["statusCode"] == 308 and result["headers"]["location"] == location.format(tid=tid)
     assert agent.requests == []
@@ -52,7 +52,7 @@ def test_bare_path_url_redirects_to_the_slash_keeping_the_query(aws, mgmt, ctx, 
 
 def test_bare_path_url_post_is_forwarded_not_redirected(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     assert load_handler("forward")(http_event(tid, path="", method="POST", body=b"x"), ctx)["statusCode"] == 200
     assert agent.requests[0]["uri"].startswith("/")
 
@@ -61,7 +61,7 @@ def test_unknown_first_segment_404_explains_path_urls(aws, mgmt, ctx):
     connect_agent("conn-A")
     result = load_handler("forward")(http_event("css", path="/base.css"), ctx)
     assert result["statusCode"] == 404 and result["headers"]["x-tunnel-error"] == "tunnel_not_found"
-    assert result["body"] == forwarding.NOT_FOUND + "\n"
+    assert result["body"] == forward.NOT_FOUND + "\n"
     assert "/<tunnel-id>/" in result["body"] and "css" not in result["body"].split(":")[0]
 
 
@@ -72,7 +72,7 @@ def _from_page(tid: str, path: str, referer_host: str = "abc123http.execute-api.
 
 def test_referer_routing_is_off_by_default(aws, mgmt, ctx):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok())
+    agent = FakeAgent(mgmt, "conn-A", ok())
     assert load_handler("forward")(_from_page(tid, "/api/x"), ctx)["statusCode"] == 404
     assert agent.requests == []
 
@@ -80,7 +80,7 @@ def test_referer_routing_is_off_by_default(aws, mgmt, ctx):
 def test_referer_routing_sends_root_relative_requests_to_the_page_tunnel(aws, mgmt, ctx, monkeypatch):
     monkeypatch.setenv("PATH_REFERER_ROUTING", "true")
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = Agent(mgmt, "conn-A", ok(b"{}", headers={"content-type": ["application/json"]}))
+    agent = FakeAgent(mgmt, "conn-A", ok(b"{}", headers={"content-type": ["application/json"]}))
     for path in ("/api/x", "/favicon.ico"):  # a routable first segment that is no tunnel, and one that is not
         result = load_handler("forward")(_from_page(tid, path), ctx)
         assert result["statusCode"] == 200, result
@@ -100,4 +100,4 @@ def test_referer_routing_setting_is_validated(monkeypatch):
 
 def test_every_agent_error_code_has_a_public_sentence():
     from httptunnel import protocol
-    assert set(forwarding.PUBLIC_MESSAGES) == set(protocol.ERROR_STATUS)
+    assert set(forward.PUBLIC_MESSAGES) == set(protocol.ERROR_STATUS)

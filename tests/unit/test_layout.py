@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"layer": ROOT / "shared" / "httptunnel", "handlers": ROOT / "lambdas", "agent": ROOT / "cli" / "ttf"}
 TOOLING = ("emulator", "scripts", "tests")
 AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits", "httptunnel.policy",
-                       "httptunnel.webhooks"}
+                       "httptunnel.webhooks", "httptunnel.ttlmap"}
 AGENT_RUNTIME = {"aiohttp", "rich", "httptunnel", "ttf"}
 AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used through its API
 SYS_PATH_EDITOR = ROOT / "emulator" / "lambda_runtime" / "worker.py"
@@ -73,11 +73,22 @@ def test_the_agent_needs_only_aiohttp_rich_and_stdlib_only_layer_modules() -> No
     assert not bad, "the agent imports beyond its runtime dependencies:\n" + "\n".join(bad)
 
 
+def layer_siblings(path: Path) -> set[str]:
+    """``httptunnel.<x>`` for each relative import (``from .x import``, ``from . import x``) in a layer module."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {f"httptunnel.{node.module}"} if node.module else {f"httptunnel.{a.name}" for a in node.names}
+    return found
+
+
 def test_the_layer_modules_the_agent_uses_are_stdlib_only() -> None:
     for module in sorted(AGENT_LAYER_MODULES - {"httptunnel"}):
         path = SHIPPED["layer"] / (module.split(".")[1] + ".py")
         bad = [f"{line}: {name}" for line, name in imports(path) if not stdlib(name)]
         assert not bad, f"{module} must stay stdlib-only (the agent ships without boto3/pyjwt): {bad}"
+        beyond = layer_siblings(path) - AGENT_LAYER_MODULES
+        assert not beyond, f"{module} imports {sorted(beyond)}, which the agent may not load (AGENT_LAYER_MODULES)"
 
 
 def test_runtime_dependencies_are_the_agents() -> None:

@@ -8,10 +8,10 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from httptunnel import apigw, protocol, rewrite, routing
+from httptunnel import events, protocol, rewrite, routing
 
 from .helpers import connect_agent, load_handler
-from .test_forward_basic import Agent, http_event
+from .test_forward_basic import FakeAgent, http_event
 
 header_names = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=1, max_size=20)
 header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x10FFFF,
@@ -52,7 +52,7 @@ content_types = st.sampled_from(["text/plain", "text/html; charset=utf-8", "appl
 @given(st.binary(max_size=2000) | st.text(max_size=500).map(lambda t: t.encode("utf-8", "surrogatepass")),
        content_types)
 def test_lambda_result_body_is_byte_exact(body, content_type):
-    result = apigw.http_response(200, {"content-type": [content_type]}, body)
+    result = events.http_response(200, {"content-type": [content_type]}, body)
     got = base64.b64decode(result["body"]) if result["isBase64Encoded"] else result["body"].encode("utf-8")
     assert got == body
 
@@ -61,7 +61,7 @@ def test_lambda_result_body_is_byte_exact(body, content_type):
        st.lists(st.text(alphabet=string.ascii_letters + "=; /", min_size=1, max_size=30), max_size=5))
 def test_set_cookies_stay_separate_and_other_repeats_join(values, cookies):
     headers = {"X-Rep": values, "Set-Cookie": cookies} if cookies else {"X-Rep": values}
-    result = apigw.http_response(200, headers, b"")
+    result = events.http_response(200, headers, b"")
     assert result.get("cookies", []) == cookies
     assert result["headers"]["X-Rep"].split(", ") == values
 
@@ -69,7 +69,7 @@ def test_set_cookies_stay_separate_and_other_repeats_join(values, cookies):
 @given(st.binary(max_size=3000), queries)
 def test_event_body_and_query_parse_exactly(body, query):
     event = http_event("abcdefghij12", method="POST", body=body, query=query)
-    req = apigw.parse_http_event(event)
+    req = events.parse_http_event(event)
     assert req.body == body and req.raw_query == query
 
 
@@ -171,7 +171,7 @@ def test_forward_end_to_end_is_byte_exact(aws, mgmt, ctx, body, query, response,
         return protocol.HttpResponse(request_id=msg["request_id"], status_code=200,
                                      headers={"content-type": ["application/octet-stream"]},
                                      body=protocol.b64encode(response))
-    agent = Agent(mgmt, "conn-P", reply)
+    agent = FakeAgent(mgmt, "conn-P", reply)
     result = load_handler("forward")(http_event(tid, path="/p", method=method, body=body, query=query), ctx)
     assert seen == [body]
     assert agent.requests[0]["uri"] == "/p" + ("?" + query if query else "")

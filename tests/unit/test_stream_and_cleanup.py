@@ -8,7 +8,7 @@ import time
 import boto3
 from boto3.dynamodb.types import TypeSerializer
 
-from httptunnel import names, notifier, store
+from httptunnel import names, store, stream_notifier
 
 from .helpers import CONN_TABLE, PENDING_TABLE, FakeContext, connect_agent, load_event, load_handler
 
@@ -42,7 +42,7 @@ class FakeEvents:
 
 def test_completed_rows_become_events_without_bodies(aws, monkeypatch):
     fake = FakeEvents()
-    monkeypatch.setattr(notifier, "_events", lambda: fake)
+    monkeypatch.setattr(stream_notifier, "_events", lambda: fake)
     _put(CONN_TABLE, {"connectionId": "c1", "tunnelId": "abcdefghij12", "connectedAt": 1})
     records = [record(str(i), "completed") for i in range(23)] + [record("99", "pending"),
                                                                   record("98", "completed", "MODIFY"),
@@ -65,9 +65,9 @@ def test_completed_rows_become_events_without_bodies(aws, monkeypatch):
 
 def test_tunnel_comes_from_the_connection_row_not_the_agent(aws, monkeypatch):
     """An agent cannot put its answers into another tunnel's traffic log: the response Lambda
-    writes no tunnel id, and the notifier names the tunnel of the answering connection."""
+    writes no tunnel id, and stream_notifier names the tunnel of the answering connection."""
     fake = FakeEvents()
-    monkeypatch.setattr(notifier, "_events", lambda: fake)
+    monkeypatch.setattr(stream_notifier, "_events", lambda: fake)
     _put(CONN_TABLE, {"connectionId": "c1", "tunnelId": "mine00000000", "connectedAt": 1})
     load_handler("stream_notifier")({"Records": [record("1", "completed"),
                                                  record("2", "completed", connectionId="gone")]}, FakeContext())
@@ -77,7 +77,7 @@ def test_tunnel_comes_from_the_connection_row_not_the_agent(aws, monkeypatch):
 
 def test_forward_written_timeout_rows_carry_the_request(aws, monkeypatch):
     fake = FakeEvents()
-    monkeypatch.setattr(notifier, "_events", lambda: fake)
+    monkeypatch.setattr(stream_notifier, "_events", lambda: fake)
     calls_before = store.calls()
     load_handler("stream_notifier")({"Records": [record(
         "1", "error", errorCode="timeout", tunnelId="abcdefghij12", method="POST", path="/x", createdAt=1000,
@@ -90,7 +90,7 @@ def test_forward_written_timeout_rows_carry_the_request(aws, monkeypatch):
 
 def test_failed_entries_and_failed_calls_are_reported(aws, monkeypatch):
     fake = FakeEvents(fail_entries={"r3"}, raise_on_call=2)
-    monkeypatch.setattr(notifier, "_events", lambda: fake)
+    monkeypatch.setattr(stream_notifier, "_events", lambda: fake)
     records = [record(str(i), "error", errorCode="timeout") for i in range(12)]
     out = load_handler("stream_notifier")({"Records": records}, FakeContext())
     assert out == {"batchItemFailures": [{"itemIdentifier": s} for s in ("3", "10", "11")]}
@@ -134,11 +134,11 @@ def test_cleanup_removes_expired_and_stale_rows_only(aws, mgmt):
 
 
 def test_cleanup_is_bounded_and_paginated(aws, mgmt, monkeypatch):
-    from httptunnel import janitor
+    from httptunnel import cleanup
     now = int(time.time())
     for i in range(250):
         _put(PENDING_TABLE, {"requestId": f"p{i:03}", "status": "pending", "ttl": now - 10})
-    monkeypatch.setattr(janitor, "MAX_DELETES", 120)
+    monkeypatch.setattr(cleanup, "MAX_DELETES", 120)
     first = load_handler("cleanup")(load_event("scheduled.json"), FakeContext())
     assert first["expired_deleted"] == 120 and first["complete"] is False
     while load_handler("cleanup")(load_event("scheduled.json"), FakeContext())["complete"] is False:

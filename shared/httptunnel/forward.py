@@ -32,10 +32,12 @@ response Lambda writes the answer once and TTL removes it. On timeout/agent gone
 writes the error row itself, conditionally on the slot being empty (so a late answer is
 refused, and an answer that won the race is returned instead).
 
-The connection lookup is cached per warm instance (``ConnectionCache``): a tunnel's newest
-connection for ``CONNECTION_CACHE_S``, an unknown tunnel as absent for ``ABSENT_CACHE_S``;
-a 410 on the post drops the entry and asks the Query once more, so a reconnect never costs
-the caller an error.
+What a warm instance remembers (each one ``TTLMap``: bounded, least recently used evicted
+first, thread-safe): ``CONNECTIONS``, a tunnel's newest connection for ``CONNECTION_CACHE_S``
+and an unknown tunnel as absent for ``ABSENT_CACHE_S`` (a 410 on the post drops the entry and
+asks the Query once more, so a reconnect never costs the caller an error); ``ANSWER_TIMES``,
+each tunnel's recent answer times (the first poll's wait); ``POLICIES``, each distinct stored
+policy parsed once; ``DENIED_BUDGETS``, the per-connection token bucket of request_denied notices.
 """
 
 from __future__ import annotations
@@ -45,18 +47,17 @@ import ipaddress
 import json
 import logging
 import re
-import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from . import apigw, bodies, config, limits, log, names, policy, protocol, rewrite, routing, store
+from . import bodies, config, events, limits, log, management, names, policy, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
+from .ttlmap import MISSING, TTLMap
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 POLL_START_S = 0.005
@@ -72,7 +73,8 @@ ANSWER_TIMES_MIN = 3  # fewer samples: poll at once
 ALIVE_CHECK_S = 1.0
 CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row this long
 ABSENT_CACHE_S = 1.0  # an unknown tunnel is answered 404 from memory at most this long
-CACHE_MAX = 1024  # tunnels remembered per instance (oldest dropped first)
+CACHE_MAX = 1024  # tunnels (connections) remembered per instance and map (least recently used dropped first)
+POLICY_CACHE_MAX = 64  # distinct parsed policies remembered per instance
 RETRY_POST_S = 0.5
 MESSAGE_HEADROOM = 4 * limits.KB
 RESULT_HEADROOM = 16 * limits.KB
@@ -95,14 +97,15 @@ NOT_FOUND = ("tunnel not found: no live tunnel answers at this address. Path URL
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ForwardResult:
+    """What forward answers: the payload 2.0 result, with the status and error code its log line carries."""
     result: dict[str, Any]
     status: int
     error_code: str | None = None
 
 
-def fail(status: int, code: str, message: str) -> Outcome:
-    return Outcome(apigw.error_response(status, code, message), status, code)
+def fail(status: int, code: str, message: str) -> ForwardResult:
+    return ForwardResult(events.error_response(status, code, message), status, code)
 
 
 # Request headers that tell an app who called and under which URL. Trusted-proxy middleware
@@ -140,7 +143,7 @@ def _forwarded_element(ip: str, host: str, scheme: str) -> str:
     return ";".join(parts)
 
 
-def agent_headers(req: apigw.HttpEvent, route: routing.Route) -> Headers:
+def agent_headers(req: events.HttpEvent, route: routing.Route) -> Headers:
     out = protocol.strip_hop_by_hop({name: [value] for name, value in req.headers.items()},
                                     also=("host", "content-length", *PROXY_HEADERS))
     cookie_parts = [c for c in ([out.pop("cookie")[0]] if "cookie" in out else []) + list(req.cookies) if c]
@@ -180,7 +183,7 @@ def caller_headers(headers: Headers, method: str = "GET") -> Headers:
     return protocol.strip_hop_by_hop(headers, also=() if method == "HEAD" else ("content-length",))
 
 
-def _request_message(request_id: str, req: apigw.HttpEvent, route: routing.Route, uri: str,
+def _request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
                      deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None) -> str:
     upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
     headers = agent_headers(req, route)
@@ -208,34 +211,20 @@ def next_poll_delay(delay: float, waited_s: float) -> float:
     return min(delay * 1.5, ceiling)
 
 
-class AnswerTimes:
-    """Recent post -> answer-found times per tunnel, in this warm instance (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._times: dict[str, deque[float]] = {}
-
-    def first_poll_s(self, tunnel_id: str) -> float:
-        with self._lock:
-            seen = sorted(self._times.get(tunnel_id, ()))
-        if len(seen) < ANSWER_TIMES_MIN:
-            return 0.0
-        return min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * seen[len(seen) // 2])
-
-    def record(self, tunnel_id: str, seconds: float) -> None:
-        with self._lock:
-            times = self._times.pop(tunnel_id, None) or deque(maxlen=ANSWER_TIMES_KEPT)
-            times.append(seconds)
-            self._times[tunnel_id] = times
-            while len(self._times) > CACHE_MAX:
-                self._times.pop(next(iter(self._times)))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._times.clear()
+ANSWER_TIMES: TTLMap[str, tuple[float, ...]] = TTLMap(CACHE_MAX)  # tunnel id -> recent post -> answer seconds
 
 
-ANSWER_TIMES = AnswerTimes()
+def first_poll_delay(tunnel_id: str) -> float:
+    """How long to wait before the first read: a fraction of the tunnel's median answer time."""
+    seen = sorted(ANSWER_TIMES.get(tunnel_id, ()))
+    if len(seen) < ANSWER_TIMES_MIN:
+        return 0.0
+    return min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * seen[len(seen) // 2])
+
+
+def record_answer_time(tunnel_id: str, seconds: float) -> None:
+    """Keep the tunnel's last ``ANSWER_TIMES_KEPT`` post -> answer times."""
+    ANSWER_TIMES.update(tunnel_id, lambda kept: (*(kept or ())[1 - ANSWER_TIMES_KEPT:], seconds))
 
 
 def wait_for_answer(request_id: str, connection_id: str, deadline: float,
@@ -280,7 +269,7 @@ def _parse_headers(text: str) -> Headers:
         return {}
 
 
-def _response_body(request_id: str, answer: store.Answer) -> bytes | bodies.Stored | Outcome:
+def _response_body(request_id: str, answer: store.Answer) -> bytes | bodies.Stored | ForwardResult:
     """The answer's body: inline bytes, or the one S3 version forward read and checked."""
     if not answer.body_uploaded:
         return protocol.b64decode(answer.body_b64)
@@ -305,9 +294,9 @@ def _first(headers: Headers, name: str) -> str:
     return values[0] if values else ""
 
 
-def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, answer: store.Answer,
+def build_answer(request_id: str, req: events.HttpEvent, route: routing.Route, answer: store.Answer,
                  rewrite_paths: bool = True, rules: policy.Policy | None = None,
-                 rewrite_json: bool = False) -> Outcome:
+                 rewrite_json: bool = False) -> ForwardResult:
     """The caller's response. In path mode root-relative links are rewritten unless the agent
     connected with rewriting off (``rewrite_paths``): then every byte is the local service's.
     JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
@@ -315,7 +304,7 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
         code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
         return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
     loaded = _response_body(request_id, answer)
-    if isinstance(loaded, Outcome):
+    if isinstance(loaded, ForwardResult):
         return loaded
     body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
     headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json), req.method))
@@ -329,19 +318,19 @@ def build_answer(request_id: str, req: apigw.HttpEvent, route: routing.Route, an
             version = None  # forward stores what it changed itself
         body = rewritten
     fits = limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM
-    result = apigw.http_response(answer.status_code, headers, body)
-    if apigw.result_size(result) <= fits:
-        return Outcome(result, answer.status_code)
+    result = events.http_response(answer.status_code, headers, body)
+    if events.result_size(result) <= fits:
+        return ForwardResult(result, answer.status_code)
     if not result["isBase64Encoded"]:  # escaped non-ASCII text can be smaller as base64
-        result = apigw.http_response(answer.status_code, headers, body, force_base64=True)
-        if apigw.result_size(result) <= fits:
-            return Outcome(result, answer.status_code)
+        result = events.http_response(answer.status_code, headers, body, force_base64=True)
+        if events.result_size(result) <= fits:
+            return ForwardResult(result, answer.status_code)
     if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
         return _redirect_to_s3(request_id, headers, body, version)
     return fail(502, "response_too_large", "response is too large to return through API Gateway")
 
 
-def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str | None) -> Outcome:
+def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str | None) -> ForwardResult:
     """307 to the object version forward checked (or stored itself): never to whatever the
     agent's upload form might put under the key later."""
     if version is None:
@@ -351,12 +340,12 @@ def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str
             log.error("body bucket is not versioned: the redirect cannot be pinned", request_id=request_id)
             return fail(502, "internal_error", "response too large and the body bucket is misconfigured")
     url = bodies.response_download_url(request_id, version, _first(headers, "content-type") or None)
-    result = apigw.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
+    result = events.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
                                  b"")
-    return Outcome(result, 307)
+    return ForwardResult(result, 307)
 
 
-def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
+def _route(req: events.HttpEvent) -> tuple[routing.Route, str] | ForwardResult:
     """The tunnel and the request target for the agent, or the refusal."""
     if not _TOKEN_RE.fullmatch(req.method):
         return fail(400, "invalid_request", "invalid method")
@@ -376,7 +365,7 @@ def _route(req: apigw.HttpEvent) -> tuple[routing.Route, str] | Outcome:
     return route, target
 
 
-def _referer_route(req: apigw.HttpEvent) -> routing.Route | None:
+def _referer_route(req: events.HttpEvent) -> routing.Route | None:
     """Single-tenant deployments only (``PATH_REFERER_ROUTING``): a request whose first segment is
     no live tunnel goes, path unchanged, to the tunnel of the same-origin page that made it
     (``Referer: <origin>/<id>/...``), so a page's root-relative ``fetch('/api/x')`` works."""
@@ -391,90 +380,63 @@ def _referer_route(req: apigw.HttpEvent) -> routing.Route | None:
     return routing.Route(tunnel_id=segment, mode=routing.PATH, path=req.raw_path, prefix="/" + segment)
 
 
-def _bare_prefix(req: apigw.HttpEvent, route: routing.Route) -> Outcome | None:
+def _bare_prefix(req: events.HttpEvent, route: routing.Route) -> ForwardResult | None:
     """``GET``/``HEAD /<id>`` -> 308 ``/<id>/`` (query kept): relative links on the page would
     otherwise resolve outside the tunnel. The target always ends in ``/``, so it never loops."""
     if route.mode != routing.PATH or req.raw_path != route.prefix or req.method not in ("GET", "HEAD"):
         return None
     location = route.prefix + routing.request_target("/", req.raw_query)
-    result = apigw.http_response(308, {"location": [location], "cache-control": ["no-store"]}, b"")
-    return Outcome(result, 308)
+    result = events.http_response(308, {"location": [location], "cache-control": ["no-store"]}, b"")
+    return ForwardResult(result, 308)
 
 
 def _alive(connection_id: str, endpoint: str) -> bool:
     """GET @connections: only a 410 there proves the socket is gone (any other failure: assume alive)."""
     try:
-        return apigw.connection_alive(connection_id, endpoint)
+        return management.connection_alive(connection_id, endpoint)
     except ClientError as exc:
         log.warning("liveness check failed", connection_id=connection_id, error=type(exc).__name__)
         return True
 
 
-class ConnectionCache:
-    """tunnel id -> (expiry, newest Connection or None), per warm instance (thread-safe).
-
-    The value is the whole ``store.Connection`` (everything forward reads per request,
-    the edge policy included), so a hit costs no AWS call at all."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: dict[str, tuple[float, store.Connection | None]] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def lookup(self, tunnel_id: str) -> store.Connection | None:
-        now = time.monotonic()
-        with self._lock:
-            found = self._rows.get(tunnel_id)
-            if found is not None and found[0] > now:
-                self.hits += 1
-                return found[1]
-        self.misses += 1
-        conn = store.newest_connection_for_tunnel(tunnel_id)
-        self.put(tunnel_id, conn)
-        return conn
-
-    def put(self, tunnel_id: str, conn: store.Connection | None) -> None:
-        ttl = CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S
-        with self._lock:
-            self._rows.pop(tunnel_id, None)
-            self._rows[tunnel_id] = (time.monotonic() + ttl, conn)
-            while len(self._rows) > CACHE_MAX:
-                self._rows.pop(next(iter(self._rows)))
-
-    def drop(self, tunnel_id: str, connection_id: str | None = None) -> None:
-        """Forget the tunnel (only if it still points at ``connection_id``, when given)."""
-        with self._lock:
-            found = self._rows.get(tunnel_id)
-            if found is not None and (connection_id is None or (found[1] and found[1].connection_id == connection_id)):
-                del self._rows[tunnel_id]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
+# tunnel id -> its newest connection row (None: no such tunnel). The whole ``store.Connection``
+# is kept (everything forward reads per request, the edge policy included): a hit costs no AWS call.
+CONNECTIONS: TTLMap[str, store.Connection | None] = TTLMap(CACHE_MAX)
 
 
-CONNECTIONS = ConnectionCache()
+def connection_for(tunnel_id: str) -> store.Connection | None:
+    """The tunnel's newest connection: remembered, or asked of the GSI and remembered."""
+    found = CONNECTIONS.get(tunnel_id, MISSING)
+    if found is not MISSING:
+        return found
+    conn = store.newest_connection_for_tunnel(tunnel_id)
+    CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S)
+    return conn
+
+
+def forget_connection(tunnel_id: str, connection_id: str) -> None:
+    """Forget the tunnel's remembered connection, if it is still ``connection_id``."""
+    CONNECTIONS.pop(tunnel_id, only_if=lambda conn: conn is not None and conn.connection_id == connection_id)
 
 
 def _send(conn: store.Connection, frame: str) -> bool:
     """Post the request to the agent. A 410 on the post removes the connection row only when
     GET @connections agrees the socket is gone; a live socket gets the post retried briefly.
     (Deleting a live agent's row would leave its tunnel answering 404 until it reconnects.)"""
-    endpoint = apigw.management_endpoint(conn.domain_name, conn.stage)
+    endpoint = management.management_endpoint(conn.domain_name, conn.stage)
     try:
-        apigw.post_to_connection(conn.connection_id, frame, endpoint)
+        management.post_to_connection(conn.connection_id, frame, endpoint)
         return True
-    except apigw.Gone:
+    except management.Gone:
         pass
     if not _alive(conn.connection_id, endpoint):
         store.delete_connection(conn.connection_id)
         log.info("stale connection removed", connection_id=conn.connection_id, tunnel_id=conn.tunnel_id)
         return False
     try:
-        apigw.post_with_retry(conn.connection_id, frame, endpoint, budget_s=RETRY_POST_S)
+        management.post_with_retry(conn.connection_id, frame, endpoint, budget_s=RETRY_POST_S)
         return True
-    except (apigw.Gone, ClientError) as exc:
+    except (management.Gone, ClientError) as exc:
         log.warning("post refused by a live connection", connection_id=conn.connection_id, error=type(exc).__name__)
         return False
 
@@ -483,47 +445,82 @@ def _send(conn: store.Connection, frame: str) -> bool:
 
 DENIED_BURST = 5  # request_denied notices one instance may send a connection at once ...
 DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
-_denied_budget: dict[str, tuple[float, float, int]] = {}  # connection -> (tokens, at, suppressed)
 
 
-def _tell_agent_denied(conn: store.Connection, req: apigw.HttpEvent, target: str, denial: policy.Denial) -> None:
-    """A request_denied notice, rate-limited per forward instance and connection (token bucket).
-    A suppressed denial is counted into the next notice's ``count``; N instances under a flood
-    send at most N x (burst + rate) notices. Best effort: a failed post changes nothing."""
+@dataclass(frozen=True)
+class DeniedBudget:
+    """A connection's token bucket of request_denied notices, in this instance."""
+    tokens: float  # notices that may go at once
+    at: float  # monotonic time ``tokens`` was counted
+    held_back: int  # denials not told yet: the next notice counts them
+    notice: int  # the latest denial's notice: its ``count``, 0 when held back
+
+
+DENIED_BUDGETS: TTLMap[str, DeniedBudget] = TTLMap(CACHE_MAX)  # connection id -> its bucket
+
+
+def _denied_notice_count(connection_id: str) -> int:
+    """Spend a token for one denial: the ``count`` of the notice to send now, 0 when held back."""
     now = time.monotonic()
-    tokens, at, suppressed = _denied_budget.get(conn.connection_id, (float(DENIED_BURST), now, 0))
-    tokens = min(float(DENIED_BURST), tokens + (now - at) * DENIED_PER_S)
-    if tokens < 1.0:
-        _denied_budget[conn.connection_id] = (tokens, now, suppressed + 1)
+
+    def spend(budget: DeniedBudget | None) -> DeniedBudget:
+        if budget is None:
+            tokens, held_back = float(DENIED_BURST), 0
+        else:
+            tokens = min(float(DENIED_BURST), budget.tokens + (now - budget.at) * DENIED_PER_S)
+            held_back = budget.held_back
+        if tokens < 1.0:
+            return DeniedBudget(tokens, now, held_back + 1, 0)
+        return DeniedBudget(tokens - 1.0, now, 0, held_back + 1)
+
+    return DENIED_BUDGETS.update(connection_id, spend).notice
+
+
+def _tell_agent_denied(conn: store.Connection, req: events.HttpEvent, target: str, denial: policy.Denial) -> None:
+    """A request_denied notice, rate-limited per forward instance and connection (token bucket).
+    A held-back denial is counted into the next notice's ``count``; N instances under a flood
+    send at most N x (burst + rate) notices. Best effort: a failed post changes nothing."""
+    count = _denied_notice_count(conn.connection_id)
+    if not count:
         return
-    if len(_denied_budget) > 1000:
-        _denied_budget.clear()
-    _denied_budget[conn.connection_id] = (tokens - 1.0, now, 0)
     headers = {k: [v] for k, v in req.headers.items() if k not in ("authorization", "cookie")}
     frame = protocol.encode(protocol.RequestDenied(
         method=req.method, uri=target, status=denial.status,
-        reason=denial.code, headers=headers, timestamp=int(time.time() * 1000), count=1 + suppressed))
+        reason=denial.code, headers=headers, timestamp=int(time.time() * 1000), count=count))
     try:
-        apigw.post_to_connection(conn.connection_id, frame, apigw.management_endpoint(conn.domain_name, conn.stage))
-    except (apigw.Gone, ClientError) as exc:
+        management.post_to_connection(conn.connection_id, frame, management.management_endpoint(conn.domain_name, conn.stage))
+    except (management.Gone, ClientError) as exc:
         log.info("request_denied notice not delivered", connection_id=conn.connection_id, error=type(exc).__name__)
 
 
-def _edge_policy(req: apigw.HttpEvent, target: str, conn: store.Connection) -> policy.Policy | Outcome | None:
+POLICIES: TTLMap[str, policy.Policy] = TTLMap(POLICY_CACHE_MAX)  # a row's policy JSON -> parsed
+
+
+def parsed_policy(raw: str) -> policy.Policy:
+    """The parsed policy of a connection row (a warm instance parses each distinct string once).
+    A stored string connect accepted always parses; should one not, PolicyError propagates."""
+    parsed = POLICIES.get(raw)
+    if parsed is None:
+        parsed = policy.parse(raw)
+        POLICIES.put(raw, parsed)
+    return parsed
+
+
+def _edge_policy(req: events.HttpEvent, target: str, conn: store.Connection) -> policy.Policy | ForwardResult | None:
     """THE policy hook: the tunnel's rules (None = open) or the denial the caller gets."""
     if not conn.policy:
         return None
     try:
-        rules = policy.cached(conn.policy)
+        rules = parsed_policy(conn.policy)
     except policy.PolicyError:  # connect stores only what parses; refuse rather than run open
         return fail(502, "internal_error", "the tunnel's stored policy is unreadable")
     denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body)
     if denial is None:
         return rules
     _tell_agent_denied(conn, req, target, denial)
-    result = apigw.error_response(denial.status, denial.code, denial.message)
+    result = events.error_response(denial.status, denial.code, denial.message)
     result["headers"].update(denial.headers)
-    return Outcome(result, denial.status, denial.code)
+    return ForwardResult(result, denial.status, denial.code)
 
 
 def _post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | None:
@@ -532,24 +529,24 @@ def _post(route: routing.Route, conn: store.Connection, frame: str) -> store.Con
     connection that took the request, None when none did."""
     if _send(conn, frame):
         return conn
-    CONNECTIONS.drop(route.tunnel_id, conn.connection_id)
-    fresh = CONNECTIONS.lookup(route.tunnel_id)
+    forget_connection(route.tunnel_id, conn.connection_id)
+    fresh = connection_for(route.tunnel_id)
     if fresh is None or fresh.connection_id == conn.connection_id:
         return None
     return fresh if _send(fresh, frame) else None
 
 
-def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> Outcome:
-    conn = CONNECTIONS.lookup(route.tunnel_id)
+def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> ForwardResult:
+    conn = connection_for(route.tunnel_id)
     if conn is None and route.mode == routing.PATH:
         by_referer = _referer_route(req)
-        conn = CONNECTIONS.lookup(by_referer.tunnel_id) if by_referer else None
+        conn = connection_for(by_referer.tunnel_id) if by_referer else None
         if conn and by_referer:
             route, target = by_referer, routing.request_target(by_referer.path, req.raw_query)
     if conn is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
     rules = _edge_policy(req, target, conn)
-    if isinstance(rules, Outcome):
+    if isinstance(rules, ForwardResult):
         return rules
     redirect = _bare_prefix(req, route)
     if redirect is not None:
@@ -568,12 +565,12 @@ def _exchange(req: apigw.HttpEvent, route: routing.Route, target: str, fields: d
     conn = posted
     fields.update(connection_id=conn.connection_id)
     posted_at = time.monotonic()
-    answer = wait_for_answer(request_id, conn.connection_id, deadline, ANSWER_TIMES.first_poll_s(route.tunnel_id))
+    answer = wait_for_answer(request_id, conn.connection_id, deadline, first_poll_delay(route.tunnel_id))
     if not isinstance(answer, str):
-        ANSWER_TIMES.record(route.tunnel_id, time.monotonic() - posted_at)
+        record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
     if isinstance(answer, str):
         if answer == GONE:
-            CONNECTIONS.drop(route.tunnel_id, conn.connection_id)
+            forget_connection(route.tunnel_id, conn.connection_id)
         message = "no answer from the agent within the deadline" if answer == TIMEOUT else "agent disconnected"
         context = store.RequestContext(tunnel_id=route.tunnel_id, method=req.method, path=route.path,
                                        created_at=created_at, request_bytes=len(req.body))
@@ -588,14 +585,14 @@ def forward(event: Any) -> dict[str, Any]:
     calls_before = store.calls()
     fields: dict[str, Any] = {}
     try:
-        req = apigw.parse_http_event(event)
-    except apigw.BadEvent as exc:
+        req = events.parse_http_event(event)
+    except events.BadEvent as exc:
         outcome = fail(400, "invalid_request", f"invalid request: {exc}")
     else:
         routed = _route(req)
-        tunnel_id = None if isinstance(routed, Outcome) else routed[0].tunnel_id
+        tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
         fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-        outcome = routed if isinstance(routed, Outcome) else _exchange(req, *routed, fields)
+        outcome = routed if isinstance(routed, ForwardResult) else _exchange(req, *routed, fields)
     # One line per request. The observability module's metric filter counts `error_code` from
     # it; a 5xx is logged at WARNING so the counts survive LOG_LEVEL=WARNING.
     log.emit(logging.WARNING if outcome.status >= 500 else logging.INFO, "forwarded",

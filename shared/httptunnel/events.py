@@ -1,27 +1,19 @@
-"""API Gateway glue: event parsing, response building, and the management API client.
+"""API Gateway's side of an invocation: the events it hands a Lambda and the results it expects back.
 
-This is the ONE place the management (``@connections``) endpoint is built:
-``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` if set, else ``WS_MANAGEMENT_ENDPOINT``, else
-``https://<domainName>/<stage>`` of the connection (API Gateway's own callback URL).
-Tests replace ``_management_client`` (the one thing moto lacks).
+WebSocket route events (``$connect``, ``$disconnect``, ``$default``) become :class:`WsEvent`,
+HTTP API payload 2.0 events :class:`HttpEvent`; anything not of that shape is :class:`BadEvent`
+(the edge decorator answers it). Results: ``ws_response`` for WebSocket routes, ``http_response``
+and ``error_response`` for the public HTTP API. Posting to a socket is ``management``'s job.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from . import aws, config, names
-
-
-class Gone(Exception):
-    """The WebSocket connection no longer exists (410 GoneException)."""
+from . import names
 
 
 class BadEvent(ValueError):
@@ -193,93 +185,3 @@ def error_response(status: int, code: str, message: str) -> dict[str, Any]:
         "body": message.rstrip("\n") + "\n",
         "isBase64Encoded": False,
     }
-
-
-# --------------------------------------------------------------------------- management API
-
-def management_endpoint(domain_name: str = "", stage: str = "") -> str:
-    configured = config.management_endpoint()
-    if configured:
-        return configured
-    if domain_name:
-        return f"https://{domain_name}/{stage}" if stage else f"https://{domain_name}"
-    raise config.ConfigError("no management endpoint: set WS_MANAGEMENT_ENDPOINT")
-
-
-_MGMT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2})
-
-
-def _boto_management_client(endpoint: str) -> Any:
-    return aws.client("apigatewaymanagementapi", endpoint_url=endpoint, config=_MGMT_CONFIG)
-
-
-_management_client: Callable[[str], Any] = _boto_management_client
-
-
-def reset_clients() -> None:
-    aws.reset()
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def _is_gone(exc: ClientError) -> bool:
-    """The management API's answer for a socket that no longer exists (410 GoneException)."""
-    return _error_code(exc) == "GoneException" or _status(exc) == 410
-
-
-def post_to_connection(connection_id: str, data: str, endpoint: str) -> None:
-    """Send one message. Raises Gone when the socket is gone (410)."""
-    client = _management_client(endpoint)
-    try:
-        client.post_to_connection(ConnectionId=connection_id, Data=data.encode("utf-8"))
-    except ClientError as exc:
-        if _is_gone(exc):
-            raise Gone(connection_id) from None
-        raise
-
-
-def post_with_retry(connection_id: str, data: str, endpoint: str, budget_s: float = 1.0) -> None:
-    """Post, retrying briefly on Gone/Forbidden: a fresh connection can refuse posts for a few hundred ms."""
-    deadline = time.monotonic() + budget_s
-    delay = 0.02
-    while True:
-        try:
-            post_to_connection(connection_id, data, endpoint)
-            return
-        except Gone:
-            if time.monotonic() + delay > deadline:
-                raise
-        except ClientError as exc:
-            if _error_code(exc) != "ForbiddenException" or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)  # backoff between retries, bounded by the deadline above
-        delay = min(delay * 2, 0.2)
-
-
-def connection_alive(connection_id: str, endpoint: str) -> bool:
-    """GET @connections/<id>: False on 410 Gone, True when it answers."""
-    client = _management_client(endpoint)
-    try:
-        client.get_connection(ConnectionId=connection_id)
-    except ClientError as exc:
-        if _is_gone(exc):
-            return False
-        raise
-    return True
-
-
-def close_connection(connection_id: str, endpoint: str) -> None:
-    """DELETE @connections/<id>: close the socket (the agent reconnects). Already gone is fine."""
-    client = _management_client(endpoint)
-    try:
-        client.delete_connection(ConnectionId=connection_id)
-    except ClientError as exc:
-        if _is_gone(exc):
-            return
-        raise

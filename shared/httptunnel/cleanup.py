@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import apigw, config, log, names, store
+from . import aws, config, log, management, names, store
 
 MAX_DELETES = 500
 MAX_PROBES = 200
@@ -51,7 +51,7 @@ def _delete_expired(table: str, pk_name: str, pk: str, now_s: int) -> bool:
     try:
         store.delete_expired(table, pk_name, pk, now_s)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if aws.is_conditional_failure(exc):
             return False
         raise
     return True
@@ -65,8 +65,8 @@ def _stale(row: dict[str, Any], now_ms: int, summary: Summary) -> bool:
     if now_ms - int(row.get("connectedAt", 0)) < STALE_GRACE_MS:
         return False
     summary.probed += 1
-    endpoint = apigw.management_endpoint(str(row.get("domainName", "")), str(row.get("stage", "")))
-    return not apigw.connection_alive(pk, endpoint)
+    endpoint = management.management_endpoint(str(row.get("domainName", "")), str(row.get("stage", "")))
+    return not management.connection_alive(pk, endpoint)
 
 
 def _sweep(table: str, pk_name: str, is_connections: bool, summary: Summary, time_left_ms: Any) -> None:

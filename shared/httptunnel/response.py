@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import apigw, config, log, names, protocol, store
+from . import config, events, log, management, names, protocol, store
 from .protocol import ProtocolError
 
 
@@ -23,7 +23,7 @@ def public_urls(tunnel_id: str) -> tuple[str, str | None, str | None]:
     return (sub_url or path_url or ""), path_url, sub_url
 
 
-def _on_ready(ws: apigw.WsEvent) -> str:
+def _on_ready(ws: events.WsEvent) -> str:
     conn = store.get_connection(ws.connection_id)
     if conn is None:
         log.warning("ready from unknown connection", connection_id=ws.connection_id)
@@ -32,21 +32,21 @@ def _on_ready(ws: apigw.WsEvent) -> str:
     message = protocol.ConnectionEstablished(
         connection_id=ws.connection_id, tunnel_id=conn.tunnel_id, public_url=public_url,
         subdomain_url=sub_url, path_based_url=path_url, subdomain=conn.subdomain)
-    endpoint = apigw.management_endpoint(conn.domain_name or ws.domain_name, conn.stage or ws.stage)
-    apigw.post_with_retry(ws.connection_id, protocol.encode(message), endpoint)
+    endpoint = management.management_endpoint(conn.domain_name or ws.domain_name, conn.stage or ws.stage)
+    management.post_with_retry(ws.connection_id, protocol.encode(message), endpoint)
     log.info("connection established", connection_id=ws.connection_id, tunnel_id=conn.tunnel_id)
     return "established"
 
 
-def _on_ping(ws: apigw.WsEvent) -> str:
-    endpoint = apigw.management_endpoint(ws.domain_name, ws.stage)
+def _on_ping(ws: events.WsEvent) -> str:
+    endpoint = management.management_endpoint(ws.domain_name, ws.stage)
     if not store.connection_exists(ws.connection_id):
         # Orphaned socket: its row is gone (removed after a failed post, by cleanup or by TTL),
         # so no request can reach it. Close it; the agent reconnects and reclaims its tunnel id.
         log.warning("ping from a connection without a row: closing it", connection_id=ws.connection_id)
-        apigw.close_connection(ws.connection_id, endpoint)
+        management.close_connection(ws.connection_id, endpoint)
         return "closed_orphan"
-    apigw.post_to_connection(ws.connection_id, protocol.encode(protocol.Pong()), endpoint)
+    management.post_to_connection(ws.connection_id, protocol.encode(protocol.Pong()), endpoint)
     return "pong"
 
 
@@ -73,7 +73,7 @@ def _answer_from_error(msg: protocol.Error) -> store.Answer:
     return store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=msg.message)
 
 
-def _store_answer(ws: apigw.WsEvent, request_id: str, answer: store.Answer) -> str:
+def _store_answer(ws: events.WsEvent, request_id: str, answer: store.Answer) -> str:
     """One conditional PutItem keyed by (request id, this connection): the connection that sends
     an answer is part of its key, so an answer to a request this socket never got lands where
     no forward looks, and a second answer to the same request is refused."""
@@ -90,12 +90,12 @@ def _store_answer(ws: apigw.WsEvent, request_id: str, answer: store.Answer) -> s
 
 
 def handle(event: Any) -> dict[str, Any]:
-    ws = apigw.parse_ws_event(event)
+    ws = events.parse_ws_event(event)
     try:
         msg = protocol.decode(ws.body)
     except ProtocolError as exc:
         log.warning("dropped malformed message", connection_id=ws.connection_id, error=str(exc)[:200])
-        return apigw.ws_response(200)
+        return events.ws_response(200)
     if isinstance(msg, protocol.Ready):
         result = _on_ready(ws)
     elif isinstance(msg, protocol.Ping):
@@ -108,4 +108,4 @@ def handle(event: Any) -> dict[str, Any]:
         log.warning("dropped unexpected message type", connection_id=ws.connection_id, type=msg.type)
         result = "ignored"
     log.debug("message handled", connection_id=ws.connection_id, type=msg.type, result=result)
-    return apigw.ws_response(200)
+    return events.ws_response(200)

@@ -28,12 +28,9 @@ def _boto_events() -> Any:
 _events: Callable[[], Any] = _boto_events  # tests may substitute a fake
 
 
-def reset_clients() -> None:
-    aws.reset()
-
-
 @dataclass(frozen=True)
-class Pending:
+class TrafficEvent:
+    """One PutEvents entry and the stream record (SequenceNumber) it came from."""
     sequence: str
     entry: dict[str, Any]
 
@@ -82,7 +79,7 @@ def _to_entry(row: dict[str, Any], tunnels: dict[str, str]) -> dict[str, Any]:
             "Detail": json.dumps(detail(row, tunnel), separators=(",", ":")), "EventBusName": config.event_bus_name()}
 
 
-def _publish(batch: list[Pending]) -> list[str]:
+def _publish(batch: list[TrafficEvent]) -> list[str]:
     """PutEvents one batch; returns the sequence numbers that failed."""
     try:
         out = _events().put_events(Entries=[p.entry for p in batch])
@@ -117,7 +114,7 @@ def notify(event: Any) -> dict[str, Any]:
         if row is not None:
             rows.append((str((record.get("dynamodb") or {}).get("SequenceNumber", "")), row))
     tunnels = _tunnels([r for _, r in rows])
-    todo = [Pending(seq, _to_entry(row, tunnels)) for seq, row in rows]
+    todo = [TrafficEvent(seq, _to_entry(row, tunnels)) for seq, row in rows]
     failed: list[str] = []
     for start in range(0, len(todo), PUT_EVENTS_MAX):
         failed += _publish(todo[start:start + PUT_EVENTS_MAX])
