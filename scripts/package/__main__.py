@@ -88,17 +88,9 @@ def _model_file(version_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def _without_docs(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _without_docs(v) for k, v in node.items() if k not in ("documentation", "documentationUrl")}
-    if isinstance(node, list):
-        return [_without_docs(v) for v in node]
-    return node
-
-
 def prune_botocore_data(data: Path, services: tuple[str, ...]) -> None:
-    """Keep only ``services`` (their newest API version: the one botocore loads), their models
-    without documentation, and only those services in endpoints.json, in every partition. What a client of a kept service reads is
+    """Keep only ``services`` (their newest API version: the one botocore loads) and only those
+    services in endpoints.json, in every partition. What a client of a kept service reads is
     unchanged: e2e runs every handler on this pruned copy."""
     prefixes = set()
     for entry in sorted(data.iterdir()):
@@ -117,13 +109,9 @@ def prune_botocore_data(data: Path, services: tuple[str, ...]) -> None:
                 f.unlink()
         model = _model_file(versions[-1], "service-2")
         assert model is not None
-        spec = _read_json(model)
-        prefixes.add(spec["metadata"].get("endpointPrefix", entry.name))
-        # The model's prose (about 75 % of its bytes) is read only by help() and docstrings, yet
-        # every cold start would parse it: ship the model without it, compressed as botocore ships it.
-        model.unlink()
-        (versions[-1] / "service-2.json.gz").write_bytes(
-            gzip.compress(json.dumps(_without_docs(spec), separators=(",", ":")).encode(), mtime=0))
+        # The models keep their prose: botocore reads some of it (clientContextParams'
+        # documentation is a required key), so stripping it broke clients at run time.
+        prefixes.add(_read_json(model)["metadata"].get("endpointPrefix", entry.name))
     missing = set(services) - {e.name for e in data.iterdir() if e.is_dir()}
     if missing:
         raise SystemExit(f"botocore has no data for {sorted(missing)}")

@@ -318,7 +318,9 @@ def test_pruned_botocore_keeps_what_a_client_reads(tmp_path):
         pruned_op = session(True).get_service_model(service).operation_model(operation)
         assert pruned_op.input_shape.members.keys() == full_op.input_shape.members.keys()
         assert pruned_op.http == full_op.http and pruned_op.metadata == full_op.metadata
-        assert not pruned_op.documentation  # the prose is gone, nothing else
+    for service in build.LAYER_SERVICES:  # what botocore reads at run time, e.g. clientContextParams
+        pruned_model, full_model = session(True).get_service_model(service), session(False).get_service_model(service)
+        assert pruned_model.client_context_parameters == full_model.client_context_parameters
     with pytest.raises(botocore.exceptions.UnknownServiceError):
         session(True).create_client("sqs", region_name="us-east-1", **creds)
 
