@@ -152,9 +152,11 @@ def prepare_baseline(ref: str) -> tuple[str, Path]:
         tree.mkdir(parents=True)
         archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-        new_layout = (tree / "scripts" / "build" / "__main__.py").exists()
-        argv = [sys.executable, "-m", "scripts.package", "--local"] if new_layout else \
-            [sys.executable, str(tree / "scripts" / "build.py"), "--local"]
+        argv = [sys.executable, str(tree / "scripts" / "build.py"), "--local"]  # before the layout move
+        for package in ("package", "build"):  # scripts/build was renamed scripts/package after it
+            if (tree / "scripts" / package / "__main__.py").exists():
+                argv = [sys.executable, "-m", f"scripts.{package}", "--local"]
+                break
         print(f"building baseline {sha[:12]} in {tree}", flush=True)
         subprocess.run(argv, cwd=tree, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
     return sha, tree
