@@ -1,5 +1,9 @@
 """forward: public HTTP API request -> agent -> answer (HTTP API payload format 2.0).
 
+(Over 300 lines: the one Lambda on every caller's path, and each step of it is a contract of its
+own - proxy headers, the edge policy hook, the post with its 410 retry, the learned poll, big
+bodies both ways and the answer's header fidelity; splitting them would scatter one request.)
+
 Header fidelity (what changes on the way):
 * to the agent: API Gateway gives repeated request headers already comma-joined, so each
   header reaches the agent as ONE value exactly as API Gateway gave it; the ``cookies`` array

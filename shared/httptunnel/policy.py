@@ -1,5 +1,8 @@
 """The edge policy of one tunnel: basic auth, IP rules, webhook verification, header rules.
 
+(Over 300 lines: the policy's wire format, its limits and every check forward runs on it in one
+stdlib-only module, which the agent imports as well to refuse a bad policy before connecting.)
+
 Stdlib only: the agent (ttf) builds and validates the policy with this module at start, so a
 broken policy is refused there with one readable line; connect validates it again (400) and
 forward enforces it. Nothing half-applies: ``parse`` accepts the whole document or raises.

@@ -1,5 +1,8 @@
 """DynamoDB access for both tables (low-level client: thread-safe, unlike boto3 resources).
 
+(Over 300 lines: every read and write of both tables in one place, so the key schema, the
+conditions that guard ownership and the per-request call counter are read together.)
+
 The client is created lazily once per process (real Lambda style: reused across warm
 invocations); ``aws.reset()`` drops it (tests). Every DynamoDB call is counted per thread
 (``calls()``) so forward can log how many calls one request cost.
