@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from scripts.harness.wait import wait_until_async
 from tests.browser.conftest import png, until
 
 pytestmark = pytest.mark.browser  # make test-browser, never make test
@@ -183,11 +184,40 @@ async def test_keyboard_navigation(ui):
     await page.keyboard.press("/")
     assert await page.evaluate("() => document.activeElement.id") == "f-text"
     await page.keyboard.press("Escape")
+    await page.wait_for_selector("#detail h2 >> text=\"/echo/k2\"")  # row 3's detail, not row 2's
     await page.keyboard.press("e")
     await page.wait_for_selector("#editor")
+    assert await page.input_value("#edit-method") == "GET"
     await page.keyboard.press("Escape")  # leaves the method field
     await page.keyboard.press("Escape")  # closes the editor
     await page.wait_for_selector("#editor", state="detached")
+
+
+async def test_shortcuts_wait_for_the_selected_requests_detail(ui):
+    """j/k select at once but the detail loads after: until it has, e (edit) and r (replay) must not
+    act on the request shown before. The detail of row 1 is held back to make the gap certain."""
+    page = ui.page
+    for i in range(2):
+        await ui.send("GET", f"/echo/w{i}")
+    await until(page, "() => document.querySelectorAll('#rows tr').length === 2", "two rows")
+    await page.click("#rows tr[data-id='2']")
+    await page.wait_for_selector("#detail h2 >> text=\"/echo/w1\"")
+    held: list = []
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.method + " " + request.url))
+    await page.route("**/api/requests/1", lambda route: held.append(route))
+    await page.keyboard.press("ArrowDown")
+    await page.wait_for_selector("#rows tr.sel[data-id='1']")
+    await wait_until_async(lambda: held, 10, what="the detail request of row 1, held back")
+    await page.keyboard.press("e")
+    await page.keyboard.press("r")
+    assert await page.locator("#editor").count() == 0  # nothing opened for /echo/w1's request
+    await held[0].continue_()
+    await page.wait_for_selector("#detail h2 >> text=\"/echo/w0\"")
+    assert not [line for line in sent if "/replay" in line]  # and nothing replayed
+    await page.unroute("**/api/requests/1")
+    await page.keyboard.press("e")
+    await page.wait_for_selector("#editor")
 
 
 async def test_history_size_clear_and_denied_requests(ui):

@@ -269,6 +269,7 @@
   async function select(id, focusRow) {
     state.selected = id;
     state.editing = false;
+    state.detail = null;  // until this request's detail arrives, r/e/c must not act on the previous one
     markSelected();
     const tr = $("rows").querySelector('tr[data-id="' + id + '"]');
     if (tr) { tr.scrollIntoView({block: "nearest"}); if (focusRow !== false) tr.focus({preventScroll: true}); }
