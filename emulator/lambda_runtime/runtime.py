@@ -273,9 +273,7 @@ class Worker:
         """Drop a worker whose init failed (once, however many invocations saw that failure)."""
         async with self.start_lock:
             if self.init_error is error:
-                await self.stop()
-                self.process = None
-                self.init_error = None
+                await self._drop()
 
     async def recycle(self) -> bool:
         """Drop an idle worker, as Lambda reclaims an idle sandbox: the next invocation starts a
@@ -283,10 +281,14 @@ class Worker:
         async with self.start_lock:
             if self.in_flight:
                 return False
-            await self.stop()
-            self.process = None
-            self.init_error = None
+            await self._drop()
             return True
+
+    async def _drop(self) -> None:
+        """Stop the worker and forget it: the next invocation starts (and initialises) a new one."""
+        await self.stop()
+        self.process = None
+        self.init_error = None
 
     async def stop(self) -> None:
         process = self.process
