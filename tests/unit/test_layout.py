@@ -115,3 +115,10 @@ def test_only_the_lambda_worker_edits_sys_path() -> None:
                     and isinstance(target.value, ast.Name) and target.value.id == "sys"):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, "sys.path edited outside the Lambda worker: " + ", ".join(bad)
+
+
+def test_the_runtime_api_client_imports_only_the_standard_library() -> None:
+    """It runs before anything else in a streaming function (the wrapper's first import): stdlib only."""
+    path = SHIPPED["layer"] / "runtime_api.py"
+    bad = [f"{line}: {name}" for line, name in imports(path) if not stdlib(name)]
+    assert not bad and not layer_siblings(path), f"runtime_api must stay stdlib-only: {bad} {layer_siblings(path)}"
