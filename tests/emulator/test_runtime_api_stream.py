@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from emulator.lambda_runtime import runtime_api_server
 from emulator.lambda_runtime.runtime_api_server import (
     Body, Buffered, Done, Failed, FakeRuntimeApi, Head, PendingInvocation,
 )
@@ -213,3 +214,24 @@ async def test_a_handler_that_cannot_be_imported_is_an_init_error_and_the_runtim
         assert "missing" in api.init_error["errorMessage"]
     finally:
         await stop(process)
+
+
+async def test_a_stream_past_lambdas_200_mb_cap_is_cut(api: FakeRuntimeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime_api_server, "STREAM_MAX", 10)  # 200 MB in the emulator; 10 bytes here
+
+    def handler(event: Any, context: runtime_api.Context) -> str:
+        if event.get("then"):
+            return "still serving"
+        stream = context.open_stream(200)
+        stream.write(b"0123456789")
+        stream.write(b"!")  # one byte past the cap
+        return "unreached"
+
+    loop = start_loop(api, handler, 2)
+    pending = api.invoke({})
+    events = [await next_event(pending) for _ in range(3)]
+    assert [type(e) for e in events] == [Head, Body, Failed]
+    assert events[2].error["errorType"] == "Function.ResponseSizeTooLarge"
+    after = api.invoke({"then": True})
+    assert (await next_event(after)).payload == b'"still serving"'
+    await asyncio.wait_for(loop, WAIT_S)
