@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,6 +30,42 @@ from emulator.lambda_runtime.runtime_api_server import Body, Buffered, Done, Fai
 LOG = logging.getLogger("emulator.apigateway.function_url")
 REQUEST_MAX = 6 * 1024 * 1024  # the synchronous invoke payload (the event, after base64)
 HOP_BY_HOP = {"connection", "transfer-encoding", "content-length", "keep-alive"}
+
+
+@dataclass(frozen=True)
+class StreamBandwidth:
+    """Lambda's bandwidth rule for a streamed response: ``free_bytes`` uncapped, then ``bytes_per_s``."""
+
+    free_bytes: int
+    bytes_per_s: float
+
+
+# "The first 6 MB of your function's response payload has uncapped bandwidth. After this initial
+# burst, Lambda streams your response at a maximum rate of 2 MBps" (Bandwidth limits for response
+# streaming: https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html).
+# MB read as MiB, as Lambda's 6 MB payload limit is 6,291,456 bytes. The aws profile applies it.
+AWS_STREAM_BANDWIDTH = StreamBandwidth(free_bytes=6 * 1024 * 1024, bytes_per_s=2 * 1024 * 1024)
+
+
+class Pacer:
+    """How long each piece must wait so a stream keeps to a :class:`StreamBandwidth` (pure; clock injected)."""
+
+    def __init__(self, rule: StreamBandwidth, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rule = rule
+        self.clock = clock
+        self.sent = 0
+        self._capped_since: float | None = None
+
+    def delay(self, size: int) -> float:
+        """Seconds before ``size`` more bytes may go out: 0 within the free bytes, then at the capped rate."""
+        self.sent += size
+        over = self.sent - self.rule.free_bytes
+        if over <= 0:
+            return 0.0
+        now = self.clock()
+        if self._capped_since is None:
+            self._capped_since = now
+        return max(0.0, self._capped_since + over / self.rule.bytes_per_s - now)
 
 
 def function_url_event(request: web.Request, body: bytes, url_id: str, port: int) -> dict[str, Any]:
@@ -41,10 +79,14 @@ def function_url_event(request: web.Request, body: bytes, url_id: str, port: int
 
 
 class FunctionUrl:
-    def __init__(self, runtime: FakeRuntimeApi, url_id: str = "localfunctionurl", timeout_s: float = 900.0) -> None:
+    def __init__(self, runtime: FakeRuntimeApi, url_id: str = "localfunctionurl", timeout_s: float = 900.0,
+                 bandwidth: StreamBandwidth | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.runtime = runtime
         self.url_id = url_id
         self.timeout_s = timeout_s
+        self.bandwidth = bandwidth  # None: as fast as the caller reads (the local profile)
+        self._sleep = sleep
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -54,6 +96,7 @@ class FunctionUrl:
             return web.json_response({"Message": "Request must be smaller than 6291456 bytes for the InvokeFunction operation"},
                                      status=413)
         pending = self.runtime.invoke(event, self.timeout_s)
+        pacer = Pacer(self.bandwidth) if self.bandwidth is not None else None
         response: web.StreamResponse | None = None
         try:
             while True:
@@ -68,6 +111,9 @@ class FunctionUrl:
                     response.enable_chunked_encoding()
                     await response.prepare(request)
                 elif isinstance(item, Body) and response is not None:
+                    wait = pacer.delay(len(item.data)) if pacer is not None else 0.0
+                    if wait:
+                        await self._sleep(wait)  # rate limiting: the wait is the behaviour modelled
                     await response.write(item.data)
                 elif isinstance(item, Done):
                     if response is None:  # a stream with no prelude: no source found, answer 502

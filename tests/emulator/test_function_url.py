@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientPayloadError, web
 
-from emulator.apigateway.function_url import FunctionUrl
+from emulator.apigateway.function_url import AWS_STREAM_BANDWIDTH, FunctionUrl, Pacer, StreamBandwidth
 from emulator.lambda_runtime.runtime_api_server import FakeRuntimeApi
 from httptunnel import runtime_api
 
@@ -106,3 +106,44 @@ async def test_a_function_error_before_the_stream_is_a_502(stack) -> None:
     serve(handler, 1)
     answer = await client.get("/nope")
     assert answer.status == 502
+
+
+def test_the_bandwidth_rule_is_free_for_6_mb_then_2_mb_per_second() -> None:
+    now = [100.0]
+    pacer = Pacer(AWS_STREAM_BANDWIDTH, clock=lambda: now[0])
+    mib = 1024 * 1024
+    assert pacer.delay(4 * mib) == 0.0  # within the first 6 MB
+    assert pacer.delay(2 * mib) == 0.0  # exactly 6 MB: still free
+    assert pacer.delay(2 * mib) == pytest.approx(1.0)  # 2 MB past the burst at 2 MB/s
+    now[0] += 1.0
+    assert pacer.delay(1 * mib) == pytest.approx(0.5)
+    now[0] += 10.0  # a pause earns no burst back: the cap is a rate from the moment it began
+    assert pacer.delay(2 * mib) == 0.0
+
+
+async def test_a_function_url_with_the_aws_bandwidth_waits_past_the_free_bytes(aiohttp_client) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    runtime = FakeRuntimeApi()
+    await runtime.start()
+    app = web.Application()
+    url = FunctionUrl(runtime, bandwidth=StreamBandwidth(free_bytes=10, bytes_per_s=100.0), sleep=record)
+    app.router.add_route("*", "/{tail:.*}", url.handle)
+    client = await aiohttp_client(app)
+
+    def handler(event: dict[str, Any], context: runtime_api.Context) -> None:
+        stream = context.open_stream(200)
+        stream.write(b"0123456789")  # the free bytes
+        stream.write(b"x" * 50)  # half a second at 100 B/s
+
+    loop = asyncio.ensure_future(asyncio.to_thread(runtime_api.run, runtime_api.Client(runtime.address), handler, {}, 1))
+    try:
+        answer = await client.get("/t1/big")
+        assert await asyncio.wait_for(answer.read(), WAIT_S) == b"0123456789" + b"x" * 50
+        assert len(waits) == 1 and waits[0] == pytest.approx(0.5, abs=0.05)
+        await asyncio.wait_for(loop, WAIT_S)
+    finally:
+        await runtime.close()
