@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -19,8 +20,12 @@ from emulator.lambda_runtime import runtime_api_server
 from emulator.lambda_runtime.runtime_api_server import (
     Body, Buffered, Done, Failed, FakeRuntimeApi, Head, PendingInvocation,
 )
+from emulator.lambda_runtime.runtime import FunctionSpec
+from emulator.lambda_runtime.stream_worker import StreamingFunction, wrapper_path
 from httptunnel import runtime_api
 from scripts.package.__main__ import find_python
+
+from .conftest import runtime_config
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "shared" / "httptunnel" / "runtime_bootstrap"
@@ -235,3 +240,53 @@ async def test_a_stream_past_lambdas_200_mb_cap_is_cut(api: FakeRuntimeApi, monk
     after = api.invoke({"then": True})
     assert (await next_event(after)).payload == b'"still serving"'
     await asyncio.wait_for(loop, WAIT_S)
+
+
+async def test_a_streaming_function_runs_its_layers_wrapper_one_invocation_per_environment(tmp_path: Path) -> None:
+    """The stack's way to run a streaming function: the wrapper its environment names, found in its layer."""
+    layer = tmp_path / "layer"
+    shutil.copytree(ROOT / "shared" / "httptunnel", layer / "python" / "httptunnel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(
+        "import os, pathlib, time\n"
+        "def handler(event, context):\n"
+        "    here = pathlib.Path(event['barrier'])\n"
+        "    (here / str(os.getpid())).touch()\n"
+        "    deadline = time.monotonic() + 10\n"  # both invocations must run at once: two environments
+        "    while len(list(here.iterdir())) < 2 and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "    stream = context.open_stream(200)\n"
+        "    stream.write(os.environ['AWS_LAMBDA_FUNCTION_NAME'].encode() + b' ' + str(os.getpid()).encode())\n"
+    )
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    spec = FunctionSpec(name="http-tunnel-forward-stream", handler="app.handler", code_dir=code, layer_dirs=(layer,),
+                        environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/python/httptunnel/runtime_bootstrap"},
+                        timeout_s=30, label="forward_stream")
+    function = StreamingFunction(spec, runtime_config(), environments=2, log_line=lambda name, line: None)
+    await function.start()
+    try:
+        pendings = [await function.invoke({"barrier": str(barrier)}) for _ in range(2)]
+        bodies = []
+        for pending in pendings:
+            events = [await next_event(pending)]
+            while not isinstance(events[-1], (Done, Failed)):
+                events.append(await next_event(pending))
+            assert isinstance(events[-1], Done) and events[-1].error is None, events
+            bodies.append(b"".join(e.data for e in events if isinstance(e, Body)).decode())
+        assert all(body.startswith("http-tunnel-forward-stream ") for body in bodies)
+        assert len({body.split()[1] for body in bodies}) == 2  # one invocation per environment, at once
+    finally:
+        await function.stop()
+    assert all(process.returncode is not None for process in function.processes)
+
+
+def test_the_wrapper_must_be_in_a_layer(tmp_path: Path) -> None:
+    spec = FunctionSpec(name="f", handler="app.handler", code_dir=tmp_path, layer_dirs=(tmp_path,),
+                        environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/python/httptunnel/runtime_bootstrap"})
+    with pytest.raises(FileNotFoundError, match="none of the function's layers"):
+        wrapper_path(spec)
+    with pytest.raises(ValueError, match="/opt"):
+        wrapper_path(FunctionSpec(name="f", handler="a.b", code_dir=tmp_path, environment={"AWS_LAMBDA_EXEC_WRAPPER": "/var/task/w"}))
