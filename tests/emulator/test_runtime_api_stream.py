@@ -289,4 +289,5 @@ def test_the_wrapper_must_be_in_a_layer(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="none of the function's layers"):
         wrapper_path(spec)
     with pytest.raises(ValueError, match="/opt"):
-        wrapper_path(FunctionSpec(name="f", handler="a.b", code_dir=tmp_path, environment={"AWS_LAMBDA_EXEC_WRAPPER": "/var/task/w"}))
+        wrapper_path(FunctionSpec(name="f", handler="a.b", code_dir=tmp_path,
+                                  environment={"AWS_LAMBDA_EXEC_WRAPPER": "/var/task/w"}))
