@@ -66,6 +66,9 @@ class Config:
     inspect_history: int = DEFAULT_INSPECT_HISTORY
     name: str | None = None  # the tunnel's name in a config file (None: the command line's one tunnel)
     policy: edge_policy.Policy | None = None  # the edge policy sent at every $connect (None = open)
+    # HTTP statuses of a refused WebSocket that stop the tunnel before its first success (401 always
+    # does). The command line retries the others; the Python API gives up on 403 and 409 too.
+    give_up_on: frozenset[int] = frozenset()
 
     @property
     def local_target(self) -> str:
@@ -408,3 +411,20 @@ def single_tunnel(given: Mapping[str, tuple[str, object]], env: Mapping[str, str
         hint = f" ({unread})" if unread else ""
         raise ConfigError(f"no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT{hint}")
     return finish({name: convert(name, *given[name]) for name in given}, env)
+
+
+# The Python API (ttf.api) reads explicit arguments and these TTF_* variables only: never a .env
+# or a config file it was not given, and none of the command line's process-wide settings (an
+# inspector port, a saved URL, output) that a library call must not pick up from the environment.
+API_FROM_ENV = frozenset(_OPTIONS) - {"config", "inspect", "inspect_history", "state_dir", "new_url", "json",
+                                      "verbose", "port", "host"} | frozenset(POLICY_OPTIONS)
+
+
+def api_options(explicit: Mapping[str, object], env: Mapping[str, str]) -> dict[str, tuple[str, object]]:
+    """option -> (where it came from, raw value): the caller's arguments (named as such) > TTF_*."""
+    given = {name: got for name, got in _merged(parse_args([]), env, {}).items() if name in API_FROM_ENV}
+    for name, value in explicit.items():
+        if name in POLICY_OPTIONS and isinstance(value, str):
+            value = [value]
+        given[name] = (name, value)
+    return given

@@ -128,13 +128,20 @@ def load(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None
         return Plan((single_tunnel(given, env, unread),), notes=(note, *notes))
     else:
         display = DEFAULT_FILE
+    plan = read_file(display, cwd / Path(display).expanduser(), given, env, found=chosen is None)
+    return dataclasses.replace(plan, notes=plan.notes + notes)
+
+
+def read_file(display: str, path: Path, given: Mapping[str, tuple[str, object]], env: Mapping[str, str],
+              found: bool = False) -> Plan:
+    """A config file (named by the user, or `found` in the working directory) with the options
+    given outside it (port and subdomain refused: they belong to one tunnel). Also the Python
+    API's config=."""
     for option in sorted(ONLY_PER_TUNNEL & {name.replace("_", "-") for name in given}):
         where = given[option.replace("-", "_")][0]
         raise ConfigError(f"{where}: {option} is set per tunnel in {display} ([tunnels.NAME] {option} = ...) "
                           "while a config file is used")
-    path = Path(display).expanduser()
-    plan = _plan(display, cwd / path, given, env, found=chosen is None)
-    return dataclasses.replace(plan, notes=plan.notes + notes)
+    return _plan(display, path, given, env, found)
 
 
 def _plan(display: str, path: Path, given: Mapping[str, tuple[str, object]], env: Mapping[str, str],
