@@ -292,6 +292,8 @@ class Tunnel:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # DNS lookups run here: named, and shut down with the loop (asyncio.run does)
+        self._loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="ttf-tunnel-io"))
         if self._closing.is_set():
             return
         config = self.config
