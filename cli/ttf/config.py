@@ -37,6 +37,8 @@ DEFAULT_INSPECT_HISTORY = 100
 class ConfigError(Exception):
     """Bad input: one readable line, exit status 2."""
 
+    exit_code = 2  # what `ttf` exits with (the Python API's exceptions carry it too)
+
 
 @dataclass(frozen=True)
 class Config:

@@ -174,6 +174,7 @@ def test_bad_arguments_raise_config_error_with_one_line(args, kwargs, message):
     with pytest.raises(ttf.ConfigError) as caught:
         expose(*args, **fast(**kwargs))
     assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.exit_code == 2  # what ttf exits with for bad input
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         expose(3000, endpoint="ws://h", colour="red")
 
