@@ -40,7 +40,7 @@ from ttf.agent import TunnelAgent
 from ttf.config import Config, ConfigError, api_options, check_inspect, convert, finish
 from ttf.configfile import read_file
 from ttf.events import Disconnected, Event, Reconnecting, TunnelEstablished
-from ttf.inprocess import AppServer
+from ttf.inprocess import AppError, AppServer
 from ttf.inspector import Entry
 from ttf.lifecycle import Fatal
 
@@ -141,8 +141,7 @@ class Tunnel:
         return self._await_ready().__await__()
 
     def __enter__(self) -> Tunnel:
-        if not self._ready.done():
-            self._wait_ready()
+        self._wait_ready()  # at once when already established; raises why it never was
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -275,6 +274,8 @@ class Tunnel:
     def _main(self) -> None:
         try:
             asyncio.run(self._serve())
+        except AppError as exc:  # the in-process app's lifespan startup failed
+            self._fail(TunnelError(str(exc)))
         except BaseException as exc:  # never seen by the caller otherwise
             self._fail(exc if isinstance(exc, TunnelError) else TunnelError(f"the tunnel stopped: {exc!r}"))
         finally:

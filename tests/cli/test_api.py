@@ -96,6 +96,7 @@ async def test_sync_expose_returns_established_serves_and_close_leaves_no_thread
     assert signal.getsignal(signal.SIGINT) is handler  # no signal handler installed
     await asyncio.wait_for(gateway.conns[0].closed.wait(), 5)
     assert tunnel_threads() == before  # the tunnel's thread and its loop's executor threads are gone
+    assert tunnel._loop is not None and tunnel._loop.is_closed()  # and its loop, with every task it ran
     tunnel.close()  # idempotent
 
 
@@ -238,8 +239,13 @@ async def test_an_asgi_app_whose_lifespan_fails_is_an_error():
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "no database"})
 
-    with pytest.raises(TunnelError, match="lifespan startup failed: no database"):
+    with pytest.raises(TunnelError, match=r"^the ASGI app's lifespan startup failed: no database$"):
         async with expose(app=broken, endpoint="ws://127.0.0.1:9/ws", **fast()):
+            pass
+    failed = expose(app=broken, endpoint="ws://127.0.0.1:9/ws", **fast())  # not awaited (a loop runs here)
+    await asyncio.wait_for(asyncio.wrap_future(failed._finished), 10)
+    with pytest.raises(TunnelError, match="lifespan startup failed"):
+        with failed:  # entering a tunnel that never opened raises why
             pass
 
 
