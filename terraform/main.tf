@@ -415,3 +415,15 @@ module "observability" {
     pending     = { name = module.tables.pending_table_name }
   }
 }
+
+# The function URL edge (public_edge = "function_url"; issue 23). forward stands in until the
+# streaming forward exists; the lambda:InvokeFunction statement conditioned on
+# lambda:InvokedViaFunctionUrl is added by the deploy (module output invoke_function_statement).
+module "function_url" {
+  source = "./modules/function_url"
+  count  = var.public_edge == "function_url" ? 1 : 0
+
+  function_name = module.functions["forward"].function_name
+  qualifier     = module.functions["forward"].qualifier
+  invoke_mode   = "RESPONSE_STREAM"
+}

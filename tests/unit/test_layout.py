@@ -141,3 +141,10 @@ def test_forward_stages_never_import_a_lambdas_story(stage: str) -> None:
     path = SHIPPED["layer"] / f"{stage}.py"
     assert path.exists(), f"forward's stage module {stage}.py is gone: update FORWARD_STAGES"
     assert not _relative_imports(path) & set(LAMBDA_STORIES), f"{stage}.py imports a Lambda's story module"
+
+
+def test_the_runtime_api_client_imports_only_the_standard_library() -> None:
+    """It runs before anything else in a streaming function (the wrapper's first import): stdlib only."""
+    path = SHIPPED["layer"] / "runtime_api.py"
+    bad = [f"{line}: {name}" for line, name in imports(path) if not stdlib(name)]
+    assert not bad and not layer_siblings(path), f"runtime_api must stay stdlib-only: {bad} {layer_siblings(path)}"
