@@ -38,6 +38,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "event_bus_name": ("EVENT_BUS_NAME",),
     "log_level": ("LOG_LEVEL",),
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
+    "max_stream_seconds": ("MAX_STREAM_SECONDS",),
     "path_routing": ("PATH_ROUTING",),
     "path_referer_routing": ("PATH_REFERER_ROUTING",),
 }
@@ -53,6 +54,8 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
                  "PATH_ROUTING", "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
                 "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
+    "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
+                       "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -203,4 +206,19 @@ def forward_wait_seconds() -> float:
         raise ConfigError(f"FORWARD_WAIT_SECONDS must be a number, got {raw!r}") from None
     if not 0 < value <= limits.FORWARD_WAIT_S:
         raise ConfigError(f"FORWARD_WAIT_SECONDS must be in (0, {limits.FORWARD_WAIT_S}]")
+    return value
+
+
+def max_stream_seconds() -> float:
+    """The longest a streamed request may last on the function URL edge (Terraform
+    ``max_stream_seconds``, default 600); the function's timeout is this plus a margin."""
+    raw = _get("MAX_STREAM_SECONDS")
+    if not raw:
+        return float(limits.MAX_STREAM_S)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"MAX_STREAM_SECONDS must be a number, got {raw!r}") from None
+    if not 0 < value <= limits.MAX_STREAM_CAP_S:
+        raise ConfigError(f"MAX_STREAM_SECONDS must be in (0, {limits.MAX_STREAM_CAP_S}]")
     return value
