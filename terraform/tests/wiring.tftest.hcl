@@ -198,7 +198,7 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = output.function_names == { for fn in ["cleanup", "connect", "disconnect", "forward", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
+    condition     = output.function_names == { for fn in ["cleanup", "connect", "disconnect", "forward", "forward_stream", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
     error_message = "function_names must map every short name to <prefix>-<fn>"
   }
 }
@@ -343,8 +343,8 @@ run "snap_start_invokes_the_alias" {
   }
 
   assert {
-    condition     = alltrue([for fn, m in module.functions : m.qualifier == "live"])
-    error_message = "with snap_start every function is invoked through its alias \"live\""
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == (fn == "forward_stream" ? null : "live")])
+    error_message = "with snap_start every function is invoked through its alias \"live\", except forward_stream (SnapStart off until its wrapper is verified with it)"
   }
 
   assert {
@@ -480,6 +480,37 @@ run "public_edge_defaults" {
   assert {
     condition     = length(module.budget) == 0 && output.budget_name == ""
     error_message = "no budget unless budget_monthly_usd is set"
+  }
+}
+
+run "function_url_fronts_forward_stream" {
+  command = apply
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 10
+    max_stream_seconds           = 300
+  }
+
+  assert {
+    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward-stream" && module.function_url[0].invoke_mode == "RESPONSE_STREAM"
+    error_message = "the function URL streams, in front of forward_stream (not the buffered forward)"
+  }
+
+  assert {
+    condition = (nonsensitive(module.functions["forward_stream"].environment["AWS_LAMBDA_EXEC_WRAPPER"]) == "/opt/python/httptunnel/runtime_bootstrap"
+    && nonsensitive(module.functions["forward_stream"].environment["MAX_STREAM_SECONDS"]) == "300")
+    error_message = "forward_stream runs the layer's Runtime API loop (the wrapper) and knows its cap"
+  }
+
+  assert {
+    condition     = module.functions["forward_stream"].policy == module.functions["forward"].policy
+    error_message = "forward_stream's role is forward's, no more"
+  }
+
+  assert {
+    condition     = module.functions["forward_stream"].reserved_concurrency == 10 && module.functions["forward_stream"].qualifier == null
+    error_message = "forward_reserved_concurrency bounds the function URL's function too; SnapStart stays off for it"
   }
 }
 
@@ -739,7 +770,7 @@ run "public_edge_defaults_to_the_http_api" {
   }
 }
 
-run "function_url_edge_streams_from_forward" {
+run "function_url_edge_streams_from_forward_stream" {
   command = plan
 
   variables {
@@ -753,13 +784,13 @@ run "function_url_edge_streams_from_forward" {
   }
 
   assert {
-    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward" && output.function_url_invoke_statement.invoked_via_function_url
-    error_message = "the deploy is told which conditioned InvokeFunction statement to add, on forward"
+    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward-stream" && output.function_url_invoke_statement.invoked_via_function_url
+    error_message = "the deploy is told which conditioned InvokeFunction statement to add, on forward_stream"
   }
 
   assert {
-    condition     = module.functions["forward"].reserved_concurrency == 50
-    error_message = "the reservation bounds forward on this edge"
+    condition     = module.functions["forward_stream"].reserved_concurrency == 50 && module.functions["forward"].reserved_concurrency == 50
+    error_message = "the reservation bounds forward_stream (and forward) on this edge"
   }
 }
 
