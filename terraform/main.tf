@@ -366,7 +366,7 @@ module "domain" {
   http_api_id           = module.http_api.api_id
   http_stage_id         = module.http_api.stage_id
   websocket_api_id      = module.websocket_api.api_id
-  websocket_stage_name  = var.websocket_stage_name
+  websocket_stage_id    = module.websocket_api.stage_id
 }
 
 # ---------------------------------------------------------------- observability
