@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
 from scripts import tfenv
 
-from .conftest import TERRAFORM_DIR
+from .conftest import ROOT, TERRAFORM_DIR
 
 pytestmark = pytest.mark.infra
 
@@ -45,3 +48,31 @@ def test_api_mappings_wait_for_their_stage(tf_initialized, stage):
     mapping = "module.domain.aws_apigatewayv2_api_mapping.this"
     assert mapping in graph
     assert stage in depends_on(graph, mapping), f"{mapping} may be created before {stage}"
+
+
+def test_plan_has_no_warnings(tf_initialized, tmp_path):
+    """Some warnings (a lifecycle rule without `filter`, deprecated arguments) appear only at plan,
+    not at validate: plan the root against moto with the default variables and fail on any."""
+    from moto.server import ThreadedMotoServer
+
+    from emulator.mock_aws import terraform as tf_local
+
+    build = ROOT / "build" / "local"
+    if not (build / "layer.zip").is_file():
+        pytest.skip("build/local/layer.zip missing: run `make build-local` (make test does)")
+    work = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, work, ignore=shutil.ignore_patterns(".terraform", "tests", "*.tfstate*", "*.tfvars"))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        env = tf_local.local_env(f"http://127.0.0.1:{server.get_host_and_port()[1]}")
+        env["TF_DATA_DIR"] = tf_initialized["TF_DATA_DIR"]
+        proc = subprocess.run(["terraform", f"-chdir={work}", "plan", "-json", "-input=false", "-lock=false",
+                               f"-var=build_dir={build}"], env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    warnings = [m["diagnostic"] for m in messages if m.get("type") == "diagnostic"]
+    assert any(m.get("type") == "change_summary" for m in messages), proc.stdout[-2000:]
+    assert not warnings, json.dumps(warnings, indent=1)
