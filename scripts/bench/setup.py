@@ -1,13 +1,14 @@
 """How long a fresh clone takes to a working public URL: the README's setup timings come from here.
 
-    python -m scripts.bench.setup [--out bench/setup.json] [--ref HEAD] [--keep]
+    python -m scripts.bench.setup [--out bench/setup.json] [--ref HEAD] [--keep] [--with-test]
 
 In a fresh copy of the tree at --ref (`git archive`: no .venv, no build/, no .local/), it runs
 what `make dev` runs, one step at a time so each is timed: `make install` (the virtualenv and
 `pip install`), `make build-local` (the Lambda zips), then `python -m scripts.dev` on free
 ports (`make dev`'s own command; the stack, the sample app and ttf) until it prints its public
 URL, and one GET through that URL must answer 200. Then it stops `make dev`'s processes and
-removes the copy (unless --keep). It writes the figures, the date, the commit and the machine
+removes the copy (unless --keep). --with-test then runs `make test` in the same copy and
+records its duration and exit status. It writes the figures, the date, the commit and the machine
 (cores, load average before the run) to --out; tests/unit/test_readme_timings.py checks that
 the README's timing table says what that file says.
 """
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,13 +50,20 @@ def fresh_copy(ref: str, dest: Path) -> str:
     return commit
 
 
-def timed(cmd: list[str], cwd: Path, log: Path) -> float:
+def timed(cmd: list[str], cwd: Path, log: Path, check: bool = True) -> tuple[float, int]:
+    """(seconds, exit status) of one command in its own process group, stopped with us."""
     started = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); log: {log}")
-    return round(time.monotonic() - started, 1)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if check and code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); log: {log}")
+    return round(time.monotonic() - started, 1), code
 
 
 def machine() -> dict[str, Any]:
@@ -62,7 +71,7 @@ def machine() -> dict[str, Any]:
             "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
 
-def measure(ref: str, keep: bool) -> dict[str, Any]:
+def measure(ref: str, keep: bool, with_test: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="http-tunnel-setup-"))
     logs = work / "setup-logs"
     result: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -73,8 +82,8 @@ def measure(ref: str, keep: bool) -> dict[str, Any]:
         logs.mkdir()
         result["commit"] = fresh_copy(ref, tree)
         python = os.environ.get("PYTHON", sys.executable)
-        result["make_install_s"] = timed(["make", "install", f"PYTHON={python}"], tree, logs / "install.log")
-        result["make_build_local_s"] = timed(["make", "build-local"], tree, logs / "build-local.log")
+        result["make_install_s"] = timed(["make", "install", f"PYTHON={python}"], tree, logs / "install.log")[0]
+        result["make_build_local_s"] = timed(["make", "build-local"], tree, logs / "build-local.log")[0]
         ports = [free_port() for _ in range(4)]
         dev = Proc([str(tree / ".venv" / "bin" / "python"), "-m", "scripts.dev", "--http-port", str(ports[0]),
                     "--ws-port", str(ports[1]), "--admin-port", str(ports[2]), "--app-port", str(ports[3])],
@@ -92,6 +101,12 @@ def measure(ref: str, keep: bool) -> dict[str, Any]:
             dev.stop(grace=30, sig=2)  # SIGINT, as Ctrl-C: make dev stops its children itself
         result["fresh_make_dev_s"] = round(result["make_install_s"] + result["make_build_local_s"]
                                            + result["make_dev_ready_s"], 1)
+        if with_test:
+            seconds, code = timed(["make", "test"], tree, logs / "make-test.log", check=False)
+            result["make_test_s"], result["make_test_exit"] = seconds, code
+            if code != 0:
+                keep = True
+                print(f"make test failed (exit {code}): {logs / 'make-test.log'}", file=sys.stderr)
         return result
     finally:
         if keep:
@@ -105,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "setup.json")
     parser.add_argument("--ref", default="HEAD")
     parser.add_argument("--keep", action="store_true", help="keep the fresh copy and its logs")
+    parser.add_argument("--with-test", action="store_true", help="also time `make test` in the fresh copy")
     args = parser.parse_args(argv)
-    result = measure(args.ref, args.keep)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup (finally) on SIGTERM too
+    result = measure(args.ref, args.keep, args.with_test)
     if result.get("first_get_status") != 200:
         raise SystemExit(f"the public URL answered {result.get('first_get_status')}, not 200")
     args.out.write_text(json.dumps(result, indent=1) + "\n")
