@@ -28,7 +28,7 @@ class _DashboardLog(logging.Handler):
         self.state = state
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.state.notice = f"{record.levelname.lower()}: {record.getMessage()}"
+        self.state.say(f"{record.levelname.lower()}: {record.getMessage()}", time.time())
 
 
 class _PlainFormatter(logging.Formatter):
@@ -102,7 +102,7 @@ async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
         if tunnel.policy:
             state.apply(PolicyActive(tuple(tunnel.policy.describe()), tunnel=tunnel.name), now)
     for note in plan.notes:
-        state.notice = note
+        state.say(note, now)
 
     def sink(event: Event) -> None:
         state.apply(event, time.time())
