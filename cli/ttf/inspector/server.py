@@ -4,7 +4,7 @@
 lives in history, edit, diff, har, curl and security.)
 
 API (all JSON; errors are {"error": ...} with a 4xx status):
-  GET    /api/status                         tunnel (id, URLs, state), history (count, limit, bytes, budget);
+  GET    /api/status                         tunnel (id, URLs, state, local_service), history (count, limit, bytes, budget);
                                              tunnels: a config file's tunnels, each named, the same fields
   GET    /api/events                         server-sent events: hello, entry, cleared, settings, status, resync
   GET    /api/requests?method=&status=&path=&text=&since=&until=&source=&tunnel=&limit=
@@ -34,7 +34,7 @@ from aiohttp import web
 
 from httptunnel.protocol import Headers
 
-from ttf.events import Connected, Disconnected, Reconnecting, TunnelEstablished, TunnelFailed
+from ttf.events import Connected, Disconnected, LocalService, Reconnecting, TunnelEstablished, TunnelFailed
 from ttf.forward import Exchange
 from ttf.inspector import curl, har
 from ttf.inspector.diff import diff
@@ -70,7 +70,8 @@ class Local:
 
 def _fresh_status() -> dict[str, Any]:
     return {"state": "starting", "since": time.time(), "tunnel_id": None, "public_url": None,
-            "subdomain_url": None, "path_based_url": None, "reason": None}
+            "subdomain_url": None, "path_based_url": None, "reason": None,
+            "local_service": None, "local_detail": None}  # local_service: "down", "up" (after down), None
 
 
 def _static_files() -> dict[str, bytes]:
@@ -166,6 +167,8 @@ class Inspector:
             tunnel.update(state="reconnecting", since=now, reason=event.reason)
         elif isinstance(event, TunnelFailed):
             tunnel.update(state="failed", since=now, reason=event.reason)
+        elif isinstance(event, LocalService):
+            tunnel.update(local_service="up" if event.up else "down", local_detail=event.detail)
         else:
             return
         self.streams.broadcast("status", self.status())
