@@ -299,7 +299,7 @@
     TTF.releaseObjectUrls();
     const box = $("detail");
     const meta = h("p", {className: "meta"},
-      h("span", {className: "status " + statusClass(d)}, String(d.status)), " · ", d.duration_ms + " ms · ",
+      h("span", {className: "status " + statusClass(d)}, String(d.status)), " · ", d.duration_ms + " ms in the local app · ",
       new Date(d.time * 1000).toLocaleString(), d.tunnel ? " · tunnel " + d.tunnel : "");
     const links = h("p", {className: "links"});
     if (d.source === "denied") links.append(h("span", {className: "badge denied"}, "refused by the edge: " + (d.error || "denied")), " It never reached your local service. ");
