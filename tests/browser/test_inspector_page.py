@@ -56,8 +56,8 @@ async def test_empty_state_then_list_select_and_body_views(ui):
 
     # gzip answer: decoded for display only, and labelled so
     await page.click("#rows tr[data-id='3']")
-    await page.wait_for_selector("#detail .info")
-    label = await page.text_content("#detail .info")
+    await page.wait_for_selector("#detail .body .info")
+    label = await page.text_content("#detail .body .info")
     assert "Decoded for display (gzip)" in label and "not changed" in label
     detail = await ui.api("/api/requests/3")
     raw = bytes(__import__("base64").b64decode(detail["response_body"]))
