@@ -255,7 +255,7 @@ def test_subdomain_mode_never_rewrites(aws, mgmt, ctx, monkeypatch):
                                      {"Upgrade": "WebSocket"}], ids=["full", "upgrade dropped", "upgrade only"])
 def test_a_websocket_upgrade_is_501_naming_the_limit_and_never_reaches_the_agent(aws, mgmt, ctx, headers):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = FakeAgent(mgmt, "conn-A", ok)
+    agent = FakeAgent(mgmt, "conn-A", ok())
     event = http_event(tid)
     event["headers"].update(headers)
     result = load_handler("forward")(event, ctx)
