@@ -16,22 +16,28 @@ import logging
 import time
 from typing import Any
 
-from . import config, events, exchange, gate, log, routing, store, to_caller
+from . import config, events, exchange, gate, log, routing, store, to_caller, waiting
 from .replies import ForwardResult, fail
 
 
-def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> ForwardResult:
-    """Wait for the agent as long as an HTTP API allows (``FORWARD_WAIT_SECONDS``, 25 s), then
-    the whole answer as one payload 2.0 result (a 307 to S3 for what does not fit)."""
-    done = exchange.exchange(req, route, target, fields, config.forward_wait_seconds())
+def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+            remaining_ms: int | None = None) -> ForwardResult:
+    """Wait for the agent as long as an HTTP API allows (``FORWARD_WAIT_SECONDS``, 25 s, less what
+    the invocation needs to answer: ``waiting.wait_seconds``), then the whole answer as one
+    payload 2.0 result (a 307 to S3 for what does not fit)."""
+    wait_s = waiting.wait_seconds(config.forward_wait_seconds(), remaining_ms)
+    done = exchange.exchange(req, route, target, fields, wait_s)
     if isinstance(done, ForwardResult):
         return done
     return to_caller.build_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite, done.rules,
                                   done.conn.rewrite_json)
 
 
-def forward(event: Any) -> dict[str, Any]:
+def forward(event: Any, context: Any = None) -> dict[str, Any]:
+    """``context``: the Lambda context; its remaining time bounds the wait (``waiting.wait_seconds``)."""
     started = time.monotonic()
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining_ms = int(remaining()) if callable(remaining) else None
     calls_before = store.calls()
     fields: dict[str, Any] = {}
     try:
@@ -42,7 +48,7 @@ def forward(event: Any) -> dict[str, Any]:
         routed = gate.route(req)
         tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
         fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-        outcome = routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields)
+        outcome = routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, remaining_ms)
     # One line per request. The observability module's metric filter counts `error_code` from
     # it; a 5xx is logged at WARNING so the counts survive LOG_LEVEL=WARNING.
     log.emit(logging.WARNING if outcome.status >= 500 else logging.INFO, "forwarded",

@@ -3,9 +3,9 @@
 The same story as ``forward``, told by the same stages: route and policy (``gate``), the post
 and the wait (``exchange``), the answer (``to_caller``), or a refusal (``replies``). Three things
 differ, all from the edge: the event is a function URL's (the path as the caller sent it:
-``events.parse_function_url_event``); the wait lasts until ``MAX_STREAM_SECONDS`` or the
-function's remaining time less ``limits.STREAM_MARGIN_S``, whichever comes first, instead of an
-HTTP API's 25 s; and the answer goes out through ``context.open_stream`` (head, then the body in
+``events.parse_function_url_event``); the wait lasts until ``MAX_STREAM_SECONDS`` or until the
+function has just the time left to answer (``waiting.wait_seconds``), instead of an HTTP API's
+25 s; and the answer goes out through ``context.open_stream`` (head, then the body in
 pieces), so a body too big for a 6 MB result needs no 307. The agent still answers whole
 (chunked answers come with channel v2's stream frames: shared/README.md "The live web").
 """
@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from . import config, events, exchange, gate, limits, log, routing, store, to_caller
+from . import config, events, exchange, gate, log, routing, store, to_caller, waiting
 from .replies import TIMEOUT, ForwardResult, fail
 
 
@@ -27,9 +27,8 @@ class StreamContext(to_caller.StreamOpener, Protocol):
 
 def wait_seconds(context: StreamContext) -> float:
     """How long this invocation may wait for the agent: ``max_stream_seconds``, and never so long
-    that the function's timeout cuts the answer (``limits.STREAM_MARGIN_S`` kept to write it)."""
-    left = context.get_remaining_time_in_millis() / 1000 - limits.STREAM_MARGIN_S
-    return min(config.max_stream_seconds(), left)
+    that the function's timeout cuts the answer (``waiting.wait_seconds`` keeps the time to write it)."""
+    return waiting.wait_seconds(config.max_stream_seconds(), context.get_remaining_time_in_millis())
 
 
 def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],

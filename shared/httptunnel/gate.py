@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from . import bodies, config, events, limits, log, management, policy, protocol, routing, store
-from .replies import NOT_FOUND, ForwardResult, fail
+from .replies import NOT_FOUND, WEBSOCKET_REFUSED, ForwardResult, fail
 from .tunnels import CACHE_MAX
 from .ttlmap import TTLMap
 
@@ -40,6 +40,8 @@ def route(req: events.HttpEvent) -> tuple[routing.Route, str] | ForwardResult:
         route = referer_route(req)
     if route is None or (route.mode == routing.PATH and not config.path_routing()):
         return fail(404, "tunnel_not_found", NOT_FOUND)
+    if websocket_upgrade(req):  # passed on, it would reach the app as a plain GET (and its 400 the browser)
+        return fail(501, "websocket_unsupported", WEBSOCKET_REFUSED)
     try:
         target = request_target(req, route.path)
     except ValueError:
@@ -57,6 +59,13 @@ def request_target(req: events.HttpEvent, path: str) -> str:
     if req.path_encoded:
         return routing.encoded_request_target(path, req.raw_query)
     return routing.request_target(path, req.raw_query)
+
+
+def websocket_upgrade(req: events.HttpEvent) -> bool:
+    """A WebSocket handshake (RFC 6455: ``Upgrade: websocket``, ``Sec-WebSocket-Key``): a proxy in
+    front may drop the hop-by-hop Upgrade, so either one marks it."""
+    upgrade = req.headers.get("upgrade", "").lower()
+    return "websocket" in upgrade or "sec-websocket-key" in req.headers
 
 
 def referer_route(req: events.HttpEvent) -> routing.Route | None:

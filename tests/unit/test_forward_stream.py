@@ -106,8 +106,8 @@ def test_refusals_are_streamed_with_their_code(aws, mgmt):
 
 
 def test_the_wait_is_the_functions_time_less_the_margin_and_max_stream_seconds(aws, monkeypatch):
-    from httptunnel import forward_stream
-    assert forward_stream.wait_seconds(StreamContext(remaining_ms=100_000)) == 85.0
+    from httptunnel import forward_stream, waiting
+    assert forward_stream.wait_seconds(StreamContext(remaining_ms=100_000)) == 100 - waiting.ANSWER_RESERVE_S
     assert forward_stream.wait_seconds(StreamContext(remaining_ms=900_000)) == 600.0  # the default cap
     monkeypatch.setenv("MAX_STREAM_SECONDS", "30")
     assert forward_stream.wait_seconds(StreamContext(remaining_ms=900_000)) == 30.0
@@ -126,7 +126,7 @@ def test_the_agent_is_told_the_long_wait_and_a_silent_agent_is_504(aws, mgmt, mo
 def test_no_time_left_is_504_without_posting(aws, mgmt):
     tid = connect_agent("conn-A")["tunnel_id"]
     agent = FakeAgent(mgmt, "conn-A", ok(b"x"))
-    ctx = StreamContext(remaining_ms=10_000)  # less than the margin
+    ctx = StreamContext(remaining_ms=3_000)  # less than what answering needs (waiting.ANSWER_RESERVE_S)
     load_handler("forward_stream")(url_event(tid, "/x"), ctx)
     assert ctx.head[0] == 504 and agent.requests == []
 
