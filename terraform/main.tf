@@ -45,6 +45,18 @@ locals {
   jwt_audience             = var.jwt_audience != "" ? var.jwt_audience : local.generate_jwt_secret ? "${var.name_prefix}-agents" : ""
   subdomain_url_template   = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
 
+  forward_environment = {
+    CONNECTIONS_TABLE      = module.tables.connections_table_name
+    PENDING_TABLE          = module.tables.pending_table_name
+    WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+    PUBLIC_HTTP_URL        = local.public_http_url
+    TUNNEL_DOMAIN          = local.tunnel_domain
+    PATH_ROUTING           = tostring(var.path_routing)
+    BODY_BUCKET            = module.body_bucket.bucket_name
+    PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
+    LOG_LEVEL              = var.log_level
+  }
+
   # Environment per function: exactly the variables its code reads (shared/README.md).
   # Optional settings are always present (empty = off) so the set never depends on inputs.
   environment = {
@@ -76,33 +88,15 @@ locals {
       PATH_ROUTING           = tostring(var.path_routing)
       LOG_LEVEL              = var.log_level
     }
-    forward = {
-      CONNECTIONS_TABLE      = module.tables.connections_table_name
-      PENDING_TABLE          = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
-      PUBLIC_HTTP_URL        = local.public_http_url
-      TUNNEL_DOMAIN          = local.tunnel_domain
-      PATH_ROUTING           = tostring(var.path_routing)
-      BODY_BUCKET            = module.body_bucket.bucket_name
-      PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
-      LOG_LEVEL              = var.log_level
-    }
+    forward = local.forward_environment
     # The function URL edge: forward's settings, the stream's cap, and the layer's Runtime API
     # loop as its runtime (Python has no native streaming handler: shared/README.md "The live web").
     # PUBLIC_HTTP_URL is empty on AWS (a function URL is https on 443), the local stack's stream_url there.
-    forward_stream = {
-      CONNECTIONS_TABLE       = module.tables.connections_table_name
-      PENDING_TABLE           = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT  = local.ws_management_endpoint
+    forward_stream = merge(local.forward_environment, {
       PUBLIC_HTTP_URL         = var.public_stream_url_override
-      TUNNEL_DOMAIN           = local.tunnel_domain
-      PATH_ROUTING            = tostring(var.path_routing)
-      BODY_BUCKET             = module.body_bucket.bucket_name
       MAX_STREAM_SECONDS      = tostring(var.max_stream_seconds)
-      PATH_REFERER_ROUTING    = tostring(var.path_referer_routing)
-      LOG_LEVEL               = var.log_level
       AWS_LAMBDA_EXEC_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap" # httptunnel.names.STREAM_WRAPPER
-    }
+    })
     cleanup = {
       CONNECTIONS_TABLE      = module.tables.connections_table_name
       PENDING_TABLE          = module.tables.pending_table_name
@@ -129,6 +123,19 @@ locals {
     "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
   )
 
+  forward_statements = [
+    { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+    { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
+    { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
+    { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
+    { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
+    { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
+    # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
+    # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
+    # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
+    { sid = "MissingBodiesAre404", actions = ["s3:ListBucket"], resources = [module.body_bucket.bucket_arn] },
+  ]
+
   policy_statements = {
     connect = concat(
       [
@@ -145,26 +152,8 @@ locals {
       { sid = "Pending", actions = ["dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
     ]
-    forward = [
-      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
-      { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
-      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
-      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
-      { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
-      { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
-      # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
-      # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
-      # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
-      { sid = "MissingBodiesAre404", actions = ["s3:ListBucket"], resources = [module.body_bucket.bucket_arn] },
-    ]
-    forward_stream = [ # forward's, no more
-      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
-      { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
-      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
-      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
-      { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
-      { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
-    ]
+    forward        = local.forward_statements
+    forward_stream = local.forward_statements # forward's, no more
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },

@@ -195,30 +195,26 @@ def log_level() -> str:
     return (_get("LOG_LEVEL") or "INFO").upper()
 
 
-def forward_wait_seconds() -> float:
-    """How long forward waits for the agent. Default 25 s; lower values are for tests only."""
-    raw = _get("FORWARD_WAIT_SECONDS")
+def _seconds(name: str, default: float, maximum: float) -> float:
+    """A number of seconds in (0, maximum]; ``default`` when unset."""
+    raw = _get(name)
     if not raw:
-        return float(limits.FORWARD_WAIT_S)
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"FORWARD_WAIT_SECONDS must be a number, got {raw!r}") from None
-    if not 0 < value <= limits.FORWARD_WAIT_S:
-        raise ConfigError(f"FORWARD_WAIT_SECONDS must be in (0, {limits.FORWARD_WAIT_S}]")
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name} must be in (0, {maximum}]")
     return value
+
+
+def forward_wait_seconds() -> float:
+    """How long forward waits for the agent. Default 25 s; lower values are for tests only."""
+    return _seconds("FORWARD_WAIT_SECONDS", float(limits.FORWARD_WAIT_S), limits.FORWARD_WAIT_S)
 
 
 def max_stream_seconds() -> float:
     """The longest a streamed request may last on the function URL edge (Terraform
     ``max_stream_seconds``, default 600); the function's timeout is this plus a margin."""
-    raw = _get("MAX_STREAM_SECONDS")
-    if not raw:
-        return float(limits.MAX_STREAM_S)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"MAX_STREAM_SECONDS must be a number, got {raw!r}") from None
-    if not 0 < value <= limits.MAX_STREAM_CAP_S:
-        raise ConfigError(f"MAX_STREAM_SECONDS must be in (0, {limits.MAX_STREAM_CAP_S}]")
-    return value
+    return _seconds("MAX_STREAM_SECONDS", float(limits.MAX_STREAM_S), limits.MAX_STREAM_CAP_S)
