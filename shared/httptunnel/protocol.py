@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import types as _pytypes
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Union
 
@@ -139,60 +142,28 @@ _TYPES: dict[str, type[Message]] = {
     for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied)
 }
 
-# field -> (python types accepted, required)
-_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "ready": {},
-    "ping": {},
-    "pong": {},
-    "connection_established": {
-        "connection_id": ((str,), True),
-        "tunnel_id": ((str,), True),
-        "public_url": ((str,), True),
-        "subdomain_url": ((str, type(None)), False),
-        "path_based_url": ((str, type(None)), False),
-        "reclaim_token": ((str, type(None)), False),
-        "subdomain": ((str, type(None)), False),
-    },
-    "http_request": {
-        "request_id": ((str,), True),
-        "method": ((str,), True),
-        "uri": ((str,), True),
-        "headers": ((dict,), False),
-        "body": ((str,), False),
-        "timestamp": ((int,), False),
-        "body_url": ((str, type(None)), False),
-        "body_size": ((int, type(None)), False),
-        "body_sha256": ((str, type(None)), False),
-        "response_upload_url": ((str, type(None)), False),
-        "deadline_ms": ((int, type(None)), False),
-        "time_left_ms": ((int, type(None)), False),
-        "response_upload": ((dict, type(None)), False),
-    },
-    "http_response": {
-        "request_id": ((str,), True),
-        "status_code": ((int,), True),
-        "headers": ((dict,), False),
-        "body": ((str,), False),
-        "processing_time_ms": ((int,), False),
-        "body_uploaded": ((bool,), False),
-        "body_size": ((int, type(None)), False),
-        "body_sha256": ((str, type(None)), False),
-    },
-    "error": {
-        "request_id": ((str,), True),
-        "code": ((str,), True),
-        "message": ((str,), False),
-    },
-    "request_denied": {
-        "method": ((str,), True),
-        "uri": ((str,), True),
-        "status": ((int,), True),
-        "reason": ((str,), True),
-        "headers": ((dict,), False),
-        "timestamp": ((int,), False),
-        "count": ((int,), False),
-    },
-}
+# field -> (python types accepted, required), derived from the dataclasses: a field without a
+# default is required; ``X | None`` also accepts null; ``bool`` never stands in for ``int``.
+Schema = dict[str, tuple[tuple[type, ...], bool]]
+
+
+def _accepted(hint: Any) -> tuple[type, ...]:
+    origin = typing.get_origin(hint)
+    if origin in (Union, _pytypes.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _accepted(arg))
+    if hint is type(None):
+        return (type(None),)
+    return (origin or hint,)
+
+
+def _schema(cls: type) -> Schema:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (_accepted(hints[f.name]),
+                     f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)}
+
+
+_SCHEMA: dict[str, Schema] = {kind: _schema(cls) for kind, cls in _TYPES.items()}
 
 
 def _headers(value: Any) -> Headers:
