@@ -25,6 +25,9 @@ Extensions (all optional, ignored by the original agent/server):
   agent shows it in its request inspector; an agent that does not know it logs and drops it.
 * ``http_response``: ``body_uploaded`` (true when the body was uploaded through
   ``response_upload``; ``body`` is then ""), ``body_size``, ``body_sha256``.
+* channel v2 (shared/README.md "Channel v2"): ``connection_established.capabilities`` (the agreed
+  set), ``seq``/``ack`` on ``http_response`` and ``error``, and the ``ack`` frame (server -> agent),
+  each used only when both sides announced the capability.
 * ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
   queue is full; the caller gets 429).
 """
@@ -35,6 +38,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 import types as _pytypes
 import typing
 from dataclasses import dataclass, field
@@ -81,6 +85,7 @@ class ConnectionEstablished:
     path_based_url: str | None = None
     reclaim_token: str | None = None
     subdomain: str | None = None
+    capabilities: list[str] | None = None  # the agreed set (agent's and server's); absent from older servers
     type = "connection_established"
 
 
@@ -112,6 +117,8 @@ class HttpResponse:
     body_uploaded: bool = False
     body_size: int | None = None
     body_sha256: str | None = None
+    seq: int | None = None  # channel v2 (`ack`): this message's number within its request (a whole answer: 0)
+    ack: bool = False  # channel v2: post an `ack` for this message at once
     type = "http_response"
 
 
@@ -120,6 +127,8 @@ class Error:
     request_id: str
     code: str
     message: str = ""
+    seq: int | None = None  # channel v2, as on http_response
+    ack: bool = False
     type = "error"
 
 
@@ -135,12 +144,64 @@ class RequestDenied:
     type = "request_denied"
 
 
-Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied]
+@dataclass(frozen=True)
+class Ack:
+    """Server -> agent (channel v2, `ack`): every message of ``request_id`` numbered <= ``seq`` is stored."""
+    request_id: str
+    seq: int
+    type = "ack"
+
+
+Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
-    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied)
+    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack)
 }
+
+# Channel v2 capabilities (shared/README.md "Capabilities"): what an agent may announce at $connect,
+# and what this server speaks. `stream` and `ws` are reserved for streamed answers and caller sockets.
+CAPABILITIES_HEADER = "X-Tunnel-Capabilities"
+CAP_ACK = "ack"
+CAP_STREAM = "stream"
+CAP_WS = "ws"
+SERVER_CAPABILITIES: tuple[str, ...] = (CAP_ACK,)
+CAPABILITIES_MAX_CHARS = 256
+CAPABILITIES_MAX_TOKENS = 16
+_CAPABILITY_RE = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+def parse_capabilities(value: str) -> tuple[str, ...]:
+    """``"ack, stream"`` -> ("ack", "stream") (order kept, duplicates dropped). Raises ProtocolError
+    for a list that is too long or holds a token outside ``[a-z0-9_-]``; unknown tokens are kept
+    (the caller intersects with what it speaks)."""
+    if len(value) > CAPABILITIES_MAX_CHARS:
+        raise ProtocolError(f"capabilities: at most {CAPABILITIES_MAX_CHARS} characters")
+    tokens = [t.strip().lower() for t in value.split(",") if t.strip()]
+    if len(tokens) > CAPABILITIES_MAX_TOKENS:
+        raise ProtocolError(f"capabilities: at most {CAPABILITIES_MAX_TOKENS} tokens")
+    for token in tokens:
+        if not _CAPABILITY_RE.fullmatch(token):
+            raise ProtocolError("capabilities: tokens are 1-32 of [a-z0-9_-], comma-separated")
+    return tuple(dict.fromkeys(tokens))
+
+
+def agreed_capabilities(announced: Iterable[str], spoken: Iterable[str] = SERVER_CAPABILITIES) -> tuple[str, ...]:
+    """What both sides speak, in the order of ``spoken``."""
+    theirs = set(announced)
+    return tuple(c for c in spoken if c in theirs)
+
+
+def gateway_notice(frame: Union[str, bytes]) -> str | None:
+    """API Gateway's own error frames (``{"message": ..., "connectionId": ..., "requestId": ...}``, no
+    ``type``; e.g. "Too Many Requests" when it throttles an agent message): the message, else None."""
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict) and "type" not in data and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return None
 
 # field -> (python types accepted, required), derived from the dataclasses: a field without a
 # default is required; ``X | None`` also accepts null; ``bool`` never stands in for ``int``.
@@ -206,6 +267,10 @@ def decode(frame: Union[str, bytes]) -> Message:
             value = _headers(value)
         elif name == "response_upload" and isinstance(value, dict):
             value = _upload_form(value)
+        elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ProtocolError(f"{kind}: field {name!r} must be a list of strings")
+        elif name == "seq" and isinstance(value, int) and value < 0:
+            raise ProtocolError(f"{kind}: seq must be >= 0")
         kwargs[name] = value
     return _TYPES[kind](**kwargs)
 
@@ -226,7 +291,7 @@ def encode(message: Message) -> str:
         value = getattr(message, name)
         if value is None:
             continue
-        if name == "body_uploaded" and value is False:
+        if value is False:  # boolean flags are sent only when set (body_uploaded, ack)
             continue
         data[name] = value
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

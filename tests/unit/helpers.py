@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import auth, aws, forward, management, names, protocol
+from httptunnel import auth, aws, forward, id_keys, management, names, protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -125,6 +125,7 @@ def cold_start() -> None:
     """A fresh process: no boto3 clients, no JWKS, nothing a warm forward instance remembers."""
     aws.reset()
     auth.clear_caches()
+    id_keys.reset()
     for remembered in (forward.CONNECTIONS, forward.ANSWER_TIMES, forward.POLICIES, forward.DENIED_BUDGETS):
         remembered.clear()
 
