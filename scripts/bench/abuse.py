@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from httptunnel import forward, limits
+from httptunnel import limits, waiting
 
 from scripts.bench import cost
 
@@ -41,11 +41,11 @@ ASSUMED = {
 
 def polls_in(wait_s: float) -> int:
     """Pending-row reads forward makes while waiting wait_s for an answer that never comes."""
-    waited, delay, reads = 0.0, forward.POLL_START_S, 0
+    waited, delay, reads = 0.0, waiting.POLL_START_S, 0
     while waited < wait_s:
         reads += 1
         waited += delay
-        delay = forward.next_poll_delay(delay, waited)
+        delay = waiting.next_poll_delay(delay, waited)
     return reads
 
 
@@ -70,7 +70,7 @@ def unknown_tunnel() -> Cost:
 
 
 def held_request(wait_s: float = limits.FORWARD_WAIT_S) -> Cost:
-    reads = 0.5 + polls_in(wait_s) + int(wait_s / forward.ALIVE_CHECK_S)
+    reads = 0.5 + polls_in(wait_s) + int(wait_s / waiting.ALIVE_CHECK_S)
     lines = {
         "HTTP API": cost.HTTP_API_PER_M / 1e6,
         "forward Lambda": _lambda(FORWARD_MEMORY_GB, wait_s + 0.1),

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import auth, aws, forward, id_keys, management, names, protocol
+from httptunnel import auth, aws, gate, id_keys, management, names, protocol, tunnels, waiting
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -126,7 +126,7 @@ def cold_start() -> None:
     aws.reset()
     auth.clear_caches()
     id_keys.reset()
-    for remembered in (forward.CONNECTIONS, forward.ANSWER_TIMES, forward.POLICIES, forward.DENIED_BUDGETS):
+    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS):
         remembered.clear()
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import boto3
 import pytest
 
-from httptunnel import bodies, forward, limits, protocol, rewrite
+from httptunnel import bodies, limits, protocol, replies, rewrite, to_agent, to_caller
 
 from .helpers import BUCKET, connect_agent, load_handler
 from .test_forward_basic import FakeAgent, http_event, ok
@@ -145,7 +145,7 @@ def test_swapped_upload_after_the_check_never_reaches_the_caller(aws, mgmt, ctx)
 
 
 def test_rewritten_big_body_is_stored_by_forward_and_pinned(aws, mgmt, ctx, monkeypatch):
-    monkeypatch.setattr(forward, "RESULT_HEADROOM", limits.LAMBDA_PAYLOAD_MAX - 1000)  # nothing fits inline
+    monkeypatch.setattr(to_caller, "RESULT_HEADROOM", limits.LAMBDA_PAYLOAD_MAX - 1000)  # nothing fits inline
     tid = connect_agent("conn-A")["tunnel_id"]
     FakeAgent(mgmt, "conn-A", ok(b'<a href="/x">' + b"y" * 3000, headers={"content-type": ["text/html"]}))
     result = load_handler("forward")(http_event(tid), ctx)
@@ -192,12 +192,12 @@ def test_tunnel_busy_is_429(aws, mgmt, ctx):
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 429 and result["headers"]["x-tunnel-error"] == "tunnel_busy"
     # the agent's message stays local: callers get the code's fixed sentence (issue 14)
-    assert result["body"] == forward.PUBLIC_MESSAGES["tunnel_busy"] + "\n"
+    assert result["body"] == replies.PUBLIC_MESSAGES["tunnel_busy"] + "\n"
 
 
 # --------------------------------------------------------------------------- 4. proxy headers
 
-FORGED = {name: "evil.example" for name in forward.PROXY_HEADERS}
+FORGED = {name: "evil.example" for name in to_agent.PROXY_HEADERS}
 
 
 def _seen(agent) -> dict[str, list[str]]:
@@ -218,7 +218,7 @@ def test_caller_cannot_choose_proxy_headers_in_path_mode(aws, mgmt, ctx):
     assert headers["forwarded"] == [f"for=198.51.100.9;host={host};proto=https"]
     # the caller's chain is kept; the address API Gateway saw stays last and is not doubled
     assert headers["x-forwarded-for"] == ["10.0.0.1, 198.51.100.9"]
-    assert set(headers) & forward.PROXY_HEADERS == {"forwarded", "x-real-ip", "x-forwarded-host",
+    assert set(headers) & to_agent.PROXY_HEADERS == {"forwarded", "x-real-ip", "x-forwarded-host",
                                                        "x-forwarded-port", "x-forwarded-proto", "x-forwarded-prefix"}
 
 

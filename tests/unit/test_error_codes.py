@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from httptunnel import forward, names, policy, protocol
+from httptunnel import forward, names, policy, protocol, replies
 
 from .helpers import FakeContext, connect_agent, load_handler
 from .test_forward_basic import FakeAgent, http_event, ok
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _literal_failures(path: Path) -> list[tuple[int, str]]:
     """(status, code) of every fail(...)/error_response(...)/http_error(...) call whose arguments are literals or
     forward's GONE/TIMEOUT constants."""
-    constants = {"GONE": forward.GONE, "TIMEOUT": forward.TIMEOUT}
+    constants = {"GONE": replies.GONE, "TIMEOUT": replies.TIMEOUT}
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if not (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
@@ -36,12 +36,22 @@ def _literal_failures(path: Path) -> list[tuple[int, str]]:
         if isinstance(status, ast.Constant):
             found.append((status.value, code_value))
         elif isinstance(status, ast.IfExp):  # 504 if answer == TIMEOUT else 502
-            found += [(status.body.value, forward.TIMEOUT), (status.orelse.value, forward.GONE)]
+            found += [(status.body.value, replies.TIMEOUT), (status.orelse.value, replies.GONE)]
     return found
 
 
+def _forward_modules(layer: Path) -> list[Path]:
+    """forward.py and the layer modules it imports (its stages: gate, tunnels, waiting, ...)."""
+    tree = ast.parse((layer / "forward.py").read_text())
+    names_ = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1
+              for alias in node.names} | {node.module for node in ast.walk(tree)
+                                           if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    return [layer / "forward.py", *sorted(layer / f"{n}.py" for n in names_ if (layer / f"{n}.py").exists())]
+
+
 def test_every_code_forward_answers_with_is_listed_with_its_status():
-    found = _literal_failures(ROOT / "shared" / "httptunnel" / "forward.py")
+    layer = ROOT / "shared" / "httptunnel"
+    found = [hit for module in _forward_modules(layer) for hit in _literal_failures(module)]
     found += _literal_failures(ROOT / "lambdas" / "forward" / "handler.py")
     assert len(found) >= 10, found  # the scan still sees forward's error paths
     found += [(status, code) for code, status in policy.DENIAL_STATUS.items()]  # the edge policy's denials

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from httptunnel import forward, protocol, store
+from httptunnel import protocol, store, tunnels
 
 from .helpers import PENDING_TABLE, FakeContext, connect_agent, load_event, load_handler, ws_event
 
@@ -287,8 +287,8 @@ def test_warm_instance_reuses_the_connection_row(aws, mgmt, ctx, monkeypatch):
     for _ in range(3):
         assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
     assert queries == [tid]
-    monkeypatch.setattr(forward, "CONNECTION_CACHE_S", 0.0)  # expired: asked again
-    forward.CONNECTIONS.clear()
+    monkeypatch.setattr(tunnels, "CONNECTION_CACHE_S", 0.0)  # expired: asked again
+    tunnels.CONNECTIONS.clear()
     assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
     assert queries == [tid, tid]
 
@@ -309,7 +309,7 @@ def test_reconnect_behind_a_cached_connection_costs_the_caller_nothing(aws, mgmt
 
 
 def test_unknown_tunnel_is_cached_absent_for_at_most_a_second(aws, mgmt, ctx, monkeypatch):
-    assert forward.ABSENT_CACHE_S <= 1.0
+    assert tunnels.ABSENT_CACHE_S <= 1.0
     queries = []
     real = store.newest_connection_for_tunnel
     monkeypatch.setattr(store, "newest_connection_for_tunnel", lambda t: queries.append(t) or real(t))
@@ -320,7 +320,7 @@ def test_unknown_tunnel_is_cached_absent_for_at_most_a_second(aws, mgmt, ctx, mo
     store.put_connection(store.Connection(connection_id="conn-A", tunnel_id=tid, connected_at=int(time.time() * 1000),
                                           domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod"))
     FakeAgent(mgmt, "conn-A", ok())
-    deadline = time.monotonic() + forward.ABSENT_CACHE_S + 0.5
+    deadline = time.monotonic() + tunnels.ABSENT_CACHE_S + 0.5
     while load_handler("forward")(http_event(tid), ctx)["statusCode"] == 404:
         assert time.monotonic() < deadline, "a tunnel that came back must be found within ABSENT_CACHE_S"
         time.sleep(0.05)
@@ -341,7 +341,7 @@ def test_hop_by_hop_request_headers_never_reach_the_agent(aws, mgmt, ctx):
 
 def test_a_renewed_agent_serves_its_old_socket_longer_than_forward_caches_it():
     from ttf import lifecycle
-    assert lifecycle.RETIRE_GRACE_S > forward.CONNECTION_CACHE_S
+    assert lifecycle.RETIRE_GRACE_S > tunnels.CONNECTION_CACHE_S
 
 
 # ---- request target: HTTP APIs hand over rawPath percent-DECODED (hotsock/voker#8) -------------

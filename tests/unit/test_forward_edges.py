@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import boto3
 import pytest
 
-from httptunnel import forward, limits, protocol
+from httptunnel import limits, protocol, replies
 
 from .helpers import BUCKET, PENDING_TABLE, FakeContext, connect_agent, load_handler, ws_event
 from .test_forward_basic import FakeAgent, http_event, ok
@@ -41,7 +41,7 @@ def test_agent_error_codes_map_to_statuses(aws, mgmt, ctx, code, status):
     assert result["statusCode"] == status
     assert result["headers"]["x-tunnel-error"] == code
     assert result["headers"]["content-type"].startswith("text/plain")
-    assert result["body"] == forward.PUBLIC_MESSAGES[code] + "\n"
+    assert result["body"] == replies.PUBLIC_MESSAGES[code] + "\n"
     assert "127.0.0.1" not in result["body"] and "Errno" not in result["body"]
 
 

@@ -13,7 +13,7 @@ import time
 import boto3
 import pytest
 
-from httptunnel import forward, policy, store
+from httptunnel import gate, policy, store, tunnels
 
 from .helpers import CONN_TABLE, connect_agent, load_handler, ws_event
 from .test_forward_basic import FakeAgent, http_event, ok
@@ -42,8 +42,8 @@ def notices(mgmt, connection_id: str) -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def _cold_instance():
-    forward.DENIED_BUDGETS.clear()
-    forward.POLICIES.clear()
+    gate.DENIED_BUDGETS.clear()
+    gate.POLICIES.clear()
 
 
 def test_connect_stores_the_canonical_policy_and_no_password(aws, mgmt, ctx):
@@ -124,43 +124,43 @@ def test_webhook_signature_over_the_exact_body(aws, mgmt, ctx):
 
 def test_denied_notices_are_rate_limited_and_count_the_suppressed(aws, mgmt, ctx, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(forward.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(gate.time, "monotonic", lambda: clock[0])
     tid = connect_agent("conn-A", headers=policy_headers(allow=["10.0.0.0/8"]))["tunnel_id"]
-    for _ in range(forward.DENIED_BURST + 7):
+    for _ in range(gate.DENIED_BURST + 7):
         assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 403
-    assert len(notices(mgmt, "conn-A")) == forward.DENIED_BURST
-    clock[0] += 1.0 / forward.DENIED_PER_S
+    assert len(notices(mgmt, "conn-A")) == gate.DENIED_BURST
+    clock[0] += 1.0 / gate.DENIED_PER_S
     load_handler("forward")(http_event(tid), ctx)
     sent = notices(mgmt, "conn-A")
-    assert len(sent) == forward.DENIED_BURST + 1 and sent[-1]["count"] == 8
-    assert sum(n["count"] for n in sent) == forward.DENIED_BURST + 8  # every denial is counted
+    assert len(sent) == gate.DENIED_BURST + 1 and sent[-1]["count"] == 8
+    assert sum(n["count"] for n in sent) == gate.DENIED_BURST + 8  # every denial is counted
 
 
 def test_a_held_back_denial_survives_other_connections_below_the_bound(monkeypatch):
     """The buckets are evicted one at a time, least recently used first: a flood on 1,010 other
     connections no longer wipes every bucket (it used to clear them all past 1,000), so a
     connection that spent its burst stays held back and its held-back denials stay counted."""
-    monkeypatch.setattr(forward.time, "monotonic", lambda: 1000.0)
-    counts = [forward._denied_notice_count("conn-A") for _ in range(forward.DENIED_BURST + 2)]
-    assert counts == [1] * forward.DENIED_BURST + [0, 0]
+    monkeypatch.setattr(gate.time, "monotonic", lambda: 1000.0)
+    counts = [gate._denied_notice_count("conn-A") for _ in range(gate.DENIED_BURST + 2)]
+    assert counts == [1] * gate.DENIED_BURST + [0, 0]
     for i in range(1010):
-        forward._denied_notice_count(f"conn-{i}")
-    assert forward._denied_notice_count("conn-A") == 0
-    assert forward.DENIED_BUDGETS.get("conn-A").held_back == 3
-    for i in range(3 * forward.CACHE_MAX):
-        forward._denied_notice_count(f"flood-{i}")
-    assert len(forward.DENIED_BUDGETS) == forward.CACHE_MAX  # bounded
+        gate._denied_notice_count(f"conn-{i}")
+    assert gate._denied_notice_count("conn-A") == 0
+    assert gate.DENIED_BUDGETS.get("conn-A").held_back == 3
+    for i in range(3 * tunnels.CACHE_MAX):
+        gate._denied_notice_count(f"flood-{i}")
+    assert len(gate.DENIED_BUDGETS) == tunnels.CACHE_MAX  # bounded
 
 
 def test_denied_budget_is_spent_atomically_across_threads(monkeypatch):
     """Invocations in threads of one process (the local emulator) share a bucket: exactly the
     burst goes out and every denial is counted once."""
-    monkeypatch.setattr(forward.time, "monotonic", lambda: 1000.0)
+    monkeypatch.setattr(gate.time, "monotonic", lambda: 1000.0)
     counts: list[int] = []
     lock = threading.Lock()
 
     def deny(n: int) -> None:
-        mine = [forward._denied_notice_count("conn-A") for _ in range(n)]
+        mine = [gate._denied_notice_count("conn-A") for _ in range(n)]
         with lock:
             counts.extend(mine)
 
@@ -169,8 +169,8 @@ def test_denied_budget_is_spent_atomically_across_threads(monkeypatch):
         t.start()
     for t in threads:
         t.join()
-    assert sum(1 for c in counts if c) == forward.DENIED_BURST
-    assert sum(counts) + forward.DENIED_BUDGETS.get("conn-A").held_back == 8 * 200
+    assert sum(1 for c in counts if c) == gate.DENIED_BURST
+    assert sum(counts) + gate.DENIED_BUDGETS.get("conn-A").held_back == 8 * 200
 
 
 def test_forward_parses_each_stored_policy_once(monkeypatch):
@@ -178,11 +178,11 @@ def test_forward_parses_each_stored_policy_once(monkeypatch):
     parsed: list[str] = []
     real = policy.parse
     monkeypatch.setattr(policy, "parse", lambda text: parsed.append(text) or real(text))
-    assert forward.parsed_policy(raw) is forward.parsed_policy(raw)
+    assert gate.parsed_policy(raw) is gate.parsed_policy(raw)
     assert parsed == [raw]
-    for i in range(forward.POLICY_CACHE_MAX + 5):
-        forward.parsed_policy(policy.build(deny=[f"10.{i}.0.0/16"]).to_json())
-    assert len(forward.POLICIES) == forward.POLICY_CACHE_MAX
+    for i in range(gate.POLICY_CACHE_MAX + 5):
+        gate.parsed_policy(policy.build(deny=[f"10.{i}.0.0/16"]).to_json())
+    assert len(gate.POLICIES) == gate.POLICY_CACHE_MAX
 
 
 def test_denied_request_costs_one_dynamodb_call(aws, mgmt, ctx, capsys):
@@ -210,11 +210,11 @@ def test_allowed_request_overhead_p50(aws, mgmt, ctx):
     raw = p.to_json()
     body = b"x" * 65536
     headers = {**basic("alice", "s3cret"), "x-hub-signature-256": "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()}
-    assert policy.check(forward.parsed_policy(raw), raw, "198.51.100.9", headers, body) is None  # first: scrypt once
+    assert policy.check(gate.parsed_policy(raw), raw, "198.51.100.9", headers, body) is None  # first: scrypt once
     samples = []
     for _ in range(200):
         started = time.perf_counter()
-        assert policy.check(forward.parsed_policy(raw), raw, "198.51.100.9", headers, body) is None
+        assert policy.check(gate.parsed_policy(raw), raw, "198.51.100.9", headers, body) is None
         samples.append(time.perf_counter() - started)
     p50_ms = sorted(samples)[100] * 1000
     print(f"policy check p50 {p50_ms:.3f} ms")

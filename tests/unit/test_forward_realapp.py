@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from httptunnel import forward
+from httptunnel import replies
 
 from .helpers import connect_agent, load_handler
 from .test_forward_basic import FakeAgent, http_event, ok
@@ -61,7 +61,7 @@ def test_unknown_first_segment_404_explains_path_urls(aws, mgmt, ctx):
     connect_agent("conn-A")
     result = load_handler("forward")(http_event("css", path="/base.css"), ctx)
     assert result["statusCode"] == 404 and result["headers"]["x-tunnel-error"] == "tunnel_not_found"
-    assert result["body"] == forward.NOT_FOUND + "\n"
+    assert result["body"] == replies.NOT_FOUND + "\n"
     assert "/<tunnel-id>/" in result["body"] and "css" not in result["body"].split(":")[0]
 
 
@@ -100,4 +100,4 @@ def test_referer_routing_setting_is_validated(monkeypatch):
 
 def test_every_agent_error_code_has_a_public_sentence():
     from httptunnel import protocol
-    assert set(forward.PUBLIC_MESSAGES) == set(protocol.ERROR_STATUS)
+    assert set(replies.PUBLIC_MESSAGES) == set(protocol.ERROR_STATUS)

@@ -124,3 +124,25 @@ def test_only_the_lambda_worker_edits_sys_path() -> None:
                     and isinstance(target.value, ast.Name) and target.value.id == "sys"):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, "sys.path edited outside the Lambda worker: " + ", ".join(bad)
+
+
+LAMBDA_STORIES = ("connect", "disconnect", "response", "forward", "cleanup", "stream_notifier")
+FORWARD_STAGES = ("replies", "gate", "tunnels", "to_agent", "waiting", "to_caller")
+
+
+def _relative_imports(path: Path) -> set[str]:
+    """Layer modules a layer file imports relatively (``from . import a`` and ``from .a import b``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {alias.name for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("stage", FORWARD_STAGES)
+def test_forward_stages_never_import_a_lambdas_story(stage: str) -> None:
+    """The stages are shared by every edge (buffered today, streaming next): importing a Lambda's
+    story module (forward itself included) would tie a stage to one of them."""
+    path = SHIPPED["layer"] / f"{stage}.py"
+    assert path.exists(), f"forward's stage module {stage}.py is gone: update FORWARD_STAGES"
+    assert not _relative_imports(path) & set(LAMBDA_STORIES), f"{stage}.py imports a Lambda's story module"

@@ -1,0 +1,107 @@
+"""to_caller: the agent's answer as the caller gets it - head, body (inline or the one S3 version
+forward checked), rewriting in path mode, and the 307 to S3 for what API Gateway cannot carry.
+
+Header fidelity on the way to the caller: each ``Set-Cookie`` value goes out separately (payload
+2.0 ``cookies``); other repeated headers are joined with ", " (2.0 has no multiValueHeaders);
+hop-by-hop headers are dropped, and Content-Length too (API Gateway sets the length) except on
+HEAD, whose empty body cannot say it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from . import bodies, events, limits, log, names, policy, protocol, rewrite, routing, store
+from .protocol import Headers, ProtocolError
+from .replies import PUBLIC_MESSAGES, ForwardResult, fail
+
+RESULT_HEADROOM = 16 * limits.KB
+
+
+def caller_headers(headers: Headers, method: str = "GET") -> Headers:
+    return protocol.strip_hop_by_hop(headers, also=() if method == "HEAD" else ("content-length",))
+
+
+def _parse_headers(text: str) -> Headers:
+    try:
+        data = json.loads(text)
+        return protocol._headers(data) if isinstance(data, dict) else {}
+    except (ValueError, ProtocolError):
+        return {}
+
+
+def _response_body(request_id: str, answer: store.Answer) -> bytes | bodies.Stored | ForwardResult:
+    """The answer's body: inline bytes, or the one S3 version forward read and checked."""
+    if not answer.body_uploaded:
+        return protocol.b64decode(answer.body_b64)
+    if not bodies.enabled():
+        return fail(502, "internal_error", "agent uploaded a body but no body bucket is configured")
+    try:
+        stored = bodies.get_response_body(request_id)
+    except bodies.BodyTooLarge:
+        return fail(502, "response_too_large", "response body exceeds the 10 MB limit")
+    except bodies.BodyMissing:
+        return fail(502, "internal_error", "agent said it uploaded the body but it is missing")
+    except bodies.NotVersioned:
+        log.error("body bucket is not versioned: an uploaded body cannot be pinned", request_id=request_id)
+        return fail(502, "internal_error", "uploaded response bodies are not available (bucket configuration)")
+    if answer.body_sha256 and hashlib.sha256(stored.body).hexdigest() != answer.body_sha256.lower():
+        return fail(502, "internal_error", "uploaded response body does not match its checksum")
+    return stored
+
+
+def _first(headers: Headers, name: str) -> str:
+    values = protocol.header_lookup(headers, name)
+    return values[0] if values else ""
+
+
+def build_answer(request_id: str, req: events.HttpEvent, route: routing.Route, answer: store.Answer,
+                 rewrite_paths: bool = True, rules: policy.Policy | None = None,
+                 rewrite_json: bool = False) -> ForwardResult:
+    """The caller's response. In path mode root-relative links are rewritten unless the agent
+    connected with rewriting off (``rewrite_paths``): then every byte is the local service's.
+    JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
+    if answer.status == names.STATUS_ERROR:
+        code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
+        return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
+    loaded = _response_body(request_id, answer)
+    if isinstance(loaded, ForwardResult):
+        return loaded
+    body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
+    headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json), req.method))
+    if rules:
+        policy.apply_rules(headers, rules.response_remove, rules.response_add)
+    if route.prefix and rewrite_paths:
+        rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
+                                         route.prefix, json=rewrite_json)
+        headers = rewrite.rewrite_headers(headers, route.prefix)
+        if rewritten != body:
+            version = None  # forward stores what it changed itself
+        body = rewritten
+    fits = limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM
+    result = events.http_response(answer.status_code, headers, body)
+    if events.result_size(result) <= fits:
+        return ForwardResult(result, answer.status_code)
+    if not result["isBase64Encoded"]:  # escaped non-ASCII text can be smaller as base64
+        result = events.http_response(answer.status_code, headers, body, force_base64=True)
+        if events.result_size(result) <= fits:
+            return ForwardResult(result, answer.status_code)
+    if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
+        return _redirect_to_s3(request_id, headers, body, version)
+    return fail(502, "response_too_large", "response is too large to return through API Gateway")
+
+
+def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str | None) -> ForwardResult:
+    """307 to the object version forward checked (or stored itself): never to whatever the
+    agent's upload form might put under the key later."""
+    if version is None:
+        try:
+            version = bodies.put_response_body(request_id, body)
+        except bodies.NotVersioned:
+            log.error("body bucket is not versioned: the redirect cannot be pinned", request_id=request_id)
+            return fail(502, "internal_error", "response too large and the body bucket is misconfigured")
+    url = bodies.response_download_url(request_id, version, _first(headers, "content-type") or None)
+    result = events.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
+                                 b"")
+    return ForwardResult(result, 307)

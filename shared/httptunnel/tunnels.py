@@ -1,0 +1,83 @@
+"""tunnels: a tunnel's newest connection (remembered per warm instance) and the post to it.
+
+``CONNECTIONS`` keeps a tunnel's newest connection row for ``CONNECTION_CACHE_S`` and an unknown
+tunnel as absent for ``ABSENT_CACHE_S`` (bounded, least recently used evicted first,
+thread-safe). A 410 on the post drops the entry and asks the Query once more, so a reconnect
+never costs the caller an error.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from . import log, management, routing, store
+from .ttlmap import MISSING, TTLMap
+
+CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row this long
+ABSENT_CACHE_S = 1.0  # an unknown tunnel is answered 404 from memory at most this long
+CACHE_MAX = 1024  # tunnels (connections) remembered per instance and map (least recently used dropped first)
+RETRY_POST_S = 0.5
+
+
+def _alive(connection_id: str, endpoint: str) -> bool:
+    """GET @connections: only a 410 there proves the socket is gone (any other failure: assume alive)."""
+    try:
+        return management.connection_alive(connection_id, endpoint)
+    except ClientError as exc:
+        log.warning("liveness check failed", connection_id=connection_id, error=type(exc).__name__)
+        return True
+
+
+# tunnel id -> its newest connection row (None: no such tunnel). The whole ``store.Connection``
+# is kept (everything forward reads per request, the edge policy included): a hit costs no AWS call.
+CONNECTIONS: TTLMap[str, store.Connection | None] = TTLMap(CACHE_MAX)
+
+
+def connection_for(tunnel_id: str) -> store.Connection | None:
+    """The tunnel's newest connection: remembered, or asked of the GSI and remembered."""
+    found = CONNECTIONS.get(tunnel_id, MISSING)
+    if found is not MISSING:
+        return found
+    conn = store.newest_connection_for_tunnel(tunnel_id)
+    CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S)
+    return conn
+
+
+def forget_connection(tunnel_id: str, connection_id: str) -> None:
+    """Forget the tunnel's remembered connection, if it is still ``connection_id``."""
+    CONNECTIONS.pop(tunnel_id, only_if=lambda conn: conn is not None and conn.connection_id == connection_id)
+
+
+def _send(conn: store.Connection, frame: str) -> bool:
+    """Post the request to the agent. A 410 on the post removes the connection row only when
+    GET @connections agrees the socket is gone; a live socket gets the post retried briefly.
+    (Deleting a live agent's row would leave its tunnel answering 404 until it reconnects.)"""
+    endpoint = management.management_endpoint(conn.domain_name, conn.stage)
+    try:
+        management.post_to_connection(conn.connection_id, frame, endpoint)
+        return True
+    except management.Gone:
+        pass
+    if not _alive(conn.connection_id, endpoint):
+        store.delete_connection(conn.connection_id)
+        log.info("stale connection removed", connection_id=conn.connection_id, tunnel_id=conn.tunnel_id)
+        return False
+    try:
+        management.post_with_retry(conn.connection_id, frame, endpoint, budget_s=RETRY_POST_S)
+        return True
+    except (management.Gone, ClientError) as exc:
+        log.warning("post refused by a live connection", connection_id=conn.connection_id, error=type(exc).__name__)
+        return False
+
+
+def post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | None:
+    """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
+    once more through the Query (a reconnected agent has a new row by then). Returns the
+    connection that took the request, None when none did."""
+    if _send(conn, frame):
+        return conn
+    forget_connection(route.tunnel_id, conn.connection_id)
+    fresh = connection_for(route.tunnel_id)
+    if fresh is None or fresh.connection_id == conn.connection_id:
+        return None
+    return fresh if _send(fresh, frame) else None
