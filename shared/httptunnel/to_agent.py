@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import bodies, config, events, limits, policy, protocol, routing
+from . import bodies, config, events, id_keys, limits, policy, protocol, request_ids, routing
 from .protocol import Headers
 
 MESSAGE_HEADROOM = 4 * limits.KB
@@ -96,6 +97,15 @@ def agent_headers(req: events.HttpEvent, route: routing.Route) -> Headers:
     if route.prefix:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
+
+def new_request_id(connection_id: str) -> str:
+    """A request id for a post to ``connection_id``: verifiable and bound to that connection
+    (``request_ids``, channel v2) when the deployment has a key, else ``uuid4().hex``."""
+    keys = id_keys.current()
+    if keys is None:
+        return uuid.uuid4().hex
+    return request_ids.mint(keys, connection_id, int(time.time() * 1000))
+
 
 def request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
                     deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None) -> str:
