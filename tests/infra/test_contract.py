@@ -40,6 +40,7 @@ EVENTS = ROOT / "tests" / "events"
 NOT_SET_BY_TERRAFORM = {
     "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "LocalStack/emulator override of the management endpoint",
     "FORWARD_WAIT_SECONDS": "tests only; the default 25 s is what AWS runs",
+    "REQUEST_ID_KEY": "tests only; on AWS the key stays in SSM (REQUEST_ID_KEY_SSM_PREFIX), never in the environment",
 }
 # Allowed actions the handlers never call themselves, and why they are still needed.
 NOT_CALLED_BY_HANDLER = {
@@ -163,6 +164,7 @@ def observed(stack, deployed):
     """Run the handlers through one tunnel's life; short name -> (env reads, IAM actions used)."""
     endpoint, outputs = stack
     from httptunnel import aws as layer_aws
+    from httptunnel import id_keys
 
     reads: dict[str, set[str]] = defaultdict(set)
     used: dict[str, set[str]] = defaultdict(set)
@@ -189,6 +191,7 @@ def observed(stack, deployed):
                         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "FORWARD_WAIT_SECONDS": "1"})
             layer_aws.reset()
+            id_keys.reset()  # each function is its own container: it reads the keys itself
             os.environ = RecordingEnviron(env, reads[short])  # noqa: B003 - records every read; restored below
             current["fn"] = short
             try:
@@ -216,6 +219,11 @@ def observed(stack, deployed):
         orphan_ping["requestContext"]["connectionId"] = "orphan-conn"
         orphan_ping["body"] = '{"type":"ping"}'
         run("response", orphan_ping)
+        # An answer for an id nobody issued: response reads the request-id keys (SSM) and refuses it.
+        forged = copy.deepcopy(ready)
+        forged["body"] = json.dumps({"type": "http_response", "request_id": "1.abc." + "A" * 22 + "." + "A" * 22,
+                                     "status_code": 200})
+        run("response", forged)
         ddb = _client("dynamodb", endpoint)
         row = ddb.get_item(TableName=outputs["connections_table_name"],
                            Key={"connectionId": {"S": connect["requestContext"]["connectionId"]}})["Item"]
