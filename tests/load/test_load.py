@@ -216,3 +216,36 @@ def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
     result = check_fault_phase(tally, marks["on"], marks["off"], settle_s=1.0)
     assert result["outcomes"].get("error_status", 0) + result["outcomes"].get("ok", 0) == len(tally.outcomes)
     report[f"fault_{fault}"] = {**result, "rate": rate}
+
+
+def test_throttled_agent_messages_are_all_answered(stack, make_origin, make_agent, report):
+    """30 % of the agents' messages refused the way a throttled $default route refuses them
+    (channel v2, issue 26): ttf resends unacknowledged answers, so every request is answered,
+    none ends as a 504 (before acks, some did)."""
+    o = make_origin("origin-throttled")
+    agent = make_agent(o.port, "ttf-throttled")
+    target = Target("throttled", agent.path_url)
+    tally = Tally()
+    marks: dict[str, float] = {}
+
+    async def scenario() -> None:
+        load = asyncio.create_task(callers([target], FAULT_CALLERS, 40, tally))
+        await asyncio.sleep(5)
+        marks["on"] = time.monotonic()
+        await asyncio.to_thread(stack.faults, agent_message_throttle_rate=0.3)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.to_thread(stack.faults, agent_message_throttle_rate=0.0)
+        marks["off"] = time.monotonic()
+        await load
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stack.faults(agent_message_throttle_rate=0.0)
+    result = check_fault_phase(tally, marks["on"], marks["off"], settle_s=1.0)
+    assert result["outcomes"] == {"ok": len(tally.outcomes)}, result
+    during = [o for o in tally.outcomes if overlaps(o, marks["on"], marks["off"])]
+    assert during, "no request ran while messages were throttled"
+    report["fault_agent_message_throttle_rate"] = {**result, "rate": 0.3, "during_fault": len(during)}
