@@ -141,7 +141,10 @@ class TunnelSession:
             if send.attempt:
                 self.resent += 1
                 log.info("resending the answer to %s (attempt %d): no ack yet", request_id, send.attempt + 1)
-            sent = await self.send(protocol.encode(dataclasses.replace(send.payload, seq=send.seq, ack=True))) and sent
+            # The first copy asks for no ack of its own: forward tells the agent in the next request it
+            # posts here (``acks``), which costs nothing. A resend asks for one.
+            frame = protocol.encode(dataclasses.replace(send.payload, seq=send.seq, ack=send.attempt > 0))
+            sent = await self.send(frame) and sent
         if sender.done:
             self._unacked.pop(request_id, None)
             if sender.expired:
@@ -217,6 +220,8 @@ class TunnelSession:
             return
         log.debug("<- %s %s", message.type, getattr(message, "request_id", ""))
         if isinstance(message, HttpRequest):
+            for request_id in message.acks or ():  # answers the edge has read (piggybacked acks)
+                self._on_ack(protocol.Ack(request_id, 0))
             self._start_request(message)
         elif isinstance(message, protocol.Ping):
             self._spawn(self.send(protocol.encode(protocol.Pong())))

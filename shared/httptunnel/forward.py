@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from . import config, events, gate, log, routing, store, to_agent, to_caller, tunnels, waiting
+from . import config, events, gate, log, protocol, routing, store, to_agent, to_caller, tunnels, waiting
 from .replies import GONE, NOT_FOUND, TIMEOUT, ForwardResult, fail
 
 
@@ -51,8 +51,9 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     def frame_for(c: store.Connection) -> str:
         ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id)
         fields.update(request_id=request_id)
+        acks = to_agent.take_acks(c.connection_id) if protocol.CAP_ACK in c.capabilities else None
         return to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
-                                        max(0, int((deadline - time.monotonic()) * 1000)), rules)
+                                        max(0, int((deadline - time.monotonic()) * 1000)), rules, acks)
     posted = tunnels.post(route, conn, frame_for)
     if posted is None:
         return fail(502, GONE, "agent connection is gone")
@@ -63,6 +64,8 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
                                      waiting.first_poll_delay(route.tunnel_id))
     if not isinstance(answer, str):
         waiting.record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
+        if protocol.CAP_ACK in conn.capabilities:
+            to_agent.answer_read(conn.connection_id, request_id)
     if isinstance(answer, str):
         if answer == GONE:
             tunnels.forget_connection(route.tunnel_id, conn.connection_id)

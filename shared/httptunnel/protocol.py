@@ -104,6 +104,7 @@ class HttpRequest:
     deadline_ms: int | None = None
     time_left_ms: int | None = None
     response_upload: dict[str, Any] | None = None  # {"url": str, "fields": {str: str}}
+    acks: list[str] | None = None  # channel v2 (`ack`): request ids whose answers the edge has read
     type = "http_request"
 
 

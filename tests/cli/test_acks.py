@@ -45,3 +45,35 @@ async def test_an_old_server_gets_one_answer_without_seq(gateway, local_app, run
     assert reply["request_id"] == "r2" and "seq" not in reply and "ack" not in reply
     await asyncio.sleep(1.5)
     assert [m["request_id"] for m in conn.received if m.get("type") == "http_response"] == ["r1", "r2"]
+
+
+async def test_an_ack_riding_the_next_request_ends_the_wait_for_free(gateway, local_app, running):
+    gateway.speaks = ("ack",)
+    _, port = local_app
+    h = running(make_config(gateway, port))
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
+    conn = gateway.conns[0]
+    await conn.request_frame("r1", "GET", "/echo")
+    first = await conn.next_reply()
+    assert first["seq"] == 0 and "ack" not in first  # the first copy asks for no ack of its own
+    await conn.request_frame("r2", "GET", "/echo", acks=["r1"])
+    await conn.next_reply()
+    await conn.request_frame("r3", "GET", "/echo", acks=["r2"])
+    await conn.next_reply()
+    await asyncio.sleep(1.5)  # past the 1 s resend timer
+    answered = [m["request_id"] for m in conn.received if m.get("type") == "http_response"]
+    assert answered.count("r1") == 1 and answered.count("r2") == 1
+
+
+async def test_without_a_piggyback_the_resend_asks_for_an_ack(gateway, local_app, running):
+    gateway.speaks = ("ack",)
+    _, port = local_app
+    h = running(make_config(gateway, port))
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
+    conn = gateway.conns[0]
+    await conn.request_frame("r1", "GET", "/echo")
+    await conn.next_reply()
+    resent = await conn.next_reply(timeout=3)
+    assert resent["request_id"] == "r1" and resent["ack"] is True
+    await asyncio.sleep(2.5)  # acknowledged: no third copy
+    assert [m["request_id"] for m in conn.received if m.get("type") == "http_response"] == ["r1", "r1"]

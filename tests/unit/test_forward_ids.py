@@ -45,3 +45,22 @@ def test_a_repost_to_a_reconnected_agent_gets_an_id_of_its_own(keyed, mgmt, ctx)
     result = load_handler("forward")(http_event(tid), ctx)
     assert result["statusCode"] == 200 and result["body"] == "new"
     assert _verifies(agent.requests[0]["request_id"], "conn-B")
+
+
+def test_the_answers_forward_read_ride_the_next_request_to_that_agent(keyed, mgmt, ctx):
+    """Piggybacked acks: free, and only on connections that agreed `ack`."""
+    tid = connect_agent("conn-A", headers={"X-Tunnel-Capabilities": "ack"})["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok(b"x"))
+    for _ in range(3):
+        assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
+    ids = [r["request_id"] for r in agent.requests]
+    assert "acks" not in agent.requests[0]
+    assert agent.requests[1]["acks"] == [ids[0]] and agent.requests[2]["acks"] == [ids[1]]
+
+
+def test_an_agent_without_ack_gets_no_acks_field(keyed, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok(b"x"))
+    for _ in range(2):
+        assert load_handler("forward")(http_event(tid), ctx)["statusCode"] == 200
+    assert all("acks" not in r for r in agent.requests)
