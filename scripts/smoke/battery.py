@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
-from scripts.smoke import swap
+from scripts.smoke import swap, throttle
 from scripts.smoke.client import Client, Reply
 from scripts.smoke.origin import COOKIES, pattern, text_pattern
 from scripts.smoke.verdict import FAILED, NOT_CHECKABLE, PASSED, CheckFailed, NotCheckable, Result, expect
@@ -274,7 +274,8 @@ QUICK: tuple[tuple[str, Callable[[Context], str]], ...] = (
     ("502 answer too large", check_502),
 )
 SLOW = ("504 no answer in 25 s", check_504)
-AFTER = (("latency", check_latency), ("reconnect keeps the URL", check_reconnect))
+AFTER = (("latency", check_latency), ("reconnect keeps the URL", check_reconnect),
+         (throttle.THROTTLE, throttle.check_throttle_frame))  # last: it spends the $default budget
 NAMES = tuple(name for name, _ in QUICK) + (SLOW[0],) + tuple(name for name, _ in AFTER)
 
 

@@ -10,20 +10,22 @@ from ttf.events import TunnelEstablished
 from conftest import make_config, wait_until
 
 
-async def test_the_agent_announces_what_it_speaks(gateway, local_app, running):
-    _, port = local_app
-    h = running(make_config(gateway, port))
+async def established(gateway, local_app, running, speaks: tuple[str, ...] = ("ack",)):
+    """An agent connected to the fake gateway (speaking ``speaks``): its socket there."""
+    gateway.speaks = speaks
+    h = running(make_config(gateway, local_app[1]))
     await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
-    assert gateway.conns[0].headers["X-Tunnel-Capabilities"] == "ack"
+    return gateway.conns[0]
+
+
+async def test_the_agent_announces_what_it_speaks(gateway, local_app, running):
+    conn = await established(gateway, local_app, running, speaks=())
+    assert conn.headers["X-Tunnel-Capabilities"] == "ack"
 
 
 async def test_a_throttled_answer_is_resent_until_acknowledged(gateway, local_app, running):
-    gateway.speaks = ("ack",)
     gateway.throttle_answers = 2  # the first copy and the first resend are refused
-    _, port = local_app
-    h = running(make_config(gateway, port))
-    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
-    conn = gateway.conns[0]
+    conn = await established(gateway, local_app, running)
     await conn.request_frame("r1", "GET", "/echo")
     reply = await asyncio.wait_for(conn.next_reply(), timeout=10)
     assert reply["request_id"] == "r1" and reply["status_code"] == 200 and reply["seq"] == 0 and reply["ack"] is True
@@ -35,10 +37,7 @@ async def test_a_throttled_answer_is_resent_until_acknowledged(gateway, local_ap
 
 async def test_an_old_server_gets_one_answer_without_seq(gateway, local_app, running):
     gateway.throttle_answers = 1  # lost, as today: nothing tells the agent
-    _, port = local_app
-    h = running(make_config(gateway, port))
-    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
-    conn = gateway.conns[0]
+    conn = await established(gateway, local_app, running, speaks=())
     await conn.request_frame("r1", "GET", "/echo")
     await conn.request_frame("r2", "GET", "/echo")
     reply = await asyncio.wait_for(conn.next_reply(), timeout=5)
@@ -48,11 +47,7 @@ async def test_an_old_server_gets_one_answer_without_seq(gateway, local_app, run
 
 
 async def test_an_ack_riding_the_next_request_ends_the_wait_for_free(gateway, local_app, running):
-    gateway.speaks = ("ack",)
-    _, port = local_app
-    h = running(make_config(gateway, port))
-    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
-    conn = gateway.conns[0]
+    conn = await established(gateway, local_app, running)
     await conn.request_frame("r1", "GET", "/echo")
     first = await conn.next_reply()
     assert first["seq"] == 0 and "ack" not in first  # the first copy asks for no ack of its own
@@ -66,11 +61,7 @@ async def test_an_ack_riding_the_next_request_ends_the_wait_for_free(gateway, lo
 
 
 async def test_without_a_piggyback_the_resend_asks_for_an_ack(gateway, local_app, running):
-    gateway.speaks = ("ack",)
-    _, port = local_app
-    h = running(make_config(gateway, port))
-    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
-    conn = gateway.conns[0]
+    conn = await established(gateway, local_app, running)
     await conn.request_frame("r1", "GET", "/echo")
     await conn.next_reply()
     resent = await conn.next_reply(timeout=3)
