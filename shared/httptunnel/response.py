@@ -138,6 +138,12 @@ def _store_answer(ws: events.WsEvent, msg: protocol.HttpResponse | protocol.Erro
     why = _unverifiable(ws, request_id)
     if why is not None:
         return _refuse(ws, why)
+    if msg.seq is not None and msg.ack and store.answer_exists(request_id, ws.connection_id):
+        # A resend (first copies ask for no posted ack) whose first copy got through: a read, not a
+        # refused write, proves it; the agent may stop resending.
+        log.info("answer already stored: acknowledged again", request_id=request_id, connection_id=ws.connection_id)
+        _ack(ws, request_id, msg.seq)
+        return "duplicate"
     stored = store.put_answer(request_id, ws.connection_id, answer)
     if stored:
         log.info("answer stored", request_id=request_id, connection_id=ws.connection_id, status=answer.status,

@@ -301,6 +301,14 @@ def put_answer(request_id: str, connection_id: str, answer: Answer, context: Req
     return True
 
 
+def answer_exists(request_id: str, connection_id: str) -> bool:
+    """Whether ``connection_id`` has answered ``request_id``: one consistent GetItem (1 RRU up to
+    4 KB, billed on the whole item), cheaper than a refused conditional write (the item's WRU)."""
+    out = _call("get_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, answer_key(request_id, connection_id)),
+                ConsistentRead=True, ProjectionExpression="#pk", ExpressionAttributeNames={"#pk": names.PENDING_PK})
+    return "Item" in out
+
+
 def get_answer(request_id: str, connection_id: str) -> Answer | None:
     """The answer the connection ``connection_id`` gave to ``request_id``; None while there is none."""
     out = _call("get_item", TableName=config.pending_table(),

@@ -18,6 +18,7 @@ import base64
 import copy
 import importlib.util
 import json
+import time
 import os
 import re
 import sys
@@ -164,7 +165,7 @@ def observed(stack, deployed):
     """Run the handlers through one tunnel's life; short name -> (env reads, IAM actions used)."""
     endpoint, outputs = stack
     from httptunnel import aws as layer_aws
-    from httptunnel import id_keys
+    from httptunnel import id_keys, request_ids
 
     reads: dict[str, set[str]] = defaultdict(set)
     used: dict[str, set[str]] = defaultdict(set)
@@ -224,6 +225,20 @@ def observed(stack, deployed):
         forged["body"] = json.dumps({"type": "http_response", "request_id": "1.abc." + "A" * 22 + "." + "A" * 22,
                                      "status_code": 200})
         run("response", forged)
+        # A resend (seq, ack) of an answer to an id forward issued to this connection, minted with
+        # the key Terraform generated: response checks it is not stored yet (GetItem), stores it
+        # and posts the ack.
+        response_env = deployed["response"][0]
+        slot = int(response_env["REQUEST_ID_KEY_VERSION"]) % 2
+        key = _client("ssm", endpoint).get_parameter(Name=f"{response_env['REQUEST_ID_KEY_SSM_PREFIX']}{slot}",
+                                                     WithDecryption=True)["Parameter"]["Value"]
+        keys = request_ids.Keys(int(response_env["REQUEST_ID_KEY_VERSION"]), {
+            int(response_env["REQUEST_ID_KEY_VERSION"]): key.encode()})
+        resend = copy.deepcopy(ready)
+        resend["body"] = json.dumps({"type": "http_response", "status_code": 200, "seq": 0, "ack": True,
+                                     "request_id": request_ids.mint(keys, ready["requestContext"]["connectionId"],
+                                                                    int(time.time() * 1000))})
+        run("response", resend)
         ddb = _client("dynamodb", endpoint)
         row = ddb.get_item(TableName=outputs["connections_table_name"],
                            Key={"connectionId": {"S": connect["requestContext"]["connectionId"]}})["Item"]

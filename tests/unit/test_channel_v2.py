@@ -138,3 +138,20 @@ def test_rotation_previous_key_verifies(aws, mgmt, monkeypatch):
     for rid in (old, new):
         send("conn-A", protocol.encode(protocol.HttpResponse(request_id=rid, status_code=200)))
     assert len(rows()) == 2
+
+
+def test_a_resend_of_a_stored_answer_is_acked_after_a_read_not_a_write(keyed, mgmt, monkeypatch):
+    rid = mint("conn-A")
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id=rid, status_code=200, seq=0)))
+    writes = []
+    monkeypatch.setattr(store, "put_answer", lambda *a, **k: writes.append(a) or False)
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id=rid, status_code=200, seq=0, ack=True)))
+    assert writes == []
+    assert mgmt.messages("conn-A") == [{"type": "ack", "request_id": rid, "seq": 0}]
+
+
+def test_a_resend_whose_first_copy_was_lost_is_stored_and_acked(keyed, mgmt):
+    rid = mint("conn-A")
+    send("conn-A", protocol.encode(protocol.HttpResponse(request_id=rid, status_code=202, seq=0, ack=True)))
+    assert store.get_answer(rid, "conn-A").status_code == 202
+    assert mgmt.messages("conn-A") == [{"type": "ack", "request_id": rid, "seq": 0}]
