@@ -51,7 +51,7 @@ class TunnelAgent:
     Config has its name; the process-wide settings are the same in all of them)."""
 
     def __init__(self, config: Config | Sequence[Config], sink: Sink, backoff: Backoff | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, record: bool = False) -> None:
         self.configs: tuple[Config, ...] = (config,) if isinstance(config, Config) else tuple(config)
         if not self.configs:
             raise ValueError("no tunnels to run")
@@ -61,7 +61,8 @@ class TunnelAgent:
         self.backoff = backoff or Backoff()
         self.sleep = sleep  # backoff waits (injectable)
         self.stop = StopSignal()
-        self.history: History | None = History(self.config.inspect_history) if self.config.inspect else None
+        # the inspector's records; `record` keeps them without the inspector (the Python API's .requests)
+        self.history: History | None = History(self.config.inspect_history) if self.config.inspect or record else None
         self.inspector: Inspector | None = None
         self.tunnels: list[TunnelRunner] = []
         self.failed: dict[str | None, Fatal] = {}  # tunnel name -> why it stopped

@@ -101,8 +101,8 @@ async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
     for tunnel in plan.tunnels:
         if tunnel.policy:
             state.apply(PolicyActive(tuple(tunnel.policy.describe()), tunnel=tunnel.name), now)
-    for note in plan.notes:
-        state.notice = note
+    if plan.notes:  # the dashboard shows one notice line: all of them, so none hides another
+        state.notice = " · ".join(plan.notes)
 
     def sink(event: Event) -> None:
         state.apply(event, time.time())
