@@ -49,6 +49,9 @@ class FaultSettings:
     # share of agent messages ($default) refused the way a throttled WebSocket route refuses them:
     # not routed, and an error frame sent back (emulator/README.md, "agent message throttling")
     agent_message_throttle_rate: float = 0.0
+    # Seconds a row written by PutItem stays out of Query results on a GSI (DynamoDB's global
+    # secondary indexes are eventually consistent; moto's are not).
+    gsi_lag_s: float = 0.0
 
 
 class Faults:

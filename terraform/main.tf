@@ -147,6 +147,10 @@ locals {
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
       { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
+      # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
+      # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
+      # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
+      { sid = "MissingBodiesAre404", actions = ["s3:ListBucket"], resources = [module.body_bucket.bucket_arn] },
     ]
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
@@ -402,7 +406,7 @@ module "domain" {
   http_api_id           = module.http_api.api_id
   http_stage_id         = module.http_api.stage_id
   websocket_api_id      = module.websocket_api.api_id
-  websocket_stage_name  = var.websocket_stage_name
+  websocket_stage_id    = module.websocket_api.stage_id
 }
 
 # ---------------------------------------------------------------- observability
@@ -417,6 +421,7 @@ locals {
     tunnel_not_found          = 404
     payload_too_large         = 413
     tunnel_busy               = 429
+    websocket_unsupported     = 501
     agent_gone                = 502
     internal_error            = 502
     local_service_error       = 502
@@ -451,4 +456,16 @@ module "observability" {
     pending     = { name = module.tables.pending_table_name }
   }
   answers_table = module.tables.pending_table_name
+}
+
+# The function URL edge (public_edge = "function_url"; issue 23). forward stands in until the
+# streaming forward exists; the lambda:InvokeFunction statement conditioned on
+# lambda:InvokedViaFunctionUrl is added by the deploy (module output invoke_function_statement).
+module "function_url" {
+  source = "./modules/function_url"
+  count  = var.public_edge == "function_url" ? 1 : 0
+
+  function_name = module.functions["forward"].function_name
+  qualifier     = module.functions["forward"].qualifier
+  invoke_mode   = "RESPONSE_STREAM"
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 from typing import Awaitable, Callable, Sequence
 
@@ -122,14 +123,24 @@ class TunnelAgent:
         host, port = self.config.inspect
         named = {c.name: Local(c.local_target, c.keep_host) for c in self.configs if c.name is not None}
         inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host, named)
+        taken = None
         try:
-            url = await inspector.start(host, port)
+            try:
+                url = await inspector.start(host, port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or port == 0:
+                    raise
+                taken = port  # another ttf (or anything) has it: any free port beats no inspector
+                url = await inspector.start(host, 0)
         except OSError as exc:
             self.emit(Notice("warning", f"request inspector not started: cannot listen on {host}:{port} "
                                         f"({exc.strerror or exc}); the tunnel runs without it"))
             return None
         self.inspector = inspector
-        self.emit(Notice("info", f"request inspector: {url}"))
+        if taken is not None:
+            self.emit(Notice("warning", f"port {taken} is taken: request inspector on {url} instead"))
+        else:
+            self.emit(Notice("info", f"request inspector: {url}"))
         return url
 
     async def _replay(self, tunnel: str | None, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:

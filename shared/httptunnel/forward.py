@@ -31,7 +31,8 @@ def _connection(req: events.HttpEvent, route: routing.Route,
     return (conn, route, target) if conn is not None else None
 
 
-def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> ForwardResult:
+def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+              remaining_ms: int | None = None) -> ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
@@ -44,7 +45,7 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
         return redirect
     created_at = int(time.time() * 1000)
     fields.update(connection_id=conn.connection_id, path=route.path[:256], created_at=created_at)
-    wait_s = config.forward_wait_seconds()
+    wait_s = waiting.wait_seconds(config.forward_wait_seconds(), remaining_ms)
     deadline = time.monotonic() + wait_s
     ids: dict[str, str] = {}  # connection id -> the request id posted to it (ids are bound to their connection)
 
@@ -78,8 +79,11 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     return to_caller.build_answer(request_id, req, route, answer, conn.rewrite, rules, conn.rewrite_json)
 
 
-def forward(event: Any) -> dict[str, Any]:
+def forward(event: Any, context: Any = None) -> dict[str, Any]:
+    """``context``: the Lambda context; its remaining time bounds the wait (``waiting.wait_seconds``)."""
     started = time.monotonic()
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining_ms = int(remaining()) if callable(remaining) else None
     calls_before = store.calls()
     fields: dict[str, Any] = {}
     try:
@@ -90,7 +94,7 @@ def forward(event: Any) -> dict[str, Any]:
         routed = gate.route(req)
         tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
         fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-        outcome = routed if isinstance(routed, ForwardResult) else _exchange(req, *routed, fields)
+        outcome = routed if isinstance(routed, ForwardResult) else _exchange(req, *routed, fields, remaining_ms)
     # One line per request. The observability module's metric filter counts `error_code` from
     # it; a 5xx is logged at WARNING so the counts survive LOG_LEVEL=WARNING.
     log.emit(logging.WARNING if outcome.status >= 500 else logging.INFO, "forwarded",
