@@ -9,11 +9,10 @@ in how they write the answer to the caller.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import events, gate, policy, routing, store, to_agent, tunnels, waiting
+from . import events, gate, policy, protocol, routing, store, to_agent, tunnels, waiting
 from .replies import GONE, NOT_FOUND, TIMEOUT, ForwardResult, fail
 
 
@@ -55,23 +54,29 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
     redirect = gate.bare_prefix(req, route)
     if redirect is not None:
         return redirect
-    request_id = uuid.uuid4().hex
     created_at = int(time.time() * 1000)
-    fields.update(request_id=request_id, connection_id=conn.connection_id, path=route.path[:256],
-                  created_at=created_at)
+    fields.update(connection_id=conn.connection_id, path=route.path[:256], created_at=created_at)
     deadline = time.monotonic() + wait_s
-    frame = to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
-                                     max(0, int((deadline - time.monotonic()) * 1000)), rules)
-    posted = tunnels.post(route, conn, frame)
+    ids: dict[str, str] = {}  # connection id -> the request id posted to it (ids are bound to their connection)
+
+    def frame_for(c: store.Connection) -> str:
+        ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id)
+        fields.update(request_id=request_id)
+        acks = to_agent.take_acks(c.connection_id) if protocol.CAP_ACK in c.capabilities else None
+        return to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
+                                        max(0, int((deadline - time.monotonic()) * 1000)), rules, acks)
+    posted = tunnels.post(route, conn, frame_for)
     if posted is None:
         return fail(502, GONE, "agent connection is gone")
-    conn = posted
+    conn, request_id = posted, ids[posted.connection_id]
     fields.update(connection_id=conn.connection_id)
     posted_at = time.monotonic()
     answer = waiting.wait_for_answer(request_id, conn.connection_id, deadline,
                                      waiting.first_poll_delay(route.tunnel_id))
     if not isinstance(answer, str):
         waiting.record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
+        if protocol.CAP_ACK in conn.capabilities:
+            to_agent.answer_read(conn.connection_id, request_id)
     if isinstance(answer, str):
         if answer == GONE:
             tunnels.forget_connection(route.tunnel_id, conn.connection_id)

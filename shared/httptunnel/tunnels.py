@@ -14,6 +14,7 @@ the row shows or that window ends, and "absent" is not remembered.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from botocore.exceptions import ClientError
 
@@ -105,14 +106,18 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
-def post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | None:
+def post(route: routing.Route, conn: store.Connection,
+         frame: str | Callable[[store.Connection], str]) -> store.Connection | None:
     """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
     once more through the Query (a reconnected agent has a new row by then). Returns the
-    connection that took the request, None when none did."""
-    if _send(conn, frame):
+    connection that took the request, None when none did. ``frame`` may be made per connection
+    (request ids are bound to the connection they are posted to)."""
+    def made(c: store.Connection) -> str:
+        return frame(c) if callable(frame) else frame
+    if _send(conn, made(conn)):
         return conn
     forget_connection(route.tunnel_id, conn.connection_id)
     fresh = connection_for(route.tunnel_id)
     if fresh is None or fresh.connection_id == conn.connection_id:
         return None
-    return fresh if _send(fresh, frame) else None
+    return fresh if _send(fresh, made(fresh)) else None
