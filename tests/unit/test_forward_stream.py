@@ -60,17 +60,17 @@ def url_event(tunnel_id: str, path: str, **kw: Any) -> dict[str, Any]:
     return event
 
 
-def test_the_answer_is_streamed_head_then_body_in_pieces(aws, mgmt):
+def test_the_answer_is_streamed_head_then_body_in_pieces(aws, mgmt, monkeypatch):
+    monkeypatch.setattr(to_caller, "STREAM_PIECE", 1024)
     tid = connect_agent("conn-A")["tunnel_id"]
-    big = os.urandom(200 * 1024)  # inline (the agent uploads bigger ones: e2e covers those)
+    big = os.urandom(10 * 1024)  # inline (the agent uploads bigger ones: e2e covers a 7 MB one)
     FakeAgent(mgmt, "conn-A", ok(big, headers={"content-type": ["application/octet-stream"],
                                               "set-cookie": ["a=1", "b=2"], "x-two": ["1", "2"]}))
     ctx = StreamContext()
     assert load_handler("forward_stream")(url_event(tid, "/file"), ctx) is None
     status, headers, cookies = ctx.head
     assert status == 200 and cookies == ["a=1", "b=2"] and headers["x-two"] == "1, 2"
-    assert ctx.body == big and len(ctx.stream.writes) > 1
-    assert max(len(w) for w in ctx.stream.writes) <= to_caller.STREAM_PIECE
+    assert ctx.body == big and [len(w) for w in ctx.stream.writes] == [1024] * 10
 
 
 @pytest.mark.parametrize("sent", ["/a%2Fb", "/%2525", "/100%25done", "/%CE%BB?x=%2F"])
