@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -37,7 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from emulator.admin import AdminApi
+from emulator.apigateway.function_url import AWS_STREAM_BANDWIDTH, FunctionUrl
+from emulator.lambda_runtime.stream_worker import StreamingFunction
 from emulator.mock_aws.background import StreamPoller, TtlReaper, run_schedule
 from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, load_build
 from emulator.mock_aws.discover import WiringError, read_wiring
@@ -52,6 +57,9 @@ from emulator.apigateway.ws_api import WsSettings
 from httptunnel.limits import WS_IDLE_TIMEOUT_S, WS_MAX_CONNECTION_AGE_S
 
 LOG = logging.getLogger("emulator.stack")
+STREAM_FUNCTION = "forward_stream"  # served by the function URL, not by the HTTP API's workers
+STREAM_ENVIRONMENTS = 4  # execution environments of forward_stream kept warm (one invocation each)
+STREAM_REQUEST_MAX = 8 * 1024 * 1024  # the function URL answers 413 past its own 6 MB event
 REGION = "us-east-1"
 
 
@@ -68,6 +76,7 @@ class Options:
     ws_max_age: float
     build_dir: Path
     variables: tuple[tuple[str, str], ...] = ()
+    stream_port: int = 0
 
 
 DEV_SUBJECT = "dev"
@@ -78,6 +87,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--http-port", type=int, default=4040, help="public HTTP API port (0 = ephemeral)")
     parser.add_argument("--ws-port", type=int, default=4041, help="WebSocket + @connections port (0 = ephemeral)")
     parser.add_argument("--admin-port", type=int, default=4042, help="admin API port: /stats, /faults (0 = ephemeral)")
+    parser.add_argument("--stream-port", type=int, default=4043,
+                        help="the function URL edge (forward_stream, RESPONSE_STREAM): stream_url (0 = ephemeral)")
     parser.add_argument("--state-file", type=Path, default=ROOT / ".local" / "stack.json")
     parser.add_argument("--profile", default="local", help="latency profile (emulator/profiles.py)")
     parser.add_argument("--cleanup-interval", type=float, default=None,
@@ -91,7 +102,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                         help="extra Terraform variable (repeatable), e.g. jwt_max_lifetime=86400")
     args = parser.parse_args(argv)
-    for name in ("http_port", "ws_port", "admin_port"):
+    for name in ("http_port", "ws_port", "admin_port", "stream_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be 0..65535")
     variables = []
@@ -102,7 +113,7 @@ def parse_args(argv: list[str] | None) -> Options:
         variables.append((name.strip(), value))
     return Options(args.http_port, args.ws_port, args.admin_port, args.state_file.resolve(),
                    args.profile, args.cleanup_interval, args.ttl_interval, args.ws_idle_timeout,
-                   args.ws_max_age, args.build_dir.resolve(), tuple(variables))
+                   args.ws_max_age, args.build_dir.resolve(), tuple(variables), args.stream_port)
 
 
 def pid_alive(pid: int) -> bool:
@@ -170,6 +181,14 @@ class Stack:
         self.tasks: list[asyncio.Task[None]] = []
         self.work_dir = Path(tempfile.mkdtemp(prefix="stack-", dir=self.local_dir()))
         self.state: dict[str, Any] = {}
+        self.streaming: StreamingFunction | None = None
+        self.function_url: FunctionUrl | None = None
+
+    async def _stream_edge(self, request: web.Request) -> web.StreamResponse:
+        """The function URL in front of forward_stream (bound before Terraform runs, served after)."""
+        if self.function_url is None:
+            return web.json_response({"Message": "Service Unavailable"}, status=503)
+        return await self.function_url.handle(request)
 
     @staticmethod
     def local_dir() -> Path:
@@ -206,10 +225,16 @@ class Stack:
         admin = AdminApi(self.stats, self.faults, self.gateway.lambdas, self.moto)
         admin_runner, admin_port = await serve(admin.app(), "127.0.0.1", self.options.admin_port)
         self.gateway.runners.append(admin_runner)
+        stream_app = web.Application(client_max_size=STREAM_REQUEST_MAX)
+        stream_app.router.add_route("*", "/{tail:.*}", self._stream_edge)
+        stream_runner, stream_port = await serve(stream_app, "127.0.0.1", self.options.stream_port)
+        self.gateway.runners.append(stream_runner)
+        stream_url = f"http://{ports.host}:{stream_port}"
         log("ports_bound", http=ports.http_port, ws=ports.ws_port, admin=admin_port, moto=endpoint)
         variables = {
             "public_http_url_override": ports.http_url,
             "ws_management_endpoint_override": ports.management_url,
+            "public_stream_url_override": stream_url,
             "tunnel_domain": "localhost",
             "subdomain_url_template": f"http://{{tunnel_id}}.localhost:{ports.http_port}",
             **dict(self.options.variables),
@@ -220,8 +245,15 @@ class Stack:
         log("terraform_applied", seconds=round(time.monotonic() - applied, 1))
         auth = await asyncio.to_thread(agent_auth, outputs, endpoint)
         wiring = await asyncio.to_thread(read_wiring, endpoint, REGION, outputs, build, self.work_dir)
-        self.gateway.attach(wiring)
+        streamed = [spec for spec in wiring.functions if spec.label == STREAM_FUNCTION]
+        self.gateway.attach(dataclasses.replace(
+            wiring, functions=tuple(spec for spec in wiring.functions if spec.label != STREAM_FUNCTION)))
         await self.gateway.lambdas.start_all()
+        if streamed:  # forward_stream runs as Lambda runs it: its wrapper, the layer's Runtime API loop
+            self.streaming = StreamingFunction(streamed[0], runtime, environments=STREAM_ENVIRONMENTS)
+            await self.streaming.start()
+            bandwidth = AWS_STREAM_BANDWIDTH if self.profile.name == "aws" else None
+            self.function_url = FunctionUrl(self.streaming.api, timeout_s=streamed[0].timeout_s, bandwidth=bandwidth)
         self.start_background(wiring, endpoint)
         self.stats.reset()
         if self.moto is not None:
@@ -231,6 +263,7 @@ class Stack:
             "pid": os.getpid(),
             "http_url": ports.http_url,
             "ws_url": self.gateway.ws_url,
+            "stream_url": stream_url if streamed else None,
             "aws_endpoint_url": endpoint,
             "admin_url": f"http://127.0.0.1:{admin_port}",
             "management_url": ports.management_url,
@@ -267,6 +300,8 @@ class Stack:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.gateway is not None:
             await self.gateway.stop()
+        if self.streaming is not None:
+            await self.streaming.stop()
         if self.moto is not None:
             await asyncio.to_thread(self.moto.stop)
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -285,7 +320,7 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
 
 def print_state(state: dict[str, Any]) -> None:
     print(f"local stack ready in {state['startup_seconds']} s", flush=True)
-    for key in ("http_url", "ws_url", "aws_endpoint_url", "admin_url"):
+    for key in ("http_url", "stream_url", "ws_url", "aws_endpoint_url", "admin_url"):
         print(f"  {key:<17} {state[key]}", flush=True)
     token = f" --token {state['auth']['token']}" if state.get("auth") else ""
     print(f"  agent:            ttf --endpoint {state['ws_url']}{token} --port 3000", flush=True)

@@ -9,7 +9,7 @@ data "aws_partition" "current" {}
 locals {
   build_dir = var.build_dir != "" ? var.build_dir : "${path.root}/../build"
 
-  functions = ["connect", "disconnect", "response", "forward", "cleanup", "stream_notifier"]
+  functions = ["connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier"]
   function_names = {
     for fn in local.functions : fn => "${var.name_prefix}-${replace(fn, "_", "-")}"
   }
@@ -18,6 +18,7 @@ locals {
     disconnect      = { memory_size = 128, timeout = 10, description = "WebSocket $disconnect: drop the connection row" }
     response        = { memory_size = 256, timeout = 15, description = "WebSocket $default: agent messages (ready, ping, http_response, error)" }
     forward         = { memory_size = 512, timeout = 29, description = "HTTP $default: send the request down the tunnel and wait for the answer" }
+    forward_stream  = { memory_size = 512, timeout = var.max_stream_seconds + 15, description = "Function URL (RESPONSE_STREAM): send the request down the tunnel, stream the answer" }
     cleanup         = { memory_size = 256, timeout = 120, description = "Schedule: remove expired connection and pending rows" }
     stream_notifier = { memory_size = 128, timeout = 30, description = "DynamoDB stream: publish completed requests to EventBridge" }
   }
@@ -48,6 +49,21 @@ locals {
     for slot in [0, 1] : "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(local.request_id_key_prefix, "/")}${slot}"
   ]
   subdomain_url_template = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
+
+  forward_environment = {
+    CONNECTIONS_TABLE      = module.tables.connections_table_name
+    PENDING_TABLE          = module.tables.pending_table_name
+    WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+    PUBLIC_HTTP_URL        = local.public_http_url
+    TUNNEL_DOMAIN          = local.tunnel_domain
+    PATH_ROUTING           = tostring(var.path_routing)
+    BODY_BUCKET            = module.body_bucket.bucket_name
+    PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
+    LOG_LEVEL              = var.log_level
+    # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
+    REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
+    REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
+  }
 
   # Environment per function: exactly the variables its code reads (shared/README.md).
   # Optional settings are always present (empty = off) so the set never depends on inputs.
@@ -83,19 +99,15 @@ locals {
       REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
       REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
     }
-    forward = {
-      CONNECTIONS_TABLE         = module.tables.connections_table_name
-      PENDING_TABLE             = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT    = local.ws_management_endpoint
-      PUBLIC_HTTP_URL           = local.public_http_url
-      TUNNEL_DOMAIN             = local.tunnel_domain
-      PATH_ROUTING              = tostring(var.path_routing)
-      BODY_BUCKET               = module.body_bucket.bucket_name
-      PATH_REFERER_ROUTING      = tostring(var.path_referer_routing)
-      LOG_LEVEL                 = var.log_level
-      REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
-      REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
-    }
+    forward = local.forward_environment
+    # The function URL edge: forward's settings, the stream's cap, and the layer's Runtime API
+    # loop as its runtime (Python has no native streaming handler: shared/README.md "The live web").
+    # PUBLIC_HTTP_URL is empty on AWS (a function URL is https on 443), the local stack's stream_url there.
+    forward_stream = merge(local.forward_environment, {
+      PUBLIC_HTTP_URL         = var.public_stream_url_override
+      MAX_STREAM_SECONDS      = tostring(var.max_stream_seconds)
+      AWS_LAMBDA_EXEC_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap" # httptunnel.names.STREAM_WRAPPER
+    })
     cleanup = {
       CONNECTIONS_TABLE      = module.tables.connections_table_name
       PENDING_TABLE          = module.tables.pending_table_name
@@ -122,6 +134,20 @@ locals {
     "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(var.jwt_secret_ssm_parameter, "/")}"
   )
 
+  forward_statements = [
+    { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+    { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
+    { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
+    { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
+    { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
+    { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
+    { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
+    # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
+    # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
+    # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
+    { sid = "MissingBodiesAre404", actions = ["s3:ListBucket"], resources = [module.body_bucket.bucket_arn] },
+  ]
+
   policy_statements = {
     connect = concat(
       [
@@ -139,19 +165,8 @@ locals {
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
     ]
-    forward = [
-      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
-      { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
-      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
-      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
-      { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
-      { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
-      { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
-      # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
-      # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
-      # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
-      { sid = "MissingBodiesAre404", actions = ["s3:ListBucket"], resources = [module.body_bucket.bucket_arn] },
-    ]
+    forward        = local.forward_statements
+    forward_stream = local.forward_statements # forward's, no more
     cleanup = [
       { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
@@ -303,7 +318,7 @@ module "functions" {
   architecture         = var.lambda_architecture
   memory_size          = coalesce(try(var.function_settings[each.key].memory_size, null), local.function_defaults[each.key].memory_size)
   timeout              = coalesce(try(var.function_settings[each.key].timeout, null), local.function_defaults[each.key].timeout)
-  reserved_concurrency = coalesce(each.key == "forward" ? var.forward_reserved_concurrency : null, try(var.function_settings[each.key].reserved_concurrency, null), -1)
+  reserved_concurrency = coalesce(contains(["forward", "forward_stream"], each.key) ? var.forward_reserved_concurrency : null, try(var.function_settings[each.key].reserved_concurrency, null), -1)
   tracing_mode         = var.lambda_tracing_mode
   filename             = local.code_zips[each.key]
   s3_bucket            = aws_s3_object.code[each.key].bucket
@@ -312,7 +327,7 @@ module "functions" {
   environment          = local.environment[each.key]
   policy_statements    = local.policy_statements[each.key]
   log_retention_days   = var.log_retention_days
-  snap_start           = var.snap_start
+  snap_start           = var.snap_start && each.key != "forward_stream" # off until the wrapper is verified with it on AWS
 }
 
 module "websocket_api" {
@@ -458,14 +473,14 @@ module "observability" {
   answers_table = module.tables.pending_table_name
 }
 
-# The function URL edge (public_edge = "function_url"; issue 23). forward stands in until the
-# streaming forward exists; the lambda:InvokeFunction statement conditioned on
+# The function URL edge (public_edge = "function_url"; issue 23), in front of forward_stream; the
+# lambda:InvokeFunction statement conditioned on
 # lambda:InvokedViaFunctionUrl is added by the deploy (module output invoke_function_statement).
 module "function_url" {
   source = "./modules/function_url"
   count  = var.public_edge == "function_url" ? 1 : 0
 
-  function_name = module.functions["forward"].function_name
-  qualifier     = module.functions["forward"].qualifier
+  function_name = module.functions["forward_stream"].function_name
+  qualifier     = module.functions["forward_stream"].qualifier
   invoke_mode   = "RESPONSE_STREAM"
 }

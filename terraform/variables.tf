@@ -522,7 +522,7 @@ variable "lambda_concurrency_limit" {
 
 variable "public_edge" {
   type        = string
-  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url is under construction (issue 23): the streaming forward is not built yet, so it plans and applies but does not answer callers. Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
+  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url fronts forward_stream, which answers whole answers through the stream (slow answers up to max_stream_seconds, answers past 6 MB without a redirect); chunked answers are still to come (issue 23). Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
   default     = "http_api"
 
   validation {
@@ -533,5 +533,16 @@ variable "public_edge" {
   validation {
     condition     = var.public_edge != "function_url" || var.forward_reserved_concurrency != null
     error_message = "public_edge = function_url needs forward_reserved_concurrency: nothing throttles callers in front of a function URL, so the reservation is the only ceiling on what one caller can make forward cost (shared/README.md: one anonymous caller's worst case)."
+  }
+}
+
+variable "max_stream_seconds" {
+  type        = number
+  description = "The longest a request may last on the function URL edge (forward_stream; shared/README.md \"The live web\"): AWS gives no disconnect signal, so this ends every request, and forward_stream's timeout is this + 15 s."
+  default     = 600
+
+  validation {
+    condition     = var.max_stream_seconds >= 30 && var.max_stream_seconds <= 885
+    error_message = "max_stream_seconds must be 30..885 (Lambda's 900 s, less the 15 s forward_stream keeps to answer)."
   }
 }

@@ -8,6 +8,12 @@ variable "public_http_url_override" {
   default     = ""
 }
 
+variable "public_stream_url_override" {
+  type        = string
+  description = "LOCAL STACK ONLY: forward_stream's PUBLIC_HTTP_URL (the emulator's function URL); on AWS it stays empty, as a function URL is https on 443."
+  default     = ""
+}
+
 variable "ws_management_endpoint_override" {
   type        = string
   description = "LOCAL STACK ONLY: WS_MANAGEMENT_ENDPOINT given to the functions instead of https://<ws-api>.execute-api.../<stage> (the local stack sets its emulator's)."

@@ -25,7 +25,7 @@ from ttf.state import default_state_dir
 DEFAULT_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_REQUEST_TIMEOUT = 25.0
+DEFAULT_REQUEST_TIMEOUT = 900.0  # a cap of ours; the edge says how long it waits (time_left_ms)
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_RENEW_AFTER = 110 * 60.0  # API Gateway closes a WebSocket at 2 h
@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--subdomain", metavar="NAME", help="ask for a reserved tunnel name")
     add("--max-concurrency", help=f"local requests in flight at once (default {DEFAULT_MAX_CONCURRENCY})")
     add("--connect-timeout", help=f"seconds to wait for the tunnel (default {DEFAULT_CONNECT_TIMEOUT:g})")
-    add("--request-timeout", help=f"seconds to wait for the local service (default {DEFAULT_REQUEST_TIMEOUT:g})")
+    add("--request-timeout", help=f"most seconds to wait for the local service; the edge's own wait "
+                                   f"(25 s on the HTTP API) ends it sooner (default {DEFAULT_REQUEST_TIMEOUT:g})")
     add("--keep-host", action="store_true", default=None, help="pass the public Host header to the local service")
     add("--json", action="store_true", default=None, help="one JSON object per line on stdout")
     add("--new-url", action="store_true", default=None,

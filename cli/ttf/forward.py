@@ -37,6 +37,7 @@ _REQUEST_DROP = frozenset({"content-length", "expect"})
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _CHUNK = 64 * 1024
+NO_DEADLINE_WAIT_S = 25.0  # a frame without time_left_ms (older servers): the HTTP API's wait
 _ERROR_MESSAGE_MAX = 500
 
 log = logging.getLogger("ttf")
@@ -162,7 +163,7 @@ class Forwarder:
     host: str
     port: int
     keep_host: bool = False
-    request_timeout: float = 25.0
+    request_timeout: float = 900.0  # the most we wait for the local service; the edge's deadline ends it sooner
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     observer: Callable[[Exchange], object] | None = None  # sees every tunnelled request (the inspector)
@@ -181,7 +182,7 @@ class Forwarder:
         try:
             uri = check_request_line(req.method, req.uri)
             body = await self._request_body(req)
-            status, headers, answer = await self._call_local(req.method, uri, req.headers, body)
+            status, headers, answer = await self._call_local(req.method, uri, req.headers, body, self.local_limit(req))
             elapsed_ms = int((self.clock() - started) * 1000)
             sent = self.public_locations(req.headers, headers)
             frame = await self._response_frame(req, status, sent, answer, elapsed_ms)
@@ -244,7 +245,7 @@ class Forwarder:
         detail = None
         try:
             status, answer_headers, answer = await self._call_local(
-                method, check_request_line(method, uri), headers, body)
+                method, check_request_line(method, uri), headers, body, min(self.request_timeout, NO_DEADLINE_WAIT_S))
             error = None
         except Failure as failure:
             status = protocol.ERROR_STATUS.get(failure.code, 502)
@@ -271,7 +272,7 @@ class Forwarder:
 
     async def _fetch_body(self, url: str) -> bytes:
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(min(self.request_timeout, NO_DEADLINE_WAIT_S)):  # body transfers, as before
                 async with self.remote.get(yarl.URL(url, encoded=True), allow_redirects=False) as resp:
                     if resp.status != 200:
                         raise Failure("internal_error", f"request body download failed: HTTP {resp.status}")
@@ -295,10 +296,18 @@ class Forwarder:
             out["Host"] = self.target
         return out
 
-    async def _call_local(self, method: str, uri: str, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    def local_limit(self, req: HttpRequest) -> float:
+        """Seconds the local service may take: until the edge stops waiting (``time_left_ms``: 25 s
+        on the HTTP API, up to 15 min on the function URL), never past ``request_timeout``; an edge
+        that does not say gets the HTTP API's 25 s."""
+        edge_wait = req.time_left_ms / 1000 if req.time_left_ms is not None else NO_DEADLINE_WAIT_S
+        return max(0.0, min(self.request_timeout, edge_wait))
+
+    async def _call_local(self, method: str, uri: str, headers: Headers, body: bytes,
+                          limit: float) -> tuple[int, Headers, bytes]:
         url = yarl.URL(f"http://{self.target}{uri}", encoded=True)
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(limit):
                 async with self.local.request(
                     method,
                     url,
@@ -309,7 +318,7 @@ class Forwarder:
                     answer = await read_capped(resp.content, "response body")
                     return resp.status, response_headers(resp.raw_headers), answer
         except TimeoutError:
-            raise Failure("timeout", f"local service did not answer within {self.request_timeout:g} s") from None
+            raise Failure("timeout", f"local service did not answer within {limit:g} s") from None
         except aiohttp.ClientConnectorError as exc:
             raise Failure("local_service_unavailable", "the local service is not reachable",
                           f"cannot connect to {self.target}: {exc.os_error}") from None
@@ -367,7 +376,7 @@ class Forwarder:
 
     async def _upload(self, url: str, body: Any, method: str = "PUT", headers: dict[str, str] | None = None) -> None:
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(min(self.request_timeout, NO_DEADLINE_WAIT_S)):  # body transfers, as before
                 async with self.remote.request(method, yarl.URL(url, encoded=True), data=body, headers=headers,
                                                allow_redirects=False) as resp:
                     await resp.read()

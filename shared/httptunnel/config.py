@@ -38,6 +38,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "event_bus_name": ("EVENT_BUS_NAME",),
     "log_level": ("LOG_LEVEL",),
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
+    "max_stream_seconds": ("MAX_STREAM_SECONDS",),
     "path_routing": ("PATH_ROUTING",),
     "path_referer_routing": ("PATH_REFERER_ROUTING",),
     "request_id_key": ("REQUEST_ID_KEY",),
@@ -57,6 +58,9 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
                  "PATH_ROUTING", *_ID_KEY, "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
                 "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "LOG_LEVEL"),
+    "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
+                       "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
+                       "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -197,18 +201,29 @@ def log_level() -> str:
     return (_get("LOG_LEVEL") or "INFO").upper()
 
 
-def forward_wait_seconds() -> float:
-    """How long forward waits for the agent. Default 25 s; lower values are for tests only."""
-    raw = _get("FORWARD_WAIT_SECONDS")
+def _seconds(name: str, default: float, maximum: float) -> float:
+    """A number of seconds in (0, maximum]; ``default`` when unset."""
+    raw = _get(name)
     if not raw:
-        return float(limits.FORWARD_WAIT_S)
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"FORWARD_WAIT_SECONDS must be a number, got {raw!r}") from None
-    if not 0 < value <= limits.FORWARD_WAIT_S:
-        raise ConfigError(f"FORWARD_WAIT_SECONDS must be in (0, {limits.FORWARD_WAIT_S}]")
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name} must be in (0, {maximum}]")
     return value
+
+
+def forward_wait_seconds() -> float:
+    """How long forward waits for the agent. Default 25 s; lower values are for tests only."""
+    return _seconds("FORWARD_WAIT_SECONDS", float(limits.FORWARD_WAIT_S), limits.FORWARD_WAIT_S)
+
+
+def max_stream_seconds() -> float:
+    """The longest a streamed request may last on the function URL edge (Terraform
+    ``max_stream_seconds``, default 600); the function's timeout is this plus a margin."""
+    return _seconds("MAX_STREAM_SECONDS", float(limits.MAX_STREAM_S), limits.MAX_STREAM_CAP_S)
 
 
 def request_id_key() -> str:

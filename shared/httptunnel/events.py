@@ -1,7 +1,8 @@
 """API Gateway's side of an invocation: the events it hands a Lambda and the results it expects back.
 
 WebSocket route events (``$connect``, ``$disconnect``, ``$default``) become :class:`WsEvent`,
-HTTP API payload 2.0 events :class:`HttpEvent`; anything not of that shape is :class:`BadEvent`
+HTTP API payload 2.0 events :class:`HttpEvent` (path decoded), function URL events too (path as
+sent: ``parse_function_url_event``); anything not of that shape is :class:`BadEvent`
 (the edge decorator answers it). Results: ``ws_response`` for WebSocket routes, ``http_response``
 and ``error_response`` for the public HTTP API. Posting to a socket is ``management``'s job.
 """
@@ -9,6 +10,7 @@ and ``error_response`` for the public HTTP API. Posting to a socket is ``managem
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -82,6 +84,7 @@ class HttpEvent:
     source_ip: str
     domain_name: str
     request_id: str
+    path_encoded: bool = False  # True for function URL events: raw_path is as the caller sent it
 
 
 def parse_http_event(event: Any) -> HttpEvent:
@@ -122,6 +125,14 @@ def parse_http_event(event: Any) -> HttpEvent:
         domain_name=domain,
         request_id=str(ctx.get("requestId") or ""),
     )
+
+
+def parse_function_url_event(event: Any) -> HttpEvent:
+    """Parse a Lambda function URL event: payload 2.0 like an HTTP API's, except that ``rawPath``
+    keeps the caller's percent-encoding (``/a%2Fb`` stays ``/a%2Fb``), so the request target is
+    built from it as sent (``routing.encoded_request_target``). Raises BadEvent on anything malformed."""
+    parsed = parse_http_event(event)
+    return dataclasses.replace(parsed, path_encoded=True)
 
 
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/ecmascript",

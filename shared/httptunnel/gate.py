@@ -5,8 +5,9 @@ tunnel's edge policy (with the rate-limited request_denied notice to the agent).
 Request target: API Gateway hands over the path percent-DECODED (``%2F`` is ``/`` by then, and
 the path was cut at a decoded ``?``); ``routing.request_target`` re-encodes what cannot stand
 literally in a path, so the local service gets a valid target that decodes to that path; the
-query goes on byte for byte. A target that cannot be built that way is refused with 400
-``invalid_request``: never a 500, never a silently different URL.
+query goes on byte for byte. A function URL hands it over as the caller sent it
+(``req.path_encoded``): ``routing.encoded_request_target`` keeps it so. A target that cannot be
+built that way is refused with 400 ``invalid_request``: never a 500, never a silently different URL.
 
 A warm instance remembers ``POLICIES`` (each distinct stored policy parsed once) and
 ``DENIED_BUDGETS`` (the per-connection token bucket of request_denied notices).
@@ -42,7 +43,7 @@ def route(req: events.HttpEvent) -> tuple[routing.Route, str] | ForwardResult:
     if websocket_upgrade(req):  # passed on, it would reach the app as a plain GET (and its 400 the browser)
         return fail(501, "websocket_unsupported", WEBSOCKET_REFUSED)
     try:
-        target = routing.request_target(route.path, req.raw_query)
+        target = request_target(req, route.path)
     except ValueError:
         return fail(400, "invalid_request", "the request path cannot be forwarded as a valid URL")
     if len(req.body) > limits.BODY_MAX:
@@ -50,6 +51,14 @@ def route(req: events.HttpEvent) -> tuple[routing.Route, str] | ForwardResult:
     if len(req.body) > limits.INLINE_REQUEST_BODY_MAX and not bodies.enabled():
         return fail(413, "payload_too_large", "request body too large (no body bucket configured)")
     return route, target
+
+
+def request_target(req: events.HttpEvent, path: str) -> str:
+    """The target for the agent, by the event's source: re-encoded from an HTTP API's decoded
+    path, kept as sent from a function URL's (``req.path_encoded``). ValueError if none can be built."""
+    if req.path_encoded:
+        return routing.encoded_request_target(path, req.raw_query)
+    return routing.request_target(path, req.raw_query)
 
 
 def websocket_upgrade(req: events.HttpEvent) -> bool:

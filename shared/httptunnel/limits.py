@@ -9,6 +9,12 @@ WS_IDLE_TIMEOUT_S = 10 * 60
 WS_MAX_CONNECTION_AGE_S = 2 * 60 * 60
 HTTP_INTEGRATION_TIMEOUT_S = 30
 FORWARD_WAIT_S = 25  # forward gives up (504) after this
+# The function URL edge (forward_stream): a request lasts at most MAX_STREAM_S (Terraform
+# max_stream_seconds); the function's timeout is that + STREAM_MARGIN_S, so Lambda's 15 minutes
+# less the margin is the cap (shared/README.md "The live web").
+MAX_STREAM_S = 600
+STREAM_MARGIN_S = 15
+MAX_STREAM_CAP_S = 900 - STREAM_MARGIN_S
 HTTP_PAYLOAD_MAX = 10 * MB
 HTTP_REQUEST_LINE_AND_HEADERS_MAX = 10_240
 LAMBDA_PAYLOAD_MAX = 6 * MB  # synchronous invoke, each way (the JSON event / result)

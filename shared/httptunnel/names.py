@@ -45,4 +45,8 @@ ERROR_CODES: dict[str, int] = {
     "timeout": 504,
 }
 
-FUNCTIONS = ("connect", "disconnect", "response", "forward", "cleanup", "stream_notifier")
+FUNCTIONS = ("connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier")
+
+# The streaming function (forward_stream) runs the layer's Runtime API loop through this wrapper
+# (its AWS_LAMBDA_EXEC_WRAPPER; the layer is mounted at /opt, its python/ folder holds httptunnel).
+STREAM_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap"

@@ -108,3 +108,20 @@ def request_target(path: str, raw_query: str) -> str:
         return target
     query = raw_query if raw_query.isascii() else "".join(ch if ch.isascii() else _percent(ch) for ch in raw_query)
     return f"{target}?{query}"
+
+
+_HEX = frozenset(string.hexdigits)
+
+
+def encoded_request_target(raw_path: str, raw_query: str) -> str:
+    """The request target from a path still percent-ENCODED as the caller sent it (function URL
+    events): kept byte for byte, so ``/a%2Fb``, ``/%2525`` and ``/100%25done`` reach the local
+    service as sent. Only what cannot stand in a request line is encoded (non-ASCII as UTF-8).
+    Raises ValueError like :func:`request_target`, and on a ``%`` not followed by two hex digits."""
+    if not raw_path.startswith("/"):
+        raise ValueError("path must start with '/'")
+    for at, ch in enumerate(raw_path):
+        if ch == "%" and not (len(raw_path) >= at + 3 and raw_path[at + 1] in _HEX and raw_path[at + 2] in _HEX):
+            raise ValueError("path holds a '%' without two hex digits")
+    path = "".join(ch if ch in _PATH_LITERAL or ch == "%" else _percent(ch) for ch in raw_path)
+    return path + request_target("/", raw_query)[1:]  # the query: the same checks and encoding

@@ -1,5 +1,7 @@
 """to_caller: the agent's answer as the caller gets it - head, body (inline or the one S3 version
-forward checked), rewriting in path mode, and the 307 to S3 for what API Gateway cannot carry.
+forward checked), rewriting in path mode; then rendered for the edge: one payload 2.0 result with
+the 307 to S3 for what API Gateway cannot carry (``build_answer``), or written to a function URL's
+response stream, head then body pieces (``stream_answer``, ``stream_result``).
 
 Header fidelity on the way to the caller: each ``Set-Cookie`` value goes out separately (payload
 2.0 ``cookies``); other repeated headers are joined with ", " (2.0 has no multiValueHeaders);
@@ -9,8 +11,11 @@ HEAD, whose empty body cannot say it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
 
 from . import bodies, events, limits, log, names, policy, protocol, rewrite, routing, store
 from .protocol import Headers, ProtocolError
@@ -56,12 +61,21 @@ def _first(headers: Headers, name: str) -> str:
     return values[0] if values else ""
 
 
-def build_answer(request_id: str, req: events.HttpEvent, route: routing.Route, answer: store.Answer,
-                 rewrite_paths: bool = True, rules: policy.Policy | None = None,
-                 rewrite_json: bool = False) -> ForwardResult:
-    """The caller's response. In path mode root-relative links are rewritten unless the agent
-    connected with rewriting off (``rewrite_paths``): then every byte is the local service's.
-    JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
+@dataclass(frozen=True)
+class Answer:
+    """The answer as the caller gets it, before it is rendered for an edge."""
+    status: int
+    headers: Headers
+    body: bytes
+    version: str | None  # the S3 version the body is, when forward checked it there unchanged
+
+
+def caller_answer(request_id: str, req: events.HttpEvent, route: routing.Route, answer: store.Answer,
+                  rewrite_paths: bool = True, rules: policy.Policy | None = None,
+                  rewrite_json: bool = False) -> Answer | ForwardResult:
+    """The caller's response, for any edge. In path mode root-relative links are rewritten unless
+    the agent connected with rewriting off (``rewrite_paths``): then every byte is the local
+    service's. JSON bodies are rewritten only when the agent asked (``ttf --rewrite-json``)."""
     if answer.status == names.STATUS_ERROR:
         code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
         return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
@@ -79,15 +93,27 @@ def build_answer(request_id: str, req: events.HttpEvent, route: routing.Route, a
         if rewritten != body:
             version = None  # forward stores what it changed itself
         body = rewritten
+    return Answer(answer.status_code, headers, body, version)
+
+
+def build_answer(request_id: str, req: events.HttpEvent, route: routing.Route, answer: store.Answer,
+                 rewrite_paths: bool = True, rules: policy.Policy | None = None,
+                 rewrite_json: bool = False) -> ForwardResult:
+    """The caller's response as one payload 2.0 result (``caller_answer``), or the 307 to S3 for
+    a body API Gateway cannot carry."""
+    made = caller_answer(request_id, req, route, answer, rewrite_paths, rules, rewrite_json)
+    if isinstance(made, ForwardResult):
+        return made
+    headers, body, version = made.headers, made.body, made.version
     fits = limits.LAMBDA_PAYLOAD_MAX - RESULT_HEADROOM
-    result = events.http_response(answer.status_code, headers, body)
+    result = events.http_response(made.status, headers, body)
     if events.result_size(result) <= fits:
-        return ForwardResult(result, answer.status_code)
+        return ForwardResult(result, made.status)
     if not result["isBase64Encoded"]:  # escaped non-ASCII text can be smaller as base64
-        result = events.http_response(answer.status_code, headers, body, force_base64=True)
+        result = events.http_response(made.status, headers, body, force_base64=True)
         if events.result_size(result) <= fits:
-            return ForwardResult(result, answer.status_code)
-    if answer.status_code == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
+            return ForwardResult(result, made.status)
+    if made.status == 200 and req.method in ("GET", "HEAD") and bodies.enabled():
         return _redirect_to_s3(request_id, headers, body, version)
     return fail(502, "response_too_large", "response is too large to return through API Gateway")
 
@@ -105,3 +131,42 @@ def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str
     result = events.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
                                  b"")
     return ForwardResult(result, 307)
+
+
+# --------------------------------------------------------------------------- streamed (function URL edge)
+
+STREAM_PIECE = 64 * limits.KB  # body bytes per write to the response stream
+
+
+class Stream(Protocol):
+    """What ``runtime_api.Context.open_stream`` returns."""
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class StreamOpener(Protocol):
+    """The Lambda context of a streaming function (``runtime_api.Context``)."""
+    def open_stream(self, status_code: int = 200, headers: Mapping[str, str] | None = None,
+                    cookies: Sequence[str] | None = None) -> Stream: ...
+
+
+def stream_answer(context: StreamOpener, status: int, headers: Headers, body: bytes) -> None:
+    """Write an answer to the caller's stream: the head (Set-Cookie values as ``cookies``, other
+    repeated headers joined with ", " as in payload 2.0), then the body in ``STREAM_PIECE`` writes.
+    No size limit but Lambda's (200 MB streamed), so no 307 on this edge."""
+    head = events.http_response(status, headers, b"")
+    stream = context.open_stream(status, head["headers"], head.get("cookies", []))
+    for at in range(0, len(body), STREAM_PIECE):
+        stream.write(body[at:at + STREAM_PIECE])
+    stream.close()
+
+
+def stream_result(context: StreamOpener, result: dict[str, Any]) -> None:
+    """Write a payload 2.0 result (a refusal, a redirect) to the caller's stream."""
+    text = str(result.get("body") or "")
+    body = base64.b64decode(text) if result.get("isBase64Encoded") else text.encode("utf-8", "surrogatepass")
+    stream = context.open_stream(int(result["statusCode"]), dict(result.get("headers") or {}),
+                                 list(result.get("cookies") or []))
+    if body:
+        stream.write(body)
+    stream.close()

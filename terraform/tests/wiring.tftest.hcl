@@ -199,7 +199,7 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = output.function_names == { for fn in ["cleanup", "connect", "disconnect", "forward", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
+    condition     = output.function_names == { for fn in ["cleanup", "connect", "disconnect", "forward", "forward_stream", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
     error_message = "function_names must map every short name to <prefix>-<fn>"
   }
 }
@@ -217,18 +217,18 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition = alltrue([for fn in ["forward", "response"] :
+    condition = alltrue([for fn in ["forward", "forward_stream", "response"] :
       nonsensitive(module.functions[fn].environment["REQUEST_ID_KEY_SSM_PREFIX"]) == "/tunnel/request-id-key-" &&
       nonsensitive(module.functions[fn].environment["REQUEST_ID_KEY_VERSION"]) == "1"
     ]) && length(aws_ssm_parameter.request_id_key) == 0
-    error_message = "forward and response get the request-id key slots and version; an operator's own keys are not generated"
+    error_message = "forward, forward_stream and response get the request-id key slots and version; an operator's own keys are not generated"
   }
 
   assert {
     condition = alltrue([for fn, statements in local.policy_statements :
-      contains(["forward", "response"], fn) == anytrue([for st in statements : contains(st.actions, "ssm:GetParameters")])
+      contains(["forward", "forward_stream", "response"], fn) == anytrue([for st in statements : contains(st.actions, "ssm:GetParameters")])
     ]) && toset(one([for st in local.policy_statements["response"] : st.resources if st.sid == "RequestIdKeys"])) == toset(["arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/request-id-key-0", "arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/request-id-key-1"])
-    error_message = "only forward and response may read the request-id keys, and only the two slots"
+    error_message = "only forward, forward_stream and response may read the request-id keys, and only the two slots"
   }
 
   assert {
@@ -359,8 +359,8 @@ run "snap_start_invokes_the_alias" {
   }
 
   assert {
-    condition     = alltrue([for fn, m in module.functions : m.qualifier == "live"])
-    error_message = "with snap_start every function is invoked through its alias \"live\""
+    condition     = alltrue([for fn, m in module.functions : m.qualifier == (fn == "forward_stream" ? null : "live")])
+    error_message = "with snap_start every function is invoked through its alias \"live\", except forward_stream (SnapStart off until its wrapper is verified with it)"
   }
 
   assert {
@@ -496,6 +496,37 @@ run "public_edge_defaults" {
   assert {
     condition     = length(module.budget) == 0 && output.budget_name == ""
     error_message = "no budget unless budget_monthly_usd is set"
+  }
+}
+
+run "function_url_fronts_forward_stream" {
+  command = apply
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 10
+    max_stream_seconds           = 300
+  }
+
+  assert {
+    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward-stream" && module.function_url[0].invoke_mode == "RESPONSE_STREAM"
+    error_message = "the function URL streams, in front of forward_stream (not the buffered forward)"
+  }
+
+  assert {
+    condition = (nonsensitive(module.functions["forward_stream"].environment["AWS_LAMBDA_EXEC_WRAPPER"]) == "/opt/python/httptunnel/runtime_bootstrap"
+    && nonsensitive(module.functions["forward_stream"].environment["MAX_STREAM_SECONDS"]) == "300")
+    error_message = "forward_stream runs the layer's Runtime API loop (the wrapper) and knows its cap"
+  }
+
+  assert {
+    condition     = module.functions["forward_stream"].policy == module.functions["forward"].policy
+    error_message = "forward_stream's role is forward's, no more"
+  }
+
+  assert {
+    condition     = module.functions["forward_stream"].reserved_concurrency == 10 && module.functions["forward_stream"].qualifier == null
+    error_message = "forward_reserved_concurrency bounds the function URL's function too; SnapStart stays off for it"
   }
 }
 
@@ -777,7 +808,7 @@ run "public_edge_defaults_to_the_http_api" {
   }
 }
 
-run "function_url_edge_streams_from_forward" {
+run "function_url_edge_streams_from_forward_stream" {
   command = plan
 
   variables {
@@ -791,13 +822,13 @@ run "function_url_edge_streams_from_forward" {
   }
 
   assert {
-    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward" && output.function_url_invoke_statement.invoked_via_function_url
-    error_message = "the deploy is told which conditioned InvokeFunction statement to add, on forward"
+    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward-stream" && output.function_url_invoke_statement.invoked_via_function_url
+    error_message = "the deploy is told which conditioned InvokeFunction statement to add, on forward_stream"
   }
 
   assert {
-    condition     = module.functions["forward"].reserved_concurrency == 50
-    error_message = "the reservation bounds forward on this edge"
+    condition     = module.functions["forward_stream"].reserved_concurrency == 50 && module.functions["forward"].reserved_concurrency == 50
+    error_message = "the reservation bounds forward_stream (and forward) on this edge"
   }
 }
 

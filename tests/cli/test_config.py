@@ -9,7 +9,7 @@ from ttf.config import ConfigError, parse_config, read_dotenv
 
 def test_defaults_match_the_original(tmp_path):
     c = parse_config(["-e", "wss://x.example/prod"], env={}, cwd=tmp_path)
-    assert (c.port, c.host, c.connect_timeout, c.request_timeout, c.max_concurrency) == (3000, "127.0.0.1", 10, 25, 64)
+    assert (c.port, c.host, c.connect_timeout, c.request_timeout, c.max_concurrency) == (3000, "127.0.0.1", 10, 900, 64)
     assert c.token is None and not c.json and not c.verbose and not c.keep_host and not c.no_rewrite
     assert c.heartbeat_interval == 30 and c.renew_after == 110 * 60
 

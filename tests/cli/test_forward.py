@@ -228,3 +228,16 @@ async def test_headers_too_big_for_one_frame_are_an_error_not_a_socket_kill(forw
                                                          response_upload_url=upload))
         assert isinstance(msg, protocol.Error) and msg.code == "internal_error"
         assert why in msg.message and event.status == 502
+
+
+def test_the_local_call_lasts_as_long_as_the_edge_waits_never_past_request_timeout():
+    """The edge says how long it waits (time_left_ms): 25 s on the HTTP API, minutes on the
+    function URL; --request-timeout only caps it, and a frame without it gets the HTTP API's 25 s."""
+    fwd = Forwarder(local=None, remote=None, host="127.0.0.1", port=1)  # type: ignore[arg-type]
+
+    def req(left):
+        return HttpRequest(request_id="r", method="GET", uri="/", headers={}, time_left_ms=left)
+    assert fwd.local_limit(req(40_000)) == 40.0
+    assert fwd.local_limit(req(None)) == 25.0
+    fwd.request_timeout = 5.0
+    assert fwd.local_limit(req(40_000)) == 5.0

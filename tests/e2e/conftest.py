@@ -58,6 +58,7 @@ class StackInfo:
     state_file: Path
     auth: dict | None  # the state file's auth block: token, secret, issuer, audience, max_lifetime, ...
     idp_key: Any = None  # private RSA key behind the stack's JWKS (None for a reused stack)
+    stream_url: str | None = None  # the function URL edge (forward_stream), None on an older stack
 
     @property
     def token(self) -> str:
@@ -77,7 +78,8 @@ class Tunnel:
 def stack_info(state: dict, state_file: Path, idp_key: Any = None) -> StackInfo:
     return StackInfo(state["http_url"], state["ws_url"], state["aws_endpoint_url"], state["admin_url"],
                      state["management_url"], state["pending_table"], state["connections_table"],
-                     int(state["http_url"].rsplit(":", 1)[1]), state_file, state.get("auth"), idp_key)
+                     int(state["http_url"].rsplit(":", 1)[1]), state_file, state.get("auth"), idp_key,
+                     state.get("stream_url"))
 
 
 def idp_jwks(key: Any) -> str:

@@ -61,6 +61,10 @@ NOT_REACHED = {
                 "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
                 "s3:GetObjectVersion":
                 "bodies.get_response_body / response_download_url when an agent uploaded its answer"},
+    "forward_stream": {"dynamodb:DeleteItem":
+                       "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
+                       "s3:GetObjectVersion":
+                       "bodies.get_response_body when an agent uploaded its answer"},
     "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
@@ -162,6 +166,26 @@ class Context:
         return 20_000
 
 
+class StreamContext(Context):
+    """forward_stream's context (runtime_api.Context): open_stream, and 1 s left to wait (waiting.wait_seconds)."""
+    stream = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5_000
+
+    def open_stream(self, status_code=200, headers=None, cookies=None):
+        class Sink:
+            closed = False
+
+            def write(self, data: bytes) -> None:
+                pass
+
+            def close(self) -> None:
+                self.closed = True
+        self.stream = Sink()
+        return self.stream
+
+
 @pytest.fixture(scope="module")
 def observed(stack, deployed):
     """Run the handlers through one tunnel's life; short name -> (env reads, IAM actions used)."""
@@ -187,7 +211,7 @@ def observed(stack, deployed):
     saved_environ = os.environ
     layer_aws.client = recording_client
     try:
-        def run(short: str, event: dict):
+        def run(short: str, event: dict, context: Context | None = None):
             env = {k: v for k, v in saved_environ.items() if not k.startswith("AWS_")}
             env.update(deployed[short][0])
             env.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": endpoint,
@@ -198,7 +222,7 @@ def observed(stack, deployed):
             os.environ = RecordingEnviron(env, reads[short])  # noqa: B003 - records every read; restored below
             current["fn"] = short
             try:
-                return _load_handler(short)(event, Context())
+                return _load_handler(short)(event, context or Context())
             finally:
                 os.environ = saved_environ  # noqa: B003 - the real environ, put back
 
@@ -256,6 +280,12 @@ def observed(stack, deployed):
         big["body"] = base64.b64encode(os.urandom(200_000)).decode()
         big["isBase64Encoded"] = True
         run("forward", big)
+        # the function URL edge: the same requests, the path as sent, the answer to a stream (its
+        # own instance on AWS: nothing remembered from forward's runs in this process)
+        from httptunnel import tunnels
+        tunnels.CONNECTIONS.clear()
+        run("forward_stream", request, StreamContext())
+        run("forward_stream", big, StreamContext())
         stream_event = {"Records": [{
             "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
             "dynamodb": {"Keys": {"requestId": {"S": "r1:c1"}},

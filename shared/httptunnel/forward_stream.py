@@ -1,0 +1,68 @@
+"""forward_stream: function URL request -> agent -> answer, written to the response stream.
+
+The same story as ``forward``, told by the same stages: route and policy (``gate``), the post
+and the wait (``exchange``), the answer (``to_caller``), or a refusal (``replies``). Three things
+differ, all from the edge: the event is a function URL's (the path as the caller sent it:
+``events.parse_function_url_event``); the wait lasts until ``MAX_STREAM_SECONDS`` or until the
+function has just the time left to answer (``waiting.wait_seconds``), instead of an HTTP API's
+25 s; and the answer goes out through ``context.open_stream`` (head, then the body in
+pieces), so a body too big for a 6 MB result needs no 307. The agent still answers whole
+(chunked answers come with channel v2's stream frames: shared/README.md "The live web").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from . import config, events, exchange, gate, log, routing, store, to_caller, waiting
+from .replies import TIMEOUT, ForwardResult, fail
+
+
+class StreamContext(to_caller.StreamOpener, Protocol):
+    """The Lambda context of a streaming function (``runtime_api.Context``)."""
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def wait_seconds(context: StreamContext) -> float:
+    """How long this invocation may wait for the agent: ``max_stream_seconds``, and never so long
+    that the function's timeout cuts the answer (``waiting.wait_seconds`` keeps the time to write it)."""
+    return waiting.wait_seconds(config.max_stream_seconds(), context.get_remaining_time_in_millis())
+
+
+def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+            context: StreamContext) -> to_caller.Answer | ForwardResult:
+    wait_s = wait_seconds(context)
+    if wait_s <= 0:
+        return fail(504, TIMEOUT, "no time left to wait for the agent")
+    done = exchange.exchange(req, route, target, fields, wait_s)
+    if isinstance(done, ForwardResult):
+        return done
+    return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite, done.rules,
+                                   done.conn.rewrite_json)
+
+
+def forward_stream(event: Any, context: StreamContext) -> None:
+    started = time.monotonic()
+    calls_before = store.calls()
+    fields: dict[str, Any] = {}
+    try:
+        req = events.parse_function_url_event(event)
+    except events.BadEvent as exc:
+        outcome: to_caller.Answer | ForwardResult = fail(400, "invalid_request", f"invalid request: {exc}")
+    else:
+        routed = gate.route(req)
+        tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
+        fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
+        outcome = routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
+    if isinstance(outcome, ForwardResult):
+        to_caller.stream_result(context, outcome.result)
+        status, error_code = outcome.status, outcome.error_code
+    else:
+        to_caller.stream_answer(context, outcome.status, outcome.headers, outcome.body)
+        status, error_code = outcome.status, None
+    # One line per request, as forward's (the same metric filter reads both functions' logs).
+    log.emit(logging.WARNING if status >= 500 else logging.INFO, "forwarded", status=status,
+             error_code=error_code, duration_ms=int((time.monotonic() - started) * 1000),
+             dynamodb_calls=store.calls() - calls_before, edge="function_url", **fields)
