@@ -75,7 +75,7 @@ DENIAL_STATUS = {IP_DENIED: 403, AUTH_REQUIRED: 401, WEBHOOK_INVALID: 403}  # fo
 # Headers a rule may not touch: framing and routing are the tunnel's, not the policy's.
 PROTECTED = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
-    "trailer", "proxy-connection", "x-tunnel-error",
+    "trailer", "trailers", "proxy-connection", "proxy-authenticate", "proxy-authorization", "x-tunnel-error",
 })
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _VALUE = re.compile(r"[\x20-\x7e\t]*")

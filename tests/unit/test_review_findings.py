@@ -1,0 +1,93 @@
+"""The layer's side of the second security review (issue 30), item by item; the attacks through
+the stack are in tests/security/test_review_findings.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from httptunnel import events, gate, to_caller
+
+from .helpers import connect_agent, load_handler
+from .test_forward_basic import FakeAgent, http_event, ok
+from .test_forward_policy import policy_headers
+
+
+@pytest.fixture(autouse=True)
+def _cold_instance():
+    gate.DENIED_BUDGETS.clear()
+    gate.POLICIES.clear()
+
+
+# --------------------------------------------------------------------------- 1. rules, then cookie scope
+
+@pytest.mark.parametrize("host", [None, "{tid}.t.example.com"])
+def test_a_response_rule_cookie_is_scoped_like_the_agents(aws, mgmt, ctx, monkeypatch, host):
+    monkeypatch.setenv("TUNNEL_DOMAIN", "t.example.com")
+    rule = "Set-Cookie: planted=1; Domain=t.example.com; Path=/"
+    tid = connect_agent("conn-A", headers=policy_headers(response_add=[rule]))["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", ok(b"hi"))
+    event = http_event(tid) if host is None else http_event(tid, host=host.format(tid=tid))
+    result = load_handler("forward")(event, ctx)
+    assert result["statusCode"] == 200
+    [cookie] = result["cookies"]
+    assert "domain" not in cookie.lower() and cookie.startswith("planted=1")
+
+
+# --------------------------------------------------------------------------- 12. header names are tokens
+
+@pytest.mark.parametrize("name", ["Set-Cookie ", " Set-Cookie", "Set-Cookie\t", "X:Y", "X Y", "", "X\u00e9"])
+def test_an_agent_header_name_that_is_not_a_token_is_a_502(aws, mgmt, ctx, name):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", ok(b"hi", headers={name: ["evil=1; Domain=t.example.com"]}))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 502 and result["headers"]["x-tunnel-error"] == "internal_error"
+    assert "evil" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\nb", "a\x00b"])
+def test_an_agent_header_value_with_line_breaks_is_a_502(aws, mgmt, ctx, value):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", ok(b"hi", headers={"X-A": [value]}))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 502
+
+
+def test_token_check_unit():
+    assert to_caller.invalid_header({"X-Ok": ["v"], "set-cookie": ["a=1"], "!#$%&'*+-.^_`|~09az": [""]}) is None
+    assert to_caller.invalid_header({"X-Ok": ["v"], "Set-Cookie ": ["a=1"]}) == "Set-Cookie "
+
+
+# --------------------------------------------------------------------------- 13. the 307 to S3
+
+@pytest.mark.parametrize("content_type, inline", [
+    ("text/html", False), ("TEXT/HTML; charset=utf-8", False), ("image/svg+xml", False), ("application/xml", False),
+    ("text/xml", False), ("application/xhtml+xml", False), ("text/javascript", False), ("application/pdf", False),
+    ("", False), ("made/up", False),
+    ("image/png", True), ("application/json", True), ("text/plain; charset=utf-8", True), ("video/mp4", True),
+    ("application/octet-stream", True),
+])
+def test_only_passive_types_are_served_inline_from_the_bucket(content_type, inline):
+    assert to_caller.passive(content_type) is inline
+
+
+def test_the_download_url_asks_s3_for_an_attachment(aws, monkeypatch):
+    from httptunnel import bodies
+    monkeypatch.setenv("BODY_BUCKET", "bucket")
+    url = bodies.response_download_url("r1", "v1", "text/html", attachment=True)
+    assert "response-content-disposition=attachment" in url
+    assert "response-content-disposition" not in bodies.response_download_url("r1", "v1", "image/png")
+
+
+# --------------------------------------------------------------------------- 16. non-ASCII header values (layer hop)
+
+def test_a_non_ascii_header_value_leaves_the_layer_as_the_same_text(aws, mgmt, ctx):
+    """The layer hop of issue 30 item 16: what the agent sent is what the Lambda result says (the
+    runtime's JSON carries it as text; the emulator hop is tests/emulator, the agent's tests/cli)."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", ok(b"hi", headers={"X-U": ["café ☕"], "Content-Type": ["text/plain"]}))
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["statusCode"] == 200 and result["headers"]["X-U"] == "café ☕"
+    assert json.loads(json.dumps(result))["headers"]["X-U"] == "café ☕"
+    assert events.http_response(200, {"X-U": ["café"]}, b"")["headers"] == {"X-U": "café"}
