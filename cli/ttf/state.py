@@ -135,7 +135,7 @@ class TunnelStore:
 def _version(raw: bytes) -> object:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data.get("version") if isinstance(data, dict) else None
 
@@ -143,7 +143,7 @@ def _version(raw: bytes) -> object:
 def _parse(raw: bytes) -> SavedTunnel | None:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("version") != _VERSION:
         return None

@@ -118,7 +118,7 @@ def _parse_jwks(text: str) -> dict[str, _PublicKey]:
 
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise config.ConfigError("JWKS is not valid JSON") from None
     if isinstance(data, dict) and "keys" not in data and "kty" in data:
         data = {"keys": [data]}
@@ -227,7 +227,7 @@ def _b64url(segment: str) -> bytes:
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Unauthorized(f"malformed token {what}") from None
     if not isinstance(value, dict):
         raise Unauthorized(f"malformed token {what}")

@@ -257,7 +257,7 @@ def parse(text: str) -> Policy:
         raise PolicyError(f"policy is larger than {POLICY_MAX} bytes")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for json
         raise PolicyError("policy is not valid JSON") from None
     if not isinstance(doc, dict):
         raise PolicyError("policy must be a JSON object")

@@ -91,3 +91,34 @@ def test_a_non_ascii_header_value_leaves_the_layer_as_the_same_text(aws, mgmt, c
     assert result["statusCode"] == 200 and result["headers"]["X-U"] == "café ☕"
     assert json.loads(json.dumps(result))["headers"]["X-U"] == "café ☕"
     assert events.http_response(200, {"X-U": ["café"]}, b"")["headers"] == {"X-U": "café"}
+
+
+# --------------------------------------------------------------------------- 11. deeply nested JSON
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_deeply_nested_policy_is_a_policy_error():
+    from httptunnel import policy
+    with pytest.raises(policy.PolicyError, match="not valid JSON"):
+        policy.parse('{"v":1,"allow":' + "[" * 2000 + "]" * 2000 + "}")  # fits POLICY_MAX
+
+
+def test_a_deeply_nested_frame_is_a_protocol_error_and_the_response_lambda_answers_200(aws, mgmt, ctx):
+    from httptunnel import protocol
+
+    from .helpers import ws_event
+    with pytest.raises(protocol.ProtocolError, match="nested too deeply"):
+        protocol.decode('{"type":"ping","x":' + DEEP + "}")
+    connect_agent("conn-A")
+    result = load_handler("response")(ws_event("default_message.json", "conn-A", body='{"type":"ping","x":' + DEEP + "}"), ctx)
+    assert result["statusCode"] == 200
+
+
+def test_a_deeply_nested_token_is_unauthorized():
+    import base64
+
+    from httptunnel import auth
+    part = base64.urlsafe_b64encode(DEEP.encode()).decode().rstrip("=")
+    with pytest.raises(auth.Unauthorized):
+        auth._json_object(auth._b64url(part), "payload")

@@ -124,7 +124,7 @@ def layout(data: bytes, headers: Headers, truncated: bool) -> dict[str, Any]:
             try:
                 json.loads(data)
                 return base | {"kind": "json"}
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass  # shown as text: truncated, or not JSON after all
         return base | {"kind": "text"}
     return base | {"kind": "binary"}
