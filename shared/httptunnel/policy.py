@@ -187,12 +187,22 @@ def _check_user(user: str) -> str:
     return user
 
 
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_cidr(text: str) -> Network:
-    """An address or CIDR (host bits set are refused: '10.0.0.1/8' is probably a mistake)."""
+    """An address or CIDR (host bits set are refused: '10.0.0.1/8' is probably a mistake).
+
+    An IPv4-mapped IPv6 network (``::ffff:1.2.3.4/128``, anything inside ``::ffff:0:0/96``) is
+    the IPv4 network it maps (``1.2.3.4/32``): callers reach API Gateway over IPv4 with a plain
+    IPv4 source address, which an IPv6 rule would never match (a deny rule would fail open)."""
     try:
-        return ipaddress.ip_network(text.strip(), strict=True)
+        net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
         raise PolicyError(f"{text[:60]!r} is not an IP address or CIDR ({exc})") from None
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_V4_MAPPED):
+        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    return net
 
 
 def header_name(text: str) -> str:

@@ -89,3 +89,11 @@ async def test_a_big_active_answer_is_never_served_inline_from_the_bucket(sessio
         assert hashlib.sha256(await resp.read()).digest() == hashlib.sha256(body).digest()
         assert resp.headers.get("Content-Disposition") == disposition
         assert resp.headers["Content-Type"] == content_type
+
+
+# --------------------------------------------------------------------------- 7. IPv4-mapped deny rules
+
+async def test_a_mapped_ipv6_deny_rule_keeps_an_ipv4_caller_out(session, agent_factory, origin):
+    guarded = agent_factory(origin, "--deny-ip", "::ffff:127.0.0.1/128")
+    reply = await request(session, "GET", guarded.public_url, "/echo")  # the caller is 127.0.0.1 (IPv4)
+    assert reply.status == 403 and reply.headers["x-tunnel-error"] == "ip_denied", reply.status

@@ -122,3 +122,23 @@ def test_a_deeply_nested_token_is_unauthorized():
     part = base64.urlsafe_b64encode(DEEP.encode()).decode().rstrip("=")
     with pytest.raises(auth.Unauthorized):
         auth._json_object(auth._b64url(part), "payload")
+
+
+# --------------------------------------------------------------------------- 7. IPv4-mapped IPv6 rules
+
+@pytest.mark.parametrize("rule, network", [
+    ("::ffff:1.2.3.4/128", "1.2.3.4/32"), ("::ffff:1.2.3.4", "1.2.3.4/32"), ("::ffff:198.51.100.0/120", "198.51.100.0/24"),
+    ("::ffff:0:0/96", "0.0.0.0/0"), ("2001:db8::/32", "2001:db8::/32"), ("::/0", "::/0"),
+])
+def test_ipv4_mapped_rules_become_ipv4_at_parse_time(rule, network):
+    from httptunnel import policy
+    assert str(policy.parse_cidr(rule)) == network
+
+
+def test_a_mapped_deny_rule_refuses_an_ipv4_caller(aws, mgmt, ctx):
+    from .test_forward_policy import from_ip
+    tid = connect_agent("conn-A", headers=policy_headers(deny=["::ffff:198.51.100.0/120"]))["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok(b"hi"))
+    result = load_handler("forward")(from_ip(http_event(tid), "198.51.100.9"), ctx)
+    assert result["statusCode"] == 403 and agent.requests == []
+    assert load_handler("forward")(from_ip(http_event(tid), "203.0.113.5"), ctx)["statusCode"] == 200
