@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         "USER:PASS, PROVIDER:SECRET or NAME:VALUE entries with newlines; in ttf.toml, arrays of strings")
     edge.add_argument("--basic-auth", action="append", metavar="USER:PASS",
                       help=f"require HTTP basic auth (up to {edge_policy.MAX_USERS} users; sent only as scrypt hashes)")
+    edge.add_argument("--basic-auth-forward", action="store_true", default=None,
+                      help="pass the caller's Authorization header on to the local service (default: dropped, "
+                           "X-Forwarded-User: USER instead)")
     edge.add_argument("--allow-ip", action="append", metavar="CIDR",
                       help="only these source addresses may call (IPv4 or IPv6; deny wins)")
     edge.add_argument("--deny-ip", action="append", metavar="CIDR", help="refuse these source addresses")
@@ -172,6 +175,7 @@ _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
     "drain_timeout", "new_url", "no_rewrite", "rewrite_json", "state_dir", "inspect", "inspect_history", "config",
+    "basic_auth_forward",
 )
 
 
@@ -292,7 +296,7 @@ def convert(name: str, source: str, raw: object) -> object:
         return _number(source, raw, int, 1, 10_000)
     if name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
         return _number(source, raw, float, 0.01, 7 * 24 * 3600)
-    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json"}:
+    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json", "basic_auth_forward"}:
         return _flag(source, raw)
     if name == "host":
         host = str(raw).strip().strip("[]")
@@ -331,6 +335,9 @@ def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
     if values.get("no_rewrite") and values.get("rewrite_json"):
         raise ConfigError("--no-rewrite and --rewrite-json contradict each other: pick one")
     lists = {name: values.pop(name, ()) for name in POLICY_OPTIONS}
+    forward_authorization = bool(values.pop("basic_auth_forward", False))
+    if forward_authorization and not lists["basic_auth"]:
+        raise ConfigError("--basic-auth-forward needs --basic-auth")
     if any(lists.values()):
         try:
             built = edge_policy.build(
@@ -338,7 +345,8 @@ def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
                 hooks=lists["verify_webhook"], request_add=lists["request_header_add"],  # type: ignore[arg-type]
                 request_remove=lists["request_header_remove"],  # type: ignore[arg-type]
                 response_add=lists["response_header_add"],  # type: ignore[arg-type]
-                response_remove=lists["response_header_remove"])  # type: ignore[arg-type]
+                response_remove=lists["response_header_remove"],  # type: ignore[arg-type]
+                forward_authorization=forward_authorization)
         except edge_policy.PolicyError as exc:
             where = f"tunnels.{values['name']}: " if values.get("name") else ""
             raise ConfigError(f"{where}edge policy: {exc}") from None

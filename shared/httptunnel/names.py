@@ -36,6 +36,7 @@ ERROR_CODES: dict[str, int] = {
     "tunnel_not_found": 404,
     "payload_too_large": 413,
     "tunnel_busy": 429,
+    "basic_auth_throttled": 429,
     "agent_gone": 502,
     "internal_error": 502,
     "local_service_error": 502,

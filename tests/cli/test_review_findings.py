@@ -21,3 +21,14 @@ def test_a_deeply_nested_json_body_is_laid_out_as_text():
 
 def test_a_deeply_nested_state_file_is_ignored():
     assert state._parse(DEEP) is None and state._version(DEEP) is None
+
+
+def test_basic_auth_forward_is_asked_for_on_the_command_line(tmp_path):
+    from ttf.config import ConfigError, parse_config
+    asked = parse_config(["-e", "wss://x.example", "-p", "3000", "--basic-auth", "a:b", "--basic-auth-forward"],
+                         env={}, cwd=tmp_path)
+    assert asked.policy is not None and asked.policy.forward_authorization is True
+    default = parse_config(["-e", "wss://x.example", "-p", "3000", "--basic-auth", "a:b"], env={}, cwd=tmp_path)
+    assert default.policy is not None and default.policy.forward_authorization is False
+    with pytest.raises(ConfigError, match="needs --basic-auth"):
+        parse_config(["-e", "wss://x.example", "-p", "3000", "--basic-auth-forward"], env={}, cwd=tmp_path)

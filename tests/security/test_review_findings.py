@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from http.cookies import SimpleCookie
 
@@ -97,3 +98,29 @@ async def test_a_mapped_ipv6_deny_rule_keeps_an_ipv4_caller_out(session, agent_f
     guarded = agent_factory(origin, "--deny-ip", "::ffff:127.0.0.1/128")
     reply = await request(session, "GET", guarded.public_url, "/echo")  # the caller is 127.0.0.1 (IPv4)
     assert reply.status == 403 and reply.headers["x-tunnel-error"] == "ip_denied", reply.status
+
+
+# --------------------------------------------------------------------------- 6. basic auth
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_a_password_guesser_is_slowed_to_429_and_the_app_gets_the_user_not_the_password(
+        session, agent_factory, origin):
+    from httptunnel import gate
+    guarded = agent_factory(origin, "--basic-auth", "alice:correct-horse")
+    reply = await request(session, "GET", guarded.public_url, "/echo",
+                          headers={**_basic("alice", "correct-horse"), "X-Forwarded-User": "admin"})
+    assert reply.status == 200, reply.body[:300]
+    seen = [(k.lower(), v) for k, v in json.loads(reply.body)["headers"]]
+    assert [v for k, v in seen if k == "x-forwarded-user"] == ["alice"], seen
+    assert "authorization" not in dict(seen)
+    statuses = [(await request(session, "GET", guarded.public_url, "/echo", headers=_basic("alice", f"guess-{i}"))).status
+                for i in range(gate.AUTH_FAILURE_BURST + 5)]
+    # one warm forward instance here: the budget is 10 failures at once (several instances: each its own)
+    assert statuses[:gate.AUTH_FAILURE_BURST] == [401] * gate.AUTH_FAILURE_BURST, statuses
+    assert 429 in statuses[gate.AUTH_FAILURE_BURST:], statuses
+    prompt = await request(session, "GET", guarded.public_url, "/echo")
+    assert prompt.status == 401 and f'realm="http-tunnel {guarded.tunnel_id}"' in prompt.headers["WWW-Authenticate"]

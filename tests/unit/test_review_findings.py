@@ -142,3 +142,77 @@ def test_a_mapped_deny_rule_refuses_an_ipv4_caller(aws, mgmt, ctx):
     result = load_handler("forward")(from_ip(http_event(tid), "198.51.100.9"), ctx)
     assert result["statusCode"] == 403 and agent.requests == []
     assert load_handler("forward")(from_ip(http_event(tid), "203.0.113.5"), ctx)["statusCode"] == 200
+
+
+# --------------------------------------------------------------------------- 6. basic auth
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    import base64
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_failed_sign_ins_are_budgeted_per_tunnel_and_source_ip(aws, mgmt, ctx, monkeypatch):
+    from httptunnel import gate, policy
+
+    from .test_forward_policy import from_ip
+    gate.AUTH_FAILURES.clear()
+    tid = connect_agent("conn-A", headers=policy_headers(basic_auth=["alice:right"]))["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok(b"hi"))
+    forward = load_handler("forward")
+    statuses = [forward(http_event(tid, headers=_basic("alice", f"guess{i}")), ctx)["statusCode"]
+                for i in range(gate.AUTH_FAILURE_BURST)]
+    assert statuses == [401] * gate.AUTH_FAILURE_BURST
+    hashed: list[bytes] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(policy.User, "matches", lambda self, pw: hashed.append(pw) or False)
+        throttled = forward(http_event(tid, headers=_basic("alice", "right")), ctx)
+    assert throttled["statusCode"] == 429 and throttled["headers"]["x-tunnel-error"] == "basic_auth_throttled"
+    assert 1 <= int(throttled["headers"]["retry-after"]) <= 6 and hashed == []  # refused unchecked
+    assert forward(http_event(tid), ctx)["statusCode"] == 401  # no credentials: the prompt, not a 429
+    other = forward(from_ip(http_event(tid, headers=_basic("alice", "right")), "203.0.113.5"), ctx)
+    assert other["statusCode"] == 200 and len(agent.requests) == 1  # another address has its own budget
+
+
+def test_an_unknown_user_costs_the_same_scrypt(monkeypatch):
+    from httptunnel import policy
+    rules = policy.build(basic_auth=["alice:right"])
+    calls = []
+    real = policy.hashlib.scrypt
+    monkeypatch.setattr(policy.hashlib, "scrypt", lambda *a, **k: calls.append(k["n"]) or real(*a, **k))
+    assert policy.check(rules, rules.to_json(), "198.51.100.9", _basic("mallory", "x"), b"") is not None
+    assert calls == [policy.SCRYPT_N]
+
+
+def test_the_realm_names_the_tunnel(aws, mgmt, ctx):
+    tid = connect_agent("conn-A", headers=policy_headers(basic_auth=["alice:right"]))["tunnel_id"]
+    result = load_handler("forward")(http_event(tid), ctx)
+    assert result["headers"]["www-authenticate"] == f'Basic realm="http-tunnel {tid}", charset="UTF-8"'
+
+
+@pytest.mark.parametrize("forward_authorization", [False, True])
+def test_the_consumed_authorization_reaches_the_app_only_when_asked(aws, mgmt, ctx, forward_authorization):
+    from httptunnel import policy
+    built = policy.build(basic_auth=["alice:right"], forward_authorization=forward_authorization)
+    tid = connect_agent("conn-A", headers={policy.HEADER: policy.to_header(built)})["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok(b"hi"))
+    forged = {"x-forwarded-user": "admin", **_basic("alice", "right")}
+    assert load_handler("forward")(http_event(tid, headers=forged), ctx)["statusCode"] == 200
+    [msg] = agent.requests
+    assert msg["headers"]["x-forwarded-user"] == ["alice"]
+    assert ("authorization" in msg["headers"]) is forward_authorization
+
+
+def test_without_basic_auth_a_callers_x_forwarded_user_never_reaches_the_app(aws, mgmt, ctx):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok(b"hi"))
+    load_handler("forward")(http_event(tid, headers={"x-forwarded-user": "admin", "authorization": "Bearer x"}), ctx)
+    [msg] = agent.requests
+    assert "x-forwarded-user" not in msg["headers"] and msg["headers"]["authorization"] == ["Bearer x"]
+
+
+def test_fa_round_trips_and_is_refused_when_not_true():
+    from httptunnel import policy
+    built = policy.build(basic_auth=["a:b"], forward_authorization=True)
+    assert policy.parse(built.to_json()).forward_authorization is True
+    with pytest.raises(policy.PolicyError, match="fa must be true"):
+        policy.parse('{"v":1,"fa":false}')
