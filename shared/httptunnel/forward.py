@@ -32,7 +32,8 @@ def _connection(req: events.HttpEvent, route: routing.Route,
     return (conn, route, target) if conn is not None else None
 
 
-def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any]) -> ForwardResult:
+def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+              recheck: bool = True) -> ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
@@ -52,7 +53,9 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     frame = to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
                                      max(0, int((deadline - time.monotonic()) * 1000)), rules)
     posted = tunnels.post(route, conn, frame)
-    if posted is None:
+    if isinstance(posted, tunnels.Unsent) and recheck:  # reconnected with another policy: check that one
+        return _exchange(req, route, target, fields, recheck=False)
+    if posted is None or isinstance(posted, tunnels.Unsent):
         return fail(502, GONE, "agent connection is gone")
     conn = posted
     fields.update(connection_id=conn.connection_id)

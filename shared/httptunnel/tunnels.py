@@ -8,6 +8,8 @@ never costs the caller an error.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from botocore.exceptions import ClientError
 
 from . import log, management, routing, store
@@ -70,14 +72,24 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
-def post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | None:
+@dataclass(frozen=True)
+class Unsent:
+    """The tunnel reconnected with another edge policy: nothing was posted. The caller checks the
+    request against ``fresh`` and builds the frame again (its header rules may differ too)."""
+    fresh: store.Connection
+
+
+def post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | Unsent | None:
     """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
     once more through the Query (a reconnected agent has a new row by then). Returns the
-    connection that took the request, None when none did."""
+    connection that took the request, None when none did, ``Unsent`` when the new connection
+    carries a policy other than the one the request was checked against."""
     if _send(conn, frame):
         return conn
     forget_connection(route.tunnel_id, conn.connection_id)
     fresh = connection_for(route.tunnel_id)
     if fresh is None or fresh.connection_id == conn.connection_id:
         return None
+    if fresh.policy != conn.policy:
+        return Unsent(fresh)
     return fresh if _send(fresh, frame) else None

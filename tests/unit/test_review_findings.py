@@ -216,3 +216,48 @@ def test_fa_round_trips_and_is_refused_when_not_true():
     assert policy.parse(built.to_json()).forward_authorization is True
     with pytest.raises(policy.PolicyError, match="fa must be true"):
         policy.parse('{"v":1,"fa":false}')
+
+
+# --------------------------------------------------------------------------- 5. a reconnect with another policy
+
+def test_a_request_checked_against_the_cached_connection_is_checked_again_on_the_new_one(aws, mgmt, ctx):
+    """The cached connection had no policy; the agent reconnected with a deny rule for this caller:
+    the request is refused, never delivered on the new connection."""
+    import time
+
+    from httptunnel import policy, store
+
+    from .helpers import FakeContext, ws_event
+    tid = connect_agent("conn-A")["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", ok(b"old"))
+    assert load_handler("forward")(http_event(tid), ctx)["body"] == "old"  # conn-A is now cached
+    load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), FakeContext())
+    mgmt.gone.add("conn-A")
+    denying = policy.build(deny=["198.51.100.0/24"], request_add=["X-New: 1"]).to_json()
+    store.put_connection(store.Connection(connection_id="conn-B", tunnel_id=tid, connected_at=int(time.time() * 1000),
+                                          domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod",
+                                          policy=denying))
+    fresh = FakeAgent(mgmt, "conn-B", ok(b"new"))
+    result = load_handler("forward")(http_event(tid), ctx)  # from 198.51.100.9
+    assert result["statusCode"] == 403 and result["headers"]["x-tunnel-error"] == "ip_denied"
+    assert fresh.requests == []
+
+
+def test_a_reconnect_with_another_policy_gets_the_frame_its_rules_make(aws, mgmt, ctx):
+    import time
+
+    from httptunnel import policy, store
+
+    from .helpers import FakeContext, ws_event
+    tid = connect_agent("conn-A")["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", ok(b"old"))
+    load_handler("forward")(http_event(tid), ctx)
+    load_handler("disconnect")(ws_event("disconnect.json", "conn-A"), FakeContext())
+    mgmt.gone.add("conn-A")
+    store.put_connection(store.Connection(connection_id="conn-B", tunnel_id=tid, connected_at=int(time.time() * 1000),
+                                          domain_name="abc123ws.execute-api.us-east-1.amazonaws.com", stage="prod",
+                                          policy=policy.build(request_add=["X-New: 1"]).to_json()))
+    fresh = FakeAgent(mgmt, "conn-B", ok(b"new"))
+    assert load_handler("forward")(http_event(tid), ctx)["body"] == "new"
+    [msg] = fresh.requests
+    assert msg["headers"]["x-new"] == ["1"]
