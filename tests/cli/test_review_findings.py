@@ -62,3 +62,58 @@ def test_a_brotli_module_that_cannot_stop_early_is_not_used(monkeypatch):
     monkeypatch.setattr(views, "BROTLI", type("M", (), {"Decompressor": _OldDecompressor}))
     with pytest.raises(ValueError, match="cannot limit its output"):
         views.decode(b"\x1b\xff", "br")
+
+
+# --------------------------------------------------------------------------- 8. copy as curl / HTTPie
+
+def _entry(uri: str = "/x", headers=None, body: bytes = b""):
+    from ttf.inspector.history import Entry, capture
+    return Entry(id=7, at=1.0, method="POST", uri=uri, request_headers=headers or {}, request=capture(body),
+                 status=200, response_headers={}, response=capture(b""), duration_ms=1)
+
+
+def _run_args(command: str, tool: str) -> list[str]:
+    """What sh hands the tool: the command run with printf in the tool's place."""
+    import subprocess
+    assert command.startswith(tool + " ")
+    command = command.split(" < ", 1)[0]  # HTTPie's body file: not here
+    shown = subprocess.run(["sh", "-c", "printf '%s\\0' " + command[len(tool) + 1:]], capture_output=True, check=True)
+    return shown.stdout.decode("utf-8").split("\0")[:-1]
+
+
+def test_a_body_starting_with_at_is_never_a_file_name_for_curl():
+    from ttf.inspector import curl
+    command, body_file = curl.curl(_entry(body=b"@/etc/passwd"), curl.Target("http://h", "local"))
+    args = _run_args(command, "curl")
+    assert body_file == "body-7.bin" and args[-2:] == ["--data-binary", "@body-7.bin"]
+    assert "/etc/passwd" not in command
+
+
+def test_a_header_value_starting_with_at_or_equals_is_escaped_for_httpie():
+    from ttf.inspector import curl
+    e = _entry(headers={"X-File": ["@/etc/passwd"], "X-Json": ["=1"], "X-Plain": ["a@b"]})
+    args = _run_args(curl.httpie(e, curl.Target("http://h", "local"))[0], "http")
+    assert "X-File:\\@/etc/passwd" in args and "X-Json:\\=1" in args and "X-Plain:a@b" in args
+    curl_args = _run_args(curl.curl(e, curl.Target("http://h", "local"))[0], "curl")
+    assert "X-File: @/etc/passwd" in curl_args  # curl reads a file only for an argument that starts with @
+
+
+def test_a_header_name_that_is_not_a_token_is_left_out_and_noted():
+    from ttf.inspector import curl
+    e = _entry(headers={"@/etc/passwd": ["x"], "X-Ok": ["1"]})
+    out = curl.commands(e, curl.Target("http://h", "local"))
+    assert "/etc/passwd" not in out["curl"] and "/etc/passwd" not in out["httpie"] and "X-Ok: 1" in out["curl"]
+    assert any("left out 1 header" in note for note in out["notes"])
+
+
+@pytest.mark.parametrize("hidden", ["\u202e", "\u200b", "\x1b", "\r", "\u2028", "\x85"])
+def test_format_and_control_characters_never_stand_in_the_copied_text(hidden):
+    from ttf.inspector import curl
+    value = f"safe{hidden}txt.exe"
+    e = _entry(uri=f"/p{hidden}q", headers={"X-A": [value]}, body=f"b{hidden}".encode())
+    for tool, make in (("curl", curl.curl), ("http", curl.httpie)):
+        command, _ = make(e, curl.Target("http://h", "local"))
+        assert hidden not in command
+        args = _run_args(command, tool)
+        assert f"http://h/p{hidden}q" in args  # the same bytes once the shell has read it
+        assert (f"X-A: {value}" if tool == "curl" else f"X-A:{value}") in args
