@@ -9,6 +9,7 @@ sentence.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +260,26 @@ def check_endpoint(source: str, raw: str) -> str:
     return raw
 
 
+def loopback_host(host: str) -> bool:
+    """True for localhost, *.localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plain_ws(endpoint: str, token: object) -> None:
+    """A token never goes over plain ws:// to another machine (anyone on the path could read and
+    replay it): ws:// is for a stack on this machine (loopback), everything else takes wss://."""
+    parts = urlsplit(endpoint)
+    if token and parts.scheme == "ws" and not loopback_host(parts.hostname or ""):
+        raise ConfigError(f"refusing to send the token over plain ws:// to {parts.hostname}: use wss:// "
+                          "(ws:// is only for a stack on this machine: localhost, 127.0.0.1, ::1)")
+
+
 def check_inspect(source: str, raw: object) -> tuple[str, int] | None:
     """`off` -> None; `HOST:PORT`, `[v6]:PORT` or `PORT` (on 127.0.0.1) -> (host, port)."""
     text = str(raw).strip()
@@ -351,6 +372,8 @@ def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
             where = f"tunnels.{values['name']}: " if values.get("name") else ""
             raise ConfigError(f"{where}edge policy: {exc}") from None
         values["policy"] = built or None
+    if isinstance(values.get("endpoint"), str):
+        check_plain_ws(str(values["endpoint"]), values.get("token"))
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]

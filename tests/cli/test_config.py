@@ -15,10 +15,10 @@ def test_defaults_match_the_original(tmp_path):
 
 
 def test_command_line_beats_env_beats_dotenv(tmp_path):
-    (tmp_path / ".env").write_text("TTF_ENDPOINT=ws://dotenv/x\nTTF_PORT=4000\nTTF_TOKEN=\"from dotenv\"\nOTHER=1\n")
+    (tmp_path / ".env").write_text("TTF_ENDPOINT=wss://dotenv/x\nTTF_PORT=4000\nTTF_TOKEN=\"from dotenv\"\nOTHER=1\n")
     env = {"TTF_PORT": "5000"}
     c = parse_config([], env=env, cwd=tmp_path)
-    assert (c.endpoint, c.port, c.token) == ("ws://dotenv/x", 5000, "from dotenv")
+    assert (c.endpoint, c.port, c.token) == ("wss://dotenv/x", 5000, "from dotenv")
     c = parse_config(["-p", "6000", "-t", "cli"], env=env, cwd=tmp_path)
     assert (c.port, c.token) == (6000, "cli")
 

@@ -117,3 +117,31 @@ def test_format_and_control_characters_never_stand_in_the_copied_text(hidden):
         args = _run_args(command, tool)
         assert f"http://h/p{hidden}q" in args  # the same bytes once the shell has read it
         assert (f"X-A: {value}" if tool == "curl" else f"X-A:{value}") in args
+
+
+# --------------------------------------------------------------------------- 15. plain ws:// and the state file
+
+@pytest.mark.parametrize("endpoint, refused", [
+    ("ws://gw.example.com/ws", True), ("ws://10.0.0.5:8080", True), ("ws://[2001:db8::1]/", True),
+    ("wss://gw.example.com/ws", False), ("ws://127.0.0.1:8080", False), ("ws://localhost:1", False),
+    ("ws://abc.localhost:1", False), ("ws://[::1]:1", False), ("ws://127.8.9.10", False),
+])
+def test_a_token_never_goes_over_plain_ws_to_another_machine(tmp_path, endpoint, refused):
+    from ttf.config import ConfigError, parse_config
+    argv = ["-e", endpoint, "-p", "3000", "-t", "secret-token"]
+    if refused:
+        with pytest.raises(ConfigError, match="refusing to send the token over plain ws://"):
+            parse_config(argv, env={}, cwd=tmp_path)
+        with pytest.raises(ConfigError, match="refusing"):
+            parse_config(["-p", "3000"], env={"TTF_ENDPOINT": endpoint, "TTF_TOKEN": "t"}, cwd=tmp_path)
+    else:
+        assert parse_config(argv, env={}, cwd=tmp_path).token == "secret-token"
+    assert parse_config(["-e", endpoint, "-p", "3000"], env={}, cwd=tmp_path).token is None  # no token: allowed
+
+
+def test_a_state_file_tunnel_id_with_a_trailing_newline_is_refused():
+    import json
+    good = {"version": state._VERSION, "tunnel_id": "abc123", "reclaim_token": "r" * 43, "endpoint": "wss://x",
+            "local_target": "http://127.0.0.1:3000", "saved_at": 1.0}
+    assert state._parse(json.dumps(good).encode()) is not None
+    assert state._parse(json.dumps({**good, "tunnel_id": "abc123\n"}).encode()) is None
