@@ -26,6 +26,9 @@ locals {
   websocket_domain_name = var.websocket_domain_name != "" ? var.websocket_domain_name : "ws.${var.domain_name}"
   wildcard              = local.custom_domain && var.wildcard_domain
 
+  # Subdomains only by default once a wildcard domain gives every tunnel its own origin (issue 30).
+  path_routing = var.path_routing == null ? !local.wildcard : var.path_routing
+
   public_http_url = (
     var.public_http_url_override != "" ? var.public_http_url_override :
     local.custom_domain ? "https://${var.domain_name}" : module.http_api.api_endpoint
@@ -72,7 +75,7 @@ locals {
       PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
       SUBDOMAIN_URL_TEMPLATE = local.subdomain_url_template
-      PATH_ROUTING           = tostring(var.path_routing)
+      PATH_ROUTING           = tostring(local.path_routing)
       LOG_LEVEL              = var.log_level
     }
     forward = {
@@ -81,7 +84,7 @@ locals {
       WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
       PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
-      PATH_ROUTING           = tostring(var.path_routing)
+      PATH_ROUTING           = tostring(local.path_routing)
       BODY_BUCKET            = module.body_bucket.bucket_name
       PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
       LOG_LEVEL              = var.log_level
@@ -303,7 +306,7 @@ module "http_api" {
   throttling_rate_limit  = var.http_throttling_rate_limit
   log_retention_days     = var.log_retention_days
   # Subdomains only: the execute-api URL would be a path-mode origin shared by every tunnel.
-  disable_execute_api_endpoint = local.custom_domain && !var.path_routing
+  disable_execute_api_endpoint = local.custom_domain && !local.path_routing
 }
 
 locals {
@@ -414,5 +417,15 @@ module "observability" {
   tables = {
     connections = { name = module.tables.connections_table_name, indexes = ["tunnel-id-index"] }
     pending     = { name = module.tables.pending_table_name }
+  }
+}
+
+# Upgrade note (issue 30): with a wildcard domain, path_routing now defaults to false, which also
+# switches the execute-api URL off (disable_execute_api_endpoint). Said at every plan until the
+# operator chooses explicitly.
+check "path_routing_default" {
+  assert {
+    condition     = !(var.path_routing == null && var.domain_name != "" && var.wildcard_domain)
+    error_message = "path_routing is unset with a wildcard domain: tunnels get subdomain URLs only, /<id>/ path URLs answer 404 and the execute-api URL is switched off (the default changed: path mode shares one origin between all tunnels). Set path_routing = false to confirm, or true to keep path URLs on a single-tenant deployment."
   }
 }

@@ -69,8 +69,13 @@ def _stale(row: dict[str, Any], now_ms: int, summary: Summary) -> bool:
     return not management.connection_alive(pk, endpoint)
 
 
+# What cleanup reads of a row: never the edge policy (basic-auth hashes, webhook secrets), the
+# subject or anything else a sweep does not need.
+SCANNED_ATTRIBUTES = ("connectedAt", "domainName", "stage", names.TTL_ATTRIBUTE)
+
+
 def _sweep(table: str, pk_name: str, is_connections: bool, summary: Summary, time_left_ms: Any) -> None:
-    for rows, _ in store.scan_pages(table):
+    for rows, _ in store.scan_pages(table, attributes=(pk_name, *SCANNED_ATTRIBUTES)):
         for row in rows:
             if not summary.budget_left() or time_left_ms() < SAFETY_MARGIN_MS:
                 summary.complete = False

@@ -345,12 +345,15 @@ def tunnels_of(connection_ids: list[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- cleanup scans
 
-def scan_pages(table: str, start_key: dict[str, Any] | None = None, page_size: int = 100
-               ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
-    """Yield (plain rows, LastEvaluatedKey) one page at a time."""
+def scan_pages(table: str, start_key: dict[str, Any] | None = None, page_size: int = 100,
+               attributes: tuple[str, ...] = ()) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+    """Yield (plain rows, LastEvaluatedKey) one page at a time; only ``attributes`` when given."""
     key = start_key
     while True:
         kwargs: dict[str, Any] = {"TableName": table, "Limit": page_size}
+        if attributes:
+            kwargs["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attributes)))
+            kwargs["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(attributes)}
         if key:
             kwargs["ExclusiveStartKey"] = key
         out = _call("scan", **kwargs)

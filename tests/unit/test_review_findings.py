@@ -261,3 +261,22 @@ def test_a_reconnect_with_another_policy_gets_the_frame_its_rules_make(aws, mgmt
     assert load_handler("forward")(http_event(tid), ctx)["body"] == "new"
     [msg] = fresh.requests
     assert msg["headers"]["x-new"] == ["1"]
+
+
+# --------------------------------------------------------------------------- 9. cleanup's projection
+
+def test_cleanup_never_reads_a_policy_or_a_subject(aws, mgmt, ctx, monkeypatch):
+    from httptunnel import cleanup, store
+    connect_agent("conn-A", headers=policy_headers(basic_auth=["alice:pw"], hooks=["github:whsec"]))
+    seen: list[dict] = []
+    real = store.scan_pages
+
+    def recording(*args, **kwargs):
+        for rows, key in real(*args, **kwargs):
+            seen.extend(rows)
+            yield rows, key
+    monkeypatch.setattr(store, "scan_pages", recording)
+    cleanup.run(ctx)
+    [row] = [r for r in seen if r.get("connectionId") == "conn-A"]
+    assert set(row) <= {"connectionId", *cleanup.SCANNED_ATTRIBUTES}, row
+    assert "policy" not in row and "whsec" not in json.dumps(row, default=str)
