@@ -90,10 +90,11 @@ locals {
       LOG_LEVEL              = var.log_level
     }
     cleanup = {
-      CONNECTIONS_TABLE      = module.tables.connections_table_name
-      PENDING_TABLE          = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
-      LOG_LEVEL              = var.log_level
+      CONNECTIONS_TABLE        = module.tables.connections_table_name
+      PENDING_TABLE            = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT   = local.ws_management_endpoint
+      JWT_SECRET_SSM_PARAMETER = local.jwt_secret_ssm_parameter # its version only: rotated-out rows are closed
+      LOG_LEVEL                = var.log_level
     }
     stream_notifier = {
       CONNECTIONS_TABLE = module.tables.connections_table_name
@@ -139,11 +140,15 @@ locals {
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
       { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
     ]
-    cleanup = [
-      { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
-      { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
-      { sid = "ProbeAgents", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/GET/@connections/*"] },
-    ]
+    cleanup = concat(
+      [
+        { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+        { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+        { sid = "ProbeAgents", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/GET/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
+      ],
+      # GetParameter without decryption: the version, never the secret (no kms:Decrypt on aws/ssm)
+      local.generate_jwt_secret || var.jwt_secret_ssm_parameter != "" ? [{ sid = "JwtSecretVersion", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }] : [],
+    )
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
       { sid = "TunnelOfAnswer", actions = ["dynamodb:BatchGetItem"], resources = [local.connections_arn] },

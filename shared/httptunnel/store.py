@@ -68,6 +68,7 @@ class Connection:
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
     rewrite_json: bool = False  # path-mode rewriting of JSON bodies too (ttf --rewrite-json)
     policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
+    secret_version: int | None = None  # SSM version of the HS secret that verified the token (cleanup)
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -82,6 +83,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         rewrite=item.get("rewrite") is not False,
         rewrite_json=item.get("rewriteJson") is True,
         policy=item.get("policy") or None,
+        secret_version=int(item["secretVersion"]) if "secretVersion" in item else None,
     )
 
 
@@ -98,6 +100,7 @@ def put_connection(conn: Connection) -> None:
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
         "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
         "policy": conn.policy,  # holds webhook secrets: see the README's security model
+        "secretVersion": conn.secret_version,
     }))
 
 

@@ -280,3 +280,59 @@ def test_cleanup_never_reads_a_policy_or_a_subject(aws, mgmt, ctx, monkeypatch):
     [row] = [r for r in seen if r.get("connectionId") == "conn-A"]
     assert set(row) <= {"connectionId", *cleanup.SCANNED_ATTRIBUTES}, row
     assert "policy" not in row and "whsec" not in json.dumps(row, default=str)
+
+
+# --------------------------------------------------------------------------- 4. rotating the HS secret
+
+def test_a_rotated_secret_reaches_warm_connect_and_cleanup_closes_older_sockets(aws, mgmt, ctx, monkeypatch):
+    import time
+
+    import boto3
+
+    from httptunnel import auth, cleanup, store
+
+    from .test_auth import SECRET, hs
+    from .test_auth import connect as connect_with
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/tunnel/jwt", Value=SECRET, Type="SecureString")
+    monkeypatch.setenv("REQUIRE_AUTH", "true")
+    monkeypatch.setenv("JWT_SECRET_SSM_PARAMETER", "/tunnel/jwt")
+    assert connect_with(hs())["statusCode"] == 200  # conn-J, verified with version 1
+    assert store.get_connection("conn-J").secret_version == 1
+    old = time.time() * 1000 - 10 * 60_000  # old enough to be probed, alive on GET @connections
+
+    rotated = SECRET[::-1]
+    ssm.put_parameter(Name="/tunnel/jwt", Value=rotated, Type="SecureString", Overwrite=True)  # version 2
+    assert connect_with(hs())["statusCode"] == 200  # a warm container still has version 1 ...
+    clock = time.monotonic() + auth.SECRET_CACHE_S + 1
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock)
+    assert connect_with(hs())["statusCode"] == 401  # ... for at most SECRET_CACHE_S: then the old token fails
+    assert connect_with(hs(secret=rotated))["statusCode"] == 200
+    assert store.get_connection("conn-J").secret_version == 2
+    store.put_connection(store.Connection(connection_id="conn-OLD", tunnel_id="t-old", connected_at=int(old),
+                                          secret_version=1))
+    summary = cleanup.run(ctx)
+    assert summary["rotated_closed"] == 1 and "conn-OLD" in mgmt.closed
+    assert store.get_connection("conn-OLD") is None and store.get_connection("conn-J") is not None
+
+
+def test_cleanup_reads_the_secrets_version_not_the_secret(aws, monkeypatch):
+    import boto3
+
+    from httptunnel import auth
+    boto3.client("ssm").put_parameter(Name="/tunnel/jwt", Value="x" * 64, Type="SecureString")
+    monkeypatch.setenv("JWT_SECRET_SSM_PARAMETER", "/tunnel/jwt")
+    calls = []
+    real = auth.aws.client
+
+    def recording(name):
+        client = real(name)
+        original = client.get_parameter
+
+        def get_parameter(**kw):
+            calls.append(kw)
+            return original(**kw)
+        client.get_parameter = get_parameter
+        return client
+    monkeypatch.setattr(auth.aws, "client", recording)
+    assert auth.current_secret_version() == 1 and calls == [{"Name": "/tunnel/jwt", "WithDecryption": False}]
