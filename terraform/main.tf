@@ -390,6 +390,7 @@ locals {
     payload_too_large         = 413
     tunnel_busy               = 429
     basic_auth_throttled      = 429
+    websocket_unsupported     = 501
     agent_gone                = 502
     internal_error            = 502
     local_service_error       = 502
@@ -423,6 +424,18 @@ module "observability" {
     connections = { name = module.tables.connections_table_name, indexes = ["tunnel-id-index"] }
     pending     = { name = module.tables.pending_table_name }
   }
+}
+
+# The function URL edge (public_edge = "function_url"; issue 23). forward stands in until the
+# streaming forward exists; the lambda:InvokeFunction statement conditioned on
+# lambda:InvokedViaFunctionUrl is added by the deploy (module output invoke_function_statement).
+module "function_url" {
+  source = "./modules/function_url"
+  count  = var.public_edge == "function_url" ? 1 : 0
+
+  function_name = module.functions["forward"].function_name
+  qualifier     = module.functions["forward"].qualifier
+  invoke_mode   = "RESPONSE_STREAM"
 }
 
 # Upgrade note (issue 30): with a wildcard domain, path_routing now defaults to false, which also

@@ -111,3 +111,13 @@ output "alarm_topic_arn" {
   description = "SNS topic the alarms (and the budget alarm) notify; subscribe to it, or set alarm_email."
   value       = module.observability.alarm_topic_arn
 }
+
+output "function_url" {
+  description = "The function URL callers use with public_edge = function_url (path URLs under it), else null."
+  value       = try(module.function_url[0].function_url, null)
+}
+
+output "function_url_invoke_statement" {
+  description = "With public_edge = function_url: the lambda:InvokeFunction statement (conditioned on lambda:InvokedViaFunctionUrl) the deploy must add with botocore; else null."
+  value       = try(module.function_url[0].invoke_function_statement, null)
+}

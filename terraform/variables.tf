@@ -490,3 +490,19 @@ variable "lambda_concurrency_limit" {
   description = "Your account's Lambda concurrent-executions quota in this region (Service Quotas L-B99A9384): 1,000 by default, often 10 on new accounts. The concurrency alarm fires at alarm_thresholds.concurrency_percent of it. At least 1 (checked by modules/observability)."
   default     = 1000
 }
+
+variable "public_edge" {
+  type        = string
+  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url is under construction (issue 23): the streaming forward is not built yet, so it plans and applies but does not answer callers. Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
+  default     = "http_api"
+
+  validation {
+    condition     = contains(["http_api", "function_url"], var.public_edge)
+    error_message = "public_edge must be http_api or function_url."
+  }
+
+  validation {
+    condition     = var.public_edge != "function_url" || var.forward_reserved_concurrency != null
+    error_message = "public_edge = function_url needs forward_reserved_concurrency: nothing throttles callers in front of a function URL, so the reservation is the only ceiling on what one caller can make forward cost (shared/README.md: one anonymous caller's worst case)."
+  }
+}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 from typing import Awaitable, Callable, Sequence
 
@@ -51,7 +52,7 @@ class TunnelAgent:
     Config has its name; the process-wide settings are the same in all of them)."""
 
     def __init__(self, config: Config | Sequence[Config], sink: Sink, backoff: Backoff | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, record: bool = False) -> None:
         self.configs: tuple[Config, ...] = (config,) if isinstance(config, Config) else tuple(config)
         if not self.configs:
             raise ValueError("no tunnels to run")
@@ -61,7 +62,8 @@ class TunnelAgent:
         self.backoff = backoff or Backoff()
         self.sleep = sleep  # backoff waits (injectable)
         self.stop = StopSignal()
-        self.history: History | None = History(self.config.inspect_history) if self.config.inspect else None
+        # the inspector's records; `record` keeps them without the inspector (the Python API's .requests)
+        self.history: History | None = History(self.config.inspect_history) if self.config.inspect or record else None
         self.inspector: Inspector | None = None
         self.tunnels: list[TunnelRunner] = []
         self.failed: dict[str | None, Fatal] = {}  # tunnel name -> why it stopped
@@ -121,14 +123,24 @@ class TunnelAgent:
         host, port = self.config.inspect
         named = {c.name: Local(c.local_target, c.keep_host) for c in self.configs if c.name is not None}
         inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host, named)
+        taken = None
         try:
-            url = await inspector.start(host, port)
+            try:
+                url = await inspector.start(host, port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or port == 0:
+                    raise
+                taken = port  # another ttf (or anything) has it: any free port beats no inspector
+                url = await inspector.start(host, 0)
         except OSError as exc:
             self.emit(Notice("warning", f"request inspector not started: cannot listen on {host}:{port} "
                                         f"({exc.strerror or exc}); the tunnel runs without it"))
             return None
         self.inspector = inspector
-        self.emit(Notice("info", f"request inspector: {url}"))
+        if taken is not None:
+            self.emit(Notice("warning", f"port {taken} is taken: request inspector on {url} instead"))
+        else:
+            self.emit(Notice("info", f"request inspector: {url}"))
         return url
 
     async def _replay(self, tunnel: str | None, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:

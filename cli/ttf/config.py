@@ -1,7 +1,9 @@
 """Command line, environment and .env parsing for `ttf`.
 
-Precedence: command line > environment (`TTF_*`) > `.env` file in the working directory
-> defaults. A config file naming several tunnels (ttf.toml) is configfile.py's; it uses the
+Precedence: command line > environment (`TTF_*`) > a `.env` file > defaults. A `.env` file is
+read only when asked for (`--env-file FILE` or `TTF_ENV_FILE` in the process environment): one
+in the working directory may come with a repository, and must not choose where the user's
+token goes. A config file naming several tunnels (ttf.toml) is configfile.py's; it uses the
 same conversion (convert()). Every problem becomes a :class:`ConfigError` with one readable
 sentence.
 """
@@ -36,6 +38,8 @@ DEFAULT_INSPECT_HISTORY = 100
 class ConfigError(Exception):
     """Bad input: one readable line, exit status 2."""
 
+    exit_code = 2  # what `ttf` exits with (the Python API's exceptions carry it too)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -65,6 +69,9 @@ class Config:
     inspect_history: int = DEFAULT_INSPECT_HISTORY
     name: str | None = None  # the tunnel's name in a config file (None: the command line's one tunnel)
     policy: edge_policy.Policy | None = None  # the edge policy sent at every $connect (None = open)
+    # HTTP statuses of a refused WebSocket that stop the tunnel before its first success (401 always
+    # does). The command line retries the others; the Python API gives up on 403 and 409 too.
+    give_up_on: frozenset[int] = frozenset()
 
     @property
     def local_target(self) -> str:
@@ -84,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ttf",
         description="Forward a public http-tunnel URL to a local HTTP service.",
         epilog="Every option can also come from a TTF_<OPTION> environment variable "
-        "(e.g. TTF_ENDPOINT, TTF_TOKEN, TTF_PORT) or a .env file in the working directory. "
+        "(e.g. TTF_ENDPOINT, TTF_TOKEN, TTF_PORT), or from a .env file named with --env-file. "
         "`ttf replay ID [--edit]` sends a request the inspector captured again (ttf replay --help).",
     )
     add = parser.add_argument
@@ -140,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("-c", "--config", metavar="FILE",
         help="run the tunnels a TOML file names (default ./ttf.toml when it exists and neither -p nor "
              "--subdomain is given; see cli/README.md)")
+    add("--env-file", metavar="FILE",
+        help="read TTF_* settings from this .env file (env TTF_ENV_FILE; never read unless named: "
+             "a .env in the working directory is not read by itself)")
     add("-V", "--version", action="version", version=f"ttf {__version__}")
     # Hidden knobs for tests and unusual networks.
     add("--heartbeat-interval", help=argparse.SUPPRESS)
@@ -345,9 +355,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+DOTENV = ".env"
+
+
+def _env_file(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(where it was named, the file) when a .env file is asked for, else None. Only the command
+    line and the process environment can ask: a .env file cannot name another."""
+    if args.env_file is not None:
+        return "--env-file", str(args.env_file)
+    if env.get("TTF_ENV_FILE", "") != "":
+        return "TTF_ENV_FILE", env["TTF_ENV_FILE"]
+    return None
+
+
 def given_options(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> dict[str, tuple[str, object]]:
-    """option -> (where it came from, raw value): command line > environment > .env."""
-    return _merged(args, env, read_dotenv(cwd / ".env"))
+    """option -> (where it came from, raw value): command line > environment > the .env file
+    asked for with --env-file / TTF_ENV_FILE (none otherwise)."""
+    named = _env_file(args, env)
+    dotenv: dict[str, str] = {}
+    if named is not None:
+        source, raw = named
+        if not raw.strip():
+            raise ConfigError(f"{source}: the .env file name is empty")
+        path = cwd / Path(raw).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{source}: {raw}: no such file")
+        dotenv = read_dotenv(path)
+    return _merged(args, env, dotenv)
+
+
+def unread_dotenv(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> str | None:
+    """A notice when ./.env holds TTF_* settings that were not read (no --env-file)."""
+    if _env_file(args, env) is not None:
+        return None
+    try:
+        names = sorted(k for k in read_dotenv(cwd / DOTENV) if k.startswith("TTF_"))
+    except ConfigError:
+        return None
+    if not names:
+        return None
+    return (f"./{DOTENV} not read ({', '.join(names)}): a .env file is read only when named "
+            f"(--env-file {DOTENV} or TTF_ENV_FILE={DOTENV})")
 
 
 def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
@@ -383,12 +431,33 @@ def parse_config(argv: list[str], env: Mapping[str, str] | None = None, cwd: Pat
     """The command line's one tunnel (a config file is configfile.load()'s). Raises ConfigError
     for bad input; SystemExit(0) for --help / --version."""
     env = os.environ if env is None else env
-    given = given_options(parse_args(argv), env, cwd or Path.cwd())
+    cwd = cwd or Path.cwd()
+    args = parse_args(argv)
+    given = given_options(args, env, cwd)
     given.pop("config", None)
-    return single_tunnel(given, env)
+    return single_tunnel(given, env, unread_dotenv(args, env, cwd))
 
 
-def single_tunnel(given: Mapping[str, tuple[str, object]], env: Mapping[str, str]) -> Config:
+def single_tunnel(given: Mapping[str, tuple[str, object]], env: Mapping[str, str], unread: str | None = None
+                  ) -> Config:
     if "endpoint" not in given:
-        raise ConfigError("no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT")
+        hint = f" ({unread})" if unread else ""
+        raise ConfigError(f"no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT{hint}")
     return finish({name: convert(name, *given[name]) for name in given}, env)
+
+
+# The Python API (ttf.api) reads explicit arguments and these TTF_* variables only: never a .env
+# or a config file it was not given, and none of the command line's process-wide settings (an
+# inspector port, a saved URL, output) that a library call must not pick up from the environment.
+API_FROM_ENV = frozenset(_OPTIONS) - {"config", "inspect", "inspect_history", "state_dir", "new_url", "json",
+                                      "verbose", "port", "host"} | frozenset(POLICY_OPTIONS)
+
+
+def api_options(explicit: Mapping[str, object], env: Mapping[str, str]) -> dict[str, tuple[str, object]]:
+    """option -> (where it came from, raw value): the caller's arguments (named as such) > TTF_*."""
+    given = {name: got for name, got in _merged(parse_args([]), env, {}).items() if name in API_FROM_ENV}
+    for name, value in explicit.items():
+        if name in POLICY_OPTIONS and isinstance(value, str):
+            value = [value]
+        given[name] = (name, value)
+    return given

@@ -16,9 +16,14 @@ messages belong together: splitting them would scatter the one schema across mod
 The file is `--config FILE` (or TTF_CONFIG), else ./ttf.toml when it exists and the command
 line names no tunnel of its own (-p, --subdomain). Keys are the long options without `--`, with
 TOML types (`port = 3000`, not "3000"). A tunnel's table takes TUNNEL_KEYS; the top level takes
-TOP_KEYS, the defaults for every tunnel. Per tunnel a value comes from: its table > the command
-line > TTF_* > .env > the file's top level > the built-in default. port and subdomain name one
-tunnel, so given outside the file they are refused while a file is in use.
+TOP_KEYS, the defaults for every tunnel. port and subdomain name one tunnel, so given outside
+the file they are refused while a file is in use.
+
+Per tunnel a value comes from, for a file the user named (--config, TTF_CONFIG): its table >
+the command line > TTF_* > .env > the file's top level > the built-in default. A ./ttf.toml
+found by itself may have come with a repository, so it is trusted less: the command line,
+TTF_* and .env outrank all of it; a token from outside it is refused rather than sent to an
+endpoint only the file names; and the endpoint and local host it sets are named in a notice.
 
 Anything else is refused with the file name, the line (tomllib reports none for a key, so the
 text is searched for it) and the key path: `ttf.toml:7: tunnels.api.prot: unknown key (did you
@@ -27,6 +32,7 @@ mean port?)`. A new per-tunnel option is one entry in KINDS plus its name in TUN
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -37,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ttf.config import ConfigError, Config, convert, finish, given_options, parse_args, single_tunnel
+from ttf.config import ConfigError, Config, convert, finish, given_options, parse_args, single_tunnel, unread_dotenv
 
 DEFAULT_FILE = "ttf.toml"
 MAX_FILE_BYTES = 1024 * 1024
@@ -82,6 +88,7 @@ ONLY_PER_TUNNEL = frozenset({"port", "subdomain"})  # one tunnel's own: never a 
 TOP_KEYS = frozenset(KINDS) - ONLY_PER_TUNNEL
 REQUIRED = ("port",)
 SECRET_KEYS = frozenset({"token", "basic-auth", "verify-webhook"})  # never echoed in an error
+NAMED_WHEN_FOUND = ("endpoint", "host")  # where the token and the requests go: a found file's are named
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ def load(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None
     cwd = cwd or Path.cwd()
     args = parse_args(argv)
     given = given_options(args, env, cwd)
+    unread = unread_dotenv(args, env, cwd)
+    notes = (unread,) if unread else ()
     chosen = given.pop("config", None)
     if chosen is not None:
         source, raw = chosen
@@ -112,22 +121,32 @@ def load(argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None
             raise ConfigError(f"{source}: the config file name is empty")
         display = str(raw)
     elif not (cwd / DEFAULT_FILE).is_file():
-        return Plan((single_tunnel(given, env),))
+        return Plan((single_tunnel(given, env, unread),), notes=notes)
     elif args.port is not None or args.subdomain is not None:
         note = (f"./{DEFAULT_FILE} not read: -p/--subdomain on the command line run that one tunnel "
                 f"(--config {DEFAULT_FILE} runs the file's tunnels)")
-        return Plan((single_tunnel(given, env),), notes=(note,))
+        return Plan((single_tunnel(given, env, unread),), notes=(note, *notes))
     else:
         display = DEFAULT_FILE
+    plan = read_file(display, cwd / Path(display).expanduser(), given, env, found=chosen is None)
+    return dataclasses.replace(plan, notes=plan.notes + notes)
+
+
+def read_file(display: str, path: Path, given: Mapping[str, tuple[str, object]], env: Mapping[str, str],
+              found: bool = False) -> Plan:
+    """A config file (named by the user, or `found` in the working directory) with the options
+    given outside it (port and subdomain refused: they belong to one tunnel). Also the Python
+    API's config=."""
     for option in sorted(ONLY_PER_TUNNEL & {name.replace("_", "-") for name in given}):
         where = given[option.replace("-", "_")][0]
         raise ConfigError(f"{where}: {option} is set per tunnel in {display} ([tunnels.NAME] {option} = ...) "
                           "while a config file is used")
-    path = Path(display).expanduser()
-    return _plan(display, cwd / path, given, env)
+    return _plan(display, path, given, env, found)
 
 
-def _plan(display: str, path: Path, given: Mapping[str, tuple[str, object]], env: Mapping[str, str]) -> Plan:
+def _plan(display: str, path: Path, given: Mapping[str, tuple[str, object]], env: Mapping[str, str],
+          found: bool = False) -> Plan:
+    """`found`: the file was found in the working directory, not named by the user."""
     text = _read(display, path)
     try:
         doc = tomllib.loads(text)
@@ -142,6 +161,8 @@ def _plan(display: str, path: Path, given: Mapping[str, tuple[str, object]], env
         raise ConfigError(f"{display}: no tunnels: add a [tunnels.NAME] table with port = ... for each local service")
     from_command_line = {name: convert(name, *given[name]) for name in given}
     configs: list[Config] = []
+    # a found file's endpoints and hosts, for the notice
+    named = [f"{key} {top[key]}" for key in NAMED_WHEN_FOUND if key in top and key not in given] if found else []
     seen: dict[str, str] = {}
     subdomains: dict[tuple[object, str], str] = {}
     for name, table in tunnels.items():
@@ -160,7 +181,13 @@ def _plan(display: str, path: Path, given: Mapping[str, tuple[str, object]], env
         for key in REQUIRED:
             if key.replace("-", "_") not in own:
                 raise ConfigError(where.error(at, f"no {key} (which local port does this tunnel forward to?)"))
-        values: dict[str, object] = {**top, **from_command_line, **own, "name": name}
+        if found:  # the user's command line and environment outrank a file that came with the directory
+            values: dict[str, object] = {**top, **own, **from_command_line, "name": name}
+            _check_token_destination(display, name, {**top, **own}, given)
+            named += [f"{key} {own[key]} for tunnels.{name}" for key in NAMED_WHEN_FOUND
+                      if key in own and key not in given]
+        else:
+            values = {**top, **from_command_line, **own, "name": name}
         if "endpoint" not in values:
             raise ConfigError(f"{display}: tunnels.{name} has no endpoint: set endpoint at the top of the file "
                               "or in the tunnel's table, or pass -e/--endpoint or TTF_ENDPOINT")
@@ -171,7 +198,23 @@ def _plan(display: str, path: Path, given: Mapping[str, tuple[str, object]], env
                                                                       "same subdomain on the same endpoint"))
             subdomains[asked] = name
         configs.append(finish(values, env))
-    return Plan(tuple(configs), display, _notes(display, path, doc))
+    notes = _notes(display, path, doc)
+    if named:
+        notes = (f"./{display} found in the working directory sets " + ", ".join(named)
+                 + " (you did not name it with --config; -e/--host and TTF_* override it)",) + notes
+    return Plan(tuple(configs), display, notes)
+
+
+def _check_token_destination(display: str, name: str, in_file: Mapping[str, object],
+                             given: Mapping[str, tuple[str, object]]) -> None:
+    """A token from outside a found file never goes to an endpoint only that file names."""
+    if "token" not in given or "endpoint" in given or "endpoint" not in in_file:
+        return
+    raise ConfigError(
+        f"./{display} (found in the working directory, not named with --config) sets endpoint "
+        f"{in_file['endpoint']} for tunnels.{name}, and the token comes from {given['token'][0]}: "
+        f"refusing to send your token to an endpoint only that file names; pass -e/--endpoint (or "
+        f"TTF_ENDPOINT), or --config {display} if you trust the file")
 
 
 def _read(display: str, path: Path) -> str:

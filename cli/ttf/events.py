@@ -116,6 +116,18 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class LocalService:
+    """Whether the tunnel's local service takes connections: probed at start, after a request
+    could not reach it, and again until it does (probe.LocalProbe). Only changes are reported."""
+
+    up: bool
+    target: str  # host:port
+    detail: str | None = None  # why it is down ("connection refused")
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    event: ClassVar[str] = "local_service"
+
+
+@dataclass(frozen=True)
 class TunnelFailed:
     """A config file's tunnel gave up (retrying cannot help); the others go on."""
 
@@ -125,7 +137,7 @@ class TunnelFailed:
 
 
 Event = Union[Connected, TunnelEstablished, RequestDone, RequestDenied, PolicyActive, Disconnected, Reconnecting,
-              Notice, TunnelFailed]
+              Notice, TunnelFailed, LocalService]
 Sink = Callable[[Event], None]
 
 

@@ -57,7 +57,12 @@ Dial = Callable[[Mapping[str, str]], Awaitable[S]]
 
 
 class Fatal(Exception):
-    """Retrying cannot help (e.g. the token is rejected before any success)."""
+    """Retrying cannot help (e.g. the token is rejected before any success). `status`: the HTTP
+    status the endpoint refused the WebSocket with, when that is why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def connect(config: Config, dial: Dial[S], saved: SavedUrl, *, emit: Sink, stop: StopSignal,
@@ -172,8 +177,12 @@ class _Lifecycle(Generic[S]):
     def _after_refusal(self, exc: ConnectFailed) -> bool:
         """Raise Fatal, or drop a refused reclaim (True: worth retrying at once)."""
         if exc.status == 401 and not self.ever_established:
-            raise Fatal(f"the endpoint rejected the token (HTTP 401): {exc.reason}")
-        return exc.status in RECLAIM_REFUSED and self.saved.refused(exc.status)
+            raise Fatal(f"the endpoint rejected the token (HTTP 401): {exc.reason}", 401)
+        if exc.status in RECLAIM_REFUSED and self.saved.refused(exc.status):
+            return True
+        if exc.status is not None and exc.status in self.config.give_up_on and not self.ever_established:
+            raise Fatal(f"the endpoint refused the tunnel (HTTP {exc.status}): {exc.reason}", exc.status)
+        return False
 
     async def _wait_before_retry(self, reason: str) -> None:
         delay = self.backoff.next_delay()

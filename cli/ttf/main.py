@@ -28,7 +28,7 @@ class _DashboardLog(logging.Handler):
         self.state = state
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.state.notice = f"{record.levelname.lower()}: {record.getMessage()}"
+        self.state.say(f"{record.levelname.lower()}: {record.getMessage()}", time.time())
 
 
 class _PlainFormatter(logging.Formatter):
@@ -101,8 +101,8 @@ async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
     for tunnel in plan.tunnels:
         if tunnel.policy:
             state.apply(PolicyActive(tuple(tunnel.policy.describe()), tunnel=tunnel.name), now)
-    for note in plan.notes:
-        state.notice = note
+    if plan.notes:  # the dashboard shows one notice line: all of them, so none hides another
+        state.say(" · ".join(plan.notes), now)
 
     def sink(event: Event) -> None:
         state.apply(event, time.time())
@@ -126,6 +126,16 @@ def _sink(config: Config, plan: Plan, stdout: TextIO) -> Sink:
     return LineSink(stdout, {c.name: c.local_target for c in plan.tunnels})
 
 
+def _inspect_hint(args: list[str]) -> str:
+    """A guess at the inspector's flag (--inspector-port, --inspect-port...) gets the real one named."""
+    guessed = [a.split("=")[0] for a in args if a.startswith("--inspect") and a.split("=")[0] not in
+               {"--inspect", "--inspect-history"}]
+    if not guessed:
+        return ""
+    return (f"\nttf: {guessed[0]} is not an option: the request inspector's address is --inspect HOST:PORT "
+            "(e.g. --inspect 127.0.0.1:4046), or --inspect off")
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     args = sys.argv[1:] if argv is None else argv
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None) -> int:
     try:
         plan = load(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
-        print(f"ttf: error: {exc}", file=sys.stderr)
+        print(f"ttf: error: {exc}{_inspect_hint(args)}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0

@@ -21,21 +21,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Mapping, Sequence, TextIO
 
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from ttf._version import __version__
 from ttf.events import (
-    Connected, Disconnected, Event, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone, TunnelEstablished,
-    TunnelFailed, escape_controls, to_json,
+    Connected, Disconnected, Event, LocalService, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone,
+    TunnelEstablished, TunnelFailed, escape_controls, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 STATUS_STYLE = {"1xx": "white", "2xx": "green", "3xx": "cyan", "4xx": "yellow", "5xx": "bold red"}
 RECENT_ROWS = 15
 LATENCY_WINDOW = 2000
+NOTICE_TTL = 60.0  # seconds "Last event" stays on screen while the tunnel is online
+COMPACT_BELOW = 30  # terminal rows: below this the header folds (uptime on the status line, no id/endpoint)
+PATH_MIN = 12  # the path column keeps this much (or half the room) before an error code grows into it
+CELL_MAX = 20  # in the request list, a longer method or tunnel name (never a real one) is cut: "…"
+WIDE = 100  # columns: from here a config file's tunnel lines also show bytes in and out
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,19 @@ class Dashboard:
     reconnects: int = 0
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     notice: str | None = None
+    notice_at: float | None = None  # when (None: for as long as the process runs)
     failed: str | None = None  # why the tunnel gave up (config file: the others go on)
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
     policy: tuple[str, ...] = ()  # the edge policy's rules, secrets masked
     denied: dict[str, int] = field(default_factory=dict)  # x-tunnel-error code -> requests the edge refused
+    local: LocalService | None = None  # the local service's last known state (None: not probed yet)
+
+    def say(self, message: str, now: float | None) -> None:
+        """The "Last event" line; it fades after NOTICE_TTL while the tunnel is online."""
+        self.notice, self.notice_at = message, now
+
+    def local_down(self) -> bool:
+        return self.local is not None and not self.local.up
 
     def apply(self, event: Event, now: float) -> None:
         if isinstance(event, RequestDone):
@@ -93,16 +107,19 @@ class Dashboard:
         elif isinstance(event, TunnelEstablished):
             self.tunnel = event
             self._set_status("online", now)
-            self.notice = "connection renewed" if event.renewed else self.notice
+            if event.renewed:
+                self.say("connection renewed", now)
         elif isinstance(event, Disconnected):
             self._set_status("offline", now)
-            self.notice = f"disconnected: {event.reason}"
+            self.say(f"disconnected: {event.reason}", now)
         elif isinstance(event, Reconnecting):
             self.reconnects += 1
             self._set_status(f"reconnecting in {event.delay_s:.1f} s", now)
-            self.notice = event.reason
+            self.say(event.reason, now)
         elif isinstance(event, Notice):
-            self.notice = event.message
+            self.say(event.message, now)
+        elif isinstance(event, LocalService):
+            self.local = event
         elif isinstance(event, TunnelFailed):
             self.failed = event.reason
             self._set_status("failed", now)
@@ -129,6 +146,10 @@ class MultiDashboard:
     recent: deque[RequestRow] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     only: str | None = None  # show the latest requests of this tunnel only
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
+    notice_at: float | None = None  # when the notice came (None: for as long as the process runs)
+
+    def say(self, message: str, now: float | None) -> None:
+        self.notice, self.notice_at = message, now
 
     @classmethod
     def of(cls, tunnels: Sequence[tuple[str, str, str]], started_at: float, source: str | None = None
@@ -144,7 +165,7 @@ class MultiDashboard:
             self.inspector_url = event.inspector_url
         if row is None:
             if isinstance(event, Notice):
-                self.notice = event.message
+                self.say(event.message, now)
             return
         row.apply(event, now)
         if isinstance(event, (RequestDone, RequestDenied)):
@@ -194,16 +215,41 @@ def human_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def render_header(state: Dashboard, now: float) -> Table:
+def status_text(state: Dashboard) -> Text:
+    """The tunnel's state, and whether its local service takes connections ("online · local service down")."""
+    style = "green" if state.status == "online" else "bold red" if state.failed else "yellow"
+    text = plain(state.status, style)
+    if state.local_down() and state.local is not None:
+        text.append(" · local service down", style="bold red")
+        if state.local.detail:
+            text.append(f" ({escape_controls(state.local.detail)})", style="red")
+    return text
+
+
+def _notice(state: Dashboard | MultiDashboard, now: float, online: bool) -> str | None:
+    """The last event, until it is NOTICE_TTL old while all is well (it stays while something is wrong)."""
+    if not state.notice:
+        return None
+    if online and state.notice_at is not None and now - state.notice_at > NOTICE_TTL:
+        return None
+    return state.notice
+
+
+def render_header(state: Dashboard, now: float, compact: bool = False) -> Table:
+    """compact: uptime on the status line, no tunnel id and endpoint, the policy on one line."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    style = "green" if state.status == "online" else "yellow"
-    grid.add_row("Status", plain(state.status, style))
-    grid.add_row("Uptime", human_duration(now - state.started_at))
+    status = status_text(state)
+    if compact:
+        status.append(f"  up {human_duration(now - state.started_at)}", style="dim")
+    grid.add_row("Status", status)
+    if not compact:
+        grid.add_row("Uptime", human_duration(now - state.started_at))
     tunnel = state.tunnel
     if tunnel is not None:
-        grid.add_row("Tunnel id", plain(tunnel.tunnel_id))
+        if not compact:
+            grid.add_row("Tunnel id", plain(tunnel.tunnel_id))
         grid.add_row("Forwarding", plain(f"{tunnel.public_url} -> http://{state.local_target}"))
         for label, url in (("Subdomain URL", tunnel.subdomain_url), ("Path URL", tunnel.path_based_url)):
             if url and url != tunnel.public_url:
@@ -213,20 +259,24 @@ def render_header(state: Dashboard, now: float) -> Table:
             grid.add_row("Inspector", plain(tunnel.inspector_url + count))
     else:
         grid.add_row("Local target", plain(f"http://{state.local_target}"))
-    grid.add_row("Endpoint", plain(state.endpoint))
+    if not compact:
+        grid.add_row("Endpoint", plain(state.endpoint))
     if state.policy:
-        grid.add_row("Edge policy", Text(escape_controls("\n".join(state.policy), keep="\n")))
+        rules = "; ".join(state.policy) if compact else "\n".join(state.policy)
+        grid.add_row("Edge policy", Text(escape_controls(rules, keep="\n")))
     if state.denied:
         grid.add_row("Denied", plain(", ".join(f"{reason} {n}" for reason, n in sorted(state.denied.items()))))
-    if state.notice:
-        grid.add_row("Last event", plain(state.notice, "dim"))
+    notice = _notice(state, now, state.status == "online" and not state.local_down())
+    if notice:
+        grid.add_row("Last event", plain(notice, "dim"))
     return grid
 
 
 def render_stats(state: Dashboard) -> Table:
-    table = Table(box=None, padding=(0, 2), show_edge=False)
-    for name in ("requests", *STATUS_CLASSES, "p50", "p90", "in", "out", "reconnects"):
-        table.add_column(name, justify="right", header_style="bold")
+    """Totals; p50/p90 are the local app's times (the caller also waited for the edge and the network)."""
+    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    for name in ("requests", *STATUS_CLASSES, "app p50", "app p90", "in", "out", "reconnects"):
+        table.add_column(name, justify="right", header_style="bold", no_wrap=True)
     latencies = list(state.latencies_ms)
     p50, p90 = percentile(latencies, 50), percentile(latencies, 90)
     table.add_row(
@@ -241,52 +291,79 @@ def render_stats(state: Dashboard) -> Table:
     return table
 
 
-def render_requests(state: Dashboard | MultiDashboard) -> Table:
+def _cut(text: Text, limit: int) -> Text:
+    text.truncate(limit, overflow="ellipsis")
+    return text
+
+
+def render_requests(state: Dashboard | MultiDashboard, width: int | None = None, limit: int | None = None) -> Table:
+    """The latest requests, newest first. Given a width, every column but the path is as wide as its
+    widest cell, so time, method, status, duration and size are never cut: the path gives way first,
+    then an error code beside its status (down to PATH_MIN for the path). `limit`: at most this many rows."""
     several = isinstance(state, MultiDashboard)
-    table = Table(box=None, padding=(0, 2), show_edge=False, expand=False)
-    table.add_column("time", style="dim", no_wrap=True)
-    if several:
-        table.add_column("tunnel", style="bold", no_wrap=True)
-    table.add_column("method", no_wrap=True)
-    table.add_column("path", overflow="ellipsis", no_wrap=True, max_width=60)
-    table.add_column("status", justify="right", no_wrap=True)
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("size", justify="right", no_wrap=True)
-    for row in state.requests() if isinstance(state, MultiDashboard) else state.recent:
+    rows = (state.requests() if isinstance(state, MultiDashboard) else list(state.recent))[:limit]
+    cells: list[list[Text]] = []
+    for row in rows:
         status = Text(str(row.status), style=STATUS_STYLE.get(status_class(row.status), "white"))
         if row.error:
             status.append(f" {escape_controls(row.error)}", style="dim")
-        table.add_row(
-            datetime.fromtimestamp(row.at).strftime("%H:%M:%S"),
-            *([plain(row.tunnel or "")] if several else []),
-            plain(row.method),
-            plain(row.path),
-            status,
-            f"{row.duration_ms} ms",
-            human_bytes(row.bytes_out),
-        )
+        cells.append([
+            Text(datetime.fromtimestamp(row.at).strftime("%H:%M:%S"), style="dim"),
+            *([_cut(plain(row.tunnel or "", "bold"), CELL_MAX)] if several else []),
+            _cut(plain(row.method), CELL_MAX), plain(row.path), status,
+            Text(f"{row.duration_ms} ms"), Text(human_bytes(row.bytes_out)),
+        ])
+    heads = ["time", *(["tunnel"] if several else []), "method", "path", "status", "app time", "size"]
+    path_at, status_at = heads.index("path"), heads.index("status")
+    natural = [max([len(h)] + [c[i].cell_len for c in cells]) for i, h in enumerate(heads)]
+    widths: list[int | None] = [None] * len(heads)
+    if width is not None:
+        widths = list(natural)
+        code = max([len("status")] + [len(str(row.status)) for row in rows])
+        room = width - 2 * (len(heads) - 1) - sum(w for i, w in enumerate(natural) if i not in (path_at, status_at))
+        room -= code  # what is left for the path and the error codes
+        path = min(natural[path_at], max(PATH_MIN, room // 2), max(room, 0))
+        error = min(natural[status_at] - code, max(room - path, 0))
+        widths[status_at] = code + error
+        widths[path_at] = max(room - error, 0)
+    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False, expand=False)
+    for i, head in enumerate(heads):
+        right = head in {"status", "app time", "size"}
+        table.add_column(head, justify="right" if right else "left", no_wrap=True, overflow="ellipsis",
+                         width=widths[i], max_width=60 if (i == path_at and width is None) else None)
+    for line in cells:
+        table.add_row(*line)
     return table
 
 
-def render_tunnels(state: MultiDashboard) -> Table:
-    """One block per tunnel: its status, URL and local target; its traffic; why it is not online."""
+def _tunnel_counts(row: Dashboard, width: int | None) -> Text:
+    p50 = percentile(list(row.latencies_ms), 50)
+    text = Text(f"{row.total} requests")
+    for cls in STATUS_CLASSES:
+        text.append(f"  {cls} ", style="dim")
+        text.append(str(row.counts[cls]), style=STATUS_STYLE[cls] if row.counts[cls] else "dim")
+    text.append(f"  app p50 {'-' if p50 is None else f'{p50} ms'}", style="dim")
+    if width is None or width >= WIDE:
+        text.append(f"  in {human_bytes(row.bytes_in)}  out {human_bytes(row.bytes_out)}", style="dim")
+    if row.reconnects or width is None or width >= WIDE:
+        text.append(f"  reconnects {row.reconnects}", style="dim")
+    return text
+
+
+def render_tunnels(state: MultiDashboard, width: int | None = None) -> Table:
+    """One block per tunnel: its status (and its local service's), URL and local target; its traffic;
+    why it is not online. Under WIDE columns the traffic line leaves out the bytes."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", justify="right", no_wrap=True)
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     for number, (name, row) in enumerate(state.rows.items(), 1):
-        style = "green" if row.status == "online" else "bold red" if row.failed else "yellow"
-        text = plain(row.status, style)
+        text = status_text(row)
         if row.tunnel is not None:
             text.append(f"  {escape_controls(row.tunnel.public_url)}")
         text.append(f" -> http://{escape_controls(row.local_target)}", style="dim")
-        p50 = percentile(list(row.latencies_ms), 50)
-        text.append(f"\n{row.total} requests")
-        for cls in STATUS_CLASSES:
-            text.append(f"  {cls} ", style="dim")
-            text.append(str(row.counts[cls]), style=STATUS_STYLE[cls] if row.counts[cls] else "dim")
-        text.append(f"  p50 {'-' if p50 is None else f'{p50} ms'}  in {human_bytes(row.bytes_in)}  "
-                    f"out {human_bytes(row.bytes_out)}  reconnects {row.reconnects}", style="dim")
+        text.append("\n")
+        text.append_text(_tunnel_counts(row, width))
         if row.policy:
             text.append(f"\nedge policy: {'; '.join(row.policy)}", style="dim")
         if row.denied:
@@ -299,41 +376,94 @@ def render_tunnels(state: MultiDashboard) -> Table:
     return grid
 
 
-def render_multi(state: MultiDashboard, now: float) -> Panel:
+def _multi_top(state: MultiDashboard, now: float, width: int | None, compact: bool) -> list[RenderableType]:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     online = sum(row.status == "online" for row in state.rows.values())
-    grid.add_row("Tunnels", plain(f"{online} of {len(state.rows)} online" + (f" ({state.source})" if state.source else "")))
-    grid.add_row("Uptime", human_duration(now - state.started_at))
+    down = sum(row.status == "online" and row.local_down() for row in state.rows.values())
+    tunnels = Text(escape_controls(f"{online} of {len(state.rows)} online"),
+                   style="green" if online == len(state.rows) and not down else "yellow")
+    if down:
+        tunnels.append(f" · {down} local service{'s' if down > 1 else ''} down", style="bold red")
+    if state.source:
+        tunnels.append(f" ({escape_controls(state.source)})")
+    if compact:
+        tunnels.append(f"  up {human_duration(now - state.started_at)}", style="dim")
+    grid.add_row("Tunnels", tunnels)
+    if not compact:
+        grid.add_row("Uptime", human_duration(now - state.started_at))
     if state.inspector_url:
         count = f" ({state.captured()} captured)" if state.captured is not None else ""
         grid.add_row("Inspector", plain(state.inspector_url + count))
-    if state.notice:
-        grid.add_row("Last event", plain(state.notice, "dim"))
+    notice = _notice(state, now, online == len(state.rows) and not down)
+    if notice:
+        grid.add_row("Last event", plain(notice, "dim"))
+    return [grid, Text(""), render_tunnels(state, width)]
+
+
+def _multi_title(state: MultiDashboard) -> Text:
     title = Text("Latest requests", style="bold")
     title.append(f" via {escape_controls(state.only)}" if state.only else " (all tunnels)")
     title.append(f"   keys: 1-{min(9, len(state.rows))} one tunnel, 0 all, t next", style="dim")
-    requests = state.requests()
-    body = Group(
-        grid, Text(""), render_tunnels(state), Text(""), title,
-        render_requests(state) if requests else Text("  none yet", style="dim"),
-    )
-    return Panel(body, title=f"ttf {__version__}", subtitle="Ctrl-C to quit", border_style="blue")
+    return title
 
 
-def render_dashboard(state: Dashboard | MultiDashboard, now: float) -> Panel:
-    if isinstance(state, MultiDashboard):
-        return render_multi(state, now)
-    body = Group(
-        render_header(state, now),
-        Text(""),
-        render_stats(state),
-        Text(""),
-        Text("Latest requests", style="bold"),
-        render_requests(state) if state.recent else Text("  none yet", style="dim"),
-    )
-    return Panel(body, title=f"ttf {__version__}", subtitle="Ctrl-C to quit", border_style="blue")
+def _panel(state: Dashboard | MultiDashboard, now: float, console: Console, options: ConsoleOptions) -> Panel:
+    """The whole frame for the console's size. Given a height, the header folds (compact) below
+    COMPACT_BELOW rows or when the full one would leave no room for requests, and only as many
+    requests are listed as fit."""
+    inner = max(options.max_width - 4, 10)  # the panel's borders and padding
+    height = options.max_height
+    listed = state.requests() if isinstance(state, MultiDashboard) else list(state.recent)
+    title = _multi_title(state) if isinstance(state, MultiDashboard) else Text("Latest requests", style="bold")
+    limit = 0
+    top: list[RenderableType] = []
+    for compact in ((False, True) if height >= COMPACT_BELOW else (True,)):
+        if isinstance(state, MultiDashboard):
+            top = _multi_top(state, now, inner, compact)
+        else:
+            top = [render_header(state, now, compact), Text(""), render_stats(state)]
+        probe = title.copy()
+        probe.append(_shown_note(len(listed), len(listed)))  # the title as long as it can get
+        used = len(console.render_lines(Group(*top, Text(""), probe), options.update(width=inner, height=None),
+                                        pad=False))
+        limit = max(height - 2 - used - 1, 0)  # the borders, the column heads
+        if limit >= min(len(listed), 5):
+            break
+    body: list[RenderableType] = [*top, Text("")]
+    if not listed:
+        body += [title, Text("  none yet", style="dim")]
+    elif limit > 0:
+        shown = min(limit, len(listed))
+        if shown < len(listed):
+            title.append(_shown_note(shown, len(listed)), style="dim")
+        body += [title, render_requests(state, inner, shown)]
+    return Panel(Group(*body), title=f"ttf {__version__}", subtitle="Ctrl-C to quit", border_style="blue")
+
+
+def _shown_note(shown: int, of: int) -> str:
+    return f"  (newest {shown} of {of})"
+
+
+@dataclass
+class DashboardView:
+    """The dashboard, laid out for the console it is drawn on: its width and height (rich's Live gives
+    the terminal's size), so the frame never runs past the bottom and no essential column is cut."""
+
+    state: Dashboard | MultiDashboard
+    now: float
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _panel(self.state, self.now, console, options)
+
+
+def render_multi(state: MultiDashboard, now: float) -> DashboardView:
+    return DashboardView(state, now)
+
+
+def render_dashboard(state: Dashboard | MultiDashboard, now: float) -> DashboardView:
+    return DashboardView(state, now)
 
 
 def format_line(event: Event, now: float) -> str:
@@ -364,6 +494,9 @@ def format_line(event: Event, now: float) -> str:
         text = f"reconnecting in {event.delay_s:.1f} s (attempt {event.attempt}): {event.reason}"
     elif isinstance(event, TunnelFailed):
         text = f"tunnel failed, the others go on: {event.reason}"
+    elif isinstance(event, LocalService):
+        text = f"local service http://{event.target} " + (
+            "takes connections" if event.up else f"is down ({event.detail or 'not reachable'})")
     else:
         text = f"{event.level}: {event.message}"
     return f"{stamp} {escape_controls(text)}"

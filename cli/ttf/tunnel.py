@@ -24,11 +24,12 @@ from httptunnel.protocol import Headers
 
 from ttf.backoff import Backoff
 from ttf.config import Config
-from ttf.events import RequestDenied, Sink
+from ttf.events import Event, RequestDenied, Sink
 from ttf.forward import Exchange, Forwarder, local_session
 from ttf.handshake import open_socket
 from ttf.inspector import History
 from ttf.lifecycle import connect
+from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
 from ttf.shutdown import StopSignal
@@ -70,6 +71,7 @@ class TunnelRunner:
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
         self.saved = SavedUrl.for_config(config, shared.emit)
+        self.probe = LocalProbe(config.host, config.port, config.local_target, shared.emit)
 
     @property
     def name(self) -> str | None:
@@ -80,9 +82,15 @@ class TunnelRunner:
         self.saved.restore(self.config.new_url)
         sessions = connect(self.config, self._dial, self.saved, emit=self.shared.emit, stop=self.shared.stop,
                            backoff=self.backoff, sleep=self.sleep, inspector_url=self.shared.inspector_url)
-        async with contextlib.aclosing(sessions):
-            async for session in sessions:  # each serves by itself
-                log.debug("serving on connection %s", session.info.connection_id)
+        probe = asyncio.create_task(self.probe.run())  # is the local service there? (at start, after failures)
+        try:
+            async with contextlib.aclosing(sessions):
+                async for session in sessions:  # each serves by itself
+                    log.debug("serving on connection %s", session.info.connection_id)
+        finally:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
 
     async def close(self) -> None:
         """Close the local connection pool (after run(): replays use it while the process lives)."""
@@ -90,16 +98,24 @@ class TunnelRunner:
 
     async def replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
         async with self.slots:  # replays share the local service's concurrency bound
-            return await self.forwarder.replay(method, uri, headers, body)
+            exchange = await self.forwarder.replay(method, uri, headers, body)
+        if exchange.error == UNREACHABLE:
+            self.probe.failed()
+        return exchange
 
     async def _dial(self, headers: Mapping[str, str]) -> TunnelSession:
         opened = await open_socket(self.shared.ws_http, self.config.endpoint, headers,
                                    self.config.connect_timeout, self.shared.emit)
         return TunnelSession(opened.ws, opened.info, handle=self.forwarder.handle, slots=self.slots,
-                             emit=self.shared.emit, heartbeat_interval=self.config.heartbeat_interval,
+                             emit=self._emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
                              on_denied=self._record_denied,
                              queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT))
+
+    def _emit(self, event: Event) -> None:
+        """The session's events (requests done), which also tell the probe how the local calls went."""
+        self.shared.emit(event)
+        self.probe.observe(event)
 
     def _record_denied(self, denied: protocol.RequestDenied) -> None:
         self.shared.emit(RequestDenied(denied.method, denied.uri, denied.status, denied.reason, max(1, denied.count)))

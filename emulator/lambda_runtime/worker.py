@@ -27,6 +27,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -150,6 +151,10 @@ def setup_logging() -> None:
 
 
 def main() -> None:
+    # Ctrl-C on `make stack` reaches the whole process group; a Lambda sandbox never sees SIGINT, and
+    # the emulator stops its workers itself (stdin closed, then kill), so the worker ignores it
+    # instead of printing a KeyboardInterrupt traceback per function.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = json.loads(sys.argv[1])
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # handler prints go to stderr, never into the protocol stream

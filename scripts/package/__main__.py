@@ -54,7 +54,8 @@ def write_zip(src_dir: Path, zip_path: Path, bytecode: bool = False) -> None:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(src_dir).as_posix(), FIXED_TIME)
-            info.external_attr = 0o644 << 16
+            # executables stay executable (the streaming function's AWS_LAMBDA_EXEC_WRAPPER script)
+            info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
     tmp.replace(zip_path)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from . import bodies, config, events, limits, log, management, policy, protocol, routing, store
-from .replies import NOT_FOUND, ForwardResult, fail
+from .replies import NOT_FOUND, WEBSOCKET_REFUSED, ForwardResult, fail
 from .tunnels import CACHE_MAX
 from .ttlmap import TTLMap
 
@@ -41,6 +41,8 @@ def route(req: events.HttpEvent) -> tuple[routing.Route, str] | ForwardResult:
         route = referer_route(req)
     if route is None or (route.mode == routing.PATH and not config.path_routing()):
         return fail(404, "tunnel_not_found", NOT_FOUND)
+    if websocket_upgrade(req):  # passed on, it would reach the app as a plain GET (and its 400 the browser)
+        return fail(501, "websocket_unsupported", WEBSOCKET_REFUSED)
     try:
         target = routing.request_target(route.path, req.raw_query)
     except ValueError:
@@ -50,6 +52,13 @@ def route(req: events.HttpEvent) -> tuple[routing.Route, str] | ForwardResult:
     if len(req.body) > limits.INLINE_REQUEST_BODY_MAX and not bodies.enabled():
         return fail(413, "payload_too_large", "request body too large (no body bucket configured)")
     return route, target
+
+
+def websocket_upgrade(req: events.HttpEvent) -> bool:
+    """A WebSocket handshake (RFC 6455: ``Upgrade: websocket``, ``Sec-WebSocket-Key``): a proxy in
+    front may drop the hop-by-hop Upgrade, so either one marks it."""
+    upgrade = req.headers.get("upgrade", "").lower()
+    return "websocket" in upgrade or "sec-websocket-key" in req.headers
 
 
 def referer_route(req: events.HttpEvent) -> routing.Route | None:

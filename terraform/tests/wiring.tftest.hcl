@@ -755,3 +755,56 @@ run "rejects_a_negative_max_lifetime" {
 
   expect_failures = [var.jwt_max_lifetime]
 }
+
+run "public_edge_defaults_to_the_http_api" {
+  command = plan
+
+  assert {
+    condition     = length(module.function_url) == 0 && output.function_url == null && output.function_url_invoke_statement == null
+    error_message = "no function URL unless public_edge = function_url"
+  }
+}
+
+run "function_url_edge_streams_from_forward" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+  }
+
+  assert {
+    condition     = length(module.function_url) == 1 && module.function_url[0].invoke_mode == "RESPONSE_STREAM"
+    error_message = "public_edge = function_url makes a streaming function URL"
+  }
+
+  assert {
+    condition     = output.function_url_invoke_statement.function_name == "http-tunnel-forward" && output.function_url_invoke_statement.invoked_via_function_url
+    error_message = "the deploy is told which conditioned InvokeFunction statement to add, on forward"
+  }
+
+  assert {
+    condition     = module.functions["forward"].reserved_concurrency == 50
+    error_message = "the reservation bounds forward on this edge"
+  }
+}
+
+run "function_url_edge_needs_a_reservation" {
+  command = plan
+
+  variables {
+    public_edge = "function_url"
+  }
+
+  expect_failures = [var.public_edge]
+}
+
+run "rejects_an_unknown_public_edge" {
+  command = plan
+
+  variables {
+    public_edge = "cloudfront"
+  }
+
+  expect_failures = [var.public_edge]
+}

@@ -56,8 +56,8 @@ async def test_empty_state_then_list_select_and_body_views(ui):
 
     # gzip answer: decoded for display only, and labelled so
     await page.click("#rows tr[data-id='3']")
-    await page.wait_for_selector("#detail .info")
-    label = await page.text_content("#detail .info")
+    await page.wait_for_selector("#detail .body .info")
+    label = await page.text_content("#detail .body .info")
     assert "Decoded for display (gzip)" in label and "not changed" in label
     detail = await ui.api("/api/requests/3")
     raw = bytes(__import__("base64").b64decode(detail["response_body"]))
@@ -226,7 +226,15 @@ async def test_history_size_clear_and_denied_requests(ui):
         await ui.send("GET", f"/echo/h{i}")
     await until(page, "() => document.querySelectorAll('#rows tr').length === 4", "four rows")
     await page.fill("#limit", "2")
+    await page.press("#limit", "Enter")  # lowering it would drop two: it asks first
+    await page.wait_for_selector("#confirm[open]")
+    assert "Keep only the newest 2 of the 4" in await page.text_content("#confirm-text")
+    await page.click("#confirm-cancel")
+    assert len(await ui.rows()) == 4 and await page.input_value("#limit") == "100"
+    await page.fill("#limit", "2")
     await page.press("#limit", "Enter")
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-ok")
     await until(page, "() => document.querySelectorAll('#rows tr').length === 2", "history cut to 2")
     await until(page, "() => document.getElementById('cap').textContent.startsWith('2 of max 2 kept')", "cap shown")
 

@@ -45,7 +45,12 @@ async def test_two_tunnels_header_column_filter_and_replay(aiohttp_server, playw
             await until(page, "() => document.querySelectorAll('#rows tr').length === 3", "three rows")
 
             header = await page.text_content("header")
-            assert "web" in header and "api" in header and "2 of 2 tunnels online" in header
+            assert "web" in header and "api" in header
+            # api's local service is down (the port refuses connections): the tunnel is online, the app is not
+            await until(page, "() => document.getElementById('state').textContent === "
+                              "'2 of 2 tunnels online · 1 local service down'", "the header counts the down service")
+            states = await page.locator("#tunnel .state").all_text_contents()
+            assert states == ["online", "online · local service down (connection refused)"]
             assert f"http://127.0.0.1:{site_server.port}" in header and "https://api.example.test/one" in header
             cells = await page.locator("#rows td.tunnel").evaluate_all("tds => tds.map(td => td.textContent)")
             assert cells == ["web", "api", "web"]

@@ -17,10 +17,31 @@ def test_defaults_match_the_original(tmp_path):
 def test_command_line_beats_env_beats_dotenv(tmp_path):
     (tmp_path / ".env").write_text("TTF_ENDPOINT=wss://dotenv/x\nTTF_PORT=4000\nTTF_TOKEN=\"from dotenv\"\nOTHER=1\n")
     env = {"TTF_PORT": "5000"}
-    c = parse_config([], env=env, cwd=tmp_path)
+    c = parse_config(["--env-file", ".env"], env=env, cwd=tmp_path)
     assert (c.endpoint, c.port, c.token) == ("wss://dotenv/x", 5000, "from dotenv")
-    c = parse_config(["-p", "6000", "-t", "cli"], env=env, cwd=tmp_path)
-    assert (c.port, c.token) == (6000, "cli")
+    c = parse_config(["-p", "6000", "-t", "cli"], env=env | {"TTF_ENV_FILE": ".env"}, cwd=tmp_path)
+    assert (c.endpoint, c.port, c.token) == ("wss://dotenv/x", 6000, "cli")
+
+
+def test_a_dotenv_in_the_working_directory_is_read_only_when_named(tmp_path):
+    """A repository's .env must not choose where the user's token goes (issue 30, item 2)."""
+    (tmp_path / ".env").write_text("TTF_ENDPOINT=ws://theirs.example/x\nTTF_INSPECT=off\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(["-t", "mine"], env={}, cwd=tmp_path)
+    assert str(caught.value) == (
+        "no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT (./.env not read (TTF_ENDPOINT, "
+        "TTF_INSPECT): a .env file is read only when named (--env-file .env or TTF_ENV_FILE=.env))")
+    c = parse_config(["-e", "wss://mine.example/x", "-t", "mine"], env={}, cwd=tmp_path)
+    assert (c.endpoint, c.inspect) == ("wss://mine.example/x", ("127.0.0.1", 4045))  # nothing came from it
+    # named: on the command line or in the process environment (never by a .env itself)
+    (tmp_path / "team.env").write_text("TTF_ENDPOINT=ws://team.example/x\nTTF_ENV_FILE=.env\nTTF_PORT=9\n")
+    assert parse_config(["--env-file", "team.env"], env={}, cwd=tmp_path).endpoint == "ws://team.example/x"
+    c = parse_config([], env={"TTF_ENV_FILE": str(tmp_path / "team.env")}, cwd=tmp_path)
+    assert (c.endpoint, c.port, c.inspect) == ("ws://team.example/x", 9, ("127.0.0.1", 4045))
+    with pytest.raises(ConfigError, match=r"^--env-file: nope.env: no such file$"):
+        parse_config(["--env-file", "nope.env"], env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=r"^TTF_ENV_FILE: the .env file name is empty$"):
+        parse_config(["-e", "ws://h"], env={"TTF_ENV_FILE": " "}, cwd=tmp_path)
 
 
 def test_env_flags_and_hidden_knobs(tmp_path):

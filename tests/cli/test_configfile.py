@@ -54,7 +54,11 @@ def error_of(tmp_path: Path, text: str, argv: list[str] | None = None, env: dict
 def test_a_good_file_gives_one_config_per_tunnel_in_file_order(tmp_path):
     write(tmp_path, GOOD)
     plan = load([], env={}, cwd=tmp_path)
-    assert plan.source == "ttf.toml" and plan.notes == ()
+    assert plan.source == "ttf.toml" and plan.notes == (  # found, not named: where it sends things is said
+        "./ttf.toml found in the working directory sets endpoint wss://ws.example.test/prod, host ::1 for "
+        "tunnels.api, endpoint ws://127.0.0.1:4510/ws for tunnels.hooks (you did not name it with --config; "
+        "-e/--host and TTF_* override it)",)
+    assert load(["--config", "ttf.toml"], env={}, cwd=tmp_path).notes == ()
     web, api, hooks = plan.tunnels
     assert [t.name for t in plan.tunnels] == ["web", "api", "hooks"]
     assert (web.endpoint, web.port, web.host, web.request_timeout, web.keep_host, web.no_rewrite) == (
@@ -70,7 +74,7 @@ def test_a_good_file_gives_one_config_per_tunnel_in_file_order(tmp_path):
 def test_precedence_tunnel_table_then_command_line_env_dotenv_then_the_file_top(tmp_path):
     write(tmp_path, GOOD, "other.toml")
     (tmp_path / ".env").write_text("TTF_INSPECT_HISTORY=7\nTTF_MAX_CONCURRENCY=9\n")
-    plan = load(["--config", "other.toml", "--request-timeout", "12", "--json"],
+    plan = load(["--config", "other.toml", "--request-timeout", "12", "--json", "--env-file", ".env"],
                 env={"TTF_KEEP_HOST": "false", "TTF_INSPECT": "off"}, cwd=tmp_path)
     web, api, hooks = plan.tunnels
     assert plan.source == "other.toml"
@@ -213,9 +217,9 @@ def test_one_tunnels_options_from_outside_the_file_are_refused_while_a_file_is_u
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 def test_a_token_in_a_file_others_can_read_is_a_warning(tmp_path):
     path = write(tmp_path, GOOD.replace("keep-host = true", "keep-host = true\ntoken = 'jwt'"))
-    assert load([], env={}, cwd=tmp_path).notes == ()
+    assert load(["-c", "ttf.toml"], env={}, cwd=tmp_path).notes == ()
     path.chmod(0o644)
-    assert load([], env={}, cwd=tmp_path).notes == (
+    assert load(["-c", "ttf.toml"], env={}, cwd=tmp_path).notes == (
         "ttf.toml holds a token and others can read it (mode 0644): chmod 600 ttf.toml",)
     assert all(t.token == "jwt" for t in load([], env={}, cwd=tmp_path).tunnels)
 

@@ -225,7 +225,9 @@ async def test_foreign_host_and_cross_origin_post_are_refused(gateway, inspected
         assert resp.status == 200
 
 
-async def test_port_taken_is_a_notice_and_the_tunnel_runs(gateway, local_app, running):
+async def test_port_taken_falls_back_to_a_free_port_and_says_which(gateway, local_app, running):
+    """Issue 28: another ttf has 4045; this one's inspector takes a free port and prints it, rather
+    than running without one."""
     _, port = local_app
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -235,9 +237,30 @@ async def test_port_taken_is_a_notice_and_the_tunnel_runs(gateway, local_app, ru
         await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
         reply = await roundtrip(gateway, "r1", "GET", "/echo")
     assert reply["status_code"] == 200
+    url = h.of(TunnelEstablished)[0].inspector_url
+    assert url is not None and url.startswith("http://127.0.0.1:") and not url.endswith(f":{busy}")
+    notices = [n.message for n in h.of(Notice)]
+    assert f"port {busy} is taken: request inspector on {url} instead" in notices, notices
+    async with aiohttp.ClientSession() as client, client.get(url + "/api/status") as resp:
+        assert resp.status == 200
+
+
+async def test_an_inspector_that_cannot_listen_at_all_is_a_notice_and_the_tunnel_runs(gateway, local_app, running):
+    _, port = local_app
+    h = running(make_config(gateway, port, inspect=("192.0.2.1", 4045)))  # TEST-NET-1: not this machine's
+    await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
+    assert (await roundtrip(gateway, "r1", "GET", "/echo"))["status_code"] == 200
     assert h.of(TunnelEstablished)[0].inspector_url is None
     notices = [n.message for n in h.of(Notice)]
-    assert any(f"request inspector not started: cannot listen on 127.0.0.1:{busy}" in m for m in notices), notices
+    assert any("request inspector not started: cannot listen on 192.0.2.1:4045" in m for m in notices), notices
+
+
+def test_a_guessed_inspector_flag_is_told_the_real_one(capsys):
+    from ttf.main import main
+
+    assert main(["--inspector-port", "4046", "-p", "3000"]) == 2
+    err = capsys.readouterr().err
+    assert "--inspector-port is not an option" in err and "--inspect HOST:PORT" in err
 
 
 async def test_inspect_off_records_nothing(gateway, local_app, running):

@@ -276,3 +276,54 @@ async def test_off_loopback_needs_the_token(gateway, local_app, running, monkeyp
         async with client.get(local + "/api/requests") as resp:  # the cookie from now on
             assert resp.status == 200
             assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+# ---- issue 28: HAR URLs and compressed answers, time order after an import, the Host note -----
+
+async def test_har_urls_are_the_callers_and_compressed_answers_are_stored_decoded(gateway, inspected):
+    h, url, client = inspected
+    # a caller of the path-based URL: the edge sets Host, X-Forwarded-Proto and X-Forwarded-Prefix
+    await roundtrip(gateway, "r1", "GET", "/gzip?x=1", headers={
+        "Host": ["api.example.test"], "X-Forwarded-Proto": ["https"], "X-Forwarded-Prefix": ["/tun123"]})
+    await roundtrip(gateway, "r2", "GET", "/echo/sub", headers={
+        "Host": ["tun123.t.example.test"], "X-Forwarded-Proto": ["https"]})
+    async with client.get(f"{url}/api/har?ids=1,2") as resp:
+        har = await resp.json(content_type=None)
+    first, second = har["log"]["entries"]
+    assert first["request"]["url"] == "https://api.example.test/tun123/gzip?x=1"
+    assert second["request"]["url"] == "https://tun123.t.example.test/echo/sub"
+    sent = base64.b64decode((await get_json(client, f"{url}/api/requests/1"))["response_body"])
+    content = first["response"]["content"]
+    assert content["text"] == "hello " * 100 and "encoding" not in content  # HTTP decoded text
+    assert (content["size"], content["compression"]) == (600, 600 - len(sent))
+    assert first["response"]["bodySize"] == len(sent)
+
+    async with client.post(f"{url}/api/har", data=json.dumps(har).encode()) as resp:
+        assert resp.status == 200
+    back = await get_json(client, f"{url}/api/requests/3")
+    assert base64.b64decode(back["response_body"]) == sent  # ttf's own import: the bytes as sent
+
+
+async def test_imported_entries_fall_into_time_order(gateway, inspected):
+    h, url, client = inspected
+    await roundtrip(gateway, "r1", "GET", "/echo/old")
+    async with client.get(f"{url}/api/har?ids=1") as resp:
+        har = await resp.json(content_type=None)
+    await roundtrip(gateway, "r2", "GET", "/echo/new")
+    async with client.post(f"{url}/api/har", data=json.dumps(har).encode()) as resp:
+        assert (await resp.json())["ids"] == [3]
+    listed = (await get_json(client, f"{url}/api/requests"))["requests"]
+    assert [e["id"] for e in listed][0] == 2 and {e["id"] for e in listed} == {1, 2, 3}  # the import (as old
+    # as #1, to the millisecond HAR keeps) sits beside #1, not on top
+    assert [e["time"] for e in listed] == sorted((e["time"] for e in listed), reverse=True)
+
+
+async def test_detail_says_which_host_the_local_service_received(gateway, local_app, inspected):
+    h, url, client = inspected
+    _, port = local_app
+    await roundtrip(gateway, "r1", "GET", "/echo/h", headers={"Host": ["tun123.t.example.test"]})
+    detail = await get_json(client, f"{url}/api/requests/1")
+    assert detail["request_headers"]["Host"] == ["tun123.t.example.test"]  # as the caller sent it
+    assert detail["sent_host"] == f"127.0.0.1:{port}"
+    echoed = json.loads(base64.b64decode(detail["response_body"]))
+    assert dict(echoed["headers"])["Host"] == detail["sent_host"]  # what the app really got

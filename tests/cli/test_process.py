@@ -117,9 +117,9 @@ def test_help_and_version_exit_0(tmp_path):
 
 async def test_json_lines_tunnel_established_request_and_sigint_drain(gateway, local_app, spawn, tmp_path):
     app, port = local_app
-    # endpoint comes from the .env file in the working directory
+    # endpoint comes from the .env file named with --env-file
     (tmp_path / ".env").write_text(f"# settings\nexport TTF_ENDPOINT='{gateway.ws_url}'\nTTF_DRAIN_TIMEOUT=5\n")
-    ttf = await spawn("-p", str(port), "--host", "127.0.0.1", "--json")
+    ttf = await spawn("-p", str(port), "--host", "127.0.0.1", "--json", "--env-file", ".env")
     await wait_until(lambda: ttf.events("tunnel_established"), timeout=15, what="tunnel_established line")
     est = ttf.events("tunnel_established")[0]
     assert {k: est[k] for k in ("tunnel_id", "public_url", "subdomain_url", "path_based_url")} == {

@@ -6,14 +6,16 @@ import dataclasses
 import io
 import json
 import re
+from datetime import datetime
 
+import pytest
 from rich.console import Console
 
 from ttf.events import (
-    Connected, Disconnected, Notice, Reconnecting, RequestDone, TunnelEstablished, TunnelFailed, tagged,
+    Connected, Disconnected, LocalService, Notice, Reconnecting, RequestDone, TunnelEstablished, TunnelFailed, tagged,
 )
 from ttf.render import (
-    Dashboard, JsonSink, LineSink, MultiDashboard, format_line, human_bytes, human_duration, percentile,
+    NOTICE_TTL, Dashboard, JsonSink, LineSink, MultiDashboard, format_line, human_bytes, human_duration, percentile,
     render_dashboard, render_multi, render_requests, render_stats,
 )
 
@@ -23,8 +25,9 @@ TUNNEL = TunnelEstablished(tunnel_id="tun123", public_url="https://api.example.t
                            path_based_url="https://api.example.test/tun123", connection_id="c1")
 
 
-def record(renderable, width: int = 120) -> Console:
-    console = Console(record=True, width=width, color_system="truecolor", force_terminal=True)
+def record(renderable, width: int = 120, height: int = 60) -> Console:
+    """Drawn as on a terminal of that size (the dashboard fits itself to it)."""
+    console = Console(record=True, width=width, height=height, color_system="truecolor", force_terminal=True)
     console.print(renderable)
     return console
 
@@ -293,3 +296,102 @@ def test_several_tunnels_render_network_strings_as_text_with_controls_escaped():
     assert not re.search(r"\x1b\[[0-9;]*5m", styled)  # nothing blinks
     assert "[link=https://evil.example]a[/link]\\x1b]0;t\\x07" in text
     assert "/[link=https://e.x]c[/link]\\x1b]0;p\\x07" in text and "refused: [blink]go away[/blink]\\x1b[?1049h" in text
+
+
+# ---- the layout at the sizes people use (issue 28) --------------------------------------------
+
+SIZES = [(80, 24), (100, 30), (120, 35)]
+LONG_PATH = "/api/v1/customers/12345/orders/67890/items?expand=everything&page=2"
+
+
+def crowded(several: bool) -> Dashboard | MultiDashboard:
+    """Fifteen requests, among them a long error code, a 5-digit duration and a long path."""
+    names = ["web", "api"] if several else [None]
+    multi = MultiDashboard.of([(n, "wss://ws.example.test/prod", f"127.0.0.1:{3000 + i}") for i, n in enumerate(names)],
+                              T0, "ttf.toml")
+    single = Dashboard(endpoint="wss://ws.example.test/prod", local_target="127.0.0.1:3000", started_at=T0)
+
+    def apply(event):
+        (multi if several else single).apply(event, T0 + 2)
+
+    for name in names:
+        apply(dataclasses.replace(TUNNEL, inspector_url="http://127.0.0.1:4045", tunnel=name))
+    apply(Notice("info", "request inspector: http://127.0.0.1:4045"))
+    for i in range(12):
+        apply(RequestDone("GET", f"{LONG_PATH}&n={i}", 200, 12, 100, 2048, tunnel=names[i % len(names)]))
+    apply(RequestDone("DELETE", "/slow", 504, 25012, 100, 0, error="timeout", tunnel=names[0]))
+    apply(RequestDone("OPTIONS", "/down", 503, 3, 100, 0, error="local_service_unavailable", tunnel=names[-1]))
+    apply(RequestDone("PATCH", LONG_PATH, 201, 98765, 100, 1_500_000, tunnel=names[0]))
+    return multi if several else single
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["one tunnel", "config file"])
+@pytest.mark.parametrize("width,height", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_the_frame_fits_the_terminal_and_essential_columns_are_never_cut(width, height, several):
+    state = crowded(several)
+    lines = record(render_dashboard(state, T0 + 100), width=width, height=height).export_text().splitlines()
+    assert len(lines) <= height, f"{len(lines)} lines on a {height}-line terminal"
+    assert lines[0].startswith("╭") and lines[-1].startswith("╰") and "Ctrl-C to quit" in lines[-1]
+    assert all(len(line) <= width for line in lines)
+    heads = next(line for line in lines if "method" in line and "status" in line)
+    assert "…" not in heads and "app time" in heads and "size" in heads
+    stats = [line for line in lines if "requests" in line and "…" in line]
+    assert not stats, stats  # the totals are never cut ("req…")
+    rows = [line for line in lines if re.search(r"│ \d\d:\d\d:\d\d ", line)]
+    assert len(rows) >= 8, "fewer than 8 requests listed"
+    shown = state.requests() if isinstance(state, MultiDashboard) else list(state.recent)
+    for line, row in zip(rows, shown[:len(rows)], strict=True):
+        when = datetime.fromtimestamp(row.at).strftime("%H:%M:%S")
+        cells = line.strip("│ ").split()
+        assert cells[0] == when
+        assert row.method in cells[1:3], line
+        if several:
+            assert cells[1] == row.tunnel, line
+        assert re.search(rf" {row.status}( |$)", line), line
+        assert f"{row.duration_ms} ms" in line and human_bytes(row.bytes_out) in line, line
+    if width < 120:  # the path gave way; the long error code still shows its start
+        assert any(LONG_PATH not in line and LONG_PATH[:10] in line for line in rows)
+    assert any("503 local_serv" in line for line in rows) and any("504 timeout" in line for line in rows)
+
+
+def test_the_path_shows_in_full_when_there_is_room():
+    lines = record(render_dashboard(crowded(False), T0 + 100), width=160, height=40).export_text().splitlines()
+    assert any(LONG_PATH in line and "98765 ms" in line for line in lines)
+    assert any("503 local_service_unavailable" in line for line in lines)
+
+
+def test_a_short_terminal_folds_the_header_and_lists_fewer_requests():
+    tall = record(render_dashboard(crowded(False), T0 + 100), height=60).export_text()
+    short = record(render_dashboard(crowded(False), T0 + 100), height=24).export_text()
+    assert "Tunnel id" in tall and "Endpoint" in tall and "newest" not in tall
+    assert "Tunnel id" not in short and "Endpoint" not in short and "up 1m40s" in short
+    assert re.search(r"Latest requests  \(newest \d+ of 15\)", short)
+
+
+def test_the_last_event_fades_while_all_is_well_and_stays_while_not():
+    state = crowded(False)
+    assert "request inspector" in record(render_dashboard(state, T0 + 30)).export_text()
+    assert "Last event" not in record(render_dashboard(state, T0 + 2 + NOTICE_TTL + 1)).export_text()
+    state.apply(Disconnected("the server went away"), T0 + 3)
+    assert "the server went away" in record(render_dashboard(state, T0 + 600)).export_text()  # still not online
+
+
+# ---- the local service's state (issue 28: "online" while the app is down) ----------------------
+
+def test_a_down_local_service_shows_beside_online_in_both_layouts():
+    state = busy_dashboard()
+    state.apply(LocalService(up=False, target="127.0.0.1:3000", detail="connection refused"), T0 + 3)
+    text = record(render_dashboard(state, T0 + 4)).export_text()
+    assert "online · local service down (connection refused)" in text
+    state.apply(LocalService(up=True, target="127.0.0.1:3000"), T0 + 5)
+    text = record(render_dashboard(state, T0 + 6)).export_text()
+    assert "local service down" not in text and re.search(r"Status +online", text)
+
+    multi = three_tunnels()
+    multi.apply(LocalService(up=False, target="127.0.0.1:8000", detail="connection refused", tunnel="api"), T0 + 3)
+    text = record(render_dashboard(multi, T0 + 4)).export_text()
+    assert "2 of 3 online · 1 local service down (ttf.toml)" in text
+    api = next(line for line in text.splitlines() if "2 api" in line)
+    assert "online · local service down (connection refused)  https://my-api.t.example.test" in api
+    web = next(line for line in text.splitlines() if "1 web" in line)
+    assert "local service down" not in web

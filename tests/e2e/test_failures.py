@@ -1,4 +1,4 @@
-"""The failure paths: 502 (agent killed), 503 (local service down), 504 (local service too slow),
+"""The failure paths: 502 (agent killed), 503 (local service down), 504 (local service too slow), 501 (a WebSocket upgrade),
 a reconnecting agent keeps its URL, a forged response from another agent is refused."""
 
 from __future__ import annotations
@@ -75,6 +75,19 @@ async def test_local_service_too_slow_is_504(session, agent_factory, origin):
     reply = await request(session, "GET", agent.public_url, "/sleep?s=4")
     assert reply.status == 504
     assert reply.seconds < 10
+
+
+async def test_a_websocket_upgrade_is_501_naming_the_limit(session, agent_factory, origin):
+    """Issue 28: WebSockets do not pass through yet; the handshake is answered 501 at the edge instead
+    of reaching the app as a plain GET (whose 400 the browser would get)."""
+    agent = agent_factory(origin)
+    reply = await request(session, "GET", agent.public_url, "/socket", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13"})
+    assert (reply.status, reply.headers["x-tunnel-error"]) == (501, "websocket_unsupported")
+    assert b"WebSocket connections do not pass through the tunnel" in reply.body
+    plain = await request(session, "GET", agent.public_url, "/echo/socket")  # and nothing else changed
+    assert plain.status == 200
 
 
 async def test_agent_killed_mid_request_is_a_prompt_502(session, agent_factory, origin, stack):

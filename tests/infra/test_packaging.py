@@ -28,6 +28,13 @@ for mod in pkgutil.walk_packages(ttf.__path__, "ttf."):
     importlib.import_module(mod.name)
 from ttf.inspector.server import STATIC, _static_files
 assert set(_static_files()) == set(STATIC)  # the inspector's page ships as package data
+try:  # the Python API, called: it needs no endpoint to say it needs one
+    ttf.expose(3000, env={})
+except ttf.ConfigError as exc:
+    assert "no endpoint" in str(exc), exc
+else:
+    raise AssertionError("expose() without an endpoint did not refuse")
+assert ttf.__file__.startswith(WHEEL) and callable(ttf.expose)
 from ttf.main import main
 raise SystemExit(main(["--version"]))
 """
@@ -44,7 +51,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(out), str(src)], check=True, timeout=300)
-    (built,) = out.glob("http_tunnel-*.whl")
+    (built,) = out.glob("ttf_tunnel-*.whl")
     return built
 
 
@@ -60,7 +67,14 @@ def test_the_wheel_ships_the_agent_and_the_layer_only(wheel: Path) -> None:
     runtime = sorted(r for r in requires if "extra ==" not in r)
     assert runtime == ["aiohttp==3.14.5", "rich==15.0.0"]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "ttf = ttf.main:entry" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    points = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "ttf = ttf.main:entry" in points
+    assert "[pytest11]\nttf = ttf.pytest_plugin" in points  # the plugin ships in the wheel
+    assert "ttf/py.typed" in names
+    meta = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "Name: ttf-tunnel" in meta and "License: MIT" in meta
+    assert "Classifier: Framework :: Pytest" in meta and "Classifier: Typing :: Typed" in meta
+    assert "Description-Content-Type: text/markdown" in meta and "## Use it from Python" in meta
 
 
 def test_ttf_runs_from_the_wheel_without_the_lambda_dependencies(wheel: Path, tmp_path: Path) -> None:

@@ -45,12 +45,28 @@ def test_every_public_getter_is_declared():
     assert public == set(config.GETTER_VARIABLES)
 
 
+# The streaming function's Runtime API loop is the Lambda runtime itself (like awslambdaric), not a
+# Lambda's logic: it reads only what the Lambda service injects into every runtime, and sets the
+# invocation's X-Ray header where the SDKs look for it. Nothing configured by Terraform.
+RUNTIME_LOOP = "runtime_api.py"
+LAMBDA_INJECTED = {"AWS_LAMBDA_RUNTIME_API", "_HANDLER", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+                   "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+                   "_X_AMZN_TRACE_ID"}
+
+
 def test_no_other_layer_module_reads_the_environment():
-    offenders = [p.name for p in LAYER.glob("*.py") if p.name != "config.py"
+    offenders = [p.name for p in LAYER.glob("*.py") if p.name not in ("config.py", RUNTIME_LOOP)
                  and re.search(r"os\.environ|os\.getenv|getenv\(", p.read_text())]
     assert offenders == []
     handlers = [p for p in (ROOT / "lambdas").glob("*/handler.py") if re.search(r"os\.environ|getenv", p.read_text())]
     assert handlers == []
+
+
+def test_the_runtime_loop_touches_only_what_lambda_injects_into_every_runtime():
+    source = (LAYER / RUNTIME_LOOP).read_text()
+    named = set(re.findall(r"[\"']([A-Z_][A-Z0-9_]*_[A-Z0-9_]+)[\"']", source))  # every ENV_LIKE string
+    assert named and named <= LAMBDA_INJECTED, named - LAMBDA_INJECTED
+    assert not re.search(r"os\.getenv|getenv\(", source)
 
 
 def _readme_table() -> dict[str, set[str]]:

@@ -245,3 +245,37 @@ def test_subdomain_mode_never_rewrites(aws, mgmt, ctx, monkeypatch):
     FakeAgent(mgmt, "conn-A", ok(b'<a href="/about">', headers={"content-type": ["text/html"], "location": ["/x"]}))
     result = load_handler("forward")(http_event(tid, path="/", host=f"{tid}.t.example.com"), ctx)
     assert result["body"] == '<a href="/about">' and result["headers"]["location"] == "/x"
+
+
+# ---- issue 28: WebSocket upgrades, one timeout sentence, the tunnel_not_found text ----------------
+
+@pytest.mark.parametrize("headers", [{"upgrade": "websocket", "connection": "Upgrade",
+                                      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13"},
+                                     {"sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13"},
+                                     {"Upgrade": "WebSocket"}], ids=["full", "upgrade dropped", "upgrade only"])
+def test_a_websocket_upgrade_is_501_naming_the_limit_and_never_reaches_the_agent(aws, mgmt, ctx, headers):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", ok())
+    event = http_event(tid)
+    event["headers"].update(headers)
+    result = load_handler("forward")(event, ctx)
+    assert (result["statusCode"], result["headers"]["x-tunnel-error"]) == (501, "websocket_unsupported")
+    assert "WebSocket" in result["body"] and "do not pass through the tunnel" in result["body"]
+    assert agent.requests == []  # the app never sees it as a plain GET
+
+
+def test_a_timeout_reads_the_same_whichever_timer_fired(aws, mgmt, ctx, monkeypatch):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    FakeAgent(mgmt, "conn-A", lambda m: protocol.Error(request_id=m["request_id"], code="timeout", message="slow"))
+    by_agent = load_handler("forward")(http_event(tid), ctx)
+    monkeypatch.setenv("FORWARD_WAIT_SECONDS", "0.3")
+    tid = connect_agent("conn-B")["tunnel_id"]
+    FakeAgent(mgmt, "conn-B", lambda m: None)
+    by_forward = load_handler("forward")(http_event(tid), ctx)
+    assert by_agent["statusCode"] == by_forward["statusCode"] == 504
+    assert by_agent["body"] == by_forward["body"] == replies.PUBLIC_MESSAGES["timeout"] + "\n"
+    assert "agent" not in by_forward["body"]  # the local app was slow: the agent is not blamed
+
+
+def test_tunnel_not_found_names_root_relative_urls():
+    assert "root-relative URL" in replies.NOT_FOUND and "without the slash" not in replies.NOT_FOUND

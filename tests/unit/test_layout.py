@@ -22,6 +22,8 @@ AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits",
                        "httptunnel.webhooks", "httptunnel.ttlmap"}
 AGENT_RUNTIME = {"aiohttp", "rich", "httptunnel", "ttf"}
 AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used through its API
+# The pytest plugin is loaded by pytest (entry point pytest11) and so may import it; nothing else may.
+PYTEST_PLUGIN = Path("cli/ttf/pytest_plugin.py")
 SYS_PATH_EDITOR = ROOT / "emulator" / "lambda_runtime" / "worker.py"
 SKIP_DIRS = {"build", "node_modules", "cache", "__pycache__"}
 
@@ -68,6 +70,8 @@ def test_the_agent_needs_only_aiohttp_rich_and_stdlib_only_layer_modules() -> No
                 module = name if name in AGENT_LAYER_MODULES else name.rsplit(".", 1)[0]
                 if module not in AGENT_LAYER_MODULES:
                     bad.append(f"{path.relative_to(ROOT)}:{line} imports layer module {name}")
+            elif top == "pytest" and path.relative_to(ROOT) == PYTEST_PLUGIN:
+                continue
             elif top not in AGENT_RUNTIME | AIOHTTP_OWN:
                 bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     assert not bad, "the agent imports beyond its runtime dependencies:\n" + "\n".join(bad)
@@ -137,3 +141,10 @@ def test_forward_stages_never_import_a_lambdas_story(stage: str) -> None:
     path = SHIPPED["layer"] / f"{stage}.py"
     assert path.exists(), f"forward's stage module {stage}.py is gone: update FORWARD_STAGES"
     assert not _relative_imports(path) & set(LAMBDA_STORIES), f"{stage}.py imports a Lambda's story module"
+
+
+def test_the_runtime_api_client_imports_only_the_standard_library() -> None:
+    """It runs before anything else in a streaming function (the wrapper's first import): stdlib only."""
+    path = SHIPPED["layer"] / "runtime_api.py"
+    bad = [f"{line}: {name}" for line, name in imports(path) if not stdlib(name)]
+    assert not bad and not layer_siblings(path), f"runtime_api must stay stdlib-only: {bad} {layer_siblings(path)}"

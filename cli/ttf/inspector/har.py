@@ -1,9 +1,14 @@
 """HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/) out of and into the history.
 
 Export keeps the bytes: text bodies as text, others base64 (`content.encoding` for answers;
-`postData._encoding` for requests, a custom field, since HAR 1.2 has none there). What ttf
-knows besides (its id, replay link, error, truncation) rides in `_ttf`. Import checks the
-whole file before it adds anything: a malformed or oversized file changes nothing.
+`postData._encoding` for requests, a custom field, since HAR 1.2 has none there). An answer with
+a Content-Encoding (gzip, deflate, br) is stored decoded, as the spec asks ("HTTP decoded text"),
+with `content.compression` the bytes saved and `bodySize` the bytes sent; `_ttf.response_encoded`
+keeps the bytes as sent, so ttf's own import restores them exactly. Each request's URL is the one
+its caller used (Host, X-Forwarded-Proto, and X-Forwarded-Prefix for the path-based URL), else
+its tunnel's public URL. What ttf knows besides (its id, replay link, error, truncation) rides in
+`_ttf`. Import checks the whole file before it adds anything: a malformed or oversized file
+changes nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
-from httptunnel.protocol import Headers
+from httptunnel.protocol import Headers, header_lookup
 
 from ttf._version import __version__
 from ttf.inspector.edit import EditError, check_header, check_method, check_uri
 from ttf.inspector.history import Entry, capture
-from ttf.inspector.views import media_type
+from ttf.inspector.views import decoded_for_display, media_type
 
 HAR_MAX = 20 * 1024 * 1024
 _TUNNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a config file's tunnel name, or a tunnel id
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 
 
 class HarError(ValueError):
@@ -53,8 +60,21 @@ def export(entries: list[Entry], base_url: str | Callable[[Entry], str]) -> dict
                     "entries": [_entry_out(e, base(e)) for e in entries]}}
 
 
+def caller_base(headers: Headers) -> str | None:
+    """scheme://host[/prefix] as the caller addressed the tunnel, from the headers the edge sets; None
+    when they are missing or malformed (an imported or hand-made entry)."""
+    host, proto = header_lookup(headers, "host"), header_lookup(headers, "x-forwarded-proto")
+    if not host or not proto:
+        return None
+    scheme = proto[-1].split(",")[-1].strip().lower()
+    prefix = (header_lookup(headers, "x-forwarded-prefix") or [""])[0].rstrip("/")
+    if scheme not in {"http", "https"} or not _HOST.match(host[0]) or (prefix and not _PREFIX.match(prefix)):
+        return None
+    return f"{scheme}://{host[0]}{prefix}"
+
+
 def _entry_out(entry: Entry, base_url: str) -> dict[str, Any]:
-    url = base_url.rstrip("/") + entry.uri
+    url = (caller_base(entry.request_headers) or base_url).rstrip("/") + entry.uri
     request: dict[str, Any] = {
         "method": entry.method, "url": url, "httpVersion": "HTTP/1.1", "cookies": [],
         "headers": _headers_out(entry.request_headers),
@@ -67,8 +87,14 @@ def _entry_out(entry: Entry, base_url: str) -> dict[str, Any]:
         if b64:
             request["postData"]["_encoding"] = "base64"
     content: dict[str, Any] = {"size": entry.response.size, "mimeType": media_type(entry.response_headers)[0]}
-    if entry.response.data:
-        content["text"], b64 = _text_or_base64(entry.response.data)
+    meta: dict[str, Any] = {}
+    _, decoded = decoded_for_display(entry.response.data, entry.response_headers, entry.response.truncated)
+    if decoded is not None:  # HTTP decoded text, the bytes saved, and the bytes as sent for ttf's import
+        content.update(size=len(decoded), compression=len(decoded) - entry.response.size)
+        meta["response_encoded"] = base64.b64encode(entry.response.data).decode("ascii")
+    shown = entry.response.data if decoded is None else decoded
+    if shown:
+        content["text"], b64 = _text_or_base64(shown)
         if b64:
             content["encoding"] = "base64"
     response = {"status": entry.status, "statusText": "", "httpVersion": "HTTP/1.1", "cookies": [],
@@ -78,7 +104,8 @@ def _entry_out(entry: Entry, base_url: str) -> dict[str, Any]:
             "cache": {}, "timings": {"send": 0, "wait": entry.duration_ms, "receive": 0},
             "_ttf": {"id": entry.id, "uri": entry.uri, "source": entry.source, "replay_of": entry.replay_of,
                      "error": entry.error, "tunnel": entry.tunnel,
-                     "request_truncated": entry.request.truncated, "response_truncated": entry.response.truncated}}
+                     "request_truncated": entry.request.truncated, "response_truncated": entry.response.truncated,
+                     **meta}}
 
 
 # ---- import ------------------------------------------------------------------------------
@@ -186,6 +213,9 @@ def _entry_in(item: Any, where: str, cap: int) -> Entry:
     if not 0 <= status <= 999:
         raise HarError(f"{where}.response.status: {status} is not an HTTP status")
     response_body = _body_in(response.get("content"), f"{where}.response.content", "encoding")
+    if isinstance(meta.get("response_encoded"), str):  # ttf's own export: the bytes as the app sent them
+        response_body = _body_in({"text": meta["response_encoded"], "encoding": "base64"},
+                                 f"{where}._ttf.response_encoded", "encoding")
     duration = item.get("time", 0)
     _need(duration, (int, float), f"{where}.time")
     return Entry(

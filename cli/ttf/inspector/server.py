@@ -4,13 +4,14 @@
 lives in history, edit, diff, har, curl and security.)
 
 API (all JSON; errors are {"error": ...} with a 4xx status):
-  GET    /api/status                         tunnel (id, URLs, state), history (count, limit, bytes, budget);
+  GET    /api/status                         tunnel (id, URLs, state, local_service), history (count, limit, bytes, budget);
                                              tunnels: a config file's tunnels, each named, the same fields
   GET    /api/events                         server-sent events: hello, entry, cleared, settings, status, resync
   GET    /api/requests?method=&status=&path=&text=&since=&until=&source=&tunnel=&limit=
-                                             newest first, no bodies; total = how many match
+                                             newest first (by start time), no bodies; total = how many match
   DELETE /api/requests                       clear the history
-  GET    /api/requests/{id}                  one entry, bodies base64, + how the page lays them out
+  GET    /api/requests/{id}                  one entry, bodies base64, + how the page lays them out, and
+                                             sent_host: the Host the local service received (None: the captured one)
   GET    /api/requests/{id}/body/{request|response}   the captured bytes, as a download
   GET    /api/requests/{id}/curl?target=local|public  copy as curl / HTTPie
   GET    /api/requests/{id}/diff?against={id}         response diff (default: the entry it replays)
@@ -34,7 +35,7 @@ from aiohttp import web
 
 from httptunnel.protocol import Headers
 
-from ttf.events import Connected, Disconnected, Reconnecting, TunnelEstablished, TunnelFailed
+from ttf.events import Connected, Disconnected, LocalService, Reconnecting, TunnelEstablished, TunnelFailed
 from ttf.forward import Exchange
 from ttf.inspector import curl, har
 from ttf.inspector.diff import diff
@@ -70,7 +71,8 @@ class Local:
 
 def _fresh_status() -> dict[str, Any]:
     return {"state": "starting", "since": time.time(), "tunnel_id": None, "public_url": None,
-            "subdomain_url": None, "path_based_url": None, "reason": None}
+            "subdomain_url": None, "path_based_url": None, "reason": None,
+            "local_service": None, "local_detail": None}  # local_service: "down", "up" (after down), None
 
 
 def _static_files() -> dict[str, bytes]:
@@ -166,6 +168,8 @@ class Inspector:
             tunnel.update(state="reconnecting", since=now, reason=event.reason)
         elif isinstance(event, TunnelFailed):
             tunnel.update(state="failed", since=now, reason=event.reason)
+        elif isinstance(event, LocalService):
+            tunnel.update(local_service="up" if event.up else "down", local_detail=event.detail)
         else:
             return
         self.streams.broadcast("status", self.status())
@@ -215,7 +219,7 @@ class Inspector:
             keep, limit = _filter(request.query)
         except ValueError as exc:
             return error(400, str(exc))
-        found = self.history.select(keep)
+        found = newest_first(self.history.select(keep))
         return web.json_response({"requests": [e.summary() for e in found[:limit]], "total": len(found),
                                   "count": len(self.history), "limit": self.history.limit,
                                   "bytes": self.history.bytes})
@@ -231,7 +235,10 @@ class Inspector:
         if entry is None:
             return _gone()
         replays = [e.id for e in self.history.select(lambda e: e.replay_of == entry.id)]
+        local = self._local_of(entry)
         return web.json_response(entry.detail() | {
+            # the Host the local service got (ttf points it at the local target unless --keep-host)
+            "sent_host": None if local.keep_host or entry.source == "denied" else local.target,
             "request_view": body_view(entry.request.data, entry.request_headers, entry.request.truncated),
             "response_view": body_view(entry.response.data, entry.response_headers, entry.response.truncated),
             "idempotent": idempotent(entry.method), "replays": replays})
@@ -253,7 +260,7 @@ class Inspector:
         if entry is None:
             return _gone()
         kind = request.query.get("target", "local")
-        local = self.named.get(entry.tunnel or "", Local(self.local_target, self.keep_host))
+        local = self._local_of(entry)
         if kind == "local":
             target = curl.Target(f"http://{local.target}", "local", local.keep_host)
         elif kind == "public":
@@ -336,7 +343,7 @@ class Inspector:
             local = self.named.get(entry.tunnel or "", Local(self.local_target)).target
             return str(self._status_of(entry).get("public_url") or f"http://{local}")
 
-        body = json.dumps(har.export(sorted(entries, key=lambda e: e.id), base), indent=1).encode("utf-8")
+        body = json.dumps(har.export(newest_first(entries)[::-1], base), indent=1).encode("utf-8")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return web.Response(body=body, content_type="application/json", headers={
             "Content-Disposition": f'attachment; filename="ttf-{stamp}.har"'})
@@ -352,12 +359,22 @@ class Inspector:
         added = [self.history.add(e) for e in entries]
         return web.json_response({"imported": len(added), "ids": [e.id for e in added]})
 
+    def _local_of(self, entry: Entry) -> Local:
+        """Where the tunnel an entry came through forwards to (the one tunnel's without a config file)."""
+        return self.named.get(entry.tunnel or "", Local(self.local_target, self.keep_host))
+
     def _status_of(self, entry: Entry) -> dict[str, Any]:
         """The status of the tunnel an entry came through (the one tunnel's without a config file)."""
         return self.named_status.get(entry.tunnel or "", self.tunnel)
 
     def _lookup(self, raw: str) -> Entry | None:
         return self.history.get(int(raw)) if raw.isdigit() and len(raw) < 19 else None
+
+
+def newest_first(entries: list[Entry]) -> list[Entry]:
+    """By the time each request started, newest first (ids break ties): imported entries, whose ids
+    are new but whose times are not, fall into their place instead of on top."""
+    return sorted(entries, key=lambda e: (e.at, e.id), reverse=True)
 
 
 def _gone() -> web.Response:

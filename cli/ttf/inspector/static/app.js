@@ -75,8 +75,8 @@
     state.status = s;
     const t = s.tunnel;
     const badge = $("state");
-    badge.textContent = TTF.visible(t.state + (t.reason ? ": " + t.reason : ""));
-    badge.className = "state " + t.state;
+    badge.textContent = TTF.visible(stateText(t));
+    badge.className = "state " + stateClass(t);
     const info = $("tunnel");
     const rows = [];
     const add = (label, value, copy) => rows.push(h("div", {className: "pair"}, h("dt", {}, label),
@@ -85,14 +85,15 @@
       // a config file's tunnels: one line each (name, state, public URL, local target)
       for (const one of s.tunnels) {
         rows.push(h("div", {className: "pair"}, h("dt", {}, one.name),
-          h("dd", {}, h("span", {className: "state " + one.state}, one.state + (one.reason ? ": " + one.reason : "")), " ",
+          h("dd", {}, h("span", {className: "state " + stateClass(one)}, stateText(one)), " ",
             h("span", {className: "mono"}, one.public_url || "—"),
             one.public_url ? h("button", {type: "button", className: "link", onclick: () => copyText(one.public_url, one.name + " URL")}, "copy") : null,
             h("span", {className: "mono"}, " → http://" + one.local_target))));
       }
       const online = s.tunnels.filter(one => one.state === "online").length;
-      badge.textContent = online + " of " + s.tunnels.length + " tunnels online";
-      badge.className = "state " + (online === s.tunnels.length ? "online" : "reconnecting");
+      const down = s.tunnels.filter(one => one.state === "online" && one.local_service === "down").length;
+      badge.textContent = online + " of " + s.tunnels.length + " tunnels online" + (down ? " · " + down + " local service" + (down > 1 ? "s" : "") + " down" : "");
+      badge.className = "state " + (online === s.tunnels.length && !down ? "online" : "reconnecting");
     } else {
       add("Tunnel id", t.tunnel_id);
       add("Public URL", t.public_url, true);
@@ -104,6 +105,15 @@
     renderTunnels();
     renderCap();
     renderEmpty();
+  }
+  // "online · local service down (connection refused)": the tunnel is up, the app behind it is not
+  function stateText(t) {
+    let text = t.state + (t.reason ? ": " + t.reason : "");
+    if (t.state === "online" && t.local_service === "down") text += " · local service down" + (t.local_detail ? " (" + t.local_detail + ")" : "");
+    return text;
+  }
+  function stateClass(t) {
+    return t.state === "online" && t.local_service === "down" ? "reconnecting" : t.state;
   }
   function renderCap() {
     const s = state.status;
@@ -164,14 +174,14 @@
   }
 
   function row(e) {
-    const status = h("td", {className: "status " + statusClass(e)}, String(e.status || "—"),
-      e.source === "denied" ? " denied" : "", e.error && e.source !== "denied" ? " " + e.error : "");
+    const statusText = String(e.status || "—") + (e.source === "denied" ? " denied" : "") + (e.error && e.source !== "denied" ? " " + e.error : "");
+    const status = h("td", {className: "status " + statusClass(e), title: statusText}, statusText);
     const badges = [];
     if (e.source === "replay") badges.push(h("span", {className: "badge", title: "replay of #" + e.replay_of}, "replay"));
     if (e.source === "edited") badges.push(h("span", {className: "badge", title: "edited from #" + e.replay_of}, "edited"));
     if (e.source === "imported") badges.push(h("span", {className: "badge"}, "imported"));
     if (e.source === "denied") badges.push(h("span", {className: "badge denied", title: e.error || ""}, e.error || "denied"));
-    const box = h("input", {type: "checkbox", "aria-label": "select #" + e.id + " for export", checked: state.checked.has(e.id)});
+    const box = h("input", {type: "checkbox", tabIndex: -1, "aria-label": "select #" + e.id + " for export (x)", checked: state.checked.has(e.id)});
     box.addEventListener("click", ev => ev.stopPropagation());
     box.addEventListener("change", () => { if (box.checked) state.checked.add(e.id); else state.checked.delete(e.id); });
     const tr = h("tr", {dataset: {id: e.id}, tabIndex: -1, "aria-selected": "false"},
@@ -210,6 +220,7 @@
     }
     while (cursor) { const next = cursor.nextElementSibling; state.entries.delete(Number(cursor.dataset.id)); cursor.remove(); cursor = next; }
     if (anchor && anchor.isConnected) pane.scrollTop = anchor.offsetTop - anchorOffset;
+    if (state.selected !== null && !wanted.has(state.selected)) { state.selected = null; state.editing = false; showNothing(); }
     markSelected();
   }
   function firstVisibleRow(pane) {
@@ -288,7 +299,7 @@
     TTF.releaseObjectUrls();
     const box = $("detail");
     const meta = h("p", {className: "meta"},
-      h("span", {className: "status " + statusClass(d)}, String(d.status)), " · ", d.duration_ms + " ms · ",
+      h("span", {className: "status " + statusClass(d)}, String(d.status)), " · ", d.duration_ms + " ms in the local app · ",
       new Date(d.time * 1000).toLocaleString(), d.tunnel ? " · tunnel " + d.tunnel : "");
     const links = h("p", {className: "links"});
     if (d.source === "denied") links.append(h("span", {className: "badge denied"}, "refused by the edge: " + (d.error || "denied")), " It never reached your local service. ");
@@ -312,12 +323,21 @@
       meta, links, actions,
       h("div", {id: "command-box", hidden: true}),
       h("div", {id: "diff-box"}),
-      h("section", {className: "part"}, h("h3", {}, "Request headers"), TTF.headerTable(d.request_headers)),
+      h("section", {className: "part"}, h("h3", {}, "Request headers"), hostNote(d), TTF.headerTable(d.request_headers)),
       h("section", {className: "part"}, h("h3", {}, "Request body ", sizeNote(d.request_size, d.request_truncated)),
         TTF.bodyView(d.request_body, d.request_size, d.request_truncated, d.request_view, d.request_headers)),
       h("section", {className: "part"}, h("h3", {}, "Response headers"), TTF.headerTable(d.response_headers)),
       h("section", {className: "part"}, h("h3", {}, "Response body ", sizeNote(d.response_size, d.response_truncated)),
         TTF.bodyView(d.response_body, d.response_size, d.response_truncated, d.response_view, d.response_headers)));
+  }
+  // The headers are as the caller sent them; the local service got Host: <local target> (ttf moves the
+  // public one to X-Forwarded-Host unless --keep-host): say so where the Host header is read.
+  function hostNote(d) {
+    const sent = d.sent_host;
+    const got = Object.entries(d.request_headers || {}).find(([k]) => k.toLowerCase() === "host");
+    if (!sent || !got || got[1][0] === sent) return null;
+    return h("div", {className: "notes"}, h("p", {className: "info", id: "host-note"}, "As the caller sent them. Your local service received Host: " +
+      sent + ", with the public host in X-Forwarded-Host (ttf --keep-host passes the public Host instead)."));
   }
   function sizeNote(size, truncated) {
     return h("span", {className: "dim"}, "(" + TTF.humanBytes(size) + (truncated ? ", truncated" : "") + ")");
@@ -480,7 +500,7 @@
     box.replaceChildren(h("h3", {}, tool === "curl" ? "curl" : "HTTPie", " (", c.url, ")"),
       h("pre", {className: "command", id: "command"}, text),
       ...c.notes.map(n => h("p", {className: "warn"}, n)),
-      c.body_url ? h("a", {href: c.body_url, download: c.body_file, className: "button", id: "body-download"}, "Download " + c.body_file) : null);
+      ...(c.body_url ? [h("a", {href: c.body_url, download: c.body_file, className: "button", id: "body-download"}, "Download " + c.body_file)] : []));
     await copyText(text, tool === "curl" ? "curl command" : "HTTPie command");
   }
 
@@ -506,7 +526,10 @@
   }
 
   function wire() {
-    for (const id of ["f-path", "f-text"]) $(id).addEventListener("input", () => scheduleRefresh(250));
+    for (const id of ["f-path", "f-text"]) {
+      $(id).addEventListener("input", () => scheduleRefresh(250));
+      for (const kind of ["search", "change"]) $(id).addEventListener(kind, () => scheduleRefresh(0));
+    }
     for (const id of ["f-method", "f-status", "f-time", "f-tunnel"]) $(id).addEventListener("change", () => scheduleRefresh(0));
     $("pause").addEventListener("click", () => {
       state.paused = !state.paused;
@@ -520,6 +543,13 @@
       state.selected = null; state.checked.clear(); showNothing(); await refresh();
     });
     $("limit").addEventListener("change", async () => {
+      const wanted = Number($("limit").value);
+      const held = state.status ? state.status.history.count : 0;
+      if (wanted >= 1 && wanted < held && !await confirmDialog("Keep only the newest " + wanted + " of the " + held +
+          " captured requests? The " + (held - wanted) + " oldest are dropped now.", "Drop " + (held - wanted))) {
+        $("limit").value = state.status.history.limit;
+        return;
+      }
       try { await api("/api/settings", {method: "PUT", body: JSON.stringify({history_limit: Number($("limit").value)})}); notice("History size set to " + $("limit").value + ".", "ok"); } catch (e) { notice(e.message); }
       api("/api/status").then(renderStatus, () => {});
     });
@@ -529,11 +559,26 @@
     document.addEventListener("keydown", keys);
   }
 
+  function tick(id) {
+    const box = id === null ? null : $("rows").querySelector('tr[data-id="' + id + '"] .pick input');
+    if (!box) return;
+    box.checked = !box.checked;
+    if (box.checked) state.checked.add(id); else state.checked.delete(id);
+  }
+
   function keys(ev) {
     const tag = (ev.target && ev.target.tagName) || "";
     if (ev.ctrlKey || ev.metaKey || ev.altKey || $("confirm").open) return;
     if (["INPUT", "TEXTAREA", "SELECT"].includes(tag)) {
-      if (ev.key === "Escape") ev.target.blur();
+      if (ev.key !== "Escape") return;
+      const box = ev.target;
+      if ((box.id === "f-path" || box.id === "f-text") && box.value) {
+        ev.preventDefault();  // the first Esc clears the filter (in every browser) and lists all again
+        box.value = "";
+        scheduleRefresh(0);
+        return;
+      }
+      box.blur();
       return;
     }
     const ids = Array.from($("rows").children).map(tr => Number(tr.dataset.id));
@@ -546,6 +591,7 @@
       case "End": go(ids.length - 1); break;
       case "/": ev.preventDefault(); $("f-text").focus(); break;
       case "p": $("pause").click(); break;
+      case "x": tick(state.selected); break;
       case "r": if (state.detail && !state.editing) replay(state.detail, null, 1); break;
       case "e": if (state.detail && !state.editing) { ev.preventDefault(); openEditor(state.detail); } break;
       case "c": if (state.detail && !state.editing) copyCommand(state.detail, "curl", "local"); break;
