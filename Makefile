@@ -38,8 +38,10 @@ $(CHECKOV_STAMP): scripts/checkov-requirements.txt
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-build: $(STAMP) ## build the Lambda layer + function zips for AWS (arm64) into build/
-	$(BIN)/python -m scripts.package
+LAMBDA_ARCH ?= arm64
+LAMBDA_RUNTIME ?= python3.12
+build: $(STAMP) ## build the Lambda layer + function zips for AWS into build/ (LAMBDA_ARCH=arm64|x86_64, LAMBDA_RUNTIME=python3.12|python3.13: match lambda_architecture / lambda_runtime)
+	$(BIN)/python -m scripts.package --arch $(LAMBDA_ARCH) --python-version $(patsubst python%,%,$(LAMBDA_RUNTIME))
 
 build-local: $(STAMP) ## build the zips for the local stack (host arch) into build/local/
 	$(BIN)/python -m scripts.package --local
@@ -79,8 +81,20 @@ test-load: build-local ## the slow load and fault suite (pytest -m load)
 bench: build-local ## benchmark vs direct and localtunnel; writes bench/results.json (PROFILE=aws: AWS latency model; BASELINE=<ref>: that commit's stack in the same run)
 	$(BIN)/python -m scripts.bench --profile $(PROFILE) $(if $(BASELINE),--baseline $(BASELINE))
 
-deploy: build ## terraform apply to real AWS (uses AWS_PROFILE / AWS_REGION), then make smoke (SMOKE=0 skips it)
-	$(BIN)/python -m scripts.deploy apply
+# Checked before any Python of ours runs: macOS ships Python 3.9, and Homebrew's own `terraform`
+# formula stays at 1.5.7 (hashicorp/tap/terraform is current).
+version-check: ## Python >= 3.11 and Terraform >= 1.11 (make deploy / make doctor run it first)
+	@scripts/deploy/version_check.sh $(PYTHON)
+
+DEPLOY_ARGS = $(if $(STATE_BUCKET),--state-bucket $(STATE_BUCKET)) $(if $(filter-out 0,$(ALLOW_LOW_CONCURRENCY)),--allow-low-concurrency)
+
+doctor: version-check ## preflight for make deploy: one table of what would fail, each with its fix (exit 1 on a failure)
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(BIN)/python -m scripts.deploy.doctor $(DEPLOY_ARGS)
+
+deploy: version-check ## make doctor, then terraform apply to real AWS (AWS_PROFILE / AWS_REGION / the profile's region), then make smoke (SMOKE=0 skips it; STATE_BUCKET=b keeps state in S3; ALLOW_LOW_CONCURRENCY=1)
+	@$(MAKE) --no-print-directory build
+	$(BIN)/python -m scripts.deploy apply $(DEPLOY_ARGS)
 	@if [ "$(SMOKE)" = "0" ]; then echo "SMOKE=0: smoke check skipped (run make smoke later)"; \
 	else $(BIN)/python -m scripts.smoke $(SMOKE_ARGS); fi
 
@@ -92,7 +106,7 @@ token: $(STAMP) ## mint an agent token: make token SUB=alice [SUBDOMAINS=a,b] [T
 		$(if $(TTL),--ttl "$(TTL)") $(if $(STACK),--stack .local/stack.json)
 
 destroy: ## terraform destroy on real AWS
-	$(BIN)/python -m scripts.deploy destroy
+	$(BIN)/python -m scripts.deploy destroy $(if $(STATE_BUCKET),--state-bucket $(STATE_BUCKET))
 
 localstack-deploy: build ## deploy to a running LocalStack Pro (API Gateway v2, Docker, tflocal); untested here
 	$(BIN)/python -m scripts.deploy localstack
@@ -100,4 +114,4 @@ localstack-deploy: build ## deploy to a running LocalStack Pro (API Gateway v2, 
 clean: ## remove build outputs and local state (keeps the virtualenvs)
 	rm -rf build .local .pytest_cache
 
-.PHONY: help install lint build build-local stack dev test test-browser test-load bench deploy token smoke destroy localstack-deploy clean
+.PHONY: help install lint build build-local stack dev test test-browser test-load bench version-check doctor deploy token smoke destroy localstack-deploy clean

@@ -4,7 +4,7 @@ GET  /stats        -> {"lambda_invocations": {fn: n}, "lambda_billed_ms": {fn: m
                        "dynamodb_calls": {operation: n}, "post_to_connection": n,
                        "ws_messages": {"agent_to_api": n, "api_to_agent": n}, "http_requests": n}
 POST /stats/reset  -> zeroes every counter
-POST /faults       {"dynamodb_throttle_rate": 0..1, "post_to_connection_gone_rate": 0..1} (0 clears)
+POST /faults       {"dynamodb_throttle_rate": 0..1, "post_to_connection_gone_rate": 0..1, "gsi_lag_s": 0..1} (0 clears)
 GET  /faults       -> current rates
 POST /lambdas/recycle {"functions": [names]} (optional; default all) -> {"recycled": {fn: bool}}:
                       each idle worker is dropped, as Lambda reclaims an idle sandbox, so the next

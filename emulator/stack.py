@@ -138,7 +138,7 @@ def apply_terraform(endpoint: str, build_dir: Path, state_dir: Path, variables: 
 
 def agent_auth(outputs: dict[str, Any], endpoint: str) -> dict[str, Any] | None:
     """The state file's auth block: the deployed secret (read from moto's SSM) and a dev token."""
-    from scripts.deploy.token import DEFAULT_TTL_S, AuthSettings, mint, read_secret
+    from scripts.tokens import DEFAULT_TTL_S, AuthSettings, mint, read_secret
 
     settings = AuthSettings.from_outputs({"agent_auth": {"value": outputs.get("agent_auth")}})
     if settings.anonymous:

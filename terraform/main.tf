@@ -139,6 +139,10 @@ locals {
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
       { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
+      # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
+      # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
+      # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
+      { sid = "MissingBodiesAre404", actions = ["s3:ListBucket"], resources = [module.body_bucket.bucket_arn] },
     ]
     cleanup = concat(
       [
@@ -374,7 +378,7 @@ module "domain" {
   http_api_id           = module.http_api.api_id
   http_stage_id         = module.http_api.stage_id
   websocket_api_id      = module.websocket_api.api_id
-  websocket_stage_name  = var.websocket_stage_name
+  websocket_stage_id    = module.websocket_api.stage_id
 }
 
 # ---------------------------------------------------------------- observability

@@ -6,8 +6,8 @@ variable "name_prefix" {
   default     = "http-tunnel"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name_prefix))
-    error_message = "name_prefix must be 3-32 lowercase letters, digits or '-', starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{1,26}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-28 lowercase letters, digits or '-', starting with a letter (\"<name_prefix>-bodies-\" must fit S3's 36-character bucket_prefix)."
   }
 }
 

@@ -4,8 +4,10 @@
   in its own process for the stack (``emulator.mock_aws.moto_process``: moto's threads no longer share
   the gateway's GIL), or in this process (:class:`MotoService`, the emulator tests).
 * ``/_emulator/...`` control routes (stats, faults, uploaded code) are answered before moto.
-* Its WSGI app is wrapped to count DynamoDB calls by operation, apply the latency profile
-  and inject ``ProvisionedThroughputExceededException`` at a configurable rate. Calls made
+* Its WSGI app is wrapped to count DynamoDB calls by operation, apply the latency profile,
+  inject ``ProvisionedThroughputExceededException`` at a configurable rate, and (fault
+  ``gsi_lag_s``) keep a row written by PutItem out of GSI Query results for that long, as
+  DynamoDB's eventually consistent indexes may. Calls made
   by the emulator itself (stream polling, TTL expiry) carry ``x-emulator-internal`` and are
   neither counted, delayed nor faulted.
 * moto's own Lambda invocation is switched off (:func:`disable_moto_lambda_invoke`): moto would
@@ -17,10 +19,12 @@
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
 import threading
 import time
+import zlib
 from typing import Any, Callable, Iterable
 
 import boto3
@@ -201,6 +205,7 @@ class GatedApp:
         self.faults = faults
         self.profile = profile
         self.dynamodb_lock = FairLock()
+        self.recent_puts: dict[tuple[str, str], float] = {}  # (table, item) -> monotonic time, for gsi_lag_s
 
     def dynamodb(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """One DynamoDB (or Streams) call at a time: DynamoDB applies each write atomically, moto
@@ -263,7 +268,44 @@ class GatedApp:
             start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
                                                ("Content-Length", str(len(THROTTLE_BODY)))])
             return [THROTTLE_BODY]
+        if self.faults.settings.gsi_lag_s > 0 and operation in ("PutItem", "Query"):
+            return self.lagging_index(operation, environ, start_response)
         return self.dynamodb(environ, start_response)
+
+    def lagging_index(self, operation: str, environ: dict[str, Any],
+                      start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Fault ``gsi_lag_s``: remember when PutItem wrote each item; a Query on an index leaves
+        out the items written less than that long ago (an UpdateItem since makes the item visible)."""
+        lag = self.faults.settings.gsi_lag_s
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        request = json.loads(raw or b"{}")
+        table = str(request.get("TableName", ""))
+        now = time.monotonic()
+        if operation == "PutItem":
+            for key in [k for k, at in self.recent_puts.items() if now - at > 10 * lag]:
+                self.recent_puts.pop(key, None)
+            self.recent_puts[(table, json.dumps(request.get("Item"), sort_keys=True))] = now
+            return self.dynamodb(environ, start_response)
+        if not request.get("IndexName"):
+            return self.dynamodb(environ, start_response)
+        seen: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            seen.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = b"".join(self.dynamodb(environ, capture))
+        if seen["status"].startswith("200"):
+            out = json.loads(body)
+            items = out.get("Items", [])
+            kept = [i for i in items if now - self.recent_puts.get((table, json.dumps(i, sort_keys=True)), -lag) >= lag]
+            if len(kept) != len(items):
+                out.update(Items=kept, Count=len(kept))
+                body = json.dumps(out).encode()
+        fixed = {"content-length": str(len(body)), "x-amz-crc32": str(zlib.crc32(body))}
+        start_response(seen["status"], [(k, fixed.get(k.lower(), v)) for k, v in seen["headers"]])
+        return [body]
 
 
 class MotoService:

@@ -1,6 +1,6 @@
 """Make moto cheaper per call without changing a byte of what its clients parse.
 
-Measured with ``python -m emulator.perf --py-spy moto.txt --spy-target moto --spy-gil`` (moto
+Measured with ``python -m scripts.bench.perf --py-spy moto.txt --spy-target moto --spy-gil`` (moto
 5.2.5, 32 callers): per tunnelled request moto spent ~15 ms of CPU on ~6 DynamoDB calls plus
 the stream poller's GetRecords, and under the one-at-a-time DynamoDB gate that CPU is the
 stack's ceiling. Where it went, and what is done here:

@@ -8,4 +8,4 @@ from httptunnel.edge import http_error, lambda_edge
 @lambda_edge(bad_event=http_error(400, "invalid_request", "bad request"),
              failure=http_error(502, "internal_error", "internal error"))
 def handler(event, context):
-    return forward.forward(event)
+    return forward.forward(event, context)

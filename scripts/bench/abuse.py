@@ -3,7 +3,8 @@
     python -m scripts.bench.abuse            # the markdown table README.md quotes ("The public edge")
 
 Two attacks need nothing but the public URL:
-  * unknown tunnel: requests to /<random>/ -- forward answers 404 after one GSI Query;
+  * unknown tunnel: requests to /<random>/ -- forward answers 404 after one GSI Query and one
+    GetItem of the name's reservation (none: nothing is connecting, nothing to wait for);
   * held request: requests to a tunnel that never answers (an agent that reads and ignores, or a
     legitimate app with a slow endpoint): forward holds each one for its full 25 s wait.
 Rates: the HTTP API throttle (token bucket) and the account's Lambda concurrency, whichever binds
@@ -30,7 +31,7 @@ FORWARD_MEMORY_GB = 512 / 1024  # terraform/main.tf function_defaults.forward
 LOG_INGEST_PER_GB = 0.50  # CloudWatch Logs ingestion, us-east-1
 
 ASSUMED = {
-    "404 billed duration": "20 ms (one GSI Query and the log line)",
+    "404 billed duration": "20 ms (one GSI Query, one GetItem and the log line)",
     "log bytes per request": "700 B (forward's JSON line + the API access log line)",
     "reads": "strongly consistent GetItem of a small item = 1 RRU; GSI Query = 0.5 RRU",
     "writes": "put, give-up update and delete of the pending row = 1 WRU each",
@@ -63,7 +64,7 @@ def unknown_tunnel() -> Cost:
     lines = {
         "HTTP API": cost.HTTP_API_PER_M / 1e6,
         "forward Lambda": _lambda(FORWARD_MEMORY_GB, 0.020),
-        "DynamoDB": 0.5 * cost.DDB_RRU_PER_M / 1e6,
+        "DynamoDB": (0.5 + 1) * cost.DDB_RRU_PER_M / 1e6,  # the GSI Query + the reservation's GetItem
         "logs": 700 / 1e9 * LOG_INGEST_PER_GB,
     }
     return Cost(sum(lines.values()), lines)

@@ -1,11 +1,16 @@
 """Deploy http-tunnel with Terraform.
 
-    python -m scripts.deploy apply       # real AWS: AWS_PROFILE / AWS_REGION; prints the ttf line with a token
+    python -m scripts.deploy apply       # real AWS: the preflight (scripts/deploy/doctor.py), then apply;
+                                         # AWS_PROFILE / AWS_REGION; prints the ttf line with a token
     python -m scripts.deploy destroy     # real AWS
     python -m scripts.deploy localstack  # tflocal against a running LocalStack with API Gateway v2
 
 Extra Terraform variables: `--var name=value` (repeatable) or a terraform.tfvars file in
-terraform/. `make deploy` / `make destroy` / `make localstack-deploy` call this script.
+terraform/. State is local (terraform/terraform.tfstate) unless `--state-bucket B` (make deploy
+STATE_BUCKET=B) keeps it in S3 at <name_prefix>/terraform.tfstate with a lock file beside it
+(use_lockfile, Terraform >= 1.10): for that run only, terraform/backend_s3_override.tf (ignored by
+git) declares the S3 backend; an existing local state is copied there.
+`make deploy` / `make destroy` / `make localstack-deploy` call this script.
 After an apply it mints a token for the operator (subject `operator`, 7 days) with the
 deployment's own secret and prints a ready `ttf -e ... -t ...` line. The token itself is printed
 only to a terminal: when stdout is not a TTY (CI logs keep it), it goes to .local/operator-token
@@ -25,7 +30,8 @@ import sys
 from pathlib import Path
 
 from scripts import tfenv
-from scripts.deploy import token
+from scripts.deploy import doctor, settings, token
+from scripts.deploy.settings import DeployError, parse_vars
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = ROOT / "terraform"
@@ -33,30 +39,30 @@ LOCALSTACK_DATA_DIR = ROOT / ".local" / "tf-localstack"
 LOCALSTACK_STATE = ROOT / ".local" / "localstack" / "terraform.tfstate"
 
 
-class DeployError(RuntimeError):
-    """A precondition failed or a command exited non-zero."""
+BACKEND_FILE = TERRAFORM_DIR / "backend_s3_override.tf"
+BACKEND_TEXT = ('# Written by scripts/deploy for a run with --state-bucket, removed after it (ignored by git).\n'
+                'terraform {\n  backend "s3" {}\n}\n')
 
 
-def parse_vars(items: list[str]) -> list[str]:
-    """--var name=value items -> terraform -var arguments (validated)."""
-    args = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise DeployError(f"--var needs name=value, got {item!r}")
-        args.append(f"-var={name.strip()}={value}")
-    return args
-
-
-def aws_env(base: dict[str, str]) -> dict[str, str]:
-    """Environment for real AWS: the user's profile/region, never a leftover local endpoint."""
+def aws_env(base: dict[str, str], var_args: list[str] | None = None) -> dict[str, str]:
+    """Environment for real AWS: the user's profile, the region the preflight names (AWS_REGION,
+    AWS_DEFAULT_REGION, else the profile's own region), never a leftover local endpoint."""
     env = tfenv.terraform_env(base)
     for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
         del env[key]
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if region:
-        env["TF_VAR_aws_region"] = region
+    region = settings.region(TERRAFORM_DIR, env, var_args or [])
+    env["TF_VAR_aws_region"] = region.name  # a tfvars file or --var still wins, as in Terraform
+    env.setdefault("AWS_REGION", region.name)  # the S3 backend and the provider agree with it
     return env
+
+
+def backend_args(state_bucket: str, prefix: str, region: str) -> list[str]:
+    """`terraform init` arguments of the optional S3 backend (empty: local state)."""
+    if not state_bucket:
+        return []
+    return [f"-backend-config=bucket={state_bucket}", f"-backend-config=key={prefix}/terraform.tfstate",
+            f"-backend-config=region={region}", "-backend-config=use_lockfile=true", "-backend-config=encrypt=true",
+            "-migrate-state", "-force-copy"]
 
 
 def localstack_env(base: dict[str, str], endpoint: str) -> dict[str, str]:
@@ -79,12 +85,12 @@ def build_check(build_dir: Path, arch_hint: str = "make build") -> None:
 
 
 def commands(action: str, var_args: list[str], auto_approve: bool, tool: str = "terraform",
-             state: Path | None = None) -> list[list[str]]:
+             state: Path | None = None, init_args: list[str] | None = None) -> list[list[str]]:
     """The terraform (or tflocal) command lines an action runs, in order."""
     chdir = f"-chdir={TERRAFORM_DIR}"
     approve = ["-auto-approve"] if auto_approve else []
     state_args = [f"-state={state}"] if state else []
-    init = [tool, chdir, "init", "-input=false"]
+    init = [tool, chdir, "init", "-input=false", *(init_args or [])]
     if action == "apply" or action == "localstack":
         return [init,
                 [tool, chdir, "apply", "-input=false", *approve, *state_args, *var_args],
@@ -181,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--localstack-endpoint", default=os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"))
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--state-bucket", default=os.environ.get("STATE_BUCKET", ""),
+                        help="keep the state in this S3 bucket (use_lockfile) instead of terraform/terraform.tfstate")
+    parser.add_argument("--allow-low-concurrency", action="store_true",
+                        default=os.environ.get("ALLOW_LOW_CONCURRENCY", "") not in ("", "0"),
+                        help="deploy although the Lambda concurrency quota is below what the throttles need")
+    parser.add_argument("--skip-doctor", action="store_true", help="apply without the preflight checks")
     args = parser.parse_args(argv)
 
     try:
@@ -193,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             cmds = commands("localstack", var_args, auto_approve=True, tool=tool, state=LOCALSTACK_STATE)
         else:
             tool = "terraform"
-            cmds = commands(args.action, var_args, auto_approve=args.yes)
+            env = aws_env(dict(os.environ), var_args)
+            values = settings.effective(TERRAFORM_DIR, env, var_args)
+            init_args = backend_args(args.state_bucket, str(values.get("name_prefix")), env["TF_VAR_aws_region"])
+            cmds = commands(args.action, var_args, auto_approve=args.yes, init_args=init_args)
         if args.dry_run:
             print("\n".join(" ".join(c) for c in cmds))
             return 0
@@ -208,8 +223,19 @@ def main(argv: list[str] | None = None) -> int:
             if not (os.environ.get("AWS_PROFILE") or os.environ.get("AWS_ACCESS_KEY_ID")):
                 print("note: neither AWS_PROFILE nor AWS_ACCESS_KEY_ID is set; using the default credential chain",
                       file=sys.stderr)
-            env = aws_env(dict(os.environ))
-        out = run(cmds, env)
+            if args.action == "apply" and not args.skip_doctor:
+                checks = doctor.run_checks(env=dict(os.environ), var_args=var_args, build_dir=args.build_dir,
+                                           allow_low_concurrency=args.allow_low_concurrency,
+                                           state_bucket=args.state_bucket)
+                print(doctor.table(checks) + "\n", flush=True)
+                if doctor.failed(checks):
+                    raise DeployError("the preflight found what would fail (above); nothing was applied")
+        if args.state_bucket and tool == "terraform":
+            BACKEND_FILE.write_text(BACKEND_TEXT)
+        try:
+            out = run(cmds, env)
+        finally:
+            BACKEND_FILE.unlink(missing_ok=True)
         if args.action != "destroy":
             outputs = json.loads(out)
             endpoint = args.localstack_endpoint if args.action == "localstack" else ""

@@ -1,5 +1,5 @@
 """The local stack and `ttf` agents as child processes: how the tests, the bench, the load suite,
-`make dev` and `emulator.perf` all start them (through the process harness).
+`make dev` and `scripts.bench.perf` all start them (through the process harness).
 
 Contracts used:
   python -m emulator.stack --http-port P --ws-port P --admin-port P --state-file F [--profile N] [...]

@@ -16,12 +16,12 @@ import secrets
 import string
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from scripts.smoke import swap
 from scripts.smoke.client import Client, Reply
+from scripts.smoke.context import Context, Tunnel  # noqa: F401 - battery.Context / battery.Tunnel for callers
 from scripts.smoke.origin import COOKIES, UTF8_VALUE, pattern, text_pattern
 from scripts.smoke.verdict import FAILED, NOT_CHECKABLE, PASSED, CheckFailed, NotCheckable, Result, expect
 
@@ -34,31 +34,6 @@ BIG_DOWNLOAD = 8 * MB  # binary: over Lambda's 6 MB result once base64-encoded, 
 # (live captures, hotsock/voker#8; README "What reaches the local app's URL").
 ENCODED_PATH = "/echo/smoke%20test/caf%C3%A9/a%23b/a%2Fb/x+y"
 QUERY = "q=smoke&sp=%20&sl=%2F&empty=&flag"
-
-
-@dataclass(frozen=True)
-class Tunnel:
-    tunnel_id: str
-    public_url: str
-
-
-@dataclass
-class Context:
-    tunnel: Tunnel
-    restart: Callable[[], Tunnel]  # stop the agent, start it again with its saved state
-    latency_requests: int = 20
-    max_p90_ms: float | None = None
-    client: Client | None = None
-    endpoint: str = ""  # the agent WebSocket URL, for the swap attempt's hand-made agents
-    token: str = ""  # the agent token ("" when the deployment lets anonymous agents in)
-
-    def url(self, path: str) -> str:
-        return self.tunnel.public_url.rstrip("/") + path
-
-    def http(self) -> Client:
-        if self.client is None:
-            self.client = Client()
-        return self.client
 
 
 def expect_status(reply: Reply, status: int) -> None:

@@ -39,17 +39,15 @@ import ipaddress
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
+from typing import Any, Coroutine, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 
 from httptunnel import limits, names, protocol
 from scripts.smoke.client import Client, Reply
+from scripts.smoke.context import Context
 from scripts.smoke.verdict import CheckFailed, NotCheckable, expect
-
-if TYPE_CHECKING:
-    from scripts.smoke.battery import Context
 
 T = TypeVar("T")
 

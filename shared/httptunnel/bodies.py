@@ -116,7 +116,12 @@ def response_download_url(request_id: str, version_id: str, content_type: str | 
 def get_response_body(request_id: str) -> Stored:
     """Read the current version of resp/<id>, pinned: its size is checked before reading and the
     bytes read are those of that version even if the agent uploads again meanwhile.
-    Raises BodyMissing, BodyTooLarge (over BODY_MAX) or NotVersioned."""
+    Raises BodyMissing, BodyTooLarge (over BODY_MAX) or NotVersioned.
+
+    S3 answers the HEAD of a missing key with 404 only because forward's role may list the body
+    bucket (terraform/main.tf, MissingBodiesAre404); without that it answers 403, which is not
+    read as missing here: a 403 stays an S3 error, so a permission that really is wrong is not
+    blamed on the agent."""
     try:
         head = _s3().head_object(Bucket=_bucket(), Key=response_key(request_id))
     except ClientError as exc:

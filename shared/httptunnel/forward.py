@@ -33,7 +33,7 @@ def _connection(req: events.HttpEvent, route: routing.Route,
 
 
 def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-              recheck: bool = True) -> ForwardResult:
+              remaining_ms: int | None = None, recheck: bool = True) -> ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
@@ -48,13 +48,14 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     created_at = int(time.time() * 1000)
     fields.update(request_id=request_id, connection_id=conn.connection_id, path=route.path[:256],
                   created_at=created_at)
-    wait_s = config.forward_wait_seconds()
+    wait_s = waiting.wait_seconds(config.forward_wait_seconds(), remaining_ms)
     deadline = time.monotonic() + wait_s
     frame = to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
                                      max(0, int((deadline - time.monotonic()) * 1000)), rules)
     posted = tunnels.post(route, conn, frame)
-    if isinstance(posted, tunnels.Unsent) and recheck:  # reconnected with another policy: check that one
-        return _exchange(req, route, target, fields, recheck=False)
+    if isinstance(posted, tunnels.Unsent) and recheck:  # reconnected with another policy: check that one,
+        left_ms = int((deadline - time.monotonic() + waiting.ANSWER_RESERVE_S) * 1000)  # by the same deadline
+        return _exchange(req, route, target, fields, left_ms, recheck=False)
     if posted is None or isinstance(posted, tunnels.Unsent):
         return fail(502, GONE, "agent connection is gone")
     conn = posted
@@ -76,8 +77,11 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     return to_caller.build_answer(request_id, req, route, answer, conn.rewrite, rules, conn.rewrite_json)
 
 
-def forward(event: Any) -> dict[str, Any]:
+def forward(event: Any, context: Any = None) -> dict[str, Any]:
+    """``context``: the Lambda context; its remaining time bounds the wait (``waiting.wait_seconds``)."""
     started = time.monotonic()
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining_ms = int(remaining()) if callable(remaining) else None
     calls_before = store.calls()
     fields: dict[str, Any] = {}
     try:
@@ -88,7 +92,7 @@ def forward(event: Any) -> dict[str, Any]:
         routed = gate.route(req)
         tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
         fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-        outcome = routed if isinstance(routed, ForwardResult) else _exchange(req, *routed, fields)
+        outcome = routed if isinstance(routed, ForwardResult) else _exchange(req, *routed, fields, remaining_ms)
     # One line per request. The observability module's metric filter counts `error_code` from
     # it; a 5xx is logged at WARNING so the counts survive LOG_LEVEL=WARNING.
     log.emit(logging.WARNING if outcome.status >= 500 else logging.INFO, "forwarded",

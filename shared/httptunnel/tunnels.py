@@ -4,10 +4,16 @@
 tunnel as absent for ``ABSENT_CACHE_S`` (bounded, least recently used evicted first,
 thread-safe). A 410 on the post drops the entry and asks the Query once more, so a reconnect
 never costs the caller an error.
+
+The GSI is eventually consistent: a request right after ``$connect`` can miss the new row. When
+the Query finds nothing but the name's reservation was written in the last ``INDEX_LAG_WAIT_S``
+(every ``$connect`` writes it just before the connection row), the Query is asked again until
+the row shows or that window ends, and "absent" is not remembered.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -19,6 +25,8 @@ CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row thi
 ABSENT_CACHE_S = 1.0  # an unknown tunnel is answered 404 from memory at most this long
 CACHE_MAX = 1024  # tunnels (connections) remembered per instance and map (least recently used dropped first)
 RETRY_POST_S = 0.5
+INDEX_LAG_WAIT_S = 2.0  # after a $connect, how long a missing GSI row is waited for
+INDEX_POLL_S = (0.05, 0.1, 0.2, 0.3)  # the Query's retries while waiting (then every 0.3 s)
 
 
 def _alive(connection_id: str, endpoint: str) -> bool:
@@ -41,8 +49,34 @@ def connection_for(tunnel_id: str) -> store.Connection | None:
     if found is not MISSING:
         return found
     conn = store.newest_connection_for_tunnel(tunnel_id)
+    if conn is None:
+        connecting_until = _connecting_until(tunnel_id)
+        if connecting_until is not None:
+            return _wait_for_index(tunnel_id, connecting_until)  # found or not: not remembered as absent
     CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S)
     return conn
+
+
+def _connecting_until(tunnel_id: str) -> float | None:
+    """The wall-clock end of the GSI lag window when the name's reservation was just written
+    (an agent is connecting with it); None otherwise."""
+    reservation = store.get_reservation(tunnel_id)
+    if reservation is None:
+        return None
+    until = reservation.ttl - store.RESERVATION_TTL_S + INDEX_LAG_WAIT_S
+    return until if until > time.time() else None
+
+
+def _wait_for_index(tunnel_id: str, until: float) -> store.Connection | None:
+    attempt = 0
+    while (left := until - time.time()) > 0:
+        time.sleep(min(INDEX_POLL_S[min(attempt, len(INDEX_POLL_S) - 1)], left))  # GSI lag, bounded by `until`
+        attempt += 1
+        conn = store.newest_connection_for_tunnel(tunnel_id)
+        if conn is not None:
+            CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S)
+            return conn
+    return None
 
 
 def forget_connection(tunnel_id: str, connection_id: str) -> None:

@@ -30,6 +30,20 @@ FIRST_POLL_MAX_S = 0.1
 ANSWER_TIMES_KEPT = 16  # per tunnel
 ANSWER_TIMES_MIN = 3  # fewer samples: poll at once
 ALIVE_CHECK_S = 1.0
+# What forward still does after the wait, at most: read a 10 MB body from S3, check its SHA-256,
+# base64 it and return it. The wait ends early enough to leave this much of the invocation's
+# own time (the defaults: 29 s timeout - 25 s wait).
+ANSWER_RESERVE_S = 4.0
+
+
+def wait_seconds(configured: float, remaining_ms: int | None) -> float:
+    """How long forward may wait for the agent: the configured wait, shortened so at least
+    ``ANSWER_RESERVE_S`` of the invocation's remaining time (Lambda's context) is left. Without it
+    a function timeout under wait + reserve, or a big answer arriving at the last moment, ran the
+    function past its timeout: the caller got API Gateway's 500 instead of the tunnel's 504."""
+    if remaining_ms is None:
+        return configured
+    return max(0.0, min(configured, remaining_ms / 1000 - ANSWER_RESERVE_S))
 
 
 def next_poll_delay(delay: float, waited_s: float) -> float:

@@ -49,6 +49,8 @@ NOT_CALLED_BY_HANDLER = {
     "dynamodb:GetRecords": "the event source mapping reads the stream for stream_notifier",
     "dynamodb:GetShardIterator": "the event source mapping reads the stream for stream_notifier",
     "dynamodb:ListStreams": "the event source mapping reads the stream for stream_notifier",
+    "s3:ListBucket": "S3 answers a HeadObject of a missing key with 404 only when the caller may list the bucket "
+                     "(403 otherwise): bodies.get_response_body tells a missing upload by that 404",
 }
 # Allowed actions on code paths this scenario does not reach (moto cannot fail a post with
 # GoneException, and no agent answers here); each is cited from the layer's code.
@@ -286,6 +288,28 @@ def test_no_unneeded_action_is_allowed(deployed, observed):
                 for short, (_, allowed) in deployed.items()}
     unneeded = {k: v for k, v in unneeded.items() if v}
     assert not unneeded, f"roles allow actions their code never performs: {unneeded}"
+
+
+def test_forward_may_list_the_body_bucket(stack):
+    """S3 answers HeadObject of a missing key with 404 only to a caller allowed s3:ListBucket on the
+    bucket, and 403 otherwise (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html):
+    bodies.get_response_body's "missing" branch (404) never ran on AWS, and the caller got a generic
+    502. moto answers 404 either way, so only the policy can show it."""
+    endpoint, outputs = stack
+    lam, iam = _client("lambda", endpoint), _client("iam", endpoint)
+    role = lam.get_function_configuration(FunctionName=outputs["function_names"]["forward"])["Role"].rsplit("/", 1)[-1]
+    bucket_arn = f"arn:aws:s3:::{outputs['body_bucket_name']}"
+    listing = []
+    for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+        doc = json.loads(doc) if isinstance(doc, str) else doc
+        for statement in doc["Statement"]:
+            actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+            resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+            if "s3:ListBucket" in actions and statement["Effect"] == "Allow":
+                listing += resources
+                assert "Condition" not in statement, "HeadObject carries no s3:prefix: a condition would not match"
+    assert bucket_arn in listing, f"forward's role cannot list {bucket_arn}: a missing body is a 403 on AWS"
 
 
 def test_names_match_the_layer(stack):

@@ -4,6 +4,9 @@
 - The agent imports from the layer only its stdlib-only modules, and nothing that needs boto3,
   pyjwt or cryptography: its runtime dependencies are aiohttp and rich (pyproject.toml).
 - Only the emulator's Lambda worker edits sys.path (it reproduces what Lambda puts there).
+- The emulator takes from scripts/ only the process harness and the shared helpers
+  (scripts.tfenv, scripts.tokens): the fake of AWS never reaches up into the tools that use it.
+- No import cycles anywhere, lazy and type-only (``if TYPE_CHECKING:``) imports included.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used t
 PYTEST_PLUGIN = Path("cli/ttf/pytest_plugin.py")
 SYS_PATH_EDITOR = ROOT / "emulator" / "lambda_runtime" / "worker.py"
 SKIP_DIRS = {"build", "node_modules", "cache", "__pycache__"}
+EMULATOR_MAY_IMPORT_FROM_SCRIPTS = ("scripts.harness", "scripts.tfenv", "scripts.tokens")
+PACKAGES = {"httptunnel": ROOT / "shared" / "httptunnel", "ttf": ROOT / "cli" / "ttf", "emulator": ROOT / "emulator",
+            "scripts": ROOT / "scripts", "tests": ROOT / "tests"}
 
 
 def python_files(base: Path) -> list[Path]:
@@ -119,6 +125,108 @@ def test_only_the_lambda_worker_edits_sys_path() -> None:
                     and isinstance(target.value, ast.Name) and target.value.id == "sys"):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, "sys.path edited outside the Lambda worker: " + ", ".join(bad)
+
+
+def test_the_emulator_imports_only_the_harness_and_shared_helpers_from_scripts() -> None:
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in python_files(ROOT / "emulator")
+           for line, name in imports(p)
+           if name.split(".")[0] == "scripts" and name != "scripts"
+           and not any(name == ok or name.startswith(ok + ".") for ok in EMULATOR_MAY_IMPORT_FROM_SCRIPTS)]
+    assert not bad, ("the emulator reaches into tooling (move what it shares next to scripts.tfenv, or the tool "
+                     "under scripts/):\n" + "\n".join(bad))
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Our module -> the modules of ours it imports (any import statement: top level, lazy, under
+    TYPE_CHECKING; relative ones resolved). A module's own parent packages are not edges."""
+    modules: dict[str, Path] = {}
+    for name, base in PACKAGES.items():
+        for path in python_files(base):
+            parts = path.relative_to(base).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            modules[".".join((name, *parts))] = path
+
+    def ours(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            for name in names:
+                target = ours(name)
+                if target and target != module and not module.startswith(target + "."):
+                    found.add(target)
+        graph[module] = found
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_a_type_only_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    graph = module_graph()
+    assert "scripts.smoke.context" in graph["scripts.smoke.swap"], "type-only and relative imports are edges"
+    assert "httptunnel.aws" in graph["httptunnel.bodies"]
+
+
+def test_no_import_cycles() -> None:
+    found = cycles(module_graph())
+    assert not found, "import cycles (type-only imports count: move the shared piece to a module of its own):\n" + \
+        "\n".join(" <-> ".join(c) for c in found)
 
 
 LAMBDA_STORIES = ("connect", "disconnect", "response", "forward", "cleanup", "stream_notifier")

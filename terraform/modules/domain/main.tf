@@ -8,7 +8,7 @@ locals {
   domains = merge(
     {
       http = { name = var.domain_name, api_id = var.http_api_id, stage = var.http_stage_id }
-      ws   = { name = var.websocket_domain_name, api_id = var.websocket_api_id, stage = var.websocket_stage_name }
+      ws   = { name = var.websocket_domain_name, api_id = var.websocket_api_id, stage = var.websocket_stage_id }
     },
     var.wildcard ? { wildcard = { name = "*.${var.domain_name}", api_id = var.http_api_id, stage = var.http_stage_id } } : {},
   )
@@ -28,6 +28,10 @@ resource "aws_apigatewayv2_domain_name" "this" {
   tags = var.tags
 }
 
+# Each mapping's stage is a value read from the stage resource (not the variable the stage was
+# named from): Terraform then creates the stage first. AWS refuses a mapping to a stage that does
+# not exist yet ("Invalid stage identifier specified"); moto does not, so tests/infra checks the
+# ordering in `terraform graph`.
 resource "aws_apigatewayv2_api_mapping" "this" {
   for_each = local.domains
 

@@ -32,7 +32,7 @@ variable "http_api_id" {
 
 variable "http_stage_id" {
   type        = string
-  description = "HTTP API stage ($default)."
+  description = "HTTP API stage ($default): the stage resource's id, so each mapping waits for its stage (AWS answers \"Invalid stage identifier specified\" to a mapping created first)."
 }
 
 variable "websocket_api_id" {
@@ -40,9 +40,9 @@ variable "websocket_api_id" {
   description = "WebSocket API id."
 }
 
-variable "websocket_stage_name" {
+variable "websocket_stage_id" {
   type        = string
-  description = "WebSocket stage mapped at the root of websocket_domain_name."
+  description = "WebSocket stage mapped at the root of websocket_domain_name: the stage resource's id (its name), never a plain string, so the mapping is created after the stage."
 }
 
 variable "tags" {

@@ -3,7 +3,7 @@
 
 resource "aws_dynamodb_table" "connections" {
   #checkov:skip=CKV_AWS_28:point-in-time recovery is a variable (point_in_time_recovery); rows are ephemeral, so it is off by default
-  #checkov:skip=CKV_AWS_119:rows are short-lived connection metadata; the AWS-owned key is enough and avoids a KMS key per deployment
+  #checkov:skip=CKV_AWS_119:rows are short-lived connection metadata; the AWS managed key (aws/dynamodb, what enabled = true without kms_key_arn selects) is enough and avoids a customer managed KMS key per deployment
   name         = "${var.name_prefix}-connections"
   billing_mode = "PAY_PER_REQUEST"
   hash_key     = "connectionId"
@@ -44,7 +44,7 @@ resource "aws_dynamodb_table" "connections" {
 
 resource "aws_dynamodb_table" "pending" {
   #checkov:skip=CKV_AWS_28:point-in-time recovery is a variable (point_in_time_recovery); rows live minutes, so it is off by default
-  #checkov:skip=CKV_AWS_119:rows live at most minutes (TTL); the AWS-owned key is enough and avoids a KMS key per deployment
+  #checkov:skip=CKV_AWS_119:rows live at most minutes (TTL); the AWS managed key (aws/dynamodb, what enabled = true without kms_key_arn selects) is enough and avoids a customer managed KMS key per deployment
   name             = "${var.name_prefix}-pending-requests"
   billing_mode     = "PAY_PER_REQUEST"
   hash_key         = "requestId"

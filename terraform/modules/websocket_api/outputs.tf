@@ -23,6 +23,11 @@ output "stage_name" {
   value       = var.stage_name
 }
 
+output "stage_id" {
+  description = "The stage resource's id (its name), for API mappings: referencing it orders a mapping after the stage."
+  value       = aws_apigatewayv2_stage.this.id
+}
+
 output "ws_url" {
   description = "What `ttf --endpoint` takes: wss://<id>.execute-api.<region>.amazonaws.com/<stage>."
   value       = "wss://${local.host}/${var.stage_name}"

@@ -1,7 +1,7 @@
 """Where the local stack's time goes: 1 KB GETs through stack + ttf, with CPU per request.
 
-    python -m emulator.perf [--seq 200] [--conc 32] [--total 1000]
-                            [--py-spy OUT.svg|OUT.txt --spy-target moto|stack|ttf|fn:NAME --spy-gil]
+    python -m scripts.bench.perf [--seq 200] [--conc 32] [--total 1000]
+                                 [--py-spy OUT.svg|OUT.txt --spy-target moto|stack|ttf|fn:NAME --spy-gil]
 
 Starts the stack (``python -m emulator.stack`` on ephemeral ports), the benchmark origin and
 one ``ttf`` agent, measures the origin directly (sequential p50), then the tunnel sequentially
@@ -27,6 +27,10 @@ from typing import Any
 import psutil
 
 from emulator.lambda_runtime.buildinfo import ROOT
+from scripts.bench import load as bench_load
+from scripts.bench import stats as bench_stats
+from scripts.harness.proc import Proc
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -75,9 +79,6 @@ def diff(after: dict[str, float], before: dict[str, float], n: int) -> dict[str,
 
 async def phase(name: str, target: Any, concurrency: int, total: int, pids: dict[str, int],
                 direct_p50: float | None) -> dict[str, Any]:
-    from scripts.bench import load as bench_load
-    from scripts.bench import stats as bench_stats
-
     before = snapshot(pids)
     result = await bench_load.run(target, concurrency, total, warmup=min(20, total))
     after = snapshot(pids)
@@ -114,9 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--py-spy-bin", default=os.environ.get("PY_SPY") or shutil.which("py-spy")
                    or str(Path(sys.executable).parent / "py-spy"), help="the py-spy executable")
     args = p.parse_args(argv)
-    from scripts.bench import load as bench_load
-    from scripts.harness.proc import Proc
-    from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
     log_dir = Path(tempfile.mkdtemp(prefix="emulator-perf-"))
     origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin",
