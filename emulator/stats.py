@@ -46,6 +46,9 @@ class Stats:
 class FaultSettings:
     dynamodb_throttle_rate: float = 0.0
     post_to_connection_gone_rate: float = 0.0
+    # share of agent messages ($default) refused the way a throttled WebSocket route refuses them:
+    # not routed, and an error frame sent back (emulator/README.md, "agent message throttling")
+    agent_message_throttle_rate: float = 0.0
     # Seconds a row written by PutItem stays out of Query results on a GSI (DynamoDB's global
     # secondary indexes are eventually consistent; moto's are not).
     gsi_lag_s: float = 0.0

@@ -45,7 +45,12 @@ locals {
   jwt_secret_ssm_parameter = local.generate_jwt_secret ? aws_ssm_parameter.jwt_secret[0].name : var.jwt_secret_ssm_parameter
   jwt_issuer               = var.jwt_issuer != "" ? var.jwt_issuer : local.generate_jwt_secret ? var.name_prefix : ""
   jwt_audience             = var.jwt_audience != "" ? var.jwt_audience : local.generate_jwt_secret ? "${var.name_prefix}-agents" : ""
-  subdomain_url_template   = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
+  generate_request_id_key  = var.request_id_key_ssm_prefix == ""
+  request_id_key_prefix    = local.generate_request_id_key ? "/${var.name_prefix}/request-id-key-" : var.request_id_key_ssm_prefix
+  request_id_key_arns = [
+    for slot in [0, 1] : "arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(local.request_id_key_prefix, "/")}${slot}"
+  ]
+  subdomain_url_template = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
 
   # Environment per function: exactly the variables its code reads (shared/README.md).
   # Optional settings are always present (empty = off) so the set never depends on inputs.
@@ -77,17 +82,22 @@ locals {
       SUBDOMAIN_URL_TEMPLATE = local.subdomain_url_template
       PATH_ROUTING           = tostring(local.path_routing)
       LOG_LEVEL              = var.log_level
+      # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
+      REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
+      REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
     }
     forward = {
-      CONNECTIONS_TABLE      = module.tables.connections_table_name
-      PENDING_TABLE          = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
-      PUBLIC_HTTP_URL        = local.public_http_url
-      TUNNEL_DOMAIN          = local.tunnel_domain
-      PATH_ROUTING           = tostring(local.path_routing)
-      BODY_BUCKET            = module.body_bucket.bucket_name
-      PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
-      LOG_LEVEL              = var.log_level
+      CONNECTIONS_TABLE         = module.tables.connections_table_name
+      PENDING_TABLE             = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT    = local.ws_management_endpoint
+      PUBLIC_HTTP_URL           = local.public_http_url
+      TUNNEL_DOMAIN             = local.tunnel_domain
+      PATH_ROUTING              = tostring(local.path_routing)
+      BODY_BUCKET               = module.body_bucket.bucket_name
+      PATH_REFERER_ROUTING      = tostring(var.path_referer_routing)
+      LOG_LEVEL                 = var.log_level
+      REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
+      REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
     }
     cleanup = {
       CONNECTIONS_TABLE        = module.tables.connections_table_name
@@ -129,8 +139,9 @@ locals {
     ]
     response = [
       { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
-      { sid = "Pending", actions = ["dynamodb:PutItem"], resources = [local.pending_arn] },
+      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
+      { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
     ]
     forward = [
       { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
@@ -139,6 +150,7 @@ locals {
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "Bodies", actions = ["s3:PutObject", "s3:GetObject"], resources = local.body_objects },
       { sid = "PinnedResponseBodies", actions = ["s3:GetObjectVersion"], resources = [local.response_objects] },
+      { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
       # S3 answers HeadObject of a missing key with 404 only to a caller allowed to list the
       # bucket, else 403: without this, an agent's missing upload was an unexplained S3 error.
       # Not limited by s3:prefix: a HEAD's request carries no prefix for the condition to match.
@@ -189,6 +201,30 @@ resource "aws_ssm_parameter" "jwt_secret" {
   type             = "SecureString"
   value_wo         = ephemeral.aws_secretsmanager_random_password.jwt_secret[0].random_password
   value_wo_version = var.jwt_secret_version
+}
+
+# Channel v2 request-id keys (shared/README.md "Request ids"): two SecureStrings, version N's key in
+# slot N mod 2, so after a rotation the other slot still holds the previous version's key. Written
+# write-only like the JWT secret (never in plan or state); forward and response read both with one
+# GetParameters per container. Rotate by increasing request_id_key_version: only the new version's
+# slot is rewritten, and the changed REQUEST_ID_KEY_VERSION gives both functions new containers.
+ephemeral "aws_secretsmanager_random_password" "request_id_key" {
+  count    = local.generate_request_id_key ? 2 : 0
+  provider = aws.secret_generator
+
+  password_length     = 64
+  exclude_punctuation = true
+}
+
+resource "aws_ssm_parameter" "request_id_key" {
+  #checkov:skip=CKV_AWS_337:as the JWT secret: the aws/ssm key, decryptable through SSM by the two roles allowed to read it
+  count = local.generate_request_id_key ? 2 : 0
+
+  name             = "${local.request_id_key_prefix}${count.index}"
+  description      = "http-tunnel request id HMAC key, slot ${count.index} (versions with N mod 2 = ${count.index}); forward mints, response verifies"
+  type             = "SecureString"
+  value_wo         = ephemeral.aws_secretsmanager_random_password.request_id_key[count.index].random_password
+  value_wo_version = var.request_id_key_version - ((var.request_id_key_version - count.index) % 2)
 }
 
 module "tables" {
@@ -428,6 +464,7 @@ module "observability" {
     connections = { name = module.tables.connections_table_name, indexes = ["tunnel-id-index"] }
     pending     = { name = module.tables.pending_table_name }
   }
+  answers_table = module.tables.pending_table_name
 }
 
 # The function URL edge (public_edge = "function_url"; issue 23). forward stands in until the

@@ -184,6 +184,11 @@ variable "websocket_throttling_burst_limit" {
     condition     = var.websocket_throttling_burst_limit >= 1 && var.websocket_throttling_burst_limit <= 5000
     error_message = "websocket_throttling_burst_limit must be 1-5000."
   }
+
+  validation {
+    condition     = var.websocket_throttling_burst_limit >= var.http_throttling_burst_limit
+    error_message = "websocket_throttling_burst_limit (${var.websocket_throttling_burst_limit}) must be at least http_throttling_burst_limit (${var.http_throttling_burst_limit}): a burst of requests is a burst of answers (shared/README.md, the $default budget)."
+  }
 }
 
 variable "websocket_throttling_rate_limit" {
@@ -196,9 +201,11 @@ variable "websocket_throttling_rate_limit" {
     error_message = "websocket_throttling_rate_limit must be above 0 and at most 10000."
   }
 
+  # The budget table in shared/README.md ("One budget: the agents' $default route"): one answer
+  # per public request plus a quarter for resends of throttled answers.
   validation {
-    condition     = var.websocket_throttling_rate_limit >= var.http_throttling_rate_limit
-    error_message = "websocket_throttling_rate_limit must be at least http_throttling_rate_limit: every public request needs one agent message back, and a throttled answer leaves its caller waiting for a 504."
+    condition     = var.websocket_throttling_rate_limit >= 1.25 * var.http_throttling_rate_limit
+    error_message = "websocket_throttling_rate_limit (${var.websocket_throttling_rate_limit}) must be at least 1.25 x http_throttling_rate_limit (${1.25 * var.http_throttling_rate_limit}): every public request needs one agent message back, plus room for resending throttled answers (shared/README.md, the $default budget)."
   }
 }
 
@@ -386,6 +393,28 @@ variable "jwt_secret_version" {
   validation {
     condition     = var.jwt_secret_version >= 1 && floor(var.jwt_secret_version) == var.jwt_secret_version
     error_message = "jwt_secret_version must be a whole number >= 1."
+  }
+}
+
+variable "request_id_key_version" {
+  type        = number
+  description = "Version of the request-id HMAC key forward mints with (channel v2; shared/README.md). Increase it by one to rotate: ids of the previous version keep verifying, the one before is dropped."
+  default     = 1
+
+  validation {
+    condition     = var.request_id_key_version >= 1 && var.request_id_key_version <= 999999 && floor(var.request_id_key_version) == var.request_id_key_version
+    error_message = "request_id_key_version must be a whole number 1-999999."
+  }
+}
+
+variable "request_id_key_ssm_prefix" {
+  type        = string
+  description = "Bring your own request-id keys: the SSM SecureStrings <prefix>0 and <prefix>1 (version N's key, >= 32 bytes, in slot N mod 2). Empty = Terraform generates both into /<name_prefix>/request-id-key-0 and -1."
+  default     = ""
+
+  validation {
+    condition     = var.request_id_key_ssm_prefix == "" || can(regex("^/[A-Za-z0-9_./-]+$", var.request_id_key_ssm_prefix))
+    error_message = "request_id_key_ssm_prefix must be an SSM parameter path prefix such as /tunnel/request-id-key- (or empty)."
   }
 }
 

@@ -23,6 +23,8 @@ from ttf.events import Connected, Sink
 log = logging.getLogger("ttf")
 
 CLOSE_TIMEOUT = 2.0
+# What this agent speaks of channel v2 (shared/README.md "Capabilities"), announced at every $connect.
+AGENT_CAPABILITIES: tuple[str, ...] = (protocol.CAP_ACK,)
 
 
 class ConnectFailed(Exception):
@@ -43,7 +45,7 @@ class Opened:
 
 def connect_headers(config: Config) -> dict[str, str]:
     """The $connect headers that do not depend on the saved URL."""
-    headers = {"User-Agent": f"ttf/{__version__}"}
+    headers = {"User-Agent": f"ttf/{__version__}", protocol.CAPABILITIES_HEADER: ",".join(AGENT_CAPABILITIES)}
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
     if config.subdomain:
@@ -93,6 +95,13 @@ async def _await_established(ws: aiohttp.ClientWebSocketResponse) -> tuple[Conne
     early: list[HttpRequest] = []
     async for msg in ws:
         if msg.type != aiohttp.WSMsgType.TEXT:
+            continue
+        notice = protocol.gateway_notice(msg.data)
+        if notice is not None:
+            # API Gateway refused a message of ours (e.g. throttled): it cannot say which, and
+            # nothing else is in flight yet, so say `ready` again.
+            log.warning("the gateway refused a message while connecting (%s): sending ready again", notice[:100])
+            await ws.send_str(protocol.encode(protocol.Ready()))
             continue
         try:
             message = protocol.decode(msg.data)

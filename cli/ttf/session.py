@@ -10,6 +10,7 @@ and the event after which new requests are refused.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Awaitable, Callable, Sequence
@@ -17,6 +18,8 @@ from typing import Awaitable, Callable, Sequence
 import aiohttp
 
 from httptunnel import protocol
+from httptunnel.chunks import Sender
+from httptunnel.limits import FORWARD_WAIT_S
 from httptunnel.protocol import ConnectionEstablished, HttpRequest
 
 from ttf.events import Sink, escape_controls
@@ -29,6 +32,7 @@ log = logging.getLogger("ttf")
 PONG_TIMEOUT_MAX = 10.0
 
 Handler = Callable[[HttpRequest], Awaitable[LocalAnswer]]
+Answer = protocol.HttpResponse | protocol.Error
 
 
 class TunnelSession:
@@ -56,6 +60,13 @@ class TunnelSession:
         self._background: set[asyncio.Future[object]] = set()  # pongs and refusals, fire and forget
         self._send_lock = asyncio.Lock()
         self._rx = asyncio.Event()
+        # Channel v2 `ack`, when the server agreed it: every answer is kept (one Sender per request)
+        # and resent until the edge acknowledges it or the caller's time is over.
+        self.acks = protocol.CAP_ACK in (info.capabilities or [])
+        self._unacked: dict[str, Sender[Answer]] = {}
+        self._resend_wake = asyncio.Event()
+        self.gateway_refusals = 0  # API Gateway's own error frames (e.g. throttled messages)
+        self.resent = 0
         # Requests the server routed here between $connect and connection_established: the
         # connection row exists from $connect on, so under traffic some arrive before we are told
         # we are established. They are ours to answer; dropping them left callers waiting 25 s.
@@ -89,7 +100,7 @@ class TunnelSession:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
         for request_id in leftovers.values():
-            await self.send(error_frame(request_id, "local_service_unavailable", "agent stopped before answering"))
+            await self.answer(error_frame(request_id, "local_service_unavailable", "agent stopped before answering"))
 
     async def close(self) -> None:
         """Close the socket and stop everything this session started."""
@@ -111,16 +122,70 @@ class TunnelSession:
             return False
         return True
 
+    async def answer(self, frame: str, deadline: float | None = None) -> bool:
+        """Send an answer (http_response or error). With `ack` agreed it is numbered, kept and resent
+        until acknowledged or until ``deadline`` (loop time; default: the longest the edge waits)."""
+        if not self.acks:
+            return await self.send(frame)
+        message = protocol.decode(frame)
+        assert isinstance(message, (protocol.HttpResponse, protocol.Error))
+        loop = asyncio.get_running_loop()
+        sender: Sender[Answer] = Sender(window=1)
+        sender.offer(message, deadline if deadline is not None else loop.time() + FORWARD_WAIT_S)
+        self._unacked[message.request_id] = sender
+        return await self._send_due(message.request_id, sender, loop.time())
+
+    async def _send_due(self, request_id: str, sender: Sender[Answer], now: float) -> bool:
+        sent = True
+        for send in sender.due(now):
+            if send.attempt:
+                self.resent += 1
+                log.info("resending the answer to %s (attempt %d): no ack yet", request_id, send.attempt + 1)
+            # The first copy asks for no ack of its own: forward tells the agent in the next request it
+            # posts here (``acks``), which costs nothing. A resend asks for one.
+            frame = protocol.encode(dataclasses.replace(send.payload, seq=send.seq, ack=send.attempt > 0))
+            sent = await self.send(frame) and sent
+        if sender.done:
+            self._unacked.pop(request_id, None)
+            if sender.expired:
+                log.warning("gave up resending the answer to %s: its caller's time is over", request_id)
+        self._resend_wake.set()
+        return sent
+
+    def _on_ack(self, ack: protocol.Ack) -> None:
+        sender = self._unacked.get(ack.request_id)
+        if sender is not None and sender.ack(ack.seq) and sender.done:
+            del self._unacked[ack.request_id]
+
+    async def _resend(self) -> str:
+        """Resend unacknowledged answers when their timers run out (only with `ack` agreed)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._resend_wake.clear()
+            wakeups = [w for s in self._unacked.values() if (w := s.next_wakeup()) is not None]
+            try:
+                async with asyncio.timeout_at(min(wakeups) if wakeups else None):
+                    await self._resend_wake.wait()
+                continue
+            except TimeoutError:
+                pass
+            now = loop.time()
+            for request_id, sender in list(self._unacked.items()):
+                wake = sender.next_wakeup()
+                if wake is not None and wake <= now:
+                    await self._send_due(request_id, sender, now)
+
     # ---- the socket ---------------------------------------------------------------------
     async def _run(self) -> str:
         reader = asyncio.create_task(self._read())
         heartbeat = asyncio.create_task(self._heartbeat())
+        resender = asyncio.create_task(self._resend())
         try:
-            done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, heartbeat, resender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, heartbeat):
+            for task in (reader, heartbeat, resender):
                 task.cancel()
-            await asyncio.gather(reader, heartbeat, return_exceptions=True)
+            await asyncio.gather(reader, heartbeat, resender, return_exceptions=True)
         first = done.pop()
         reason = first.result() if not first.cancelled() and first.exception() is None else repr(first.exception())
         await close_quietly(self.ws)
@@ -141,6 +206,13 @@ class TunnelSession:
         return f"closed by server (code {code})" if code is not None else "connection lost"
 
     def _on_text(self, data: str) -> None:
+        notice = protocol.gateway_notice(data)
+        if notice is not None:
+            # API Gateway refused one of our messages (throttled, or its integration failed). It
+            # cannot be matched to a message: the acks decide what is resent.
+            self.gateway_refusals += 1
+            log.info("the gateway refused a message: %s", notice[:100])
+            return
         try:
             message = protocol.decode(data)
         except protocol.ProtocolError as exc:
@@ -148,11 +220,15 @@ class TunnelSession:
             return
         log.debug("<- %s %s", message.type, getattr(message, "request_id", ""))
         if isinstance(message, HttpRequest):
+            for request_id in message.acks or ():  # answers the edge has read (piggybacked acks)
+                self._on_ack(protocol.Ack(request_id, 0))
             self._start_request(message)
         elif isinstance(message, protocol.Ping):
             self._spawn(self.send(protocol.encode(protocol.Pong())))
         elif isinstance(message, protocol.Pong):
             return
+        elif isinstance(message, protocol.Ack):
+            self._on_ack(message)
         elif isinstance(message, protocol.RequestDenied):
             if self._on_denied is not None:
                 self._on_denied(message)
@@ -182,13 +258,13 @@ class TunnelSession:
     def _start_request(self, req: HttpRequest) -> None:
         """The one place a request is admitted: refused at once when shutting down or when the queue is full."""
         if not self._accepting or self._stopping.is_set():
-            self._spawn(self.send(error_frame(req.request_id, "local_service_unavailable", "agent is shutting down")))
+            self._spawn(self.answer(error_frame(req.request_id, "local_service_unavailable", "agent is shutting down")))
             return
         if self._queue_limit is not None and len(self.inflight) >= self._queue_limit:
             log.warning("refused %s %s: %d requests already queued or in flight (tunnel_busy)",
                         req.method, escape_controls(req.uri), len(self.inflight))
-            self._spawn(self.send(error_frame(req.request_id, "tunnel_busy",
-                                              f"the agent already holds {len(self.inflight)} requests")))
+            self._spawn(self.answer(error_frame(req.request_id, "tunnel_busy",
+                                                f"the agent already holds {len(self.inflight)} requests")))
             return
         # The server says how long it still waits, in ms from now: a deadline on OUR clock, so a
         # laptop whose wall clock is off still works. Past it the caller already has its 504.
@@ -219,11 +295,11 @@ class TunnelSession:
                 answer = await self._handle(req)
             except Exception as exc:  # a bug must cost one request, not the tunnel
                 log.exception("request %s failed", req.request_id)
-                await self.send(error_frame(req.request_id, "internal_error", f"agent error: {exc!r}"))
+                await self.answer(error_frame(req.request_id, "internal_error", f"agent error: {exc!r}"), deadline)
                 return
         finally:
             self._slots.release()
-        sent = await self.send(answer.frame)
+        sent = await self.answer(answer.frame, deadline)
         log.debug("-> answer to %s (%d bytes, status %d)", req.request_id, len(answer.frame), answer.event.status)
         if not sent:
             log.warning("could not deliver the answer to %s %s: connection gone", req.method, req.uri)

@@ -274,12 +274,24 @@ class WebSocketApi:
             connection.last_active = time.monotonic()
             if message.type == WSMsgType.TEXT:
                 self.stats.add("agent_to_api")
+                if self.faults.hit(self.faults.settings.agent_message_throttle_rate):
+                    await self.refuse_throttled(connection)
+                    continue
                 self.spawn(self.route_message(api, connection, message.data))
             elif message.type == WSMsgType.BINARY:
                 connection.closing_reason = "Binary frames are not supported"
                 connection.server_close_code = UNSUPPORTED_DATA
                 await ws.close(code=UNSUPPORTED_DATA, message=b"Binary frames are not supported")
                 return
+
+    async def refuse_throttled(self, connection: Connection) -> None:
+        """A throttled agent message: no route runs, and the client gets an error frame (AWS: "clients
+        may receive 429 Too Many Requests"; the frame's shape: no source found, modelled on API
+        Gateway's other WebSocket error frames). Its requestId is API Gateway's, not the agent's."""
+        notice = {"message": "Too Many Requests", "connectionId": connection.connection_id,
+                  "requestId": events.aws_id()}
+        async with connection.send_lock:
+            await connection.ws.send_str(json.dumps(notice))
 
     async def route_message(self, api: events.ApiContext, connection: Connection, body: str) -> None:
         if self.settings.route_delay_s:

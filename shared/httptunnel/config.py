@@ -40,25 +40,30 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "forward_wait_seconds": ("FORWARD_WAIT_SECONDS",),
     "path_routing": ("PATH_ROUTING",),
     "path_referer_routing": ("PATH_REFERER_ROUTING",),
+    "request_id_key": ("REQUEST_ID_KEY",),
+    "request_id_key_ssm_prefix": ("REQUEST_ID_KEY_SSM_PREFIX",),
+    "request_id_key_version": ("REQUEST_ID_KEY_VERSION",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
          "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_SUBDOMAINS_CLAIM", "JWT_MAX_LIFETIME")
 _MGMT = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT")
+_ID_KEY = ("REQUEST_ID_KEY", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION")
 
 FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "connect": ("CONNECTIONS_TABLE", *_AUTH, "LOG_LEVEL"),
     "disconnect": ("CONNECTIONS_TABLE", "LOG_LEVEL"),
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
-                 "PATH_ROUTING", "LOG_LEVEL"),
+                 "PATH_ROUTING", *_ID_KEY, "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
-                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", "LOG_LEVEL"),
+                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
 
 # Read when present but never required from Terraform (local/test overrides).
-OPTIONAL_VARIABLES: frozenset[str] = frozenset({"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "FORWARD_WAIT_SECONDS"})
+OPTIONAL_VARIABLES: frozenset[str] = frozenset({"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "FORWARD_WAIT_SECONDS",
+                                                "REQUEST_ID_KEY"})
 
 
 def _get(name: str) -> str:
@@ -204,3 +209,23 @@ def forward_wait_seconds() -> float:
     if not 0 < value <= limits.FORWARD_WAIT_S:
         raise ConfigError(f"FORWARD_WAIT_SECONDS must be in (0, {limits.FORWARD_WAIT_S}]")
     return value
+
+
+def request_id_key() -> str:
+    """The request-id key itself (tests and local overrides; Terraform uses the SSM parameters)."""
+    return os.environ.get("REQUEST_ID_KEY", "")
+
+
+def request_id_key_ssm_prefix() -> str:
+    """``/<name_prefix>/request-id-key-``: the SSM SecureStrings ``<prefix>0`` and ``<prefix>1``."""
+    return _get("REQUEST_ID_KEY_SSM_PREFIX")
+
+
+def request_id_key_version() -> int:
+    """The version request ids are minted with (default 1); the previous one still verifies."""
+    raw = _get("REQUEST_ID_KEY_VERSION")
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= 999_999:
+        raise ConfigError(f"REQUEST_ID_KEY_VERSION must be a whole number 1-999999, got {raw!r}")
+    return int(raw)

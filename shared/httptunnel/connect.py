@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import auth, config, events, log, policy, routing, store
+from . import auth, config, events, log, policy, protocol, routing, store
 
 NEW_ID_ATTEMPTS = 5
 # What `secrets.token_urlsafe(32)` makes (43 chars = 256 bits) up to a generous bound; the
@@ -79,6 +79,16 @@ def _policy(ws: events.WsEvent) -> str | None | Admission:
     except policy.PolicyError as exc:
         return Admission(400, f"invalid policy: {exc}")
     return parsed.to_json() if parsed else None
+
+
+def _capabilities(ws: events.WsEvent) -> tuple[str, ...] | Admission:
+    """``X-Tunnel-Capabilities`` (or ``?capabilities=``) -> what both sides speak; 400 when malformed.
+    None announced (every agent before channel v2): () and today's protocol."""
+    value = ws.headers.get(protocol.CAPABILITIES_HEADER.lower()) or ws.query.get("capabilities") or ""
+    try:
+        return protocol.agreed_capabilities(protocol.parse_capabilities(value))
+    except protocol.ProtocolError as exc:
+        return Admission(400, f"invalid {protocol.CAPABILITIES_HEADER}: {exc}")
 
 
 def _authenticate(ws: events.WsEvent) -> auth.Identity | None | Admission:
@@ -149,10 +159,13 @@ def connect(event: Any) -> dict[str, Any]:
     name, wanted_id = _pick(ws, "sub").lower(), _pick(ws, "id").lower()
     rewrite = _rewrite_wanted(ws)
     edge_policy = _policy(ws)
+    capabilities = _capabilities(ws)
     if rewrite is None:
         admission = Admission(400, "X-Tunnel-Rewrite must be on, off or json")
     elif isinstance(edge_policy, Admission):
         admission = edge_policy
+    elif isinstance(capabilities, Admission):
+        admission = capabilities
     elif token and not RECLAIM_TOKEN_RE.fullmatch(token):
         admission = Admission(400, "X-Tunnel-Reclaim-Token must be 43-128 chars of [A-Za-z0-9_-]")
     elif name:
@@ -172,9 +185,11 @@ def connect(event: Any) -> dict[str, Any]:
         subdomain=admission.tunnel_id if admission.reason == "named" else None,
         rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON,
         policy=edge_policy if isinstance(edge_policy, str) else None,
+        capabilities=capabilities if isinstance(capabilities, tuple) else (),
         secret_version=auth.secret_version() if identity is not None and identity.alg in auth.HS_ALGS else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=admission.tunnel_id, how=admission.reason,
              subject=subject, rewrite=rewrite,
-             policy=bool(edge_policy))  # whether one is in force, never its content
+             policy=bool(edge_policy),  # whether one is in force, never its content
+             capabilities=",".join(capabilities) if isinstance(capabilities, tuple) else None)
     _audit(ws, admission.reason, 200, admission.tunnel_id, subject)
     return events.ws_response(200)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
-from . import config, events, gate, log, routing, store, to_agent, to_caller, tunnels, waiting
+from . import config, events, gate, log, protocol, routing, store, to_agent, to_caller, tunnels, waiting
 from .replies import GONE, NOT_FOUND, TIMEOUT, ForwardResult, fail
 
 
@@ -44,27 +43,33 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     redirect = gate.bare_prefix(req, route)
     if redirect is not None:
         return redirect
-    request_id = uuid.uuid4().hex
     created_at = int(time.time() * 1000)
-    fields.update(request_id=request_id, connection_id=conn.connection_id, path=route.path[:256],
-                  created_at=created_at)
+    fields.update(connection_id=conn.connection_id, path=route.path[:256], created_at=created_at)
     wait_s = waiting.wait_seconds(config.forward_wait_seconds(), remaining_ms)
     deadline = time.monotonic() + wait_s
-    frame = to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
-                                     max(0, int((deadline - time.monotonic()) * 1000)), rules)
-    posted = tunnels.post(route, conn, frame)
+    ids: dict[str, str] = {}  # connection id -> the request id posted to it (ids are bound to their connection)
+
+    def frame_for(c: store.Connection) -> str:
+        ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id)
+        fields.update(request_id=request_id)
+        acks = to_agent.take_acks(c.connection_id) if protocol.CAP_ACK in c.capabilities else None
+        return to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
+                                        max(0, int((deadline - time.monotonic()) * 1000)), rules, acks)
+    posted = tunnels.post(route, conn, frame_for)
     if isinstance(posted, tunnels.Unsent) and recheck:  # reconnected with another policy: check that one,
         left_ms = int((deadline - time.monotonic() + waiting.ANSWER_RESERVE_S) * 1000)  # by the same deadline
         return _exchange(req, route, target, fields, left_ms, recheck=False)
     if posted is None or isinstance(posted, tunnels.Unsent):
         return fail(502, GONE, "agent connection is gone")
-    conn = posted
+    conn, request_id = posted, ids[posted.connection_id]
     fields.update(connection_id=conn.connection_id)
     posted_at = time.monotonic()
     answer = waiting.wait_for_answer(request_id, conn.connection_id, deadline,
                                      waiting.first_poll_delay(route.tunnel_id))
     if not isinstance(answer, str):
         waiting.record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
+        if protocol.CAP_ACK in conn.capabilities:
+            to_agent.answer_read(conn.connection_id, request_id)
     if isinstance(answer, str):
         if answer == GONE:
             tunnels.forget_connection(route.tunnel_id, conn.connection_id)

@@ -23,3 +23,7 @@ INLINE_REQUEST_BODY_MAX = 64 * KB
 AGENT_MESSAGE_MAX = 30 * KB
 # Bodies through S3 are bounded (a clear 413 / 502 beyond).
 BODY_MAX = 10 * MB
+# The response Lambda stores an inline answer only up to this many bytes: what ttf sends
+# (AGENT_MESSAGE_MAX) plus room for the channel v2 fields its session adds (`seq`, `ack`).
+# A bigger inline message (API Gateway would take 128 KB in frames) becomes an error answer.
+AGENT_INLINE_ANSWER_MAX = AGENT_MESSAGE_MAX + 256

@@ -25,6 +25,9 @@ Extensions (all optional, ignored by the original agent/server):
   agent shows it in its request inspector; an agent that does not know it logs and drops it.
 * ``http_response``: ``body_uploaded`` (true when the body was uploaded through
   ``response_upload``; ``body`` is then ""), ``body_size``, ``body_sha256``.
+* channel v2 (shared/README.md "Channel v2"): ``connection_established.capabilities`` (the agreed
+  set), ``seq``/``ack`` on ``http_response`` and ``error``, and the ``ack`` frame (server -> agent),
+  each used only when both sides announced the capability.
 * ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
   queue is full; the caller gets 429).
 """
@@ -33,7 +36,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import re
+import types as _pytypes
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Union
 
@@ -78,6 +85,7 @@ class ConnectionEstablished:
     path_based_url: str | None = None
     reclaim_token: str | None = None
     subdomain: str | None = None
+    capabilities: list[str] | None = None  # the agreed set (agent's and server's); absent from older servers
     type = "connection_established"
 
 
@@ -96,6 +104,7 @@ class HttpRequest:
     deadline_ms: int | None = None
     time_left_ms: int | None = None
     response_upload: dict[str, Any] | None = None  # {"url": str, "fields": {str: str}}
+    acks: list[str] | None = None  # channel v2 (`ack`): request ids whose answers the edge has read
     type = "http_request"
 
 
@@ -109,6 +118,8 @@ class HttpResponse:
     body_uploaded: bool = False
     body_size: int | None = None
     body_sha256: str | None = None
+    seq: int | None = None  # channel v2 (`ack`): this message's number within its request (a whole answer: 0)
+    ack: bool = False  # channel v2: post an `ack` for this message at once
     type = "http_response"
 
 
@@ -117,6 +128,8 @@ class Error:
     request_id: str
     code: str
     message: str = ""
+    seq: int | None = None  # channel v2, as on http_response
+    ack: bool = False
     type = "error"
 
 
@@ -132,67 +145,87 @@ class RequestDenied:
     type = "request_denied"
 
 
-Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied]
+@dataclass(frozen=True)
+class Ack:
+    """Server -> agent (channel v2, `ack`): every message of ``request_id`` numbered <= ``seq`` is stored."""
+    request_id: str
+    seq: int
+    type = "ack"
+
+
+Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
-    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied)
+    for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack)
 }
 
-# field -> (python types accepted, required)
-_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "ready": {},
-    "ping": {},
-    "pong": {},
-    "connection_established": {
-        "connection_id": ((str,), True),
-        "tunnel_id": ((str,), True),
-        "public_url": ((str,), True),
-        "subdomain_url": ((str, type(None)), False),
-        "path_based_url": ((str, type(None)), False),
-        "reclaim_token": ((str, type(None)), False),
-        "subdomain": ((str, type(None)), False),
-    },
-    "http_request": {
-        "request_id": ((str,), True),
-        "method": ((str,), True),
-        "uri": ((str,), True),
-        "headers": ((dict,), False),
-        "body": ((str,), False),
-        "timestamp": ((int,), False),
-        "body_url": ((str, type(None)), False),
-        "body_size": ((int, type(None)), False),
-        "body_sha256": ((str, type(None)), False),
-        "response_upload_url": ((str, type(None)), False),
-        "deadline_ms": ((int, type(None)), False),
-        "time_left_ms": ((int, type(None)), False),
-        "response_upload": ((dict, type(None)), False),
-    },
-    "http_response": {
-        "request_id": ((str,), True),
-        "status_code": ((int,), True),
-        "headers": ((dict,), False),
-        "body": ((str,), False),
-        "processing_time_ms": ((int,), False),
-        "body_uploaded": ((bool,), False),
-        "body_size": ((int, type(None)), False),
-        "body_sha256": ((str, type(None)), False),
-    },
-    "error": {
-        "request_id": ((str,), True),
-        "code": ((str,), True),
-        "message": ((str,), False),
-    },
-    "request_denied": {
-        "method": ((str,), True),
-        "uri": ((str,), True),
-        "status": ((int,), True),
-        "reason": ((str,), True),
-        "headers": ((dict,), False),
-        "timestamp": ((int,), False),
-        "count": ((int,), False),
-    },
-}
+# Channel v2 capabilities (shared/README.md "Capabilities"): what an agent may announce at $connect,
+# and what this server speaks. `stream` and `ws` are reserved for streamed answers and caller sockets.
+CAPABILITIES_HEADER = "X-Tunnel-Capabilities"
+CAP_ACK = "ack"
+CAP_STREAM = "stream"
+CAP_WS = "ws"
+SERVER_CAPABILITIES: tuple[str, ...] = (CAP_ACK,)
+CAPABILITIES_MAX_CHARS = 256
+CAPABILITIES_MAX_TOKENS = 16
+_CAPABILITY_RE = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+def parse_capabilities(value: str) -> tuple[str, ...]:
+    """``"ack, stream"`` -> ("ack", "stream") (order kept, duplicates dropped). Raises ProtocolError
+    for a list that is too long or holds a token outside ``[a-z0-9_-]``; unknown tokens are kept
+    (the caller intersects with what it speaks)."""
+    if len(value) > CAPABILITIES_MAX_CHARS:
+        raise ProtocolError(f"capabilities: at most {CAPABILITIES_MAX_CHARS} characters")
+    tokens = [t.strip().lower() for t in value.split(",") if t.strip()]
+    if len(tokens) > CAPABILITIES_MAX_TOKENS:
+        raise ProtocolError(f"capabilities: at most {CAPABILITIES_MAX_TOKENS} tokens")
+    for token in tokens:
+        if not _CAPABILITY_RE.fullmatch(token):
+            raise ProtocolError("capabilities: tokens are 1-32 of [a-z0-9_-], comma-separated")
+    return tuple(dict.fromkeys(tokens))
+
+
+def agreed_capabilities(announced: Iterable[str], spoken: Iterable[str] = SERVER_CAPABILITIES) -> tuple[str, ...]:
+    """What both sides speak, in the order of ``spoken``."""
+    theirs = set(announced)
+    return tuple(c for c in spoken if c in theirs)
+
+
+def gateway_notice(frame: Union[str, bytes]) -> str | None:
+    """API Gateway's own error frames (``{"message": ..., "connectionId": ..., "requestId": ...}``, no
+    ``type``; e.g. "Too Many Requests" when it throttles an agent message): the message, else None."""
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict) and "type" not in data and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return None
+
+# field -> (python types accepted, required), derived from the dataclasses: a field without a
+# default is required; ``X | None`` also accepts null; ``bool`` never stands in for ``int``.
+Schema = dict[str, tuple[tuple[type, ...], bool]]
+
+
+def _accepted(hint: Any) -> tuple[type, ...]:
+    origin = typing.get_origin(hint)
+    if origin in (Union, _pytypes.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _accepted(arg))
+    if hint is type(None):
+        return (type(None),)
+    return (origin or hint,)
+
+
+def _schema(cls: type) -> Schema:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (_accepted(hints[f.name]),
+                     f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)}
+
+
+_SCHEMA: dict[str, Schema] = {kind: _schema(cls) for kind, cls in _TYPES.items()}
 
 
 def _headers(value: Any) -> Headers:
@@ -237,6 +270,10 @@ def decode(frame: Union[str, bytes]) -> Message:
             value = _headers(value)
         elif name == "response_upload" and isinstance(value, dict):
             value = _upload_form(value)
+        elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ProtocolError(f"{kind}: field {name!r} must be a list of strings")
+        elif name == "seq" and isinstance(value, int) and value < 0:
+            raise ProtocolError(f"{kind}: seq must be >= 0")
         kwargs[name] = value
     return _TYPES[kind](**kwargs)
 
@@ -257,7 +294,7 @@ def encode(message: Message) -> str:
         value = getattr(message, name)
         if value is None:
             continue
-        if name == "body_uploaded" and value is False:
+        if value is False:  # boolean flags are sent only when set (body_uploaded, ack)
             continue
         data[name] = value
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -2,15 +2,36 @@
 
 Never raises for anything the agent sends: malformed or unknown frames are logged and
 dropped, the connection kept (the handler always answers 200).
+
+Channel v2 (shared/README.md): an answer is stored only when its request id verifies for this
+connection (``request_ids``; refused without a write otherwise, logged at most once a minute per
+connection), and an answer that carries ``seq`` is acknowledged (``ack``) when it asks for it or
+was already stored (a resend).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
-from . import config, events, log, management, names, protocol, store
+from . import config, events, id_keys, limits, log, management, names, protocol, request_ids, store
 from .protocol import ProtocolError
+from .ttlmap import TTLMap
+
+REFUSAL_LOG_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Refusals:
+    """Answers refused on one connection since its last log line, and when that line was written."""
+    logged_at: float
+    since: int
+
+
+# connection id -> refusals (one warm instance; bounded, least recently used evicted first)
+REFUSALS: TTLMap[str, _Refusals] = TTLMap(1024)
 
 
 def public_urls(tunnel_id: str) -> tuple[str, str | None, str | None]:
@@ -31,7 +52,8 @@ def _on_ready(ws: events.WsEvent) -> str:
     public_url, path_url, sub_url = public_urls(conn.tunnel_id)
     message = protocol.ConnectionEstablished(
         connection_id=ws.connection_id, tunnel_id=conn.tunnel_id, public_url=public_url,
-        subdomain_url=sub_url, path_based_url=path_url, subdomain=conn.subdomain)
+        subdomain_url=sub_url, path_based_url=path_url, subdomain=conn.subdomain,
+        capabilities=list(conn.capabilities) or None)
     endpoint = management.management_endpoint(conn.domain_name or ws.domain_name, conn.stage or ws.stage)
     management.post_with_retry(ws.connection_id, protocol.encode(message), endpoint)
     log.info("connection established", connection_id=ws.connection_id, tunnel_id=conn.tunnel_id)
@@ -73,20 +95,72 @@ def _answer_from_error(msg: protocol.Error) -> store.Answer:
     return store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=msg.message)
 
 
-def _store_answer(ws: events.WsEvent, request_id: str, answer: store.Answer) -> str:
-    """One conditional PutItem keyed by (request id, this connection): the connection that sends
-    an answer is part of its key, so an answer to a request this socket never got lands where
-    no forward looks, and a second answer to the same request is refused."""
+def _refuse(ws: events.WsEvent, reason: str) -> str:
+    """An answer for a request this connection was never sent: no write, no post. Logged the first
+    time per connection, then at most once a minute with the count refused since."""
+    now = time.monotonic()
+    before = REFUSALS.get(ws.connection_id)
+    if before is None or now - before.logged_at >= REFUSAL_LOG_EVERY_S:
+        log.warning("answer refused: the request id was not issued to this connection", connection_id=ws.connection_id,
+                    reason=reason, refused=1 + (before.since if before else 0))
+        REFUSALS.put(ws.connection_id, _Refusals(now, 0))
+    else:
+        REFUSALS.put(ws.connection_id, _Refusals(before.logged_at, before.since + 1))
+    return "refused"
+
+
+def _unverifiable(ws: events.WsEvent, request_id: str) -> str | None:
+    """Why this connection may not answer ``request_id`` (None: it may)."""
     if not store.valid_request_id(request_id):
-        log.warning("answer dropped: malformed request id", connection_id=ws.connection_id)
-        return "rejected"
-    if store.put_answer(request_id, ws.connection_id, answer):
+        return "shape"
+    try:
+        keys = id_keys.current()
+    except config.ConfigError as exc:
+        log.error("request id keys unavailable: refusing answers", error=str(exc))
+        return "no_key"
+    if keys is None:  # a deployment without a key: ids are uuid4, checked only by their key (see Who may answer)
+        return None
+    return request_ids.check(keys, request_id, ws.connection_id, int(time.time() * 1000))
+
+
+def _ack(ws: events.WsEvent, request_id: str, seq: int) -> None:
+    endpoint = management.management_endpoint(ws.domain_name, ws.stage)
+    try:
+        management.post_to_connection(ws.connection_id, protocol.encode(protocol.Ack(request_id, seq)), endpoint)
+    except management.Gone:
+        log.info("ack not delivered: connection gone", connection_id=ws.connection_id, request_id=request_id)
+
+
+def _store_answer(ws: events.WsEvent, msg: protocol.HttpResponse | protocol.Error, answer: store.Answer) -> str:
+    """One conditional PutItem keyed by (request id, this connection), after the id was checked
+    for this connection: a second answer to the same request is refused by the condition."""
+    request_id = msg.request_id
+    why = _unverifiable(ws, request_id)
+    if why is not None:
+        return _refuse(ws, why)
+    if msg.seq is not None and msg.ack and store.answer_exists(request_id, ws.connection_id):
+        # A resend (first copies ask for no posted ack) whose first copy got through: a read, not a
+        # refused write, proves it; the agent may stop resending.
+        log.info("answer already stored: acknowledged again", request_id=request_id, connection_id=ws.connection_id)
+        _ack(ws, request_id, msg.seq)
+        return "duplicate"
+    stored = store.put_answer(request_id, ws.connection_id, answer)
+    if stored:
         log.info("answer stored", request_id=request_id, connection_id=ws.connection_id, status=answer.status,
-                 status_code=answer.status_code, error_code=answer.error_code)
-        return "stored"
-    log.warning("answer rejected: this connection already answered, or forward gave up on the request",
-                request_id=request_id, connection_id=ws.connection_id)
-    return "rejected"
+                 status_code=answer.status_code, error_code=answer.error_code, seq=msg.seq)
+    else:
+        log.warning("answer rejected: this connection already answered, or forward gave up on the request",
+                    request_id=request_id, connection_id=ws.connection_id, seq=msg.seq)
+    if msg.seq is not None and (msg.ack or not stored):
+        # Already there (a resend whose first copy got through, or forward gave up): either way
+        # nobody wants another copy, so the agent may stop resending.
+        _ack(ws, request_id, msg.seq)
+    return "stored" if stored else "rejected"
+
+
+def _inline_too_big(ws: events.WsEvent, msg: protocol.HttpResponse) -> bool:
+    """ttf sends at most AGENT_MESSAGE_MAX inline (API Gateway takes up to 128 KB in frames)."""
+    return not msg.body_uploaded and len(ws.body.encode("utf-8")) > limits.AGENT_INLINE_ANSWER_MAX
 
 
 def handle(event: Any) -> dict[str, Any]:
@@ -101,9 +175,12 @@ def handle(event: Any) -> dict[str, Any]:
     elif isinstance(msg, protocol.Ping):
         result = _on_ping(ws)
     elif isinstance(msg, protocol.HttpResponse):
-        result = _store_answer(ws, msg.request_id, _answer_from_response(msg))
+        answer = _answer_from_response(msg) if not _inline_too_big(ws, msg) else store.Answer(
+            status=names.STATUS_ERROR, error_code="internal_error",
+            error_message=f"inline answer over {limits.AGENT_INLINE_ANSWER_MAX} bytes (bigger bodies go through S3)")
+        result = _store_answer(ws, msg, answer)
     elif isinstance(msg, protocol.Error):
-        result = _store_answer(ws, msg.request_id, _answer_from_error(msg))
+        result = _store_answer(ws, msg, _answer_from_error(msg))
     else:
         log.warning("dropped unexpected message type", connection_id=ws.connection_id, type=msg.type)
         result = "ignored"

@@ -68,6 +68,7 @@ class Connection:
     rewrite: bool = True  # path-mode rewriting of answers; the agent can switch it off at connect
     rewrite_json: bool = False  # path-mode rewriting of JSON bodies too (ttf --rewrite-json)
     policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
+    capabilities: tuple[str, ...] = ()  # channel v2: what agent and server both speak (protocol.SERVER_CAPABILITIES)
     secret_version: int | None = None  # SSM version of the HS secret that verified the token (cleanup)
 
 
@@ -83,6 +84,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         rewrite=item.get("rewrite") is not False,
         rewrite_json=item.get("rewriteJson") is True,
         policy=item.get("policy") or None,
+        capabilities=tuple(c for c in str(item.get("capabilities") or "").split(",") if c),
         secret_version=int(item["secretVersion"]) if "secretVersion" in item else None,
     )
 
@@ -100,6 +102,7 @@ def put_connection(conn: Connection) -> None:
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
         "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
         "policy": conn.policy,  # holds webhook secrets: see the README's security model
+        "capabilities": ",".join(conn.capabilities) or None,  # stored only when the agent announced some
         "secretVersion": conn.secret_version,
     }))
 
@@ -299,6 +302,14 @@ def put_answer(request_id: str, connection_id: str, answer: Answer, context: Req
             return False
         raise
     return True
+
+
+def answer_exists(request_id: str, connection_id: str) -> bool:
+    """Whether ``connection_id`` has answered ``request_id``: one consistent GetItem (1 RRU up to
+    4 KB, billed on the whole item), cheaper than a refused conditional write (the item's WRU)."""
+    out = _call("get_item", TableName=config.pending_table(), Key=_key(names.PENDING_PK, answer_key(request_id, connection_id)),
+                ConsistentRead=True, ProjectionExpression="#pk", ExpressionAttributeNames={"#pk": names.PENDING_PK})
+    return "Item" in out
 
 
 def get_answer(request_id: str, connection_id: str) -> Answer | None:

@@ -24,11 +24,20 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import bodies, config, events, limits, policy, protocol, routing
+from . import bodies, config, events, id_keys, limits, policy, protocol, request_ids, routing
 from .protocol import Headers
+from .ttlmap import TTLMap
+
+# Channel v2 `ack`, piggybacked: answers this warm instance has read, per connection, told to the
+# agent in the next http_request posted to it (free: the frame is sent anyway). Kept briefly: after
+# its resend timer (1 s) the agent asks for an ack of its own (shared/README.md "Acknowledged answers").
+ACKS_KEPT_S = 2.0
+ACKS_PER_FRAME = 32
+ACKS: TTLMap[str, tuple[str, ...]] = TTLMap(1024, ACKS_KEPT_S)  # connection id -> request ids read
 
 MESSAGE_HEADROOM = 4 * limits.KB
 
@@ -103,8 +112,34 @@ def agent_headers(req: events.HttpEvent, route: routing.Route) -> Headers:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
 
+def new_request_id(connection_id: str) -> str:
+    """A request id for a post to ``connection_id``: verifiable and bound to that connection
+    (``request_ids``, channel v2) when the deployment has a key, else ``uuid4().hex``."""
+    keys = id_keys.current()
+    if keys is None:
+        return uuid.uuid4().hex
+    return request_ids.mint(keys, connection_id, int(time.time() * 1000))
+
+
+def answer_read(connection_id: str, request_id: str) -> None:
+    """forward read this answer: tell the agent with the next request posted to its connection."""
+    ACKS.update(connection_id, lambda ids: ((ids or ()) + (request_id,))[-ACKS_PER_FRAME:])
+
+
+def take_acks(connection_id: str) -> list[str] | None:
+    """The answers to acknowledge in a frame for ``connection_id`` (each told once), None if none."""
+    taken: list[str] = []
+
+    def keep(ids: tuple[str, ...]) -> bool:  # runs under the map's lock: read and forget at once
+        taken.extend(ids)
+        return True
+    ACKS.pop(connection_id, only_if=keep)
+    return taken or None
+
+
 def request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
-                    deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None) -> str:
+                    deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None,
+                    acks: list[str] | None = None) -> str:
     upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
     headers = agent_headers(req, route)
     if rules and rules.users:
@@ -119,7 +154,7 @@ def request_message(request_id: str, req: events.HttpEvent, route: routing.Route
     common: dict[str, Any] = dict(
         request_id=request_id, method=req.method, uri=uri, headers=headers,
         timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,
-        deadline_ms=deadline_ms, time_left_ms=time_left_ms)
+        deadline_ms=deadline_ms, time_left_ms=time_left_ms, acks=acks)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
         frame = protocol.encode(protocol.HttpRequest(body=protocol.b64encode(req.body), **common))
         if len(frame.encode("utf-8")) <= limits.WS_MESSAGE_MAX - MESSAGE_HEADROOM or not bodies.enabled():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from botocore.exceptions import ClientError
 
@@ -113,12 +114,16 @@ class Unsent:
     fresh: store.Connection
 
 
-def post(route: routing.Route, conn: store.Connection, frame: str) -> store.Connection | Unsent | None:
+def post(route: routing.Route, conn: store.Connection,
+         frame: str | Callable[[store.Connection], str]) -> store.Connection | Unsent | None:
     """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
     once more through the Query (a reconnected agent has a new row by then). Returns the
     connection that took the request, None when none did, ``Unsent`` when the new connection
-    carries a policy other than the one the request was checked against."""
-    if _send(conn, frame):
+    carries a policy other than the one the request was checked against. ``frame`` may be made
+    per connection (request ids are bound to the connection they are posted to)."""
+    def made(c: store.Connection) -> str:
+        return frame(c) if callable(frame) else frame
+    if _send(conn, made(conn)):
         return conn
     forget_connection(route.tunnel_id, conn.connection_id)
     fresh = connection_for(route.tunnel_id)
@@ -126,4 +131,4 @@ def post(route: routing.Route, conn: store.Connection, frame: str) -> store.Conn
         return None
     if fresh.policy != conn.policy:
         return Unsent(fresh)
-    return fresh if _send(fresh, frame) else None
+    return fresh if _send(fresh, made(fresh)) else None

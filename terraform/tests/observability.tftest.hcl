@@ -62,8 +62,9 @@ provider "aws" {
 }
 
 variables {
-  build_dir                = "./tests/fixtures/build"
-  jwt_secret_ssm_parameter = "/tunnel/jwt"
+  build_dir                 = "./tests/fixtures/build"
+  jwt_secret_ssm_parameter  = "/tunnel/jwt"
+  request_id_key_ssm_prefix = "/tunnel/request-id-key-" # own key material: the generator is never opened
 
   # What the runs that call modules/observability on its own give it (the root module ignores
   # the names it does not declare).
@@ -86,11 +87,19 @@ run "defaults" {
   assert {
     condition = toset(keys(module.observability.alarms)) == toset(concat(
       ["tunnel-payload-too-large", "tunnel-agent-gone", "tunnel-internal-error", "tunnel-response-too-large", "tunnel-local-service-unavailable", "tunnel-timeout"],
-      ["http-5xx", "http-4xx", "account-concurrency", "dynamodb-throttles-connections", "dynamodb-throttles-pending"],
+      ["http-5xx", "http-4xx", "account-concurrency", "dynamodb-throttles-connections", "dynamodb-throttles-pending", "answers-consumed-writes"],
       [for fn in ["connect", "disconnect", "response", "forward", "cleanup", "stream-notifier"] : "lambda-errors-${fn}"],
       [for fn in ["connect", "disconnect", "response", "forward", "cleanup", "stream-notifier"] : "lambda-throttles-${fn}"],
     ))
     error_message = "default alarms: one per alarmed tunnel error code, HTTP 4xx/5xx, account concurrency, DynamoDB per table, errors and throttles per function (no forward ceiling unless one is set)"
+  }
+
+  assert {
+    condition = module.observability.alarms["answers-consumed-writes"].expression == "FILL(writes, 0) - 4 * FILL(requests, 0)" && module.observability.alarms["answers-consumed-writes"].threshold == 1000 && anytrue([
+      for m in module.observability.alarms["answers-consumed-writes"].metrics :
+      m.id == "writes" && m.namespace == "AWS/DynamoDB" && m.name == "ConsumedWriteCapacityUnits" && m.stat == "Sum"
+    ])
+    error_message = "the answers table's consumed writes beyond 4 WRU per public request alarm from 1000 a period"
   }
 
   assert {

@@ -123,8 +123,9 @@ provider "aws" {
 }
 
 variables {
-  build_dir                = "./tests/fixtures/build"
-  jwt_secret_ssm_parameter = "/tunnel/jwt"
+  build_dir                 = "./tests/fixtures/build"
+  jwt_secret_ssm_parameter  = "/tunnel/jwt"
+  request_id_key_ssm_prefix = "/tunnel/request-id-key-" # own key material: the generator is never opened
 }
 
 run "tables" {
@@ -211,8 +212,23 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "forward environment"
+  }
+
+  assert {
+    condition = alltrue([for fn in ["forward", "response"] :
+      nonsensitive(module.functions[fn].environment["REQUEST_ID_KEY_SSM_PREFIX"]) == "/tunnel/request-id-key-" &&
+      nonsensitive(module.functions[fn].environment["REQUEST_ID_KEY_VERSION"]) == "1"
+    ]) && length(aws_ssm_parameter.request_id_key) == 0
+    error_message = "forward and response get the request-id key slots and version; an operator's own keys are not generated"
+  }
+
+  assert {
+    condition = alltrue([for fn, statements in local.policy_statements :
+      contains(["forward", "response"], fn) == anytrue([for st in statements : contains(st.actions, "ssm:GetParameters")])
+    ]) && toset(one([for st in local.policy_statements["response"] : st.resources if st.sid == "RequestIdKeys"])) == toset(["arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/request-id-key-0", "arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/request-id-key-1"])
+    error_message = "only forward and response may read the request-id keys, and only the two slots"
   }
 
   assert {
@@ -611,6 +627,28 @@ run "websocket_rate_keeps_up_with_http" {
   }
 
   expect_failures = [var.websocket_throttling_rate_limit]
+}
+
+run "websocket_rate_leaves_room_for_resends" {
+  command = plan
+
+  variables {
+    http_throttling_rate_limit      = 90
+    websocket_throttling_rate_limit = 100
+  }
+
+  expect_failures = [var.websocket_throttling_rate_limit]
+}
+
+run "websocket_burst_keeps_up_with_http" {
+  command = plan
+
+  variables {
+    http_throttling_burst_limit      = 300
+    websocket_throttling_burst_limit = 200
+  }
+
+  expect_failures = [var.websocket_throttling_burst_limit]
 }
 
 run "local_stack_leaves_out_tls_policies" {

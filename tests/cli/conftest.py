@@ -87,6 +87,10 @@ class FakeGateway:
         self.app.router.add_post("/form", self._post_form)
         self.form_max = 64 * 1024 * 1024  # the policy's content-length-range, as S3 enforces it
         self.form_parts: list[list[str]] = []  # part names of each POST, in order
+        # channel v2: what this fake server speaks (default: nothing, like servers before it), and
+        # how many of the next answers it refuses the way API Gateway refuses a throttled message
+        self.speaks: tuple[str, ...] = ()
+        self.throttle_answers = 0
 
     @property
     def ws_url(self) -> str:
@@ -163,7 +167,14 @@ class FakeGateway:
                 elif data.get("type") == "ping":
                     await conn.send({"type": "pong"})
                 elif data.get("type") in {"http_response", "error"}:
+                    if self.throttle_answers > 0:
+                        self.throttle_answers -= 1
+                        await conn.send({"message": "Too Many Requests", "connectionId": f"conn-{conn.index}",
+                                         "requestId": "Zm9vYmFyYmF6cXV4PQ="})
+                        continue
                     conn.inbox.put_nowait(data)
+                    if "seq" in data and data.get("ack"):
+                        await conn.send({"type": "ack", "request_id": data["request_id"], "seq": data["seq"]})
         finally:
             conn.closed.set()
         return ws
@@ -172,7 +183,9 @@ class FakeGateway:
         tunnel_id = conn.headers.get("X-Tunnel-Id") or \
             (self.next_ids.pop(0) if self.next_ids else self.tunnel_id)
         self.reservations[tunnel_id] = conn.headers.get("X-Tunnel-Reclaim-Token", "")
-        return {
+        announced = [c.strip() for c in conn.headers.get("X-Tunnel-Capabilities", "").split(",")]
+        agreed = [c for c in self.speaks if c in announced]
+        return ({"capabilities": agreed} if agreed else {}) | {
             "type": "connection_established",
             "connection_id": f"conn-{conn.index}",
             "tunnel_id": tunnel_id,

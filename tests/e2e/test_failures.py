@@ -28,7 +28,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-_POSTED = re.compile(r"<- http_request ([0-9a-f]{32})")
+_POSTED = re.compile(r"<- http_request ([A-Za-z0-9_.-]{1,128})")
 
 
 async def wait_posted(agent, timeout: float = 10) -> str:

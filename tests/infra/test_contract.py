@@ -18,6 +18,7 @@ import base64
 import copy
 import importlib.util
 import json
+import time
 import os
 import re
 import sys
@@ -40,6 +41,7 @@ EVENTS = ROOT / "tests" / "events"
 NOT_SET_BY_TERRAFORM = {
     "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "LocalStack/emulator override of the management endpoint",
     "FORWARD_WAIT_SECONDS": "tests only; the default 25 s is what AWS runs",
+    "REQUEST_ID_KEY": "tests only; on AWS the key stays in SSM (REQUEST_ID_KEY_SSM_PREFIX), never in the environment",
 }
 # Allowed actions the handlers never call themselves, and why they are still needed.
 NOT_CALLED_BY_HANDLER = {
@@ -165,6 +167,7 @@ def observed(stack, deployed):
     """Run the handlers through one tunnel's life; short name -> (env reads, IAM actions used)."""
     endpoint, outputs = stack
     from httptunnel import aws as layer_aws
+    from httptunnel import id_keys, request_ids
 
     reads: dict[str, set[str]] = defaultdict(set)
     used: dict[str, set[str]] = defaultdict(set)
@@ -191,6 +194,7 @@ def observed(stack, deployed):
                         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "FORWARD_WAIT_SECONDS": "1"})
             layer_aws.reset()
+            id_keys.reset()  # each function is its own container: it reads the keys itself
             os.environ = RecordingEnviron(env, reads[short])  # noqa: B003 - records every read; restored below
             current["fn"] = short
             try:
@@ -218,6 +222,25 @@ def observed(stack, deployed):
         orphan_ping["requestContext"]["connectionId"] = "orphan-conn"
         orphan_ping["body"] = '{"type":"ping"}'
         run("response", orphan_ping)
+        # An answer for an id nobody issued: response reads the request-id keys (SSM) and refuses it.
+        forged = copy.deepcopy(ready)
+        forged["body"] = json.dumps({"type": "http_response", "request_id": "1.abc." + "A" * 22 + "." + "A" * 22,
+                                     "status_code": 200})
+        run("response", forged)
+        # A resend (seq, ack) of an answer to an id forward issued to this connection, minted with
+        # the key Terraform generated: response checks it is not stored yet (GetItem), stores it
+        # and posts the ack.
+        response_env = deployed["response"][0]
+        slot = int(response_env["REQUEST_ID_KEY_VERSION"]) % 2
+        key = _client("ssm", endpoint).get_parameter(Name=f"{response_env['REQUEST_ID_KEY_SSM_PREFIX']}{slot}",
+                                                     WithDecryption=True)["Parameter"]["Value"]
+        keys = request_ids.Keys(int(response_env["REQUEST_ID_KEY_VERSION"]), {
+            int(response_env["REQUEST_ID_KEY_VERSION"]): key.encode()})
+        resend = copy.deepcopy(ready)
+        resend["body"] = json.dumps({"type": "http_response", "status_code": 200, "seq": 0, "ack": True,
+                                     "request_id": request_ids.mint(keys, ready["requestContext"]["connectionId"],
+                                                                    int(time.time() * 1000))})
+        run("response", resend)
         ddb = _client("dynamodb", endpoint)
         row = ddb.get_item(TableName=outputs["connections_table_name"],
                            Key={"connectionId": {"S": connect["requestContext"]["connectionId"]}})["Item"]

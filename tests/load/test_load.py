@@ -188,8 +188,9 @@ def test_local_service_restarted(stack, make_origin, make_agent, report):
     report["local_service_restart"] = result
 
 
-@pytest.mark.parametrize("fault, rate", [("dynamodb_throttle_rate", 0.3), ("post_to_connection_gone_rate", 0.3)])
-def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
+def fault_phase(stack, make_origin, make_agent, fault: str, rate: float,
+                allowed_errors: frozenset[int]) -> tuple[Tally, dict[str, float]]:
+    """40 s of load on a fresh tunnel, with ``fault`` injected at ``rate`` from 5 s to 15 s."""
     o = make_origin(f"origin-{fault}")
     agent = make_agent(o.port, f"ttf-{fault}")
     target = Target(fault, agent.path_url)
@@ -197,7 +198,7 @@ def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
     marks: dict[str, float] = {}
 
     async def scenario() -> None:
-        load = asyncio.create_task(callers([target], FAULT_CALLERS, 40, tally, allowed_errors=GATEWAY_ERRORS))
+        load = asyncio.create_task(callers([target], FAULT_CALLERS, 40, tally, allowed_errors=allowed_errors))
         await asyncio.sleep(5)
         marks["on"] = time.monotonic()
         await asyncio.to_thread(stack.faults, **{fault: rate})
@@ -212,7 +213,25 @@ def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
         asyncio.run(scenario())
     finally:
         stack.faults(**{fault: 0.0})
+    return tally, marks
+
+
+@pytest.mark.parametrize("fault, rate", [("dynamodb_throttle_rate", 0.3), ("post_to_connection_gone_rate", 0.3)])
+def test_injected_faults(stack, make_origin, make_agent, report, fault, rate):
+    tally, marks = fault_phase(stack, make_origin, make_agent, fault, rate, GATEWAY_ERRORS)
     # a request hit by the fault may wait out the forward deadline (25 s) before its 504
     result = check_fault_phase(tally, marks["on"], marks["off"], settle_s=1.0)
     assert result["outcomes"].get("error_status", 0) + result["outcomes"].get("ok", 0) == len(tally.outcomes)
     report[f"fault_{fault}"] = {**result, "rate": rate}
+
+
+def test_throttled_agent_messages_are_all_answered(stack, make_origin, make_agent, report):
+    """30 % of the agents' messages refused the way a throttled $default route refuses them
+    (channel v2, issue 26): ttf resends unacknowledged answers, so every request is answered,
+    none ends as a 504 (before acks, some did)."""
+    tally, marks = fault_phase(stack, make_origin, make_agent, "agent_message_throttle_rate", 0.3, frozenset())
+    result = check_fault_phase(tally, marks["on"], marks["off"], settle_s=1.0)
+    assert result["outcomes"] == {"ok": len(tally.outcomes)}, result
+    during = [o for o in tally.outcomes if overlaps(o, marks["on"], marks["off"])]
+    assert during, "no request ran while messages were throttled"
+    report["fault_agent_message_throttle_rate"] = {**result, "rate": 0.3, "during_fault": len(during)}

@@ -264,3 +264,15 @@ def test_a_deployment_with_auth_gets_a_one_hour_smoke_token(monkeypatch):
 def test_no_readable_secret_is_exit_1_with_directions(monkeypatch):
     with pytest.raises(smoke.SmokeError, match="pass --token or TTF_TOKEN"):
         smoke.deployment_token(_outputs(secret_parameter=""))  # a plain jwt_secret value: nothing to read
+
+
+def test_the_throttle_check_reports_what_came_back_instead_of_pongs():
+    from scripts.smoke import throttle
+
+    frame = '{"message": "Too Many Requests", "connectionId":"L0SM9cOFvHcCIhw=", "requestId":"ATfSmjLgPHcESJw="}'
+    said = throttle.judge(300, 180, [frame] * 120)
+    assert said.startswith("120 of 300 pings refused; API Gateway sent back 120 frame(s): ")
+    assert "Too Many Requests" in said and "L0SM9cOFvHcCIhw=" not in said
+    assert "dropped silently" in throttle.judge(300, 250, [])
+    with pytest.raises(battery.NotCheckable, match="nothing throttled"):
+        throttle.judge(300, 300, [])

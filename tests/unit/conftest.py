@@ -17,7 +17,8 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     """moto in-process with both tables and the body bucket; the layer's env set like Terraform does."""
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "JWT_SECRET", "JWKS", "JWKS_URL",
                 "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWT_ISSUER", "JWT_AUDIENCE", "REQUIRE_AUTH",
-                "SUBDOMAIN_URL_TEMPLATE", "TUNNEL_DOMAIN", "FORWARD_WAIT_SECONDS", "JWT_SUBDOMAINS_CLAIM"):
+                "SUBDOMAIN_URL_TEMPLATE", "TUNNEL_DOMAIN", "FORWARD_WAIT_SECONDS", "JWT_SUBDOMAINS_CLAIM",
+                "REQUEST_ID_KEY", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION"):
         monkeypatch.delenv(var, raising=False)
     env = {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "CONNECTIONS_TABLE": CONN_TABLE, "PENDING_TABLE": PENDING_TABLE,

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"layer": ROOT / "shared" / "httptunnel", "handlers": ROOT / "lambdas", "agent": ROOT / "cli" / "ttf"}
 TOOLING = ("emulator", "scripts", "tests")
 AGENT_LAYER_MODULES = {"httptunnel", "httptunnel.protocol", "httptunnel.limits", "httptunnel.policy",
-                       "httptunnel.webhooks", "httptunnel.ttlmap"}
+                       "httptunnel.webhooks", "httptunnel.ttlmap", "httptunnel.chunks"}
+# Layer modules that must import only the standard library even when the agent does not load them.
+STDLIB_ONLY_LAYER_MODULES = {"httptunnel.chunks", "httptunnel.request_ids"}
 AGENT_RUNTIME = {"aiohttp", "rich", "httptunnel", "ttf"}
 AIOHTTP_OWN = {"yarl", "multidict"}  # aiohttp's own pinned dependencies, used through its API
 # The pytest plugin is loaded by pytest (entry point pytest11) and so may import it; nothing else may.
@@ -99,6 +101,13 @@ def test_the_layer_modules_the_agent_uses_are_stdlib_only() -> None:
         assert not bad, f"{module} must stay stdlib-only (the agent ships without boto3/pyjwt): {bad}"
         beyond = layer_siblings(path) - AGENT_LAYER_MODULES
         assert not beyond, f"{module} imports {sorted(beyond)}, which the agent may not load (AGENT_LAYER_MODULES)"
+
+
+def test_protocol_state_machines_are_stdlib_only() -> None:
+    for module in sorted(STDLIB_ONLY_LAYER_MODULES):
+        path = SHIPPED["layer"] / (module.split(".")[1] + ".py")
+        bad = [f"{line}: {name}" for line, name in imports(path) if not stdlib(name)]
+        assert not bad and not layer_siblings(path), f"{module} must import only the standard library: {bad}"
 
 
 def test_runtime_dependencies_are_the_agents() -> None:

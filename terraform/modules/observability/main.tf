@@ -109,11 +109,27 @@ locals {
     },
   )
 
+  # The answers table's consumed writes beyond what the public requests explain (channel v2,
+  # shared/README.md): answers for ids nobody asked for are refused without a write, so what
+  # remains is a token holder's own traffic; a climb past this is worth a look.
+  answer_alarms = var.answers_table == "" ? {} : {
+    "answers-consumed-writes" = {
+      description = "${var.answers_table}: consumed write units exceeded ${local.t.answer_writes_per_request} per public request by >= ${local.t.answer_writes_excess} in ${local.period} s"
+      threshold   = local.t.answer_writes_excess
+      queries = [
+        { id = "writes", metric = { namespace = "AWS/DynamoDB", name = "ConsumedWriteCapacityUnits", dimensions = { TableName = var.answers_table }, stat = "Sum" } },
+        local.requests,
+      ]
+      expression = "FILL(writes, 0) - ${local.t.answer_writes_per_request} * FILL(requests, 0)"
+    }
+  }
+
   # Rates: errors / requests, only once a period has min_requests (no alarm on 1 failure in 2).
   rate_expression = "IF(requests >= ${local.t.min_requests}, 100 * FILL(errors, 0) / requests, 0)"
   all_alarms = merge(
     { for k, a in local.rate_alarms : k => merge(a, { expression = local.rate_expression }) },
     { for k, a in local.count_alarms : k => merge({ expression = "" }, a) },
+    local.answer_alarms,
   )
   # One type for every alarm (dimensions as map(string)), so for_each sees a map.
   alarms = {

@@ -119,6 +119,10 @@ variable "thresholds" {
     lambda_throttles     = optional(number, 1)
     concurrency_percent  = optional(number, 80)
     dynamodb_throttles   = optional(number, 1)
+    # answers table: write units per public request that are normal (an answer row is 1-2 WRU,
+    # forward's give-up row 1), and how many beyond that in one period raise the alarm
+    answer_writes_per_request = optional(number, 4)
+    answer_writes_excess      = optional(number, 1000)
   })
   description = "Alarm thresholds; see the module README. Rates are percent of the HTTP API's requests in one period, and only alarm once a period has min_requests. tunnel_error_percent is merged over the defaults per code; 0 turns a code's alarm off."
   default     = {}
@@ -150,4 +154,10 @@ variable "tags" {
   type        = map(string)
   description = "Tags added to every resource of the module."
   default     = {}
+}
+
+variable "answers_table" {
+  type        = string
+  description = "The answers (pending requests) table whose consumed write units the answers-consumed-writes alarm watches; empty = no such alarm."
+  default     = ""
 }

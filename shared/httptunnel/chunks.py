@@ -1,0 +1,151 @@
+"""Acknowledged, ordered delivery as two pure state machines (channel v2, shared/README.md).
+
+No I/O and no clock: the drivers (the agent's session, the Lambdas) pass ``now`` in and do the
+sending. Standard library only.
+
+* :class:`Sender` numbers messages 0, 1, 2 ..., keeps at most ``window`` of them unacknowledged,
+  says what to (re)send when (after ``rto``, doubling up to ``rto_max``) and gives up on a message
+  whose deadline has passed.
+* :class:`Receiver` takes messages in any order, drops duplicates, hands them out in order and
+  says the cumulative acknowledgement (every number <= it has arrived).
+
+An answer today is one message (seq 0) per request; a streamed answer is many; a caller socket
+is the same machine with ``window=1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+RTO_S = 1.0  # first resend after this long without an ack
+RTO_MAX_S = 4.0
+
+
+@dataclass
+class _Out(Generic[T]):
+    seq: int
+    payload: T
+    deadline: float  # give up after this (the caller's time is over)
+    next_at: float = 0.0  # when to (re)send; 0 = at once
+    rto: float = RTO_S
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Send(Generic[T]):
+    """One message to put on the wire now: its number, what it carries, and which attempt (0 = first)."""
+    seq: int
+    payload: T
+    attempt: int
+
+
+@dataclass
+class Sender(Generic[T]):
+    window: int = 8
+    rto: float = RTO_S
+    rto_max: float = RTO_MAX_S
+    next_seq: int = 0
+    _waiting: list[_Out[T]] = field(default_factory=list)  # numbered, beyond the window
+    _inflight: dict[int, _Out[T]] = field(default_factory=dict)  # sent, not yet acknowledged
+    expired: list[int] = field(default_factory=list)  # numbers given up on (deadline passed)
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.rto <= 0 or self.rto_max < self.rto:
+            raise ValueError("window >= 1 and 0 < rto <= rto_max")
+
+    def offer(self, payload: T, deadline: float) -> int:
+        """Queue a message; returns its number. It is sent by the next ``due()`` the window allows."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self._waiting.append(_Out(seq, payload, deadline, rto=self.rto))
+        return seq
+
+    def ack(self, seq: int) -> int:
+        """Cumulative: every message numbered <= seq arrived. Returns how many that newly settles."""
+        settled = [s for s in self._inflight if s <= seq]
+        for s in settled:
+            del self._inflight[s]
+        return len(settled)
+
+    def due(self, now: float) -> list[Send[T]]:
+        """What to send at ``now``: messages the window now admits, and resends whose timer ran out.
+        Messages past their deadline are dropped (listed in ``expired``)."""
+        for s, out in list(self._inflight.items()):
+            if now >= out.deadline:
+                del self._inflight[s]
+                self.expired.append(s)
+        while self._waiting and len(self._inflight) < self.window:
+            out = self._waiting.pop(0)
+            if now >= out.deadline:
+                self.expired.append(out.seq)
+                continue
+            self._inflight[out.seq] = out
+        sends: list[Send[T]] = []
+        for out in sorted(self._inflight.values(), key=lambda o: o.seq):
+            if now >= out.next_at:
+                sends.append(Send(out.seq, out.payload, out.attempts))
+                if out.attempts:
+                    out.rto = min(out.rto * 2, self.rto_max)
+                out.attempts += 1
+                out.next_at = now + out.rto
+        return sends
+
+    def next_wakeup(self) -> float | None:
+        """The earliest ``now`` at which ``due()`` has something to do (None: nothing outstanding)."""
+        times = [min(o.next_at, o.deadline) for o in self._inflight.values()]
+        if self._waiting and len(self._inflight) < self.window:
+            times.append(0.0)
+        return min(times) if times else None
+
+    @property
+    def done(self) -> bool:
+        """Nothing waiting and nothing unacknowledged."""
+        return not self._waiting and not self._inflight
+
+    @property
+    def unacked(self) -> int:
+        return len(self._inflight)
+
+
+@dataclass
+class Receiver(Generic[T]):
+    """Put messages back in order. ``window`` bounds how far ahead of the next expected number a
+    message may be (beyond: refused, the sender resends it later); None = unbounded."""
+    window: int | None = None
+    next_seq: int = 0  # the first number not yet handed out
+    _held: dict[int, T] = field(default_factory=dict)
+    fin_seq: int | None = None
+
+    def accept(self, seq: int, payload: T, fin: bool = False) -> bool:
+        """True when the message is new and kept; False for a duplicate or one beyond the window."""
+        if seq < self.next_seq or seq in self._held or seq < 0:
+            return False
+        if self.window is not None and seq >= self.next_seq + self.window:
+            return False
+        if self.fin_seq is not None and seq > self.fin_seq:
+            return False
+        self._held[seq] = payload
+        if fin:
+            self.fin_seq = seq
+        return True
+
+    def ready(self) -> list[T]:
+        """The messages that can be handed out now, in order (each exactly once)."""
+        out: list[T] = []
+        while self.next_seq in self._held:
+            out.append(self._held.pop(self.next_seq))
+            self.next_seq += 1
+        return out
+
+    @property
+    def cumulative_ack(self) -> int:
+        """Every number <= this has arrived and been handed out (-1: none yet)."""
+        return self.next_seq - 1
+
+    @property
+    def complete(self) -> bool:
+        """The last message (``fin``) and everything before it have been handed out."""
+        return self.fin_seq is not None and self.next_seq > self.fin_seq

@@ -1,0 +1,100 @@
+"""chunks.Sender / chunks.Receiver: ordered, acknowledged delivery over a channel that permutes,
+duplicates and drops (the agents' $default route under throttling, concurrent invocations)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from httptunnel.chunks import Receiver, Sender
+
+
+def test_the_resend_timer_doubles_up_to_its_cap_and_stops_at_the_deadline() -> None:
+    sender: Sender[str] = Sender(window=1, rto=1.0, rto_max=4.0)
+    seq = sender.offer("answer", deadline=20.0)
+    assert [(s.seq, s.attempt) for s in sender.due(0.0)] == [(seq, 0)]
+    assert sender.due(0.99) == []
+    assert sender.next_wakeup() == 1.0
+    sent_at = [t for t in (1.0, 2.9, 3.0, 6.9, 7.0, 11.0, 15.0, 19.0) if sender.due(t)]
+    assert sent_at == [1.0, 3.0, 7.0, 11.0, 15.0, 19.0]  # 1, 2, 4, 4, 4 ... (cap)
+    assert sender.due(20.0) == [] and sender.expired == [seq] and sender.done
+
+
+def test_an_ack_stops_the_resends() -> None:
+    sender: Sender[str] = Sender(window=1)
+    sender.offer("answer", deadline=25.0)
+    sender.due(0.0)
+    assert sender.ack(0) == 1
+    assert sender.done and sender.due(10.0) == [] and sender.next_wakeup() is None
+    assert sender.ack(0) == 0  # a duplicate ack settles nothing
+
+
+def test_the_window_holds_messages_back_until_acks_arrive() -> None:
+    sender: Sender[int] = Sender(window=2)
+    for i in range(5):
+        sender.offer(i, deadline=100.0)
+    assert [s.payload for s in sender.due(0.0)] == [0, 1]
+    assert sender.ack(0) == 1
+    assert [s.payload for s in sender.due(0.1)] == [2]
+    sender.ack(4)  # cumulative
+    assert [s.payload for s in sender.due(0.2)] == [3, 4]
+
+
+def test_the_receiver_reorders_and_drops_duplicates() -> None:
+    receiver: Receiver[str] = Receiver()
+    assert receiver.accept(2, "c", fin=True)
+    assert receiver.ready() == [] and receiver.cumulative_ack == -1
+    assert receiver.accept(0, "a") and not receiver.accept(0, "a")
+    assert receiver.ready() == ["a"] and receiver.cumulative_ack == 0
+    assert receiver.accept(1, "b")
+    assert receiver.ready() == ["b", "c"] and receiver.complete
+    assert not receiver.accept(1, "b") and not receiver.accept(3, "past the end")
+
+
+def test_window_one_is_strict_order() -> None:
+    receiver: Receiver[str] = Receiver(window=1)
+    assert not receiver.accept(1, "second first")
+    assert receiver.accept(0, "first") and receiver.ready() == ["first"]
+    assert receiver.accept(1, "second")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Sender(window=0)
+    with pytest.raises(ValueError):
+        Sender(rto=2.0, rto_max=1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(1, 12), window=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       drop=st.floats(0.0, 0.6), dup=st.floats(0.0, 0.5), ack_drop=st.floats(0.0, 0.6),
+       recv_window=st.one_of(st.none(), st.integers(1, 6)))
+def test_everything_arrives_once_and_in_order_over_a_lossy_channel(
+        count: int, window: int, seed: int, drop: float, dup: float, ack_drop: float, recv_window: int | None) -> None:
+    rng = random.Random(seed)
+    sender: Sender[int] = Sender(window=window, rto=1.0, rto_max=4.0)
+    receiver: Receiver[int] = Receiver(window=recv_window)
+    for i in range(count):
+        sender.offer(i * 10, deadline=float("inf"))
+    delivered: list[int] = []
+    wire: list[tuple[int, int, bool]] = []
+    now = 0.0
+    for _ in range(2000):
+        for send in sender.due(now):
+            copies = 0 if rng.random() < drop else (2 if rng.random() < dup else 1)
+            wire.extend([(send.seq, send.payload, send.seq == count - 1)] * copies)
+        rng.shuffle(wire)  # concurrent invocations: any order
+        arrived, wire = wire[: rng.randint(0, len(wire))], []
+        for seq, payload, fin in arrived:
+            receiver.accept(seq, payload, fin)
+            delivered.extend(receiver.ready())
+            if rng.random() >= ack_drop:
+                sender.ack(receiver.cumulative_ack)
+        if sender.done:
+            break
+        wake = sender.next_wakeup()
+        now = max(now + 0.01, wake if wake is not None else now)
+    assert sender.done and not sender.expired
+    assert delivered == [i * 10 for i in range(count)] and receiver.complete
