@@ -27,6 +27,9 @@ locals {
   websocket_domain_name = var.websocket_domain_name != "" ? var.websocket_domain_name : "ws.${var.domain_name}"
   wildcard              = local.custom_domain && var.wildcard_domain
 
+  # Subdomains only by default once a wildcard domain gives every tunnel its own origin (issue 30).
+  path_routing = var.path_routing == null ? !local.wildcard : var.path_routing
+
   public_http_url = (
     var.public_http_url_override != "" ? var.public_http_url_override :
     local.custom_domain ? "https://${var.domain_name}" : module.http_api.api_endpoint
@@ -56,7 +59,7 @@ locals {
     WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
     PUBLIC_HTTP_URL        = local.public_http_url
     TUNNEL_DOMAIN          = local.tunnel_domain
-    PATH_ROUTING           = tostring(var.path_routing)
+    PATH_ROUTING           = tostring(local.path_routing)
     BODY_BUCKET            = module.body_bucket.bucket_name
     PATH_REFERER_ROUTING   = tostring(var.path_referer_routing)
     LOG_LEVEL              = var.log_level
@@ -93,7 +96,7 @@ locals {
       PUBLIC_HTTP_URL        = local.public_http_url
       TUNNEL_DOMAIN          = local.tunnel_domain
       SUBDOMAIN_URL_TEMPLATE = local.subdomain_url_template
-      PATH_ROUTING           = tostring(var.path_routing)
+      PATH_ROUTING           = tostring(local.path_routing)
       LOG_LEVEL              = var.log_level
       # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
       REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
@@ -109,10 +112,11 @@ locals {
       AWS_LAMBDA_EXEC_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap" # httptunnel.names.STREAM_WRAPPER
     })
     cleanup = {
-      CONNECTIONS_TABLE      = module.tables.connections_table_name
-      PENDING_TABLE          = module.tables.pending_table_name
-      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
-      LOG_LEVEL              = var.log_level
+      CONNECTIONS_TABLE        = module.tables.connections_table_name
+      PENDING_TABLE            = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT   = local.ws_management_endpoint
+      JWT_SECRET_SSM_PARAMETER = local.jwt_secret_ssm_parameter # its version only: rotated-out rows are closed
+      LOG_LEVEL                = var.log_level
     }
     stream_notifier = {
       CONNECTIONS_TABLE = module.tables.connections_table_name
@@ -167,11 +171,15 @@ locals {
     ]
     forward        = local.forward_statements
     forward_stream = local.forward_statements # forward's, no more
-    cleanup = [
-      { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
-      { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
-      { sid = "ProbeAgents", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/GET/@connections/*"] },
-    ]
+    cleanup = concat(
+      [
+        { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+        { sid = "Pending", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.pending_arn] },
+        { sid = "ProbeAgents", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/GET/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
+      ],
+      # GetParameter without decryption: the version, never the secret (no kms:Decrypt on aws/ssm)
+      local.generate_jwt_secret || var.jwt_secret_ssm_parameter != "" ? [{ sid = "JwtSecretVersion", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }] : [],
+    )
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
       { sid = "TunnelOfAnswer", actions = ["dynamodb:BatchGetItem"], resources = [local.connections_arn] },
@@ -358,7 +366,7 @@ module "http_api" {
   throttling_rate_limit  = var.http_throttling_rate_limit
   log_retention_days     = var.log_retention_days
   # Subdomains only: the execute-api URL would be a path-mode origin shared by every tunnel.
-  disable_execute_api_endpoint = local.custom_domain && !var.path_routing
+  disable_execute_api_endpoint = local.custom_domain && !local.path_routing
 }
 
 locals {
@@ -436,6 +444,7 @@ locals {
     tunnel_not_found          = 404
     payload_too_large         = 413
     tunnel_busy               = 429
+    basic_auth_throttled      = 429
     websocket_unsupported     = 501
     agent_gone                = 502
     internal_error            = 502
@@ -483,4 +492,14 @@ module "function_url" {
   function_name = module.functions["forward_stream"].function_name
   qualifier     = module.functions["forward_stream"].qualifier
   invoke_mode   = "RESPONSE_STREAM"
+}
+
+# Upgrade note (issue 30): with a wildcard domain, path_routing now defaults to false, which also
+# switches the execute-api URL off (disable_execute_api_endpoint). Said at every plan until the
+# operator chooses explicitly.
+check "path_routing_default" {
+  assert {
+    condition     = !(var.path_routing == null && var.domain_name != "" && var.wildcard_domain)
+    error_message = "path_routing is unset with a wildcard domain: tunnels get subdomain URLs only, /<id>/ path URLs answer 404 and the execute-api URL is switched off (the default changed: path mode shares one origin between all tunnels). Set path_routing = false to confirm, or true to keep path URLs on a single-tenant deployment."
+  }
 }

@@ -277,11 +277,11 @@ variable "tunnel_domain" {
 
 variable "path_routing" {
   type        = bool
-  description = "Serve tunnels at <http_url>/<tunnel-id>/ too. Path mode puts EVERY tunnel on ONE origin: any tunnel's page can read another tunnel's answers in the browser. Keep it only for a single-tenant deployment; false (subdomains only) needs domain_name with wildcard_domain, and switches the execute-api URL off."
-  default     = true
+  description = "Serve tunnels at <http_url>/<tunnel-id>/ too. Path mode puts EVERY tunnel on ONE origin: any tunnel's page can read another tunnel's answers in the browser. Keep it only for a single-tenant deployment; false (subdomains only) needs domain_name with wildcard_domain, and switches the execute-api URL off. Unset (null): false when domain_name and wildcard_domain give subdomain routing, true otherwise."
+  default     = null
 
   validation {
-    condition     = var.path_routing || (var.domain_name != "" && var.wildcard_domain)
+    condition     = var.path_routing != false || (var.domain_name != "" && var.wildcard_domain)
     error_message = "path_routing = false needs subdomain routing: set domain_name (with certificate_arn) and keep wildcard_domain = true."
   }
 }

@@ -11,6 +11,7 @@ sentence.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "USER:PASS, PROVIDER:SECRET or NAME:VALUE entries with newlines; in ttf.toml, arrays of strings")
     edge.add_argument("--basic-auth", action="append", metavar="USER:PASS",
                       help=f"require HTTP basic auth (up to {edge_policy.MAX_USERS} users; sent only as scrypt hashes)")
+    edge.add_argument("--basic-auth-forward", action="store_true", default=None,
+                      help="pass the caller's Authorization header on to the local service (default: dropped, "
+                           "X-Forwarded-User: USER instead)")
     edge.add_argument("--allow-ip", action="append", metavar="CIDR",
                       help="only these source addresses may call (IPv4 or IPv6; deny wins)")
     edge.add_argument("--deny-ip", action="append", metavar="CIDR", help="refuse these source addresses")
@@ -183,6 +187,7 @@ _OPTIONS = (
     "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
     "drain_timeout", "new_url", "no_rewrite", "rewrite_json", "state_dir", "inspect", "inspect_history", "config",
+    "basic_auth_forward",
 )
 
 
@@ -266,6 +271,26 @@ def check_endpoint(source: str, raw: str) -> str:
     return raw
 
 
+def loopback_host(host: str) -> bool:
+    """True for localhost, *.localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plain_ws(endpoint: str, token: object) -> None:
+    """A token never goes over plain ws:// to another machine (anyone on the path could read and
+    replay it): ws:// is for a stack on this machine (loopback), everything else takes wss://."""
+    parts = urlsplit(endpoint)
+    if token and parts.scheme == "ws" and not loopback_host(parts.hostname or ""):
+        raise ConfigError(f"refusing to send the token over plain ws:// to {parts.hostname}: use wss:// "
+                          "(ws:// is only for a stack on this machine: localhost, 127.0.0.1, ::1)")
+
+
 def check_inspect(source: str, raw: object) -> tuple[str, int] | None:
     """`off` -> None; `HOST:PORT`, `[v6]:PORT` or `PORT` (on 127.0.0.1) -> (host, port)."""
     text = str(raw).strip()
@@ -303,7 +328,7 @@ def convert(name: str, source: str, raw: object) -> object:
         return _number(source, raw, int, 1, 10_000)
     if name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
         return _number(source, raw, float, 0.01, 7 * 24 * 3600)
-    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json"}:
+    if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json", "basic_auth_forward"}:
         return _flag(source, raw)
     if name == "host":
         host = str(raw).strip().strip("[]")
@@ -380,6 +405,9 @@ def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
     if values.get("no_rewrite") and values.get("rewrite_json"):
         raise ConfigError("--no-rewrite and --rewrite-json contradict each other: pick one")
     lists = {name: values.pop(name, ()) for name in POLICY_OPTIONS}
+    forward_authorization = bool(values.pop("basic_auth_forward", False))
+    if forward_authorization and not lists["basic_auth"]:
+        raise ConfigError("--basic-auth-forward needs --basic-auth")
     if any(lists.values()):
         try:
             built = edge_policy.build(
@@ -387,11 +415,14 @@ def finish(values: dict[str, object], env: Mapping[str, str]) -> Config:
                 hooks=lists["verify_webhook"], request_add=lists["request_header_add"],  # type: ignore[arg-type]
                 request_remove=lists["request_header_remove"],  # type: ignore[arg-type]
                 response_add=lists["response_header_add"],  # type: ignore[arg-type]
-                response_remove=lists["response_header_remove"])  # type: ignore[arg-type]
+                response_remove=lists["response_header_remove"],  # type: ignore[arg-type]
+                forward_authorization=forward_authorization)
         except edge_policy.PolicyError as exc:
             where = f"tunnels.{values['name']}: " if values.get("name") else ""
             raise ConfigError(f"{where}edge policy: {exc}") from None
         values["policy"] = built or None
+    if isinstance(values.get("endpoint"), str):
+        check_plain_ws(str(values["endpoint"]), values.get("token"))
     values.setdefault("state_dir", default_state_dir(env))
     values.setdefault("inspect", DEFAULT_INSPECT)
     return Config(**values)  # type: ignore[arg-type]

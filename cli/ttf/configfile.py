@@ -73,7 +73,7 @@ KINDS: dict[str, Kind] = {
     "state-dir": STRING, "inspect": STRING_OR_FALSE, "inspect-history": INTEGER, "json": BOOLEAN,
     "verbose": BOOLEAN, "heartbeat-interval": NUMBER, "renew-after": NUMBER, "drain-timeout": NUMBER,
     # the edge policy (README "Edge policy"): e.g. basic-auth = ["alice:pw"], allow-ip = ["10.0.0.0/8"]
-    "basic-auth": STRINGS, "allow-ip": STRINGS, "deny-ip": STRINGS, "verify-webhook": STRINGS,
+    "basic-auth": STRINGS, "basic-auth-forward": BOOLEAN, "allow-ip": STRINGS, "deny-ip": STRINGS, "verify-webhook": STRINGS,
     "request-header-add": STRINGS, "request-header-remove": STRINGS,
     "response-header-add": STRINGS, "response-header-remove": STRINGS,
 }
@@ -82,7 +82,7 @@ TUNNEL_KEYS = frozenset({
     "endpoint", "token", "port", "host", "subdomain", "keep-host", "no-rewrite", "rewrite-json", "new-url",
     "max-concurrency", "connect-timeout", "request-timeout",
     "basic-auth", "allow-ip", "deny-ip", "verify-webhook", "request-header-add", "request-header-remove",
-    "response-header-add", "response-header-remove",
+    "response-header-add", "response-header-remove", "basic-auth-forward",
 })
 ONLY_PER_TUNNEL = frozenset({"port", "subdomain"})  # one tunnel's own: never a default for all
 TOP_KEYS = frozenset(KINDS) - ONLY_PER_TUNNEL

@@ -32,7 +32,7 @@ DIR_MODE = 0o700
 _VERSION = 2
 _SERVER_MADE_TOKENS = 1  # the version whose tokens came from the server
 RECLAIM_TOKEN_BYTES = 32  # 256 bits; token_urlsafe makes 43 characters of [A-Za-z0-9_-]
-_TUNNEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_TUNNEL_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # fullmatch: "$" would let a trailing newline in
 _MAX_FILE = 64 * 1024
 
 
@@ -135,7 +135,7 @@ class TunnelStore:
 def _version(raw: bytes) -> object:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data.get("version") if isinstance(data, dict) else None
 
@@ -143,14 +143,14 @@ def _version(raw: bytes) -> object:
 def _parse(raw: bytes) -> SavedTunnel | None:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("version") != _VERSION:
         return None
     strings = ("tunnel_id", "reclaim_token", "endpoint", "local_target")
     if not all(isinstance(data.get(key), str) and data[key] for key in strings):
         return None
-    if not isinstance(data.get("saved_at"), (int, float)) or not _TUNNEL_ID.match(data["tunnel_id"]):
+    if not isinstance(data.get("saved_at"), (int, float)) or not _TUNNEL_ID.fullmatch(data["tunnel_id"]):
         return None
     token = data["reclaim_token"]
     if len(token) > 512 or not token.isascii() or not token.isprintable():

@@ -11,9 +11,11 @@ STATE_BUCKET=B) keeps it in S3 at <name_prefix>/terraform.tfstate with a lock fi
 (use_lockfile, Terraform >= 1.10): for that run only, terraform/backend_s3_override.tf (ignored by
 git) declares the S3 backend; an existing local state is copied there.
 `make deploy` / `make destroy` / `make localstack-deploy` call this script.
-After an apply it mints a token for the operator (subject `operator`, 30 days) with the
-deployment's own secret and prints a ready `ttf -e ... -t ...` line; a deployment that lets
-anonymous agents in gets a warning instead.
+After an apply it mints a token for the operator (subject `operator`, 7 days) with the
+deployment's own secret and prints a ready `ttf -e ... -t ...` line. The token itself is printed
+only to a terminal: when stdout is not a TTY (CI logs keep it), it goes to .local/operator-token
+(mode 0600) and the line reads it from there. A deployment that lets anonymous agents in gets a
+warning instead.
 """
 
 from __future__ import annotations
@@ -99,8 +101,27 @@ def commands(action: str, var_args: list[str], auto_approve: bool, tool: str = "
 
 
 OPERATOR_SUB = "operator"
+OPERATOR_TTL_S = 7 * 24 * 3600  # short: it may be pasted into places that keep it
+TOKEN_FILE = ROOT / ".local" / "operator-token"
 ANONYMOUS_WARNING = ("WARNING: allow_anonymous_agents = true: anyone who finds {ws_url} can open tunnels with "
                      "public URLs on this deployment's domain and certificate. Remove it to require tokens.")
+
+
+def token_text(agent_token: str, tty: bool, path: Path = TOKEN_FILE) -> str:
+    """What the ttf line shows for the token: the token on a terminal; otherwise a shell
+    substitution reading it from ``path``, written with mode 0600 (never into a CI log)."""
+    if tty:
+        return agent_token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT: set it
+        os.write(fd, agent_token.encode("ascii") + b"\n")
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
+    return f'"$(cat {path})"'
 
 
 def ttf_line(outputs: dict, agent_token: str | None = None) -> str:
@@ -114,7 +135,7 @@ def ttf_line(outputs: dict, agent_token: str | None = None) -> str:
     if agent_token is None:
         return (f"{ANONYMOUS_WARNING.format(ws_url=ws_url)}\n\n{head}"
                 f"Run the agent next to your app:\n\n    ttf -e {ws_url} -p 3000\n")
-    return (f"{head}Run the agent next to your app (token for '{OPERATOR_SUB}', valid 30 days; "
+    return (f"{head}Run the agent next to your app (token for '{OPERATOR_SUB}', valid 7 days; "
             f"more with `make token SUB=name`):\n\n    ttf -e {ws_url} -t {agent_token} -p 3000\n")
 
 
@@ -124,7 +145,7 @@ def operator_token(outputs: dict, endpoint_url: str = "") -> str | None:
         settings = dataclasses.replace(token.AuthSettings.from_outputs(outputs), endpoint_url=endpoint_url)
         if settings.anonymous:
             return None
-        return token.token_for(settings, OPERATOR_SUB)
+        return token.token_for(settings, OPERATOR_SUB, min(OPERATOR_TTL_S, settings.max_lifetime or OPERATOR_TTL_S))
     except token.TokenError as exc:
         raise DeployError(f"deployed, but no token could be minted: {exc}") from None
 
@@ -218,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.action != "destroy":
             outputs = json.loads(out)
             endpoint = args.localstack_endpoint if args.action == "localstack" else ""
-            print(ttf_line(outputs, operator_token(outputs, endpoint)))
+            minted = operator_token(outputs, endpoint)
+            print(ttf_line(outputs, None if minted is None else token_text(minted, sys.stdout.isatty())))
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 from scripts.smoke import swap, throttle
 from scripts.smoke.client import Client, Reply
 from scripts.smoke.context import Context, Tunnel  # noqa: F401 - battery.Context / battery.Tunnel for callers
-from scripts.smoke.origin import COOKIES, pattern, text_pattern
+from scripts.smoke.origin import COOKIES, UTF8_VALUE, pattern, text_pattern
 from scripts.smoke.verdict import FAILED, NOT_CHECKABLE, PASSED, CheckFailed, NotCheckable, Result, expect
 
 MB = 1024 * 1024
@@ -136,6 +136,17 @@ def check_cookies(ctx: Context) -> str:
     return f"{len(want)} separate Set-Cookie headers"
 
 
+def check_utf8_header(ctx: Context) -> str:
+    """A local service's UTF-8 header bytes reach the caller unchanged (what API Gateway writes for a
+    non-ASCII value has no documented source: emulator/README.md's fidelity table)."""
+    reply = ctx.http().request("GET", ctx.url("/utf8-header"))
+    expect_status(reply, 200)
+    got = (reply.header("X-Smoke-Utf8") or "").encode("latin-1", "replace")  # http.client: one char a byte
+    want = UTF8_VALUE.encode("utf-8")
+    expect(got == want, f"X-Smoke-Utf8 arrived as bytes {got.hex(' ')}, sent {want.hex(' ')}")
+    return f"{len(want)} bytes unchanged"
+
+
 def check_encoded_path(ctx: Context) -> str:
     """The origin's request target decodes to the same bytes as the caller's path. (An HTTP API
     hands Lambda the path decoded; forward re-encodes it: only the decoded bytes are promised.)"""
@@ -243,6 +254,7 @@ QUICK: tuple[tuple[str, Callable[[Context], str]], ...] = (
     (swap.UPLOAD_CAP, swap.check_upload_cap),
     (swap.UPLOAD_TLS, swap.check_upload_tls),
     ("several Set-Cookie", check_cookies),
+    ("UTF-8 header value", check_utf8_header),
     ("encoded path", check_encoded_path),
     ("404 unknown tunnel", check_404),
     ("413 body over 10 MB", check_413),

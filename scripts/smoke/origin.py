@@ -9,6 +9,7 @@ Every body is deterministic, so the caller checks it byte for byte:
   *    /bytes?n=N    N bytes of pattern(N) (application/octet-stream)
   GET  /text?n=N     N bytes of text_pattern(N) (text/plain; charset=utf-8)
   GET  /cookies      three Set-Cookie headers (COOKIES)
+  GET  /utf8-header  X-Smoke-Utf8: UTF8_VALUE, written as its UTF-8 bytes
   GET  /sleep?s=S    "slept" after S seconds
 It exits when its parent process goes away, so a killed `make smoke` leaves nothing behind.
 """
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 16 * 1024 * 1024
 COOKIES = ("smoke_a=1; Path=/", "smoke_b=2; HttpOnly", "smoke_c=3; Max-Age=600; SameSite=Lax")
+UTF8_VALUE = "café ☕"  # a response header value that is not ASCII (issue 30 item 16)
 
 
 def pattern(n: int) -> bytes:
@@ -92,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, text_pattern(int(query.get("n", ["0"])[0])), "text/plain; charset=utf-8")
         elif path == "/cookies":
             self._send(200, b"cookies", "text/plain", [("Set-Cookie", c) for c in COOKIES])
+        elif path == "/utf8-header":  # http.server writes header values as Latin-1: these are the UTF-8 bytes
+            self._send(200, b"utf8", "text/plain", [("X-Smoke-Utf8", UTF8_VALUE.encode("utf-8").decode("latin-1"))])
         elif path == "/sleep":
             time.sleep(float(query.get("s", ["1"])[0]))
             self._send(200, b"slept", "text/plain")

@@ -65,6 +65,7 @@ class Unauthorized(Exception):
 class Identity:
     subject: str
     claims: dict[str, Any]
+    alg: str = ""  # the token's algorithm: HS tokens are bound to the secret's version (connect, cleanup)
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,39 @@ class _PublicKey:
 
 # --------------------------------------------------------------------------- key material
 
-@functools.lru_cache(maxsize=4)
+SECRET_CACHE_S = 300.0  # a warm connect reads the SSM secret again after this long (rotation reaches it)
+_ssm_secrets: dict[str, tuple[float, str, int]] = {}  # name -> (read at, value, parameter version)
+
+
 def _secret_from_ssm(name: str) -> str:
-    out = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)
-    return str(out["Parameter"]["Value"])
+    return _ssm_secret(name)[0]
+
+
+def _ssm_secret(name: str) -> tuple[str, int]:
+    """(value, SSM parameter version), read at most every SECRET_CACHE_S per container."""
+    now = time.monotonic()
+    hit = _ssm_secrets.get(name)
+    if hit is not None and now - hit[0] < SECRET_CACHE_S:
+        return hit[1], hit[2]
+    out = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    value, version = str(out["Value"]), int(out.get("Version", 0))
+    _ssm_secrets[name] = (now, value, version)
+    return value, version
+
+
+def secret_version() -> int | None:
+    """The SSM parameter version of the HS secret this container verifies with (None: not from SSM).
+    connect stores it on the connection row; cleanup closes rows of an older version."""
+    name = config.jwt_secret_ssm_parameter()
+    return _ssm_secret(name)[1] if name and not config.jwt_secret() else None
+
+
+def current_secret_version() -> int | None:
+    """The SSM parameter's version now, without reading the secret itself (cleanup: no decryption)."""
+    name = config.jwt_secret_ssm_parameter()
+    if not name:
+        return None
+    return int(aws.client("ssm").get_parameter(Name=name, WithDecryption=False)["Parameter"].get("Version", 0))
 
 
 @functools.lru_cache(maxsize=4)
@@ -118,7 +148,7 @@ def _parse_jwks(text: str) -> dict[str, _PublicKey]:
 
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise config.ConfigError("JWKS is not valid JSON") from None
     if isinstance(data, dict) and "keys" not in data and "kty" in data:
         data = {"keys": [data]}
@@ -185,7 +215,7 @@ def _jwks_from_url(url: str, kid: str) -> dict[str, _PublicKey]:
 def clear_caches() -> None:
     with _jwks_lock:
         _jwks_cache.clear()
-    _secret_from_ssm.cache_clear()
+    _ssm_secrets.clear()
     _secret_from_secrets_manager.cache_clear()
 
 
@@ -227,7 +257,7 @@ def _b64url(segment: str) -> bytes:
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Unauthorized(f"malformed token {what}") from None
     if not isinstance(value, dict):
         raise Unauthorized(f"malformed token {what}")
@@ -330,7 +360,7 @@ def verify(token: str, now: float | None = None) -> Identity:
     _verify_signature(alg, header, signing_input, _b64url(parts[2]))
     claims = _json_object(_b64url(parts[1]), "payload")
     subject = _check_claims(claims, time.time() if now is None else now)
-    return Identity(subject=subject, claims=claims)
+    return Identity(subject=subject, claims=claims, alg=alg)
 
 
 def bearer_token(headers: dict[str, str], query: dict[str, str]) -> str:

@@ -101,11 +101,15 @@ def put_response_body(request_id: str, body: bytes) -> str:
     return _version(_s3().put_object(Bucket=_bucket(), Key=response_key(request_id), Body=body))
 
 
-def response_download_url(request_id: str, version_id: str, content_type: str | None = None) -> str:
-    """Presigned GET of exactly one version of resp/<id>; S3 answers with ``content_type`` when given."""
+def response_download_url(request_id: str, version_id: str, content_type: str | None = None,
+                          attachment: bool = False) -> str:
+    """Presigned GET of exactly one version of resp/<id>; S3 answers with ``content_type`` when
+    given, and with ``Content-Disposition: attachment`` when asked (active content types)."""
     params = {"Bucket": _bucket(), "Key": response_key(request_id), "VersionId": version_id}
     if content_type:
         params["ResponseContentType"] = content_type
+    if attachment:
+        params["ResponseContentDisposition"] = "attachment"
     return _s3().generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
 
 

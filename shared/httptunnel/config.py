@@ -61,7 +61,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
                        "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
                        "LOG_LEVEL"),
-    "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "LOG_LEVEL"),
+    "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
 

@@ -185,7 +185,8 @@ def connect(event: Any) -> dict[str, Any]:
         subdomain=admission.tunnel_id if admission.reason == "named" else None,
         rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON,
         policy=edge_policy if isinstance(edge_policy, str) else None,
-        capabilities=capabilities if isinstance(capabilities, tuple) else ()))
+        capabilities=capabilities if isinstance(capabilities, tuple) else (),
+        secret_version=auth.secret_version() if identity is not None and identity.alg in auth.HS_ALGS else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=admission.tunnel_id, how=admission.reason,
              subject=subject, rewrite=rewrite,
              policy=bool(edge_policy),  # whether one is in force, never its content

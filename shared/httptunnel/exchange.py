@@ -40,10 +40,12 @@ def _connection(req: events.HttpEvent, route: routing.Route,
 
 
 def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-             wait_s: float) -> Exchanged | ForwardResult:
+             wait_s: float, recheck: bool = True) -> Exchanged | ForwardResult:
     """Post the request to the tunnel's agent and wait up to ``wait_s`` for its answer; the
     refusal, the 502/504 of an agent that is gone or silent, or the answer. ``fields`` gathers
-    what the caller's log line says about the request."""
+    what the caller's log line says about the request. A tunnel that reconnected with another
+    edge policy meanwhile (``tunnels.Unsent``) gets the request checked against that policy, once,
+    by the same deadline (``recheck``)."""
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
@@ -66,7 +68,9 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
         return to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
                                         max(0, int((deadline - time.monotonic()) * 1000)), rules, acks)
     posted = tunnels.post(route, conn, frame_for)
-    if posted is None:
+    if isinstance(posted, tunnels.Unsent) and recheck:
+        return exchange(req, route, target, fields, max(0.0, deadline - time.monotonic()), recheck=False)
+    if posted is None or isinstance(posted, tunnels.Unsent):
         return fail(502, GONE, "agent connection is gone")
     conn, request_id = posted, ids[posted.connection_id]
     fields.update(connection_id=conn.connection_id)

@@ -9,8 +9,10 @@ query goes on byte for byte. A function URL hands it over as the caller sent it
 (``req.path_encoded``): ``routing.encoded_request_target`` keeps it so. A target that cannot be
 built that way is refused with 400 ``invalid_request``: never a 500, never a silently different URL.
 
-A warm instance remembers ``POLICIES`` (each distinct stored policy parsed once) and
-``DENIED_BUDGETS`` (the per-connection token bucket of request_denied notices).
+A warm instance remembers ``POLICIES`` (each distinct stored policy parsed once),
+``DENIED_BUDGETS`` (the per-connection token bucket of request_denied notices) and
+``AUTH_FAILURES`` (the per (tunnel, source IP) token bucket of failed basic-auth attempts: 10 at
+once, then 10 a minute; past it, 429 ``basic_auth_throttled`` without running scrypt).
 """
 
 from __future__ import annotations
@@ -145,6 +147,38 @@ def _tell_agent_denied(conn: store.Connection, req: events.HttpEvent, target: st
         log.info("request_denied notice not delivered", connection_id=conn.connection_id, error=type(exc).__name__)
 
 
+AUTH_FAILURE_BURST = 10  # failed basic-auth attempts one (tunnel, source IP) may make at once ...
+AUTH_FAILURE_PER_S = 10 / 60  # ... and then per second (10 a minute), in each warm instance
+
+
+@dataclass(frozen=True)
+class FailureBudget:
+    tokens: float  # failed attempts that may still come at once
+    at: float  # monotonic time ``tokens`` was counted
+
+
+# (tunnel id, source IP) -> its budget of failed basic-auth attempts, in this instance
+AUTH_FAILURES: TTLMap[tuple[str, str], FailureBudget] = TTLMap(CACHE_MAX)
+
+
+def _refilled(budget: FailureBudget | None, now: float) -> float:
+    if budget is None:
+        return float(AUTH_FAILURE_BURST)
+    return min(float(AUTH_FAILURE_BURST), budget.tokens + (now - budget.at) * AUTH_FAILURE_PER_S)
+
+
+def auth_throttled_for(key: tuple[str, str]) -> float:
+    """Seconds until this caller may try a password again (0: it may now)."""
+    tokens = _refilled(AUTH_FAILURES.get(key), time.monotonic())
+    return 0.0 if tokens >= 1.0 else (1.0 - tokens) / AUTH_FAILURE_PER_S
+
+
+def spend_auth_failure(key: tuple[str, str]) -> None:
+    now = time.monotonic()
+    AUTH_FAILURES.update(key, lambda budget: FailureBudget(max(0.0, _refilled(budget, now) - 1.0), now),
+                         ttl_s=AUTH_FAILURE_BURST / AUTH_FAILURE_PER_S)
+
+
 POLICIES: TTLMap[str, policy.Policy] = TTLMap(POLICY_CACHE_MAX)  # a row's policy JSON -> parsed
 
 
@@ -166,9 +200,14 @@ def edge_policy(req: events.HttpEvent, target: str, conn: store.Connection) -> p
         rules = parsed_policy(conn.policy)
     except policy.PolicyError:  # connect stores only what parses; refuse rather than run open
         return fail(502, "internal_error", "the tunnel's stored policy is unreadable")
-    denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body)
+    key = (conn.tunnel_id, req.source_ip)
+    attempt = bool(rules.users and req.headers.get("authorization"))
+    denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body, tunnel_id=conn.tunnel_id,
+                          throttled_s=auth_throttled_for(key) if attempt else 0.0)
     if denial is None:
         return rules
+    if attempt and denial.code == policy.AUTH_REQUIRED:
+        spend_auth_failure(key)
     _tell_agent_denied(conn, req, target, denial)
     result = events.error_response(denial.status, denial.code, denial.message)
     result["headers"].update(denial.headers)

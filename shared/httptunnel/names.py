@@ -36,6 +36,7 @@ ERROR_CODES: dict[str, int] = {
     "tunnel_not_found": 404,
     "payload_too_large": 413,
     "tunnel_busy": 429,
+    "basic_auth_throttled": 429,
     "websocket_unsupported": 501,  # a WebSocket upgrade: not passed through (yet)
     "agent_gone": 502,
     "internal_error": 502,

@@ -16,7 +16,12 @@ instance (``forward.parsed_policy``, keyed by the raw string). Document, version
      "auth":  [{"u": USER, "s": b64 salt(16), "h": b64 scrypt(32), "n": N, "r": 8, "p": 1}],
      "allow": [CIDR, ...], "deny": [CIDR, ...],
      "hooks": [{"p": PROVIDER, "k": SECRET, ("h": HEADER, "e": hex|base64, "x": PREFIX)}],
-     "qadd": [[NAME, VALUE]], "qrm": [NAME], "sadd": [[NAME, VALUE]], "srm": [NAME]}
+     "qadd": [[NAME, VALUE]], "qrm": [NAME], "sadd": [[NAME, VALUE]], "srm": [NAME], "fa": true}
+
+``fa`` (``ttf --basic-auth-forward``): the local service still gets the caller's
+``Authorization`` header that basic auth consumed. Without it that header is dropped and the
+local service gets ``X-Forwarded-User: <user>`` instead (a caller's own ``X-Forwarded-User`` is
+always dropped: it is one of the edge's proxy headers).
 
 Passwords never leave the agent: it hashes them with ``hashlib.scrypt`` (N=2**14, r=8, p=1,
 32-byte key, 16-byte random salt; N may be 2**14..2**16 so a stronger setting stays valid).
@@ -26,7 +31,11 @@ them; they are never logged.
 Evaluation in forward, in this order; the first failure answers:
 1. IP rules on ``requestContext.http.sourceIp``: a deny match refuses (deny wins); with an
    allow list, an address in none of it refuses. 403 ``ip_denied``.
-2. Basic auth (when users exist): 401 ``basic_auth_required`` + ``WWW-Authenticate``.
+2. Basic auth (when users exist): 401 ``basic_auth_required`` + ``WWW-Authenticate`` whose realm
+   names the tunnel (``http-tunnel <id>``: a browser keeps one tunnel's credentials from the
+   others under a shared path-mode origin). An unknown user costs the same scrypt as a known
+   one. Failed attempts are budgeted per (tunnel, source IP) in each warm forward instance
+   (``gate``): past the budget, 429 ``basic_auth_throttled`` with ``Retry-After``.
 3. Webhooks (when verifiers exist): the request must verify against at least one. 403
    ``webhook_signature_invalid``.
 Then the request header rules (remove, then add = set) apply to what the agent receives, and
@@ -41,6 +50,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -70,12 +80,13 @@ SCRYPT_MAXMEM = 128 * 1024 * 1024
 
 IP_DENIED = "ip_denied"
 AUTH_REQUIRED = "basic_auth_required"
+AUTH_THROTTLED = "basic_auth_throttled"
 WEBHOOK_INVALID = "webhook_signature_invalid"
-DENIAL_STATUS = {IP_DENIED: 403, AUTH_REQUIRED: 401, WEBHOOK_INVALID: 403}  # forward answers these
+DENIAL_STATUS = {IP_DENIED: 403, AUTH_REQUIRED: 401, AUTH_THROTTLED: 429, WEBHOOK_INVALID: 403}  # forward answers these
 # Headers a rule may not touch: framing and routing are the tunnel's, not the policy's.
 PROTECTED = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
-    "trailer", "proxy-connection", "x-tunnel-error",
+    "trailer", "trailers", "proxy-connection", "proxy-authenticate", "proxy-authorization", "x-tunnel-error",
 })
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _VALUE = re.compile(r"[\x20-\x7e\t]*")
@@ -112,6 +123,7 @@ class Policy:
     request_remove: tuple[str, ...] = ()
     response_add: tuple[tuple[str, str], ...] = ()
     response_remove: tuple[str, ...] = ()
+    forward_authorization: bool = False  # the local service also gets the Authorization basic auth consumed
 
     def __bool__(self) -> bool:
         return any((self.users, self.allow, self.deny, self.hooks, self.request_add, self.request_remove,
@@ -134,11 +146,16 @@ class Policy:
         for key, names in (("qrm", self.request_remove), ("srm", self.response_remove)):
             if names:
                 doc[key] = list(names)
+        if self.forward_authorization:
+            doc["fa"] = True
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=True)
 
     def describe(self) -> list[str]:
         """One line per rule, secrets masked (ttf prints these at start)."""
         lines = [f"basic auth: user {u.name!r} (password: scrypt hash)" for u in self.users]
+        if self.users:
+            lines.append("basic auth: the local service gets " + (
+                "the caller's Authorization header" if self.forward_authorization else "X-Forwarded-User"))
         lines += [f"allow ip: {n}" for n in self.allow] + [f"deny ip: {n}" for n in self.deny]
         lines += [f"verify webhook: {v.masked()}" for v in self.hooks]
         lines += [f"request header add: {k}: {v}" for k, v in self.request_add]
@@ -187,12 +204,22 @@ def _check_user(user: str) -> str:
     return user
 
 
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_cidr(text: str) -> Network:
-    """An address or CIDR (host bits set are refused: '10.0.0.1/8' is probably a mistake)."""
+    """An address or CIDR (host bits set are refused: '10.0.0.1/8' is probably a mistake).
+
+    An IPv4-mapped IPv6 network (``::ffff:1.2.3.4/128``, anything inside ``::ffff:0:0/96``) is
+    the IPv4 network it maps (``1.2.3.4/32``): callers reach API Gateway over IPv4 with a plain
+    IPv4 source address, which an IPv6 rule would never match (a deny rule would fail open)."""
     try:
-        return ipaddress.ip_network(text.strip(), strict=True)
+        net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
         raise PolicyError(f"{text[:60]!r} is not an IP address or CIDR ({exc})") from None
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_V4_MAPPED):
+        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    return net
 
 
 def header_name(text: str) -> str:
@@ -223,7 +250,8 @@ def webhook(text: str) -> Verifier:
 
 def build(basic_auth: Iterable[str] = (), allow: Iterable[str] = (), deny: Iterable[str] = (),
           hooks: Iterable[str] = (), request_add: Iterable[str] = (), request_remove: Iterable[str] = (),
-          response_add: Iterable[str] = (), response_remove: Iterable[str] = ()) -> Policy:
+          response_add: Iterable[str] = (), response_remove: Iterable[str] = (),
+          forward_authorization: bool = False) -> Policy:
     """From the agent's option strings. Raises PolicyError; the result fits the size cap."""
     pairs = [split_basic_auth(item) for item in basic_auth]
     built = Policy(
@@ -239,6 +267,7 @@ def build(basic_auth: Iterable[str] = (), allow: Iterable[str] = (), deny: Itera
                                                                   "--response-header-add")),
         response_remove=tuple(header_name(r) for r in _checked_count(list(response_remove), MAX_HEADER_RULES,
                                                                      "--response-header-remove")),
+        forward_authorization=forward_authorization,
     )
     return parse(built.to_json())  # the same checks connect makes (duplicates, size)
 
@@ -257,18 +286,20 @@ def parse(text: str) -> Policy:
         raise PolicyError(f"policy is larger than {POLICY_MAX} bytes")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for json
         raise PolicyError("policy is not valid JSON") from None
     if not isinstance(doc, dict):
         raise PolicyError("policy must be a JSON object")
     if doc.get("v") != VERSION:
         raise PolicyError(f"policy version must be {VERSION}")
-    unknown = set(doc) - {"v", "auth", "allow", "deny", "hooks", "qadd", "qrm", "sadd", "srm"}
+    unknown = set(doc) - {"v", "auth", "allow", "deny", "hooks", "qadd", "qrm", "sadd", "srm", "fa"}
     if unknown:
         raise PolicyError(f"policy has unknown keys: {', '.join(sorted(k[:20] for k in unknown))}")
     users = tuple(_user(u) for u in _list(doc, "auth", MAX_USERS))
     if len({u.name for u in users}) != len(users):
         raise PolicyError("basic auth: a user name appears twice")
+    if doc.get("fa", False) is not True and "fa" in doc:
+        raise PolicyError("policy: fa must be true when present")
     try:
         hooks = tuple(from_fields(h) for h in _list(doc, "hooks", MAX_HOOKS))
     except WebhookError as exc:
@@ -282,6 +313,7 @@ def parse(text: str) -> Policy:
         request_remove=tuple(header_name(_str(n, "qrm")) for n in _list(doc, "qrm", MAX_HEADER_RULES)),
         response_add=tuple(_rule(r) for r in _list(doc, "sadd", MAX_HEADER_RULES)),
         response_remove=tuple(header_name(_str(n, "srm")) for n in _list(doc, "srm", MAX_HEADER_RULES)),
+        forward_authorization="fa" in doc,
     )
 
 
@@ -365,6 +397,26 @@ def _ip_allowed(policy: Policy, source_ip: str) -> bool:
     return any(a in net for a in candidates for net in policy.allow if a.version == net.version)
 
 
+# Checked when the user name is unknown, so that answer costs the same scrypt as a wrong password.
+_DUMMY_USER = User("", b"\0" * SALT_BYTES, b"\0" * SCRYPT_DKLEN)
+
+
+def realm(tunnel_id: str) -> str:
+    return f"{REALM} {tunnel_id}" if tunnel_id else REALM
+
+
+def basic_user(authorization: str) -> str | None:
+    """The user name of a ``Basic`` Authorization header (None when it is not one); no check."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not token or len(token) > 1024:
+        return None
+    try:
+        user, sep, _ = base64.b64decode(token.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return None
+    return user.decode("utf-8", "replace") if sep else None
+
+
 def _basic_ok(policy: Policy, raw: str, authorization: str) -> bool:
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "basic" or not token or len(token) > 1024:
@@ -382,20 +434,28 @@ def _basic_ok(policy: Policy, raw: str, authorization: str) -> bool:
         return False
     user = user_bytes.decode("utf-8", "replace")
     match = next((u for u in policy.users if hmac.compare_digest(u.name.encode(), user.encode())), None)
-    if match is None or not match.matches(password):
+    if match is None:
+        User("", _DUMMY_USER.salt, _DUMMY_USER.key, policy.users[0].n).matches(password)  # same cost
+        return False
+    if not match.matches(password):
         return False
     _verified.put(digest, True)
     return True
 
 
 def check(policy: Policy, raw: str, source_ip: str, headers: Mapping[str, str], body: bytes,
-          now: float | None = None) -> Denial | None:
-    """None when the request may pass; else why not. ``headers``: lower-cased names."""
+          now: float | None = None, tunnel_id: str = "", throttled_s: float = 0.0) -> Denial | None:
+    """None when the request may pass; else why not. ``headers``: lower-cased names.
+    ``throttled_s`` > 0: this caller spent its basic-auth failure budget (``gate``); credentials
+    it sends are refused unchecked (429, ``Retry-After``) for that long."""
     if (policy.allow or policy.deny) and not _ip_allowed(policy, source_ip):
         return Denial(DENIAL_STATUS[IP_DENIED], IP_DENIED, "this address may not use the tunnel")
+    if policy.users and throttled_s > 0 and headers.get("authorization"):
+        return Denial(DENIAL_STATUS[AUTH_THROTTLED], AUTH_THROTTLED, "too many failed sign-ins: try again later",
+                      {"retry-after": str(max(1, math.ceil(throttled_s)))})
     if policy.users and not _basic_ok(policy, raw, headers.get("authorization", "")):
         return Denial(DENIAL_STATUS[AUTH_REQUIRED], AUTH_REQUIRED, "authentication required",
-                      {"www-authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
+                      {"www-authenticate": f'Basic realm="{realm(tunnel_id)}", charset="UTF-8"'})
     if policy.hooks and not any(v.verify(headers, body, now) for v in policy.hooks):
         return Denial(DENIAL_STATUS[WEBHOOK_INVALID], WEBHOOK_INVALID,
                       "webhook signature missing, invalid or outside its time window")

@@ -247,6 +247,8 @@ def decode(frame: Union[str, bytes]) -> Message:
         data = json.loads(frame)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:  # a deeply nested document: json gives up past the recursion limit
+        raise ProtocolError("not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("frame is not a JSON object")
     kind = data.get("type")

@@ -69,6 +69,7 @@ class Connection:
     rewrite_json: bool = False  # path-mode rewriting of JSON bodies too (ttf --rewrite-json)
     policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
     capabilities: tuple[str, ...] = ()  # channel v2: what agent and server both speak (protocol.SERVER_CAPABILITIES)
+    secret_version: int | None = None  # SSM version of the HS secret that verified the token (cleanup)
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -84,6 +85,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         rewrite_json=item.get("rewriteJson") is True,
         policy=item.get("policy") or None,
         capabilities=tuple(c for c in str(item.get("capabilities") or "").split(",") if c),
+        secret_version=int(item["secretVersion"]) if "secretVersion" in item else None,
     )
 
 
@@ -101,6 +103,7 @@ def put_connection(conn: Connection) -> None:
         "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
         "policy": conn.policy,  # holds webhook secrets: see the README's security model
         "capabilities": ",".join(conn.capabilities) or None,  # stored only when the agent announced some
+        "secretVersion": conn.secret_version,
     }))
 
 
@@ -356,12 +359,15 @@ def tunnels_of(connection_ids: list[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- cleanup scans
 
-def scan_pages(table: str, start_key: dict[str, Any] | None = None, page_size: int = 100
-               ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
-    """Yield (plain rows, LastEvaluatedKey) one page at a time."""
+def scan_pages(table: str, start_key: dict[str, Any] | None = None, page_size: int = 100,
+               attributes: tuple[str, ...] = ()) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+    """Yield (plain rows, LastEvaluatedKey) one page at a time; only ``attributes`` when given."""
     key = start_key
     while True:
         kwargs: dict[str, Any] = {"TableName": table, "Limit": page_size}
+        if attributes:
+            kwargs["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attributes)))
+            kwargs["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(attributes)}
         if key:
             kwargs["ExclusiveStartKey"] = key
         out = _call("scan", **kwargs)

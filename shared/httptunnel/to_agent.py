@@ -12,6 +12,11 @@ IP, domain name) and the deployment's scheme. ``X-Forwarded-For`` keeps the call
 the source IP API Gateway saw as its LAST entry. ``Host`` is then set to the public host the
 caller used (domain name, with the port when not the scheme's default): the agent passes it on
 with ``--keep-host``.
+
+Basic auth (``policy``) consumes the caller's ``Authorization``: the agent gets
+``X-Forwarded-User: <user>`` instead, and the header itself only when the tunnel asked
+(``ttf --basic-auth-forward``). A caller's own ``X-Forwarded-User`` (and its look-alikes) is
+dropped with the other proxy headers.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ PROXY_HEADERS = frozenset({
     "x-forwarded-prefix", "x-forwarded-ssl", "x-forwarded-scheme", "x-url-scheme", "front-end-https",
     "x-forwarded-server", "x-original-host", "x-host", "x-original-url", "x-rewrite-url",
     "client-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
+    "x-forwarded-user", "x-remote-user", "remote-user", "x-auth-user",
 })
 
 
@@ -136,6 +142,13 @@ def request_message(request_id: str, req: events.HttpEvent, route: routing.Route
                     acks: list[str] | None = None) -> str:
     upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
     headers = agent_headers(req, route)
+    if rules and rules.users:
+        consumed = headers.get("authorization", [""])[0]
+        if not rules.forward_authorization:  # basic auth consumed it: the local service gets the user
+            headers.pop("authorization", None)
+        user = policy.basic_user(consumed)
+        if user is not None:
+            headers["x-forwarded-user"] = [user]
     if rules:
         policy.apply_rules(headers, rules.request_remove, rules.request_add)
     common: dict[str, Any] = dict(

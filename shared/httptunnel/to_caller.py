@@ -7,6 +7,13 @@ Header fidelity on the way to the caller: each ``Set-Cookie`` value goes out sep
 2.0 ``cookies``); other repeated headers are joined with ", " (2.0 has no multiValueHeaders);
 hop-by-hop headers are dropped, and Content-Length too (API Gateway sets the length) except on
 HEAD, whose empty body cannot say it.
+
+What the caller gets is checked after everything that can add to it: the agent's header names
+must be RFC 9110 tokens and its values free of CR, LF and NUL (else 502: ``"Set-Cookie "`` with
+a trailing space would slip past cookie scoping); the tunnel's response header rules apply
+next, and only then are hop-by-hop headers dropped and cookies scoped, so a rule cannot re-plant
+a ``Domain=`` cookie either. The 307 to S3 serves active content types (HTML, XML, SVG,
+script, PDF, anything unknown) as an attachment: the bucket's origin never renders them.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -22,6 +30,14 @@ from .protocol import Headers, ProtocolError
 from .replies import PUBLIC_MESSAGES, ForwardResult, fail
 
 RESULT_HEADROOM = 16 * limits.KB
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+# Served inline from the body bucket's origin: types a browser shows but never runs. Everything
+# else (text/html, image/svg+xml, XML, JavaScript, PDF, unknown types) goes out as an attachment.
+PASSIVE_TYPES = frozenset({
+    "text/plain", "text/csv", "application/json", "application/octet-stream", "application/zip",
+    "application/gzip", "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif",
+})
 
 
 def caller_headers(headers: Headers, method: str = "GET") -> Headers:
@@ -56,6 +72,20 @@ def _response_body(request_id: str, answer: store.Answer) -> bytes | bodies.Stor
     return stored
 
 
+def invalid_header(headers: Headers) -> str | None:
+    """The first header name that is not an RFC 9110 token (or whose value holds CR, LF or NUL)."""
+    for name, values in headers.items():
+        if not _TOKEN.fullmatch(name) or any(_BAD_VALUE.search(v) for v in values):
+            return name
+    return None
+
+
+def passive(content_type: str) -> bool:
+    """True when a browser showing this type from the bucket's origin runs nothing."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in PASSIVE_TYPES or media.startswith(("audio/", "video/"))
+
+
 def _first(headers: Headers, name: str) -> str:
     values = protocol.header_lookup(headers, name)
     return values[0] if values else ""
@@ -83,9 +113,13 @@ def caller_answer(request_id: str, req: events.HttpEvent, route: routing.Route, 
     if isinstance(loaded, ForwardResult):
         return loaded
     body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
-    headers = rewrite.scope_cookies(caller_headers(_parse_headers(answer.headers_json), req.method))
+    headers = _parse_headers(answer.headers_json)
+    bad = invalid_header(headers)
+    if bad is not None:
+        return fail(502, "internal_error", f"agent sent an invalid response header name or value: {bad[:40]!r}")
     if rules:
         policy.apply_rules(headers, rules.response_remove, rules.response_add)
+    headers = rewrite.scope_cookies(caller_headers(headers, req.method))  # after the rules: see the docstring
     if route.prefix and rewrite_paths:
         rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
                                          route.prefix, json=rewrite_json)
@@ -127,7 +161,9 @@ def _redirect_to_s3(request_id: str, headers: Headers, body: bytes, version: str
         except bodies.NotVersioned:
             log.error("body bucket is not versioned: the redirect cannot be pinned", request_id=request_id)
             return fail(502, "internal_error", "response too large and the body bucket is misconfigured")
-    url = bodies.response_download_url(request_id, version, _first(headers, "content-type") or None)
+    content_type = _first(headers, "content-type")
+    url = bodies.response_download_url(request_id, version, content_type or None,
+                                       attachment=not passive(content_type))
     result = events.http_response(307, {"location": [url], "x-tunnel-body": ["s3"], "cache-control": ["no-store"]},
                                  b"")
     return ForwardResult(result, 307)

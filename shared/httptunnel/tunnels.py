@@ -14,6 +14,7 @@ the row shows or that window ends, and "absent" is not remembered.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from botocore.exceptions import ClientError
@@ -106,12 +107,20 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """The tunnel reconnected with another edge policy: nothing was posted. The caller checks the
+    request against ``fresh`` and builds the frame again (its header rules may differ too)."""
+    fresh: store.Connection
+
+
 def post(route: routing.Route, conn: store.Connection,
-         frame: str | Callable[[store.Connection], str]) -> store.Connection | None:
+         frame: str | Callable[[store.Connection], str]) -> store.Connection | Unsent | None:
     """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
     once more through the Query (a reconnected agent has a new row by then). Returns the
-    connection that took the request, None when none did. ``frame`` may be made per connection
-    (request ids are bound to the connection they are posted to)."""
+    connection that took the request, None when none did, ``Unsent`` when the new connection
+    carries a policy other than the one the request was checked against. ``frame`` may be made
+    per connection (request ids are bound to the connection they are posted to)."""
     def made(c: store.Connection) -> str:
         return frame(c) if callable(frame) else frame
     if _send(conn, made(conn)):
@@ -120,4 +129,6 @@ def post(route: routing.Route, conn: store.Connection,
     fresh = connection_for(route.tunnel_id)
     if fresh is None or fresh.connection_id == conn.connection_id:
         return None
+    if fresh.policy != conn.policy:
+        return Unsent(fresh)
     return fresh if _send(fresh, made(fresh)) else None

@@ -406,6 +406,7 @@ run "custom_domain" {
     condition     = nonsensitive(module.functions["forward"].environment["TUNNEL_DOMAIN"]) == "t.example.com"
     error_message = "wildcard domain enables subdomain routing"
   }
+  expect_failures = [check.path_routing_default] # path_routing left unset: the upgrade warning
 }
 
 run "rejects_bad_architecture" {
@@ -547,6 +548,31 @@ run "subdomains_only" {
   assert {
     condition     = nonsensitive(module.functions["forward"].environment["PATH_ROUTING"]) == "false" && nonsensitive(module.functions["response"].environment["PATH_ROUTING"]) == "false"
     error_message = "forward refuses /<id>/ and response stops advertising a path URL"
+  }
+}
+
+run "path_routing_defaults_off_with_a_wildcard_domain" {
+  command = plan
+
+  variables {
+    domain_name     = "t.example.com"
+    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+  }
+
+  assert {
+    condition     = module.http_api.execute_api_disabled == true && nonsensitive(module.functions["forward"].environment["PATH_ROUTING"]) == "false"
+    error_message = "a wildcard domain without path_routing set: subdomains only, no shared origin (issue 30)"
+  }
+
+  expect_failures = [check.path_routing_default]
+}
+
+run "path_routing_stays_on_without_a_domain" {
+  command = plan
+
+  assert {
+    condition     = nonsensitive(module.functions["forward"].environment["PATH_ROUTING"]) == "true" && module.http_api.execute_api_disabled == false
+    error_message = "no domain: path mode is the only mode"
   }
 }
 

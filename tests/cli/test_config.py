@@ -15,12 +15,12 @@ def test_defaults_match_the_original(tmp_path):
 
 
 def test_command_line_beats_env_beats_dotenv(tmp_path):
-    (tmp_path / ".env").write_text("TTF_ENDPOINT=ws://dotenv/x\nTTF_PORT=4000\nTTF_TOKEN=\"from dotenv\"\nOTHER=1\n")
+    (tmp_path / ".env").write_text("TTF_ENDPOINT=wss://dotenv/x\nTTF_PORT=4000\nTTF_TOKEN=\"from dotenv\"\nOTHER=1\n")
     env = {"TTF_PORT": "5000"}
     c = parse_config(["--env-file", ".env"], env=env, cwd=tmp_path)
-    assert (c.endpoint, c.port, c.token) == ("ws://dotenv/x", 5000, "from dotenv")
+    assert (c.endpoint, c.port, c.token) == ("wss://dotenv/x", 5000, "from dotenv")
     c = parse_config(["-p", "6000", "-t", "cli"], env=env | {"TTF_ENV_FILE": ".env"}, cwd=tmp_path)
-    assert (c.endpoint, c.port, c.token) == ("ws://dotenv/x", 6000, "cli")
+    assert (c.endpoint, c.port, c.token) == ("wss://dotenv/x", 6000, "cli")
 
 
 def test_a_dotenv_in_the_working_directory_is_read_only_when_named(tmp_path):
@@ -31,8 +31,8 @@ def test_a_dotenv_in_the_working_directory_is_read_only_when_named(tmp_path):
     assert str(caught.value) == (
         "no endpoint: pass -e/--endpoint wss://... or set TTF_ENDPOINT (./.env not read (TTF_ENDPOINT, "
         "TTF_INSPECT): a .env file is read only when named (--env-file .env or TTF_ENV_FILE=.env))")
-    c = parse_config(["-e", "ws://mine.example/x", "-t", "mine"], env={}, cwd=tmp_path)
-    assert (c.endpoint, c.inspect) == ("ws://mine.example/x", ("127.0.0.1", 4045))  # nothing came from it
+    c = parse_config(["-e", "wss://mine.example/x", "-t", "mine"], env={}, cwd=tmp_path)
+    assert (c.endpoint, c.inspect) == ("wss://mine.example/x", ("127.0.0.1", 4045))  # nothing came from it
     # named: on the command line or in the process environment (never by a .env itself)
     (tmp_path / "team.env").write_text("TTF_ENDPOINT=ws://team.example/x\nTTF_ENV_FILE=.env\nTTF_PORT=9\n")
     assert parse_config(["--env-file", "team.env"], env={}, cwd=tmp_path).endpoint == "ws://team.example/x"

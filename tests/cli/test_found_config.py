@@ -22,8 +22,8 @@ from ttf.configfile import load
 from conftest import FakeGateway, wait_until
 from test_process import spawn  # noqa: F401  (the fixture: ttf as a subprocess in tmp_path)
 
-THEIRS = "ws://theirs.example.test/ws"
-MINE = "ws://mine.example.test/ws"
+THEIRS = "wss://theirs.example.test/ws"
+MINE = "wss://mine.example.test/ws"
 
 
 def found(tmp_path: Path, text: str) -> None:

@@ -59,7 +59,7 @@ def test_brotli_is_decoded_only_when_a_module_is_importable(monkeypatch):
 
     class FakeBrotli:  # the interface of brotli / brotlicffi
         class Decompressor:
-            def process(self, data: bytes) -> bytes:
+            def process(self, data: bytes, output_buffer_limit: int | None = None) -> bytes:
                 return data[::-1]
 
     monkeypatch.setattr(views, "BROTLI", FakeBrotli)

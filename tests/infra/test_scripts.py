@@ -101,7 +101,7 @@ def test_operator_token_is_minted_with_the_secret_in_ssm(monkeypatch):
     identity = verify_with_connects_rules(monkeypatch, minted, JWT_ISSUER="http-tunnel",
                                           JWT_AUDIENCE="http-tunnel-agents")
     assert identity.subject == "operator"
-    assert identity.claims["exp"] - identity.claims["iat"] == 30 * 86400
+    assert identity.claims["exp"] - identity.claims["iat"] == 7 * 86400  # issue 30 item 14: shorter than 30 days
 
 
 def test_operator_token_failure_is_one_line():

@@ -17,7 +17,7 @@ from rich.console import Console
 from scripts.harness.proc import Proc
 from scripts.smoke import __main__ as smoke
 from scripts.smoke import battery, report
-from scripts.smoke.client import Client, split
+from scripts.smoke.client import Client, Reply, split
 from scripts.smoke.origin import pattern, text_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +59,7 @@ def test_split_keeps_the_raw_target_and_dials_localhost_names_on_loopback():
     ("binary down", battery.check_binary_down), ("text up", battery.check_text_up),
     ("text down", battery.check_text_down), ("cookies", battery.check_cookies),
     ("encoded path", battery.check_encoded_path), ("latency", battery.check_latency),
+    ("utf8 header", battery.check_utf8_header),
 ])
 def test_checks_pass_against_a_perfect_tunnel(origin_url, name, check):
     result = battery.one(name, check, direct(origin_url))
@@ -88,6 +89,19 @@ def test_a_mangled_path_or_cookie_fails(origin_url, monkeypatch):
     monkeypatch.setattr(Client, "request", mangling)
     assert "does not decode to the bytes" in battery.one("p", battery.check_encoded_path, ctx).detail
     assert not battery.one("c", battery.check_cookies, ctx).ok
+
+
+def test_a_double_encoded_header_value_fails(origin_url, monkeypatch):
+    real = Client.request
+
+    def double_encoding(self, method, url, body=None, headers=None):
+        reply = real(self, method, url, body, headers)
+        return Reply(reply.status, tuple((k, v.encode("latin-1").decode("latin-1").encode("utf-8").decode("latin-1"))
+                                         for k, v in reply.headers), reply.body, reply.seconds)
+
+    monkeypatch.setattr(Client, "request", double_encoding)
+    detail = battery.one("u", battery.check_utf8_header, direct(origin_url)).detail
+    assert "arrived as bytes 63 61 66 c3 83 c2 a9" in detail
 
 
 def test_latency_threshold(origin_url):

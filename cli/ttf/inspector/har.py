@@ -179,6 +179,8 @@ def parse(raw: bytes, cap: int, room: int) -> list[Entry]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HarError(f"not a HAR file: not JSON ({exc})") from None
+    except RecursionError:
+        raise HarError("not a HAR file: JSON nested too deeply") from None
     log = _need(_need(data, dict, "the file").get("log"), dict, "log")
     entries = _need(log.get("entries"), list, "log.entries")
     if len(entries) > room:

@@ -401,7 +401,7 @@ async def _json(request: web.Request, limit: int, empty: Any = None) -> Any:
         return empty
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return error(400, "the request body is not JSON", field="body")
 
 

@@ -70,7 +70,11 @@ def decode(data: bytes, encoding: str) -> bytes:
         if BROTLI is None:
             raise ValueError("no brotli module is installed (pip install brotli to see br bodies)")
         inflater = BROTLI.Decompressor()
-        out = bytes(inflater.process(data))
+        try:  # never more than the display limit in memory: a few KB of br can decode to gigabytes
+            out = bytes(inflater.process(data, output_buffer_limit=DECODED_MAX + 1))
+        except TypeError:  # brotli/brotlicffi older than 1.2 cannot stop early: do not try
+            raise ValueError("the installed brotli module cannot limit its output (brotli or brotlicffi >= 1.2 can)"
+                             ) from None
         if len(out) > DECODED_MAX:
             raise ValueError(f"more than {DECODED_MAX} bytes once decoded")
         return out
@@ -124,7 +128,7 @@ def layout(data: bytes, headers: Headers, truncated: bool) -> dict[str, Any]:
             try:
                 json.loads(data)
                 return base | {"kind": "json"}
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass  # shown as text: truncated, or not JSON after all
         return base | {"kind": "text"}
     return base | {"kind": "binary"}
