@@ -101,6 +101,12 @@ DENIED_BURST = 5  # request_denied notices one instance may send a connection at
 DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
 
 
+def refilled(tokens: float, at: float, now: float, burst: float, per_s: float) -> float:
+    """A token bucket's tokens at ``now``: what it held at ``at`` plus ``per_s`` a second, capped
+    at ``burst`` (the denied-notice and the basic-auth budgets both refill this way)."""
+    return min(float(burst), tokens + (now - at) * per_s)
+
+
 @dataclass(frozen=True)
 class DeniedBudget:
     """A connection's token bucket of request_denied notices, in this instance."""
@@ -121,7 +127,7 @@ def _denied_notice_count(connection_id: str) -> int:
         if budget is None:
             tokens, held_back = float(DENIED_BURST), 0
         else:
-            tokens = min(float(DENIED_BURST), budget.tokens + (now - budget.at) * DENIED_PER_S)
+            tokens = refilled(budget.tokens, budget.at, now, DENIED_BURST, DENIED_PER_S)
             held_back = budget.held_back
         if tokens < 1.0:
             return DeniedBudget(tokens, now, held_back + 1, 0)
@@ -164,7 +170,7 @@ AUTH_FAILURES: TTLMap[tuple[str, str], FailureBudget] = TTLMap(CACHE_MAX)
 def _refilled(budget: FailureBudget | None, now: float) -> float:
     if budget is None:
         return float(AUTH_FAILURE_BURST)
-    return min(float(AUTH_FAILURE_BURST), budget.tokens + (now - budget.at) * AUTH_FAILURE_PER_S)
+    return refilled(budget.tokens, budget.at, now, AUTH_FAILURE_BURST, AUTH_FAILURE_PER_S)
 
 
 def auth_throttled_for(key: tuple[str, str]) -> float:
