@@ -121,3 +121,18 @@ output "function_url_invoke_statement" {
   description = "With public_edge = function_url: the lambda:InvokeFunction statement (conditioned on lambda:InvokedViaFunctionUrl) the deploy must add with botocore; else null."
   value       = try(module.function_url[0].invoke_function_statement, null)
 }
+
+output "caller_ws_url" {
+  description = "Callers' WebSocket base (query form: <it>?tunnel=<id>); shared/README.md \"Caller WebSockets\". The local stack reads it."
+  value       = module.caller_websocket_api.ws_url
+}
+
+output "caller_websocket_api_id" {
+  description = "Caller WebSocket API id (the local emulator serves it)."
+  value       = module.caller_websocket_api.api_id
+}
+
+output "caller_websocket_stage_name" {
+  description = "Caller WebSocket API stage (the local emulator serves it)."
+  value       = module.caller_websocket_api.stage_name
+}
