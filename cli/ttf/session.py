@@ -26,6 +26,7 @@ from ttf.events import Sink, escape_controls
 from ttf.forward import LocalAnswer, error_frame
 from ttf.handshake import close_quietly
 from ttf.shutdown import Stopped, unless
+from ttf.sockets import CallerSockets
 
 log = logging.getLogger("ttf")
 
@@ -42,7 +43,8 @@ class TunnelSession:
                  handle: Handler, slots: asyncio.Semaphore, emit: Sink, heartbeat_interval: float,
                  stopping: asyncio.Event, early: Sequence[HttpRequest] = (),
                  on_denied: Callable[[protocol.RequestDenied], None] | None = None,
-                 queue_limit: int | None = None) -> None:
+                 queue_limit: int | None = None,
+                 sockets: Callable[[Callable[[str], Awaitable[bool]]], CallerSockets] | None = None) -> None:
         self.ws = ws
         self.info = info
         self.opened_at = time.monotonic()
@@ -66,6 +68,8 @@ class TunnelSession:
         self._unacked: dict[str, Sender[Answer]] = {}
         self._resend_wake = asyncio.Event()
         self.gateway_refusals = 0  # API Gateway's own error frames (e.g. throttled messages)
+        # caller WebSockets (`ws` agreed: ttf.sockets), bound to this socket: they end with it
+        self.sockets = sockets(self.send) if sockets and protocol.CAP_WS in (info.capabilities or []) else None
         self.resent = 0
         # Requests the server routed here between $connect and connection_established: the
         # connection row exists from $connect on, so under traffic some arrive before we are told
@@ -186,6 +190,8 @@ class TunnelSession:
             for task in (reader, heartbeat, resender):
                 task.cancel()
             await asyncio.gather(reader, heartbeat, resender, return_exceptions=True)
+        if self.sockets is not None:
+            await self.sockets.close_all()
         first = done.pop()
         reason = first.result() if not first.cancelled() and first.exception() is None else repr(first.exception())
         await close_quietly(self.ws)
@@ -232,6 +238,8 @@ class TunnelSession:
         elif isinstance(message, protocol.RequestDenied):
             if self._on_denied is not None:
                 self._on_denied(message)
+        elif self.sockets is not None and self.sockets.handle(message):
+            return
         else:
             log.warning("ignoring an unexpected %s frame", message.type)
 

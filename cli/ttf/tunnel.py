@@ -32,6 +32,7 @@ from ttf.lifecycle import connect
 from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
+from ttf.sockets import CallerSockets
 from ttf.shutdown import StopSignal
 
 log = logging.getLogger("ttf")
@@ -70,6 +71,7 @@ class TunnelRunner:
             # a config file's tunnel marks its entries with its name (the one tunnel's get its id)
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
+        self.socket_http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())  # caller WebSockets (ttf.sockets)
         self.saved = SavedUrl.for_config(config, shared.emit)
         self.probe = LocalProbe(config.host, config.port, config.local_target, shared.emit)
 
@@ -95,6 +97,7 @@ class TunnelRunner:
     async def close(self) -> None:
         """Close the local connection pool (after run(): replays use it while the process lives)."""
         await self.local.close()
+        await self.socket_http.close()
 
     async def replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
         async with self.slots:  # replays share the local service's concurrency bound
@@ -110,7 +113,11 @@ class TunnelRunner:
                              emit=self._emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
                              on_denied=self._record_denied,
-                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT))
+                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT),
+                             sockets=self._caller_sockets)
+
+    def _caller_sockets(self, send: Callable[[str], Awaitable[bool]]) -> CallerSockets:
+        return CallerSockets(send, self.socket_http, f"ws://{self.forwarder.target}", self.forwarder._local_headers)
 
     def _emit(self, event: Event) -> None:
         """The session's events (requests done), which also tell the probe how the local calls went."""

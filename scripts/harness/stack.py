@@ -81,6 +81,8 @@ class LocalStack:
         http_port, ws_port, admin_port = ports
         self.argv = [sys.executable, "-m", "emulator.stack", "--http-port", str(http_port),
                      "--ws-port", str(ws_port), "--admin-port", str(admin_port),
+                     # ephemeral ports asked: the stream edge and the caller WebSocket API too (tests bind no fixed port)
+                     *(("--stream-port", "0", "--caller-ws-port", "0") if ports == (0, 0, 0) else ()),
                      "--state-file", str(self.state_file), "--profile", profile, *extra_args]
         self.proc = Proc(self.argv, f"stack-{profile}", self.log_path, cwd=root, echo=echo, env=tree_env(root))
         self.state: dict[str, Any] = {}
