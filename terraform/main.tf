@@ -137,6 +137,7 @@ locals {
       WS_MANAGEMENT_ENDPOINT    = local.ws_management_endpoint
       CALLER_WS_DOMAIN          = local.tunnel_domain
       PATH_ROUTING              = tostring(local.path_routing)
+      PUBLIC_HTTP_URL           = "" # the caller API is wss on 443: X-Forwarded-Proto https, port 443
       REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
       REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
       LOG_LEVEL                 = var.log_level
@@ -220,7 +221,7 @@ locals {
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
     ]
     caller_message = [
-      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+      { sid = "Connections", actions = ["dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
       { sid = "CloseCaller", actions = ["execute-api:ManageConnections"], resources = ["${local.callers_api}/DELETE/@connections/*"] },
     ]

@@ -8,8 +8,9 @@ choice goes back in ``ws_opened``. Then:
   a ``chunks.Receiver`` puts them back in order (``REORDER_WINDOW`` ahead at most; a gap that
   stays ``GAP_SKIP_S`` is a lost invocation: skipped, logged) and one writer sends them to the app.
 * app -> caller: stop-and-wait (``chunks.Sender(window=1)``), each ``ws_message`` carrying
-  everything the app wrote meanwhile (at most ``BATCH_BYTES``); resent until ``ws_ack`` or
-  ``RESEND_FOR_S``. What waits is bounded per socket (``QUEUE_MESSAGES`` / ``QUEUE_BYTES``).
+  everything the app wrote meanwhile (at most ``BATCH_MESSAGES`` / ``BATCH_BYTES``); resent until ``ws_ack`` or
+  ``RESEND_FOR_S``. What waits is bounded per socket (``QUEUE_MESSAGES`` / ``QUEUE_BYTES``): when
+  full, the app's socket is not read until a batch leaves (TCP pushes back on the app).
 * closes: the caller's code reaches the app (1005/1006/1015 cannot be sent: 1000/1001 instead);
   the app's close is sent on after what it wrote was delivered (at most ``CLOSE_DRAIN_S``), and the
   caller sees 1000 (AWS's DeleteConnection). A binary message from the app, one too big for a
@@ -38,12 +39,13 @@ from httptunnel.protocol import Headers
 log = logging.getLogger("ttf")
 
 MAX_SOCKETS = 64  # open caller sockets per tunnel socket
-QUEUE_MESSAGES = 256  # app -> caller messages waiting per socket ...
-QUEUE_BYTES = 1024 * 1024  # ... and their bytes
+QUEUE_MESSAGES = 4096  # app -> caller messages waiting per socket ...
+QUEUE_BYTES = 1024 * 1024  # ... and their bytes: past either, the app's socket is not read (TCP pushes back)
 TO_APP_MESSAGES = 1024  # caller -> app messages waiting for a slow app per socket
 REORDER_WINDOW = 1024  # caller frames held ahead of a missing one
 GAP_SKIP_S = 5.0  # a missing caller frame waited for this long is skipped
-BATCH_BYTES = AGENT_MESSAGE_MAX - 1024  # the texts of one ws_message (room for the envelope)
+BATCH_BYTES = AGENT_MESSAGE_MAX - 1024  # the texts of one ws_message (room for the envelope) ...
+BATCH_MESSAGES = 32  # ... and how many: the response Lambda posts them one by one within its 15 s
 RESEND_FOR_S = 30.0  # an unacknowledged batch is resent this long, then the socket ends
 CLOSE_DRAIN_S = 5.0  # what the app wrote before closing gets this long to reach the caller
 OPEN_TIMEOUT_S = 15.0  # the local handshake (bounded by the caller's time_left_ms too)
@@ -179,6 +181,7 @@ class LocalSocket:
         self.pending_bytes = 0
         self.to_app: asyncio.Queue[str] = asyncio.Queue()
         self.wake = asyncio.Event()
+        self.drained = asyncio.Event()  # the pump took a batch: room in ``pending`` again
         self.ending = False
         self.tasks: list[asyncio.Task[None]] = []
         self.messages_in = self.messages_out = 0
@@ -241,10 +244,12 @@ class LocalSocket:
                                 self.socket_id, size, BATCH_BYTES)
                     self._end_both(1009, "message too big for the tunnel")
                     return
-                if len(self.pending) >= QUEUE_MESSAGES or self.pending_bytes + size > QUEUE_BYTES:
-                    log.warning("caller WebSocket %s: the caller cannot keep up with the app: closed", self.socket_id)
-                    self._end_both(1008, "the caller cannot keep up")
-                    return
+                while self.pending and (len(self.pending) >= QUEUE_MESSAGES
+                                        or self.pending_bytes + size > QUEUE_BYTES):
+                    self.drained.clear()  # full: stop reading the app until the pump takes a batch
+                    await self.drained.wait()
+                    if self.ending:
+                        return
                 self.pending.append(msg.data)
                 self.pending_bytes += size
                 self.wake.set()
@@ -286,11 +291,13 @@ class LocalSocket:
                 self._skip_gap()
             if self.sender.done and self.pending:
                 batch, size = [], 0
-                while self.pending and size + text_bytes(self.pending[0]) <= BATCH_BYTES:
+                while self.pending and size + text_bytes(self.pending[0]) <= BATCH_BYTES \
+                        and len(batch) < BATCH_MESSAGES:
                     text = self.pending.pop(0)
                     size += text_bytes(text)
                     batch.append(text)
                 self.pending_bytes -= size
+                self.drained.set()
                 self.sender.offer(batch, now + RESEND_FOR_S)
             for send in self.sender.due(now):
                 if send.attempt:
@@ -343,6 +350,7 @@ class LocalSocket:
 
     async def abort(self, code: int, reason: str) -> None:
         self.ending = True
+        self.drained.set()
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:123])
         await self._finish()

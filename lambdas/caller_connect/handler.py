@@ -6,4 +6,4 @@ from httptunnel.edge import lambda_edge, ws_status
 
 @lambda_edge(bad_event=ws_status(400), failure=ws_status(500))  # never a traceback to the handshake
 def handler(event, context):
-    return caller_ws.connect(event)
+    return caller_ws.connect(event, context.get_remaining_time_in_millis())

@@ -91,19 +91,28 @@ def next_in_seq(socket_id: str) -> tuple[Socket, int] | None:
 
 
 DUPLICATE = "duplicate"
+IN_PROGRESS = "in_progress"
 OUT_OF_ORDER = "out_of_order"
+CLAIM_STALE_S = 20  # a claim whose posts never finished (the invocation died) may be taken again after this
 
 
 def claim_out_seq(socket_id: str, agent_connection: str, seq: int) -> Socket | str | None:
-    """Agent message ``seq`` may be posted: the socket, when this agent connection owns it and ``seq``
-    follows the last one posted (one conditional UpdateItem). DUPLICATE for a number already posted,
-    OUT_OF_ORDER for one ahead of the next, None when the socket is gone or not this connection's."""
+    """Agent message ``seq`` may be posted now: the socket, when this agent connection owns it, ``seq``
+    follows the last one posted, and no other invocation is posting it (one conditional UpdateItem:
+    ``claimedSeq``). DUPLICATE for a number already posted, IN_PROGRESS while another invocation posts
+    it, OUT_OF_ORDER for one ahead, None when the socket is gone or not this connection's. The poster
+    calls ``posted`` when done: only then is the number acknowledged, so the agent's next message
+    can never overtake it."""
+    now = int(time.time())
     try:
         out = store._call("update_item", TableName=config.connections_table(), Key=_key(socket_id),
-                          UpdateExpression="SET outSeq = :seq",
-                          ConditionExpression="agentConnection = :me AND outSeq = :prev",
+                          UpdateExpression="SET claimedSeq = :seq, claimedAt = :now",
+                          ConditionExpression="agentConnection = :me AND outSeq = :prev AND "
+                                              "(attribute_not_exists(claimedSeq) OR claimedSeq = :prev OR "
+                                              "(claimedSeq = :seq AND claimedAt < :stale))",
                           ExpressionAttributeValues={":seq": {"N": str(seq)}, ":prev": {"N": str(seq - 1)},
-                                                     ":me": {"S": agent_connection}},
+                                                     ":me": {"S": agent_connection}, ":now": {"N": str(now)},
+                                                     ":stale": {"N": str(now - CLAIM_STALE_S)}},
                           ReturnValues="ALL_NEW")
         return _socket_from(out["Attributes"])
     except ClientError as exc:
@@ -112,7 +121,21 @@ def claim_out_seq(socket_id: str, agent_connection: str, seq: int) -> Socket | s
     found = get_socket(socket_id)
     if found is None or found.agent_connection != agent_connection:
         return None
-    return DUPLICATE if seq <= found.out_seq else OUT_OF_ORDER
+    if seq <= found.out_seq:
+        return DUPLICATE
+    return IN_PROGRESS if seq == found.out_seq + 1 else OUT_OF_ORDER
+
+
+def posted(socket_id: str, seq: int) -> None:
+    """Every text of agent message ``seq`` reached the caller (``outSeq``): the next may be claimed."""
+    try:
+        store._call("update_item", TableName=config.connections_table(), Key=_key(socket_id),
+                    UpdateExpression="SET outSeq = :seq", ConditionExpression="attribute_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": names.CONN_PK},
+                    ExpressionAttributeValues={":seq": {"N": str(seq)}})
+    except ClientError as exc:
+        if not aws.is_conditional_failure(exc):  # the socket ended meanwhile: nothing to record
+            raise
 
 
 def get_socket(socket_id: str) -> Socket | None:
@@ -229,8 +252,9 @@ def app_headers(req: events.HttpEvent, route: routing.Route, rules: policy.Polic
     return headers
 
 
-def connect(event: Any) -> dict[str, Any]:
-    """caller_connect: route, policy, ``ws`` agreed, the socket row, ``ws_open``, wait for the agent."""
+def connect(event: Any, remaining_ms: int | None = None) -> dict[str, Any]:
+    """caller_connect: route, policy, ``ws`` agreed, the socket row, ``ws_open``, wait for the agent
+    (``CALLER_OPEN_WAIT_S``, shortened to leave the invocation time to answer: ``waiting.wait_seconds``)."""
     ws = events.parse_ws_event(event)
     query = _multi(event, "multiValueQueryStringParameters") or {k: [v] for k, v in ws.query.items()}
     route = caller_route(ws, query)
@@ -244,7 +268,7 @@ def connect(event: Any) -> dict[str, Any]:
         return _from_forward(rules)
     if protocol.CAP_WS not in conn.capabilities:
         return _refusal(501, "websocket_unsupported", NO_WS)
-    deadline = time.monotonic() + CALLER_OPEN_WAIT_S
+    deadline = time.monotonic() + waiting.wait_seconds(CALLER_OPEN_WAIT_S, remaining_ms)
     ids: dict[str, str] = {}
     headers = app_headers(req, route, rules)
 
@@ -368,7 +392,7 @@ def on_agent_message(ws: events.WsEvent, msg: protocol.WsMessage | protocol.WsCl
         _post_agent(ws.connection_id, protocol.WsAck(msg.socket_id, msg.seq), agent_at)
         return DUPLICATE
     if isinstance(claimed, str):
-        return claimed  # ahead of the next number: the agent resends it after the one before
+        return claimed  # being posted by another invocation (it acks), or ahead: the agent resends it later
     for text in msg.data:
         try:
             management.post_with_retry(claimed.socket_id, text, caller_endpoint(claimed), budget_s=APP_FIRST_POST_S)
@@ -376,6 +400,7 @@ def on_agent_message(ws: events.WsEvent, msg: protocol.WsMessage | protocol.WsCl
             if delete_socket(claimed.socket_id) is not None:
                 _post_agent(ws.connection_id, protocol.WsClose(msg.socket_id, 1001, "the caller is gone"), agent_at)
             return "caller_gone"
+    posted(claimed.socket_id, msg.seq)
     _post_agent(ws.connection_id, protocol.WsAck(msg.socket_id, msg.seq), agent_at)
     return "posted"
 

@@ -67,7 +67,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
     "caller_connect": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "CALLER_WS_DOMAIN", "PATH_ROUTING", *_ID_KEY,
-                       "LOG_LEVEL"),
+                       "PUBLIC_HTTP_URL", "LOG_LEVEL"),
     "caller_message": ("CONNECTIONS_TABLE", *_MGMT, *_CALLER_MGMT, "LOG_LEVEL"),
     "caller_disconnect": ("CONNECTIONS_TABLE", *_MGMT, "LOG_LEVEL"),
 }

@@ -44,7 +44,7 @@ class App:
             return web.Response(status=int(query["refuse"]), text="no sockets here")
         ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
         await ws.prepare(request)
-        session = Session({"path": request.path, "query_string": request.query_string,
+        session = Session({"path": request.path, "query_string": request.rel_url.raw_query_string,
                            "cookie": request.headers.get("Cookie"), "origin": request.headers.get("Origin"),
                            "protocol": ws.ws_protocol, "host": request.headers.get("Host"),
                            "x_custom": request.headers.get("X-Custom"),

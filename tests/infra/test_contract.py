@@ -66,6 +66,7 @@ NOT_REACHED = {
                        "s3:GetObjectVersion":
                        "bodies.get_response_body when an agent uploaded its answer"},
     "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
+    "caller_message": {"dynamodb:DeleteItem": "caller_ws.delete_socket when the agent is gone (410 on the post)"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
 OPERATION_ACTION = {("apigatewaymanagementapi", op): "execute-api:ManageConnections"
@@ -236,7 +237,7 @@ def observed(stack, deployed):
         agent_token = mint(secret, "contract", 600, issuer=settings.issuer, audience=settings.audience)
         connect = _event("connect")
         connect["headers"] = {**connect.get("headers", {}), "Authorization": f"Bearer {agent_token}",
-                              "X-Tunnel-Reclaim-Token": "r" * 43}
+                              "X-Tunnel-Reclaim-Token": "r" * 43, "X-Tunnel-Capabilities": "ack,ws"}
         result = run("connect", connect)
         assert result["statusCode"] == 200, result
         ready = _event("default_message")
@@ -286,6 +287,28 @@ def observed(stack, deployed):
         tunnels.CONNECTIONS.clear()
         run("forward_stream", request, StreamContext())
         run("forward_stream", big, StreamContext())
+        # Caller WebSockets: a caller's socket opens (no agent answers here: caller_connect waits its
+        # 1 s, gives up, writes the error row and drops the socket row), then a live socket's row, a
+        # caller frame, the agent's message and close, and a caller's close.
+        run("caller_connect", _event("connect") | {"queryStringParameters": {"tunnel": tunnel_id},
+                                                   "multiValueQueryStringParameters": {"tunnel": [tunnel_id]}},
+            StreamContext())
+        agent_conn = connect["requestContext"]["connectionId"]
+        socket_row = {"connectionId": {"S": "ws#caller-conn"}, "agentConnection": {"S": agent_conn},
+                      "socketTunnel": {"S": tunnel_id}, "agentDomain": {"S": "x"}, "agentStage": {"S": "prod"},
+                      "callerDomain": {"S": "y"}, "callerStage": {"S": "live"}, "inSeq": {"N": "0"},
+                      "outSeq": {"N": "-1"}, "connectedAt": {"N": "1000"}, "ttl": {"N": "4102444800"}}
+        ddb.put_item(TableName=outputs["connections_table_name"], Item=socket_row)
+        caller_frame = _event("default_message")
+        caller_frame["requestContext"]["connectionId"] = "caller-conn"
+        caller_frame["body"] = "hello app"
+        run("caller_message", caller_frame)
+        for frame in ({"type": "ws_message", "socket_id": "caller-conn", "seq": 0, "data": ["hello caller"]},
+                      {"type": "ws_close", "socket_id": "caller-conn", "code": 1000}):
+            run("response", copy.deepcopy(ready) | {"body": json.dumps(frame)})
+        ddb.put_item(TableName=outputs["connections_table_name"], Item=socket_row)
+        run("caller_disconnect", _event("disconnect") | {"requestContext": caller_frame["requestContext"] | {
+            "routeKey": "$disconnect", "eventType": "DISCONNECT", "disconnectStatusCode": 4000}})
         stream_event = {"Records": [{
             "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
             "dynamodb": {"Keys": {"requestId": {"S": "r1:c1"}},

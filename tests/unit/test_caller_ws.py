@@ -199,3 +199,15 @@ def test_open_answers_map_to_the_handshake():
     assert caller_ws.open_answer(protocol.WsOpened("r", "s", None)).status_code == 101
     weird = caller_ws.open_answer(protocol.WsRefused("r", "s", 200, "made-up"))
     assert weird.status_code == 502 and "local_service_error" in weird.headers_json
+
+
+def test_a_resend_while_its_first_copy_is_posted_is_not_acknowledged(callers):
+    """The ack waits for the posts: acking a resend early let the next message overtake them (e2e)."""
+    open_socket(callers)
+    assert not isinstance(caller_ws.claim_out_seq("caller-1", "agent-A", 0), str)  # an invocation is posting 0
+    from_agent("agent-A", protocol.WsMessage("caller-1", 0, ["a"]))
+    assert [t for _, c, t in callers.posts if c == "caller-1"] == []
+    assert not [m for m in callers.messages("agent-A") if m["type"] == "ws_ack"]
+    caller_ws.posted("caller-1", 0)
+    from_agent("agent-A", protocol.WsMessage("caller-1", 0, ["a"]))
+    assert [m["seq"] for m in callers.messages("agent-A") if m["type"] == "ws_ack"] == [0]
