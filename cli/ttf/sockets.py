@@ -154,6 +154,7 @@ class CallerSockets:
             return
         sock = LocalSocket(self, msg.socket_id, ws)
         self.sockets[msg.socket_id] = sock  # before ws_opened: an app that speaks first is queued already
+        self.opening.pop(msg.socket_id, None)  # counted once: open now, no longer opening
         sock.start()
         log.info("caller WebSocket %s open to %s (protocol %s)", msg.socket_id, msg.uri, ws.protocol or "none")
         await self.send(protocol.encode(protocol.WsOpened(msg.request_id, msg.socket_id, ws.protocol)))
