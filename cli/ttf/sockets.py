@@ -291,7 +291,8 @@ class LocalSocket:
             if self.gap_since is not None and now - self.gap_since >= GAP_SKIP_S and self.held:
                 self._skip_gap()
             if self.sender.done and self.pending:
-                batch, size = [], 0
+                batch: list[str] = []
+                size = 0
                 while self.pending and size + text_bytes(self.pending[0]) <= BATCH_BYTES \
                         and len(batch) < BATCH_MESSAGES:
                     text = self.pending.pop(0)
