@@ -1,0 +1,82 @@
+"""The caller WebSocket API (issue 24): the agents' API emulation, parametrised - its own port, AWS's
+same limits, the subprotocol a $connect result agrees, and one @connections for both APIs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import aiohttp
+import pytest
+
+from emulator.apigateway.gateway import Gateway
+from emulator.apigateway.wiring import ApiWiring, Route
+from emulator.apigateway.ws_api import WsSettings
+from emulator.stats import Faults
+from tests.emulator.conftest import runtime_config, toy_wiring
+
+
+@pytest.fixture
+async def gateway(tmp_path):
+    gw = Gateway(runtime_config(), ws_settings=WsSettings(idle_timeout_s=60))
+    await gw.bind()
+    wiring = toy_wiring(tmp_path)
+    callers = ApiWiring("callersapi1", "live", (Route("$connect", "toy-connect"), Route("$default", "toy-default"),
+                                                 Route("$disconnect", "toy-disconnect")))
+    gw.attach(dataclasses.replace(wiring, callers=callers))
+    yield gw
+    await gw.stop()
+
+
+async def test_the_caller_api_has_its_own_port_and_stage(gateway):
+    assert gateway.ports.caller_ws_port not in (0, gateway.ports.ws_port, gateway.ports.http_port)
+    assert gateway.caller_ws_url.endswith(f":{gateway.ports.caller_ws_port}/live")
+
+
+async def test_a_callers_message_round_trips_through_the_one_connections_endpoint(gateway):
+    """The toy posts through AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI (the agents' port): that endpoint
+    serves the caller API's connections too."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(gateway.caller_ws_url) as ws:
+            await ws.send_str("hello")
+            message = await ws.receive(timeout=10)
+            assert message.data == "echo:hello"
+            assert len(gateway.callers.connections) == 1 and gateway.ws.connections == {}
+
+
+@pytest.mark.parametrize("offered,agreed", [(("chat", "other"), "chat"), ((), None)])
+async def test_the_subprotocol_is_the_one_the_connect_result_names(gateway, offered, agreed):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(gateway.caller_ws_url + "?protocol=chat", protocols=offered) as ws:
+            assert ws.protocol == agreed
+        async with session.ws_connect(gateway.caller_ws_url, protocols=("chat",)) as ws:
+            assert ws.protocol is None, "no header in the result: no subprotocol, whatever the client offered"
+
+
+async def test_a_refused_callers_handshake_gets_the_results_status_and_headers(gateway):
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(gateway.caller_ws_url + "?refuse=404")
+    assert info.value.status == 404
+
+
+@pytest.mark.parametrize("send,code", [("binary", 1003), ("big", 1009)])
+async def test_the_caller_api_keeps_aws_limits(gateway, send, code):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(gateway.caller_ws_url) as ws:
+            if send == "binary":
+                await ws.send_bytes(b"\x00")
+            else:
+                await ws.send_str("x" * (32 * 1024 + 1))
+            message = await ws.receive(timeout=10)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == code
+
+
+def test_the_jitter_fault_is_a_bounded_random_delay():
+    faults = Faults()
+    faults.update({"ws_jitter_s": 0.05})
+    delays = [faults.jitter(faults.settings.ws_jitter_s) for _ in range(200)]
+    assert all(0 <= d <= 0.05 for d in delays) and len(set(delays)) > 100
+    assert faults.jitter(0.0) == 0.0
+    with pytest.raises(ValueError):
+        faults.update({"ws_jitter_s": 2})
