@@ -240,16 +240,7 @@ def handshake_request(ws: events.WsEvent, target: str) -> events.HttpEvent:
 
 def app_headers(req: events.HttpEvent, route: routing.Route, rules: policy.Policy | None) -> protocol.Headers:
     headers = {k: v for k, v in to_agent.agent_headers(req, route).items() if k not in HANDSHAKE_ONLY}
-    if rules and rules.users:
-        consumed = headers.get("authorization", [""])[0]
-        if not rules.forward_authorization:
-            headers.pop("authorization", None)
-        user = policy.basic_user(consumed)
-        if user is not None:
-            headers["x-forwarded-user"] = [user]
-    if rules:
-        policy.apply_rules(headers, rules.request_remove, rules.request_add)
-    return headers
+    return to_agent.policy_headers(headers, rules)
 
 
 def connect(event: Any, remaining_ms: int | None = None) -> dict[str, Any]:

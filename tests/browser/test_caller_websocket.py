@@ -12,12 +12,13 @@ from urllib.parse import quote
 import pytest
 from aiohttp import WSMsgType, web
 
-from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
+from tests.browser import test_static_site
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Tunnel, start_agent
 
 pytestmark = pytest.mark.browser
 stack = e2e.stack  # the local stack fixture of tests/e2e (session scope)
+browser = test_static_site.browser  # the same headless Chromium (*.localhost mapped to 127.0.0.1)
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>ws</title><body><script>
 const url = new URLSearchParams(location.search).get("ws");
@@ -71,21 +72,6 @@ async def echo_tunnel(stack: e2e.StackInfo, echo_app: Any, tmp_path: Any) -> Any
         yield tunnel
     finally:
         tunnel.agent.stop()
-
-
-@pytest.fixture
-async def browser() -> Any:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("Playwright is not installed: run `make test-browser` (pip install -e '.[browser]')", pytrace=False)
-    async with async_playwright() as pw:
-        args = CHROMIUM_ARGS + ["--host-resolver-rules=MAP *.localhost 127.0.0.1"]
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=args, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_a_page_exchanges_messages_with_the_app_through_the_tunnel(browser, stack, echo_app, echo_tunnel):
