@@ -6,8 +6,9 @@ differ, all from the edge: the event is a function URL's (the path as the caller
 ``events.parse_function_url_event``); the wait lasts until ``MAX_STREAM_SECONDS`` or until the
 function has just the time left to answer (``waiting.wait_seconds``), instead of an HTTP API's
 25 s; and the answer goes out through ``context.open_stream`` (head, then the body in
-pieces), so a body too big for a 6 MB result needs no 307. The agent still answers whole
-(chunked answers come with channel v2's stream frames: shared/README.md "The live web").
+pieces), so a body too big for a 6 MB result needs no 307. An agent that agreed ``stream`` is
+offered a streamed answer, which ``relay`` writes to the caller as its frames arrive; any other
+answer (an older agent's) is written whole (shared/README.md "The chunk channel").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from . import config, events, exchange, gate, log, routing, store, to_caller, waiting
+from . import config, events, exchange, gate, log, names, relay, routing, store, to_caller, waiting
 from .replies import TIMEOUT, ForwardResult, fail
 
 
@@ -32,13 +33,16 @@ def wait_seconds(context: StreamContext) -> float:
 
 
 def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-            context: StreamContext) -> to_caller.Answer | ForwardResult:
+            context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
     wait_s = wait_seconds(context)
     if wait_s <= 0:
         return fail(504, TIMEOUT, "no time left to wait for the agent")
-    done = exchange.exchange(req, route, target, fields, wait_s)
+    deadline = time.monotonic() + wait_s
+    done = exchange.exchange(req, route, target, fields, wait_s, stream=True)
     if isinstance(done, ForwardResult):
         return done
+    if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
+        return relay.relay(context, done, req, deadline)
     return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite, done.rules,
                                    done.conn.rewrite_json)
 
@@ -50,7 +54,8 @@ def forward_stream(event: Any, context: StreamContext) -> None:
     try:
         req = events.parse_function_url_event(event)
     except events.BadEvent as exc:
-        outcome: to_caller.Answer | ForwardResult = fail(400, "invalid_request", f"invalid request: {exc}")
+        outcome: to_caller.Answer | ForwardResult | relay.Relayed = fail(400, "invalid_request",
+                                                                         f"invalid request: {exc}")
     else:
         routed = gate.route(req)
         tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
@@ -59,6 +64,9 @@ def forward_stream(event: Any, context: StreamContext) -> None:
     if isinstance(outcome, ForwardResult):
         to_caller.stream_result(context, outcome.result)
         status, error_code = outcome.status, outcome.error_code
+    elif isinstance(outcome, relay.Relayed):  # already written, frame by frame
+        status, error_code = outcome.status, outcome.error_code
+        fields.update(response_bytes=outcome.bytes, frames=outcome.frames)
     else:
         to_caller.stream_answer(context, outcome.status, outcome.headers, outcome.body)
         status, error_code = outcome.status, None

@@ -13,6 +13,9 @@ ANSWER_CONNECTION_ID = "connectionId"
 PENDING_STATUS = "status"
 STATUS_COMPLETED = "completed"
 STATUS_ERROR = "error"
+# a streamed answer's head (issue 23): the answer row of a request whose body follows as frame
+# items "<request id>:<connection id>#<seq>" (no status: the traffic log's filter skips them)
+STATUS_STREAMING = "streaming"
 
 # EventBridge
 EVENT_SOURCE = "http-tunnel"

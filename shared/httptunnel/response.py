@@ -1,4 +1,4 @@
-"""$default: messages from the agent (ready, ping, http_response, error).
+"""$default: messages from the agent (ready, ping, http_response, error, streamed answer frames).
 
 Never raises for anything the agent sends: malformed or unknown frames are logged and
 dropped, the connection kept (the handler always answers 200).
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import config, events, id_keys, limits, log, management, names, protocol, request_ids, store
+from . import config, events, id_keys, limits, log, management, names, protocol, request_ids, store, stream_frames
 from .protocol import ProtocolError
 from .ttlmap import TTLMap
 
@@ -181,6 +181,9 @@ def handle(event: Any) -> dict[str, Any]:
         result = _store_answer(ws, msg, answer)
     elif isinstance(msg, protocol.Error):
         result = _store_answer(ws, msg, _answer_from_error(msg))
+    elif isinstance(msg, (protocol.HttpResponseHead, protocol.HttpResponseChunk, protocol.HttpResponseEnd)):
+        why = _unverifiable(ws, msg.request_id)  # streamed answers (issue 23): stream_frames stores each frame
+        result = _refuse(ws, why) if why is not None else stream_frames.store_frame(ws, msg)
     else:
         log.warning("dropped unexpected message type", connection_id=ws.connection_id, type=msg.type)
         result = "ignored"

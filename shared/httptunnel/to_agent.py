@@ -137,9 +137,17 @@ def take_acks(connection_id: str) -> list[str] | None:
     return taken or None
 
 
+def stream_offer(request_id: str) -> dict[str, Any]:
+    """``http_request.stream`` (issue 23): the window, and the bulk lane's upload form when there is a bucket."""
+    offer: dict[str, Any] = {"window": protocol.STREAM_WINDOW}
+    if bodies.enabled():
+        offer["segment_form"] = bodies.segment_form(request_id)
+    return offer
+
+
 def request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
                     deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None,
-                    acks: list[str] | None = None) -> str:
+                    acks: list[str] | None = None, stream: dict[str, Any] | None = None) -> str:
     upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
     headers = agent_headers(req, route)
     if rules and rules.users:
@@ -154,7 +162,7 @@ def request_message(request_id: str, req: events.HttpEvent, route: routing.Route
     common: dict[str, Any] = dict(
         request_id=request_id, method=req.method, uri=uri, headers=headers,
         timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,
-        deadline_ms=deadline_ms, time_left_ms=time_left_ms, acks=acks)
+        deadline_ms=deadline_ms, time_left_ms=time_left_ms, acks=acks, stream=stream)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
         frame = protocol.encode(protocol.HttpRequest(body=protocol.b64encode(req.body), **common))
         if len(frame.encode("utf-8")) <= limits.WS_MESSAGE_MAX - MESSAGE_HEADROOM or not bodies.enabled():

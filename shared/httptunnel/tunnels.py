@@ -107,6 +107,21 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return False
 
 
+def tell(conn: store.Connection, frame: str) -> bool:
+    """Post an informational frame (``stream_ack``, ``stream_cancel``) to the agent; False when the
+    socket is gone or refused it (nothing is retried: the next ack says more, the agent's own
+    deadline ends what a lost cancel would have)."""
+    try:
+        management.post_to_connection(conn.connection_id, frame, management.management_endpoint(conn.domain_name,
+                                                                                                   conn.stage))
+        return True
+    except management.Gone:
+        return False
+    except ClientError as exc:
+        log.warning("post to the agent failed", connection_id=conn.connection_id, error=type(exc).__name__)
+        return False
+
+
 @dataclass(frozen=True)
 class Unsent:
     """The tunnel reconnected with another edge policy: nothing was posted. The caller checks the
