@@ -194,6 +194,7 @@ class Streamer:
         self.active: dict[str, _Outgoing] = {}
         self._pumps: dict[str, asyncio.Task[Any]] = {}
         self._admitted: set[str] = set()
+        self._early_cancels: dict[str, str] = {}  # cancelled before serve() began
 
     def admit(self, request_id: str) -> bool:
         """Take a stream slot for this request (False: ``max_streams`` are in flight, answer tunnel_busy).
@@ -207,6 +208,7 @@ class Streamer:
 
     def release(self, request_id: str) -> None:
         """Give the request's slot back (idempotent; nothing for a request that holds none)."""
+        self._early_cancels.pop(request_id, None)
         if request_id in self._admitted:
             self._admitted.discard(request_id)
             self.slots.release()
@@ -222,6 +224,8 @@ class Streamer:
     def on_cancel(self, cancel: protocol.StreamCancel) -> None:
         out = self.active.get(cancel.request_id)
         if out is None:
+            if cancel.request_id in self._admitted:  # admitted, not started yet (waiting for a local slot)
+                self._early_cancels[cancel.request_id] = cancel.reason
             return
         log.info("stream %s cancelled by the edge (%s): stopping the local request", cancel.request_id, cancel.reason)
         out.cancelled = cancel.reason
@@ -247,6 +251,11 @@ class Streamer:
         started, started_at = fwd.clock(), fwd.wall()
         end_at = loop.time() + limit if deadline is None else min(deadline, loop.time() + limit)
         out = _Outgoing(req.request_id, offer.window, end_at, send)
+        out.cancelled = self._early_cancels.pop(req.request_id, None)
+        if out.cancelled is not None:  # the edge gave up before the local request started
+            # 499: the caller went away first (nginx's "client closed request"); nothing reached the edge
+            return StreamResult(None, RequestDone(req.method, request_path(req.uri), 499, 0, 0, 0,
+                                                  error=f"cancelled:{out.cancelled}", streamed=True))
         finished = asyncio.Event()
         run = _Run(fwd, req, offer, out, started, self.emit)
         self.active[req.request_id] = out
@@ -266,6 +275,7 @@ class Streamer:
                 return StreamResult(error_frame(req.request_id, failure.code, failure.message),
                                     run.event(fwd.clock() - started, failure.code, streamed=False))
             finished.set()
+            out.changed.set()
             await transmitter  # until the edge read everything, or the time is over, or a cancel
             error = f"cancelled:{out.cancelled}" if out.cancelled else (run.failure.code if run.failure else None)
             return StreamResult(None, run.event(fwd.clock() - started, error, streamed=True))
