@@ -47,6 +47,9 @@ log = logging.getLogger("ttf")
 COALESCE_S = 0.020  # what the local app writes within this goes out as one chunk
 BULK_MIN = 256 * 1024  # a backlog this big goes as a segment (when the edge gave a segment form)
 SEGMENT_GATHER_S = 1.0  # a segment is sent after this long even if it is not full (a slow backlog)
+# One read of the local body takes at most this: aiohttp (3.10+) raises its read buffer's high-water
+# mark to twice the size asked for, so asking for a whole segment would let it buffer 16 MiB ahead.
+READ_MAX = 64 * 1024
 WINDOW_MAX = 64  # the most un-read frames the agent keeps, whatever the edge offers
 RESEND_S = 2.0  # a frame not read after this is sent again (the contract's 2 s) ...
 RESEND_MAX_S = 8.0  # ... then after 4 s, 8 s: a stalled reader is not flooded
@@ -402,32 +405,35 @@ async def gather(content: aiohttp.StreamReader, room: int, may_segment: bool) ->
     loop = asyncio.get_running_loop()
     chunk_cap = max(1, room) * STREAM_CHUNK_MAX
     cap = max(chunk_cap, BULK_MIN) if may_segment else chunk_cap
-    first = await content.read(cap)
+    first = await content.read(min(cap, READ_MAX))
     if not first:
         return b"", True
-    buf = bytearray(first)
+    pieces = [first]  # joined once at the end: a growing bytearray would copy a segment several times
+    size = len(first)
     coalesce_end = loop.time() + COALESCE_S
-    bulk_end: float | None = None
-    while len(buf) < cap:
-        if bulk_end is None and may_segment and len(buf) >= BULK_MIN:
+    bulk_end: float | None = None  # set once the backlog reached BULK_MIN: a segment is being gathered
+    while True:
+        if bulk_end is None and may_segment and size >= BULK_MIN:
             bulk_end = loop.time() + SEGMENT_GATHER_S
             cap = STREAM_SEGMENT_MAX
-            coalesce_end = loop.time() + COALESCE_S
+        if size >= cap:
+            break
         now = loop.time()
         until = min(coalesce_end, bulk_end) if bulk_end is not None else coalesce_end
         if now >= until:
             break
         try:
             async with asyncio.timeout(until - now):
-                piece = await content.read(cap - len(buf))
+                piece = await content.read(min(cap - size, READ_MAX))
         except TimeoutError:
             break
         if not piece:
-            return bytes(buf), True
-        buf += piece
+            return b"".join(pieces), True
+        pieces.append(piece)
+        size += len(piece)
         if bulk_end is not None:
             coalesce_end = loop.time() + COALESCE_S  # a backlog: keep reading while it keeps coming
-    return bytes(buf), content.at_eof()
+    return b"".join(pieces), content.at_eof()
 
 
 class _Guarded:
