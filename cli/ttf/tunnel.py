@@ -32,6 +32,7 @@ from ttf.lifecycle import connect
 from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
+from ttf.streaming import Streamer, StreamSlots
 from ttf.shutdown import StopSignal
 
 log = logging.getLogger("ttf")
@@ -70,6 +71,10 @@ class TunnelRunner:
             # a config file's tunnel marks its entries with its name (the one tunnel's get its id)
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
+        # streamed answers (`stream`): at most max_streams at once over all of this tunnel's sockets
+        self.streamer = Streamer(self.forwarder, StreamSlots(config.max_streams),
+                                 live=functools.partial(history.open_live, tunnel=config.name) if history is not None
+                                 else None, emit=self._emit)
         self.saved = SavedUrl.for_config(config, shared.emit)
         self.probe = LocalProbe(config.host, config.port, config.local_target, shared.emit)
 
@@ -110,7 +115,7 @@ class TunnelRunner:
                              emit=self._emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
                              on_denied=self._record_denied,
-                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT))
+                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT), streamer=self.streamer)
 
     def _emit(self, event: Event) -> None:
         """The session's events (requests done), which also tell the probe how the local calls went."""
