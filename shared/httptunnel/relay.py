@@ -111,7 +111,7 @@ class Reader:
             return
         tunnels.tell(self.conn, protocol.encode(protocol.StreamAck(self.request_id, self.read_seq)))
         self.acks_sent += 1
-        self.acked = self.read_seq
+        self.acked, self.unacked_since = self.read_seq, self._clock()
         self._delete_read()
 
     def cancel(self, reason: str) -> None:
