@@ -169,8 +169,13 @@ locals {
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
     ]
-    forward        = local.forward_statements
-    forward_stream = local.forward_statements # forward's, no more
+    forward = local.forward_statements
+    # forward's, plus what relaying a streamed answer does (issue 23): delete the frames it read
+    # (BatchWriteItem) and the segment versions it read (a versioned DeleteObject is DeleteObjectVersion)
+    forward_stream = concat(local.forward_statements, [
+      { sid = "StreamFramesRead", actions = ["dynamodb:BatchWriteItem"], resources = [local.pending_arn] },
+      { sid = "StreamSegmentsRead", actions = ["s3:DeleteObjectVersion"], resources = [local.response_objects] },
+    ])
     cleanup = concat(
       [
         { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },

@@ -64,7 +64,9 @@ NOT_REACHED = {
     "forward_stream": {"dynamodb:DeleteItem":
                        "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
                        "s3:GetObjectVersion":
-                       "bodies.get_response_body when an agent uploaded its answer"},
+                       "bodies.get_response_body when an agent uploaded its answer",
+                       "dynamodb:BatchWriteItem": "store.delete_frames when relay read a streamed answer's frames",
+                       "s3:DeleteObjectVersion": "bodies.delete_segment when relay read a streamed answer's segment"},
     "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
@@ -80,6 +82,8 @@ def iam_action(service: str, operation: str, params: dict | None = None) -> str:
     if (service, operation) in (("s3", "GetObject"), ("s3", "HeadObject")):
         # S3 authorises HEAD as GetObject, and a read of one version as GetObjectVersion
         return "s3:GetObjectVersion" if (params or {}).get("VersionId") else "s3:GetObject"
+    if (service, operation) == ("s3", "DeleteObject") and (params or {}).get("VersionId"):
+        return "s3:DeleteObjectVersion"  # a versioned delete (bodies.delete_segment)
     return OPERATION_ACTION.get((service, operation), f"{SERVICE_PREFIX.get(service, service)}:{operation}")
 
 
