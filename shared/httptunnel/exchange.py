@@ -63,7 +63,7 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
     ids: dict[str, str] = {}  # connection id -> the request id posted to it (ids are bound to their connection)
 
     def frame_for(c: store.Connection) -> str:
-        ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id)
+        ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id, long_lived=stream)
         fields.update(request_id=request_id)
         acks = to_agent.take_acks(c.connection_id) if protocol.CAP_ACK in c.capabilities else None
         offer = to_agent.stream_offer(request_id) if stream and protocol.CAP_STREAM in c.capabilities else None

@@ -112,13 +112,14 @@ def agent_headers(req: events.HttpEvent, route: routing.Route) -> Headers:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
 
-def new_request_id(connection_id: str) -> str:
+def new_request_id(connection_id: str, long_lived: bool = False) -> str:
     """A request id for a post to ``connection_id``: verifiable and bound to that connection
-    (``request_ids``, channel v2) when the deployment has a key, else ``uuid4().hex``."""
+    (``request_ids``, channel v2) when the deployment has a key, else ``uuid4().hex``. The streaming
+    edge's ids are ``long_lived`` (answers there may come minutes later)."""
     keys = id_keys.current()
     if keys is None:
         return uuid.uuid4().hex
-    return request_ids.mint(keys, connection_id, int(time.time() * 1000))
+    return request_ids.mint(keys, connection_id, int(time.time() * 1000), long_lived)
 
 
 def answer_read(connection_id: str, request_id: str) -> None:

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 from scripts.harness.wait import wait_until_async
 from tests.e2e.client import request, target
 from tests.e2e.origin import pattern
@@ -195,7 +196,6 @@ async def test_an_old_agent_gets_whole_answers_on_the_streaming_edge(session, st
     """The release before channel v2 announces nothing: forward_stream offers it no stream, and the
     answer reaches the caller whole, when the app has finished it."""
     from scripts.bench.__main__ import prepare_baseline
-    from scripts.harness.stack import TtfAgent
     from tests.e2e.test_compat import PREVIOUS_RELEASE
     previous_tree = prepare_baseline(PREVIOUS_RELEASE)[1]
     with TtfAgent(stack.ws_url, origin_app.port, tmp_path, name="previous-ttf", root=previous_tree,
@@ -218,3 +218,135 @@ async def test_max_stream_seconds_ends_a_stream_and_the_agent_stops_the_local_re
     assert status == 200 and 40 <= took <= 55 and len(arrivals) >= 35
     await wait_until_async(lambda: "cap" in origin_app.ended, 5, what="the origin's request to be stopped")
     assert origin_app.ended["cap"] == "cancelled"
+
+
+# --------------------------------------------------------------------------- load (make test-load)
+# A stack of their own: the session stack caps streams at 45 s; these need the default 600 s.
+
+MIB = 1024 * 1024
+RSS_DOWNLOAD_MB = 100
+
+
+@pytest.fixture(scope="module")
+def long_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with LocalStack(tmp_path_factory.mktemp("long-stack"), extra_args=("--stream-port", "0")) as local:
+        yield local
+
+
+def long_forms(local: LocalStack, tunnel_id: str) -> dict[str, str]:
+    port = urlsplit(local.state["stream_url"]).port
+    return {"subdomain": f"http://{tunnel_id}.localhost:{port}", "path": f"{local.state['stream_url']}/{tunnel_id}"}
+
+
+class Silent(Origin):
+    """Event 0, a silence of ``s`` seconds, event 1."""
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        if "silence" not in request.query:
+            return await super().sse(request)
+        run, silence = request.query["run"], float(request.query["silence"])
+        times = self.written.setdefault(run, [])
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(2):
+            if i:
+                await asyncio.sleep(silence)  # the silence under test
+            times.append(time.monotonic())
+            await response.write(f"data: {i}\n\n".encode())
+        await response.write_eof()
+        return response
+
+
+@pytest.mark.load
+async def test_after_60_s_of_silence_the_next_event_arrives_within_1_s(session, long_stack, tmp_path):
+    async with Silent(tmp_path) as app:
+        with TtfAgent(long_stack.state["ws_url"], app.port, tmp_path, token=agent_token(long_stack.state)) as agent:
+            status, _, arrivals, _ = await read_events(session, long_forms(long_stack, agent.tunnel_id)["subdomain"],
+                                                       "/sse?run=quiet&silence=60")
+    assert status == 200 and len(arrivals) == 2
+    late = arrivals[1] - app.written["quiet"][1]
+    print(f"\nafter 60 s of silence: the next event {late * 1000:.0f} ms after it was written")
+    assert late <= 1.0
+
+
+@pytest.mark.load
+async def test_a_5_minute_stream_arrives_whole_and_in_order(session, long_stack, tmp_path):
+    async with Origin(tmp_path) as app:
+        with TtfAgent(long_stack.state["ws_url"], app.port, tmp_path, token=agent_token(long_stack.state)) as agent:
+            status, _, arrivals, body = await read_events(session, long_forms(long_stack, agent.tunnel_id)["path"],
+                                                          "/sse?run=long&n=300&gap=1")
+    assert status == 200
+    assert body == b"".join(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode() for i in range(300))
+    delays = sorted(a - w for a, w in zip(arrivals, app.written["long"], strict=True))
+    print(f"\n5-minute stream: per-event delay p50 {statistics.median(delays) * 1000:.0f} ms, "
+          f"max {delays[-1] * 1000:.0f} ms")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (from /proc's parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def forward_stream_peaks(stack_pid: int) -> dict[int, int]:
+    """pid -> peak RSS (VmHWM, KiB) of the stack's forward_stream environments (httptunnel.runtime_api)."""
+    peaks = {}
+    for pid in descendants(stack_pid):
+        try:
+            if b"httptunnel.runtime_api" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        peaks[pid] = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return peaks
+
+
+@pytest.mark.load
+async def test_forward_streams_a_100_mb_download_without_holding_it(session, long_stack, tmp_path):
+    """Issue 23 item 4, forward's side: the peak RSS of the forward_stream environment that relayed
+    a 100 MiB download, against the idle ones. Run alone:
+    .venv/bin/python -m pytest -m load -s tests/e2e/test_streaming.py -k 100_mb"""
+    block = bytes(range(256)) * 4096
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        for _ in range(RSS_DOWNLOAD_MB):
+            await response.write(block)
+        await response.write_eof()
+        return response
+    app = web.Application()
+    app.router.add_get("/big", big)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        before = forward_stream_peaks(long_stack.proc.pid)
+        with TtfAgent(long_stack.state["ws_url"], port, tmp_path, token=agent_token(long_stack.state)) as agent:
+            reply = await request(session, "GET", long_forms(long_stack, agent.tunnel_id)["path"], "/big")
+        after = forward_stream_peaks(long_stack.proc.pid)
+    finally:
+        await runner.cleanup()
+    assert reply.status == 200 and len(reply.body) == RSS_DOWNLOAD_MB * MIB
+    assert hashlib.sha256(reply.body).digest() == hashlib.sha256(block * RSS_DOWNLOAD_MB).digest()
+    grown = {pid: after[pid] - before.get(pid, after[pid]) for pid in after}
+    relayed = max(grown, key=lambda pid: grown[pid])
+    idle = min(after.values())
+    print(f"\nforward_stream peak RSS for a {RSS_DOWNLOAD_MB} MiB download: {after[relayed] / 1024:.1f} MiB "
+          f"(grew {grown[relayed] / 1024:.1f} MiB; an idle environment: {idle / 1024:.1f} MiB)")
+    assert after[relayed] - idle < 48 * 1024  # one 8 MiB segment and its copies, never the body

@@ -286,3 +286,17 @@ def test_acks_wait_for_eight_frames_or_a_second(aws, mgmt):
     reader.read_seq = 11
     reader.written()
     assert told() == [3, 11]
+
+
+def test_ids_of_the_streaming_edge_live_as_long_as_its_requests():
+    from httptunnel import request_ids
+    keys = request_ids.Keys(1, {1: b"k" * 32})
+    now = 1_800_000_000_000
+    short, long = request_ids.mint(keys, "c", now), request_ids.mint(keys, "c", now, long_lived=True)
+    assert request_ids.check(keys, short, "c", now + 31_000) == "expired"  # the buffered edge: 30 s, as before
+    assert request_ids.check(keys, long, "c", now + 899_000) is None  # a 15-minute stream's last frame
+    assert request_ids.check(keys, long, "c", now + 901_000) == "expired"
+    version, t36, nonce, mac = long.split(".")
+    raw = base64.urlsafe_b64decode(nonce + "==")
+    flipped = base64.urlsafe_b64encode(bytes([raw[0] ^ 0x80]) + raw[1:]).decode().rstrip("=")
+    assert request_ids.check(keys, f"{version}.{t36}.{flipped}.{mac}", "c", now) == "mac"  # the mark is under the MAC
