@@ -72,6 +72,16 @@ class Origin:
     async def compressed(self, request: web.Request) -> web.Response:
         return web.Response(body=self.gzipped, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
 
+    async def broken(self, request: web.Request) -> web.StreamResponse:
+        """Half a chunked body, then the connection drops (an app that crashed mid-answer)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        await response.write(b"half of the body")
+        await asyncio.sleep(0.3)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
     async def echo(self, request: web.Request) -> web.Response:
         return web.json_response({"raw_path": request.raw_path})
 
@@ -82,6 +92,7 @@ class Origin:
         app.router.add_get("/download", self.download)
         app.router.add_get("/compressed", self.compressed)
         app.router.add_get("/echo/{tail:.*}", self.echo)
+        app.router.add_get("/broken", self.broken)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -179,6 +190,20 @@ async def test_range_206_accept_ranges_and_content_encoding_pass_unchanged(sessi
     packed = await request(session, "GET", base, "/compressed", headers={"Accept-Encoding": "gzip"})
     assert packed.status == 200 and packed.headers["Content-Encoding"] == "gzip"
     assert packed.body == origin_app.gzipped  # the app's bytes, not decompressed on the way
+
+
+async def test_a_body_that_breaks_mid_way_is_cut_so_the_caller_can_tell(session, stack, streaming_tunnel):
+    """The app drops its connection mid-body: the agent ends the stream with an error, forward fails
+    the Runtime API stream (error trailers), and the caller's chunked body ends without its last
+    chunk: an HTTP client reports an incomplete body instead of a short one."""
+    url, host = target(forms(stack, streaming_tunnel)["subdomain"], "/broken")
+    async with session.get(url, headers={"Host": host}) as resp:
+        assert resp.status == 200
+        got = b""
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for piece in resp.content.iter_any():
+                got += piece
+    assert got == b"half of the body"
 
 
 PATHS = [("/echo/a%2Fb", "/echo/a%2Fb"), ("/echo/%2525", "/echo/%2525"), ("/echo/100%25done", "/echo/100%25done")]
