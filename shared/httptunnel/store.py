@@ -294,6 +294,11 @@ def put_answer(request_id: str, connection_id: str, answer: Answer, context: Req
     if context is not None:
         fields.update({"tunnelId": context.tunnel_id, "method": context.method, "path": context.path[:1024],
                        "createdAt": context.created_at, "requestBytes": context.request_bytes})
+    return _put_once(fields)
+
+
+def _put_once(fields: dict[str, Any]) -> bool:
+    """One conditional PutItem into the answers table: False when the key is taken already."""
     try:
         _call("put_item", TableName=config.pending_table(), Item=_item(fields),
               ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": names.PENDING_PK})
@@ -374,14 +379,7 @@ def put_frame(request_id: str, connection_id: str, frame: Frame) -> bool:
         fields.update({"segment": frame.segment, "segmentSize": frame.size, "segmentSha256": frame.sha256})
     else:
         fields["chunk"] = frame.body
-    try:
-        _call("put_item", TableName=config.pending_table(), Item=_item(fields),
-              ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": names.PENDING_PK})
-    except ClientError as exc:
-        if aws.is_conditional_failure(exc):
-            return False
-        raise
-    return True
+    return _put_once(fields)
 
 
 def get_frame(request_id: str, connection_id: str, seq: int) -> Frame | None:

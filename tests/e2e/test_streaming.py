@@ -85,6 +85,17 @@ class Origin:
     async def echo(self, request: web.Request) -> web.Response:
         return web.json_response({"raw_path": request.raw_path})
 
+    BLOCK = bytes(range(256)) * 4096  # 1 MiB
+
+    async def big(self, request: web.Request) -> web.StreamResponse:
+        """``mib`` MiB written 1 MiB at a time, never held whole."""
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        for _ in range(int(request.query["mib"])):
+            await response.write(self.BLOCK)
+        await response.write_eof()
+        return response
+
     async def __aenter__(self) -> "Origin":
         app = web.Application()
         app.router.add_get("/sse", self.sse)
@@ -93,6 +104,7 @@ class Origin:
         app.router.add_get("/compressed", self.compressed)
         app.router.add_get("/echo/{tail:.*}", self.echo)
         app.router.add_get("/broken", self.broken)
+        app.router.add_get("/big", self.big)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -344,31 +356,14 @@ async def test_forward_streams_a_100_mb_download_without_holding_it(session, lon
     """Issue 23 item 4, forward's side: the peak RSS of the forward_stream environment that relayed
     a 100 MiB download, against the idle ones. Run alone:
     .venv/bin/python -m pytest -m load -s tests/e2e/test_streaming.py -k 100_mb"""
-    block = bytes(range(256)) * 4096
-
-    async def big(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        await response.prepare(request)
-        for _ in range(RSS_DOWNLOAD_MB):
-            await response.write(block)
-        await response.write_eof()
-        return response
-    app = web.Application()
-    app.router.add_get("/big", big)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with Origin(tmp_path) as app:
         before = forward_stream_peaks(long_stack.proc.pid)
-        with TtfAgent(long_stack.state["ws_url"], port, tmp_path, token=agent_token(long_stack.state)) as agent:
-            reply = await request(session, "GET", long_forms(long_stack, agent.tunnel_id)["path"], "/big")
+        with TtfAgent(long_stack.state["ws_url"], app.port, tmp_path, token=agent_token(long_stack.state)) as agent:
+            reply = await request(session, "GET", long_forms(long_stack, agent.tunnel_id)["path"],
+                                  f"/big?mib={RSS_DOWNLOAD_MB}")
         after = forward_stream_peaks(long_stack.proc.pid)
-    finally:
-        await runner.cleanup()
     assert reply.status == 200 and len(reply.body) == RSS_DOWNLOAD_MB * MIB
-    assert hashlib.sha256(reply.body).digest() == hashlib.sha256(block * RSS_DOWNLOAD_MB).digest()
+    assert hashlib.sha256(reply.body).digest() == hashlib.sha256(Origin.BLOCK * RSS_DOWNLOAD_MB).digest()
     grown = {pid: after[pid] - before.get(pid, after[pid]) for pid in after}
     relayed = max(grown, key=lambda pid: grown[pid])
     idle = min(after.values())
