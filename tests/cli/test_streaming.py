@@ -360,3 +360,53 @@ async def test_a_request_without_stream_is_answered_whole_as_before(gateway, loc
     reply = await conn.next_reply()
     assert reply["type"] == "http_response" and reply["status_code"] == 200 and reply["seq"] == 0
     assert not any(str(m.get("type", "")).startswith("http_response_") for m in conn.received)
+
+
+# ---- the option and the events ----------------------------------------------------------------
+
+def test_max_streams_from_the_command_line_the_environment_and_a_config_file(tmp_path) -> None:
+    from ttf.config import ConfigError, parse_config
+    from ttf.configfile import load
+
+    assert parse_config(["-e", "wss://x.example/prod"], env={}, cwd=tmp_path).max_streams == 8
+    assert parse_config(["-e", "wss://x.example/prod", "--max-streams", "3"], env={}, cwd=tmp_path).max_streams == 3
+    assert parse_config(["-e", "wss://x.example/prod"], env={"TTF_MAX_STREAMS": "5"}, cwd=tmp_path).max_streams == 5
+    with pytest.raises(ConfigError, match="max-streams|max_streams"):
+        parse_config(["-e", "wss://x.example/prod", "--max-streams", "0"], env={}, cwd=tmp_path)
+    (tmp_path / "ttf.toml").write_text('endpoint = "wss://x.example/prod"\nmax-streams = 2\n'
+                                       '[tunnels.web]\nport = 3000\n[tunnels.api]\nport = 8000\nmax-streams = 4\n')
+    plan = load(["--config", str(tmp_path / "ttf.toml")], env={}, cwd=tmp_path)
+    assert sorted(c.max_streams for c in plan.tunnels) == [2, 4]
+
+
+def test_the_json_lines_of_a_stream_and_a_whole_answer() -> None:
+    from ttf.events import RequestDone, to_json
+    from ttf.render import format_line
+
+    whole = RequestDone("GET", "/x", 200, 5, 0, 10)
+    assert "streamed" not in to_json(whole)  # a whole answer's line is what it always was
+    streamed = RequestDone("GET", "/sse", 200, 5000, 0, 1234, streamed=True)
+    assert to_json(streamed)["streamed"] is True
+    assert to_json(StreamStarted("GET", "/sse", 200)) == {"event": "stream_started", "method": "GET", "path": "/sse",
+                                                          "status": 200}
+    assert format_line(StreamStarted("GET", "/sse", 200), 0).endswith("GET /sse 200 streaming")
+    assert format_line(streamed, 0).endswith("out=1234 streamed")
+
+
+def test_the_dashboard_counts_streams_going_out() -> None:
+    from rich.console import Console
+
+    from ttf.events import RequestDone
+    from ttf.render import Dashboard, render_stats
+
+    def stats(state: Dashboard) -> str:
+        console = Console(record=True, width=120)
+        console.print(render_stats(state))
+        return console.export_text()
+
+    state = Dashboard("wss://x", "127.0.0.1:3000", 0.0)
+    assert "streaming" not in stats(state)  # no column until a stream happens
+    state.apply(StreamStarted("GET", "/sse", 200), 1.0)
+    assert state.streaming == 1 and "streaming" in stats(state)
+    state.apply(RequestDone("GET", "/sse", 200, 5000, 0, 1234, streamed=True), 2.0)
+    assert state.streaming == 0 and state.total == 1
