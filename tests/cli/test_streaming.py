@@ -410,3 +410,17 @@ def test_the_dashboard_counts_streams_going_out() -> None:
     assert state.streaming == 1 and "streaming" in stats(state)
     state.apply(RequestDone("GET", "/sse", 200, 5000, 0, 1234, streamed=True), 2.0)
     assert state.streaming == 0 and state.total == 1
+
+
+async def test_an_agent_stopping_mid_stream_ends_the_answer_with_an_error(setup: Setup) -> None:
+    streamer, edge, app = await setup()
+    task = start(streamer, edge, stream_request("r1", "/endless"))
+    await wait_until(lambda: len(edge.chunks("r1")) >= 2, timeout=10, what="chunks flowing")
+    task.cancel()  # what the session does to its requests when it drains or closes
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    end = edge.frames[-1]
+    assert isinstance(end, protocol.HttpResponseEnd) and end.error == "local_service_unavailable"
+    assert end.seq == max(edge.seqs("r1")) and end.bytes >= len(inline_body(edge, "r1"))
+    await wait_until(app.disconnected.is_set, timeout=5, what="the local request closed")
+    assert streamer.slots.active == 0 and streamer.active == {}
