@@ -35,6 +35,13 @@ locals {
   kms_id_key_parameters = local.generate_request_id_key ? local.request_id_key_arns : []
   kms_parameters        = concat(local.kms_jwt_parameters, local.kms_id_key_parameters)
 
+  # Who may use the key through SSM, for which of the parameters it encrypts.
+  kms_ssm_uses = {
+    AccountWritesAndReadsItsParametersThroughSsm = { principals = [local.kms_account_root], actions = ["kms:Decrypt", "kms:Encrypt"], parameters = local.kms_parameters }
+    ConnectReadsTheJwtSecretThroughSsm           = { principals = [local.kms_role_arns["connect"]], actions = ["kms:Decrypt"], parameters = local.kms_jwt_parameters }
+    RequestIdKeysThroughSsm                      = { principals = [for fn in ["forward", "forward_stream", "response"] : local.kms_role_arns[fn]], actions = ["kms:Decrypt"], parameters = local.kms_id_key_parameters }
+  }
+
   # The sealed webhook secrets' context: exactly these keys (httptunnel.names.SEALED_CONTEXT_*).
   kms_sealed_context = {
     "ForAllValues:StringEquals" = { "kms:EncryptionContextKeys" = ["connection", "tunnel"] }
@@ -76,36 +83,16 @@ locals {
           Condition = local.kms_sealed_context
         },
       ],
-      length(local.kms_parameters) == 0 ? [] : [{
-        Sid       = "AccountWritesAndReadsItsParametersThroughSsm"
+      [for sid, use in local.kms_ssm_uses : {
+        Sid       = sid
         Effect    = "Allow"
-        Principal = { AWS = local.kms_account_root }
-        Action    = ["kms:Decrypt", "kms:Encrypt"]
+        Principal = { AWS = use.principals }
+        Action    = use.actions
         Resource  = "*"
         Condition = {
-          StringEquals = { "kms:ViaService" = local.kms_ssm_service, "kms:EncryptionContext:PARAMETER_ARN" = local.kms_parameters }
+          StringEquals = { "kms:ViaService" = local.kms_ssm_service, "kms:EncryptionContext:PARAMETER_ARN" = use.parameters }
         }
-      }],
-      length(local.kms_jwt_parameters) == 0 ? [] : [{
-        Sid       = "ConnectReadsTheJwtSecretThroughSsm"
-        Effect    = "Allow"
-        Principal = { AWS = local.kms_role_arns["connect"] }
-        Action    = "kms:Decrypt"
-        Resource  = "*"
-        Condition = {
-          StringEquals = { "kms:ViaService" = local.kms_ssm_service, "kms:EncryptionContext:PARAMETER_ARN" = local.kms_jwt_parameters }
-        }
-      }],
-      length(local.kms_id_key_parameters) == 0 ? [] : [{
-        Sid       = "RequestIdKeysThroughSsm"
-        Effect    = "Allow"
-        Principal = { AWS = [for fn in ["forward", "forward_stream", "response"] : local.kms_role_arns[fn]] }
-        Action    = "kms:Decrypt"
-        Resource  = "*"
-        Condition = {
-          StringEquals = { "kms:ViaService" = local.kms_ssm_service, "kms:EncryptionContext:PARAMETER_ARN" = local.kms_id_key_parameters }
-        }
-      }],
+      } if length(use.parameters) > 0],
     )
   }
 

@@ -216,6 +216,13 @@ resource "aws_ssm_parameter" "jwt_secret" {
   key_id           = aws_kms_key.secrets.arn # kms.tf: only connect (and the account's IAM, through SSM) may decrypt
   value_wo         = ephemeral.aws_secretsmanager_random_password.jwt_secret[0].random_password
   value_wo_version = var.jwt_secret_version
+
+  # key_id only on create: a changed key_id alone makes the provider PutParameter with the value it
+  # does not hold (value_wo; hashicorp/terraform-provider-aws internal/service/ssm/parameter.go,
+  # resourceParameterUpdate). Existing deployments move to the key with -replace (terraform/README.md).
+  lifecycle {
+    ignore_changes = [key_id]
+  }
 }
 
 # Channel v2 request-id keys (shared/README.md "Request ids"): two SecureStrings, version N's key in
@@ -240,6 +247,13 @@ resource "aws_ssm_parameter" "request_id_key" {
   key_id           = aws_kms_key.secrets.arn # kms.tf: only forward, forward_stream and response may decrypt
   value_wo         = ephemeral.aws_secretsmanager_random_password.request_id_key[count.index].random_password
   value_wo_version = var.request_id_key_version - ((var.request_id_key_version - count.index) % 2)
+
+  # key_id only on create: a changed key_id alone makes the provider PutParameter with the value it
+  # does not hold (value_wo; hashicorp/terraform-provider-aws internal/service/ssm/parameter.go,
+  # resourceParameterUpdate). Existing deployments move to the key with -replace (terraform/README.md).
+  lifecycle {
+    ignore_changes = [key_id]
+  }
 }
 
 module "tables" {
