@@ -485,11 +485,11 @@ def secrets_key(stack):
             statements += (json.loads(doc) if isinstance(doc, str) else doc)["Statement"]
         roles[short] = (role_arn, statements)
     root = f"arn:aws:iam::{key_arn.split(':')[4]}:root"
-    return key_arn, key_policy, roles, root
+    return key_arn, key_policy, roles, root, endpoint
 
 
 def _may_use_key(secrets_key, short: str, action: str, request: dict) -> bool:
-    key_arn, key_policy, roles, root = secrets_key
+    key_arn, key_policy, roles, root, _ = secrets_key
     role_arn, iam_statements = roles[short]
     if _statements_allow(key_policy, action, "*", request, {role_arn}):
         return True
@@ -511,7 +511,7 @@ def test_only_connect_seals_and_only_forward_opens_webhook_secrets(secrets_key):
     for fn in functions:
         for action in ("kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey", "kms:CreateGrant"):
             assert not _may_use_key(secrets_key, fn, action, {}), f"{fn} may {action} without the row's context"
-    key_arn, key_policy, _, root = secrets_key
+    key_arn, key_policy, _, root, _ = secrets_key
     assert not _statements_allow(key_policy, "kms:Decrypt", "*", sealed_context, {root}), \
         "the account's IAM cannot be given the sealed secrets"
     assert not _statements_allow(key_policy, "kms:CreateGrant", "*", {}, {root}), "no grant can hand it over either"
@@ -520,13 +520,18 @@ def test_only_connect_seals_and_only_forward_opens_webhook_secrets(secrets_key):
 def test_ssm_parameters_under_the_key_are_readable_only_by_their_functions(secrets_key, deployed):
     """The SecureStrings Terraform generates use the key; reading one needs the role's ssm:GetParameter(s)
     on it and the key policy's leave to decrypt through SSM with its PARAMETER_ARN."""
-    key_arn, _, roles, _ = secrets_key
+    key_arn, _, roles, _, _ = secrets_key
     connect_env, response_env = deployed["connect"][0], deployed["response"][0]
     account = key_arn.split(":")[4]
     arn = lambda name: f"arn:aws:ssm:us-east-1:{account}:parameter/{name.lstrip('/')}"  # noqa: E731
     parameters = {"jwt": arn(connect_env["JWT_SECRET_SSM_PARAMETER"]),
                   "id0": arn(response_env["REQUEST_ID_KEY_SSM_PREFIX"] + "0"),
                   "id1": arn(response_env["REQUEST_ID_KEY_SSM_PREFIX"] + "1")}
+    ssm = _client("ssm", secrets_key[4])
+    for parameter in parameters.values():
+        [described] = ssm.describe_parameters(ParameterFilters=[
+            {"Key": "Name", "Values": ["/" + parameter.split(":parameter/", 1)[1]]}])["Parameters"]
+        assert described["KeyId"] == key_arn, f"{described['Name']} is not under the deployment's key"
     readers = {}
     for name, parameter in parameters.items():
         through_ssm = {"kms:ViaService": "ssm.us-east-1.amazonaws.com", "kms:EncryptionContextKeys": ["PARAMETER_ARN"],
