@@ -201,7 +201,7 @@ locals {
 
 # The HS256 key of agent tokens, unless the operator brings key material: 64 random characters
 # from Secrets Manager's generator (an ephemeral resource: never in plan or state), written
-# write-only (value_wo: never in state either) into an SSM SecureString under the aws/ssm key.
+# write-only (value_wo: never in state either) into an SSM SecureString under the deployment's key (kms.tf).
 # The connect Lambda reads it at cold start, `make token` to sign; no Lambda environment holds it.
 # Rotate by increasing jwt_secret_version.
 ephemeral "aws_secretsmanager_random_password" "jwt_secret" {
@@ -213,14 +213,21 @@ ephemeral "aws_secretsmanager_random_password" "jwt_secret" {
 }
 
 resource "aws_ssm_parameter" "jwt_secret" {
-  #checkov:skip=CKV_AWS_337:the aws/ssm key is what the connect role can decrypt through SSM without a key policy of our own; a CMK would add a key and grants for one 64-character value
   count = local.generate_jwt_secret ? 1 : 0
 
   name             = "/${var.name_prefix}/agent-jwt-secret"
   description      = "HS256 key of http-tunnel agent tokens (connect verifies, make token signs)"
   type             = "SecureString"
+  key_id           = aws_kms_key.secrets.arn # kms.tf: only connect (and the account's IAM, through SSM) may decrypt
   value_wo         = ephemeral.aws_secretsmanager_random_password.jwt_secret[0].random_password
   value_wo_version = var.jwt_secret_version
+
+  # key_id only on create: a changed key_id alone makes the provider PutParameter with the value it
+  # does not hold (value_wo; hashicorp/terraform-provider-aws internal/service/ssm/parameter.go,
+  # resourceParameterUpdate). Existing deployments move to the key with -replace (terraform/README.md).
+  lifecycle {
+    ignore_changes = [key_id]
+  }
 }
 
 # Channel v2 request-id keys (shared/README.md "Request ids"): two SecureStrings, version N's key in
@@ -237,14 +244,21 @@ ephemeral "aws_secretsmanager_random_password" "request_id_key" {
 }
 
 resource "aws_ssm_parameter" "request_id_key" {
-  #checkov:skip=CKV_AWS_337:as the JWT secret: the aws/ssm key, decryptable through SSM by the two roles allowed to read it
   count = local.generate_request_id_key ? 2 : 0
 
   name             = "${local.request_id_key_prefix}${count.index}"
   description      = "http-tunnel request id HMAC key, slot ${count.index} (versions with N mod 2 = ${count.index}); forward mints, response verifies"
   type             = "SecureString"
+  key_id           = aws_kms_key.secrets.arn # kms.tf: only forward, forward_stream and response may decrypt
   value_wo         = ephemeral.aws_secretsmanager_random_password.request_id_key[count.index].random_password
   value_wo_version = var.request_id_key_version - ((var.request_id_key_version - count.index) % 2)
+
+  # key_id only on create: a changed key_id alone makes the provider PutParameter with the value it
+  # does not hold (value_wo; hashicorp/terraform-provider-aws internal/service/ssm/parameter.go,
+  # resourceParameterUpdate). Existing deployments move to the key with -replace (terraform/README.md).
+  lifecycle {
+    ignore_changes = [key_id]
+  }
 }
 
 module "tables" {
@@ -337,8 +351,8 @@ module "functions" {
   s3_bucket            = aws_s3_object.code[each.key].bucket
   s3_key               = aws_s3_object.code[each.key].key
   layers               = [aws_lambda_layer_version.this.arn]
-  environment          = local.environment[each.key]
-  policy_statements    = local.policy_statements[each.key]
+  environment          = merge(local.environment[each.key], lookup(local.kms_environment, each.key, {}))       # kms.tf
+  policy_statements    = concat(local.policy_statements[each.key], lookup(local.kms_statements, each.key, [])) # kms.tf
   log_retention_days   = var.log_retention_days
   snap_start           = var.snap_start && each.key != "forward_stream" # off until the wrapper is verified with it on AWS
 }

@@ -121,3 +121,8 @@ output "function_url_invoke_statement" {
   description = "With public_edge = function_url: the lambda:InvokeFunction statement (conditioned on lambda:InvokedViaFunctionUrl) the deploy must add with botocore; else null."
   value       = try(module.function_url[0].invoke_function_statement, null)
 }
+
+output "secrets_kms_key_arn" {
+  description = "The deployment's KMS key (kms.tf): seals webhook secrets on connection rows and encrypts the generated SSM SecureStrings."
+  value       = aws_kms_key.secrets.arn
+}

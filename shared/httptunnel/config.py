@@ -44,6 +44,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "request_id_key": ("REQUEST_ID_KEY",),
     "request_id_key_ssm_prefix": ("REQUEST_ID_KEY_SSM_PREFIX",),
     "request_id_key_version": ("REQUEST_ID_KEY_VERSION",),
+    "secrets_kms_key_id": ("SECRETS_KMS_KEY_ID",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
@@ -52,15 +53,16 @@ _MGMT = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT")
 _ID_KEY = ("REQUEST_ID_KEY", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION")
 
 FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
-    "connect": ("CONNECTIONS_TABLE", *_AUTH, "LOG_LEVEL"),
+    "connect": ("CONNECTIONS_TABLE", *_AUTH, "SECRETS_KMS_KEY_ID", "LOG_LEVEL"),
     "disconnect": ("CONNECTIONS_TABLE", "LOG_LEVEL"),
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
                  "PATH_ROUTING", *_ID_KEY, "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
-                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "LOG_LEVEL"),
+                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "SECRETS_KMS_KEY_ID",
+                "LOG_LEVEL"),
     "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
                        "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
-                       "LOG_LEVEL"),
+                       "SECRETS_KMS_KEY_ID", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -244,3 +246,10 @@ def request_id_key_version() -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 999_999:
         raise ConfigError(f"REQUEST_ID_KEY_VERSION must be a whole number 1-999999, got {raw!r}")
     return int(raw)
+
+
+def secrets_kms_key_id() -> str:
+    """The KMS key (ARN) that seals the edge policy's webhook secrets on the connection row
+    (``httptunnel.sealed``): connect encrypts with it, forward names it when it decrypts.
+    Terraform always sets it; empty = secrets are stored unsealed (the layer without Terraform)."""
+    return _get("SECRETS_KMS_KEY_ID")

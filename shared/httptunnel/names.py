@@ -5,6 +5,10 @@ CONN_PK = "connectionId"
 CONN_TUNNEL_ID = "tunnelId"
 TUNNEL_INDEX = "tunnel-id-index"
 TTL_ATTRIBUTE = "ttl"
+CONN_SEALED_HOOKS = "sealedHooks"  # the edge policy's webhook secrets, KMS ciphertext (httptunnel.sealed)
+# The encryption context of that ciphertext: the key policy (terraform/kms.tf) requires exactly these keys.
+SEALED_CONTEXT_TUNNEL = "tunnel"
+SEALED_CONTEXT_CONNECTION = "connection"
 
 # pending requests table: answer rows, PK "<request id>:<answering connection id>"
 PENDING_PK = "requestId"

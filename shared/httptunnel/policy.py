@@ -25,8 +25,9 @@ always dropped: it is one of the edge's proxy headers).
 
 Passwords never leave the agent: it hashes them with ``hashlib.scrypt`` (N=2**14, r=8, p=1,
 32-byte key, 16-byte random salt; N may be 2**14..2**16 so a stronger setting stays valid).
-Webhook secrets travel and are stored in plain text because forward must compute HMACs with
-them; they are never logged.
+Webhook secrets travel in plain text (over TLS, in a header) because forward must compute HMACs
+with them; they are never logged, and on the connection row they are KMS ciphertext
+(``httptunnel.sealed``: connect stores the policy without ``hooks`` plus ``sealedHooks``).
 
 Evaluation in forward, in this order; the first failure answers:
 1. IP rules on ``requestContext.http.sourceIp``: a deny match refuses (deny wins); with an

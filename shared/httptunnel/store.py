@@ -70,6 +70,7 @@ class Connection:
     policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
     capabilities: tuple[str, ...] = ()  # channel v2: what agent and server both speak (protocol.SERVER_CAPABILITIES)
     secret_version: int | None = None  # SSM version of the HS secret that verified the token (cleanup)
+    sealed_hooks: bytes | None = None  # the policy's webhook secrets, KMS ciphertext (httptunnel.sealed)
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -86,6 +87,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         policy=item.get("policy") or None,
         capabilities=tuple(c for c in str(item.get("capabilities") or "").split(",") if c),
         secret_version=int(item["secretVersion"]) if "secretVersion" in item else None,
+        sealed_hooks=bytes(item[names.CONN_SEALED_HOOKS]) if names.CONN_SEALED_HOOKS in item else None,
     )
 
 
@@ -101,7 +103,8 @@ def put_connection(conn: Connection) -> None:
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
         "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
-        "policy": conn.policy,  # holds webhook secrets: see the README's security model
+        "policy": conn.policy,  # without its webhook secrets when they are sealed (httptunnel.sealed)
+        names.CONN_SEALED_HOOKS: conn.sealed_hooks,
         "capabilities": ",".join(conn.capabilities) or None,  # stored only when the agent announced some
         "secretVersion": conn.secret_version,
     }))

@@ -212,7 +212,7 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "SECRETS_KMS_KEY_ID", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "forward environment"
   }
 
@@ -876,4 +876,73 @@ run "rejects_an_unknown_public_edge" {
   }
 
   expect_failures = [var.public_edge]
+}
+
+# issue 30 item 9 (kms.tf): who may use the deployment's key, decided by its key policy alone.
+run "secrets_key" {
+  command   = apply
+  state_key = "secrets_key" # its own state: the overrides below apply to freshly created resources
+
+  override_resource {
+    target = aws_kms_key.secrets
+    values = { arn = "arn:aws:kms:us-east-1:123456789012:key/secrets", key_id = "secrets" }
+  }
+  override_resource {
+    target = module.functions["connect"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/connect" }
+  }
+  override_resource {
+    target = module.functions["forward"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/forward" }
+  }
+  override_resource {
+    target = module.functions["forward_stream"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/forward_stream" }
+  }
+  override_resource {
+    target = module.functions["response"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/response" }
+  }
+
+  assert {
+    condition     = aws_kms_key.secrets.enable_key_rotation == true && aws_kms_key.secrets.deletion_window_in_days == 7
+    error_message = "the key rotates yearly"
+  }
+
+  assert {
+    condition = toset(flatten([for st in jsondecode(aws_kms_key.secrets.policy).Statement : [
+      for action in flatten([st.Action]) : "${st.Sid} ${action} ${join(",", flatten([st.Principal.AWS]))}"
+      if contains(["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:CreateGrant", "kms:*"], action)
+      ]])) == toset([
+      "ConnectSealsWebhookSecrets kms:Encrypt arn:aws:iam::123456789012:role/connect",
+      "ForwardOpensWebhookSecrets kms:Decrypt arn:aws:iam::123456789012:role/forward,arn:aws:iam::123456789012:role/forward_stream",
+    ])
+    error_message = "only connect encrypts and only forward/forward_stream decrypt webhook secrets; nobody may create grants (with own key material no SSM statement: the contract test covers the generated parameters)"
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_kms_key.secrets.policy).Statement :
+      st.Condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"] == ["connection", "tunnel"] &&
+      st.Condition.Null["kms:EncryptionContext:tunnel"] == "false" && st.Condition.Null["kms:EncryptionContext:connection"] == "false"
+      if contains(["ConnectSealsWebhookSecrets", "ForwardOpensWebhookSecrets"], st.Sid)
+      ]) && alltrue([for st in jsondecode(aws_kms_key.secrets.policy).Statement :
+      st.Condition.StringEquals["kms:ViaService"] == "ssm.us-east-1.amazonaws.com"
+      if endswith(st.Sid, "ThroughSsm")
+    ])
+    error_message = "webhook secrets need the row's encryption context; parameters are used only through SSM"
+  }
+
+  assert {
+    condition = (alltrue([for fn in ["connect", "forward", "forward_stream"] :
+      nonsensitive(module.functions[fn].environment["SECRETS_KMS_KEY_ID"]) == "arn:aws:kms:us-east-1:123456789012:key/secrets"
+      ]) && alltrue([for fn in ["disconnect", "cleanup", "stream_notifier", "response"] :
+      !contains(keys(nonsensitive(module.functions[fn].environment)), "SECRETS_KMS_KEY_ID")
+    ]))
+    error_message = "connect, forward and forward_stream know the key; no other function does"
+  }
+
+  assert {
+    condition     = alltrue([for fn in ["disconnect", "cleanup", "stream_notifier"] : !strcontains(module.functions[fn].policy, "kms:")])
+    error_message = "cleanup, stream_notifier and disconnect have no KMS statement (and the key policy names none of them)"
+  }
 }

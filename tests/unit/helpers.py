@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import auth, aws, gate, id_keys, management, names, protocol, to_agent, tunnels, waiting
+from httptunnel import auth, aws, gate, id_keys, management, names, protocol, sealed, to_agent, tunnels, waiting
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -127,7 +127,7 @@ def cold_start() -> None:
     auth.clear_caches()
     id_keys.reset()
     to_agent.ACKS.clear()
-    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS):
+    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS, sealed.OPENED):
         remembered.clear()
 
 
