@@ -25,6 +25,7 @@ A failure before the head (bad request, local service down, timeout before the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ READ_MAX = 64 * 1024
 WINDOW_MAX = 64  # the most un-read frames the agent keeps, whatever the edge offers
 RESEND_S = 2.0  # a frame not read after this is sent again (the contract's 2 s) ...
 RESEND_MAX_S = 8.0  # ... then after 4 s, 8 s: a stalled reader is not flooded
+END_ON_STOP_S = 1.0  # the agent stopping mid-stream: how long it tries to send the end (with an error)
 
 Send = Callable[[str], Awaitable[bool]]
 
@@ -269,8 +271,12 @@ class Streamer:
             try:
                 await pump
             except asyncio.CancelledError:
-                if out.cancelled is None:
-                    raise  # the session is closing: not the edge's cancel
+                if out.cancelled is None:  # the agent is stopping (not the edge's cancel)
+                    if run.status:  # the head went out: the edge learns at once that the body ends here
+                        end = protocol.HttpResponseEnd(req.request_id, out.next_seq, run.sent, "local_service_unavailable")
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(send(protocol.encode(end)), END_ON_STOP_S)
+                    raise
             self.release(req.request_id)
             if run.failure is not None and run.status == 0:  # before the head: today's error frame
                 transmitter.cancel()

@@ -14,8 +14,9 @@ import pytest
 PROBE = Path(__file__).with_name("stream_rss.py")
 
 # What one stream may hold: the chunk lane, the window's frames (16 x 30 KB) and aiohttp's read
-# buffer (measured 3.6-4.3 MiB, once 11.6 on a loaded machine); the bulk lane, one 8 MiB segment and the copies made while it uploads (measured ~33 MiB,
-# the same for 100 and 300 MiB bodies). Both far below the 100 MiB body.
+# buffer (measured 3.6-4.3 MiB, once 11.6 on a loaded machine); the bulk lane, one 8 MiB segment
+# and the copies made while it uploads (measured ~33 MiB, the same for 100 and 300 MiB bodies).
+# Both far below the 100 MiB body.
 GROWTH_MAX_MIB = {"chunks": 24, "segments": 48}
 
 
