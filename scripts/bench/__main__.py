@@ -48,7 +48,7 @@ from typing import Any
 
 import aiohttp
 
-from scripts.bench import coldstart, cost, edges
+from scripts.bench import coldstart, cost, edges, sse
 from scripts.bench import load as bench_load
 from scripts.bench import stats as bench_stats
 from scripts.bench.load import Target
@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 CONCURRENCY = (1, 8, 32, 128)
 EDGE_LEVELS = (1, 32)
+SSE_STREAMS = 3  # streams of 20 events per edge: 60 delays for p50/p95
 STREAM_ENVIRONMENTS = 32  # forward_stream environments in the bench's stack: c=32 never queues behind fewer
 TARGETS = {
     "p50_added_sequential_ms": 10.0,
@@ -268,6 +269,10 @@ def measure_edges(args, stack: Any, agent: Any, http_api: dict, direct_latency: 
     edges["function_url"] = {"url": target.base_url, "per_request": per_request,
                              "latency": with_added(asyncio.run(measure_latency(target, edge_plan(args.quick), 90)),
                                                    direct_latency)}
+    streams = 1 if args.quick else SSE_STREAMS
+    print(f"  SSE: {streams} x {sse.EVENTS} events {sse.GAP_MS} ms apart through each edge", flush=True)
+    for edge, url in (("http_api", agent.path_url), ("function_url", target.base_url)):
+        edges[edge]["sse"] = asyncio.run(sse.measure(url, streams))
     return edges
 
 
@@ -431,6 +436,20 @@ def render_edges(console: Any, results: dict) -> None:
                       fmt_usd(row.get("usd_per_million")), events,
                       fmt_usd(st["per_minute"]["usd"], 5) if st.get("streams") else "-", mb)
         console.print(t)
+    for prof, run in results.get("stack", {}).items():
+        measured = {e: r["sse"] for e, r in run.get("edges", {}).items() if isinstance(r, dict) and r.get("sse")}
+        if not measured:
+            continue
+        t = Table(title=f"SSE per-event delay, {prof} profile: {sse.EVENTS} events {sse.GAP_MS} ms apart, "
+                        f"arrival - written (target p50 <= {sse.TARGET_P50_MS:.0f} ms, p95 <= {sse.TARGET_P95_MS:.0f} ms)")
+        for col in ("edge", "streams", "events", "complete, in order", "p50 ms", "p95 ms", "max ms", "live"):
+            t.add_column(col, justify="left" if col == "edge" else "right")
+        for edge, res in measured.items():
+            verdict = sse.live(res)
+            t.add_row(edges.TITLES.get(edge, edge), str(res.get("streams")), str(res.get("events")),
+                      "yes" if res.get("complete") else "NO", fmt_ms(res.get("p50_ms")), fmt_ms(res.get("p95_ms")),
+                      fmt_ms(res.get("max_ms")), "-" if verdict is None else ("yes" if verdict else "no"))
+        console.print(t)
     if results.get("edges"):
         t = Table(title="Limits per URL form (path: <edge>/<id>/..., subdomain: <id>.<domain>)")
         for col in ("edge", "streams", "upload", "download", "time, path URLs", "time, subdomain URLs", "abuse bounded by"):
@@ -482,6 +501,15 @@ def check_targets(results: dict) -> list[dict]:
         if ours is not None and theirs:
             add(f"local c=32 throughput >= 2 x baseline ({theirs:.0f} req/s), same run", ours / theirs,
                 ours / theirs >= TARGETS["baseline_rps_ratio"], "x")
+    for prof, run in (("local", local), ("aws", aws)):
+        res = run.get("edges", {}).get("function_url", {}).get("sse")
+        if res:
+            ok = sse.live(res)
+            rows.append({"target": f"SSE through function_url ({prof}): per-event p50 <= {sse.TARGET_P50_MS:.0f} ms, "
+                                   f"p95 <= {sse.TARGET_P95_MS:.0f} ms, all events in order",
+                         "measured": f"p50 {fmt_ms(res.get('p50_ms'))} ms, p95 {fmt_ms(res.get('p95_ms'))} ms, "
+                                     f"{res.get('events')} events" + ("" if res.get("complete") else " (incomplete)"),
+                         "value": res.get("p50_ms"), "verdict": "n/a" if ok is None else ("met" if ok else "MISSED")})
     for edge in ("function_url", "function_url_cloudfront"):
         row = results.get("edges", {}).get("aws", {}).get(edge)
         if row:

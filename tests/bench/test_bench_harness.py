@@ -158,3 +158,58 @@ def test_first_after_idle_recycles_every_worker_before_each_request(monkeypatch)
     assert out["n"] == 2 and out["samples_ms"] == [502.0, 505.0] and out["median_ms"] == 503.5  # len(calls) + 500
     assert out["worker_init_ms"] == {"forward": 310.0, "response": 290.0}
     assert out["errors"] and "not idle" in out["errors"][0]
+
+
+async def test_sse_delays_are_measured_per_event(origin):
+    from scripts.bench import sse
+    result = await sse.measure(origin.base_url, streams=2, n=5, ms=50)
+    assert result["complete"] and result["events"] == 10
+    assert 0 <= result["p50_ms"] <= result["p95_ms"] < 50  # direct: each event arrives as it is written
+    assert sse.live(result) is True
+
+
+async def test_a_buffered_stream_shows_its_lateness():
+    """A proxy that holds the whole answer: the first event arrives (n-1) x ms late, p50 about half that."""
+    from aiohttp import web
+    from scripts.bench import sse
+
+    async def buffered(request):
+        inner = make_app()
+        server = TestServer(inner, host="127.0.0.1", port=0)
+        await server.start_server()
+        try:
+            import aiohttp
+            async with aiohttp.ClientSession() as s, s.get(server.make_url("/sse").with_query(request.query)) as r:
+                return web.Response(body=await r.read(), content_type="text/event-stream")
+        finally:
+            await server.close()
+
+    app = web.Application()
+    app.router.add_get("/sse", buffered)
+    proxy = TestServer(app, host="127.0.0.1", port=0)
+    await proxy.start_server()
+    try:
+        result = await sse.measure(str(proxy.make_url("")), streams=1, n=6, ms=200)
+    finally:
+        await proxy.close()
+    assert result["complete"] and result["p95_ms"] >= 850 and result["p50_ms"] >= 450
+    assert sse.live(result) is False
+
+
+async def test_sse_reader_follows_the_spec():
+    from scripts.bench import sse
+
+    async def lines():
+        for raw in (b": comment\n", b"id: 7\n", b"data: a\n", b"data:b\n", b"\n", b"\n", b"data: c\r\n", b"\r\n"):
+            yield raw
+
+    got = [(e.id, e.data) async for e in sse.events(lines(), clock=lambda: 1.0)]
+    assert got == [("7", "a\nb"), (None, "c")]
+
+
+async def test_sse_endpoint_refuses_bad_queries(origin):
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        for q in ("n=0", "n=x", "ms=-1", "n=10001"):
+            async with s.get(origin.url(f"/sse?{q}")) as r:
+                assert r.status == 400, q
