@@ -12,6 +12,8 @@ Routes (all bodies deterministic so callers can check them byte for byte):
   GET  /slow?ms=M             1024 bytes after M ms (counts requests in flight)
   GET  /inflight              {"now": n, "max": m} of /slow, and resets max
   GET  /sse?n=20&ms=200       n server-sent events ms apart, each stamped with when it was written (scripts/bench/sse.py)
+  GET  /sse-page              a page whose EventSource reads /sse beside it and records when each event arrived
+  POST /v1/chat/completions   an OpenAI-style chunk stream ("stream": true), chunks ?ms= apart, stamped "t"
 """
 
 from __future__ import annotations
@@ -106,7 +108,9 @@ def make_app() -> web.Application:
     app.add_routes([
         web.get("/kb", kb), web.get("/blob", get_blob), web.get("/text", get_text),
         web.post("/upload", upload), web.post("/echo", echo), web.get("/status/{code}", status),
-        web.get("/slow", slow), web.get("/inflight", inflight), web.get("/sse", sse.handler),
+        web.get("/slow", slow), web.get("/inflight", inflight),
+        web.get("/sse", sse.handler), web.get("/sse-page", sse.page_handler),
+        web.post("/v1/chat/completions", sse.chat_handler),
     ])
     return app
 

@@ -57,6 +57,67 @@ async def handler(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>EventSource through the tunnel</title></head>
+<body><h1>EventSource</h1><ol id="log"></ol>
+<script>
+const params = new URLSearchParams(location.search);
+const n = Number(params.get("n") || %(n)d), ms = Number(params.get("ms") || %(ms)d);
+const got = []; window.__events = got;
+const source = new EventSource("sse?n=" + n + "&ms=" + ms);  // beside this page: same origin, path or subdomain form
+source.onmessage = (e) => {
+  const arrived = Date.now() / 1000;
+  const d = JSON.parse(e.data);
+  got.push({i: d.i, t: d.t, arrived: arrived, id: e.lastEventId});
+  const li = document.createElement("li");
+  li.textContent = "event " + d.i + ": " + Math.round((arrived - d.t) * 1000) + " ms after it was written";
+  document.getElementById("log").append(li);
+  if (got.length === n) { source.close(); document.body.dataset.done = "yes"; }
+};
+source.onerror = () => {
+  if (got.length < n) { source.close(); document.body.dataset.error = "error after " + got.length + " events"; }
+};
+</script></body></html>
+"""
+
+
+async def page_handler(request: web.Request) -> web.Response:
+    """GET /sse-page: a page that opens an EventSource on ``sse`` beside it and records each arrival."""
+    return web.Response(text=PAGE % {"n": EVENTS, "ms": GAP_MS}, content_type="text/html")
+
+
+CHAT_TOKENS = ("Streaming", " through", " the", " tunnel", ",", " one", " token", " at", " a", " time", ".")
+
+
+async def chat_handler(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions with "stream": true: an OpenAI-style chunk stream of CHAT_TOKENS,
+    ``ms`` (query, default 200) apart, each chunk stamped ``t`` (when written), then ``data: [DONE]``
+    (the shape of https://platform.openai.com/docs/api-reference/chat-streaming)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="a JSON body is required") from None
+    if not isinstance(body, dict) or body.get("stream") is not True:
+        raise web.HTTPBadRequest(text='only "stream": true is served here')
+    _, ms = parse_query({"ms": request.query.get("ms", str(GAP_MS))})
+    model = str(body.get("model", "bench"))
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    started = time.monotonic()
+    last = len(CHAT_TOKENS)
+    for i in range(last + 1):
+        await asyncio.sleep(max(0.0, started + i * ms / 1000 - time.monotonic()))
+        delta, finish = ({"content": CHAT_TOKENS[i]}, None) if i < last else ({}, "stop")
+        if i == 0:
+            delta = {"role": "assistant", **delta}
+        chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "t": time.time()}
+        await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
 @dataclass
 class Event:
     id: str | None

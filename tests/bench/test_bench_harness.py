@@ -213,3 +213,22 @@ async def test_sse_endpoint_refuses_bad_queries(origin):
         for q in ("n=0", "n=x", "ms=-1", "n=10001"):
             async with s.get(origin.url(f"/sse?{q}")) as r:
                 assert r.status == 400, q
+
+
+async def test_openai_sdk_reads_the_origins_chunk_stream(origin):
+    """The official SDK (a dev dependency) parses the origin's chat stream: the shape is the real one."""
+    import time
+
+    import openai
+    from scripts.bench import sse
+    client = openai.AsyncOpenAI(base_url=origin.url("/v1"), api_key="not-used", max_retries=0)
+    stream = await client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "hi"}],
+                                                  stream=True, extra_query={"ms": "20"})
+    texts, delays = [], []
+    async for chunk in stream:
+        delays.append(time.time() - chunk.model_extra["t"])
+        if chunk.choices and chunk.choices[0].delta.content:
+            texts.append(chunk.choices[0].delta.content)
+    assert "".join(texts) == "".join(sse.CHAT_TOKENS)
+    assert len(delays) == len(sse.CHAT_TOKENS) + 1 and max(delays) < 0.5
+    await client.close()
