@@ -60,6 +60,7 @@ MB = 1024 * 1024
 CONCURRENCY = (1, 8, 32, 128)
 EDGE_LEVELS = (1, 32)
 SSE_STREAMS = 3  # streams of 20 events per edge: 60 delays for p50/p95
+PAIRED_ROUNDS = 200  # edges taking turns, one GET each per round (load.paired)
 STREAM_ENVIRONMENTS = 32  # forward_stream environments in the bench's stack: c=32 never queues behind fewer
 TARGETS = {
     "p50_added_sequential_ms": 10.0,
@@ -269,6 +270,15 @@ def measure_edges(args, stack: Any, agent: Any, http_api: dict, direct_latency: 
     edges["function_url"] = {"url": target.base_url, "per_request": per_request,
                              "latency": with_added(asyncio.run(measure_latency(target, edge_plan(args.quick), 90)),
                                                    direct_latency)}
+    rounds = 60 if args.quick else PAIRED_ROUNDS
+    print(f"  paired: {rounds} rounds of one GET through each edge, taking turns", flush=True)
+    turns = asyncio.run(bench_load.paired([Target("http_api", agent.path_url), target], rounds))
+    edges["paired"] = {"rounds": rounds, **{name: {**res.summary(), "added_p50": round(
+        res.summary()["p50"] - direct_latency["c1"]["p50"], 2) if res.latencies_ms and direct_latency.get("c1", {}).get("p50")
+        is not None else None} for name, res in turns.items()}}
+    if turns["http_api"].latencies_ms and turns["function_url"].latencies_ms:
+        edges["paired"]["function_url_minus_http_api_p50_ms"] = round(
+            turns["function_url"].summary()["p50"] - turns["http_api"].summary()["p50"], 2)
     streams = 1 if args.quick else SSE_STREAMS
     print(f"  SSE: {streams} x {sse.EVENTS} events {sse.GAP_MS} ms apart through each edge", flush=True)
     for edge, url in (("http_api", agent.path_url), ("function_url", target.base_url)):
@@ -421,7 +431,7 @@ def render_edges(console: Any, results: dict) -> None:
     for prof, rows in results.get("edges", {}).items():
         t = Table(title=f"Candidate edges, {prof} profile: buffered 1 KB GET through each, same tunnel "
                         "(derived = another edge's measurement +/- the modelled hop difference)")
-        for col in ("edge", "p50 added ms", "how", "modelled hops ms", "req/s c=32", "$/M buffered",
+        for col in ("edge", "p50 added ms", "paired p50 added", "how", "modelled hops ms", "req/s c=32", "$/M buffered",
                     "$/M events 100 B | 1 KB", "$/stream-minute", "$/MB bulk | event lane"):
             t.add_column(col, justify="left" if col in ("edge", "how") else "right")
         for edge, row in rows.items():
@@ -430,12 +440,19 @@ def render_edges(console: Any, results: dict) -> None:
             events = " | ".join(fmt_usd(v["usd_per_million"]) for v in ev.values()) if ev else "no streaming"
             mb = (f"{fmt_usd(st['per_mb_bulk']['usd'], 5)} | {fmt_usd(st['per_mb_event_lane']['usd'], 4)}"
                   if st.get("streams") else "-")
-            t.add_row(edges.TITLES[edge], fmt_ms(row.get("p50_added_ms")),
+            t.add_row(edges.TITLES[edge], fmt_ms(row.get("p50_added_ms")), fmt_ms(row.get("paired_p50_added_ms")),
                       "measured" if row.get("measured") else f"derived from {row.get('from')}",
                       f"{row['modelled_hops_ms']:.0f}", "-" if row.get("rps_c32") is None else f"{row['rps_c32']:.0f}",
                       fmt_usd(row.get("usd_per_million")), events,
                       fmt_usd(st["per_minute"]["usd"], 5) if st.get("streams") else "-", mb)
         console.print(t)
+        turns = results.get("stack", {}).get(prof, {}).get("edges", {}).get("paired", {})
+        if "function_url_minus_http_api_p50_ms" in turns:
+            model = edges.AWS if prof == "aws" else edges.LOCAL
+            modelled = edges.modelled_ms("function_url", model) - edges.modelled_ms("http_api", model)
+            console.print(f"paired ({prof}): {turns['rounds']} rounds of one GET through each edge, taking turns: "
+                          f"function_url p50 - http_api p50 = {turns['function_url_minus_http_api_p50_ms']:+.2f} ms "
+                          f"(modelled hops: {modelled:+.0f} ms)", highlight=False, markup=False)
     for prof, run in results.get("stack", {}).items():
         measured = {e: r["sse"] for e, r in run.get("edges", {}).items() if isinstance(r, dict) and r.get("sse")}
         if not measured:

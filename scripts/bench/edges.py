@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from emulator.profiles import AWS, LatencyProfile
+from emulator.profiles import AWS, LOCAL, LatencyProfile
 from httptunnel.limits import BODY_MAX, FORWARD_WAIT_S, LAMBDA_PAYLOAD_MAX, MAX_STREAM_CAP_S
 
 from scripts.bench import cost
@@ -145,14 +145,18 @@ TITLES = {"http_api": "http_api (today)", "function_url": "function_url",
 
 def compare(runs: Mapping[str, Mapping[str, Any]], profile: str, memory_mb: Mapping[str, int]) -> dict[str, Any]:
     """One profile's edge rows from a stack run's ``edges`` section (what was measured there)."""
-    p = AWS if profile == "aws" else LatencyProfile(name="local")
-    measured_p50 = {e: r.get("latency", {}).get("c1", {}).get("added", {}).get("p50") for e, r in runs.items()}
+    p = AWS if profile == "aws" else LOCAL
+    measured_p50 = {e: r.get("latency", {}).get("c1", {}).get("added", {}).get("p50") for e, r in runs.items()
+                    if e in cost.EDGES}
+    turns = runs.get("paired") or {}
+    paired_p50 = {e: turns[e].get("added_p50") for e in cost.EDGES if isinstance(turns.get(e), dict)}
     rows: dict[str, Any] = {}
     for edge in cost.EDGES:
         run = runs.get(edge) or runs.get({"function_url_cloudfront": "function_url", "rest": "http_api"}.get(edge, ""), {})
         per_request = run.get("per_request")
         row: dict[str, Any] = {"measured": edge in runs,
                                "p50_added_ms": derived_p50(edge, measured_p50, p),
+                               "paired_p50_added_ms": derived_p50(edge, paired_p50, p) if paired_p50 else None,
                                "modelled_hops_ms": modelled_ms(edge, p),
                                "hops": [{"name": h.name, "ms": h.ms, "source": h.source} for h in hops(edge, p)]}
         if edge in runs:

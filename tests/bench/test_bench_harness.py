@@ -232,3 +232,11 @@ async def test_openai_sdk_reads_the_origins_chunk_stream(origin):
     assert "".join(texts) == "".join(sse.CHAT_TOKENS)
     assert len(delays) == len(sse.CHAT_TOKENS) + 1 and max(delays) < 0.5
     await client.close()
+
+
+async def test_paired_takes_turns_and_checks_every_body(origin):
+    a, b = Target("a", origin.base_url), Target("b", origin.base_url + "/nowhere")
+    res = await bench_load.paired([a, Target("a2", origin.base_url)], rounds=10, warmup=1)
+    assert res["a"].ok == 10 and res["a2"].ok == 10 and not res["a"].errors
+    bad = await bench_load.paired([a, b], rounds=3, warmup=0)
+    assert bad["a"].ok == 3 and bad["b"].ok == 0 and bad["b"].errors == ["status 404"] * 3

@@ -107,3 +107,13 @@ def test_compare_gives_every_edge_a_row_and_the_default_verdict():
     assert edges.meets_default_target({"p50_added_ms": None}) is None
     for edge in cost.EDGES:
         assert {"upload", "download", "time_path", "time_subdomain", "abuse"} <= set(rows[edge]["limits"])
+
+
+def test_paired_measurements_give_every_edge_a_same_window_figure():
+    runs = {"http_api": run(60.0, 140.0, HTTP_RUN), "function_url": run(50.0, 150.0, URL_RUN),
+            "paired": {"rounds": 10, "http_api": {"added_p50": 70.0}, "function_url": {"added_p50": 64.0}}}
+    rows = edges.compare(runs, "aws", MEMORY)
+    assert rows["http_api"]["paired_p50_added_ms"] == 70.0 and rows["function_url"]["paired_p50_added_ms"] == 64.0
+    assert rows["rest"]["paired_p50_added_ms"] == pytest.approx(82.0)  # + (20 - 8) ms of REST front door
+    assert rows["function_url_cloudfront"]["paired_p50_added_ms"] == pytest.approx(75.0)
+    assert "paired" not in rows and rows["function_url"]["p50_added_ms"] == 50.0
