@@ -19,64 +19,27 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from httptunnel import protocol
-from scripts.harness.proc import Proc
-from tests.browser.conftest import CHROMIUM_ARGS, SHOTS
+from tests.browser.conftest import SHOTS
+from tests.browser import test_static_site
 from tests.e2e import conftest as e2e
-from tests.e2e.conftest import Tunnel, start_agent
-from ttf import handshake
+from tests.e2e import test_stream_client
+from tests.e2e.conftest import Tunnel
 
 pytestmark = pytest.mark.browser
 stack = e2e.stack  # the local stack fixture of tests/e2e (session scope)
+browser = test_static_site.browser  # Chromium, resolving *.localhost to loopback
+bench_origin = test_stream_client.bench_origin  # the benchmark origin: /sse, /sse-page
+bench_tunnel = test_stream_client.bench_tunnel
+STREAMING = test_stream_client.STREAMING
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS, GAP_MS = 20, 200
-STREAMING = protocol.CAP_STREAM in protocol.SERVER_CAPABILITIES and protocol.CAP_STREAM in handshake.AGENT_CAPABILITIES
 NOT_YET = pytest.mark.xfail(not STREAMING, strict=True,
                             reason="streamed answers are not on this tree yet (CAP_STREAM is not spoken by both "
                                    "forward_stream and ttf): the events arrive together at the stream's end")
-
-
-@pytest.fixture(scope="module")
-def sse_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    folder = tmp_path_factory.mktemp("sse-origin")
-    proc = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "sse-origin",
-                folder / "origin.log", cwd=ROOT).start()
-    try:
-        yield int(proc.wait_json(lambda d: d.get("event") == "listening", 30)["port"])
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def sse_tunnel(stack: e2e.StackInfo, sse_origin: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tunnel]:
-    tunnel = start_agent(stack, sse_origin, tmp_path_factory.mktemp("sse-agent"))
-    try:
-        yield tunnel
-    finally:
-        tunnel.agent.stop()
-
-
-@pytest.fixture
-async def browser() -> Any:
-    from tests.browser.conftest import chromium_path
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("Playwright is not installed: run `make test-browser` (pip install -e '.[browser]')", pytrace=False)
-    async with async_playwright() as pw:
-        args = CHROMIUM_ARGS + ["--host-resolver-rules=MAP *.localhost 127.0.0.1"]
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=args, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def urls(stack: e2e.StackInfo, tunnel: Tunnel) -> dict[str, str]:
@@ -122,8 +85,8 @@ def timing(events: list[dict[str, Any]]) -> dict[str, Any]:
             "delays_ms": [round(d) for d in delays]}
 
 
-async def test_a_buffered_edge_delivers_every_event_late(browser, stack, sse_tunnel):
-    got = timing(await watch(browser, urls(stack, sse_tunnel)["http_url path"], "sse-http-api"))
+async def test_a_buffered_edge_delivers_every_event_late(browser, stack, bench_tunnel):
+    got = timing(await watch(browser, urls(stack, bench_tunnel)["http_url path"], "sse-http-api"))
     assert got["ids"] == list(range(EVENTS)), got
     assert got["before_the_last_was_written"] == 0, got  # whole answers: nothing before the end
     assert got["median_ms"] >= EVENTS * GAP_MS / 2 * 0.8, got
@@ -131,8 +94,8 @@ async def test_a_buffered_edge_delivers_every_event_late(browser, stack, sse_tun
 
 @NOT_YET
 @pytest.mark.parametrize("form", ["stream_url path", "stream_url subdomain"])
-async def test_event_source_gets_events_live_through_the_stream_url(browser, stack, sse_tunnel, form):
-    got = timing(await watch(browser, urls(stack, sse_tunnel)[form], f"sse-{form.replace(' ', '-')}"))
+async def test_event_source_gets_events_live_through_the_stream_url(browser, stack, bench_tunnel, form):
+    got = timing(await watch(browser, urls(stack, bench_tunnel)[form], f"sse-{form.replace(' ', '-')}"))
     assert got["ids"] == list(range(EVENTS)), got
     # live: all but the last two arrived while the origin was still writing; none waited a second
     assert got["before_the_last_was_written"] >= EVENTS - 2, json.dumps(got)

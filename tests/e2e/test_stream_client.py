@@ -35,9 +35,10 @@ NOT_YET = pytest.mark.xfail(not STREAMING, strict=True,
 
 
 @pytest.fixture(scope="module")
-def chat_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    folder = tmp_path_factory.mktemp("chat-origin")
-    proc = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "chat-origin",
+def bench_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The benchmark origin (scripts/bench/origin.py): /sse, /sse-page, /v1/chat/completions."""
+    folder = tmp_path_factory.mktemp("bench-origin")
+    proc = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "bench-origin",
                 folder / "origin.log", cwd=ROOT).start()
     try:
         yield int(proc.wait_json(lambda d: d.get("event") == "listening", 30)["port"])
@@ -46,8 +47,8 @@ def chat_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def chat_tunnel(stack: StackInfo, chat_origin: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tunnel]:
-    tunnel = start_agent(stack, chat_origin, tmp_path_factory.mktemp("chat-agent"))
+def bench_tunnel(stack: StackInfo, bench_origin: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tunnel]:
+    tunnel = start_agent(stack, bench_origin, tmp_path_factory.mktemp("bench-agent"))
     try:
         yield tunnel
     finally:
@@ -80,16 +81,16 @@ def chat(base_url: str) -> tuple[list[str], list[float], list[float]]:
 
 
 @pytest.mark.parametrize("edge", ["http_api", "function_url"])
-def test_the_sdk_reads_every_token_in_order(stack: StackInfo, chat_tunnel: Tunnel, edge: str) -> None:
-    base = chat_tunnel.path_based_url.rstrip("/") if edge == "http_api" else stream_base(stack, chat_tunnel)
+def test_the_sdk_reads_every_token_in_order(stack: StackInfo, bench_tunnel: Tunnel, edge: str) -> None:
+    base = bench_tunnel.path_based_url.rstrip("/") if edge == "http_api" else stream_base(stack, bench_tunnel)
     tokens, written, _ = chat(base)
     assert "".join(tokens) == "".join(sse.CHAT_TOKENS)
     assert written == sorted(written) and len(written) == len(sse.CHAT_TOKENS) + 1
 
 
 @NOT_YET
-def test_the_sdk_gets_chunks_live_through_the_stream_url(stack: StackInfo, chat_tunnel: Tunnel) -> None:
-    tokens, written, arrived = chat(stream_base(stack, chat_tunnel))
+def test_the_sdk_gets_chunks_live_through_the_stream_url(stack: StackInfo, bench_tunnel: Tunnel) -> None:
+    tokens, written, arrived = chat(stream_base(stack, bench_tunnel))
     assert "".join(tokens) == "".join(sse.CHAT_TOKENS)
     delays = [a - w for a, w in zip(arrived, written, strict=True)]
     # live: the first chunks reach the SDK before the origin has even written the last one (a

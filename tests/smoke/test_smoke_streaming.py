@@ -4,27 +4,13 @@ without a streaming edge reported as not checkable."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 import pytest
 
-from scripts.harness.proc import Proc
 from scripts.smoke import battery, streaming
 from scripts.smoke.verdict import CheckFailed, NotCheckable
+from tests.smoke import test_smoke_battery
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def origin_url():
-    child = Proc([sys.executable, "-m", "scripts.smoke.origin", "--port", "0"], "origin", cwd=ROOT).start()
-    try:
-        port = json.loads(child.wait_line(lambda l: l.startswith("{"), 20))["port"]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.stop()
+origin_url = test_smoke_battery.origin_url  # the smoke origin (a fixture)
 
 
 def test_events_read_directly_are_live_and_in_order(origin_url):
