@@ -119,6 +119,7 @@ def _session_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
     state_file = folder / "stack.json"
     idp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     local = LocalStack(folder, state_file=state_file, extra_args=(
+        "--stream-port", "0",  # ephemeral, as the other ports: two stacks on one machine must not meet on 4043
         "--cleanup-interval", "5", "--var", f"jwks={idp_jwks(idp_key)}",
         "--var", f"jwt_audience={IDP_AUDIENCE}", "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}"))
     started = time.monotonic()
