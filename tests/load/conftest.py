@@ -37,7 +37,7 @@ def stack():
         pytest.skip("emulator/stack.py (the local stack entry point) is not in this tree yet")
     if not (ROOT / "build" / "local").exists():
         pytest.skip("build/local is missing: run `make build-local` (make test-load does)")
-    with LocalStack(LOG_DIR, "local") as s:
+    with LocalStack(LOG_DIR, "local", extra_args=("--stream-port", "0")) as s:  # not the fixed 4043
         yield s
 
 
