@@ -44,6 +44,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "request_id_key": ("REQUEST_ID_KEY",),
     "request_id_key_ssm_prefix": ("REQUEST_ID_KEY_SSM_PREFIX",),
     "request_id_key_version": ("REQUEST_ID_KEY_VERSION",),
+    "edge_origin_secret_ssm_parameter": ("EDGE_ORIGIN_SECRET_SSM_PARAMETER",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
@@ -60,7 +61,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
                 "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "LOG_LEVEL"),
     "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
                        "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
-                       "LOG_LEVEL"),
+                       "EDGE_ORIGIN_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -244,3 +245,9 @@ def request_id_key_version() -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 999_999:
         raise ConfigError(f"REQUEST_ID_KEY_VERSION must be a whole number 1-999999, got {raw!r}")
     return int(raw)
+
+
+def edge_origin_secret_ssm_parameter() -> str:
+    """The SSM SecureString holding the secret CloudFront adds to origin requests (Terraform, with a
+    domain on the function URL edge); empty = no CloudFront in front (``edge_origin``)."""
+    return _get("EDGE_ORIGIN_SECRET_SSM_PARAMETER")
