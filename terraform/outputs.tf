@@ -121,3 +121,13 @@ output "function_url_invoke_statement" {
   description = "With public_edge = function_url: the lambda:InvokeFunction statement (conditioned on lambda:InvokedViaFunctionUrl) the deploy must add with botocore; else null."
   value       = try(module.function_url[0].invoke_function_statement, null)
 }
+
+output "cloudfront" {
+  description = "With public_edge = function_url and domain_name: the distribution in front of the function URL (id, its *.cloudfront.net name, alias -> target for DNS you manage yourself, the secret's SSM parameter name, never its value); else null."
+  value = try({
+    distribution_id       = module.cloudfront[0].distribution_id
+    domain_name           = module.cloudfront[0].domain_name
+    targets               = module.cloudfront[0].targets
+    secret_parameter_name = module.cloudfront[0].secret_parameter_name
+  }, null)
+}
