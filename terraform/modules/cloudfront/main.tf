@@ -62,8 +62,8 @@ resource "aws_cloudfront_function" "viewer_request" {
 }
 
 resource "aws_cloudfront_distribution" "this" {
-  #checkov:skip=CKV_AWS_68:WAF is the operator's choice (web_acl_id): a web ACL costs $5/month plus per rule and request, and tunnels carry arbitrary apps
-  #checkov:skip=CKV2_AWS_47:as CKV_AWS_68: attach a web ACL with the Log4j rule set through web_acl_id if you want one
+  #checkov:skip=CKV_AWS_68:WAF is the operator's choice (root cloudfront_web_acl_id): a web ACL costs $5/month plus per rule and request, and tunnels carry arbitrary apps
+  #checkov:skip=CKV2_AWS_47:WAF is the operator's choice (web_acl_id, with whatever rules suit the apps tunnelled): a web ACL costs $5/month plus per rule and request
   #checkov:skip=CKV_AWS_86:access logs need an S3 bucket with ACLs; forward_stream already logs one line per request (status, tunnel, duration)
   #checkov:skip=CKV_AWS_310:one origin only: the function URL; a failover group needs a second, and retrying a non-idempotent request elsewhere is wrong for a tunnel
   #checkov:skip=CKV_AWS_305:no default root object: every path belongs to a tunnel's own app
