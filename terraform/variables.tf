@@ -567,13 +567,8 @@ variable "cloudfront_certificate_arn" {
 
 variable "cloudfront_price_class" {
   type        = string
-  description = "Price class of the CloudFront distribution (function_url edge with a domain): PriceClass_All (every edge location), PriceClass_200 or PriceClass_100 (fewer locations, lower request and transfer prices)."
+  description = "Price class of the CloudFront distribution (function_url edge with a domain): PriceClass_All (every edge location), PriceClass_200 or PriceClass_100 (fewer locations, lower request and transfer prices). Checked by modules/cloudfront."
   default     = "PriceClass_All"
-
-  validation {
-    condition     = contains(["PriceClass_All", "PriceClass_200", "PriceClass_100"], var.cloudfront_price_class)
-    error_message = "cloudfront_price_class must be PriceClass_All, PriceClass_200 or PriceClass_100."
-  }
 }
 
 variable "cloudfront_web_acl_id" {
@@ -584,11 +579,6 @@ variable "cloudfront_web_acl_id" {
 
 variable "edge_origin_secret_version" {
   type        = number
-  description = "Version of the generated secret CloudFront adds to requests to the function URL (x-tunnel-origin-verify). Increase it to rotate: CloudFront and the SSM parameter change in one apply; direct calls without it are 403 edge_bypass."
+  description = "Version of the generated secret CloudFront adds to requests to the function URL (x-tunnel-origin-verify). Increase it to rotate: CloudFront and the SSM parameter change in one apply; direct calls without it are 403 edge_bypass. Checked by modules/cloudfront (a whole number >= 1)."
   default     = 1
-
-  validation {
-    condition     = var.edge_origin_secret_version >= 1 && floor(var.edge_origin_secret_version) == var.edge_origin_secret_version
-    error_message = "edge_origin_secret_version must be a whole number >= 1."
-  }
 }

@@ -138,3 +138,18 @@ run "refuses_a_read_timeout_past_120" {
 
   expect_failures = [var.origin_read_timeout]
 }
+
+run "refuses_an_unknown_price_class_and_a_zero_secret_version" {
+  command = plan
+
+  module {
+    source = "./modules/cloudfront"
+  }
+
+  variables {
+    price_class    = "PriceClass_1"
+    secret_version = 0
+  }
+
+  expect_failures = [var.price_class, var.secret_version]
+}

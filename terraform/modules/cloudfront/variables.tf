@@ -66,7 +66,7 @@ variable "secret_version" {
 
   validation {
     condition     = var.secret_version >= 1 && floor(var.secret_version) == var.secret_version
-    error_message = "secret_version must be a whole number >= 1."
+    error_message = "secret_version (edge_origin_secret_version at the root) must be a whole number >= 1."
   }
 }
 
@@ -83,7 +83,7 @@ variable "price_class" {
 
   validation {
     condition     = contains(["PriceClass_All", "PriceClass_200", "PriceClass_100"], var.price_class)
-    error_message = "price_class must be PriceClass_All, PriceClass_200 or PriceClass_100."
+    error_message = "price_class (cloudfront_price_class at the root) must be PriceClass_All, PriceClass_200 or PriceClass_100."
   }
 }
 
