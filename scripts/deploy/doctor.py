@@ -304,6 +304,9 @@ def check_function_url_permission(clients: Clients, values: dict[str, settings.S
                      f"aws lambda remove-permission --function-name {function} --statement-id <sid>; make deploy adds "
                      "the conditioned statement")
     if not any(function_url.is_conditioned(s) for s in statements):
+        if not function_url.has_url(clients("lambda"), function):
+            return Check(name, OK, f"{function} has no function URL yet (public_edge was http_api): make deploy "
+                         "adds the statement after the apply creates it")
         return Check(name, WARN, f"{function} lacks lambda:InvokeFunction conditioned on "
                      f"{function_url.CONDITION_KEY}: its function URL answers 403",
                      "make deploy (adds it after the apply; Terraform does not manage it)")

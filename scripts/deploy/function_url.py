@@ -47,6 +47,15 @@ def policy_statements(lam: Any, function_name: str, qualifier: str | None = None
     return statements if isinstance(statements, list) else [statements]
 
 
+def has_url(lam: Any, function_name: str, qualifier: str | None = None) -> bool:
+    """Whether the function has a function URL (GetFunctionUrlConfig)."""
+    try:
+        lam.get_function_url_config(FunctionName=function_name, **({"Qualifier": qualifier} if qualifier else {}))
+    except lam.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
 def _actions(statement: dict[str, Any]) -> set[str]:
     action = statement.get("Action", [])
     return {action} if isinstance(action, str) else set(action)

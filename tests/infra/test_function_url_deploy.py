@@ -136,10 +136,18 @@ def test_deploy_grants_only_on_the_function_url_edge():
 class PolicyOf:
     """lambda answers for the doctor: moto's clients, with forward_stream's policy as AWS shows it."""
 
-    def __init__(self, statements: list[dict[str, Any]] | None, deployed: bool = True) -> None:
+    def __init__(self, statements: list[dict[str, Any]] | None, deployed: bool = True, url: bool | None = None) -> None:
         self.lam, stub = lambda_client()
         if deployed:
             globals()["deployed"](stub, statements)
+        if url:
+            stub.add_response("get_function_url_config", {
+                "FunctionUrl": "https://abcdefurl.lambda-url.eu-west-1.on.aws/", "FunctionArn": ARN, "AuthType": "NONE",
+                "CreationTime": "2026-12-07T00:00:00Z", "LastModifiedTime": "2026-12-07T00:00:00Z",
+                "InvokeMode": "RESPONSE_STREAM"}, {"FunctionName": FUNCTION})
+        elif url is False:
+            stub.add_client_error("get_function_url_config", "ResourceNotFoundException", "no URL", 404,
+                                  expected_params={"FunctionName": FUNCTION})
         else:
             stub.add_client_error("get_function_configuration", "ResourceNotFoundException",
                                   f"Function not found: {ARN}", 404)
@@ -152,15 +160,16 @@ class PolicyOf:
 EDGE = ["-var=public_edge=function_url", "-var=forward_reserved_concurrency=50"]
 
 
-@pytest.mark.parametrize("statements, status, words", [
-    ([URL_ONLY, CONDITIONED], doctor.OK, "InvokeFunction only through the function URL"),
-    ([URL_ONLY], doctor.WARN, "its function URL answers 403"),
-    (None, doctor.WARN, "its function URL answers 403"),
-    ([URL_ONLY, OPEN], doctor.FAIL, "lets anyone invoke it directly (AllowInvokeViaFunctionUrl)"),
+@pytest.mark.parametrize("statements, url, status, words", [
+    ([URL_ONLY, CONDITIONED], None, doctor.OK, "InvokeFunction only through the function URL"),
+    ([URL_ONLY], True, doctor.WARN, "its function URL answers 403"),
+    (None, True, doctor.WARN, "its function URL answers 403"),
+    (None, False, doctor.OK, "has no function URL yet (public_edge was http_api)"),
+    ([URL_ONLY, OPEN], None, doctor.FAIL, "lets anyone invoke it directly (AllowInvokeViaFunctionUrl)"),
 ])
 @pytest.mark.usefixtures("aws")
-def test_doctor_checks_the_statement_on_a_deployed_stack(tmp_path, statements, status, words):
-    checks = run(tmp_path, EDGE, clients=PolicyOf(statements).clients)
+def test_doctor_checks_the_statement_on_a_deployed_stack(tmp_path, statements, url, status, words):
+    checks = run(tmp_path, EDGE, clients=PolicyOf(statements, url=url).clients)
     check = checks["function URL permission"]
     assert check.status == status and words in check.detail, check
 
