@@ -110,7 +110,7 @@ locals {
       PUBLIC_HTTP_URL         = var.public_stream_url_override
       MAX_STREAM_SECONDS      = tostring(var.max_stream_seconds)
       AWS_LAMBDA_EXEC_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap" # httptunnel.names.STREAM_WRAPPER
-    })
+    }, local.edge_origin_environment)
     cleanup = {
       CONNECTIONS_TABLE        = module.tables.connections_table_name
       PENDING_TABLE            = module.tables.pending_table_name
@@ -171,11 +171,12 @@ locals {
     ]
     forward = local.forward_statements
     # forward's, plus what relaying a streamed answer does (issue 23): delete the frames it read
-    # (BatchWriteItem) and the segment versions it read (a versioned DeleteObject is DeleteObjectVersion)
+    # (BatchWriteItem) and the segment versions it read (a versioned DeleteObject is DeleteObjectVersion),
+    # plus CloudFront's secret (edge_origin_statements: empty without a domain)
     forward_stream = concat(local.forward_statements, [
       { sid = "StreamFramesRead", actions = ["dynamodb:BatchWriteItem"], resources = [local.pending_arn] },
       { sid = "StreamSegmentsRead", actions = ["s3:DeleteObjectVersion"], resources = [local.response_objects] },
-    ])
+    ], local.edge_origin_statements)
     cleanup = concat(
       [
         { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
@@ -449,6 +450,7 @@ module "domain" {
   http_stage_id         = module.http_api.stage_id
   websocket_api_id      = module.websocket_api.api_id
   websocket_stage_id    = module.websocket_api.stage_id
+  http_names            = !local.cloudfront # with CloudFront in front, <domain> and *.<domain> are its
 }
 
 # ---------------------------------------------------------------- observability
@@ -459,6 +461,7 @@ locals {
     invalid_request           = 400
     basic_auth_required       = 401
     ip_denied                 = 403
+    edge_bypass               = 403
     webhook_signature_invalid = 403
     tunnel_not_found          = 404
     payload_too_large         = 413
@@ -521,4 +524,40 @@ check "path_routing_default" {
     condition     = !(var.path_routing == null && var.domain_name != "" && var.wildcard_domain)
     error_message = "path_routing is unset with a wildcard domain: tunnels get subdomain URLs only, /<id>/ path URLs answer 404 and the execute-api URL is switched off (the default changed: path mode shares one origin between all tunnels). Set path_routing = false to confirm, or true to keep path URLs on a single-tenant deployment."
   }
+}
+
+# ---------------------------------------------------------------- CloudFront (function_url + domain)
+# The tunnels' own hostnames on the function URL edge (modules/cloudfront; issue 23): <domain> and
+# *.<domain> go to CloudFront instead of API Gateway (modules/domain keeps the WebSocket name),
+# and forward_stream gets the SSM parameter of the secret origin header CloudFront adds
+# (httptunnel.edge_origin: without it, a direct call to the function URL is 403 edge_bypass).
+# Never in the local stack: it sets no domain, and moto has no CloudFront Functions or policies.
+locals {
+  cloudfront                   = local.custom_domain && var.public_edge == "function_url"
+  cloudfront_certificate_arn   = var.cloudfront_certificate_arn != "" ? var.cloudfront_certificate_arn : var.certificate_arn
+  edge_origin_secret_parameter = "/${var.name_prefix}/edge-origin-secret"
+  edge_origin_environment = {
+    EDGE_ORIGIN_SECRET_SSM_PARAMETER = local.cloudfront ? local.edge_origin_secret_parameter : ""
+  }
+  edge_origin_statements = local.cloudfront ? [{
+    sid       = "EdgeOriginSecret"
+    actions   = ["ssm:GetParameter"]
+    resources = ["arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(local.edge_origin_secret_parameter, "/")}"]
+  }] : []
+}
+
+module "cloudfront" {
+  source = "./modules/cloudfront"
+  count  = local.cloudfront ? 1 : 0
+
+  name                  = var.name_prefix
+  aliases               = concat([var.domain_name], var.wildcard_domain ? ["*.${var.domain_name}"] : [])
+  certificate_arn       = local.cloudfront_certificate_arn
+  origin_url            = module.function_url[0].function_url
+  origin_read_timeout   = 120
+  secret_parameter_name = local.edge_origin_secret_parameter
+  secret_version        = var.edge_origin_secret_version
+  hosted_zone_id        = var.hosted_zone_id
+  price_class           = var.cloudfront_price_class
+  web_acl_id            = var.cloudfront_web_acl_id
 }

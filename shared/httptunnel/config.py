@@ -45,6 +45,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "request_id_key_ssm_prefix": ("REQUEST_ID_KEY_SSM_PREFIX",),
     "request_id_key_version": ("REQUEST_ID_KEY_VERSION",),
     "secrets_kms_key_id": ("SECRETS_KMS_KEY_ID",),
+    "edge_origin_secret_ssm_parameter": ("EDGE_ORIGIN_SECRET_SSM_PARAMETER",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
@@ -62,7 +63,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
                 "LOG_LEVEL"),
     "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
                        "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
-                       "SECRETS_KMS_KEY_ID", "LOG_LEVEL"),
+                       "SECRETS_KMS_KEY_ID", "EDGE_ORIGIN_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
 }
@@ -253,3 +254,9 @@ def secrets_kms_key_id() -> str:
     (``httptunnel.sealed``): connect encrypts with it, forward names it when it decrypts.
     Terraform always sets it; empty = secrets are stored unsealed (the layer without Terraform)."""
     return _get("SECRETS_KMS_KEY_ID")
+
+
+def edge_origin_secret_ssm_parameter() -> str:
+    """The SSM SecureString holding the secret CloudFront adds to origin requests (Terraform, with a
+    domain on the function URL edge); empty = no CloudFront in front (``edge_origin``)."""
+    return _get("EDGE_ORIGIN_SECRET_SSM_PARAMETER")

@@ -9,6 +9,9 @@ function has just the time left to answer (``waiting.wait_seconds``), instead of
 pieces), so a body too big for a 6 MB result needs no 307. An agent that agreed ``stream`` is
 offered a streamed answer, which ``relay`` writes to the caller as its frames arrive; any other
 answer (an older agent's) is written whole (shared/README.md "The chunk channel").
+With CloudFront in front (a domain), ``edge_origin`` first makes the event the viewer's request
+(the tunnel's host, the viewer's address) when the secret origin header matches, and refuses a
+direct call to the function URL with 403 ``edge_bypass``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from . import config, events, exchange, gate, log, names, relay, routing, store, to_caller, waiting
+from . import config, edge_origin, events, exchange, gate, log, names, relay, routing, store, to_caller, waiting
 from .replies import TIMEOUT, ForwardResult, fail
 
 
@@ -47,20 +50,40 @@ def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: di
                                    done.conn.rewrite_json)
 
 
+def _outcome(event: Any, fields: dict[str, Any], context: StreamContext) -> to_caller.Answer | ForwardResult:
+    try:
+        parsed = events.parse_function_url_event(event)
+    except events.BadEvent as exc:
+        return fail(400, "invalid_request", f"invalid request: {exc}")
+    req = edge_origin.viewer_request(parsed)  # the viewer's host and address when CloudFront fronts the URL
+    if isinstance(req, ForwardResult):
+        return req
+    routed = gate.route(req)
+    tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
+    fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
+    return routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
+
+
+def _outcome(event: Any, fields: dict[str, Any],
+             context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
+    try:
+        parsed = events.parse_function_url_event(event)
+    except events.BadEvent as exc:
+        return fail(400, "invalid_request", f"invalid request: {exc}")
+    req = edge_origin.viewer_request(parsed)  # the viewer's host and address when CloudFront fronts the URL
+    if isinstance(req, ForwardResult):
+        return req
+    routed = gate.route(req)
+    tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
+    fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
+    return routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
+
+
 def forward_stream(event: Any, context: StreamContext) -> None:
     started = time.monotonic()
     calls_before = store.calls()
     fields: dict[str, Any] = {}
-    try:
-        req = events.parse_function_url_event(event)
-    except events.BadEvent as exc:
-        outcome: to_caller.Answer | ForwardResult | relay.Relayed = fail(400, "invalid_request",
-                                                                         f"invalid request: {exc}")
-    else:
-        routed = gate.route(req)
-        tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
-        fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-        outcome = routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
+    outcome = _outcome(event, fields, context)
     if isinstance(outcome, ForwardResult):
         to_caller.stream_result(context, outcome.result)
         status, error_code = outcome.status, outcome.error_code

@@ -39,6 +39,7 @@ ERROR_CODES: dict[str, int] = {
     "invalid_request": 400,
     "basic_auth_required": 401,  # the edge policy (httptunnel.policy)
     "ip_denied": 403,
+    "edge_bypass": 403,  # the function URL called around CloudFront (httptunnel.edge_origin)
     "webhook_signature_invalid": 403,
     "tunnel_not_found": 404,
     "payload_too_large": 413,

@@ -946,3 +946,107 @@ run "secrets_key" {
     error_message = "cleanup, stream_notifier and disconnect have no KMS statement (and the key policy names none of them)"
   }
 }
+
+# ---------------------------------------------------------------- CloudFront (function_url + domain)
+
+run "cloudfront_fronts_the_function_url_with_a_domain" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    hosted_zone_id               = "Z123"
+    path_routing                 = false
+  }
+
+  assert {
+    condition     = length(module.cloudfront) == 1 && length(module.function_url) == 1
+    error_message = "a domain on the function_url edge puts CloudFront in front of the function URL"
+  }
+
+  assert {
+    condition     = toset(keys(module.domain[0].targets)) == toset(["ws.t.example.com"])
+    error_message = "<domain> and *.<domain> are CloudFront's; API Gateway keeps only the WebSocket name"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward_stream"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == "/http-tunnel/edge-origin-secret" && nonsensitive(module.functions["forward_stream"].environment["TUNNEL_DOMAIN"]) == "t.example.com"
+    error_message = "forward_stream reads the secret's parameter and routes <id>.<domain>"
+  }
+
+  assert {
+    condition     = one([for st in local.policy_statements["forward_stream"] : st.resources if st.sid == "EdgeOriginSecret"]) == ["arn:aws:ssm:us-east-1:123456789012:parameter/http-tunnel/edge-origin-secret"] && alltrue([for fn, statements in local.policy_statements : fn == "forward_stream" || !anytrue([for st in statements : st.sid == "EdgeOriginSecret"])])
+    error_message = "only forward_stream may read the origin secret, and only that parameter"
+  }
+}
+
+run "no_cloudfront_without_a_domain" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+  }
+
+  assert {
+    condition     = length(module.cloudfront) == 0 && output.cloudfront == null && nonsensitive(module.functions["forward_stream"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == ""
+    error_message = "no domain (the local stack): no CloudFront, and forward_stream uses the function URL's own host and source IP"
+  }
+
+  assert {
+    condition     = !anytrue([for st in local.policy_statements["forward_stream"] : st.sid == "EdgeOriginSecret"])
+    error_message = "no secret to read without CloudFront"
+  }
+}
+
+run "no_cloudfront_on_the_http_api_edge" {
+  command = plan
+
+  variables {
+    domain_name     = "t.example.com"
+    certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    aws_region      = "eu-west-1"
+    path_routing    = false
+  }
+
+  assert {
+    condition     = length(module.cloudfront) == 0 && toset(keys(module.domain[0].targets)) == toset(["t.example.com", "*.t.example.com", "ws.t.example.com"])
+    error_message = "the http_api edge keeps its three API Gateway names and needs no us-east-1 certificate"
+  }
+}
+
+run "cloudfront_needs_a_us_east_1_certificate" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    aws_region                   = "eu-west-1"
+    path_routing                 = false
+  }
+
+  expect_failures = [var.cloudfront_certificate_arn]
+}
+
+run "cloudfront_takes_its_own_certificate_outside_us_east_1" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    cloudfront_certificate_arn   = "arn:aws:acm:us-east-1:123456789012:certificate/def"
+    aws_region                   = "eu-west-1"
+    path_routing                 = false
+  }
+
+  assert {
+    condition     = module.cloudfront[0].secret_parameter_name == "/http-tunnel/edge-origin-secret" && local.cloudfront_certificate_arn == "arn:aws:acm:us-east-1:123456789012:certificate/def"
+    error_message = "the regional certificate stays API Gateway's (WebSocket), the us-east-1 one is CloudFront's"
+  }
+}

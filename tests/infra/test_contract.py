@@ -548,3 +548,65 @@ def test_ssm_parameters_under_the_key_are_readable_only_by_their_functions(secre
         assert not any(_may_use_key(secrets_key, fn, "kms:Decrypt", elsewhere) for fn in roles), "only through SSM"
     assert readers == {"jwt": {"connect"}, "id0": {"forward", "forward_stream", "response"},
                        "id1": {"forward", "forward_stream", "response"}}
+
+
+def test_behind_cloudfront_forward_stream_reads_only_the_secret_terraform_grants(stack, deployed, monkeypatch):
+    """CloudFront is not in the local stack: moto has no CloudFront Functions or policies, and the root
+    creates modules/cloudfront only with a domain (terraform/tests/wiring.tftest.hcl checks that wiring).
+    Its contract with the code is checked here instead: given the environment Terraform gives
+    forward_stream behind CloudFront (EDGE_ORIGIN_SECRET_SSM_PARAMETER = main.tf's
+    edge_origin_secret_parameter), the only action forward_stream adds to those of its role in the
+    local stack is the one main.tf's EdgeOriginSecret statement grants, on that parameter."""
+    from httptunnel import aws as layer_aws
+    from httptunnel import edge_origin, tunnels
+
+    endpoint, outputs = stack
+    main = (ROOT / "terraform" / "main.tf").read_text()
+    parameter = re.search(r'edge_origin_secret_parameter\s*=\s*"([^"]+)"', main).group(1).replace(
+        "${var.name_prefix}", "contract")
+    grant = re.search(r'sid\s*=\s*"EdgeOriginSecret"\s*actions\s*=\s*(\[[^\]]*\])\s*resources\s*=\s*\[([^\]]*)\]',
+                      main, re.S)
+    assert grant and 'parameter/${trimprefix(local.edge_origin_secret_parameter, "/")}' in grant.group(2)
+    secret = "v" * 64
+    _client("ssm", endpoint).put_parameter(Name=parameter, Value=secret, Type="SecureString")
+    env, actions = deployed["forward_stream"]
+    assert env["EDGE_ORIGIN_SECRET_SSM_PARAMETER"] == "", "no CloudFront (no domain) in the local stack"
+    for key, value in {**env, "EDGE_ORIGIN_SECRET_SSM_PARAMETER": parameter, "AWS_ENDPOINT_URL": endpoint,
+                       "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REGION": "us-east-1", "TUNNEL_DOMAIN": "t.example.com"}.items():
+        monkeypatch.setenv(key, value)
+    used: list[tuple[str, dict]] = []
+    original_client = layer_aws.client
+
+    def recording_client(*args, **kwargs):
+        made = original_client(*args, **kwargs)
+        made.meta.events.register("before-parameter-build", lambda params, model, **_: used.append(
+            (iam_action(model.service_model.service_name, model.name, params), dict(params))))
+        return made
+
+    class Heads(StreamContext):
+        status = None
+
+        def open_stream(self, status_code=200, headers=None, cookies=None):
+            self.status = status_code
+            return super().open_stream(status_code, headers, cookies)
+
+    event = _event("http_get")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/hello"
+    event["headers"].update({edge_origin.SECRET_HEADER: secret, edge_origin.HOST_HEADER: "nosuchtunnel.t.example.com",
+                             edge_origin.VIEWER_HEADER: "203.0.113.5"})
+    monkeypatch.setattr(layer_aws, "client", recording_client)
+    layer_aws.reset()
+    edge_origin.reset()
+    tunnels.CONNECTIONS.clear()
+    try:
+        context = Heads()
+        _load_handler("forward_stream")(event, context)
+    finally:
+        layer_aws.reset()
+        edge_origin.reset()
+    assert context.status == 404, "the secret matched: routed by the tunnel's host (no such tunnel), not edge_bypass"
+    added = {action for action, _ in used} - actions
+    assert added == set(json.loads(grant.group(1))) == {"ssm:GetParameter"}, added
+    assert [params["Name"] for action, params in used if action == "ssm:GetParameter"] == [parameter]
