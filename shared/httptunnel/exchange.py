@@ -45,7 +45,19 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
     refusal, the 502/504 of an agent that is gone or silent, or the answer. ``fields`` gathers
     what the caller's log line says about the request. A tunnel that reconnected with another
     edge policy meanwhile (``tunnels.Unsent``) gets the request checked against that policy, once,
-    by the same deadline (``recheck``)."""
+    by the same deadline (``recheck``). The tunnel's fairness ceilings come first (``gate.admit``)."""
+    refused = gate.admit(route.tunnel_id) if recheck else None
+    if refused is not None:
+        return refused
+    try:
+        return _exchange(req, route, target, fields, wait_s, recheck)
+    finally:
+        if recheck:
+            gate.release(route.tunnel_id)
+
+
+def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+              wait_s: float, recheck: bool) -> Exchanged | ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
