@@ -2,7 +2,7 @@
 
     python -m scripts.bench.flood [--configs before,after] [--attacks unknown,own,connect,default]
                                   [--seconds 6] [--steady-rps 4] [--attack-rps 60] [--attack-max 1500]
-                                  [--var NAME=VALUE ...] [--json FILE]
+                                  [--edge http_api|function_url] [--var NAME=VALUE ...] [--json FILE]
 
 For each configuration a local stack starts (loopback, ephemeral ports), with an origin and two
 `ttf` agents: tunnel A (the one attacked, or the attacker's own) and tunnel B (the second tunnel).
@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import random
 import statistics
 import string
@@ -59,6 +60,7 @@ HOLDER_SOURCE = "127.0.0.4"
 OUTSTANDING_MAX = 64
 ANSWER_GRACE_S = 30.0
 ATTACKS = ("unknown", "own", "connect", "default")
+FUNCTION_URL_RESERVED = 8  # forward_stream's reserved concurrency with --edge function_url (the stack runs 4 environments)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0"),
     "after": (),
@@ -78,7 +80,7 @@ class Sample:
         ordered = sorted(self.latencies_ms)
         return {"requests": total, "error_rate": round(sum(self.errors.values()) / total, 4) if total else None,
                 "p50_ms": round(statistics.median(ordered), 1) if ordered else None,
-                "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1) if ordered else None,
+                "p95_ms": round(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)], 1) if ordered else None,
                 "errors": dict(self.errors)}
 
 
@@ -88,10 +90,13 @@ def session(source: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=ANSWER_GRACE_S))
 
 
-def target(public_url: str, path: str) -> tuple[str, str]:
-    """(URL to 127.0.0.1, Host header) for a tunnel's subdomain URL ``http://<id>.localhost:<port>/``."""
-    parts = urlsplit(public_url)
-    return f"http://127.0.0.1:{parts.port}{path}", parts.netloc
+def target(public_url: str, path: str, edge_url: str) -> tuple[str, str]:
+    """(URL to the edge on 127.0.0.1, Host header) for a tunnel's subdomain URL
+    ``http://<id>.localhost:<port>/``: the HTTP API's port, or the function URL's (``stream_url``
+    takes any Host, as the tunnel's own name will through CloudFront)."""
+    tunnel_id = urlsplit(public_url).hostname.split(".", 1)[0]  # type: ignore[union-attr]
+    port = urlsplit(edge_url).port
+    return f"http://127.0.0.1:{port}{path}", f"{tunnel_id}.localhost:{port}"
 
 
 async def paced(rate: float, seconds: float, limit: int, one: Any) -> None:
@@ -180,7 +185,8 @@ async def holder_flood(ws_url: str, token: str | None, rate: float, seconds: flo
 async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, args: argparse.Namespace) -> dict[str, Any]:
     token = agent_token(state)
     steady, attack, agent_connects = Sample(), Sample(), Sample()
-    b_url, b_host = target(tunnel_b, "/kb")
+    edge_url = state["stream_url"] if args.edge == "function_url" else state["http_url"]
+    b_url, b_host = target(tunnel_b, "/kb", edge_url)
     seconds = args.seconds
     async with session(STEADY_SOURCE) as calm, session(ATTACK_SOURCE) as noisy:
         jobs = [paced(args.steady_rps, seconds, 10_000, lambda: get(calm, b_url, b_host, steady))]
@@ -189,14 +195,14 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
             jobs.append(paced(args.attack_rps, seconds, args.attack_max,
                               lambda: connect_once(noisy, state["ws_url"], None, attack)))
         elif name == "unknown":
-            port = urlsplit(state["http_url"]).port
+            port = urlsplit(edge_url).port
 
             def unknown() -> Any:
                 tunnel_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=12))
                 return get(noisy, f"http://127.0.0.1:{port}/kb", f"{tunnel_id}.localhost:{port}", attack, expect=None)
             jobs.append(paced(args.attack_rps, seconds, args.attack_max, unknown))
         elif name == "own":
-            a_url, a_host = target(tunnel_a, "/kb")
+            a_url, a_host = target(tunnel_a, "/kb", edge_url)
             jobs.append(paced(args.attack_rps, seconds, args.attack_max, lambda: get(noisy, a_url, a_host, attack, None)))
         elif name == "default":
             jobs.append(holder_flood(state["ws_url"], token, args.attack_rps, seconds, args.attack_max, attack))
@@ -210,7 +216,8 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
 
 
 def run_config(config: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    variables = [*CONFIGS[config], *args.var]
+    edge = [f"forward_reserved_concurrency={FUNCTION_URL_RESERVED}"] if args.edge == "function_url" else []
+    variables = [*CONFIGS[config], *edge, *args.var]
     extra = [item for var in variables for item in ("--var", var)]
     results: dict[str, Any] = {"variables": variables}
     with LocalStack(log_dir / config, "local", extra_args=extra) as stack:
@@ -258,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-rps", type=float, default=4.0)
     parser.add_argument("--attack-rps", type=float, default=60.0)
     parser.add_argument("--attack-max", type=int, default=1500)
+    parser.add_argument("--edge", choices=("http_api", "function_url"), default="http_api",
+                        help="where the HTTP traffic goes: the HTTP API (stage throttles) or the function URL "
+                             "(forward_stream, bounded by forward_reserved_concurrency, set to "
+                             f"{FUNCTION_URL_RESERVED} here unless --var sets it)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)

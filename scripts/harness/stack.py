@@ -81,6 +81,7 @@ class LocalStack:
         http_port, ws_port, admin_port = ports
         self.argv = [sys.executable, "-m", "emulator.stack", "--http-port", str(http_port),
                      "--ws-port", str(ws_port), "--admin-port", str(admin_port),
+                     "--stream-port", "0" if http_port == 0 else "4043",  # ephemeral with the others
                      "--state-file", str(self.state_file), "--profile", profile, *extra_args]
         self.proc = Proc(self.argv, f"stack-{profile}", self.log_path, cwd=root, echo=echo, env=tree_env(root))
         self.state: dict[str, Any] = {}

@@ -37,6 +37,14 @@ STACK_START_TIMEOUT_S = 240
 IDP_KID = "e2e-idp"
 IDP_AUDIENCE = "e2e-tunnel-agents"
 MAX_LIFETIME_S = 86_400
+# The emulator throttles as API Gateway does (emulator/README.md, Throttling). The suite sends more
+# than the defaults allow (200 concurrent requests to one tunnel, dozens of agents connecting within
+# seconds), so its stack raises them; tests/security/test_flood.py runs a stack on the defaults.
+SUITE_THROTTLES = ("http_throttling_rate_limit=1000", "http_throttling_burst_limit=1000",
+                   "websocket_throttling_rate_limit=2000", "websocket_throttling_burst_limit=2000",
+                   "websocket_connect_throttling_rate_limit=200", "websocket_connect_throttling_burst_limit=400",
+                   "tunnel_rate_limit=1000", "tunnel_burst_limit=1000", "tunnel_max_in_flight=400",
+                   "agent_message_rate_limit=1000", "agent_message_burst_limit=2000")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -120,7 +128,8 @@ def _session_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
     idp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     local = LocalStack(folder, state_file=state_file, extra_args=(
         "--cleanup-interval", "5", "--var", f"jwks={idp_jwks(idp_key)}",
-        "--var", f"jwt_audience={IDP_AUDIENCE}", "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}"))
+        "--var", f"jwt_audience={IDP_AUDIENCE}", "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}",
+        *(arg for var in SUITE_THROTTLES for arg in ("--var", var))))
     started = time.monotonic()
     try:
         local.start(STACK_START_TIMEOUT_S)
