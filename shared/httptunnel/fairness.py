@@ -41,6 +41,13 @@ TUNNELS_MAX = 4096  # tunnels one instance remembers (least recently used evicte
 CONNECTIONS_MAX = 4096
 
 
+def refilled(tokens: float, at: float, now: float, burst: float, per_s: float) -> float:
+    """A token bucket's tokens at ``now``: what it held at ``at`` plus ``per_s`` a second, capped at
+    ``burst`` (every budget of the layer refills this way: per tunnel, per socket, and gate's
+    denied-notice and basic-auth budgets)."""
+    return min(float(burst), tokens + (now - at) * per_s)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-tunnel limits; 0 in a field = no limit of that kind."""
@@ -121,7 +128,7 @@ class TunnelLimiter:
             if limits.rate > 0:
                 size = limits.bucket()
                 before = self.buckets.get(tunnel_id)
-                tokens = size if before is None else min(size, before.tokens + (now - before.at) * limits.rate)
+                tokens = size if before is None else refilled(before.tokens, before.at, now, size, limits.rate)
                 if tokens < 1.0:
                     self.buckets.put(tunnel_id, _Bucket(tokens, now))
                     return Refusal(max(1, math.ceil((1.0 - tokens) / limits.rate)), "rate")
@@ -156,7 +163,7 @@ class MessageBudget:
         now = self.clock()
 
         def take(before: _Bucket | None) -> _Bucket:
-            tokens = size if before is None else min(size, before.tokens + (now - before.at) * rate)
+            tokens = size if before is None else refilled(before.tokens, before.at, now, size, rate)
             return _Bucket(max(-1.0, tokens - 1.0), now)  # an overdrawn socket owes at most one token
 
         return self.buckets.update(connection_id, take).tokens >= 0.0

@@ -101,10 +101,7 @@ DENIED_BURST = 5  # request_denied notices one instance may send a connection at
 DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
 
 
-def refilled(tokens: float, at: float, now: float, burst: float, per_s: float) -> float:
-    """A token bucket's tokens at ``now``: what it held at ``at`` plus ``per_s`` a second, capped
-    at ``burst`` (the denied-notice and the basic-auth budgets both refill this way)."""
-    return min(float(burst), tokens + (now - at) * per_s)
+refilled = fairness.refilled  # one token-bucket refill for every budget of the layer
 
 
 @dataclass(frozen=True)
