@@ -60,7 +60,7 @@ HOLDER_SOURCE = "127.0.0.4"
 OUTSTANDING_MAX = 64
 ANSWER_GRACE_S = 30.0
 ATTACKS = ("unknown", "own", "connect", "default")
-FUNCTION_URL_RESERVED = 32  # forward_stream's reserved concurrency with --edge function_url (the stack runs 4 environments: more wait)
+FUNCTION_URL_RESERVED = 32  # forward_stream reserved concurrency with --edge function_url (4 environments run; more wait)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0"),
     "after": (),
