@@ -46,7 +46,7 @@ from emulator.apigateway.function_url import AWS_STREAM_BANDWIDTH, FunctionUrl
 from emulator.lambda_runtime.stream_worker import StreamingFunction
 from emulator.mock_aws.background import StreamPoller, TtlReaper, run_schedule
 from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, load_build
-from emulator.mock_aws.discover import WiringError, read_wiring
+from emulator.mock_aws.discover import WiringError, read_wiring, reserved_concurrency
 from emulator.apigateway.gateway import Gateway
 from emulator.apigateway.http_api import HttpSettings, serve
 from emulator.mock_aws.moto_process import MotoProcess
@@ -270,7 +270,9 @@ class Stack:
             self.streaming = StreamingFunction(streamed[0], runtime, environments=self.options.stream_environments)
             await self.streaming.start()
             bandwidth = AWS_STREAM_BANDWIDTH if self.profile.name == "aws" else None
-            self.function_url = FunctionUrl(self.streaming.api, timeout_s=streamed[0].timeout_s, bandwidth=bandwidth)
+            reserved = await asyncio.to_thread(reserved_concurrency, endpoint, REGION, streamed[0].name)
+            self.function_url = FunctionUrl(self.streaming.api, timeout_s=streamed[0].timeout_s, bandwidth=bandwidth,
+                                            reserved=reserved)
         self.start_background(wiring, endpoint)
         self.stats.reset()
         if self.moto is not None:

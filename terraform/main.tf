@@ -53,7 +53,7 @@ locals {
   ]
   subdomain_url_template = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
 
-  forward_environment = {
+  forward_environment = merge(local.fairness_forward_environment, {
     CONNECTIONS_TABLE      = module.tables.connections_table_name
     PENDING_TABLE          = module.tables.pending_table_name
     WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
@@ -66,7 +66,7 @@ locals {
     # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
     REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
     REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
-  }
+  })
 
   # Environment per function: exactly the variables its code reads (shared/README.md).
   # Optional settings are always present (empty = off) so the set never depends on inputs.
@@ -89,7 +89,7 @@ locals {
       CONNECTIONS_TABLE = module.tables.connections_table_name
       LOG_LEVEL         = var.log_level
     }
-    response = {
+    response = merge(local.fairness_response_environment, {
       CONNECTIONS_TABLE      = module.tables.connections_table_name
       PENDING_TABLE          = module.tables.pending_table_name
       WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
@@ -101,7 +101,7 @@ locals {
       # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
       REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
       REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
-    }
+    })
     forward = local.forward_environment
     # The function URL edge: forward's settings, the stream's cap, and the layer's Runtime API
     # loop as its runtime (Python has no native streaming handler: shared/README.md "The live web").
@@ -467,6 +467,7 @@ locals {
     payload_too_large         = 413
     tunnel_busy               = 429
     basic_auth_throttled      = 429
+    tunnel_rate_limited       = 429
     websocket_unsupported     = 501
     agent_gone                = 502
     internal_error            = 502

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from emulator.apigateway.http_api import HttpApi, HttpSettings, serve
+from emulator.apigateway.throttle import Throttler
 from emulator.lambda_runtime.runtime import LambdaService, RuntimeConfig
 from emulator.stats import Faults, Stats
 from emulator.apigateway.wiring import Wiring
@@ -49,6 +50,8 @@ class Gateway:
         self.lambdas = LambdaService(runtime, invoke_delay_s=invoke_delay_s)
         self.http = HttpApi(None, self.lambdas, self.stats, http_settings or HttpSettings())
         self.ws = WebSocketApi(None, self.lambdas, self.stats, self.faults, ws_settings or WsSettings())
+        self.throttler = Throttler()  # one account: both APIs share its buckets (throttle.py)
+        self.http.throttler = self.ws.throttler = self.throttler
         self.runners: list[web.AppRunner] = []
         self.ports: GatewayPorts | None = None
         self.wiring: Wiring | None = None
@@ -70,6 +73,9 @@ class Gateway:
             self.lambdas.add(spec)
         self.http.api = wiring.http
         self.ws.api = wiring.ws
+        for api in (wiring.http, wiring.ws):
+            if api is not None:
+                self.throttler.configure(api.api_id, api.throttles)
         self.ws.settings = dataclasses.replace(self.ws.settings, account_id=wiring.account_id)
         self.http.settings = dataclasses.replace(self.http.settings, account_id=wiring.account_id)
 

@@ -46,7 +46,20 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
     what the caller's log line says about the request. A tunnel that reconnected with another
     edge policy meanwhile (``tunnels.Unsent``) gets the request checked against that policy, once,
     by the same deadline (``recheck``). ``stream`` (the streaming edge): offer a streamed answer to
-    an agent that agreed ``stream``; its answer is then the head (status ``streaming``)."""
+    an agent that agreed ``stream``; its answer is then the head (status ``streaming``). The
+    tunnel's fairness ceilings come first (``gate.admit``)."""
+    refused = gate.admit(route.tunnel_id) if recheck else None
+    if refused is not None:
+        return refused
+    try:
+        return _exchange(req, route, target, fields, wait_s, recheck, stream)
+    finally:
+        if recheck:
+            gate.release(route.tunnel_id)
+
+
+def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+              wait_s: float, recheck: bool, stream: bool) -> Exchanged | ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)

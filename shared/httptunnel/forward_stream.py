@@ -50,20 +50,6 @@ def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: di
                                    done.conn.rewrite_json)
 
 
-def _outcome(event: Any, fields: dict[str, Any], context: StreamContext) -> to_caller.Answer | ForwardResult:
-    try:
-        parsed = events.parse_function_url_event(event)
-    except events.BadEvent as exc:
-        return fail(400, "invalid_request", f"invalid request: {exc}")
-    req = edge_origin.viewer_request(parsed)  # the viewer's host and address when CloudFront fronts the URL
-    if isinstance(req, ForwardResult):
-        return req
-    routed = gate.route(req)
-    tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
-    fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-    return routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
-
-
 def _outcome(event: Any, fields: dict[str, Any],
              context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
     try:

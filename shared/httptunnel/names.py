@@ -45,6 +45,7 @@ ERROR_CODES: dict[str, int] = {
     "payload_too_large": 413,
     "tunnel_busy": 429,
     "basic_auth_throttled": 429,
+    "tunnel_rate_limited": 429,  # the tunnel's rate or in-flight ceiling (httptunnel.fairness)
     "websocket_unsupported": 501,  # a WebSocket upgrade: not passed through (yet)
     "agent_gone": 502,
     "internal_error": 502,

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import config, events, id_keys, limits, log, management, names, protocol, request_ids, store, stream_frames
+from . import (config, events, fairness, id_keys, limits, log, management, names, protocol, request_ids, store,
+               stream_frames)
 from .protocol import ProtocolError
 from .ttlmap import TTLMap
 
@@ -165,6 +166,8 @@ def _inline_too_big(ws: events.WsEvent, msg: protocol.HttpResponse) -> bool:
 
 def handle(event: Any) -> dict[str, Any]:
     ws = events.parse_ws_event(event)
+    if fairness.socket_flooding(ws.connection_id, ws.domain_name, ws.stage):  # issue 29: over its budget, closed
+        return events.ws_response(200)
     try:
         msg = protocol.decode(ws.body)
     except ProtocolError as exc:

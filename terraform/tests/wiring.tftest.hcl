@@ -212,8 +212,16 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "SECRETS_KMS_KEY_ID", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "SECRETS_KMS_KEY_ID", "TUNNEL_BURST_LIMIT", "TUNNEL_DOMAIN", "TUNNEL_MAX_IN_FLIGHT", "TUNNEL_RATE_LIMIT", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "forward environment"
+  }
+
+  assert {
+    condition = (nonsensitive(module.functions["forward"].environment["TUNNEL_RATE_LIMIT"]) == "10"
+      && nonsensitive(module.functions["forward_stream"].environment["TUNNEL_BURST_LIMIT"]) == "40"
+      && nonsensitive(module.functions["response"].environment["AGENT_MESSAGE_RATE_LIMIT"]) == "30"
+    && length(module.waf) == 0 && output.web_acl_arn == "")
+    error_message = "issue 29: per-tunnel ceilings reach forward and forward_stream, the socket budget reaches response, WAF is off by default"
   }
 
   assert {

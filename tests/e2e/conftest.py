@@ -38,6 +38,14 @@ IDP_KID = "e2e-idp"
 IDP_AUDIENCE = "e2e-tunnel-agents"
 MAX_LIFETIME_S = 86_400
 MAX_STREAM_S = 45
+# The emulator throttles as API Gateway does (emulator/README.md, Throttling). The suite sends more
+# than the defaults allow (200 concurrent requests to one tunnel, dozens of agents connecting within
+# seconds), so its stack raises them; tests/security/test_flood.py runs a stack on the defaults.
+SUITE_THROTTLES = ("http_throttling_rate_limit=1000", "http_throttling_burst_limit=1000",
+                   "websocket_throttling_rate_limit=2000", "websocket_throttling_burst_limit=2000",
+                   "websocket_connect_throttling_rate_limit=200", "websocket_connect_throttling_burst_limit=400",
+                   "tunnel_rate_limit=1000", "tunnel_burst_limit=1000", "tunnel_max_in_flight=400",
+                   "agent_message_rate_limit=1000", "agent_message_burst_limit=2000")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -123,7 +131,8 @@ def _session_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
         "--cleanup-interval", "5", "--stream-port", "0", "--var", f"jwks={idp_jwks(idp_key)}",
         "--var", f"jwt_audience={IDP_AUDIENCE}", "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}",
         # streams end at 45 s (tests/e2e/test_streaming.py measures it; its load tests run a stack of their own)
-        "--var", f"max_stream_seconds={MAX_STREAM_S}"))
+        "--var", f"max_stream_seconds={MAX_STREAM_S}",
+        *(arg for var in SUITE_THROTTLES for arg in ("--var", var))))
     started = time.monotonic()
     try:
         local.start(STACK_START_TIMEOUT_S)
