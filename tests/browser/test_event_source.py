@@ -8,9 +8,7 @@ the local stack's function URL edge (`stream_url`), in path form and in subdomai
 
 What is asserted is arrival over time, not only the final DOM: events reach the page while the
 origin is still writing the rest of the stream (a buffered edge delivers all 20 after the last
-one was written), in order, and the median delay stays under a second. These assertions are
-written to STREAM_CONTRACT.md and are an expected failure (strict) until both forward_stream and
-ttf speak the `stream` capability; once they do, the mark lifts itself. The buffered edge
+one was written), in order, and the median delay stays under a second. The buffered edge
 (http_url) is loaded too: there the page must still get all 20 events, late (that is today's
 behaviour, and the test's proof that it can tell the two apart).
 """
@@ -34,12 +32,8 @@ stack = e2e.stack  # the local stack fixture of tests/e2e (session scope)
 browser = test_static_site.browser  # Chromium, resolving *.localhost to loopback
 bench_origin = test_stream_client.bench_origin  # the benchmark origin: /sse, /sse-page
 bench_tunnel = test_stream_client.bench_tunnel
-STREAMING = test_stream_client.STREAMING
 
 EVENTS, GAP_MS = 20, 200
-NOT_YET = pytest.mark.xfail(not STREAMING, strict=True,
-                            reason="streamed answers are not on this tree yet (CAP_STREAM is not spoken by both "
-                                   "forward_stream and ttf): the events arrive together at the stream's end")
 
 
 def urls(stack: e2e.StackInfo, tunnel: Tunnel) -> dict[str, str]:
@@ -92,7 +86,6 @@ async def test_a_buffered_edge_delivers_every_event_late(browser, stack, bench_t
     assert got["median_ms"] >= EVENTS * GAP_MS / 2 * 0.8, got
 
 
-@NOT_YET
 @pytest.mark.parametrize("form", ["stream_url path", "stream_url subdomain"])
 async def test_event_source_gets_events_live_through_the_stream_url(browser, stack, bench_tunnel, form):
     got = timing(await watch(browser, urls(stack, bench_tunnel)[form], f"sse-{form.replace(' ', '-')}"))

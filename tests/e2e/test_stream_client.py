@@ -4,10 +4,8 @@ then `data: [DONE]`) that a fake server behind `ttf` writes 200 ms apart
 (scripts/bench/sse.py chat_handler, served by the benchmark origin).
 
 Through both edges the SDK must get every token, in order. Through the function URL edge
-(`stream_url`) the chunks must also arrive live: each one long before the stream ends. That part
-is written to STREAM_CONTRACT.md and is an expected failure (strict) until the streaming
-capability is on both sides (protocol.SERVER_CAPABILITIES and ttf's AGENT_CAPABILITIES): once it
-is, the mark lifts itself and the test must pass.
+(`stream_url`) the chunks must also arrive live: each one long before the stream ends (forward_stream
+and ttf both speak the `stream` capability: STREAM_CONTRACT.md).
 """
 
 from __future__ import annotations
@@ -20,18 +18,12 @@ from typing import Iterator
 
 import pytest
 
-from httptunnel import protocol
 from scripts.bench import sse
 from scripts.harness.proc import Proc
 from tests.e2e.conftest import StackInfo, Tunnel, start_agent
-from ttf import handshake
 
 ROOT = Path(__file__).resolve().parents[2]
 GAP_MS = 200
-STREAMING = protocol.CAP_STREAM in protocol.SERVER_CAPABILITIES and protocol.CAP_STREAM in handshake.AGENT_CAPABILITIES
-NOT_YET = pytest.mark.xfail(not STREAMING, strict=True,
-                            reason="streamed answers are not on this tree yet (CAP_STREAM is not spoken by both "
-                                   "forward_stream and ttf): the answer arrives whole at its end")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +80,6 @@ def test_the_sdk_reads_every_token_in_order(stack: StackInfo, bench_tunnel: Tunn
     assert written == sorted(written) and len(written) == len(sse.CHAT_TOKENS) + 1
 
 
-@NOT_YET
 def test_the_sdk_gets_chunks_live_through_the_stream_url(stack: StackInfo, bench_tunnel: Tunnel) -> None:
     tokens, written, arrived = chat(stream_base(stack, bench_tunnel))
     assert "".join(tokens) == "".join(sse.CHAT_TOKENS)
