@@ -529,8 +529,12 @@ run "function_url_fronts_forward_stream" {
   }
 
   assert {
-    condition     = module.functions["forward_stream"].policy == module.functions["forward"].policy
-    error_message = "forward_stream's role is forward's, no more"
+    condition = (
+      [for st in local.policy_statements["forward_stream"] : st if !contains(["StreamFramesRead", "StreamSegmentsRead"], st.sid)] == local.policy_statements["forward"]
+      && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamFramesRead"]) == ["dynamodb:BatchWriteItem"]
+      && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamSegmentsRead"]) == ["s3:DeleteObjectVersion"]
+    )
+    error_message = "forward_stream's role is forward's plus deleting the frames and segment versions it read, no more"
   }
 
   assert {

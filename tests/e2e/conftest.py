@@ -37,7 +37,7 @@ STACK_START_TIMEOUT_S = 240
 IDP_KID = "e2e-idp"
 IDP_AUDIENCE = "e2e-tunnel-agents"
 MAX_LIFETIME_S = 86_400
-MAX_STREAM_S = 45
+MAX_STREAM_S = 120  # long enough for a 20 MB download on a loaded machine, short enough to test the cap
 # The emulator throttles as API Gateway does (emulator/README.md, Throttling). The suite sends more
 # than the defaults allow (200 concurrent requests to one tunnel, dozens of agents connecting within
 # seconds), so its stack raises them; tests/security/test_flood.py runs a stack on the defaults.
@@ -130,7 +130,7 @@ def _session_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
     local = LocalStack(folder, state_file=state_file, extra_args=(
         "--cleanup-interval", "5", "--stream-port", "0", "--var", f"jwks={idp_jwks(idp_key)}",
         "--var", f"jwt_audience={IDP_AUDIENCE}", "--var", f"jwt_max_lifetime={MAX_LIFETIME_S}",
-        # streams end at 45 s (tests/e2e/test_streaming.py measures it; its load tests run a stack of their own)
+        # streams end at MAX_STREAM_S (tests/e2e/test_streaming.py measures it; its load tests run a stack of their own)
         "--var", f"max_stream_seconds={MAX_STREAM_S}",
         *(arg for var in SUITE_THROTTLES for arg in ("--var", var))))
     started = time.monotonic()
