@@ -522,7 +522,7 @@ variable "lambda_concurrency_limit" {
 
 variable "public_edge" {
   type        = string
-  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url fronts forward_stream, which answers whole answers through the stream (slow answers up to max_stream_seconds, answers past 6 MB without a redirect); chunked answers are still to come (issue 23). Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
+  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url fronts forward_stream, which relays the answers of agents that announce stream as they are produced (SSE, chunked bodies, downloads up to 200 MB without a redirect, slow answers up to max_stream_seconds) and older agents' whole answers through the stream; CloudFront fronts it when domain_name is set. Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
   default     = "http_api"
 
   validation {
