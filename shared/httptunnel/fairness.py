@@ -48,6 +48,11 @@ def refilled(tokens: float, at: float, now: float, burst: float, per_s: float) -
     return min(float(burst), tokens + (now - at) * per_s)
 
 
+def bucket_size(rate: float, burst: float) -> float:
+    """A bucket's size: ``burst``, or without one the rate (at least 1 token)."""
+    return burst if burst > 0 else max(1.0, rate)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-tunnel limits; 0 in a field = no limit of that kind."""
@@ -56,7 +61,7 @@ class Limits:
     in_flight: int = 0
 
     def bucket(self) -> float:
-        return self.burst if self.burst > 0 else max(1.0, self.rate)
+        return bucket_size(self.rate, self.burst)
 
 
 OFF = Limits()
@@ -159,7 +164,7 @@ class MessageBudget:
         """Take one message's token; False: the socket is over its budget (rate <= 0: no budget)."""
         if rate <= 0:
             return True
-        size = burst if burst > 0 else max(1.0, rate)
+        size = bucket_size(rate, burst)
         now = self.clock()
 
         def take(before: _Bucket | None) -> _Bucket:

@@ -61,6 +61,11 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
+def known_error(code: str) -> str:
+    """An agent's error code as stored: one the protocol knows, else ``internal_error``."""
+    return code if code in ERROR_STATUS else "internal_error"
+
+
 class ProtocolError(ValueError):
     """A frame that is not valid JSON, has an unknown type, or misses/mistypes a field."""
 

@@ -114,6 +114,13 @@ class Reader:
         self.acked, self.unacked_since = self.read_seq, self._clock()
         self._delete_read()
 
+    def finish(self, end: store.Frame, relayed: int) -> str | None:
+        """The end frame was read: acknowledge everything now, and say how the body ended (None:
+        whole; else the error code, the agent's or ``internal_error`` when the byte counts differ)."""
+        self.written(force=True)
+        self.ended = True
+        return end.error or (None if end.total == relayed else "internal_error")
+
     def cancel(self, reason: str) -> None:
         """Stop the agent's local request (it sends nothing more for this id); once."""
         if self.cancelled is None:
@@ -180,9 +187,7 @@ def _relay(context: to_caller.StreamOpener, done: Exchanged, req: events.HttpEve
             return Relayed(status, GONE, sent, frames)
         frames += 1
         if frame.end:
-            reader.written(force=True)
-            reader.ended = True
-            code = frame.error or (None if frame.total == sent else "internal_error")
+            code = reader.finish(frame, sent)
             if code is None:
                 stream.close()
             else:
@@ -215,9 +220,7 @@ def _gathered(context: to_caller.StreamOpener, done: Exchanged, status: int, hea
             break
         frames += 1
         if frame.end:
-            reader.written(force=True)
-            reader.ended = True
-            broke = frame.error or (None if frame.total == size else "internal_error")
+            broke = reader.finish(frame, size)
             if broke is not None:
                 outcome = fail(protocol.ERROR_STATUS.get(broke, 502), broke, _public(broke))
                 break

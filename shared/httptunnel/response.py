@@ -74,16 +74,15 @@ def _on_ping(ws: events.WsEvent) -> str:
 
 
 def _answer_from_response(msg: protocol.HttpResponse) -> store.Answer:
-    if not 100 <= msg.status_code <= 599:
-        return store.Answer(status=names.STATUS_ERROR, error_code="internal_error",
-                            error_message=f"agent sent invalid status code {msg.status_code}")
+    bad = store.bad_status(msg.status_code)
+    if bad is not None:
+        return bad
     size = msg.body_size or 0
     if not msg.body_uploaded:
         try:
             size = len(protocol.b64decode(msg.body))
         except ProtocolError:
-            return store.Answer(status=names.STATUS_ERROR, error_code="internal_error",
-                                error_message="agent sent a body that is not valid base64")
+            return store.broken_answer("agent sent a body that is not valid base64")
     return store.Answer(
         status=names.STATUS_COMPLETED, status_code=msg.status_code,
         headers_json=json.dumps(msg.headers, separators=(",", ":")),
@@ -92,8 +91,7 @@ def _answer_from_response(msg: protocol.HttpResponse) -> store.Answer:
 
 
 def _answer_from_error(msg: protocol.Error) -> store.Answer:
-    code = msg.code if msg.code in protocol.ERROR_STATUS else "internal_error"
-    return store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=msg.message)
+    return store.Answer(status=names.STATUS_ERROR, error_code=protocol.known_error(msg.code), error_message=msg.message)
 
 
 def _refuse(ws: events.WsEvent, reason: str) -> str:
@@ -161,7 +159,7 @@ def _store_answer(ws: events.WsEvent, msg: protocol.HttpResponse | protocol.Erro
 
 def _inline_too_big(ws: events.WsEvent, msg: protocol.HttpResponse) -> bool:
     """ttf sends at most AGENT_MESSAGE_MAX inline (API Gateway takes up to 128 KB in frames)."""
-    return not msg.body_uploaded and len(ws.body.encode("utf-8")) > limits.AGENT_INLINE_ANSWER_MAX
+    return not msg.body_uploaded and limits.inline_too_big(ws.body)
 
 
 def handle(event: Any) -> dict[str, Any]:
@@ -178,9 +176,8 @@ def handle(event: Any) -> dict[str, Any]:
     elif isinstance(msg, protocol.Ping):
         result = _on_ping(ws)
     elif isinstance(msg, protocol.HttpResponse):
-        answer = _answer_from_response(msg) if not _inline_too_big(ws, msg) else store.Answer(
-            status=names.STATUS_ERROR, error_code="internal_error",
-            error_message=f"inline answer over {limits.AGENT_INLINE_ANSWER_MAX} bytes (bigger bodies go through S3)")
+        answer = _answer_from_response(msg) if not _inline_too_big(ws, msg) else store.broken_answer(
+            f"inline answer over {limits.AGENT_INLINE_ANSWER_MAX} bytes (bigger bodies go through S3)")
         result = _store_answer(ws, msg, answer)
     elif isinstance(msg, protocol.Error):
         result = _store_answer(ws, msg, _answer_from_error(msg))

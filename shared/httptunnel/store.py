@@ -250,6 +250,16 @@ class Answer:
     error_message: str | None = None
 
 
+def broken_answer(message: str) -> Answer:
+    """What an agent sent that cannot reach the caller (a bad status, body or size): the caller gets 502."""
+    return Answer(status=names.STATUS_ERROR, error_code="internal_error", error_message=message)
+
+
+def bad_status(status_code: int) -> Answer | None:
+    """The answer in place of a head or whole answer whose status is outside 100-599; None if it is fine."""
+    return None if 100 <= status_code <= 599 else broken_answer(f"agent sent invalid status code {status_code}")
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """What forward knows about a request; put on the row only when forward writes it (give-up)."""

@@ -26,9 +26,9 @@ from .protocol import ProtocolError
 
 
 def _head_answer(msg: protocol.HttpResponseHead) -> store.Answer:
-    if not 100 <= msg.status_code <= 599:
-        return store.Answer(status=names.STATUS_ERROR, error_code="internal_error",
-                            error_message=f"agent sent invalid status code {msg.status_code}")
+    bad = store.bad_status(msg.status_code)
+    if bad is not None:
+        return bad
     return store.Answer(status=names.STATUS_STREAMING, status_code=msg.status_code,
                         headers_json=json.dumps(msg.headers, separators=(",", ":")),
                         processing_time_ms=max(0, msg.processing_time_ms))
@@ -42,7 +42,7 @@ def _broken(seq: int, why: str) -> store.Frame:
 
 def _frame(msg: protocol.HttpResponseChunk | protocol.HttpResponseEnd) -> store.Frame:
     if isinstance(msg, protocol.HttpResponseEnd):
-        code = None if msg.error is None else msg.error if msg.error in protocol.ERROR_STATUS else "internal_error"
+        code = None if msg.error is None else protocol.known_error(msg.error)
         return store.Frame(seq=msg.seq, end=True, total=msg.bytes, error=code)
     if msg.segment is not None:
         return store.Frame(seq=msg.seq, segment=msg.segment, size=msg.size or 0, sha256=msg.sha256)
@@ -58,11 +58,10 @@ def _frame(msg: protocol.HttpResponseChunk | protocol.HttpResponseEnd) -> store.
 def store_frame(ws: events.WsEvent, msg: protocol.StreamFrame) -> str:
     """Store one verified frame of a streamed answer; what happened, for the handler's log."""
     request_id, connection_id = msg.request_id, ws.connection_id
-    if len(ws.body.encode("utf-8")) > limits.AGENT_INLINE_ANSWER_MAX:
+    if limits.inline_too_big(ws.body):
         if isinstance(msg, protocol.HttpResponseHead):
-            stored = store.put_answer(request_id, connection_id, store.Answer(
-                status=names.STATUS_ERROR, error_code="internal_error",
-                error_message=f"stream head over {limits.AGENT_INLINE_ANSWER_MAX} bytes"))
+            stored = store.put_answer(request_id, connection_id, store.broken_answer(
+                f"stream head over {limits.AGENT_INLINE_ANSWER_MAX} bytes"))
         else:
             stored = store.put_frame(request_id, connection_id, _broken(msg.seq, "frame too big"))
     elif isinstance(msg, protocol.HttpResponseHead):
