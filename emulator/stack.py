@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -45,7 +46,7 @@ from emulator.apigateway.function_url import AWS_STREAM_BANDWIDTH, FunctionUrl
 from emulator.lambda_runtime.stream_worker import StreamingFunction
 from emulator.mock_aws.background import StreamPoller, TtlReaper, run_schedule
 from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, load_build
-from emulator.mock_aws.discover import WiringError, read_wiring
+from emulator.mock_aws.discover import WiringError, read_wiring, reserved_concurrency
 from emulator.apigateway.gateway import Gateway
 from emulator.apigateway.http_api import HttpSettings, serve
 from emulator.mock_aws.moto_process import MotoProcess
@@ -78,6 +79,7 @@ class Options:
     variables: tuple[tuple[str, str], ...] = ()
     stream_port: int = 0
     caller_ws_port: int = 0
+    stream_environments: int = STREAM_ENVIRONMENTS
 
 
 DEV_SUBJECT = "dev"
@@ -92,6 +94,9 @@ def parse_args(argv: list[str] | None) -> Options:
                         help="the function URL edge (forward_stream, RESPONSE_STREAM): stream_url (0 = ephemeral)")
     parser.add_argument("--caller-ws-port", type=int, default=4044,
                         help="the caller WebSocket API (callers' sockets): caller_ws_url (0 = ephemeral)")
+    parser.add_argument("--stream-environments", type=int, default=STREAM_ENVIRONMENTS,
+                        help="forward_stream execution environments (each serves one invocation at a time, as on "
+                             "Lambda; make bench raises it so c=32 is not queued behind 4)")
     parser.add_argument("--state-file", type=Path, default=ROOT / ".local" / "stack.json")
     parser.add_argument("--profile", default="local", help="latency profile (emulator/profiles.py)")
     parser.add_argument("--cleanup-interval", type=float, default=None,
@@ -108,6 +113,8 @@ def parse_args(argv: list[str] | None) -> Options:
     for name in ("http_port", "ws_port", "admin_port", "stream_port", "caller_ws_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be 0..65535")
+    if not 1 <= args.stream_environments <= 256:
+        parser.error("--stream-environments must be 1..256")
     variables = []
     for item in args.var:
         name, sep, value = item.partition("=")
@@ -117,7 +124,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(args.http_port, args.ws_port, args.admin_port, args.state_file.resolve(),
                    args.profile, args.cleanup_interval, args.ttl_interval, args.ws_idle_timeout,
                    args.ws_max_age, args.build_dir.resolve(), tuple(variables), args.stream_port,
-                   args.caller_ws_port)
+                   args.caller_ws_port, args.stream_environments)
 
 
 def pid_alive(pid: int) -> bool:
@@ -190,9 +197,18 @@ class Stack:
 
     async def _stream_edge(self, request: web.Request) -> web.StreamResponse:
         """The function URL in front of forward_stream (bound before Terraform runs, served after)."""
-        if self.function_url is None:
+        if self.function_url is None or self.gateway is None:
             return web.json_response({"Message": "Service Unavailable"}, status=503)
-        return await self.function_url.handle(request)
+        if self.profile.lambda_invoke_ms:  # the URL invokes the function: the same warm invoke hop, no API hop
+            await asyncio.sleep(self.profile.lambda_invoke_ms / 1000)
+        started = time.monotonic()
+        try:
+            return await self.function_url.handle(request)
+        finally:  # counted with the other functions (/stats): billed as the time the stream was open
+            lambdas = self.gateway.lambdas
+            lambdas.invocations[STREAM_FUNCTION] = lambdas.invocations.get(STREAM_FUNCTION, 0) + 1
+            billed = max(1, math.ceil((time.monotonic() - started) * 1000))
+            lambdas.billed_ms[STREAM_FUNCTION] = lambdas.billed_ms.get(STREAM_FUNCTION, 0) + billed
 
     @staticmethod
     def local_dir() -> Path:
@@ -254,10 +270,12 @@ class Stack:
             wiring, functions=tuple(spec for spec in wiring.functions if spec.label != STREAM_FUNCTION)))
         await self.gateway.lambdas.start_all()
         if streamed:  # forward_stream runs as Lambda runs it: its wrapper, the layer's Runtime API loop
-            self.streaming = StreamingFunction(streamed[0], runtime, environments=STREAM_ENVIRONMENTS)
+            self.streaming = StreamingFunction(streamed[0], runtime, environments=self.options.stream_environments)
             await self.streaming.start()
             bandwidth = AWS_STREAM_BANDWIDTH if self.profile.name == "aws" else None
-            self.function_url = FunctionUrl(self.streaming.api, timeout_s=streamed[0].timeout_s, bandwidth=bandwidth)
+            reserved = await asyncio.to_thread(reserved_concurrency, endpoint, REGION, streamed[0].name)
+            self.function_url = FunctionUrl(self.streaming.api, timeout_s=streamed[0].timeout_s, bandwidth=bandwidth,
+                                            reserved=reserved)
         self.start_background(wiring, endpoint)
         self.stats.reset()
         if self.moto is not None:

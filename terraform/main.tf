@@ -58,7 +58,7 @@ locals {
   ]
   subdomain_url_template = var.subdomain_url_template != "" ? var.subdomain_url_template : local.wildcard ? "https://{tunnel_id}.${var.domain_name}" : ""
 
-  forward_environment = {
+  forward_environment = merge(local.fairness_forward_environment, {
     CONNECTIONS_TABLE      = module.tables.connections_table_name
     PENDING_TABLE          = module.tables.pending_table_name
     WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
@@ -71,7 +71,7 @@ locals {
     # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
     REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
     REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
-  }
+  })
 
   # Environment per function: exactly the variables its code reads (shared/README.md).
   # Optional settings are always present (empty = off) so the set never depends on inputs.
@@ -94,7 +94,7 @@ locals {
       CONNECTIONS_TABLE = module.tables.connections_table_name
       LOG_LEVEL         = var.log_level
     }
-    response = {
+    response = merge(local.fairness_response_environment, {
       CONNECTIONS_TABLE      = module.tables.connections_table_name
       PENDING_TABLE          = module.tables.pending_table_name
       WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
@@ -108,7 +108,7 @@ locals {
       REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
       # caller WebSockets: the agent's ws_message frames are posted to the caller API's sockets
       CALLER_WS_MANAGEMENT_ENDPOINT = local.caller_ws_management_endpoint
-    }
+    })
     forward = local.forward_environment
     # The function URL edge: forward's settings, the stream's cap, and the layer's Runtime API
     # loop as its runtime (Python has no native streaming handler: shared/README.md "The live web").
@@ -117,7 +117,7 @@ locals {
       PUBLIC_HTTP_URL         = var.public_stream_url_override
       MAX_STREAM_SECONDS      = tostring(var.max_stream_seconds)
       AWS_LAMBDA_EXEC_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap" # httptunnel.names.STREAM_WRAPPER
-    })
+    }, local.edge_origin_environment)
     cleanup = {
       CONNECTIONS_TABLE        = module.tables.connections_table_name
       PENDING_TABLE            = module.tables.pending_table_name
@@ -202,8 +202,14 @@ locals {
       { sid = "PostToCaller", actions = ["execute-api:ManageConnections"], resources = ["${local.callers_api}/POST/@connections/*", "${local.callers_api}/DELETE/@connections/*"] },
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
     ]
-    forward        = local.forward_statements
-    forward_stream = local.forward_statements # forward's, no more
+    forward = local.forward_statements
+    # forward's, plus what relaying a streamed answer does (issue 23): delete the frames it read
+    # (BatchWriteItem) and the segment versions it read (a versioned DeleteObject is DeleteObjectVersion),
+    # plus CloudFront's secret (edge_origin_statements: empty without a domain)
+    forward_stream = concat(local.forward_statements, [
+      { sid = "StreamFramesRead", actions = ["dynamodb:BatchWriteItem"], resources = [local.pending_arn] },
+      { sid = "StreamSegmentsRead", actions = ["s3:DeleteObjectVersion"], resources = [local.response_objects] },
+    ], local.edge_origin_statements)
     cleanup = concat(
       [
         { sid = "Connections", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
@@ -245,7 +251,7 @@ locals {
 
 # The HS256 key of agent tokens, unless the operator brings key material: 64 random characters
 # from Secrets Manager's generator (an ephemeral resource: never in plan or state), written
-# write-only (value_wo: never in state either) into an SSM SecureString under the aws/ssm key.
+# write-only (value_wo: never in state either) into an SSM SecureString under the deployment's key (kms.tf).
 # The connect Lambda reads it at cold start, `make token` to sign; no Lambda environment holds it.
 # Rotate by increasing jwt_secret_version.
 ephemeral "aws_secretsmanager_random_password" "jwt_secret" {
@@ -257,14 +263,21 @@ ephemeral "aws_secretsmanager_random_password" "jwt_secret" {
 }
 
 resource "aws_ssm_parameter" "jwt_secret" {
-  #checkov:skip=CKV_AWS_337:the aws/ssm key is what the connect role can decrypt through SSM without a key policy of our own; a CMK would add a key and grants for one 64-character value
   count = local.generate_jwt_secret ? 1 : 0
 
   name             = "/${var.name_prefix}/agent-jwt-secret"
   description      = "HS256 key of http-tunnel agent tokens (connect verifies, make token signs)"
   type             = "SecureString"
+  key_id           = aws_kms_key.secrets.arn # kms.tf: only connect (and the account's IAM, through SSM) may decrypt
   value_wo         = ephemeral.aws_secretsmanager_random_password.jwt_secret[0].random_password
   value_wo_version = var.jwt_secret_version
+
+  # key_id only on create: a changed key_id alone makes the provider PutParameter with the value it
+  # does not hold (value_wo; hashicorp/terraform-provider-aws internal/service/ssm/parameter.go,
+  # resourceParameterUpdate). Existing deployments move to the key with -replace (terraform/README.md).
+  lifecycle {
+    ignore_changes = [key_id]
+  }
 }
 
 # Channel v2 request-id keys (shared/README.md "Request ids"): two SecureStrings, version N's key in
@@ -281,14 +294,21 @@ ephemeral "aws_secretsmanager_random_password" "request_id_key" {
 }
 
 resource "aws_ssm_parameter" "request_id_key" {
-  #checkov:skip=CKV_AWS_337:as the JWT secret: the aws/ssm key, decryptable through SSM by the two roles allowed to read it
   count = local.generate_request_id_key ? 2 : 0
 
   name             = "${local.request_id_key_prefix}${count.index}"
   description      = "http-tunnel request id HMAC key, slot ${count.index} (versions with N mod 2 = ${count.index}); forward mints, response verifies"
   type             = "SecureString"
+  key_id           = aws_kms_key.secrets.arn # kms.tf: only forward, forward_stream and response may decrypt
   value_wo         = ephemeral.aws_secretsmanager_random_password.request_id_key[count.index].random_password
   value_wo_version = var.request_id_key_version - ((var.request_id_key_version - count.index) % 2)
+
+  # key_id only on create: a changed key_id alone makes the provider PutParameter with the value it
+  # does not hold (value_wo; hashicorp/terraform-provider-aws internal/service/ssm/parameter.go,
+  # resourceParameterUpdate). Existing deployments move to the key with -replace (terraform/README.md).
+  lifecycle {
+    ignore_changes = [key_id]
+  }
 }
 
 module "tables" {
@@ -381,8 +401,8 @@ module "functions" {
   s3_bucket            = aws_s3_object.code[each.key].bucket
   s3_key               = aws_s3_object.code[each.key].key
   layers               = [aws_lambda_layer_version.this.arn]
-  environment          = local.environment[each.key]
-  policy_statements    = local.policy_statements[each.key]
+  environment          = merge(local.environment[each.key], lookup(local.kms_environment, each.key, {}))       # kms.tf
+  policy_statements    = concat(local.policy_statements[each.key], lookup(local.kms_statements, each.key, [])) # kms.tf
   log_retention_days   = var.log_retention_days
   snap_start           = var.snap_start && each.key != "forward_stream" # off until the wrapper is verified with it on AWS
 }
@@ -498,6 +518,7 @@ module "domain" {
   http_stage_id         = module.http_api.stage_id
   websocket_api_id      = module.websocket_api.api_id
   websocket_stage_id    = module.websocket_api.stage_id
+  http_names            = !local.cloudfront # with CloudFront in front, <domain> and *.<domain> are its
 
   caller_websocket_domain_name = var.caller_websocket_domain_name != "" ? var.caller_websocket_domain_name : "sockets.${var.domain_name}"
   caller_websocket_api_id      = module.caller_websocket_api.api_id
@@ -512,11 +533,13 @@ locals {
     invalid_request           = 400
     basic_auth_required       = 401
     ip_denied                 = 403
+    edge_bypass               = 403
     webhook_signature_invalid = 403
     tunnel_not_found          = 404
     payload_too_large         = 413
     tunnel_busy               = 429
     basic_auth_throttled      = 429
+    tunnel_rate_limited       = 429
     websocket_unsupported     = 501
     agent_gone                = 502
     internal_error            = 502
@@ -574,4 +597,40 @@ check "path_routing_default" {
     condition     = !(var.path_routing == null && var.domain_name != "" && var.wildcard_domain)
     error_message = "path_routing is unset with a wildcard domain: tunnels get subdomain URLs only, /<id>/ path URLs answer 404 and the execute-api URL is switched off (the default changed: path mode shares one origin between all tunnels). Set path_routing = false to confirm, or true to keep path URLs on a single-tenant deployment."
   }
+}
+
+# ---------------------------------------------------------------- CloudFront (function_url + domain)
+# The tunnels' own hostnames on the function URL edge (modules/cloudfront; issue 23): <domain> and
+# *.<domain> go to CloudFront instead of API Gateway (modules/domain keeps the WebSocket name),
+# and forward_stream gets the SSM parameter of the secret origin header CloudFront adds
+# (httptunnel.edge_origin: without it, a direct call to the function URL is 403 edge_bypass).
+# Never in the local stack: it sets no domain, and moto has no CloudFront Functions or policies.
+locals {
+  cloudfront                   = local.custom_domain && var.public_edge == "function_url"
+  cloudfront_certificate_arn   = var.cloudfront_certificate_arn != "" ? var.cloudfront_certificate_arn : var.certificate_arn
+  edge_origin_secret_parameter = "/${var.name_prefix}/edge-origin-secret"
+  edge_origin_environment = {
+    EDGE_ORIGIN_SECRET_SSM_PARAMETER = local.cloudfront ? local.edge_origin_secret_parameter : ""
+  }
+  edge_origin_statements = local.cloudfront ? [{
+    sid       = "EdgeOriginSecret"
+    actions   = ["ssm:GetParameter"]
+    resources = ["arn:${data.aws_partition.current.partition}:ssm:${var.aws_region}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(local.edge_origin_secret_parameter, "/")}"]
+  }] : []
+}
+
+module "cloudfront" {
+  source = "./modules/cloudfront"
+  count  = local.cloudfront ? 1 : 0
+
+  name                  = var.name_prefix
+  aliases               = concat([var.domain_name], var.wildcard_domain ? ["*.${var.domain_name}"] : [])
+  certificate_arn       = local.cloudfront_certificate_arn
+  origin_url            = module.function_url[0].function_url
+  origin_read_timeout   = 120
+  secret_parameter_name = local.edge_origin_secret_parameter
+  secret_version        = var.edge_origin_secret_version
+  hosted_zone_id        = var.hosted_zone_id
+  price_class           = var.cloudfront_price_class
+  web_acl_id            = var.cloudfront_web_acl_id
 }

@@ -136,3 +136,18 @@ output "caller_websocket_stage_name" {
   description = "Caller WebSocket API stage (the local emulator serves it)."
   value       = module.caller_websocket_api.stage_name
 }
+
+output "secrets_kms_key_arn" {
+  description = "The deployment's KMS key (kms.tf): seals webhook secrets on connection rows and encrypts the generated SSM SecureStrings."
+  value       = aws_kms_key.secrets.arn
+}
+
+output "cloudfront" {
+  description = "With public_edge = function_url and domain_name: the distribution in front of the function URL (id, its *.cloudfront.net name, alias -> target for DNS you manage yourself, the secret's SSM parameter name, never its value); else null."
+  value = try({
+    distribution_id       = module.cloudfront[0].distribution_id
+    domain_name           = module.cloudfront[0].domain_name
+    targets               = module.cloudfront[0].targets
+    secret_parameter_name = module.cloudfront[0].secret_parameter_name
+  }, null)
+}

@@ -583,7 +583,7 @@ variable "lambda_concurrency_limit" {
 
 variable "public_edge" {
   type        = string
-  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url fronts forward_stream, which answers whole answers through the stream (slow answers up to max_stream_seconds, answers past 6 MB without a redirect); chunked answers are still to come (issue 23). Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
+  description = "What callers reach tunnels through: http_api (API Gateway HTTP API, buffered answers, 25 s; the default) or function_url (a Lambda function URL, invoke_mode RESPONSE_STREAM: streamed answers, 15 min, 200 MB). function_url fronts forward_stream, which relays the answers of agents that announce stream as they are produced (SSE, chunked bodies, downloads up to 200 MB without a redirect, slow answers up to max_stream_seconds) and older agents' whole answers through the stream; CloudFront fronts it when domain_name is set. Design and numbers: shared/README.md, \"The live web: the streaming edge (design)\"."
   default     = "http_api"
 
   validation {
@@ -606,4 +606,40 @@ variable "max_stream_seconds" {
     condition     = var.max_stream_seconds >= 30 && var.max_stream_seconds <= 885
     error_message = "max_stream_seconds must be 30..885 (Lambda's 900 s, less the 15 s forward_stream keeps to answer)."
   }
+}
+
+# ---------------------------------------------------------------- CloudFront (function_url + domain_name)
+
+variable "cloudfront_certificate_arn" {
+  type        = string
+  description = "With public_edge = function_url and domain_name: an ACM certificate in us-east-1 covering domain_name and *.domain_name, for the CloudFront distribution in front of the function URL (CloudFront takes us-east-1 certificates only). Empty = certificate_arn, which then must be in us-east-1 (deployments in us-east-1 need only the one certificate)."
+  default     = ""
+
+  validation {
+    condition     = var.cloudfront_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:us-east-1:", var.cloudfront_certificate_arn))
+    error_message = "cloudfront_certificate_arn must be an ACM certificate ARN in us-east-1 (CloudFront uses no other region's certificates)."
+  }
+
+  validation {
+    condition     = var.public_edge != "function_url" || var.domain_name == "" || can(regex("^arn:aws[a-z-]*:acm:us-east-1:", var.cloudfront_certificate_arn != "" ? var.cloudfront_certificate_arn : var.certificate_arn))
+    error_message = "public_edge = function_url with domain_name puts CloudFront in front of the function URL, which needs a certificate in us-east-1 covering domain_name and *.domain_name: set cloudfront_certificate_arn (aws acm request-certificate --region us-east-1 --domain-name <domain> --subject-alternative-names '*.<domain>' --validation-method DNS), or deploy to us-east-1 where certificate_arn serves both."
+  }
+}
+
+variable "cloudfront_price_class" {
+  type        = string
+  description = "Price class of the CloudFront distribution (function_url edge with a domain): PriceClass_All (every edge location), PriceClass_200 or PriceClass_100 (fewer locations, lower request and transfer prices). Checked by modules/cloudfront."
+  default     = "PriceClass_All"
+}
+
+variable "cloudfront_web_acl_id" {
+  type        = string
+  description = "Optional WAFv2 web ACL (scope CLOUDFRONT, us-east-1) attached to the distribution in front of the function URL; empty = none."
+  default     = ""
+}
+
+variable "edge_origin_secret_version" {
+  type        = number
+  description = "Version of the generated secret CloudFront adds to requests to the function URL (x-tunnel-origin-verify). Increase it to rotate: CloudFront and the SSM parameter change in one apply; direct calls without it are 403 edge_bypass. Checked by modules/cloudfront (a whole number >= 1)."
+  default     = 1
 }

@@ -61,9 +61,21 @@ class RequestDone:
     duration_ms: int
     bytes_in: int
     bytes_out: int
-    error: str | None = None  # the error code sent instead of a response
+    error: str | None = None  # the error code sent instead of a response (streamed: the end's, or cancelled:<reason>)
     tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    streamed: bool = False  # the answer went out as a stream (JSON: the key is there only when true)
     event: ClassVar[str] = "request"
+
+
+@dataclass(frozen=True)
+class StreamStarted:
+    """A streamed answer's head went out (status and headers); its `request` event follows when it ends."""
+
+    method: str
+    path: str
+    status: int
+    tunnel: str | None = None  # which tunnel (config file); None for the process or the one tunnel
+    event: ClassVar[str] = "stream_started"
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,7 @@ class TunnelFailed:
 
 
 Event = Union[Connected, TunnelEstablished, RequestDone, RequestDenied, PolicyActive, Disconnected, Reconnecting,
-              Notice, TunnelFailed, LocalService]
+              Notice, TunnelFailed, LocalService, StreamStarted]
 Sink = Callable[[Event], None]
 
 
@@ -156,6 +168,8 @@ def to_json(event: Event) -> dict[str, Any]:
     data.update(asdict(event))
     if data["tunnel"] is None:
         del data["tunnel"]  # the command line's one tunnel: the lines are what they always were
+    if isinstance(event, RequestDone) and not event.streamed:
+        del data["streamed"]  # a whole answer's line is what it always was
     if isinstance(event, Reconnecting):
         data["delay_s"] = round(event.delay_s, 3)
     if isinstance(event, PolicyActive):

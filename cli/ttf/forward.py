@@ -180,8 +180,7 @@ class Forwarder:
         status = 0
         detail = None
         try:
-            uri = check_request_line(req.method, req.uri)
-            body = await self._request_body(req)
+            uri, body = await self.prepare(req)
             status, headers, answer = await self._call_local(req.method, uri, req.headers, body, self.local_limit(req))
             elapsed_ms = int((self.clock() - started) * 1000)
             sent = self.public_locations(req.headers, headers)
@@ -254,6 +253,30 @@ class Forwarder:
         return Exchange(started_at, method, uri, headers, body, status, answer_headers, answer, duration_ms, error,
                         detail)
 
+    async def prepare(self, req: HttpRequest) -> tuple[str, bytes]:
+        """The request line checked and the request body fetched (raises Failure): what handle() and a
+        streamed answer (ttf.streaming) do before they call the local service."""
+        return check_request_line(req.method, req.uri), await self._request_body(req)
+
+    def open_local(self, method: str, uri: str, headers: Headers, body: bytes) -> Any:
+        """The local request, as an ``async with`` context giving the aiohttp response (byte-exact as
+        handle(); errors go through ``local_failure``)."""
+        return self.local.request(method, yarl.URL(f"http://{self.target}{uri}", encoded=True),
+                                  headers=self._local_headers(headers), data=body if body else None,
+                                  allow_redirects=False)
+
+    def local_failure(self, exc: BaseException, limit: float) -> Failure:
+        """What an exception of the local call becomes (the caller's message never names the local address)."""
+        if isinstance(exc, TimeoutError):
+            return Failure("timeout", f"local service did not answer within {limit:g} s")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return Failure("local_service_unavailable", "the local service is not reachable",
+                           f"cannot connect to {self.target}: {exc.os_error}")
+        if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
+            return Failure("local_service_error", "the local service closed the connection without a complete answer",
+                           f"local service at {self.target}: {exc!r}")
+        return Failure("internal_error", "the local service could not be called", f"local service at {self.target}: {exc!r}")
+
     async def _request_body(self, req: HttpRequest) -> bytes:
         if not req.body_url:
             try:
@@ -305,29 +328,13 @@ class Forwarder:
 
     async def _call_local(self, method: str, uri: str, headers: Headers, body: bytes,
                           limit: float) -> tuple[int, Headers, bytes]:
-        url = yarl.URL(f"http://{self.target}{uri}", encoded=True)
         try:
             async with asyncio.timeout(limit):
-                async with self.local.request(
-                    method,
-                    url,
-                    headers=self._local_headers(headers),
-                    data=body if body else None,
-                    allow_redirects=False,
-                ) as resp:
+                async with self.open_local(method, uri, headers, body) as resp:
                     answer = await read_capped(resp.content, "response body")
                     return resp.status, response_headers(resp.raw_headers), answer
-        except TimeoutError:
-            raise Failure("timeout", f"local service did not answer within {limit:g} s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise Failure("local_service_unavailable", "the local service is not reachable",
-                          f"cannot connect to {self.target}: {exc.os_error}") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise Failure("local_service_error", "the local service closed the connection without a complete answer",
-                          f"local service at {self.target}: {exc!r}") from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise Failure("internal_error", "the local service could not be called",
-                          f"local service at {self.target}: {exc!r}") from None
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise self.local_failure(exc, limit) from None
 
     async def _response_frame(self, req: HttpRequest, status: int, headers: Headers, body: bytes, elapsed_ms: int) -> str:
         if len(body) <= AGENT_MESSAGE_MAX:
@@ -343,7 +350,7 @@ class Forwarder:
             if len(inline.encode("utf-8")) <= AGENT_MESSAGE_MAX:
                 return inline
         if req.response_upload is not None:
-            await self._upload_form(req.response_upload, body)
+            await self.upload_form(req.response_upload, body)
         elif req.response_upload_url:  # a server from before presigned POST forms
             await self._upload(req.response_upload_url, body)
         else:
@@ -364,7 +371,7 @@ class Forwarder:
             raise Failure("internal_error", "response headers too large for one frame")
         return frame
 
-    async def _upload_form(self, form: dict[str, Any], body: bytes) -> None:
+    async def upload_form(self, form: dict[str, Any], body: bytes) -> None:
         """S3 POST upload: the presigned fields, then the body as the last part, named `file`
         (S3 ignores fields after it). The policy caps the size; S3 answers 204."""
         data = aiohttp.FormData(quote_fields=False)

@@ -29,7 +29,7 @@ from rich.text import Text
 from ttf._version import __version__
 from ttf.events import (
     Connected, Disconnected, Event, LocalService, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone,
-    TunnelEstablished, TunnelFailed, escape_controls, to_json,
+    StreamStarted, TunnelEstablished, TunnelFailed, escape_controls, to_json,
 )
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -77,6 +77,8 @@ class Dashboard:
     policy: tuple[str, ...] = ()  # the edge policy's rules, secrets masked
     denied: dict[str, int] = field(default_factory=dict)  # x-tunnel-error code -> requests the edge refused
     local: LocalService | None = None  # the local service's last known state (None: not probed yet)
+    streaming: int = 0  # streamed answers going out now (stream_started, not yet their request event)
+    streamed: int = 0  # streamed answers since start (the stats show the streams column once there is one)
 
     def say(self, message: str, now: float | None) -> None:
         """The "Last event" line; it fades after NOTICE_TTL while the tunnel is online."""
@@ -86,7 +88,12 @@ class Dashboard:
         return self.local is not None and not self.local.up
 
     def apply(self, event: Event, now: float) -> None:
+        if isinstance(event, StreamStarted):
+            self.streaming += 1
+            self.streamed += 1
         if isinstance(event, RequestDone):
+            if event.streamed:
+                self.streaming = max(0, self.streaming - 1)
             self.total += 1
             cls = status_class(event.status)
             if cls in self.counts:
@@ -275,7 +282,8 @@ def render_header(state: Dashboard, now: float, compact: bool = False) -> Table:
 def render_stats(state: Dashboard) -> Table:
     """Totals; p50/p90 are the local app's times (the caller also waited for the edge and the network)."""
     table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
-    for name in ("requests", *STATUS_CLASSES, "app p50", "app p90", "in", "out", "reconnects"):
+    streams = ("streaming",) if state.streamed else ()  # the column appears with the first streamed answer
+    for name in ("requests", *STATUS_CLASSES, "app p50", "app p90", "in", "out", "reconnects", *streams):
         table.add_column(name, justify="right", header_style="bold", no_wrap=True)
     latencies = list(state.latencies_ms)
     p50, p90 = percentile(latencies, 50), percentile(latencies, 90)
@@ -287,6 +295,7 @@ def render_stats(state: Dashboard) -> Table:
         human_bytes(state.bytes_in),
         human_bytes(state.bytes_out),
         str(state.reconnects),
+        *((str(state.streaming),) if streams else ()),
     )
     return table
 
@@ -474,8 +483,12 @@ def format_line(event: Event, now: float) -> str:
     if isinstance(event, RequestDone):
         text = (f"{event.method} {event.path} {event.status} {event.duration_ms} ms "
                 f"in={event.bytes_in} out={event.bytes_out}")
+        if event.streamed:
+            text += " streamed"
         if event.error:
             text += f" error={event.error}"
+    elif isinstance(event, StreamStarted):
+        text = f"{event.method} {event.path} {event.status} streaming"
     elif isinstance(event, Connected):
         text = f"connected to {event.endpoint}"
     elif isinstance(event, TunnelEstablished):

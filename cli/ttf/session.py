@@ -27,6 +27,7 @@ from ttf.forward import LocalAnswer, error_frame
 from ttf.handshake import close_quietly
 from ttf.shutdown import Stopped, unless
 from ttf.sockets import CallerSockets
+from ttf.streaming import Streamer
 
 log = logging.getLogger("ttf")
 
@@ -43,7 +44,7 @@ class TunnelSession:
                  handle: Handler, slots: asyncio.Semaphore, emit: Sink, heartbeat_interval: float,
                  stopping: asyncio.Event, early: Sequence[HttpRequest] = (),
                  on_denied: Callable[[protocol.RequestDenied], None] | None = None,
-                 queue_limit: int | None = None,
+                 queue_limit: int | None = None, streamer: Streamer | None = None,
                  sockets: Callable[[Callable[[str], Awaitable[bool]]], CallerSockets] | None = None) -> None:
         self.ws = ws
         self.info = info
@@ -67,6 +68,7 @@ class TunnelSession:
         self.acks = protocol.CAP_ACK in (info.capabilities or [])
         self._unacked: dict[str, Sender[Answer]] = {}
         self._resend_wake = asyncio.Event()
+        self._streamer = streamer  # streamed answers (`stream`): ttf.streaming; None serves every request whole
         self.gateway_refusals = 0  # API Gateway's own error frames (e.g. throttled messages)
         # caller WebSockets (`ws` agreed: ttf.sockets), bound to this socket: they end with it
         self.sockets = sockets(self.send) if sockets and protocol.CAP_WS in (info.capabilities or []) else None
@@ -238,6 +240,10 @@ class TunnelSession:
         elif isinstance(message, protocol.RequestDenied):
             if self._on_denied is not None:
                 self._on_denied(message)
+        elif isinstance(message, protocol.StreamAck) and self._streamer is not None:
+            self._streamer.on_ack(message)
+        elif isinstance(message, protocol.StreamCancel) and self._streamer is not None:
+            self._streamer.on_cancel(message)
         elif self.sockets is not None and self.sockets.handle(message):
             return
         else:
@@ -274,6 +280,11 @@ class TunnelSession:
             self._spawn(self.answer(error_frame(req.request_id, "tunnel_busy",
                                                 f"the agent already holds {len(self.inflight)} requests")))
             return
+        if req.stream is not None and self._streamer is not None and not self._streamer.admit(req.request_id):
+            log.warning("refused %s %s: --max-streams answers already streaming (tunnel_busy)", req.method,
+                        escape_controls(req.uri))
+            self._spawn(self.answer(self._streamer.busy_frame(req)))
+            return
         # The server says how long it still waits, in ms from now: a deadline on OUR clock, so a
         # laptop whose wall clock is off still works. Past it the caller already has its 504.
         loop = asyncio.get_running_loop()
@@ -283,7 +294,9 @@ class TunnelSession:
         task.add_done_callback(self._request_done)
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
-        self.inflight.pop(task, None)
+        request_id = self.inflight.pop(task, None)
+        if self._streamer is not None and request_id is not None:
+            self._streamer.release(request_id)  # a streamed request's slot, however its task ended
         if not task.cancelled() and task.exception() is not None:
             log.error("request handler failed: %r", task.exception())
 
@@ -300,6 +313,12 @@ class TunnelSession:
                 log.warning("dropped %s %s: its time ran out before it could be served", req.method, escape_controls(req.uri))
                 return
             try:
+                if req.stream is not None and self._streamer is not None:  # admitted above: serve() releases it
+                    streamed = await self._streamer.serve(req, self.send, deadline)
+                    if streamed.frame is not None:  # it failed before the head: a whole `error` answer
+                        await self.answer(streamed.frame, deadline)
+                    self._emit(streamed.event)
+                    return
                 answer = await self._handle(req)
             except Exception as exc:  # a bug must cost one request, not the tunnel
                 log.exception("request %s failed", req.request_id)

@@ -33,6 +33,7 @@ from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
 from ttf.sockets import CallerSockets
+from ttf.streaming import Streamer, StreamSlots
 from ttf.shutdown import StopSignal
 
 log = logging.getLogger("ttf")
@@ -72,6 +73,10 @@ class TunnelRunner:
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
         self.socket_http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())  # caller WebSockets (ttf.sockets)
+        # streamed answers (`stream`): at most max_streams at once over all of this tunnel's sockets
+        self.streamer = Streamer(self.forwarder, StreamSlots(config.max_streams),
+                                 live=functools.partial(history.open_live, tunnel=config.name) if history is not None
+                                 else None, emit=self._emit)
         self.saved = SavedUrl.for_config(config, shared.emit)
         self.probe = LocalProbe(config.host, config.port, config.local_target, shared.emit)
 
@@ -113,7 +118,7 @@ class TunnelRunner:
                              emit=self._emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
                              on_denied=self._record_denied,
-                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT),
+                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT), streamer=self.streamer,
                              sockets=self._caller_sockets)
 
     def _caller_sockets(self, send: Callable[[str], Awaitable[bool]]) -> CallerSockets:

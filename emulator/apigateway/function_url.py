@@ -78,17 +78,39 @@ def function_url_event(request: web.Request, body: bytes, url_id: str, port: int
                       port=port, proto="http")
 
 
+def throttled() -> web.Response:
+    """Every reserved environment is busy: Lambda throttles the invocation, 429 TooManyRequestsException
+    ("Rate exceeded" / TooManyRequestsException: https://repost.aws/knowledge-center/lambda-troubleshoot-throttling;
+    the Reason values are botocore's model of the exception:
+    https://docs.aws.amazon.com/botocore/latest/reference/services/lambda/client/exceptions/TooManyRequestsException.html).
+    The body a function URL caller gets: no source found (the Invoke API's fields here)."""
+    return web.json_response({"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User",
+                              "message": "Rate Exceeded."}, status=429,
+                             headers={"x-amzn-ErrorType": "TooManyRequestsException"})
+
+
 class FunctionUrl:
     def __init__(self, runtime: FakeRuntimeApi, url_id: str = "localfunctionurl", timeout_s: float = 900.0,
                  bandwidth: StreamBandwidth | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, reserved: int | None = None) -> None:
         self.runtime = runtime
+        self.reserved = reserved  # the function's reserved concurrency (None: unreserved)
+        self.in_flight = 0
         self.url_id = url_id
         self.timeout_s = timeout_s
         self.bandwidth = bandwidth  # None: as fast as the caller reads (the local profile)
         self._sleep = sleep
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.reserved is not None and self.in_flight >= self.reserved:
+            return throttled()
+        self.in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         port = request.url.port or 80
         event = function_url_event(request, body, self.url_id, port)

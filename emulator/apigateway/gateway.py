@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from emulator.apigateway.http_api import HttpApi, HttpSettings, serve
+from emulator.apigateway.throttle import Throttler
 from emulator.lambda_runtime.runtime import LambdaService, RuntimeConfig
 from emulator.stats import Faults, Stats
 from emulator.apigateway.wiring import Wiring
@@ -56,6 +57,9 @@ class Gateway:
                                     dataclasses.replace(self.ws.settings, route_jitter=False, label="callers"))
         self.ws.peers.append(self.callers)
         self.callers.peers.append(self.ws)
+        # one account: the three APIs share its buckets (throttle.py), the 500 new connections/s included
+        self.throttler = Throttler()
+        self.http.throttler = self.ws.throttler = self.callers.throttler = self.throttler
         self.runners: list[web.AppRunner] = []
         self.ports: GatewayPorts | None = None
         self.wiring: Wiring | None = None
@@ -80,6 +84,9 @@ class Gateway:
         self.http.api = wiring.http
         self.ws.api = wiring.ws
         self.callers.api = wiring.callers
+        for api in (wiring.http, wiring.ws, wiring.callers):
+            if api is not None:
+                self.throttler.configure(api.api_id, api.throttles)
         self.ws.settings = dataclasses.replace(self.ws.settings, account_id=wiring.account_id)
         self.callers.settings = dataclasses.replace(self.callers.settings, account_id=wiring.account_id)
         self.http.settings = dataclasses.replace(self.http.settings, account_id=wiring.account_id)

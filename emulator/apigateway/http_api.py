@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.apigateway import events
+from emulator.apigateway.throttle import Throttler
 from emulator.lambda_runtime.runtime import LambdaService, PayloadTooLarge
 from emulator.stats import Stats
 from emulator.apigateway.wiring import ApiWiring, Route
@@ -47,7 +48,8 @@ class HttpSettings:
 
 
 def message_response(status: int, message: str, request_id: str) -> web.Response:
-    return GatewayResponse(status=status, text=json.dumps({"message": message}), content_type="application/json",
+    return GatewayResponse(status=status, text=json.dumps({"message": message}, separators=(",", ":")),
+                           content_type="application/json",
                            headers={"apigw-requestid": request_id}, keep_server=False)
 
 
@@ -108,6 +110,7 @@ class HttpApi:
         self.lambdas = lambdas
         self.stats = stats
         self.settings = settings
+        self.throttler = Throttler(enabled=False)  # the Gateway's, shared with the WebSocket API
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.payload_max + 1)
@@ -150,6 +153,8 @@ class HttpApi:
         route, params = match_route(self.api, request.method, self.strip_stage(raw_path))
         if route is None:
             return message_response(404, "Not Found", request_id)
+        if not self.throttler.allow(self.api.api_id, route.route_key):
+            return message_response(429, "Too Many Requests", request_id)
         source_ip = request.remote or "127.0.0.1"
         api = events.ApiContext(self.settings.account_id, self.api.api_id, self.api.stage,
                                 request.host)

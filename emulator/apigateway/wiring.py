@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.apigateway.throttle import StageThrottles
 from emulator.lambda_runtime.runtime import FunctionSpec
 
 
@@ -24,6 +25,7 @@ class ApiWiring:
     stage: str
     routes: tuple[Route, ...]
     route_selection_expression: str = "$request.body.action"
+    throttles: StageThrottles = StageThrottles()  # the stage's route throttling (none: account only)
 
     def route(self, key: str) -> Route | None:
         return next((r for r in self.routes if r.route_key == key), None)

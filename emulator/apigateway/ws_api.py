@@ -34,6 +34,7 @@ from aiohttp import WSMsgType, web
 
 from emulator.apigateway import events
 from emulator.apigateway.http_api import decode_headers, local_port
+from emulator.apigateway.throttle import Throttler
 from emulator.lambda_runtime.runtime import LambdaService, PayloadTooLarge
 from emulator.stats import Faults, Stats
 from emulator.apigateway.wiring import ApiWiring
@@ -119,6 +120,7 @@ class WebSocketApi:
         self.connections: dict[str, Connection] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.domain_name = "127.0.0.1"
+        self.throttler = Throttler(enabled=False)  # the Gateway's, shared with the other APIs
         # Other WebSocket APIs whose connections this port's @connections also serves: the Lambdas get
         # one AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI (AWS: one endpoint per API; connection ids never collide)
         self.peers: list[WebSocketApi] = []
@@ -206,6 +208,10 @@ class WebSocketApi:
                                  request.host.rsplit(":", 1)[0] if request.host else self.domain_name)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if not self.throttler.allow(self.api.api_id, "$connect", new_connection=True):
+            # a throttled $connect never reaches the connect Lambda: the upgrade is refused with 429
+            # (terraform-aws-modules/terraform-aws-apigateway-v2#8); the body: no source found
+            return web.json_response({"message": "Too Many Requests"}, status=429)
         connection_id = new_connection_id()
         connected_at = int(time.time() * 1000)
         source_ip = request.remote or "127.0.0.1"
@@ -292,7 +298,8 @@ class WebSocketApi:
             connection.last_active = time.monotonic()
             if message.type == WSMsgType.TEXT:
                 self.stats.add("agent_to_api")
-                if self.faults.hit(self.faults.settings.agent_message_throttle_rate):
+                throttled = not self.throttler.allow(self.api.api_id, select_route(self.api, message.data))
+                if throttled or self.faults.hit(self.faults.settings.agent_message_throttle_rate):
                     await self.refuse_throttled(connection)
                     continue
                 self.spawn(self.route_message(api, connection, message.data))

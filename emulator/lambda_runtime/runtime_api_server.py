@@ -19,6 +19,7 @@ socket, so a slow caller slows the function (whether AWS does the same is unveri
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
@@ -106,7 +107,8 @@ class FakeRuntimeApi:
 
     def __init__(self, function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local") -> None:
         self.function_arn = function_arn
-        self._queue: asyncio.Queue[PendingInvocation] = asyncio.Queue()
+        self._ready: collections.deque[PendingInvocation] = collections.deque()  # invoked, no environment free
+        self._idle: list[asyncio.Future[PendingInvocation]] = []  # environments waiting in /next, oldest first
         self._by_id: dict[str, PendingInvocation] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,8 +139,43 @@ class FakeRuntimeApi:
         pending = PendingInvocation(request_id, json.dumps(event).encode(),
                                     int((time.time() + timeout_s) * 1000), self.function_arn)
         self._by_id[request_id] = pending
-        self._queue.put_nowait(pending)
+        self._dispatch(pending)
         return pending
+
+    def _dispatch(self, pending: PendingInvocation) -> None:
+        """To the environment that became idle LAST: as on Lambda, sequential invocations stay on one
+        warm environment, and more are used only while invocations overlap ("Lambda function
+        scaling": https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html). A FIFO
+        hand-out would rotate through every environment, each with cold caches."""
+        while self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(pending)
+                return
+        self._ready.append(pending)
+
+    def _redispatch(self, pending: PendingInvocation) -> None:
+        while self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(pending)
+                return
+        self._ready.appendleft(pending)  # first in line: it was invoked before anything still queued
+
+    async def _next(self) -> PendingInvocation:
+        if self._ready:
+            return self._ready.popleft()
+        waiter: asyncio.Future[PendingInvocation] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:  # the environment went away: what it was handed goes to another
+            if waiter.done() and not waiter.cancelled():
+                self._redispatch(waiter.result())
+            raise
+        finally:
+            if waiter in self._idle:
+                self._idle.remove(waiter)
 
     def forget(self, pending: PendingInvocation) -> None:
         self._by_id.pop(pending.request_id, None)
@@ -194,7 +231,7 @@ class FakeRuntimeApi:
                      reader: asyncio.StreamReader) -> tuple[int, Any, dict[str, str]]:
         accepted: tuple[int, Any, dict[str, str]] = (202, {"status": "OK"}, {})
         if method == "GET" and path == f"{API}/runtime/invocation/next":
-            queued = await self._queue.get()
+            queued = await self._next()
             return 200, queued.event, {
                 "Lambda-Runtime-Aws-Request-Id": queued.request_id,
                 "Lambda-Runtime-Deadline-Ms": str(queued.deadline_ms),

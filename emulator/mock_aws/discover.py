@@ -18,6 +18,7 @@ from emulator.lambda_runtime.buildinfo import BuildInfo
 from emulator.mock_aws.moto_local import internal_client
 from emulator.mock_aws.moto_process import fetch_code
 from emulator.lambda_runtime.runtime import FunctionSpec, unzip
+from emulator.apigateway.throttle import stage_throttles
 from emulator.apigateway.wiring import ApiWiring, Route, Schedule, StreamMapping, Wiring
 
 LOG = logging.getLogger("emulator.mock_aws.discover")
@@ -45,7 +46,15 @@ def read_api(client: Any, api_id: str, stage: str) -> ApiWiring:
             raise WiringError(f"route {route['RouteKey']!r} of API {api_id} has no integration")
         routes.append(Route(route["RouteKey"], function_arn_from_uri(integration["IntegrationUri"])))
     return ApiWiring(api_id=api_id, stage=stage, routes=tuple(routes),
-                     route_selection_expression=api.get("RouteSelectionExpression", "$request.body.action"))
+                     route_selection_expression=api.get("RouteSelectionExpression", "$request.body.action"),
+                     throttles=stage_throttles(client.get_stage(ApiId=api_id, StageName=stage)))
+
+
+def reserved_concurrency(endpoint: str, region: str, function: str) -> int | None:
+    """The function's reserved concurrency as Terraform set it (None: unreserved)."""
+    found = internal_client("lambda", endpoint, region).get_function_concurrency(FunctionName=function)
+    value = found.get("ReservedConcurrentExecutions")
+    return None if value is None else int(value)
 
 
 def read_function(client: Any, name: str, label: str, build: BuildInfo, work_dir: Path,

@@ -48,7 +48,7 @@ from typing import Any
 
 import aiohttp
 
-from scripts.bench import coldstart, cost
+from scripts.bench import coldstart, cost, edges, sse
 from scripts.bench import load as bench_load
 from scripts.bench import stats as bench_stats
 from scripts.bench.load import Target
@@ -58,6 +58,10 @@ from scripts.harness.rss import RssSampler, tree_rss
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 CONCURRENCY = (1, 8, 32, 128)
+EDGE_LEVELS = (1, 32)
+SSE_STREAMS = 3  # streams of 20 events per edge: 60 delays for p50/p95
+PAIRED_ROUNDS = 200  # edges taking turns, one GET each per round (load.paired)
+STREAM_ENVIRONMENTS = 32  # forward_stream environments in the bench's stack: c=32 never queues behind fewer
 TARGETS = {
     "p50_added_sequential_ms": 10.0,
     "rps_c32": 150.0,
@@ -189,7 +193,9 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
     from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
     t0 = time.monotonic()
-    stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile, root=root))
+    # this tree's stack: an ephemeral function URL port, and environments enough for c=32 (a baseline may lack both)
+    extra = ("--stream-port", "0", "--stream-environments", str(STREAM_ENVIRONMENTS)) if root == ROOT else ()
+    stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile, root=root, extra_args=extra))
     started_s = round(time.monotonic() - t0, 1)
     agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir, root=root,
                                              token=agent_token(stack.state)))
@@ -214,6 +220,8 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
         out["first_after_idle"] = first_after_idle(stack, target, 3 if args.quick else 5)
     except OSError as exc:  # a baseline commit whose stack has no /lambdas/recycle
         out["first_after_idle"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    if root == ROOT:
+        out["edges"] = measure_edges(args, stack, agent, out, direct_latency, n)
     memory = cost.terraform_memory_mb()
     try:
         model = cost.build(out["per_request"], cost.Assumptions(memory_mb=memory))
@@ -222,6 +230,60 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
     except ValueError as exc:
         out["cost"] = {"error": str(exc)}
     return out
+
+
+def edge_plan(quick: bool) -> dict[int, int]:
+    """The levels the edge comparison needs: one at a time (p50 added) and c=32 (req/s)."""
+    counts = plan(quick)
+    return {c: counts[c] for c in EDGE_LEVELS}
+
+
+def stream_target(stack: Any, agent: Any) -> Target | None:
+    """The same tunnel's path-form URL on the function URL edge (stream_url), if the stack serves one."""
+    stream_url, http_url = stack.state.get("stream_url"), stack.state["http_url"].rstrip("/")
+    if not stream_url:
+        return None
+    if not agent.path_url.startswith(http_url + "/"):
+        raise ValueError(f"the tunnel's path URL {agent.path_url} is not under http_url {http_url}")
+    return Target("function_url", stream_url.rstrip("/") + agent.path_url[len(http_url):])
+
+
+def measure_edges(args, stack: Any, agent: Any, http_api: dict, direct_latency: dict, n: int) -> dict[str, Any]:
+    """Both local edges in front of the same tunnel: http_api (already measured) and function_url."""
+    edges: dict[str, Any] = {"http_api": {"url": agent.path_url,
+                                          "latency": {k: v for k, v in http_api["latency"].items()
+                                                      if k in {f"c{c}" for c in EDGE_LEVELS}},
+                                          "per_request": http_api["per_request"]}}
+    target = stream_target(stack, agent)
+    if target is None:
+        edges["function_url"] = {"error": "the stack wrote no stream_url"}
+        return edges
+    print(f"  function URL edge: {target.base_url}", flush=True)
+    asyncio.run(bench_load.run(target, 1, 5))  # warm forward_stream's environments
+    before = stack.stats()
+    res = asyncio.run(bench_load.run(target, 1, n))
+    after = stack.stats()
+    if res.errors:
+        print(f"  warning: {len(res.errors)} errors on the function URL: {sorted(set(res.errors))[:3]}", flush=True)
+    per_request = bench_stats.per_request(before, after, n)
+    per_request["requests_counted"] = n
+    edges["function_url"] = {"url": target.base_url, "per_request": per_request,
+                             "latency": with_added(asyncio.run(measure_latency(target, edge_plan(args.quick), 90)),
+                                                   direct_latency)}
+    rounds = 60 if args.quick else PAIRED_ROUNDS
+    print(f"  paired: {rounds} rounds of one GET through each edge, taking turns", flush=True)
+    turns = asyncio.run(bench_load.paired([Target("http_api", agent.path_url), target], rounds))
+    edges["paired"] = {"rounds": rounds, **{name: {**res.summary(), "added_p50": round(
+        res.summary()["p50"] - direct_latency["c1"]["p50"], 2) if res.latencies_ms and direct_latency.get("c1", {}).get("p50")
+        is not None else None} for name, res in turns.items()}}
+    if turns["http_api"].latencies_ms and turns["function_url"].latencies_ms:
+        edges["paired"]["function_url_minus_http_api_p50_ms"] = round(
+            turns["function_url"].summary()["p50"] - turns["http_api"].summary()["p50"], 2)
+    streams = 1 if args.quick else SSE_STREAMS
+    print(f"  SSE: {streams} x {sse.EVENTS} events {sse.GAP_MS} ms apart through each edge", flush=True)
+    for edge, url in (("http_api", agent.path_url), ("function_url", target.base_url)):
+        edges[edge]["sse"] = asyncio.run(sse.measure(url, streams))
+    return edges
 
 
 # ---------------------------------------------------------------------------------- table ---
@@ -336,6 +398,8 @@ def render(results: dict) -> str:
             t.add_row(label, fmt_ms(old), fmt_ms(new), ratio)
         console.print(t)
 
+    render_edges(console, results)
+
     t = Table(title="Targets")
     for col in ("target", "measured", "verdict"):
         t.add_column(col)
@@ -348,6 +412,69 @@ def render(results: dict) -> str:
     if results.get("localtunnel", {}).get("error"):
         console.print(f"localtunnel not measured: {results['localtunnel']['error']}", highlight=False, markup=False)
     return buf.getvalue()
+
+
+def compare_edges(results: dict) -> dict[str, Any]:
+    """Per profile: every candidate edge's row (measured or derived), its cost and limits."""
+    memory = cost.terraform_memory_mb()
+    return {prof: edges.compare(run["edges"], prof, memory)
+            for prof, run in results.get("stack", {}).items() if run.get("edges")}
+
+
+def fmt_usd(v: Any, digits: int = 2) -> str:
+    return "-" if v is None else f"${v:.{digits}f}"
+
+
+def render_edges(console: Any, results: dict) -> None:
+    from rich.table import Table
+
+    for prof, rows in results.get("edges", {}).items():
+        t = Table(title=f"Candidate edges, {prof} profile: buffered 1 KB GET through each, same tunnel "
+                        "(derived = another edge's measurement +/- the modelled hop difference)")
+        for col in ("edge", "p50 added ms", "paired p50 added", "how", "modelled hops ms", "req/s c=32", "$/M buffered",
+                    "$/M events 100 B | 1 KB", "$/stream-minute", "$/MB bulk | event lane"):
+            t.add_column(col, justify="left" if col in ("edge", "how") else "right")
+        for edge, row in rows.items():
+            st = row.get("stream", {})
+            ev = st.get("per_million_events", {})
+            events = " | ".join(fmt_usd(v["usd_per_million"]) for v in ev.values()) if ev else "no streaming"
+            mb = (f"{fmt_usd(st['per_mb_bulk']['usd'], 5)} | {fmt_usd(st['per_mb_event_lane']['usd'], 4)}"
+                  if st.get("streams") else "-")
+            t.add_row(edges.TITLES[edge], fmt_ms(row.get("p50_added_ms")), fmt_ms(row.get("paired_p50_added_ms")),
+                      "measured" if row.get("measured") else f"derived from {row.get('from')}",
+                      f"{row['modelled_hops_ms']:.0f}", "-" if row.get("rps_c32") is None else f"{row['rps_c32']:.0f}",
+                      fmt_usd(row.get("usd_per_million")), events,
+                      fmt_usd(st["per_minute"]["usd"], 5) if st.get("streams") else "-", mb)
+        console.print(t)
+        turns = results.get("stack", {}).get(prof, {}).get("edges", {}).get("paired", {})
+        if "function_url_minus_http_api_p50_ms" in turns:
+            model = edges.AWS if prof == "aws" else edges.LOCAL
+            modelled = edges.modelled_ms("function_url", model) - edges.modelled_ms("http_api", model)
+            console.print(f"paired ({prof}): {turns['rounds']} rounds of one GET through each edge, taking turns: "
+                          f"function_url p50 - http_api p50 = {turns['function_url_minus_http_api_p50_ms']:+.2f} ms "
+                          f"(modelled hops: {modelled:+.0f} ms)", highlight=False, markup=False)
+    for prof, run in results.get("stack", {}).items():
+        measured = {e: r["sse"] for e, r in run.get("edges", {}).items() if isinstance(r, dict) and r.get("sse")}
+        if not measured:
+            continue
+        t = Table(title=f"SSE per-event delay, {prof} profile: {sse.EVENTS} events {sse.GAP_MS} ms apart, "
+                        f"arrival - written (target p50 <= {sse.TARGET_P50_MS:.0f} ms, p95 <= {sse.TARGET_P95_MS:.0f} ms)")
+        for col in ("edge", "streams", "events", "complete, in order", "p50 ms", "p95 ms", "max ms", "live"):
+            t.add_column(col, justify="left" if col == "edge" else "right")
+        for edge, res in measured.items():
+            verdict = sse.live(res)
+            t.add_row(edges.TITLES.get(edge, edge), str(res.get("streams")), str(res.get("events")),
+                      "yes" if res.get("complete") else "NO", fmt_ms(res.get("p50_ms")), fmt_ms(res.get("p95_ms")),
+                      fmt_ms(res.get("max_ms")), "-" if verdict is None else ("yes" if verdict else "no"))
+        console.print(t)
+    if results.get("edges"):
+        t = Table(title="Limits per URL form (path: <edge>/<id>/..., subdomain: <id>.<domain>)")
+        for col in ("edge", "streams", "upload", "download", "time, path URLs", "time, subdomain URLs", "abuse bounded by"):
+            t.add_column(col)
+        for edge, lim in edges.LIMITS.items():
+            t.add_row(edges.TITLES[edge], lim["streams"], lim["upload"], lim["download"], lim["time_path"],
+                      lim["time_subdomain"], lim["abuse"])
+        console.print(t)
 
 
 def dig(data: Any, path: tuple[str, ...]) -> Any:
@@ -391,6 +518,24 @@ def check_targets(results: dict) -> list[dict]:
         if ours is not None and theirs:
             add(f"local c=32 throughput >= 2 x baseline ({theirs:.0f} req/s), same run", ours / theirs,
                 ours / theirs >= TARGETS["baseline_rps_ratio"], "x")
+    for prof, run in (("local", local), ("aws", aws)):
+        res = run.get("edges", {}).get("function_url", {}).get("sse")
+        if res:
+            ok = sse.live(res)
+            rows.append({"target": f"SSE through function_url ({prof}): per-event p50 <= {sse.TARGET_P50_MS:.0f} ms, "
+                                   f"p95 <= {sse.TARGET_P95_MS:.0f} ms, all events in order",
+                         "measured": f"p50 {fmt_ms(res.get('p50_ms'))} ms, p95 {fmt_ms(res.get('p95_ms'))} ms, "
+                                     f"{res.get('events')} events" + ("" if res.get("complete") else " (incomplete)"),
+                         "value": res.get("p50_ms"), "verdict": "n/a" if ok is None else ("met" if ok else "MISSED")})
+    for edge in ("function_url", "function_url_cloudfront"):
+        row = results.get("edges", {}).get("aws", {}).get(edge)
+        if row:
+            ok = edges.meets_default_target(row)
+            rows.append({"target": f"default edge: {edges.TITLES[edge]} aws p50 added <= {edges.DEFAULT_P50_MS:.0f} ms "
+                                   f"at <= ${edges.DEFAULT_USD_PER_M:.2f}/M",
+                         "measured": f"{fmt_ms(row.get('p50_added_ms'))} ms, {fmt_usd(row.get('usd_per_million'))}/M",
+                         "value": row.get("p50_added_ms"),
+                         "verdict": "n/a" if ok is None else ("met" if ok else "MISSED")})
     for name, f in results.get("cold_init", {}).get("functions", {}).items():
         r = f.get("ratio_to_botocore_session")
         add(f"cold init {name} <= 1.25 x import botocore.session", r, None if r is None else r <= 1.25, "x")
@@ -504,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: children stopped, nothing written", file=sys.stderr)
         return 130
     results["duration_s"] = round(time.monotonic() - t_start, 1)
+    results["edges"] = compare_edges(results)
     results["targets"] = check_targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")

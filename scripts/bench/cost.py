@@ -36,6 +36,13 @@ PRICE_SOURCES = {
     "data_transfer": "https://aws.amazon.com/ec2/pricing/on-demand/#Data_Transfer",
     "snapstart": "https://aws.amazon.com/lambda/pricing/ (SnapStart; "
                  "https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing)",
+    "rest_api": "https://aws.amazon.com/api-gateway/pricing/ (REST APIs, first 333 M/month)",
+    "function_url": "https://docs.aws.amazon.com/lambda/latest/dg/urls-configuration.html "
+                    "(no charge beyond the function's invocations and duration: https://aws.amazon.com/lambda/pricing/)",
+    "cloudfront": "https://aws.amazon.com/cloudfront/pricing/ (HTTPS requests and data out, United States; "
+                  "CloudFront Functions invocations) (verify: recorded from the design, not re-read here)",
+    "lambda_streaming": "https://aws.amazon.com/lambda/pricing/ (streamed response bytes past 6 MB; verify)",
+    "s3": "https://aws.amazon.com/s3/pricing/ (PUT/POST and GET requests, S3 Standard)",
 }
 
 # us-east-1, USD.
@@ -50,6 +57,17 @@ DDB_WRU_PER_M = 0.625  # on-demand write request units (after the 2024-11-01 pri
 DDB_RRU_PER_M = 0.125  # on-demand read request units (after the 2024-11-01 price cut)
 EVENTBRIDGE_PER_M = 1.00  # custom events put on a bus, 64 KB chunks
 DATA_TRANSFER_OUT_PER_GB = 0.09  # internet egress, first 10 TB/month
+# The edges of issue 23 (shared/README.md "The live web"): what each charges per caller request.
+REST_API_PER_M = 3.50  # REST API requests, first 333 M/month; a streamed answer is metered per 10 MB
+REST_STREAM_METER_BYTES = 10 * 1024 * 1024  # each further 10 MB of a streamed REST answer bills as a request (verify)
+FUNCTION_URL_PER_M = 0.00  # a function URL has no request charge: only the invocation and its duration
+CLOUDFRONT_HTTPS_PER_M = 1.00  # CloudFront HTTPS requests, United States ($0.0100 per 10,000)
+CLOUDFRONT_FUNCTION_PER_M = 0.10  # a CloudFront Function on viewer request (the tunnel's Host -> a header)
+CLOUDFRONT_DATA_OUT_PER_GB = 0.085  # CloudFront to the internet, United States, first 10 TB (origin -> CloudFront is free)
+LAMBDA_STREAMED_PER_GB = 0.008  # streamed response bytes past the first 6 MB of each answer (verify)
+LAMBDA_STREAM_FREE_BYTES = 6 * 1024 * 1024
+S3_PUT_PER_M = 5.00  # PUT/POST (the agent's segment upload through the presigned form)
+S3_GET_PER_M = 0.40  # GET (forward reading a segment); DeleteObject is free
 # SnapStart (python3.12+): a cache charge for every published version while it is active (3 h
 # minimum), per GB of the function's memory per second, and a restore charge per GB each time an
 # execution environment is restored from the snapshot. Without SnapStart the init phase is billed
@@ -153,13 +171,34 @@ def dynamodb_units(calls: Mapping[str, float], a: Assumptions) -> tuple[float, f
     return wru, rru, unknown
 
 
-def build(per_request: Mapping[str, Any], a: Assumptions) -> CostModel:
-    """Cost lines from per-request counts (the shape `bench.py` writes under `per_request`)."""
-    lines: list[Line] = []
-    http_requests = float(per_request.get("http_requests", 1.0))
-    lines.append(Line(
-        "API Gateway HTTP API", "requests", http_requests * increments(a.request_bytes, HTTP_API_INCREMENT),
-        "request", HTTP_API_PER_M / 1e6, "512 KB increments"))
+EDGES = ("http_api", "function_url", "function_url_cloudfront", "rest")
+
+
+def edge_lines(edge: str, per_request: Mapping[str, Any], a: Assumptions) -> list[Line]:
+    """What the caller-facing edge charges per request: the only lines that differ between edges."""
+    if edge == "http_api":
+        http_requests = float(per_request.get("http_requests", 1.0))
+        return [Line("API Gateway HTTP API", "requests", http_requests * increments(a.request_bytes, HTTP_API_INCREMENT),
+                     "request", HTTP_API_PER_M / 1e6, "512 KB increments")]
+    if edge == "rest":
+        return [Line("API Gateway REST API", "requests", 1.0, "request", REST_API_PER_M / 1e6,
+                     "one per caller request; a streamed answer adds one per further 10 MB")]
+    if edge in ("function_url", "function_url_cloudfront"):
+        lines = [Line("Lambda function URL", "requests", 1.0, "request", FUNCTION_URL_PER_M / 1e6,
+                      "no request charge: the invocation and its duration are the Lambda lines")]
+        if edge == "function_url_cloudfront":
+            lines.append(Line("CloudFront", "HTTPS requests", 1.0, "request", CLOUDFRONT_HTTPS_PER_M / 1e6,
+                              "caching disabled: every request reaches the origin"))
+            lines.append(Line("CloudFront", "CloudFront Function", 1.0, "invocation", CLOUDFRONT_FUNCTION_PER_M / 1e6,
+                              "viewer request: the tunnel's Host to a header"))
+        return lines
+    raise ValueError(f"unknown edge {edge!r} (known: {', '.join(EDGES)})")
+
+
+def build(per_request: Mapping[str, Any], a: Assumptions, edge: str = "http_api") -> CostModel:
+    """Cost lines from per-request counts (the shape `bench.py` writes under `per_request`), for
+    requests reaching forward through ``edge`` (one of EDGES)."""
+    lines: list[Line] = edge_lines(edge, per_request, a)
 
     ws = per_request.get("ws_messages", {})
     to_agent = float(ws.get("api_to_agent", per_request.get("post_to_connection", 0.0)))
@@ -220,6 +259,97 @@ def build(per_request: Mapping[str, Any], a: Assumptions) -> CostModel:
         "Data transfer out", "response bytes to the internet", a.response_bytes / 1024**3, "GB",
         DATA_TRANSFER_OUT_PER_GB, "not in the original's figure; first 100 GB/month are free")]
     return CostModel(lines=lines, excluded=excluded, assumptions=a)
+
+
+# --- streamed answers (issue 23; the chunk channel of shared/README.md "The live web") ---------
+CHUNK_RAW_MAX = 22 * 1024  # raw bytes per http_response_chunk frame (STREAM_CONTRACT: <= 22 KiB)
+CHUNK_ITEM_OVERHEAD = 256  # bytes of a stored chunk item besides its base64 body: key, seq, ttl, forRequest
+SEGMENT_BYTES = 8 * 1024 * 1024  # the bulk lane: one S3 object per segment
+ACK_EVERY = 8  # forward posts one stream_ack per 8 frames read (or per second)
+POLLS_PER_S_BUSY = 10  # forward's read schedule while a stream is busy (20 ms growing to 100 ms)
+
+
+def base64_len(raw: int) -> int:
+    return 4 * math.ceil(raw / 3)
+
+
+def chunk_wru(raw: int) -> int:
+    """WRU to write one chunk item of ``raw`` body bytes (1 per KB of item, base64 stored), = its delete's."""
+    return max(1, math.ceil((base64_len(raw) + CHUNK_ITEM_OVERHEAD) / 1024))
+
+
+def _lines_total(lines: list[dict[str, Any]]) -> float:
+    return float(sum(line["usd"] for line in lines))
+
+
+def _line(what: str, quantity: float, unit_price: float) -> dict[str, Any]:
+    return {"what": what, "quantity": round(quantity, 6), "unit_price_usd": unit_price, "usd": quantity * unit_price}
+
+
+def frame_lines(raw: int, response_billed_ms: float, response_memory_mb: int, architecture: str) -> list[dict[str, Any]]:
+    """One chunk frame of ``raw`` bytes on the event lane: agent message, response, write + delete, ack share."""
+    frame_bytes = base64_len(raw) + 512  # the frame's JSON around the base64 body
+    gb_s = response_billed_ms / 1000 * response_memory_mb / 1024
+    return [
+        _line("agent message ($default)", increments(frame_bytes, WS_MESSAGE_INCREMENT), WS_MESSAGE_PER_M / 1e6),
+        _line("response invocation", 1.0, LAMBDA_REQUEST_PER_M / 1e6),
+        _line(f"response duration ({response_billed_ms:.1f} ms x {response_memory_mb} MB)", gb_s,
+              LAMBDA_GB_S[architecture]),
+        _line(f"chunk item write + delete ({chunk_wru(raw)} + {chunk_wru(raw)} WRU)", 2 * chunk_wru(raw),
+              DDB_WRU_PER_M / 1e6),
+        _line(f"stream_ack share (1 per {ACK_EVERY} frames)", 1 / ACK_EVERY, WS_MESSAGE_PER_M / 1e6),
+    ]
+
+
+def stream_rates(edge: str, forward_memory_mb: int, response_memory_mb: int, response_billed_ms: float,
+                 architecture: str = "arm64", event_sizes: tuple[int, ...] = (100, 1024)) -> dict[str, Any]:
+    """Per event, per streamed minute and per streamed MB on ``edge``, from the price constants.
+
+    ``response_billed_ms``: the response Lambda's billed ms per agent message (counted by the bench).
+    The formulas are the design's (shared/README.md, "Per streamed MB, per streamed minute and per
+    event"), with the chunk item priced by its stored (base64) size."""
+    if edge == "http_api":
+        return {"edge": edge, "streams": False, "note": "HTTP APIs cannot stream (whole answers only)"}
+    events = {}
+    for size in event_sizes:
+        lines = frame_lines(size, response_billed_ms, response_memory_mb, architecture)
+        events[str(size)] = {"event_bytes": size, "lines": lines, "usd_per_million": _lines_total(lines) * 1e6}
+    minute = [
+        _line(f"streaming forward open 60 s x {forward_memory_mb} MB", 60 * forward_memory_mb / 1024,
+              LAMBDA_GB_S[architecture]),
+        _line(f"reads at {POLLS_PER_S_BUSY}/s (strongly consistent, 1 RRU each)", 60 * POLLS_PER_S_BUSY,
+              DDB_RRU_PER_M / 1e6),
+    ]
+    egress_per_gb = CLOUDFRONT_DATA_OUT_PER_GB if edge == "function_url_cloudfront" else DATA_TRANSFER_OUT_PER_GB
+    per_mb = 1024 * 1024
+    notice = frame_lines(200, response_billed_ms, response_memory_mb, architecture)  # a segment notice: a small frame
+    bulk = [
+        _line("segment upload (S3 POST), 1 per 8 MB", per_mb / SEGMENT_BYTES, S3_PUT_PER_M / 1e6),
+        _line("segment read (S3 GET), 1 per 8 MB", per_mb / SEGMENT_BYTES, S3_GET_PER_M / 1e6),
+        _line("segment notice (a small frame), 1 per 8 MB", per_mb / SEGMENT_BYTES, _lines_total(notice)),
+    ]
+    frames = math.ceil(per_mb / CHUNK_RAW_MAX)
+    event_lane = [_line(f"{frames} frames of 22 KiB: " + line["what"], frames * line["quantity"], line["unit_price_usd"])
+                  for line in frame_lines(CHUNK_RAW_MAX, response_billed_ms, response_memory_mb, architecture)]
+    common = [
+        _line("data out to the internet" + (" (CloudFront)" if edge == "function_url_cloudfront" else ""),
+              1 / 1024, egress_per_gb),
+        _line("Lambda streamed bytes (past the first 6 MB of an answer)", 1 / 1024, LAMBDA_STREAMED_PER_GB),
+    ]
+    if edge == "rest":
+        common.append(_line("REST metering: 1 request per 10 MB streamed", per_mb / REST_STREAM_METER_BYTES,
+                            REST_API_PER_M / 1e6))
+    return {
+        "edge": edge, "streams": True,
+        "per_million_events": events,
+        "per_minute": {"lines": minute, "usd": _lines_total(minute), "usd_per_hour": _lines_total(minute) * 60},
+        "per_mb_bulk": {"lines": bulk + common, "usd": _lines_total(bulk + common)},
+        "per_mb_event_lane": {"lines": event_lane + common, "usd": _lines_total(event_lane + common)},
+        "assumptions": {"forward_memory_mb": forward_memory_mb, "response_memory_mb": response_memory_mb,
+                        "response_billed_ms": response_billed_ms, "architecture": architecture,
+                        "chunk_item_overhead_bytes": CHUNK_ITEM_OVERHEAD, "segment_bytes": SEGMENT_BYTES,
+                        "ack_every": ACK_EVERY, "polls_per_s_busy": POLLS_PER_S_BUSY},
+    }
 
 
 def render_text(model: CostModel, title: str = "") -> str:

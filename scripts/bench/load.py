@@ -153,3 +153,22 @@ async def transfer(target: Target, direction: str, size: int, kind: str = "binar
                 break  # a failure is reported as is, a slow run is not repeated: retrying only burns time
     assert best is not None
     return best
+
+
+async def paired(targets: list[Target], rounds: int, warmup: int = 5) -> dict[str, LoadResult]:
+    """Sequential 1 KB GETs taking turns (A, B, A, B, ...): machine noise that drifts over seconds
+    hits every target alike, so the difference of their medians holds on a loaded machine too."""
+    results = {t.name: LoadResult() for t in targets}
+    async with session(len(targets)) as s:
+        scratch = LoadResult()
+        for _ in range(warmup):
+            for t in targets:
+                await get_kb(s, t, scratch)
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            order = targets if i % 2 == 0 else targets[::-1]  # neither always goes first
+            for t in order:
+                await get_kb(s, t, results[t.name])
+        for r in results.values():
+            r.elapsed_s = time.perf_counter() - t0
+    return results

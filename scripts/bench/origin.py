@@ -11,6 +11,9 @@ Routes (all bodies deterministic so callers can check them byte for byte):
   GET  /status/{code}         that status, body "status <code>"
   GET  /slow?ms=M             1024 bytes after M ms (counts requests in flight)
   GET  /inflight              {"now": n, "max": m} of /slow, and resets max
+  GET  /sse?n=20&ms=200       n server-sent events ms apart, each stamped with when it was written (scripts/bench/sse.py)
+  GET  /sse-page              a page whose EventSource reads /sse beside it and records when each event arrived
+  POST /v1/chat/completions   an OpenAI-style chunk stream ("stream": true), chunks ?ms= apart, stamped "t"
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import string
 from functools import lru_cache
 
 from aiohttp import web
+
+from scripts.bench import sse
 
 KB_BODY = (string.ascii_letters + string.digits) * 17  # 62 * 17 = 1054
 KB_BODY = KB_BODY[:1024].encode()
@@ -104,6 +109,8 @@ def make_app() -> web.Application:
         web.get("/kb", kb), web.get("/blob", get_blob), web.get("/text", get_text),
         web.post("/upload", upload), web.post("/echo", echo), web.get("/status/{code}", status),
         web.get("/slow", slow), web.get("/inflight", inflight),
+        web.get("/sse", sse.handler), web.get("/sse-page", sse.page_handler),
+        web.post("/v1/chat/completions", sse.chat_handler),
     ])
     return app
 

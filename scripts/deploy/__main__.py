@@ -11,6 +11,8 @@ STATE_BUCKET=B) keeps it in S3 at <name_prefix>/terraform.tfstate with a lock fi
 (use_lockfile, Terraform >= 1.10): for that run only, terraform/backend_s3_override.tf (ignored by
 git) declares the S3 backend; an existing local state is copied there.
 `make deploy` / `make destroy` / `make localstack-deploy` call this script.
+After an apply on the function_url edge it adds forward_stream's lambda:InvokeFunction statement
+conditioned on lambda:InvokedViaFunctionUrl (Terraform cannot: scripts/deploy/function_url.py).
 After an apply it mints a token for the operator (subject `operator`, 7 days) with the
 deployment's own secret and prints a ready `ttf -e ... -t ...` line. The token itself is printed
 only to a terminal: when stdout is not a TTY (CI logs keep it), it goes to .local/operator-token
@@ -30,7 +32,7 @@ import sys
 from pathlib import Path
 
 from scripts import tfenv
-from scripts.deploy import doctor, settings, token
+from scripts.deploy import doctor, function_url, settings, token
 from scripts.deploy.settings import DeployError, parse_vars
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +152,22 @@ def operator_token(outputs: dict, endpoint_url: str = "") -> str | None:
         raise DeployError(f"deployed, but no token could be minted: {exc}") from None
 
 
+def grant_function_url(outputs: dict, env: dict[str, str], clients: doctor.Clients | None = None) -> str:
+    """After an apply on the function_url edge: the InvokeFunction statement conditioned on
+    lambda:InvokedViaFunctionUrl, which Terraform cannot write (scripts/deploy/function_url.py)."""
+    from botocore import exceptions as bx
+
+    statement = function_url.wanted(outputs)
+    if statement is None:
+        return "public_edge = http_api: no function URL to grant"
+    clients = clients or doctor.session_clients(env, env["TF_VAR_aws_region"])
+    try:
+        return function_url.ensure(clients("lambda"), statement)
+    except (bx.ClientError, bx.BotoCoreError, LookupError) as exc:
+        raise DeployError(f"deployed, but the function URL's lambda:InvokeFunction statement could not be added "
+                          f"({exc}): the URL answers 403 until it is; run make deploy again") from None
+
+
 def check_localstack(endpoint: str) -> None:
     """Fail early, with a clear message, when LocalStack is not there or lacks API Gateway v2."""
     import localstack_client.session  # the design card: scripts talking to LocalStack use it
@@ -238,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             BACKEND_FILE.unlink(missing_ok=True)
         if args.action != "destroy":
             outputs = json.loads(out)
+            if args.action == "apply":
+                print(grant_function_url(outputs, env))
             endpoint = args.localstack_endpoint if args.action == "localstack" else ""
             minted = operator_token(outputs, endpoint)
             print(ttf_line(outputs, None if minted is None else token_text(minted, sys.stdout.isatty())))

@@ -10,8 +10,11 @@ first and stops on a failure.
 The checks: credentials and account (an expired SSO token included); the region and where it
 came from; Terraform >= 1.11 and Python >= 3.11; the provider lock for this platform; the Lambda
 concurrency quota against what the configured throttles need; the certificate when a domain is
-set; the CloudWatch Logs resource policy count; name lengths; the build against the variables;
-resources with this prefix in the account while there is no state to say they are ours.
+set (and, on the function_url edge, CloudFront's us-east-1 certificate for <domain> and *.<domain>);
+on a deployed function_url edge, forward_stream's InvokeFunction statement conditioned on
+lambda:InvokedViaFunctionUrl (scripts/deploy/function_url.py); the CloudWatch Logs resource policy
+count; name lengths; the build against the variables; resources with this prefix in the account
+while there is no state to say they are ours.
 
 Every AWS call goes through `clients(service)`, so tests give it moto, or stubbed answers where
 moto has none (Lambda GetAccountSettings).
@@ -244,6 +247,72 @@ def check_certificate(clients: Clients, values: dict[str, settings.Scalar], regi
     return Check("certificate", OK, f"ISSUED, covers {', '.join(wanted)}")
 
 
+def check_cloudfront_certificate(clients: Clients, values: dict[str, settings.Scalar]) -> Check:
+    """With a domain on the function_url edge, CloudFront serves <domain> and *.<domain>: its
+    certificate must be an ISSUED us-east-1 certificate covering both (``clients`` are us-east-1's)."""
+    from botocore import exceptions as bx
+
+    name = "cloudfront certificate"
+    domain = str(values.get("domain_name") or "")
+    arn = str(values.get("cloudfront_certificate_arn") or "") or str(values.get("certificate_arn") or "")
+    request = (f"aws acm request-certificate --region us-east-1 --domain-name {domain} "
+               f"--subject-alternative-names '*.{domain}' --validation-method DNS; then set cloudfront_certificate_arn")
+    if not arn:
+        return Check(name, FAIL, f"domain_name = {domain} on public_edge = function_url but no certificate", request)
+    if (arn.split(":")[3] if arn.count(":") >= 5 else "") != "us-east-1":
+        return Check(name, FAIL, f"{arn.rsplit('/', 1)[-1]} is not in us-east-1: CloudFront (in front of the function "
+                     "URL for <domain> and *.<domain>) uses us-east-1 certificates only", request)
+    try:
+        cert = clients("acm").describe_certificate(CertificateArn=arn)["Certificate"]
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        return Check(name, FAIL, f"acm:DescribeCertificate in us-east-1 failed: {_error_code(exc) or exc}",
+                     "check cloudfront_certificate_arn (or certificate_arn)")
+    status = cert.get("Status")
+    if status != "ISSUED":
+        return Check(name, FAIL, f"{arn.rsplit('/', 1)[-1]} is {status}",
+                     "add the DNS validation records ACM lists (aws acm describe-certificate --region us-east-1) "
+                     "and wait for ISSUED")
+    names = set(cert.get("SubjectAlternativeNames") or []) | {cert.get("DomainName")}
+    wanted = [domain] + ([f"*.{domain}"] if values.get("wildcard_domain", True) else [])
+    missing = [n for n in wanted if n not in names and f"*.{n.split('.', 1)[-1]}" not in names]
+    if missing:
+        return Check(name, FAIL, f"ISSUED but does not cover {', '.join(missing)}", request)
+    return Check(name, OK, f"us-east-1, ISSUED, covers {', '.join(wanted)}")
+
+
+def check_function_url_permission(clients: Clients, values: dict[str, settings.Scalar]) -> Check:
+    """On a deployed function_url edge: forward_stream's policy holds the InvokeFunction statement
+    conditioned on lambda:InvokedViaFunctionUrl (make deploy adds it; Terraform cannot), and no
+    statement lets anyone invoke it directly."""
+    from botocore import exceptions as bx
+
+    from scripts.deploy import function_url
+
+    name = "function URL permission"
+    function = f"{values.get('name_prefix')}-forward-stream"
+    try:
+        statements = function_url.policy_statements(clients("lambda"), function)
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        return Check(name, WARN, f"lambda:GetPolicy of {function} failed: {_error_code(exc) or exc}",
+                     f"aws lambda get-policy --function-name {function}")
+    if statements is None:
+        return Check(name, OK, f"{function} is not deployed yet: make deploy adds the statement after the apply")
+    opened = function_url.open_invokes(statements)
+    if opened:
+        return Check(name, FAIL, f"{function} lets anyone invoke it directly ({', '.join(opened)}): any AWS account "
+                     "can send it forged events (forged source IP, your bill)",
+                     f"aws lambda remove-permission --function-name {function} --statement-id <sid>; make deploy adds "
+                     "the conditioned statement")
+    if not any(function_url.is_conditioned(s) for s in statements):
+        if not function_url.has_url(clients("lambda"), function):
+            return Check(name, OK, f"{function} has no function URL yet (public_edge was http_api): make deploy "
+                         "adds the statement after the apply creates it")
+        return Check(name, WARN, f"{function} lacks lambda:InvokeFunction conditioned on "
+                     f"{function_url.CONDITION_KEY}: its function URL answers 403",
+                     "make deploy (adds it after the apply; Terraform does not manage it)")
+    return Check(name, OK, f"{function}: InvokeFunction only through the function URL")
+
+
 def check_log_policies(clients: Clients, values: dict[str, settings.Scalar]) -> Check:
     from botocore import exceptions as bx
 
@@ -353,12 +422,15 @@ def session_clients(env: dict[str, str], region: str) -> Clients:
 def run_checks(*, env: dict[str, str], var_args: list[str], clients: Clients | None = None,
                terraform_dir: Path = TERRAFORM_DIR, build_dir: Path = BUILD_DIR, allow_low_concurrency: bool = False,
                state_bucket: str = "", tf_version: tuple[int, ...] | None | str = "detect",
-               platform: str | None = None) -> list[Check]:
+               platform: str | None = None, us_east_1: Clients | None = None) -> list[Check]:
+    """Every check; ``clients`` answer for the deploy's region, ``us_east_1`` for CloudFront's
+    certificates (default: the same profile in us-east-1)."""
     region = settings.region(terraform_dir, env, var_args)
     values = settings.effective(terraform_dir, env, var_args)
     values["aws_region"] = region.name
     if clients is None:
         clients = session_clients(env, region.name)
+        us_east_1 = us_east_1 or session_clients(env, "us-east-1")
     version = terraform_version() if tf_version == "detect" else tf_version
     assert not isinstance(version, str)
     checks = [check_credentials(clients, env), check_region(region), check_terraform(version), check_python(),
@@ -369,6 +441,10 @@ def run_checks(*, env: dict[str, str], var_args: list[str], clients: Clients | N
     checks += [check_concurrency(clients, values, region.name, allow_low_concurrency),
                check_certificate(clients, values, region.name), check_log_policies(clients, values),
                check_state(clients, values, terraform_dir, state_bucket)]
+    if values.get("public_edge") == "function_url":
+        checks.append(check_function_url_permission(clients, values))
+        if values.get("domain_name"):
+            checks.append(check_cloudfront_certificate(us_east_1 or clients, values))
     return checks
 
 

@@ -39,7 +39,7 @@ RUNTIME_REQUIREMENTS = ("boto3==1.44.8",)  # what the AWS Lambda python runtime 
 # installed without its dependencies (jmespath, dateutil, urllib3 come from the runtime).
 LAYER_BOTOCORE = "botocore==1.44.8"
 # Every service the layer creates a client for (`aws.client("...")`; a test holds the two together).
-LAYER_SERVICES = ("apigatewaymanagementapi", "dynamodb", "events", "s3", "secretsmanager", "ssm")
+LAYER_SERVICES = ("apigatewaymanagementapi", "dynamodb", "events", "kms", "s3", "secretsmanager", "ssm")
 # What a client reads from a service's folder; examples-1.json is documentation only.
 SERVICE_FILES = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)

@@ -1,6 +1,6 @@
 """`make smoke`: check a deployed tunnel end to end, through its public URL.
 
-    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--latency-requests 20]
+    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--stream-url URL] [--latency-requests 20]
                             [--max-p90-ms MS] [--json] [--ttf PATH]
 
 Starts a local origin (scripts/smoke/origin.py) and a `ttf` agent forwarding to it, both
@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--endpoint", help="the WebSocket URL (ws_url); default: terraform output ws_url")
     parser.add_argument("--token", default=os.environ.get("TTF_TOKEN", ""),
                         help="agent token (default: TTF_TOKEN; empty = connect without one)")
+    parser.add_argument("--stream-url", default=None,
+                        help="the streaming edge's base URL (default: terraform output function_url; none: the "
+                             "streaming check is not checkable)")
     parser.add_argument("--latency-requests", type=int, default=20, help="sequential GETs timed (default 20)")
     parser.add_argument("--max-p90-ms", type=float, default=None, help="fail the latency check above this p90")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -72,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError("--agent-timeout must be in (0, 600] seconds")
     if args.endpoint is not None and not args.endpoint.startswith(("ws://", "wss://")):
         raise UsageError(f"--endpoint must be a ws:// or wss:// URL, got {args.endpoint!r}")
+    if args.stream_url is not None and not args.stream_url.startswith(("http://", "https://")):
+        raise UsageError(f"--stream-url must be an http:// or https:// URL, got {args.stream_url!r}")
     return args
 
 
@@ -114,6 +119,12 @@ def ws_url_of(outputs: dict[str, Any]) -> str:
     if not value:
         raise UsageError("terraform has no ws_url output: run `make deploy` first, or pass --endpoint")
     return str(value)
+
+
+def stream_url_of(outputs: dict[str, Any]) -> str:
+    """The function URL (public_edge = "function_url"), or "" when the deployment has no streaming edge."""
+    value = (outputs.get("function_url") or {}).get("value")
+    return str(value) if value else ""
 
 
 def ttf_command(explicit: str | None) -> list[str]:
@@ -186,12 +197,14 @@ def start_origin(work: Path) -> tuple[Proc, int]:
 
 def program(args: argparse.Namespace) -> int:
     agent_token = args.token
+    stream_base = args.stream_url or ""
     if args.endpoint:
         endpoint = args.endpoint
     else:
         outputs = terraform_outputs()
         endpoint = ws_url_of(outputs)
         agent_token = agent_token or deployment_token(outputs)
+        stream_base = stream_base or stream_url_of(outputs)
     ttf = ttf_command(args.ttf)
     work = Path(tempfile.mkdtemp(prefix="smoke-"))
     started = time.monotonic()
@@ -207,7 +220,7 @@ def program(args: argparse.Namespace) -> int:
               f"(about {battery.FORWARD_WAIT_S + 10} s: the 504 check waits {battery.FORWARD_WAIT_S} s)",
               file=sys.stderr, flush=True)
         ctx = battery.Context(tunnel, agent.restart, args.latency_requests, args.max_p90_ms,
-                              endpoint=endpoint, token=agent_token)
+                              endpoint=endpoint, token=agent_token, stream_url=stream_base)
         results = battery.run(ctx)
     except SmokeError as exc:
         raise SmokeError(f"{exc} (logs: {work})") from None

@@ -19,7 +19,7 @@ import time
 from typing import Callable
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
-from scripts.smoke import swap, throttle
+from scripts.smoke import streaming, swap, throttle
 from scripts.smoke.client import Client, Reply
 from scripts.smoke.context import Context, Tunnel  # noqa: F401 - battery.Context / battery.Tunnel for callers
 from scripts.smoke.origin import COOKIES, UTF8_VALUE, pattern, text_pattern
@@ -261,7 +261,8 @@ QUICK: tuple[tuple[str, Callable[[Context], str]], ...] = (
     ("502 answer too large", check_502),
 )
 SLOW = ("504 no answer in 25 s", check_504)
-AFTER = (("latency", check_latency), ("reconnect keeps the URL", check_reconnect),
+AFTER = (("latency", check_latency), (streaming.STREAMING, streaming.check_stream),
+         ("reconnect keeps the URL", check_reconnect),
          (throttle.THROTTLE, throttle.check_throttle_frame))  # last: it spends the $default budget
 NAMES = tuple(name for name, _ in QUICK) + (SLOW[0],) + tuple(name for name, _ in AFTER)
 

@@ -27,6 +27,7 @@ class Context:
     client: Client | None = None
     endpoint: str = ""  # the agent WebSocket URL, for the swap attempt's hand-made agents
     token: str = ""  # the agent token ("" when the deployment lets anonymous agents in)
+    stream_url: str = ""  # the streaming edge's base URL (function URL); "" when the deployment has none
 
     def url(self, path: str) -> str:
         return self.tunnel.public_url.rstrip("/") + path

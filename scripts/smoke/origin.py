@@ -11,6 +11,8 @@ Every body is deterministic, so the caller checks it byte for byte:
   GET  /cookies      three Set-Cookie headers (COOKIES)
   GET  /utf8-header  X-Smoke-Utf8: UTF8_VALUE, written as its UTF-8 bytes
   GET  /sleep?s=S    "slept" after S seconds
+  GET  /sse?n=N&ms=M N server-sent events M ms apart (chunked, one chunk each), each `data:
+                     {"i": i, "t": <time.time() when written>}` (scripts/smoke/streaming.py)
 It exits when its parent process goes away, so a killed `make smoke` leaves nothing behind.
 """
 
@@ -96,11 +98,31 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"cookies", "text/plain", [("Set-Cookie", c) for c in COOKIES])
         elif path == "/utf8-header":  # http.server writes header values as Latin-1: these are the UTF-8 bytes
             self._send(200, b"utf8", "text/plain", [("X-Smoke-Utf8", UTF8_VALUE.encode("utf-8").decode("latin-1"))])
+        elif path == "/sse":
+            self._sse(int(query.get("n", ["20"])[0]), int(query.get("ms", ["200"])[0]))
         elif path == "/sleep":
             time.sleep(float(query.get("s", ["1"])[0]))
             self._send(200, b"slept", "text/plain")
         else:
             self._send(404, b"no such route on the smoke origin", "text/plain")
+
+    def _sse(self, n: int, ms: int) -> None:
+        if not (1 <= n <= 1000 and 0 <= ms <= 60_000):
+            self._send(400, b"n must be 1..1000, ms 0..60000", "text/plain")
+            return
+        self.send_response(200)
+        for name, value in (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
+                            ("Transfer-Encoding", "chunked")):
+            self.send_header(name, value)
+        self.end_headers()
+        started = time.monotonic()
+        for i in range(n):
+            time.sleep(max(0.0, started + i * ms / 1000 - time.monotonic()))  # on a schedule, as a live feed
+            event = f"id: {i}\ndata: {json.dumps({'i': i, 't': time.time()})}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 

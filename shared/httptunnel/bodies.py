@@ -19,7 +19,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from . import aws, config, limits, names
+from . import aws, config, limits, names, protocol
 
 PRESIGN_EXPIRES_S = 300
 
@@ -30,6 +30,10 @@ class BodyTooLarge(Exception):
 
 class BodyMissing(Exception):
     """The agent said it uploaded a body but there is no object."""
+
+
+class SegmentMismatch(Exception):
+    """A streamed answer's segment is not the size its notice announced (or over the cap)."""
 
 
 class NotVersioned(Exception):
@@ -133,3 +137,40 @@ def get_response_body(request_id: str) -> Stored:
         raise BodyTooLarge(request_id)
     out = _s3().get_object(Bucket=_bucket(), Key=response_key(request_id), VersionId=version)
     return Stored(out["Body"].read(), version)
+
+
+# --------------------------------------------------------------------------- streamed answers' bulk lane
+# (issue 23, shared/README.md "The chunk channel"): the agent uploads segments of a streamed answer
+# as ``resp/<request id>/<seq>`` through one presigned POST whose policy admits only keys under
+# ``resp/<request id>/`` and at most STREAM_SEGMENT_MAX bytes each; forward reads the current
+# version of each (size checked before the read, SHA-256 after), then deletes that version.
+
+def segment_form(request_id: str) -> dict[str, Any]:
+    """The presigned POST for every segment of one streamed answer (``key`` field set per upload)."""
+    prefix = f"{response_key(request_id)}/"
+    form = _s3().generate_presigned_post(
+        Bucket=_bucket(), Key=prefix + "${filename}",
+        Conditions=[["content-length-range", 0, protocol.STREAM_SEGMENT_MAX]], ExpiresIn=PRESIGN_EXPIRES_S)
+    return {"url": form["url"], "fields": dict(form["fields"])}
+
+
+def get_segment(key: str, size: int) -> Stored:
+    """One segment, the version read now; BodyMissing when there is none, SegmentMismatch when its
+    size is not the announced one (or over STREAM_SEGMENT_MAX)."""
+    try:
+        head = _s3().head_object(Bucket=_bucket(), Key=key)
+    except ClientError as exc:
+        if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            raise BodyMissing(key) from None
+        raise
+    version = _version(head)
+    stored = int(head.get("ContentLength", 0))
+    if stored != size or stored > protocol.STREAM_SEGMENT_MAX:
+        raise SegmentMismatch(key)
+    out = _s3().get_object(Bucket=_bucket(), Key=key, VersionId=version)
+    return Stored(out["Body"].read(), version)
+
+
+def delete_segment(key: str, version_id: str) -> None:
+    """Delete the version forward read (permanently: no delete marker is left behind)."""
+    _s3().delete_object(Bucket=_bucket(), Key=key, VersionId=version_id)

@@ -44,6 +44,10 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "request_id_key": ("REQUEST_ID_KEY",),
     "request_id_key_ssm_prefix": ("REQUEST_ID_KEY_SSM_PREFIX",),
     "request_id_key_version": ("REQUEST_ID_KEY_VERSION",),
+    "secrets_kms_key_id": ("SECRETS_KMS_KEY_ID",),
+    "edge_origin_secret_ssm_parameter": ("EDGE_ORIGIN_SECRET_SSM_PARAMETER",),
+    "tunnel_limits": ("TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT"),
+    "agent_message_budget": ("AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT"),
     "caller_management_endpoint": ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "CALLER_WS_MANAGEMENT_ENDPOINT"),
     "caller_ws_domain": ("CALLER_WS_DOMAIN",),
 }
@@ -53,17 +57,20 @@ _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_A
 _MGMT = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT")
 _ID_KEY = ("REQUEST_ID_KEY", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION")
 _CALLER_MGMT = ("CALLER_WS_MANAGEMENT_ENDPOINT",)  # the caller WebSocket API's @connections (issue 24)
+_FAIR = ("TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT")  # issue 29 (fairness)
 
 FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
-    "connect": ("CONNECTIONS_TABLE", *_AUTH, "LOG_LEVEL"),
+    "connect": ("CONNECTIONS_TABLE", *_AUTH, "SECRETS_KMS_KEY_ID", "LOG_LEVEL"),
     "disconnect": ("CONNECTIONS_TABLE", "LOG_LEVEL"),
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
-                 "PATH_ROUTING", *_ID_KEY, *_CALLER_MGMT, "LOG_LEVEL"),
+                 "PATH_ROUTING", *_ID_KEY, *_CALLER_MGMT, "AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT",
+                 "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
-                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "LOG_LEVEL"),
+                "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "SECRETS_KMS_KEY_ID", *_FAIR,
+                "LOG_LEVEL"),
     "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
                        "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
-                       "LOG_LEVEL"),
+                       "SECRETS_KMS_KEY_ID", "EDGE_ORIGIN_SECRET_SSM_PARAMETER", *_FAIR, "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
     "caller_connect": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "CALLER_WS_DOMAIN", "PATH_ROUTING", *_ID_KEY,
@@ -263,3 +270,40 @@ def request_id_key_version() -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 999_999:
         raise ConfigError(f"REQUEST_ID_KEY_VERSION must be a whole number 1-999999, got {raw!r}")
     return int(raw)
+
+
+def secrets_kms_key_id() -> str:
+    """The KMS key (ARN) that seals the edge policy's webhook secrets on the connection row
+    (``httptunnel.sealed``): connect encrypts with it, forward names it when it decrypts.
+    Terraform always sets it; empty = secrets are stored unsealed (the layer without Terraform)."""
+    return _get("SECRETS_KMS_KEY_ID")
+
+
+def edge_origin_secret_ssm_parameter() -> str:
+    """The SSM SecureString holding the secret CloudFront adds to origin requests (Terraform, with a
+    domain on the function URL edge); empty = no CloudFront in front (``edge_origin``)."""
+    return _get("EDGE_ORIGIN_SECRET_SSM_PARAMETER")
+
+
+def _limit(name: str) -> float:
+    """A limit >= 0 from the environment; unset or 0 = no limit (issue 29, ``fairness``)."""
+    raw = _get(name)
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a number >= 0 (0 = no limit)")
+    return value
+
+
+def tunnel_limits() -> tuple[float, float, int]:
+    """The operator's per-tunnel ceilings: (requests/s, burst, requests in flight); 0 = none."""
+    return _limit("TUNNEL_RATE_LIMIT"), _limit("TUNNEL_BURST_LIMIT"), int(_limit("TUNNEL_MAX_IN_FLIGHT"))
+
+
+def agent_message_budget() -> tuple[float, float]:
+    """Messages one agent socket may send per second, and at once, before it is closed; 0 = none."""
+    return _limit("AGENT_MESSAGE_RATE_LIMIT"), _limit("AGENT_MESSAGE_BURST_LIMIT")

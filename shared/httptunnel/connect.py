@@ -9,7 +9,8 @@ no reservation exists for that id); 500 configuration error. Nothing is stored u
 
 Reclaim tokens are made by the agent (>= 256 bits from the OS CSPRNG) and presented at every
 connect; only their sha256 is stored, in the reservation row. The connection row carries no
-secret, and connection_established carries no token.
+secret in plain text (the policy's webhook secrets are sealed with KMS: ``httptunnel.sealed``;
+500 when KMS refuses), and connection_established carries no token.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import auth, config, events, log, policy, protocol, routing, store
+from . import auth, config, events, log, policy, protocol, routing, sealed, store
 
 NEW_ID_ATTEMPTS = 5
 # What `secrets.token_urlsafe(32)` makes (43 chars = 256 bits) up to a generous bound; the
@@ -179,12 +180,20 @@ def connect(event: Any) -> dict[str, Any]:
         log.warning("connect rejected", connection_id=ws.connection_id, status=admission.status, reason=admission.reason)
         _audit(ws, "rejected", admission.status, wanted, subject, admission.reason)
         return events.ws_response(admission.status, admission.reason)
+    try:  # the webhook secrets go on the row only as KMS ciphertext (httptunnel.sealed)
+        stored_policy, sealed_hooks = sealed.seal(edge_policy if isinstance(edge_policy, str) else None,
+                                                  admission.tunnel_id, ws.connection_id)
+    except sealed.SealError as exc:
+        log.error("connect rejected: the policy's secrets could not be sealed", connection_id=ws.connection_id,
+                  error=str(exc))
+        _audit(ws, "rejected", 500, admission.tunnel_id, subject, "secrets could not be sealed")
+        return events.ws_response(500, "server misconfigured")
     store.put_connection(store.Connection(
         connection_id=ws.connection_id, tunnel_id=admission.tunnel_id, connected_at=int(time.time() * 1000),
         domain_name=ws.domain_name, stage=ws.stage, subject=identity.subject if identity else None,
         subdomain=admission.tunnel_id if admission.reason == "named" else None,
         rewrite=rewrite != "off", rewrite_json=rewrite == REWRITE_JSON,
-        policy=edge_policy if isinstance(edge_policy, str) else None,
+        policy=stored_policy, sealed_hooks=sealed_hooks,
         capabilities=capabilities if isinstance(capabilities, tuple) else (),
         secret_version=auth.secret_version() if identity is not None and identity.alg in auth.HS_ALGS else None))
     log.info("connected", connection_id=ws.connection_id, tunnel_id=admission.tunnel_id, how=admission.reason,

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import events, gate, policy, protocol, routing, store, to_agent, tunnels, waiting
+from . import events, gate, names, policy, protocol, routing, store, to_agent, tunnels, waiting
 from .replies import GONE, NOT_FOUND, TIMEOUT, ForwardResult, fail
 
 
@@ -40,12 +40,26 @@ def _connection(req: events.HttpEvent, route: routing.Route,
 
 
 def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-             wait_s: float, recheck: bool = True) -> Exchanged | ForwardResult:
+             wait_s: float, recheck: bool = True, stream: bool = False) -> Exchanged | ForwardResult:
     """Post the request to the tunnel's agent and wait up to ``wait_s`` for its answer; the
     refusal, the 502/504 of an agent that is gone or silent, or the answer. ``fields`` gathers
     what the caller's log line says about the request. A tunnel that reconnected with another
     edge policy meanwhile (``tunnels.Unsent``) gets the request checked against that policy, once,
-    by the same deadline (``recheck``)."""
+    by the same deadline (``recheck``). ``stream`` (the streaming edge): offer a streamed answer to
+    an agent that agreed ``stream``; its answer is then the head (status ``streaming``). The
+    tunnel's fairness ceilings come first (``gate.admit``)."""
+    refused = gate.admit(route.tunnel_id) if recheck else None
+    if refused is not None:
+        return refused
+    try:
+        return _exchange(req, route, target, fields, wait_s, recheck, stream)
+    finally:
+        if recheck:
+            gate.release(route.tunnel_id)
+
+
+def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
+              wait_s: float, recheck: bool, stream: bool) -> Exchanged | ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
@@ -62,14 +76,16 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
     ids: dict[str, str] = {}  # connection id -> the request id posted to it (ids are bound to their connection)
 
     def frame_for(c: store.Connection) -> str:
-        ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id)
+        ids[c.connection_id] = request_id = to_agent.new_request_id(c.connection_id, long_lived=stream)
         fields.update(request_id=request_id)
         acks = to_agent.take_acks(c.connection_id) if protocol.CAP_ACK in c.capabilities else None
+        offer = to_agent.stream_offer(request_id) if stream and protocol.CAP_STREAM in c.capabilities else None
         return to_agent.request_message(request_id, req, route, target, int((time.time() + wait_s) * 1000),
-                                        max(0, int((deadline - time.monotonic()) * 1000)), rules, acks)
+                                        max(0, int((deadline - time.monotonic()) * 1000)), rules, acks, offer)
     posted = tunnels.post(route, conn, frame_for)
     if isinstance(posted, tunnels.Unsent) and recheck:
-        return exchange(req, route, target, fields, max(0.0, deadline - time.monotonic()), recheck=False)
+        return exchange(req, route, target, fields, max(0.0, deadline - time.monotonic()), recheck=False,
+                        stream=stream)
     if posted is None or isinstance(posted, tunnels.Unsent):
         return fail(502, GONE, "agent connection is gone")
     conn, request_id = posted, ids[posted.connection_id]
@@ -79,8 +95,8 @@ def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: d
                                      waiting.first_poll_delay(route.tunnel_id))
     if not isinstance(answer, str):
         waiting.record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
-        if protocol.CAP_ACK in conn.capabilities:
-            to_agent.answer_read(conn.connection_id, request_id)
+        if protocol.CAP_ACK in conn.capabilities and answer.status != names.STATUS_STREAMING:
+            to_agent.answer_read(conn.connection_id, request_id)  # a stream's frames are acked by stream_ack
     if isinstance(answer, str):
         if answer == GONE:
             tunnels.forget_connection(route.tunnel_id, conn.connection_id)

@@ -6,8 +6,12 @@ differ, all from the edge: the event is a function URL's (the path as the caller
 ``events.parse_function_url_event``); the wait lasts until ``MAX_STREAM_SECONDS`` or until the
 function has just the time left to answer (``waiting.wait_seconds``), instead of an HTTP API's
 25 s; and the answer goes out through ``context.open_stream`` (head, then the body in
-pieces), so a body too big for a 6 MB result needs no 307. The agent still answers whole
-(chunked answers come with channel v2's stream frames: shared/README.md "The live web").
+pieces), so a body too big for a 6 MB result needs no 307. An agent that agreed ``stream`` is
+offered a streamed answer, which ``relay`` writes to the caller as its frames arrive; any other
+answer (an older agent's) is written whole (shared/README.md "The chunk channel").
+With CloudFront in front (a domain), ``edge_origin`` first makes the event the viewer's request
+(the tunnel's host, the viewer's address) when the secret origin header matches, and refuses a
+direct call to the function URL with 403 ``edge_bypass``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from . import config, events, exchange, gate, log, routing, store, to_caller, waiting
+from . import config, edge_origin, events, exchange, gate, log, names, relay, routing, store, to_caller, waiting
 from .replies import TIMEOUT, ForwardResult, fail
 
 
@@ -32,33 +36,46 @@ def wait_seconds(context: StreamContext) -> float:
 
 
 def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-            context: StreamContext) -> to_caller.Answer | ForwardResult:
+            context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
     wait_s = wait_seconds(context)
     if wait_s <= 0:
         return fail(504, TIMEOUT, "no time left to wait for the agent")
-    done = exchange.exchange(req, route, target, fields, wait_s)
+    deadline = time.monotonic() + wait_s
+    done = exchange.exchange(req, route, target, fields, wait_s, stream=True)
     if isinstance(done, ForwardResult):
         return done
+    if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
+        return relay.relay(context, done, req, deadline)
     return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite, done.rules,
                                    done.conn.rewrite_json)
+
+
+def _outcome(event: Any, fields: dict[str, Any],
+             context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
+    try:
+        parsed = events.parse_function_url_event(event)
+    except events.BadEvent as exc:
+        return fail(400, "invalid_request", f"invalid request: {exc}")
+    req = edge_origin.viewer_request(parsed)  # the viewer's host and address when CloudFront fronts the URL
+    if isinstance(req, ForwardResult):
+        return req
+    routed = gate.route(req)
+    tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
+    fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
+    return routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
 
 
 def forward_stream(event: Any, context: StreamContext) -> None:
     started = time.monotonic()
     calls_before = store.calls()
     fields: dict[str, Any] = {}
-    try:
-        req = events.parse_function_url_event(event)
-    except events.BadEvent as exc:
-        outcome: to_caller.Answer | ForwardResult = fail(400, "invalid_request", f"invalid request: {exc}")
-    else:
-        routed = gate.route(req)
-        tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
-        fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-        outcome = routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
+    outcome = _outcome(event, fields, context)
     if isinstance(outcome, ForwardResult):
         to_caller.stream_result(context, outcome.result)
         status, error_code = outcome.status, outcome.error_code
+    elif isinstance(outcome, relay.Relayed):  # already written, frame by frame
+        status, error_code = outcome.status, outcome.error_code
+        fields.update(response_bytes=outcome.bytes, frames=outcome.frames)
     else:
         to_caller.stream_answer(context, outcome.status, outcome.headers, outcome.body)
         status, error_code = outcome.status, None

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from . import bodies, config, events, limits, log, management, policy, protocol, routing, store
+from . import bodies, config, events, fairness, limits, log, management, policy, protocol, routing, store
 from .replies import NOT_FOUND, WEBSOCKET_REFUSED, ForwardResult, fail
 from .tunnels import CACHE_MAX
 from .ttlmap import TTLMap
@@ -101,10 +101,7 @@ DENIED_BURST = 5  # request_denied notices one instance may send a connection at
 DENIED_PER_S = 1.0  # ... and then per second; the others are counted into the next notice
 
 
-def refilled(tokens: float, at: float, now: float, burst: float, per_s: float) -> float:
-    """A token bucket's tokens at ``now``: what it held at ``at`` plus ``per_s`` a second, capped
-    at ``burst`` (the denied-notice and the basic-auth budgets both refill this way)."""
-    return min(float(burst), tokens + (now - at) * per_s)
+refilled = fairness.refilled  # one token-bucket refill for every budget of the layer
 
 
 @dataclass(frozen=True)
@@ -201,11 +198,13 @@ def parsed_policy(raw: str) -> policy.Policy:
 def edge_policy(req: events.HttpEvent, target: str, conn: store.Connection) -> policy.Policy | ForwardResult | None:
     """THE policy hook: the tunnel's rules (None = open) or the denial the caller gets."""
     if not conn.policy:
+        fairness.TUNNELS.learn(conn.tunnel_id, None)
         return None
     try:
         rules = parsed_policy(conn.policy)
     except policy.PolicyError:  # connect stores only what parses; refuse rather than run open
         return fail(502, "internal_error", "the tunnel's stored policy is unreadable")
+    fairness.TUNNELS.learn(conn.tunnel_id, fairness.tenant(rules.limits))  # its own lower limits, for what follows
     key = (conn.tunnel_id, req.source_ip)
     attempt = bool(rules.users and req.headers.get("authorization"))
     denial = policy.check(rules, conn.policy, req.source_ip, req.headers, req.body, tunnel_id=conn.tunnel_id,
@@ -219,3 +218,21 @@ def edge_policy(req: events.HttpEvent, target: str, conn: store.Connection) -> p
     result["headers"].update(denial.headers)
     return ForwardResult(result, denial.status, denial.code)
 
+
+
+# --------------------------------------------------------------------------- fairness (issue 29)
+
+def admit(tunnel_id: str) -> ForwardResult | None:
+    """THE fairness hook: the tunnel's rate and in-flight ceilings (``fairness``), before any read.
+    None: admitted, and ``release(tunnel_id)`` must follow; else the 429 the caller gets."""
+    rate, burst, in_flight = config.tunnel_limits()
+    refusal = fairness.TUNNELS.admit(tunnel_id, fairness.Limits(rate, burst, in_flight))
+    if refusal is None:
+        return None
+    refused = fail(429, "tunnel_rate_limited", "this tunnel is receiving more requests than its limit allows")
+    refused.result["headers"]["retry-after"] = str(refusal.retry_after_s)
+    return refused
+
+
+def release(tunnel_id: str) -> None:
+    fairness.TUNNELS.release(tunnel_id)

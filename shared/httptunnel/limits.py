@@ -33,3 +33,8 @@ BODY_MAX = 10 * MB
 # (AGENT_MESSAGE_MAX) plus room for the channel v2 fields its session adds (`seq`, `ack`).
 # A bigger inline message (API Gateway would take 128 KB in frames) becomes an error answer.
 AGENT_INLINE_ANSWER_MAX = AGENT_MESSAGE_MAX + 256
+
+
+def inline_too_big(frame: str) -> bool:
+    """An agent message (as received) over AGENT_INLINE_ANSWER_MAX UTF-8 bytes."""
+    return len(frame.encode("utf-8")) > AGENT_INLINE_ANSWER_MAX

@@ -5,6 +5,10 @@ CONN_PK = "connectionId"
 CONN_TUNNEL_ID = "tunnelId"
 TUNNEL_INDEX = "tunnel-id-index"
 TTL_ATTRIBUTE = "ttl"
+CONN_SEALED_HOOKS = "sealedHooks"  # the edge policy's webhook secrets, KMS ciphertext (httptunnel.sealed)
+# The encryption context of that ciphertext: the key policy (terraform/kms.tf) requires exactly these keys.
+SEALED_CONTEXT_TUNNEL = "tunnel"
+SEALED_CONTEXT_CONNECTION = "connection"
 
 # pending requests table: answer rows, PK "<request id>:<answering connection id>"
 PENDING_PK = "requestId"
@@ -13,6 +17,9 @@ ANSWER_CONNECTION_ID = "connectionId"
 PENDING_STATUS = "status"
 STATUS_COMPLETED = "completed"
 STATUS_ERROR = "error"
+# a streamed answer's head (issue 23): the answer row of a request whose body follows as frame
+# items "<request id>:<connection id>#<seq>" (no status: the traffic log's filter skips them)
+STATUS_STREAMING = "streaming"
 
 # EventBridge
 EVENT_SOURCE = "http-tunnel"
@@ -32,11 +39,13 @@ ERROR_CODES: dict[str, int] = {
     "invalid_request": 400,
     "basic_auth_required": 401,  # the edge policy (httptunnel.policy)
     "ip_denied": 403,
+    "edge_bypass": 403,  # the function URL called around CloudFront (httptunnel.edge_origin)
     "webhook_signature_invalid": 403,
     "tunnel_not_found": 404,
     "payload_too_large": 413,
     "tunnel_busy": 429,
     "basic_auth_throttled": 429,
+    "tunnel_rate_limited": 429,  # the tunnel's rate or in-flight ceiling (httptunnel.fairness)
     "websocket_unsupported": 501,  # a WebSocket upgrade: not passed through (yet)
     "agent_gone": 502,
     "internal_error": 502,

@@ -25,8 +25,9 @@ always dropped: it is one of the edge's proxy headers).
 
 Passwords never leave the agent: it hashes them with ``hashlib.scrypt`` (N=2**14, r=8, p=1,
 32-byte key, 16-byte random salt; N may be 2**14..2**16 so a stronger setting stays valid).
-Webhook secrets travel and are stored in plain text because forward must compute HMACs with
-them; they are never logged.
+Webhook secrets travel in plain text (over TLS, in a header) because forward must compute HMACs
+with them; they are never logged, and on the connection row they are KMS ciphertext
+(``httptunnel.sealed``: connect stores the policy without ``hooks`` plus ``sealedHooks``).
 
 Evaluation in forward, in this order; the first failure answers:
 1. IP rules on ``requestContext.http.sourceIp``: a deny match refuses (deny wins); with an
@@ -124,10 +125,12 @@ class Policy:
     response_add: tuple[tuple[str, str], ...] = ()
     response_remove: tuple[str, ...] = ()
     forward_authorization: bool = False  # the local service also gets the Authorization basic auth consumed
+    # the tunnel's own lower limits (``lim``: requests/s, burst, in flight; 0 = the operator's): ``fairness``
+    limits: tuple[float, float, int] = (0.0, 0.0, 0)
 
     def __bool__(self) -> bool:
         return any((self.users, self.allow, self.deny, self.hooks, self.request_add, self.request_remove,
-                    self.response_add, self.response_remove))
+                    self.response_add, self.response_remove, any(self.limits)))
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {"v": VERSION}
@@ -148,6 +151,8 @@ class Policy:
                 doc[key] = list(names)
         if self.forward_authorization:
             doc["fa"] = True
+        if any(self.limits):
+            doc["lim"] = {k: v for k, v in zip(("rps", "burst", "inflight"), self.limits, strict=True) if v}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=True)
 
     def describe(self) -> list[str]:
@@ -292,7 +297,7 @@ def parse(text: str) -> Policy:
         raise PolicyError("policy must be a JSON object")
     if doc.get("v") != VERSION:
         raise PolicyError(f"policy version must be {VERSION}")
-    unknown = set(doc) - {"v", "auth", "allow", "deny", "hooks", "qadd", "qrm", "sadd", "srm", "fa"}
+    unknown = set(doc) - {"v", "auth", "allow", "deny", "hooks", "qadd", "qrm", "sadd", "srm", "fa", "lim"}
     if unknown:
         raise PolicyError(f"policy has unknown keys: {', '.join(sorted(k[:20] for k in unknown))}")
     users = tuple(_user(u) for u in _list(doc, "auth", MAX_USERS))
@@ -314,7 +319,23 @@ def parse(text: str) -> Policy:
         response_add=tuple(_rule(r) for r in _list(doc, "sadd", MAX_HEADER_RULES)),
         response_remove=tuple(header_name(_str(n, "srm")) for n in _list(doc, "srm", MAX_HEADER_RULES)),
         forward_authorization="fa" in doc,
+        limits=_limits(doc.get("lim", {})),
     )
+
+
+def _limits(value: object) -> tuple[float, float, int]:
+    """``lim``: ``{"rps": r, "burst": b, "inflight": n}``, each >= 0 (absent or 0: the operator's ceiling)."""
+    if not isinstance(value, dict) or set(value) - {"rps", "burst", "inflight"}:
+        raise PolicyError('policy: lim must be an object with only rps, burst and inflight')
+    found = []
+    for key in ("rps", "burst", "inflight"):
+        raw = value.get(key, 0)
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw < 1e9:
+            raise PolicyError(f"policy: lim.{key} must be a number >= 0")
+        found.append(raw)
+    if not float(found[2]).is_integer():
+        raise PolicyError("policy: lim.inflight must be a whole number")
+    return float(found[0]), float(found[1]), int(found[2])
 
 
 def _list(doc: dict[str, Any], key: str, limit: int) -> list[Any]:

@@ -28,6 +28,10 @@ Extensions (all optional, ignored by the original agent/server):
 * channel v2 (shared/README.md "Channel v2"): ``connection_established.capabilities`` (the agreed
   set), ``seq``/``ack`` on ``http_response`` and ``error``, and the ``ack`` frame (server -> agent),
   each used only when both sides announced the capability.
+* streamed answers (`stream`, issue 23; shared/README.md "The chunk channel"): ``http_request.stream``
+  (``{"window": n, "segment_form": {url, fields}}``, only from the streaming edge), the agent's
+  ``http_response_head`` / ``http_response_chunk`` / ``http_response_end`` (seq 0, 1.., last) and
+  the server's ``stream_ack`` (cumulative read) and ``stream_cancel``.
 * caller WebSockets (`ws`): ``ws_open``/``ws_opened``/``ws_refused``/``ws_message``/``ws_ack``/``ws_close``
   (shared/README.md "Caller WebSockets"), used only when both sides announced ``ws``.
 * ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
@@ -57,6 +61,11 @@ ERROR_STATUS: dict[str, int] = {
     "internal_error": 502,
     "tunnel_busy": 429,  # the agent's queue is full: it refused at once instead of queueing
 }
+
+
+def known_error(code: str) -> str:
+    """An agent's error code as stored: one the protocol knows, else ``internal_error``."""
+    return code if code in ERROR_STATUS else "internal_error"
 
 
 class ProtocolError(ValueError):
@@ -107,6 +116,9 @@ class HttpRequest:
     time_left_ms: int | None = None
     response_upload: dict[str, Any] | None = None  # {"url": str, "fields": {str: str}}
     acks: list[str] | None = None  # channel v2 (`ack`): request ids whose answers the edge has read
+    # streamed answers (`stream`, issue 23; only from the streaming edge, to an agent that agreed it):
+    # {"window": int, "segment_form": {"url": str, "fields": {...}}} (segment_form absent without a bucket)
+    stream: dict[str, Any] | None = None
     type = "http_request"
 
 
@@ -154,6 +166,76 @@ class Ack:
     seq: int
     type = "ack"
 
+
+# --- Streamed answers (`stream`, issue 23; /work STREAM_CONTRACT, shared/README.md "The chunk channel").
+# Agent -> server frames carry ``seq``: the head is 0, then 1, 2, ... consecutively, the end last.
+STREAM_WINDOW = 16  # frames the agent may keep un-read (seq > read_seq)
+STREAM_SEGMENTS_UNREAD = 2  # segments the agent may keep un-read
+STREAM_CHUNK_MAX = 22 * 1024  # raw bytes of one inline chunk (its frame stays under AGENT_MESSAGE_MAX)
+STREAM_SEGMENT_MAX = 8 * 1024 * 1024  # bytes of one bulk-lane segment (the segment form's policy)
+STREAM_CANCEL_REASONS = ("max_stream_seconds", "gave_up", "error")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def segment_key(request_id: str, seq: int) -> str:
+    """The S3 key of a bulk-lane segment: ``resp/<request id>/<seq>`` (the only key a notice may name)."""
+    return f"resp/{request_id}/{seq}"
+
+
+@dataclass(frozen=True)
+class HttpResponseHead:
+    """Agent -> server: the local app's status line and headers, as soon as they arrive (seq 0)."""
+    request_id: str
+    seq: int
+    status_code: int
+    headers: Headers = field(default_factory=dict)
+    processing_time_ms: int = 0
+    type = "http_response_head"
+
+
+@dataclass(frozen=True)
+class HttpResponseChunk:
+    """Agent -> server: body bytes, inline (``body``, base64 of <= STREAM_CHUNK_MAX raw bytes) or a
+    bulk-lane segment notice (``segment`` = ``resp/<request id>/<seq>``, ``size``, ``sha256``)."""
+    request_id: str
+    seq: int
+    body: str = ""
+    segment: str | None = None
+    size: int | None = None
+    sha256: str | None = None  # hex, of the segment's bytes
+    type = "http_response_chunk"
+
+
+@dataclass(frozen=True)
+class HttpResponseEnd:
+    """Agent -> server: the last frame; ``bytes`` = the body bytes sent in all; ``error`` an ``error``
+    frame code when the local answer broke mid-body."""
+    request_id: str
+    seq: int
+    bytes: int
+    error: str | None = None
+    type = "http_response_end"
+
+
+@dataclass(frozen=True)
+class StreamAck:
+    """Server -> agent: every frame of ``request_id`` numbered <= ``read_seq`` was READ by the edge."""
+    request_id: str
+    read_seq: int
+    type = "stream_ack"
+
+
+@dataclass(frozen=True)
+class StreamCancel:
+    """Server -> agent: the edge stopped reading (``reason`` in STREAM_CANCEL_REASONS); stop the local
+    request and send nothing more for it."""
+    request_id: str
+    reason: str
+    type = "stream_cancel"
+
+
+StreamFrame = Union[HttpResponseHead, HttpResponseChunk, HttpResponseEnd]
+# --- end of streamed answers
 
 # ---- caller WebSockets (`ws`, issue 24; shared/README.md "Caller WebSockets"). One block: keep them together.
 
@@ -218,12 +300,13 @@ WS_FRAMES = (WsOpen, WsOpened, WsRefused, WsMessage, WsAck, WsClose)
 
 
 Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack,
+                HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamAck, StreamCancel,
                 WsOpen, WsOpened, WsRefused, WsMessage, WsAck, WsClose]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
     for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack,
-                *WS_FRAMES)
+                HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamAck, StreamCancel, *WS_FRAMES)
 }
 
 # Channel v2 capabilities (shared/README.md "Capabilities"): what an agent may announce at $connect,
@@ -232,7 +315,7 @@ CAPABILITIES_HEADER = "X-Tunnel-Capabilities"
 CAP_ACK = "ack"
 CAP_STREAM = "stream"
 CAP_WS = "ws"
-SERVER_CAPABILITIES: tuple[str, ...] = (CAP_ACK, CAP_WS)
+SERVER_CAPABILITIES: tuple[str, ...] = (CAP_ACK, CAP_STREAM, CAP_WS)  # stream: forward_stream relays streamed answers
 CAPABILITIES_MAX_CHARS = 256
 CAPABILITIES_MAX_TOKENS = 16
 _CAPABILITY_RE = re.compile(r"[a-z0-9_-]{1,32}")
@@ -336,20 +419,67 @@ def decode(frame: Union[str, bytes]) -> Message:
             value = _headers(value)
         elif name == "response_upload" and isinstance(value, dict):
             value = _upload_form(value)
+        elif name == "stream" and isinstance(value, dict):
+            value = _stream_offer(value)
         elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise ProtocolError(f"{kind}: field {name!r} must be a list of strings")
-        elif name == "seq" and isinstance(value, int) and value < 0:
-            raise ProtocolError(f"{kind}: seq must be >= 0")
+        elif name in _NON_NEGATIVE and isinstance(value, int) and value < 0:
+            raise ProtocolError(f"{kind}: {name} must be >= 0")
         kwargs[name] = value
-    return _TYPES[kind](**kwargs)
+    message = _TYPES[kind](**kwargs)
+    if isinstance(message, (HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamCancel)):
+        _check_stream_frame(message)
+    return message
 
 
-def _upload_form(value: dict[str, Any]) -> dict[str, Any]:
+_NON_NEGATIVE = frozenset({"seq", "read_seq", "bytes", "size"})
+
+
+def _check_stream_frame(message: HttpResponseHead | HttpResponseChunk | HttpResponseEnd | StreamCancel) -> None:
+    """What the streamed answer frames promise beyond their field types (decode refuses the rest)."""
+    kind = message.type
+    if isinstance(message, HttpResponseHead) and message.seq != 0:
+        raise ProtocolError(f"{kind}: the head is seq 0")
+    if isinstance(message, (HttpResponseChunk, HttpResponseEnd)) and message.seq < 1:
+        raise ProtocolError(f"{kind}: seq must be >= 1 (the head is 0)")
+    if isinstance(message, StreamCancel) and message.reason not in STREAM_CANCEL_REASONS:
+        raise ProtocolError(f"{kind}: unknown reason {message.reason!r}")
+    if not isinstance(message, HttpResponseChunk):
+        return
+    if message.segment is None:
+        if message.size is not None or message.sha256 is not None:
+            raise ProtocolError(f"{kind}: size and sha256 describe a segment")
+        return
+    if message.body:
+        raise ProtocolError(f"{kind}: a segment notice carries no inline body")
+    if message.segment != segment_key(message.request_id, message.seq):
+        raise ProtocolError(f"{kind}: segment must be resp/<request id>/<seq>")
+    if message.size is None or message.size > STREAM_SEGMENT_MAX:
+        raise ProtocolError(f"{kind}: a segment needs its size, at most {STREAM_SEGMENT_MAX} bytes")
+    if message.sha256 is None or not _SHA256_RE.fullmatch(message.sha256):
+        raise ProtocolError(f"{kind}: a segment needs its sha256 (64 lower-case hex digits)")
+
+
+def _stream_offer(value: dict[str, Any]) -> dict[str, Any]:
+    """``{"window": int >= 1, "segment_form": {url, fields}}`` (segment_form optional)."""
+    window = value.get("window")
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ProtocolError("http_request: stream.window must be an integer >= 1")
+    out: dict[str, Any] = {"window": window}
+    if value.get("segment_form") is not None:
+        form = value["segment_form"]
+        if not isinstance(form, dict):
+            raise ProtocolError("http_request: stream.segment_form must be {url: string, fields: {string: string}}")
+        out["segment_form"] = _upload_form(form, "stream.segment_form")
+    return out
+
+
+def _upload_form(value: dict[str, Any], name: str = "response_upload") -> dict[str, Any]:
     """``{"url": str, "fields": {str: str}}`` (a presigned S3 POST), nothing else."""
     url, fields = value.get("url"), value.get("fields")
     if not isinstance(url, str) or not isinstance(fields, dict) \
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
-        raise ProtocolError("http_request: response_upload must be {url: string, fields: {string: string}}")
+        raise ProtocolError(f"http_request: {name} must be {{url: string, fields: {{string: string}}}}")
     return {"url": url, "fields": dict(fields)}
 
 

@@ -3,7 +3,9 @@
 ``<v>.<t>.<nonce>.<mac>``: ``v`` the key version (decimal), ``t`` the minting time in unix ms
 (base 36), ``nonce`` 16 random bytes and ``mac`` the first 16 bytes of
 HMAC-SHA256(key_v, ``"<v>.<t>.<nonce>|<connection id>"``), both base64url without padding.
-An id is bound to the connection it was posted to and lives ``MAX_AGE_MS``.
+An id is bound to the connection it was posted to and lives ``MAX_AGE_MS``; an id the streaming
+edge minted (``long_lived``: the top bit of the nonce's first byte set, under the MAC like the rest)
+lives ``LONG_MAX_AGE_MS``, since an answer there may take up to Lambda's 15 minutes (issue 23).
 
 Standard library only: pure functions, keys and time passed in. Where the keys come from is
 ``config``/``request_keys`` business, not this module's.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 MAX_AGE_MS = 30_000  # API Gateway has answered the caller after 30 s: no answer is wanted later
+LONG_MAX_AGE_MS = 900_000  # the streaming edge: a request lasts at most Lambda's 15 minutes
 FUTURE_SKEW_MS = 5_000  # clocks of two Lambdas may differ this much
 NONCE_BYTES = 16
 MAC_BYTES = 16
@@ -61,8 +64,10 @@ def _mac(key: bytes, head: str, connection_id: str) -> str:
     return _b64(digest[:MAC_BYTES])
 
 
-def mint(keys: Keys, connection_id: str, now_ms: int) -> str:
-    head = f"{keys.version}.{_base36(now_ms)}.{_b64(secrets.token_bytes(NONCE_BYTES))}"
+def mint(keys: Keys, connection_id: str, now_ms: int, long_lived: bool = False) -> str:
+    nonce = bytearray(secrets.token_bytes(NONCE_BYTES))
+    nonce[0] = (nonce[0] & 0x7F) | (0x80 if long_lived else 0)
+    head = f"{keys.version}.{_base36(now_ms)}.{_b64(bytes(nonce))}"
     return f"{head}.{_mac(keys.keys[keys.version], head, connection_id)}"
 
 
@@ -72,7 +77,7 @@ def check(keys: Keys, request_id: str, connection_id: str, now_ms: int) -> str |
     match = _ID_RE.fullmatch(request_id)
     if match is None:
         return "shape"
-    version, t36, _nonce, mac = match.groups()
+    version, t36, nonce, mac = match.groups()
     key = keys.keys.get(int(version))
     if key is None:
         return "key"
@@ -80,7 +85,8 @@ def check(keys: Keys, request_id: str, connection_id: str, now_ms: int) -> str |
     if not hmac.compare_digest(_mac(key, head, connection_id), mac):
         return "mac"
     minted = int(t36, 36)
-    if minted < now_ms - MAX_AGE_MS:
+    long_lived = base64.urlsafe_b64decode(nonce + "==")[0] & 0x80
+    if minted < now_ms - (LONG_MAX_AGE_MS if long_lived else MAX_AGE_MS):
         return "expired"
     if minted > now_ms + FUTURE_SKEW_MS:
         return "future"

@@ -1,4 +1,4 @@
-"""$default: messages from the agent (ready, ping, http_response, error).
+"""$default: messages from the agent (ready, ping, http_response, error, streamed answer frames).
 
 Never raises for anything the agent sends: malformed or unknown frames are logged and
 dropped, the connection kept (the handler always answers 200).
@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import caller_ws, config, events, id_keys, limits, log, management, names, protocol, request_ids, store
+from . import (caller_ws, config, events, fairness, id_keys, limits, log, management, names, protocol, request_ids,
+               store, stream_frames)
 from .protocol import ProtocolError
 from .ttlmap import TTLMap
 
@@ -73,16 +74,15 @@ def _on_ping(ws: events.WsEvent) -> str:
 
 
 def _answer_from_response(msg: protocol.HttpResponse) -> store.Answer:
-    if not 100 <= msg.status_code <= 599:
-        return store.Answer(status=names.STATUS_ERROR, error_code="internal_error",
-                            error_message=f"agent sent invalid status code {msg.status_code}")
+    bad = store.bad_status(msg.status_code)
+    if bad is not None:
+        return bad
     size = msg.body_size or 0
     if not msg.body_uploaded:
         try:
             size = len(protocol.b64decode(msg.body))
         except ProtocolError:
-            return store.Answer(status=names.STATUS_ERROR, error_code="internal_error",
-                                error_message="agent sent a body that is not valid base64")
+            return store.broken_answer("agent sent a body that is not valid base64")
     return store.Answer(
         status=names.STATUS_COMPLETED, status_code=msg.status_code,
         headers_json=json.dumps(msg.headers, separators=(",", ":")),
@@ -91,8 +91,7 @@ def _answer_from_response(msg: protocol.HttpResponse) -> store.Answer:
 
 
 def _answer_from_error(msg: protocol.Error) -> store.Answer:
-    code = msg.code if msg.code in protocol.ERROR_STATUS else "internal_error"
-    return store.Answer(status=names.STATUS_ERROR, error_code=code, error_message=msg.message)
+    return store.Answer(status=names.STATUS_ERROR, error_code=protocol.known_error(msg.code), error_message=msg.message)
 
 
 def _refuse(ws: events.WsEvent, reason: str) -> str:
@@ -162,11 +161,13 @@ def _store_answer(ws: events.WsEvent, msg: protocol.HttpResponse | protocol.Erro
 
 def _inline_too_big(ws: events.WsEvent, msg: protocol.HttpResponse) -> bool:
     """ttf sends at most AGENT_MESSAGE_MAX inline (API Gateway takes up to 128 KB in frames)."""
-    return not msg.body_uploaded and len(ws.body.encode("utf-8")) > limits.AGENT_INLINE_ANSWER_MAX
+    return not msg.body_uploaded and limits.inline_too_big(ws.body)
 
 
 def handle(event: Any) -> dict[str, Any]:
     ws = events.parse_ws_event(event)
+    if fairness.socket_flooding(ws.connection_id, ws.domain_name, ws.stage):  # issue 29: over its budget, closed
+        return events.ws_response(200)
     try:
         msg = protocol.decode(ws.body)
     except ProtocolError as exc:
@@ -177,12 +178,14 @@ def handle(event: Any) -> dict[str, Any]:
     elif isinstance(msg, protocol.Ping):
         result = _on_ping(ws)
     elif isinstance(msg, protocol.HttpResponse):
-        answer = _answer_from_response(msg) if not _inline_too_big(ws, msg) else store.Answer(
-            status=names.STATUS_ERROR, error_code="internal_error",
-            error_message=f"inline answer over {limits.AGENT_INLINE_ANSWER_MAX} bytes (bigger bodies go through S3)")
+        answer = _answer_from_response(msg) if not _inline_too_big(ws, msg) else store.broken_answer(
+            f"inline answer over {limits.AGENT_INLINE_ANSWER_MAX} bytes (bigger bodies go through S3)")
         result = _store_answer(ws, msg, answer)
     elif isinstance(msg, protocol.Error):
         result = _store_answer(ws, msg, _answer_from_error(msg))
+    elif isinstance(msg, (protocol.HttpResponseHead, protocol.HttpResponseChunk, protocol.HttpResponseEnd)):
+        why = _unverifiable(ws, msg.request_id)  # streamed answers (issue 23): stream_frames stores each frame
+        result = _refuse(ws, why) if why is not None else stream_frames.store_frame(ws, msg)
     elif isinstance(msg, (protocol.WsOpened, protocol.WsRefused)):  # caller sockets (issue 24): caller_ws
         result = _store_answer(ws, msg, caller_ws.open_answer(msg))
     elif isinstance(msg, (protocol.WsMessage, protocol.WsClose)):

@@ -113,12 +113,17 @@ def _kind(content_type: str) -> str:
     return ""
 
 
+def rewrites(content_type: str, content_encoding: str, json: bool = False) -> bool:
+    """Whether a body of this type and encoding is rewritten at all (a streamed answer is then
+    gathered whole first)."""
+    kind = _kind(content_type)
+    return bool(kind) and (kind != "json" or json) and content_encoding.strip().lower() in ("", "identity")
+
+
 def rewrite_body(body: bytes, content_type: str, content_encoding: str, prefix: str, json: bool = False) -> bytes:
     """The rewritten body, or the same bytes when nothing applies (see module docstring)."""
     kind = _kind(content_type)
-    if not prefix or not kind or not body or (kind == "json" and not json):
-        return body
-    if content_encoding.strip().lower() not in ("", "identity"):
+    if not prefix or not body or not rewrites(content_type, content_encoding, json):
         return body
     try:
         text = body.decode("utf-8")

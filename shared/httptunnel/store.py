@@ -70,6 +70,7 @@ class Connection:
     policy: str | None = None  # the edge policy's canonical JSON (httptunnel.policy), None = open
     capabilities: tuple[str, ...] = ()  # channel v2: what agent and server both speak (protocol.SERVER_CAPABILITIES)
     secret_version: int | None = None  # SSM version of the HS secret that verified the token (cleanup)
+    sealed_hooks: bytes | None = None  # the policy's webhook secrets, KMS ciphertext (httptunnel.sealed)
 
 
 def _connection_from(item: dict[str, Any]) -> Connection:
@@ -86,6 +87,7 @@ def _connection_from(item: dict[str, Any]) -> Connection:
         policy=item.get("policy") or None,
         capabilities=tuple(c for c in str(item.get("capabilities") or "").split(",") if c),
         secret_version=int(item["secretVersion"]) if "secretVersion" in item else None,
+        sealed_hooks=bytes(item[names.CONN_SEALED_HOOKS]) if names.CONN_SEALED_HOOKS in item else None,
     )
 
 
@@ -101,7 +103,8 @@ def put_connection(conn: Connection) -> None:
         "subdomain": conn.subdomain,
         "rewrite": None if conn.rewrite else False,  # stored only when switched off
         "rewriteJson": True if conn.rewrite and conn.rewrite_json else None,  # stored only when asked for
-        "policy": conn.policy,  # holds webhook secrets: see the README's security model
+        "policy": conn.policy,  # without its webhook secrets when they are sealed (httptunnel.sealed)
+        names.CONN_SEALED_HOOKS: conn.sealed_hooks,
         "capabilities": ",".join(conn.capabilities) or None,  # stored only when the agent announced some
         "secretVersion": conn.secret_version,
     }))
@@ -247,6 +250,16 @@ class Answer:
     error_message: str | None = None
 
 
+def broken_answer(message: str) -> Answer:
+    """What an agent sent that cannot reach the caller (a bad status, body or size): the caller gets 502."""
+    return Answer(status=names.STATUS_ERROR, error_code="internal_error", error_message=message)
+
+
+def bad_status(status_code: int) -> Answer | None:
+    """The answer in place of a head or whole answer whose status is outside 100-599; None if it is fine."""
+    return None if 100 <= status_code <= 599 else broken_answer(f"agent sent invalid status code {status_code}")
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """What forward knows about a request; put on the row only when forward writes it (give-up)."""
@@ -276,7 +289,7 @@ def put_answer(request_id: str, connection_id: str, answer: Answer, context: Req
         "completedAt": now_ms,
         names.TTL_ATTRIBUTE: now_ms // 1000 + ANSWER_TTL_S,
     }
-    if answer.status == names.STATUS_COMPLETED:
+    if answer.status in (names.STATUS_COMPLETED, names.STATUS_STREAMING):  # streaming: the head, body follows
         fields.update({
             "statusCode": answer.status_code,
             "responseHeaders": answer.headers_json,
@@ -294,6 +307,11 @@ def put_answer(request_id: str, connection_id: str, answer: Answer, context: Req
     if context is not None:
         fields.update({"tunnelId": context.tunnel_id, "method": context.method, "path": context.path[:1024],
                        "createdAt": context.created_at, "requestBytes": context.request_bytes})
+    return _put_once(fields)
+
+
+def _put_once(fields: dict[str, Any]) -> bool:
+    """One conditional PutItem into the answers table: False when the key is taken already."""
     try:
         _call("put_item", TableName=config.pending_table(), Item=_item(fields),
               ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": names.PENDING_PK})
@@ -332,6 +350,83 @@ def get_answer(request_id: str, connection_id: str) -> Answer | None:
         error_code=row.get("errorCode"),
         error_message=row.get("errorMessage"),
     )
+
+
+# --------------------------------------------------------------------------- streamed answer frames
+# A streamed answer (issue 23, shared/README.md "The chunk channel"): its head is the answer row
+# above (status "streaming", written once, so forward's give-up write refuses a late head); every
+# later frame is an item of its own, "<request id>:<connection id>#<seq>", written once (a resend
+# is a no-op), deleted by forward once read, TTL as the backstop. Frame items carry no ``status``:
+# the traffic log's stream filter never sees them. Inline bytes are stored as binary (a 22 KB
+# chunk is 22 WRU, not the 30 of its base64).
+
+@dataclass(frozen=True)
+class Frame:
+    """One stored frame after the head: body bytes, a segment notice, or the end."""
+    seq: int
+    body: bytes = b""
+    segment: str | None = None  # the S3 key of a bulk-lane segment
+    size: int = 0  # the segment's size
+    sha256: str | None = None  # the segment's hex SHA-256
+    end: bool = False
+    total: int = 0  # the end's count of body bytes
+    error: str | None = None  # the end's error code (the local answer broke mid-body)
+
+
+def frame_key(request_id: str, connection_id: str, seq: int) -> str:
+    return f"{answer_key(request_id, connection_id)}#{seq}"
+
+
+def put_frame(request_id: str, connection_id: str, frame: Frame) -> bool:
+    """Write one frame once (False: already stored, the frame was a resend)."""
+    fields: dict[str, Any] = {
+        names.PENDING_PK: frame_key(request_id, connection_id, frame.seq),
+        names.ANSWER_REQUEST_ID: request_id,
+        names.ANSWER_CONNECTION_ID: connection_id,
+        "seq": frame.seq,
+        names.TTL_ATTRIBUTE: int(time.time()) + ANSWER_TTL_S,
+    }
+    if frame.end:
+        fields.update({"end": True, "endBytes": frame.total, "endError": frame.error})
+    elif frame.segment is not None:
+        fields.update({"segment": frame.segment, "segmentSize": frame.size, "segmentSha256": frame.sha256})
+    else:
+        fields["chunk"] = frame.body
+    return _put_once(fields)
+
+
+def get_frame(request_id: str, connection_id: str, seq: int) -> Frame | None:
+    """Frame ``seq`` of the answer ``connection_id`` streams for ``request_id`` (consistent read)."""
+    out = _call("get_item", TableName=config.pending_table(),
+                Key=_key(names.PENDING_PK, frame_key(request_id, connection_id, seq)), ConsistentRead=True)
+    item = out.get("Item")
+    if not item:
+        return None
+    row = _plain(item)
+    return Frame(seq=seq, body=bytes(row.get("chunk", b"")), segment=row.get("segment"),
+                 size=int(row.get("segmentSize", 0)), sha256=row.get("segmentSha256"), end=bool(row.get("end")),
+                 total=int(row.get("endBytes", 0)), error=row.get("endError"))
+
+
+FRAME_DELETE_BATCH = 25  # BatchWriteItem's limit
+
+
+def delete_frames(request_id: str, connection_id: str, seqs: list[int]) -> int:
+    """Delete frames that were read (BatchWriteItem, 25 a call; unprocessed items retried a few
+    times, then left to TTL). Returns how many were left."""
+    table = config.pending_table()
+    left = 0
+    for start in range(0, len(seqs), FRAME_DELETE_BATCH):
+        requests: list[dict[str, Any]] = [
+            {"DeleteRequest": {"Key": _key(names.PENDING_PK, frame_key(request_id, connection_id, s))}}
+            for s in seqs[start:start + FRAME_DELETE_BATCH]]
+        for _ in range(3):
+            out = _call("batch_write_item", RequestItems={table: requests})
+            requests = out.get("UnprocessedItems", {}).get(table, [])
+            if not requests:
+                break
+        left += len(requests)
+    return left
 
 
 def tunnels_of(connection_ids: list[str]) -> dict[str, str]:

@@ -112,13 +112,14 @@ def agent_headers(req: events.HttpEvent, route: routing.Route) -> Headers:
         out["x-forwarded-prefix"] = [route.prefix]
     return out
 
-def new_request_id(connection_id: str) -> str:
+def new_request_id(connection_id: str, long_lived: bool = False) -> str:
     """A request id for a post to ``connection_id``: verifiable and bound to that connection
-    (``request_ids``, channel v2) when the deployment has a key, else ``uuid4().hex``."""
+    (``request_ids``, channel v2) when the deployment has a key, else ``uuid4().hex``. The streaming
+    edge's ids are ``long_lived`` (answers there may come minutes later)."""
     keys = id_keys.current()
     if keys is None:
         return uuid.uuid4().hex
-    return request_ids.mint(keys, connection_id, int(time.time() * 1000))
+    return request_ids.mint(keys, connection_id, int(time.time() * 1000), long_lived)
 
 
 def answer_read(connection_id: str, request_id: str) -> None:
@@ -135,6 +136,14 @@ def take_acks(connection_id: str) -> list[str] | None:
         return True
     ACKS.pop(connection_id, only_if=keep)
     return taken or None
+
+
+def stream_offer(request_id: str) -> dict[str, Any]:
+    """``http_request.stream`` (issue 23): the window, and the bulk lane's upload form when there is a bucket."""
+    offer: dict[str, Any] = {"window": protocol.STREAM_WINDOW}
+    if bodies.enabled():
+        offer["segment_form"] = bodies.segment_form(request_id)
+    return offer
 
 
 def policy_headers(headers: Headers, rules: policy.Policy | None) -> Headers:
@@ -154,13 +163,13 @@ def policy_headers(headers: Headers, rules: policy.Policy | None) -> Headers:
 
 def request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
                     deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None,
-                    acks: list[str] | None = None) -> str:
+                    acks: list[str] | None = None, stream: dict[str, Any] | None = None) -> str:
     upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
     headers = policy_headers(agent_headers(req, route), rules)
     common: dict[str, Any] = dict(
         request_id=request_id, method=req.method, uri=uri, headers=headers,
         timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,
-        deadline_ms=deadline_ms, time_left_ms=time_left_ms, acks=acks)
+        deadline_ms=deadline_ms, time_left_ms=time_left_ms, acks=acks, stream=stream)
     if len(req.body) <= limits.INLINE_REQUEST_BODY_MAX:
         frame = protocol.encode(protocol.HttpRequest(body=protocol.b64encode(req.body), **common))
         if len(frame.encode("utf-8")) <= limits.WS_MESSAGE_MAX - MESSAGE_HEADROOM or not bodies.enabled():

@@ -91,6 +91,11 @@ def _first(headers: Headers, name: str) -> str:
     return values[0] if values else ""
 
 
+def media_type(headers: Headers) -> str:
+    """The Content-Type's media type, lower case ("" when none)."""
+    return _first(headers, "content-type").split(";", 1)[0].strip().lower()
+
+
 @dataclass(frozen=True)
 class Answer:
     """The answer as the caller gets it, before it is rendered for an edge."""
@@ -109,11 +114,29 @@ def caller_answer(request_id: str, req: events.HttpEvent, route: routing.Route, 
     if answer.status == names.STATUS_ERROR:
         code = answer.error_code if answer.error_code in PUBLIC_MESSAGES else "internal_error"
         return fail(protocol.ERROR_STATUS.get(code, 502), code, PUBLIC_MESSAGES[code])
+    if answer.status != names.STATUS_COMPLETED:  # a streamed head nobody asked for (only the stream edge offers it)
+        return fail(502, "internal_error", "the agent streamed an answer that was asked for whole")
     loaded = _response_body(request_id, answer)
     if isinstance(loaded, ForwardResult):
         return loaded
     body, version = (loaded.body, loaded.version_id) if isinstance(loaded, bodies.Stored) else (loaded, None)
-    headers = _parse_headers(answer.headers_json)
+    headers = caller_head(req, route, answer.headers_json, rewrite_paths, rules)
+    if isinstance(headers, ForwardResult):
+        return headers
+    if route.prefix and rewrite_paths:
+        rewritten = rewrite_body(headers, body, route.prefix, rewrite_json)
+        if rewritten != body:
+            version = None  # forward stores what it changed itself
+        body = rewritten
+    return Answer(answer.status_code, headers, body, version)
+
+
+def caller_head(req: events.HttpEvent, route: routing.Route, headers_json: str, rewrite_paths: bool = True,
+                rules: policy.Policy | None = None) -> Headers | ForwardResult:
+    """The caller's response headers, for a whole answer and a streamed one alike: checked, the
+    tunnel's response rules applied, hop-by-hop headers dropped, cookies scoped, and in path mode
+    (unless rewriting is off) Location/Content-Location/Set-Cookie paths prefixed."""
+    headers = _parse_headers(headers_json)
     bad = invalid_header(headers)
     if bad is not None:
         return fail(502, "internal_error", f"agent sent an invalid response header name or value: {bad[:40]!r}")
@@ -121,13 +144,20 @@ def caller_answer(request_id: str, req: events.HttpEvent, route: routing.Route, 
         policy.apply_rules(headers, rules.response_remove, rules.response_add)
     headers = rewrite.scope_cookies(caller_headers(headers, req.method))  # after the rules: see the docstring
     if route.prefix and rewrite_paths:
-        rewritten = rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
-                                         route.prefix, json=rewrite_json)
         headers = rewrite.rewrite_headers(headers, route.prefix)
-        if rewritten != body:
-            version = None  # forward stores what it changed itself
-        body = rewritten
-    return Answer(answer.status_code, headers, body, version)
+    return headers
+
+
+def rewrites_body(headers: Headers, route: routing.Route, rewrite_paths: bool, rewrite_json: bool) -> bool:
+    """Whether path-mode rewriting changes bodies with these (caller) headers."""
+    return bool(route.prefix) and rewrite_paths and rewrite.rewrites(
+        _first(headers, "content-type"), _first(headers, "content-encoding"), rewrite_json)
+
+
+def rewrite_body(headers: Headers, body: bytes, prefix: str, rewrite_json: bool) -> bytes:
+    """Path-mode rewriting of a whole body, by the caller headers' content type and encoding."""
+    return rewrite.rewrite_body(body, _first(headers, "content-type"), _first(headers, "content-encoding"),
+                                prefix, json=rewrite_json)
 
 
 def build_answer(request_id: str, req: events.HttpEvent, route: routing.Route, answer: store.Answer,
@@ -178,6 +208,7 @@ class Stream(Protocol):
     """What ``runtime_api.Context.open_stream`` returns."""
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
+    def fail(self, error_type: str, message: str, trace: Sequence[str] = ()) -> None: ...
 
 
 class StreamOpener(Protocol):
@@ -190,11 +221,22 @@ def stream_answer(context: StreamOpener, status: int, headers: Headers, body: by
     """Write an answer to the caller's stream: the head (Set-Cookie values as ``cookies``, other
     repeated headers joined with ", " as in payload 2.0), then the body in ``STREAM_PIECE`` writes.
     No size limit but Lambda's (200 MB streamed), so no 307 on this edge."""
+    stream = open_head(context, status, headers)
+    write_pieces(stream, body)
+    stream.close()
+
+
+def open_head(context: StreamOpener, status: int, headers: Headers) -> Stream:
+    """Open the caller's stream with this head (shaped as payload 2.0: cookies apart, other repeated
+    headers joined); the body follows with ``write``."""
     head = events.http_response(status, headers, b"")
-    stream = context.open_stream(status, head["headers"], head.get("cookies", []))
+    return context.open_stream(status, head["headers"], head.get("cookies", []))
+
+
+def write_pieces(stream: Stream, body: bytes) -> None:
+    """Write ``body`` in ``STREAM_PIECE`` writes."""
     for at in range(0, len(body), STREAM_PIECE):
         stream.write(body[at:at + STREAM_PIECE])
-    stream.close()
 
 
 def stream_result(context: StreamOpener, result: dict[str, Any]) -> None:

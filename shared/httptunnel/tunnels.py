@@ -19,7 +19,7 @@ from typing import Callable
 
 from botocore.exceptions import ClientError
 
-from . import log, management, routing, store
+from . import log, management, routing, sealed, store
 from .ttlmap import MISSING, TTLMap
 
 CONNECTION_CACHE_S = 5.0  # a warm instance reuses a tunnel's connection row this long
@@ -40,7 +40,8 @@ def _alive(connection_id: str, endpoint: str) -> bool:
 
 
 # tunnel id -> its newest connection row (None: no such tunnel). The whole ``store.Connection``
-# is kept (everything forward reads per request, the edge policy included): a hit costs no AWS call.
+# is kept (everything forward reads per request, the edge policy included, its webhook secrets
+# opened by ``sealed.opened``): a hit costs no AWS call.
 CONNECTIONS: TTLMap[str, store.Connection | None] = TTLMap(CACHE_MAX)
 
 
@@ -49,7 +50,7 @@ def connection_for(tunnel_id: str) -> store.Connection | None:
     found = CONNECTIONS.get(tunnel_id, MISSING)
     if found is not MISSING:
         return found
-    conn = store.newest_connection_for_tunnel(tunnel_id)
+    conn = sealed.opened(store.newest_connection_for_tunnel(tunnel_id))
     if conn is None:
         connecting_until = _connecting_until(tunnel_id)
         if connecting_until is not None:
@@ -73,7 +74,7 @@ def _wait_for_index(tunnel_id: str, until: float) -> store.Connection | None:
     while (left := until - time.time()) > 0:
         time.sleep(min(INDEX_POLL_S[min(attempt, len(INDEX_POLL_S) - 1)], left))  # GSI lag, bounded by `until`
         attempt += 1
-        conn = store.newest_connection_for_tunnel(tunnel_id)
+        conn = sealed.opened(store.newest_connection_for_tunnel(tunnel_id))
         if conn is not None:
             CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S)
             return conn
@@ -104,6 +105,21 @@ def _send(conn: store.Connection, frame: str) -> bool:
         return True
     except (management.Gone, ClientError) as exc:
         log.warning("post refused by a live connection", connection_id=conn.connection_id, error=type(exc).__name__)
+        return False
+
+
+def tell(conn: store.Connection, frame: str) -> bool:
+    """Post an informational frame (``stream_ack``, ``stream_cancel``) to the agent; False when the
+    socket is gone or refused it (nothing is retried: the next ack says more, the agent's own
+    deadline ends what a lost cancel would have)."""
+    try:
+        management.post_to_connection(conn.connection_id, frame, management.management_endpoint(conn.domain_name,
+                                                                                                   conn.stage))
+        return True
+    except management.Gone:
+        return False
+    except ClientError as exc:
+        log.warning("post to the agent failed", connection_id=conn.connection_id, error=type(exc).__name__)
         return False
 
 

@@ -55,6 +55,23 @@ def next_poll_delay(delay: float, waited_s: float) -> float:
     return min(delay * 1.5, ceiling)
 
 
+# A streamed answer's frames (issue 23, shared/README.md "The chunk channel"): after each frame the
+# next read comes 20 ms later, the wait growing x1.5 to 100 ms while the stream is busy (its last
+# frame under 5 s ago), then to 250 ms.
+STREAM_POLL_FIRST_S = 0.02
+STREAM_POLL_BUSY_S = 0.1
+STREAM_POLL_IDLE_S = 0.25
+STREAM_BUSY_S = 5.0
+
+
+def next_stream_poll(delay: float, since_frame_s: float) -> float:
+    """The wait before the next read of a stream's next frame, after waiting ``delay`` last time
+    (0: a frame was just read), ``since_frame_s`` after the last frame arrived."""
+    if delay <= 0:
+        return STREAM_POLL_FIRST_S
+    return min(delay * 1.5, STREAM_POLL_BUSY_S if since_frame_s < STREAM_BUSY_S else STREAM_POLL_IDLE_S)
+
+
 ANSWER_TIMES: TTLMap[str, tuple[float, ...]] = TTLMap(CACHE_MAX)  # tunnel id -> recent post -> answer seconds
 
 

@@ -239,8 +239,16 @@ run "environment_and_iam" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "TUNNEL_DOMAIN", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["forward"].environment)) == tolist(["BODY_BUCKET", "CONNECTIONS_TABLE", "LOG_LEVEL", "PATH_REFERER_ROUTING", "PATH_ROUTING", "PENDING_TABLE", "PUBLIC_HTTP_URL", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION", "SECRETS_KMS_KEY_ID", "TUNNEL_BURST_LIMIT", "TUNNEL_DOMAIN", "TUNNEL_MAX_IN_FLIGHT", "TUNNEL_RATE_LIMIT", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "forward environment"
+  }
+
+  assert {
+    condition = (nonsensitive(module.functions["forward"].environment["TUNNEL_RATE_LIMIT"]) == "10"
+      && nonsensitive(module.functions["forward_stream"].environment["TUNNEL_BURST_LIMIT"]) == "40"
+      && nonsensitive(module.functions["response"].environment["AGENT_MESSAGE_RATE_LIMIT"]) == "30"
+    && length(module.waf) == 0 && output.web_acl_arn == "")
+    error_message = "issue 29: per-tunnel ceilings reach forward and forward_stream, the socket budget reaches response, WAF is off by default"
   }
 
   assert {
@@ -614,8 +622,12 @@ run "function_url_fronts_forward_stream" {
   }
 
   assert {
-    condition     = module.functions["forward_stream"].policy == module.functions["forward"].policy
-    error_message = "forward_stream's role is forward's, no more"
+    condition = (
+      [for st in local.policy_statements["forward_stream"] : st if !contains(["StreamFramesRead", "StreamSegmentsRead"], st.sid)] == local.policy_statements["forward"]
+      && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamFramesRead"]) == ["dynamodb:BatchWriteItem"]
+      && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamSegmentsRead"]) == ["s3:DeleteObjectVersion"]
+    )
+    error_message = "forward_stream's role is forward's plus deleting the frames and segment versions it read, no more"
   }
 
   assert {
@@ -969,4 +981,177 @@ run "rejects_an_unknown_public_edge" {
   }
 
   expect_failures = [var.public_edge]
+}
+
+# issue 30 item 9 (kms.tf): who may use the deployment's key, decided by its key policy alone.
+run "secrets_key" {
+  command   = apply
+  state_key = "secrets_key" # its own state: the overrides below apply to freshly created resources
+
+  override_resource {
+    target = aws_kms_key.secrets
+    values = { arn = "arn:aws:kms:us-east-1:123456789012:key/secrets", key_id = "secrets" }
+  }
+  override_resource {
+    target = module.functions["connect"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/connect" }
+  }
+  override_resource {
+    target = module.functions["forward"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/forward" }
+  }
+  override_resource {
+    target = module.functions["forward_stream"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/forward_stream" }
+  }
+  override_resource {
+    target = module.functions["response"].aws_iam_role.this
+    values = { arn = "arn:aws:iam::123456789012:role/response" }
+  }
+
+  assert {
+    condition     = aws_kms_key.secrets.enable_key_rotation == true && aws_kms_key.secrets.deletion_window_in_days == 7
+    error_message = "the key rotates yearly"
+  }
+
+  assert {
+    condition = toset(flatten([for st in jsondecode(aws_kms_key.secrets.policy).Statement : [
+      for action in flatten([st.Action]) : "${st.Sid} ${action} ${join(",", flatten([st.Principal.AWS]))}"
+      if contains(["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:CreateGrant", "kms:*"], action)
+      ]])) == toset([
+      "ConnectSealsWebhookSecrets kms:Encrypt arn:aws:iam::123456789012:role/connect",
+      "ForwardOpensWebhookSecrets kms:Decrypt arn:aws:iam::123456789012:role/forward,arn:aws:iam::123456789012:role/forward_stream",
+    ])
+    error_message = "only connect encrypts and only forward/forward_stream decrypt webhook secrets; nobody may create grants (with own key material no SSM statement: the contract test covers the generated parameters)"
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_kms_key.secrets.policy).Statement :
+      st.Condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"] == ["connection", "tunnel"] &&
+      st.Condition.Null["kms:EncryptionContext:tunnel"] == "false" && st.Condition.Null["kms:EncryptionContext:connection"] == "false"
+      if contains(["ConnectSealsWebhookSecrets", "ForwardOpensWebhookSecrets"], st.Sid)
+      ]) && alltrue([for st in jsondecode(aws_kms_key.secrets.policy).Statement :
+      st.Condition.StringEquals["kms:ViaService"] == "ssm.us-east-1.amazonaws.com"
+      if endswith(st.Sid, "ThroughSsm")
+    ])
+    error_message = "webhook secrets need the row's encryption context; parameters are used only through SSM"
+  }
+
+  assert {
+    condition = (alltrue([for fn in ["connect", "forward", "forward_stream"] :
+      nonsensitive(module.functions[fn].environment["SECRETS_KMS_KEY_ID"]) == "arn:aws:kms:us-east-1:123456789012:key/secrets"
+      ]) && alltrue([for fn in ["disconnect", "cleanup", "stream_notifier", "response"] :
+      !contains(keys(nonsensitive(module.functions[fn].environment)), "SECRETS_KMS_KEY_ID")
+    ]))
+    error_message = "connect, forward and forward_stream know the key; no other function does"
+  }
+
+  assert {
+    condition     = alltrue([for fn in ["disconnect", "cleanup", "stream_notifier"] : !strcontains(module.functions[fn].policy, "kms:")])
+    error_message = "cleanup, stream_notifier and disconnect have no KMS statement (and the key policy names none of them)"
+  }
+}
+
+# ---------------------------------------------------------------- CloudFront (function_url + domain)
+
+run "cloudfront_fronts_the_function_url_with_a_domain" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    hosted_zone_id               = "Z123"
+    path_routing                 = false
+  }
+
+  assert {
+    condition     = length(module.cloudfront) == 1 && length(module.function_url) == 1
+    error_message = "a domain on the function_url edge puts CloudFront in front of the function URL"
+  }
+
+  assert {
+    condition     = toset(keys(module.domain[0].targets)) == toset(["ws.t.example.com"])
+    error_message = "<domain> and *.<domain> are CloudFront's; API Gateway keeps only the WebSocket name"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward_stream"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == "/http-tunnel/edge-origin-secret" && nonsensitive(module.functions["forward_stream"].environment["TUNNEL_DOMAIN"]) == "t.example.com"
+    error_message = "forward_stream reads the secret's parameter and routes <id>.<domain>"
+  }
+
+  assert {
+    condition     = one([for st in local.policy_statements["forward_stream"] : st.resources if st.sid == "EdgeOriginSecret"]) == ["arn:aws:ssm:us-east-1:123456789012:parameter/http-tunnel/edge-origin-secret"] && alltrue([for fn, statements in local.policy_statements : fn == "forward_stream" || !anytrue([for st in statements : st.sid == "EdgeOriginSecret"])])
+    error_message = "only forward_stream may read the origin secret, and only that parameter"
+  }
+}
+
+run "no_cloudfront_without_a_domain" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+  }
+
+  assert {
+    condition     = length(module.cloudfront) == 0 && output.cloudfront == null && nonsensitive(module.functions["forward_stream"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == ""
+    error_message = "no domain (the local stack): no CloudFront, and forward_stream uses the function URL's own host and source IP"
+  }
+
+  assert {
+    condition     = !anytrue([for st in local.policy_statements["forward_stream"] : st.sid == "EdgeOriginSecret"])
+    error_message = "no secret to read without CloudFront"
+  }
+}
+
+run "no_cloudfront_on_the_http_api_edge" {
+  command = plan
+
+  variables {
+    domain_name     = "t.example.com"
+    certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    aws_region      = "eu-west-1"
+    path_routing    = false
+  }
+
+  assert {
+    condition     = length(module.cloudfront) == 0 && toset(keys(module.domain[0].targets)) == toset(["t.example.com", "*.t.example.com", "ws.t.example.com"])
+    error_message = "the http_api edge keeps its three API Gateway names and needs no us-east-1 certificate"
+  }
+}
+
+run "cloudfront_needs_a_us_east_1_certificate" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    aws_region                   = "eu-west-1"
+    path_routing                 = false
+  }
+
+  expect_failures = [var.cloudfront_certificate_arn]
+}
+
+run "cloudfront_takes_its_own_certificate_outside_us_east_1" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    cloudfront_certificate_arn   = "arn:aws:acm:us-east-1:123456789012:certificate/def"
+    aws_region                   = "eu-west-1"
+    path_routing                 = false
+  }
+
+  assert {
+    condition     = module.cloudfront[0].secret_parameter_name == "/http-tunnel/edge-origin-secret" && local.cloudfront_certificate_arn == "arn:aws:acm:us-east-1:123456789012:certificate/def"
+    error_message = "the regional certificate stays API Gateway's (WebSocket), the us-east-1 one is CloudFront's"
+  }
 }

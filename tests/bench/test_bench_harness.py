@@ -158,3 +158,85 @@ def test_first_after_idle_recycles_every_worker_before_each_request(monkeypatch)
     assert out["n"] == 2 and out["samples_ms"] == [502.0, 505.0] and out["median_ms"] == 503.5  # len(calls) + 500
     assert out["worker_init_ms"] == {"forward": 310.0, "response": 290.0}
     assert out["errors"] and "not idle" in out["errors"][0]
+
+
+async def test_sse_delays_are_measured_per_event(origin):
+    from scripts.bench import sse
+    result = await sse.measure(origin.base_url, streams=2, n=5, ms=50)
+    assert result["complete"] and result["events"] == 10
+    assert 0 <= result["p50_ms"] <= result["p95_ms"] < 50  # direct: each event arrives as it is written
+    assert sse.live(result) is True
+
+
+async def test_a_buffered_stream_shows_its_lateness():
+    """A proxy that holds the whole answer: the first event arrives (n-1) x ms late, p50 about half that."""
+    from aiohttp import web
+    from scripts.bench import sse
+
+    async def buffered(request):
+        inner = make_app()
+        server = TestServer(inner, host="127.0.0.1", port=0)
+        await server.start_server()
+        try:
+            import aiohttp
+            async with aiohttp.ClientSession() as s, s.get(server.make_url("/sse").with_query(request.query)) as r:
+                return web.Response(body=await r.read(), content_type="text/event-stream")
+        finally:
+            await server.close()
+
+    app = web.Application()
+    app.router.add_get("/sse", buffered)
+    proxy = TestServer(app, host="127.0.0.1", port=0)
+    await proxy.start_server()
+    try:
+        result = await sse.measure(str(proxy.make_url("")), streams=1, n=6, ms=200)
+    finally:
+        await proxy.close()
+    assert result["complete"] and result["p95_ms"] >= 850 and result["p50_ms"] >= 450
+    assert sse.live(result) is False
+
+
+async def test_sse_reader_follows_the_spec():
+    from scripts.bench import sse
+
+    async def lines():
+        for raw in (b": comment\n", b"id: 7\n", b"data: a\n", b"data:b\n", b"\n", b"\n", b"data: c\r\n", b"\r\n"):
+            yield raw
+
+    got = [(e.id, e.data) async for e in sse.events(lines(), clock=lambda: 1.0)]
+    assert got == [("7", "a\nb"), (None, "c")]
+
+
+async def test_sse_endpoint_refuses_bad_queries(origin):
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        for q in ("n=0", "n=x", "ms=-1", "n=10001"):
+            async with s.get(origin.url(f"/sse?{q}")) as r:
+                assert r.status == 400, q
+
+
+async def test_openai_sdk_reads_the_origins_chunk_stream(origin):
+    """The official SDK (a dev dependency) parses the origin's chat stream: the shape is the real one."""
+    import time
+
+    import openai
+    from scripts.bench import sse
+    client = openai.AsyncOpenAI(base_url=origin.url("/v1"), api_key="not-used", max_retries=0)
+    stream = await client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "hi"}],
+                                                  stream=True, extra_query={"ms": "20"})
+    texts, delays = [], []
+    async for chunk in stream:
+        delays.append(time.time() - chunk.model_extra["t"])
+        if chunk.choices and chunk.choices[0].delta.content:
+            texts.append(chunk.choices[0].delta.content)
+    assert "".join(texts) == "".join(sse.CHAT_TOKENS)
+    assert len(delays) == len(sse.CHAT_TOKENS) + 1 and max(delays) < 0.5
+    await client.close()
+
+
+async def test_paired_takes_turns_and_checks_every_body(origin):
+    a, b = Target("a", origin.base_url), Target("b", origin.base_url + "/nowhere")
+    res = await bench_load.paired([a, Target("a2", origin.base_url)], rounds=10, warmup=1)
+    assert res["a"].ok == 10 and res["a2"].ok == 10 and not res["a"].errors
+    bad = await bench_load.paired([a, b], rounds=3, warmup=0)
+    assert bad["a"].ok == 3 and bad["b"].ok == 0 and bad["b"].errors == ["status 404"] * 3

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
 import pytest
 
 from tests.e2e.client import request
+
+RECYCLE_WAIT_S = 30  # the longest an earlier test's resends keep `response` busy (a request's 25 s, and margin)
 
 
 @pytest.fixture
@@ -71,9 +76,17 @@ async def test_dynamodb_throttling_is_injected_and_cleared(session, stack, agent
 
 async def test_recycled_functions_start_cold_and_still_answer(session, stack, tunnel):
     """What `make bench` times as "first request after idle": forward and response start cold."""
-    _, before = await admin(session, stack, "GET", "/stats")
-    status, body = await admin(session, stack, "POST", "/lambdas/recycle", {"functions": ["forward", "response"]})
+    # A worker with an invocation in flight is not recycled (as Lambda reclaims only idle sandboxes),
+    # and the earlier tests' agents may still be resending an answer to `response` (channel v2 resends
+    # an unacknowledged answer for as long as its request's time lasts): ask until both are idle.
+    deadline = time.monotonic() + RECYCLE_WAIT_S
+    while True:
+        status, body = await admin(session, stack, "POST", "/lambdas/recycle", {"functions": ["forward", "response"]})
+        if status != 200 or all(body["recycled"].values()) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.2)
     assert status == 200 and body == {"recycled": {"forward": True, "response": True}}
+    _, before = await admin(session, stack, "GET", "/stats")  # recycling starts nothing: counts are as before it
     reply = await request(session, "GET", tunnel.public_url, "/bytes?n=100")
     assert reply.status == 200 and len(reply.body) == 100
     _, after = await admin(session, stack, "GET", "/stats")

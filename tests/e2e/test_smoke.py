@@ -10,7 +10,9 @@ from pathlib import Path
 
 import psutil
 
-from scripts.smoke import battery, swap, throttle
+from httptunnel import protocol
+from scripts.smoke import battery, streaming, swap, throttle
+from ttf import handshake
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_smoke_battery_passes_on_the_local_stack(stack):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTF_")}
     env["TTF_TOKEN"] = stack.token  # the stack runs with auth on, as a deployment does
-    proc = subprocess.run([sys.executable, "-m", "scripts.smoke", "--endpoint", stack.ws_url],
+    # the streaming check runs against the stack's function URL once answers stream (issue 23);
+    # before, without --stream-url, it is reported as not checkable (no streaming edge)
+    streams = protocol.CAP_STREAM in protocol.SERVER_CAPABILITIES and protocol.CAP_STREAM in handshake.AGENT_CAPABILITIES
+    argv = ["--stream-url", stack.stream_url] if streams and stack.stream_url else []
+    proc = subprocess.run([sys.executable, "-m", "scripts.smoke", "--endpoint", stack.ws_url, *argv],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
@@ -28,7 +34,7 @@ def test_the_smoke_battery_passes_on_the_local_stack(stack):
     # moto enforces neither the upload form's size cap nor aws:SecureTransport, and the emulator
     # throttles no agent message unless told to: those three, and only those, are reported as
     # not checkable here, with the reason; nothing else is skipped.
-    local = {swap.UPLOAD_CAP, swap.UPLOAD_TLS, throttle.THROTTLE}
+    local = {swap.UPLOAD_CAP, swap.UPLOAD_TLS, throttle.THROTTLE} | (set() if argv else {streaming.STREAMING})
     assert {name for name, (status, _) in results.items() if status != battery.PASSED} == local, report
     assert all(results[name][0] == battery.NOT_CHECKABLE for name in local), report
     assert results[swap.UPLOAD_CAP][1].startswith("S3 here is the local stack's moto (127.0.0.1:")
@@ -40,7 +46,13 @@ def test_the_smoke_battery_passes_on_the_local_stack(stack):
     assert "versionId" in swapped and "B uploaded after the check (204)" in swapped and "the caller got A" in swapped
     n = len(battery.NAMES)
     assert results[throttle.THROTTLE][1].startswith("all 300 pings were answered: nothing throttled")
-    assert proc.stdout.splitlines()[-1].startswith(f"{n - 3} of {n} checks passed, 3 not checkable locally in ")
+    skipped = len(local)
+    assert proc.stdout.splitlines()[-1].startswith(f"{n - skipped} of {n} checks passed, {skipped} not checkable "
+                                                   "locally in ")
+    if argv:
+        assert "arrived before the last was written" in results[streaming.STREAMING][1], report
+    else:
+        assert "no streaming edge" in results[streaming.STREAMING][1], report
     latency = rows["latency"]
     assert "p50 " in latency and "p90 " in latency
     assert not our_smoke_origins(), "the smoke origin outlived the command"

@@ -147,3 +147,41 @@ async def test_a_function_url_with_the_aws_bandwidth_waits_past_the_free_bytes(a
         await asyncio.wait_for(loop, WAIT_S)
     finally:
         await runtime.close()
+
+
+async def test_past_the_reserved_concurrency_the_url_answers_429(aiohttp_client) -> None:
+    """forward_reserved_concurrency is the function URL edge's only ceiling (issue 29): with one
+    environment reserved and busy, the next caller gets Lambda's throttle at once."""
+    runtime = FakeRuntimeApi()
+    await runtime.start()
+    app = web.Application()
+    url = FunctionUrl(runtime, url_id="abcdefurlid", reserved=1)
+    app.router.add_route("*", "/{tail:.*}", url.handle)
+    client = await aiohttp_client(app)
+    release = threading.Event()
+
+    def handler(event: dict[str, Any], context: runtime_api.Context) -> dict[str, Any]:
+        release.wait(WAIT_S)
+        return {"statusCode": 200, "body": "held"}
+
+    loop = asyncio.ensure_future(asyncio.to_thread(runtime_api.run, runtime_api.Client(runtime.address), handler, {}, 2))
+    try:
+        held = asyncio.ensure_future(client.get("/slow"))
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while url.in_flight < 1 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)  # polling the emulator's own counter until the first request holds the environment
+        refused = await client.get("/second")
+        assert refused.status == 429
+        assert refused.headers["x-amzn-ErrorType"] == "TooManyRequestsException"
+        assert (await refused.json())["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+        release.set()
+        first = await held
+        assert first.status == 200 and await first.text() == "held"
+        release.clear()
+        threading.Timer(0.05, release.set).start()
+        again = await client.get("/third")  # the reservation is free again
+        assert again.status == 200
+    finally:
+        release.set()
+        await asyncio.wait_for(loop, WAIT_S)
+        await runtime.close()

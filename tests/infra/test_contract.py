@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import hmac
 import importlib.util
 import json
 import time
@@ -53,6 +55,8 @@ NOT_CALLED_BY_HANDLER = {
     "dynamodb:ListStreams": "the event source mapping reads the stream for stream_notifier",
     "s3:ListBucket": "S3 answers a HeadObject of a missing key with 404 only when the caller may list the bucket "
                      "(403 otherwise): bodies.get_response_body tells a missing upload by that 404",
+    "kms:Decrypt": "SSM decrypts the SecureStrings under the deployment's key on the reader's behalf (connect's JWT "
+                   "secret, response's request-id keys); forward's own Decrypt of sealed webhook secrets is observed",
 }
 # Allowed actions on code paths this scenario does not reach (moto cannot fail a post with
 # GoneException, and no agent answers here); each is cited from the layer's code.
@@ -64,7 +68,9 @@ NOT_REACHED = {
     "forward_stream": {"dynamodb:DeleteItem":
                        "store.delete_connection when PostToConnection and GET @connections both say the agent is gone",
                        "s3:GetObjectVersion":
-                       "bodies.get_response_body when an agent uploaded its answer"},
+                       "bodies.get_response_body when an agent uploaded its answer",
+                       "dynamodb:BatchWriteItem": "store.delete_frames when relay read a streamed answer's frames",
+                       "s3:DeleteObjectVersion": "bodies.delete_segment when relay read a streamed answer's segment"},
     "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
     "caller_message": {"dynamodb:DeleteItem": "caller_ws.delete_socket when the agent is gone (410 on the post)"},
 }
@@ -81,6 +87,8 @@ def iam_action(service: str, operation: str, params: dict | None = None) -> str:
     if (service, operation) in (("s3", "GetObject"), ("s3", "HeadObject")):
         # S3 authorises HEAD as GetObject, and a read of one version as GetObjectVersion
         return "s3:GetObjectVersion" if (params or {}).get("VersionId") else "s3:GetObject"
+    if (service, operation) == ("s3", "DeleteObject") and (params or {}).get("VersionId"):
+        return "s3:DeleteObjectVersion"  # a versioned delete (bodies.delete_segment)
     return OPERATION_ACTION.get((service, operation), f"{SERVICE_PREFIX.get(service, service)}:{operation}")
 
 
@@ -236,8 +244,12 @@ def observed(stack, deployed):
                                           endpoint_url=endpoint))
         agent_token = mint(secret, "contract", 600, issuer=settings.issuer, audience=settings.audience)
         connect = _event("connect")
+        # with a webhook verifier: connect seals its secret (kms:Encrypt), forward opens it (kms:Decrypt)
+        from httptunnel import policy as edge_policy
+        hook_secret = "contract-webhook-secret"
         connect["headers"] = {**connect.get("headers", {}), "Authorization": f"Bearer {agent_token}",
-                              "X-Tunnel-Reclaim-Token": "r" * 43, "X-Tunnel-Capabilities": "ack,ws"}
+                              "X-Tunnel-Reclaim-Token": "r" * 43, "X-Tunnel-Capabilities": "ack,ws",
+                              edge_policy.HEADER: edge_policy.to_header(edge_policy.build(hooks=[f"github:{hook_secret}"]))}
         result = run("connect", connect)
         assert result["statusCode"] == 200, result
         ready = _event("default_message")
@@ -270,9 +282,11 @@ def observed(stack, deployed):
         row = ddb.get_item(TableName=outputs["connections_table_name"],
                            Key={"connectionId": {"S": connect["requestContext"]["connectionId"]}})["Item"]
         tunnel_id = row["tunnelId"]["S"]
+        assert "sealedHooks" in row and hook_secret not in json.dumps({k: v for k, v in row.items() if k != "sealedHooks"})
         request = _event("http_get")
         request["rawPath"] = f"/{tunnel_id}/hello"
         request["requestContext"]["http"]["path"] = request["rawPath"]
+        request["headers"]["x-hub-signature-256"] = "sha256=" + hmac.new(hook_secret.encode(), b"", hashlib.sha256).hexdigest()
         run("forward", request)
         big = _event("http_get")
         big["rawPath"] = f"/{tunnel_id}/upload"
@@ -280,11 +294,14 @@ def observed(stack, deployed):
         big["requestContext"]["http"]["method"] = "POST"
         big["body"] = base64.b64encode(os.urandom(200_000)).decode()
         big["isBase64Encoded"] = True
+        big["headers"]["x-hub-signature-256"] = "sha256=" + hmac.new(hook_secret.encode(), base64.b64decode(big["body"]),
+                                                                     hashlib.sha256).hexdigest()
         run("forward", big)
         # the function URL edge: the same requests, the path as sent, the answer to a stream (its
         # own instance on AWS: nothing remembered from forward's runs in this process)
-        from httptunnel import tunnels
+        from httptunnel import sealed, tunnels
         tunnels.CONNECTIONS.clear()
+        sealed.OPENED.clear()
         run("forward_stream", request, StreamContext())
         run("forward_stream", big, StreamContext())
         # Caller WebSockets: a caller's socket opens (no agent answers here: caller_connect waits its
@@ -433,3 +450,186 @@ def test_observability_counts_what_the_layer_logs(stack):
             assert f"{names.ERROR_CODES[code]} {code}" in alarm["AlarmDescription"]
     assert outputs["dashboard_url"].endswith("#dashboards/dashboard/contract")
     assert cloudwatch.get_dashboard(DashboardName="contract")["DashboardBody"]
+
+
+# --------------------------------------------------------------------------- the secrets key (kms.tf)
+# moto stores a key policy but never evaluates one (nor IAM): whether a role can use the key is
+# decided here, from the policy documents Terraform applied, by the rules AWS documents for a key
+# policy (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html): a
+# principal named in the key policy needs nothing more; the account root named there delegates to
+# IAM, so the role's own policy must allow the action on the key too.
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _conditions_hold(conditions: dict, request: dict) -> bool:
+    for operator, tests in conditions.items():
+        for key, wanted in tests.items():
+            wanted = _listed(wanted)
+            if operator == "StringEquals":
+                if request.get(key) not in wanted:
+                    return False
+            elif operator == "ForAllValues:StringEquals":
+                if not set(_listed(request.get(key, []))) <= set(wanted):
+                    return False
+            elif operator == "Null":
+                if (key not in request) != (wanted == ["true"]):
+                    return False
+            else:  # an operator this evaluator cannot judge: fail loudly rather than guess
+                raise AssertionError(f"key policy uses {operator}: teach the evaluator")
+    return True
+
+
+def _statements_allow(statements: list, action: str, resource: str, request: dict, principals: set | None) -> bool:
+    for st in statements:
+        if st["Effect"] != "Allow":
+            continue
+        if principals is not None and not principals & set(_listed(st["Principal"]["AWS"])):
+            continue
+        if not any(re.fullmatch(a.replace("*", ".*"), action) for a in _listed(st["Action"])):
+            continue
+        if not any(re.fullmatch(r.replace("*", ".*"), resource) for r in _listed(st["Resource"])):
+            continue
+        if _conditions_hold(st.get("Condition", {}), request):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def secrets_key(stack):
+    endpoint, outputs = stack
+    lam, iam, kms = _client("lambda", endpoint), _client("iam", endpoint), _client("kms", endpoint)
+    key_arn = outputs["secrets_kms_key_arn"]
+    key_policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])["Statement"]
+    roles = {}
+    for short, name in outputs["function_names"].items():
+        role_arn = lam.get_function_configuration(FunctionName=name)["Role"]
+        role = role_arn.rsplit("/", 1)[-1]
+        statements = []
+        for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            doc = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+            statements += (json.loads(doc) if isinstance(doc, str) else doc)["Statement"]
+        roles[short] = (role_arn, statements)
+    root = f"arn:aws:iam::{key_arn.split(':')[4]}:root"
+    return key_arn, key_policy, roles, root, endpoint
+
+
+def _may_use_key(secrets_key, short: str, action: str, request: dict) -> bool:
+    key_arn, key_policy, roles, root, _ = secrets_key
+    role_arn, iam_statements = roles[short]
+    if _statements_allow(key_policy, action, "*", request, {role_arn}):
+        return True
+    return (_statements_allow(key_policy, action, "*", request, {root})
+            and _statements_allow(iam_statements, action, key_arn, request, None))
+
+
+def test_only_connect_seals_and_only_forward_opens_webhook_secrets(secrets_key):
+    """Policy-level (moto cannot enforce IAM): a role the key policy does not name for it cannot
+    encrypt or decrypt sealed webhook secrets, whatever its own IAM policy says; without the row's
+    encryption context nobody can."""
+    sealed_context = {"kms:EncryptionContextKeys": ["connection", "tunnel"],
+                      "kms:EncryptionContext:tunnel": "abcdefghij12", "kms:EncryptionContext:connection": "c1="}
+    functions = set(secrets_key[2])
+    encrypt = {fn for fn in functions if _may_use_key(secrets_key, fn, "kms:Encrypt", sealed_context)}
+    decrypt = {fn for fn in functions if _may_use_key(secrets_key, fn, "kms:Decrypt", sealed_context)}
+    assert encrypt == {"connect"}
+    assert decrypt == {"forward", "forward_stream"}, "cleanup, stream_notifier and the rest see only ciphertext"
+    for fn in functions:
+        for action in ("kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey", "kms:CreateGrant"):
+            assert not _may_use_key(secrets_key, fn, action, {}), f"{fn} may {action} without the row's context"
+    key_arn, key_policy, _, root, _ = secrets_key
+    assert not _statements_allow(key_policy, "kms:Decrypt", "*", sealed_context, {root}), \
+        "the account's IAM cannot be given the sealed secrets"
+    assert not _statements_allow(key_policy, "kms:CreateGrant", "*", {}, {root}), "no grant can hand it over either"
+
+
+def test_ssm_parameters_under_the_key_are_readable_only_by_their_functions(secrets_key, deployed):
+    """The SecureStrings Terraform generates use the key; reading one needs the role's ssm:GetParameter(s)
+    on it and the key policy's leave to decrypt through SSM with its PARAMETER_ARN."""
+    key_arn, _, roles, _, _ = secrets_key
+    connect_env, response_env = deployed["connect"][0], deployed["response"][0]
+    account = key_arn.split(":")[4]
+    arn = lambda name: f"arn:aws:ssm:us-east-1:{account}:parameter/{name.lstrip('/')}"  # noqa: E731
+    parameters = {"jwt": arn(connect_env["JWT_SECRET_SSM_PARAMETER"]),
+                  "id0": arn(response_env["REQUEST_ID_KEY_SSM_PREFIX"] + "0"),
+                  "id1": arn(response_env["REQUEST_ID_KEY_SSM_PREFIX"] + "1")}
+    ssm = _client("ssm", secrets_key[4])
+    for parameter in parameters.values():
+        [described] = ssm.describe_parameters(ParameterFilters=[
+            {"Key": "Name", "Values": ["/" + parameter.split(":parameter/", 1)[1]]}])["Parameters"]
+        assert described["KeyId"] == key_arn, f"{described['Name']} is not under the deployment's key"
+    readers = {}
+    for name, parameter in parameters.items():
+        through_ssm = {"kms:ViaService": "ssm.us-east-1.amazonaws.com", "kms:EncryptionContextKeys": ["PARAMETER_ARN"],
+                       "kms:EncryptionContext:PARAMETER_ARN": parameter}
+        readers[name] = {fn for fn, (_, statements) in roles.items()
+                         if any(_statements_allow(statements, action, parameter, {}, None)
+                                for action in ("ssm:GetParameter", "ssm:GetParameters"))
+                         and _may_use_key(secrets_key, fn, "kms:Decrypt", through_ssm)}
+        elsewhere = {**through_ssm, "kms:ViaService": "s3.us-east-1.amazonaws.com"}
+        assert not any(_may_use_key(secrets_key, fn, "kms:Decrypt", elsewhere) for fn in roles), "only through SSM"
+    assert readers == {"jwt": {"connect"}, "id0": {"forward", "forward_stream", "response"},
+                       "id1": {"forward", "forward_stream", "response"}}
+
+
+def test_behind_cloudfront_forward_stream_reads_only_the_secret_terraform_grants(stack, deployed, monkeypatch):
+    """CloudFront is not in the local stack: moto has no CloudFront Functions or policies, and the root
+    creates modules/cloudfront only with a domain (terraform/tests/wiring.tftest.hcl checks that wiring).
+    Its contract with the code is checked here instead: given the environment Terraform gives
+    forward_stream behind CloudFront (EDGE_ORIGIN_SECRET_SSM_PARAMETER = main.tf's
+    edge_origin_secret_parameter), the only action forward_stream adds to those of its role in the
+    local stack is the one main.tf's EdgeOriginSecret statement grants, on that parameter."""
+    from httptunnel import aws as layer_aws
+    from httptunnel import edge_origin, tunnels
+
+    endpoint, outputs = stack
+    main = (ROOT / "terraform" / "main.tf").read_text()
+    parameter = re.search(r'edge_origin_secret_parameter\s*=\s*"([^"]+)"', main).group(1).replace(
+        "${var.name_prefix}", "contract")
+    grant = re.search(r'sid\s*=\s*"EdgeOriginSecret"\s*actions\s*=\s*(\[[^\]]*\])\s*resources\s*=\s*\[([^\]]*)\]',
+                      main, re.S)
+    assert grant and 'parameter/${trimprefix(local.edge_origin_secret_parameter, "/")}' in grant.group(2)
+    secret = "v" * 64
+    _client("ssm", endpoint).put_parameter(Name=parameter, Value=secret, Type="SecureString")
+    env, actions = deployed["forward_stream"]
+    assert env["EDGE_ORIGIN_SECRET_SSM_PARAMETER"] == "", "no CloudFront (no domain) in the local stack"
+    for key, value in {**env, "EDGE_ORIGIN_SECRET_SSM_PARAMETER": parameter, "AWS_ENDPOINT_URL": endpoint,
+                       "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REGION": "us-east-1", "TUNNEL_DOMAIN": "t.example.com"}.items():
+        monkeypatch.setenv(key, value)
+    used: list[tuple[str, dict]] = []
+    original_client = layer_aws.client
+
+    def recording_client(*args, **kwargs):
+        made = original_client(*args, **kwargs)
+        made.meta.events.register("before-parameter-build", lambda params, model, **_: used.append(
+            (iam_action(model.service_model.service_name, model.name, params), dict(params))))
+        return made
+
+    class Heads(StreamContext):
+        status = None
+
+        def open_stream(self, status_code=200, headers=None, cookies=None):
+            self.status = status_code
+            return super().open_stream(status_code, headers, cookies)
+
+    event = _event("http_get")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/hello"
+    event["headers"].update({edge_origin.SECRET_HEADER: secret, edge_origin.HOST_HEADER: "nosuchtunnel.t.example.com",
+                             edge_origin.VIEWER_HEADER: "203.0.113.5"})
+    monkeypatch.setattr(layer_aws, "client", recording_client)
+    layer_aws.reset()
+    edge_origin.reset()
+    tunnels.CONNECTIONS.clear()
+    try:
+        context = Heads()
+        _load_handler("forward_stream")(event, context)
+    finally:
+        layer_aws.reset()
+        edge_origin.reset()
+    assert context.status == 404, "the secret matched: routed by the tunnel's host (no such tunnel), not edge_bypass"
+    added = {action for action, _ in used} - actions
+    assert added == set(json.loads(grant.group(1))) == {"ssm:GetParameter"}, added
+    assert [params["Name"] for action, params in used if action == "ssm:GetParameter"] == [parameter]

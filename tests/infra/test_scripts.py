@@ -296,7 +296,7 @@ def test_pruned_botocore_keeps_what_a_client_reads(tmp_path):
         assert not list(version.glob("examples-1.json*"))
     endpoints = json.loads((data / "endpoints.json").read_text())
     assert {p["partition"] for p in endpoints["partitions"]} >= {"aws", "aws-cn", "aws-us-gov"}
-    assert set(endpoints["partitions"][0]["services"]) <= {"dynamodb", "events", "execute-api", "s3",
+    assert set(endpoints["partitions"][0]["services"]) <= {"dynamodb", "events", "execute-api", "kms", "s3",
                                                              "secretsmanager", "ssm"}
 
     def session(pruned: bool) -> botocore.session.Session:

@@ -16,6 +16,7 @@ import pytest
 
 from scripts.harness.proc import Proc
 from scripts.harness.stack import LocalStack, TtfAgent, agent_token
+from tests.e2e.conftest import SUITE_THROTTLES
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "bench" / "cache" / "logs" / ("load-" + time.strftime("%Y%m%dT%H%M%S"))
@@ -37,7 +38,10 @@ def stack():
         pytest.skip("emulator/stack.py (the local stack entry point) is not in this tree yet")
     if not (ROOT / "build" / "local").exists():
         pytest.skip("build/local is missing: run `make build-local` (make test-load does)")
-    with LocalStack(LOG_DIR, "local") as s:
+    # the suite's 50 callers are far past API Gateway's default throttles (the e2e stack's raised values);
+    # the stream port is ephemeral, not the fixed 4043
+    with LocalStack(LOG_DIR, "local", extra_args=["--stream-port", "0",
+                                                  *(a for v in SUITE_THROTTLES for a in ("--var", v))]) as s:
         yield s
 
 

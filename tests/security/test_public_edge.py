@@ -9,8 +9,8 @@ cannot show is tested elsewhere, and said so here:
     bucket policies; `make smoke` tries both on a real deployment);
   * path_routing = false and disable_execute_api_endpoint: they need a custom domain
     (tests/unit/test_edge_policy.py, terraform/tests/wiring.tftest.hcl);
-  * API Gateway throttles and reserved concurrency: the emulator does not throttle
-    (terraform test checks the settings; scripts/bench/abuse.py what they bound).
+  * API Gateway throttles on their default values: the session's stack raises them for the suite's
+    own traffic; tests/security/test_flood.py runs a stack on the defaults (issue 29).
 """
 
 from __future__ import annotations

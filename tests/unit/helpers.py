@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import auth, aws, gate, id_keys, management, names, protocol, to_agent, tunnels, waiting
+from httptunnel import (auth, aws, edge_origin, gate, id_keys, management, names, protocol, sealed, to_agent, tunnels,
+                        waiting)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -126,8 +127,9 @@ def cold_start() -> None:
     aws.reset()
     auth.clear_caches()
     id_keys.reset()
+    edge_origin.reset()
     to_agent.ACKS.clear()
-    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS):
+    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS, sealed.OPENED):
         remembered.clear()
 
 

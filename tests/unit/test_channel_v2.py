@@ -37,9 +37,9 @@ def keyed(aws, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_capabilities_are_agreed_stored_and_told(aws, mgmt):
     established = connect_agent("conn-A", headers={"X-Tunnel-Capabilities": "stream, ack, future-thing"})
-    assert established["capabilities"] == ["ack"]  # what the server speaks of what the agent announced
+    assert established["capabilities"] == ["ack", "stream"]  # what the server speaks of what the agent announced, in its order
     conn = store.get_connection("conn-A")
-    assert conn is not None and conn.capabilities == ("ack",)
+    assert conn is not None and conn.capabilities == ("ack", "stream")
 
 
 def test_an_agent_that_announces_nothing_gets_todays_protocol(aws, mgmt):

@@ -4,11 +4,17 @@ Each body is kept up to `cap` bytes (the rest is cut and the entry marked trunca
 inspector's copy only, the forwarded body is never touched), and the whole history stays
 under `budget` bytes of bodies and headers (oldest entries go first), so memory is bounded
 whatever passes through. Listeners (the server-sent events) hear of every change.
+
+A streamed answer (ttf.streaming) is an entry from its head on (`open_live`): its status and
+headers at once, then its body as it arrives - the first `cap` bytes kept, the size counting
+everything - with an "update" to the listeners at most every LIVE_UPDATE_S, and a last one when
+it ends. A live entry costs at most `cap` bytes plus its headers, like any other.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
@@ -21,6 +27,7 @@ BODY_CAP = 1024 * 1024
 DEFAULT_BUDGET = 16 * 1024 * 1024
 LIMIT_MAX = 100_000
 SOURCES = ("tunnel", "replay", "edited", "imported", "denied")
+LIVE_UPDATE_S = 0.25  # a streamed answer's entry is refreshed (and its listeners told) at most this often
 
 log = logging.getLogger("ttf")
 
@@ -68,6 +75,8 @@ class Entry:
     # the tunnel it came through: a config file's tunnel's name, else the tunnel id
     tunnel: str | None = None
     error_detail: str | None = None  # why the local call failed (local addresses, errno): here only
+    streamed: bool = False  # the answer went out as a stream (ttf.streaming)
+    streaming: bool = False  # ... and is still arriving: the body and size grow, duration_ms so far
 
     @property
     def cost(self) -> int:
@@ -87,6 +96,7 @@ class Entry:
             "error_detail": self.error_detail, "replay_of": self.replay_of, "source": self.source, "tunnel": self.tunnel,
             "request_size": self.request.size, "request_truncated": self.request.truncated,
             "response_size": self.response.size, "response_truncated": self.response.truncated,
+            "streamed": self.streamed, "streaming": self.streaming,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -200,6 +210,26 @@ class History:
                               status=status, response_headers={}, response=EMPTY, duration_ms=0, error=reason,
                               source="denied", tunnel=tunnel or self.tunnel))
 
+    def open_live(self, started_at: float, method: str, uri: str, request_headers: Headers, request_body: bytes,
+                  tunnel: str | None = None) -> LiveEntry:
+        """A streamed answer's entry, shown while it arrives (see the module docstring)."""
+        entry = self.add(Entry(id=0, at=started_at, method=method, uri=uri, request_headers=request_headers,
+                               request=capture(request_body, self.cap), status=0, response_headers={},
+                               response=EMPTY, duration_ms=0, streamed=True, streaming=True,
+                               tunnel=tunnel or self.tunnel))
+        return LiveEntry(self, entry.id, started_at)
+
+    def update(self, entry_id: int, **changes: Any) -> Entry | None:
+        """Change a kept entry (a live one as it arrives) and tell the listeners ("update"); None once evicted."""
+        old = self._entries.get(entry_id)
+        if old is None:
+            return None
+        new = replace(old, **changes)
+        self._entries[entry_id] = new
+        self.bytes += new.cost - old.cost
+        self._tell("update", {"entry": new.summary(), "evicted": self._evict(), "count": len(self)})
+        return new if entry_id in self._entries else None
+
     def add(self, entry: Entry) -> Entry:
         """Store an entry under the next id (the id it carries is ignored)."""
         entry = replace(entry, id=self._next_id)
@@ -243,3 +273,41 @@ class History:
     def many(self, ids: Iterable[int]) -> list[Entry]:
         return [e for e in (self._entries.get(i) for i in ids) if e is not None]
 
+
+
+class LiveEntry:
+    """The history's side of one streamed answer (ttf.streaming.Live): head, body pieces, done."""
+
+    def __init__(self, history: History, entry_id: int, started_at: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.history = history
+        self.id = entry_id
+        self.started_at = started_at
+        self.clock = clock
+        self.kept = bytearray()  # at most history.cap
+        self._kept = b""  # the same, as the entry holds it (rebuilt only when it grew)
+        self.size = 0
+        self._told_at = clock()
+
+    def head(self, status: int, headers: Headers) -> None:
+        self.history.update(self.id, status=status, response_headers=headers)
+
+    def body(self, data: bytes) -> None:
+        room = self.history.cap - len(self.kept)
+        if room > 0:
+            self.kept += data[:room]
+        self.size += len(data)
+        now = self.clock()
+        if now - self._told_at >= LIVE_UPDATE_S:
+            self._told_at = now
+            self._flush(streaming=True)
+
+    def done(self, duration_ms: int, error: str | None, detail: str | None) -> None:
+        self._flush(streaming=False, duration_ms=duration_ms, error=error, error_detail=detail)
+
+    def _flush(self, streaming: bool, **changes: Any) -> None:
+        if "duration_ms" not in changes:
+            changes["duration_ms"] = int((time.time() - self.started_at) * 1000)
+        if len(self._kept) != len(self.kept):
+            self._kept = bytes(self.kept)
+        self.history.update(self.id, response=Body(self._kept, self.size), streaming=streaming, **changes)

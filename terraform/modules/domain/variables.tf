@@ -68,3 +68,9 @@ variable "tags" {
   description = "Tags added to the domain names."
   default     = {}
 }
+
+variable "http_names" {
+  type        = bool
+  description = "Map domain_name (and *.domain_name) to the HTTP API; false when CloudFront serves them (public_edge = function_url): only the WebSocket name is made then."
+  default     = true
+}

@@ -23,6 +23,11 @@ output "role_name" {
   value       = aws_iam_role.this.name
 }
 
+output "role_arn" {
+  description = "ARN of the function's own IAM role (the root's KMS key policy names it)."
+  value       = aws_iam_role.this.arn
+}
+
 output "policy" {
   description = "The role's inline policy document (JSON); terraform tests assert on its actions."
   value       = local.policy

@@ -13,6 +13,7 @@
     detail: null,        // the selected entry's detail
     checked: new Set(),  // ids ticked for export
     refreshTimer: null,
+    liveTimer: null,     // a streamed answer's detail refresh, pending
     editing: false,
   };
 
@@ -181,6 +182,8 @@
     if (e.source === "edited") badges.push(h("span", {className: "badge", title: "edited from #" + e.replay_of}, "edited"));
     if (e.source === "imported") badges.push(h("span", {className: "badge"}, "imported"));
     if (e.source === "denied") badges.push(h("span", {className: "badge denied", title: e.error || ""}, e.error || "denied"));
+    if (e.streaming) badges.push(h("span", {className: "badge live", title: "the answer is still arriving"}, "streaming · " + TTF.humanBytes(e.response_size)));
+    else if (e.streamed) badges.push(h("span", {className: "badge", title: "the answer went out as it was produced"}, "streamed"));
     const box = h("input", {type: "checkbox", tabIndex: -1, "aria-label": "select #" + e.id + " for export (x)", checked: state.checked.has(e.id)});
     box.addEventListener("click", ev => ev.stopPropagation());
     box.addEventListener("change", () => { if (box.checked) state.checked.add(e.id); else state.checked.delete(e.id); });
@@ -256,6 +259,18 @@
       if (state.paused) { state.missed++; renderPause(); renderCap(); return; }
       scheduleRefresh();
     });
+    // a streamed answer's entry as it arrives (status, growing size, body so far): patch its row in place
+    // and, when it is the one shown, its detail (at most every LIVE_DETAIL_MS)
+    source.addEventListener("update", ev => {
+      const e = JSON.parse(ev.data).entry;
+      if (state.paused) return;
+      const tr = $("rows").querySelector('tr[data-id="' + e.id + '"]');
+      if (!tr) return;
+      state.entries.set(e.id, e);
+      tr.replaceWith(row(e));
+      markSelected();
+      if (state.selected === e.id && !state.editing) liveDetail(e.id, !e.streaming);
+    });
     for (const kind of ["cleared", "settings", "resync"]) source.addEventListener(kind, () => {
       if (kind === "cleared" && state.selected !== null) { state.selected = null; showNothing(); }
       if (!state.paused || kind !== "resync") scheduleRefresh(0);
@@ -263,6 +278,22 @@
     });
     source.onerror = () => { $("state").textContent = "inspector unreachable (ttf stopped?)"; $("state").className = "state offline"; };
     source.onopen = () => api("/api/status").then(renderStatus, () => {});
+  }
+  const LIVE_DETAIL_MS = 500;
+  function liveDetail(id, last) {
+    if (state.liveTimer && !last) return;
+    clearTimeout(state.liveTimer);
+    state.liveTimer = setTimeout(async () => {
+      state.liveTimer = null;
+      let d;
+      try { d = await api("/api/requests/" + id); } catch (e) { return; }
+      if (state.selected !== id || state.editing) return;
+      const pane = $("detail");
+      const top = pane.scrollTop;
+      state.detail = d;
+      renderDetail(d);
+      pane.scrollTop = top;
+    }, last ? 0 : LIVE_DETAIL_MS);
   }
   function renderPause() {
     const b = $("pause");
@@ -327,7 +358,8 @@
       h("section", {className: "part"}, h("h3", {}, "Request body ", sizeNote(d.request_size, d.request_truncated)),
         TTF.bodyView(d.request_body, d.request_size, d.request_truncated, d.request_view, d.request_headers)),
       h("section", {className: "part"}, h("h3", {}, "Response headers"), TTF.headerTable(d.response_headers)),
-      h("section", {className: "part"}, h("h3", {}, "Response body ", sizeNote(d.response_size, d.response_truncated)),
+      h("section", {className: "part"}, h("h3", {}, "Response body ", sizeNote(d.response_size, d.response_truncated),
+        d.streaming ? h("span", {className: "badge live"}, "still arriving") : d.streamed ? h("span", {className: "badge"}, "streamed") : null),
         TTF.bodyView(d.response_body, d.response_size, d.response_truncated, d.response_view, d.response_headers)));
   }
   // The headers are as the caller sent them; the local service got Host: <local target> (ttf moves the

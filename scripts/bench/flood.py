@@ -1,0 +1,294 @@
+"""Floods against a local stack, and what a second tunnel sees meanwhile (issue 29).
+
+    python -m scripts.bench.flood [--configs before,after] [--attacks unknown,own,connect,default]
+                                  [--seconds 6] [--steady-rps 4] [--attack-rps 60] [--attack-max 1500]
+                                  [--edge http_api|function_url] [--var NAME=VALUE ...] [--json FILE]
+
+For each configuration a local stack starts (loopback, ephemeral ports), with an origin and two
+`ttf` agents: tunnel A (the one attacked, or the attacker's own) and tunnel B (the second tunnel).
+First B is measured alone ("unloaded"), then under each attack, every phase `--seconds` long:
+
+- steady traffic to B: `--steady-rps` GETs of 1 KB from **127.0.0.2**; its error rate and p50;
+- `unknown`: GETs of unknown tunnel ids from 127.0.0.3 at `--attack-rps`;
+- `own`: GETs of tunnel A's own URL from 127.0.0.3 at `--attack-rps`;
+- `connect`: unauthenticated `$connect` attempts from 127.0.0.3 at `--attack-rps`; the measured
+  side here is a token holder's connects from 127.0.0.2 (one a second: what an agent's renewal
+  needs), its error rate and handshake p50, beside B's traffic;
+- `default`: a token holder's socket from 127.0.0.4 sending `ping` messages on `$default` at
+  `--attack-rps`, reconnecting when closed (at most 20 times).
+Each attack sends at most `--attack-max` requests and has at most 64 outstanding; every phase ends
+after `--seconds` (plus at most 30 s for answers in flight). Later attacks (a streaming tunnel, a
+chatty caller socket) wait on issues 23 and 24.
+
+Configurations: `before` = the per-tunnel and per-socket limits off (`tunnel_rate_limit=0`,
+`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`), API Gateway's throttles as Terraform sets
+them; `after` = this repo's defaults; `after-raised` = the defaults with the HTTP stage raised to
+100 req/s (burst 200) and the WebSocket stage to 200 msg/s (burst 400), the configuration in which
+the per-tunnel limits, not the stage, are what a single tunnel's flood meets. `--var` adds Terraform
+variables to every configuration. The emulator runs each function's invocations in one process
+(N = 1 instance), so per-instance counts bind here as a whole (README: "Fair under flood").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import random
+import statistics
+import string
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from scripts.harness.proc import Proc
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
+
+ROOT = Path(__file__).resolve().parents[2]
+STEADY_SOURCE = "127.0.0.2"
+ATTACK_SOURCE = "127.0.0.3"
+HOLDER_SOURCE = "127.0.0.4"
+OUTSTANDING_MAX = 64
+ANSWER_GRACE_S = 30.0
+ATTACKS = ("unknown", "own", "connect", "default")
+FUNCTION_URL_RESERVED = 32  # forward_stream reserved concurrency with --edge function_url (4 environments run; more wait)
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0"),
+    "after": (),
+    "after-raised": ("http_throttling_rate_limit=100", "http_throttling_burst_limit=200",
+                     "websocket_throttling_rate_limit=200", "websocket_throttling_burst_limit=400"),
+}
+
+
+@dataclass
+class Sample:
+    ok: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def report(self) -> dict[str, Any]:
+        total = self.ok + sum(self.errors.values())
+        ordered = sorted(self.latencies_ms)
+        return {"requests": total, "error_rate": round(sum(self.errors.values()) / total, 4) if total else None,
+                "p50_ms": round(statistics.median(ordered), 1) if ordered else None,
+                "p95_ms": round(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)], 1) if ordered else None,
+                "errors": dict(self.errors)}
+
+
+def session(source: str) -> aiohttp.ClientSession:
+    """A client whose connections come from ``source`` (any 127.x address is the loopback on Linux)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), limit=OUTSTANDING_MAX, force_close=False)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=ANSWER_GRACE_S))
+
+
+def target(public_url: str, path: str, edge_url: str) -> tuple[str, str]:
+    """(URL to the edge on 127.0.0.1, Host header) for a tunnel's subdomain URL
+    ``http://<id>.localhost:<port>/``: the HTTP API's port, or the function URL's (``stream_url``
+    takes any Host, as the tunnel's own name will through CloudFront)."""
+    tunnel_id = urlsplit(public_url).hostname.split(".", 1)[0]  # type: ignore[union-attr]
+    port = urlsplit(edge_url).port
+    return f"http://127.0.0.1:{port}{path}", f"{tunnel_id}.localhost:{port}"
+
+
+async def paced(rate: float, seconds: float, limit: int, one: Any) -> None:
+    """Start ``one()`` ``rate`` times a second for ``seconds`` (at most ``limit``, OUTSTANDING_MAX at once)."""
+    gate = asyncio.Semaphore(OUTSTANDING_MAX)
+    tasks: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+
+    async def run() -> None:
+        async with gate:
+            await one()
+
+    for n in range(limit):
+        due = started + n / rate
+        if due - started >= seconds:
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))  # pacing: the wait is the rate
+        tasks.append(asyncio.create_task(run()))
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), seconds + ANSWER_GRACE_S)
+
+
+async def get(client: aiohttp.ClientSession, url: str, host: str, sample: Sample, expect: int | None = 200) -> None:
+    started = time.monotonic()
+    try:
+        async with client.get(url, headers={"Host": host}) as resp:
+            body = await resp.read()
+            if expect is None:  # an attacker's request: count what it got
+                sample.ok += 1
+                sample.errors[f"{resp.status} {resp.headers.get('x-tunnel-error', '')}".strip()] += 1
+                return
+            if resp.status == expect and len(body) == 1024:
+                sample.ok += 1
+                sample.latencies_ms.append((time.monotonic() - started) * 1000)
+            else:
+                sample.errors[f"{resp.status} {resp.headers.get('x-tunnel-error', '')}".strip()] += 1
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        sample.errors[type(exc).__name__] += 1
+
+
+async def connect_once(client: aiohttp.ClientSession, ws_url: str, token: str | None, sample: Sample) -> None:
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        ws = await client.ws_connect(ws_url, headers=headers)
+    except aiohttp.WSServerHandshakeError as exc:
+        sample.errors[str(exc.status)] += 1
+        return
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        sample.errors[type(exc).__name__] += 1
+        return
+    sample.ok += 1
+    sample.latencies_ms.append((time.monotonic() - started) * 1000)
+    await ws.close()
+
+
+async def holder_flood(ws_url: str, token: str | None, rate: float, seconds: float, limit: int,
+                       sample: Sample) -> None:
+    """A token holder's socket sending pings on $default; reconnects (at most 20 times) when closed."""
+    deadline = time.monotonic() + seconds
+    sent = 0
+    async with session(HOLDER_SOURCE) as client:
+        for _ in range(21):
+            if time.monotonic() >= deadline or sent >= limit:
+                return
+            try:
+                ws = await client.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"} if token else {})
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                sample.errors[f"connect {getattr(exc, 'status', type(exc).__name__)}"] += 1
+                await asyncio.sleep(0.2)  # a refused reconnect: retry shortly, as an attacker would
+                continue
+            sample.errors["sockets opened"] += 1
+            started = time.monotonic()
+            try:
+                while not ws.closed and time.monotonic() < deadline and sent < limit:
+                    await ws.send_str('{"type":"ping"}')
+                    sent += 1
+                    sample.ok += 1
+                    await asyncio.sleep(max(0.0, started + (sent / rate) - time.monotonic()))  # pacing
+            except (ConnectionError, RuntimeError, aiohttp.ClientError):
+                pass
+            if ws.closed:
+                sample.errors["closed by the server"] += 1
+            await ws.close()
+
+
+async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, args: argparse.Namespace) -> dict[str, Any]:
+    token = agent_token(state)
+    steady, attack, agent_connects = Sample(), Sample(), Sample()
+    edge_url = state["stream_url"] if args.edge == "function_url" else state["http_url"]
+    b_url, b_host = target(tunnel_b, "/kb", edge_url)
+    seconds = args.seconds
+    async with session(STEADY_SOURCE) as calm, session(ATTACK_SOURCE) as noisy:
+        jobs = [paced(args.steady_rps, seconds, 10_000, lambda: get(calm, b_url, b_host, steady))]
+        if name == "connect":
+            jobs.append(paced(1.0, seconds, 10_000, lambda: connect_once(calm, state["ws_url"], token, agent_connects)))
+            jobs.append(paced(args.attack_rps, seconds, args.attack_max,
+                              lambda: connect_once(noisy, state["ws_url"], None, attack)))
+        elif name == "unknown":
+            port = urlsplit(edge_url).port
+
+            def unknown() -> Any:
+                tunnel_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=12))
+                return get(noisy, f"http://127.0.0.1:{port}/kb", f"{tunnel_id}.localhost:{port}", attack, expect=None)
+            jobs.append(paced(args.attack_rps, seconds, args.attack_max, unknown))
+        elif name == "own":
+            a_url, a_host = target(tunnel_a, "/kb", edge_url)
+            jobs.append(paced(args.attack_rps, seconds, args.attack_max, lambda: get(noisy, a_url, a_host, attack, None)))
+        elif name == "default":
+            jobs.append(holder_flood(state["ws_url"], token, args.attack_rps, seconds, args.attack_max, attack))
+        await asyncio.gather(*jobs)
+    found: dict[str, Any] = {"second_tunnel": steady.report()}
+    if name != "unloaded":
+        found["attack"] = {"ok": attack.ok, "other": dict(attack.errors)}
+    if name == "connect":
+        found["agent_connects"] = agent_connects.report()
+    return found
+
+
+def run_config(config: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    edge = [f"forward_reserved_concurrency={FUNCTION_URL_RESERVED}"] if args.edge == "function_url" else []
+    variables = [*CONFIGS[config], *edge, *args.var]
+    extra = [item for var in variables for item in ("--var", var)]
+    results: dict[str, Any] = {"variables": variables}
+    with LocalStack(log_dir / config, "local", extra_args=extra) as stack:
+        origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin",
+                      log_dir / config / "origin.log", cwd=ROOT).start()
+        try:
+            port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
+            token = agent_token(stack.state)
+            with TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-a", token=token) as a, \
+                    TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-b", token=token) as b:
+                for name in ("unloaded", *args.attacks):
+                    results[name] = asyncio.run(phase(name, stack.state, a.public_url, b.public_url, args))
+                    print(json.dumps({"config": config, "phase": name, **results[name]}), flush=True)
+                    time.sleep(args.settle)  # let the buckets refill between attacks: the wait is the point
+        finally:
+            origin.stop()
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| attack | " + " | ".join(f"{c}: errors, p50" for c in results) + " |",
+             "|---|" + "---|" * len(results)]
+    phases = next(iter(results.values())).keys() - {"variables"}
+    for name in ("unloaded", *ATTACKS):
+        if name not in phases:
+            continue
+        cells = []
+        for config in results:
+            r = results[config][name]["second_tunnel"]
+            cell = f"{100 * (r['error_rate'] or 0):.1f} %, {r['p50_ms']} ms"
+            if name == "connect":
+                c = results[config][name]["agent_connects"]
+                cell += f" (agent connects: {100 * (c['error_rate'] or 0):.0f} % refused)"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.flood", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="before,after")
+    parser.add_argument("--attacks", default=",".join(ATTACKS))
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--settle", type=float, default=5.0, help="pause between phases (buckets refill)")
+    parser.add_argument("--steady-rps", type=float, default=4.0)
+    parser.add_argument("--attack-rps", type=float, default=60.0)
+    parser.add_argument("--attack-max", type=int, default=1500)
+    parser.add_argument("--edge", choices=("http_api", "function_url"), default="http_api",
+                        help="where the HTTP traffic goes: the HTTP API (stage throttles) or the function URL "
+                             "(forward_stream, bounded by forward_reserved_concurrency, set to "
+                             f"{FUNCTION_URL_RESERVED} here unless --var sets it)")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    args = parser.parse_args(argv)
+    configs = [c for c in args.configs.split(",") if c]
+    args.attacks = tuple(a for a in args.attacks.split(",") if a)
+    bad = [c for c in configs if c not in CONFIGS] + [a for a in args.attacks if a not in ATTACKS]
+    if bad:
+        parser.error(f"unknown configuration or attack: {', '.join(bad)} (configs: {', '.join(CONFIGS)}; "
+                     f"attacks: {', '.join(ATTACKS)})")
+    if not 0 < args.seconds <= 120 or not 0 < args.attack_rps <= 1000 or not 0 < args.steady_rps <= 100:
+        parser.error("--seconds must be in (0, 120], --attack-rps in (0, 1000], --steady-rps in (0, 100]")
+    log_dir = Path(tempfile.mkdtemp(prefix="flood-"))
+    results = {config: run_config(config, args, log_dir) for config in configs}
+    print(table(results))
+    print(f"logs: {log_dir}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,71 @@
+# Fairness under flood (issue 29; README "Fair under flood"). Operator ceilings: a tunnel's own
+# policy (`lim`) can only lower them. Counted per warm Lambda instance (httptunnel.fairness):
+# N instances admit up to N x the share; the stage throttle or forward_reserved_concurrency is the
+# bound that holds whatever N is.
+
+variable "tunnel_rate_limit" {
+  type        = number
+  description = "Requests per second one tunnel may receive (per warm forward instance); past it, 429 tunnel_rate_limited with Retry-After before any DynamoDB read. 0 = no per-tunnel rate."
+  default     = 10
+
+  validation {
+    condition     = var.tunnel_rate_limit >= 0 && var.tunnel_rate_limit <= 10000
+    error_message = "tunnel_rate_limit must be 0 (off) to 10000."
+  }
+}
+
+variable "tunnel_burst_limit" {
+  type        = number
+  description = "Requests one tunnel may receive at once before its rate applies (token bucket size, per warm forward instance). 0 = the rate, at least 1."
+  default     = 40
+
+  validation {
+    condition     = var.tunnel_burst_limit >= 0 && var.tunnel_burst_limit <= 5000
+    error_message = "tunnel_burst_limit must be 0 to 5000."
+  }
+}
+
+variable "tunnel_max_in_flight" {
+  type        = number
+  description = "Requests one tunnel may have waiting for its agent at once, per warm forward instance (on AWS an instance serves one request at a time, so this binds within the emulator and caps nothing more than the rate there). 0 = no ceiling."
+  default     = 20
+
+  validation {
+    condition     = var.tunnel_max_in_flight >= 0 && floor(var.tunnel_max_in_flight) == var.tunnel_max_in_flight
+    error_message = "tunnel_max_in_flight must be a whole number >= 0."
+  }
+}
+
+variable "agent_message_rate_limit" {
+  type        = number
+  description = "Messages per second one agent socket may send on $default (per warm response instance) before the socket is closed; it may reconnect within the $connect throttle and its token. 0 = no budget."
+  default     = 30
+
+  validation {
+    condition     = var.agent_message_rate_limit >= 0 && var.agent_message_rate_limit <= 10000
+    error_message = "agent_message_rate_limit must be 0 (off) to 10000."
+  }
+}
+
+variable "agent_message_burst_limit" {
+  type        = number
+  description = "Messages one agent socket may send at once before agent_message_rate_limit applies."
+  default     = 60
+
+  validation {
+    condition     = var.agent_message_burst_limit >= 0 && var.agent_message_burst_limit <= 5000
+    error_message = "agent_message_burst_limit must be 0 to 5000."
+  }
+}
+
+locals {
+  fairness_forward_environment = {
+    TUNNEL_RATE_LIMIT    = tostring(var.tunnel_rate_limit)
+    TUNNEL_BURST_LIMIT   = tostring(var.tunnel_burst_limit)
+    TUNNEL_MAX_IN_FLIGHT = tostring(var.tunnel_max_in_flight)
+  }
+  fairness_response_environment = {
+    AGENT_MESSAGE_RATE_LIMIT  = tostring(var.agent_message_rate_limit)
+    AGENT_MESSAGE_BURST_LIMIT = tostring(var.agent_message_burst_limit)
+  }
+}

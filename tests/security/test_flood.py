@@ -1,0 +1,139 @@
+"""Floods against a local stack on Terraform's DEFAULT throttles and fairness limits (issue 29).
+
+The session's stack raises every throttle for the suite's own traffic (tests/e2e/conftest.py,
+SUITE_THROTTLES); this module starts one on the defaults, as a deployment gets them: HTTP stage
+20 req/s burst 100, `$connect` 5/s burst 20, per tunnel 10 req/s burst 40, per agent socket 30
+messages/s burst 60. The full harness (every attack, before and after) is `python -m
+scripts.bench.flood`; its short run is the `load`-marked test at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+import pytest
+
+from scripts.harness.stack import LocalStack
+from tests.e2e.client import request
+from tests.e2e.conftest import STACK_START_TIMEOUT_S, Tunnel, start_agent, stack_info
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def default_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not (ROOT / "build" / "local" / "build.json").exists():
+        pytest.fail("build/local is missing: run `make build-local` (make test does it)")
+    folder = tmp_path_factory.mktemp("default-stack")
+    local = LocalStack(folder, state_file=folder / "stack.json")
+    local.start(STACK_START_TIMEOUT_S)
+    try:
+        yield stack_info(local.state, folder / "stack.json")
+    finally:
+        local.stop(grace=15)
+
+
+@pytest.fixture(scope="module")
+def two_tunnels(default_stack: Any, origin: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Tunnel, Tunnel]]:
+    folder = tmp_path_factory.mktemp("flood-agents")
+    noisy = start_agent(default_stack, origin, folder / "a")
+    quiet = start_agent(default_stack, origin, folder / "b")
+    try:
+        yield noisy, quiet
+    finally:
+        noisy.agent.stop()
+        quiet.agent.stop()
+
+
+def client(source: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)),
+                                 timeout=aiohttp.ClientTimeout(total=30))
+
+
+async def test_one_tunnels_flood_meets_its_own_limit_and_the_other_tunnel_is_served(two_tunnels):
+    """45 requests at once to tunnel A from 127.0.0.3: its burst of 40 passes, the rest get 429
+    tunnel_rate_limited with Retry-After (before any read); tunnel B's callers from 127.0.0.2 are
+    all served meanwhile (the stage's burst of 100 has room for both)."""
+    noisy, quiet = two_tunnels
+    async with client("127.0.0.3") as attacker, client("127.0.0.2") as caller:
+        flood = [request(attacker, "GET", noisy.public_url, f"/bytes?n={i}") for i in range(45)]
+        steady = [request(caller, "GET", quiet.public_url, f"/bytes?n={i}") for i in range(5)]
+        replies = await asyncio.gather(*flood, *steady)
+    flooded, served = replies[:45], replies[45:]
+    limited = [r for r in flooded if r.status == 429]
+    assert [r.status for r in served] == [200] * 5
+    assert len(limited) >= 5 and all(r.headers.get("x-tunnel-error") == "tunnel_rate_limited" for r in limited)
+    assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
+    assert sum(r.status == 200 for r in flooded) <= 40 + 2  # the burst, plus what 10/s refilled meanwhile
+
+
+async def test_past_the_stage_burst_api_gateway_answers_429_for_everyone(default_stack, two_tunnels):
+    """Unknown ids from one source past the stage's burst: API Gateway's own 429, byte for byte, and
+    then tunnel B's caller is refused too (the stage throttle is per API: WAF bounds this one)."""
+    _, quiet = two_tunnels
+    port = default_stack.http_port
+    async with client("127.0.0.3") as attacker, client("127.0.0.2") as caller:
+        async def unknown(i: int) -> tuple[int, bytes]:
+            async with attacker.get(f"http://127.0.0.1:{port}/", headers={"Host": f"nosuch{i:07d}.localhost:{port}"}) as r:
+                return r.status, await r.read()
+        answers = await asyncio.gather(*(unknown(i) for i in range(150)),
+                                       *(request(caller, "GET", quiet.public_url, "/bytes?n=1") for _ in range(10)))
+    flood, served = answers[:150], answers[150:]
+    throttled = [body for status, body in flood if status == 429]
+    assert throttled and set(throttled) == {b'{"message":"Too Many Requests"}'}
+    refused = [r for r in served if r.status == 429]  # type: ignore[union-attr]
+    assert refused and all(r.body == b'{"message":"Too Many Requests"}' for r in refused)  # type: ignore[union-attr]
+
+
+async def test_a_socket_over_its_message_budget_is_closed(default_stack):
+    """A token holder's socket sending 200 messages at once is closed by the response Lambda
+    (budget: 60 at once, 30/s) well before it is done."""
+    token = default_stack.token
+    started = time.monotonic()
+    async with client("127.0.0.4") as holder:
+        ws = await holder.ws_connect(default_stack.ws_url, headers={"Authorization": f"Bearer {token}"})
+        for _ in range(200):
+            if ws.closed:
+                break
+            await ws.send_str(json.dumps({"type": "ping"}))
+        while not ws.closed and time.monotonic() - started < 20:
+            await ws.receive(timeout=20)
+    assert ws.closed and ws.close_code == 1000  # DELETE @connections closes with 1000
+
+
+async def test_a_connect_flood_is_throttled_before_the_connect_lambda(default_stack):
+    """40 $connect attempts at once, past the route's burst of 20: 429 on the upgrade; those inside
+    the burst (and what 5/s refilled meanwhile) reach the connect Lambda and get its 401."""
+    async with client("127.0.0.3") as attacker:
+        async def attempt() -> int:
+            try:
+                ws = await attacker.ws_connect(default_stack.ws_url)
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+            await ws.close()
+            return 101
+
+        started = time.monotonic()
+        statuses = await asyncio.gather(*(attempt() for _ in range(40)))
+        elapsed = time.monotonic() - started
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(401) <= 20 + 5 * elapsed + 1, (statuses.count(401), elapsed)
+    assert 429 in statuses and statuses.count(429) >= 40 - 20 - 5 * elapsed - 1
+
+
+@pytest.mark.load
+def test_the_flood_harness_runs_every_attack_and_reports_the_second_tunnel(tmp_path):
+    from scripts.bench import flood
+
+    out = tmp_path / "flood.json"
+    assert flood.main(["--configs", "after", "--seconds", "3", "--settle", "1", "--attack-rps", "60",
+                       "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["after"]
+    for phase in ("unloaded", *flood.ATTACKS):
+        assert results[phase]["second_tunnel"]["requests"] > 0, phase
+    assert results["connect"]["agent_connects"]["requests"] > 0
