@@ -256,9 +256,13 @@ class Worker:
         line = ('{"id":%d,"request_id":"%s","deadline_ms":%d,"event":%s}\n'
                 % (invocation_id, request_id, deadline_ms, event_json))
         process.stdin.write(line.encode("utf-8"))
+
+        async def written_then_answered() -> dict[str, Any]:
+            await process.stdin.drain()  # inside the deadline: a worker that stops reading its stdin
+            return await asyncio.shield(future)  # (stuck, or its pipes full) must not hang the caller
+
         try:
-            await process.stdin.drain()
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            return await asyncio.wait_for(written_then_answered(), timeout_s)
         except asyncio.TimeoutError:
             self.pending.pop(invocation_id, None)
             return {"ok": False, "duration_ms": timeout_s * 1000, "timed_out": True,
