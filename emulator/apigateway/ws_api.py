@@ -124,6 +124,7 @@ class WebSocketApi:
         # Other WebSocket APIs whose connections this port's @connections also serves: the Lambdas get
         # one AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI (AWS: one endpoint per API; connection ids never collide)
         self.peers: list[WebSocketApi] = []
+        self.stopping = False  # close_all ran: the gateway is going away
 
     def find(self, connection_id: str) -> Connection | None:
         for api in (self, *self.peers):
@@ -236,7 +237,8 @@ class WebSocketApi:
             self.connections.pop(connection_id, None)
             code = connection.server_close_code or ws.close_code or 1006
             reason = connection.closing_reason or f"Client closed the connection ({code})"
-            await self.run_disconnect(api, connection, code, reason)
+            if not self.stopping:  # the emulator going away invokes nothing more (close_all)
+                await self.run_disconnect(api, connection, code, reason)
         return ws
 
     async def run_connect(self, api: events.ApiContext, connection_id: str, connected_at: int,
@@ -355,6 +357,9 @@ class WebSocketApi:
                                     "error": (invocation.error or {}).get("errorMessage")}))
 
     async def close_all(self, app: web.Application | None = None) -> None:
+        # No $disconnect invocations from here on: a handler running one in its finally while the
+        # loop tore down started a worker process there and never finished (a stalled test run)
+        self.stopping = True
         for connection in list(self.connections.values()):
             connection.closing_reason = "Server shutting down"
             connection.server_close_code = GOING_AWAY

@@ -329,6 +329,10 @@ class LambdaService:
         self.arns: dict[str, str] = {}
         self.invocations: dict[str, int] = {}
         self.billed_ms: dict[str, int] = {}
+        # Set by stop_all: an invocation asked after it (a WebSocket handler's $disconnect running in
+        # its finally while the event loop cancels what is left at shutdown) fails at once instead of
+        # starting a worker process during loop teardown (tests/emulator/test_caller_api.py stalled there)
+        self.stopped = False
 
     def add(self, spec: FunctionSpec) -> None:
         self.workers[spec.name] = Worker(spec, self.config, self.log_line)
@@ -352,6 +356,7 @@ class LambdaService:
         await asyncio.gather(*(w.ensure_started() for w in self.workers.values()))
 
     async def stop_all(self) -> None:
+        self.stopped = True
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
 
     def reset_stats(self) -> None:
@@ -373,6 +378,9 @@ class LambdaService:
         """Synchronous (RequestResponse) invoke. Raises PayloadTooLarge for a > 6 MB event."""
         name = self.resolve(name_or_arn)
         worker = self.workers[name]
+        if self.stopped:
+            return Invocation(name, None, {"errorType": "ServiceStopped", "errorMessage": "the emulator is stopping"},
+                              0.0, 0)
         event_json = json.dumps(event, separators=(",", ":"))
         if len(event_json.encode("utf-8")) > LAMBDA_PAYLOAD_MAX:
             raise PayloadTooLarge(f"event of {len(event_json)} bytes exceeds {LAMBDA_PAYLOAD_MAX}")

@@ -33,6 +33,13 @@ async def gateway(tmp_path):
     gw.attach(dataclasses.replace(wiring, callers=callers))
     yield gw
     await asyncio.wait_for(gw.stop(), STOP_DEADLINE_S)
+    # Nothing the gateway started may outlive its stop: pytest-asyncio cancels what is left when it
+    # closes the loop and waits for it with no deadline (the stall seen: a leftover task there).
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in left:
+        task.cancel()
+    done, pending = await asyncio.wait(left, timeout=10) if left else (set(), set())
+    assert not pending, f"tasks that outlived the gateway's stop and ignored cancellation: {pending}"
 
 
 @pytest.fixture
