@@ -155,25 +155,65 @@ async def test_a_1000_message_burst_from_the_app_arrives_in_order_with_random_de
     assert got == [f"greeting {n}" for n in range(1000)]
 
 
-async def test_a_1000_message_burst_from_the_caller_arrives_once_each(session, stack, app, agent):
-    """Every caller frame reaches the app exactly once, with random delays on the posts to the agent
-    (reordered there by seq). Their ORDER is not asserted: the frames' invocations run concurrently
-    and are numbered in the order they reach the counter, which AWS does not tie to arrival order
-    (shared/README.md "Ordering"); the count of frames out of place is printed as a measurement."""
+def burst_texts(n: int, tag: str) -> list[str]:
+    """``n`` distinct texts whose bytes a JSON or UTF-8 slip would change: non-BMP, combining and
+    line-separator characters, quotes, backslashes, NUL, and sizes from 1 byte to ~3 KB."""
+    extras = ["", "ü", "🌍", "e\u0301", "\u2028\u2029", '"quoted"', "back\\slash", "nul\x00", "tab\t", "x" * 3000]
+    return [f"{tag} {k:04d} {extras[k % len(extras)]}" for k in range(n)]
+
+
+def misplaced(received: list[str], sent: list[str]) -> int:
+    return sum(1 for a, b in zip(received, sent, strict=True) if a != b)
+
+
+async def test_1000_messages_each_way_at_once_arrive_once_byte_exact(session, stack, app, agent):
+    """The app speaks 1,000 messages first and echoes; the caller sends 1,000 back to back meanwhile,
+    with 0-50 ms of random delay on every post (both APIs) and agent $default invocation. App ->
+    caller: everything in order, byte for byte (the greetings, then the echoes in the order the app
+    read them). Caller -> app: every message exactly once, byte for byte; the ORDER of a caller's
+    burst is the next test's (AWS keeps none before the frames are numbered)."""
     origin, _ = app
     await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0.05})
+    started = time.monotonic()
+    try:
+        async with caller_url(stack, agent.tunnel_id, query="greet=1000").connect(session) as ws:
+            sent = burst_texts(1000, "caller")
+            for text in sent:
+                await ws.send_str(text)
+            got = [await receive_text(ws, timeout=60) for _ in range(2000)]
+    finally:
+        await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0})
+    elapsed = time.monotonic() - started
+    at_app = origin.sessions[-1].received
+    assert got[:1000] == [f"greeting {n}" for n in range(1000)], "app -> caller: in order, byte-exact"
+    assert got[1000:] == at_app, "the app's echoes reach the caller in the order it sent them, byte-exact"
+    assert sorted(at_app) == sorted(sent), "caller -> app: each message exactly once, byte-exact"
+    print(f"\n1,000 each way at once: {elapsed:.1f} s; caller burst {misplaced(at_app, sent)} of 1000 out of place")
+
+
+@pytest.mark.xfail(strict=True, reason="NOT SOLVED (shared/README.md 'Ordering'): each caller frame is its own "
+                   "concurrent $default invocation and they are numbered in the order they reach the socket "
+                   "row's counter, which AWS does not tie to arrival order; the candidate fix is API Gateway -> "
+                   "SQS FIFO (group = connection id) -> caller_message, not built. Strict: passing means it is.")
+async def test_a_1000_message_burst_from_the_caller_reaches_the_app_in_order(session, stack, app, agent):
+    """What the issue asks (a caller's burst in order, randomised delays). Every frame arrives once,
+    byte-exact (asserted first); the order is what fails today, measured by the count out of place."""
+    origin, _ = app
+    await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0.05})
+    started = time.monotonic()
     try:
         async with caller_url(stack, agent.tunnel_id).connect(session) as ws:
-            sent = [f"burst {n:04d} ü" for n in range(1000)]
+            sent = burst_texts(1000, "burst")
             for text in sent:
                 await ws.send_str(text)
             await wait_for(lambda: len(origin.sessions[-1].received) >= len(sent), 90, "1,000 frames reached the app")
     finally:
         await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0})
     received = origin.sessions[-1].received
-    assert sorted(received) == sent, "each frame exactly once, UTF-8 intact"
-    misplaced = sum(1 for a, b in zip(received, sent, strict=True) if a != b)
-    print(f"\ncaller burst: {misplaced} of {len(sent)} frames out of place")
+    assert sorted(received) == sorted(sent), "each frame exactly once, byte-exact"
+    print(f"\ncaller burst: {misplaced(received, sent)} of {len(sent)} frames out of place, "
+          f"{time.monotonic() - started:.1f} s")
+    assert received == sent, f"{misplaced(received, sent)} of 1000 out of place"
 
 
 async def test_the_callers_close_code_reaches_the_app_within_5_s(session, stack, app, agent):
