@@ -1072,7 +1072,7 @@ run "cloudfront_fronts_the_function_url_with_a_domain" {
   }
 
   assert {
-    condition     = toset(keys(module.domain[0].targets)) == toset(["ws.t.example.com"])
+    condition     = toset(keys(module.domain[0].targets)) == toset(["ws.t.example.com", "sockets.t.example.com"])
     error_message = "<domain> and *.<domain> are CloudFront's; API Gateway keeps only the WebSocket name"
   }
 
@@ -1117,7 +1117,7 @@ run "no_cloudfront_on_the_http_api_edge" {
   }
 
   assert {
-    condition     = length(module.cloudfront) == 0 && toset(keys(module.domain[0].targets)) == toset(["t.example.com", "*.t.example.com", "ws.t.example.com"])
+    condition     = length(module.cloudfront) == 0 && toset(keys(module.domain[0].targets)) == toset(["t.example.com", "*.t.example.com", "ws.t.example.com", "sockets.t.example.com"])
     error_message = "the http_api edge keeps its three API Gateway names and needs no us-east-1 certificate"
   }
 }
