@@ -8,6 +8,8 @@ sending. Standard library only.
   whose deadline has passed.
 * :class:`Receiver` takes messages in any order, drops duplicates, hands them out in order and
   says the cumulative acknowledgement (every number <= it has arrived).
+* :class:`RetransmitTimer` learns the first resend's delay from the acks that come back
+  (RFC 6298), so a busy edge whose acks take seconds is not flooded with resends.
 
 An answer today is one message (seq 0) per request; a streamed answer is many; a caller socket
 is the same machine with ``window=1``.
@@ -20,8 +22,9 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-RTO_S = 1.0  # first resend after this long without an ack
+RTO_S = 1.0  # first resend after this long without an ack (RFC 6298's initial and least RTO)
 RTO_MAX_S = 4.0
+RTO_CEILING_S = 8.0  # the learnt first delay never exceeds this: 3 tries still fit the caller's 25 s
 
 
 @dataclass
@@ -149,3 +152,36 @@ class Receiver(Generic[T]):
     def complete(self) -> bool:
         """The last message (``fin``) and everything before it have been handed out."""
         return self.fin_seq is not None and self.next_seq > self.fin_seq
+
+
+@dataclass
+class RetransmitTimer:
+    """The first resend's delay, learnt from round trips (RFC 6298, section 2; Karn's rule in 3).
+
+    Measured without it, on the load suite's saturated 2-core stack (10 tunnels x 50 callers):
+    acks took seconds, every answer was resent about three times after 1 s, 2 s, 4 s (2,840
+    resends for 884 answers), each resend one more response invocation, and throughput fell to a
+    third (26 req/s; 83 before acks). Here the delay follows the measured round trip: ``sample``
+    takes the time from an answer's first copy to its ack (only for answers sent once: a resent
+    answer's ack cannot say which copy it answers), and ``backoff`` doubles the delay when a
+    timer runs out before any ack (until the next sample). Between ``floor`` and ``ceiling``."""
+    floor: float = RTO_S
+    ceiling: float = RTO_CEILING_S
+    srtt: float | None = None
+    rttvar: float = 0.0
+    rto: float = RTO_S
+
+    def sample(self, rtt: float) -> None:
+        rtt = max(0.0, rtt)
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = self._bounded(self.srtt + 4 * self.rttvar)
+
+    def backoff(self) -> None:
+        self.rto = self._bounded(self.rto * 2)
+
+    def _bounded(self, rto: float) -> float:
+        return min(self.ceiling, max(self.floor, rto))
