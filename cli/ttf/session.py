@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Sequence
 import aiohttp
 
 from httptunnel import protocol
-from httptunnel.chunks import RTO_MAX_S, RetransmitTimer, Sender
+from httptunnel.chunks import RetransmitTimer, Sender
 from httptunnel.limits import FORWARD_WAIT_S
 from httptunnel.protocol import ConnectionEstablished, HttpRequest
 
@@ -134,7 +134,7 @@ class TunnelSession:
         message = protocol.decode(frame)
         assert isinstance(message, (protocol.HttpResponse, protocol.Error))
         loop = asyncio.get_running_loop()
-        sender: Sender[Answer] = Sender(window=1, rto=self.rto.rto, rto_max=max(RTO_MAX_S, self.rto.rto))
+        sender: Sender[Answer] = Sender(window=1, timer=self.rto)
         sender.offer(message, deadline if deadline is not None else loop.time() + FORWARD_WAIT_S)
         self._unacked[message.request_id] = sender
         return await self._send_due(message.request_id, sender, loop.time())

@@ -46,6 +46,20 @@ def test_the_retransmit_timer_backs_off_to_its_ceiling_and_a_sample_brings_it_ba
     assert timer.rto == RTO_S
 
 
+def test_a_slower_timer_postpones_resends_already_scheduled() -> None:
+    timer = RetransmitTimer()
+    sender: Sender[str] = Sender(window=4, timer=timer)
+    sender.offer("a", deadline=25.0)
+    sender.offer("b", deadline=25.0)
+    assert [s.seq for s in sender.due(0.0)] == [0, 1]
+    timer.sample(3.0)  # another answer's ack took 3 s: 3 + 4 x 1.5 -> the 8 s ceiling
+    assert sender.due(1.0) == [] and sender.next_wakeup() == RTO_CEILING_S
+    assert [(s.seq, s.attempt) for s in sender.due(RTO_CEILING_S)] == [(0, 1), (1, 1)]
+    for _ in range(40):
+        timer.sample(0.1)  # fast again: the doubling schedule (2 s after the second copy) is back
+    assert sender.next_wakeup() == RTO_CEILING_S + 2.0
+
+
 def test_an_ack_stops_the_resends() -> None:
     sender: Sender[str] = Sender(window=1)
     sender.offer("answer", deadline=25.0)
