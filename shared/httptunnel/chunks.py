@@ -45,10 +45,12 @@ class RetransmitTimer:
     resends for 884 answers), each resend one more response invocation, and throughput fell to a
     third (26 req/s, 38 answers past the 30 s deadline; 83 req/s before acks). With it, and with
     ``Sender(timer=...)`` reading it for every pending resend: 755 resends for 3,255 answers,
-    48 req/s, none past the deadline (``pytest -m load tests/load -k sustained``, 2026-12-07). Here the delay follows the measured round trip: ``sample``
-    takes the time from an answer's first copy to its ack (only for answers sent once: a resent
-    answer's ack cannot say which copy it answers), and ``backoff`` doubles the delay when a
-    timer runs out before any ack (until the next sample). Between ``floor`` and ``ceiling``."""
+    48 req/s, none past the deadline (``pytest -m load tests/load -k sustained``, 2026-12-07).
+
+    Here the delay follows the measured round trip: ``sample`` takes the time from an answer's
+    first copy to its ack (only for answers sent once: a resent answer's ack cannot say which copy
+    it answers), and ``backoff`` doubles the delay when a timer runs out before any ack (until the
+    next sample). Between ``floor`` and ``ceiling``."""
     floor: float = RTO_S
     ceiling: float = RTO_CEILING_S
     srtt: float | None = None
