@@ -67,7 +67,11 @@ class RetransmitTimer:
         self.rto = self._bounded(self.srtt + 4 * self.rttvar)
 
     def backoff(self) -> None:
-        self.rto = self._bounded(self.rto * 2)
+        """A timer ran out: double the delay, but past RTO_MAX_S only as far as the measured round
+        trip goes. A lost message (a throttled frame: the edge is fast, the copy is gone) is not a
+        slow edge, and resends every 8 s would let its caller's 25 s run out (3 tries)."""
+        measured = self.srtt + 4 * self.rttvar if self.srtt is not None else self.floor
+        self.rto = self._bounded(min(self.rto * 2, max(RTO_MAX_S, measured)))
 
     def _bounded(self, rto: float) -> float:
         return min(self.ceiling, max(self.floor, rto))
