@@ -45,7 +45,7 @@ class Pacer:
         self._tokens = burst
         self._at = self._clock()
         self._turn = asyncio.Lock()  # FIFO: the first to wait gets the next token
-        self.waited = 0  # frames that had to wait for their token (the dashboard and tests read it)
+        self.waited = 0  # takes and readies that had to wait for a token
 
     def tokens(self) -> float:
         now = self._clock()
