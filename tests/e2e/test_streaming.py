@@ -264,6 +264,7 @@ async def test_max_stream_seconds_ends_a_stream_and_the_agent_stops_the_local_re
 
 MIB = 1024 * 1024
 RSS_DOWNLOAD_MB = 100
+FIVE_MINUTES_S = 300  # one event a second
 
 
 @pytest.fixture(scope="module")
@@ -309,13 +310,16 @@ async def test_after_60_s_of_silence_the_next_event_arrives_within_1_s(session, 
 
 
 @pytest.mark.load
-async def test_a_5_minute_stream_arrives_whole_and_in_order(session, long_stack, tmp_path):
-    async with Origin(tmp_path) as app:
+async def test_a_5_minute_stream_arrives_whole_and_in_order(long_stack, tmp_path):
+    # Its own client: the shared session's 180 s total would cut this 300 s stream; a stall
+    # still fails it (no byte for 30 s), and the whole stays bounded.
+    timeout = aiohttp.ClientTimeout(total=FIVE_MINUTES_S + 120, sock_read=30)
+    async with Origin(tmp_path) as app, aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
         with TtfAgent(long_stack.state["ws_url"], app.port, tmp_path, token=agent_token(long_stack.state)) as agent:
             status, _, arrivals, body = await read_events(session, long_forms(long_stack, agent.tunnel_id)["path"],
-                                                          "/sse?run=long&n=300&gap=1")
+                                                          f"/sse?run=long&n={FIVE_MINUTES_S}&gap=1")
     assert status == 200
-    assert body == b"".join(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode() for i in range(300))
+    assert body == b"".join(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode() for i in range(FIVE_MINUTES_S))
     delays = sorted(a - w for a, w in zip(arrivals, app.written["long"], strict=True))
     print(f"\n5-minute stream: per-event delay p50 {statistics.median(delays) * 1000:.0f} ms, "
           f"max {delays[-1] * 1000:.0f} ms")
