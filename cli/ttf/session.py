@@ -25,6 +25,7 @@ from httptunnel.protocol import ConnectionEstablished, HttpRequest
 from ttf.events import Sink, escape_controls
 from ttf.forward import LocalAnswer, error_frame
 from ttf.handshake import close_quietly
+from ttf.pacing import Pacer, advertised
 from ttf.shutdown import Stopped, unless
 from ttf.streaming import Streamer
 
@@ -60,6 +61,10 @@ class TunnelSession:
         self.inflight: dict[asyncio.Task[None], str] = {}  # -> request id
         self._background: set[asyncio.Future[object]] = set()  # pongs and refusals, fire and forget
         self._send_lock = asyncio.Lock()
+        # The server's message budget for this socket (connection_established.limits; None from older
+        # servers): every frame takes a token first, so a busy tunnel or fast streams never get the
+        # socket closed for flooding (ttf.pacing).
+        self.pacer: Pacer | None = advertised(info.limits)
         self._rx = asyncio.Event()
         # Channel v2 `ack`, when the server agreed it: every answer is kept (one Sender per request)
         # and resent until the edge acknowledges it or the caller's time is over.
@@ -119,6 +124,8 @@ class TunnelSession:
             log.debug("dropping a frame: socket closed")
             return False
         try:
+            if self.pacer is not None:
+                await self.pacer.take()
             async with self._send_lock:
                 await self.ws.send_str(frame)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
@@ -316,7 +323,8 @@ class TunnelSession:
                 return
             try:
                 if req.stream is not None and self._streamer is not None:  # admitted above: serve() releases it
-                    streamed = await self._streamer.serve(req, self.send, deadline)
+                    streamed = await self._streamer.serve(req, self.send, deadline,
+                                                         self.pacer.ready if self.pacer else None)
                     if streamed.frame is not None:  # it failed before the head: a whole `error` answer
                         await self.answer(streamed.frame, deadline)
                     self._emit(streamed.event)

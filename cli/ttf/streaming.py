@@ -61,6 +61,7 @@ RESEND_MAX_S = 8.0  # ... then after 4 s, 8 s: a stalled reader is not flooded
 END_ON_STOP_S = 1.0  # the agent stopping mid-stream: how long it tries to send the end (with an error)
 
 Send = Callable[[str], Awaitable[bool]]
+Ready = Callable[[], Awaitable[None]]  # until the socket may send a frame without waiting (ttf.pacing)
 
 
 class Live(Protocol):
@@ -126,6 +127,7 @@ class _Outgoing:
     window: int
     deadline: float  # loop time
     send: Send
+    ready: Ready | None = None  # the socket's pacer: the next piece is cut once a frame may go out
     sender: Sender[str] = field(init=False)
     read_seq: int = -1
     segments: list[int] = field(default_factory=list)  # seqs of segment notices not yet read
@@ -244,15 +246,16 @@ class Streamer:
         if pump is not None:
             pump.cancel()
 
-    async def serve(self, req: HttpRequest, send: Send, deadline: float | None) -> StreamResult:
+    async def serve(self, req: HttpRequest, send: Send, deadline: float | None,
+                    ready: Ready | None = None) -> StreamResult:
         """Stream one answer. The slot admit() took is released when the local request ends (the last
         frames' resends, bounded by the request's time, do not hold it). ``deadline``: loop time."""
         try:
-            return await self._serve(req, send, deadline)
+            return await self._serve(req, send, deadline, ready)
         finally:
             self.release(req.request_id)
 
-    async def _serve(self, req: HttpRequest, send: Send, deadline: float | None) -> StreamResult:
+    async def _serve(self, req: HttpRequest, send: Send, deadline: float | None, ready: Ready | None) -> StreamResult:
         offer = Offer.of(req)
         assert offer is not None
         fwd = self.forwarder
@@ -260,7 +263,7 @@ class Streamer:
         limit = fwd.local_limit(req)
         started, started_at = fwd.clock(), fwd.wall()
         end_at = loop.time() + limit if deadline is None else min(deadline, loop.time() + limit)
-        out = _Outgoing(req.request_id, offer.window, end_at, send)
+        out = _Outgoing(req.request_id, offer.window, end_at, send, ready)
         out.cancelled = self._early_cancels.pop(req.request_id, None)
         if out.cancelled is not None:  # the edge gave up before the local request started
             # 499: the caller went away first (nginx's "client closed request"); nothing reached the edge
@@ -416,6 +419,8 @@ class _Run:
         segments_allowed = self.offer.segment_form is not None
         while True:
             await self.out.room()
+            if self.out.ready is not None:  # paced: the body keeps arriving meanwhile, so the piece grows
+                await self.out.ready()
             may_segment = segments_allowed and len(self.out.segments) < STREAM_SEGMENTS_UNREAD
             data, eof = await gather(content, self.out.window - self.out.unread, may_segment)
             if data:
