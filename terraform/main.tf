@@ -632,5 +632,5 @@ module "cloudfront" {
   secret_version        = var.edge_origin_secret_version
   hosted_zone_id        = var.hosted_zone_id
   price_class           = var.cloudfront_price_class
-  web_acl_id            = var.cloudfront_web_acl_id
+  web_acl_id            = length(module.waf) == 1 ? module.waf[0].web_acl_arn : var.cloudfront_web_acl_id # waf.tf
 }

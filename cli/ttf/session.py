@@ -18,13 +18,14 @@ from typing import Awaitable, Callable, Sequence
 import aiohttp
 
 from httptunnel import protocol
-from httptunnel.chunks import Sender
+from httptunnel.chunks import RetransmitTimer, Sender
 from httptunnel.limits import FORWARD_WAIT_S
 from httptunnel.protocol import ConnectionEstablished, HttpRequest
 
 from ttf.events import Sink, escape_controls
 from ttf.forward import LocalAnswer, error_frame
 from ttf.handshake import close_quietly
+from ttf.pacing import Pacer, advertised
 from ttf.shutdown import Stopped, unless
 from ttf.sockets import CallerSockets
 from ttf.streaming import Streamer
@@ -62,11 +63,17 @@ class TunnelSession:
         self.inflight: dict[asyncio.Task[None], str] = {}  # -> request id
         self._background: set[asyncio.Future[object]] = set()  # pongs and refusals, fire and forget
         self._send_lock = asyncio.Lock()
+        # The server's message budget for this socket (connection_established.limits; None from older
+        # servers): every frame takes a token first, so a busy tunnel or fast streams never get the
+        # socket closed for flooding (ttf.pacing).
+        self.pacer: Pacer | None = advertised(info.limits)
         self._rx = asyncio.Event()
         # Channel v2 `ack`, when the server agreed it: every answer is kept (one Sender per request)
         # and resent until the edge acknowledges it or the caller's time is over.
         self.acks = protocol.CAP_ACK in (info.capabilities or [])
         self._unacked: dict[str, Sender[Answer]] = {}
+        self._first_sent: dict[str, float] = {}  # answers sent once and not yet acknowledged: when
+        self.rto = RetransmitTimer()  # the first resend's delay, from the acks' round trips
         self._resend_wake = asyncio.Event()
         self._streamer = streamer  # streamed answers (`stream`): ttf.streaming; None serves every request whole
         self.gateway_refusals = 0  # API Gateway's own error frames (e.g. throttled messages)
@@ -121,6 +128,8 @@ class TunnelSession:
             log.debug("dropping a frame: socket closed")
             return False
         try:
+            if self.pacer is not None:
+                await self.pacer.take()
             async with self._send_lock:
                 await self.ws.send_str(frame)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
@@ -136,7 +145,7 @@ class TunnelSession:
         message = protocol.decode(frame)
         assert isinstance(message, (protocol.HttpResponse, protocol.Error))
         loop = asyncio.get_running_loop()
-        sender: Sender[Answer] = Sender(window=1)
+        sender: Sender[Answer] = Sender(window=1, timer=self.rto)
         sender.offer(message, deadline if deadline is not None else loop.time() + FORWARD_WAIT_S)
         self._unacked[message.request_id] = sender
         return await self._send_due(message.request_id, sender, loop.time())
@@ -144,6 +153,10 @@ class TunnelSession:
     async def _send_due(self, request_id: str, sender: Sender[Answer], now: float) -> bool:
         sent = True
         for send in sender.due(now):
+            if not send.attempt:
+                self._first_sent[request_id] = now
+            elif self._first_sent.pop(request_id, None) is not None:
+                self.rto.backoff()  # the first timer of this answer ran out: the edge is slower than we thought
             if send.attempt:
                 self.resent += 1
                 log.info("resending the answer to %s (attempt %d): no ack yet", request_id, send.attempt + 1)
@@ -153,6 +166,7 @@ class TunnelSession:
             sent = await self.send(frame) and sent
         if sender.done:
             self._unacked.pop(request_id, None)
+            self._first_sent.pop(request_id, None)
             if sender.expired:
                 log.warning("gave up resending the answer to %s: its caller's time is over", request_id)
         self._resend_wake.set()
@@ -162,6 +176,9 @@ class TunnelSession:
         sender = self._unacked.get(ack.request_id)
         if sender is not None and sender.ack(ack.seq) and sender.done:
             del self._unacked[ack.request_id]
+            first_sent = self._first_sent.pop(ack.request_id, None)
+            if first_sent is not None:  # sent once: its round trip is a fair sample (Karn)
+                self.rto.sample(asyncio.get_running_loop().time() - first_sent)
 
     async def _resend(self) -> str:
         """Resend unacknowledged answers when their timers run out (only with `ack` agreed)."""
@@ -314,7 +331,8 @@ class TunnelSession:
                 return
             try:
                 if req.stream is not None and self._streamer is not None:  # admitted above: serve() releases it
-                    streamed = await self._streamer.serve(req, self.send, deadline)
+                    streamed = await self._streamer.serve(req, self.send, deadline,
+                                                         self.pacer.ready if self.pacer else None)
                     if streamed.frame is not None:  # it failed before the head: a whole `error` answer
                         await self.answer(streamed.frame, deadline)
                     self._emit(streamed.event)

@@ -18,14 +18,17 @@ Bounds (nothing here buffers without bound):
 * ``max_streams`` (StreamSlots, shared by a tunnel's sockets) caps the streamed answers in flight;
   past it the request is answered ``error``/``tunnel_busy`` at once.
 
-A failure before the head (bad request, local service down, timeout before the headers) is an
-``error`` frame, as for a whole answer: serve() returns it for the session to send.
+Not every offered stream streams: a short answer complete within WHOLE_WAIT_S of its head goes
+whole, one ``http_response`` (ttf.whole has the rule; shared/README.md "Whole when short" the why).
+serve() returns that frame for the session to send, as it returns the ``error`` frame of a failure
+before the head (bad request, local service down, timeout before the headers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -40,7 +43,8 @@ from httptunnel.protocol import (
 )
 
 from ttf.events import RequestDone, Sink, StreamStarted
-from ttf.forward import Failure, Forwarder, error_frame, request_path, response_headers
+from ttf import whole
+from ttf.forward import Exchange, Failure, Forwarder, error_frame, request_path, response_headers
 
 log = logging.getLogger("ttf")
 
@@ -57,6 +61,7 @@ RESEND_MAX_S = 8.0  # ... then after 4 s, 8 s: a stalled reader is not flooded
 END_ON_STOP_S = 1.0  # the agent stopping mid-stream: how long it tries to send the end (with an error)
 
 Send = Callable[[str], Awaitable[bool]]
+Ready = Callable[[], Awaitable[None]]  # until the socket may send a frame without waiting (ttf.pacing)
 
 
 class Live(Protocol):
@@ -106,8 +111,9 @@ class StreamSlots:
 
 @dataclass(frozen=True)
 class StreamResult:
-    """What serve() made of one request: an ``error`` frame for the session to send (a failure before
-    the head), else None (the frames went out), and the event to report."""
+    """What serve() made of one request: a whole answer for the session to send (ack and resend as
+    any whole answer): the ``http_response`` of a short, complete answer (ttf.whole) or the ``error``
+    of a failure before the head; else None (the frames went out); and the event to report."""
 
     frame: str | None
     event: RequestDone
@@ -121,6 +127,7 @@ class _Outgoing:
     window: int
     deadline: float  # loop time
     send: Send
+    ready: Ready | None = None  # the socket's pacer: the next piece is cut once a frame may go out
     sender: Sender[str] = field(init=False)
     read_seq: int = -1
     segments: list[int] = field(default_factory=list)  # seqs of segment notices not yet read
@@ -239,15 +246,16 @@ class Streamer:
         if pump is not None:
             pump.cancel()
 
-    async def serve(self, req: HttpRequest, send: Send, deadline: float | None) -> StreamResult:
+    async def serve(self, req: HttpRequest, send: Send, deadline: float | None,
+                    ready: Ready | None = None) -> StreamResult:
         """Stream one answer. The slot admit() took is released when the local request ends (the last
         frames' resends, bounded by the request's time, do not hold it). ``deadline``: loop time."""
         try:
-            return await self._serve(req, send, deadline)
+            return await self._serve(req, send, deadline, ready)
         finally:
             self.release(req.request_id)
 
-    async def _serve(self, req: HttpRequest, send: Send, deadline: float | None) -> StreamResult:
+    async def _serve(self, req: HttpRequest, send: Send, deadline: float | None, ready: Ready | None) -> StreamResult:
         offer = Offer.of(req)
         assert offer is not None
         fwd = self.forwarder
@@ -255,7 +263,7 @@ class Streamer:
         limit = fwd.local_limit(req)
         started, started_at = fwd.clock(), fwd.wall()
         end_at = loop.time() + limit if deadline is None else min(deadline, loop.time() + limit)
-        out = _Outgoing(req.request_id, offer.window, end_at, send)
+        out = _Outgoing(req.request_id, offer.window, end_at, send, ready)
         out.cancelled = self._early_cancels.pop(req.request_id, None)
         if out.cancelled is not None:  # the edge gave up before the local request started
             # 499: the caller went away first (nginx's "client closed request"); nothing reached the edge
@@ -278,6 +286,9 @@ class Streamer:
                             await asyncio.wait_for(send(protocol.encode(end)), END_ON_STOP_S)
                     raise
             self.release(req.request_id)
+            if run.whole is not None:  # short and complete: one http_response, as on the buffered edge
+                transmitter.cancel()
+                return StreamResult(run.whole, run.event(fwd.clock() - started, None, streamed=False))
             if run.failure is not None and run.status == 0:  # before the head: today's error frame
                 transmitter.cancel()
                 failure = run.failure
@@ -312,6 +323,8 @@ class _Run:
         self.request_bytes = 0
         self.failure: Failure | None = None
         self.watch: Live | None = None
+        self._open_watch: Callable[[], Live] | None = None
+        self.whole: str | None = None  # the http_response frame, when the answer went whole (ttf.whole)
 
     def event(self, elapsed: float, error: str | None, streamed: bool) -> RequestDone:
         status = self.status or protocol.ERROR_STATUS.get(error or "", 502)
@@ -326,12 +339,20 @@ class _Run:
             try:
                 uri, body = await fwd.prepare(req)
                 self.request_bytes = len(body)
-                if live is not None:
-                    self.watch = _guarded(live(started_at, req.method, req.uri, req.headers, body))
+                if live is not None:  # the inspector's entry: opened once the answer streams (or fails)
+                    self._open_watch = functools.partial(live, started_at, req.method, req.uri, req.headers, body)
                 async with asyncio.timeout_at(end_at):
                     async with fwd.open_local(req.method, uri, req.headers, body) as resp:
                         try:
-                            self._head(resp)
+                            headers = fwd.public_locations(req.headers, response_headers(resp.raw_headers))
+                            early = await whole.read_early(resp.content, headers)
+                            if early.complete and self._whole(resp.status, headers, early.data, started_at, body):
+                                return
+                            self._head(resp.status, headers)
+                            if early.data:
+                                await self.out.room()
+                                self._chunks(early.data)
+                                self._watched(early.data)
                             await self._body(resp.content)
                         except BaseException:
                             resp.close()  # the local app sees its connection closed at once
@@ -341,38 +362,65 @@ class _Run:
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 self.failure = fwd.local_failure(exc, fwd.local_limit(req))
             except asyncio.CancelledError:
-                if self.watch is not None:
-                    self.watch.done(self._elapsed_ms(), f"cancelled:{self.out.cancelled or 'agent'}", None)
+                watch = self._watch() if self.whole is None else None
+                if watch is not None:
+                    watch.done(self._elapsed_ms(), f"cancelled:{self.out.cancelled or 'agent'}", None)
                     self.watch = None
                 raise
             if self.failure is not None:
                 log.warning("%s %s (streamed): %s (%s)", req.method, request_path(req.uri)[:200], self.failure.code,
                             self.failure.detail)
-            if self.status:  # the head went out: the end says how it went
+            if self.status and self.whole is None:  # the head went out: the end says how it went
                 error = self.failure.code if self.failure is not None else None
                 self.out.offer(protocol.HttpResponseEnd(req.request_id, self.out.next_seq, self.sent, error))
         finally:
-            if self.watch is not None:
+            watch = self._watch() if self.whole is None else None
+            if watch is not None:
                 broke = self.failure
-                self.watch.done(self._elapsed_ms(), broke.code if broke else None, broke.detail if broke else None)
+                watch.done(self._elapsed_ms(), broke.code if broke else None, broke.detail if broke else None)
                 self.watch = None
 
     def _elapsed_ms(self) -> int:
         return int((self.fwd.clock() - self.started) * 1000)
 
-    def _head(self, resp: aiohttp.ClientResponse) -> None:
-        headers = self.fwd.public_locations(self.req.headers, response_headers(resp.raw_headers))
-        self.status = resp.status
-        self.out.offer(protocol.HttpResponseHead(self.req.request_id, 0, resp.status, headers, self._elapsed_ms()))
+    def _watch(self) -> Live | None:
+        """The inspector's live entry, opened on first use (a whole answer gets a plain entry instead)."""
+        if self.watch is None and self._open_watch is not None:
+            self.watch, self._open_watch = _guarded(self._open_watch()), None
+        return self.watch
+
+    def _watched(self, data: bytes) -> None:
         if self.watch is not None:
-            self.watch.head(resp.status, headers)
+            self.watch.body(data)
+
+    def _whole(self, status: int, headers: Headers, data: bytes, started_at: float, request_body: bytes) -> bool:
+        """The answer is short and complete: one ``http_response`` (ttf.whole), if it fits one agent message."""
+        elapsed_ms = self._elapsed_ms()
+        frame = whole.whole_frame(self.req.request_id, status, headers, data, elapsed_ms)
+        if frame is None:
+            return False
+        self.status, self.whole, self.sent = status, frame, len(data)
+        self._open_watch = None
+        # the inspector records it as the buffered path does (Forwarder.handle): a plain entry, not streamed
+        self.fwd._observe(Exchange(started_at, self.req.method, self.req.uri, self.req.headers, request_body, status,
+                                  headers, data, elapsed_ms))
+        return True
+
+    def _head(self, status: int, headers: Headers) -> None:
+        self.status = status
+        self.out.offer(protocol.HttpResponseHead(self.req.request_id, 0, status, headers, self._elapsed_ms()))
+        watch = self._watch()
+        if watch is not None:
+            watch.head(status, headers)
         if self.emit is not None:
-            self.emit(StreamStarted(self.req.method, request_path(self.req.uri), resp.status))
+            self.emit(StreamStarted(self.req.method, request_path(self.req.uri), status))
 
     async def _body(self, content: aiohttp.StreamReader) -> None:
         segments_allowed = self.offer.segment_form is not None
         while True:
             await self.out.room()
+            if self.out.ready is not None:  # paced: the body keeps arriving meanwhile, so the piece grows
+                await self.out.ready()
             may_segment = segments_allowed and len(self.out.segments) < STREAM_SEGMENTS_UNREAD
             data, eof = await gather(content, self.out.window - self.out.unread, may_segment)
             if data:
@@ -380,8 +428,7 @@ class _Run:
                     await self._segment(data)
                 else:
                     self._chunks(data)
-                if self.watch is not None:
-                    self.watch.body(data)
+                self._watched(data)
             if eof:
                 return
 

@@ -2,6 +2,7 @@
 
     python -m scripts.bench.cost                         # reads bench/results.json (aws profile run if present)
     python -m scripts.bench.cost --results F --run local --memory-mb 256 --json
+    python -m scripts.bench.count --profile aws --update bench/results.json   # count again, both edges (no latency)
 
 Inputs are COUNTED, not estimated: `make bench` records, per 1 KB GET through the tunnel, the
 emulator's /stats deltas (Lambda invocations and billed milliseconds by function, DynamoDB calls

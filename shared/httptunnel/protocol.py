@@ -34,6 +34,8 @@ Extensions (all optional, ignored by the original agent/server):
   the server's ``stream_ack`` (cumulative read) and ``stream_cancel``.
 * caller WebSockets (`ws`): ``ws_open``/``ws_opened``/``ws_refused``/``ws_message``/``ws_ack``/``ws_close``
   (shared/README.md "Caller WebSockets"), used only when both sides announced ``ws``.
+* ``connection_established.limits`` (issue 29): the socket's message budget, ``{"messages_per_s": r,
+  "messages_burst": b}``, which the agent paces below (``ttf.pacing``); absent when the budget is off.
 * ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
   queue is full; the caller gets 429).
 """
@@ -44,6 +46,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import re
 import types as _pytypes
 import typing
@@ -97,6 +100,9 @@ class ConnectionEstablished:
     reclaim_token: str | None = None
     subdomain: str | None = None
     capabilities: list[str] | None = None  # the agreed set (agent's and server's); absent from older servers
+    # this socket's message budget (issue 29): {"messages_per_s": r, "messages_burst": b}; absent from
+    # older servers and when the budget is off. The agent paces its frames below it (ttf.pacing).
+    limits: dict[str, Any] | None = None
     type = "connection_established"
 
 
@@ -421,6 +427,8 @@ def decode(frame: Union[str, bytes]) -> Message:
             value = _upload_form(value)
         elif name == "stream" and isinstance(value, dict):
             value = _stream_offer(value)
+        elif name == "limits" and isinstance(value, dict):
+            value = _limits(value)
         elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise ProtocolError(f"{kind}: field {name!r} must be a list of strings")
         elif name in _NON_NEGATIVE and isinstance(value, int) and value < 0:
@@ -471,6 +479,21 @@ def _stream_offer(value: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(form, dict):
             raise ProtocolError("http_request: stream.segment_form must be {url: string, fields: {string: string}}")
         out["segment_form"] = _upload_form(form, "stream.segment_form")
+    return out
+
+
+def _limits(value: dict[str, Any]) -> dict[str, Any]:
+    """``{"messages_per_s": number > 0, "messages_burst": number >= 1}`` (the burst optional: a bucket
+    of the rate, at least 1); other keys are left out (a later server may advertise more)."""
+    out: dict[str, Any] = {}
+    for key, least, rule in (("messages_per_s", math.ulp(0.0), "> 0"), ("messages_burst", 1.0, ">= 1")):
+        number = value.get(key)
+        if number is None and key == "messages_burst":
+            continue
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or not math.isfinite(number) \
+                or number < least:
+            raise ProtocolError(f"connection_established: limits.{key} must be a number {rule}")
+        out[key] = number
     return out
 
 

@@ -45,6 +45,15 @@ def public_urls(tunnel_id: str) -> tuple[str, str | None, str | None]:
     return (sub_url or path_url or ""), path_url, sub_url
 
 
+def _budget() -> dict[str, float] | None:
+    """This socket's message budget as advertised in connection_established (issue 29; None when it
+    is off): the bucket ``fairness.socket_flooding`` counts with, so the agent can pace below it."""
+    rate, burst = config.agent_message_budget()
+    if rate <= 0:
+        return None
+    return {"messages_per_s": rate, "messages_burst": fairness.bucket_size(rate, burst)}
+
+
 def _on_ready(ws: events.WsEvent) -> str:
     conn = store.get_connection(ws.connection_id)
     if conn is None:
@@ -54,7 +63,7 @@ def _on_ready(ws: events.WsEvent) -> str:
     message = protocol.ConnectionEstablished(
         connection_id=ws.connection_id, tunnel_id=conn.tunnel_id, public_url=public_url,
         subdomain_url=sub_url, path_based_url=path_url, subdomain=conn.subdomain,
-        capabilities=list(conn.capabilities) or None)
+        capabilities=list(conn.capabilities) or None, limits=_budget())
     endpoint = management.management_endpoint(conn.domain_name or ws.domain_name, conn.stage or ws.stage)
     management.post_with_retry(ws.connection_id, protocol.encode(message), endpoint)
     log.info("connection established", connection_id=ws.connection_id, tunnel_id=conn.tunnel_id)

@@ -3,7 +3,21 @@
 # (off by default) is checked by tests/infra/test_terraform.py's plan runs of the root module.
 # tests/infra/test_terraform.py runs it.
 
-mock_provider "aws" {}
+# The provider the root passes (aws.us_east_1, waf.tf) and one of another region, to show the
+# precondition reads the region of whatever provider the module is given.
+mock_provider "aws" {
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+}
+
+mock_provider "aws" {
+  alias = "ireland"
+
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
+}
 
 variables {
   name           = "http-tunnel-edge"
@@ -21,6 +35,16 @@ run "rate_limits_per_source_ip_and_per_tunnel_host" {
   assert {
     condition     = aws_wafv2_web_acl.this.scope == "CLOUDFRONT" && length(aws_wafv2_web_acl.this.default_action[0].allow) == 1
     error_message = "a CloudFront ACL that lets through what no rule blocks"
+  }
+
+  assert {
+    condition     = output.scope == "CLOUDFRONT" && output.region == "us-east-1" && output.web_acl_arn == aws_wafv2_web_acl.this.arn
+    error_message = "the outputs the root checks: scope, region, and the ARN for the distribution's web_acl_id"
+  }
+
+  assert {
+    condition     = alltrue([for r in aws_wafv2_web_acl.this.rule : r.statement[0].rate_based_statement[0].evaluation_window_sec == 60])
+    error_message = "both rules count over a minute by default"
   }
 
   assert {
@@ -47,4 +71,32 @@ run "refuses_a_limit_waf_does_not_take" {
   }
 
   expect_failures = [var.per_ip_limit]
+}
+
+run "refuses_a_provider_outside_us_east_1" {
+  command = plan
+
+  module {
+    source = "./modules/waf"
+  }
+
+  providers = {
+    aws = aws.ireland
+  }
+
+  expect_failures = [aws_wafv2_web_acl.this]
+}
+
+run "refuses_a_window_waf_does_not_take" {
+  command = plan
+
+  module {
+    source = "./modules/waf"
+  }
+
+  variables {
+    evaluation_window_sec = 30
+  }
+
+  expect_failures = [var.evaluation_window_sec]
 }

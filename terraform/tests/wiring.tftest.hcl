@@ -135,6 +135,21 @@ override_resource {
   }
 }
 
+# aws.us_east_1 (waf.tf): the provider modules/waf creates the CloudFront-scope ACL through. Its
+# region is what modules/waf's precondition reads (data "aws_region"); the ACL's ARN is known at plan
+# time so the runs below can see it reach the distribution.
+mock_provider "aws" {
+  alias           = "us_east_1"
+  override_during = plan
+
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+  mock_resource "aws_wafv2_web_acl" {
+    defaults = { arn = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/http-tunnel-edge/a1b2c3d4" }
+  }
+}
+
 # The real provider behind aws.secret_generator (see versions.tf): configured without any call
 # to AWS. Every run below brings its own key material or allows anonymous agents, so the
 # generator has no instance and is never opened; the generated path is applied to moto by
@@ -1154,4 +1169,90 @@ run "cloudfront_takes_its_own_certificate_outside_us_east_1" {
     condition     = module.cloudfront[0].secret_parameter_name == "/http-tunnel/edge-origin-secret" && local.cloudfront_certificate_arn == "arn:aws:acm:us-east-1:123456789012:certificate/def"
     error_message = "the regional certificate stays API Gateway's (WebSocket), the us-east-1 one is CloudFront's"
   }
+}
+
+# ---------------------------------------------------------------- WAF (issue 29): only on the CloudFront edge
+
+run "waf_is_attached_to_the_cloudfront_distribution" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
+    cloudfront_certificate_arn   = "arn:aws:acm:us-east-1:123456789012:certificate/def"
+    aws_region                   = "eu-west-1"
+    path_routing                 = false
+    waf_enabled                  = true
+    waf_per_ip_limit             = 300
+  }
+
+  assert {
+    condition     = length(module.waf) == 1 && module.waf[0].scope == "CLOUDFRONT" && module.waf[0].region == "us-east-1"
+    error_message = "a CLOUDFRONT-scope ACL, created through us-east-1 although the stack is in eu-west-1"
+  }
+
+  assert {
+    condition     = module.cloudfront[0].web_acl_id == module.waf[0].web_acl_arn && output.web_acl_arn == "arn:aws:wafv2:us-east-1:123456789012:global/webacl/http-tunnel-edge/a1b2c3d4"
+    error_message = "the distribution's web_acl_id is the ACL's ARN (what CloudFront takes for WAFv2)"
+  }
+}
+
+run "no_waf_by_default_on_the_cloudfront_edge" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    path_routing                 = false
+  }
+
+  assert {
+    condition     = length(module.waf) == 0 && module.cloudfront[0].web_acl_id == null && output.web_acl_arn == ""
+    error_message = "waf_enabled is off by default: no ACL, nothing attached"
+  }
+}
+
+run "waf_refused_on_the_http_api_edge" {
+  command = plan
+
+  variables {
+    domain_name     = "t.example.com"
+    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    path_routing    = false
+    waf_enabled     = true
+  }
+
+  expect_failures = [var.waf_enabled]
+}
+
+run "waf_refused_without_a_domain" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    waf_enabled                  = true
+  }
+
+  expect_failures = [var.waf_enabled]
+}
+
+run "waf_refused_beside_an_operators_own_acl" {
+  command = plan
+
+  variables {
+    public_edge                  = "function_url"
+    forward_reserved_concurrency = 50
+    domain_name                  = "t.example.com"
+    certificate_arn              = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    path_routing                 = false
+    waf_enabled                  = true
+    cloudfront_web_acl_id        = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/mine/e5f6"
+  }
+
+  expect_failures = [var.waf_enabled]
 }

@@ -6,7 +6,7 @@ One process: a local aiohttp app on 127.0.0.1 that writes ``--mb`` MiB in 1 MiB 
 agent's Streamer (ttf.streaming) with a real Forwarder, and an edge that reads (acks) every frame
 at once and drops it; with ``--lane segments`` the request carries a segment form whose POST
 target (also here) reads each upload and drops it. Prints one JSON line: the RSS before the
-download, the peak (ru_maxrss) after it, and the growth. The app and the fake edge live in the
+download, the peak (VmHWM) after it, and the growth. The app and the fake edge live in the
 same process, so the growth is an upper bound of the agent's own. tests/cli/test_stream_rss.py
 (marked load) runs it and asserts the growth stays far below the body.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import time
 from typing import Any
 
@@ -29,12 +28,16 @@ from ttf.streaming import Streamer, StreamSlots
 MIB = 1024 * 1024
 
 
-def rss_kib() -> int:
+def status_kib(field: str) -> int:
+    """A ``/proc/self/status`` size in KiB: VmRSS (resident now) or VmHWM (this process's peak).
+
+    Not ``getrusage().ru_maxrss``: Linux carries the forked parent's peak across exec into it
+    (a probe started from a 110 MiB pytest reported 111.6 MiB for both lanes)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    return 0
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 async def main(mb: int, lane: str) -> dict[str, Any]:
@@ -87,12 +90,12 @@ async def main(mb: int, lane: str) -> dict[str, Any]:
     if lane == "segments":
         offer["segment_form"] = {"url": f"http://127.0.0.1:{port}/form", "fields": {"key": "resp/x"}}
     req = protocol.HttpRequest(request_id="rss", method="GET", uri="/download", time_left_ms=600_000, stream=offer)
-    before = rss_kib()
+    before = status_kib("VmRSS")
     started = time.monotonic()
     assert streamer.admit(req.request_id)
     result = await streamer.serve(req, edge, None)
     elapsed = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = status_kib("VmHWM")
     await local.close()
     await remote.close()
     await runner.cleanup()

@@ -68,3 +68,27 @@ async def test_without_a_piggyback_the_resend_asks_for_an_ack(gateway, local_app
     assert resent["request_id"] == "r1" and resent["ack"] is True
     await asyncio.sleep(2.5)  # acknowledged: no third copy
     assert [m["request_id"] for m in conn.received if m.get("type") == "http_response"] == ["r1", "r1"]
+
+
+async def test_the_first_resend_waits_as_long_as_acks_take(gateway, local_app, running):
+    """Acks that take 1.5 s (a busy edge) must not draw a resend of every answer after 1 s: the
+    agent learns the round trip (chunks.RetransmitTimer) and waits that long, plus its spread."""
+    loop = asyncio.get_running_loop()
+    conn = await established(gateway, local_app, running)
+    await conn.request_frame("r1", "GET", "/echo")
+    await conn.next_reply()
+    resent = await conn.next_reply(timeout=3)  # no ack within 1 s: resent, and the timer backs off to 2 s
+    assert resent["request_id"] == "r1" and resent["ack"] is True
+    await conn.request_frame("r2", "GET", "/echo")
+    await conn.next_reply()
+    with_ack_at = loop.time() + 1.5
+    await asyncio.sleep(1.5)  # the ack takes 1.5 s: under the backed-off 2 s, so no resend of r2
+    assert [m["request_id"] for m in conn.received if m.get("type") == "http_response"] == ["r1", "r1", "r2"]
+    await conn.request_frame("r3", "GET", "/echo", acks=["r2"])  # measured: 1.5 s -> next delay 1.5 + 4 x 0.75
+    first = await conn.next_reply()
+    sent_at = loop.time()
+    assert first["request_id"] == "r3" and sent_at >= with_ack_at
+    again = await conn.next_reply(timeout=10)
+    waited = loop.time() - sent_at
+    assert again["request_id"] == "r3" and again["ack"] is True
+    assert 4.0 <= waited <= 6.0, waited

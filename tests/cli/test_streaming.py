@@ -5,6 +5,7 @@ channel"; every frame the agent sends is decoded by protocol.decode, which refus
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import math
 from typing import Any, Awaitable, Callable
@@ -18,6 +19,7 @@ from httptunnel.protocol import STREAM_CHUNK_MAX, STREAM_SEGMENT_MAX
 from ttf.events import StreamStarted, TunnelEstablished
 from ttf.forward import Forwarder, local_session, remote_session
 from ttf.inspector import History
+from ttf import whole
 from ttf.streaming import BULK_MIN, Streamer, StreamSlots
 
 from conftest import make_config, pattern, wait_until
@@ -39,6 +41,9 @@ class StreamApp:
         r.add_get("/endless", self._endless)
         r.add_get("/broken", self._broken)
         r.add_get("/big", self._big)
+        r.add_get("/short", self._short)  # HEAD too (aiohttp adds it)
+        r.add_get("/status/{code}", self._status)
+        r.add_get("/late", self._late)
 
     async def _prepare(self, request: web.Request, content_type: str = "text/event-stream") -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": content_type, "X-Local": "yes"})
@@ -83,6 +88,32 @@ class StreamApp:
         body = pattern(int(request.query["n"]))
         for start in range(0, len(body), 1 << 20):
             await self._write(resp, body[start:start + (1 << 20)])
+        await resp.write_eof()
+        return resp
+
+
+    SHORT = gzip.compress(b'{"ok": true, "items": [1, 2, 3]}')
+
+    async def _short(self, request: web.Request) -> web.Response:
+        """A short JSON answer, complete at once, with what byte-exactness is about: repeated headers,
+        cookies, an encoding the agent must not undo."""
+        resp = web.Response(body=self.SHORT, headers={"Content-Type": "application/json",
+                                                      "Content-Encoding": "gzip"})
+        resp.headers.add("X-Multi", "one")
+        resp.headers.add("X-Multi", "two")
+        resp.set_cookie("a", "1")
+        resp.set_cookie("b", "2")
+        return resp
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), headers={"ETag": '"v1"'})
+
+    async def _late(self, request: web.Request) -> web.StreamResponse:
+        """A short JSON body whose end comes 300 ms after its first bytes (an app still working)."""
+        resp = await self._prepare(request, "application/json")
+        await self._write(resp, b'{"first": ')
+        await asyncio.sleep(0.3)
+        await self._write(resp, b'"then the rest"}')
         await resp.write_eof()
         return resp
 
@@ -141,7 +172,8 @@ async def setup(aiohttp_server: Callable[..., Awaitable[Any]]):
         server = await aiohttp_server(app.app, host="127.0.0.1")
         local, remote = local_session(8), remote_session()
         sessions.extend([local, remote])
-        fwd = Forwarder(local=local, remote=remote, host="127.0.0.1", port=server.port, request_timeout=30.0)
+        fwd = Forwarder(local=local, remote=remote, host="127.0.0.1", port=server.port, request_timeout=30.0,
+                        observer=history.record if history is not None else None)  # as ttf.tunnel wires them
         live = history.open_live if history is not None else None
         streamer = Streamer(fwd, StreamSlots(max_streams), live=live,
                             emit=events.append if events is not None else None)
@@ -155,9 +187,9 @@ async def setup(aiohttp_server: Callable[..., Awaitable[Any]]):
 
 
 def stream_request(request_id: str, uri: str, window: int = 16, form: dict[str, Any] | None = None,
-                   time_left_ms: int = 20_000) -> protocol.HttpRequest:
+                   time_left_ms: int = 20_000, method: str = "GET") -> protocol.HttpRequest:
     offer: dict[str, Any] = {"window": window} | ({"segment_form": form} if form else {})
-    return protocol.HttpRequest(request_id=request_id, method="GET", uri=uri, headers={"Host": ["t.example"]},
+    return protocol.HttpRequest(request_id=request_id, method=method, uri=uri, headers={"Host": ["t.example"]},
                                 time_left_ms=time_left_ms, stream=offer)
 
 
@@ -324,6 +356,92 @@ async def test_the_inspector_sees_a_stream_as_it_arrives_and_keeps_at_most_its_c
     assert done.summary()["streamed"] is True
 
 
+# ---- whole when short (ttf.whole) -------------------------------------------------------------
+
+def whole_answer(result: Any) -> protocol.HttpResponse:
+    answer = protocol.decode(result.frame or "")
+    assert isinstance(answer, protocol.HttpResponse), answer
+    return answer
+
+
+async def test_a_short_complete_answer_goes_whole_as_one_http_response(setup: Setup, monkeypatch) -> None:
+    """Offered a stream, a short JSON answer complete at once is one http_response (not head, chunk,
+    end), with the very status, headers and bytes the streamed path and the buffered path deliver."""
+    events: list[object] = []
+    history = History(limit=10)
+    streamer, edge, app = await setup(events=events, history=history)
+    result = await asyncio.wait_for(start(streamer, edge, stream_request("r1", "/short")), 10)
+    assert edge.frames == []  # no head, no chunk, no end
+    answer = whole_answer(result)
+    assert answer.request_id == "r1" and answer.status_code == 200 and not answer.body_uploaded
+    assert protocol.b64decode(answer.body) == StreamApp.SHORT  # still gzip: the app's bytes
+    assert answer.headers["X-Multi"] == ["one", "two"] and answer.headers["Content-Encoding"] == ["gzip"]
+    assert len(answer.headers["Set-Cookie"]) == 2
+    assert answer.headers["Content-Length"] == [str(len(StreamApp.SHORT))]
+    assert not result.event.streamed and result.event.error is None
+    assert result.event.status == 200 and result.event.bytes_out == len(StreamApp.SHORT)
+    assert events == [] and streamer.slots.active == 0 and streamer.active == {}
+    entry = history.newest_first()[0]  # the inspector keeps a plain entry, as for the buffered path
+    assert not entry.streamed and not entry.streaming and entry.response.data == StreamApp.SHORT
+    # the buffered path (no offer) sends the same frame, request id and timing aside
+    buffered = protocol.decode((await streamer.forwarder.handle(
+        protocol.HttpRequest(request_id="r1", method="GET", uri="/short", headers={"Host": ["t.example"]},
+                             time_left_ms=20_000))).frame)
+    assert isinstance(buffered, protocol.HttpResponse)
+    assert (buffered.status_code, buffered.headers, buffered.body) == (answer.status_code, answer.headers, answer.body)
+
+    # ... and the streamed path (forced) the same head and bytes
+    async def never_whole(content: Any, headers: Any, wait_s: float = 0.0) -> whole.Early:
+        return whole.Early(b"", False)
+    monkeypatch.setattr(whole, "read_early", never_whole)
+    await asyncio.wait_for(start(streamer, edge, stream_request("r2", "/short")), 10)
+    head = edge.first_copies("r2")[0]
+    assert isinstance(head, protocol.HttpResponseHead)
+    assert (head.status_code, head.headers) == (answer.status_code, answer.headers)
+    assert inline_body(edge, "r2") == StreamApp.SHORT
+
+
+@pytest.mark.parametrize("method,uri,status", [("HEAD", "/short", 200), ("GET", "/status/204", 204),
+                                               ("GET", "/status/304", 304)])
+async def test_an_answer_without_a_body_goes_whole(setup: Setup, method: str, uri: str, status: int) -> None:
+    streamer, edge, app = await setup()
+    result = await asyncio.wait_for(start(streamer, edge, stream_request("r1", uri, method=method)), 10)
+    answer = whole_answer(result)
+    assert edge.frames == [] and answer.status_code == status and answer.body == ""
+    if method == "HEAD":  # the length the GET would have: the edge passes it on HEAD
+        assert answer.headers["Content-Length"] == [str(len(StreamApp.SHORT))]
+    else:
+        assert answer.headers["ETag"] == ['"v1"']
+
+
+@pytest.mark.parametrize("case", ["slow", "big", "event-stream"])
+async def test_a_slow_big_or_event_stream_answer_still_streams(setup: Setup, case: str) -> None:
+    """Not complete within the window (slow), more than one message holds (big), or open-ended by its
+    type even when short and complete (an event stream): head, chunks, end, byte-exact."""
+    streamer, edge, app = await setup()
+    uri, expected = {"slow": ("/late", b'{"first": "then the rest"}'),
+                     "big": ("/big?n=30000", pattern(30_000)),
+                     "event-stream": ("/script", b"data: x\n\n")}[case]
+    app.script = [(0, b"data: x\n\n")]
+    result = await asyncio.wait_for(start(streamer, edge, stream_request("r1", uri)), 10)
+    assert result.frame is None and result.event.streamed
+    frames = edge.first_copies("r1")
+    assert isinstance(frames[0], protocol.HttpResponseHead) and isinstance(frames[-1], protocol.HttpResponseEnd)
+    assert inline_body(edge, "r1") == expected and frames[-1].bytes == len(expected)
+    if case == "slow":  # what arrived before the window closed went out at once, the rest later
+        assert [protocol.b64decode(c.body) for c in edge.chunks("r1")] == [b'{"first": ', b'"then the rest"}']
+
+
+async def test_an_event_stream_is_never_held_back() -> None:
+    """text/event-stream and the other open-ended types stream without reading a byte first."""
+    for media in ("text/event-stream; charset=utf-8", "application/x-ndjson", "multipart/x-mixed-replace"):
+        assert not whole.may_go_whole({"Content-Type": [media]})
+    assert not whole.may_go_whole({"Content-Type": ["application/json"],
+                                   "Content-Length": [str(whole.WHOLE_READ_MAX + 1)]})
+    assert whole.may_go_whole({"Content-Type": ["application/json"], "Content-Length": ["100"]})
+    assert whole.may_go_whole({})
+
+
 # ---- through the session (the fake gateway of conftest) ---------------------------------------
 
 async def established(gateway, port: int, running, **config: Any):
@@ -343,14 +461,31 @@ async def test_the_session_streams_past_max_streams_answers_tunnel_busy(gateway,
     busy = await conn.next_reply()
     assert busy["type"] == "error" and busy["request_id"] == "s2" and busy["code"] == "tunnel_busy"
     app.release.set()
-    await wait_until(lambda: any(m.get("type") == "http_response_end" and m["request_id"] == "s1"
-                                 for m in conn.received), what="the first stream's end")
-    kinds = [m["type"] for m in conn.received if m.get("request_id") == "s1"]
-    assert kinds[:3] == ["http_response_head", "http_response_chunk", "http_response_end"]
-    for m in conn.received:
-        if m.get("request_id") == "s1":
-            await conn.send({"type": "stream_ack", "request_id": "s1", "read_seq": 2})
-            break
+    # /hold's answer is short and complete: it goes whole (ttf.whole), but it held a stream slot
+    # while its local request ran, since nobody knew
+    await wait_until(lambda: any(m.get("request_id") == "s1" for m in conn.received), what="the first answer")
+    first = next(m for m in conn.received if m.get("request_id") == "s1")
+    assert first["type"] == "http_response" and first["seq"] == 0 and first["status_code"] == 200
+    await conn.send({"type": "ack", "request_id": "s1", "seq": 0})
+    await conn.request_frame("s3", "GET", "/hold", stream={"window": 16}, time_left_ms=20_000)
+    await wait_until(lambda: any(m.get("request_id") == "s3" for m in conn.received), what="the third answer")
+    third = next(m for m in conn.received if m.get("request_id") == "s3")
+    assert third["type"] == "http_response"  # the slot was free again: not tunnel_busy
+    await conn.send({"type": "ack", "request_id": "s3", "seq": 0})
+
+
+async def test_the_session_sends_a_short_offered_answer_whole_as_the_buffered_path(gateway, local_app,
+                                                                                  running) -> None:
+    app, port = local_app
+    h, conn = await established(gateway, port, running)
+    await conn.request_frame("o1", "GET", "/echo", stream={"window": 16}, time_left_ms=20_000)
+    offered = await conn.next_reply()
+    await conn.request_frame("w1", "GET", "/echo", time_left_ms=20_000)
+    buffered = await conn.next_reply()
+    assert offered["type"] == buffered["type"] == "http_response" and offered["seq"] == 0
+    assert offered["headers"]["X-Multi"] == ["one", "two"] and "X-Secret-Hop" not in offered["headers"]
+    assert [offered[k] for k in ("status_code", "headers", "body")] == [buffered[k] for k in ("status_code", "headers", "body")]
+    assert not any(str(m.get("type", "")).startswith("http_response_") for m in conn.received)
 
 
 async def test_a_request_without_stream_is_answered_whole_as_before(gateway, local_app, running) -> None:

@@ -25,7 +25,7 @@ from aiohttp import web
 from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 from scripts.harness.wait import wait_until_async
 from tests.e2e.client import request, target
-from tests.e2e.conftest import MAX_STREAM_S
+from tests.e2e.conftest import MAX_STREAM_S, Tunnel
 from tests.e2e.origin import pattern
 
 SSE_EVENTS = 20
@@ -86,6 +86,17 @@ class Origin:
     async def echo(self, request: web.Request) -> web.Response:
         return web.json_response({"raw_path": request.raw_path})
 
+    SHORT = json.dumps({"ok": True, "items": list(range(50)), "text": "caf\u00e9 \u2713"}).encode()
+
+    async def short(self, request: web.Request) -> web.Response:
+        """A ~1 KB JSON answer, complete at once, with repeated headers and two cookies."""
+        response = web.Response(body=self.SHORT, headers={"Content-Type": "application/json"})
+        response.headers.add("X-Multi", "one")
+        response.headers.add("X-Multi", "two")
+        response.set_cookie("a", "1")
+        response.set_cookie("b", "2")
+        return response
+
     BLOCK = bytes(range(256)) * 4096  # 1 MiB
 
     async def big(self, request: web.Request) -> web.StreamResponse:
@@ -104,6 +115,7 @@ class Origin:
         app.router.add_get("/download", self.download)
         app.router.add_get("/compressed", self.compressed)
         app.router.add_get("/echo/{tail:.*}", self.echo)
+        app.router.add_get("/short", self.short)
         app.router.add_get("/broken", self.broken)
         app.router.add_get("/big", self.big)
         self.runner = web.AppRunner(app)
@@ -230,6 +242,37 @@ async def test_the_path_encoding_table_on_the_streaming_edge(session, stack, str
     assert json.loads(reply.body)["raw_path"] == received
 
 
+def first_event_for(agent: Tunnel, path: str) -> dict:
+    """The agent's first JSON line about ``path``: ``stream_started`` if the answer streamed, else ``request``."""
+    return agent.agent.wait_json(lambda d: d.get("path") == path and d.get("event") in ("stream_started", "request"),
+                                 30)
+
+
+@pytest.mark.parametrize("form", ["subdomain", "path"])
+async def test_a_short_answer_goes_whole_on_the_stream_edge_byte_exact(session, stack, agent_factory, origin_app,
+                                                                       form):
+    """Today's ttf, offered a stream, sends a short complete answer as one http_response (ttf.whole):
+    its JSON line says it did not stream, and the caller gets what the HTTP API edge gives, byte for byte.
+    An event stream as short still streams (the same observable, the other way)."""
+    agent = agent_factory(origin_app.port)
+    base = forms(stack, agent.tunnel_id)[form]
+    reply = await request(session, "GET", base, "/short?x=%2F")
+    assert reply.status == 200 and reply.body == Origin.SHORT
+    assert len(reply.headers.getall("Set-Cookie")) == 2
+    assert reply.headers["X-Multi"] == "one, two" and reply.headers["Content-Type"] == "application/json"
+    done = first_event_for(agent, "/short")
+    assert done["event"] == "request" and "streamed" not in done and done["status"] == 200
+    assert done["bytes_out"] == len(Origin.SHORT)
+    http_api = await request(session, "GET", agent.public_url if form == "subdomain" else agent.path_based_url,
+                             "/short?x=%2F")
+    assert http_api.body == reply.body
+    assert {k: http_api.headers.getall(k) for k in ("X-Multi", "Set-Cookie", "Content-Type")} == \
+        {k: reply.headers.getall(k) for k in ("X-Multi", "Set-Cookie", "Content-Type")}
+    status, _, _, body = await read_events(session, base, "/sse?run=short-" + form + "&n=1&gap=0")
+    assert status == 200 and body == b'id: 0\ndata: {"i": 0}\n\n'
+    assert first_event_for(agent, "/sse")["event"] == "stream_started"
+
+
 async def test_an_old_agent_gets_whole_answers_on_the_streaming_edge(session, stack, origin_app, tmp_path):
     """The release before channel v2 announces nothing: forward_stream offers it no stream, and the
     answer reaches the caller whole, when the app has finished it."""
@@ -264,6 +307,7 @@ async def test_max_stream_seconds_ends_a_stream_and_the_agent_stops_the_local_re
 
 MIB = 1024 * 1024
 RSS_DOWNLOAD_MB = 100
+FIVE_MINUTES_S = 300  # one event a second
 
 
 @pytest.fixture(scope="module")
@@ -309,13 +353,16 @@ async def test_after_60_s_of_silence_the_next_event_arrives_within_1_s(session, 
 
 
 @pytest.mark.load
-async def test_a_5_minute_stream_arrives_whole_and_in_order(session, long_stack, tmp_path):
-    async with Origin(tmp_path) as app:
+async def test_a_5_minute_stream_arrives_whole_and_in_order(long_stack, tmp_path):
+    # Its own client: the shared session's 180 s total would cut this 300 s stream; a stall
+    # still fails it (no byte for 30 s), and the whole stays bounded.
+    timeout = aiohttp.ClientTimeout(total=FIVE_MINUTES_S + 120, sock_read=30)
+    async with Origin(tmp_path) as app, aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
         with TtfAgent(long_stack.state["ws_url"], app.port, tmp_path, token=agent_token(long_stack.state)) as agent:
             status, _, arrivals, body = await read_events(session, long_forms(long_stack, agent.tunnel_id)["path"],
-                                                          "/sse?run=long&n=300&gap=1")
+                                                          f"/sse?run=long&n={FIVE_MINUTES_S}&gap=1")
     assert status == 200
-    assert body == b"".join(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode() for i in range(300))
+    assert body == b"".join(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode() for i in range(FIVE_MINUTES_S))
     delays = sorted(a - w for a, w in zip(arrivals, app.written["long"], strict=True))
     print(f"\n5-minute stream: per-event delay p50 {statistics.median(delays) * 1000:.0f} ms, "
           f"max {delays[-1] * 1000:.0f} ms")

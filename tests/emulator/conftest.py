@@ -53,12 +53,27 @@ def toy_wiring(disconnect_dir: Path, http_timeout_s: float = 3.0) -> Wiring:
     return Wiring(region="us-east-1", account_id="123456789012", functions=functions, http=http, ws=ws)
 
 
-@pytest.fixture
-async def gateway(tmp_path):
+async def started_gateway(tmp_path, integration_timeout_s: float):
     gw = Gateway(runtime_config(),
-                 http_settings=HttpSettings(integration_timeout_s=2.0),
+                 http_settings=HttpSettings(integration_timeout_s=integration_timeout_s),
                  ws_settings=WsSettings(idle_timeout_s=60))  # short idle limits: own gateway (test_ws_api)
     await gw.bind()
     gw.attach(toy_wiring(tmp_path, http_timeout_s=5.0))
+    return gw
+
+
+@pytest.fixture
+async def gateway(tmp_path):
+    # API Gateway's own integration timeout (30 s): a cold worker on a loaded machine took over the
+    # 2 s this fixture once had, and /env answered 503 (CI, 2026-12-07)
+    gw = await started_gateway(tmp_path, 30.0)
+    yield gw
+    await gw.stop()
+
+
+@pytest.fixture
+async def short_gateway(tmp_path):
+    """A 2 s integration timeout, for the test of the timeout itself."""
+    gw = await started_gateway(tmp_path, 2.0)
     yield gw
     await gw.stop()

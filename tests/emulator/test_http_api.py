@@ -118,8 +118,8 @@ async def test_headers_over_10240_bytes_is_431(gateway):
     assert status == 200
 
 
-async def test_integration_timeout_is_503(gateway):
-    status, _, body = await call(gateway, "GET", "/sleep?s=2.5")
+async def test_integration_timeout_is_503(short_gateway):
+    status, _, body = await call(short_gateway, "GET", "/sleep?s=2.5")
     assert status == 503
     assert json.loads(body) == {"message": "Service Unavailable"}
 

@@ -52,6 +52,25 @@ def test_terraform_test_with_mock_provider(tf_initialized, fixture_zips):
 THRESHOLDS_OF = "(thresholds of modules/observability)"
 
 
+def plan_root_with(tf_env: dict[str, str], assignments: str) -> str:
+    """Plan the ROOT module with ``assignments`` (HCL lines) in a run of its own, under the mocks of
+    observability.tftest.hcl (everything before its first run), and return the output, whitespace
+    collapsed. A root run cannot name a module's variable in expect_failures, and expect_failures
+    does not say which message a validation gave: this shows both."""
+    source = (TERRAFORM_DIR / "tests" / "observability.tftest.hcl").read_text()
+    mocks = source[:source.index('\nrun "')]
+    folder = TERRAFORM_DIR / "tests" / "fixtures" / "plan_failures"  # terraform test wants it under terraform/
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / "bad_setting.tftest.hcl").write_text(
+            mocks + f'\nrun "bad_setting_at_the_root" {{\n  command = plan\n\n  variables {{\n    {assignments}\n  }}\n}}\n')
+        proc = tfenv.terraform(["test", "-no-color", "-test-directory=tests/fixtures/plan_failures"], TERRAFORM_DIR,
+                               tf_env, check=False, timeout=300)
+    finally:
+        shutil.rmtree(folder)
+    return re.sub(r"\s+", " ", proc.stdout + proc.stderr) + f" (exit {proc.returncode})"
+
+
 @pytest.mark.parametrize("assignment, message", [
     ("alarm_thresholds = { period_seconds = 90 }",
      f"alarm_thresholds.period_seconds {THRESHOLDS_OF} must be a whole number of minutes"),
@@ -62,24 +81,45 @@ THRESHOLDS_OF = "(thresholds of modules/observability)"
      "lambda_concurrency_limit (account_concurrency_limit of modules/observability) must be at least 1"),
 ])
 def test_bad_observability_settings_stop_the_root_plan(tf_initialized, fixture_zips, assignment, message):
-    """modules/observability owns the checks of the root variables it is given unchanged. A root run
-    cannot name a module's variable in expect_failures, so this plans the ROOT module with one bad
-    value in a run of its own (the mocks of observability.tftest.hcl: everything before its first
-    run) and expects that run to fail with the module's message."""
-    source = (TERRAFORM_DIR / "tests" / "observability.tftest.hcl").read_text()
-    mocks = source[:source.index('\nrun "')]
-    folder = TERRAFORM_DIR / "tests" / "fixtures" / "plan_failures"  # terraform test wants it under terraform/
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        (folder / "bad_setting.tftest.hcl").write_text(
-            mocks + f'\nrun "bad_setting_at_the_root" {{\n  command = plan\n\n  variables {{\n    {assignment}\n  }}\n}}\n')
-        proc = tfenv.terraform(["test", "-no-color", "-test-directory=tests/fixtures/plan_failures"], TERRAFORM_DIR,
-                               tf_initialized, check=False, timeout=300)
-    finally:
-        shutil.rmtree(folder)
-    output = re.sub(r"\s+", " ", proc.stdout + proc.stderr)
-    assert proc.returncode != 0 and "0 passed, 1 failed" in output, output[-3000:]
+    """modules/observability owns the checks of the root variables it is given unchanged: a root plan
+    with one bad value fails with the module's message."""
+    output = plan_root_with(tf_initialized, assignment)
+    assert "(exit 0)" not in output and "0 passed, 1 failed" in output, output[-3000:]
     assert "Invalid value for variable" in output and message in output, output[-3000:]
+
+
+WAF_NEEDS_CLOUDFRONT = ('waf_enabled = true needs the CloudFront edge: public_edge = "function_url" and a domain_name '
+                        "(with a us-east-1 certificate). AWS WAF attaches to the CloudFront distribution")
+
+
+@pytest.mark.parametrize("assignments", [
+    # the http_api edge, with a domain: API Gateway's names, no distribution
+    'waf_enabled = true\n    domain_name = "t.example.com"\n'
+    '    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc"\n    path_routing = false',
+    # the function_url edge without a domain: the bare function URL, no distribution
+    'waf_enabled = true\n    public_edge = "function_url"\n    forward_reserved_concurrency = 50',
+], ids=["http_api_edge", "function_url_without_domain"])
+def test_waf_without_cloudfront_is_refused_at_plan_with_a_readable_message(tf_initialized, fixture_zips, assignments):
+    """issue 29 item 4: waf_enabled where no CloudFront distribution exists stops the plan and says
+    why (WAF attaches to CloudFront, not to HTTP or WebSocket APIs), rather than creating an ACL
+    that guards nothing."""
+    output = plan_root_with(tf_initialized, assignments)
+    assert "(exit 0)" not in output and "0 passed, 1 failed" in output, output[-3000:]
+    assert "Invalid value for variable" in output and WAF_NEEDS_CLOUDFRONT in output, output[-3000:]
+    assert "it cannot attach to the HTTP API" in output, output[-3000:]
+
+
+def test_root_creates_the_waf_acl_through_us_east_1():
+    """A CLOUDFRONT-scope ACL exists only in us-east-1: the root hands modules/waf a provider whose
+    region is that literal, whatever aws_region is (a mocked provider in terraform test cannot show
+    which region the real one is configured for; modules/waf's precondition refuses any other)."""
+    text = (TERRAFORM_DIR / "waf.tf").read_text()
+    providers = re.findall(r'^provider "aws" \{\n(.*?)^\}', text, re.M | re.S)
+    assert any(re.search(r'^\s*alias\s*=\s*"us_east_1"$', p, re.M) and re.search(r'^\s*region\s*=\s*"us-east-1"$', p, re.M)
+               for p in providers), "waf.tf: no provider aws.us_east_1 with region = \"us-east-1\""
+    module = re.search(r'^module "waf" \{\n(.*?)^\}', text, re.M | re.S)
+    assert module and re.search(r"providers\s*=\s*\{\s*aws\s*=\s*aws\.us_east_1\s*\}", module.group(1)), \
+        "module \"waf\" must get providers = { aws = aws.us_east_1 }"
 
 
 def test_modules_follow_the_layout():

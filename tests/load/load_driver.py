@@ -18,6 +18,11 @@ REQUEST_DEADLINE_S = 35.0
 BODY_SIZES = (0, 512, 1024, 4096, 16_384, 40_000, 100_000)  # 40 KB: agent->S3; 100 KB: caller->S3
 BODY_WEIGHTS = (10, 25, 25, 20, 12, 5, 3)
 STATUS_CODES = (200, 201, 204, 301, 404, 418, 500, 503)
+# After a gateway error a caller waits this long before its next call, as a client retrying would:
+# while an agent is down its 404s take a millisecond, and 20 callers calling again at once made
+# ~1,000 req/s, past the suite's own stage throttle (429s, CI run of 2026-12-07), a flood of the
+# test's own making rather than the fault under test. 20 callers then make at most 400 req/s.
+ERROR_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class Tally:
 
 
 async def one_call(s: aiohttp.ClientSession, target: Target, rng: random.Random, allowed_errors: frozenset[int],
-                   tally: Tally) -> None:
+                   tally: Tally) -> str:
+    """One call, its outcome appended to ``tally``; returns the outcome's kind."""
     started = time.monotonic()
     if rng.random() < 0.8:
         size = rng.choices(BODY_SIZES, BODY_WEIGHTS)[0]
@@ -71,7 +77,7 @@ async def one_call(s: aiohttp.ClientSession, target: Target, rng: random.Random,
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         tally.outcomes.append(Outcome("lost", target.name, what, None, started, time.monotonic() - started,
                                       f"{type(exc).__name__}: {exc}"[:200]))
-        return
+        return "lost"
     seconds = time.monotonic() - started
     if status == expected_status:
         if expected_body is not None and hashlib.sha256(got).digest() != hashlib.sha256(expected_body).digest():
@@ -88,6 +94,7 @@ async def one_call(s: aiohttp.ClientSession, target: Target, rng: random.Random,
     else:
         kind, detail = "wrong_status", f"expected {expected_status}: {got[:120].decode(errors='replace')}"
     tally.outcomes.append(Outcome(kind, target.name, what, status, started, seconds, detail))
+    return kind
 
 
 async def callers(targets: list[Target], per_target: int, duration_s: float, tally: Tally,
@@ -102,6 +109,7 @@ async def callers(targets: list[Target], per_target: int, duration_s: float, tal
         async def caller(target: Target, n: int) -> None:
             rng = random.Random(seed * 100_003 + n)
             while time.monotonic() < end and not (stop and stop.is_set()):
-                await one_call(s, target, rng, allowed_errors, tally)
+                if await one_call(s, target, rng, allowed_errors, tally) == "error_status":
+                    await asyncio.sleep(ERROR_PAUSE_S)  # a client's pause before it calls again
 
         await asyncio.gather(*(caller(t, i * 1000 + j) for i, t in enumerate(targets) for j in range(per_target)))

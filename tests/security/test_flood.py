@@ -3,7 +3,8 @@
 The session's stack raises every throttle for the suite's own traffic (tests/e2e/conftest.py,
 SUITE_THROTTLES); this module starts one on the defaults, as a deployment gets them: HTTP stage
 20 req/s burst 100, `$connect` 5/s burst 20, per tunnel 10 req/s burst 40, per agent socket 30
-messages/s burst 60. The full harness (every attack, before and after) is `python -m
+messages/s burst 60 (which the agent paces below: a fast stream must not get its socket closed).
+The full harness (every attack, before and after) is `python -m
 scripts.bench.flood`; its short run is the `load`-marked test at the end.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +22,9 @@ import pytest
 
 from scripts.harness.stack import LocalStack
 from tests.e2e.client import request
+from scripts.harness.proc import Proc
 from tests.e2e.conftest import STACK_START_TIMEOUT_S, Tunnel, start_agent, stack_info
+from tests.e2e.test_streaming import Origin, forms, read_events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,6 +108,61 @@ async def test_a_socket_over_its_message_budget_is_closed(default_stack):
         while not ws.closed and time.monotonic() - started < 20:
             await ws.receive(timeout=20)
     assert ws.closed and ws.close_code == 1000  # DELETE @connections closes with 1000
+
+
+def agent_events(agent: Proc) -> list[dict[str, Any]]:
+    """The agent's JSON events printed so far (without waiting)."""
+    events = []
+    while True:
+        try:
+            line = agent.lines.get_nowait()
+        except queue.Empty:
+            return events
+        if line is None:
+            agent.lines.put(None)
+            return events
+        agent.history.append(line)
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+
+
+FAST_STREAMS, FAST_EVENTS, FAST_GAP_S = 6, 300, 0.005
+
+
+async def test_fast_streams_on_the_default_budget_arrive_whole_and_keep_the_agents_socket(default_stack, tmp_path):
+    """An LLM-like token stream (300 SSE events 5 ms apart), six at once on the function URL edge,
+    through today's ttf on the DEFAULT agent message budget (30/s, 60). Unpaced, the agent sends a
+    chunk every ~20 ms per stream, and each stream may keep 16 frames un-read: 6 x 16 frames go out
+    within about a third of a second, past the burst of 60, whatever the edge's read speed, and the
+    response Lambda closes the socket mid-stream (the test fails: the agent reports the socket gone).
+    The server advertises its budget in connection_established and the agent paces below it: every
+    event arrives, byte-exact and in order, and the agent's socket is never closed."""
+    async with Origin(tmp_path) as app:
+        agent = start_agent(default_stack, app.port, tmp_path / "agent")
+        try:
+            base = forms(default_stack, agent.tunnel_id)["subdomain"]
+            started = time.monotonic()
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+                results = await asyncio.gather(*(
+                    read_events(session, base, f"/sse?run=fast{i}&n={FAST_EVENTS}&gap={FAST_GAP_S}")
+                    for i in range(FAST_STREAMS)), return_exceptions=True)
+            took = time.monotonic() - started
+            events = agent_events(agent.agent)
+        finally:
+            agent.agent.stop()
+    closed = [e for e in events if e.get("event") in ("disconnected", "reconnecting")]
+    assert not closed, closed  # the socket the stream went out on stayed open
+    for i, result in enumerate(results):
+        assert not isinstance(result, BaseException), repr(result)
+        status, _, arrivals, body = result
+        assert status == 200
+        assert body == b"".join(f"id: {n}\ndata: {json.dumps({'i': n})}\n\n".encode() for n in range(FAST_EVENTS))
+        assert len(arrivals) == FAST_EVENTS
+        lag = max(arrivals) - max(app.written[f"fast{i}"])
+        print(f"\nstream {i}: last event {lag * 1000:.0f} ms after it was written ({took:.1f} s in all)")
+        assert lag < 5.0
 
 
 async def test_a_connect_flood_is_throttled_before_the_connect_lambda(default_stack):

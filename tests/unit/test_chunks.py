@@ -8,7 +8,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from httptunnel.chunks import Receiver, Sender
+from httptunnel.chunks import RTO_CEILING_S, RTO_MAX_S, RTO_S, Receiver, RetransmitTimer, Sender
 
 
 def test_the_resend_timer_doubles_up_to_its_cap_and_stops_at_the_deadline() -> None:
@@ -20,6 +20,48 @@ def test_the_resend_timer_doubles_up_to_its_cap_and_stops_at_the_deadline() -> N
     sent_at = [t for t in (1.0, 2.9, 3.0, 6.9, 7.0, 11.0, 15.0, 19.0) if sender.due(t)]
     assert sent_at == [1.0, 3.0, 7.0, 11.0, 15.0, 19.0]  # 1, 2, 4, 4, 4 ... (cap)
     assert sender.due(20.0) == [] and sender.expired == [seq] and sender.done
+
+
+def test_the_retransmit_timer_learns_the_round_trip() -> None:
+    timer = RetransmitTimer()
+    assert timer.rto == RTO_S  # nothing measured yet: RFC 6298's 1 s
+    timer.sample(2.0)
+    assert timer.rto == pytest.approx(2.0 + 4 * 1.0)  # first sample: SRTT = R, RTTVAR = R/2
+    for _ in range(40):
+        timer.sample(0.2)  # the edge got fast again: the delay comes back down to the floor
+    assert timer.rto == RTO_S
+    for _ in range(40):
+        timer.sample(3.0)  # a saturated edge whose acks take 3 s: no resend before they can come
+    assert 3.0 < timer.rto < 4.0
+
+
+def test_the_retransmit_timer_backs_off_to_4_s_unless_round_trips_were_longer() -> None:
+    timer = RetransmitTimer()
+    delays = []
+    for _ in range(4):
+        timer.backoff()  # lost copies on a fast edge (throttled frames): at most the old 4 s
+        delays.append(timer.rto)
+    assert delays == [2.0, RTO_MAX_S, RTO_MAX_S, RTO_MAX_S]
+    timer.sample(0.1)
+    assert timer.rto == RTO_S
+    slow = RetransmitTimer()
+    slow.sample(3.0)  # a slow edge (3 + 4 x 1.5, at the ceiling): measured, so it stays there
+    slow.backoff()
+    assert slow.rto == RTO_CEILING_S
+
+
+def test_a_slower_timer_postpones_resends_already_scheduled() -> None:
+    timer = RetransmitTimer()
+    sender: Sender[str] = Sender(window=4, timer=timer)
+    sender.offer("a", deadline=25.0)
+    sender.offer("b", deadline=25.0)
+    assert [s.seq for s in sender.due(0.0)] == [0, 1]
+    timer.sample(3.0)  # another answer's ack took 3 s: 3 + 4 x 1.5 -> the 8 s ceiling
+    assert sender.due(1.0) == [] and sender.next_wakeup() == RTO_CEILING_S
+    assert [(s.seq, s.attempt) for s in sender.due(RTO_CEILING_S)] == [(0, 1), (1, 1)]
+    for _ in range(40):
+        timer.sample(0.1)  # fast again: the doubling schedule (2 s after the second copy) is back
+    assert sender.next_wakeup() == RTO_CEILING_S + 2.0
 
 
 def test_an_ack_stops_the_resends() -> None:

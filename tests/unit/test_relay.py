@@ -104,6 +104,34 @@ def test_an_agent_that_did_not_agree_stream_gets_whole_answers(aws, mgmt):
     assert "stream" not in agent.requests[0] and ctx.body == b"whole"
 
 
+def test_an_offered_stream_answered_whole_reaches_the_caller_from_the_answer_row(aws, mgmt, monkeypatch):
+    """ttf answers a short, complete answer whole even when a stream was offered (ttf.whole): one
+    http_response (seq 0) through the response Lambda, under the streaming edge's long-lived id; the
+    caller gets it byte-exact from the answer row, no frame item is written or read, and the answer
+    is acknowledged as any whole answer (piggybacked on the next request to that connection)."""
+    monkeypatch.setenv("REQUEST_ID_KEY", "a request id key of at least 32 bytes")
+    tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
+    body = bytes(range(256)) * 4
+    headers = {"content-type": ["application/json"], "content-encoding": ["gzip"], "x-two": ["1", "2"],
+               "set-cookie": ["a=1", "b=2"]}
+
+    def frames(rid: str) -> list[protocol.Message]:
+        return [protocol.HttpResponse(request_id=rid, status_code=201, headers=headers,
+                                      body=protocol.b64encode(body), seq=0)]
+    agent = StreamingAgent(mgmt, "conn-A", frames)
+    ctx = serve(tid, "/api")
+    rid = agent.requests[0]["request_id"]
+    assert "stream" in agent.requests[0]  # it was offered
+    status, caller_headers, cookies = ctx.head
+    assert status == 201 and ctx.body == body and ctx.stream.failed is None
+    assert caller_headers["x-two"] == "1, 2" and caller_headers["content-encoding"] == "gzip"
+    assert cookies == ["a=1", "b=2"] and "content-length" not in caller_headers
+    assert rows() and all("#" not in r["requestId"]["S"] for r in rows())  # the answer row, no frame item
+    assert agent.told("stream_ack") == [] and agent.told("stream_cancel") == []
+    serve(tid, "/next")  # the next request to that connection carries the ack
+    assert agent.requests[1]["acks"] == [rid]
+
+
 def test_frames_reach_the_caller_in_order_then_are_acked_and_deleted(aws, mgmt):
     tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
     parts = pieces(20)

@@ -22,3 +22,8 @@ output "secret_parameter_name" {
   description = "The SSM SecureString holding the secret origin header's value (the name only, never the value)."
   value       = aws_ssm_parameter.origin_secret.name
 }
+
+output "web_acl_id" {
+  description = "The WAFv2 web ACL attached to the distribution (its ARN), or null when none is."
+  value       = aws_cloudfront_distribution.this.web_acl_id
+}

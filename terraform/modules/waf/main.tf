@@ -2,8 +2,12 @@
 # rate-based rules per source IP and per tunnel (the Host header: every tunnel is its own host in
 # subdomain mode). WAF attaches to CloudFront and REST APIs, not to HTTP or WebSocket APIs, so this
 # ACL is what per-source limits look like here. A CLOUDFRONT-scope ACL lives in us-east-1: pass this
-# module a provider for us-east-1. Counts are WAF's own, shared by every edge location and forward
-# instance (unlike httptunnel.fairness, counted per instance).
+# module a provider for us-east-1 (a precondition refuses any other region). Counts are WAF's own,
+# shared by every edge location and forward instance (unlike httptunnel.fairness, counted per
+# instance). In path mode every tunnel has the same Host, so the per-host rule counts them together.
+
+# The region of the provider this module was given (read from its configuration, no API call).
+data "aws_region" "current" {}
 
 resource "aws_wafv2_web_acl" "this" {
   #checkov:skip=CKV2_AWS_31:WAF logging goes to Firehose/S3/CloudWatch at extra cost; the rules' CloudWatch metrics and sampled requests are on
@@ -12,6 +16,14 @@ resource "aws_wafv2_web_acl" "this" {
   description = "Rate limits per source IP and per tunnel host (http-tunnel, issue 29)"
   scope       = "CLOUDFRONT"
   tags        = var.tags
+
+  lifecycle {
+    # AWS refuses scope CLOUDFRONT anywhere else ("The scope is not valid"), after the plan: say it at plan time
+    precondition {
+      condition     = data.aws_region.current.name == "us-east-1"
+      error_message = "modules/waf creates a CLOUDFRONT-scope web ACL, which AWS accepts only in us-east-1: pass it a provider for us-east-1 (the root passes aws.us_east_1, waf.tf)."
+    }
+  }
 
   default_action {
     allow {}
