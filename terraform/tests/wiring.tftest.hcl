@@ -448,9 +448,9 @@ run "caller_websocket_api" {
     condition = module.caller_websocket_api.route_targets == {
       "$connect"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_connect/invocations"
       "$disconnect" = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_disconnect/invocations"
-      "$default"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_message/invocations"
+      "$default"    = "arn:aws:apigateway:us-east-1:sqs:path/123456789012/http-tunnel-caller-frames.fifo"
     }
-    error_message = "caller routes: $connect -> caller_connect, $disconnect -> caller_disconnect, $default -> caller_message"
+    error_message = "caller routes: $connect -> caller_connect, $disconnect -> caller_disconnect, $default -> the caller frames queue (caller_queue.tf)"
   }
 
   assert {

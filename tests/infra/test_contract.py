@@ -326,8 +326,12 @@ def observed(stack, deployed):
         ddb.put_item(TableName=outputs["connections_table_name"], Item=socket_row)
         caller_frame = _event("default_message")
         caller_frame["requestContext"]["connectionId"] = "caller-conn"
-        caller_frame["body"] = "hello app"
-        run("caller_message", caller_frame)
+        # caller_message reads the caller frames FIFO queue (terraform/caller_queue.tf): an SQS batch
+        run("caller_message", {"Records": [{"messageId": "m1", "receiptHandle": "rh", "body": "aGVsbG8gYXBw",
+                                            "attributes": {"MessageGroupId": "caller-conn"},
+                                            "messageAttributes": {"connectionId": {"stringValue": "caller-conn",
+                                                                                   "dataType": "String"}},
+                                            "eventSource": "aws:sqs"}]})
         for frame in ({"type": "ws_message", "socket_id": "caller-conn", "seq": 0, "data": ["hello caller"]},
                       {"type": "ws_close", "socket_id": "caller-conn", "code": 1000}):
             run("response", copy.deepcopy(ready) | {"body": json.dumps(frame)})
