@@ -69,14 +69,6 @@ resource "aws_sqs_queue" "caller_frames_dead" {
   message_retention_seconds = 1209600 # 14 days, to look at what failed
 }
 
-resource "aws_sqs_queue_redrive_allow_policy" "caller_frames_dead" {
-  queue_url = aws_sqs_queue.caller_frames_dead.id
-  redrive_allow_policy = jsonencode({
-    redrivePermission = "byQueue"
-    sourceQueueArns   = [aws_sqs_queue.caller_frames.arn]
-  })
-}
-
 # The role API Gateway assumes to send caller frames: SendMessage to this one queue, nothing else.
 resource "aws_iam_role" "caller_frames_sender" {
   name_prefix = "${var.name_prefix}-caller-frames-"

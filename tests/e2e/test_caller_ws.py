@@ -191,13 +191,11 @@ async def test_1000_messages_each_way_at_once_arrive_once_byte_exact(session, st
     print(f"\n1,000 each way at once: {elapsed:.1f} s; caller burst {misplaced(at_app, sent)} of 1000 out of place")
 
 
-@pytest.mark.xfail(strict=True, reason="NOT SOLVED (shared/README.md 'Ordering'): each caller frame is its own "
-                   "concurrent $default invocation and they are numbered in the order they reach the socket "
-                   "row's counter, which AWS does not tie to arrival order; the candidate fix is API Gateway -> "
-                   "SQS FIFO (group = connection id) -> caller_message, not built. Strict: passing means it is.")
 async def test_a_1000_message_burst_from_the_caller_reaches_the_app_in_order(session, stack, app, agent):
-    """What the issue asks (a caller's burst in order, randomised delays). Every frame arrives once,
-    byte-exact (asserted first); the order is what fails today, measured by the count out of place."""
+    """What the issue asks: a caller's burst in order, with 0-50 ms of random delay before every
+    caller_message invocation (the FIFO poller's), agent $default invocation and post. Every frame
+    arrives once, byte-exact (NUL and U+2028 included: the queue holds frames base64), and in order:
+    API Gateway -> SQS FIFO (group = the caller's connection) -> one invocation per socket at a time."""
     origin, _ = app
     await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0.05})
     started = time.monotonic()
