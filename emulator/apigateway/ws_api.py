@@ -64,7 +64,8 @@ class WsSettings:
     post_delay_s: float = 0.0  # latency profile (post_to_connection_ms)
     route_delay_s: float = 0.0  # latency profile (websocket_api_ms)
     # Faults.ws_jitter_s delays this API's $default invocations (the agents' API); the caller API's
-    # frames are invoked in arrival order (emulator/README.md "Caller WebSocket API")
+    # frames go to the caller frames FIFO queue in arrival order, and its poller applies the jitter
+    # (emulator/README.md "Caller WebSocket API")
     route_jitter: bool = True
     label: str = "agents"  # which API (logs)
 
