@@ -32,7 +32,7 @@ from ttf.lifecycle import connect
 from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
-from ttf.sockets import CallerSockets
+from ttf.sockets import CallerSockets, SocketCap
 from ttf.streaming import Streamer, StreamSlots
 from ttf.shutdown import StopSignal
 
@@ -73,6 +73,7 @@ class TunnelRunner:
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
         self.socket_http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())  # caller WebSockets (ttf.sockets)
+        self.socket_cap = SocketCap(config.max_websockets)  # ... at most this many over all of this tunnel's sockets
         # streamed answers (`stream`): at most max_streams at once over all of this tunnel's sockets
         self.streamer = Streamer(self.forwarder, StreamSlots(config.max_streams),
                                  live=functools.partial(history.open_live, tunnel=config.name) if history is not None
@@ -122,7 +123,8 @@ class TunnelRunner:
                              sockets=self._caller_sockets)
 
     def _caller_sockets(self, send: Callable[[str], Awaitable[bool]]) -> CallerSockets:
-        return CallerSockets(send, self.socket_http, f"ws://{self.forwarder.target}", self.forwarder._local_headers)
+        return CallerSockets(send, self.socket_http, f"ws://{self.forwarder.target}", self.forwarder._local_headers,
+                             cap=self.socket_cap)
 
     def _emit(self, event: Event) -> None:
         """The session's events (requests done), which also tell the probe how the local calls went."""
