@@ -53,7 +53,7 @@ def connection_for(tunnel_id: str, open_secrets: bool = True) -> store.Connectio
     found = CONNECTIONS.get(tunnel_id, MISSING)
     if found is not MISSING:
         return found
-    conn = _opener(open_secrets)(store.newest_connection_for_tunnel(tunnel_id))
+    conn = _newest(tunnel_id, open_secrets)
     if conn is None:
         connecting_until = _connecting_until(tunnel_id)
         if connecting_until is not None:  # found or not: not remembered as absent
@@ -62,8 +62,11 @@ def connection_for(tunnel_id: str, open_secrets: bool = True) -> store.Connectio
     return conn
 
 
-def _opener(open_secrets: bool) -> Callable[[store.Connection | None], store.Connection | None]:
-    return sealed.opened if open_secrets else (lambda conn: conn)
+def _newest(tunnel_id: str, open_secrets: bool = True) -> store.Connection | None:
+    """The tunnel's newest connection row from the GSI, its webhook secrets opened (unless
+    ``open_secrets`` is False: then as stored)."""
+    row = store.newest_connection_for_tunnel(tunnel_id)
+    return sealed.opened(row) if open_secrets else row
 
 
 def _remember(tunnel_id: str, conn: store.Connection | None, ttl_s: float, opened: bool) -> None:
@@ -88,7 +91,7 @@ def _wait_for_index(tunnel_id: str, until: float, open_secrets: bool = True) -> 
     while (left := until - time.time()) > 0:
         time.sleep(min(INDEX_POLL_S[min(attempt, len(INDEX_POLL_S) - 1)], left))  # GSI lag, bounded by `until`
         attempt += 1
-        conn = _opener(open_secrets)(store.newest_connection_for_tunnel(tunnel_id))
+        conn = _newest(tunnel_id, open_secrets)
         if conn is not None:
             _remember(tunnel_id, conn, CONNECTION_CACHE_S, open_secrets)
             return conn
