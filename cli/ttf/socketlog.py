@@ -330,6 +330,8 @@ class SocketLog:
         self._told_at[record.id] = self.clock()
         if record.state != "open":
             self._forget(record.id)
+        if not self._listeners:  # no inspector page: nothing to build
+            return
         data = {"socket": record.summary(), "evicted": evicted or [], "open": self.open_count, "count": len(self)}
         for listener in list(self._listeners):
             try:

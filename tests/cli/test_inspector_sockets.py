@@ -99,6 +99,15 @@ class Caller:
         await self.conn.send({"type": "ws_close", "socket_id": self.socket_id, "code": code, "reason": "caller done"})
 
 
+async def opened(gateway, socket_id: str) -> Caller:
+    """A caller socket open, the app's greeting received and acknowledged."""
+    caller = Caller(gateway, socket_id)
+    await caller.open()
+    await wait_until(lambda: "hello from the app" in caller.texts(), what="the app's first message")
+    await caller.ack_all()
+    return caller
+
+
 async def post(client, url: str, body: Any, status: int, **kwargs: Any) -> dict:
     async with client.post(url, data=body if isinstance(body, (str, bytes)) else json.dumps(body), **kwargs) as resp:
         data = await resp.json()
@@ -109,10 +118,7 @@ async def post(client, url: str, body: Any, status: int, **kwargs: Any) -> dict:
 async def test_sessions_are_listed_with_counts_bytes_and_the_last_messages(gateway, ws_app, inspected):
     app, _ = ws_app
     h, url, client = inspected
-    caller = Caller(gateway, "conn-A=")
-    await caller.open()
-    await wait_until(lambda: "hello from the app" in caller.texts(), what="the app's first message")
-    await caller.ack_all()
+    caller = await opened(gateway, "conn-A=")
     for text in ("one", "dos ✓", HOSTILE):
         await caller.say(text)
         await wait_until(lambda t=text: "echo: " + t in caller.texts(), what=f"echo of {text!r}")
@@ -149,10 +155,7 @@ async def test_sessions_are_listed_with_counts_bytes_and_the_last_messages(gatew
 async def test_the_inspector_sends_into_an_open_session_toward_the_caller_or_the_app(gateway, ws_app, inspected):
     app, _ = ws_app
     h, url, client = inspected
-    caller = Caller(gateway, "conn-B=")
-    await caller.open()
-    await wait_until(lambda: "hello from the app" in caller.texts(), what="the app's first message")
-    await caller.ack_all()
+    caller = await opened(gateway, "conn-B=")
 
     done = await post(client, f"{url}/api/sockets/1/send", {"text": "injected ✓ " + HOSTILE}, 200)  # default: caller
     assert done["sent"] == {"to": "caller", "size": len(("injected ✓ " + HOSTILE).encode())}
@@ -185,10 +188,7 @@ async def test_the_inspector_sends_into_an_open_session_toward_the_caller_or_the
 async def test_sending_into_a_closed_or_refused_session_is_a_clear_409(gateway, ws_app, inspected):
     app, _ = ws_app
     h, url, client = inspected
-    caller = Caller(gateway, "conn-C=")
-    await caller.open()
-    await wait_until(lambda: "hello from the app" in caller.texts(), what="the app's first message")
-    await caller.ack_all()
+    caller = await opened(gateway, "conn-C=")
     await caller.say("bye")  # the app closes with 4000
     await wait_until(lambda: caller.frames("ws_close"), what="the app's close reaches the server")
     closed = await get_json(client, f"{url}/api/sockets/1")
@@ -215,10 +215,7 @@ async def test_sending_is_refused_from_another_origin_and_off_loopback_without_t
     h = running(make_config(gateway, port, inspect=("127.0.0.1", 0)))
     await wait_until(lambda: h.of(TunnelEstablished), what="tunnel_established")
     base, token = h.of(TunnelEstablished)[0].inspector_url.split("/?token=")
-    caller = Caller(gateway, "conn-E=")
-    await caller.open()
-    await wait_until(lambda: "hello from the app" in caller.texts(), what="the app's first message")
-    await caller.ack_all()
+    await opened(gateway, "conn-E=")
     send = f"{base}/api/sockets/1/send"
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as client:

@@ -236,8 +236,11 @@
     return null;
   }
   function markSelected() {
-    for (const tr of $("rows").children) {
-      const on = Number(tr.dataset.id) === state.selected;
+    markRows("rows", state.selected);
+  }
+  function markRows(body, selected) {  // the requests' or the WebSocket sessions' list
+    for (const tr of $(body).children) {
+      const on = Number(tr.dataset.id) === selected;
       tr.classList.toggle("sel", on);
       tr.setAttribute("aria-selected", String(on));
       tr.tabIndex = on ? 0 : -1;
@@ -305,20 +308,27 @@
     source.onopen = () => api("/api/status").then(renderStatus, () => {});
   }
   const LIVE_DETAIL_MS = 500;
-  function liveDetail(id, last) {
-    if (state.liveTimer && !last) return;
-    clearTimeout(state.liveTimer);
-    state.liveTimer = setTimeout(async () => {
-      state.liveTimer = null;
+  // A live detail (a streamed answer's, a WebSocket session's) is fetched again at most every
+  // LIVE_DETAIL_MS, and at once for the last change; `show` gets it unless the page moved on.
+  function refetchLater(timer, path, last, show) {
+    if (state[timer] && !last) return;
+    clearTimeout(state[timer]);
+    state[timer] = setTimeout(async () => {
+      state[timer] = null;
       let d;
-      try { d = await api("/api/requests/" + id); } catch (e) { return; }
+      try { d = await api(path); } catch (e) { return; }
+      show(d);
+    }, last ? 0 : LIVE_DETAIL_MS);
+  }
+  function liveDetail(id, last) {
+    refetchLater("liveTimer", "/api/requests/" + id, last, d => {
       if (state.selected !== id || state.editing || state.view !== "requests") return;
       const pane = $("detail");
       const top = pane.scrollTop;
       state.detail = d;
       renderDetail(d);
       pane.scrollTop = top;
-    }, last ? 0 : LIVE_DETAIL_MS);
+    });
   }
   function renderPause() {
     const b = $("pause");
@@ -621,12 +631,7 @@
     return tr;
   }
   function markSockSelected() {
-    for (const tr of $("sockrows").children) {
-      const on = Number(tr.dataset.id) === state.sockSelected;
-      tr.classList.toggle("sel", on);
-      tr.setAttribute("aria-selected", String(on));
-      tr.tabIndex = on ? 0 : -1;
-    }
+    markRows("sockrows", state.sockSelected);
   }
   function showNoSocket() {
     $("detail").replaceChildren(h("p", {className: "dim"}, "Select a WebSocket session (click, or ↑/↓ and j/k)."));
@@ -641,17 +646,10 @@
     if (state.sockSelected !== id || state.view !== "sockets") return;
     renderSocket(d, true);
   }
-  const LIVE_SOCKET_MS = 500;
   function liveSocket(id, last) {
-    if (state.sockTimer && !last) return;
-    clearTimeout(state.sockTimer);
-    state.sockTimer = setTimeout(async () => {
-      state.sockTimer = null;
-      let d;
-      try { d = await api("/api/sockets/" + id); } catch (e) { return; }
-      if (state.sockSelected !== id || state.view !== "sockets") return;
-      renderSocket(d, false);
-    }, last ? 0 : LIVE_SOCKET_MS);
+    refetchLater("sockTimer", "/api/sockets/" + id, last, d => {
+      if (state.sockSelected === id && state.view === "sockets") renderSocket(d, false);
+    });
   }
   function durationText(seconds) {
     const s = Math.max(0, Math.round(seconds));
