@@ -42,6 +42,8 @@ from httptunnel.chunks import Receiver, Sender
 from httptunnel.limits import AGENT_MESSAGE_MAX
 from httptunnel.protocol import Headers
 
+from ttf.socketlog import TO_APP, TO_CALLER, InjectRefused, Injected, SocketLog, SocketRecord
+
 log = logging.getLogger("ttf")
 
 MAX_SOCKETS = 64  # open caller sockets per tunnel socket
@@ -92,7 +94,8 @@ class CallerSockets:
     """The caller sockets one tunnel socket serves."""
 
     def __init__(self, send: Send, http: aiohttp.ClientSession, base: str, local_headers: LocalHeaders,
-                 max_sockets: int = MAX_SOCKETS, cap: SocketCap | None = None) -> None:
+                 max_sockets: int = MAX_SOCKETS, cap: SocketCap | None = None, record: SocketLog | None = None,
+                 tunnel: str | None = None) -> None:
         self.send = send
         self.http = http
         self.base = base.rstrip("/")  # ws://127.0.0.1:3000
@@ -102,6 +105,7 @@ class CallerSockets:
         self.sockets: dict[str, LocalSocket] = {}
         self.opening: dict[str, asyncio.Task[None]] = {}
         self.closed = False
+        self.record, self.tunnel = record, tunnel  # the sessions the inspector and the dashboard show (ttf.socketlog)
 
     def handle(self, message: protocol.Message) -> bool:
         """Take a ws frame from the server; False for anything else."""
@@ -152,6 +156,7 @@ class CallerSockets:
         if self.closed or held >= self.cap.limit or msg.socket_id in self.sockets:
             log.warning("refused a caller WebSocket to %s: %d sockets open (--max-websockets %d)", msg.uri, held,
                         self.cap.limit)
+            self._refused(msg, 429, "tunnel_busy", "the cap of open WebSockets")
             self._spawn_send(protocol.WsRefused(msg.request_id, msg.socket_id, 429, "tunnel_busy",
                                                 f"the agent already holds {held} WebSockets"))
             return
@@ -172,11 +177,13 @@ class CallerSockets:
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status if 400 <= exc.status <= 599 else 502
             log.info("the local app refused a WebSocket to %s (%d)", msg.uri, exc.status)
+            self._refused(msg, status, "local_service_error", f"the app answered {exc.status}")
             await self.send(protocol.encode(protocol.WsRefused(msg.request_id, msg.socket_id, status,
                                                                "local_service_error", f"the app answered {exc.status}")))
             return
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             log.info("could not open a WebSocket to the local app (%s): %r", msg.uri, exc)
+            self._refused(msg, 503, "local_service_unavailable", "local app unreachable")
             await self.send(protocol.encode(protocol.WsRefused(msg.request_id, msg.socket_id, 503,
                                                                "local_service_unavailable", "local app unreachable")))
             return
@@ -184,11 +191,17 @@ class CallerSockets:
             await ws.close(code=1012)
             return
         sock = LocalSocket(self, msg.socket_id, ws)
+        if self.record is not None:
+            sock.record = self.record.opened(msg.socket_id, msg.uri, msg.headers, ws.protocol, sock, self.tunnel)
         self.sockets[msg.socket_id] = sock  # before ws_opened: an app that speaks first is queued already
         self.opening.pop(msg.socket_id, None)  # counted once: open now, no longer opening
         sock.start()
         log.info("caller WebSocket %s open to %s (protocol %s)", msg.socket_id, msg.uri, ws.protocol or "none")
         await self.send(protocol.encode(protocol.WsOpened(msg.request_id, msg.socket_id, ws.protocol)))
+
+    def _refused(self, msg: protocol.WsOpen, status: int, code: str, why: str) -> None:
+        if self.record is not None:
+            self.record.refused(msg.socket_id, msg.uri, msg.headers, status, code, why, self.tunnel)
 
     def forget(self, socket_id: str) -> None:
         self.sockets.pop(socket_id, None)
@@ -219,6 +232,29 @@ class LocalSocket:
         self.ending = False
         self.tasks: list[asyncio.Task[None]] = []
         self.messages_in = self.messages_out = 0
+        self.record: SocketRecord | None = None  # the inspector's record of this session
+
+    def inject(self, text: str, to_caller: bool) -> None:
+        """The inspector sends a text into this session, queued like the app's (or the caller's) own."""
+        if self.ending:
+            raise InjectRefused(409, "the session is closing: nothing was sent")
+        if not to_caller:
+            if self.to_app.qsize() >= TO_APP_MESSAGES:
+                raise InjectRefused(503, "the local app reads too slowly: its queue is full, nothing was sent")
+            self.to_app.put_nowait(text)
+            return
+        size = text_bytes(text)
+        if size > BATCH_BYTES:
+            raise InjectRefused(413, f"a message toward the caller is at most {BATCH_BYTES} bytes (JSON-escaped)")
+        if len(self.pending) >= QUEUE_MESSAGES or self.pending_bytes + size > QUEUE_BYTES:
+            raise InjectRefused(503, "the queue toward the caller is full: nothing was sent")
+        self.pending.append(text)
+        self.pending_bytes += size
+        self.wake.set()
+
+    def _ended(self, code: int, reason: str, by: str) -> None:
+        if self.record is not None:
+            self.record.closed(code, reason, by)
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._read_app()), asyncio.create_task(self._pump()),
@@ -270,6 +306,8 @@ class LocalSocket:
             except (ConnectionError, RuntimeError, aiohttp.ClientError):
                 return
             self.messages_in += 1
+            if self.record is not None:
+                self.record.message(TO_APP, text, injected=isinstance(text, Injected))
 
     # ---- app -> caller ------------------------------------------------------------------
     async def _read_app(self) -> None:
@@ -290,6 +328,8 @@ class LocalSocket:
                         return
                 self.pending.append(msg.data)
                 self.pending_bytes += size
+                if self.record is not None:
+                    self.record.message(TO_CALLER, msg.data)
                 self.wake.set()
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 log.warning("caller WebSocket %s: the app sent a binary message (callers get text only)", self.socket_id)
@@ -314,6 +354,7 @@ class LocalSocket:
         if self.ending:
             return
         self.ending = True
+        self._ended(code, reason, "app")
         await self.owner.send(protocol.encode(protocol.WsClose(self.socket_id, code, reason[:123])))
         await self._finish()
 
@@ -363,6 +404,7 @@ class LocalSocket:
         if self.ending:
             return
         self.ending = True
+        self._ended(code, reason, "caller")
         log.info("caller WebSocket %s closed by the caller (%d)", self.socket_id, code)
         task = asyncio.create_task(self._close_local(wire_code(code), reason))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -370,7 +412,10 @@ class LocalSocket:
     async def _close_local(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             while not self.to_app.empty() and not self.ws.closed:  # what the caller sent before closing, first
-                await self.ws.send_str(self.to_app.get_nowait())
+                text = self.to_app.get_nowait()
+                await self.ws.send_str(text)
+                if self.record is not None:
+                    self.record.message(TO_APP, text, injected=isinstance(text, Injected))
             await self.ws.close(code=code, message=reason.encode("utf-8")[:123])
         await self._finish()
 
@@ -378,6 +423,7 @@ class LocalSocket:
         if self.ending:
             return
         self.ending = True
+        self._ended(code, reason, "ttf")
         task = asyncio.create_task(self._end(code, reason))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -389,6 +435,7 @@ class LocalSocket:
 
     async def abort(self, code: int, reason: str) -> None:
         self.ending = True
+        self._ended(code, reason, "ttf")
         self.drained.set()
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:123])

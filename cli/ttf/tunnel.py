@@ -32,6 +32,7 @@ from ttf.lifecycle import connect
 from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
+from ttf.socketlog import SocketLog
 from ttf.sockets import CallerSockets, SocketCap
 from ttf.streaming import Streamer, StreamSlots
 from ttf.shutdown import StopSignal
@@ -49,6 +50,7 @@ class ProcessShared:
     remote: aiohttp.ClientSession  # presigned body URLs (S3)
     history: History | None = None  # the request inspector's records; None without the inspector
     inspector_url: str | None = None
+    socket_log: SocketLog | None = None  # caller WebSocket sessions (the inspector and the dashboard show them)
 
 
 # Requests waiting for a local slot, per slot: beyond max_concurrency x (1 + this), the agent answers
@@ -124,7 +126,7 @@ class TunnelRunner:
 
     def _caller_sockets(self, send: Callable[[str], Awaitable[bool]]) -> CallerSockets:
         return CallerSockets(send, self.socket_http, f"ws://{self.forwarder.target}", self.forwarder._local_headers,
-                             cap=self.socket_cap)
+                             cap=self.socket_cap, record=self.shared.socket_log, tunnel=self.name)
 
     def _emit(self, event: Event) -> None:
         """The session's events (requests done), which also tell the probe how the local calls went."""
