@@ -174,3 +174,30 @@ def test_lambda_records_carry_what_caller_message_reads():
     assert failed_ids({"batchItemFailures": [{"itemIdentifier": "m"}]}, [record]) == {"m"}
     assert failed_ids({"batchItemFailures": [{"itemIdentifier": "zz"}]}, [record]) is None
     assert failed_ids(None, [record]) == set()
+
+
+def test_moto_does_not_receive_a_mapped_queues_messages_inside_send_message(moto):
+    """Without the hook moto's Queue.add_message receives the messages for a registered mapping (its
+    Lambda does nothing here): each receive counts towards maxReceiveCount and holds the group."""
+    import io
+    import zipfile
+
+    def aws(service: str) -> Any:
+        return boto3.client(service, endpoint_url=moto, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    url, arn = make_queue(moto, "mapped.fifo")
+    role = aws("iam").create_role(RoleName="fifo-reader", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def handler(e, c):\n    return {}\n")
+    lam = aws("lambda")
+    lam.create_function(FunctionName="reader", Runtime="python3.12", Role=role, Handler="app.handler",
+                        Code={"ZipFile": buf.getvalue()})
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="reader", BatchSize=10,
+                                    FunctionResponseTypes=["ReportBatchItemFailures"])
+    sqs = aws("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="1")
+    (message,) = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1", "nobody received it before us"
+    assert [m["EventSourceArn"] for m in lam.list_event_source_mappings()["EventSourceMappings"]] == [arn]
