@@ -53,6 +53,10 @@ NOT_CALLED_BY_HANDLER = {
     "dynamodb:GetRecords": "the event source mapping reads the stream for stream_notifier",
     "dynamodb:GetShardIterator": "the event source mapping reads the stream for stream_notifier",
     "dynamodb:ListStreams": "the event source mapping reads the stream for stream_notifier",
+    "sqs:ReceiveMessage": "the event source mapping reads the caller frames queue for caller_message",
+    "sqs:DeleteMessage": "the event source mapping deletes the frames caller_message handled",
+    "sqs:ChangeMessageVisibility": "the event source mapping returns the frames caller_message reports failed",
+    "sqs:GetQueueAttributes": "the event source mapping reads the caller frames queue's settings",
     "s3:ListBucket": "S3 answers a HeadObject of a missing key with 404 only when the caller may list the bucket "
                      "(403 otherwise): bodies.get_response_body tells a missing upload by that 404",
     "kms:Decrypt": "SSM decrypts the SecureStrings under the deployment's key on the reader's behalf (connect's JWT "
