@@ -71,11 +71,14 @@ class ViteApp:
         self.root = folder / "vite"
         shutil.copytree(APPS / "vite", self.root)
         self.port = port
-        self.proc = Proc(["node", str(VITE), "--config", str(self.root / "vite.config.mjs"), str(self.root)],
-                         "vite", folder / "vite.log", cwd=self.root,
-                         env={**os.environ, "TTF_VITE_PORT": str(port), "NO_COLOR": "1", **env})
+        self.argv = ["node", str(VITE), "--config", str(self.root / "vite.config.mjs"), str(self.root)]
+        self.log = folder / "vite.log"
+        self.env = {**os.environ, "TTF_VITE_PORT": str(port), "NO_COLOR": "1", **env}
+        self.proc = Proc(self.argv, "vite", self.log, cwd=self.root, env=self.env)
 
     def start(self) -> "ViteApp":
+        if self.proc.popen is not None:  # a restart: a new process, same port and settings
+            self.proc = Proc(self.argv, "vite", self.log, cwd=self.root, env=self.env)
         self.proc.start()
         try:
             self.proc.wait_line(lambda line: f"127.0.0.1:{self.port}/" in line, 60)
@@ -220,6 +223,38 @@ async def test_a_vite_edit_arrives_as_a_hot_update_through_the_tunnel(browser, v
         updates = [e for e in log if e.get("event") == "message" and e.get("type") == "update"]
         assert len(updates) >= 2, log
         assert not [e for e in log if e.get("event") == "close"], log
+    finally:
+        await context.close()
+
+
+async def test_what_vite_does_when_its_dev_server_restarts_behind_the_tunnel(browser, vite_default):
+    """The app's side closes: the caller socket ends (1000, all an app's close can be through API
+    Gateway); Vite's client polls with `vite-ping` sockets (each refused at the handshake while
+    nothing listens) and reloads the page once the restarted server answers one."""
+    app, tunnel, state = vite_default
+    context, view = await open_vite_page(browser, tunnel.public_url.rstrip("/") + "/")
+    try:
+        first_load = await view.page.evaluate("document.body.dataset.loadedAt")
+        await asyncio.to_thread(app.stop)
+        await view.until("() => JSON.parse(sessionStorage.getItem('ttf-sockets') || '[]')"
+                         ".some(e => e.event === 'close' && e.proto === 'vite-hmr')", "the HMR socket closed", timeout=15)
+        log = await view.sockets()
+        closes = [e for e in log if e.get("event") == "close" and e.get("proto") == "vite-hmr"]
+        # 1000; Chromium reports wasClean false after the emulator's DeleteConnection (true after its
+        # idle close): Vite 8's client does the same either way
+        assert closes[0]["code"] == 1000, log
+        await asyncio.sleep(3)  # the measured interval: Vite keeps polling while its server is down
+        assert await view.page.evaluate("document.body.dataset.loadedAt") == first_load, "reloaded while the server was down"
+        restarted = time.monotonic()
+        await asyncio.to_thread(app.start)
+        await view.until("() => JSON.parse(sessionStorage.getItem('ttf-sockets') || '[]')"
+                         ".filter(e => e.event === 'open' && e.proto === 'vite-hmr').length >= 2",
+                         "Vite reloaded the page and opened a new HMR socket", timeout=30)
+        print(f"\nvite restart: closed {closes[0]}, page reloaded with a new socket "
+              f"{time.monotonic() - restarted:.1f} s after the server was started again", file=sys.stderr)
+        await view.until("() => document.getElementById('msg').textContent === 'version 1'", "the reloaded page rendered")
+        assert await view.page.evaluate("document.body.dataset.loadedAt") != first_load, "no reload happened"
+        await hot_update(app, view, "after the restart", 1)
     finally:
         await context.close()
 
