@@ -101,7 +101,8 @@ async def warm_up_with_origin(stack: StackInfo, tunnel: Tunnel, origin: str, wit
     while True:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-                async with caller_url(stack, tunnel.tunnel_id).connect(session, headers={"Origin": origin}) as ws:
+                headers = {"Origin": origin} if origin else {}
+                async with caller_url(stack, tunnel.tunnel_id).connect(session, headers=headers) as ws:
                     await ws.send_str("warm")
                     if (await ws.receive(timeout=15)).type == aiohttp.WSMsgType.TEXT:
                         return
@@ -109,3 +110,19 @@ async def warm_up_with_origin(stack: StackInfo, tunnel: Tunnel, origin: str, wit
             pass
         if loop.time() > deadline:
             pytest.fail(f"no echo through the caller WebSocket API within {within_s} s")
+
+
+async def test_keep_host_gives_the_app_the_sockets_public_host(stack, agent_factory):
+    """Without --keep-host the app's Host is the local target (the test above); with it, the host the
+    caller's socket named, without a port: caller_connect takes the caller API as wss on 443
+    (terraform: PUBLIC_HTTP_URL ""), so on the local stack the caller port is not in it."""
+    port = free_port()
+    tunnel: Tunnel = await asyncio.to_thread(agent_factory, port, "--keep-host")
+    public = caller_url(stack, tunnel.tunnel_id).host
+    async with OriginApp(port, [None]):
+        await warm_up_with_origin(stack, tunnel, "")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            async with caller_url(stack, tunnel.tunnel_id).connect(session) as ws:
+                await ws.send_str("host?")
+                seen = json.loads(await receive_text(ws, timeout=20))
+    assert seen["host"] == urlsplit(f"ws://{public}").hostname, (seen, public)
