@@ -145,7 +145,7 @@ class TunnelSession:
         message = protocol.decode(frame)
         assert isinstance(message, (protocol.HttpResponse, protocol.Error))
         loop = asyncio.get_running_loop()
-        sender: Sender[Answer] = Sender(window=1, timer=self.rto)
+        sender: Sender[Answer] = Sender(window=1, timer=self.rto, confirm_writes=True)
         sender.offer(message, deadline if deadline is not None else loop.time() + FORWARD_WAIT_S)
         self._unacked[message.request_id] = sender
         return await self._send_due(message.request_id, sender, loop.time())
@@ -153,17 +153,21 @@ class TunnelSession:
     async def _send_due(self, request_id: str, sender: Sender[Answer], now: float) -> bool:
         sent = True
         for send in sender.due(now):
-            if not send.attempt:
-                self._first_sent[request_id] = now
-            elif self._first_sent.pop(request_id, None) is not None:
-                self.rto.backoff()  # the first timer of this answer ran out: the edge is slower than we thought
             if send.attempt:
+                if self._first_sent.pop(request_id, None) is not None:
+                    self.rto.backoff()  # the first timer of this answer ran out: the edge is slower than we thought
                 self.resent += 1
                 log.info("resending the answer to %s (attempt %d): no ack yet", request_id, send.attempt + 1)
             # The first copy asks for no ack of its own: forward tells the agent in the next request it
             # posts here (``acks``), which costs nothing. A resend asks for one.
             frame = protocol.encode(dataclasses.replace(send.payload, seq=send.seq, ack=send.attempt > 0))
             sent = await self.send(frame) and sent
+            # Timers run from when the frame is written: time spent waiting for the pacer's token
+            # (ttf.pacing) is neither a lost copy nor the edge's round trip.
+            written_at = asyncio.get_running_loop().time()
+            sender.written(send.seq, written_at)
+            if not send.attempt and request_id in self._unacked:
+                self._first_sent[request_id] = written_at
         if sender.done:
             self._unacked.pop(request_id, None)
             self._first_sent.pop(request_id, None)
@@ -332,7 +336,7 @@ class TunnelSession:
             try:
                 if req.stream is not None and self._streamer is not None:  # admitted above: serve() releases it
                     streamed = await self._streamer.serve(req, self.send, deadline,
-                                                         self.pacer.ready if self.pacer else None)
+                                                         self.pacer.ready if self.pacer else None, self.rto)
                     if streamed.frame is not None:  # it failed before the head: a whole `error` answer
                         await self.answer(streamed.frame, deadline)
                     self._emit(streamed.event)

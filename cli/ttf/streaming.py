@@ -12,8 +12,9 @@ Bounds (nothing here buffers without bound):
   STREAM_SEGMENTS_UNREAD segments; with the window full the local body is not read, so TCP pushes
   back on the local app. Held per stream: the un-read frames' copies (window x 22 KiB of base64)
   plus at most one segment being gathered or uploaded (8 MiB).
-* a frame not read after RESEND_S is sent again (then 2x, at most RESEND_MAX_S) while the request's
-  time lasts (``time_left_ms``); the local call lasts at most that long too.
+* a frame not read after RESEND_S is sent again (then 2x, at most RESEND_MAX_S, and never sooner than
+  the socket's learnt resend delay, ``chunks.RetransmitTimer``; timed from when the frame was written)
+  while the request's time lasts (``time_left_ms``); the local call lasts at most that long too.
 * ``stream_cancel`` stops the local request at once (its connection is closed) and nothing more is sent.
 * ``max_streams`` (StreamSlots, shared by a tunnel's sockets) caps the streamed answers in flight;
   past it the request is answered ``error``/``tunnel_busy`` at once.
@@ -37,7 +38,7 @@ from typing import Any, Awaitable, Callable, Protocol
 import aiohttp
 
 from httptunnel import protocol
-from httptunnel.chunks import Sender
+from httptunnel.chunks import RetransmitTimer, Sender
 from httptunnel.protocol import (
     STREAM_CHUNK_MAX, STREAM_SEGMENT_MAX, STREAM_SEGMENTS_UNREAD, Headers, HttpRequest, segment_key,
 )
@@ -128,6 +129,7 @@ class _Outgoing:
     deadline: float  # loop time
     send: Send
     ready: Ready | None = None  # the socket's pacer: the next piece is cut once a frame may go out
+    timer: RetransmitTimer | None = None  # the socket's learnt resend delay (ttf.session): no resend sooner
     sender: Sender[str] = field(init=False)
     read_seq: int = -1
     segments: list[int] = field(default_factory=list)  # seqs of segment notices not yet read
@@ -136,7 +138,8 @@ class _Outgoing:
     resent: int = 0
 
     def __post_init__(self) -> None:
-        self.sender = Sender(window=self.window, rto=RESEND_S, rto_max=RESEND_MAX_S)
+        self.sender = Sender(window=self.window, rto=RESEND_S, rto_max=RESEND_MAX_S, timer=self.timer,
+                             confirm_writes=True)
 
     @property
     def next_seq(self) -> int:
@@ -179,6 +182,7 @@ class _Outgoing:
                     self.resent += 1
                     log.debug("resending frame %d of %s (attempt %d)", due.seq, self.request_id, due.attempt + 1)
                 await self.send(due.payload)
+                self.sender.written(due.seq, loop.time())  # the pacer may have held it: its timer starts now
             if self.sender.expired:
                 log.warning("stream %s: the edge did not read %d frame(s) before its time was over",
                             self.request_id, len(self.sender.expired))
@@ -247,15 +251,16 @@ class Streamer:
             pump.cancel()
 
     async def serve(self, req: HttpRequest, send: Send, deadline: float | None,
-                    ready: Ready | None = None) -> StreamResult:
+                    ready: Ready | None = None, timer: RetransmitTimer | None = None) -> StreamResult:
         """Stream one answer. The slot admit() took is released when the local request ends (the last
         frames' resends, bounded by the request's time, do not hold it). ``deadline``: loop time."""
         try:
-            return await self._serve(req, send, deadline, ready)
+            return await self._serve(req, send, deadline, ready, timer)
         finally:
             self.release(req.request_id)
 
-    async def _serve(self, req: HttpRequest, send: Send, deadline: float | None, ready: Ready | None) -> StreamResult:
+    async def _serve(self, req: HttpRequest, send: Send, deadline: float | None, ready: Ready | None,
+                     timer: RetransmitTimer | None) -> StreamResult:
         offer = Offer.of(req)
         assert offer is not None
         fwd = self.forwarder
@@ -263,7 +268,7 @@ class Streamer:
         limit = fwd.local_limit(req)
         started, started_at = fwd.clock(), fwd.wall()
         end_at = loop.time() + limit if deadline is None else min(deadline, loop.time() + limit)
-        out = _Outgoing(req.request_id, offer.window, end_at, send, ready)
+        out = _Outgoing(req.request_id, offer.window, end_at, send, ready, timer)
         out.cancelled = self._early_cancels.pop(req.request_id, None)
         if out.cancelled is not None:  # the edge gave up before the local request started
             # 499: the caller went away first (nginx's "client closed request"); nothing reached the edge

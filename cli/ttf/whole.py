@@ -52,11 +52,6 @@ class Early:
     complete: bool
 
 
-def media_type(headers: Headers) -> str:
-    found = protocol.header_lookup(headers, "content-type")
-    return found[0].split(";", 1)[0].strip().lower() if found else ""
-
-
 def declared_length(headers: Headers) -> int | None:
     found = protocol.header_lookup(headers, "content-length")
     try:
@@ -67,7 +62,7 @@ def declared_length(headers: Headers) -> int | None:
 
 def may_go_whole(headers: Headers) -> bool:
     """False when the answer streams without waiting: an open-ended type, or a declared length past the read cap."""
-    if media_type(headers) in OPEN_ENDED:
+    if protocol.media_type(headers) in OPEN_ENDED:
         return False
     length = declared_length(headers)
     return length is None or length <= WHOLE_READ_MAX

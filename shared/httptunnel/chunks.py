@@ -17,6 +17,7 @@ is the same machine with ``window=1``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -96,6 +97,9 @@ class Sender(Generic[T]):
     rto: float = RTO_S
     rto_max: float = RTO_MAX_S
     timer: RetransmitTimer | None = None
+    # True: the caller reports when each copy reaches the wire (``written``), and a copy's timer does
+    # not run before that (a paced socket may hold a copy back for longer than the resend delay)
+    confirm_writes: bool = False
     next_seq: int = 0
     _waiting: list[_Out[T]] = field(default_factory=list)  # numbered, beyond the window
     _inflight: dict[int, _Out[T]] = field(default_factory=dict)  # sent, not yet acknowledged
@@ -137,8 +141,15 @@ class Sender(Generic[T]):
             if now >= self._next_at(out):
                 sends.append(Send(out.seq, out.payload, out.attempts))
                 out.attempts += 1
-                out.last_sent = now
+                out.last_sent = math.inf if self.confirm_writes else now
         return sends
+
+    def written(self, seq: int, at: float) -> None:
+        """The copy ``due()`` handed out for ``seq`` reached the wire at ``at`` (a paced socket may hold
+        it back a while): its resend timer runs from then, not from when it was handed out."""
+        out = self._inflight.get(seq)
+        if out is not None and out.last_sent is not None:
+            out.last_sent = at
 
     def _next_at(self, out: _Out[T]) -> float:
         """When ``out`` is (re)sent: at once if never sent, else its last copy + rto x 2^(copies-1)

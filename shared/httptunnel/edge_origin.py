@@ -31,11 +31,11 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import ipaddress
-import threading
 import time
 
 from . import aws, config, events
 from .replies import ForwardResult, fail
+from .ttlmap import TTLMap
 
 HOST_HEADER = "x-tunnel-host"
 VIEWER_HEADER = "x-tunnel-viewer-address"
@@ -46,8 +46,7 @@ MIN_SECRET_BYTES = 32
 REFETCH_S = 60.0  # a mismatching request re-reads the secret at most this often per container
 BYPASS_MESSAGE = "this function URL is served through the tunnel's domain only"
 
-_lock = threading.Lock()
-_cached: dict[str, tuple[bytes, float]] = {}  # parameter name -> (secret, monotonic time read)
+_cached: TTLMap[str, tuple[bytes, float]] = TTLMap(4)  # parameter name -> (secret, monotonic time read)
 
 
 def fronted() -> bool:
@@ -57,8 +56,7 @@ def fronted() -> bool:
 
 def reset() -> None:
     """Forget the secret (tests: a fresh container)."""
-    with _lock:
-        _cached.clear()
+    _cached.clear()
 
 
 def _read(name: str) -> bytes:
@@ -71,13 +69,11 @@ def _read(name: str) -> bytes:
 
 def _secret(name: str, refresh: bool) -> bytes:
     """The secret, read once; re-read on ``refresh`` if the last read is REFETCH_S old."""
-    with _lock:
-        held = _cached.get(name)
-        if held is not None and (not refresh or time.monotonic() - held[1] < REFETCH_S):
-            return held[0]
+    held = _cached.get(name)
+    if held is not None and (not refresh or time.monotonic() - held[1] < REFETCH_S):
+        return held[0]
     value = _read(name)
-    with _lock:
-        _cached[name] = (value, time.monotonic())
+    _cached.put(name, (value, time.monotonic()))
     return value
 
 

@@ -541,6 +541,12 @@ def header_lookup(headers: Mapping[str, list[str]], name: str) -> list[str]:
     return out
 
 
+def media_type(headers: Mapping[str, list[str]]) -> str:
+    """The first Content-Type's media type, lower case, without parameters ("" when none)."""
+    found = header_lookup(headers, "content-type")
+    return found[0].split(";", 1)[0].strip().lower() if found else ""
+
+
 # Headers that describe one connection, never forwarded by a proxy (RFC 9110 §7.6.1), plus
 # the legacy ones proxies still meet. The server (both ways) and the agent strip the same set.
 HOP_BY_HOP = frozenset({

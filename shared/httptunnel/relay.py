@@ -170,7 +170,7 @@ def _relay(context: to_caller.StreamOpener, done: Exchanged, req: events.HttpEve
     if to_caller.rewrites_body(headers, done.route, done.conn.rewrite, done.conn.rewrite_json):
         return _gathered(context, done, status, headers, reader)
     stream = to_caller.open_head(context, status, headers)
-    sse = to_caller.media_type(headers) == "text/event-stream"
+    sse = protocol.media_type(headers) == "text/event-stream"
     sent = frames = 0
     while True:
         frame = reader.next_frame()

@@ -91,11 +91,6 @@ def _first(headers: Headers, name: str) -> str:
     return values[0] if values else ""
 
 
-def media_type(headers: Headers) -> str:
-    """The Content-Type's media type, lower case ("" when none)."""
-    return _first(headers, "content-type").split(";", 1)[0].strip().lower()
-
-
 @dataclass(frozen=True)
 class Answer:
     """The answer as the caller gets it, before it is rendered for an edge."""

@@ -50,13 +50,18 @@ def connection_for(tunnel_id: str) -> store.Connection | None:
     found = CONNECTIONS.get(tunnel_id, MISSING)
     if found is not MISSING:
         return found
-    conn = sealed.opened(store.newest_connection_for_tunnel(tunnel_id))
+    conn = _newest(tunnel_id)
     if conn is None:
         connecting_until = _connecting_until(tunnel_id)
         if connecting_until is not None:
             return _wait_for_index(tunnel_id, connecting_until)  # found or not: not remembered as absent
     CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S)
     return conn
+
+
+def _newest(tunnel_id: str) -> store.Connection | None:
+    """The tunnel's newest connection row from the GSI, its webhook secrets opened."""
+    return sealed.opened(store.newest_connection_for_tunnel(tunnel_id))
 
 
 def _connecting_until(tunnel_id: str) -> float | None:
@@ -74,7 +79,7 @@ def _wait_for_index(tunnel_id: str, until: float) -> store.Connection | None:
     while (left := until - time.time()) > 0:
         time.sleep(min(INDEX_POLL_S[min(attempt, len(INDEX_POLL_S) - 1)], left))  # GSI lag, bounded by `until`
         attempt += 1
-        conn = sealed.opened(store.newest_connection_for_tunnel(tunnel_id))
+        conn = _newest(tunnel_id)
         if conn is not None:
             CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S)
             return conn

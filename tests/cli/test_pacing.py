@@ -312,3 +312,32 @@ async def test_an_older_server_advertises_nothing_and_the_session_does_not_pace(
     times = await answers_arrival_times(gateway, local_app, running, None)
     assert over_budget(times, 10, 2) > 0  # 12 answers at once: the control for the test above
 
+
+
+async def test_time_spent_waiting_for_a_token_is_not_counted_as_the_edges_round_trip(gateway, local_app, running) -> None:
+    """Four answers queued behind the pacer (1 token per 1.25 s), each acknowledged the moment it
+    arrives: the edge answered at once, so the learnt resend delay stays at its 1 s floor and an
+    unacknowledged fifth answer is resent as soon as the pacer allows (~1.25 s). Counting the
+    pacer's wait as round trip (0, 1.25, 2.5, 3.75 s) would put the first resend past 4 s."""
+    gateway.speaks = ("ack",)
+    plain = gateway._established
+    gateway._established = lambda conn: plain(conn) | {"limits": {"messages_per_s": 1, "messages_burst": 1}}
+    app, port = local_app
+    running(make_config(gateway, port, heartbeat_interval=60.0))
+    await wait_until(lambda: gateway.conns and any(m.get("type") == "ready" for m in gateway.conns[0].received),
+                     what="ready")
+    conn = gateway.conns[0]
+    for i in range(4):
+        await conn.request_frame(f"p{i}", "GET", f"/echo?i={i}", time_left_ms=25_000)
+    for _ in range(4):
+        reply = await conn.next_reply(timeout=10)
+        assert "seq" in reply and not reply.get("ack")
+        await conn.send({"type": "ack", "request_id": reply["request_id"], "seq": reply["seq"]})
+    loop = asyncio.get_running_loop()
+    await conn.request_frame("last", "GET", "/echo", time_left_ms=25_000)
+    first = await conn.next_reply(timeout=5)
+    sent_at = loop.time()
+    again = await conn.next_reply(timeout=10)
+    waited = loop.time() - sent_at
+    assert first["request_id"] == again["request_id"] == "last" and again["ack"] is True
+    assert waited < 3.0, waited

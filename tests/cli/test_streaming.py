@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from httptunnel import protocol
+from httptunnel.chunks import RetransmitTimer
 from httptunnel.limits import AGENT_MESSAGE_MAX
 from httptunnel.protocol import STREAM_CHUNK_MAX, STREAM_SEGMENT_MAX
 from ttf.events import StreamStarted, TunnelEstablished
@@ -268,6 +269,32 @@ async def test_a_frame_not_read_is_resent_after_2_s_and_an_ack_ends_it(setup: Se
     edge.ack_through("r1", 2)
     result = await asyncio.wait_for(task, 5)
     assert result.event.error is None and streamer.active == {}
+
+
+async def test_a_frame_is_not_resent_sooner_than_the_sockets_learnt_delay(setup: Setup) -> None:
+    """The socket's acks took ~1 s (RetransmitTimer: 3 s): an unread head waits 3 s, not the fixed 2 s."""
+    streamer, edge, app = await setup()
+    edge.reading = False
+    app.script = [(0, b"hello")]
+    timer = RetransmitTimer()
+    timer.sample(1.0)
+    assert timer.rto == pytest.approx(3.0)
+    loop = asyncio.get_running_loop()
+    sent_at: list[float] = []
+    send = edge.send
+
+    async def timed(frame: str) -> bool:
+        if protocol.decode(frame).seq == 0:
+            sent_at.append(loop.time())
+        return await send(frame)
+
+    req = stream_request("r1", "/script")
+    assert streamer.admit(req.request_id)
+    task = asyncio.create_task(streamer.serve(req, timed, None, timer=timer))
+    await wait_until(lambda: len(sent_at) == 2, timeout=6, what="the head resent")
+    assert sent_at[1] - sent_at[0] >= 2.9
+    edge.ack_through("r1", 2)
+    await asyncio.wait_for(task, 5)
 
 
 async def test_stream_cancel_stops_the_local_request_at_once(setup: Setup) -> None:

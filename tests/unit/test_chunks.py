@@ -64,6 +64,21 @@ def test_a_slower_timer_postpones_resends_already_scheduled() -> None:
     assert sender.next_wakeup() == RTO_CEILING_S + 2.0
 
 
+def test_with_confirmed_writes_a_copy_times_out_only_from_when_it_was_written() -> None:
+    """A paced socket holds a copy back 1.25 s: its 1 s timer must not run out before it is on the wire."""
+    s: Sender[str] = Sender(window=2, rto=1.0, rto_max=4.0, confirm_writes=True)
+    s.offer("a", deadline=100.0)
+    assert [d.seq for d in s.due(0.0)] == [0]
+    assert s.due(1.2) == [] and s.next_wakeup() == 100.0  # still waiting for its token: no timer yet
+    s.written(0, 1.25)
+    assert s.due(2.2) == [] and s.next_wakeup() == pytest.approx(2.25)
+    assert [(d.seq, d.attempt) for d in s.due(2.25)] == [(0, 1)]
+    unconfirmed: Sender[str] = Sender(window=2, rto=1.0, rto_max=4.0)
+    unconfirmed.offer("a", deadline=100.0)
+    unconfirmed.due(0.0)
+    assert [(d.seq, d.attempt) for d in unconfirmed.due(1.0)] == [(0, 1)]  # the control: timed from due()
+
+
 def test_an_ack_stops_the_resends() -> None:
     sender: Sender[str] = Sender(window=1)
     sender.offer("answer", deadline=25.0)

@@ -60,3 +60,51 @@ def test_first_poll_never_outlasts_the_deadline(monkeypatch):
     started = time.monotonic()
     assert waiting.wait_for_answer("r", "c", started + 0.02, first_poll_s=5.0) == replies.TIMEOUT
     assert time.monotonic() - started < 0.5 and reads
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def reads_until_answered(monkeypatch, first_poll_s: float, answer_at: float) -> tuple[list[float], float]:
+    """wait_for_answer on a fake clock, the answer row appearing ``answer_at`` s after the post:
+    the reads' times and when the answer was seen."""
+    clock = FakeClock()
+    monkeypatch.setattr(waiting.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(waiting.time, "sleep", clock.sleep)
+    monkeypatch.setattr(waiting.store, "connection_exists", lambda cid: True)
+    started, reads = clock.now, []
+
+    def get_answer(rid: str, cid: str) -> object:
+        reads.append(clock.now - started)
+        return "answer" if clock.now - started >= answer_at else None
+
+    monkeypatch.setattr(waiting.store, "get_answer", get_answer)
+    assert waiting.wait_for_answer("r", "c", started + 25.0, first_poll_s) == "answer"
+    return reads, clock.now - started
+
+
+@pytest.mark.parametrize("answer_at", [0.030, 0.042, 0.055, 0.060])
+def test_around_the_expected_answer_time_reads_come_every_5_ms(monkeypatch, answer_at):
+    """A tunnel that answers in ~42 ms: the first read at 0.7 x 42 ms, then every 5 ms until 1.5 x 42 ms.
+    The answer is seen within 5 ms of landing (the backoff's reads at 29, 34, 41.5, 52.8 ms saw an
+    answer at 42 ms 11 ms late) for about as many reads."""
+    median = 0.042
+    reads, seen = reads_until_answered(monkeypatch, waiting.FIRST_POLL_FRACTION * median, answer_at)
+    assert seen - answer_at <= waiting.POLL_START_S + 1e-9
+    assert len(reads) <= 2 + (answer_at - waiting.FIRST_POLL_FRACTION * median) / waiting.POLL_START_S
+
+
+def test_past_the_dense_window_and_for_slow_tunnels_the_backoff_runs(monkeypatch):
+    late, _ = reads_until_answered(monkeypatch, waiting.FIRST_POLL_FRACTION * 0.042, 1.0)
+    assert len(late) <= 12 + 20  # the dense window's ~7 reads, then the backoff's
+    slow, _ = reads_until_answered(monkeypatch, waiting.FIRST_POLL_MAX_S, 0.3)
+    gaps = [b - a for a, b in zip(slow, slow[1:], strict=False)]
+    assert gaps[:3] == pytest.approx([0.005, 0.0075, 0.01125])  # a capped first poll says nothing of when the answer comes

@@ -105,3 +105,14 @@ def test_an_inline_chunk_of_the_biggest_size_fits_one_agent_message():
     chunk = protocol.HttpResponseChunk(request_id="x" * 72, seq=10**9,
                                        body=protocol.b64encode(b"\xff" * protocol.STREAM_CHUNK_MAX))
     assert len(protocol.encode(chunk).encode()) <= limits.AGENT_MESSAGE_MAX
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ({"Content-Type": ["Text/Event-Stream; charset=utf-8"]}, "text/event-stream"),
+    ({"content-type": ["application/json"], "Content-Type": ["text/html"]}, "application/json"),
+    ({"X-Other": ["text/plain"]}, ""),
+    ({"Content-Type": [" application/x-ndjson "]}, "application/x-ndjson"),
+])
+def test_media_type_is_the_first_content_types_lower_case_without_parameters(headers, expected) -> None:
+    """One helper for the edge (relay: is it SSE?) and the agent (ttf.whole: is it open-ended?)."""
+    assert protocol.media_type(headers) == expected
