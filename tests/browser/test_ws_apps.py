@@ -1,6 +1,7 @@
 """Real WebSocket apps through the tunnel (issue 24 item 5): Vite's dev server from npm with its page
-in headless Chromium (a file edit arrives as a hot update over the caller WebSocket), and
-graphql-ws's server with graphql-ws's own client. The apps and their pinned dependencies are
+in headless Chromium (a file edit arrives as a hot update over the caller WebSocket),
+graphql-ws's server with graphql-ws's own client, and an origin-checking server (Python
+`websockets`, `origins=`) with a page whose browser sends the Origin itself. The apps and their pinned dependencies are
 tests/browser/apps (package.json + package-lock.json, `npm ci` by `make test-browser`); nothing here
 touches the network. README "WebSockets: what each framework needs" states what these show.
 
@@ -19,13 +20,12 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -34,6 +34,7 @@ from scripts.harness.stack import LocalStack
 from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Tunnel, start_agent
+from tests.e2e.test_ws_apps import echo_what_it_saw, free_port
 
 pytestmark = pytest.mark.browser
 stack = e2e.stack  # the local stack fixture of tests/e2e (session scope)
@@ -52,15 +53,6 @@ def node_modules() -> None:
         pytest.fail(f"{VITE} is missing: run `make test-browser` (it runs `npm ci` in {APPS})", pytrace=False)
     if shutil.which("node") is None:
         pytest.fail("node is not on PATH: these tests run Vite and graphql-ws under Node >= 20.19", pytrace=False)
-
-
-def free_port() -> int:
-    """A port for Vite to listen on, known before the tunnel starts (Vite's hmr settings name the
-    tunnel, the tunnel names Vite's port). Released before Vite binds it: a small race, as in
-    tests/e2e/test_commands.py."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ViteApp:
@@ -443,3 +435,55 @@ async def test_graphql_ws_subscriptions_pass_with_its_own_client(stack, graphql_
     finally:
         tunnel.agent.stop()
 
+
+
+# ---- an origin-checking server and a real browser's Origin --------------------------------------------
+
+ORIGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>origin</title><body><script>
+const ws = new WebSocket(new URLSearchParams(location.search).get("ws"));
+ws.onopen = () => ws.send("which origin?");
+ws.onmessage = (e) => { document.body.dataset.seen = e.data; ws.close(1000); };
+ws.onclose = (e) => { document.body.dataset.closed = String(e.code); };
+</script></body>"""
+
+
+async def serve_page(connection: Any, request: Any) -> Any:
+    """Plain GETs get the page; upgrades go on to the handshake (and its origin check)."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return None
+    response = connection.respond(200, ORIGIN_PAGE)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    return response
+
+
+async def test_a_browser_page_through_the_tunnel_sends_its_origin_to_an_origin_checking_server(browser, stack, tmp_path):
+    """The browser's own Origin (not one a test wrote): the page's, `http://<id>.localhost:<http
+    port>`, reaches the app unchanged; `origins=` listing it accepts the socket, listing only the
+    app's local origin refuses it (the browser sees the handshake fail: 1006)."""
+    from websockets.asyncio.server import serve
+    port = free_port()
+    tunnel: Tunnel = await asyncio.to_thread(start_agent, stack, port, tmp_path)
+    page_origin = tunnel.public_url.rstrip("/")
+    caller = json.loads(stack.state_file.read_text())["caller_ws_url_template"].replace("{tunnel_id}", tunnel.tunnel_id)
+    url = f"{page_origin}/?ws={quote(caller, safe='')}"
+    try:
+        for origins, accepted in (([page_origin], True), ([f"http://127.0.0.1:{port}", f"http://localhost:{port}"], False)):
+            async with serve(echo_what_it_saw, "127.0.0.1", port, origins=origins, process_request=serve_page):
+                context = await browser.new_context()
+                try:
+                    page = await context.new_page()
+                    response = await page.goto(url)
+                    assert response is not None and response.status == 200, (response and response.status)
+                    await page.wait_for_function("() => document.body.dataset.closed", timeout=60_000)
+                    seen = await page.evaluate("document.body.dataset.seen")
+                    closed = await page.evaluate("document.body.dataset.closed")
+                finally:
+                    await context.close()
+            if accepted:
+                assert json.loads(seen) == {"origin": page_origin, "host": f"127.0.0.1:{port}", "message": "which origin?"}
+                assert closed == "1000"
+            else:
+                assert seen is None and closed == "1006", (origins, seen, closed)
+    finally:
+        tunnel.agent.stop()
