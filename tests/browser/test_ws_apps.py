@@ -251,6 +251,46 @@ async def test_what_vite_does_when_its_dev_server_restarts_behind_the_tunnel(bro
         await context.close()
 
 
+async def test_what_vite_does_when_ttf_restarts(browser, stack, tmp_path):
+    """The agent goes away and comes back (same tunnel id, reclaimed from its state folder): the
+    page's socket ends, Vite polls through the tunnel (refused while the tunnel is offline) and
+    reloads the page once the new agent answers a ping."""
+    node_modules()
+    port = free_port()
+    tunnel: Tunnel = await asyncio.to_thread(start_agent, stack, port, tmp_path)
+    state = json.loads(stack.state_file.read_text())
+    app = ViteApp(tmp_path, port, hmr_env(state["caller_ws_url_template"], tunnel.tunnel_id))
+    again: Tunnel | None = None
+    try:
+        await asyncio.to_thread(app.start)
+        context, view = await open_vite_page(browser, tunnel.public_url.rstrip("/") + "/")
+        try:
+            first_load = await view.page.evaluate("document.body.dataset.loadedAt")
+            await asyncio.to_thread(tunnel.agent.stop)
+            await view.until("() => JSON.parse(sessionStorage.getItem('ttf-sockets') || '[]')"
+                             ".some(e => e.event === 'close' && e.proto === 'vite-hmr')", "the HMR socket closed", timeout=40)
+            closes = [e for e in await view.sockets() if e.get("event") == "close"]
+            restarted = time.monotonic()
+            again = await asyncio.to_thread(start_agent, stack, port, tmp_path)
+            assert again.tunnel_id == tunnel.tunnel_id, "the restarted ttf did not reclaim its tunnel id"
+            await view.until("() => JSON.parse(sessionStorage.getItem('ttf-sockets') || '[]')"
+                             ".filter(e => e.event === 'open' && e.proto === 'vite-hmr').length >= 2",
+                             "Vite reloaded the page and opened a new HMR socket", timeout=40)
+            print(f"\nvite after a ttf restart: closed {closes[0]}, page reloaded with a new socket "
+                  f"{time.monotonic() - restarted:.1f} s after the new ttf was up", file=sys.stderr)
+            assert closes[0]["code"] == 1000, closes
+            await view.until("() => document.getElementById('msg').textContent === 'version 1'", "the reloaded page rendered")
+            assert await view.page.evaluate("document.body.dataset.loadedAt") != first_load, "no reload happened"
+            await hot_update(app, view, "after ttf restarted", 1)
+        finally:
+            await context.close()
+    finally:
+        app.stop()
+        tunnel.agent.stop()
+        if again is not None:
+            again.agent.stop()
+
+
 # ---- a private stack: a non-localhost tunnel domain and a short idle limit ---------------------------
 
 @pytest.fixture(scope="module")
