@@ -527,3 +527,41 @@ async def test_a_browser_page_through_the_tunnel_sends_its_origin_to_an_origin_c
                 assert seen is None and closed == "1006", (origins, seen, closed)
     finally:
         tunnel.agent.stop()
+
+
+# ---- Socket.IO: its server and its own client ------------------------------------------------------
+
+async def test_socket_io_passes_with_its_own_client_on_path_slash(stack, tmp_path):
+    """Socket.IO with `path: '/'` and the WebSocket transport on both sides, through the caller
+    API's query form: the app's welcome (it speaks first), 20 acked messages one by one in order, and
+    20 at once whose acks all match (Socket.IO acks by id; the order the app got the burst in is
+    printed, not asserted: shared/README.md "Ordering")."""
+    node_modules()
+    proc = Proc(["node", str(APPS / "socketio-server.mjs")], "socket.io", tmp_path / "socketio.log", cwd=APPS).start()
+    tunnel: Tunnel | None = None
+    try:
+        port = int(json.loads(proc.wait_line(lambda l: '"listening"' in l, 30))["port"])
+        tunnel = await asyncio.to_thread(start_agent, stack, port, tmp_path)
+        base = urlsplit(json.loads(stack.state_file.read_text())["caller_ws_url"])
+        # no stage path: Socket.IO reads a URL's path as its namespace (the emulator takes every path to the stage)
+        done = await asyncio.to_thread(subprocess.run, ["node", str(APPS / "socketio-client.mjs"),
+                                                        f"http://{base.netloc}", tunnel.tunnel_id],
+                                       cwd=APPS, capture_output=True, text=True, timeout=90)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        assert done.returncode == 0 and lines, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+        got = json.loads(lines[-1])
+        assert got["welcome"] == "héllo from the app ✓" and got["transport"] == "websocket", got
+        assert got["sequential"] == [f"echo {n}" for n in range(20)], got
+        assert got["burst"] == [f"echo {100 + n}" for n in range(20)], got
+        connection = json.loads(proc.wait_line(lambda l: '"connection"' in l, 15))
+        assert connection["query"] == {"EIO": "4", "transport": "websocket"}, connection  # `tunnel` removed
+        ended = json.loads(proc.wait_line(lambda l: '"disconnect"' in l, 15))
+        order = ended["order"]
+        assert order[:20] == list(range(20)) and sorted(order[20:]) == list(range(100, 120)), ended
+        burst = order[20:]
+        print(f"\nsocket.io burst of 20: {sum(1 for i, n in enumerate(burst) if n != 100 + i)} out of place at the app; "
+              f"disconnect reason {ended['reason']!r}", file=sys.stderr)
+    finally:
+        if tunnel is not None:
+            tunnel.agent.stop()
+        proc.stop()
