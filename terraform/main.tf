@@ -401,8 +401,8 @@ module "functions" {
   s3_bucket            = aws_s3_object.code[each.key].bucket
   s3_key               = aws_s3_object.code[each.key].key
   layers               = [aws_lambda_layer_version.this.arn]
-  environment          = merge(local.environment[each.key], lookup(local.kms_environment, each.key, {}))       # kms.tf
-  policy_statements    = concat(local.policy_statements[each.key], lookup(local.kms_statements, each.key, [])) # kms.tf
+  environment          = merge(local.environment[each.key], lookup(local.kms_environment, each.key, {}), lookup(local.fairness_caller_environment, each.key, {})) # kms.tf, fairness.tf
+  policy_statements    = concat(local.policy_statements[each.key], lookup(local.kms_statements, each.key, []))                                                    # kms.tf
   log_retention_days   = var.log_retention_days
   snap_start           = var.snap_start && each.key != "forward_stream" # off until the wrapper is verified with it on AWS
 }

@@ -116,7 +116,10 @@ class TunnelSession:
             await self.answer(error_frame(request_id, "local_service_unavailable", "agent stopped before answering"))
 
     async def close(self) -> None:
-        """Close the socket and stop everything this session started."""
+        """Close the socket and stop everything this session started. Its caller sockets end first,
+        while the socket still carries their ``ws_close`` (a retired or stopping socket)."""
+        if self.sockets is not None:
+            await self.sockets.close_all()
         await close_quietly(self.ws)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)

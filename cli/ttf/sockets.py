@@ -15,9 +15,15 @@ choice goes back in ``ws_opened``. Then:
   the app's close is sent on after what it wrote was delivered (at most ``CLOSE_DRAIN_S``), and the
   caller sees 1000 (AWS's DeleteConnection). A binary message from the app, one too big for a
   frame, or a full queue ends both sides.
-* at most ``max_sockets`` per tunnel socket (past it: ``ws_refused`` 429 ``tunnel_busy``).
+* at most ``SocketCap.limit`` per tunnel (``--max-websockets``), over all its sockets (a renewal's
+  old and new one together; past it: ``ws_refused`` 429 ``tunnel_busy``).
+* caller -> app waits bounded per socket too: ``TO_APP_MESSAGES`` / ``TO_APP_BYTES`` (held out of
+  order included); past either, both sides close with 1008.
 * when the tunnel's socket to API Gateway ends, every local socket is closed with 1012 (the
-  caller sockets were bound to that connection; the server ends them: README).
+  caller sockets were bound to that connection). While that socket still carries frames (a
+  renewal retiring it, ttf stopping) each caller's socket is ended too (``ws_close``: the caller
+  sees 1000 at once); after an unexpected drop the server ends it at the caller's next frame or
+  its idle timeout (cli/README.md "Caller WebSockets").
 """
 
 from __future__ import annotations
@@ -36,12 +42,15 @@ from httptunnel.chunks import Receiver, Sender
 from httptunnel.limits import AGENT_MESSAGE_MAX
 from httptunnel.protocol import Headers
 
+from ttf.socketlog import TO_APP, TO_CALLER, InjectRefused, Injected, SocketLog, SocketRecord
+
 log = logging.getLogger("ttf")
 
 MAX_SOCKETS = 64  # open caller sockets per tunnel socket
 QUEUE_MESSAGES = 4096  # app -> caller messages waiting per socket ...
 QUEUE_BYTES = 1024 * 1024  # ... and their bytes: past either, the app's socket is not read (TCP pushes back)
-TO_APP_MESSAGES = 1024  # caller -> app messages waiting for a slow app per socket
+TO_APP_MESSAGES = 1024  # caller -> app messages waiting for a slow app per socket ...
+TO_APP_BYTES = 8 * 1024 * 1024  # ... and their UTF-8 bytes, those held out of order included
 REORDER_WINDOW = 1024  # caller frames held ahead of a missing one
 GAP_SKIP_S = 5.0  # a missing caller frame waited for this long is skipped
 BATCH_BYTES = AGENT_MESSAGE_MAX - 1024  # the texts of one ws_message (room for the envelope) ...
@@ -66,19 +75,37 @@ def wire_code(code: int) -> int:
     return code if code == 1000 or 1001 <= code <= 1014 or 3000 <= code <= 4999 else 1000
 
 
+class SocketCap:
+    """Caller sockets open or opening, per tunnel: over every tunnel socket it holds (``CallerSockets``
+    each; a renewal overlaps the old and the new one), at most ``limit``."""
+
+    def __init__(self, limit: int = MAX_SOCKETS) -> None:
+        if limit < 1:
+            raise ValueError("max_websockets must be >= 1")
+        self.limit = limit
+        self.members: set[CallerSockets] = set()
+
+    @property
+    def count(self) -> int:
+        return sum(m.count for m in self.members)
+
+
 class CallerSockets:
     """The caller sockets one tunnel socket serves."""
 
     def __init__(self, send: Send, http: aiohttp.ClientSession, base: str, local_headers: LocalHeaders,
-                 max_sockets: int = MAX_SOCKETS) -> None:
+                 max_sockets: int = MAX_SOCKETS, cap: SocketCap | None = None, record: SocketLog | None = None,
+                 tunnel: str | None = None) -> None:
         self.send = send
         self.http = http
         self.base = base.rstrip("/")  # ws://127.0.0.1:3000
         self.local_headers = local_headers
-        self.max_sockets = max_sockets
+        self.cap = cap if cap is not None else SocketCap(max_sockets)  # the tunnel's, shared
+        self.cap.members.add(self)
         self.sockets: dict[str, LocalSocket] = {}
         self.opening: dict[str, asyncio.Task[None]] = {}
         self.closed = False
+        self.record, self.tunnel = record, tunnel  # the sessions the inspector and the dashboard show (ttf.socketlog)
 
     def handle(self, message: protocol.Message) -> bool:
         """Take a ws frame from the server; False for anything else."""
@@ -110,19 +137,28 @@ class CallerSockets:
         return len(self.sockets) + len(self.opening)
 
     async def close_all(self, code: int = 1012, reason: str = "the tunnel reconnects") -> None:
-        """The tunnel's socket is gone: close every local socket (nothing can reach the callers any more)."""
+        """The tunnel's socket ends: close every local socket with ``code``, and ask the server to end
+        each caller's socket (``ws_close``; only reaches it while the tunnel socket still carries
+        frames: a retiring or stopping one, not a dropped one)."""
         self.closed = True
         for task in list(self.opening.values()):
             task.cancel()
         await asyncio.gather(*self.opening.values(), return_exceptions=True)
+        open_now = [s for s in self.sockets.values() if not s.ending]
+        await asyncio.gather(*(self.send(protocol.encode(protocol.WsClose(s.socket_id, code, reason)))
+                               for s in open_now), return_exceptions=True)
         await asyncio.gather(*(s.abort(code, reason) for s in list(self.sockets.values())), return_exceptions=True)
+        self.cap.members.discard(self)
 
     # ---- opening ------------------------------------------------------------------------
     def _start_open(self, msg: protocol.WsOpen) -> None:
-        if self.closed or self.count >= self.max_sockets or msg.socket_id in self.sockets:
-            log.warning("refused a caller WebSocket to %s: %d sockets open (the cap)", msg.uri, self.count)
+        held = self.cap.count
+        if self.closed or held >= self.cap.limit or msg.socket_id in self.sockets:
+            log.warning("refused a caller WebSocket to %s: %d sockets open (--max-websockets %d)", msg.uri, held,
+                        self.cap.limit)
+            self._refused(msg, 429, "tunnel_busy", "the cap of open WebSockets")
             self._spawn_send(protocol.WsRefused(msg.request_id, msg.socket_id, 429, "tunnel_busy",
-                                                f"the agent already holds {self.count} WebSockets"))
+                                                f"the agent already holds {held} WebSockets"))
             return
         task = asyncio.create_task(self._open(msg))
         self.opening[msg.socket_id] = task
@@ -141,11 +177,13 @@ class CallerSockets:
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status if 400 <= exc.status <= 599 else 502
             log.info("the local app refused a WebSocket to %s (%d)", msg.uri, exc.status)
+            self._refused(msg, status, "local_service_error", f"the app answered {exc.status}")
             await self.send(protocol.encode(protocol.WsRefused(msg.request_id, msg.socket_id, status,
                                                                "local_service_error", f"the app answered {exc.status}")))
             return
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             log.info("could not open a WebSocket to the local app (%s): %r", msg.uri, exc)
+            self._refused(msg, 503, "local_service_unavailable", "local app unreachable")
             await self.send(protocol.encode(protocol.WsRefused(msg.request_id, msg.socket_id, 503,
                                                                "local_service_unavailable", "local app unreachable")))
             return
@@ -153,11 +191,17 @@ class CallerSockets:
             await ws.close(code=1012)
             return
         sock = LocalSocket(self, msg.socket_id, ws)
+        if self.record is not None:
+            sock.record = self.record.opened(msg.socket_id, msg.uri, msg.headers, ws.protocol, sock, self.tunnel)
         self.sockets[msg.socket_id] = sock  # before ws_opened: an app that speaks first is queued already
         self.opening.pop(msg.socket_id, None)  # counted once: open now, no longer opening
         sock.start()
         log.info("caller WebSocket %s open to %s (protocol %s)", msg.socket_id, msg.uri, ws.protocol or "none")
         await self.send(protocol.encode(protocol.WsOpened(msg.request_id, msg.socket_id, ws.protocol)))
+
+    def _refused(self, msg: protocol.WsOpen, status: int, code: str, why: str) -> None:
+        if self.record is not None:
+            self.record.refused(msg.socket_id, msg.uri, msg.headers, status, code, why, self.tunnel)
 
     def forget(self, socket_id: str) -> None:
         self.sockets.pop(socket_id, None)
@@ -181,11 +225,36 @@ class LocalSocket:
         self.pending: list[str] = []
         self.pending_bytes = 0
         self.to_app: asyncio.Queue[str] = asyncio.Queue()
+        self.held_bytes: dict[int, int] = {}  # seq -> bytes of a caller frame held out of order
+        self.to_app_bytes = 0  # bytes in ``to_app``
         self.wake = asyncio.Event()
         self.drained = asyncio.Event()  # the pump took a batch: room in ``pending`` again
         self.ending = False
         self.tasks: list[asyncio.Task[None]] = []
         self.messages_in = self.messages_out = 0
+        self.record: SocketRecord | None = None  # the inspector's record of this session
+
+    def inject(self, text: str, to_caller: bool) -> None:
+        """The inspector sends a text into this session, queued like the app's (or the caller's) own."""
+        if self.ending:
+            raise InjectRefused(409, "the session is closing: nothing was sent")
+        if not to_caller:
+            if self.to_app.qsize() >= TO_APP_MESSAGES:
+                raise InjectRefused(503, "the local app reads too slowly: its queue is full, nothing was sent")
+            self.to_app.put_nowait(text)
+            return
+        size = text_bytes(text)
+        if size > BATCH_BYTES:
+            raise InjectRefused(413, f"a message toward the caller is at most {BATCH_BYTES} bytes (JSON-escaped)")
+        if len(self.pending) >= QUEUE_MESSAGES or self.pending_bytes + size > QUEUE_BYTES:
+            raise InjectRefused(503, "the queue toward the caller is full: nothing was sent")
+        self.pending.append(text)
+        self.pending_bytes += size
+        self.wake.set()
+
+    def _ended(self, code: int, reason: str, by: str) -> None:
+        if self.record is not None:
+            self.record.closed(code, reason, by)
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._read_app()), asyncio.create_task(self._pump()),
@@ -200,6 +269,7 @@ class LocalSocket:
             return
         if self.receiver.accept(seq, data):
             self.held.add(seq)
+            self.held_bytes[seq] = sum(len(t.encode("utf-8")) for t in data)
         self._deliver()
 
     def _deliver(self) -> None:
@@ -207,14 +277,16 @@ class LocalSocket:
         for batch in self.receiver.ready():
             for text in batch:
                 self.to_app.put_nowait(text)
+                self.to_app_bytes += len(text.encode("utf-8"))
         self.held = {s for s in self.held if s >= self.receiver.next_seq}
+        self.held_bytes = {s: n for s, n in self.held_bytes.items() if s in self.held}
         loop = asyncio.get_running_loop()
         if not self.held:
             self.gap_since = None
         elif self.gap_since is None or self.receiver.next_seq != before:
             self.gap_since = loop.time()
             self.wake.set()
-        if self.to_app.qsize() > TO_APP_MESSAGES:
+        if self.to_app.qsize() > TO_APP_MESSAGES or self.to_app_bytes + sum(self.held_bytes.values()) > TO_APP_BYTES:
             self._end_both(1008, "the local app reads too slowly")
 
     def _skip_gap(self) -> None:
@@ -228,11 +300,14 @@ class LocalSocket:
     async def _write_app(self) -> None:
         while True:
             text = await self.to_app.get()
+            self.to_app_bytes -= len(text.encode("utf-8"))
             try:
                 await self.ws.send_str(text)
             except (ConnectionError, RuntimeError, aiohttp.ClientError):
                 return
             self.messages_in += 1
+            if self.record is not None:
+                self.record.message(TO_APP, text, injected=isinstance(text, Injected))
 
     # ---- app -> caller ------------------------------------------------------------------
     async def _read_app(self) -> None:
@@ -253,6 +328,8 @@ class LocalSocket:
                         return
                 self.pending.append(msg.data)
                 self.pending_bytes += size
+                if self.record is not None:
+                    self.record.message(TO_CALLER, msg.data)
                 self.wake.set()
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 log.warning("caller WebSocket %s: the app sent a binary message (callers get text only)", self.socket_id)
@@ -277,6 +354,7 @@ class LocalSocket:
         if self.ending:
             return
         self.ending = True
+        self._ended(code, reason, "app")
         await self.owner.send(protocol.encode(protocol.WsClose(self.socket_id, code, reason[:123])))
         await self._finish()
 
@@ -326,6 +404,7 @@ class LocalSocket:
         if self.ending:
             return
         self.ending = True
+        self._ended(code, reason, "caller")
         log.info("caller WebSocket %s closed by the caller (%d)", self.socket_id, code)
         task = asyncio.create_task(self._close_local(wire_code(code), reason))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -333,7 +412,10 @@ class LocalSocket:
     async def _close_local(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             while not self.to_app.empty() and not self.ws.closed:  # what the caller sent before closing, first
-                await self.ws.send_str(self.to_app.get_nowait())
+                text = self.to_app.get_nowait()
+                await self.ws.send_str(text)
+                if self.record is not None:
+                    self.record.message(TO_APP, text, injected=isinstance(text, Injected))
             await self.ws.close(code=code, message=reason.encode("utf-8")[:123])
         await self._finish()
 
@@ -341,6 +423,7 @@ class LocalSocket:
         if self.ending:
             return
         self.ending = True
+        self._ended(code, reason, "ttf")
         task = asyncio.create_task(self._end(code, reason))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -352,6 +435,7 @@ class LocalSocket:
 
     async def abort(self, code: int, reason: str) -> None:
         self.ending = True
+        self._ended(code, reason, "ttf")
         self.drained.set()
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:123])

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
 
-from . import aws, config, events, gate, limits, log, management, names, policy, protocol, routing, store
+from . import aws, config, events, fairness, gate, limits, log, management, names, policy, protocol, routing, store
 from . import to_agent, tunnels, waiting
 from .replies import GONE, NOT_FOUND, PUBLIC_MESSAGES, TIMEOUT, ForwardResult
 
@@ -36,6 +36,8 @@ NO_WS = ("this tunnel's agent does not pass WebSockets: upgrade ttf (it must ann
 HANDSHAKE_ONLY = ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions")
 # 1005 (no code), 1006 (dropped) and 1015 (TLS) are never sent on the wire (RFC 6455 7.4.1).
 RESERVED_CLOSE_CODES = frozenset({1005, 1006, 1015})
+WEBHOOK_ONLY = ("this tunnel's edge policy passes only signed webhooks (ttf --verify-webhook): a WebSocket handshake "
+                "has no body to sign, so caller sockets are refused")
 
 
 # --------------------------------------------------------------------------- the socket row
@@ -243,15 +245,53 @@ def app_headers(req: events.HttpEvent, route: routing.Route, rules: policy.Polic
     return to_agent.policy_headers(headers, rules)
 
 
+def webhook_only(conn: store.Connection) -> bool:
+    """The tunnel's edge policy verifies webhook signatures (``--verify-webhook``), so it passes only
+    signed webhooks: a WebSocket handshake has no body to sign, and webhook senders (Stripe, GitHub,
+    Twilio) never open WebSockets. Known without a KMS Decrypt: sealed secrets (``sealedHooks``) or
+    hooks in the stored policy (no key configured: the layer without Terraform)."""
+    if conn.sealed_hooks is not None:
+        return True
+    try:
+        return bool(conn.policy) and bool(gate.parsed_policy(str(conn.policy)).hooks)
+    except policy.PolicyError:
+        return False  # unreadable: gate.edge_policy answers 502 for it
+
+
+def _webhook_refusal(tunnel_id: str, ws: events.WsEvent) -> dict[str, Any]:
+    log.info("caller socket refused: the tunnel passes only signed webhooks", socket_id=ws.connection_id,
+             tunnel_id=tunnel_id, source_ip=ws.source_ip)
+    return _refusal(403, policy.WEBHOOK_INVALID, WEBHOOK_ONLY)
+
+
 def connect(event: Any, remaining_ms: int | None = None) -> dict[str, Any]:
-    """caller_connect: route, policy, ``ws`` agreed, the socket row, ``ws_open``, wait for the agent
-    (``CALLER_OPEN_WAIT_S``, shortened to leave the invocation time to answer: ``waiting.wait_seconds``)."""
+    """caller_connect: route, the tunnel's fairness ceilings (``gate.admit``: the handshake counts
+    as one request to the tunnel, and is in flight until the agent answered), policy, ``ws``
+    agreed, the socket row, ``ws_open``, wait for the agent (``CALLER_OPEN_WAIT_S``, shortened to
+    leave the invocation time to answer: ``waiting.wait_seconds``)."""
     ws = events.parse_ws_event(event)
     query = _multi(event, "multiValueQueryStringParameters") or {k: [v] for k, v in ws.query.items()}
     route = caller_route(ws, query)
-    conn = tunnels.connection_for(route.tunnel_id) if route is not None else None
-    if route is None or conn is None:
+    if route is None:
         return _refusal(404, "tunnel_not_found", NOT_FOUND)
+    refused = gate.admit(route.tunnel_id)  # before any read, as forward does
+    if refused is not None:
+        log.info("caller socket refused: the tunnel is over its limits", socket_id=ws.connection_id,
+                 tunnel_id=route.tunnel_id, source_ip=ws.source_ip)
+        return _from_forward(refused)
+    try:
+        return _connect(ws, route, query, remaining_ms)
+    finally:
+        gate.release(route.tunnel_id)
+
+
+def _connect(ws: events.WsEvent, route: routing.Route, query: dict[str, list[str]],
+             remaining_ms: int | None) -> dict[str, Any]:
+    conn = tunnels.connection_for(route.tunnel_id, open_secrets=False)
+    if conn is None:
+        return _refusal(404, "tunnel_not_found", NOT_FOUND)
+    if webhook_only(conn):  # before the edge policy: its webhook secrets are never opened here
+        return _webhook_refusal(route.tunnel_id, ws)
     target = app_target(query)
     req = handshake_request(ws, target)
     rules = gate.edge_policy(req, target, conn)
@@ -270,7 +310,10 @@ def connect(event: Any, remaining_ms: int | None = None) -> dict[str, Any]:
         return protocol.encode(protocol.WsOpen(request_id=request_id, socket_id=ws.connection_id, uri=target,
                                                headers=headers,
                                                time_left_ms=max(0, int((deadline - time.monotonic()) * 1000))))
-    posted = tunnels.post(route, conn, frame_for)
+    posted = tunnels.post(route, conn, frame_for, open_secrets=False)
+    if isinstance(posted, tunnels.Unsent) and webhook_only(posted.fresh):
+        delete_socket(ws.connection_id)
+        return _webhook_refusal(route.tunnel_id, ws)
     if posted is None or isinstance(posted, tunnels.Unsent):
         delete_socket(ws.connection_id)
         return _refusal(502, GONE, "the tunnel's agent is gone")
@@ -328,6 +371,8 @@ def message(event: Any) -> dict[str, Any]:
         log.info("caller frame for a socket without a row: dropped", socket_id=ws.connection_id)
         return events.ws_response(200)
     sock, seq = numbered
+    if over_message_budget(sock):
+        return events.ws_response(200)
     frame = protocol.encode(protocol.WsMessage(socket_id=sock.socket_id, seq=seq, data=[ws.body]))
     if len(frame.encode("utf-8")) > limits.WS_MESSAGE_MAX:
         log.warning("caller message too big for the agent: socket ended", socket_id=sock.socket_id,
@@ -342,6 +387,21 @@ def message(event: Any) -> dict[str, Any]:
         if delete_socket(sock.socket_id) is not None:
             _end_caller(sock)
     return events.ws_response(200)
+
+
+def over_message_budget(sock: Socket) -> bool:
+    """The tunnel's caller message budget (``fairness.caller_message_flooding``, issue 29): True when
+    this frame goes over it. The frame is dropped and the socket that sent it closed both ways: the
+    app gets 1008 (policy violation) with the reason, the caller 1000 (DeleteConnection: the only
+    code a server-side close can give). Closed rather than frames dropped silently: an app protocol
+    missing a frame is broken, a closed socket is reconnected (within the tunnel's ``$connect``
+    limits) by every WebSocket client."""
+    if not fairness.caller_message_flooding(sock.tunnel_id):
+        return False
+    log.warning("caller message over its tunnel's budget: socket closed", socket_id=sock.socket_id,
+                tunnel_id=sock.tunnel_id)
+    _close_both(sock, 1008, "the tunnel's caller message budget is spent")
+    return True
 
 
 def _close_both(sock: Socket, code: int, reason: str) -> None:

@@ -48,6 +48,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "edge_origin_secret_ssm_parameter": ("EDGE_ORIGIN_SECRET_SSM_PARAMETER",),
     "tunnel_limits": ("TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT"),
     "agent_message_budget": ("AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT"),
+    "caller_message_budget": ("CALLER_MESSAGE_RATE_LIMIT", "CALLER_MESSAGE_BURST_LIMIT"),
     "caller_management_endpoint": ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "CALLER_WS_MANAGEMENT_ENDPOINT"),
     "caller_ws_domain": ("CALLER_WS_DOMAIN",),
 }
@@ -74,8 +75,9 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
     "caller_connect": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "CALLER_WS_DOMAIN", "PATH_ROUTING", *_ID_KEY,
-                       "PUBLIC_HTTP_URL", "LOG_LEVEL"),
-    "caller_message": ("CONNECTIONS_TABLE", *_MGMT, *_CALLER_MGMT, "LOG_LEVEL"),
+                       "PUBLIC_HTTP_URL", *_FAIR, "LOG_LEVEL"),
+    "caller_message": ("CONNECTIONS_TABLE", *_MGMT, *_CALLER_MGMT, "CALLER_MESSAGE_RATE_LIMIT",
+                       "CALLER_MESSAGE_BURST_LIMIT", "LOG_LEVEL"),
     "caller_disconnect": ("CONNECTIONS_TABLE", *_MGMT, "LOG_LEVEL"),
 }
 
@@ -307,3 +309,9 @@ def tunnel_limits() -> tuple[float, float, int]:
 def agent_message_budget() -> tuple[float, float]:
     """Messages one agent socket may send per second, and at once, before it is closed; 0 = none."""
     return _limit("AGENT_MESSAGE_RATE_LIMIT"), _limit("AGENT_MESSAGE_BURST_LIMIT")
+
+
+def caller_message_budget() -> tuple[float, float]:
+    """Caller messages one tunnel may receive per second, and at once, before the caller socket
+    that goes over is closed (``fairness.caller_message_flooding``); 0 = none."""
+    return _limit("CALLER_MESSAGE_RATE_LIMIT"), _limit("CALLER_MESSAGE_BURST_LIMIT")

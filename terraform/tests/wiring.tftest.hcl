@@ -469,8 +469,18 @@ run "caller_websocket_api" {
   }
 
   assert {
-    condition     = nonsensitive(keys(module.functions["caller_message"].environment)) == tolist(["CALLER_WS_MANAGEMENT_ENDPOINT", "CONNECTIONS_TABLE", "LOG_LEVEL", "WS_MANAGEMENT_ENDPOINT"])
+    condition     = nonsensitive(keys(module.functions["caller_message"].environment)) == tolist(["CALLER_MESSAGE_BURST_LIMIT", "CALLER_MESSAGE_RATE_LIMIT", "CALLER_WS_MANAGEMENT_ENDPOINT", "CONNECTIONS_TABLE", "LOG_LEVEL", "WS_MANAGEMENT_ENDPOINT"])
     error_message = "caller_message gets exactly what it reads"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["caller_message"].environment["CALLER_MESSAGE_RATE_LIMIT"]) == "50" && nonsensitive(module.functions["caller_message"].environment["CALLER_MESSAGE_BURST_LIMIT"]) == "100"
+    error_message = "caller messages spend a per-tunnel budget of 50/s (burst 100) by default"
+  }
+
+  assert {
+    condition     = alltrue([for k in ["TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT"] : nonsensitive(module.functions["caller_connect"].environment[k]) == nonsensitive(module.functions["forward"].environment[k])])
+    error_message = "a caller's $connect meets the same per-tunnel ceilings as forward's requests"
   }
 
   assert {

@@ -304,20 +304,31 @@ def observed(stack, deployed):
         sealed.OPENED.clear()
         run("forward_stream", request, StreamContext())
         run("forward_stream", big, StreamContext())
-        # Caller WebSockets: a caller's socket opens (no agent answers here: caller_connect waits its
-        # 1 s, gives up, writes the error row and drops the socket row), then a live socket's row, a
-        # caller frame, the agent's message and close, and a caller's close.
-        # This tunnel verifies webhooks (every request, a handshake too: its body is empty, so the
-        # signature is the HMAC of b""). caller_connect looks the tunnel up itself (Query), but its
-        # webhook secrets are the ones forward_stream opened in this process (sealed.OPENED). KNOWN
-        # GAP: a cold caller_connect has no kms:Decrypt, so on AWS a webhook tunnel's caller sockets
-        # are refused 502 internal_error (sealed.UNREADABLE), not 403.
+        # Caller WebSockets. This tunnel verifies webhooks: caller_connect refuses its caller
+        # sockets at once (403, from the row alone: it has no kms:Decrypt and needs none).
         tunnels.CONNECTIONS.clear()
-        handshake = _event("connect") | {"queryStringParameters": {"tunnel": tunnel_id},
-                                         "multiValueQueryStringParameters": {"tunnel": [tunnel_id]}}
-        handshake["headers"] = {**handshake.get("headers", {}), "x-hub-signature-256": "sha256=" + hmac.new(
-            hook_secret.encode(), b"", hashlib.sha256).hexdigest()}
-        run("caller_connect", handshake, StreamContext())
+
+        def handshake_for(tid: str) -> dict:
+            event = _event("connect") | {"queryStringParameters": {"tunnel": tid},
+                                         "multiValueQueryStringParameters": {"tunnel": [tid]}}
+            event["requestContext"] = event["requestContext"] | {"connectionId": f"caller-of-{tid}"}
+            return event
+        refused = run("caller_connect", handshake_for(tunnel_id), StreamContext())
+        assert refused["statusCode"] == 403 and refused["headers"]["x-tunnel-error"] == "webhook_signature_invalid"
+        # A tunnel without webhooks: a caller's socket opens (no agent answers here: caller_connect
+        # waits its 1 s, gives up, writes the error row and drops the socket row), then a live
+        # socket's row, a caller frame, the agent's message and close, and a caller's close.
+        plain = _event("connect")
+        plain["requestContext"] = plain["requestContext"] | {"connectionId": "plain-agent"}
+        plain["headers"] = {**plain.get("headers", {}), "Authorization": f"Bearer {agent_token}",
+                            "X-Tunnel-Reclaim-Token": "p" * 43, "X-Tunnel-Capabilities": "ack,ws"}
+        assert run("connect", plain)["statusCode"] == 200
+        run("response", copy.deepcopy(ready) | {"requestContext": ready["requestContext"] | {
+            "connectionId": "plain-agent"}})
+        plain_tunnel = ddb.get_item(TableName=outputs["connections_table_name"],
+                                    Key={"connectionId": {"S": "plain-agent"}})["Item"]["tunnelId"]["S"]
+        opened = run("caller_connect", handshake_for(plain_tunnel), StreamContext())
+        assert opened["statusCode"] == 504, opened
         agent_conn = connect["requestContext"]["connectionId"]
         socket_row = {"connectionId": {"S": "ws#caller-conn"}, "agentConnection": {"S": agent_conn},
                       "socketTunnel": {"S": tunnel_id}, "agentDomain": {"S": "x"}, "agentStage": {"S": "prod"},
