@@ -173,7 +173,7 @@ class CallerSockets:
             async with asyncio.timeout(wait):
                 ws = await self.http.ws_connect(self.base + msg.uri, headers=headers, protocols=offered,
                                                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-                                                autoping=True, compress=0, max_msg_size=0)
+                                                autoping=True, autoclose=False, compress=0, max_msg_size=0)
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status if 400 <= exc.status <= 599 else 502
             log.info("the local app refused a WebSocket to %s (%d)", msg.uri, exc.status)
@@ -312,7 +312,17 @@ class LocalSocket:
     # ---- app -> caller ------------------------------------------------------------------
     async def _read_app(self) -> None:
         code, reason = 1000, ""
-        async for msg in self.ws:
+        while True:
+            msg = await self.ws.receive()
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                # the app's code and reason go to the caller, and the answering close echoes its code
+                # (RFC 6455 5.5.1; aiohttp's autoclose answered 1000, so the app saw its 4403 come back as 1000)
+                code, reason = int(msg.data) or 1000, str(msg.extra or "")  # 0: a close without a code
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code=wire_code(code))
+                break
+            if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                break
             if msg.type == aiohttp.WSMsgType.TEXT:
                 size = text_bytes(msg.data)
                 if size > BATCH_BYTES:

@@ -16,6 +16,8 @@ from httptunnel import protocol
 from ttf import sockets
 from ttf.sockets import CallerSockets
 
+from scripts.harness.wait import wait_until_async
+
 
 class Tunnel:
     """The agent's socket to API Gateway: what CallerSockets sends, decoded."""
@@ -62,7 +64,7 @@ class LocalApp:
                 if msg.data == "binary please":
                     await ws.send_bytes(b"\x00")
                 if msg.data == "close please":
-                    await ws.close(code=4001)
+                    await ws.close(code=4001, message=b"bye now")
         self.close_codes.append(ws.close_code)
         return ws
 
@@ -172,6 +174,20 @@ async def test_an_app_close_is_sent_after_what_it_wrote(local, agent):
     owner.handle(protocol.WsMessage("s1", 0, ["close please"]))
     await tunnel.wait(lambda: tunnel.of(protocol.WsClose))
     assert tunnel.of(protocol.WsClose)[0].code == 4001
+
+
+async def test_an_app_close_is_answered_with_its_own_code_and_its_reason_goes_on(local, agent):
+    """RFC 6455 5.5.1: the answering close echoes the code it got; aiohttp's autoclose answered 1000,
+    so the app saw its own 4001 close come back as 1000."""
+    app, _ = local
+    owner, tunnel = agent
+    await open_one(owner, tunnel)
+    owner.handle(protocol.WsMessage("s1", 0, ["close please"]))
+    await tunnel.wait(lambda: tunnel.of(protocol.WsClose))
+    await wait_until_async(lambda: app.close_codes, timeout=5, what="the app's socket closed")
+    close = tunnel.of(protocol.WsClose)[0]
+    assert (close.code, close.reason) == (4001, "bye now")
+    assert app.close_codes == [4001]
 
 
 async def test_a_binary_message_from_the_app_ends_both_sides_with_1003(local, agent):
