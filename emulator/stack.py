@@ -8,7 +8,7 @@ Order: moto starts in a child process (``emulator.mock_aws.moto_process``, 127.0
 dies with this process); the HTTP, WebSocket and admin
 ports are bound (Terraform puts the public URL and the management endpoint into the
 functions' environment); ``terraform apply`` of the SAME root module runs against moto;
-the wiring is read back from moto; the Lambda workers start; stream/schedule/TTL loops
+the wiring is read back from moto; the Lambda workers start; stream/queue/schedule/TTL loops
 start; the state file is written. SIGINT/SIGTERM stops everything and removes the state file.
 
 Auth is on, as in production: Terraform generates the agents' HS256 secret into (moto's) SSM;
@@ -45,6 +45,7 @@ from emulator.admin import AdminApi
 from emulator.apigateway.function_url import AWS_STREAM_BANDWIDTH, FunctionUrl
 from emulator.lambda_runtime.stream_worker import StreamingFunction
 from emulator.mock_aws.background import StreamPoller, TtlReaper, run_schedule
+from emulator.mock_aws.queues import FifoPoller, sqs_sender
 from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, load_build
 from emulator.mock_aws.discover import WiringError, read_wiring, reserved_concurrency
 from emulator.apigateway.gateway import Gateway
@@ -314,6 +315,12 @@ class Stack:
             if mapping.enabled:
                 poller = StreamPoller(mapping, lambdas, endpoint, wiring.region, delay)
                 self.tasks.append(asyncio.create_task(poller.run()))
+        queue_delay = self.profile.sqs_fifo_ms / 1000
+        for queue in wiring.queues:
+            if queue.enabled:
+                fifo = FifoPoller(queue, lambdas, endpoint, wiring.region, self.faults, queue_delay)
+                self.tasks.append(asyncio.create_task(fifo.run()))
+        self.gateway.callers.sqs_send = self.gateway.ws.sqs_send = sqs_sender(endpoint, wiring.region)
         for schedule in wiring.schedules:
             self.tasks.append(asyncio.create_task(run_schedule(
                 schedule, lambdas, wiring.account_id, wiring.region, self.options.cleanup_interval)))

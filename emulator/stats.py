@@ -54,7 +54,8 @@ class FaultSettings:
     gsi_lag_s: float = 0.0
     # Caller WebSockets (issue 24): seconds, uniform 0..this, added before each agent-API $default
     # invocation and each PostToConnection, so concurrent Lambdas' posts and the agent's messages
-    # overtake each other (AWS orders neither). Caller-API invocations are not delayed: see emulator/README.md.
+    # overtake each other (AWS orders neither); and before each caller_message invocation by the caller
+    # frames FIFO poller (emulator/mock_aws/queues.py: one socket's frames stay in order whatever it draws).
     ws_jitter_s: float = 0.0
 
 

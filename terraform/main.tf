@@ -434,8 +434,9 @@ module "caller_websocket_api" {
   routes = {
     "$connect"    = { function_name = module.functions["caller_connect"].function_name, invoke_arn = module.functions["caller_connect"].invoke_arn, qualifier = module.functions["caller_connect"].qualifier }
     "$disconnect" = { function_name = module.functions["caller_disconnect"].function_name, invoke_arn = module.functions["caller_disconnect"].invoke_arn, qualifier = module.functions["caller_disconnect"].qualifier }
-    "$default"    = { function_name = module.functions["caller_message"].function_name, invoke_arn = module.functions["caller_message"].invoke_arn, qualifier = module.functions["caller_message"].qualifier }
   }
+  # $default: caller frames into the FIFO queue caller_message reads, in order (caller_queue.tf)
+  service_integrations   = { "$default" = local.caller_frames_integration }
   throttling_burst_limit = var.caller_message_throttling_burst_limit
   throttling_rate_limit  = var.caller_message_throttling_rate_limit
   route_throttles = {

@@ -52,7 +52,8 @@ class Gateway:
         self.http = HttpApi(None, self.lambdas, self.stats, http_settings or HttpSettings())
         self.ws = WebSocketApi(None, self.lambdas, self.stats, self.faults, ws_settings or WsSettings())
         # The caller WebSocket API: the same emulation with AWS's same limits, on its own port; its
-        # frames are invoked in arrival order (no jitter) and either port's @connections serves both.
+        # $default frames go to the caller frames FIFO queue in arrival order (the queue's poller
+        # applies the jitter) and either port's @connections serves both.
         self.callers = WebSocketApi(None, self.lambdas, self.stats, self.faults,
                                     dataclasses.replace(self.ws.settings, route_jitter=False, label="callers"))
         self.ws.peers.append(self.callers)

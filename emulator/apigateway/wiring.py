@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.apigateway.sqs_integration import SqsIntegration
 from emulator.apigateway.throttle import StageThrottles
 from emulator.lambda_runtime.runtime import FunctionSpec
 
@@ -16,7 +17,8 @@ from emulator.lambda_runtime.runtime import FunctionSpec
 @dataclass(frozen=True)
 class Route:
     route_key: str  # "$default", "$connect", "GET /items/{id}", "ANY /{proxy+}"
-    function: str  # function name or ARN
+    function: str  # function name or ARN ("" for a service integration)
+    sqs: SqsIntegration | None = None  # an AWS service integration sending to SQS instead of a Lambda
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,17 @@ class StreamMapping:
 
 
 @dataclass(frozen=True)
+class QueueMapping:
+    """An SQS event source mapping (emulator.mock_aws.queues delivers it)."""
+    function: str
+    queue_arn: str
+    queue_url: str
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Schedule:
     rule_name: str
     rule_arn: str
@@ -62,5 +75,6 @@ class Wiring:
     ws: ApiWiring | None = None
     callers: ApiWiring | None = None  # the caller WebSocket API (issue 24)
     streams: tuple[StreamMapping, ...] = ()
+    queues: tuple[QueueMapping, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     tables: tuple[str, ...] = field(default_factory=tuple)

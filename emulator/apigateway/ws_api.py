@@ -18,6 +18,11 @@ API are botocore's model of it (botocore/data/apigatewaymanagementapi/2018-11-29
 POST 200, GET 200, DELETE 204; 410 GoneException, 413 PayloadTooLargeException,
 403 ForbiddenException. A connection only accepts posts once its $connect handler returned 2xx
 and the upgrade completed (before that: 410).
+
+A route whose integration is an AWS service integration to SQS (the caller API's $default:
+terraform/caller_queue.tf) invokes no Lambda: each frame's request template is rendered and sent to
+the queue by the connection's ``OrderedSender``, in the order the frames were read off the socket
+(emulator/apigateway/sqs_integration.py).
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
 from emulator.apigateway import events
 from emulator.apigateway.http_api import decode_headers, local_port
+from emulator.apigateway.sqs_integration import OrderedSender, SqsIntegration, TemplateError, invalid_for_sqs, render
+from emulator.apigateway.sqs_integration import send_message_request
 from emulator.apigateway.throttle import Throttler
 from emulator.lambda_runtime.runtime import LambdaService, PayloadTooLarge
 from emulator.stats import Faults, Stats
@@ -57,7 +64,8 @@ class WsSettings:
     post_delay_s: float = 0.0  # latency profile (post_to_connection_ms)
     route_delay_s: float = 0.0  # latency profile (websocket_api_ms)
     # Faults.ws_jitter_s delays this API's $default invocations (the agents' API); the caller API's
-    # frames are invoked in arrival order (emulator/README.md "Caller WebSocket API")
+    # frames go to the caller frames FIFO queue in arrival order, and its poller applies the jitter
+    # (emulator/README.md "Caller WebSocket API")
     route_jitter: bool = True
     label: str = "agents"  # which API (logs)
 
@@ -74,6 +82,7 @@ class Connection:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closing_reason: str = ""
     server_close_code: int | None = None  # set when the API (not the client) closes
+    sender: OrderedSender | None = None  # frames to an SQS integration, in order (started by the first)
 
 
 def new_connection_id() -> str:
@@ -125,6 +134,9 @@ class WebSocketApi:
         # one AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI (AWS: one endpoint per API; connection ids never collide)
         self.peers: list[WebSocketApi] = []
         self.stopping = False  # close_all ran: the gateway is going away
+        # SendMessage for routes with an SQS integration: (integration, SendMessage parameters without
+        # QueueUrl) -> None; set by the stack (moto's SQS). None: such frames are dropped with a log line.
+        self.sqs_send: Callable[[SqsIntegration, dict[str, Any]], None] | None = None
 
     def find(self, connection_id: str) -> Connection | None:
         for api in (self, *self.peers):
@@ -235,6 +247,8 @@ class WebSocketApi:
             await self.receive_loop(api, connection)
         finally:
             self.connections.pop(connection_id, None)
+            if connection.sender is not None:
+                connection.sender.close()  # what was read still goes to the queue
             code = connection.server_close_code or ws.close_code or 1006
             reason = connection.closing_reason or f"Client closed the connection ({code})"
             if not self.stopping:  # the emulator going away invokes nothing more (close_all)
@@ -304,12 +318,40 @@ class WebSocketApi:
                 if throttled or self.faults.hit(self.faults.settings.agent_message_throttle_rate):
                     await self.refuse_throttled(connection)
                     continue
+                route = self.api.route(select_route(self.api, message.data))
+                if route is not None and route.sqs is not None:
+                    self.to_queue(api, connection, route.sqs, message.data)
+                    continue
                 self.spawn(self.route_message(api, connection, message.data))
             elif message.type == WSMsgType.BINARY:
                 connection.closing_reason = "Binary frames are not supported"
                 connection.server_close_code = UNSUPPORTED_DATA
                 await ws.close(code=UNSUPPORTED_DATA, message=b"Binary frames are not supported")
                 return
+
+    def to_queue(self, api: events.ApiContext, connection: Connection, sqs: SqsIntegration, body: str) -> None:
+        """Render the frame's SendMessage now (in the order frames are read) and hand it to the
+        connection's sender; it leaves after the API's routing latency (profile ``websocket_api_ms``)."""
+        context = {"connectionId": connection.connection_id, "messageId": events.aws_id(),
+                   "requestId": events.aws_id(), "eventType": "MESSAGE", "routeKey": "$default",
+                   "apiId": api.api_id, "stage": api.stage, "domainName": api.domain_name,
+                   "requestTimeEpoch": str(int(time.time() * 1000)), "connectedAt": str(connection.connected_at_ms)}
+        try:
+            request = send_message_request(render(sqs.template, context, body))
+        except (TemplateError, ValueError) as exc:
+            LOG.warning(json.dumps({"event": "sqs_integration_failed", "connection_id": connection.connection_id,
+                                    "error": str(exc)[:300]}))
+            return
+        if invalid_for_sqs(request["MessageBody"]) or self.sqs_send is None:
+            LOG.warning(json.dumps({"event": "sqs_integration_failed", "connection_id": connection.connection_id,
+                                    "error": "InvalidMessageContents" if self.sqs_send else "no SQS configured"}))
+            return
+        if connection.sender is None:
+            send, integration = self.sqs_send, sqs
+            connection.sender = OrderedSender(lambda r: send(integration, r))
+            self.tasks.add(connection.sender.task)
+            connection.sender.task.add_done_callback(self.tasks.discard)
+        connection.sender.put(request, self.settings.route_delay_s)
 
     async def refuse_throttled(self, connection: Connection) -> None:
         """A throttled agent message: no route runs, and the client gets an error frame (AWS: "clients

@@ -19,7 +19,8 @@ from emulator.mock_aws.moto_local import internal_client
 from emulator.mock_aws.moto_process import fetch_code
 from emulator.lambda_runtime.runtime import FunctionSpec, unzip
 from emulator.apigateway.throttle import stage_throttles
-from emulator.apigateway.wiring import ApiWiring, Route, Schedule, StreamMapping, Wiring
+from emulator.apigateway.sqs_integration import SqsIntegration, TemplateError, sqs_queue
+from emulator.apigateway.wiring import ApiWiring, QueueMapping, Route, Schedule, StreamMapping, Wiring
 
 LOG = logging.getLogger("emulator.mock_aws.discover")
 
@@ -35,6 +36,26 @@ def function_arn_from_uri(uri: str) -> str:
     return uri
 
 
+def route_of(route_key: str, integration: dict[str, Any], api_id: str) -> Route:
+    """A Lambda proxy route, or an AWS service integration to SQS (its template checked now)."""
+    uri = integration.get("IntegrationUri", "")
+    if integration.get("IntegrationType") != "AWS":
+        return Route(route_key, function_arn_from_uri(uri))
+    queue = sqs_queue(uri)
+    templates = integration.get("RequestTemplates") or {}
+    if queue is None or set(templates) != {"$default"}:
+        raise WiringError(f"route {route_key!r} of API {api_id}: only an SQS path integration with one $default "
+                          f"template is emulated (got {uri!r}, templates {sorted(templates)})")
+    content_type = (integration.get("RequestParameters") or {}).get("integration.request.header.Content-Type", "")
+    sqs = SqsIntegration(account=queue[0], queue_name=queue[1], template=templates["$default"],
+                         content_type=content_type.strip("'"))
+    try:
+        sqs.check()
+    except (TemplateError, ValueError) as exc:
+        raise WiringError(f"route {route_key!r} of API {api_id}: {exc}") from None
+    return Route(route_key, "", sqs=sqs)
+
+
 def read_api(client: Any, api_id: str, stage: str) -> ApiWiring:
     api = client.get_api(ApiId=api_id)
     integrations = {i["IntegrationId"]: i for i in client.get_integrations(ApiId=api_id)["Items"]}
@@ -44,7 +65,7 @@ def read_api(client: Any, api_id: str, stage: str) -> ApiWiring:
         integration = integrations.get(target.split("/", 1)[-1]) if target else None
         if integration is None:
             raise WiringError(f"route {route['RouteKey']!r} of API {api_id} has no integration")
-        routes.append(Route(route["RouteKey"], function_arn_from_uri(integration["IntegrationUri"])))
+        routes.append(route_of(route["RouteKey"], integration, api_id))
     return ApiWiring(api_id=api_id, stage=stage, routes=tuple(routes),
                      route_selection_expression=api.get("RouteSelectionExpression", "$request.body.action"),
                      throttles=stage_throttles(client.get_stage(ApiId=api_id, StageName=stage)))
@@ -106,6 +127,21 @@ def read_streams(client: Any) -> tuple[StreamMapping, ...]:
     return tuple(mappings)
 
 
+def read_queues(client: Any, sqs: Any) -> tuple[QueueMapping, ...]:
+    mappings = []
+    for esm in client.list_event_source_mappings().get("EventSourceMappings", []):
+        source = esm.get("EventSourceArn", "")
+        if ":sqs:" not in source:
+            continue
+        _, _, _, _, account, name = source.split(":", 5)
+        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        mappings.append(QueueMapping(
+            function=esm["FunctionArn"], queue_arn=source, queue_url=url, batch_size=int(esm.get("BatchSize", 10)),
+            report_batch_item_failures="ReportBatchItemFailures" in esm.get("FunctionResponseTypes", []),
+            enabled=esm.get("State", "Enabled") not in ("Disabled", "Disabling")))
+    return tuple(mappings)
+
+
 def read_schedules(client: Any) -> tuple[Schedule, ...]:
     schedules = []
     for bus in client.list_event_buses().get("EventBuses", []):
@@ -140,5 +176,6 @@ def read_wiring(endpoint: str, region: str, outputs: dict[str, Any], build: Buil
     tables = tuple(outputs[k] for k in ("connections_table_name", "pending_table_name") if k in outputs)
     return Wiring(region=region, account_id=account_id, functions=tuple(functions), http=http, ws=ws, callers=callers,
                   streams=read_streams(lambda_client),
+                  queues=read_queues(lambda_client, internal_client("sqs", endpoint, region)),
                   schedules=read_schedules(internal_client("events", endpoint, region)),
                   tables=tables)

@@ -12,8 +12,9 @@
   neither counted, delayed nor faulted.
 * moto's own Lambda invocation is switched off (:func:`disable_moto_lambda_invoke`): moto would
   invoke a stream mapping's function synchronously inside PutItem (ignoring the filter, and,
-  without Docker, failing and dropping the records) and Lambda targets of EventBridge rules
-  inside PutEvents. The emulator delivers stream records and schedules itself.
+  without Docker, failing and dropping the records), Lambda targets of EventBridge rules
+  inside PutEvents, and receive an SQS mapping's messages inside SendMessage. The emulator
+  delivers stream records, queue messages and schedules itself.
 """
 
 from __future__ import annotations
@@ -74,6 +75,22 @@ def disable_moto_lambda_invoke() -> None:
 
     LambdaFunction.invoke = invoke  # type: ignore[method-assign]
     LambdaBackend.send_dynamodb_items = send_dynamodb_items  # type: ignore[method-assign]
+
+    # An SQS mapping registers itself on its queue, and moto's Queue.add_message then RECEIVES the
+    # queue's messages inside every SendMessage (for the invoke above, which does nothing): each receive
+    # counts towards the redrive policy's maxReceiveCount and holds the message group in flight. The
+    # mapping stays listed (discover reads it); emulator.mock_aws.queues delivers it.
+    original_create = LambdaBackend.create_event_source_mapping
+
+    def create_event_source_mapping(self: Any, spec: dict[str, Any]) -> Any:
+        esm = original_create(self, spec)
+        from moto.sqs.models import sqs_backends
+
+        for queue in sqs_backends[self.account_id][self.region_name].queues.values():
+            queue.lambda_event_source_mappings.pop(esm.function_arn, None)
+        return esm
+
+    LambdaBackend.create_event_source_mapping = create_event_source_mapping  # type: ignore[method-assign]
 
 
 def cache_moto_jsonpath() -> None:

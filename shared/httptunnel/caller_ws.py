@@ -15,6 +15,8 @@ wait for the answer row (``waiting``), which the response Lambda writes from ``w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from dataclasses import dataclass
@@ -38,6 +40,10 @@ HANDSHAKE_ONLY = ("sec-websocket-key", "sec-websocket-version", "sec-websocket-e
 RESERVED_CLOSE_CODES = frozenset({1005, 1006, 1015})
 WEBHOOK_ONLY = ("this tunnel's edge policy passes only signed webhooks (ttf --verify-webhook): a WebSocket handshake "
                 "has no body to sign, so caller sockets are refused")
+# The caller frames queue (terraform/caller_queue.tf): the message attribute naming the caller's socket
+FRAME_SOCKET_ATTRIBUTE = "connectionId"
+# The texts of one ws_message to the agent (room for its envelope under the 128 KB post)
+WS_BATCH_MAX = limits.WS_MESSAGE_MAX - 1024
 
 
 # --------------------------------------------------------------------------- the socket row
@@ -363,22 +369,108 @@ def open_answer(msg: protocol.WsOpened | protocol.WsRefused) -> store.Answer:
 
 # --------------------------------------------------------------------------- $default, $disconnect
 
+@dataclass(frozen=True)
+class Frame:
+    """One caller frame as the queue hands it over: the SQS message's id, its socket, its text."""
+    message_id: str
+    socket_id: str
+    text: str
+
+
+def frames_of(event: Any) -> list[Frame]:
+    """The SQS batch's caller frames, in the queue's order (one socket's frames are in the order API
+    Gateway sent them). A record without a connection id or a readable body can never be delivered: logged and left out
+    (so it is deleted, not retried); an event that is not an SQS batch is ``events.BadEvent``."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        raise events.BadEvent("not an SQS batch: no Records list")
+    frames = []
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            raise events.BadEvent("an SQS record without a messageId")
+        attribute = (record.get("messageAttributes") or {}).get(FRAME_SOCKET_ATTRIBUTE) or {}
+        socket_id = attribute.get("stringValue") or (record.get("attributes") or {}).get("MessageGroupId")
+        text = _frame_text(record.get("body"))
+        if not isinstance(socket_id, str) or not socket_id or text is None:
+            log.warning("caller frame without a connection id or a base64 UTF-8 body: dropped", message_id=message_id)
+            continue
+        frames.append(Frame(message_id, socket_id, text))
+    return frames
+
+
+def _frame_text(body: Any) -> str | None:
+    """The frame's text: the queue holds it base64 (SQS refuses NUL, other controls and U+FFFE/U+FFFF in
+    a body; terraform/caller_queue.tf); None when it is not base64 of UTF-8."""
+    if not isinstance(body, str):
+        return None
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _packs(frames: list[Frame]) -> list[list[Frame]]:
+    """One socket's frames in ws_message-sized runs (in order; a frame too big on its own is a run of one)."""
+    packs: list[list[Frame]] = []
+    size = 0
+    for frame in frames:
+        cost = len(json.dumps(frame.text).encode("utf-8")) + 1
+        if packs and size + cost <= WS_BATCH_MAX:
+            packs[-1].append(frame)
+            size += cost
+        else:
+            packs.append([frame])
+            size = cost
+    return packs
+
+
 def message(event: Any) -> dict[str, Any]:
-    """caller_message: number the frame, send it to the agent; a gone agent ends the caller's socket."""
-    ws = events.parse_ws_event(event)
-    numbered = next_in_seq(ws.connection_id)
+    """caller_message: a batch from the caller frames FIFO queue (one group = one caller socket, its
+    frames in order). Each socket's frames go to the agent as few ``ws_message``s as fit, each numbered
+    by the socket row's counter; a gone agent ends the caller's socket. A frame that could not be sent
+    is reported with every later frame of its socket (``batchItemFailures``), so the queue gives them
+    back in order and the frames already sent are not sent again."""
+    failed: list[str] = []
+    by_socket: dict[str, list[Frame]] = {}
+    for frame in frames_of(event):
+        by_socket.setdefault(frame.socket_id, []).append(frame)
+    for socket_id, frames in by_socket.items():
+        done = 0
+        try:
+            for pack in _packs(frames):
+                if not _send_pack(socket_id, pack):
+                    break  # the socket ended: its later frames have nobody to reach
+                done += len(pack)
+        except Exception as exc:  # noqa: BLE001 - this socket's rest is retried, the other sockets' frames stand
+            log.warning("caller frames not sent: retried", socket_id=socket_id, error=type(exc).__name__,
+                        detail=str(exc)[:300], frames=len(frames) - done)
+            failed.extend(f.message_id for f in frames[done:])
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
+
+
+def every_frame_failed(event: Any) -> dict[str, Any]:
+    """The handler's answer when the batch could not be handled: every record back to the queue."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    ids = [r.get("messageId") for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in ids if isinstance(i, str) and i]}
+
+
+def _send_pack(socket_id: str, pack: list[Frame]) -> bool:
+    """Number one run of a socket's frames and post it to the agent; False when the socket has ended."""
+    numbered = next_in_seq(socket_id)
     if numbered is None:
-        log.info("caller frame for a socket without a row: dropped", socket_id=ws.connection_id)
-        return events.ws_response(200)
+        log.info("caller frames for a socket without a row: dropped", socket_id=socket_id, frames=len(pack))
+        return False
     sock, seq = numbered
-    if over_message_budget(sock):
-        return events.ws_response(200)
-    frame = protocol.encode(protocol.WsMessage(socket_id=sock.socket_id, seq=seq, data=[ws.body]))
+    if any(over_message_budget(sock) for _ in pack):  # the tunnel's budget counts frames, not ws_messages
+        return False
+    frame = protocol.encode(protocol.WsMessage(socket_id=sock.socket_id, seq=seq, data=[f.text for f in pack]))
     if len(frame.encode("utf-8")) > limits.WS_MESSAGE_MAX:
         log.warning("caller message too big for the agent: socket ended", socket_id=sock.socket_id,
                     bytes=len(frame.encode("utf-8")))
         _close_both(sock, 1009, "message too big for the tunnel")
-        return events.ws_response(200)
+        return False
     try:
         management.post_to_connection(sock.agent_connection, frame, agent_endpoint(sock))
     except management.Gone:
@@ -386,7 +478,8 @@ def message(event: Any) -> dict[str, Any]:
                  connection_id=sock.agent_connection)
         if delete_socket(sock.socket_id) is not None:
             _end_caller(sock)
-    return events.ws_response(200)
+        return False
+    return True
 
 
 def over_message_budget(sock: Socket) -> bool:

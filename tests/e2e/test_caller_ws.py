@@ -170,8 +170,8 @@ async def test_1000_messages_each_way_at_once_arrive_once_byte_exact(session, st
     """The app speaks 1,000 messages first and echoes; the caller sends 1,000 back to back meanwhile,
     with 0-50 ms of random delay on every post (both APIs) and agent $default invocation. App ->
     caller: everything in order, byte for byte (the greetings, then the echoes in the order the app
-    read them). Caller -> app: every message exactly once, byte for byte; the ORDER of a caller's
-    burst is the next test's (AWS keeps none before the frames are numbered)."""
+    read them). Caller -> app: every message exactly once, byte for byte, and in order (the caller
+    frames FIFO queue: shared/README.md "Ordering")."""
     origin, _ = app
     await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0.05})
     started = time.monotonic()
@@ -188,16 +188,15 @@ async def test_1000_messages_each_way_at_once_arrive_once_byte_exact(session, st
     assert got[:1000] == [f"greeting {n}" for n in range(1000)], "app -> caller: in order, byte-exact"
     assert got[1000:] == at_app, "the app's echoes reach the caller in the order it sent them, byte-exact"
     assert sorted(at_app) == sorted(sent), "caller -> app: each message exactly once, byte-exact"
+    assert at_app == sent, f"caller -> app in order: {misplaced(at_app, sent)} of 1000 out of place"
     print(f"\n1,000 each way at once: {elapsed:.1f} s; caller burst {misplaced(at_app, sent)} of 1000 out of place")
 
 
-@pytest.mark.xfail(strict=True, reason="NOT SOLVED (shared/README.md 'Ordering'): each caller frame is its own "
-                   "concurrent $default invocation and they are numbered in the order they reach the socket "
-                   "row's counter, which AWS does not tie to arrival order; the candidate fix is API Gateway -> "
-                   "SQS FIFO (group = connection id) -> caller_message, not built. Strict: passing means it is.")
 async def test_a_1000_message_burst_from_the_caller_reaches_the_app_in_order(session, stack, app, agent):
-    """What the issue asks (a caller's burst in order, randomised delays). Every frame arrives once,
-    byte-exact (asserted first); the order is what fails today, measured by the count out of place."""
+    """What the issue asks: a caller's burst in order, with 0-50 ms of random delay before every
+    caller_message invocation (the FIFO poller's), agent $default invocation and post. Every frame
+    arrives once, byte-exact (NUL and U+2028 included: the queue holds frames base64), and in order:
+    API Gateway -> SQS FIFO (group = the caller's connection) -> one invocation per socket at a time."""
     origin, _ = app
     await admin(session, stack, "POST", "/faults", {"ws_jitter_s": 0.05})
     started = time.monotonic()
@@ -214,6 +213,25 @@ async def test_a_1000_message_burst_from_the_caller_reaches_the_app_in_order(ses
     print(f"\ncaller burst: {misplaced(received, sent)} of {len(sent)} frames out of place, "
           f"{time.monotonic() - started:.1f} s")
     assert received == sent, f"{misplaced(received, sent)} of 1000 out of place"
+
+
+async def test_one_caller_message_at_a_time_round_trips_and_is_timed(session, stack, app, agent):
+    """The latency shared/README.md "Ordering" states: 40 caller messages, each sent once the app's echo
+    of the previous one is back (caller -> queue -> caller_message -> agent -> app, and the echo back),
+    timed; every echo is the message sent. `nice -n 10 pytest -s -k round_trips` prints p50 / p90; run
+    it against a stack started with --profile aws (HTTP_TUNNEL_E2E_STATE) for the AWS model."""
+    times = []
+    async with caller_url(stack, agent.tunnel_id).connect(session) as ws:
+        for n in range(41):
+            text = f"ping {n} é\x00"
+            started = time.monotonic()
+            await ws.send_str(text)
+            assert await receive_text(ws, timeout=30) == text
+            if n:  # the first warms caller_message and the agent's socket
+                times.append((time.monotonic() - started) * 1000)
+    times.sort()
+    print(f"\none caller message round trip (caller -> app -> caller), n={len(times)}: "
+          f"p50 {times[len(times) // 2]:.0f} ms, p90 {times[int(len(times) * 0.9)]:.0f} ms, max {times[-1]:.0f} ms")
 
 
 async def test_the_callers_close_code_reaches_the_app_within_5_s(session, stack, app, agent):

@@ -53,6 +53,10 @@ NOT_CALLED_BY_HANDLER = {
     "dynamodb:GetRecords": "the event source mapping reads the stream for stream_notifier",
     "dynamodb:GetShardIterator": "the event source mapping reads the stream for stream_notifier",
     "dynamodb:ListStreams": "the event source mapping reads the stream for stream_notifier",
+    "sqs:ReceiveMessage": "the event source mapping reads the caller frames queue for caller_message",
+    "sqs:DeleteMessage": "the event source mapping deletes the frames caller_message handled",
+    "sqs:ChangeMessageVisibility": "the event source mapping returns the frames caller_message reports failed",
+    "sqs:GetQueueAttributes": "the event source mapping reads the caller frames queue's settings",
     "s3:ListBucket": "S3 answers a HeadObject of a missing key with 404 only when the caller may list the bucket "
                      "(403 otherwise): bodies.get_response_body tells a missing upload by that 404",
     "kms:Decrypt": "SSM decrypts the SecureStrings under the deployment's key on the reader's behalf (connect's JWT "
@@ -337,8 +341,12 @@ def observed(stack, deployed):
         ddb.put_item(TableName=outputs["connections_table_name"], Item=socket_row)
         caller_frame = _event("default_message")
         caller_frame["requestContext"]["connectionId"] = "caller-conn"
-        caller_frame["body"] = "hello app"
-        run("caller_message", caller_frame)
+        # caller_message reads the caller frames FIFO queue (terraform/caller_queue.tf): an SQS batch
+        run("caller_message", {"Records": [{"messageId": "m1", "receiptHandle": "rh", "body": "aGVsbG8gYXBw",
+                                            "attributes": {"MessageGroupId": "caller-conn"},
+                                            "messageAttributes": {"connectionId": {"stringValue": "caller-conn",
+                                                                                   "dataType": "String"}},
+                                            "eventSource": "aws:sqs"}]})
         for frame in ({"type": "ws_message", "socket_id": "caller-conn", "seq": 0, "data": ["hello caller"]},
                       {"type": "ws_close", "socket_id": "caller-conn", "code": 1000}):
             run("response", copy.deepcopy(ready) | {"body": json.dumps(frame)})

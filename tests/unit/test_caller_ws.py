@@ -3,6 +3,7 @@ the agent's ws frames in the response Lambda, over moto and a fake @connections 
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -45,6 +46,26 @@ def caller_event(name: str, socket_id: str, tunnel_id: str = "", *, body: str | 
         event["multiValueQueryStringParameters"] = query
         event["queryStringParameters"] = {k: v[-1] for k, v in query.items()}
     return event
+
+
+def frames(*sockets_and_texts: tuple[str, str], ids: list[str] | None = None) -> dict[str, Any]:
+    """An SQS batch from the caller frames FIFO queue (terraform/caller_queue.tf), as Lambda hands it over:
+    the connection id is the message group and the ``connectionId`` attribute; the body is the frame, base64."""
+    records = []
+    for index, (socket_id, text) in enumerate(sockets_and_texts):
+        message_id = ids[index] if ids else f"m-{index}"
+        records.append({
+            "messageId": message_id, "receiptHandle": "rh-" + message_id,
+            "body": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1765000000000",
+                           "SequenceNumber": str(10 ** 19 + index), "MessageGroupId": socket_id,
+                           "SenderId": "AROAEXAMPLE:apigateway", "MessageDeduplicationId": "d-" + message_id,
+                           "ApproximateFirstReceiveTimestamp": "1765000000001"},
+            "messageAttributes": {"connectionId": {"stringValue": socket_id, "stringListValues": [], "binaryListValues": [],
+                                                   "dataType": "String"}},
+            "md5OfBody": "", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:http-tunnel-caller-frames.fifo"})
+    return {"Records": records}
 
 
 def run(name: str, event: dict[str, Any]) -> Any:
@@ -128,10 +149,62 @@ def test_unknown_tunnels_and_agents_without_ws_are_refused_at_the_handshake(call
 
 def test_caller_frames_are_numbered_and_sent_to_the_agent(callers):
     open_socket(callers)
-    for text in ("one", "twö", '{"json": true}'):
-        assert run("caller_message", caller_event("default_message.json", "caller-1", body=text)) == {"statusCode": 200}
-    frames = [m for m in callers.messages("agent-A") if m["type"] == "ws_message"]
-    assert [(f["seq"], f["data"]) for f in frames] == [(0, ["one"]), (1, ["twö"]), (2, ['{"json": true}'])]
+    for text in ("one", "twö", '{"json": true}', "nul\x00 \ufffe 🌍"):
+        assert run("caller_message", frames(("caller-1", text))) == {"batchItemFailures": []}
+    sent = [m for m in callers.messages("agent-A") if m["type"] == "ws_message"]
+    assert [(f["seq"], f["data"]) for f in sent] == [(0, ["one"]), (1, ["twö"]), (2, ['{"json": true}']),
+                                                     (3, ["nul\x00 \ufffe 🌍"])]
+
+
+def test_a_batch_goes_to_the_agent_as_one_numbered_message_per_socket_in_queue_order(callers):
+    open_socket(callers)
+    answer_opens(callers)
+    run("caller_connect", caller_event("connect.json", "caller-2", agent("agent-A")))
+    callers.on_post = None
+    batch = frames(("caller-1", "a1"), ("caller-2", "b1"), ("caller-1", "a2"), ("caller-2", "b2"), ("caller-1", "a3"))
+    assert run("caller_message", batch) == {"batchItemFailures": []}
+    sent = [(m["socket_id"], m["seq"], m["data"]) for m in callers.messages("agent-A") if m["type"] == "ws_message"]
+    assert sent == [("caller-1", 0, ["a1", "a2", "a3"]), ("caller-2", 0, ["b1", "b2"])]
+    assert socket_row("caller-1")["inSeq"] == "1", "one number per ws_message"
+
+
+def test_frames_past_one_agent_message_are_split_in_order(callers):
+    open_socket(callers)
+    texts = [str(i) * 30_000 for i in range(6)]  # 180 KB: more than one 128 KB post
+    run("caller_message", frames(*[("caller-1", t) for t in texts]))
+    sent = [m for m in callers.messages("agent-A") if m["type"] == "ws_message"]
+    assert [m["seq"] for m in sent] == [0, 1] and [t for m in sent for t in m["data"]] == texts
+    assert all(len(protocol.encode(protocol.WsMessage("caller-1", m["seq"], m["data"]))) <= 128 * 1024 for m in sent)
+
+
+def test_a_frame_not_sent_is_retried_with_its_sockets_later_frames_only(callers):
+    open_socket(callers)
+    answer_opens(callers, "agent-B")
+    run("caller_connect", caller_event("connect.json", "caller-2", agent("agent-B")))
+    callers.on_post = None
+    callers.forbidden_left["agent-A"] = 1  # a post that fails (not 410): caller-1's frames go back to the queue
+    batch = frames(("caller-1", "a1"), ("caller-2", "b1"), ("caller-1", "a2"), ("caller-2", "b2"),
+                   ids=["a1", "b1", "a2", "b2"])
+    assert run("caller_message", batch) == {"batchItemFailures": [{"itemIdentifier": "a1"}, {"itemIdentifier": "a2"}]}
+    assert [m["data"] for m in callers.messages("agent-B") if m["type"] == "ws_message"] == [["b1", "b2"]]
+    # the queue hands the group back, in order: the frames reach the agent once, under a later number
+    assert run("caller_message", frames(("caller-1", "a1"), ("caller-1", "a2"))) == {"batchItemFailures": []}
+    assert [(m["seq"], m["data"]) for m in callers.messages("agent-A") if m["type"] == "ws_message"] == [(1, ["a1", "a2"])]
+
+
+def test_a_batch_that_cannot_be_read_goes_back_whole_and_records_without_a_socket_are_dropped(callers):
+    open_socket(callers)
+    assert run("caller_message", {"Records": "nope"}) == {"batchItemFailures": []}
+    broken = frames(("caller-1", "kept"), ("caller-1", "x"), ("caller-1", "y"), ("caller-1", "z"))
+    del broken["Records"][1]["messageAttributes"]["connectionId"]
+    del broken["Records"][1]["attributes"]["MessageGroupId"]
+    broken["Records"][2]["body"] = "not base64!"
+    broken["Records"][3]["body"] = base64.b64encode(b"\xff\xfe").decode()
+    assert run("caller_message", broken) == {"batchItemFailures": []}
+    assert [m["data"] for m in callers.messages("agent-A") if m["type"] == "ws_message"] == [["kept"]]
+    nameless = frames(("caller-1", "a"), ("caller-1", "b"), ids=["i1", "i2"])
+    del nameless["Records"][0]["messageId"]
+    assert run("caller_message", nameless) == {"batchItemFailures": [{"itemIdentifier": "i2"}]}
 
 
 def test_agent_messages_are_posted_in_order_once_and_acknowledged(callers):
@@ -164,7 +237,7 @@ def test_the_callers_close_code_reaches_the_agent_once(callers):
     run("caller_disconnect", event)
     closes = [m for m in callers.messages("agent-A") if m["type"] == "ws_close"]
     assert closes == [{"type": "ws_close", "socket_id": "caller-1", "code": 4005, "reason": "bye"}]
-    run("caller_message", caller_event("default_message.json", "caller-1", body="late"))
+    run("caller_message", frames(("caller-1", "late")))
     assert not [m for m in callers.messages("agent-A") if m["type"] == "ws_message"]
 
 
@@ -177,13 +250,13 @@ def test_an_agent_close_ends_the_callers_socket(callers):
 def test_a_gone_agent_ends_the_callers_socket_at_its_next_frame(callers):
     open_socket(callers)
     callers.gone.add("agent-A")
-    run("caller_message", caller_event("default_message.json", "caller-1", body="hello?"))
+    run("caller_message", frames(("caller-1", "hello?"), ("caller-1", "anyone?")))
     assert callers.closed == ["caller-1"] and socket_row("caller-1") is None
 
 
 def test_a_caller_message_too_big_for_the_agent_ends_both_sides(callers):
     open_socket(callers)
-    run("caller_message", caller_event("default_message.json", "caller-1", body="\u0001" * 40_000))  # 6x when escaped
+    run("caller_message", frames(("caller-1", "\u0001" * 40_000)))  # 6x when escaped
     assert callers.closed == ["caller-1"]
     assert [m for m in callers.messages("agent-A") if m["type"] == "ws_close"][0]["code"] == 1009
 

@@ -17,7 +17,7 @@ from httptunnel.ttlmap import TTLMap
 
 from .helpers import connect_agent
 from . import test_caller_ws, test_sealed
-from .test_caller_ws import agent, answer_opens, caller_event, run, socket_row
+from .test_caller_ws import agent, answer_opens, caller_event, frames, run, socket_row
 from .test_forward_basic import FakeAgent, http_event, ok
 from .test_sealed import SECRET, hook_headers
 
@@ -182,7 +182,17 @@ def open_on(callers: Any, tunnel_id: str, socket_id: str, agent_connection: str 
 
 
 def send(socket_id: str, text: str) -> None:
-    assert run("caller_message", caller_event("default_message.json", socket_id, body=text)) == {"statusCode": 200}
+    assert run("caller_message", frames((socket_id, text))) == {"batchItemFailures": []}
+
+
+def test_the_budget_counts_frames_not_the_batches_they_arrive_in(callers, monkeypatch):
+    monkeypatch.setenv("CALLER_MESSAGE_RATE_LIMIT", "0.001")
+    monkeypatch.setenv("CALLER_MESSAGE_BURST_LIMIT", "3")
+    open_on(callers, agent("agent-A"), "s1")
+    assert run("caller_message", frames(*[("s1", t) for t in "abcd"])) == {"batchItemFailures": []}
+    to_agent = [m for m in callers.messages("agent-A") if m["type"] in ("ws_message", "ws_close")]
+    assert [m["type"] for m in to_agent] == ["ws_close"] and to_agent[0]["code"] == 1008
+    assert "s1" in callers.closed
 
 
 def test_caller_messages_over_the_tunnels_budget_close_the_socket_that_sent_them(callers, monkeypatch):

@@ -1,5 +1,7 @@
 # WebSocket API for the agents: $connect, $disconnect and $default, each a Lambda proxy
 # integration. Every agent message (ready, ping, http_response, error) arrives on $default.
+# A route in service_integrations is an AWS service integration instead (the caller API's $default:
+# SendMessage to an SQS FIFO queue, terraform/caller_queue.tf), with no Lambda permission.
 
 resource "aws_apigatewayv2_api" "this" {
   name                       = var.name
@@ -17,14 +19,28 @@ resource "aws_apigatewayv2_integration" "this" {
   integration_uri    = each.value.invoke_arn
 }
 
+resource "aws_apigatewayv2_integration" "service" {
+  for_each = var.service_integrations
+
+  api_id                        = aws_apigatewayv2_api.this.id
+  integration_type              = "AWS"
+  integration_method            = "POST"
+  integration_uri               = each.value.integration_uri
+  credentials_arn               = each.value.credentials_arn
+  passthrough_behavior          = "NEVER"
+  request_parameters            = each.value.request_parameters
+  request_templates             = each.value.request_templates
+  template_selection_expression = each.value.template_selection_expression
+}
+
 resource "aws_apigatewayv2_route" "this" {
-  for_each = var.routes
+  for_each = toset(concat(keys(var.routes), keys(var.service_integrations)))
 
   #checkov:skip=CKV_AWS_309:agents authenticate in the connect Lambda (JWT/JWKS when require_auth); API Gateway authorizers do not apply to $disconnect/$default
   api_id             = aws_apigatewayv2_api.this.id
   route_key          = each.key
   authorization_type = "NONE"
-  target             = "integrations/${aws_apigatewayv2_integration.this[each.key].id}"
+  target             = "integrations/${contains(keys(var.routes), each.key) ? aws_apigatewayv2_integration.this[each.key].id : aws_apigatewayv2_integration.service[each.key].id}"
 }
 
 resource "aws_lambda_permission" "this" {

@@ -40,7 +40,7 @@ output "management_endpoint" {
 
 output "route_targets" {
   description = "Route key -> integration URI (the Lambda invoke ARN); terraform tests assert on it."
-  value       = { for k, r in aws_apigatewayv2_route.this : k => aws_apigatewayv2_integration.this[k].integration_uri }
+  value       = { for k, r in aws_apigatewayv2_route.this : k => contains(keys(var.routes), k) ? aws_apigatewayv2_integration.this[k].integration_uri : aws_apigatewayv2_integration.service[k].integration_uri }
 }
 
 output "throttles" {
@@ -54,4 +54,17 @@ output "throttles" {
 output "permission_qualifiers" {
   description = "Route key -> qualifier of its invoke permission (the alias with snap_start, else null); terraform tests assert on it."
   value       = { for k, p in aws_lambda_permission.this : k => p.qualifier }
+}
+
+output "service_integrations" {
+  description = "Route key -> its AWS service integration (type, uri, credentials, templates); terraform tests assert on it."
+  value = { for k, i in aws_apigatewayv2_integration.service : k => {
+    integration_type              = i.integration_type
+    integration_uri               = i.integration_uri
+    credentials_arn               = i.credentials_arn
+    passthrough_behavior          = i.passthrough_behavior
+    request_parameters            = i.request_parameters
+    request_templates             = i.request_templates
+    template_selection_expression = i.template_selection_expression
+  } }
 }

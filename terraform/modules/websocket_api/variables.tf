@@ -28,6 +28,23 @@ variable "routes" {
   }
 }
 
+variable "service_integrations" {
+  type = map(object({
+    integration_uri               = string # arn:<partition>:apigateway:<region>:<service>:path/...
+    credentials_arn               = string # the role API Gateway assumes to call the service
+    request_parameters            = map(string)
+    request_templates             = map(string)
+    template_selection_expression = string
+  }))
+  description = "Route key -> an AWS service integration (integration_type AWS, no Lambda) used instead of a route in routes."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.service_integrations) : contains(["$connect", "$disconnect", "$default"], k)])
+    error_message = "service_integrations keys must be $connect, $disconnect or $default."
+  }
+}
+
 variable "throttling_burst_limit" {
   type        = number
   description = "Stage default route burst limit."
