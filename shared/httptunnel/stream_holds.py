@@ -2,8 +2,8 @@
 execution environments (issue 29: a streaming tunnel must not starve the others).
 
 On the function URL edge every request is a streamed invocation, and Lambda runs one invocation
-per execution environment at a time ("each execution environment can only process one request
-at a time": https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html), so a request
+per execution environment at a time ("for each concurrent request, Lambda provisions a separate
+instance of your execution environment": https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html), so a request
 that lasts (an SSE stream, a download, an agent that never answers) holds one environment of
 forward_stream's reserved concurrency for up to ``max_stream_seconds``. ``fairness``'s in-flight
 count lives in one environment and therefore sees one request at most: it cannot bound this. The
@@ -14,8 +14,9 @@ count here is shared: one item per tunnel in the pending table,
 ``take`` adds a lease with one conditional UpdateItem (``size(leases) < :max``: DynamoDB
 evaluates the condition and the update atomically,
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html;
-``size`` of a map is its number of elements,
-https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html)
+``size`` of a map is its number of child elements,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html;
+``attribute_exists`` first, since moto errs on ``size`` of a missing attribute)
 and ``give_back`` removes it with another when the request ends. An environment that dies
 mid-stream never gives its lease back, so every lease carries an expiry past the longest an
 invocation can live (``max_stream_seconds`` + the function's 15 s margin + ``EXPIRY_MARGIN_S``);
