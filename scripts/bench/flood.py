@@ -35,7 +35,7 @@ attacks also set `max_stream_seconds=30` (Terraform's minimum): the emulator, li
 tell the function that a caller went away, so a stream lasts until the origin ends it or that cap.
 
 Configurations: `before` = the per-tunnel and per-socket limits off (`tunnel_rate_limit=0`,
-`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`), API Gateway's throttles as Terraform sets
+`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`, `tunnel_max_open_streams=0`), API Gateway's throttles as Terraform sets
 them; `after` = this repo's defaults; `after-raised` = the defaults with the HTTP stage raised to
 100 req/s (burst 200) and the WebSocket stage to 200 msg/s (burst 400), the configuration in which
 the per-tunnel limits, not the stage, are what a single tunnel's flood meets. `--var` adds Terraform
@@ -80,7 +80,7 @@ STREAM_ENVIRONMENTS = 12  # forward_stream environments (= its reserved concurre
 HOLDER_MAX_STREAMS = 1000  # the most ttf accepts: a token holder's own agent does not cap his streams
 STREAM_RETRY_S = 0.2
 CONFIGS: dict[str, tuple[str, ...]] = {
-    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0"),
+    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0", "tunnel_max_open_streams=0"),
     "after": (),
     "after-raised": ("http_throttling_rate_limit=100", "http_throttling_burst_limit=200",
                      "websocket_throttling_rate_limit=200", "websocket_throttling_burst_limit=400"),
