@@ -21,7 +21,8 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
-from scripts.harness.stack import LocalStack
+from scripts.bench.flood import target
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 from tests.e2e.client import request
 from scripts.harness.proc import Proc
 from tests.e2e.conftest import STACK_START_TIMEOUT_S, Tunnel, start_agent, stack_info
@@ -203,8 +204,6 @@ def test_the_flood_harness_runs_every_attack_and_reports_the_second_tunnel(tmp_p
 def stream_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], str, str]]:
     """A stack whose function URL runs 5 environments (= forward_stream's reservation) and lets one
     tunnel hold 2 requests open; the bench origin (its /sse and /kb) behind tunnels A and B."""
-    from scripts.harness.stack import TtfAgent, agent_token
-
     if not (ROOT / "build" / "local" / "build.json").exists():
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
     folder = tmp_path_factory.mktemp("stream-stack")
@@ -227,8 +226,6 @@ async def test_one_tunnels_open_streams_are_counted_across_environments(stream_s
     """Tunnel A holds 2 SSE streams through the function URL, each in its own execution environment
     (a process of its own: nothing in memory is shared); its third gets 429 tunnel_rate_limited with
     Retry-After, while tunnel B is served; once A's streams end, A is admitted again."""
-    from scripts.bench.flood import target
-
     state, tunnel_a, tunnel_b = stream_stack
     sse_url, sse_host = target(tunnel_a, "/sse?n=7&ms=500", state["stream_url"])
     kb_url, kb_host = target(tunnel_b, "/kb", state["stream_url"])
