@@ -198,6 +198,10 @@ def test_the_flood_harness_runs_every_attack_and_reports_the_second_tunnel(tmp_p
     for phase in ("unloaded", *flood.ATTACKS):
         assert results[phase]["second_tunnel"]["requests"] > 0, phase
     assert results["connect"]["agent_connects"]["requests"] > 0
+    # the token holder's own agent accepts 1,000 streams; the server holds him to tunnel_max_open_streams (8)
+    # of the 12 environments (without stream_holds he held all 12 and tunnel B got only Lambda's 429)
+    assert 1 <= results["stream-holder"]["attack"]["open_max"] <= 8
+    assert results["stream-holder"]["attack"]["refused"].get("429 tunnel_rate_limited", 0) > 0
 
 
 @pytest.fixture(scope="module")
