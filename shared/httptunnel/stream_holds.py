@@ -11,8 +11,11 @@ count here is shared: one item per tunnel in the pending table,
 
     requestId = "holds#<tunnel id>", leases = {<lease id>: <expiry, unix s>}, ttl = <latest expiry>
 
-``take`` adds a lease with one conditional UpdateItem (``size(leases) < :max``: DynamoDB
-evaluates the condition and the update atomically,
+Only a tunnel that exists is counted (``tunnels.connection_for``, the lookup exchange makes next,
+remembered in the warm instance either way): a flood of unknown ids costs no write and leaves no
+item. In path mode a request for an unknown id that the Referer fallback sends to another tunnel
+(single-tenant deployments only) is not counted. ``take`` adds a lease with one conditional
+UpdateItem (``size(leases) < :max``: DynamoDB evaluates the condition and the update atomically,
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html;
 ``size`` of a map is its number of child elements,
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html;
@@ -45,7 +48,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from . import aws, config, log, names, store
+from . import aws, config, log, names, store, tunnels
 from .replies import ForwardResult, fail
 from .ttlmap import TTLMap
 
@@ -125,10 +128,11 @@ def _refused(retry_after_s: int) -> ForwardResult:
 
 def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | ForwardResult:
     """THE hook of forward_stream: a lease for this request (``give_back`` it when the request ends),
-    or the 429 the caller gets. The limit off (``TUNNEL_MAX_OPEN_STREAMS`` 0): a Hold without a lease."""
+    or the 429 the caller gets. The limit off (``TUNNEL_MAX_OPEN_STREAMS`` 0) or no such tunnel: a
+    Hold without a lease."""
     limit = config.tunnel_max_open_streams()
-    if limit <= 0:
-        return Hold(tunnel_id)
+    if limit <= 0 or tunnels.connection_for(tunnel_id) is None:
+        return Hold(tunnel_id)  # an unknown tunnel (exchange answers 404) costs no write and leaves no item
     if FULL.get(tunnel_id) is not None:
         return _refused(1)
     now = clock()

@@ -36,6 +36,12 @@ def limit(aws, monkeypatch):
     monkeypatch.setenv("MAX_STREAM_SECONDS", "60")
 
 
+@pytest.fixture
+def online(limit, monkeypatch):
+    """Tunnels t1 and other exist (a lease is taken only for a tunnel that exists)."""
+    monkeypatch.setattr(stream_holds.tunnels, "connection_for", lambda tid: object() if tid in {"t1", "other"} else None)
+
+
 def refused(held) -> bool:
     if not isinstance(held, ForwardResult):
         return False
@@ -53,7 +59,7 @@ def test_off_by_default_and_costs_no_call(aws, monkeypatch):
     assert store.calls() == before
 
 
-def test_the_count_holds_across_environments_and_a_given_back_lease_frees_a_place(limit):
+def test_the_count_holds_across_environments_and_a_given_back_lease_frees_a_place(online):
     first = stream_holds.take("t1")
     cold_start()  # another execution environment: it remembers nothing of the first
     second = stream_holds.take("t1")
@@ -67,13 +73,13 @@ def test_the_count_holds_across_environments_and_a_given_back_lease_frees_a_plac
     assert not refused(third) and set(leases("t1")) == {second.lease_id, third.lease_id}
 
 
-def test_a_lease_lasts_past_the_longest_invocation(limit):
+def test_a_lease_lasts_past_the_longest_invocation(online):
     clock = Clock()
     held = stream_holds.take("t1", clock)
     assert leases("t1")[held.lease_id] == int(clock.now) + 60 + 15 + 30
 
 
-def test_leases_of_environments_that_died_expire_and_are_removed(limit):
+def test_leases_of_environments_that_died_expire_and_are_removed(online):
     clock = Clock()
     dead = [stream_holds.take("t1", clock), stream_holds.take("t1", clock)]  # never given back
     cold_start()
@@ -88,7 +94,7 @@ def test_leases_of_environments_that_died_expire_and_are_removed(limit):
     assert set(leases("t1")) == {fresh.lease_id} and all(d.lease_id not in leases("t1") for d in dead)
 
 
-def test_a_full_tunnel_is_refused_without_a_write_for_a_second(limit, monkeypatch):
+def test_a_full_tunnel_is_refused_without_a_write_for_a_second(online, monkeypatch):
     clock = Clock()
     stream_holds.take("t1", clock), stream_holds.take("t1", clock)
     assert refused(stream_holds.take("t1", clock))
@@ -97,7 +103,13 @@ def test_a_full_tunnel_is_refused_without_a_write_for_a_second(limit, monkeypatc
     assert store.calls() == before
 
 
-def test_dynamodb_trouble_fails_open_and_a_failed_give_back_never_raises(limit, monkeypatch):
+def test_an_unknown_tunnel_costs_no_write_and_leaves_no_item(online):
+    before = store.calls()
+    assert stream_holds.take("nosuchtunnel") == stream_holds.Hold("nosuchtunnel")
+    assert store.calls() == before and leases("nosuchtunnel") == {}
+
+
+def test_dynamodb_trouble_fails_open_and_a_failed_give_back_never_raises(online, monkeypatch):
     def throttled(op, **kwargs):
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, op)
 
