@@ -66,7 +66,16 @@ $(BROWSER_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,browser]'
 	touch $@
 
-test-browser: $(BROWSER_STAMP) build-local ## the inspector page, and a static site through the local stack, in headless Chromium (apt-get installs Debian's chromium when missing)
+# Vite and graphql-ws for tests/browser/test_ws_apps.py: pinned by the lock file, installed with npm ci
+# (the only network use; the tests run offline). Needs Node >= 20.19 on PATH (Vite 8's engines).
+WS_APPS := tests/browser/apps
+WS_APPS_STAMP := $(WS_APPS)/node_modules/.installed
+$(WS_APPS_STAMP): $(WS_APPS)/package.json $(WS_APPS)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "test-browser: FAILED: no node/npm on PATH (Node >= 20.19 runs Vite and graphql-ws)"; exit 1; }
+	cd $(WS_APPS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-browser: $(BROWSER_STAMP) $(WS_APPS_STAMP) build-local ## the inspector page, a static site and real WebSocket apps (Vite, graphql-ws) through the local stack, in headless Chromium (apt-get installs Debian's chromium when missing)
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
 	  echo "test-browser: installing Debian's chromium and curl with apt-get"; \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium curl \

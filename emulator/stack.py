@@ -78,6 +78,7 @@ class Options:
     build_dir: Path
     variables: tuple[tuple[str, str], ...] = ()
     stream_port: int = 0
+    caller_ws_port: int = 0
     stream_environments: int = STREAM_ENVIRONMENTS
 
 
@@ -91,6 +92,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--admin-port", type=int, default=4042, help="admin API port: /stats, /faults (0 = ephemeral)")
     parser.add_argument("--stream-port", type=int, default=4043,
                         help="the function URL edge (forward_stream, RESPONSE_STREAM): stream_url (0 = ephemeral)")
+    parser.add_argument("--caller-ws-port", type=int, default=4044,
+                        help="the caller WebSocket API (callers' sockets): caller_ws_url (0 = ephemeral)")
     parser.add_argument("--stream-environments", type=int, default=STREAM_ENVIRONMENTS,
                         help="forward_stream execution environments (each serves one invocation at a time, as on "
                              "Lambda; make bench raises it so c=32 is not queued behind 4)")
@@ -107,7 +110,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                         help="extra Terraform variable (repeatable), e.g. jwt_max_lifetime=86400")
     args = parser.parse_args(argv)
-    for name in ("http_port", "ws_port", "admin_port", "stream_port"):
+    for name in ("http_port", "ws_port", "admin_port", "stream_port", "caller_ws_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be 0..65535")
     if not 1 <= args.stream_environments <= 256:
@@ -121,7 +124,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(args.http_port, args.ws_port, args.admin_port, args.state_file.resolve(),
                    args.profile, args.cleanup_interval, args.ttl_interval, args.ws_idle_timeout,
                    args.ws_max_age, args.build_dir.resolve(), tuple(variables), args.stream_port,
-                   args.stream_environments)
+                   args.caller_ws_port, args.stream_environments)
 
 
 def pid_alive(pid: int) -> bool:
@@ -238,7 +241,7 @@ class Stack:
                                    post_delay_s=p.post_to_connection_ms / 1000,
                                    route_delay_s=p.websocket_api_ms / 1000),
             invoke_delay_s=p.lambda_invoke_ms / 1000)
-        ports = await self.gateway.bind(self.options.http_port, self.options.ws_port)
+        ports = await self.gateway.bind(self.options.http_port, self.options.ws_port, self.options.caller_ws_port)
         admin = AdminApi(self.stats, self.faults, self.gateway.lambdas, self.moto)
         admin_runner, admin_port = await serve(admin.app(), "127.0.0.1", self.options.admin_port)
         self.gateway.runners.append(admin_runner)
@@ -283,6 +286,10 @@ class Stack:
             "http_url": ports.http_url,
             "ws_url": self.gateway.ws_url,
             "stream_url": stream_url if streamed else None,
+            # Caller WebSockets (shared/README.md): subdomain form ws://<id>.localhost:<port>/<stage>, and the
+            # query form <caller_ws_url>?tunnel=<id> (path routing on)
+            "caller_ws_url": self.gateway.caller_ws_url,
+            "caller_ws_url_template": self.gateway.caller_ws_url.replace(f"//{ports.host}:", "//{tunnel_id}.localhost:"),
             "aws_endpoint_url": endpoint,
             "admin_url": f"http://127.0.0.1:{admin_port}",
             "management_url": ports.management_url,
@@ -339,7 +346,7 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
 
 def print_state(state: dict[str, Any]) -> None:
     print(f"local stack ready in {state['startup_seconds']} s", flush=True)
-    for key in ("http_url", "stream_url", "ws_url", "aws_endpoint_url", "admin_url"):
+    for key in ("http_url", "stream_url", "ws_url", "caller_ws_url", "aws_endpoint_url", "admin_url"):
         print(f"  {key:<17} {state[key]}", flush=True)
     token = f" --token {state['auth']['token']}" if state.get("auth") else ""
     print(f"  agent:            ttf --endpoint {state['ws_url']}{token} --port 3000", flush=True)

@@ -52,6 +52,10 @@ class FaultSettings:
     # Seconds a row written by PutItem stays out of Query results on a GSI (DynamoDB's global
     # secondary indexes are eventually consistent; moto's are not).
     gsi_lag_s: float = 0.0
+    # Caller WebSockets (issue 24): seconds, uniform 0..this, added before each agent-API $default
+    # invocation and each PostToConnection, so concurrent Lambdas' posts and the agent's messages
+    # overtake each other (AWS orders neither). Caller-API invocations are not delayed: see emulator/README.md.
+    ws_jitter_s: float = 0.0
 
 
 class Faults:
@@ -72,6 +76,9 @@ class Faults:
             current[key] = float(value)
         self.settings = FaultSettings(**current)
         return self.settings
+
+    def jitter(self, upper_s: float) -> float:
+        return self.rng.uniform(0, upper_s) if upper_s > 0 else 0.0
 
     def hit(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate

@@ -69,7 +69,39 @@ variable "agent_message_burst_limit" {
   }
 }
 
+variable "tunnel_caller_message_rate_limit" {
+  type        = number
+  description = "Caller WebSocket messages per second one tunnel may receive, all its caller sockets together (per warm caller_message instance); the socket whose message goes over is closed (the app gets 1008, the caller 1000). 0 = no budget. Keep it below caller_message_throttling_rate_limit, the stage's share of every tunnel."
+  default     = 50
+
+  validation {
+    condition     = var.tunnel_caller_message_rate_limit >= 0 && var.tunnel_caller_message_rate_limit <= 10000
+    error_message = "tunnel_caller_message_rate_limit must be 0 (off) to 10000."
+  }
+}
+
+variable "tunnel_caller_message_burst_limit" {
+  type        = number
+  description = "Caller WebSocket messages one tunnel may receive at once before tunnel_caller_message_rate_limit applies."
+  default     = 100
+
+  validation {
+    condition     = var.tunnel_caller_message_burst_limit >= 0 && var.tunnel_caller_message_burst_limit <= 5000
+    error_message = "tunnel_caller_message_burst_limit must be 0 to 5000."
+  }
+}
+
 locals {
+  # Caller WebSockets (issue 24): a caller's $connect counts as one request to its tunnel, and
+  # its messages against the tunnel's caller message budget. Merged into each function's
+  # environment by function name (main.tf, module "functions").
+  fairness_caller_environment = {
+    caller_connect = tomap(local.fairness_forward_environment)
+    caller_message = tomap({
+      CALLER_MESSAGE_RATE_LIMIT  = tostring(var.tunnel_caller_message_rate_limit)
+      CALLER_MESSAGE_BURST_LIMIT = tostring(var.tunnel_caller_message_burst_limit)
+    })
+  }
   fairness_forward_environment = {
     TUNNEL_RATE_LIMIT    = tostring(var.tunnel_rate_limit)
     TUNNEL_BURST_LIMIT   = tostring(var.tunnel_burst_limit)

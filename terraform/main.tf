@@ -9,7 +9,7 @@ data "aws_partition" "current" {}
 locals {
   build_dir = var.build_dir != "" ? var.build_dir : "${path.root}/../build"
 
-  functions = ["connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier"]
+  functions = ["connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier", "caller_connect", "caller_message", "caller_disconnect"]
   function_names = {
     for fn in local.functions : fn => "${var.name_prefix}-${replace(fn, "_", "-")}"
   }
@@ -21,6 +21,10 @@ locals {
     forward_stream  = { memory_size = 512, timeout = var.max_stream_seconds + 15, description = "Function URL (RESPONSE_STREAM): send the request down the tunnel, stream the answer" }
     cleanup         = { memory_size = 256, timeout = 120, description = "Schedule: remove expired connection and pending rows" }
     stream_notifier = { memory_size = 128, timeout = 30, description = "DynamoDB stream: publish completed requests to EventBridge" }
+    # Caller WebSockets (issue 24): caller_connect waits for the agent at most 20 s (httptunnel.caller_ws), inside the 29 s integration limit
+    caller_connect    = { memory_size = 256, timeout = 29, description = "Caller WebSocket $connect: route to the tunnel, ask the agent to open the local socket, wait" }
+    caller_message    = { memory_size = 256, timeout = 10, description = "Caller WebSocket $default: number a caller frame and send it to the agent" }
+    caller_disconnect = { memory_size = 128, timeout = 10, description = "Caller WebSocket $disconnect: tell the agent the caller's close code" }
   }
 
   custom_domain         = var.domain_name != ""
@@ -37,7 +41,8 @@ locals {
   ws_management_endpoint = (
     var.ws_management_endpoint_override != "" ? var.ws_management_endpoint_override : module.websocket_api.management_endpoint
   )
-  tunnel_domain = var.tunnel_domain != "" ? var.tunnel_domain : local.wildcard ? var.domain_name : ""
+  caller_ws_management_endpoint = module.caller_websocket_api.management_endpoint
+  tunnel_domain                 = var.tunnel_domain != "" ? var.tunnel_domain : local.wildcard ? var.domain_name : ""
 
   # Agent authentication (on unless allow_anonymous_agents). Without HS key material of the
   # operator's own, Terraform generates the HS256 secret and names issuer and audience.
@@ -101,6 +106,8 @@ locals {
       # channel v2 request ids (shared/README.md): the SSM slots and the version to mint with
       REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
       REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
+      # caller WebSockets: the agent's ws_message frames are posted to the caller API's sockets
+      CALLER_WS_MANAGEMENT_ENDPOINT = local.caller_ws_management_endpoint
     })
     forward = local.forward_environment
     # The function URL edge: forward's settings, the stream's cap, and the layer's Runtime API
@@ -123,6 +130,29 @@ locals {
       EVENT_BUS_NAME    = module.events.event_bus_name
       LOG_LEVEL         = var.log_level
     }
+    # Caller WebSockets (shared/README.md "Caller WebSockets")
+    caller_connect = {
+      CONNECTIONS_TABLE         = module.tables.connections_table_name
+      PENDING_TABLE             = module.tables.pending_table_name
+      WS_MANAGEMENT_ENDPOINT    = local.ws_management_endpoint
+      CALLER_WS_DOMAIN          = local.tunnel_domain
+      PATH_ROUTING              = tostring(local.path_routing)
+      PUBLIC_HTTP_URL           = "" # the caller API is wss on 443: X-Forwarded-Proto https, port 443
+      REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
+      REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
+      LOG_LEVEL                 = var.log_level
+    }
+    caller_message = {
+      CONNECTIONS_TABLE             = module.tables.connections_table_name
+      WS_MANAGEMENT_ENDPOINT        = local.ws_management_endpoint
+      CALLER_WS_MANAGEMENT_ENDPOINT = local.caller_ws_management_endpoint
+      LOG_LEVEL                     = var.log_level
+    }
+    caller_disconnect = {
+      CONNECTIONS_TABLE      = module.tables.connections_table_name
+      WS_MANAGEMENT_ENDPOINT = local.ws_management_endpoint
+      LOG_LEVEL              = var.log_level
+    }
   }
 
   # IAM per function: exactly the AWS actions its code performs (plus what the Lambda
@@ -131,6 +161,7 @@ locals {
   tunnel_index_arn = module.tables.tunnel_index_arn
   pending_arn      = module.tables.pending_table_arn
   connections_api  = "${module.websocket_api.execution_arn}/${var.websocket_stage_name}"
+  callers_api      = "${module.caller_websocket_api.execution_arn}/${var.caller_websocket_stage_name}"
   body_objects     = [for p in ["req/", "resp/"] : "${module.body_bucket.bucket_arn}/${p}*"]
   response_objects = "${module.body_bucket.bucket_arn}/resp/*"
   ssm_parameter_arn = (
@@ -164,9 +195,11 @@ locals {
       { sid = "Connections", actions = ["dynamodb:DeleteItem"], resources = [local.connections_arn] },
     ]
     response = [
-      { sid = "Connections", actions = ["dynamodb:GetItem"], resources = [local.connections_arn] },
+      # UpdateItem/DeleteItem: caller sockets' rows (ordering and ownership of ws_message, ws_close)
+      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/DELETE/@connections/*"] },
+      { sid = "PostToCaller", actions = ["execute-api:ManageConnections"], resources = ["${local.callers_api}/POST/@connections/*", "${local.callers_api}/DELETE/@connections/*"] },
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
     ]
     forward = local.forward_statements
@@ -189,6 +222,22 @@ locals {
       # GetParameter without decryption: the version, never the secret (no kms:Decrypt on aws/ssm)
       local.generate_jwt_secret || var.jwt_secret_ssm_parameter != "" ? [{ sid = "JwtSecretVersion", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }] : [],
     )
+    caller_connect = [
+      { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+      { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
+      { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
+      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
+      { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
+    ]
+    caller_message = [
+      { sid = "Connections", actions = ["dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
+      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
+      { sid = "CloseCaller", actions = ["execute-api:ManageConnections"], resources = ["${local.callers_api}/DELETE/@connections/*"] },
+    ]
+    caller_disconnect = [
+      { sid = "Connections", actions = ["dynamodb:DeleteItem"], resources = [local.connections_arn] },
+      { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
+    ]
     stream_notifier = [
       { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [module.events.event_bus_arn] },
       { sid = "TunnelOfAnswer", actions = ["dynamodb:BatchGetItem"], resources = [local.connections_arn] },
@@ -355,8 +404,8 @@ module "functions" {
   s3_bucket            = aws_s3_object.code[each.key].bucket
   s3_key               = aws_s3_object.code[each.key].key
   layers               = [aws_lambda_layer_version.this.arn]
-  environment          = merge(local.environment[each.key], lookup(local.kms_environment, each.key, {}))       # kms.tf
-  policy_statements    = concat(local.policy_statements[each.key], lookup(local.kms_statements, each.key, [])) # kms.tf
+  environment          = merge(local.environment[each.key], lookup(local.kms_environment, each.key, {}), lookup(local.fairness_caller_environment, each.key, {})) # kms.tf, fairness.tf
+  policy_statements    = concat(local.policy_statements[each.key], lookup(local.kms_statements, each.key, []))                                                    # kms.tf
   log_retention_days   = var.log_retention_days
   snap_start           = var.snap_start && each.key != "forward_stream" # off until the wrapper is verified with it on AWS
 }
@@ -375,6 +424,25 @@ module "websocket_api" {
   throttling_rate_limit  = var.websocket_throttling_rate_limit
   route_throttles = {
     "$connect" = { burst_limit = var.websocket_connect_throttling_burst_limit, rate_limit = var.websocket_connect_throttling_rate_limit }
+  }
+}
+
+# Caller WebSockets (issue 24): the same module, a second API. Its $connect has its own throttle,
+# kept with the agents' under the account's 500 new connections per second (variables.tf).
+module "caller_websocket_api" {
+  source = "./modules/websocket_api"
+
+  name       = "${var.name_prefix}-callers"
+  stage_name = var.caller_websocket_stage_name
+  routes = {
+    "$connect"    = { function_name = module.functions["caller_connect"].function_name, invoke_arn = module.functions["caller_connect"].invoke_arn, qualifier = module.functions["caller_connect"].qualifier }
+    "$disconnect" = { function_name = module.functions["caller_disconnect"].function_name, invoke_arn = module.functions["caller_disconnect"].invoke_arn, qualifier = module.functions["caller_disconnect"].qualifier }
+    "$default"    = { function_name = module.functions["caller_message"].function_name, invoke_arn = module.functions["caller_message"].invoke_arn, qualifier = module.functions["caller_message"].qualifier }
+  }
+  throttling_burst_limit = var.caller_message_throttling_burst_limit
+  throttling_rate_limit  = var.caller_message_throttling_rate_limit
+  route_throttles = {
+    "$connect" = { burst_limit = var.caller_connect_throttling_burst_limit, rate_limit = var.caller_connect_throttling_rate_limit }
   }
 }
 
@@ -454,6 +522,10 @@ module "domain" {
   websocket_api_id      = module.websocket_api.api_id
   websocket_stage_id    = module.websocket_api.stage_id
   http_names            = !local.cloudfront # with CloudFront in front, <domain> and *.<domain> are its
+
+  caller_websocket_domain_name = var.caller_websocket_domain_name != "" ? var.caller_websocket_domain_name : "sockets.${var.domain_name}"
+  caller_websocket_api_id      = module.caller_websocket_api.api_id
+  caller_websocket_stage_id    = module.caller_websocket_api.stage_id
 }
 
 # ---------------------------------------------------------------- observability

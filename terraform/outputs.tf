@@ -122,6 +122,21 @@ output "function_url_invoke_statement" {
   value       = try(module.function_url[0].invoke_function_statement, null)
 }
 
+output "caller_ws_url" {
+  description = "Callers' WebSocket base (query form: <it>?tunnel=<id>); shared/README.md \"Caller WebSockets\". The local stack reads it."
+  value       = module.caller_websocket_api.ws_url
+}
+
+output "caller_websocket_api_id" {
+  description = "Caller WebSocket API id (the local emulator serves it)."
+  value       = module.caller_websocket_api.api_id
+}
+
+output "caller_websocket_stage_name" {
+  description = "Caller WebSocket API stage (the local emulator serves it)."
+  value       = module.caller_websocket_api.stage_name
+}
+
 output "secrets_kms_key_arn" {
   description = "The deployment's KMS key (kms.tf): seals webhook secrets on connection rows and encrypts the generated SSM SecureStrings."
   value       = aws_kms_key.secrets.arn

@@ -311,6 +311,67 @@ variable "websocket_domain_name" {
   default     = ""
 }
 
+variable "caller_websocket_domain_name" {
+  type        = string
+  description = "Custom domain of the caller WebSocket API (callers' sockets, query form wss://<it>/?tunnel=<id>); empty = sockets.<domain_name> (covered by the *.<domain_name> certificate)."
+  default     = ""
+}
+
+variable "caller_websocket_stage_name" {
+  type        = string
+  description = "Stage of the caller WebSocket API (wss://<id>.execute-api.<region>.amazonaws.com/<stage>)."
+  default     = "live"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,128}$", var.caller_websocket_stage_name))
+    error_message = "caller_websocket_stage_name must be 1-128 letters, digits, '-' or '_'."
+  }
+}
+
+variable "caller_connect_throttling_rate_limit" {
+  type        = number
+  description = "Caller WebSocket $connect steady rate (new caller sockets per second). AWS allows 500 new WebSocket connections per second per account and region, shared with the agents' API: the two $connect rates together must stay under it."
+  default     = 100
+
+  validation {
+    condition     = var.caller_connect_throttling_rate_limit > 0 && var.caller_connect_throttling_rate_limit + var.websocket_connect_throttling_rate_limit <= 500
+    error_message = "caller_connect_throttling_rate_limit + websocket_connect_throttling_rate_limit must be above 0 and at most 500 (AWS's new WebSocket connections per second per account and region, both APIs together)."
+  }
+}
+
+variable "caller_connect_throttling_burst_limit" {
+  type        = number
+  description = "Caller WebSocket $connect burst (connection attempts)."
+  default     = 200
+
+  validation {
+    condition     = var.caller_connect_throttling_burst_limit >= 1 && var.caller_connect_throttling_burst_limit <= 5000
+    error_message = "caller_connect_throttling_burst_limit must be 1-5000."
+  }
+}
+
+variable "caller_message_throttling_rate_limit" {
+  type        = number
+  description = "Caller WebSocket stage default rate (caller messages per second, every caller of every tunnel)."
+  default     = 200
+
+  validation {
+    condition     = var.caller_message_throttling_rate_limit > 0 && var.caller_message_throttling_rate_limit <= 10000
+    error_message = "caller_message_throttling_rate_limit must be above 0 and at most 10000."
+  }
+}
+
+variable "caller_message_throttling_burst_limit" {
+  type        = number
+  description = "Caller WebSocket stage default burst (caller messages)."
+  default     = 400
+
+  validation {
+    condition     = var.caller_message_throttling_burst_limit >= 1 && var.caller_message_throttling_burst_limit <= 5000
+    error_message = "caller_message_throttling_burst_limit must be 1-5000."
+  }
+}
+
 variable "wildcard_domain" {
   type        = bool
   description = "Map *.<domain_name> to the HTTP API for subdomain routing."

@@ -30,6 +30,7 @@ from ttf.forward import Exchange, remote_session
 from ttf.inspector import History, Inspector, Local, ReplayRefused
 from ttf.lifecycle import Fatal
 from ttf.shutdown import StopSignal
+from ttf.socketlog import SocketLog
 from ttf.tunnel import ProcessShared, TunnelRunner
 
 __all__ = ["Fatal", "TunnelAgent"]
@@ -65,6 +66,7 @@ class TunnelAgent:
         # the inspector's records; `record` keeps them without the inspector (the Python API's .requests)
         self.history: History | None = History(self.config.inspect_history) if self.config.inspect or record else None
         self.inspector: Inspector | None = None
+        self.socket_log = SocketLog()  # caller WebSocket sessions: the inspector's and the dashboard's (bounded)
         self.tunnels: list[TunnelRunner] = []
         self.failed: dict[str | None, Fatal] = {}  # tunnel name -> why it stopped
 
@@ -84,7 +86,7 @@ class TunnelAgent:
         try:
             inspector_url = await self._start_inspector()
             shared = ProcessShared(emit=self.emit, stop=self.stop, ws_http=ws_http, remote=remote,
-                                   history=self.history, inspector_url=inspector_url)
+                                   history=self.history, inspector_url=inspector_url, socket_log=self.socket_log)
             self.tunnels = [
                 TunnelRunner(config, dataclasses.replace(shared, emit=tagged(self.emit, config.name)),
                              dataclasses.replace(self.backoff, attempt=0), self.sleep)
@@ -122,7 +124,8 @@ class TunnelAgent:
             return None
         host, port = self.config.inspect
         named = {c.name: Local(c.local_target, c.keep_host) for c in self.configs if c.name is not None}
-        inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host, named)
+        inspector = Inspector(self.history, self._replay, self.config.local_target, self.config.keep_host, named,
+                              socket_log=self.socket_log)
         taken = None
         try:
             try:

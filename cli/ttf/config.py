@@ -29,6 +29,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_REQUEST_TIMEOUT = 900.0  # a cap of ours; the edge says how long it waits (time_left_ms)
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_MAX_STREAMS = 8  # streamed answers at once per tunnel (ttf.streaming)
+DEFAULT_MAX_WEBSOCKETS = 64  # caller WebSockets open at once per tunnel (ttf.sockets)
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_RENEW_AFTER = 110 * 60.0  # API Gateway closes a WebSocket at 2 h
 DEFAULT_DRAIN_TIMEOUT = 5.0
@@ -60,6 +61,7 @@ class Config:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_streams: int = DEFAULT_MAX_STREAMS
+    max_websockets: int = DEFAULT_MAX_WEBSOCKETS
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     renew_after: float = DEFAULT_RENEW_AFTER
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
@@ -105,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-concurrency", help=f"local requests in flight at once (default {DEFAULT_MAX_CONCURRENCY})")
     add("--max-streams", help=f"streamed answers at once (SSE, long downloads; on the streaming edge); past it "
                               f"the caller gets 429 tunnel_busy (default {DEFAULT_MAX_STREAMS})")
+    add("--max-websockets", help=f"caller WebSockets open at once (each its own local WebSocket); past it the "
+                                 f"caller's handshake gets 429 tunnel_busy (default {DEFAULT_MAX_WEBSOCKETS})")
     add("--connect-timeout", help=f"seconds to wait for the tunnel (default {DEFAULT_CONNECT_TIMEOUT:g})")
     add("--request-timeout", help=f"most seconds to wait for the local service; the edge's own wait "
                                    f"(25 s on the HTTP API) ends it sooner (default {DEFAULT_REQUEST_TIMEOUT:g})")
@@ -188,7 +192,8 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 _OPTIONS = (
-    "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "max_streams", "connect_timeout",
+    "endpoint", "port", "host", "token", "subdomain", "max_concurrency", "max_streams", "max_websockets",
+    "connect_timeout",
     "request_timeout", "keep_host", "json", "verbose", "heartbeat_interval", "renew_after",
     "drain_timeout", "new_url", "no_rewrite", "rewrite_json", "state_dir", "inspect", "inspect_history", "config",
     "basic_auth_forward",
@@ -332,6 +337,8 @@ def convert(name: str, source: str, raw: object) -> object:
         return _number(source, raw, int, 1, 10_000)
     if name == "max_streams":
         return _number(source, raw, int, 1, 1_000)
+    if name == "max_websockets":
+        return _number(source, raw, int, 1, 10_000)
     if name in {"connect_timeout", "request_timeout", "heartbeat_interval", "renew_after", "drain_timeout"}:
         return _number(source, raw, float, 0.01, 7 * 24 * 3600)
     if name in {"keep_host", "json", "verbose", "new_url", "no_rewrite", "rewrite_json", "basic_auth_forward"}:

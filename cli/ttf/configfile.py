@@ -68,7 +68,7 @@ STRING_OR_FALSE = Kind('a string ("HOST:PORT", "off") or false', lambda v: isins
 KINDS: dict[str, Kind] = {
     "endpoint": STRING, "token": STRING, "port": INTEGER, "host": STRING, "subdomain": STRING,
     "keep-host": BOOLEAN, "no-rewrite": BOOLEAN, "rewrite-json": BOOLEAN, "new-url": BOOLEAN,
-    "max-concurrency": INTEGER, "max-streams": INTEGER,
+    "max-concurrency": INTEGER, "max-streams": INTEGER, "max-websockets": INTEGER,
     "connect-timeout": NUMBER, "request-timeout": NUMBER,
     "state-dir": STRING, "inspect": STRING_OR_FALSE, "inspect-history": INTEGER, "json": BOOLEAN,
     "verbose": BOOLEAN, "heartbeat-interval": NUMBER, "renew-after": NUMBER, "drain-timeout": NUMBER,
@@ -80,7 +80,7 @@ KINDS: dict[str, Kind] = {
 # What one tunnel can set for itself (the edge-policy options join here).
 TUNNEL_KEYS = frozenset({
     "endpoint", "token", "port", "host", "subdomain", "keep-host", "no-rewrite", "rewrite-json", "new-url",
-    "max-concurrency", "max-streams", "connect-timeout", "request-timeout",
+    "max-concurrency", "max-streams", "max-websockets", "connect-timeout", "request-timeout",
     "basic-auth", "allow-ip", "deny-ip", "verify-webhook", "request-header-add", "request-header-remove",
     "response-header-add", "response-header-remove", "basic-auth-forward",
 })

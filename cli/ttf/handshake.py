@@ -24,7 +24,7 @@ log = logging.getLogger("ttf")
 
 CLOSE_TIMEOUT = 2.0
 # What this agent speaks of channel v2 (shared/README.md "Capabilities"), announced at every $connect.
-AGENT_CAPABILITIES: tuple[str, ...] = (protocol.CAP_ACK, protocol.CAP_STREAM)
+AGENT_CAPABILITIES: tuple[str, ...] = (protocol.CAP_ACK, protocol.CAP_STREAM, protocol.CAP_WS)
 
 
 class ConnectFailed(Exception):

@@ -110,6 +110,7 @@ async def _run_dashboard(plan: Plan, stdout: TextIO) -> None:
     agent = TunnelAgent(plan.tunnels, sink)
     history = agent.history
     state.captured = (lambda: len(history)) if history is not None else None
+    state.socket_log = agent.socket_log  # caller WebSocket sessions: a block once there is one
     console = Console(file=stdout)
     keys = _filter_keys(state) if isinstance(state, MultiDashboard) else contextlib.nullcontext()
     with Live(render_dashboard(state, time.time()), console=console, auto_refresh=False) as live, keys:

@@ -31,6 +31,7 @@ from ttf.events import (
     Connected, Disconnected, Event, LocalService, Notice, PolicyActive, Reconnecting, RequestDenied, RequestDone,
     StreamStarted, TunnelEstablished, TunnelFailed, escape_controls, to_json,
 )
+from ttf.socketlog import TO_APP, TO_CALLER, SocketLog, SocketRecord
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 STATUS_STYLE = {"1xx": "white", "2xx": "green", "3xx": "cyan", "4xx": "yellow", "5xx": "bold red"}
@@ -41,6 +42,7 @@ COMPACT_BELOW = 30  # terminal rows: below this the header folds (uptime on the 
 PATH_MIN = 12  # the path column keeps this much (or half the room) before an error code grows into it
 CELL_MAX = 20  # in the request list, a longer method or tunnel name (never a real one) is cut: "…"
 WIDE = 100  # columns: from here a config file's tunnel lines also show bytes in and out
+SOCKET_ROWS = 5  # caller WebSocket sessions listed (open ones first, then the latest closed)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Dashboard:
     local: LocalService | None = None  # the local service's last known state (None: not probed yet)
     streaming: int = 0  # streamed answers going out now (stream_started, not yet their request event)
     streamed: int = 0  # streamed answers since start (the stats show the streams column once there is one)
+    socket_log: SocketLog | None = None  # caller WebSocket sessions (shown once there is one)
 
     def say(self, message: str, now: float | None) -> None:
         """The "Last event" line; it fades after NOTICE_TTL while the tunnel is online."""
@@ -154,6 +157,7 @@ class MultiDashboard:
     only: str | None = None  # show the latest requests of this tunnel only
     captured: Callable[[], int] | None = None  # how many requests the inspector holds now
     notice_at: float | None = None  # when the notice came (None: for as long as the process runs)
+    socket_log: SocketLog | None = None  # caller WebSocket sessions of every tunnel (shown once there is one)
 
     def say(self, message: str, now: float | None) -> None:
         self.notice, self.notice_at = message, now
@@ -385,6 +389,67 @@ def render_tunnels(state: MultiDashboard, width: int | None = None) -> Table:
     return grid
 
 
+def _socket_line(record: SocketRecord, now: float, several: bool) -> Text:
+    """One session: #id [tunnel] path (protocol) age, messages and bytes each way, its state, the last message."""
+    line = Text()
+    line.append(f"#{record.id} ", style="dim")
+    if several:
+        line.append_text(_cut(plain(record.tunnel or "", "bold"), CELL_MAX))
+        line.append(" ")
+    line.append_text(plain(record.uri))
+    if record.protocol:
+        line.append(f" ({escape_controls(record.protocol)})", style="dim")
+    if record.state == "open":
+        line.append(f"  open {human_duration(now - record.opened_at)}", style="green")
+    elif record.state == "refused":
+        line.append(f"  refused {record.refused_status} {escape_controls(record.refused_code or '')}", style="yellow")
+    else:
+        line.append(f"  closed {record.close_code if record.close_code is not None else ''} by {record.closed_by}",
+                    style="dim")
+    if record.state != "refused":
+        line.append(f"  in {record.count[TO_APP]} · {human_bytes(record.bytes[TO_APP])}"
+                    f"  out {record.count[TO_CALLER]} · {human_bytes(record.bytes[TO_CALLER])}", style="dim")
+    if record.last is not None:
+        arrow = "→ app" if record.last.direction == TO_APP else "→ caller"
+        line.append(f"  last {arrow} ", style="dim")
+        line.append_text(plain(repr(record.last.text[:60])))
+    line.no_wrap = True
+    line.overflow = "ellipsis"
+    return line
+
+
+def render_sockets(log: SocketLog, now: float, tunnel: str | None = None, several: bool = False,
+                   limit: int = SOCKET_ROWS) -> Group:
+    """Caller WebSockets: the count open and closed, the messages and bytes each way, and a line per
+    session (the open ones, oldest first, then the latest closed), `limit` lines at most."""
+    kept = [r for r in log.newest_first() if tunnel is None or r.tunnel == tunnel]
+    opened = [r for r in reversed(kept) if r.state == "open"]
+    ended = [r for r in kept if r.state != "open"]
+    title = Text()
+    title.append("WebSockets", style="bold")
+    title.append(f"  {len(opened)} open", style="green" if opened else "dim")
+    title.append(f" · {len(ended)} closed", style="dim")
+    for label, way in (("in", TO_APP), ("out", TO_CALLER)):
+        count = sum(r.count[way] for r in kept)
+        title.append(f" · {label} {count} message{'' if count == 1 else 's'} {human_bytes(sum(r.bytes[way] for r in kept))}",
+                     style="dim")
+    shown = (opened + ended)[:limit]
+    lines: list[RenderableType] = [title, *(_socket_line(r, now, several) for r in shown)]
+    if len(opened) + len(ended) > len(shown):
+        lines.append(Text(f"  … {len(opened) + len(ended) - len(shown)} more in the inspector", style="dim"))
+    return Group(*lines)
+
+
+def _sockets_block(state: Dashboard | MultiDashboard, now: float) -> list[RenderableType]:
+    """The WebSockets block, once there is a session to show (else nothing: the dashboard as before)."""
+    log = state.socket_log
+    if log is None or not len(log):
+        return []
+    if isinstance(state, MultiDashboard):
+        return [Text(""), render_sockets(log, now, state.only, several=state.only is None)]
+    return [Text(""), render_sockets(log, now)]
+
+
 def _multi_top(state: MultiDashboard, now: float, width: int | None, compact: bool) -> list[RenderableType]:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -408,7 +473,7 @@ def _multi_top(state: MultiDashboard, now: float, width: int | None, compact: bo
     notice = _notice(state, now, online == len(state.rows) and not down)
     if notice:
         grid.add_row("Last event", plain(notice, "dim"))
-    return [grid, Text(""), render_tunnels(state, width)]
+    return [grid, Text(""), render_tunnels(state, width), *_sockets_block(state, now)]
 
 
 def _multi_title(state: MultiDashboard) -> Text:
@@ -432,7 +497,7 @@ def _panel(state: Dashboard | MultiDashboard, now: float, console: Console, opti
         if isinstance(state, MultiDashboard):
             top = _multi_top(state, now, inner, compact)
         else:
-            top = [render_header(state, now, compact), Text(""), render_stats(state)]
+            top = [render_header(state, now, compact), Text(""), render_stats(state), *_sockets_block(state, now)]
         probe = title.copy()
         probe.append(_shown_note(len(listed), len(listed)))  # the title as long as it can get
         used = len(console.render_lines(Group(*top, Text(""), probe), options.update(width=inner, height=None),

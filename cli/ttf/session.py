@@ -27,6 +27,7 @@ from ttf.forward import LocalAnswer, error_frame
 from ttf.handshake import close_quietly
 from ttf.pacing import Pacer, advertised
 from ttf.shutdown import Stopped, unless
+from ttf.sockets import CallerSockets
 from ttf.streaming import Streamer
 
 log = logging.getLogger("ttf")
@@ -44,7 +45,8 @@ class TunnelSession:
                  handle: Handler, slots: asyncio.Semaphore, emit: Sink, heartbeat_interval: float,
                  stopping: asyncio.Event, early: Sequence[HttpRequest] = (),
                  on_denied: Callable[[protocol.RequestDenied], None] | None = None,
-                 queue_limit: int | None = None, streamer: Streamer | None = None) -> None:
+                 queue_limit: int | None = None, streamer: Streamer | None = None,
+                 sockets: Callable[[Callable[[str], Awaitable[bool]]], CallerSockets] | None = None) -> None:
         self.ws = ws
         self.info = info
         self.opened_at = time.monotonic()
@@ -75,6 +77,8 @@ class TunnelSession:
         self._resend_wake = asyncio.Event()
         self._streamer = streamer  # streamed answers (`stream`): ttf.streaming; None serves every request whole
         self.gateway_refusals = 0  # API Gateway's own error frames (e.g. throttled messages)
+        # caller WebSockets (`ws` agreed: ttf.sockets), bound to this socket: they end with it
+        self.sockets = sockets(self.send) if sockets and protocol.CAP_WS in (info.capabilities or []) else None
         self.resent = 0
         # Requests the server routed here between $connect and connection_established: the
         # connection row exists from $connect on, so under traffic some arrive before we are told
@@ -112,7 +116,10 @@ class TunnelSession:
             await self.answer(error_frame(request_id, "local_service_unavailable", "agent stopped before answering"))
 
     async def close(self) -> None:
-        """Close the socket and stop everything this session started."""
+        """Close the socket and stop everything this session started. Its caller sockets end first,
+        while the socket still carries their ``ws_close`` (a retired or stopping socket)."""
+        if self.sockets is not None:
+            await self.sockets.close_all()
         await close_quietly(self.ws)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
@@ -209,6 +216,8 @@ class TunnelSession:
             for task in (reader, heartbeat, resender):
                 task.cancel()
             await asyncio.gather(reader, heartbeat, resender, return_exceptions=True)
+        if self.sockets is not None:
+            await self.sockets.close_all()
         first = done.pop()
         reason = first.result() if not first.cancelled() and first.exception() is None else repr(first.exception())
         await close_quietly(self.ws)
@@ -259,6 +268,8 @@ class TunnelSession:
             self._streamer.on_ack(message)
         elif isinstance(message, protocol.StreamCancel) and self._streamer is not None:
             self._streamer.on_cancel(message)
+        elif self.sockets is not None and self.sockets.handle(message):
+            return
         else:
             log.warning("ignoring an unexpected %s frame", message.type)
 

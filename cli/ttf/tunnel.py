@@ -32,6 +32,8 @@ from ttf.lifecycle import connect
 from ttf.probe import UNREACHABLE, LocalProbe
 from ttf.saved_url import SavedUrl
 from ttf.session import TunnelSession
+from ttf.socketlog import SocketLog
+from ttf.sockets import CallerSockets, SocketCap
 from ttf.streaming import Streamer, StreamSlots
 from ttf.shutdown import StopSignal
 
@@ -48,6 +50,7 @@ class ProcessShared:
     remote: aiohttp.ClientSession  # presigned body URLs (S3)
     history: History | None = None  # the request inspector's records; None without the inspector
     inspector_url: str | None = None
+    socket_log: SocketLog | None = None  # caller WebSocket sessions (the inspector and the dashboard show them)
 
 
 # Requests waiting for a local slot, per slot: beyond max_concurrency x (1 + this), the agent answers
@@ -71,6 +74,8 @@ class TunnelRunner:
             # a config file's tunnel marks its entries with its name (the one tunnel's get its id)
             observer=functools.partial(history.record, tunnel=config.name) if history is not None else None,
         )
+        self.socket_http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())  # caller WebSockets (ttf.sockets)
+        self.socket_cap = SocketCap(config.max_websockets)  # ... at most this many over all of this tunnel's sockets
         # streamed answers (`stream`): at most max_streams at once over all of this tunnel's sockets
         self.streamer = Streamer(self.forwarder, StreamSlots(config.max_streams),
                                  live=functools.partial(history.open_live, tunnel=config.name) if history is not None
@@ -100,6 +105,7 @@ class TunnelRunner:
     async def close(self) -> None:
         """Close the local connection pool (after run(): replays use it while the process lives)."""
         await self.local.close()
+        await self.socket_http.close()
 
     async def replay(self, method: str, uri: str, headers: Headers, body: bytes) -> Exchange:
         async with self.slots:  # replays share the local service's concurrency bound
@@ -115,7 +121,12 @@ class TunnelRunner:
                              emit=self._emit, heartbeat_interval=self.config.heartbeat_interval,
                              stopping=self.shared.stop.requested, early=opened.early,
                              on_denied=self._record_denied,
-                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT), streamer=self.streamer)
+                             queue_limit=self.config.max_concurrency * (1 + QUEUE_PER_SLOT), streamer=self.streamer,
+                             sockets=self._caller_sockets)
+
+    def _caller_sockets(self, send: Callable[[str], Awaitable[bool]]) -> CallerSockets:
+        return CallerSockets(send, self.socket_http, f"ws://{self.forwarder.target}", self.forwarder._local_headers,
+                             cap=self.socket_cap, record=self.shared.socket_log, tunnel=self.name)
 
     def _emit(self, event: Event) -> None:
         """The session's events (requests done), which also tell the probe how the local calls went."""

@@ -347,3 +347,19 @@ def ws_connect_status(result: Any) -> int:
             return status
         raise BadResult(f"statusCode must be an integer, got {status!r}")
     return 200
+
+
+def ws_connect_headers(result: Any) -> dict[str, str]:
+    """Headers of a $connect result (string values only; anything else is dropped)."""
+    headers = result.get("headers") if isinstance(result, dict) else None
+    if not isinstance(headers, dict):
+        return {}
+    return {str(k): v for k, v in headers.items() if isinstance(v, str) and "\n" not in v and "\r" not in v}
+
+
+def ws_connect_protocol(result: Any) -> str:
+    """The subprotocol an accepting $connect result agreed (its ``Sec-WebSocket-Protocol`` header), or ""."""
+    for name, value in ws_connect_headers(result).items():
+        if name.lower() == "sec-websocket-protocol":
+            return value.strip()
+    return ""

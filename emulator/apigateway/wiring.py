@@ -60,6 +60,7 @@ class Wiring:
     functions: tuple[FunctionSpec, ...]
     http: ApiWiring | None = None
     ws: ApiWiring | None = None
+    callers: ApiWiring | None = None  # the caller WebSocket API (issue 24)
     streams: tuple[StreamMapping, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     tables: tuple[str, ...] = field(default_factory=tuple)

@@ -56,6 +56,10 @@ class WsSettings:
     message_max: int = WS_MESSAGE_MAX
     post_delay_s: float = 0.0  # latency profile (post_to_connection_ms)
     route_delay_s: float = 0.0  # latency profile (websocket_api_ms)
+    # Faults.ws_jitter_s delays this API's $default invocations (the agents' API); the caller API's
+    # frames are invoked in arrival order (emulator/README.md "Caller WebSocket API")
+    route_jitter: bool = True
+    label: str = "agents"  # which API (logs)
 
 
 @dataclass
@@ -116,7 +120,18 @@ class WebSocketApi:
         self.connections: dict[str, Connection] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.domain_name = "127.0.0.1"
-        self.throttler = Throttler(enabled=False)  # the Gateway's, shared with the HTTP API
+        self.throttler = Throttler(enabled=False)  # the Gateway's, shared with the other APIs
+        # Other WebSocket APIs whose connections this port's @connections also serves: the Lambdas get
+        # one AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI (AWS: one endpoint per API; connection ids never collide)
+        self.peers: list[WebSocketApi] = []
+        self.stopping = False  # close_all ran: the gateway is going away
+
+    def find(self, connection_id: str) -> Connection | None:
+        for api in (self, *self.peers):
+            found = api.connections.get(connection_id)
+            if found is not None:
+                return found
+        return None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.message_max * 2)
@@ -141,7 +156,7 @@ class WebSocketApi:
 
     # ---- management API -------------------------------------------------------------
     async def management(self, request: web.Request, connection_id: str) -> web.StreamResponse:
-        connection = self.connections.get(connection_id)
+        connection = self.find(connection_id)
         if request.method == "POST":
             return await self.post_to_connection(request, connection)
         if connection is None:
@@ -163,8 +178,9 @@ class WebSocketApi:
                                  connection: Connection | None) -> web.StreamResponse:
         data = await request.read()
         self.stats.add("post_to_connection")
-        if self.settings.post_delay_s:
-            await asyncio.sleep(self.settings.post_delay_s)
+        delay = self.settings.post_delay_s + self.faults.jitter(self.faults.settings.ws_jitter_s)
+        if delay:
+            await asyncio.sleep(delay)
         if len(data) > self.settings.message_max:
             return aws_error(413, "PayloadTooLargeException",
                              f"Message too long: {len(data)} bytes > {self.settings.message_max}")
@@ -203,12 +219,14 @@ class WebSocketApi:
         headers = events.ws_handshake_headers(decode_headers(request.raw_headers), source_ip,
                                               local_port(request), "http")
         api = self.api_context(request)
-        refused = await self.run_connect(api, connection_id, connected_at, headers,
-                                         request.query_string, source_ip)
-        if refused is not None:
-            return refused
+        accepted = await self.run_connect(api, connection_id, connected_at, headers,
+                                          request.query_string, source_ip)
+        if isinstance(accepted, web.StreamResponse):
+            return accepted
+        # A subprotocol is agreed by the $connect result's Sec-WebSocket-Protocol header (AWS:
+        # websocket-connect-route-subprotocol); without it none is, whatever the client offered.
         ws = web.WebSocketResponse(max_msg_size=self.settings.frame_max, autoping=True,
-                                   compress=False, autoclose=True)
+                                   compress=False, autoclose=True, protocols=(accepted,) if accepted else ())
         await ws.prepare(request)
         user_agent = request.headers.get("User-Agent", "")
         connection = Connection(connection_id, ws, headers, source_ip, user_agent, connected_at)
@@ -219,16 +237,17 @@ class WebSocketApi:
             self.connections.pop(connection_id, None)
             code = connection.server_close_code or ws.close_code or 1006
             reason = connection.closing_reason or f"Client closed the connection ({code})"
-            await self.run_disconnect(api, connection, code, reason)
+            if not self.stopping:  # the emulator going away invokes nothing more (close_all)
+                await self.run_disconnect(api, connection, code, reason)
         return ws
 
     async def run_connect(self, api: events.ApiContext, connection_id: str, connected_at: int,
                           headers: list[tuple[str, str]], raw_query: str,
-                          source_ip: str) -> web.StreamResponse | None:
-        """None when the connection is accepted, else the refusal response."""
+                          source_ip: str) -> web.StreamResponse | str:
+        """The subprotocol the handler agreed ("" for none) when the connection is accepted, else the refusal."""
         route = self.api.route("$connect")
         if route is None:
-            return None
+            return ""
         event = events.ws_connect_event(api=api, connection_id=connection_id,
                                         connected_at=connected_at, headers=headers,
                                         raw_query=raw_query, source_ip=source_ip)
@@ -246,9 +265,10 @@ class WebSocketApi:
         except events.BadResult:
             return aws_error(500, "InternalServerErrorException", "Internal server error")
         if 200 <= status < 300:
-            return None
+            return events.ws_connect_protocol(result)
         body = result.get("body") if isinstance(result, dict) else None
-        return web.Response(status=status, text=body if isinstance(body, str) else None)
+        return web.Response(status=status, text=body if isinstance(body, str) else None,
+                            headers=events.ws_connect_headers(result))
 
     def deadline(self, connection: Connection) -> tuple[float, str]:
         idle_at = connection.last_active + self.settings.idle_timeout_s
@@ -301,8 +321,11 @@ class WebSocketApi:
             await connection.ws.send_str(json.dumps(notice))
 
     async def route_message(self, api: events.ApiContext, connection: Connection, body: str) -> None:
-        if self.settings.route_delay_s:
-            await asyncio.sleep(self.settings.route_delay_s)
+        delay = self.settings.route_delay_s
+        if self.settings.route_jitter:
+            delay += self.faults.jitter(self.faults.settings.ws_jitter_s)
+        if delay:
+            await asyncio.sleep(delay)
         route_key = select_route(self.api, body)
         route = self.api.route(route_key)
         if route is None:
@@ -334,6 +357,9 @@ class WebSocketApi:
                                     "error": (invocation.error or {}).get("errorMessage")}))
 
     async def close_all(self, app: web.Application | None = None) -> None:
+        # No $disconnect invocations from here on: a handler running one in its finally while the
+        # loop tore down started a worker process there and never finished (a stalled test run)
+        self.stopping = True
         for connection in list(self.connections.values()):
             connection.closing_reason = "Server shutting down"
             connection.server_close_code = GOING_AWAY

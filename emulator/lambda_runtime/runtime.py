@@ -256,9 +256,13 @@ class Worker:
         line = ('{"id":%d,"request_id":"%s","deadline_ms":%d,"event":%s}\n'
                 % (invocation_id, request_id, deadline_ms, event_json))
         process.stdin.write(line.encode("utf-8"))
+
+        async def written_then_answered() -> dict[str, Any]:
+            await process.stdin.drain()  # inside the deadline: a worker that stops reading its stdin
+            return await asyncio.shield(future)  # (stuck, or its pipes full) must not hang the caller
+
         try:
-            await process.stdin.drain()
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            return await asyncio.wait_for(written_then_answered(), timeout_s)
         except asyncio.TimeoutError:
             self.pending.pop(invocation_id, None)
             return {"ok": False, "duration_ms": timeout_s * 1000, "timed_out": True,
@@ -325,6 +329,10 @@ class LambdaService:
         self.arns: dict[str, str] = {}
         self.invocations: dict[str, int] = {}
         self.billed_ms: dict[str, int] = {}
+        # Set by stop_all: an invocation asked after it (a WebSocket handler's $disconnect running in
+        # its finally while the event loop cancels what is left at shutdown) fails at once instead of
+        # starting a worker process during loop teardown (tests/emulator/test_caller_api.py stalled there)
+        self.stopped = False
 
     def add(self, spec: FunctionSpec) -> None:
         self.workers[spec.name] = Worker(spec, self.config, self.log_line)
@@ -348,6 +356,7 @@ class LambdaService:
         await asyncio.gather(*(w.ensure_started() for w in self.workers.values()))
 
     async def stop_all(self) -> None:
+        self.stopped = True
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
 
     def reset_stats(self) -> None:
@@ -369,6 +378,9 @@ class LambdaService:
         """Synchronous (RequestResponse) invoke. Raises PayloadTooLarge for a > 6 MB event."""
         name = self.resolve(name_or_arn)
         worker = self.workers[name]
+        if self.stopped:
+            return Invocation(name, None, {"errorType": "ServiceStopped", "errorMessage": "the emulator is stopping"},
+                              0.0, 0)
         event_json = json.dumps(event, separators=(",", ":"))
         if len(event_json.encode("utf-8")) > LAMBDA_PAYLOAD_MAX:
             raise PayloadTooLarge(f"event of {len(event_json)} bytes exceeds {LAMBDA_PAYLOAD_MAX}")

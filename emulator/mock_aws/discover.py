@@ -135,8 +135,10 @@ def read_wiring(endpoint: str, region: str, outputs: dict[str, Any], build: Buil
     account_id = functions[0].arn.split(":")[4]
     http = read_api(apis, outputs["http_api_id"], outputs.get("http_stage_name", "$default"))
     ws = read_api(apis, outputs["websocket_api_id"], outputs.get("websocket_stage_name", "prod"))
+    callers = read_api(apis, outputs["caller_websocket_api_id"], outputs.get("caller_websocket_stage_name", "live")) \
+        if outputs.get("caller_websocket_api_id") else None
     tables = tuple(outputs[k] for k in ("connections_table_name", "pending_table_name") if k in outputs)
-    return Wiring(region=region, account_id=account_id, functions=tuple(functions), http=http, ws=ws,
+    return Wiring(region=region, account_id=account_id, functions=tuple(functions), http=http, ws=ws, callers=callers,
                   streams=read_streams(lambda_client),
                   schedules=read_schedules(internal_client("events", endpoint, region)),
                   tables=tables)

@@ -83,8 +83,11 @@ class LocalStack:
         # tree's stack (tests/e2e/test_compat.py) has no such option
         has_stream = "--stream-port" in (root / "emulator" / "stack.py").read_text()
         stream = ["--stream-port", "0" if http_port == 0 else "4043"] if has_stream else []
+        # the caller WebSocket API's port likewise (an older tree has no caller API)
+        has_callers = "--caller-ws-port" in (root / "emulator" / "stack.py").read_text()
+        callers = ["--caller-ws-port", "0" if http_port == 0 else "4044"] if has_callers else []
         self.argv = [sys.executable, "-m", "emulator.stack", "--http-port", str(http_port),
-                     "--ws-port", str(ws_port), "--admin-port", str(admin_port), *stream,
+                     "--ws-port", str(ws_port), "--admin-port", str(admin_port), *stream, *callers,
                      "--state-file", str(self.state_file), "--profile", profile, *extra_args]
         self.proc = Proc(self.argv, f"stack-{profile}", self.log_path, cwd=root, echo=echo, env=tree_env(root))
         self.state: dict[str, Any] = {}

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = ("connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier")
+FUNCTIONS = ("connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier",
+             "caller_connect", "caller_message", "caller_disconnect")
 LAYER_REQUIREMENTS = ("pyjwt==2.15.1", "cryptography==50.0.2")
 RUNTIME_REQUIREMENTS = ("boto3==1.44.8",)  # what the AWS Lambda python runtime ships
 # The layer's own botocore: the runtime boto3's version (botocore pins boto3's minor), pure Python,

@@ -67,8 +67,8 @@ def _delete_expired(table: str, pk_name: str, pk: str, now_s: int) -> bool:
 def _stale(row: dict[str, Any], now_ms: int, summary: Summary) -> bool:
     """True when the row's socket answers 410 on GET @connections."""
     pk = str(row[names.CONN_PK])
-    if pk.startswith(store.RESERVATION_PREFIX) or summary.probed >= MAX_PROBES:
-        return False
+    if pk.startswith((store.RESERVATION_PREFIX, names.SOCKET_PREFIX)) or summary.probed >= MAX_PROBES:
+        return False  # a caller socket's row (issue 24) lives on the caller API: TTL removes it
     if now_ms - int(row.get("connectedAt", 0)) < STALE_GRACE_MS:
         return False
     summary.probed += 1
@@ -126,7 +126,7 @@ def _sweep(table: str, pk_name: str, is_connections: bool, summary: Summary, tim
             if stale:
                 store.delete_row(table, pk_name, pk)
                 summary.stale_deleted += 1
-            elif not pk.startswith(store.RESERVATION_PREFIX):
+            elif not pk.startswith((store.RESERVATION_PREFIX, names.SOCKET_PREFIX)):
                 summary.live_connections += 1
 
 

@@ -49,19 +49,24 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "tunnel_limits": ("TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT"),
     "tunnel_max_open_streams": ("TUNNEL_MAX_OPEN_STREAMS",),
     "agent_message_budget": ("AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT"),
+    "caller_message_budget": ("CALLER_MESSAGE_RATE_LIMIT", "CALLER_MESSAGE_BURST_LIMIT"),
+    "caller_management_endpoint": ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "CALLER_WS_MANAGEMENT_ENDPOINT"),
+    "caller_ws_domain": ("CALLER_WS_DOMAIN",),
 }
 
 _AUTH = ("REQUIRE_AUTH", "JWT_SECRET", "JWT_SECRET_SSM_PARAMETER", "JWT_SECRET_ARN", "JWKS",
          "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_SUBDOMAINS_CLAIM", "JWT_MAX_LIFETIME")
 _MGMT = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "WS_MANAGEMENT_ENDPOINT")
 _ID_KEY = ("REQUEST_ID_KEY", "REQUEST_ID_KEY_SSM_PREFIX", "REQUEST_ID_KEY_VERSION")
+_CALLER_MGMT = ("CALLER_WS_MANAGEMENT_ENDPOINT",)  # the caller WebSocket API's @connections (issue 24)
 _FAIR = ("TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT")  # issue 29 (fairness)
 
 FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "connect": ("CONNECTIONS_TABLE", *_AUTH, "SECRETS_KMS_KEY_ID", "LOG_LEVEL"),
     "disconnect": ("CONNECTIONS_TABLE", "LOG_LEVEL"),
     "response": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "SUBDOMAIN_URL_TEMPLATE",
-                 "PATH_ROUTING", *_ID_KEY, "AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT", "LOG_LEVEL"),
+                 "PATH_ROUTING", *_ID_KEY, *_CALLER_MGMT, "AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT",
+                 "LOG_LEVEL"),
     "forward": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN", "PATH_ROUTING",
                 "BODY_BUCKET", "FORWARD_WAIT_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY, "SECRETS_KMS_KEY_ID", *_FAIR,
                 "LOG_LEVEL"),
@@ -71,6 +76,11 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
                        "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
+    "caller_connect": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "CALLER_WS_DOMAIN", "PATH_ROUTING", *_ID_KEY,
+                       "PUBLIC_HTTP_URL", *_FAIR, "LOG_LEVEL"),
+    "caller_message": ("CONNECTIONS_TABLE", *_MGMT, *_CALLER_MGMT, "CALLER_MESSAGE_RATE_LIMIT",
+                       "CALLER_MESSAGE_BURST_LIMIT", "LOG_LEVEL"),
+    "caller_disconnect": ("CONNECTIONS_TABLE", *_MGMT, "LOG_LEVEL"),
 }
 
 # Read when present but never required from Terraform (local/test overrides).
@@ -104,6 +114,18 @@ def management_endpoint() -> str:
     domainName/stage, as API Gateway's callback URL).
     """
     return (_get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or _get("WS_MANAGEMENT_ENDPOINT")).rstrip("/")
+
+
+def caller_management_endpoint() -> str:
+    """The caller WebSocket API's @connections base (issue 24): `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`
+    (the emulator serves both APIs' connections there) wins over CALLER_WS_MANAGEMENT_ENDPOINT; ""
+    when neither is set (the caller connection's own domainName/stage is used then)."""
+    return (_get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or _get("CALLER_WS_MANAGEMENT_ENDPOINT")).rstrip("/")
+
+
+def caller_ws_domain() -> str:
+    """Host suffix of caller sockets in subdomain form (``<id>.<CALLER_WS_DOMAIN>``); empty = query form only."""
+    return _get("CALLER_WS_DOMAIN").strip().lower()
 
 
 def public_http_url() -> str:
@@ -295,3 +317,9 @@ def tunnel_max_open_streams() -> int:
 def agent_message_budget() -> tuple[float, float]:
     """Messages one agent socket may send per second, and at once, before it is closed; 0 = none."""
     return _limit("AGENT_MESSAGE_RATE_LIMIT"), _limit("AGENT_MESSAGE_BURST_LIMIT")
+
+
+def caller_message_budget() -> tuple[float, float]:
+    """Caller messages one tunnel may receive per second, and at once, before the caller socket
+    that goes over is closed (``fairness.caller_message_flooding``); 0 = none."""
+    return _limit("CALLER_MESSAGE_RATE_LIMIT"), _limit("CALLER_MESSAGE_BURST_LIMIT")

@@ -9,6 +9,11 @@ never a hold of 25 s. The operator sets the ceilings (Terraform ``tunnel_rate_li
 ``{"rps": r, "burst": b, "inflight": n}``, parsed by ``policy``) can only lower them (``effective``), so a noisy tenant
 cannot opt out.
 
+Caller WebSockets (issue 24): a caller's ``$connect`` is one request to its tunnel (caller_connect
+goes through ``gate.admit`` too), and caller messages spend a per-tunnel budget
+(``caller_message_flooding``, ``CALLER_MESSAGE_RATE_LIMIT``/``_BURST_LIMIT``): the socket whose
+message goes over it is closed.
+
 Per agent socket (the response Lambda, through ``message_flood``): ``AGENT_MESSAGE_RATE_LIMIT``
 messages per second, ``AGENT_MESSAGE_BURST_LIMIT`` at once; a socket past it is closed
 (DELETE @connections). The agent may reconnect, within the ``$connect`` throttle and its token.
@@ -177,6 +182,7 @@ class MessageBudget:
 
 
 MESSAGES = MessageBudget()
+CALLER_MESSAGES = MessageBudget()  # keyed by tunnel id: caller WebSocket messages (issue 24)
 
 CLOSED: TTLMap[str, bool] = TTLMap(CONNECTIONS_MAX, ttl_s=60.0)  # sockets this instance closed for flooding
 
@@ -197,3 +203,12 @@ def socket_flooding(connection_id: str, domain_name: str, stage: str) -> bool:
         except Exception as exc:  # noqa: BLE001 - best effort: the message is dropped either way
             log.info("flooding socket not closed", connection_id=connection_id, error=type(exc).__name__)
     return True
+
+
+def caller_message_flooding(tunnel_id: str) -> bool:
+    """THE per-tunnel hook of caller_message: True when this caller message is over its tunnel's
+    budget (``CALLER_MESSAGE_RATE_LIMIT``/``_BURST_LIMIT``, all the tunnel's caller sockets
+    together); ``caller_ws.over_message_budget`` then closes the socket that sent it. N warm
+    instances: a tunnel gets at most N x (burst + rate x t) caller messages passed in t seconds."""
+    rate, burst = config.caller_message_budget()
+    return not CALLER_MESSAGES.spend(tunnel_id, rate, burst)

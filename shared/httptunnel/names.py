@@ -55,7 +55,12 @@ ERROR_CODES: dict[str, int] = {
     "timeout": 504,
 }
 
-FUNCTIONS = ("connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier")
+FUNCTIONS = ("connect", "disconnect", "response", "forward", "forward_stream", "cleanup", "stream_notifier",
+             "caller_connect", "caller_message", "caller_disconnect")
+
+# A caller WebSocket's row in the connections table (issue 24): "ws#<caller connection id>", no tunnelId
+# (so never in the GSI); cleanup leaves it to TTL (its socket lives on the caller API, not the agents').
+SOCKET_PREFIX = "ws#"
 
 # The streaming function (forward_stream) runs the layer's Runtime API loop through this wrapper
 # (its AWS_LAMBDA_EXEC_WRAPPER; the layer is mounted at /opt, its python/ folder holds httptunnel).

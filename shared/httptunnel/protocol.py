@@ -32,6 +32,8 @@ Extensions (all optional, ignored by the original agent/server):
   (``{"window": n, "segment_form": {url, fields}}``, only from the streaming edge), the agent's
   ``http_response_head`` / ``http_response_chunk`` / ``http_response_end`` (seq 0, 1.., last) and
   the server's ``stream_ack`` (cumulative read) and ``stream_cancel``.
+* caller WebSockets (`ws`): ``ws_open``/``ws_opened``/``ws_refused``/``ws_message``/``ws_ack``/``ws_close``
+  (shared/README.md "Caller WebSockets"), used only when both sides announced ``ws``.
 * ``connection_established.limits`` (issue 29): the socket's message budget, ``{"messages_per_s": r,
   "messages_burst": b}``, which the agent paces below (``ttf.pacing``); absent when the budget is off.
 * ``error``: the code ``tunnel_busy`` (the agent refused the request at once because its
@@ -241,13 +243,76 @@ class StreamCancel:
 StreamFrame = Union[HttpResponseHead, HttpResponseChunk, HttpResponseEnd]
 # --- end of streamed answers
 
+# ---- caller WebSockets (`ws`, issue 24; shared/README.md "Caller WebSockets"). One block: keep them together.
+
+@dataclass(frozen=True)
+class WsOpen:
+    """Server -> agent: a caller opens a WebSocket; open the local one and answer ws_opened/ws_refused."""
+    request_id: str  # channel v2 id bound to the agent's connection (the answer row's key)
+    socket_id: str  # the caller's connection id on the caller API
+    uri: str  # the target for the app: path + query
+    headers: Headers = field(default_factory=dict)  # the caller's handshake headers (no per-hop ones)
+    time_left_ms: int | None = None  # how long the caller's $connect still waits
+    type = "ws_open"
+
+
+@dataclass(frozen=True)
+class WsOpened:
+    """Agent -> server: the local socket is open; ``protocol`` is the subprotocol the app chose."""
+    request_id: str
+    socket_id: str
+    protocol: str | None = None
+    type = "ws_opened"
+
+
+@dataclass(frozen=True)
+class WsRefused:
+    """Agent -> server: the local socket could not open; the caller's handshake gets ``status``."""
+    request_id: str
+    socket_id: str
+    status: int
+    code: str  # the x-tunnel-error code
+    message: str = ""
+    type = "ws_refused"
+
+
+@dataclass(frozen=True)
+class WsMessage:
+    """Both ways: text messages of one socket, in order, numbered per direction (``seq``)."""
+    socket_id: str
+    seq: int
+    data: list[str] = field(default_factory=list)
+    type = "ws_message"
+
+
+@dataclass(frozen=True)
+class WsAck:
+    """Server -> agent: every agent ws_message of the socket numbered <= seq was posted to the caller."""
+    socket_id: str
+    seq: int
+    type = "ws_ack"
+
+
+@dataclass(frozen=True)
+class WsClose:
+    """Both ways: the socket ended (server -> agent: the caller's code; agent -> server: close the caller's)."""
+    socket_id: str
+    code: int = 1000
+    reason: str = ""
+    type = "ws_close"
+
+
+WS_FRAMES = (WsOpen, WsOpened, WsRefused, WsMessage, WsAck, WsClose)
+
+
 Message = Union[Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack,
-                HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamAck, StreamCancel]
+                HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamAck, StreamCancel,
+                WsOpen, WsOpened, WsRefused, WsMessage, WsAck, WsClose]
 
 _TYPES: dict[str, type[Message]] = {
     cls.type: cls
     for cls in (Ready, Ping, Pong, ConnectionEstablished, HttpRequest, HttpResponse, Error, RequestDenied, Ack,
-                HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamAck, StreamCancel)
+                HttpResponseHead, HttpResponseChunk, HttpResponseEnd, StreamAck, StreamCancel, *WS_FRAMES)
 }
 
 # Channel v2 capabilities (shared/README.md "Capabilities"): what an agent may announce at $connect,
@@ -256,7 +321,7 @@ CAPABILITIES_HEADER = "X-Tunnel-Capabilities"
 CAP_ACK = "ack"
 CAP_STREAM = "stream"
 CAP_WS = "ws"
-SERVER_CAPABILITIES: tuple[str, ...] = (CAP_ACK, CAP_STREAM)  # stream: forward_stream relays streamed answers
+SERVER_CAPABILITIES: tuple[str, ...] = (CAP_ACK, CAP_STREAM, CAP_WS)  # stream: forward_stream relays streamed answers
 CAPABILITIES_MAX_CHARS = 256
 CAPABILITIES_MAX_TOKENS = 16
 _CAPABILITY_RE = re.compile(r"[a-z0-9_-]{1,32}")

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import (config, events, fairness, id_keys, limits, log, management, names, protocol, request_ids, store,
-               stream_frames)
+from . import (caller_ws, config, events, fairness, id_keys, limits, log, management, names, protocol, request_ids,
+               store, stream_frames)
 from .protocol import ProtocolError
 from .ttlmap import TTLMap
 
@@ -139,30 +139,32 @@ def _ack(ws: events.WsEvent, request_id: str, seq: int) -> None:
         log.info("ack not delivered: connection gone", connection_id=ws.connection_id, request_id=request_id)
 
 
-def _store_answer(ws: events.WsEvent, msg: protocol.HttpResponse | protocol.Error, answer: store.Answer) -> str:
+def _store_answer(ws: events.WsEvent, msg: protocol.HttpResponse | protocol.Error | protocol.WsOpened | protocol.WsRefused,
+                  answer: store.Answer) -> str:
     """One conditional PutItem keyed by (request id, this connection), after the id was checked
     for this connection: a second answer to the same request is refused by the condition."""
     request_id = msg.request_id
     why = _unverifiable(ws, request_id)
     if why is not None:
         return _refuse(ws, why)
-    if msg.seq is not None and msg.ack and store.answer_exists(request_id, ws.connection_id):
+    seq, ack = getattr(msg, "seq", None), getattr(msg, "ack", False)  # ws_opened/ws_refused carry neither
+    if seq is not None and ack and store.answer_exists(request_id, ws.connection_id):
         # A resend (first copies ask for no posted ack) whose first copy got through: a read, not a
         # refused write, proves it; the agent may stop resending.
         log.info("answer already stored: acknowledged again", request_id=request_id, connection_id=ws.connection_id)
-        _ack(ws, request_id, msg.seq)
+        _ack(ws, request_id, seq)
         return "duplicate"
     stored = store.put_answer(request_id, ws.connection_id, answer)
     if stored:
         log.info("answer stored", request_id=request_id, connection_id=ws.connection_id, status=answer.status,
-                 status_code=answer.status_code, error_code=answer.error_code, seq=msg.seq)
+                 status_code=answer.status_code, error_code=answer.error_code, seq=seq)
     else:
         log.warning("answer rejected: this connection already answered, or forward gave up on the request",
-                    request_id=request_id, connection_id=ws.connection_id, seq=msg.seq)
-    if msg.seq is not None and (msg.ack or not stored):
+                    request_id=request_id, connection_id=ws.connection_id, seq=seq)
+    if seq is not None and (ack or not stored):
         # Already there (a resend whose first copy got through, or forward gave up): either way
         # nobody wants another copy, so the agent may stop resending.
-        _ack(ws, request_id, msg.seq)
+        _ack(ws, request_id, seq)
     return "stored" if stored else "rejected"
 
 
@@ -193,6 +195,10 @@ def handle(event: Any) -> dict[str, Any]:
     elif isinstance(msg, (protocol.HttpResponseHead, protocol.HttpResponseChunk, protocol.HttpResponseEnd)):
         why = _unverifiable(ws, msg.request_id)  # streamed answers (issue 23): stream_frames stores each frame
         result = _refuse(ws, why) if why is not None else stream_frames.store_frame(ws, msg)
+    elif isinstance(msg, (protocol.WsOpened, protocol.WsRefused)):  # caller sockets (issue 24): caller_ws
+        result = _store_answer(ws, msg, caller_ws.open_answer(msg))
+    elif isinstance(msg, (protocol.WsMessage, protocol.WsClose)):
+        result = caller_ws.on_agent_message(ws, msg)
     else:
         log.warning("dropped unexpected message type", connection_id=ws.connection_id, type=msg.type)
         result = "ignored"

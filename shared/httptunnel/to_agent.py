@@ -146,11 +146,9 @@ def stream_offer(request_id: str) -> dict[str, Any]:
     return offer
 
 
-def request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
-                    deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None,
-                    acks: list[str] | None = None, stream: dict[str, Any] | None = None) -> str:
-    upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
-    headers = agent_headers(req, route)
+def policy_headers(headers: Headers, rules: policy.Policy | None) -> Headers:
+    """What the edge policy does to the headers the app gets (in place; returned): basic auth consumed
+    (the app gets ``x-forwarded-user``), then the header rules. Requests and caller sockets alike."""
     if rules and rules.users:
         consumed = headers.get("authorization", [""])[0]
         if not rules.forward_authorization:  # basic auth consumed it: the local service gets the user
@@ -160,6 +158,14 @@ def request_message(request_id: str, req: events.HttpEvent, route: routing.Route
             headers["x-forwarded-user"] = [user]
     if rules:
         policy.apply_rules(headers, rules.request_remove, rules.request_add)
+    return headers
+
+
+def request_message(request_id: str, req: events.HttpEvent, route: routing.Route, uri: str,
+                    deadline_ms: int, time_left_ms: int, rules: policy.Policy | None = None,
+                    acks: list[str] | None = None, stream: dict[str, Any] | None = None) -> str:
+    upload = bodies.response_upload_form(request_id) if bodies.enabled() else None
+    headers = policy_headers(agent_headers(req, route), rules)
     common: dict[str, Any] = dict(
         request_id=request_id, method=req.method, uri=uri, headers=headers,
         timestamp=int(time.time() * 1000), body_size=len(req.body), response_upload=upload,

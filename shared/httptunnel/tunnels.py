@@ -45,23 +45,35 @@ def _alive(connection_id: str, endpoint: str) -> bool:
 CONNECTIONS: TTLMap[str, store.Connection | None] = TTLMap(CACHE_MAX)
 
 
-def connection_for(tunnel_id: str) -> store.Connection | None:
-    """The tunnel's newest connection: remembered, or asked of the GSI and remembered."""
+def connection_for(tunnel_id: str, open_secrets: bool = True) -> store.Connection | None:
+    """The tunnel's newest connection: remembered, or asked of the GSI and remembered.
+    ``open_secrets=False`` (caller_connect: it refuses webhook tunnels and may not Decrypt): a row
+    with sealed webhook secrets comes back as stored (``sealed_hooks`` set, the policy without
+    them) and is not remembered, so ``CONNECTIONS`` only ever holds opened rows."""
     found = CONNECTIONS.get(tunnel_id, MISSING)
     if found is not MISSING:
         return found
-    conn = _newest(tunnel_id)
+    conn = _newest(tunnel_id, open_secrets)
     if conn is None:
         connecting_until = _connecting_until(tunnel_id)
-        if connecting_until is not None:
-            return _wait_for_index(tunnel_id, connecting_until)  # found or not: not remembered as absent
-    CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S)
+        if connecting_until is not None:  # found or not: not remembered as absent
+            return _wait_for_index(tunnel_id, connecting_until, open_secrets)
+    _remember(tunnel_id, conn, CONNECTION_CACHE_S if conn is not None else ABSENT_CACHE_S, open_secrets)
     return conn
 
 
-def _newest(tunnel_id: str) -> store.Connection | None:
-    """The tunnel's newest connection row from the GSI, its webhook secrets opened."""
-    return sealed.opened(store.newest_connection_for_tunnel(tunnel_id))
+def _newest(tunnel_id: str, open_secrets: bool = True) -> store.Connection | None:
+    """The tunnel's newest connection row from the GSI, its webhook secrets opened (unless
+    ``open_secrets`` is False: then as stored)."""
+    row = store.newest_connection_for_tunnel(tunnel_id)
+    return sealed.opened(row) if open_secrets else row
+
+
+def _remember(tunnel_id: str, conn: store.Connection | None, ttl_s: float, opened: bool) -> None:
+    """Remember a row, unless it holds sealed secrets that were not opened (``connection_for``)."""
+    if conn is not None and conn.sealed_hooks is not None and not opened:
+        return
+    CONNECTIONS.put(tunnel_id, conn, ttl_s=ttl_s)
 
 
 def _connecting_until(tunnel_id: str) -> float | None:
@@ -74,14 +86,14 @@ def _connecting_until(tunnel_id: str) -> float | None:
     return until if until > time.time() else None
 
 
-def _wait_for_index(tunnel_id: str, until: float) -> store.Connection | None:
+def _wait_for_index(tunnel_id: str, until: float, open_secrets: bool = True) -> store.Connection | None:
     attempt = 0
     while (left := until - time.time()) > 0:
         time.sleep(min(INDEX_POLL_S[min(attempt, len(INDEX_POLL_S) - 1)], left))  # GSI lag, bounded by `until`
         attempt += 1
-        conn = _newest(tunnel_id)
+        conn = _newest(tunnel_id, open_secrets)
         if conn is not None:
-            CONNECTIONS.put(tunnel_id, conn, ttl_s=CONNECTION_CACHE_S)
+            _remember(tunnel_id, conn, CONNECTION_CACHE_S, open_secrets)
             return conn
     return None
 
@@ -135,21 +147,22 @@ class Unsent:
     fresh: store.Connection
 
 
-def post(route: routing.Route, conn: store.Connection,
-         frame: str | Callable[[store.Connection], str]) -> store.Connection | Unsent | None:
+def post(route: routing.Route, conn: store.Connection, frame: str | Callable[[store.Connection], str],
+         open_secrets: bool = True) -> store.Connection | Unsent | None:
     """Post to the tunnel's (cached) connection; a refused post drops the cached entry and goes
     once more through the Query (a reconnected agent has a new row by then). Returns the
     connection that took the request, None when none did, ``Unsent`` when the new connection
-    carries a policy other than the one the request was checked against. ``frame`` may be made
-    per connection (request ids are bound to the connection they are posted to)."""
+    carries a policy other than the one the request was checked against (or, with
+    ``open_secrets=False``, sealed webhook secrets). ``frame`` may be made per connection
+    (request ids are bound to the connection they are posted to)."""
     def made(c: store.Connection) -> str:
         return frame(c) if callable(frame) else frame
     if _send(conn, made(conn)):
         return conn
     forget_connection(route.tunnel_id, conn.connection_id)
-    fresh = connection_for(route.tunnel_id)
+    fresh = connection_for(route.tunnel_id, open_secrets)
     if fresh is None or fresh.connection_id == conn.connection_id:
         return None
-    if fresh.policy != conn.policy:
+    if fresh.policy != conn.policy or (fresh.sealed_hooks is not None and not open_secrets):
         return Unsent(fresh)
     return fresh if _send(fresh, made(fresh)) else None

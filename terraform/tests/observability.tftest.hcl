@@ -94,8 +94,8 @@ run "defaults" {
     condition = toset(keys(module.observability.alarms)) == toset(concat(
       ["tunnel-payload-too-large", "tunnel-agent-gone", "tunnel-internal-error", "tunnel-response-too-large", "tunnel-local-service-unavailable", "tunnel-timeout"],
       ["http-5xx", "http-4xx", "account-concurrency", "dynamodb-throttles-connections", "dynamodb-throttles-pending", "answers-consumed-writes"],
-      [for fn in ["connect", "disconnect", "response", "forward", "forward-stream", "cleanup", "stream-notifier"] : "lambda-errors-${fn}"],
-      [for fn in ["connect", "disconnect", "response", "forward", "forward-stream", "cleanup", "stream-notifier"] : "lambda-throttles-${fn}"],
+      [for fn in ["connect", "disconnect", "response", "forward", "forward-stream", "cleanup", "stream-notifier", "caller-connect", "caller-message", "caller-disconnect"] : "lambda-errors-${fn}"],
+      [for fn in ["connect", "disconnect", "response", "forward", "forward-stream", "cleanup", "stream-notifier", "caller-connect", "caller-message", "caller-disconnect"] : "lambda-throttles-${fn}"],
     ))
     error_message = "default alarms: one per alarmed tunnel error code, HTTP 4xx/5xx, account concurrency, DynamoDB per table, errors and throttles per function (no forward ceiling unless one is set)"
   }

@@ -108,6 +108,33 @@ override_resource {
   }
 }
 
+override_resource {
+  target = module.functions["caller_connect"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:caller_connect"
+    function_name = "http-tunnel-caller-connect"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_connect/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["caller_message"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:caller_message"
+    function_name = "http-tunnel-caller-message"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_message/invocations"
+  }
+}
+
+override_resource {
+  target = module.functions["caller_disconnect"].aws_lambda_function.this
+  values = {
+    arn           = "arn:aws:lambda:us-east-1:123456789012:function:caller_disconnect"
+    function_name = "http-tunnel-caller-disconnect"
+    invoke_arn    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_disconnect/invocations"
+  }
+}
+
 # aws.us_east_1 (waf.tf): the provider modules/waf creates the CloudFront-scope ACL through. Its
 # region is what modules/waf's precondition reads (data "aws_region"); the ACL's ARN is known at plan
 # time so the runs below can see it reach the distribution.
@@ -214,7 +241,7 @@ run "routes_and_stream" {
   }
 
   assert {
-    condition     = output.function_names == { for fn in ["cleanup", "connect", "disconnect", "forward", "forward_stream", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
+    condition     = output.function_names == { for fn in ["caller_connect", "caller_disconnect", "caller_message", "cleanup", "connect", "disconnect", "forward", "forward_stream", "response", "stream_notifier"] : fn => "http-tunnel-${replace(fn, "_", "-")}" }
     error_message = "function_names must map every short name to <prefix>-<fn>"
   }
 }
@@ -249,9 +276,9 @@ run "environment_and_iam" {
 
   assert {
     condition = alltrue([for fn, statements in local.policy_statements :
-      contains(["forward", "forward_stream", "response"], fn) == anytrue([for st in statements : contains(st.actions, "ssm:GetParameters")])
+      contains(["forward", "forward_stream", "response", "caller_connect"], fn) == anytrue([for st in statements : contains(st.actions, "ssm:GetParameters")])
     ]) && toset(one([for st in local.policy_statements["response"] : st.resources if st.sid == "RequestIdKeys"])) == toset(["arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/request-id-key-0", "arn:aws:ssm:us-east-1:123456789012:parameter/tunnel/request-id-key-1"])
-    error_message = "only forward, forward_stream and response may read the request-id keys, and only the two slots"
+    error_message = "only forward, forward_stream, response and caller_connect (it mints ws_open's id) may read the request-id keys, and only the two slots"
   }
 
   assert {
@@ -411,6 +438,77 @@ run "without_snap_start_callers_invoke_the_function" {
   }
 }
 
+# Caller WebSockets (issue 24): a second WebSocket API, its routes, its $connect throttle under the
+# account's 500 new connections per second (shared with the agents' $connect), the permissions, the
+# caller functions' environment and IAM, and its custom domain's mapping.
+run "caller_websocket_api" {
+  command = apply
+
+  assert {
+    condition = module.caller_websocket_api.route_targets == {
+      "$connect"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_connect/invocations"
+      "$disconnect" = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_disconnect/invocations"
+      "$default"    = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/caller_message/invocations"
+    }
+    error_message = "caller routes: $connect -> caller_connect, $disconnect -> caller_disconnect, $default -> caller_message"
+  }
+
+  assert {
+    condition     = module.caller_websocket_api.throttles["$connect"] == [100, 200] && module.caller_websocket_api.throttles["*"] == [200, 400]
+    error_message = "the caller API's $connect throttle is 100/s (burst 200), its messages 200/s (burst 400)"
+  }
+
+  assert {
+    condition     = module.caller_websocket_api.throttles["$connect"][0] + module.websocket_api.throttles["$connect"][0] <= 500
+    error_message = "both APIs' $connect rates together stay under the account's 500 new connections per second"
+  }
+
+  assert {
+    condition     = output.caller_ws_url == "wss://abc123.execute-api.us-east-1.amazonaws.com/live"
+    error_message = "caller_ws_url is wss://<caller api>/<stage>"
+  }
+
+  assert {
+    condition     = nonsensitive(keys(module.functions["caller_message"].environment)) == tolist(["CALLER_MESSAGE_BURST_LIMIT", "CALLER_MESSAGE_RATE_LIMIT", "CALLER_WS_MANAGEMENT_ENDPOINT", "CONNECTIONS_TABLE", "LOG_LEVEL", "WS_MANAGEMENT_ENDPOINT"])
+    error_message = "caller_message gets exactly what it reads"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["caller_message"].environment["CALLER_MESSAGE_RATE_LIMIT"]) == "50" && nonsensitive(module.functions["caller_message"].environment["CALLER_MESSAGE_BURST_LIMIT"]) == "100"
+    error_message = "caller messages spend a per-tunnel budget of 50/s (burst 100) by default"
+  }
+
+  assert {
+    condition     = alltrue([for k in ["TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT"] : nonsensitive(module.functions["caller_connect"].environment[k]) == nonsensitive(module.functions["forward"].environment[k])])
+    error_message = "a caller's $connect meets the same per-tunnel ceilings as forward's requests"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["response"].environment["CALLER_WS_MANAGEMENT_ENDPOINT"]) == "https://abc123.execute-api.us-east-1.amazonaws.com/live"
+    error_message = "response posts the agent's ws_message frames to the caller API's @connections"
+  }
+
+  assert {
+    condition     = [for st in local.policy_statements["caller_message"] : st.sid if st.sid == "CloseCaller"] == ["CloseCaller"] && alltrue([for r in [for st in local.policy_statements["caller_message"] : st if st.sid == "CloseCaller"][0].resources : endswith(r, "/live/DELETE/@connections/*")])
+    error_message = "caller_message may only close callers' sockets (DELETE) on the caller API"
+  }
+
+  assert {
+    condition     = length([for st in local.policy_statements["caller_disconnect"] : st if contains(st.actions, "execute-api:ManageConnections") && anytrue([for r in st.resources : strcontains(r, "/live/")])]) == 0
+    error_message = "caller_disconnect never touches the caller API's connections"
+  }
+}
+
+run "rejects_caller_connects_past_the_account_limit" {
+  command = plan
+
+  variables {
+    caller_connect_throttling_rate_limit = 496 # + the agents' 5/s: over 500
+  }
+
+  expect_failures = [var.caller_connect_throttling_rate_limit]
+}
+
 run "custom_domain" {
   command = plan
 
@@ -428,6 +526,11 @@ run "custom_domain" {
   assert {
     condition     = nonsensitive(module.functions["forward"].environment["TUNNEL_DOMAIN"]) == "t.example.com"
     error_message = "wildcard domain enables subdomain routing"
+  }
+
+  assert {
+    condition     = contains(keys(module.domain[0].targets), "sockets.t.example.com")
+    error_message = "the caller WebSocket API gets its own domain, sockets.<domain> (a WebSocket API cannot share one)"
   }
   expect_failures = [check.path_routing_default] # path_routing left unset: the upgrade warning
 }
@@ -1000,7 +1103,7 @@ run "cloudfront_fronts_the_function_url_with_a_domain" {
   }
 
   assert {
-    condition     = toset(keys(module.domain[0].targets)) == toset(["ws.t.example.com"])
+    condition     = toset(keys(module.domain[0].targets)) == toset(["ws.t.example.com", "sockets.t.example.com"])
     error_message = "<domain> and *.<domain> are CloudFront's; API Gateway keeps only the WebSocket name"
   }
 
@@ -1045,7 +1148,7 @@ run "no_cloudfront_on_the_http_api_edge" {
   }
 
   assert {
-    condition     = length(module.cloudfront) == 0 && toset(keys(module.domain[0].targets)) == toset(["t.example.com", "*.t.example.com", "ws.t.example.com"])
+    condition     = length(module.cloudfront) == 0 && toset(keys(module.domain[0].targets)) == toset(["t.example.com", "*.t.example.com", "ws.t.example.com", "sockets.t.example.com"])
     error_message = "the http_api edge keeps its three API Gateway names and needs no us-east-1 certificate"
   }
 }

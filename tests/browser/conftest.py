@@ -56,6 +56,8 @@ class Site:
         self.app.router.add_get("/image.png", self._image)
         self.app.router.add_get("/gzip", self._gzip)
         self.app.router.add_get("/page", self._page)
+        self.app.router.add_get("/ws", self._ws)  # a caller WebSocket's local end (the inspector's sessions view)
+        self.ws_received: list[str] = []
 
     async def _echo(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -63,6 +65,15 @@ class Site:
                 "body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest(), "n": len(self.seen) + 1}
         self.seen.append(seen | {"body": body})
         return web.json_response(seen)
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(protocols=("chat",))
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                self.ws_received.append(msg.data)
+                await ws.send_str("echo: " + msg.data)
+        return ws
 
     async def _image(self, request: web.Request) -> web.Response:
         return web.Response(body=png(), content_type="image/png")
@@ -155,6 +166,7 @@ async def playwright_browser():
 @pytest.fixture
 async def ui(aiohttp_server, playwright_browser, tmp_path):
     gateway = FakeGateway()
+    gateway.speaks = ("ws",)  # caller WebSockets agreed: the sessions view has something to show
     gw_server = await aiohttp_server(gateway.app, host="127.0.0.1")
     gateway.url = str(gw_server.make_url("")).rstrip("/")
     site = Site()

@@ -20,7 +20,7 @@ async def established(gateway, local_app, running, speaks: tuple[str, ...] = ("a
 
 async def test_the_agent_announces_what_it_speaks(gateway, local_app, running):
     conn = await established(gateway, local_app, running, speaks=())
-    assert conn.headers["X-Tunnel-Capabilities"] == "ack,stream"
+    assert conn.headers["X-Tunnel-Capabilities"] == "ack,stream,ws"
 
 
 async def test_a_throttled_answer_is_resent_until_acknowledged(gateway, local_app, running):

@@ -481,7 +481,7 @@ async def established(gateway, port: int, running, **config: Any):
 async def test_the_session_streams_past_max_streams_answers_tunnel_busy(gateway, local_app, running) -> None:
     app, port = local_app
     h, conn = await established(gateway, port, running, max_streams=1)
-    assert conn.headers["X-Tunnel-Capabilities"] == "ack,stream"
+    assert conn.headers["X-Tunnel-Capabilities"] == "ack,stream,ws"
     await conn.request_frame("s1", "GET", "/hold", stream={"window": 16}, time_left_ms=20_000)
     await wait_until(lambda: app.arrived == 1, what="the first stream at the local app")
     await conn.request_frame("s2", "GET", "/hold", stream={"window": 16}, time_left_ms=20_000)

@@ -219,7 +219,7 @@ async def test_the_agents_reclaim_token_is_stored_only_as_a_hash(stack, agent_fa
     assert set(row) <= {"connectionId", "tunnelId", "connectedAt", "ttl", "domainName", "stage", "subject",
                         "subdomain", "rewrite", "rewriteJson", "capabilities", "secretVersion"}, \
         "nothing secret on the connection row (the GSI projects ALL; secretVersion is the HS secret's SSM version number)"
-    assert row["capabilities"]["S"] == "ack,stream"  # channel v2: what ttf and the server both speak (streamed answers: issue 23)
+    assert row["capabilities"]["S"] == "ack,stream,ws"  # channel v2: what ttf and the server both speak
     reservation = next(i for i in items if i["connectionId"]["S"] == f"reservation#{agent.tunnel_id}")
     assert reservation["tokenHash"]["S"] == hashlib.sha256(token.encode()).hexdigest()
     assert reservation["ownerSub"]["S"] == stack.auth["subject"]

@@ -72,6 +72,7 @@ NOT_REACHED = {
                        "dynamodb:BatchWriteItem": "store.delete_frames when relay read a streamed answer's frames",
                        "s3:DeleteObjectVersion": "bodies.delete_segment when relay read a streamed answer's segment"},
     "response": {"dynamodb:PutItem": "store.put_answer when the agent answers an http_request"},
+    "caller_message": {"dynamodb:DeleteItem": "caller_ws.delete_socket when the agent is gone (410 on the post)"},
 }
 SERVICE_PREFIX = {"apigatewaymanagementapi": "execute-api"}
 OPERATION_ACTION = {("apigatewaymanagementapi", op): "execute-api:ManageConnections"
@@ -247,7 +248,7 @@ def observed(stack, deployed):
         from httptunnel import policy as edge_policy
         hook_secret = "contract-webhook-secret"
         connect["headers"] = {**connect.get("headers", {}), "Authorization": f"Bearer {agent_token}",
-                              "X-Tunnel-Reclaim-Token": "r" * 43,
+                              "X-Tunnel-Reclaim-Token": "r" * 43, "X-Tunnel-Capabilities": "ack,ws",
                               edge_policy.HEADER: edge_policy.to_header(edge_policy.build(hooks=[f"github:{hook_secret}"]))}
         result = run("connect", connect)
         assert result["statusCode"] == 200, result
@@ -303,6 +304,47 @@ def observed(stack, deployed):
         sealed.OPENED.clear()
         run("forward_stream", request, StreamContext())
         run("forward_stream", big, StreamContext())
+        # Caller WebSockets. This tunnel verifies webhooks: caller_connect refuses its caller
+        # sockets at once (403, from the row alone: it has no kms:Decrypt and needs none).
+        tunnels.CONNECTIONS.clear()
+
+        def handshake_for(tid: str) -> dict:
+            event = _event("connect") | {"queryStringParameters": {"tunnel": tid},
+                                         "multiValueQueryStringParameters": {"tunnel": [tid]}}
+            event["requestContext"] = event["requestContext"] | {"connectionId": f"caller-of-{tid}"}
+            return event
+        refused = run("caller_connect", handshake_for(tunnel_id), StreamContext())
+        assert refused["statusCode"] == 403 and refused["headers"]["x-tunnel-error"] == "webhook_signature_invalid"
+        # A tunnel without webhooks: a caller's socket opens (no agent answers here: caller_connect
+        # waits its 1 s, gives up, writes the error row and drops the socket row), then a live
+        # socket's row, a caller frame, the agent's message and close, and a caller's close.
+        plain = _event("connect")
+        plain["requestContext"] = plain["requestContext"] | {"connectionId": "plain-agent"}
+        plain["headers"] = {**plain.get("headers", {}), "Authorization": f"Bearer {agent_token}",
+                            "X-Tunnel-Reclaim-Token": "p" * 43, "X-Tunnel-Capabilities": "ack,ws"}
+        assert run("connect", plain)["statusCode"] == 200
+        run("response", copy.deepcopy(ready) | {"requestContext": ready["requestContext"] | {
+            "connectionId": "plain-agent"}})
+        plain_tunnel = ddb.get_item(TableName=outputs["connections_table_name"],
+                                    Key={"connectionId": {"S": "plain-agent"}})["Item"]["tunnelId"]["S"]
+        opened = run("caller_connect", handshake_for(plain_tunnel), StreamContext())
+        assert opened["statusCode"] == 504, opened
+        agent_conn = connect["requestContext"]["connectionId"]
+        socket_row = {"connectionId": {"S": "ws#caller-conn"}, "agentConnection": {"S": agent_conn},
+                      "socketTunnel": {"S": tunnel_id}, "agentDomain": {"S": "x"}, "agentStage": {"S": "prod"},
+                      "callerDomain": {"S": "y"}, "callerStage": {"S": "live"}, "inSeq": {"N": "0"},
+                      "outSeq": {"N": "-1"}, "connectedAt": {"N": "1000"}, "ttl": {"N": "4102444800"}}
+        ddb.put_item(TableName=outputs["connections_table_name"], Item=socket_row)
+        caller_frame = _event("default_message")
+        caller_frame["requestContext"]["connectionId"] = "caller-conn"
+        caller_frame["body"] = "hello app"
+        run("caller_message", caller_frame)
+        for frame in ({"type": "ws_message", "socket_id": "caller-conn", "seq": 0, "data": ["hello caller"]},
+                      {"type": "ws_close", "socket_id": "caller-conn", "code": 1000}):
+            run("response", copy.deepcopy(ready) | {"body": json.dumps(frame)})
+        ddb.put_item(TableName=outputs["connections_table_name"], Item=socket_row)
+        run("caller_disconnect", _event("disconnect") | {"requestContext": caller_frame["requestContext"] | {
+            "routeKey": "$disconnect", "eventType": "DISCONNECT", "disconnectStatusCode": 4000}})
         stream_event = {"Records": [{
             "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
             "dynamodb": {"Keys": {"requestId": {"S": "r1:c1"}},

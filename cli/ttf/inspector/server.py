@@ -20,6 +20,9 @@ API (all JSON; errors are {"error": ...} with a 4xx status):
   GET    /api/har?ids=1,2 (or the list's filters)     HAR 1.2 export
   POST   /api/har                            HAR 1.2 import (all or nothing)
   GET|PUT /api/settings                      {"history_limit": N}
+  GET    /api/sockets                        caller WebSocket sessions, newest first (ttf.socketlog summaries)
+  GET    /api/sockets/{id}                   one session + its handshake headers and last messages each way
+  POST   /api/sockets/{id}/send              {"text": "...", "to": "caller"|"app"}: into an open session
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ from ttf.inspector.history import LIMIT_MAX, SOURCES, Entry, Filter, History
 from ttf.inspector.security import Guard, add_headers, error, host_port
 from ttf.inspector.stream import Streams
 from ttf.inspector.views import body_view
+from ttf.socketlog import InjectRefused, SocketLog, SocketRecord, utf8_size
 
 SHUTDOWN_TIMEOUT = 2.0
 REPLAY_MAX = 100  # one "replay N times" poke
 REPLAY_PARALLEL = 4
+SEND_MAX = 128 * 1024  # a text the inspector sends into a session (API Gateway's message limit); toward
+# the caller ttf.sockets allows what one ws_message frame carries (~30 KB)
 LIST_MAX = 5000
 JSON_MAX = 16 * 1024 * 1024  # an edited request: a 10 MB body in base64 and its headers
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "views.js": "text/javascript",
@@ -84,9 +90,12 @@ class Inspector:
     """start() binds (OSError when the port is taken), stop() closes; observe() hears the agent's events."""
 
     def __init__(self, history: History, replayer: Replayer, local_target: str = "127.0.0.1:3000",
-                 keep_host: bool = False, named: Mapping[str, Local] | None = None) -> None:
-        """named: a config file's tunnels (their entries carry the name); empty for one tunnel."""
+                 keep_host: bool = False, named: Mapping[str, Local] | None = None,
+                 socket_log: SocketLog | None = None) -> None:
+        """named: a config file's tunnels (their entries carry the name); empty for one tunnel.
+        socket_log: the caller WebSocket sessions (the agent's; an empty one when not given)."""
         self.history = history
+        self.socket_log = socket_log if socket_log is not None else SocketLog()
         self.replayer = replayer
         self.local_target = local_target
         self.keep_host = keep_host
@@ -102,6 +111,7 @@ class Inspector:
         self._files = _static_files()
         self._runner: web.AppRunner | None = None
         self._unlisten: Callable[[], None] | None = None
+        self._unlisten_sockets: Callable[[], None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -121,6 +131,9 @@ class Inspector:
         r.add_post("/api/requests/{id}/replay", self._replay)
         r.add_get("/api/har", self._har_export)
         r.add_post("/api/har", self._har_import)
+        r.add_get("/api/sockets", self._sockets)
+        r.add_get("/api/sockets/{id}", self._socket)
+        r.add_post("/api/sockets/{id}/send", self._socket_send)
         r.add_get("/api/settings", self._settings)
         r.add_put("/api/settings", self._settings)
         return app
@@ -139,11 +152,13 @@ class Inspector:
         self.base_url = f"http://{host_port(host, bound)}"
         self.url = self.base_url + (f"/?token={self.guard.token}" if self.guard.token else "")
         self._unlisten = self.history.listen(self.streams.broadcast)
+        self._unlisten_sockets = self.socket_log.listen(self.streams.broadcast)
         return self.url
 
     async def stop(self) -> None:
-        if self._unlisten is not None:
-            self._unlisten()
+        for unlisten in (self._unlisten, self._unlisten_sockets):
+            if unlisten is not None:
+                unlisten()
         self.streams.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -161,7 +176,7 @@ class Inspector:
                           public_url=event.public_url, subdomain_url=event.subdomain_url,
                           path_based_url=event.path_based_url)
             if name is None:
-                self.history.tunnel = event.tunnel_id
+                self.history.tunnel = self.socket_log.tunnel = event.tunnel_id
         elif isinstance(event, Disconnected):
             tunnel.update(state="offline", since=now, reason=event.reason)
         elif isinstance(event, Reconnecting):
@@ -183,6 +198,7 @@ class Inspector:
                 "inspector_url": self.base_url,
                 "history": {"count": len(h), "limit": h.limit, "limit_max": LIMIT_MAX, "bytes": h.bytes,
                             "budget": h.budget, "body_cap": h.cap},
+                "sockets": {"open": self.socket_log.open_count, "count": len(self.socket_log)},
                 "replay_max": REPLAY_MAX, "protected": self.guard.token is not None}
 
     # ---- page and status ---------------------------------------------------------------
@@ -328,6 +344,52 @@ class Inspector:
 
         return list(await asyncio.gather(*(one() for _ in range(count))))
 
+    # ---- caller WebSocket sessions -----------------------------------------------------
+    async def _sockets(self, request: web.Request) -> web.Response:
+        log = self.socket_log
+        return web.json_response({"sockets": [r.summary() for r in log.newest_first()], "open": log.open_count,
+                                  "count": len(log), "totals": log.totals(), "bytes": log.bytes})
+
+    async def _socket(self, request: web.Request) -> web.Response:
+        record = self._socket_of(request.match_info["id"])
+        if record is None:
+            return _no_socket()
+        return web.json_response(record.detail())
+
+    async def _socket_send(self, request: web.Request) -> web.Response:
+        """A text into an open session: toward the caller (default: test a client) or the app."""
+        record = self._socket_of(request.match_info["id"])
+        if record is None:
+            return _no_socket()
+        data = await _json(request, 8 * SEND_MAX)
+        if isinstance(data, web.Response):
+            return data
+        if not isinstance(data, dict):
+            return error(400, 'the body must be {"text": "...", "to": "caller" or "app"}', field="body")
+        extra = sorted(set(data) - {"text", "to"})
+        if extra:
+            return error(400, f"unknown field {extra[0]!r}", field=extra[0])
+        text, to = data.get("text"), data.get("to", "caller")
+        if not isinstance(text, str):
+            return error(400, "text must be a string (WebSocket text messages only)", field="text")
+        if to not in ("caller", "app"):
+            return error(400, "to must be caller or app", field="to")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            return error(400, "text is not valid Unicode (a lone surrogate): a text message must be UTF-8",
+                         field="text")
+        if size > SEND_MAX:
+            return error(413, f"text is {size} bytes: at most {SEND_MAX} are sent", field="text")
+        try:
+            self.socket_log.send(record.id, text, to)
+        except InjectRefused as exc:
+            return error(exc.status, str(exc))
+        return web.json_response({"sent": {"to": to, "size": utf8_size(text)}, "socket": record.summary()})
+
+    def _socket_of(self, raw: str) -> SocketRecord | None:
+        return self.socket_log.get(int(raw)) if raw.isdigit() and len(raw) < 19 else None
+
     # ---- HAR ---------------------------------------------------------------------------
     async def _har_export(self, request: web.Request) -> web.Response:
         try:
@@ -375,6 +437,10 @@ def newest_first(entries: list[Entry]) -> list[Entry]:
     """By the time each request started, newest first (ids break ties): imported entries, whose ids
     are new but whose times are not, fall into their place instead of on top."""
     return sorted(entries, key=lambda e: (e.at, e.id), reverse=True)
+
+
+def _no_socket() -> web.Response:
+    return error(404, "no such WebSocket session (unknown id, or no longer kept)")
 
 
 def _gone() -> web.Response:

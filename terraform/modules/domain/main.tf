@@ -2,6 +2,7 @@
 #   <domain>           -> HTTP API (path mode:      https://<domain>/<tunnel-id>/...)
 #   *.<domain>         -> HTTP API (subdomain mode: https://<tunnel-id>.<domain>/...)
 #   <websocket_domain> -> WebSocket API stage (ttf --endpoint wss://<websocket_domain>)
+#   <caller_websocket_domain> -> the caller WebSocket API's stage (callers' sockets: wss://<it>/?tunnel=<id>)
 # API Gateway prefers an exact name over the wildcard, so the WebSocket name may sit under <domain>.
 # With http_names = false (CloudFront serves <domain> and *.<domain>: modules/cloudfront) only the
 # WebSocket name is made; DNS prefers its exact record over the wildcard's too.
@@ -10,6 +11,7 @@ locals {
   domains = merge(
     { ws = { name = var.websocket_domain_name, api_id = var.websocket_api_id, stage = var.websocket_stage_id } },
     var.http_names ? { http = { name = var.domain_name, api_id = var.http_api_id, stage = var.http_stage_id } } : {},
+    var.caller_websocket_domain_name != "" ? { callers = { name = var.caller_websocket_domain_name, api_id = var.caller_websocket_api_id, stage = var.caller_websocket_stage_id } } : {},
     var.http_names && var.wildcard ? { wildcard = { name = "*.${var.domain_name}", api_id = var.http_api_id, stage = var.http_stage_id } } : {},
   )
 }

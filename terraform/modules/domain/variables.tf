@@ -45,6 +45,24 @@ variable "websocket_stage_id" {
   description = "WebSocket stage mapped at the root of websocket_domain_name: the stage resource's id (its name), never a plain string, so the mapping is created after the stage."
 }
 
+variable "caller_websocket_domain_name" {
+  type        = string
+  description = "Domain of the caller WebSocket API (callers' sockets, issue 24), e.g. sockets.t.example.com; empty = none."
+  default     = ""
+}
+
+variable "caller_websocket_api_id" {
+  type        = string
+  description = "Caller WebSocket API id (used when caller_websocket_domain_name is set)."
+  default     = ""
+}
+
+variable "caller_websocket_stage_id" {
+  type        = string
+  description = "Caller WebSocket stage mapped at the root of caller_websocket_domain_name: the stage resource's id, so the mapping is created after the stage."
+  default     = ""
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to the domain names."

@@ -15,6 +15,10 @@
     refreshTimer: null,
     liveTimer: null,     // a streamed answer's detail refresh, pending
     editing: false,
+    view: "requests",    // or "sockets": the caller WebSocket sessions
+    sockets: new Map(),  // id -> session summary
+    sockSelected: null,  // id of the selected session
+    sockTimer: null,     // the selected session's detail refresh, pending
   };
 
   // ---- small helpers ---------------------------------------------------------------------
@@ -103,6 +107,7 @@
       add("Local", "http://" + s.local_target);
     }
     info.replaceChildren(...rows);
+    if (s.sockets) renderSockCount(s.sockets.open);
     renderTunnels();
     renderCap();
     renderEmpty();
@@ -231,8 +236,11 @@
     return null;
   }
   function markSelected() {
-    for (const tr of $("rows").children) {
-      const on = Number(tr.dataset.id) === state.selected;
+    markRows("rows", state.selected);
+  }
+  function markRows(body, selected) {  // the requests' or the WebSocket sessions' list
+    for (const tr of $(body).children) {
+      const on = Number(tr.dataset.id) === selected;
       tr.classList.toggle("sel", on);
       tr.setAttribute("aria-selected", String(on));
       tr.tabIndex = on ? 0 : -1;
@@ -274,26 +282,53 @@
     for (const kind of ["cleared", "settings", "resync"]) source.addEventListener(kind, () => {
       if (kind === "cleared" && state.selected !== null) { state.selected = null; showNothing(); }
       if (!state.paused || kind !== "resync") scheduleRefresh(0);
+      if (kind === "resync") refreshSockets();  // this page fell behind: the sessions' events too
       api("/api/status").then(renderStatus, () => {});
+    });
+    // a caller WebSocket session opened, changed (messages: at most every 250 ms) or closed
+    source.addEventListener("socket", ev => {
+      const data = JSON.parse(ev.data);
+      const s = data.socket;
+      renderSockCount(data.open);
+      for (const id of data.evicted) {
+        state.sockets.delete(id);
+        const gone = sockTr(id);
+        if (gone) gone.remove();
+        if (state.sockSelected === id) { state.sockSelected = null; if (state.view === "sockets") showNoSocket(); }
+      }
+      state.sockets.set(s.id, s);
+      const old = sockTr(s.id);
+      const tr = sockRow(s);
+      if (old) old.replaceWith(tr); else $("sockrows").prepend(tr);
+      renderSockEmpty();
+      markSockSelected();
+      if (state.view === "sockets" && state.sockSelected === s.id) liveSocket(s.id, s.state !== "open");
     });
     source.onerror = () => { $("state").textContent = "inspector unreachable (ttf stopped?)"; $("state").className = "state offline"; };
     source.onopen = () => api("/api/status").then(renderStatus, () => {});
   }
   const LIVE_DETAIL_MS = 500;
-  function liveDetail(id, last) {
-    if (state.liveTimer && !last) return;
-    clearTimeout(state.liveTimer);
-    state.liveTimer = setTimeout(async () => {
-      state.liveTimer = null;
+  // A live detail (a streamed answer's, a WebSocket session's) is fetched again at most every
+  // LIVE_DETAIL_MS, and at once for the last change; `show` gets it unless the page moved on.
+  function refetchLater(timer, path, last, show) {
+    if (state[timer] && !last) return;
+    clearTimeout(state[timer]);
+    state[timer] = setTimeout(async () => {
+      state[timer] = null;
       let d;
-      try { d = await api("/api/requests/" + id); } catch (e) { return; }
-      if (state.selected !== id || state.editing) return;
+      try { d = await api(path); } catch (e) { return; }
+      show(d);
+    }, last ? 0 : LIVE_DETAIL_MS);
+  }
+  function liveDetail(id, last) {
+    refetchLater("liveTimer", "/api/requests/" + id, last, d => {
+      if (state.selected !== id || state.editing || state.view !== "requests") return;
       const pane = $("detail");
       const top = pane.scrollTop;
       state.detail = d;
       renderDetail(d);
       pane.scrollTop = top;
-    }, last ? 0 : LIVE_DETAIL_MS);
+    });
   }
   function renderPause() {
     const b = $("pause");
@@ -306,6 +341,7 @@
   function showNothing() {
     TTF.releaseObjectUrls();
     state.detail = null;
+    if (state.view !== "requests") return;  // the pane shows a WebSocket session
     $("detail").replaceChildren(h("p", {className: "dim"}, "Select a request (click, or ↑/↓ and j/k)."));
   }
   async function select(id, focusRow) {
@@ -317,7 +353,7 @@
     if (tr) { tr.scrollIntoView({block: "nearest"}); if (focusRow !== false) tr.focus({preventScroll: true}); }
     let d;
     try { d = await api("/api/requests/" + id); } catch (e) { $("detail").replaceChildren(h("p", {className: "dim"}, e.message)); return; }
-    if (state.selected !== id) return;
+    if (state.selected !== id || state.view !== "requests") return;
     state.detail = d;
     renderDetail(d);
     if (d.replay_of !== null && d.replay_of !== undefined) showDiff(d.id, d.replay_of);
@@ -536,6 +572,173 @@
     await copyText(text, tool === "curl" ? "curl command" : "HTTPie command");
   }
 
+  // ---- caller WebSocket sessions ---------------------------------------------------------------
+  function setView(view) {
+    if (state.view === view) return;
+    state.view = view;
+    state.editing = false;
+    document.body.classList.toggle("view-sockets", view === "sockets");
+    $("view-requests").setAttribute("aria-selected", String(view === "requests"));
+    $("view-sockets").setAttribute("aria-selected", String(view === "sockets"));
+    if (view === "sockets") {
+      refreshSockets();
+      if (state.sockSelected !== null) selectSocket(state.sockSelected, false); else showNoSocket();
+    } else if (state.selected !== null) {
+      select(state.selected, false);
+    } else {
+      showNothing();
+    }
+  }
+  function renderSockCount(open) {
+    $("sock-count").textContent = open ? open + " open" : "";
+  }
+  async function refreshSockets() {
+    let data;
+    try { data = await api("/api/sockets"); } catch (e) { notice("Cannot read the WebSocket sessions: " + e.message); return; }
+    state.sockets = new Map(data.sockets.map(s => [s.id, s]));
+    $("sockrows").replaceChildren(...data.sockets.map(sockRow));  // newest first
+    renderSockCount(data.open);
+    renderSockEmpty();
+    markSockSelected();
+  }
+  function renderSockEmpty() {
+    const none = state.sockets.size === 0;
+    $("sock-empty").hidden = !none;
+    $("socklist").hidden = none;
+  }
+  function sockTr(id) {
+    return $("sockrows").querySelector('tr[data-id="' + id + '"]');
+  }
+  function sockStateText(s) {
+    if (s.state === "open") return "open" + (s.protocol ? " · " + s.protocol : "");
+    if (s.state === "refused") return "refused " + s.refused_status;
+    return "closed" + (s.close_code === null ? "" : " " + s.close_code) + (s.closed_by ? " by " + s.closed_by : "");
+  }
+  function arrow(direction) {
+    return direction === "to_app" ? "→ app" : "→ caller";
+  }
+  function sockRow(s) {
+    const tr = h("tr", {dataset: {id: s.id}, tabIndex: -1, "aria-selected": "false"},
+      h("td", {className: "num"}, "#" + s.id),
+      h("td", {className: "time"}, clock(s.opened_at)),
+      h("td", {className: "tunnel"}, s.tunnel || ""),
+      h("td", {className: "uri", title: s.uri}, s.uri),
+      h("td", {className: "sstate s" + s.state, title: s.close_reason || ""}, sockStateText(s)),
+      h("td", {className: "msgs", title: s.messages.to_app + " caller → app, " + s.messages.to_caller + " app → caller"},
+        s.messages.to_app + " / " + s.messages.to_caller),
+      h("td", {className: "last", title: s.last ? s.last.text : ""}, s.last ? arrow(s.last.direction) + " " + s.last.text : ""));
+    tr.addEventListener("click", () => selectSocket(s.id));
+    return tr;
+  }
+  function markSockSelected() {
+    markRows("sockrows", state.sockSelected);
+  }
+  function showNoSocket() {
+    $("detail").replaceChildren(h("p", {className: "dim"}, "Select a WebSocket session (click, or ↑/↓ and j/k)."));
+  }
+  async function selectSocket(id, focusRow) {
+    state.sockSelected = id;
+    markSockSelected();
+    const tr = sockTr(id);
+    if (tr) { tr.scrollIntoView({block: "nearest"}); if (focusRow !== false) tr.focus({preventScroll: true}); }
+    let d;
+    try { d = await api("/api/sockets/" + id); } catch (e) { $("detail").replaceChildren(h("p", {className: "dim"}, e.message)); return; }
+    if (state.sockSelected !== id || state.view !== "sockets") return;
+    renderSocket(d, true);
+  }
+  function liveSocket(id, last) {
+    refetchLater("sockTimer", "/api/sockets/" + id, last, d => {
+      if (state.sockSelected === id && state.view === "sockets") renderSocket(d, false);
+    });
+  }
+  function durationText(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    return s < 60 ? s + " s" : Math.floor(s / 60) + " min " + (s % 60) + " s";
+  }
+  function endedNote(d) {
+    if (d.state === "open") return null;
+    let text;
+    if (d.state === "refused") {
+      text = "The handshake was refused: the caller got " + d.refused_status + " (" + d.refused_code + (d.close_reason ? ": " + d.close_reason : "") + ").";
+    } else if (d.closed_by === "caller") {
+      text = "The caller closed it with " + d.close_code + (d.close_reason ? " (" + d.close_reason + ")" : "") + "; the app got that code.";
+    } else if (d.closed_by === "app") {
+      text = "The app closed it with " + d.close_code + (d.close_reason ? " (" + d.close_reason + ")" : "") +
+        "; the caller saw 1000 (API Gateway's server-side close passes no other code).";
+    } else {
+      text = "ttf ended it with " + d.close_code + (d.close_reason ? ": " + d.close_reason : "") + ".";
+    }
+    return h("div", {className: "notes"}, h("p", {className: d.state === "refused" ? "warn" : "info", id: "sock-ended"}, text));
+  }
+  // the parts of the detail that change (the send form between them is kept, with what you typed)
+  function socketTop(d) {
+    const meta = h("p", {className: "meta"}, h("span", {className: "s" + d.state}, sockStateText(d)),
+      " · opened " + new Date(d.opened_at * 1000).toLocaleString(),
+      d.closed_at && d.state !== "refused" ? " · lasted " + durationText(d.closed_at - d.opened_at) : "",
+      d.tunnel ? " · tunnel " + d.tunnel : "");
+    const counts = TTF.table(["", "messages", "bytes"], [
+      ["caller → app", d.messages.to_app, TTF.humanBytes(d.bytes.to_app)],
+      ["app → caller", d.messages.to_caller, TTF.humanBytes(d.bytes.to_caller)]]);
+    return [meta, endedNote(d), d.state === "refused" ? null : counts];
+  }
+  function socketBottom(d) {
+    const total = d.messages.to_app + d.messages.to_caller;
+    const items = d.kept.slice().reverse().map(m => h("li", {className: m.direction},
+      h("div", {className: "head"}, h("span", {className: "dir"}, arrow(m.direction)), h("span", {}, clock(m.time)),
+        h("span", {}, TTF.humanBytes(m.size) + (m.truncated ? " (the first " + TTF.humanBytes(d.limits.message_keep) + " shown)" : "")),
+        m.injected ? h("span", {className: "badge"}, "sent from the inspector") : null),
+      h("pre", {className: "msg"}, m.text)));
+    const kept = total > d.kept.length ? "; the last " + d.kept.length + " of " + total + " kept" : "";
+    return [
+      h("section", {className: "part"}, h("h3", {}, "Messages ", h("span", {className: "dim"}, "(newest first" + kept + ")")),
+        items.length ? h("ul", {className: "wsmsgs", id: "sock-msgs"}, ...items) : h("p", {className: "dim"}, "No messages yet.")),
+      h("section", {className: "part"}, h("h3", {}, "Handshake headers ", h("span", {className: "dim"}, "(as the caller sent them" +
+        (d.headers_truncated ? "; cut" : "") + ")")), TTF.headerTable(d.headers))];
+  }
+  function sendForm(d) {
+    const text = h("textarea", {id: "sock-text", className: "mono", rows: 4, "aria-label": "message text"});
+    const to = h("select", {id: "sock-to", "aria-label": "send toward"},
+      h("option", {value: "caller"}, "to the caller (as if the app sent it)"),
+      h("option", {value: "app"}, "to the app (as if the caller sent it)"));
+    const result = h("p", {id: "sock-result", role: "status", className: "dim"});
+    async function send() {
+      result.textContent = "";
+      try {
+        const r = await api("/api/sockets/" + d.id + "/send", {method: "POST", body: JSON.stringify({text: text.value, to: to.value})});
+        result.textContent = "Sent " + TTF.humanBytes(r.sent.size) + " to the " + r.sent.to + ".";
+        result.className = "dim";
+      } catch (e) {
+        result.textContent = "Not sent: " + e.message;
+        result.className = "error";
+      }
+    }
+    text.addEventListener("keydown", ev => { if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); send(); } });
+    const form = h("form", {className: "wssend", id: "sock-send-form", dataset: {id: d.id}, "aria-label": "Send a message into this session"},
+      h("h3", {}, "Send a text message"), text,
+      h("div", {className: "actions"}, to, h("button", {type: "button", className: "primary", id: "sock-send", onclick: send}, "Send"),
+        h("span", {className: "dim"}, "Ctrl+Enter")),
+      result);
+    form.addEventListener("submit", ev => ev.preventDefault());
+    return form;
+  }
+  function renderSocket(d, fresh) {
+    const box = $("detail");
+    const form = document.getElementById("sock-send-form");
+    if (!fresh && form && form.dataset.id === String(d.id)) {
+      $("sock-top").replaceChildren(...socketTop(d).filter(Boolean));
+      $("sock-bottom").replaceChildren(...socketBottom(d));
+      if (d.state !== "open") form.replaceWith(h("p", {className: "dim", id: "sock-closed"}, "The session is over: nothing more can be sent."));
+      return;
+    }
+    const top = box.scrollTop;
+    box.replaceChildren(
+      h("h2", {className: "title"}, h("span", {className: "method"}, "WebSocket"), " ", h("span", {className: "mono"}, d.uri)),
+      h("div", {id: "sock-top"}, ...socketTop(d).filter(Boolean)),
+      d.state === "open" ? sendForm(d) : h("p", {className: "dim", id: "sock-closed"}, "The session is over: nothing more can be sent."),
+      h("div", {id: "sock-bottom"}, ...socketBottom(d)));
+    if (!fresh) box.scrollTop = top;
+  }
+
   // ---- toolbar: pause, clear, history size, HAR ------------------------------------------------
   function exportHar() {
     const ids = Array.from(state.checked).filter(id => state.entries.has(id));
@@ -585,6 +788,8 @@
       try { await api("/api/settings", {method: "PUT", body: JSON.stringify({history_limit: Number($("limit").value)})}); notice("History size set to " + $("limit").value + ".", "ok"); } catch (e) { notice(e.message); }
       api("/api/status").then(renderStatus, () => {});
     });
+    $("view-requests").addEventListener("click", () => setView("requests"));
+    $("view-sockets").addEventListener("click", () => setView("sockets"));
     $("export").addEventListener("click", exportHar);
     $("import").addEventListener("change", () => { if ($("import").files.length) importHar($("import").files[0]); });
     $("copy-empty").addEventListener("click", () => copyText($("empty-curl").textContent, "curl command"));
@@ -613,9 +818,11 @@
       box.blur();
       return;
     }
-    const ids = Array.from($("rows").children).map(tr => Number(tr.dataset.id));
-    const at = ids.indexOf(state.selected);
-    const go = i => { if (ids.length) { ev.preventDefault(); select(ids[Math.max(0, Math.min(ids.length - 1, i))]); } };
+    const sockets = state.view === "sockets";
+    const ids = Array.from($(sockets ? "sockrows" : "rows").children).map(tr => Number(tr.dataset.id));
+    const at = ids.indexOf(sockets ? state.sockSelected : state.selected);
+    const go = i => { if (ids.length) { ev.preventDefault(); (sockets ? selectSocket : select)(ids[Math.max(0, Math.min(ids.length - 1, i))]); } };
+    if (sockets && !["ArrowDown", "ArrowUp", "j", "k", "Home", "End"].includes(ev.key)) return;  // the rest acts on requests
     switch (ev.key) {
       case "ArrowDown": case "j": go(at < 0 ? 0 : at + 1); break;
       case "ArrowUp": case "k": go(at < 0 ? 0 : at - 1); break;

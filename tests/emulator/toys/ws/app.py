@@ -17,6 +17,8 @@ def connect(event, context):
         return {"statusCode": int(query["refuse"]), "body": "refused"}
     if "crash" in query:
         raise RuntimeError("connect crashed")
+    if "protocol" in query:  # a subprotocol agreed the way AWS documents it: the result's header
+        return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": query["protocol"]}}
     return {"statusCode": 200}
 
 
