@@ -36,6 +36,17 @@ variable "tunnel_max_in_flight" {
   }
 }
 
+variable "tunnel_max_open_streams" {
+  type        = number
+  description = "Requests one tunnel may hold open at once on the function URL edge (public_edge = function_url), counted across forward_stream's execution environments with a conditional DynamoDB write at each request's start and end (httptunnel.stream_holds: 2 writes per request, $1.25 per million). Each open request holds one environment of forward_reserved_concurrency; without this, one tunnel's streams (or an agent that never answers) can hold them all. Past it, 429 tunnel_rate_limited with Retry-After. 0 = off."
+  default     = 8
+
+  validation {
+    condition     = var.tunnel_max_open_streams >= 0 && var.tunnel_max_open_streams <= 1000 && floor(var.tunnel_max_open_streams) == var.tunnel_max_open_streams
+    error_message = "tunnel_max_open_streams must be a whole number from 0 (off) to 1000."
+  }
+}
+
 variable "agent_message_rate_limit" {
   type        = number
   description = "Messages per second one agent socket may send on $default (per warm response instance) before the socket is closed; it may reconnect within the $connect throttle and its token. 0 = no budget."
@@ -95,6 +106,9 @@ locals {
     TUNNEL_RATE_LIMIT    = tostring(var.tunnel_rate_limit)
     TUNNEL_BURST_LIMIT   = tostring(var.tunnel_burst_limit)
     TUNNEL_MAX_IN_FLIGHT = tostring(var.tunnel_max_in_flight)
+  }
+  fairness_stream_environment = {
+    TUNNEL_MAX_OPEN_STREAMS = tostring(var.tunnel_max_open_streams)
   }
   fairness_response_environment = {
     AGENT_MESSAGE_RATE_LIMIT  = tostring(var.agent_message_rate_limit)

@@ -113,7 +113,7 @@ locals {
     # The function URL edge: forward's settings, the stream's cap, and the layer's Runtime API
     # loop as its runtime (Python has no native streaming handler: shared/README.md "The live web").
     # PUBLIC_HTTP_URL is empty on AWS (a function URL is https on 443), the local stack's stream_url there.
-    forward_stream = merge(local.forward_environment, {
+    forward_stream = merge(local.forward_environment, local.fairness_stream_environment, {
       PUBLIC_HTTP_URL         = var.public_stream_url_override
       MAX_STREAM_SECONDS      = tostring(var.max_stream_seconds)
       AWS_LAMBDA_EXEC_WRAPPER = "/opt/python/httptunnel/runtime_bootstrap" # httptunnel.names.STREAM_WRAPPER
@@ -208,6 +208,9 @@ locals {
     # plus CloudFront's secret (edge_origin_statements: empty without a domain)
     forward_stream = concat(local.forward_statements, [
       { sid = "StreamFramesRead", actions = ["dynamodb:BatchWriteItem"], resources = [local.pending_arn] },
+      # the tunnel's open-request leases (httptunnel.stream_holds, items "holds#<tunnel id>"); no
+      # more than the PutItem it already has on this table
+      { sid = "StreamHolds", actions = ["dynamodb:UpdateItem"], resources = [local.pending_arn] },
       { sid = "StreamSegmentsRead", actions = ["s3:DeleteObjectVersion"], resources = [local.response_objects] },
     ], local.edge_origin_statements)
     cleanup = concat(

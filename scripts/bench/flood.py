@@ -2,7 +2,8 @@
 
     python -m scripts.bench.flood [--configs before,after] [--attacks unknown,own,connect,default]
                                   [--seconds 6] [--steady-rps 4] [--attack-rps 60] [--attack-max 1500]
-                                  [--edge http_api|function_url] [--var NAME=VALUE ...] [--json FILE]
+                                  [--edge http_api|function_url] [--stream-environments 12]
+                                  [--streams 40] [--stream-gap-ms 3000] [--var NAME=VALUE ...] [--json FILE]
 
 For each configuration a local stack starts (loopback, ephemeral ports), with an origin and two
 `ttf` agents: tunnel A (the one attacked, or the attacker's own) and tunnel B (the second tunnel).
@@ -15,13 +16,26 @@ First B is measured alone ("unloaded"), then under each attack, every phase `--s
   side here is a token holder's connects from 127.0.0.2 (one a second: what an agent's renewal
   needs), its error rate and handshake p50, beside B's traffic;
 - `default`: a token holder's socket from 127.0.0.4 sending `ping` messages on `$default` at
-  `--attack-rps`, reconnecting when closed (at most 20 times).
+  `--attack-rps`, reconnecting when closed (at most 20 times);
+- `stream`: a caller from 127.0.0.3 opens slow SSE streams on tunnel A through the function URL
+  (`stream_url`, whatever `--edge` says): `--streams` callers at once, each opening a stream (the
+  origin's `/sse`, an event every `--stream-gap-ms`, lasting the phase and 2 s more), holding it
+  while it lasts and, when refused, trying again 0.2 s later. A's agent keeps its default
+  `--max-streams` (8), so the agent's cap is what this attacker meets first;
+- `stream-holder`: the same from 127.0.0.4 on a token holder's own tunnel C, whose agent runs
+  with `--max-streams 1000` (he controls his agent: only the server's limits count).
 Each attack sends at most `--attack-max` requests and has at most 64 outstanding; every phase ends
-after `--seconds` (plus at most 30 s for answers in flight). Later attacks (a streaming tunnel, a
-chatty caller socket) wait on issues 23 and 24.
+after `--seconds` (plus at most 30 s for answers in flight). A chatty caller socket waits on issue 24.
+
+The function URL: the emulator runs forward_stream in `--stream-environments` processes (one
+invocation each, as Lambda's execution environments) and the harness sets
+`forward_reserved_concurrency` to the same number, so past it a caller gets Lambda's 429 at once,
+as on AWS, where the reservation is the only ceiling in front of a function URL. The stream
+attacks also set `max_stream_seconds=30` (Terraform's minimum): the emulator, like AWS, does not
+tell the function that a caller went away, so a stream lasts until the origin ends it or that cap.
 
 Configurations: `before` = the per-tunnel and per-socket limits off (`tunnel_rate_limit=0`,
-`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`), API Gateway's throttles as Terraform sets
+`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`, `tunnel_max_open_streams=0`), API Gateway's throttles as Terraform sets
 them; `after` = this repo's defaults; `after-raised` = the defaults with the HTTP stage raised to
 100 req/s (burst 200) and the WebSocket stage to 200 msg/s (burst 400), the configuration in which
 the per-tunnel limits, not the stage, are what a single tunnel's flood meets. `--var` adds Terraform
@@ -59,10 +73,14 @@ ATTACK_SOURCE = "127.0.0.3"
 HOLDER_SOURCE = "127.0.0.4"
 OUTSTANDING_MAX = 64
 ANSWER_GRACE_S = 30.0
-ATTACKS = ("unknown", "own", "connect", "default")
-FUNCTION_URL_RESERVED = 32  # forward_stream reserved concurrency with --edge function_url (4 environments run; more wait)
+HOLDER_STREAM_SOURCE = "127.0.0.4"
+ATTACKS = ("unknown", "own", "connect", "default", "stream", "stream-holder")
+STREAM_ATTACKS = ("stream", "stream-holder")
+STREAM_ENVIRONMENTS = 12  # forward_stream environments (= its reserved concurrency) with the function URL
+HOLDER_MAX_STREAMS = 1000  # the most ttf accepts: a token holder's own agent does not cap his streams
+STREAM_RETRY_S = 0.2
 CONFIGS: dict[str, tuple[str, ...]] = {
-    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0"),
+    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0", "tunnel_max_open_streams=0"),
     "after": (),
     "after-raised": ("http_throttling_rate_limit=100", "http_throttling_burst_limit=200",
                      "websocket_throttling_rate_limit=200", "websocket_throttling_burst_limit=400"),
@@ -182,9 +200,83 @@ async def holder_flood(ws_url: str, token: str | None, rate: float, seconds: flo
             await ws.close()
 
 
-async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Streams:
+    """What a stream attacker got: streams that opened (status 200 and a first event), refusals by
+    answer, and the most open at once."""
+    opened: int = 0
+    open_now: int = 0
+    open_max: int = 0
+    events: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def report(self) -> dict[str, Any]:
+        return {"opened": self.opened, "open_max": self.open_max, "events": self.events,
+                "refused": dict(self.refused)}
+
+
+async def one_stream(client: aiohttp.ClientSession, url: str, host: str, deadline: float, found: Streams) -> None:
+    """Open one SSE stream and hold it until ``deadline`` (or until it ends); count what happened."""
+    try:
+        async with client.get(url, headers={"Host": host}) as resp:
+            if resp.status != 200 or not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                await resp.read()
+                found.refused[f"{resp.status} {resp.headers.get('x-tunnel-error', '')}".strip()] += 1
+                return
+            first = True
+            try:
+                while time.monotonic() < deadline:
+                    line = await asyncio.wait_for(resp.content.readline(), max(0.01, deadline - time.monotonic()))
+                    if not line:
+                        break
+                    if not line.startswith(b"data:"):
+                        continue
+                    found.events += 1
+                    if first:
+                        first = False
+                        found.opened += 1
+                        found.open_now += 1
+                        found.open_max = max(found.open_max, found.open_now)
+            finally:
+                if not first:
+                    found.open_now -= 1
+            if first:
+                found.refused["200 without an event"] += 1
+    except asyncio.TimeoutError:
+        return  # the phase ended with the stream open: what the attacker wanted
+    except aiohttp.ClientError as exc:
+        found.refused[type(exc).__name__] += 1
+
+
+async def stream_flood(source: str, url: str, host: str, workers: int, seconds: float, limit: int,
+                       found: Streams) -> None:
+    """``workers`` callers, each opening a stream and holding it; a refused one tries again after
+    STREAM_RETRY_S. At most ``limit`` attempts in all; over after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    attempts = 0
+    timeout = aiohttp.ClientTimeout(total=None, connect=ANSWER_GRACE_S, sock_connect=ANSWER_GRACE_S)
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), limit=workers, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        async def worker() -> None:
+            nonlocal attempts
+            while time.monotonic() < deadline and attempts < limit:
+                attempts += 1
+                await one_stream(client, url, host, deadline, found)
+                await asyncio.sleep(STREAM_RETRY_S)  # a refused (or ended) stream: the attacker tries again shortly
+
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(workers))), seconds + ANSWER_GRACE_S)
+
+
+def sse_path(seconds: float, gap_ms: int) -> str:
+    """The origin's SSE stream: an event every ``gap_ms``, lasting the phase and 2 s more."""
+    return f"/sse?n={max(2, math.ceil((seconds + 2) * 1000 / gap_ms) + 1)}&ms={gap_ms}"
+
+
+async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, args: argparse.Namespace,
+                tunnel_c: str | None = None) -> dict[str, Any]:
     token = agent_token(state)
     steady, attack, agent_connects = Sample(), Sample(), Sample()
+    streams = Streams()
     edge_url = state["stream_url"] if args.edge == "function_url" else state["http_url"]
     b_url, b_host = target(tunnel_b, "/kb", edge_url)
     seconds = args.seconds
@@ -206,30 +298,50 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
             jobs.append(paced(args.attack_rps, seconds, args.attack_max, lambda: get(noisy, a_url, a_host, attack, None)))
         elif name == "default":
             jobs.append(holder_flood(state["ws_url"], token, args.attack_rps, seconds, args.attack_max, attack))
+        elif name in STREAM_ATTACKS:
+            victim, source = (tunnel_a, ATTACK_SOURCE) if name == "stream" else (tunnel_c, HOLDER_STREAM_SOURCE)
+            assert victim is not None, "stream-holder needs tunnel C"
+            s_url, s_host = target(victim, sse_path(seconds, args.stream_gap_ms), state["stream_url"])
+            jobs.append(stream_flood(source, s_url, s_host, args.streams, seconds, args.attack_max, streams))
         await asyncio.gather(*jobs)
     found: dict[str, Any] = {"second_tunnel": steady.report()}
-    if name != "unloaded":
+    if name in STREAM_ATTACKS:
+        found["attack"] = streams.report()
+    elif name != "unloaded":
         found["attack"] = {"ok": attack.ok, "other": dict(attack.errors)}
     if name == "connect":
         found["agent_connects"] = agent_connects.report()
     return found
 
 
+def stack_variables(config: str, args: argparse.Namespace) -> list[str]:
+    """The Terraform variables of one configuration's stack (``--var`` last, so it wins)."""
+    streamed = args.edge == "function_url" or any(a in STREAM_ATTACKS for a in args.attacks)
+    edge = [f"forward_reserved_concurrency={args.stream_environments}"] if streamed else []
+    if any(a in STREAM_ATTACKS for a in args.attacks):
+        edge.append("max_stream_seconds=30")
+    return [*CONFIGS[config], *edge, *args.var]
+
+
 def run_config(config: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    edge = [f"forward_reserved_concurrency={FUNCTION_URL_RESERVED}"] if args.edge == "function_url" else []
-    variables = [*CONFIGS[config], *edge, *args.var]
+    variables = stack_variables(config, args)
     extra = [item for var in variables for item in ("--var", var)]
-    results: dict[str, Any] = {"variables": variables}
+    extra += ["--stream-environments", str(args.stream_environments)]
+    results: dict[str, Any] = {"variables": variables, "stream_environments": args.stream_environments}
     with LocalStack(log_dir / config, "local", extra_args=extra) as stack:
         origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin",
                       log_dir / config / "origin.log", cwd=ROOT).start()
         try:
             port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
             token = agent_token(stack.state)
+            holder = TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-c", token=token,
+                              extra_args=["--max-streams", str(HOLDER_MAX_STREAMS)])
             with TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-a", token=token) as a, \
-                    TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-b", token=token) as b:
+                    TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-b", token=token) as b, \
+                    (holder if "stream-holder" in args.attacks else contextlib.nullcontext()):
+                tunnel_c = holder.public_url if "stream-holder" in args.attacks else None
                 for name in ("unloaded", *args.attacks):
-                    results[name] = asyncio.run(phase(name, stack.state, a.public_url, b.public_url, args))
+                    results[name] = asyncio.run(phase(name, stack.state, a.public_url, b.public_url, args, tunnel_c))
                     print(json.dumps({"config": config, "phase": name, **results[name]}), flush=True)
                     time.sleep(args.settle)  # let the buckets refill between attacks: the wait is the point
         finally:
@@ -251,6 +363,9 @@ def table(results: dict[str, Any]) -> str:
             if name == "connect":
                 c = results[config][name]["agent_connects"]
                 cell += f" (agent connects: {100 * (c['error_rate'] or 0):.0f} % refused)"
+            if name in STREAM_ATTACKS:
+                got = results[config][name]["attack"]
+                cell += f" (attacker: {got['open_max']} streams open at most, refused {got['refused']})"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -266,9 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attack-rps", type=float, default=60.0)
     parser.add_argument("--attack-max", type=int, default=1500)
     parser.add_argument("--edge", choices=("http_api", "function_url"), default="http_api",
-                        help="where the HTTP traffic goes: the HTTP API (stage throttles) or the function URL "
-                             "(forward_stream, bounded by forward_reserved_concurrency, set to "
-                             f"{FUNCTION_URL_RESERVED} here unless --var sets it)")
+                        help="where tunnel B's steady traffic and the HTTP attacks go: the HTTP API (stage "
+                             "throttles) or the function URL (forward_stream, bounded by "
+                             "forward_reserved_concurrency = --stream-environments unless --var sets it)")
+    parser.add_argument("--stream-environments", type=int, default=STREAM_ENVIRONMENTS,
+                        help="forward_stream execution environments the emulator runs, and its reserved concurrency")
+    parser.add_argument("--streams", type=int, default=40, help="stream attacks: callers holding a stream at once")
+    parser.add_argument("--stream-gap-ms", type=int, default=3000, help="stream attacks: the SSE's gap between events")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
@@ -280,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"attacks: {', '.join(ATTACKS)})")
     if not 0 < args.seconds <= 120 or not 0 < args.attack_rps <= 1000 or not 0 < args.steady_rps <= 100:
         parser.error("--seconds must be in (0, 120], --attack-rps in (0, 1000], --steady-rps in (0, 100]")
+    if not 1 <= args.stream_environments <= 64 or not 1 <= args.streams <= 200 or not 100 <= args.stream_gap_ms <= 60_000:
+        parser.error("--stream-environments must be 1..64, --streams 1..200, --stream-gap-ms 100..60000")
     log_dir = Path(tempfile.mkdtemp(prefix="flood-"))
     results = {config: run_config(config, args, log_dir) for config in configs}
     print(table(results))

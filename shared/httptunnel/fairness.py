@@ -23,7 +23,9 @@ tunnel's share (N x (burst + rate x t) requests in t seconds), and on AWS an ins
 request at a time, so the in-flight ceiling binds only within one instance (the local emulator runs
 many invocations in one process, where it binds as a whole). A shared count would be a
 conditional UpdateItem per request and another at its end (2 WRU, $1.25 per million
-requests: more than the whole 1-write-per-request budget), so it is not done. The bound that holds
+requests: more than the whole 1-write-per-request budget), so it is not done here; on the function
+URL edge, where one request holds a whole execution environment for up to ``max_stream_seconds``,
+``stream_holds`` pays it to count a tunnel's open requests across environments. The bound that holds
 whatever N is the API's stage throttle (``http_throttling_rate_limit``) or, on the function URL
 edge, ``forward_reserved_concurrency``; these limits keep one tunnel from using that share alone
 while N stays small (forward's instances grow with its concurrency: N <= rate x duration).

@@ -11,7 +11,9 @@ offered a streamed answer, which ``relay`` writes to the caller as its frames ar
 answer (an older agent's) is written whole (shared/README.md "The chunk channel").
 With CloudFront in front (a domain), ``edge_origin`` first makes the event the viewer's request
 (the tunnel's host, the viewer's address) when the secret origin header matches, and refuses a
-direct call to the function URL with 403 ``edge_bypass``.
+direct call to the function URL with 403 ``edge_bypass``. Each request holds an execution
+environment while it lasts, so the tunnel's open requests are counted across environments
+(``stream_holds``: a lease from before the exchange until the answer is written or relayed).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import logging
 import time
 from typing import Any, Protocol
 
-from . import config, edge_origin, events, exchange, gate, log, names, relay, routing, store, to_caller, waiting
+from . import (
+    config, edge_origin, events, exchange, gate, log, names, relay, routing, store, stream_holds, to_caller, waiting,
+)
 from .replies import TIMEOUT, ForwardResult, fail
 
 
@@ -41,13 +45,19 @@ def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: di
     if wait_s <= 0:
         return fail(504, TIMEOUT, "no time left to wait for the agent")
     deadline = time.monotonic() + wait_s
-    done = exchange.exchange(req, route, target, fields, wait_s, stream=True)
-    if isinstance(done, ForwardResult):
-        return done
-    if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
-        return relay.relay(context, done, req, deadline)
-    return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite, done.rules,
-                                   done.conn.rewrite_json)
+    held = stream_holds.take(route.tunnel_id)  # the tunnel's open requests, across environments
+    if isinstance(held, ForwardResult):
+        return held
+    try:
+        done = exchange.exchange(req, route, target, fields, wait_s, stream=True)
+        if isinstance(done, ForwardResult):
+            return done
+        if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
+            return relay.relay(context, done, req, deadline)
+        return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite,
+                                       done.rules, done.conn.rewrite_json)
+    finally:
+        stream_holds.give_back(held)
 
 
 def _outcome(event: Any, fields: dict[str, Any],

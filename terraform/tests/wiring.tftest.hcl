@@ -604,11 +604,17 @@ run "function_url_fronts_forward_stream" {
 
   assert {
     condition = (
-      [for st in local.policy_statements["forward_stream"] : st if !contains(["StreamFramesRead", "StreamSegmentsRead"], st.sid)] == local.policy_statements["forward"]
+      [for st in local.policy_statements["forward_stream"] : st if !contains(["StreamFramesRead", "StreamSegmentsRead", "StreamHolds"], st.sid)] == local.policy_statements["forward"]
       && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamFramesRead"]) == ["dynamodb:BatchWriteItem"]
       && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamSegmentsRead"]) == ["s3:DeleteObjectVersion"]
+      && one([for st in local.policy_statements["forward_stream"] : st.actions if st.sid == "StreamHolds"]) == ["dynamodb:UpdateItem"]
     )
-    error_message = "forward_stream's role is forward's plus deleting the frames and segment versions it read, no more"
+    error_message = "forward_stream's role is forward's plus deleting the frames and segment versions it read and updating its tunnels' open-request leases, no more"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["forward_stream"].environment["TUNNEL_MAX_OPEN_STREAMS"]) == "8" && !contains(keys(module.functions["forward"].environment), "TUNNEL_MAX_OPEN_STREAMS")
+    error_message = "forward_stream counts a tunnel's open requests across environments (tunnel_max_open_streams, 8 by default); forward does not"
   }
 
   assert {

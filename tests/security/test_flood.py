@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +21,8 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
-from scripts.harness.stack import LocalStack
+from scripts.bench.flood import target
+from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 from tests.e2e.client import request
 from scripts.harness.proc import Proc
 from tests.e2e.conftest import STACK_START_TIMEOUT_S, Tunnel, start_agent, stack_info
@@ -196,3 +198,67 @@ def test_the_flood_harness_runs_every_attack_and_reports_the_second_tunnel(tmp_p
     for phase in ("unloaded", *flood.ATTACKS):
         assert results[phase]["second_tunnel"]["requests"] > 0, phase
     assert results["connect"]["agent_connects"]["requests"] > 0
+    # the token holder's own agent accepts 1,000 streams; the server holds him to tunnel_max_open_streams (8)
+    # of the 12 environments (without stream_holds he held all 12 and tunnel B got only Lambda's 429)
+    assert 1 <= results["stream-holder"]["attack"]["open_max"] <= 8
+    assert results["stream-holder"]["attack"]["refused"].get("429 tunnel_rate_limited", 0) > 0
+
+
+@pytest.fixture(scope="module")
+def stream_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """A stack whose function URL runs 5 environments (= forward_stream's reservation) and lets one
+    tunnel hold 2 requests open; the bench origin (its /sse and /kb) behind tunnels A and B."""
+    if not (ROOT / "build" / "local" / "build.json").exists():
+        pytest.fail("build/local is missing: run `make build-local` (make test does it)")
+    folder = tmp_path_factory.mktemp("stream-stack")
+    extra = ["--stream-environments", "5", "--var", "forward_reserved_concurrency=5",
+             "--var", "tunnel_max_open_streams=2", "--var", "max_stream_seconds=30"]
+    with LocalStack(folder, state_file=folder / "stack.json", extra_args=extra) as local:
+        origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin", folder / "origin.log",
+                      cwd=ROOT).start()
+        try:
+            port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
+            token = agent_token(local.state)
+            with TtfAgent(local.state["ws_url"], port, folder, name="ttf-a", token=token) as a, \
+                    TtfAgent(local.state["ws_url"], port, folder, name="ttf-b", token=token) as b:
+                yield local.state, a.public_url, b.public_url
+        finally:
+            origin.stop()
+
+
+async def test_one_tunnels_open_streams_are_counted_across_environments(stream_stack):
+    """Tunnel A holds 2 SSE streams through the function URL, each in its own execution environment
+    (a process of its own: nothing in memory is shared); its third gets 429 tunnel_rate_limited with
+    Retry-After, while tunnel B is served; once A's streams end, A is admitted again."""
+    state, tunnel_a, tunnel_b = stream_stack
+    sse_url, sse_host = target(tunnel_a, "/sse?n=7&ms=500", state["stream_url"])
+    kb_url, kb_host = target(tunnel_b, "/kb", state["stream_url"])
+    async with client("127.0.0.3") as attacker, client("127.0.0.2") as caller:
+        opened: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+
+        async def hold(i: int) -> bytes:
+            async with attacker.get(sse_url, headers={"Host": sse_host}) as resp:
+                assert resp.status == 200, await resp.text()
+                first = await resp.content.readuntil(b"\n\n")
+                opened[i].set()
+                return first + await resp.read()
+
+        holders = [asyncio.create_task(hold(i)) for i in range(2)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 20)
+        async with attacker.get(sse_url, headers={"Host": sse_host}) as third:
+            assert third.status == 429, await third.text()
+            assert third.headers["x-tunnel-error"] == "tunnel_rate_limited" and third.headers["retry-after"] == "1"
+        for _ in range(3):
+            async with caller.get(kb_url, headers={"Host": kb_host}) as served:
+                assert served.status == 200 and len(await served.read()) == 1024
+        bodies = await asyncio.wait_for(asyncio.gather(*holders), 30)
+        assert all(body.count(b"data:") == 7 for body in bodies)
+        deadline = time.monotonic() + 20
+        while True:  # the leases are given back as the streams end; Retry-After says when to ask again
+            async with attacker.get(sse_url.replace("n=7", "n=1"), headers={"Host": sse_host}) as again:
+                body = await again.read()
+                if again.status == 200:
+                    assert body.count(b"data:") == 1
+                    break
+                assert again.status == 429 and time.monotonic() < deadline, body
+                await asyncio.sleep(int(again.headers["retry-after"]))  # as the refusal asks

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from httptunnel import (auth, aws, edge_origin, gate, id_keys, management, names, protocol, sealed, to_agent, tunnels,
-                        waiting)
+from httptunnel import (auth, aws, edge_origin, gate, id_keys, management, names, protocol, sealed, stream_holds,
+                        to_agent, tunnels, waiting)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -129,7 +129,8 @@ def cold_start() -> None:
     id_keys.reset()
     edge_origin.reset()
     to_agent.ACKS.clear()
-    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS, sealed.OPENED):
+    for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS, sealed.OPENED,
+                       stream_holds.FULL):
         remembered.clear()
 
 

@@ -1,0 +1,168 @@
+"""stream_holds: how many function URL requests one tunnel holds open at once, counted across
+execution environments (issue 29: a streaming tunnel must not starve the others).
+
+On the function URL edge every request is a streamed invocation, and Lambda runs one invocation
+per execution environment at a time ("for each concurrent request, Lambda provisions a separate
+instance of your execution environment": https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html), so a request
+that lasts (an SSE stream, a download, an agent that never answers) holds one environment of
+forward_stream's reserved concurrency for up to ``max_stream_seconds``. ``fairness``'s in-flight
+count lives in one environment and therefore sees one request at most: it cannot bound this. The
+count here is shared: one item per tunnel in the pending table,
+
+    requestId = "holds#<tunnel id>", leases = {<lease id>: <expiry, unix s>}, ttl = <latest expiry>
+
+Only a tunnel that exists is counted (``tunnels.connection_for``, the lookup exchange makes next,
+remembered in the warm instance either way): a flood of unknown ids costs no write and leaves no
+item. In path mode a request for an unknown id that the Referer fallback sends to another tunnel
+(single-tenant deployments only) is not counted. ``take`` adds a lease with one conditional
+UpdateItem (``size(leases) < :max``: DynamoDB evaluates the condition and the update atomically,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html;
+``size`` of a map is its number of child elements,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html;
+``attribute_exists`` first, since moto errs on ``size`` of a missing attribute)
+and ``give_back`` removes it with another when the request ends. An environment that dies
+mid-stream never gives its lease back, so every lease carries an expiry past the longest an
+invocation can live (``max_stream_seconds`` + the function's 15 s margin + ``EXPIRY_MARGIN_S``);
+a take that finds the item full reads it, removes the expired leases and tries once more. Past
+``TUNNEL_MAX_OPEN_STREAMS``: 429 ``tunnel_rate_limited`` with ``Retry-After``, and the
+environment remembers for ``FULL_MEMORY_S`` that the tunnel is full, so a flood of a full tunnel
+costs at most one write per environment and second, not one per request.
+
+Cost: two writes per function URL request (take, give back; $1.25 per million at $0.625 per
+million WRU) while the limit is on (Terraform ``tunnel_max_open_streams``, 0 = off). The HTTP
+API edge (``forward``) does not use it: its requests last at most 25 s and API Gateway's stage
+throttle bounds them. The row is not in the connections table, so the GSI, cleanup's liveness
+probes and the traffic log (``status`` absent: the stream filter drops it) never see it; cleanup
+deletes it once expired, as any other row of the table. A store that fails open: when DynamoDB
+refuses the take for any other reason than the condition, the request goes on, logged
+(availability first; the reservation still bounds the whole function).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from . import aws, config, log, names, store, tunnels
+from .replies import ForwardResult, fail
+from .ttlmap import TTLMap
+
+PREFIX = "holds#"
+LEASES = "leases"
+FUNCTION_MARGIN_S = 15  # forward_stream's timeout is max_stream_seconds + this (terraform/main.tf)
+EXPIRY_MARGIN_S = 30  # a lease outlives its invocation by this much at least
+FULL_MEMORY_S = 1.0  # after a refusal, this environment refuses the tunnel without a write for this long
+TUNNELS_MAX = 4096
+REFUSED = "this tunnel has as many open requests as its limit allows"
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A lease taken (``lease_id``), or none needed (``lease_id`` empty: the limit is off)."""
+    tunnel_id: str
+    lease_id: str = ""
+
+
+FULL: TTLMap[str, float] = TTLMap(TUNNELS_MAX, ttl_s=FULL_MEMORY_S)  # tunnel -> when it was found full
+
+
+def _key(tunnel_id: str) -> dict[str, Any]:
+    return {names.PENDING_PK: {"S": PREFIX + tunnel_id}}
+
+
+def lease_seconds() -> int:
+    """How long a lease lasts if never given back: past the longest invocation of forward_stream."""
+    return int(math.ceil(config.max_stream_seconds())) + FUNCTION_MARGIN_S + EXPIRY_MARGIN_S
+
+
+def _add(tunnel_id: str, lease_id: str, limit: int, expiry: int) -> bool:
+    """One conditional UpdateItem: the lease is added when fewer than ``limit`` are held."""
+    try:
+        store._call("update_item", TableName=config.pending_table(), Key=_key(tunnel_id),
+                    UpdateExpression="SET #l.#id = :exp, #ttl = :exp",
+                    ConditionExpression="attribute_exists(#l) AND size(#l) < :max",
+                    ExpressionAttributeNames={"#l": LEASES, "#id": lease_id, "#ttl": names.TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={":exp": {"N": str(expiry)}, ":max": {"N": str(limit)}})
+    except ClientError as exc:
+        if aws.is_conditional_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _tidy(tunnel_id: str, now_s: int, expiry: int) -> None:
+    """Make the item able to take a lease: create it when missing (an empty map, conditional, so
+    two environments cannot overwrite each other's leases), else remove the expired leases."""
+    got = store._call("get_item", TableName=config.pending_table(), Key=_key(tunnel_id), ConsistentRead=True)
+    item = got.get("Item")
+    if item is None or LEASES not in item:
+        try:
+            store._call("put_item", TableName=config.pending_table(),
+                        Item={**_key(tunnel_id), LEASES: {"M": {}}, names.TTL_ATTRIBUTE: {"N": str(expiry)}},
+                        ConditionExpression="attribute_not_exists(#l)", ExpressionAttributeNames={"#l": LEASES})
+        except ClientError as exc:
+            if not aws.is_conditional_failure(exc):
+                raise
+        return
+    expired = [lease for lease, value in item[LEASES].get("M", {}).items() if int(value.get("N", "0")) < now_s]
+    if not expired:
+        return
+    attr_names = {"#l": LEASES, **{f"#e{i}": lease for i, lease in enumerate(expired)}}
+    store._call("update_item", TableName=config.pending_table(), Key=_key(tunnel_id),
+                UpdateExpression="REMOVE " + ", ".join(f"#l.#e{i}" for i in range(len(expired))),
+                ConditionExpression="attribute_exists(#l)", ExpressionAttributeNames=attr_names)
+    log.info("stream leases expired (an environment ended without giving them back)", tunnel_id=tunnel_id,
+             expired=len(expired))
+
+
+def _refused(retry_after_s: int) -> ForwardResult:
+    refused = fail(429, "tunnel_rate_limited", REFUSED)
+    refused.result["headers"]["retry-after"] = str(retry_after_s)
+    return refused
+
+
+def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | ForwardResult:
+    """THE hook of forward_stream: a lease for this request (``give_back`` it when the request ends),
+    or the 429 the caller gets. The limit off (``TUNNEL_MAX_OPEN_STREAMS`` 0) or no such tunnel: a
+    Hold without a lease."""
+    limit = config.tunnel_max_open_streams()
+    if limit <= 0 or tunnels.connection_for(tunnel_id) is None:
+        return Hold(tunnel_id)  # an unknown tunnel (exchange answers 404) costs no write and leaves no item
+    if FULL.get(tunnel_id) is not None:
+        return _refused(1)
+    now = clock()
+    expiry = int(now) + lease_seconds()
+    lease_id = secrets.token_hex(8)
+    try:
+        if _add(tunnel_id, lease_id, limit, expiry):
+            return Hold(tunnel_id, lease_id)
+        _tidy(tunnel_id, int(now), expiry)
+        if _add(tunnel_id, lease_id, limit, expiry):
+            return Hold(tunnel_id, lease_id)
+    except ClientError as exc:  # fail open: the reservation still bounds the function
+        log.warning("stream lease not taken: request goes on uncounted", tunnel_id=tunnel_id,
+                    error=aws.error_code(exc))
+        return Hold(tunnel_id)
+    FULL.put(tunnel_id, now)
+    log.info("tunnel over its open streams", tunnel_id=tunnel_id, limit=limit)
+    return _refused(1)
+
+
+def give_back(hold: Hold) -> None:
+    """End the request's lease (one UpdateItem); a failure leaves it to expire, never raises."""
+    if not hold.lease_id:
+        return
+    FULL.pop(hold.tunnel_id)
+    try:
+        store._call("update_item", TableName=config.pending_table(), Key=_key(hold.tunnel_id),
+                    UpdateExpression="REMOVE #l.#id", ConditionExpression="attribute_exists(#l)",
+                    ExpressionAttributeNames={"#l": LEASES, "#id": hold.lease_id})
+    except ClientError as exc:
+        if not aws.is_conditional_failure(exc):
+            log.warning("stream lease not given back: it expires", tunnel_id=hold.tunnel_id,
+                        error=aws.error_code(exc))
