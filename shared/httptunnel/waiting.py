@@ -27,11 +27,6 @@ POLL_MAX_S = 0.5
 # instance): reads before the earliest possible answer are wasted (see shared/README.md).
 FIRST_POLL_FRACTION = 0.7
 FIRST_POLL_MAX_S = 0.1
-# From the first poll until the tunnel's median answer time x DENSE_UNTIL, reads come every
-# POLL_START_S, not on the backoff: that is when the answer is due, and the backoff's steps there
-# (11, 17, 25 ms) were the largest part of what forward added to an answer (bench: the aws profile's
-# buffered p50 was ~10 ms over its modelled hops). About as many reads as the backoff's.
-DENSE_UNTIL = 1.5
 ANSWER_TIMES_KEPT = 16  # per tunnel
 ANSWER_TIMES_MIN = 3  # fewer samples: poll at once
 ALIVE_CHECK_S = 1.0
@@ -96,14 +91,10 @@ def record_answer_time(tunnel_id: str, seconds: float) -> None:
 def wait_for_answer(request_id: str, connection_id: str, deadline: float,
                     first_poll_s: float = 0.0) -> store.Answer | str:
     """Poll the answer row (strongly consistent) until answered, the agent is gone, or the deadline.
-    The first read waits ``first_poll_s`` (bounded by the deadline); reads then come every
-    POLL_START_S until the answer's expected time is well past (``DENSE_UNTIL``), then the backoff runs."""
+    The first read waits ``first_poll_s`` (bounded by the deadline), then the backoff runs."""
     delay = POLL_START_S
     started = time.monotonic()
     next_alive_check = started + ALIVE_CHECK_S
-    # the answer's expected time is known (a first poll under its cap): read densely around it
-    dense_until = started + DENSE_UNTIL * first_poll_s / FIRST_POLL_FRACTION if 0 < first_poll_s < FIRST_POLL_MAX_S \
-        else started
     if first_poll_s > 0:
         time.sleep(min(first_poll_s, max(0.0, deadline - started)))
     while True:
@@ -118,8 +109,7 @@ def wait_for_answer(request_id: str, connection_id: str, deadline: float,
                 return store.get_answer(request_id, connection_id) or GONE
             next_alive_check = now + ALIVE_CHECK_S
         time.sleep(min(delay, max(0.0, deadline - now)))  # poll backoff, bounded by the deadline
-        if time.monotonic() >= dense_until:
-            delay = next_poll_delay(delay, time.monotonic() - started)
+        delay = next_poll_delay(delay, time.monotonic() - started)
 
 
 def give_up(request_id: str, connection_id: str, code: str, message: str,
