@@ -13,7 +13,8 @@ Every body is deterministic, so the caller checks it byte for byte:
   GET  /sleep?s=S    "slept" after S seconds
   GET  /sse?n=N&ms=M N server-sent events M ms apart (chunked, one chunk each), each `data:
                      {"i": i, "t": <time.time() when written>}` (scripts/smoke/streaming.py)
-  GET  /ws           a WebSocket: greets, echoes, notes the caller's close code (scripts/smoke/sockets.py)
+  GET  /ws           a WebSocket (so is any other path asked to upgrade: a caller API passes no path):
+                     greets, echoes, notes the caller's close code (scripts/smoke/sockets.py)
   GET  /ws-closes    the close codes /ws saw, as a JSON list
 It exits when its parent process goes away, so a killed `make smoke` leaves nothing behind.
 """
@@ -105,8 +106,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"utf8", "text/plain", [("X-Smoke-Utf8", UTF8_VALUE.encode("utf-8").decode("latin-1"))])
         elif path == "/sse":
             self._sse(int(query.get("n", ["20"])[0]), int(query.get("ms", ["200"])[0]))
-        elif path == sockets.PATH:
-            sockets.serve(self, SOCKET_CLOSES)
+        elif path == sockets.PATH or self.headers.get("Upgrade", "").lower() == "websocket":
+            sockets.serve(self, SOCKET_CLOSES)  # any path: a caller API's $connect passes none (the app sees /)
         elif path == sockets.CLOSES_PATH:
             self._send(200, json.dumps(SOCKET_CLOSES).encode(), "application/json")
         elif path == "/sleep":
