@@ -370,11 +370,12 @@ HEARTBEATS: dict[str, dict[str, Any]] = {
     "socket.io": {"period_s": 25.0, "heartbeat": "server ping every 25 s (pingInterval 25000), client pong",
                   "source": "https://socket.io/docs/v4/server-options/#pinginterval"},
     "graphql-ws": {"period_s": 10.0,
-                   "heartbeat": "client keepAlive 10 s (ping/pong messages; ASSUMED: the client's default is 0 = off, "
-                                "10_000 is its docs' example; the server's 12 s keep-alive is WebSocket ping frames, "
-                                "which ttf's local socket answers, so they never cross the tunnel)",
-                   "source": "https://github.com/enisdenjo/graphql-ws (client keepAlive; use/ws keepAlive 12 s, "
-                             "not in node_modules here)"},
+                   "heartbeat": "client keepAlive 10 s (ping/pong messages). ASSUMED: the client's default is 0 "
+                                "(off: then only the 10-minute idle close), 10_000 is its docs' example; the server's "
+                                "12 s keep-alive is WebSocket ping frames, which ttf's local socket answers itself "
+                                "(aiohttp autoping), so they never cross the tunnel",
+                   "source": "graphql-ws 6.4.2 as tests/browser/apps installs it: dist/client.js keepAlive = 0 and "
+                             "dist/client.d.ts's example, dist/use/ws.js keepAlive = 12e3 with socket.ping()"},
     "phoenix": {"period_s": 30.0, "heartbeat": "client heartbeat every 30 s (heartbeatIntervalMs 30000), server reply",
                 "source": "https://hexdocs.pm/phoenix/js/ (Socket heartbeatIntervalMs)"},
 }

@@ -164,3 +164,15 @@ async def test_round_trips_fail_clearly_when_nothing_echoes():
                                                        warm_within_s=1), 60)
     finally:
         await runner.cleanup()
+
+
+def test_render_states_latency_cost_and_every_heartbeat_or_why_not():
+    run = {"round_trips": 3, "latency_ms": {"n": 3, "p50": 150.0, "p90": 190.0, "max": 200.0},
+           "per_round_trip": PER_ROUND_TRIP, "cost": cost.socket_rates(PER_ROUND_TRIP, {})}
+    text = sockets.render("aws", run)
+    assert "p50 150.0 ms, p90 190.0 ms" in text
+    for name, sockets_to_fill in (("socket.io", "2,500"), ("graphql-ws", "1,000"), ("phoenix", "3,000")):
+        assert f"idle socket-hour, {name}" in text and f"{sockets_to_fill} such sockets" in text
+    assert "DescribeTable" in text and '"DeleteItem"' not in text  # zero counts left out
+    assert sockets.render("local", {"error": "RuntimeError: no echo"}) == \
+        "caller WebSockets (local): not measured: RuntimeError: no echo"
