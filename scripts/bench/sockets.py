@@ -124,6 +124,8 @@ def render(prof: str, run: dict[str, Any]) -> str:
     lines = [f"caller WebSockets ({prof} profile): {run['round_trips']} sequential round trips "
              f"(caller -> app -> caller) p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, max {lat['max']:.1f} ms",
              "  counted per round trip: " + json.dumps(_nonzero(run["per_round_trip"]), sort_keys=True)]
+    if run.get("cost_error"):
+        lines.append(f"  not priced: {run['cost_error']}")
     if rates:
         lines.append(f"  $ per million round trips (counted) {rates['usd_per_million_round_trips']:.2f}; per million "
                      f"messages caller -> app {rates['caller_to_app']['usd_per_million']:.2f}, "

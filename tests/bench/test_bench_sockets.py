@@ -79,8 +79,8 @@ def test_a_counted_round_trip_is_priced_from_the_counts():
 
 
 def test_an_unpriced_dynamodb_operation_is_refused():
-    with pytest.raises(ValueError, match="BatchWriteItem"):
-        cost.round_trip_lines({"dynamodb_calls": {"BatchWriteItem": 1.0}}, {})
+    with pytest.raises(ValueError, match="ExecuteStatement"):
+        cost.round_trip_lines({"dynamodb_calls": {"ExecuteStatement": 1.0}}, {})
 
 
 def test_a_connection_hour_is_60_connection_minutes():
@@ -176,3 +176,10 @@ def test_render_states_latency_cost_and_every_heartbeat_or_why_not():
     assert "DescribeTable" in text and '"DeleteItem"' not in text  # zero counts left out
     assert sockets.render("local", {"error": "RuntimeError: no echo"}) == \
         "caller WebSockets (local): not measured: RuntimeError: no echo"
+
+
+def test_batch_calls_caught_in_the_window_are_priced_not_refused():
+    counts = {**PER_ROUND_TRIP, "dynamodb_calls": {"UpdateItem": 3.0, "BatchWriteItem": 0.5, "BatchGetItem": 0.25}}
+    by = {line["what"].split(" (")[0]: line for line in cost.round_trip_lines(counts, {})}
+    assert by["DynamoDB writes"]["quantity"] == 3.5
+    assert by["DynamoDB reads"]["quantity"] == 0.25
