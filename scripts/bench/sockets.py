@@ -67,26 +67,35 @@ async def _echo(ws: aiohttp.ClientWebSocketResponse, text: str, timeout: float) 
         raise RuntimeError(f"echo differs: sent {text!r}, got {str(msg.data)[:100]!r}")
 
 
+async def _warm_socket(session: aiohttp.ClientSession, url: str, host: str,
+                       warm_within_s: float) -> aiohttp.ClientWebSocketResponse:
+    """A socket whose first message echoed (the first frames can be lost while caller_message
+    initialises), tried again until ``warm_within_s``; the caller closes it."""
+    deadline = time.monotonic() + warm_within_s
+    last_error = ""
+    while True:
+        ws = None
+        try:
+            ws = await session.ws_connect(url, headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=30))
+            await _echo(ws, "warm", min(15.0, warm_within_s))
+            return ws
+        except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
+            last_error = f"{type(exc).__name__}: {exc}"[:200]
+            if ws is not None:
+                await ws.close()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no caller message echoed within {warm_within_s:.0f} s ({last_error})")
+
+
 async def round_trips(url: str, host: str, n: int, stats: Callable[[], Any],
                       warm_within_s: float = WARM_WITHIN_S) -> dict[str, Any]:
-    """Warm one socket (until one message echoes, within ``warm_within_s``), then ``n`` timed
-    sequential round trips between two ``stats()`` snapshots on a second socket opened before them."""
+    """One socket, warmed (one message echoed, within ``warm_within_s``), then ``n`` timed sequential
+    round trips between two ``stats()`` snapshots (no socket opens or closes inside them)."""
     if n < 1:
         raise ValueError("round trips must be >= 1")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-        deadline = time.monotonic() + warm_within_s
-        last_error = ""
-        while True:
-            try:
-                async with session.ws_connect(url, headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=30)) as ws:
-                    await _echo(ws, "warm", min(15.0, warm_within_s))
-                break
-            except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"[:200]
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no caller message echoed within {warm_within_s:.0f} s ({last_error})")
-        async with session.ws_connect(url, headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=30)) as ws:
-            await _echo(ws, "open", ECHO_TIMEOUT_S)  # the socket's own first message: not timed, not counted
+        ws = await _warm_socket(session, url, host, warm_within_s)
+        try:
             before = await asyncio.to_thread(stats)
             times: list[float] = []
             for i in range(n):
@@ -95,6 +104,8 @@ async def round_trips(url: str, host: str, n: int, stats: Callable[[], Any],
                 await _echo(ws, text, ECHO_TIMEOUT_S)
                 times.append((time.perf_counter() - started) * 1000)
             after = await asyncio.to_thread(stats)
+        finally:
+            await ws.close()
     per = bench_stats.per_request(before, after, n)
     per.pop("lambda_cold_starts", None)
     return {"round_trips": n, "latency_ms": bench_stats.summarize(times), "per_round_trip": per}
