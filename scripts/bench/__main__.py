@@ -17,6 +17,9 @@ What is measured (every number below comes from this run):
   billed ms by function, DynamoDB calls by operation, PostToConnection, WebSocket messages;
 * peak RSS of the `ttf` process (and of the localtunnel client) with 64 requests in flight;
 * the cost model (scripts/bench/cost.py) over those counts;
+* caller WebSockets (scripts/bench/sockets.py): one socket's sequential message round trips
+  through `caller_ws_url`, the operations each counts, their cost, and idle socket-hours with
+  common heartbeats (results.json "sockets", per profile);
 * each function's cold init (import + first call before its first AWS call) against fresh
   interpreters, next to `import botocore.session` alone (scripts/bench/coldstart.py).
 
@@ -48,7 +51,7 @@ from typing import Any
 
 import aiohttp
 
-from scripts.bench import coldstart, cost, edges, sse
+from scripts.bench import coldstart, cost, edges, sockets, sse
 from scripts.bench import load as bench_load
 from scripts.bench import stats as bench_stats
 from scripts.bench.load import Target
@@ -194,7 +197,8 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
 
     t0 = time.monotonic()
     # this tree's stack: an ephemeral function URL port, and environments enough for c=32 (a baseline may lack both)
-    extra = ("--stream-port", "0", "--stream-environments", str(STREAM_ENVIRONMENTS)) if root == ROOT else ()
+    extra = ("--stream-port", "0", "--caller-ws-port", "0",
+             "--stream-environments", str(STREAM_ENVIRONMENTS)) if root == ROOT else ()
     stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile, root=root, extra_args=extra))
     started_s = round(time.monotonic() - t0, 1)
     agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir, root=root,
@@ -222,6 +226,7 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
         out["first_after_idle"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     if root == ROOT:
         out["edges"] = measure_edges(args, stack, agent, out, direct_latency, n)
+        out["sockets"] = measure_sockets(args, stack, agent)
     memory = cost.terraform_memory_mb()
     try:
         model = cost.build(out["per_request"], cost.Assumptions(memory_mb=memory))
@@ -230,6 +235,21 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
     except ValueError as exc:
         out["cost"] = {"error": str(exc)}
     return out
+
+
+def measure_sockets(args, stack: Any, agent: Any) -> dict[str, Any]:
+    """Caller WebSockets: round trips through caller_ws_url to the origin's echo, counted and priced."""
+    n = 40 if args.quick else sockets.ROUND_TRIPS
+    print(f"  caller WebSocket: {n} sequential round trips through {stack.state.get('caller_ws_url')}", flush=True)
+    try:
+        run = sockets.measure(stack.state, agent.established["tunnel_id"], stack.stats, n)
+    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError, KeyError, OSError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    try:
+        run["cost"] = cost.socket_rates(run["per_round_trip"], cost.terraform_memory_mb())
+    except ValueError as exc:  # the latency stands without the price
+        run["cost_error"] = str(exc)[:300]
+    return {"profile": args.profile, **run}
 
 
 def edge_plan(quick: bool) -> dict[int, int]:
@@ -581,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "plan": {f"c{c}": n for c, n in plan(args.quick).items()},
         "stack": {k: v for k, v in previous.get("stack", {}).items() if k != args.profile},
+        "sockets": {k: v for k, v in previous.get("sockets", {}).items() if k != args.profile},
     }
     t_start = time.monotonic()
     try:
@@ -624,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
                     traceback.print_exc()
                     results["stack"][args.profile] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 results["stack"][args.profile]["date"] = results["date"]
+                if "sockets" in results["stack"][args.profile]:
+                    results["sockets"][args.profile] = {"date": results["date"],
+                                                        **results["stack"][args.profile].pop("sockets")}
                 results["stack"][args.profile]["direct_latency"] = direct_latency
 
             if args.baseline:
@@ -658,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
         print(coldstart.render(results["cold_init"]))
     if "snapstart" in results:
         print(cost.render_snapstart(results["snapstart"]))
+    for prof, run in results.get("sockets", {}).items():
+        print(sockets.render(prof, run))
     print(f"wrote {args.out} in {results['duration_s']}s; logs in {log_dir}")
     return 0
 

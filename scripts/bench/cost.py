@@ -44,6 +44,8 @@ PRICE_SOURCES = {
                   "CloudFront Functions invocations) (verify: recorded from the design, not re-read here)",
     "lambda_streaming": "https://aws.amazon.com/lambda/pricing/ (streamed response bytes past 6 MB; verify)",
     "s3": "https://aws.amazon.com/s3/pricing/ (PUT/POST and GET requests, S3 Standard)",
+    "sqs": "https://aws.amazon.com/sqs/pricing/ (FIFO requests; each 64 KB chunk of a payload is a request; "
+           "rate (verify), as https://cloudburn.io/blog/amazon-sqs-pricing quotes it)",
 }
 
 # us-east-1, USD.
@@ -76,6 +78,8 @@ S3_GET_PER_M = 0.40  # GET (forward reading a segment); DeleteObject is free
 SNAPSTART_CACHE_GB_S = 0.0000015046
 SNAPSTART_RESTORE_GB = 0.0001397998
 SECONDS_PER_MONTH = 730 * 3600
+SQS_FIFO_PER_M = 0.50  # FIFO queue requests, after the monthly free million; 64 KB of payload per request
+SQS_REQUEST_INCREMENT = 64 * 1024
 
 ORIGINAL_STATED = (5.50, 7.50)  # the original http-tunnel's stated $ per million requests
 TARGET_PER_M = 5.50  # issue 16; any design on these services pays at least $4.65 (README Performance)
@@ -350,6 +354,166 @@ def stream_rates(edge: str, forward_memory_mb: int, response_memory_mb: int, res
                         "response_billed_ms": response_billed_ms, "architecture": architecture,
                         "chunk_item_overhead_bytes": CHUNK_ITEM_OVERHEAD, "segment_bytes": SEGMENT_BYTES,
                         "ack_every": ACK_EVERY, "polls_per_s_busy": POLLS_PER_S_BUSY},
+    }
+
+
+# --- caller WebSockets (issue 24; shared/README.md "Caller WebSockets", "Ordering") -------------
+# Per caller frame, API Gateway's SQS integration sends one SendMessage (the frame base64 in the body);
+# per batch Lambda's event source mapping makes one ReceiveMessage and one DeleteMessageBatch (what
+# a caller_message invocation is). Empty long polls of an idle queue are not per message (Ordering).
+SQS_RECEIVES_AND_DELETES_PER_BATCH = 2
+SOCKET_ROW_WRU = 1.0  # the socket row (ws#<id>: ids, counters, ttl) is well under 1 KB
+DEFAULT_BUDGET_PER_S = 100  # the agents' $default stage budget (Terraform websocket_throttling_rate_limit)
+# Heartbeats of common WebSocket protocols; each crosses the tunnel as one round trip (a ping one way,
+# its answer the other), so one message of the pair is the agent's (against the $default budget).
+HEARTBEATS: dict[str, dict[str, Any]] = {
+    "socket.io": {"period_s": 25.0, "heartbeat": "server ping every 25 s (pingInterval 25000), client pong",
+                  "source": "https://socket.io/docs/v4/server-options/#pinginterval"},
+    "graphql-ws": {"period_s": 10.0,
+                   "heartbeat": "client keepAlive 10 s (ping/pong messages). ASSUMED: the client's default is 0 "
+                                "(off: then only the 10-minute idle close), 10_000 is its docs' example; the server's "
+                                "12 s keep-alive is WebSocket ping frames, which ttf's local socket answers itself "
+                                "(aiohttp autoping), so they never cross the tunnel",
+                   "source": "graphql-ws 6.4.2 as tests/browser/apps installs it: dist/client.js keepAlive = 0 and "
+                             "dist/client.d.ts's example, dist/use/ws.js keepAlive = 12e3 with socket.ping()"},
+    "phoenix": {"period_s": 30.0, "heartbeat": "client heartbeat every 30 s (heartbeatIntervalMs 30000), server reply",
+                "source": "https://hexdocs.pm/phoenix/js/ (Socket heartbeatIntervalMs)"},
+}
+
+
+def sqs_requests(frames: float, batches: float, frame_bytes: int = 100) -> float:
+    """SQS FIFO requests for ``frames`` caller frames taken in ``batches``: each SendMessage bills one
+    request per 64 KB of its base64 body, each batch one ReceiveMessage and one DeleteMessageBatch."""
+    if frames < 0 or batches < 0 or frame_bytes < 0:
+        raise ValueError("frames, batches and frame_bytes must be >= 0")
+    return frames * increments(base64_len(frame_bytes), SQS_REQUEST_INCREMENT) + \
+        batches * SQS_RECEIVES_AND_DELETES_PER_BATCH
+
+
+def _gb_s(billed_ms: float, memory_mb: int) -> float:
+    return billed_ms / 1000 * memory_mb / 1024
+
+
+def caller_to_app_lines(billed_ms: float, memory_mb: int = 256, architecture: str = "arm64",
+                        batch: int = 1, frame_bytes: int = 100) -> list[dict[str, Any]]:
+    """One caller message to the app, ``batch`` frames per caller_message invocation (1: sent alone).
+    ``billed_ms``: caller_message's billed ms per invocation."""
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    share = 1 / batch
+    return [
+        _line("caller message in (caller API)", increments(frame_bytes, WS_MESSAGE_INCREMENT), WS_MESSAGE_PER_M / 1e6),
+        _line(f"SQS FIFO requests (send, 1/{batch} receive + delete)", sqs_requests(1, share, frame_bytes),
+              SQS_FIFO_PER_M / 1e6),
+        _line("caller_message invocation", share, LAMBDA_REQUEST_PER_M / 1e6),
+        _line(f"caller_message duration ({billed_ms:.1f} ms x {memory_mb} MB)", share * _gb_s(billed_ms, memory_mb),
+              LAMBDA_GB_S[architecture]),
+        _line("socket row UpdateItem (inSeq)", share * SOCKET_ROW_WRU, DDB_WRU_PER_M / 1e6),
+        _line("ws_message post to the agent", share, WS_MESSAGE_PER_M / 1e6),
+    ]
+
+
+def app_to_caller_lines(billed_ms: float, memory_mb: int = 256, architecture: str = "arm64",
+                        batch: int = 1, message_bytes: int = 100) -> list[dict[str, Any]]:
+    """One app message to the caller, ``batch`` messages per agent ws_message (1: a quiet socket).
+    ``billed_ms``: the response Lambda's billed ms per invocation."""
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    share = 1 / batch
+    return [
+        _line("agent ws_message ($default)", share, WS_MESSAGE_PER_M / 1e6),
+        _line("response invocation", share, LAMBDA_REQUEST_PER_M / 1e6),
+        _line(f"response duration ({billed_ms:.1f} ms x {memory_mb} MB)", share * _gb_s(billed_ms, memory_mb),
+              LAMBDA_GB_S[architecture]),
+        _line("socket row UpdateItems (claim, posted)", share * 2 * SOCKET_ROW_WRU, DDB_WRU_PER_M / 1e6),
+        _line("post to the caller", increments(message_bytes, WS_MESSAGE_INCREMENT), WS_MESSAGE_PER_M / 1e6),
+        _line("ws_ack post to the agent", share, WS_MESSAGE_PER_M / 1e6),
+    ]
+
+
+def round_trip_lines(per_round_trip: Mapping[str, Any], memory_mb: Mapping[str, int], default_memory_mb: int = 128,
+                     architecture: str = "arm64", caller_frames: float = 1.0) -> list[dict[str, Any]]:
+    """One counted round trip (caller -> app -> caller), priced: the emulator's /stats deltas per round
+    trip (WebSocket messages of both APIs, invocations and billed ms by function, DynamoDB calls), and
+    SQS requests from ``caller_frames`` per round trip and the counted caller_message invocations."""
+    invocations = {k: float(v) for k, v in per_round_trip.get("lambda_invocations", {}).items()}
+    billed = {k: float(v) for k, v in per_round_trip.get("lambda_billed_ms", {}).items()}
+    calls = {k: float(v) for k, v in per_round_trip.get("dynamodb_calls", {}).items()}
+    write_ops = WRITE_OPS | TRANSACT_WRITE_OPS | BATCH_WRITE_OPS
+    read_ops = READ_OPS | BATCH_READ_OPS
+    unknown = set(calls) - write_ops - read_ops - FREE_OPS
+    if unknown:
+        raise ValueError(f"no price for DynamoDB operations {sorted(unknown)}")
+    messages = sum(float(v) for v in per_round_trip.get("ws_messages", {}).values())
+    lines = [
+        _line("WebSocket messages, both APIs (counted)", messages, WS_MESSAGE_PER_M / 1e6),
+        _line("SQS FIFO requests (1 send per caller frame, receive + delete per caller_message invocation)",
+              sqs_requests(caller_frames, invocations.get("caller_message", 0.0)), SQS_FIFO_PER_M / 1e6),
+        _line("Lambda invocations (counted)", sum(invocations.values()), LAMBDA_REQUEST_PER_M / 1e6),
+    ]
+    for fn, ms in sorted(billed.items()):
+        if ms > 0:
+            mb = memory_mb.get(fn, default_memory_mb)
+            lines.append(_line(f"{fn} duration ({ms:.1f} ms x {mb} MB)", _gb_s(ms, mb), LAMBDA_GB_S[architecture]))
+    writes = sum(v for k, v in calls.items() if k in write_ops)
+    reads = sum(v for k, v in calls.items() if k in read_ops)
+    # a batch call counts as one item: what the window caught of other work (cleanup's batches), not the socket's
+    lines.append(_line(f"DynamoDB writes ({SOCKET_ROW_WRU:g} WRU each: the socket row; a batch call as one item)",
+                       writes * SOCKET_ROW_WRU, DDB_WRU_PER_M / 1e6))
+    if reads:
+        lines.append(_line("DynamoDB reads (1 RRU each; a batch call as one item)", reads, DDB_RRU_PER_M / 1e6))
+    return lines
+
+
+def connection_hour_usd() -> float:
+    """One caller socket open for an hour: 60 connection-minutes on the caller API."""
+    return 60 * WS_CONNECTION_MINUTE_PER_M / 1e6
+
+
+def idle_hour(round_trip_usd: float, period_s: float, agent_messages_per_heartbeat: float = 1.0,
+              budget_per_s: float = DEFAULT_BUDGET_PER_S) -> dict[str, Any]:
+    """An idle socket-hour with a heartbeat every ``period_s``: its connection-minutes and one round
+    trip per heartbeat, and the agent messages it spends of the agents' $default budget."""
+    if period_s <= 0 or budget_per_s <= 0:
+        raise ValueError("period_s and budget_per_s must be > 0")
+    beats = 3600 / period_s
+    per_s = agent_messages_per_heartbeat / period_s
+    return {"heartbeats_per_hour": beats, "usd": connection_hour_usd() + beats * round_trip_usd,
+            "heartbeat_usd_per_hour": beats * round_trip_usd, "connection_usd_per_hour": connection_hour_usd(),
+            "agent_messages_per_s": per_s, "default_budget_per_s": budget_per_s,
+            "share_of_default_budget": per_s / budget_per_s,
+            "sockets_to_fill_budget": math.floor(budget_per_s / per_s) if per_s else None}
+
+
+def socket_rates(per_round_trip: Mapping[str, Any], memory_mb: Mapping[str, int],
+                 architecture: str = "arm64") -> dict[str, Any]:
+    """Everything `make bench` states about caller WebSockets' cost, from one run's counts."""
+    invocations = per_round_trip.get("lambda_invocations", {})
+    billed = per_round_trip.get("lambda_billed_ms", {})
+
+    def per_invocation_ms(fn: str) -> float:
+        n = float(invocations.get(fn, 0.0))
+        return float(billed.get(fn, 0.0)) / n if n else 0.0
+
+    counted = round_trip_lines(per_round_trip, memory_mb, architecture=architecture)
+    rt_usd = _lines_total(counted)
+    up = caller_to_app_lines(per_invocation_ms("caller_message"), memory_mb.get("caller_message", 256), architecture)
+    down = app_to_caller_lines(per_invocation_ms("response"), memory_mb.get("response", 256), architecture)
+    burst = caller_to_app_lines(per_invocation_ms("caller_message"), memory_mb.get("caller_message", 256),
+                                architecture, batch=10)
+    return {
+        "prices_date": PRICES_DATE,
+        "price_sources": {k: PRICE_SOURCES[k] for k in ("websocket", "lambda", "dynamodb", "sqs")},
+        "round_trip_lines": counted, "usd_per_million_round_trips": rt_usd * 1e6,
+        "caller_to_app": {"lines": up, "usd_per_million": _lines_total(up) * 1e6, "sent": "alone"},
+        "caller_to_app_burst_of_10": {"lines": burst, "usd_per_million": _lines_total(burst) * 1e6},
+        "app_to_caller": {"lines": down, "usd_per_million": _lines_total(down) * 1e6, "sent": "alone (quiet socket)"},
+        "connection_hour_usd": connection_hour_usd(),
+        "idle_hour": {name: {**hb, **idle_hour(rt_usd, hb["period_s"])} for name, hb in HEARTBEATS.items()},
+        "assumptions": {"socket_row_wru": SOCKET_ROW_WRU, "message_bytes": 100, "architecture": architecture,
+                        "heartbeat": "one round trip per beat (ping + answer), 1 agent message of the two",
+                        "not_counted": "SQS requests (derived from the counted caller_message invocations), the "
+                                       "agent's own connection-minutes and pings (paid whether or not sockets are open)"},
     }
 
 

@@ -14,6 +14,7 @@ Routes (all bodies deterministic so callers can check them byte for byte):
   GET  /sse?n=20&ms=200       n server-sent events ms apart, each stamped with when it was written (scripts/bench/sse.py)
   GET  /sse-page              a page whose EventSource reads /sse beside it and records when each event arrived
   POST /v1/chat/completions   an OpenAI-style chunk stream ("stream": true), chunks ?ms= apart, stamped "t"
+  GET  / (WebSocket)          echoes every message (scripts/bench/sockets.py: caller sockets reach the app at /)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from scripts.bench import sse
+from scripts.bench import sockets, sse
 
 KB_BODY = (string.ascii_letters + string.digits) * 17  # 62 * 17 = 1054
 KB_BODY = KB_BODY[:1024].encode()
@@ -110,7 +111,7 @@ def make_app() -> web.Application:
         web.post("/upload", upload), web.post("/echo", echo), web.get("/status/{code}", status),
         web.get("/slow", slow), web.get("/inflight", inflight),
         web.get("/sse", sse.handler), web.get("/sse-page", sse.page_handler),
-        web.post("/v1/chat/completions", sse.chat_handler),
+        web.post("/v1/chat/completions", sse.chat_handler), web.get("/", sockets.echo_handler),
     ])
     return app
 
