@@ -1,7 +1,7 @@
 """`make smoke`: check a deployed tunnel end to end, through its public URL.
 
-    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--stream-url URL] [--latency-requests 20]
-                            [--max-p90-ms MS] [--json] [--ttf PATH]
+    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--stream-url URL] [--caller-ws-url URL]
+                            [--socket-idle] [--latency-requests 20] [--max-p90-ms MS] [--json] [--ttf PATH]
 
 Starts a local origin (scripts/smoke/origin.py) and a `ttf` agent forwarding to it, both
 subprocesses on 127.0.0.1 with ephemeral ports, runs the fixed battery of scripts/smoke/battery.py
@@ -62,6 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream-url", default=None,
                         help="the streaming edge's base URL (default: terraform output function_url; none: the "
                              "streaming check is not checkable)")
+    parser.add_argument("--caller-ws-url", default=None,
+                        help="the caller WebSocket API's base URL (default: terraform output caller_ws_url; none: "
+                             "the caller-socket checks are not checkable)")
+    parser.add_argument("--socket-idle", action="store_true",
+                        help="also observe whether pings keep an idle caller socket open (takes 11 minutes)")
     parser.add_argument("--latency-requests", type=int, default=20, help="sequential GETs timed (default 20)")
     parser.add_argument("--max-p90-ms", type=float, default=None, help="fail the latency check above this p90")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -77,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError(f"--endpoint must be a ws:// or wss:// URL, got {args.endpoint!r}")
     if args.stream_url is not None and not args.stream_url.startswith(("http://", "https://")):
         raise UsageError(f"--stream-url must be an http:// or https:// URL, got {args.stream_url!r}")
+    if args.caller_ws_url is not None and not args.caller_ws_url.startswith(("ws://", "wss://")):
+        raise UsageError(f"--caller-ws-url must be a ws:// or wss:// URL, got {args.caller_ws_url!r}")
     return args
 
 
@@ -124,6 +131,12 @@ def ws_url_of(outputs: dict[str, Any]) -> str:
 def stream_url_of(outputs: dict[str, Any]) -> str:
     """The function URL (public_edge = "function_url"), or "" when the deployment has no streaming edge."""
     value = (outputs.get("function_url") or {}).get("value")
+    return str(value) if value else ""
+
+
+def caller_ws_url_of(outputs: dict[str, Any]) -> str:
+    """The caller WebSocket API's base URL, or "" when the deployment predates it (issue 24)."""
+    value = (outputs.get("caller_ws_url") or {}).get("value")
     return str(value) if value else ""
 
 
@@ -198,6 +211,7 @@ def start_origin(work: Path) -> tuple[Proc, int]:
 def program(args: argparse.Namespace) -> int:
     agent_token = args.token
     stream_base = args.stream_url or ""
+    caller_base = args.caller_ws_url or ""
     if args.endpoint:
         endpoint = args.endpoint
     else:
@@ -205,6 +219,7 @@ def program(args: argparse.Namespace) -> int:
         endpoint = ws_url_of(outputs)
         agent_token = agent_token or deployment_token(outputs)
         stream_base = stream_base or stream_url_of(outputs)
+        caller_base = caller_base or caller_ws_url_of(outputs)
     ttf = ttf_command(args.ttf)
     work = Path(tempfile.mkdtemp(prefix="smoke-"))
     started = time.monotonic()
@@ -220,7 +235,8 @@ def program(args: argparse.Namespace) -> int:
               f"(about {battery.FORWARD_WAIT_S + 10} s: the 504 check waits {battery.FORWARD_WAIT_S} s)",
               file=sys.stderr, flush=True)
         ctx = battery.Context(tunnel, agent.restart, args.latency_requests, args.max_p90_ms,
-                              endpoint=endpoint, token=agent_token, stream_url=stream_base)
+                              endpoint=endpoint, token=agent_token, stream_url=stream_base,
+                              caller_ws_url=caller_base, socket_idle=args.socket_idle)
         results = battery.run(ctx)
     except SmokeError as exc:
         raise SmokeError(f"{exc} (logs: {work})") from None

@@ -19,7 +19,7 @@ import time
 from typing import Callable
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
-from scripts.smoke import streaming, swap, throttle
+from scripts.smoke import sockets, streaming, swap, throttle
 from scripts.smoke.client import Client, Reply
 from scripts.smoke.context import Context, Tunnel  # noqa: F401 - battery.Context / battery.Tunnel for callers
 from scripts.smoke.origin import COOKIES, UTF8_VALUE, pattern, text_pattern
@@ -263,6 +263,7 @@ QUICK: tuple[tuple[str, Callable[[Context], str]], ...] = (
 SLOW = ("504 no answer in 25 s", check_504)
 AFTER = (("latency", check_latency), (streaming.STREAMING, streaming.check_stream),
          ("reconnect keeps the URL", check_reconnect),
+         (sockets.SOCKET, sockets.check_socket), (sockets.ORDER, sockets.check_order),
          (throttle.THROTTLE, throttle.check_throttle_frame))  # last: it spends the $default budget
 NAMES = tuple(name for name, _ in QUICK) + (SLOW[0],) + tuple(name for name, _ in AFTER)
 
@@ -297,6 +298,9 @@ def run(ctx: Context, progress: Callable[[str], None] = lambda name: None) -> li
     for name, check in AFTER:
         progress(name)
         results.append(one(name, check, ctx))
+    if ctx.socket_idle:  # opt-in: 11 minutes
+        progress(sockets.IDLE)
+        results.append(one(sockets.IDLE, sockets.check_idle, ctx))
     if ctx.client is not None:
         ctx.client.close()
     return results

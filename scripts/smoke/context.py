@@ -28,6 +28,8 @@ class Context:
     endpoint: str = ""  # the agent WebSocket URL, for the swap attempt's hand-made agents
     token: str = ""  # the agent token ("" when the deployment lets anonymous agents in)
     stream_url: str = ""  # the streaming edge's base URL (function URL); "" when the deployment has none
+    caller_ws_url: str = ""  # the caller WebSocket API's base URL (query form); "" when the deployment has none
+    socket_idle: bool = False  # run the 11-minute caller-socket idle observation (scripts/smoke/sockets.py)
 
     def url(self, path: str) -> str:
         return self.tunnel.public_url.rstrip("/") + path

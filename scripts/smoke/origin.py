@@ -13,6 +13,9 @@ Every body is deterministic, so the caller checks it byte for byte:
   GET  /sleep?s=S    "slept" after S seconds
   GET  /sse?n=N&ms=M N server-sent events M ms apart (chunked, one chunk each), each `data:
                      {"i": i, "t": <time.time() when written>}` (scripts/smoke/streaming.py)
+  GET  /ws           a WebSocket (so is any other path asked to upgrade: a caller API passes no path):
+                     greets, echoes, notes the caller's close code (scripts/smoke/sockets.py)
+  GET  /ws-closes    the close codes /ws saw, as a JSON list
 It exits when its parent process goes away, so a killed `make smoke` leaves nothing behind.
 """
 
@@ -28,9 +31,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from scripts.smoke import sockets
+
 MAX_BODY = 16 * 1024 * 1024
 COOKIES = ("smoke_a=1; Path=/", "smoke_b=2; HttpOnly", "smoke_c=3; Max-Age=600; SameSite=Lax")
 UTF8_VALUE = "café ☕"  # a response header value that is not ASCII (issue 30 item 16)
+SOCKET_CLOSES: list[int] = []  # the close codes /ws saw
 
 
 def pattern(n: int) -> bytes:
@@ -100,6 +106,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"utf8", "text/plain", [("X-Smoke-Utf8", UTF8_VALUE.encode("utf-8").decode("latin-1"))])
         elif path == "/sse":
             self._sse(int(query.get("n", ["20"])[0]), int(query.get("ms", ["200"])[0]))
+        elif path == sockets.PATH or self.headers.get("Upgrade", "").lower() == "websocket":
+            sockets.serve(self, SOCKET_CLOSES)  # any path: a caller API's $connect passes none (the app sees /)
+        elif path == sockets.CLOSES_PATH:
+            self._send(200, json.dumps(SOCKET_CLOSES).encode(), "application/json")
         elif path == "/sleep":
             time.sleep(float(query.get("s", ["1"])[0]))
             self._send(200, b"slept", "text/plain")

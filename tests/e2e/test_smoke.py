@@ -3,6 +3,7 @@ battery cannot rot. (What cannot be checked here, without an AWS account: terraf
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from httptunnel import protocol
-from scripts.smoke import battery, streaming, swap, throttle
+from scripts.smoke import battery, sockets, streaming, swap, throttle
 from ttf import handshake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,9 @@ def test_the_smoke_battery_passes_on_the_local_stack(stack):
     # before, without --stream-url, it is reported as not checkable (no streaming edge)
     streams = protocol.CAP_STREAM in protocol.SERVER_CAPABILITIES and protocol.CAP_STREAM in handshake.AGENT_CAPABILITIES
     argv = ["--stream-url", stack.stream_url] if streams and stack.stream_url else []
-    proc = subprocess.run([sys.executable, "-m", "scripts.smoke", "--endpoint", stack.ws_url, *argv],
+    # the caller WebSocket API (issue 24) in the query form, as terraform's caller_ws_url names it
+    caller = ["--caller-ws-url", json.loads(stack.state_file.read_text())["caller_ws_url"]]
+    proc = subprocess.run([sys.executable, "-m", "scripts.smoke", "--endpoint", stack.ws_url, *argv, *caller],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
@@ -53,6 +56,9 @@ def test_the_smoke_battery_passes_on_the_local_stack(stack):
         assert "arrived before the last was written" in results[streaming.STREAMING][1], report
     else:
         assert "no streaming edge" in results[streaming.STREAMING][1], report
+    assert "reached the app" in results[sockets.SOCKET][1], report
+    assert results[sockets.ORDER][1].startswith(f"observed: {sockets.BURST} frames sent at once, 0 came back out of "
+                                                "place, 0 never"), report  # the emulator keeps the order
     latency = rows["latency"]
     assert "p50 " in latency and "p90 " in latency
     assert not our_smoke_origins(), "the smoke origin outlived the command"
