@@ -200,4 +200,5 @@ def test_moto_does_not_receive_a_mapped_queues_messages_inside_send_message(moto
     sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="1")
     (message,) = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1", "nobody received it before us"
-    assert [m["EventSourceArn"] for m in lam.list_event_source_mappings()["EventSourceMappings"]] == [arn]
+    # moto is shared by the module's tests (test_background maps a stream of its own): ours is among them
+    assert arn in [m["EventSourceArn"] for m in lam.list_event_source_mappings()["EventSourceMappings"]]
