@@ -70,18 +70,12 @@ class LocalApp:
 
 
 @pytest.fixture
-async def local():
+async def local(aiohttp_server):
     app = LocalApp()
     web_app = web.Application()
     web_app.router.add_get("/{tail:.*}", app.handler)
-    runner = web.AppRunner(web_app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield app, runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    server = await aiohttp_server(web_app, host="127.0.0.1")  # pytest-aiohttp's: stopped after the test
+    return app, server.port
 
 
 @pytest.fixture
