@@ -52,13 +52,17 @@ async def test_a_forged_answer_writes_no_row(session, agent_factory, origin, sta
 
 async def test_throttled_answers_are_resent_and_every_request_is_answered(session, agent_factory, origin, stack):
     agent = agent_factory(origin, "-v")
-    await admin(session, stack, "POST", "/faults", {"agent_message_throttle_rate": 0.5})
+    # A quarter of the agent's messages are refused. An answer gets ~7 tries in the caller's 25 s
+    # (resent after 1, 2, 4, 4 ... s): all refused is 0.25**7 per answer, 0.15% for 24 of them, and no
+    # refusal at all is 0.75**24 = 0.1%. (At 0.5 and 12 answers, a 504 was 5%: CI met one.)
+    count = 24
+    await admin(session, stack, "POST", "/faults", {"agent_message_throttle_rate": 0.25})
     try:
         replies = await asyncio.gather(*(request(session, "GET", agent.public_url, f"/bytes?n={100 + i}")
-                                         for i in range(12)))
+                                         for i in range(count)))
     finally:
         await admin(session, stack, "POST", "/faults", {"agent_message_throttle_rate": 0})
-    assert [r.status for r in replies] == [200] * 12
-    assert [len(r.body) for r in replies] == [100 + i for i in range(12)]
+    assert [r.status for r in replies] == [200] * count
+    assert [len(r.body) for r in replies] == [100 + i for i in range(count)]
     log = agent.agent.log_path.read_text(errors="replace")
     assert "resending the answer" in log and "the gateway refused a message" in log

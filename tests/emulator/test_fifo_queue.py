@@ -129,7 +129,10 @@ async def run_poller(endpoint: str, name: str, frames: list[tuple[str, str]], fa
             request = send_message_request(render(integration.template, {"connectionId": group, "messageId": str(index),
                                                                          "requestId": str(index)}, text))
             await asyncio.to_thread(send, integration, request)
-        await wait_until_async(lambda: len(fake.seen) >= len(frames), 60, what="every frame delivered")
+        # seen: the function had them; delivered: their deletes came back (the last batch's delete can
+        # still be on its way when the function has returned)
+        await wait_until_async(lambda: len(fake.seen) >= len(frames) and poller.delivered >= len(frames), 60,
+                               what="every frame delivered and deleted")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
