@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from . import events, gate, names, policy, protocol, routing, store, to_agent, tunnels, waiting
+from . import events, gate, names, policy, protocol, routing, store, stream_holds, to_agent, tunnels, waiting
 from .replies import GONE, NOT_FOUND, TIMEOUT, ForwardResult, fail
 
 
@@ -40,26 +40,30 @@ def _connection(req: events.HttpEvent, route: routing.Route,
 
 
 def exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-             wait_s: float, recheck: bool = True, stream: bool = False) -> Exchanged | ForwardResult:
+             wait_s: float, recheck: bool = True, stream: bool = False,
+             on_long: Callable[[], bool] | None = None) -> Exchanged | ForwardResult:
     """Post the request to the tunnel's agent and wait up to ``wait_s`` for its answer; the
     refusal, the 502/504 of an agent that is gone or silent, or the answer. ``fields`` gathers
     what the caller's log line says about the request. A tunnel that reconnected with another
     edge policy meanwhile (``tunnels.Unsent``) gets the request checked against that policy, once,
     by the same deadline (``recheck``). ``stream`` (the streaming edge): offer a streamed answer to
     an agent that agreed ``stream``; its answer is then the head (status ``streaming``). The
-    tunnel's fairness ceilings come first (``gate.admit``)."""
+    tunnel's fairness ceilings come first (``gate.admit``). ``on_long``: ``waiting.wait_for_answer``'s
+    hook for a wait past ``waiting.HOLD_AFTER_S``; refused, the slot is given up and the caller gets
+    429 ``tunnel_rate_limited`` (``stream_holds``)."""
     refused = gate.admit(route.tunnel_id) if recheck else None
     if refused is not None:
         return refused
     try:
-        return _exchange(req, route, target, fields, wait_s, recheck, stream)
+        return _exchange(req, route, target, fields, wait_s, recheck, stream, on_long)
     finally:
         if recheck:
             gate.release(route.tunnel_id)
 
 
 def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-              wait_s: float, recheck: bool, stream: bool) -> Exchanged | ForwardResult:
+              wait_s: float, recheck: bool, stream: bool,
+              on_long: Callable[[], bool] | None) -> Exchanged | ForwardResult:
     found = _connection(req, route, target)
     if found is None:
         return fail(404, "tunnel_not_found", NOT_FOUND)
@@ -85,14 +89,14 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     posted = tunnels.post(route, conn, frame_for)
     if isinstance(posted, tunnels.Unsent) and recheck:
         return exchange(req, route, target, fields, max(0.0, deadline - time.monotonic()), recheck=False,
-                        stream=stream)
+                        stream=stream, on_long=on_long)
     if posted is None or isinstance(posted, tunnels.Unsent):
         return fail(502, GONE, "agent connection is gone")
     conn, request_id = posted, ids[posted.connection_id]
     fields.update(connection_id=conn.connection_id)
     posted_at = time.monotonic()
     answer = waiting.wait_for_answer(request_id, conn.connection_id, deadline,
-                                     waiting.first_poll_delay(route.tunnel_id))
+                                     waiting.first_poll_delay(route.tunnel_id), on_long)
     if not isinstance(answer, str):
         waiting.record_answer_time(route.tunnel_id, time.monotonic() - posted_at)
         if protocol.CAP_ACK in conn.capabilities and answer.status != names.STATUS_STREAMING:
@@ -100,10 +104,13 @@ def _exchange(req: events.HttpEvent, route: routing.Route, target: str, fields: 
     if isinstance(answer, str):
         if answer == GONE:
             tunnels.forget_connection(route.tunnel_id, conn.connection_id)
-        message = "no answer from the agent within the deadline" if answer == TIMEOUT else "agent disconnected"
+        message = {TIMEOUT: "no answer from the agent within the deadline", waiting.REFUSED: stream_holds.REFUSED}.get(
+            answer, "agent disconnected")
         context = store.RequestContext(tunnel_id=route.tunnel_id, method=req.method, path=route.path,
                                        created_at=created_at, request_bytes=len(req.body))
         answer = waiting.give_up(request_id, conn.connection_id, answer, message, context) or answer
+    if answer == waiting.REFUSED:
+        return stream_holds.refused(1)
     if isinstance(answer, str):
         return fail(504 if answer == TIMEOUT else 502, answer, message)
     return Exchanged(request_id, route, conn, answer, rules)

@@ -13,7 +13,9 @@ With CloudFront in front (a domain), ``edge_origin`` first makes the event the v
 (the tunnel's host, the viewer's address) when the secret origin header matches, and refuses a
 direct call to the function URL with 403 ``edge_bypass``. Each request holds an execution
 environment while it lasts, so the tunnel's open requests are counted across environments
-(``stream_holds``: a lease from before the exchange until the answer is written or relayed).
+(``stream_holds``: a lease taken lazily - once the wait for the agent passes
+``waiting.HOLD_AFTER_S``, or at a streamed answer's head - and given back after the answer is
+written or relayed, so a quick buffered answer costs no write).
 """
 
 from __future__ import annotations
@@ -40,28 +42,25 @@ def wait_seconds(context: StreamContext) -> float:
 
 
 def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: dict[str, Any],
-            context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
+            context: StreamContext, lease: stream_holds.Lazy) -> to_caller.Answer | ForwardResult | relay.Relayed:
     wait_s = wait_seconds(context)
     if wait_s <= 0:
         return fail(504, TIMEOUT, "no time left to wait for the agent")
     deadline = time.monotonic() + wait_s
-    held = stream_holds.take(route.tunnel_id)  # the tunnel's open requests, across environments
-    if isinstance(held, ForwardResult):
-        return held
-    try:
-        done = exchange.exchange(req, route, target, fields, wait_s, stream=True)
-        if isinstance(done, ForwardResult):
-            return done
-        if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
-            return relay.relay(context, done, req, deadline)
-        return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite,
-                                       done.rules, done.conn.rewrite_json)
-    finally:
-        stream_holds.give_back(held)
+    done = exchange.exchange(req, route, target, fields, wait_s, stream=True, on_long=lease.take)
+    if isinstance(done, ForwardResult):
+        return done
+    if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
+        if not lease.take():  # the tunnel's open requests, across environments: full
+            relay.Reader(done.request_id, done.conn, deadline).cancel("gave_up")
+            return lease.refusal or stream_holds.refused(1)
+        return relay.relay(context, done, req, deadline)
+    return to_caller.caller_answer(done.request_id, req, done.route, done.answer, done.conn.rewrite,
+                                   done.rules, done.conn.rewrite_json)
 
 
-def _outcome(event: Any, fields: dict[str, Any],
-             context: StreamContext) -> to_caller.Answer | ForwardResult | relay.Relayed:
+def _outcome(event: Any, fields: dict[str, Any], context: StreamContext,
+             lease: list[stream_holds.Lazy]) -> to_caller.Answer | ForwardResult | relay.Relayed:
     try:
         parsed = events.parse_function_url_event(event)
     except events.BadEvent as exc:
@@ -72,23 +71,31 @@ def _outcome(event: Any, fields: dict[str, Any],
     routed = gate.route(req)
     tunnel_id = None if isinstance(routed, ForwardResult) else routed[0].tunnel_id
     fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
-    return routed if isinstance(routed, ForwardResult) else _answer(req, *routed, fields, context)
+    if isinstance(routed, ForwardResult):
+        return routed
+    lease.append(stream_holds.Lazy(routed[0].tunnel_id))
+    return _answer(req, *routed, fields, context, lease[0])
 
 
 def forward_stream(event: Any, context: StreamContext) -> None:
     started = time.monotonic()
     calls_before = store.calls()
     fields: dict[str, Any] = {}
-    outcome = _outcome(event, fields, context)
-    if isinstance(outcome, ForwardResult):
-        to_caller.stream_result(context, outcome.result)
-        status, error_code = outcome.status, outcome.error_code
-    elif isinstance(outcome, relay.Relayed):  # already written, frame by frame
-        status, error_code = outcome.status, outcome.error_code
-        fields.update(response_bytes=outcome.bytes, frames=outcome.frames)
-    else:
-        to_caller.stream_answer(context, outcome.status, outcome.headers, outcome.body)
-        status, error_code = outcome.status, None
+    lease: list[stream_holds.Lazy] = []  # the request's lease, when it reached a tunnel
+    try:
+        outcome = _outcome(event, fields, context, lease)
+        if isinstance(outcome, ForwardResult):
+            to_caller.stream_result(context, outcome.result)
+            status, error_code = outcome.status, outcome.error_code
+        elif isinstance(outcome, relay.Relayed):  # already written, frame by frame
+            status, error_code = outcome.status, outcome.error_code
+            fields.update(response_bytes=outcome.bytes, frames=outcome.frames)
+        else:
+            to_caller.stream_answer(context, outcome.status, outcome.headers, outcome.body)
+            status, error_code = outcome.status, None
+    finally:  # after the stream is closed: the caller does not wait for the give-back
+        for held in lease:
+            held.give_back()
     # One line per request, as forward's (the same metric filter reads both functions' logs).
     log.emit(logging.WARNING if status >= 500 else logging.INFO, "forwarded", status=status,
              error_code=error_code, duration_ms=int((time.monotonic() - started) * 1000),

@@ -28,8 +28,15 @@ a take that finds the item full reads it, removes the expired leases and tries o
 environment remembers for ``FULL_MEMORY_S`` that the tunnel is full, so a flood of a full tunnel
 costs at most one write per environment and second, not one per request.
 
-Cost: two writes per function URL request (take, give back; $1.25 per million at $0.625 per
-million WRU) while the limit is on (Terraform ``tunnel_max_open_streams``, 0 = off). The HTTP
+The lease is lazy (``Lazy``): forward_stream asks for it only for a request still open after
+``waiting.HOLD_AFTER_S`` (``waiting.wait_for_answer``'s ``on_long`` hook; refused, the slot is given
+up as on a timeout, so a late answer is refused, and the caller gets the 429) or at a streamed
+answer's head (refused: the agent gets ``stream_cancel`` ``gave_up``), and gives it back after
+the answer is written, the caller's stream already closed.
+
+Cost: two writes per function URL request that lasts past ``waiting.HOLD_AFTER_S`` or streams
+(take, give back; $1.25 per million such requests at $0.625 per million WRU), none for a quick
+buffered answer, while the limit is on (Terraform ``tunnel_max_open_streams``, 0 = off). The HTTP
 API edge (``forward``) does not use it: its requests last at most 25 s and API Gateway's stage
 throttle bounds them. The row is not in the connections table, so the GSI, cleanup's liveness
 probes and the traffic log (``status`` absent: the stream filter drops it) never see it; cleanup
@@ -120,21 +127,21 @@ def _tidy(tunnel_id: str, now_s: int, expiry: int) -> None:
              expired=len(expired))
 
 
-def _refused(retry_after_s: int) -> ForwardResult:
+def refused(retry_after_s: int) -> ForwardResult:
     refused = fail(429, "tunnel_rate_limited", REFUSED)
     refused.result["headers"]["retry-after"] = str(retry_after_s)
     return refused
 
 
 def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | ForwardResult:
-    """THE hook of forward_stream: a lease for this request (``give_back`` it when the request ends),
+    """A lease for this request (forward_stream asks through ``Lazy``) (``give_back`` it when the request ends),
     or the 429 the caller gets. The limit off (``TUNNEL_MAX_OPEN_STREAMS`` 0) or no such tunnel: a
     Hold without a lease."""
     limit = config.tunnel_max_open_streams()
     if limit <= 0 or tunnels.connection_for(tunnel_id) is None:
         return Hold(tunnel_id)  # an unknown tunnel (exchange answers 404) costs no write and leaves no item
     if FULL.get(tunnel_id) is not None:
-        return _refused(1)
+        return refused(1)
     now = clock()
     expiry = int(now) + lease_seconds()
     lease_id = secrets.token_hex(8)
@@ -150,7 +157,30 @@ def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | Forwa
         return Hold(tunnel_id)
     FULL.put(tunnel_id, now)
     log.info("tunnel over its open streams", tunnel_id=tunnel_id, limit=limit)
-    return _refused(1)
+    return refused(1)
+
+
+class Lazy:
+    """One request's lease, taken only when needed (a quick buffered answer writes nothing):
+    ``take`` is ``waiting.wait_for_answer``'s ``on_long`` hook (a wait past ``waiting.HOLD_AFTER_S``)
+    and is called again at a streamed answer's head; ``give_back`` once the answer is written."""
+
+    def __init__(self, tunnel_id: str) -> None:
+        self.tunnel_id = tunnel_id
+        self.held: Hold | None = None
+        self.refusal: ForwardResult | None = None
+
+    def take(self) -> bool:
+        """True when the request holds a lease (or needs none); False: refused (``refusal``)."""
+        if self.held is None and self.refusal is None:
+            got = take(self.tunnel_id)
+            self.held, self.refusal = (None, got) if isinstance(got, ForwardResult) else (got, None)
+        return self.held is not None
+
+    def give_back(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            give_back(held)
 
 
 def give_back(hold: Hold) -> None:

@@ -13,6 +13,7 @@ A warm instance remembers ``ANSWER_TIMES``: each tunnel's recent answer times (t
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from . import names, store
 from .replies import GONE, TIMEOUT
@@ -34,6 +35,10 @@ ALIVE_CHECK_S = 1.0
 # base64 it and return it. The wait ends early enough to leave this much of the invocation's
 # own time (the defaults: 29 s timeout - 25 s wait).
 ANSWER_RESERVE_S = 4.0
+# A wait still open this long calls its ``on_long`` hook once (forward_stream takes its lease then:
+# stream_holds); the hook's False ends the wait with ``REFUSED``.
+HOLD_AFTER_S = 1.0
+REFUSED = "tunnel_rate_limited"
 
 
 def wait_seconds(configured: float, remaining_ms: int | None) -> float:
@@ -89,9 +94,11 @@ def record_answer_time(tunnel_id: str, seconds: float) -> None:
 
 
 def wait_for_answer(request_id: str, connection_id: str, deadline: float,
-                    first_poll_s: float = 0.0) -> store.Answer | str:
+                    first_poll_s: float = 0.0, on_long: Callable[[], bool] | None = None) -> store.Answer | str:
     """Poll the answer row (strongly consistent) until answered, the agent is gone, or the deadline.
-    The first read waits ``first_poll_s`` (bounded by the deadline), then the backoff runs."""
+    The first read waits ``first_poll_s`` (bounded by the deadline), then the backoff runs. A wait
+    still open ``HOLD_AFTER_S`` after it began calls ``on_long`` once; its False ends the wait with
+    ``REFUSED`` (the caller gives up on the slot as on a timeout)."""
     delay = POLL_START_S
     started = time.monotonic()
     next_alive_check = started + ALIVE_CHECK_S
@@ -104,6 +111,10 @@ def wait_for_answer(request_id: str, connection_id: str, deadline: float,
         now = time.monotonic()
         if now >= deadline:
             return TIMEOUT
+        if on_long is not None and now - started >= HOLD_AFTER_S:
+            hook, on_long = on_long, None
+            if not hook():
+                return REFUSED
         if now >= next_alive_check:
             if not store.connection_exists(connection_id):
                 return store.get_answer(request_id, connection_id) or GONE

@@ -1,19 +1,24 @@
 """A tunnel's open requests on the function URL edge, counted across execution environments
 (httptunnel.stream_holds, issue 29), against moto: each "environment" here is a cold start
-(nothing remembered in the process); the count lives in DynamoDB."""
+(nothing remembered in the process); the count lives in DynamoDB. forward_stream takes the lease
+lazily: once its wait passes waiting.HOLD_AFTER_S, or at a streamed answer's head."""
 
 from __future__ import annotations
+
+import time
+from typing import Any, Callable
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from httptunnel import store, stream_holds
+from httptunnel import store, stream_holds, waiting
 from httptunnel.replies import ForwardResult
 
 from .helpers import PENDING_TABLE, cold_start, connect_agent, load_handler
 from .test_forward_basic import FakeAgent, ok
 from .test_forward_stream import StreamContext, url_event
+from .test_relay import CAPS, StreamingAgent, pieces, whole
 
 
 class Clock:
@@ -119,19 +124,104 @@ def test_dynamodb_trouble_fails_open_and_a_failed_give_back_never_raises(online,
     stream_holds.give_back(stream_holds.Hold("t1", "abc"))
 
 
-def test_forward_stream_refuses_past_the_limit_before_posting_and_gives_its_lease_back(limit, mgmt):
+class Spy:
+    """Records forward_stream's lease calls: each take's result, and whether the caller's stream
+    was closed when the lease was given back."""
+
+    def __init__(self, monkeypatch, ctx_of: Callable[[], Any]) -> None:
+        self.taken: list[bool] = []
+        self.given_back_after_close: list[bool] = []
+        take, give_back = stream_holds.take, stream_holds.give_back
+
+        def spy_take(tunnel_id: str, *args: Any) -> Any:
+            got = take(tunnel_id, *args)
+            self.taken.append(not isinstance(got, ForwardResult))
+            return got
+
+        def spy_give_back(hold: stream_holds.Hold) -> None:
+            stream = ctx_of().stream
+            self.given_back_after_close.append(stream is not None and stream.closed)
+            give_back(hold)
+        monkeypatch.setattr(stream_holds, "take", spy_take)
+        monkeypatch.setattr(stream_holds, "give_back", spy_give_back)
+
+
+def test_a_quick_answer_takes_no_lease_even_when_the_tunnel_is_full(limit, mgmt, monkeypatch):
     tid = connect_agent("conn-A")["tunnel_id"]
-    agent = FakeAgent(mgmt, "conn-A", ok(b"hello"))
+    FakeAgent(mgmt, "conn-A", ok(b"hello"))
+    held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere: full
     ctx = StreamContext()
+    spy = Spy(monkeypatch, lambda: ctx)
     load_handler("forward_stream")(url_event(tid, "/a"), ctx)
-    assert ctx.head[0] == 200 and ctx.body == b"hello"
-    assert leases(tid) == {}  # given back once the answer was written
-    held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere
-    cold_start()
-    posts = len(mgmt.posts)
+    assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"hello"
+    assert spy.taken == [] and spy.given_back_after_close == []  # no write for the lease
+    assert set(leases(tid)) == {h.lease_id for h in held}
+
+
+def test_a_slow_answer_takes_a_lease_after_a_second_and_gives_it_back_after_writing(limit, mgmt, monkeypatch):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    slow = ok(b"slow")
+    seen: dict[str, dict[str, int]] = {}
+
+    def reply(msg: dict[str, Any]) -> Any:
+        deadline = time.monotonic() + 10
+        while not leases(tid) and time.monotonic() < deadline:  # answer once forward_stream holds its lease
+            time.sleep(0.05)
+        seen["leases"] = leases(tid)
+        return slow(msg)
+    agent = FakeAgent(mgmt, "conn-A", reply, threaded=True)
     ctx = StreamContext()
+    spy = Spy(monkeypatch, lambda: ctx)
+    started = time.monotonic()
+    load_handler("forward_stream")(url_event(tid, "/a"), ctx)
+    agent.join()
+    assert time.monotonic() - started >= waiting.HOLD_AFTER_S
+    assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"slow"
+    assert len(seen["leases"]) == 1 and spy.taken == [True]
+    assert spy.given_back_after_close == [True] and leases(tid) == {}  # after the answer was written
+
+
+def test_a_slow_answer_past_the_limit_is_refused_after_a_second_and_a_late_answer_is_refused(
+        limit, mgmt, monkeypatch):
+    tid = connect_agent("conn-A")["tunnel_id"]
+    agent = FakeAgent(mgmt, "conn-A", lambda msg: None)  # never answers in time
+    held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere: full
+    cold_start()
+    ctx = StreamContext()
+    started = time.monotonic()
     load_handler("forward_stream")(url_event(tid, "/b"), ctx)
+    assert waiting.HOLD_AFTER_S <= time.monotonic() - started < 10
+    assert ctx.head is not None
     status, headers, _ = ctx.head
     assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
-    assert len(mgmt.posts) == posts and len(agent.requests) == 1  # the agent never saw it
+    assert len(agent.requests) == 1  # posted: the lease is asked for only once the wait is long
+    rid = agent.requests[0]["request_id"]
+    agent.reply = ok(b"late")
+    agent._answer(agent.requests[0])  # the late answer finds the slot given up
+    answer = store.get_answer(rid, "conn-A")
+    assert answer is not None and answer.error_code == "tunnel_rate_limited"
+    assert set(leases(tid)) == {h.lease_id for h in held}
+
+
+def test_a_stream_takes_a_lease_at_its_head_and_gives_it_back_after_relaying(limit, mgmt, monkeypatch):
+    tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
+    StreamingAgent(mgmt, "conn-A", whole(pieces(3)))
+    ctx = StreamContext(remaining_ms=900_000)
+    spy = Spy(monkeypatch, lambda: ctx)
+    load_handler("forward_stream")(url_event(tid, "/events"), ctx)
+    assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"".join(pieces(3))
+    assert spy.taken == [True] and spy.given_back_after_close == [True] and leases(tid) == {}
+
+
+def test_a_stream_past_the_limit_is_cancelled_at_the_agent_and_refused(limit, mgmt):
+    tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
+    agent = StreamingAgent(mgmt, "conn-A", whole(pieces(3)))
+    held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere: full
+    cold_start()
+    ctx = StreamContext(remaining_ms=900_000)
+    load_handler("forward_stream")(url_event(tid, "/events"), ctx)
+    assert ctx.head is not None
+    status, headers, _ = ctx.head
+    assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
+    assert [c["reason"] for c in agent.told("stream_cancel")] == ["gave_up"]
     assert set(leases(tid)) == {h.lease_id for h in held}
