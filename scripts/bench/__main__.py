@@ -65,6 +65,16 @@ EDGE_LEVELS = (1, 32)
 SSE_STREAMS = 3  # streams of 20 events per edge: 60 delays for p50/p95
 PAIRED_ROUNDS = 200  # edges taking turns, one GET each per round (load.paired)
 STREAM_ENVIRONMENTS = 32  # forward_stream environments in the bench's stack: c=32 never queues behind fewer
+# The ceilings are lifted on the bench's stack: the per-tunnel ones (issue 29: 10 req/s, 20 in flight,
+# 8 open streams) and the HTTP stage's (20 req/s, burst 100, to 1,000; the agents' WebSocket stage
+# must then allow 1.25 x as many answers: Terraform's validation).
+# One tunnel takes all the bench's traffic: with them on, c=1 at ~15 req/s got 429 for 108-167 of 200
+# requests and "req/s at c=32" measured the allowance, not the edge. `python -m scripts.bench.flood`
+# measures the ceilings.
+BENCH_VARS = tuple(item for var in ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "tunnel_max_open_streams=0",
+                                    "http_throttling_rate_limit=1000", "http_throttling_burst_limit=1000",
+                                    "websocket_throttling_rate_limit=1250", "websocket_throttling_burst_limit=1250")
+                   for item in ("--var", var))
 TARGETS = {
     "p50_added_sequential_ms": 10.0,
     "rps_c32": 150.0,
@@ -94,6 +104,9 @@ async def measure_latency(target: Target, counts: dict[int, int], deadline_s: fl
             res = await asyncio.wait_for(bench_load.run(target, c, n, warmup=min(c, 16), max_seconds=level_seconds),
                                          timeout=deadline_s)
             out[f"c{c}"] = {**res.summary(), "planned": n}
+            if res.errors:  # a percentile over the answered part only: say so where it is printed
+                print(f"  warning: {target.name} c={c}: {len(res.errors)} of {n} requests failed "
+                      f"({sorted(set(res.errors))[:3]}); its percentiles count the rest", flush=True)
         except asyncio.TimeoutError:
             out[f"c{c}"] = {"n": 0, "errors": n, "first_errors": [f"timed out after {deadline_s:.0f}s"]}
     return out
@@ -198,7 +211,7 @@ def measure_stack(args, origin_port: int, origin: Target, direct_latency: dict, 
     t0 = time.monotonic()
     # this tree's stack: an ephemeral function URL port, and environments enough for c=32 (a baseline may lack both)
     extra = ("--stream-port", "0", "--caller-ws-port", "0",
-             "--stream-environments", str(STREAM_ENVIRONMENTS)) if root == ROOT else ()
+             "--stream-environments", str(STREAM_ENVIRONMENTS), *BENCH_VARS) if root == ROOT else ()
     stack = stack_ctx.enter_context(LocalStack(log_dir, args.profile, root=root, extra_args=extra))
     started_s = round(time.monotonic() - t0, 1)
     agent = stack_ctx.enter_context(TtfAgent(stack.state["ws_url"], origin_port, log_dir, root=root,
@@ -252,6 +265,24 @@ def measure_sockets(args, stack: Any, agent: Any) -> dict[str, Any]:
     return {"profile": args.profile, **run}
 
 
+def settle(stack: Any, quiet_s: float = 1.0, timeout_s: float = 30.0) -> None:
+    """Wait until the stack's agent messages and invocations stop moving for ``quiet_s`` (at most
+    ``timeout_s``): a count that starts while an earlier level's backlog drains charges it to the
+    next edge (seen: 1.03 to 1.48 agent messages per function URL request, run to run)."""
+    def moving() -> tuple[Any, ...]:
+        now = stack.stats()
+        return (now.get("ws_messages"), now.get("lambda_invocations"))
+    last, quiet_since, deadline = moving(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = moving()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+    print(f"  warning: the stack was still busy after {timeout_s:.0f} s; counting anyway", flush=True)
+
+
 def edge_plan(quick: bool) -> dict[int, int]:
     """The levels the edge comparison needs: one at a time (p50 added) and c=32 (req/s)."""
     counts = plan(quick)
@@ -279,6 +310,7 @@ def measure_edges(args, stack: Any, agent: Any, http_api: dict, direct_latency: 
         edges["function_url"] = {"error": "the stack wrote no stream_url"}
         return edges
     print(f"  function URL edge: {target.base_url}", flush=True)
+    settle(stack)  # the HTTP API's c=128 level may still have answers, acks and frees in flight
     asyncio.run(bench_load.run(target, 1, 5))  # warm forward_stream's environments
     before = stack.stats()
     res = asyncio.run(bench_load.run(target, 1, n))

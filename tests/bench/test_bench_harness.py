@@ -1,6 +1,7 @@
 """Fast tests of the benchmark harness: load generator against the in-process origin, targets, table."""
 
 import hashlib
+import time
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -240,3 +241,36 @@ async def test_paired_takes_turns_and_checks_every_body(origin):
     assert res["a"].ok == 10 and res["a2"].ok == 10 and not res["a"].errors
     bad = await bench_load.paired([a, b], rounds=3, warmup=0)
     assert bad["a"].ok == 3 and bad["b"].ok == 0 and bad["b"].errors == ["status 404"] * 3
+
+
+class _Stats:
+    """A stack whose counters move for the first ``busy`` reads, then stay."""
+
+    def __init__(self, busy: int) -> None:
+        self.reads = 0
+        self.busy = busy
+
+    def stats(self) -> dict:
+        self.reads += 1
+        moved = min(self.reads, self.busy)
+        return {"ws_messages": {"agent_to_api": moved}, "lambda_invocations": {"response": moved}}
+
+
+def test_settle_waits_for_the_backlog_to_stop_moving(capsys):
+    stack = _Stats(busy=6)
+    started = time.monotonic()
+    bench.settle(stack, quiet_s=0.5, timeout_s=10)
+    assert stack.reads >= 6 + 2, "quiet only after the counters stopped"
+    assert time.monotonic() - started < 5 and "warning" not in capsys.readouterr().out
+
+
+def test_settle_gives_up_with_a_warning_on_a_stack_that_never_settles(capsys):
+    bench.settle(_Stats(busy=10**9), quiet_s=0.5, timeout_s=1.0)
+    assert "still busy after 1 s" in capsys.readouterr().out
+
+
+def test_the_bench_stack_lifts_the_ceilings_that_would_measure_the_allowance():
+    given = dict(v.split("=") for v in bench.BENCH_VARS[1::2])
+    assert bench.BENCH_VARS[::2] == ("--var",) * len(given)
+    assert given["tunnel_rate_limit"] == "0" and given["tunnel_max_open_streams"] == "0"
+    assert float(given["websocket_throttling_rate_limit"]) >= 1.25 * float(given["http_throttling_rate_limit"])
