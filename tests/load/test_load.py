@@ -185,7 +185,7 @@ def test_caller_sockets_while_http_runs(stack, origin, make_agent, report):
                  "p50_ms": round(percentile(http_ok_ms, 50), 1) if http_ok_ms else None},
     }
     failed = [r for r in runs if not r.in_order()]
-    assert not failed, f"{len(failed)} of {len(runs)} sockets not echoed once, in order:\n" + \
+    assert len(failed) == 0, f"{len(failed)} of {len(runs)} sockets not echoed once, in order:\n" + \
         "\n".join(r.describe() for r in failed[:8])
     assert sent == WS_PLAN.sockets * WS_PLAN.messages
     # the GETs ran through the whole phase (at least half the planned rate), nearly all of them right
