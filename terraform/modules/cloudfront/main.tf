@@ -87,45 +87,35 @@ resource "aws_cloudfront_distribution" "this" {
   price_class     = var.price_class
   web_acl_id      = var.web_acl_id == "" ? null : var.web_acl_id
 
-  origin {
-    origin_id   = local.origin_id
-    domain_name = local.origin_domain_name
-
-    custom_origin_config {
-      http_port                = 80
-      https_port               = 443
-      origin_protocol_policy   = "https-only"
-      origin_ssl_protocols     = ["TLSv1.2"]
-      origin_read_timeout      = var.origin_read_timeout
-      origin_keepalive_timeout = 60
-    }
-
-    custom_header {
-      name  = local.secret_header
-      value = terraform_data.origin_secret.output
-    }
-  }
-
-  # Only WebSocket handshakes reach it: the viewer-request function selects it by id (no behaviour
-  # targets it). origin_read_timeout covers $connect, which waits up to 20 s for the agent
+  # Two origins alike but for host and path: the function URL (the default behaviour's), and the
+  # caller WebSocket API's stage, which only WebSocket handshakes reach (the viewer-request function
+  # selects it by id; no behaviour targets it). Both get the secret header. origin_read_timeout
+  # also covers the caller API's $connect, which waits up to 20 s for the agent
   # (httptunnel.caller_ws.CALLER_OPEN_WAIT_S) inside API Gateway's 29 s.
-  origin {
-    origin_id   = local.caller_origin_id
-    domain_name = local.caller_origin_domain_name
-    origin_path = "/${var.caller_stage_name}"
-
-    custom_origin_config {
-      http_port                = 80
-      https_port               = 443
-      origin_protocol_policy   = "https-only"
-      origin_ssl_protocols     = ["TLSv1.2"]
-      origin_read_timeout      = var.origin_read_timeout
-      origin_keepalive_timeout = 60
+  dynamic "origin" {
+    for_each = {
+      (local.origin_id)        = { domain_name = local.origin_domain_name, origin_path = "" }
+      (local.caller_origin_id) = { domain_name = local.caller_origin_domain_name, origin_path = "/${var.caller_stage_name}" }
     }
 
-    custom_header {
-      name  = local.secret_header
-      value = terraform_data.origin_secret.output
+    content {
+      origin_id   = origin.key
+      domain_name = origin.value.domain_name
+      origin_path = origin.value.origin_path
+
+      custom_origin_config {
+        http_port                = 80
+        https_port               = 443
+        origin_protocol_policy   = "https-only"
+        origin_ssl_protocols     = ["TLSv1.2"]
+        origin_read_timeout      = var.origin_read_timeout
+        origin_keepalive_timeout = 60
+      }
+
+      custom_header {
+        name  = local.secret_header
+        value = terraform_data.origin_secret.output
+      }
     }
   }
 
