@@ -13,9 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from httptunnel import caller_ws, edge_origin, names
+from httptunnel import caller_ws, edge_origin, names, policy
 
 from . import test_caller_ws
+from .helpers import connect_agent
 from .test_caller_ws import DOMAIN, agent, answer_opens, caller_event, run
 
 callers = test_caller_ws.callers  # its fixture: the caller API's settings over moto and a fake @connections
@@ -108,3 +109,15 @@ def test_cloudfronts_headers_missing_or_a_target_that_cannot_be_sent_are_refused
     for bad in ("/100%zz", "/x?a b", "/x?a#b"):
         refused = run("caller_connect", via_cloudfront("caller-2", f"{tunnel_id}.{DOMAIN}", bad))
         assert refused["statusCode"] == 400 and refused["headers"][names.ERROR_HEADER] == "invalid_request", bad
+
+
+def test_the_edge_policy_sees_the_viewers_address_through_cloudfront(fronted):
+    """An allow list names the viewer's network: CloudFront's own address (the event's sourceIp)
+    would be refused, the viewer's passes; forged headers without the secret do not pass it."""
+    tunnel_id = str(connect_agent("agent-A", headers={"X-Tunnel-Capabilities": "ack,ws", policy.HEADER: policy.to_header(
+        policy.build(allow=["198.51.100.0/24"]))})["tunnel_id"])
+    answer_opens(fronted)
+    host = f"{tunnel_id}.{DOMAIN}"
+    assert run("caller_connect", via_cloudfront("caller-1", host, "/ws"))["statusCode"] == 200
+    forged = run("caller_connect", via_cloudfront("caller-2", host, "/ws", secret=None, query={"tunnel": [tunnel_id]}))
+    assert forged["statusCode"] == 403 and forged["headers"][names.ERROR_HEADER] == "ip_denied"
