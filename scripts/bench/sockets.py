@@ -30,7 +30,7 @@ from aiohttp import web
 from scripts.bench import stats as bench_stats
 
 ROUND_TRIPS = 100
-WARM_WITHIN_S = 90.0  # the first frame can be lost while caller_message initialises (tests/e2e/test_caller_ws.py)
+WARM_WITHIN_S = 90.0  # a frame met by caller_message's cold start can come back only after the queue's 60 s visibility timeout
 ECHO_TIMEOUT_S = 30.0
 
 
@@ -69,8 +69,8 @@ async def _echo(ws: aiohttp.ClientWebSocketResponse, text: str, timeout: float) 
 
 async def _warm_socket(session: aiohttp.ClientSession, url: str, host: str,
                        warm_within_s: float) -> aiohttp.ClientWebSocketResponse:
-    """A socket whose first message echoed (the first frames can be lost while caller_message
-    initialises), tried again until ``warm_within_s``; the caller closes it."""
+    """A socket whose first message echoed (a frame met by caller_message's cold start comes back
+    only after the caller queue's visibility timeout), tried again until ``warm_within_s``; the caller closes it."""
     deadline = time.monotonic() + warm_within_s
     last_error = ""
     while True:
