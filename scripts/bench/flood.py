@@ -4,6 +4,7 @@
                                   [--seconds 6] [--steady-rps 4] [--attack-rps 60] [--attack-max 1500]
                                   [--edge http_api|function_url] [--stream-environments 12]
                                   [--streams 40] [--stream-gap-ms 3000] [--caller-sockets 4]
+                                  [--socket-rate 0]
                                   [--var NAME=VALUE ...] [--json FILE]
 
 For each configuration a local stack starts (loopback, ephemeral ports), with an origin and two
@@ -27,7 +28,8 @@ First B is measured alone ("unloaded"), then under each attack, every phase `--s
   with `--max-streams 1000` (he controls his agent: only the server's limits count);
 - `caller-socket`: a chatty caller from 127.0.0.3 opens `--caller-sockets` caller WebSockets on
   tunnel A (the caller WebSocket API, `caller_ws_url`; A's app echoes every message: the bench
-  origin's `/`) and sends messages as fast as each socket takes them, reading the echoes and the
+  origin's `/`) and sends messages as fast as each socket takes them (or `--socket-rate` a second,
+  all its sockets together), reading the echoes and the
   stage's throttle frames meanwhile; a socket the server closes is opened again 0.2 s later (at
   most 20 times each). Besides B's HTTP traffic, **tunnel B's own caller socket** (from
   127.0.0.2, opened and warmed before the phase starts) makes `--steady-rps` round trips (one
@@ -317,6 +319,8 @@ class Chatter:
     sent: int = 0
     first_sent: float = 0.0
     last_sent: float = 0.0
+    started: float = 0.0  # the pacing's clock (``rate``), and its next message's place
+    slots: int = 0
     echoed: int = 0
     throttled: int = 0
     opened: int = 0
@@ -330,10 +334,11 @@ class Chatter:
                 "closed_by_server": dict(self.closes), "refused": dict(self.refused)}
 
 
-async def chatty_socket(client: aiohttp.ClientSession, url: str, host: str, deadline: float, limit: int,
-                        found: Chatter) -> None:
-    """One caller socket sending as fast as it is taken until ``deadline`` or ``limit`` messages (all
-    sockets together), reading what comes back meanwhile; opened again (SOCKET_REOPENS times at
+async def chatty_socket(client: aiohttp.ClientSession, url: str, host: str, deadline: float, limit: int,  # noqa: PLR0913
+                        rate: float, found: Chatter) -> None:
+    """One caller socket sending until ``deadline`` or ``limit`` messages (all sockets together),
+    as fast as it is taken (``rate`` 0) or its share of ``rate`` messages a second (all sockets
+    together), reading what comes back meanwhile; opened again (SOCKET_REOPENS times at
     most, STREAM_RETRY_S later) when the server closes it or refuses the handshake."""
     for _ in range(SOCKET_REOPENS + 1):
         if time.monotonic() >= deadline:
@@ -362,6 +367,11 @@ async def chatty_socket(client: aiohttp.ClientSession, url: str, host: str, dead
         reader = asyncio.create_task(read(ws))
         try:
             while not ws.closed and time.monotonic() < deadline and found.sent < limit:
+                if rate:
+                    slot, found.slots = found.slots, found.slots + 1
+                    await asyncio.sleep(max(0.0, found.started + slot / rate - time.monotonic()))  # pacing
+                    if ws.closed or time.monotonic() >= deadline:
+                        break
                 await ws.send_str(f"chatter {found.sent}")
                 found.sent += 1
                 found.last_sent = time.monotonic()
@@ -384,10 +394,12 @@ async def chatty_socket(client: aiohttp.ClientSession, url: str, host: str, dead
         return
 
 
-async def socket_flood(url: str, host: str, sockets: int, seconds: float, limit: int, found: Chatter) -> None:
-    deadline = time.monotonic() + seconds
+async def socket_flood(url: str, host: str, sockets: int, seconds: float, limit: int, rate: float,  # noqa: PLR0913
+                       found: Chatter) -> None:
+    found.started = time.monotonic()
+    deadline = found.started + seconds
     async with socket_session(ATTACK_SOURCE) as client:
-        await asyncio.wait_for(asyncio.gather(*(chatty_socket(client, url, host, deadline, limit, found)
+        await asyncio.wait_for(asyncio.gather(*(chatty_socket(client, url, host, deadline, limit, rate, found)
                                                 for _ in range(sockets))), seconds + ANSWER_GRACE_S)
 
 
@@ -475,7 +487,8 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
             jobs.append(stream_flood(source, s_url, s_host, args.streams, seconds, args.attack_max, streams))
         elif name == "caller-socket":
             a_ws_url, a_ws_host = caller_address(state, tunnel_id(tunnel_a))
-            jobs.append(socket_flood(a_ws_url, a_ws_host, args.caller_sockets, seconds, args.attack_max, chatter))
+            jobs.append(socket_flood(a_ws_url, a_ws_host, args.caller_sockets, seconds, args.attack_max,
+                                     args.socket_rate, chatter))
         await asyncio.gather(*jobs)
     found: dict[str, Any] = {"second_tunnel": steady.report()}
     if with_socket:
@@ -575,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-gap-ms", type=int, default=3000, help="stream attacks: the SSE's gap between events")
     parser.add_argument("--caller-sockets", type=int, default=CALLER_SOCKETS,
                         help="caller-socket attack: the chatty caller's sockets at once on tunnel A")
+    parser.add_argument("--socket-rate", type=float, default=0.0,
+                        help="caller-socket attack: messages a second, all its sockets together (0: as fast as "
+                             "the sockets take them)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
@@ -588,8 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be in (0, 120], --attack-rps in (0, 1000], --steady-rps in (0, 100]")
     if not 1 <= args.stream_environments <= 64 or not 1 <= args.streams <= 200 or not 100 <= args.stream_gap_ms <= 60_000:
         parser.error("--stream-environments must be 1..64, --streams 1..200, --stream-gap-ms 100..60000")
-    if not 1 <= args.caller_sockets <= 200:
-        parser.error("--caller-sockets must be 1..200")
+    if not 1 <= args.caller_sockets <= 200 or not 0 <= args.socket_rate <= 10_000:
+        parser.error("--caller-sockets must be 1..200, --socket-rate 0..10000")
     log_dir = Path(tempfile.mkdtemp(prefix="flood-"))
     results = {config: run_config(config, args, log_dir) for config in configs}
     print(table(results))

@@ -287,7 +287,7 @@ async def test_a_chatty_caller_socket_is_closed_by_its_tunnels_budget_and_the_ot
 
     state, tunnel_a, tunnel_b = stream_stack
     args = argparse.Namespace(seconds=3.0, steady_rps=4.0, attack_rps=60.0, attack_max=600, caller_sockets=4,
-                              attacks=("caller-socket",), edge="http_api")
+                              attacks=("caller-socket",), edge="http_api", socket_rate=0.0)
     started = time.monotonic()
     found = await flood.phase("caller-socket", state, tunnel_a, tunnel_b, args)
     took = time.monotonic() - started
