@@ -131,7 +131,7 @@ locals {
       LOG_LEVEL         = var.log_level
     }
     # Caller WebSockets (shared/README.md "Caller WebSockets")
-    caller_connect = {
+    caller_connect = merge({
       CONNECTIONS_TABLE         = module.tables.connections_table_name
       PENDING_TABLE             = module.tables.pending_table_name
       WS_MANAGEMENT_ENDPOINT    = local.ws_management_endpoint
@@ -141,7 +141,7 @@ locals {
       REQUEST_ID_KEY_SSM_PREFIX = local.request_id_key_prefix
       REQUEST_ID_KEY_VERSION    = tostring(var.request_id_key_version)
       LOG_LEVEL                 = var.log_level
-    }
+    }, local.edge_origin_environment) # handshakes CloudFront passes on: httptunnel.caller_ws.through_cloudfront
     caller_message = {
       CONNECTIONS_TABLE             = module.tables.connections_table_name
       WS_MANAGEMENT_ENDPOINT        = local.ws_management_endpoint
@@ -222,13 +222,14 @@ locals {
       # GetParameter without decryption: the version, never the secret (no kms:Decrypt on aws/ssm)
       local.generate_jwt_secret || var.jwt_secret_ssm_parameter != "" ? [{ sid = "JwtSecretVersion", actions = ["ssm:GetParameter"], resources = [local.ssm_parameter_arn] }] : [],
     )
-    caller_connect = [
+    # plus CloudFront's secret (edge_origin_statements: empty without a domain on the function URL edge)
+    caller_connect = concat([
       { sid = "Connections", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "TunnelIndex", actions = ["dynamodb:Query"], resources = [local.tunnel_index_arn] },
       { sid = "Pending", actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [local.pending_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*", "${local.connections_api}/GET/@connections/*"] },
       { sid = "RequestIdKeys", actions = ["ssm:GetParameters"], resources = local.request_id_key_arns },
-    ]
+    ], local.edge_origin_statements)
     caller_message = [
       { sid = "Connections", actions = ["dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.connections_arn] },
       { sid = "PostToAgent", actions = ["execute-api:ManageConnections"], resources = ["${local.connections_api}/POST/@connections/*"] },
@@ -631,6 +632,8 @@ module "cloudfront" {
   aliases               = concat([var.domain_name], var.wildcard_domain ? ["*.${var.domain_name}"] : [])
   certificate_arn       = local.cloudfront_certificate_arn
   origin_url            = module.function_url[0].function_url
+  caller_api_endpoint   = module.caller_websocket_api.api_endpoint # WebSocket handshakes on <id>.<domain> (issue 24)
+  caller_stage_name     = var.caller_websocket_stage_name
   origin_read_timeout   = 120
   secret_parameter_name = local.edge_origin_secret_parameter
   secret_version        = var.edge_origin_secret_version

@@ -11,12 +11,20 @@ The handshake is the HTTP story's: route, the tunnel's connection (``tunnels``),
 (``gate.edge_policy``), the post (``tunnels.post``, a verifiable request id per connection) and the
 wait for the answer row (``waiting``), which the response Lambda writes from ``ws_opened`` /
 ``ws_refused`` (``open_answer``).
+
+With CloudFront in front (a domain on the ``function_url`` edge), a handshake on the tunnel's own
+hostname reaches the caller API through the distribution's viewer-request function, which puts
+the viewer's Host, address and request target in headers (``x-tunnel-host``,
+``x-tunnel-viewer-address``, ``TARGET_HEADER``). They are believed only with the secret origin
+header CloudFront adds (``httptunnel.edge_origin``): ``through_cloudfront``. A caller on the caller
+API's own name (``sockets.<domain>``) is routed as before, its copies of those headers ignored.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -25,13 +33,18 @@ from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
 
-from . import aws, config, events, fairness, gate, limits, log, management, names, policy, protocol, routing, store
+from . import aws, config, edge_origin, events, fairness, gate, limits, log, management, names, policy, protocol
+from . import routing, store
 from . import to_agent, tunnels, waiting
 from .replies import GONE, NOT_FOUND, PUBLIC_MESSAGES, TIMEOUT, ForwardResult
 
 CALLER_OPEN_WAIT_S = 20.0  # $connect waits this long for the agent (API Gateway's integration limit: 29 s)
 APP_FIRST_POST_S = 3.0  # a post to a caller whose $connect has not returned yet is retried this long
 TUNNEL_QUERY = "tunnel"  # the query form: ?tunnel=<id>
+# The app's request target (path and query as the viewer sent them), set by the CloudFront Function
+# (terraform/modules/cloudfront/viewer_request.js) on a handshake it sends to the caller API
+TARGET_HEADER = "x-tunnel-target"
+CLOUDFRONT_HEADERS = (*edge_origin.EDGE_HEADERS, TARGET_HEADER)
 NO_WS = ("this tunnel's agent does not pass WebSockets: upgrade ttf (it must announce the `ws` capability) "
          "and reconnect")
 # Handshake headers that belong to the caller's connection with API Gateway, not to the app's socket.
@@ -232,6 +245,36 @@ def caller_route(ws: events.WsEvent, query: dict[str, list[str]]) -> routing.Rou
     return None
 
 
+def through_cloudfront(ws: events.WsEvent) -> tuple[events.WsEvent, routing.Route, str] | dict[str, Any] | None:
+    """A handshake CloudFront passed on from a tunnel's hostname: the handshake as the viewer made it
+    (its Host, address and headers: ``edge_origin.viewer_headers``), its route (``<id>.<domain>``, or
+    ``/<id>/...`` while path routing is on) and the app's target (``TARGET_HEADER``, kept byte for
+    byte: ``routing.encoded_request_target``); or the refusal (404 no tunnel, 400 a target that
+    cannot be sent on, 502 CloudFront's headers missing). None when the secret origin header is not
+    there or does not match (no CloudFront configured, or a caller on the caller API's own name):
+    the event is then routed as it is, and nothing the caller sent under these names is believed.
+    The secret is read only when a handshake carries the header."""
+    sent = ws.headers.get(edge_origin.SECRET_HEADER, "")
+    if not sent or not edge_origin.fronted() or not edge_origin.secret_matches(sent):
+        return None
+    host = ws.headers.get(edge_origin.HOST_HEADER, "").strip().lower()
+    ip = edge_origin.viewer_ip(ws.headers)
+    target = ws.headers.get(TARGET_HEADER, "")
+    if not host or not ip or not target.startswith("/"):
+        log.warning("CloudFront handshake without its host, address or target", socket_id=ws.connection_id)
+        return _refusal(502, "internal_error", "the edge did not say which host, address and path were called")
+    path, _, raw_query = target.partition("?")
+    route = routing.resolve(host, path, config.caller_ws_domain())
+    if route is None or (route.mode == routing.PATH and not config.path_routing()):
+        return _refusal(404, "tunnel_not_found", NOT_FOUND)
+    try:
+        app = routing.encoded_request_target(route.path, raw_query)
+    except ValueError:
+        return _refusal(400, "invalid_request", "the socket's path cannot be forwarded as a valid URL")
+    headers = {k: v for k, v in edge_origin.viewer_headers(ws.headers, host, ip).items() if k != TARGET_HEADER}
+    return dataclasses.replace(ws, headers=headers, domain_name=host, source_ip=ip), route, app
+
+
 def app_target(query: dict[str, list[str]]) -> str:
     """``/`` and the caller's query without ``tunnel`` (rebuilt from the parsed parameters: the event
     has no raw query, so the app gets an equivalent, not byte-identical, query)."""
@@ -241,8 +284,8 @@ def app_target(query: dict[str, list[str]]) -> str:
 
 def handshake_request(ws: events.WsEvent, target: str) -> events.HttpEvent:
     """The handshake as the HTTP stages see a request (the edge policy and the proxy headers use it)."""
-    raw_query = target.partition("?")[2]
-    return events.HttpEvent(method="GET", raw_path="/", raw_query=raw_query, headers=dict(ws.headers), cookies=(),
+    raw_path, _, raw_query = target.partition("?")
+    return events.HttpEvent(method="GET", raw_path=raw_path, raw_query=raw_query, headers=dict(ws.headers), cookies=(),
                             body=b"", source_ip=ws.source_ip, domain_name=ws.domain_name, request_id=ws.request_id)
 
 
@@ -276,30 +319,41 @@ def connect(event: Any, remaining_ms: int | None = None) -> dict[str, Any]:
     agreed, the socket row, ``ws_open``, wait for the agent (``CALLER_OPEN_WAIT_S``, shortened to
     leave the invocation time to answer: ``waiting.wait_seconds``)."""
     ws = events.parse_ws_event(event)
-    query = _multi(event, "multiValueQueryStringParameters") or {k: [v] for k, v in ws.query.items()}
-    route = caller_route(ws, query)
-    if route is None:
-        return _refusal(404, "tunnel_not_found", NOT_FOUND)
+    edge = through_cloudfront(ws)
+    if isinstance(edge, dict):
+        return edge
+    if edge is not None:
+        viewer, route, target = edge
+    else:
+        query = _multi(event, "multiValueQueryStringParameters") or {k: [v] for k, v in ws.query.items()}
+        found = caller_route(ws, query)
+        if found is None:
+            return _refusal(404, "tunnel_not_found", NOT_FOUND)
+        route, target = found, app_target(query)
+        viewer = ws
+        if edge_origin.fronted():  # CloudFront's names, sent by a caller on the API's own name: never the app's
+            viewer = dataclasses.replace(ws, headers={k: v for k, v in ws.headers.items() if k not in CLOUDFRONT_HEADERS})
     refused = gate.admit(route.tunnel_id)  # before any read, as forward does
     if refused is not None:
         log.info("caller socket refused: the tunnel is over its limits", socket_id=ws.connection_id,
-                 tunnel_id=route.tunnel_id, source_ip=ws.source_ip)
+                 tunnel_id=route.tunnel_id, source_ip=viewer.source_ip)
         return _from_forward(refused)
     try:
-        return _connect(ws, route, query, remaining_ms)
+        return _connect(ws, viewer, route, target, remaining_ms)
     finally:
         gate.release(route.tunnel_id)
 
 
-def _connect(ws: events.WsEvent, route: routing.Route, query: dict[str, list[str]],
+def _connect(ws: events.WsEvent, viewer: events.WsEvent, route: routing.Route, target: str,
              remaining_ms: int | None) -> dict[str, Any]:
+    """``ws``: the caller API's event (its connection, domain and stage: the socket row); ``viewer``:
+    the handshake as the caller made it (through CloudFront: its host, address and headers)."""
     conn = tunnels.connection_for(route.tunnel_id, open_secrets=False)
     if conn is None:
         return _refusal(404, "tunnel_not_found", NOT_FOUND)
     if webhook_only(conn):  # before the edge policy: its webhook secrets are never opened here
-        return _webhook_refusal(route.tunnel_id, ws)
-    target = app_target(query)
-    req = handshake_request(ws, target)
+        return _webhook_refusal(route.tunnel_id, viewer)
+    req = handshake_request(viewer, target)
     rules = gate.edge_policy(req, target, conn)
     if isinstance(rules, ForwardResult):
         return _from_forward(rules)
@@ -319,7 +373,7 @@ def _connect(ws: events.WsEvent, route: routing.Route, query: dict[str, list[str
     posted = tunnels.post(route, conn, frame_for, open_secrets=False)
     if isinstance(posted, tunnels.Unsent) and webhook_only(posted.fresh):
         delete_socket(ws.connection_id)
-        return _webhook_refusal(route.tunnel_id, ws)
+        return _webhook_refusal(route.tunnel_id, viewer)
     if posted is None or isinstance(posted, tunnels.Unsent):
         delete_socket(ws.connection_id)
         return _refusal(502, GONE, "the tunnel's agent is gone")

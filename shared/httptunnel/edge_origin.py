@@ -123,8 +123,14 @@ def viewer_request(req: events.HttpEvent) -> events.HttpEvent | ForwardResult:
     ip = viewer_ip(req.headers)
     if not host or not ip:
         return fail(502, "internal_error", "the edge did not say which host and address were called")
-    headers = {k: v for k, v in req.headers.items() if k not in EDGE_HEADERS}
-    headers["host"] = host
-    if "x-forwarded-for" in headers:
-        headers["x-forwarded-for"] = _chain_to(headers["x-forwarded-for"], ip)
-    return dataclasses.replace(req, headers=headers, domain_name=host, source_ip=ip)
+    return dataclasses.replace(req, headers=viewer_headers(req.headers, host, ip), domain_name=host, source_ip=ip)
+
+
+def viewer_headers(headers: dict[str, str], host: str, ip: str) -> dict[str, str]:
+    """The request's headers as the viewer sent them: CloudFront's four dropped, the viewer's Host,
+    X-Forwarded-For up to the viewer (also caller_ws's, for a handshake CloudFront passed on)."""
+    out = {k: v for k, v in headers.items() if k not in EDGE_HEADERS}
+    out["host"] = host
+    if "x-forwarded-for" in out:
+        out["x-forwarded-for"] = _chain_to(out["x-forwarded-for"], ip)
+    return out

@@ -20,6 +20,8 @@ variables {
   aliases               = ["t.example.com", "*.t.example.com"]
   certificate_arn       = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
   origin_url            = "https://abcdefurl.lambda-url.eu-west-1.on.aws/"
+  caller_api_endpoint   = "wss://callerapi1.execute-api.eu-west-1.amazonaws.com"
+  caller_stage_name     = "callers"
   secret_parameter_name = "/http-tunnel/edge-origin-secret"
   hosted_zone_id        = "Z123"
 }
@@ -56,16 +58,32 @@ run "a_pass_through_edge_in_front_of_the_function_url" {
   }
 
   assert {
-    condition = (one(one(aws_cloudfront_distribution.this.origin).custom_origin_config).origin_read_timeout == 120
-      && one(one(aws_cloudfront_distribution.this.origin).custom_origin_config).origin_protocol_policy == "https-only"
-    && one(aws_cloudfront_distribution.this.origin).domain_name == "abcdefurl.lambda-url.eu-west-1.on.aws")
-    error_message = "the origin is the function URL's bare host over HTTPS, with CloudFront's longest read timeout (120 s)"
+    condition = (one(one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "function-url"]).custom_origin_config).origin_read_timeout == 120
+      && one(one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "function-url"]).custom_origin_config).origin_protocol_policy == "https-only"
+      && one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "function-url"]).domain_name == "abcdefurl.lambda-url.eu-west-1.on.aws"
+    && one(aws_cloudfront_distribution.this.default_cache_behavior).target_origin_id == "function-url")
+    error_message = "the default behaviour's origin is the function URL's bare host over HTTPS, with CloudFront's longest read timeout (120 s)"
   }
 
   assert {
-    condition = (one(one(aws_cloudfront_distribution.this.origin).custom_header).name == "x-tunnel-origin-verify"
-    && nonsensitive(one(one(aws_cloudfront_distribution.this.origin).custom_header).value) == "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01")
-    error_message = "CloudFront adds the generated secret as x-tunnel-origin-verify (httptunnel.edge_origin.SECRET_HEADER)"
+    condition = (length(aws_cloudfront_distribution.this.origin) == 2
+      && one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "caller-websocket"]).domain_name == "callerapi1.execute-api.eu-west-1.amazonaws.com"
+      && one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "caller-websocket"]).origin_path == "/callers"
+      && one(one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "caller-websocket"]).custom_origin_config).origin_protocol_policy == "https-only"
+      && toset(one(one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "caller-websocket"]).custom_origin_config).origin_ssl_protocols) == toset(["TLSv1.2"])
+    && one(one([for o in aws_cloudfront_distribution.this.origin : o if o.origin_id == "caller-websocket"]).custom_origin_config).origin_read_timeout >= 30)
+    error_message = "the second origin is the caller WebSocket API's bare host with its stage as the path, over HTTPS, waiting past $connect's 29 s"
+  }
+
+  assert {
+    condition = alltrue([for o in aws_cloudfront_distribution.this.origin : one(o.custom_header).name == "x-tunnel-origin-verify"
+    && nonsensitive(one(o.custom_header).value) == "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01"])
+    error_message = "CloudFront adds the generated secret as x-tunnel-origin-verify (httptunnel.edge_origin.SECRET_HEADER) to both origins: caller_connect believes the handshake's headers only with it"
+  }
+
+  assert {
+    condition     = strcontains(aws_cloudfront_function.viewer_request.code, "cf.selectRequestOriginById(CALLER_ORIGIN)") && strcontains(aws_cloudfront_function.viewer_request.code, "var CALLER_ORIGIN = 'caller-websocket';") && startswith(aws_cloudfront_function.viewer_request.code, "import cf from 'cloudfront';\n")
+    error_message = "the function selects the caller API's origin by the id declared here (the cloudfront module imported on its first line)"
   }
 
   assert {
@@ -152,4 +170,19 @@ run "refuses_an_unknown_price_class_and_a_zero_secret_version" {
   }
 
   expect_failures = [var.price_class, var.secret_version]
+}
+
+run "refuses_a_caller_origin_that_is_not_a_websocket_api" {
+  command = plan
+
+  module {
+    source = "./modules/cloudfront"
+  }
+
+  variables {
+    caller_api_endpoint = "https://callerapi1.execute-api.eu-west-1.amazonaws.com"
+    caller_stage_name   = "live/x"
+  }
+
+  expect_failures = [var.caller_api_endpoint, var.caller_stage_name]
 }

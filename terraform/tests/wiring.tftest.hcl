@@ -1069,8 +1069,13 @@ run "cloudfront_fronts_the_function_url_with_a_domain" {
   }
 
   assert {
-    condition     = one([for st in local.policy_statements["forward_stream"] : st.resources if st.sid == "EdgeOriginSecret"]) == ["arn:aws:ssm:us-east-1:123456789012:parameter/http-tunnel/edge-origin-secret"] && alltrue([for fn, statements in local.policy_statements : fn == "forward_stream" || !anytrue([for st in statements : st.sid == "EdgeOriginSecret"])])
-    error_message = "only forward_stream may read the origin secret, and only that parameter"
+    condition     = alltrue([for fn in ["forward_stream", "caller_connect"] : one([for st in local.policy_statements[fn] : st.resources if st.sid == "EdgeOriginSecret"]) == ["arn:aws:ssm:us-east-1:123456789012:parameter/http-tunnel/edge-origin-secret"]]) && alltrue([for fn, statements in local.policy_statements : contains(["forward_stream", "caller_connect"], fn) || !anytrue([for st in statements : st.sid == "EdgeOriginSecret"])])
+    error_message = "only forward_stream and caller_connect (handshakes CloudFront passes on, issue 24) may read the origin secret, and only that parameter"
+  }
+
+  assert {
+    condition     = nonsensitive(module.functions["caller_connect"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == "/http-tunnel/edge-origin-secret"
+    error_message = "caller_connect reads the secret's parameter (handshakes CloudFront passes on)"
   }
 }
 
@@ -1083,7 +1088,7 @@ run "no_cloudfront_without_a_domain" {
   }
 
   assert {
-    condition     = length(module.cloudfront) == 0 && output.cloudfront == null && nonsensitive(module.functions["forward_stream"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == ""
+    condition     = length(module.cloudfront) == 0 && output.cloudfront == null && nonsensitive(module.functions["forward_stream"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == "" && nonsensitive(module.functions["caller_connect"].environment["EDGE_ORIGIN_SECRET_SSM_PARAMETER"]) == ""
     error_message = "no domain (the local stack): no CloudFront, and forward_stream uses the function URL's own host and source IP"
   }
 

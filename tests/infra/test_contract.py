@@ -180,11 +180,13 @@ class Context:
 
 
 class StreamContext(Context):
-    """forward_stream's context (runtime_api.Context): open_stream, and 1 s left to wait (waiting.wait_seconds)."""
+    """forward_stream's context (runtime_api.Context): open_stream, and 2 s left to wait
+    (waiting.wait_seconds): past waiting.HOLD_AFTER_S, so the unanswered request takes its lease
+    (stream_holds' UpdateItem; a quicker end would take none and leave that grant unobserved)."""
     stream = None
 
     def get_remaining_time_in_millis(self) -> int:
-        return 5_000
+        return 6_000
 
     def open_stream(self, status_code=200, headers=None, cookies=None):
         class Sink:

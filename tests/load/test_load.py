@@ -3,9 +3,11 @@
 Sustained: LOAD_TUNNELS (10) tunnels x LOAD_CALLERS (50) concurrent callers for LOAD_DURATION_S (60 s):
 zero lost, zero corrupted (sha256 of every echoed body), every status as the local service answered.
 Faults under load: agent killed and restarted (same URL), local service restarted, DynamoDB throttling,
-PostToConnection 410. A request overlapping a fault may end in a gateway error status (502/503/504,
-or 404 while no agent is connected) but never lost, never corrupted, never past its deadline; once a
-fault is over, every request is right again.
+PostToConnection 410. Caller WebSockets: 50 sockets on one tunnel exchange messages, each echo checked
+in order and byte for byte, while steady GETs run through a second tunnel. A request overlapping
+a fault may end in a gateway error status (502/503/504, or 404 while no agent is connected) but
+never lost, never corrupted, never past its deadline; once a fault is over, every request is right
+again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import urllib.request
 
 import pytest
 
-from load_driver import Outcome, Tally, callers
+from load_driver import Outcome, SocketPlan, Tally, caller_sockets, callers, paced_gets
 from scripts.bench.load import Target
+from scripts.bench.sockets import caller_address
+from scripts.bench.stats import percentile
 from scripts.harness.rss import RssSampler
+from scripts.harness.tfdefaults import terraform_default
 
 pytestmark = pytest.mark.load
 
@@ -104,6 +109,88 @@ def test_sustained_load_many_tunnels(stack, origin, make_agent, report):
     assert not bad, f"{counts}, of which {report['sustained']['deadline_timeouts']} at the deadline\n{describe(bad)}"
     assert min(by_tunnel.values()) > 0, by_tunnel  # every tunnel carried traffic
     assert tally.slowest() <= ANSWER_DEADLINE_S
+
+
+# Caller WebSockets under HTTP load (issue 24 item 7). The rates stay inside a default deployment's
+# budgets (checked against terraform/*.tf below), so the phase tests ordering and integrity under
+# concurrency, never a limit: the suite's stack runs with SUITE_THROTTLES' raised values, and a
+# default deployment would carry this phase unchanged.
+WS_PLAN = SocketPlan(sockets=int(os.environ.get("LOAD_WS_SOCKETS", "50")),
+                     messages=int(os.environ.get("LOAD_WS_MESSAGES", "20")),
+                     burst=4,  # back to back, without waiting for echoes: ordering is the system's job
+                     messages_per_s=25.0, opens_per_s=10.0)
+HTTP_GETS_PER_S = 8.0
+HTTP_GET_CALLERS = 4
+TTF_MAX_WEBSOCKETS = 64  # ttf's default --max-websockets (cli/ttf/config.py DEFAULT_MAX_WEBSOCKETS)
+WS_MAX_HTTP_ERROR_RATE = 0.01
+
+
+def test_ws_plan_fits_the_default_budgets():
+    """The socket phase's rates against the Terraform defaults, one budget at a time."""
+    tunnel_messages = terraform_default("tunnel_caller_message_rate_limit")  # 50/s, socket closed past it
+    assert WS_PLAN.messages_per_s <= 0.6 * tunnel_messages
+    assert WS_PLAN.burst * 2 <= terraform_default("tunnel_caller_message_burst_limit")
+    assert WS_PLAN.messages_per_s <= 0.6 * terraform_default("caller_message_throttling_rate_limit")
+    # each echo is one agent message on the sockets tunnel's agent socket; opens come before the messages
+    agent_rate = terraform_default("agent_message_rate_limit")  # 30/s per agent socket
+    assert WS_PLAN.messages_per_s <= 0.85 * agent_rate and WS_PLAN.opens_per_s <= 0.5 * agent_rate
+    assert WS_PLAN.opens_per_s <= 0.2 * terraform_default("caller_connect_throttling_rate_limit")
+    assert WS_PLAN.sockets + 1 <= TTF_MAX_WEBSOCKETS  # + the socket that warms caller_message
+    # the GETs' tunnel: its own agent, its own per-tunnel rate; the stage is shared with nothing else here
+    assert HTTP_GETS_PER_S <= 0.85 * terraform_default("tunnel_rate_limit")
+    assert HTTP_GETS_PER_S <= 0.5 * terraform_default("http_throttling_rate_limit")
+    assert HTTP_GETS_PER_S <= 0.5 * agent_rate
+
+
+def test_caller_sockets_while_http_runs(stack, origin, make_agent, report):
+    """50 caller sockets on one tunnel, each sending 20 numbered messages (every other one non-ASCII)
+    in bursts of 4, while steady GETs run through a second tunnel: every echo arrives once, in order,
+    byte-exact; HTTP errors <= 1 %."""
+    sockets_agent = make_agent(origin.port, "ttf-sockets")
+    http_agent = make_agent(origin.port, "ttf-sockets-http")
+    url, host = caller_address(stack.state, sockets_agent.established["tunnel_id"])
+    target = Target("sockets-http", http_agent.path_url)
+    tally = Tally()
+
+    async def phase() -> tuple[list, float, float]:
+        stop = asyncio.Event()
+        gets = asyncio.create_task(paced_gets(target, HTTP_GET_CALLERS, HTTP_GETS_PER_S, tally, stop))
+        started = time.monotonic()
+        try:
+            runs = await caller_sockets(url, host, WS_PLAN)
+        finally:
+            stop.set()
+            await gets
+        return runs, started, time.monotonic()
+
+    runs, started, ended = asyncio.run(phase())
+    ok_runs = [r for r in runs if r.in_order()]
+    round_trips = [ms for r in runs for ms in r.round_trips_ms()]
+    counts = tally.count()
+    http_ok_ms = [o.seconds * 1000 for o in tally.outcomes if o.kind == "ok"]
+    http_errors = len(tally.outcomes) - counts.get("ok", 0)
+    error_rate = http_errors / len(tally.outcomes) if tally.outcomes else 1.0
+    sent = sum(len(r.sent_at) for r in runs)
+    report["caller_sockets"] = {
+        "sockets": WS_PLAN.sockets, "messages_per_socket": WS_PLAN.messages, "burst": WS_PLAN.burst,
+        "planned_messages_per_s": WS_PLAN.messages_per_s, "duration_s": round(ended - started, 1),
+        "messages_sent": sent, "messages_echoed": sum(len(r.received) for r in runs),
+        "sockets_in_order": len(ok_runs),
+        "round_trip_ms": ({"n": len(round_trips), "p50": round(percentile(round_trips, 50), 1),
+                           "p95": round(percentile(round_trips, 95), 1), "max": round(max(round_trips), 1)}
+                          if round_trips else {"n": 0}),
+        "http": {"requests": len(tally.outcomes), "outcomes": dict(counts),
+                 "statuses": {str(k): v for k, v in tally.statuses().items()},
+                 "error_rate": round(error_rate, 4), "rps": round(len(tally.outcomes) / (ended - started), 1),
+                 "p50_ms": round(percentile(http_ok_ms, 50), 1) if http_ok_ms else None},
+    }
+    failed = [r for r in runs if not r.in_order()]
+    assert len(failed) == 0, f"{len(failed)} of {len(runs)} sockets not echoed once, in order:\n" + \
+        "\n".join(r.describe() for r in failed[:8])
+    assert sent == WS_PLAN.sockets * WS_PLAN.messages
+    # the GETs ran through the whole phase (at least half the planned rate), nearly all of them right
+    assert len(tally.outcomes) >= 0.5 * HTTP_GETS_PER_S * (ended - started), report["caller_sockets"]["http"]
+    assert error_rate <= WS_MAX_HTTP_ERROR_RATE, f"{counts}\n{describe(tally.bad())}"
 
 
 def drop_connection(stack, connection_id: str) -> int:

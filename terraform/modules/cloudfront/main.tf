@@ -12,9 +12,18 @@
 # packets: a subdomain URL's answer may be silent that long, a path URL on the function URL 15 min.
 # moto has no CloudFront Functions or policies: the root creates this module only with a domain,
 # which the local stack never sets.
+#
+# A caller's WebSocket on a tunnel's hostname (issue 24): the function sends a handshake
+# (Sec-WebSocket-Key present) to the second origin, the caller WebSocket API with its stage as
+# the origin path (cf.selectRequestOriginById), with the app's path and query in x-tunnel-target;
+# that origin gets the same secret header, and caller_connect believes the three headers only
+# with it (httptunnel.caller_ws.through_cloudfront). The behaviour, so its policies, is the default
+# one: AllViewerExceptHostHeader forwards Sec-WebSocket-* and leaves Host to the origin
+# (execute-api answers only on its own name).
 
 locals {
-  origin_id = "function-url"
+  origin_id        = "function-url"
+  caller_origin_id = "caller-websocket" # viewer_request.js CALLER_ORIGIN
   # AWS managed policies, by id (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/using-managed-cache-policies.html,
   # .../using-managed-origin-request-policies.html); ids never change, and the data sources that
   # look them up are null under terraform test's mock provider.
@@ -22,6 +31,7 @@ locals {
   all_viewer_except_host_policy_id = "b689b0a8-53d0-40ab-baf2-68738e2966ac" # Managed-AllViewerExceptHostHeader
   secret_header                    = "x-tunnel-origin-verify"               # httptunnel.edge_origin.SECRET_HEADER
   origin_domain_name               = trimsuffix(trimprefix(var.origin_url, "https://"), "/")
+  caller_origin_domain_name        = trimsuffix(trimprefix(var.caller_api_endpoint, "wss://"), "/")
   all_methods                      = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
 }
 
@@ -56,7 +66,7 @@ resource "aws_ssm_parameter" "origin_secret" {
 resource "aws_cloudfront_function" "viewer_request" {
   name    = "${var.name}-viewer-request"
   runtime = "cloudfront-js-2.0"
-  comment = "http-tunnel: the viewer's Host and address for forward_stream"
+  comment = "http-tunnel: the viewer's Host and address for forward_stream; WebSocket handshakes to the caller API"
   publish = true
   code    = file("${path.module}/viewer_request.js")
 }
@@ -65,7 +75,7 @@ resource "aws_cloudfront_distribution" "this" {
   #checkov:skip=CKV_AWS_68:WAF is the operator's choice (root cloudfront_web_acl_id): a web ACL costs $5/month plus per rule and request, and tunnels carry arbitrary apps
   #checkov:skip=CKV2_AWS_47:WAF is the operator's choice (web_acl_id, with whatever rules suit the apps tunnelled): a web ACL costs $5/month plus per rule and request
   #checkov:skip=CKV_AWS_86:access logs need an S3 bucket with ACLs; forward_stream already logs one line per request (status, tunnel, duration)
-  #checkov:skip=CKV_AWS_310:one origin only: the function URL; a failover group needs a second, and retrying a non-idempotent request elsewhere is wrong for a tunnel
+  #checkov:skip=CKV_AWS_310:no failover group: the two origins serve different requests (the function URL, the caller WebSocket API), and retrying a non-idempotent request elsewhere is wrong for a tunnel
   #checkov:skip=CKV_AWS_305:no default root object: every path belongs to a tunnel's own app
   #checkov:skip=CKV_AWS_374:no geo restriction: tunnels are public URLs, and per-tunnel IP rules are the edge policy's
   #checkov:skip=CKV2_AWS_32:no response headers policy: the tunnel's app sets its own headers, which must pass through unchanged
@@ -77,22 +87,35 @@ resource "aws_cloudfront_distribution" "this" {
   price_class     = var.price_class
   web_acl_id      = var.web_acl_id == "" ? null : var.web_acl_id
 
-  origin {
-    origin_id   = local.origin_id
-    domain_name = local.origin_domain_name
-
-    custom_origin_config {
-      http_port                = 80
-      https_port               = 443
-      origin_protocol_policy   = "https-only"
-      origin_ssl_protocols     = ["TLSv1.2"]
-      origin_read_timeout      = var.origin_read_timeout
-      origin_keepalive_timeout = 60
+  # Two origins alike but for host and path: the function URL (the default behaviour's), and the
+  # caller WebSocket API's stage, which only WebSocket handshakes reach (the viewer-request function
+  # selects it by id; no behaviour targets it). Both get the secret header. origin_read_timeout
+  # also covers the caller API's $connect, which waits up to 20 s for the agent
+  # (httptunnel.caller_ws.CALLER_OPEN_WAIT_S) inside API Gateway's 29 s.
+  dynamic "origin" {
+    for_each = {
+      (local.origin_id)        = { domain_name = local.origin_domain_name, origin_path = "" }
+      (local.caller_origin_id) = { domain_name = local.caller_origin_domain_name, origin_path = "/${var.caller_stage_name}" }
     }
 
-    custom_header {
-      name  = local.secret_header
-      value = terraform_data.origin_secret.output
+    content {
+      origin_id   = origin.key
+      domain_name = origin.value.domain_name
+      origin_path = origin.value.origin_path
+
+      custom_origin_config {
+        http_port                = 80
+        https_port               = 443
+        origin_protocol_policy   = "https-only"
+        origin_ssl_protocols     = ["TLSv1.2"]
+        origin_read_timeout      = var.origin_read_timeout
+        origin_keepalive_timeout = 60
+      }
+
+      custom_header {
+        name  = local.secret_header
+        value = terraform_data.origin_secret.output
+      }
     }
   }
 

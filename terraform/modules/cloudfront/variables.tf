@@ -38,6 +38,26 @@ variable "origin_url" {
   }
 }
 
+variable "caller_api_endpoint" {
+  type        = string
+  description = "The caller WebSocket API's endpoint (wss://<api-id>.execute-api.<region>.amazonaws.com, no stage): where the function sends WebSocket handshakes."
+
+  validation {
+    condition     = can(regex("^wss://[a-z0-9]+\\.execute-api\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/?$", var.caller_api_endpoint))
+    error_message = "caller_api_endpoint must be a WebSocket API's endpoint: wss://<api-id>.execute-api.<region>.amazonaws.com."
+  }
+}
+
+variable "caller_stage_name" {
+  type        = string
+  description = "The caller WebSocket API's stage: the second origin's path (API Gateway answers a socket only on /<stage>)."
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,128}$", var.caller_stage_name))
+    error_message = "caller_stage_name must be 1-128 letters, digits, '-' or '_' (an API Gateway stage name)."
+  }
+}
+
 variable "origin_read_timeout" {
   type        = number
   description = "Seconds CloudFront waits for the first byte and between two packets of an answer (1-120; the tunnel's limit for silence on subdomain URLs)."

@@ -14,7 +14,11 @@ io.on("connection", (socket) => {
   socket.emit("welcome", "héllo from the app ✓");  // the app speaks first
   const order = [];
   socket.on("chat", (n, ack) => { order.push(n); ack(`echo ${n}`); });
-  socket.on("disconnect", (reason) => print({ event: "disconnect", reason, order }));
+  // numbered events echoed as events (no ack ids to match them by): the order the app read them in
+  // is the order it echoes them in, so the client's list shows both directions' order
+  const sequence = [];
+  socket.on("seq", (n) => { sequence.push(n); socket.emit("seq", n); });
+  socket.on("disconnect", (reason) => print({ event: "disconnect", reason, order, sequence }));
 });
 http.listen(0, "127.0.0.1", () => print({ event: "listening", port: http.address().port }));
 process.on("SIGTERM", () => { io.close(); process.exit(0); });
