@@ -3,7 +3,9 @@
     python -m scripts.bench.flood [--configs before,after] [--attacks unknown,own,connect,default]
                                   [--seconds 6] [--steady-rps 4] [--attack-rps 60] [--attack-max 1500]
                                   [--edge http_api|function_url] [--stream-environments 12]
-                                  [--streams 40] [--stream-gap-ms 3000] [--var NAME=VALUE ...] [--json FILE]
+                                  [--streams 40] [--stream-gap-ms 3000] [--caller-sockets 4]
+                                  [--socket-rate 0]
+                                  [--var NAME=VALUE ...] [--json FILE]
 
 For each configuration a local stack starts (loopback, ephemeral ports), with an origin and two
 `ttf` agents: tunnel A (the one attacked, or the attacker's own) and tunnel B (the second tunnel).
@@ -23,9 +25,18 @@ First B is measured alone ("unloaded"), then under each attack, every phase `--s
   while it lasts and, when refused, trying again 0.2 s later. A's agent keeps its default
   `--max-streams` (8), so the agent's cap is what this attacker meets first;
 - `stream-holder`: the same from 127.0.0.4 on a token holder's own tunnel C, whose agent runs
-  with `--max-streams 1000` (he controls his agent: only the server's limits count).
-Each attack sends at most `--attack-max` requests and has at most 64 outstanding; every phase ends
-after `--seconds` (plus at most 30 s for answers in flight). A chatty caller socket waits on issue 24.
+  with `--max-streams 1000` (he controls his agent: only the server's limits count);
+- `caller-socket`: a chatty caller from 127.0.0.3 opens `--caller-sockets` caller WebSockets on
+  tunnel A (the caller WebSocket API, `caller_ws_url`; A's app echoes every message: the bench
+  origin's `/`) and sends messages as fast as each socket takes them (or `--socket-rate` a second,
+  all its sockets together), reading the echoes and the
+  stage's throttle frames meanwhile; a socket the server closes is opened again 0.2 s later (at
+  most 20 times each). Besides B's HTTP traffic, **tunnel B's own caller socket** (from
+  127.0.0.2, opened and warmed before the phase starts) makes `--steady-rps` round trips (one
+  message, its echo) a second, one at a time: its error rate (the stage's throttle frame, no echo
+  within 10 s, the socket closed) and round-trip p50, here and in `unloaded`.
+Each attack sends at most `--attack-max` requests (or messages) and has at most 64 outstanding;
+every phase ends after `--seconds` (plus at most 30 s for answers in flight).
 
 The function URL: the emulator runs forward_stream in `--stream-environments` processes (one
 invocation each, as Lambda's execution environments) and the harness sets
@@ -35,9 +46,10 @@ attacks also set `max_stream_seconds=30` (Terraform's minimum): the emulator, li
 tell the function that a caller went away, so a stream lasts until the origin ends it or that cap.
 
 Configurations: `before` = the per-tunnel and per-socket limits off (`tunnel_rate_limit=0`,
-`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`, `tunnel_max_open_streams=0`), API Gateway's throttles as Terraform sets
-them; `after` = this repo's defaults; `after-raised` = the defaults with the HTTP stage raised to
-100 req/s (burst 200) and the WebSocket stage to 200 msg/s (burst 400), the configuration in which
+`tunnel_max_in_flight=0`, `agent_message_rate_limit=0`, `tunnel_max_open_streams=0`,
+`tunnel_caller_message_rate_limit=0`), API Gateway's throttles as Terraform sets them; `after` =
+this repo's defaults; `after-raised` = the defaults with the HTTP stage raised to 100 req/s (burst
+200) and the WebSocket stage to 200 msg/s (burst 400), the configuration in which
 the per-tunnel limits, not the stage, are what a single tunnel's flood meets. `--var` adds Terraform
 variables to every configuration. The emulator runs each function's invocations in one process
 (N = 1 instance), so per-instance counts bind here as a whole (README: "Fair under flood").
@@ -57,6 +69,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +77,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from scripts.bench.sockets import WARM_WITHIN_S, _warm_socket, caller_address
 from scripts.harness.proc import Proc
 from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
@@ -74,13 +88,18 @@ HOLDER_SOURCE = "127.0.0.4"
 OUTSTANDING_MAX = 64
 ANSWER_GRACE_S = 30.0
 HOLDER_STREAM_SOURCE = "127.0.0.4"
-ATTACKS = ("unknown", "own", "connect", "default", "stream", "stream-holder")
+ATTACKS = ("unknown", "own", "connect", "default", "stream", "stream-holder", "caller-socket")
 STREAM_ATTACKS = ("stream", "stream-holder")
 STREAM_ENVIRONMENTS = 12  # forward_stream environments (= its reserved concurrency) with the function URL
 HOLDER_MAX_STREAMS = 1000  # the most ttf accepts: a token holder's own agent does not cap his streams
 STREAM_RETRY_S = 0.2
+CALLER_SOCKETS = 4  # the chatty caller's sockets at once (A's agent allows 64: --max-websockets)
+SOCKET_REOPENS = 20  # each of them is opened again at most this often after the server closes it
+ECHO_WITHIN_S = 10.0  # tunnel B's socket: a round trip without its echo by then is an error
+THROTTLED = "Too Many Requests"  # the message of API Gateway's throttle frame (emulator/README.md, Throttling)
 CONFIGS: dict[str, tuple[str, ...]] = {
-    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0", "tunnel_max_open_streams=0"),
+    "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0", "tunnel_max_open_streams=0",
+               "tunnel_caller_message_rate_limit=0"),
     "after": (),
     "after-raised": ("http_throttling_rate_limit=100", "http_throttling_burst_limit=200",
                      "websocket_throttling_rate_limit=200", "websocket_throttling_burst_limit=400"),
@@ -108,13 +127,17 @@ def session(source: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=ANSWER_GRACE_S))
 
 
+def tunnel_id(public_url: str) -> str:
+    """The tunnel id of a subdomain URL ``http://<id>.localhost:<port>/``."""
+    return urlsplit(public_url).hostname.split(".", 1)[0]  # type: ignore[union-attr]
+
+
 def target(public_url: str, path: str, edge_url: str) -> tuple[str, str]:
     """(URL to the edge on 127.0.0.1, Host header) for a tunnel's subdomain URL
     ``http://<id>.localhost:<port>/``: the HTTP API's port, or the function URL's (``stream_url``
     takes any Host, as the tunnel's own name will through CloudFront)."""
-    tunnel_id = urlsplit(public_url).hostname.split(".", 1)[0]  # type: ignore[union-attr]
     port = urlsplit(edge_url).port
-    return f"http://127.0.0.1:{port}{path}", f"{tunnel_id}.localhost:{port}"
+    return f"http://127.0.0.1:{port}{path}", f"{tunnel_id(public_url)}.localhost:{port}"
 
 
 async def paced(rate: float, seconds: float, limit: int, one: Any) -> None:
@@ -272,16 +295,175 @@ def sse_path(seconds: float, gap_ms: int) -> str:
     return f"/sse?n={max(2, math.ceil((seconds + 2) * 1000 / gap_ms) + 1)}&ms={gap_ms}"
 
 
+def throttle_frame(data: str) -> bool:
+    """Whether a text frame from the caller API is its throttle frame (the message was dropped)."""
+    if not data.startswith("{"):
+        return False
+    try:
+        return bool(json.loads(data).get("message") == THROTTLED)
+    except (ValueError, AttributeError):
+        return False
+
+
+def socket_session(source: str) -> aiohttp.ClientSession:
+    """A client for caller WebSockets from ``source``: no total timeout (a socket lasts the phase)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), force_close=True)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
+        total=None, connect=ANSWER_GRACE_S, sock_connect=ANSWER_GRACE_S))
+
+
+@dataclass
+class Chatter:
+    """What a chatty caller got: messages sent, echoed back by the app and answered with the stage's
+    throttle frame; sockets opened, how the server ended them (close code), refused handshakes."""
+    sent: int = 0
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    started: float = 0.0  # the pacing's clock (``rate``), and its next message's place
+    slots: int = 0
+    echoed: int = 0
+    throttled: int = 0
+    opened: int = 0
+    open_at_end: int = 0
+    closes: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def report(self) -> dict[str, Any]:
+        return {"sent": self.sent, "sending_s": round(self.last_sent - self.first_sent, 2), "echoed": self.echoed,
+                "throttled": self.throttled, "opened": self.opened, "open_at_end": self.open_at_end,
+                "closed_by_server": dict(self.closes), "refused": dict(self.refused)}
+
+
+async def chatty_socket(client: aiohttp.ClientSession, url: str, host: str, deadline: float, limit: int,  # noqa: PLR0913
+                        rate: float, found: Chatter) -> None:
+    """One caller socket sending until ``deadline`` or ``limit`` messages (all sockets together),
+    as fast as it is taken (``rate`` 0) or its share of ``rate`` messages a second (all sockets
+    together), reading what comes back meanwhile; opened again (SOCKET_REOPENS times at
+    most, STREAM_RETRY_S later) when the server closes it or refuses the handshake."""
+    for _ in range(SOCKET_REOPENS + 1):
+        if time.monotonic() >= deadline:
+            return
+        try:
+            ws = await client.ws_connect(url, headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        except aiohttp.WSServerHandshakeError as exc:
+            error = exc.headers.get("x-tunnel-error", "") if isinstance(exc.headers, Mapping) else ""
+            found.refused[f"{exc.status} {error}".strip()] += 1
+            await asyncio.sleep(STREAM_RETRY_S)  # a refused handshake: try again shortly, as an attacker would
+            continue
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            found.refused[type(exc).__name__] += 1
+            await asyncio.sleep(STREAM_RETRY_S)
+            continue
+        found.opened += 1
+
+        async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in ws:  # until the socket closes
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    if throttle_frame(msg.data):
+                        found.throttled += 1
+                    else:
+                        found.echoed += 1
+
+        reader = asyncio.create_task(read(ws))
+        try:
+            while not ws.closed and time.monotonic() < deadline and found.sent < limit:
+                if rate:
+                    slot, found.slots = found.slots, found.slots + 1
+                    await asyncio.sleep(max(0.0, found.started + slot / rate - time.monotonic()))  # pacing
+                    if ws.closed or time.monotonic() >= deadline:
+                        break
+                await ws.send_str(f"chatter {found.sent}")
+                found.sent += 1
+                found.last_sent = time.monotonic()
+                found.first_sent = found.first_sent or found.last_sent
+                await asyncio.sleep(0)  # let the reader (and everything else) run: not a wait
+            # sent all it may: read echoes until the phase ends or the server closes the socket
+            await asyncio.wait([reader], timeout=max(0.0, deadline - time.monotonic()))
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass  # the server closed it mid-send
+        if reader.done() or ws.closed:
+            await asyncio.wait([reader], timeout=5)
+            found.closes[str(ws.close_code)] += 1
+            reader.cancel()
+            await ws.close()
+            await asyncio.sleep(STREAM_RETRY_S)
+            continue
+        found.open_at_end += 1
+        reader.cancel()
+        await ws.close()
+        return
+
+
+async def socket_flood(url: str, host: str, sockets: int, seconds: float, limit: int, rate: float,  # noqa: PLR0913
+                       found: Chatter) -> None:
+    found.started = time.monotonic()
+    deadline = found.started + seconds
+    async with socket_session(ATTACK_SOURCE) as client:
+        await asyncio.wait_for(asyncio.gather(*(chatty_socket(client, url, host, deadline, limit, rate, found)
+                                                for _ in range(sockets))), seconds + ANSWER_GRACE_S)
+
+
+async def round_trip(ws: aiohttp.ClientWebSocketResponse, text: str, sample: Sample) -> None:
+    """Send ``text`` and wait for its echo (skipping late echoes of earlier ones): its time, or an error."""
+    started = time.monotonic()
+    await ws.send_str(text)
+    while (left := started + ECHO_WITHIN_S - time.monotonic()) > 0:
+        try:
+            msg = await ws.receive(timeout=left)
+        except asyncio.TimeoutError:
+            break
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            sample.errors[f"closed {ws.close_code}"] += 1
+            return
+        if msg.data == text:
+            sample.ok += 1
+            sample.latencies_ms.append((time.monotonic() - started) * 1000)
+            return
+        if throttle_frame(msg.data):  # one message at a time: it is this one that was dropped
+            sample.errors["throttled (stage)"] += 1
+            return
+    sample.errors[f"no echo within {ECHO_WITHIN_S:g} s"] += 1
+
+
+async def steady_socket(client: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, url: str, host: str,
+                        rate: float, seconds: float, sample: Sample) -> None:
+    """``rate`` round trips a second on ``ws`` for ``seconds``, one at a time; a socket the server
+    closed is opened (and warmed) again."""
+    started = time.monotonic()
+    n = 0
+    try:
+        while (due := started + n / rate) < started + seconds:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))  # pacing: the wait is the rate
+            n += 1
+            if ws.closed:
+                try:
+                    ws = await _warm_socket(client, url, host, max(1.0, started + seconds - time.monotonic()))
+                except RuntimeError:
+                    sample.errors["not reopened"] += 1
+                    return
+            try:
+                await round_trip(ws, f"steady {n} é", sample)
+            except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+                sample.errors[type(exc).__name__] += 1
+    finally:
+        await ws.close()
+
+
 async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, args: argparse.Namespace,
                 tunnel_c: str | None = None) -> dict[str, Any]:
     token = agent_token(state)
-    steady, attack, agent_connects = Sample(), Sample(), Sample()
-    streams = Streams()
+    steady, attack, agent_connects, b_socket = Sample(), Sample(), Sample(), Sample()
+    streams, chatter = Streams(), Chatter()
     edge_url = state["stream_url"] if args.edge == "function_url" else state["http_url"]
     b_url, b_host = target(tunnel_b, "/kb", edge_url)
     seconds = args.seconds
-    async with session(STEADY_SOURCE) as calm, session(ATTACK_SOURCE) as noisy:
+    with_socket = name in ("unloaded", "caller-socket") and "caller-socket" in args.attacks
+    async with session(STEADY_SOURCE) as calm, session(ATTACK_SOURCE) as noisy, socket_session(STEADY_SOURCE) as b_ws:
         jobs = [paced(args.steady_rps, seconds, 10_000, lambda: get(calm, b_url, b_host, steady))]
+        if with_socket:  # B's own caller socket, warmed before the phase's clock starts
+            ws_url, ws_host = caller_address(state, tunnel_id(tunnel_b))
+            ws = await _warm_socket(b_ws, ws_url, ws_host, WARM_WITHIN_S)
+            jobs.append(steady_socket(b_ws, ws, ws_url, ws_host, args.steady_rps, seconds, b_socket))
         if name == "connect":
             jobs.append(paced(1.0, seconds, 10_000, lambda: connect_once(calm, state["ws_url"], token, agent_connects)))
             jobs.append(paced(args.attack_rps, seconds, args.attack_max,
@@ -290,8 +472,8 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
             port = urlsplit(edge_url).port
 
             def unknown() -> Any:
-                tunnel_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=12))
-                return get(noisy, f"http://127.0.0.1:{port}/kb", f"{tunnel_id}.localhost:{port}", attack, expect=None)
+                unknown_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=12))
+                return get(noisy, f"http://127.0.0.1:{port}/kb", f"{unknown_id}.localhost:{port}", attack, expect=None)
             jobs.append(paced(args.attack_rps, seconds, args.attack_max, unknown))
         elif name == "own":
             a_url, a_host = target(tunnel_a, "/kb", edge_url)
@@ -303,10 +485,18 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
             assert victim is not None, "stream-holder needs tunnel C"
             s_url, s_host = target(victim, sse_path(seconds, args.stream_gap_ms), state["stream_url"])
             jobs.append(stream_flood(source, s_url, s_host, args.streams, seconds, args.attack_max, streams))
+        elif name == "caller-socket":
+            a_ws_url, a_ws_host = caller_address(state, tunnel_id(tunnel_a))
+            jobs.append(socket_flood(a_ws_url, a_ws_host, args.caller_sockets, seconds, args.attack_max,
+                                     args.socket_rate, chatter))
         await asyncio.gather(*jobs)
     found: dict[str, Any] = {"second_tunnel": steady.report()}
+    if with_socket:
+        found["second_tunnel_socket"] = b_socket.report()
     if name in STREAM_ATTACKS:
         found["attack"] = streams.report()
+    elif name == "caller-socket":
+        found["attack"] = chatter.report()
     elif name != "unloaded":
         found["attack"] = {"ok": attack.ok, "other": dict(attack.errors)}
     if name == "connect":
@@ -366,6 +556,14 @@ def table(results: dict[str, Any]) -> str:
             if name in STREAM_ATTACKS:
                 got = results[config][name]["attack"]
                 cell += f" (attacker: {got['open_max']} streams open at most, refused {got['refused']})"
+            if "second_tunnel_socket" in results[config][name]:
+                r = results[config][name]["second_tunnel_socket"]
+                cell += f"; B's socket: {100 * (r['error_rate'] or 0):.1f} %, {r['p50_ms']} ms"
+            if name == "caller-socket":
+                got = results[config][name]["attack"]
+                cell += (f" (attacker: {got['sent']} sent, {got['echoed']} echoed, {got['throttled']} throttled; "
+                         f"{got['opened']} sockets, closed by the server {got['closed_by_server']}, "
+                         f"refused {got['refused']})")
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -388,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="forward_stream execution environments the emulator runs, and its reserved concurrency")
     parser.add_argument("--streams", type=int, default=40, help="stream attacks: callers holding a stream at once")
     parser.add_argument("--stream-gap-ms", type=int, default=3000, help="stream attacks: the SSE's gap between events")
+    parser.add_argument("--caller-sockets", type=int, default=CALLER_SOCKETS,
+                        help="caller-socket attack: the chatty caller's sockets at once on tunnel A")
+    parser.add_argument("--socket-rate", type=float, default=0.0,
+                        help="caller-socket attack: messages a second, all its sockets together (0: as fast as "
+                             "the sockets take them)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
@@ -401,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be in (0, 120], --attack-rps in (0, 1000], --steady-rps in (0, 100]")
     if not 1 <= args.stream_environments <= 64 or not 1 <= args.streams <= 200 or not 100 <= args.stream_gap_ms <= 60_000:
         parser.error("--stream-environments must be 1..64, --streams 1..200, --stream-gap-ms 100..60000")
+    if not 1 <= args.caller_sockets <= 200 or not 0 <= args.socket_rate <= 10_000:
+        parser.error("--caller-sockets must be 1..200, --socket-rate 0..10000")
     log_dir = Path(tempfile.mkdtemp(prefix="flood-"))
     results = {config: run_config(config, args, log_dir) for config in configs}
     print(table(results))

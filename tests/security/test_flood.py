@@ -10,6 +10,7 @@ scripts.bench.flood`; its short run is the `load`-marked test at the end.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import queue
@@ -204,15 +205,23 @@ def test_the_flood_harness_runs_every_attack_and_reports_the_second_tunnel(tmp_p
     assert results["stream-holder"]["attack"]["refused"].get("429 tunnel_rate_limited", 0) > 0
 
 
+CALLER_RATE, CALLER_BURST = 10, 20  # stream_stack's caller message budget per tunnel
+
+
 @pytest.fixture(scope="module")
 def stream_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], str, str]]:
     """A stack whose function URL runs 5 environments (= forward_stream's reservation) and lets one
-    tunnel hold 2 requests open; the bench origin (its /sse and /kb) behind tunnels A and B."""
+    tunnel hold 2 requests open, and whose caller message budget is 10/s, burst 20 per tunnel (the
+    default 50/s, burst 100 is about what this machine's local caller pipeline passes: a flood
+    could stay under it by being slow); the bench origin (its /sse, /kb, and `/`: a WebSocket
+    echo) behind tunnels A and B."""
     if not (ROOT / "build" / "local" / "build.json").exists():
         pytest.fail("build/local is missing: run `make build-local` (make test does it)")
     folder = tmp_path_factory.mktemp("stream-stack")
     extra = ["--stream-environments", "5", "--var", "forward_reserved_concurrency=5",
-             "--var", "tunnel_max_open_streams=2", "--var", "max_stream_seconds=30"]
+             "--var", "tunnel_max_open_streams=2", "--var", "max_stream_seconds=30",
+             "--var", f"tunnel_caller_message_rate_limit={CALLER_RATE}",
+             "--var", f"tunnel_caller_message_burst_limit={CALLER_BURST}"]
     with LocalStack(folder, state_file=folder / "stack.json", extra_args=extra) as local:
         origin = Proc([sys.executable, "-m", "scripts.bench.origin", "--port", "0"], "origin", folder / "origin.log",
                       cwd=ROOT).start()
@@ -262,3 +271,32 @@ async def test_one_tunnels_open_streams_are_counted_across_environments(stream_s
                     break
                 assert again.status == 429 and time.monotonic() < deadline, body
                 await asyncio.sleep(int(again.headers["retry-after"]))  # as the refusal asks
+
+
+async def test_a_chatty_caller_socket_is_closed_by_its_tunnels_budget_and_the_other_tunnels_socket_answers(stream_stack):
+    """The harness's caller-socket phase on a caller message budget of 10/s, burst 20 per tunnel
+    (stream_stack): 4 caller sockets on tunnel A from 127.0.0.3 send 600 messages as fast as they
+    are taken. A's app gets at most the budget's worth (burst + rate x t), the sockets whose message
+    goes over are closed by the server (1000, DeleteConnection), and meanwhile tunnel B's own caller
+    socket from 127.0.0.2 keeps answering its round trips (never closed: B's budget is its own) and
+    B's HTTP callers are all served (another API). The caller stage's throttle (200/s, burst 400)
+    is shared by every tunnel, so B's socket may get throttle frames: not asserted here. Without
+    the budget (tunnel_caller_message_rate_limit=0) no socket is closed and A's app gets every
+    message the stage lets through."""
+    from scripts.bench import flood
+
+    state, tunnel_a, tunnel_b = stream_stack
+    args = argparse.Namespace(seconds=3.0, steady_rps=4.0, attack_rps=60.0, attack_max=600, caller_sockets=4,
+                              attacks=("caller-socket",), edge="http_api", socket_rate=0.0)
+    started = time.monotonic()
+    found = await flood.phase("caller-socket", state, tunnel_a, tunnel_b, args)
+    took = time.monotonic() - started
+    attack, b_socket, b_http = found["attack"], found["second_tunnel_socket"], found["second_tunnel"]
+    print(f"\n{json.dumps(found)} in {took:.1f} s")
+    assert attack["sent"] == 600
+    assert attack["closed_by_server"].get("1000", 0) >= 1, attack  # the budget closed at least one socket
+    assert set(attack["closed_by_server"]) == {"1000"}, attack
+    assert attack["echoed"] <= CALLER_BURST + CALLER_RATE * took, (attack, took)  # the app got no more than the budget
+    assert b_socket["requests"] >= 4 and b_socket["p50_ms"] is not None, b_socket
+    assert not [e for e in b_socket["errors"] if e.startswith(("closed", "not reopened"))], b_socket
+    assert b_http["requests"] > 0 and b_http["error_rate"] == 0, b_http
