@@ -77,7 +77,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
     "caller_connect": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "CALLER_WS_DOMAIN", "PATH_ROUTING", *_ID_KEY,
-                       "PUBLIC_HTTP_URL", *_FAIR, "LOG_LEVEL"),
+                       "PUBLIC_HTTP_URL", "EDGE_ORIGIN_SECRET_SSM_PARAMETER", *_FAIR, "LOG_LEVEL"),
     "caller_message": ("CONNECTIONS_TABLE", *_MGMT, *_CALLER_MGMT, "CALLER_MESSAGE_RATE_LIMIT",
                        "CALLER_MESSAGE_BURST_LIMIT", "LOG_LEVEL"),
     "caller_disconnect": ("CONNECTIONS_TABLE", *_MGMT, "LOG_LEVEL"),
