@@ -77,7 +77,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from scripts.bench.sockets import WARM_WITHIN_S, _warm_socket, caller_address
+from httptunnel import protocol
+from scripts.bench.sockets import WARM_WITHIN_S, warm_socket, caller_address
 from scripts.harness.proc import Proc
 from scripts.harness.stack import LocalStack, TtfAgent, agent_token
 
@@ -297,12 +298,7 @@ def sse_path(seconds: float, gap_ms: int) -> str:
 
 def throttle_frame(data: str) -> bool:
     """Whether a text frame from the caller API is its throttle frame (the message was dropped)."""
-    if not data.startswith("{"):
-        return False
-    try:
-        return bool(json.loads(data).get("message") == THROTTLED)
-    except (ValueError, AttributeError):
-        return False
+    return protocol.gateway_notice(data) == THROTTLED
 
 
 def socket_session(source: str) -> aiohttp.ClientSession:
@@ -437,7 +433,7 @@ async def steady_socket(client: aiohttp.ClientSession, ws: aiohttp.ClientWebSock
             n += 1
             if ws.closed:
                 try:
-                    ws = await _warm_socket(client, url, host, max(1.0, started + seconds - time.monotonic()))
+                    ws = await warm_socket(client, url, host, max(1.0, started + seconds - time.monotonic()))
                 except RuntimeError:
                     sample.errors["not reopened"] += 1
                     return
@@ -462,7 +458,7 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
         jobs = [paced(args.steady_rps, seconds, 10_000, lambda: get(calm, b_url, b_host, steady))]
         if with_socket:  # B's own caller socket, warmed before the phase's clock starts
             ws_url, ws_host = caller_address(state, tunnel_id(tunnel_b))
-            ws = await _warm_socket(b_ws, ws_url, ws_host, WARM_WITHIN_S)
+            ws = await warm_socket(b_ws, ws_url, ws_host, WARM_WITHIN_S)
             jobs.append(steady_socket(b_ws, ws, ws_url, ws_host, args.steady_rps, seconds, b_socket))
         if name == "connect":
             jobs.append(paced(1.0, seconds, 10_000, lambda: connect_once(calm, state["ws_url"], token, agent_connects)))

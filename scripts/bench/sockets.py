@@ -67,7 +67,7 @@ async def _echo(ws: aiohttp.ClientWebSocketResponse, text: str, timeout: float) 
         raise RuntimeError(f"echo differs: sent {text!r}, got {str(msg.data)[:100]!r}")
 
 
-async def _warm_socket(session: aiohttp.ClientSession, url: str, host: str,
+async def warm_socket(session: aiohttp.ClientSession, url: str, host: str,
                        warm_within_s: float) -> aiohttp.ClientWebSocketResponse:
     """A socket whose first message echoed (a frame met by caller_message's cold start comes back
     only after the caller queue's visibility timeout), tried again until ``warm_within_s``; the caller closes it."""
@@ -94,7 +94,7 @@ async def round_trips(url: str, host: str, n: int, stats: Callable[[], Any],
     if n < 1:
         raise ValueError("round trips must be >= 1")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-        ws = await _warm_socket(session, url, host, warm_within_s)
+        ws = await warm_socket(session, url, host, warm_within_s)
         try:
             before = await asyncio.to_thread(stats)
             times: list[float] = []

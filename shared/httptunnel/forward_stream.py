@@ -60,7 +60,7 @@ def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: di
 
 
 def _outcome(event: Any, fields: dict[str, Any], context: StreamContext,
-             lease: list[stream_holds.Lazy]) -> to_caller.Answer | ForwardResult | relay.Relayed:
+             lease: stream_holds.Lazy) -> to_caller.Answer | ForwardResult | relay.Relayed:
     try:
         parsed = events.parse_function_url_event(event)
     except events.BadEvent as exc:
@@ -73,15 +73,15 @@ def _outcome(event: Any, fields: dict[str, Any], context: StreamContext,
     fields.update(method=req.method, tunnel_id=tunnel_id, request_bytes=len(req.body))
     if isinstance(routed, ForwardResult):
         return routed
-    lease.append(stream_holds.Lazy(routed[0].tunnel_id))
-    return _answer(req, *routed, fields, context, lease[0])
+    lease.tunnel_id = routed[0].tunnel_id
+    return _answer(req, *routed, fields, context, lease)
 
 
 def forward_stream(event: Any, context: StreamContext) -> None:
     started = time.monotonic()
     calls_before = store.calls()
     fields: dict[str, Any] = {}
-    lease: list[stream_holds.Lazy] = []  # the request's lease, when it reached a tunnel
+    lease = stream_holds.Lazy()  # the request's lease: its tunnel once routed, held only if it lasts
     try:
         outcome = _outcome(event, fields, context, lease)
         if isinstance(outcome, ForwardResult):
@@ -94,8 +94,7 @@ def forward_stream(event: Any, context: StreamContext) -> None:
             to_caller.stream_answer(context, outcome.status, outcome.headers, outcome.body)
             status, error_code = outcome.status, None
     finally:  # after the stream is closed: the caller does not wait for the give-back
-        for held in lease:
-            held.give_back()
+        lease.give_back()
     # One line per request, as forward's (the same metric filter reads both functions' logs).
     log.emit(logging.WARNING if status >= 500 else logging.INFO, "forwarded", status=status,
              error_code=error_code, duration_ms=int((time.monotonic() - started) * 1000),

@@ -165,8 +165,8 @@ class Lazy:
     ``take`` is ``waiting.wait_for_answer``'s ``on_long`` hook (a wait past ``waiting.HOLD_AFTER_S``)
     and is called again at a streamed answer's head; ``give_back`` once the answer is written."""
 
-    def __init__(self, tunnel_id: str) -> None:
-        self.tunnel_id = tunnel_id
+    def __init__(self, tunnel_id: str = "") -> None:
+        self.tunnel_id = tunnel_id  # forward_stream sets it once the request is routed
         self.held: Hold | None = None
         self.refusal: ForwardResult | None = None
 

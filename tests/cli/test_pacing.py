@@ -6,8 +6,6 @@ own counter (``fairness.MessageBudget``) on the Terraform defaults."""
 from __future__ import annotations
 
 import asyncio
-import re
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -19,17 +17,7 @@ from ttf.pacing import MARGIN, Pacer, advertised
 from ttf.streaming import Streamer, StreamSlots
 
 from conftest import make_config, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def terraform_default(name: str) -> float:
-    text = (ROOT / "terraform" / "fairness.tf").read_text()
-    block = re.search(r'variable "%s" \{(.*?)\n\}' % name, text, re.S)
-    assert block, name
-    found = re.search(r"default\s*=\s*([0-9.]+)", block.group(1))
-    assert found, name
-    return float(found.group(1))
+from scripts.harness.tfdefaults import terraform_default
 
 
 # the budget a deployment gets unless the operator changes it (terraform/fairness.tf: 30/s, 60)

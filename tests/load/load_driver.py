@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from scripts.bench.load import Target
-from scripts.bench.sockets import WARM_WITHIN_S, _warm_socket
+from scripts.bench.sockets import WARM_WITHIN_S, warm_socket
 
 # HTTP integration timeout (30 s) + a margin for the emulator and this client on 2 shared cores.
 REQUEST_DEADLINE_S = 35.0
@@ -274,7 +274,7 @@ async def caller_sockets(url: str, host: str, plan: SocketPlan) -> list[SocketRu
     then each exchanging its messages per ``plan``; every socket closed before returning."""
     runs = [SocketRun(i, socket_messages(i, plan.messages)) for i in range(plan.sockets)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-        warm = await _warm_socket(session, url, host, WARM_WITHIN_S)
+        warm = await warm_socket(session, url, host, WARM_WITHIN_S)
         await warm.close()
         opened_at = time.monotonic()
 
