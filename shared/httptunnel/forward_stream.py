@@ -14,8 +14,9 @@ With CloudFront in front (a domain), ``edge_origin`` first makes the event the v
 direct call to the function URL with 403 ``edge_bypass``. Each request holds an execution
 environment while it lasts, so the tunnel's open requests are counted across environments
 (``stream_holds``: a lease taken lazily - once the wait for the agent passes
-``waiting.HOLD_AFTER_S``, or at a streamed answer's head - and given back after the answer is
-written or relayed, so a quick buffered answer costs no write).
+``waiting.HOLD_AFTER_S``, at a streamed answer's head, or before the post for a tunnel this
+environment saw need one or answer slowly - and given back after the answer is written or
+relayed, so a quick tunnel's buffered answer costs no write).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: di
     if wait_s <= 0:
         return fail(504, TIMEOUT, "no time left to wait for the agent")
     deadline = time.monotonic() + wait_s
+    if not lease.take_early():  # this environment expects the request to count (found full: no post, no write)
+        return lease.refusal or stream_holds.refused(1)
     done = exchange.exchange(req, route, target, fields, wait_s, stream=True, on_long=lease.take)
     if isinstance(done, ForwardResult):
         return done

@@ -32,11 +32,20 @@ The lease is lazy (``Lazy``): forward_stream asks for it only for a request stil
 ``waiting.HOLD_AFTER_S`` (``waiting.wait_for_answer``'s ``on_long`` hook; refused, the slot is given
 up as on a timeout, so a late answer is refused, and the caller gets the 429) or at a streamed
 answer's head (refused: the agent gets ``stream_cancel`` ``gave_up``), and gives it back after
-the answer is written, the caller's stream already closed.
+the answer is written, the caller's stream already closed. Lazy is not blind: before the post
+(``Lazy.take_early``) it takes the lease at once when the environment has reason to expect the
+request to count (``due_early``): it found the tunnel full under ``FULL_MEMORY_S`` ago (refused
+without a post or a write), it took or was refused one of the tunnel's leases under
+``RECENT_MEMORY_S`` ago (the tunnel streams, or its requests wait), or the tunnel's median answer
+time here is at least ``EARLY_ANSWER_S`` (``waiting.typical_answer_s``). Without that, a tunnel's
+own flood of answers just under ``HOLD_AFTER_S`` (an agent paced by its socket's message budget
+answers a flood in ~0.5 s) was never counted and held every environment (README "Fair under
+flood", 2026-12-07 13:20 UTC: the other tunnel 53 % errors).
 
-Cost: two writes per function URL request that lasts past ``waiting.HOLD_AFTER_S`` or streams
-(take, give back; $1.25 per million such requests at $0.625 per million WRU), none for a quick
-buffered answer, while the limit is on (Terraform ``tunnel_max_open_streams``, 0 = off). The HTTP
+Cost: two writes per function URL request that lasts past ``waiting.HOLD_AFTER_S``, streams, or
+is ``due_early`` (take, give back; $1.25 per million such requests at $0.625 per million WRU),
+none for a quick buffered answer of a quick tunnel, while the limit is on (Terraform
+``tunnel_max_open_streams``, 0 = off). The HTTP
 API edge (``forward``) does not use it: its requests last at most 25 s and API Gateway's stage
 throttle bounds them. The row is not in the connections table, so the GSI, cleanup's liveness
 probes and the traffic log (``status`` absent: the stream filter drops it) never see it; cleanup
@@ -55,7 +64,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from . import aws, config, log, names, store, tunnels
+from . import aws, config, log, names, store, tunnels, waiting
 from .replies import ForwardResult, fail
 from .ttlmap import TTLMap
 
@@ -64,6 +73,8 @@ LEASES = "leases"
 FUNCTION_MARGIN_S = 15  # forward_stream's timeout is max_stream_seconds + this (terraform/main.tf)
 EXPIRY_MARGIN_S = 30  # a lease outlives its invocation by this much at least
 FULL_MEMORY_S = 1.0  # after a refusal, this environment refuses the tunnel without a write for this long
+RECENT_MEMORY_S = 10.0  # after a lease taken or refused, this environment takes the tunnel's leases before the post
+EARLY_ANSWER_S = 0.25  # a tunnel whose median answer here takes this long takes its leases before the post
 TUNNELS_MAX = 4096
 REFUSED = "this tunnel has as many open requests as its limit allows"
 
@@ -76,6 +87,7 @@ class Hold:
 
 
 FULL: TTLMap[str, float] = TTLMap(TUNNELS_MAX, ttl_s=FULL_MEMORY_S)  # tunnel -> when it was found full
+RECENT: TTLMap[str, float] = TTLMap(TUNNELS_MAX, ttl_s=RECENT_MEMORY_S)  # tunnel -> when a Lazy last needed a lease
 
 
 def _key(tunnel_id: str) -> dict[str, Any]:
@@ -160,21 +172,40 @@ def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | Forwa
     return refused(1)
 
 
+def due_early(tunnel_id: str) -> bool:
+    """Whether this environment expects the tunnel's next request to need its lease (module
+    docstring): found full, a lease needed lately, or slow answers."""
+    if FULL.get(tunnel_id) is not None or RECENT.get(tunnel_id) is not None:
+        return True
+    typical = waiting.typical_answer_s(tunnel_id)
+    return typical is not None and typical >= EARLY_ANSWER_S
+
+
 class Lazy:
-    """One request's lease, taken only when needed (a quick buffered answer writes nothing):
-    ``take`` is ``waiting.wait_for_answer``'s ``on_long`` hook (a wait past ``waiting.HOLD_AFTER_S``)
-    and is called again at a streamed answer's head; ``give_back`` once the answer is written."""
+    """One request's lease, taken only when needed (a quick buffered answer of a quick tunnel
+    writes nothing): ``take_early`` before the post, ``take`` as ``waiting.wait_for_answer``'s
+    ``on_long`` hook (a wait past ``waiting.HOLD_AFTER_S``) and again at a streamed answer's head
+    (each asks DynamoDB once at most); ``give_back`` once the answer is written."""
 
     def __init__(self, tunnel_id: str = "") -> None:
         self.tunnel_id = tunnel_id  # forward_stream sets it once the request is routed
         self.held: Hold | None = None
         self.refusal: ForwardResult | None = None
 
+    def take_early(self) -> bool:
+        """Before the post: the lease now when ``due_early``; False: refused (``refusal``)."""
+        return not due_early(self.tunnel_id) or self.take()
+
     def take(self) -> bool:
         """True when the request holds a lease (or needs none); False: refused (``refusal``)."""
         if self.held is None and self.refusal is None:
             got = take(self.tunnel_id)
-            self.held, self.refusal = (None, got) if isinstance(got, ForwardResult) else (got, None)
+            if isinstance(got, ForwardResult):
+                self.refusal = got
+            else:
+                self.held = got
+            if self.refusal is not None or self.held is not None and self.held.lease_id:
+                RECENT.put(self.tunnel_id, time.monotonic())  # counted: its next requests here count before the post
         return self.held is not None
 
     def give_back(self) -> None:

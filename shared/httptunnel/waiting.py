@@ -80,12 +80,17 @@ def next_stream_poll(delay: float, since_frame_s: float) -> float:
 ANSWER_TIMES: TTLMap[str, tuple[float, ...]] = TTLMap(CACHE_MAX)  # tunnel id -> recent post -> answer seconds
 
 
+def typical_answer_s(tunnel_id: str) -> float | None:
+    """The tunnel's median post -> answer time in this instance (None: fewer than
+    ``ANSWER_TIMES_MIN`` answers seen)."""
+    seen = sorted(ANSWER_TIMES.get(tunnel_id, ()))
+    return seen[len(seen) // 2] if len(seen) >= ANSWER_TIMES_MIN else None
+
+
 def first_poll_delay(tunnel_id: str) -> float:
     """How long to wait before the first read: a fraction of the tunnel's median answer time."""
-    seen = sorted(ANSWER_TIMES.get(tunnel_id, ()))
-    if len(seen) < ANSWER_TIMES_MIN:
-        return 0.0
-    return min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * seen[len(seen) // 2])
+    typical = typical_answer_s(tunnel_id)
+    return 0.0 if typical is None else min(FIRST_POLL_MAX_S, FIRST_POLL_FRACTION * typical)
 
 
 def record_answer_time(tunnel_id: str, seconds: float) -> None:

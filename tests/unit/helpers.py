@@ -130,7 +130,7 @@ def cold_start() -> None:
     edge_origin.reset()
     to_agent.ACKS.clear()
     for remembered in (tunnels.CONNECTIONS, waiting.ANSWER_TIMES, gate.POLICIES, gate.DENIED_BUDGETS, sealed.OPENED,
-                       stream_holds.FULL):
+                       stream_holds.FULL, stream_holds.RECENT):
         remembered.clear()
 
 

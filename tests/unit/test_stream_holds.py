@@ -225,3 +225,87 @@ def test_a_stream_past_the_limit_is_cancelled_at_the_agent_and_refused(limit, mg
     assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
     assert [c["reason"] for c in agent.told("stream_cancel")] == ["gave_up"]
     assert set(leases(tid)) == {h.lease_id for h in held}
+
+
+
+def record_ops(monkeypatch) -> list[tuple[str, str]]:
+    """Every DynamoDB call the layer makes from now on: (operation, key of the item)."""
+    ops: list[tuple[str, str]] = []
+    call = store._call
+
+    def recording(op: str, **kwargs: Any) -> Any:
+        key = kwargs.get("Key") or kwargs.get("Item") or {}
+        ops.append((op, str(key.get("requestId", {}).get("S", ""))))
+        return call(op, **kwargs)
+    monkeypatch.setattr(store, "_call", recording)
+    return ops
+
+
+def lease_writes(ops: list[tuple[str, str]], tunnel_id: str) -> list[str]:
+    return [op for op, key in ops if key == "holds#" + tunnel_id and op in ("update_item", "put_item")]
+
+
+def test_a_tunnel_found_full_is_refused_before_the_post_without_a_write(limit, mgmt, monkeypatch):
+    """A refusal at a stream's head tells this environment the tunnel is full: its next request
+    is refused before it reaches the agent, with no write for the lease."""
+    tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
+    agent = StreamingAgent(mgmt, "conn-A", whole(pieces(3)))
+    held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere: full
+    cold_start()
+    first = StreamContext(remaining_ms=900_000)
+    load_handler("forward_stream")(url_event(tid, "/events"), first)
+    assert first.head is not None and first.head[0] == 429 and len(agent.requests) == 1
+    ops = record_ops(monkeypatch)
+    second = StreamContext(remaining_ms=900_000)
+    load_handler("forward_stream")(url_event(tid, "/events"), second)
+    assert second.head is not None
+    status, headers, _ = second.head
+    assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
+    assert len(agent.requests) == 1  # never posted
+    assert lease_writes(ops, tid) == []
+    assert set(leases(tid)) == {h.lease_id for h in held}
+
+
+def test_a_tunnel_with_slow_answers_counts_its_quick_answer_before_the_post(limit, mgmt, monkeypatch):
+    """A tunnel whose median answer here is slow (an agent paced by its message budget under a
+    flood) takes its lease before the post, even for an answer that then comes at once."""
+    tid = connect_agent("conn-A")["tunnel_id"]
+    seen: list[dict[str, int]] = []
+
+    def reply(msg: dict[str, Any]) -> Any:
+        seen.append(leases(tid))
+        return ok(b"quick")(msg)
+    FakeAgent(mgmt, "conn-A", reply)
+    for _ in range(waiting.ANSWER_TIMES_MIN):
+        waiting.record_answer_time(tid, stream_holds.EARLY_ANSWER_S + 0.2)
+    ctx = StreamContext()
+    spy = Spy(monkeypatch, lambda: ctx)
+    load_handler("forward_stream")(url_event(tid, "/a"), ctx)
+    assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"quick"
+    assert len(seen) == 1 and len(seen[0]) == 1  # held while the agent answered
+    assert spy.taken == [True] and spy.given_back_after_close == [True] and leases(tid) == {}
+
+
+def test_after_a_stream_its_tunnels_next_requests_count_before_the_post_for_a_while(limit, mgmt, monkeypatch):
+    tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
+    agent = StreamingAgent(mgmt, "conn-A", whole(pieces(2)))
+    posted_at_take: list[int] = []  # how many requests the agent had seen when each lease was taken
+    take = stream_holds.take
+
+    def counting_take(tunnel_id: str, *args: Any) -> Any:
+        posted_at_take.append(len(agent.requests))
+        return take(tunnel_id, *args)
+    monkeypatch.setattr(stream_holds, "take", counting_take)
+
+    def request() -> None:
+        ctx = StreamContext(remaining_ms=900_000)
+        load_handler("forward_stream")(url_event(tid, "/events"), ctx)
+        assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"".join(pieces(2))
+    request()
+    assert posted_at_take == [1]  # the first: at the stream's head, after the post
+    request()
+    assert posted_at_take == [1, 1]  # the next: before its post
+    monkeypatch.setattr(stream_holds.RECENT, "_clock", lambda: time.monotonic() + stream_holds.RECENT_MEMORY_S)
+    request()
+    assert posted_at_take == [1, 1, 3]  # the memory gone: at the head again
+    assert leases(tid) == {}
