@@ -46,7 +46,7 @@ from emulator.apigateway.function_url import AWS_STREAM_BANDWIDTH, FunctionUrl
 from emulator.lambda_runtime.stream_worker import StreamingFunction
 from emulator.mock_aws.background import StreamPoller, TtlReaper, run_schedule
 from emulator.mock_aws.queues import FifoPoller, sqs_sender
-from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, load_build
+from emulator.lambda_runtime.buildinfo import ROOT, BuildMissing, check_fresh, load_build
 from emulator.mock_aws.discover import WiringError, read_wiring, reserved_concurrency
 from emulator.apigateway.gateway import Gateway
 from emulator.apigateway.http_api import HttpSettings, serve
@@ -228,6 +228,7 @@ class Stack:
     async def start(self) -> dict[str, Any]:
         started = time.monotonic()
         build = load_build(self.options.build_dir)
+        check_fresh(build)
         endpoint = await asyncio.to_thread(self.aws_endpoint)
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

@@ -13,8 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BUILD_DIR = ROOT / "build" / "local"
 
 
+SOURCE_DIRS = ("shared", "lambdas")  # what the zips are built from (scripts/package)
+
+
 class BuildMissing(RuntimeError):
     """build/local has not been built (run `make build-local`)."""
+
+
+class BuildStale(BuildMissing):
+    """build/local is older than a source file it packages: the stack would run the old code."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +66,22 @@ def load_build(build_dir: Path = DEFAULT_BUILD_DIR) -> BuildInfo:
         layer_zip=Path(data["layer_zip"]),
         function_zips={k: Path(v) for k, v in data.get("function_zips", {}).items()},
     )
+
+
+def newer_sources(info: BuildInfo) -> list[Path]:
+    """The ``.py`` files under ``shared/`` and ``lambdas/`` of the build's own tree changed since
+    ``build.json`` was written (the stack runs the zips, never the source tree)."""
+    built = (info.build_dir / "build.json").stat().st_mtime
+    root = info.build_dir.resolve().parents[1]
+    return sorted(path for folder in SOURCE_DIRS if (root / folder).is_dir()
+                  for path in (root / folder).rglob("*.py") if path.stat().st_mtime > built)
+
+
+def check_fresh(info: BuildInfo) -> None:
+    """Raise ``BuildStale`` naming the first source newer than the build."""
+    newer = newer_sources(info)
+    if newer:
+        root = info.build_dir.resolve().parents[1]
+        more = f" and {len(newer) - 1} more" if len(newer) > 1 else ""
+        raise BuildStale(f"{info.build_dir / 'build.json'} is older than {newer[0].relative_to(root)}{more}: "
+                         "run `make build-local` (the local stack runs the built zips, not the source tree)")
