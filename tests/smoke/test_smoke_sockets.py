@@ -8,7 +8,7 @@ import asyncio
 import json
 import threading
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from scripts.smoke import __main__ as smoke
 from scripts.smoke import battery, sockets
@@ -73,6 +73,8 @@ def test_without_a_caller_api_every_socket_check_is_not_checkable():
 class Fake:
     """An in-process stand-in for a tunnel: refuses the handshake with ``status``, or mangles."""
 
+    route = sockets.PATH
+
     def __init__(self, status: int = 101) -> None:
         self.status = status
         self.port = 0
@@ -95,7 +97,7 @@ class Fake:
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         app = web.Application()
-        app.router.add_get(sockets.PATH, self.socket)
+        app.router.add_get(self.route, self.socket)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -147,3 +149,130 @@ def test_the_caller_url_comes_from_terraform_or_the_flag(capsys):
     assert "--caller-ws-url must be a ws://" in capsys.readouterr().err
     assert smoke.parse_args(["--endpoint", "ws://h", "--socket-idle"]).socket_idle
     assert not smoke.parse_args(["--endpoint", "ws://h"]).socket_idle
+
+
+# ---------------------------------------------------------------------------- the hostname form (CloudFront)
+
+
+def test_without_cloudfront_the_domain_check_is_not_checkable(origin_url):
+    assert sockets.DOMAIN in battery.NAMES
+    result = battery.one(sockets.DOMAIN, sockets.check_domain, direct(origin_url))  # a caller API, no CloudFront
+    assert result.status == battery.NOT_CHECKABLE and result.detail == sockets.NO_CLOUDFRONT
+    assert "terraform output cloudfront is null" in result.detail
+
+
+def grouped(target: str) -> str:
+    """What the viewer-request function makes of a target (viewer_request.js `query`): each key's
+    values together, in the order the keys first came, and `k=` as `k`."""
+    path, _, query = target.partition("?")
+    keys: dict[str, list[str]] = {}
+    for field in query.split("&"):
+        name, _, value = field.partition("=")
+        keys.setdefault(name, []).append(value)
+    return path + "?" + "&".join(name if value == "" else f"{name}={value}"
+                                 for name, values in keys.items() for value in values)
+
+
+class Edge(Fake):
+    """A stand-in for CloudFront + the caller API + ttf: takes a caller's socket on any path, opens one
+    to the smoke origin at ``rewrite(<the caller's raw target>)`` with the subprotocols the caller
+    offered, answers with the one the origin chose, and relays text both ways."""
+
+    route = "/{tail:.*}"  # any path
+
+    def __init__(self, origin: str, rewrite) -> None:
+        super().__init__()
+        self.origin, self.rewrite = origin, rewrite
+
+    async def socket(self, request: web.Request) -> web.StreamResponse:
+        from yarl import URL
+
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        async with ClientSession() as session:
+            target = URL(self.origin + self.rewrite(request.raw_path), encoded=True)
+            async with session.ws_connect(target, protocols=offered) as app:
+                ws = web.WebSocketResponse(protocols=(app.protocol,) if app.protocol else ())
+                await ws.prepare(request)
+
+                async def down() -> None:
+                    async for msg in app:
+                        await ws.send_str(msg.data)
+                    await ws.close()
+
+                relay = asyncio.create_task(down())
+                async for msg in ws:
+                    await app.send_str(msg.data)
+                await app.close()
+                await relay
+                return ws
+
+
+def through(url: str) -> battery.Context:
+    """The checks aimed at an edge on 127.0.0.1 as the tunnel's hostname behind CloudFront."""
+    return battery.Context(battery.Tunnel("edge", url), no_restart, cloudfront=True)
+
+
+def test_the_domain_check_passes_when_the_edge_keeps_the_target(origin_url):
+    with Edge(origin_url, lambda target: target) as url:
+        assert sockets.hostname_url(through(url)) == f"ws{url[4:]}/ws/deep/path?a=1&b=caf%C3%A9&a=2&empty="
+        result = battery.one(sockets.DOMAIN, sockets.check_domain, through(url))
+    assert result.ok, result.detail
+    assert result.detail == (f"subprotocol {sockets.SUBPROTOCOL}, greeting and UTF-8 echo byte-exact; the app saw "
+                             f"{sockets.DEEP_PATH}?{sockets.DEEP_QUERY} (as sent)")
+
+
+def test_the_domain_check_fails_on_a_byte_lost_from_the_path(origin_url):
+    with Edge(origin_url, lambda target: target.replace("/path?", "/pat?")) as url:
+        result = battery.one(sockets.DOMAIN, sockets.check_domain, through(url))
+    assert result.failed, result.detail
+    assert result.detail == (f"the app saw /ws/deep/pat?{sockets.DEEP_QUERY}: path b'/ws/deep/pat', sent "
+                             "b'/ws/deep/path': from byte 12, b'' where b'h' was sent")
+
+
+def test_the_domain_check_passes_a_regrouped_query_and_says_so(origin_url):
+    assert grouped(f"/x?{sockets.DEEP_QUERY}") == "/x?a=1&a=2&b=caf%C3%A9&empty"
+    with Edge(origin_url, grouped) as url:
+        result = battery.one(sockets.DOMAIN, sockets.check_domain, through(url))
+    assert result.ok, result.detail
+    assert result.detail.endswith("the app saw /ws/deep/path?a=1&a=2&b=caf%C3%A9&empty (keys in another order: "
+                                  "b'a&a&b&empty', sent b'a&b&a&empty'; without '=': [b'empty'])"), result.detail
+
+
+def test_the_domain_verdict_holds_the_values_and_sets_aside_order_and_encoding():
+    sent = f"{sockets.DEEP_PATH}?{sockets.DEEP_QUERY}".encode()
+    assert sockets.target_verdict(sent) == ([], [])
+    decoded = b"/ws/deep/path?a=1&b=caf\xc3\xa9&a=2&empty="  # request.querystring decoded, sent on raw
+    assert sockets.target_verdict(decoded) == ([], ["encoded otherwise, same decoded bytes"])
+    broken, _ = sockets.target_verdict(b"/ws/deep/path?a=2&b=caf%C3&a=1&empty=")
+    assert broken == ["key b'a' value 1: b'2', sent b'1': from byte 0, b'2' where b'1' was sent",
+                      "key b'a' value 2: b'1', sent b'2': from byte 0, b'1' where b'2' was sent",
+                      "key b'b' value 1: b'caf\\xc3', sent b'caf\\xc3\\xa9': from byte 4, b'' where b'\\xa9' was sent"]
+    assert sockets.target_verdict(b"/ws/deep/path?a=1&b=caf%C3%A9&empty=")[0] == [
+        "key b'a': values [b'1'], sent [b'1', b'2']"]
+    assert sockets.target_verdict(sent + b"&tunnel=abc")[0] == ["keys the caller never sent: [b'tunnel']"]
+    assert sockets.target_verdict(b"/ws/deep/path")[0] == [  # the query lost altogether
+        "key b'a': values [], sent [b'1', b'2']", "key b'b': values [], sent [b'caf\\xc3\\xa9']",
+        "key b'empty': values [], sent [b'']"]
+
+
+def test_the_origin_answers_the_target_question_and_echoes_the_rest(origin_url):
+    async def ask() -> tuple[str, str]:
+        async with ClientSession() as session, \
+                session.ws_connect(f"ws{origin_url[4:]}/ws/x%2Fy?q=%E2%98%95&q") as ws:
+            assert (await ws.receive_str(timeout=10)) == sockets.GREETING
+            await ws.send_str(sockets.TARGET_ASK)
+            answer = await ws.receive_str(timeout=10)
+            await ws.send_str(sockets.TARGET_ASK + " ")
+            return answer, await ws.receive_str(timeout=10)
+
+    answer, echo = asyncio.run(ask())
+    assert sockets.seen_target(answer) == b"/ws/x%2Fy?q=%E2%98%95&q" and echo == sockets.TARGET_ASK + " "
+    result = battery.one("x", lambda ctx: sockets.seen_target('{"not": "a target"}'), direct(origin_url))
+    assert result.failed and "is not the target it saw" in result.detail
+
+
+def test_cloudfront_comes_from_terraform_or_the_flag():
+    assert smoke.cloudfront_of({"cloudfront": {"value": {"distribution_id": "E1", "domain_name": "d.cloudfront.net"}}})
+    assert not smoke.cloudfront_of({"cloudfront": {"value": None}}) and not smoke.cloudfront_of({})
+    assert smoke.parse_args(["--endpoint", "ws://h", "--cloudfront"]).cloudfront
+    assert not smoke.parse_args(["--endpoint", "ws://h"]).cloudfront
