@@ -334,7 +334,7 @@ def raw_fields(raw: bytes) -> list[bytes]:
 
 def bytes_differ(got: bytes, sent: bytes) -> str:
     """Where ``got`` first differs from ``sent``, and the bytes there."""
-    at = next((i for i, (a, b) in enumerate(zip(got, sent)) if a != b), min(len(got), len(sent)))
+    at = next((i for i, (a, b) in enumerate(zip(got, sent, strict=False)) if a != b), min(len(got), len(sent)))
     return f"{got!r}, sent {sent!r}: from byte {at}, {got[at:at + 8]!r} where {sent[at:at + 8]!r} was sent"
 
 
@@ -355,7 +355,7 @@ def target_verdict(seen: bytes, path: str = DEEP_PATH, query: str = DEEP_QUERY) 
         if len(have) != len(want):
             broken.append(f"key {name!r}: values {have}, sent {want}")
         broken += [f"key {name!r} value {i + 1}: {bytes_differ(h, w)}"
-                   for i, (h, w) in enumerate(zip(have, want)) if h != w]
+                   for i, (h, w) in enumerate(zip(have, want, strict=False)) if h != w]
     extra = [name for name in dict.fromkeys(n for n, _ in got) if name not in names]
     if extra:
         broken.append(f"keys the caller never sent: {extra}")
