@@ -2,8 +2,9 @@
 
 A caller's socket is opened on the deployment's caller WebSocket API in the query form
 (`<caller_ws_url>?tunnel=<id>`), through `ttf`, to the smoke origin's `/ws` (served here, stdlib
-only, by :func:`serve`: the app speaks first with :data:`GREETING`, echoes every text message,
-answers pings, and notes each caller close code, which `GET /ws-closes` returns as JSON).
+only, by :func:`serve`: the app speaks first with :data:`GREETING`, echoes every text message
+but :data:`TARGET_ASK`, answers pings, and notes each caller close code, which `GET /ws-closes`
+returns as JSON).
 
 * ``caller WebSocket`` (pass/fail): the socket opens, the subprotocol :data:`SUBPROTOCOL` is
   negotiated with the app, the app's greeting and every text of :data:`TEXTS` (UTF-8 beyond the
@@ -15,6 +16,14 @@ answers pings, and notes each caller close code, which `GET /ws-closes` returns 
   connection keep the frames' order: AWS documents none (emulator/README.md, "order of one
   connection's SendMessage calls"). The app -> caller side is stop-and-wait, so the echoes keep
   the app's order. It fails only when the socket itself breaks.
+* ``caller WebSocket through the domain`` (pass/fail, only with CloudFront in front of the tunnels'
+  hostnames: ``Context.cloudfront``, terraform output ``cloudfront`` or ``--cloudfront``): the
+  hostname form ``wss://<tunnel host>`` + :data:`DEEP_PATH` ``?`` :data:`DEEP_QUERY` (through the
+  viewer-request function, terraform/modules/cloudfront/viewer_request.js), subprotocol, greeting
+  and a UTF-8 echo; then :data:`TARGET_ASK`, which the origin answers with the target its upgrade
+  came with. :func:`target_verdict` fails on what must hold (the path byte for byte, each key's
+  decoded values in order, no key added) naming the first bytes that differ, and reports what
+  ``request.querystring`` may change (a repeated key regrouped, ``k=`` as ``k``, the encoding).
 * ``caller WebSocket idle with pings`` (opt-in, ``--socket-idle``: it takes 11 minutes): only
   WebSocket pings for :data:`IDLE_S` seconds, then one message; the report says whether the
   socket outlived API Gateway's 10-minute idle timeout, which pings may or may not reset (no
