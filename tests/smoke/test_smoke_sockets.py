@@ -1,14 +1,19 @@
 """make smoke's caller-WebSocket checks (scripts/smoke/sockets.py) without a stack: aimed at the
 smoke origin's own /ws (what a perfect tunnel delivers), at in-process fakes that mangle or refuse,
-and the deployments they cannot check. tests/e2e/test_smoke.py runs them through the local stack."""
+and the deployments they cannot check. The hostname form (CloudFront) against an in-process edge that
+relays to the smoke origin at a target it keeps, damages, or gets from the real viewer-request
+function (Node). tests/e2e/test_smoke.py runs them through the local stack."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+from urllib.parse import unquote
 
+import pytest
 from aiohttp import ClientSession, web
+from httptunnel import caller_ws, routing
 
 from scripts.smoke import __main__ as smoke
 from scripts.smoke import battery, sockets
@@ -161,18 +166,6 @@ def test_without_cloudfront_the_domain_check_is_not_checkable(origin_url):
     assert "terraform output cloudfront is null" in result.detail
 
 
-def grouped(target: str) -> str:
-    """What the viewer-request function makes of a target (viewer_request.js `query`): each key's
-    values together, in the order the keys first came, and `k=` as `k`."""
-    path, _, query = target.partition("?")
-    keys: dict[str, list[str]] = {}
-    for field in query.split("&"):
-        name, _, value = field.partition("=")
-        keys.setdefault(name, []).append(value)
-    return path + "?" + "&".join(name if value == "" else f"{name}={value}"
-                                 for name, values in keys.items() for value in values)
-
-
 class Edge(Fake):
     """A stand-in for CloudFront + the caller API + ttf: takes a caller's socket on any path, opens one
     to the smoke origin at ``rewrite(<the caller's raw target>)`` with the subprotocols the caller
@@ -229,13 +222,37 @@ def test_the_domain_check_fails_on_a_byte_lost_from_the_path(origin_url):
                              "b'/ws/deep/path': from byte 12, b'' where b'h' was sent")
 
 
-def test_the_domain_check_passes_a_regrouped_query_and_says_so(origin_url):
-    assert grouped(f"/x?{sockets.DEEP_QUERY}") == "/x?a=1&a=2&b=caf%C3%A9&empty"
-    with Edge(origin_url, grouped) as url:
+def viewer_request_target(decoded: bool) -> str:
+    """The target the app gets for the check's URL: CloudFront's ``request.querystring`` (values as
+    sent, or decoded: which one is unknown) through the real viewer-request function under Node, then
+    caller_connect's ``routing.encoded_request_target`` of its x-tunnel-target."""
+    from tests.unit import test_cloudfront_function as function
+
+    querystring: dict[str, dict] = {}
+    for field in sockets.DEEP_QUERY.split("&"):
+        name, _, value = field.partition("=")
+        value = unquote(value) if decoded else value
+        if name in querystring:
+            first = querystring[name]
+            first.setdefault("multiValue", [{"value": first["value"]}]).append({"value": value})
+        else:
+            querystring[name] = {"value": value}
+    [(request, origin)] = function.routed(function.event(function.HANDSHAKE, method="GET", uri=sockets.DEEP_PATH,
+                                                         querystring=querystring))
+    assert origin == "caller-websocket"
+    path, _, query = request["headers"][caller_ws.TARGET_HEADER]["value"].partition("?")
+    return routing.encoded_request_target(path, query)
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["querystring as sent", "querystring decoded"])
+def test_the_domain_check_passes_what_the_viewer_request_function_makes_of_the_query(origin_url, decoded):
+    target = viewer_request_target(decoded)
+    assert target == "/ws/deep/path?a=1&a=2&b=caf%C3%A9&empty"  # regrouped, `empty=` as `empty`, either way
+    with Edge(origin_url, lambda _: target) as url:
         result = battery.one(sockets.DOMAIN, sockets.check_domain, through(url))
     assert result.ok, result.detail
-    assert result.detail.endswith("the app saw /ws/deep/path?a=1&a=2&b=caf%C3%A9&empty (keys in another order: "
-                                  "b'a&a&b&empty', sent b'a&b&a&empty'; without '=': [b'empty'])"), result.detail
+    assert result.detail.endswith(f"the app saw {target} (keys in another order: b'a&a&b&empty', sent "
+                                  "b'a&b&a&empty'; without '=': [b'empty'])"), result.detail
 
 
 def test_the_domain_verdict_holds_the_values_and_sets_aside_order_and_encoding():
