@@ -1,6 +1,6 @@
 """`make smoke`: check a deployed tunnel end to end, through its public URL.
 
-    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--stream-url URL] [--caller-ws-url URL]
+    python -m scripts.smoke [--endpoint wss://...] [--token JWT] [--stream-url URL] [--caller-ws-url URL] [--cloudfront]
                             [--socket-idle] [--latency-requests 20] [--max-p90-ms MS] [--json] [--ttf PATH]
 
 Starts a local origin (scripts/smoke/origin.py) and a `ttf` agent forwarding to it, both
@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--caller-ws-url", default=None,
                         help="the caller WebSocket API's base URL (default: terraform output caller_ws_url; none: "
                              "the caller-socket checks are not checkable)")
+    parser.add_argument("--cloudfront", action="store_true",
+                        help="CloudFront fronts the tunnels' hostnames: also open a caller socket on wss://<tunnel "
+                             "host>/... (default: terraform output cloudfront; without: that check is not checkable)")
     parser.add_argument("--socket-idle", action="store_true",
                         help="also observe whether pings keep an idle caller socket open (takes 11 minutes)")
     parser.add_argument("--latency-requests", type=int, default=20, help="sequential GETs timed (default 20)")
@@ -140,6 +143,11 @@ def caller_ws_url_of(outputs: dict[str, Any]) -> str:
     return str(value) if value else ""
 
 
+def cloudfront_of(outputs: dict[str, Any]) -> bool:
+    """Whether CloudFront fronts the tunnels' hostnames (a domain on the function_url edge)."""
+    return bool((outputs.get("cloudfront") or {}).get("value"))
+
+
 def ttf_command(explicit: str | None) -> list[str]:
     if explicit:
         if shutil.which(explicit) is None:
@@ -212,6 +220,7 @@ def program(args: argparse.Namespace) -> int:
     agent_token = args.token
     stream_base = args.stream_url or ""
     caller_base = args.caller_ws_url or ""
+    cloudfront = args.cloudfront
     if args.endpoint:
         endpoint = args.endpoint
     else:
@@ -220,6 +229,7 @@ def program(args: argparse.Namespace) -> int:
         agent_token = agent_token or deployment_token(outputs)
         stream_base = stream_base or stream_url_of(outputs)
         caller_base = caller_base or caller_ws_url_of(outputs)
+        cloudfront = cloudfront or cloudfront_of(outputs)
     ttf = ttf_command(args.ttf)
     work = Path(tempfile.mkdtemp(prefix="smoke-"))
     started = time.monotonic()
@@ -236,7 +246,7 @@ def program(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         ctx = battery.Context(tunnel, agent.restart, args.latency_requests, args.max_p90_ms,
                               endpoint=endpoint, token=agent_token, stream_url=stream_base,
-                              caller_ws_url=caller_base, socket_idle=args.socket_idle)
+                              caller_ws_url=caller_base, cloudfront=cloudfront, socket_idle=args.socket_idle)
         results = battery.run(ctx)
     except SmokeError as exc:
         raise SmokeError(f"{exc} (logs: {work})") from None

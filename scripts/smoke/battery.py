@@ -264,6 +264,7 @@ SLOW = ("504 no answer in 25 s", check_504)
 AFTER = (("latency", check_latency), (streaming.STREAMING, streaming.check_stream),
          ("reconnect keeps the URL", check_reconnect),
          (sockets.SOCKET, sockets.check_socket), (sockets.ORDER, sockets.check_order),
+         (sockets.DOMAIN, sockets.check_domain),
          (throttle.THROTTLE, throttle.check_throttle_frame))  # last: it spends the $default budget
 NAMES = tuple(name for name, _ in QUICK) + (SLOW[0],) + tuple(name for name, _ in AFTER)
 

@@ -29,6 +29,7 @@ class Context:
     token: str = ""  # the agent token ("" when the deployment lets anonymous agents in)
     stream_url: str = ""  # the streaming edge's base URL (function URL); "" when the deployment has none
     caller_ws_url: str = ""  # the caller WebSocket API's base URL (query form); "" when the deployment has none
+    cloudfront: bool = False  # CloudFront fronts the tunnels' hostnames: caller sockets on wss://<tunnel host>/...
     socket_idle: bool = False  # run the 11-minute caller-socket idle observation (scripts/smoke/sockets.py)
 
     def url(self, path: str) -> str:

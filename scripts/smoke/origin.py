@@ -14,7 +14,8 @@ Every body is deterministic, so the caller checks it byte for byte:
   GET  /sse?n=N&ms=M N server-sent events M ms apart (chunked, one chunk each), each `data:
                      {"i": i, "t": <time.time() when written>}` (scripts/smoke/streaming.py)
   GET  /ws           a WebSocket (so is any other path asked to upgrade: a caller API passes no path):
-                     greets, echoes, notes the caller's close code (scripts/smoke/sockets.py)
+                     greets, echoes, notes the caller's close code, answers sockets.TARGET_ASK with
+                     the request target of its upgrade (scripts/smoke/sockets.py)
   GET  /ws-closes    the close codes /ws saw, as a JSON list
 It exits when its parent process goes away, so a killed `make smoke` leaves nothing behind.
 """

@@ -2,8 +2,9 @@
 
 A caller's socket is opened on the deployment's caller WebSocket API in the query form
 (`<caller_ws_url>?tunnel=<id>`), through `ttf`, to the smoke origin's `/ws` (served here, stdlib
-only, by :func:`serve`: the app speaks first with :data:`GREETING`, echoes every text message,
-answers pings, and notes each caller close code, which `GET /ws-closes` returns as JSON).
+only, by :func:`serve`: the app speaks first with :data:`GREETING`, echoes every text message
+but :data:`TARGET_ASK`, answers pings, and notes each caller close code, which `GET /ws-closes`
+returns as JSON).
 
 * ``caller WebSocket`` (pass/fail): the socket opens, the subprotocol :data:`SUBPROTOCOL` is
   negotiated with the app, the app's greeting and every text of :data:`TEXTS` (UTF-8 beyond the
@@ -15,6 +16,14 @@ answers pings, and notes each caller close code, which `GET /ws-closes` returns 
   connection keep the frames' order: AWS documents none (emulator/README.md, "order of one
   connection's SendMessage calls"). The app -> caller side is stop-and-wait, so the echoes keep
   the app's order. It fails only when the socket itself breaks.
+* ``caller WebSocket through the domain`` (pass/fail, only with CloudFront in front of the tunnels'
+  hostnames: ``Context.cloudfront``, terraform output ``cloudfront`` or ``--cloudfront``): the
+  hostname form ``wss://<tunnel host>`` + :data:`DEEP_PATH` ``?`` :data:`DEEP_QUERY` (through the
+  viewer-request function, terraform/modules/cloudfront/viewer_request.js), subprotocol, greeting
+  and a UTF-8 echo; then :data:`TARGET_ASK`, which the origin answers with the target its upgrade
+  came with. :func:`target_verdict` fails on what must hold (the path byte for byte, each key's
+  decoded values in order, no key added) naming the first bytes that differ, and reports what
+  ``request.querystring`` may change (a repeated key regrouped, ``k=`` as ``k``, the encoding).
 * ``caller WebSocket idle with pings`` (opt-in, ``--socket-idle``: it takes 11 minutes): only
   WebSocket pings for :data:`IDLE_S` seconds, then one message; the report says whether the
   socket outlived API Gateway's 10-minute idle timeout, which pings may or may not reset (no
@@ -39,7 +48,7 @@ import secrets
 import struct
 import time
 from typing import Any, BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -49,6 +58,7 @@ from scripts.smoke.verdict import CheckFailed, NotCheckable, expect
 SOCKET = "caller WebSocket"
 ORDER = "caller WebSocket order"
 IDLE = "caller WebSocket idle with pings"
+DOMAIN = "caller WebSocket through the domain"
 PATH = "/ws"
 CLOSES_PATH = "/ws-closes"
 SUBPROTOCOL = "smoke.v1"
@@ -64,6 +74,15 @@ NO_API = ("this deployment has no caller WebSocket API (terraform output caller_
           "before issue 24); pass --caller-ws-url to check one")
 NO_WS = "the agent has no `ws` capability: the caller's handshake got 501"
 OPT_IN = "opt-in: pass --socket-idle (it takes 11 minutes)"
+# The hostname form through CloudFront: a path under /ws, a repeated key split by another, UTF-8
+# percent-encoded, an empty value (what the viewer-request function may regroup or shorten)
+DEEP_PATH = "/ws/deep/path"
+DEEP_QUERY = "a=1&b=caf%C3%A9&a=2&empty="
+DOMAIN_TEXT = "through the domain: café ☕ 𝄞 \x00 end"
+TARGET_ASK = "smoke origin: which request target did you see?"  # the origin answers it, not echoes it
+NO_CLOUDFRONT = ("this deployment has no CloudFront in front of the tunnels' hostnames (terraform output cloudfront "
+                 "is null: no domain_name, or public_edge is not function_url), so callers use the query form only; "
+                 "pass --cloudfront to try wss://<tunnel host>/... anyway")
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_FRAME = 1024 * 1024
 
@@ -109,7 +128,8 @@ def frame(opcode: int, data: bytes) -> bytes:
 
 def serve(handler: Any, closes: list[int]) -> None:
     """The origin's `/ws` on an http.server handler: handshake, greeting, echo, caller close codes
-    appended to ``closes``."""
+    appended to ``closes``. The one text :data:`TARGET_ASK` is answered, not echoed, with the request
+    target the upgrade came with: a JSON string of one character per byte (:func:`seen_target`)."""
     key = handler.headers.get("Sec-WebSocket-Key")
     if not key or "websocket" not in handler.headers.get("Upgrade", "").lower():
         body = b"a WebSocket handshake is expected here"
@@ -130,6 +150,7 @@ def serve(handler: Any, closes: list[int]) -> None:
     write = handler.wfile.write
     write(frame(0x1, GREETING.encode()))
     handler.wfile.flush()
+    target = json.dumps(handler.path).encode()  # the raw target (http.server: one char a byte), JSON-quoted
     message, first = b"", 0
     while (got := read_frame(handler.rfile)) is not None:
         fin, opcode, data = got
@@ -142,7 +163,7 @@ def serve(handler: Any, closes: list[int]) -> None:
         elif opcode in (0x0, 0x1, 0x2):
             message, first = message + data, first or opcode
             if fin:
-                write(frame(first, message))
+                write(frame(first, target if first == 0x1 and message == TARGET_ASK.encode() else message))
                 message, first = b"", 0
         handler.wfile.flush()
 
@@ -283,12 +304,115 @@ async def _idle(ctx: Context) -> str:
             await ws.close()
 
 
+def hostname_url(ctx: Context) -> str:
+    """``wss://<tunnel host>/ws/deep/path?<DEEP_QUERY>``: the tunnel's public URL with the ws scheme."""
+    if not ctx.cloudfront:
+        raise NotCheckable(NO_CLOUDFRONT)
+    parts = urlsplit(ctx.tunnel.public_url)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme)
+    if scheme is None:
+        raise CheckFailed(f"the tunnel's public URL {ctx.tunnel.public_url!r} is not http(s)")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + DEEP_PATH, DEEP_QUERY, ""))
+
+
+def seen_target(answer: str) -> bytes:
+    """The raw request target the origin reports (serve's answer to TARGET_ASK)."""
+    try:
+        target = json.loads(answer)
+        if not isinstance(target, str):
+            raise ValueError(target)
+        return target.encode("latin-1")
+    except (ValueError, UnicodeEncodeError):
+        raise CheckFailed(f"the app's answer to {TARGET_ASK!r} is not the target it saw: {answer[:60]!r}") from None
+
+
+def query_fields(raw: bytes) -> list[tuple[bytes, bytes | None]]:
+    """(name, value) of each ``&``-separated field, percent-decoded; None for a field without ``=``."""
+    fields: list[tuple[bytes, bytes | None]] = []
+    for field in raw.split(b"&"):
+        if field:
+            name, eq, value = field.partition(b"=")
+            fields.append((unquote_to_bytes(name), unquote_to_bytes(value) if eq else None))
+    return fields
+
+
+def raw_fields(raw: bytes) -> list[bytes]:
+    """The fields as written, ``k=`` as ``k``, sorted: what is left to differ once order and ``=`` are set aside."""
+    return sorted(field.removesuffix(b"=") for field in raw.split(b"&") if field)
+
+
+def bytes_differ(got: bytes, sent: bytes) -> str:
+    """Where ``got`` first differs from ``sent``, and the bytes there."""
+    at = next((i for i, (a, b) in enumerate(zip(got, sent, strict=False)) if a != b), min(len(got), len(sent)))
+    return f"{got!r}, sent {sent!r}: from byte {at}, {got[at:at + 8]!r} where {sent[at:at + 8]!r} was sent"
+
+
+def target_verdict(seen: bytes, path: str = DEEP_PATH, query: str = DEEP_QUERY) -> tuple[list[str], list[str]]:
+    """(what must hold and does not, what came through otherwise than sent but may) for the request
+    target the app saw. Must hold: the path byte for byte; each key's decoded values, in order; no
+    key the caller did not send. May differ (CloudFront's ``request.querystring``, README "Not yet
+    verified on AWS"): the keys' order (a repeated key regrouped), ``k=`` as ``k``, the encoding."""
+    broken: list[str] = []
+    seen_path, _, seen_query = seen.partition(b"?")
+    if seen_path != path.encode():
+        broken.append(f"path {bytes_differ(seen_path, path.encode())}")
+    sent, got = query_fields(query.encode()), query_fields(seen_query)
+    names = list(dict.fromkeys(name for name, _ in sent))
+    for name in names:
+        want = [value or b"" for n, value in sent if n == name]
+        have = [value or b"" for n, value in got if n == name]
+        if len(have) != len(want):
+            broken.append(f"key {name!r}: values {have}, sent {want}")
+        broken += [f"key {name!r} value {i + 1}: {bytes_differ(h, w)}"
+                   for i, (h, w) in enumerate(zip(have, want, strict=False)) if h != w]
+    extra = [name for name in dict.fromkeys(n for n, _ in got) if name not in names]
+    if extra:
+        broken.append(f"keys the caller never sent: {extra}")
+    differs: list[str] = []
+    if not broken and seen_query != query.encode():
+        if [n for n, _ in got] != [n for n, _ in sent]:
+            differs.append(f"keys in another order: {b'&'.join(n for n, _ in got)!r}, sent {b'&'.join(n for n, _ in sent)!r}")
+        bare = [n for n in names if any(v is None for m, v in got if m == n)
+                and not any(v is None for m, v in sent if m == n)]
+        if bare:
+            differs.append(f"without '=': {bare}")
+        if raw_fields(seen_query) != raw_fields(query.encode()):
+            differs.append("encoded otherwise, same decoded bytes")
+    return broken, differs
+
+
+async def _domain(ctx: Context) -> str:
+    url = hostname_url(ctx)
+    async with _session() as session:
+        ws = await open_socket(session, url)
+        try:
+            expect(ws.protocol == SUBPROTOCOL, f"subprotocol {ws.protocol!r}, expected {SUBPROTOCOL!r} (offered {OFFERED})")
+            greeting = await receive_text(ws)
+            expect(greeting == GREETING, f"the app's greeting arrived as {greeting[:60]!r}")
+            await ws.send_str(DOMAIN_TEXT)
+            echoed = await receive_text(ws)
+            expect(echoed == DOMAIN_TEXT, f"sent {DOMAIN_TEXT!r}, got back {echoed[:60]!r}")
+            await ws.send_str(TARGET_ASK)
+            seen = seen_target(await receive_text(ws))
+        finally:
+            await ws.close()
+    broken, differs = target_verdict(seen)
+    shown = seen.decode("utf-8", "backslashreplace")
+    expect(not broken, f"the app saw {shown}: {'; '.join(broken)}")
+    return (f"subprotocol {SUBPROTOCOL}, greeting and UTF-8 echo byte-exact; the app saw {shown} "
+            f"({'; '.join(differs) if differs else 'as sent'})")
+
+
 def check_socket(ctx: Context) -> str:
     return asyncio.run(_socket(ctx))
 
 
 def check_order(ctx: Context) -> str:
     return asyncio.run(_order(ctx))
+
+
+def check_domain(ctx: Context) -> str:
+    return asyncio.run(_domain(ctx))
 
 
 def check_idle(ctx: Context) -> str:
