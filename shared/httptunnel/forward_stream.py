@@ -15,7 +15,7 @@ direct call to the function URL with 403 ``edge_bypass``. Each request holds an 
 environment while it lasts, so the tunnel's open requests are counted across environments
 (``stream_holds``: a lease taken lazily - once the wait for the agent passes
 ``waiting.HOLD_AFTER_S``, at a streamed answer's head, or before the post for a tunnel this
-environment saw need one or answer slowly - and given back after the answer is written or
+environment saw need one lately - and given back after the answer is written or
 relayed, so a quick tunnel's buffered answer costs no write).
 """
 

@@ -32,19 +32,18 @@ The lease is lazy (``Lazy``): forward_stream asks for it only for a request stil
 ``waiting.HOLD_AFTER_S`` (``waiting.wait_for_answer``'s ``on_long`` hook; refused, the slot is given
 up as on a timeout, so a late answer is refused, and the caller gets the 429) or at a streamed
 answer's head (refused: the agent gets ``stream_cancel`` ``gave_up``), and gives it back after
-the answer is written, the caller's stream already closed. Lazy is not blind: before the post
-(``Lazy.take_early``) it takes the lease at once when the environment has reason to expect the
-request to count (``due_early``): it found the tunnel full under ``FULL_MEMORY_S`` ago (refused
-without a post or a write), it took or was refused one of the tunnel's leases under
-``RECENT_MEMORY_S`` ago (the tunnel streams, or its requests wait), or the tunnel's median answer
-time here is at least ``EARLY_ANSWER_S`` (``waiting.typical_answer_s``). Without that, a tunnel's
-own flood of answers just under ``HOLD_AFTER_S`` (an agent paced by its socket's message budget
-answers a flood in ~0.5 s) was never counted and held every environment (README "Fair under
+the answer is written, the caller's stream already closed. Once an environment has needed one
+of a tunnel's leases, it takes the next ones before the post (``Lazy.take_early``, ``due_early``):
+for ``FULL_MEMORY_S`` after finding the tunnel full (then it refuses before the post, without a
+write), and for ``RECENT_MEMORY_S`` after taking or being refused a lease (the tunnel streams, or
+its answers are slow). So a flood that slows a tunnel's own answers is counted from its first
+slow request in each environment; with a lease only past 1 s and no memory, answers slowed to
+~0.5 s by the agent's pacing were never counted and held every environment (README "Fair under
 flood", 2026-12-07 13:20 UTC: the other tunnel 53 % errors).
 
 Cost: two writes per function URL request that lasts past ``waiting.HOLD_AFTER_S``, streams, or
 is ``due_early`` (take, give back; $1.25 per million such requests at $0.625 per million WRU),
-none for a quick buffered answer of a quick tunnel, while the limit is on (Terraform
+none for a quick tunnel's buffered answer, while the limit is on (Terraform
 ``tunnel_max_open_streams``, 0 = off). The HTTP
 API edge (``forward``) does not use it: its requests last at most 25 s and API Gateway's stage
 throttle bounds them. The row is not in the connections table, so the GSI, cleanup's liveness
@@ -64,7 +63,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from . import aws, config, log, names, store, tunnels, waiting
+from . import aws, config, log, names, store, tunnels
 from .replies import ForwardResult, fail
 from .ttlmap import TTLMap
 
@@ -74,7 +73,6 @@ FUNCTION_MARGIN_S = 15  # forward_stream's timeout is max_stream_seconds + this 
 EXPIRY_MARGIN_S = 30  # a lease outlives its invocation by this much at least
 FULL_MEMORY_S = 1.0  # after a refusal, this environment refuses the tunnel without a write for this long
 RECENT_MEMORY_S = 10.0  # after a lease taken or refused, this environment takes the tunnel's leases before the post
-EARLY_ANSWER_S = 0.25  # a tunnel whose median answer here takes this long takes its leases before the post
 TUNNELS_MAX = 4096
 REFUSED = "this tunnel has as many open requests as its limit allows"
 
@@ -173,12 +171,9 @@ def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | Forwa
 
 
 def due_early(tunnel_id: str) -> bool:
-    """Whether this environment expects the tunnel's next request to need its lease (module
-    docstring): found full, a lease needed lately, or slow answers."""
-    if FULL.get(tunnel_id) is not None or RECENT.get(tunnel_id) is not None:
-        return True
-    typical = waiting.typical_answer_s(tunnel_id)
-    return typical is not None and typical >= EARLY_ANSWER_S
+    """Whether this environment expects the tunnel's next request to need its lease: it found the
+    tunnel full, or needed one of its leases, lately (module docstring)."""
+    return FULL.get(tunnel_id) is not None or RECENT.get(tunnel_id) is not None
 
 
 class Lazy:

@@ -158,7 +158,7 @@ def test_a_quick_answer_takes_no_lease_even_when_the_tunnel_is_full(limit, mgmt,
     assert set(leases(tid)) == {h.lease_id for h in held}
 
 
-def test_a_slow_answer_takes_a_lease_after_a_second_and_gives_it_back_after_writing(limit, mgmt, monkeypatch):
+def test_a_slow_answer_takes_a_lease_once_its_wait_is_long_and_gives_it_back_after_writing(limit, mgmt, monkeypatch):
     tid = connect_agent("conn-A")["tunnel_id"]
     slow = ok(b"slow")
     seen: dict[str, dict[str, int]] = {}
@@ -181,7 +181,7 @@ def test_a_slow_answer_takes_a_lease_after_a_second_and_gives_it_back_after_writ
     assert spy.given_back_after_close == [True] and leases(tid) == {}  # after the answer was written
 
 
-def test_a_slow_answer_past_the_limit_is_refused_after_a_second_and_a_late_answer_is_refused(
+def test_a_slow_answer_past_the_limit_is_refused_once_its_wait_is_long_and_a_late_answer_is_refused(
         limit, mgmt, monkeypatch):
     tid = connect_agent("conn-A")["tunnel_id"]
     agent = FakeAgent(mgmt, "conn-A", lambda msg: None)  # never answers in time
@@ -266,24 +266,34 @@ def test_a_tunnel_found_full_is_refused_before_the_post_without_a_write(limit, m
     assert set(leases(tid)) == {h.lease_id for h in held}
 
 
-def test_a_tunnel_with_slow_answers_counts_its_quick_answer_before_the_post(limit, mgmt, monkeypatch):
-    """A tunnel whose median answer here is slow (an agent paced by its message budget under a
-    flood) takes its lease before the post, even for an answer that then comes at once."""
+def test_after_a_slow_answer_its_tunnels_quick_answers_count_before_the_post(limit, mgmt, monkeypatch):
+    """A flood that slows a tunnel's answers (an agent paced by its message budget) is counted
+    from its first slow request in each environment: the next request takes its lease before the
+    post, even one whose answer then comes at once."""
     tid = connect_agent("conn-A")["tunnel_id"]
-    seen: list[dict[str, int]] = []
+    leases_seen: list[dict[str, int]] = []
+    slow = [True]
 
     def reply(msg: dict[str, Any]) -> Any:
-        seen.append(leases(tid))
-        return ok(b"quick")(msg)
-    FakeAgent(mgmt, "conn-A", reply)
-    for _ in range(waiting.ANSWER_TIMES_MIN):
-        waiting.record_answer_time(tid, stream_holds.EARLY_ANSWER_S + 0.2)
+        deadline = time.monotonic() + 10
+        while slow[0] and not leases(tid) and time.monotonic() < deadline:  # answer once the lease is held
+            time.sleep(0.02)
+        leases_seen.append(leases(tid))
+        return ok(b"answer")(msg)
+    agent = FakeAgent(mgmt, "conn-A", reply, threaded=True)
     ctx = StreamContext()
     spy = Spy(monkeypatch, lambda: ctx)
-    load_handler("forward_stream")(url_event(tid, "/a"), ctx)
-    assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"quick"
-    assert len(seen) == 1 and len(seen[0]) == 1  # held while the agent answered
-    assert spy.taken == [True] and spy.given_back_after_close == [True] and leases(tid) == {}
+    started = time.monotonic()
+    load_handler("forward_stream")(url_event(tid, "/slow"), ctx)
+    assert time.monotonic() - started >= waiting.HOLD_AFTER_S
+    assert ctx.body == b"answer" and spy.taken == [True] and len(leases_seen[0]) == 1
+    slow[0] = False
+    ctx = StreamContext()
+    load_handler("forward_stream")(url_event(tid, "/quick"), ctx)
+    agent.join()
+    assert ctx.head is not None and ctx.head[0] == 200 and ctx.body == b"answer"
+    assert len(leases_seen) == 2 and len(leases_seen[1]) == 1  # held while the agent answered
+    assert spy.taken == [True, True] and spy.given_back_after_close == [True, True] and leases(tid) == {}
 
 
 def test_after_a_stream_its_tunnels_next_requests_count_before_the_post_for_a_while(limit, mgmt, monkeypatch):
