@@ -38,7 +38,7 @@ variable "tunnel_max_in_flight" {
 
 variable "tunnel_max_open_streams" {
   type        = number
-  description = "Requests one tunnel may hold open at once on the function URL edge (public_edge = function_url), counted across forward_stream's execution environments with a conditional DynamoDB write when a request has waited 1 s for its agent, starts to stream, or is expected to last (the tunnel found full, a lease in the last 10 s, or a median answer of 250 ms or more: taken before the post), and another after its answer (httptunnel.stream_holds: 2 writes per such request, $1.25 per million; a quick tunnel's buffered answer writes none). Each open request holds one environment of forward_reserved_concurrency; without this, one tunnel's streams (or an agent that never answers) can hold them all. Past it, 429 tunnel_rate_limited with Retry-After. 0 = off."
+  description = "Requests one tunnel may hold open at once on the function URL edge (public_edge = function_url), counted across forward_stream's execution environments with a conditional DynamoDB write when a request has waited 250 ms for its agent, starts to stream, or comes to a tunnel its environment needed a lease for lately (found full in the last second, a lease in the last 10 s: taken before the post), and another after its answer (httptunnel.stream_holds: 2 writes per such request, $1.25 per million; a quick tunnel's buffered answer writes none). Each open request holds one environment of forward_reserved_concurrency; without this, one tunnel's streams (or an agent that never answers) can hold them all. Past it, 429 tunnel_rate_limited with Retry-After. 0 = off."
   default     = 8
 
   validation {
