@@ -124,6 +124,13 @@ def test_dynamodb_trouble_fails_open_and_a_failed_give_back_never_raises(online,
     stream_holds.give_back(stream_holds.Hold("t1", "abc"))
 
 
+def refused_head(ctx: StreamContext) -> bool:
+    """The caller's stream got the tunnel's 429 with Retry-After: 1."""
+    assert ctx.head is not None
+    status, headers, _ = ctx.head
+    return status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
+
+
 class Spy:
     """Records forward_stream's lease calls: each take's result, and whether the caller's stream
     was closed when the lease was given back."""
@@ -191,9 +198,7 @@ def test_a_slow_answer_past_the_limit_is_refused_once_its_wait_is_long_and_a_lat
     started = time.monotonic()
     load_handler("forward_stream")(url_event(tid, "/b"), ctx)
     assert waiting.HOLD_AFTER_S <= time.monotonic() - started < 10
-    assert ctx.head is not None
-    status, headers, _ = ctx.head
-    assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
+    assert refused_head(ctx)
     assert len(agent.requests) == 1  # posted: the lease is asked for only once the wait is long
     rid = agent.requests[0]["request_id"]
     agent.reply = ok(b"late")
@@ -213,19 +218,23 @@ def test_a_stream_takes_a_lease_at_its_head_and_gives_it_back_after_relaying(lim
     assert spy.taken == [True] and spy.given_back_after_close == [True] and leases(tid) == {}
 
 
-def test_a_stream_past_the_limit_is_cancelled_at_the_agent_and_refused(limit, mgmt):
+def test_a_stream_past_the_limit_is_cancelled_at_the_agent_and_refused(limit, mgmt, monkeypatch):
+    """Refused at its head; the environment then knows the tunnel is full, and refuses its next
+    request before the post (the agent never sees it), without a write for the lease."""
     tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
     agent = StreamingAgent(mgmt, "conn-A", whole(pieces(3)))
     held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere: full
     cold_start()
     ctx = StreamContext(remaining_ms=900_000)
     load_handler("forward_stream")(url_event(tid, "/events"), ctx)
-    assert ctx.head is not None
-    status, headers, _ = ctx.head
-    assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
-    assert [c["reason"] for c in agent.told("stream_cancel")] == ["gave_up"]
+    assert refused_head(ctx)
+    assert [c["reason"] for c in agent.told("stream_cancel")] == ["gave_up"] and len(agent.requests) == 1
+    ops = record_ops(monkeypatch)
+    ctx = StreamContext(remaining_ms=900_000)
+    load_handler("forward_stream")(url_event(tid, "/events"), ctx)
+    assert refused_head(ctx)
+    assert len(agent.requests) == 1 and lease_writes(ops, tid) == []  # never posted, nothing written
     assert set(leases(tid)) == {h.lease_id for h in held}
-
 
 
 def record_ops(monkeypatch) -> list[tuple[str, str]]:
@@ -243,27 +252,6 @@ def record_ops(monkeypatch) -> list[tuple[str, str]]:
 
 def lease_writes(ops: list[tuple[str, str]], tunnel_id: str) -> list[str]:
     return [op for op, key in ops if key == "holds#" + tunnel_id and op in ("update_item", "put_item")]
-
-
-def test_a_tunnel_found_full_is_refused_before_the_post_without_a_write(limit, mgmt, monkeypatch):
-    """A refusal at a stream's head tells this environment the tunnel is full: its next request
-    is refused before it reaches the agent, with no write for the lease."""
-    tid = connect_agent("conn-A", headers=CAPS)["tunnel_id"]
-    agent = StreamingAgent(mgmt, "conn-A", whole(pieces(3)))
-    held = [stream_holds.take(tid), stream_holds.take(tid)]  # two open elsewhere: full
-    cold_start()
-    first = StreamContext(remaining_ms=900_000)
-    load_handler("forward_stream")(url_event(tid, "/events"), first)
-    assert first.head is not None and first.head[0] == 429 and len(agent.requests) == 1
-    ops = record_ops(monkeypatch)
-    second = StreamContext(remaining_ms=900_000)
-    load_handler("forward_stream")(url_event(tid, "/events"), second)
-    assert second.head is not None
-    status, headers, _ = second.head
-    assert status == 429 and headers["x-tunnel-error"] == "tunnel_rate_limited" and headers["retry-after"] == "1"
-    assert len(agent.requests) == 1  # never posted
-    assert lease_writes(ops, tid) == []
-    assert set(leases(tid)) == {h.lease_id for h in held}
 
 
 def test_after_a_slow_answer_its_tunnels_quick_answers_count_before_the_post(limit, mgmt, monkeypatch):
