@@ -47,6 +47,17 @@ variable "tunnel_max_open_streams" {
   }
 }
 
+variable "token_max_open_streams" {
+  type        = number
+  description = "Requests the tunnels of one agent token (its JWT sub) may hold open at once on the function URL edge, all together, counted like tunnel_max_open_streams (the same lease, on a second item keyed by the sub's SHA-256, taken after the tunnel's: 2 more writes per counted request, $2.50 per million in all with both on). Without it a holder with k tunnels holds k x tunnel_max_open_streams environments of forward_reserved_concurrency. Past it, 429 tunnel_rate_limited with Retry-After. Anonymous agents' tunnels are counted per tunnel only. 0 = off."
+  default     = 8
+
+  validation {
+    condition     = var.token_max_open_streams >= 0 && var.token_max_open_streams <= 1000 && floor(var.token_max_open_streams) == var.token_max_open_streams
+    error_message = "token_max_open_streams must be a whole number from 0 (off) to 1000."
+  }
+}
+
 variable "agent_message_rate_limit" {
   type        = number
   description = "Messages per second one agent socket may send on $default (per warm response instance) before the socket is closed; it may reconnect within the $connect throttle and its token. 0 = no budget."
@@ -109,6 +120,7 @@ locals {
   }
   fairness_stream_environment = {
     TUNNEL_MAX_OPEN_STREAMS = tostring(var.tunnel_max_open_streams)
+    TOKEN_MAX_OPEN_STREAMS  = tostring(var.token_max_open_streams)
   }
   fairness_response_environment = {
     AGENT_MESSAGE_RATE_LIMIT  = tostring(var.agent_message_rate_limit)

@@ -48,6 +48,7 @@ GETTER_VARIABLES: dict[str, tuple[str, ...]] = {
     "edge_origin_secret_ssm_parameter": ("EDGE_ORIGIN_SECRET_SSM_PARAMETER",),
     "tunnel_limits": ("TUNNEL_RATE_LIMIT", "TUNNEL_BURST_LIMIT", "TUNNEL_MAX_IN_FLIGHT"),
     "tunnel_max_open_streams": ("TUNNEL_MAX_OPEN_STREAMS",),
+    "token_max_open_streams": ("TOKEN_MAX_OPEN_STREAMS",),
     "agent_message_budget": ("AGENT_MESSAGE_RATE_LIMIT", "AGENT_MESSAGE_BURST_LIMIT"),
     "caller_message_budget": ("CALLER_MESSAGE_RATE_LIMIT", "CALLER_MESSAGE_BURST_LIMIT"),
     "caller_management_endpoint": ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "CALLER_WS_MANAGEMENT_ENDPOINT"),
@@ -73,7 +74,7 @@ FUNCTION_VARIABLES: dict[str, tuple[str, ...]] = {
     "forward_stream": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "PUBLIC_HTTP_URL", "TUNNEL_DOMAIN",
                        "PATH_ROUTING", "BODY_BUCKET", "MAX_STREAM_SECONDS", "PATH_REFERER_ROUTING", *_ID_KEY,
                        "SECRETS_KMS_KEY_ID", "EDGE_ORIGIN_SECRET_SSM_PARAMETER", *_FAIR, "TUNNEL_MAX_OPEN_STREAMS",
-                       "LOG_LEVEL"),
+                       "TOKEN_MAX_OPEN_STREAMS", "LOG_LEVEL"),
     "cleanup": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "JWT_SECRET_SSM_PARAMETER", "LOG_LEVEL"),
     "stream_notifier": ("CONNECTIONS_TABLE", "EVENT_BUS_NAME", "LOG_LEVEL"),
     "caller_connect": ("CONNECTIONS_TABLE", "PENDING_TABLE", *_MGMT, "CALLER_WS_DOMAIN", "PATH_ROUTING", *_ID_KEY,
@@ -312,6 +313,13 @@ def tunnel_max_open_streams() -> int:
     """Requests one tunnel may hold open at once on the function URL edge, counted across execution
     environments (``stream_holds``); 0 = no such count."""
     return int(_limit("TUNNEL_MAX_OPEN_STREAMS"))
+
+
+def token_max_open_streams() -> int:
+    """Requests the tunnels of one agent token (its ``sub``) may hold open at once on the function
+    URL edge, all together, counted across execution environments (``stream_holds``); 0 = no such
+    count. Anonymous agents' tunnels are counted per tunnel only."""
+    return int(_limit("TOKEN_MAX_OPEN_STREAMS"))
 
 
 def agent_message_budget() -> tuple[float, float]:

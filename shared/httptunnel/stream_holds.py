@@ -55,6 +55,7 @@ refuses the take for any other reason than the condition, the request goes on, l
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 import time
@@ -68,28 +69,39 @@ from .replies import ForwardResult, fail
 from .ttlmap import TTLMap
 
 PREFIX = "holds#"
+SUBJECT_PREFIX = "sub#"  # a token's item: "holds#sub#<sha256 of its sub>" ('#' is never in a tunnel id)
 LEASES = "leases"
 FUNCTION_MARGIN_S = 15  # forward_stream's timeout is max_stream_seconds + this (terraform/main.tf)
 EXPIRY_MARGIN_S = 30  # a lease outlives its invocation by this much at least
-FULL_MEMORY_S = 1.0  # after a refusal, this environment refuses the tunnel without a write for this long
+FULL_MEMORY_S = 1.0  # after a refusal, this environment refuses the tunnel (or token) without a write for this long
 RECENT_MEMORY_S = 10.0  # after a lease taken or refused, this environment takes the tunnel's leases before the post
 TUNNELS_MAX = 4096
 REFUSED = "this tunnel has as many open requests as its limit allows"
+REFUSED_TOKEN = "the tunnels of this tunnel's token have as many open requests as the token's limit allows"
 
 
 @dataclass(frozen=True)
 class Hold:
-    """A lease taken (``lease_id``), or none needed (``lease_id`` empty: the limit is off)."""
+    """A lease taken (``lease_id``, held on each of ``items``: the tunnel id and/or the token's
+    ``subject_item``), or none needed (``lease_id`` empty: the limits are off)."""
     tunnel_id: str
     lease_id: str = ""
+    items: tuple[str, ...] = ()
 
 
-FULL: TTLMap[str, float] = TTLMap(TUNNELS_MAX, ttl_s=FULL_MEMORY_S)  # tunnel -> when it was found full
+# item ("<tunnel id>" or "sub#<digest>") -> when it was found full
+FULL: TTLMap[str, float] = TTLMap(TUNNELS_MAX, ttl_s=FULL_MEMORY_S)
 RECENT: TTLMap[str, float] = TTLMap(TUNNELS_MAX, ttl_s=RECENT_MEMORY_S)  # tunnel -> when a Lazy last needed a lease
 
 
-def _key(tunnel_id: str) -> dict[str, Any]:
-    return {names.PENDING_PK: {"S": PREFIX + tunnel_id}}
+def subject_item(subject: str) -> str:
+    """The token's item: its ``sub`` hashed, so any string a JWT carries (any length, any code
+    point, a lone surrogate included) is a short key of [0-9a-f], and never a tunnel id's."""
+    return SUBJECT_PREFIX + hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _key(item: str) -> dict[str, Any]:
+    return {names.PENDING_PK: {"S": PREFIX + item}}
 
 
 def lease_seconds() -> int:
@@ -97,10 +109,10 @@ def lease_seconds() -> int:
     return int(math.ceil(config.max_stream_seconds())) + FUNCTION_MARGIN_S + EXPIRY_MARGIN_S
 
 
-def _add(tunnel_id: str, lease_id: str, limit: int, expiry: int) -> bool:
+def _add(item: str, lease_id: str, limit: int, expiry: int) -> bool:
     """One conditional UpdateItem: the lease is added when fewer than ``limit`` are held."""
     try:
-        store._call("update_item", TableName=config.pending_table(), Key=_key(tunnel_id),
+        store._call("update_item", TableName=config.pending_table(), Key=_key(item),
                     UpdateExpression="SET #l.#id = :exp, #ttl = :exp",
                     ConditionExpression="attribute_exists(#l) AND size(#l) < :max",
                     ExpressionAttributeNames={"#l": LEASES, "#id": lease_id, "#ttl": names.TTL_ATTRIBUTE},
@@ -112,68 +124,96 @@ def _add(tunnel_id: str, lease_id: str, limit: int, expiry: int) -> bool:
     return True
 
 
-def _tidy(tunnel_id: str, now_s: int, expiry: int) -> None:
+def _tidy(item: str, now_s: int, expiry: int) -> None:
     """Make the item able to take a lease: create it when missing (an empty map, conditional, so
     two environments cannot overwrite each other's leases), else remove the expired leases."""
-    got = store._call("get_item", TableName=config.pending_table(), Key=_key(tunnel_id), ConsistentRead=True)
-    item = got.get("Item")
-    if item is None or LEASES not in item:
+    got = store._call("get_item", TableName=config.pending_table(), Key=_key(item), ConsistentRead=True)
+    found = got.get("Item")
+    if found is None or LEASES not in found:
         try:
             store._call("put_item", TableName=config.pending_table(),
-                        Item={**_key(tunnel_id), LEASES: {"M": {}}, names.TTL_ATTRIBUTE: {"N": str(expiry)}},
+                        Item={**_key(item), LEASES: {"M": {}}, names.TTL_ATTRIBUTE: {"N": str(expiry)}},
                         ConditionExpression="attribute_not_exists(#l)", ExpressionAttributeNames={"#l": LEASES})
         except ClientError as exc:
             if not aws.is_conditional_failure(exc):
                 raise
         return
-    expired = [lease for lease, value in item[LEASES].get("M", {}).items() if int(value.get("N", "0")) < now_s]
+    expired = [lease for lease, value in found[LEASES].get("M", {}).items() if int(value.get("N", "0")) < now_s]
     if not expired:
         return
     attr_names = {"#l": LEASES, **{f"#e{i}": lease for i, lease in enumerate(expired)}}
-    store._call("update_item", TableName=config.pending_table(), Key=_key(tunnel_id),
+    store._call("update_item", TableName=config.pending_table(), Key=_key(item),
                 UpdateExpression="REMOVE " + ", ".join(f"#l.#e{i}" for i in range(len(expired))),
                 ConditionExpression="attribute_exists(#l)", ExpressionAttributeNames=attr_names)
-    log.info("stream leases expired (an environment ended without giving them back)", tunnel_id=tunnel_id,
+    log.info("stream leases expired (an environment ended without giving them back)", item=item,
              expired=len(expired))
 
 
-def refused(retry_after_s: int) -> ForwardResult:
-    refused = fail(429, "tunnel_rate_limited", REFUSED)
+def _take_one(item: str, lease_id: str, limit: int, now_s: int, expiry: int) -> bool:
+    """The lease on one item: added, or (full) the expired ones removed and added once more."""
+    if _add(item, lease_id, limit, expiry):
+        return True
+    _tidy(item, now_s, expiry)
+    return _add(item, lease_id, limit, expiry)
+
+
+def refused(retry_after_s: int, message: str = REFUSED) -> ForwardResult:
+    refused = fail(429, "tunnel_rate_limited", message)
     refused.result["headers"]["retry-after"] = str(retry_after_s)
     return refused
 
 
+def _counted(tunnel_id: str) -> list[tuple[str, int, str]]:
+    """The items a lease of this tunnel's request goes on, with their limits and refusals: the
+    tunnel's (``TUNNEL_MAX_OPEN_STREAMS``), then its token's (``TOKEN_MAX_OPEN_STREAMS``, only
+    for a connection with a subject). None when both are off or the tunnel does not exist."""
+    tunnel_limit, token_limit = config.tunnel_max_open_streams(), config.token_max_open_streams()
+    if tunnel_limit <= 0 and token_limit <= 0:
+        return []
+    conn = tunnels.connection_for(tunnel_id)
+    if conn is None:
+        return []  # an unknown tunnel (exchange answers 404) costs no write and leaves no item
+    counted = [(tunnel_id, tunnel_limit, REFUSED)] if tunnel_limit > 0 else []
+    if token_limit > 0 and conn.subject:  # an anonymous agent's tunnel is counted per tunnel only
+        counted.append((subject_item(conn.subject), token_limit, REFUSED_TOKEN))
+    return counted
+
+
 def take(tunnel_id: str, clock: Callable[[], float] = time.time) -> Hold | ForwardResult:
-    """A lease for this request (forward_stream asks through ``Lazy``) (``give_back`` it when the request ends),
-    or the 429 the caller gets. The limit off (``TUNNEL_MAX_OPEN_STREAMS`` 0) or no such tunnel: a
-    Hold without a lease."""
-    limit = config.tunnel_max_open_streams()
-    if limit <= 0 or tunnels.connection_for(tunnel_id) is None:
-        return Hold(tunnel_id)  # an unknown tunnel (exchange answers 404) costs no write and leaves no item
-    if FULL.get(tunnel_id) is not None:
-        return refused(1)
+    """A lease for this request (forward_stream asks through ``Lazy``) (``give_back`` it when the
+    request ends) on the tunnel's item, then on its token's, or the 429 the caller gets. Both
+    limits off, or no such tunnel: a Hold without a lease."""
+    counted = _counted(tunnel_id)
+    if not counted:
+        return Hold(tunnel_id)
+    for item, _, message in counted:
+        if FULL.get(item) is not None:
+            return refused(1, message)
     now = clock()
     expiry = int(now) + lease_seconds()
     lease_id = secrets.token_hex(8)
+    taken: list[str] = []
     try:
-        if _add(tunnel_id, lease_id, limit, expiry):
-            return Hold(tunnel_id, lease_id)
-        _tidy(tunnel_id, int(now), expiry)
-        if _add(tunnel_id, lease_id, limit, expiry):
-            return Hold(tunnel_id, lease_id)
+        for item, limit, message in counted:
+            if not _take_one(item, lease_id, limit, int(now), expiry):
+                _remove(taken, lease_id, tunnel_id)  # the token is full: the tunnel's lease goes back
+                FULL.put(item, now)
+                log.info("tunnel over its open streams" if item == tunnel_id else "token over its open streams",
+                         tunnel_id=tunnel_id, item=item, limit=limit)
+                return refused(1, message)
+            taken.append(item)
     except ClientError as exc:  # fail open: the reservation still bounds the function
         log.warning("stream lease not taken: request goes on uncounted", tunnel_id=tunnel_id,
                     error=aws.error_code(exc))
-        return Hold(tunnel_id)
-    FULL.put(tunnel_id, now)
-    log.info("tunnel over its open streams", tunnel_id=tunnel_id, limit=limit)
-    return refused(1)
+    return Hold(tunnel_id, lease_id, tuple(taken)) if taken else Hold(tunnel_id)
 
 
 def due_early(tunnel_id: str) -> bool:
     """Whether this environment expects the tunnel's next request to need its lease: it found the
-    tunnel full, or needed one of its leases, lately (module docstring)."""
-    return FULL.get(tunnel_id) is not None or RECENT.get(tunnel_id) is not None
+    tunnel (or its token) full, or needed one of its leases, lately (module docstring)."""
+    if FULL.get(tunnel_id) is not None or RECENT.get(tunnel_id) is not None:
+        return True
+    return len(FULL) > 0 and any(FULL.get(item) is not None for item, _, _ in _counted(tunnel_id) if item != tunnel_id)
 
 
 class Lazy:
@@ -209,16 +249,21 @@ class Lazy:
             give_back(held)
 
 
+def _remove(items: list[str] | tuple[str, ...], lease_id: str, tunnel_id: str) -> None:
+    """Remove the lease from each item (one UpdateItem each); a failure leaves it to expire."""
+    for item in items:
+        FULL.pop(item)
+        try:
+            store._call("update_item", TableName=config.pending_table(), Key=_key(item),
+                        UpdateExpression="REMOVE #l.#id", ConditionExpression="attribute_exists(#l)",
+                        ExpressionAttributeNames={"#l": LEASES, "#id": lease_id})
+        except ClientError as exc:
+            if not aws.is_conditional_failure(exc):
+                log.warning("stream lease not given back: it expires", tunnel_id=tunnel_id, item=item,
+                            error=aws.error_code(exc))
+
+
 def give_back(hold: Hold) -> None:
-    """End the request's lease (one UpdateItem); a failure leaves it to expire, never raises."""
-    if not hold.lease_id:
-        return
-    FULL.pop(hold.tunnel_id)
-    try:
-        store._call("update_item", TableName=config.pending_table(), Key=_key(hold.tunnel_id),
-                    UpdateExpression="REMOVE #l.#id", ConditionExpression="attribute_exists(#l)",
-                    ExpressionAttributeNames={"#l": LEASES, "#id": hold.lease_id})
-    except ClientError as exc:
-        if not aws.is_conditional_failure(exc):
-            log.warning("stream lease not given back: it expires", tunnel_id=hold.tunnel_id,
-                        error=aws.error_code(exc))
+    """End the request's lease on each item it holds (one UpdateItem each); never raises."""
+    if hold.lease_id:
+        _remove(hold.items, hold.lease_id, hold.tunnel_id)

@@ -618,6 +618,11 @@ run "function_url_fronts_forward_stream" {
   }
 
   assert {
+    condition     = nonsensitive(module.functions["forward_stream"].environment["TOKEN_MAX_OPEN_STREAMS"]) == "8" && !contains(keys(module.functions["forward"].environment), "TOKEN_MAX_OPEN_STREAMS")
+    error_message = "forward_stream counts a token's open requests across environments (token_max_open_streams, 8 by default); forward does not"
+  }
+
+  assert {
     condition     = module.functions["forward_stream"].reserved_concurrency == 10 && module.functions["forward_stream"].qualifier == null
     error_message = "forward_reserved_concurrency bounds the function URL's function too; SnapStart stays off for it"
   }

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from httptunnel import store, stream_holds, waiting
+from httptunnel import routing, store, stream_holds, waiting
 from httptunnel.replies import ForwardResult
 
 from .helpers import PENDING_TABLE, cold_start, connect_agent, load_handler
@@ -41,16 +41,34 @@ def limit(aws, monkeypatch):
     monkeypatch.setenv("MAX_STREAM_SECONDS", "60")
 
 
+SUBJECTS = {"t1": "alice", "t2": "alice", "other": "bob", "anon": None}  # a tunnel's token's sub (None: anonymous)
+
+
 @pytest.fixture
 def online(limit, monkeypatch):
-    """Tunnels t1 and other exist (a lease is taken only for a tunnel that exists)."""
-    monkeypatch.setattr(stream_holds.tunnels, "connection_for", lambda tid: object() if tid in {"t1", "other"} else None)
+    """Tunnels t1, t2 (both of alice's token), other (bob's) and anon (no token) exist (a lease is
+    taken only for a tunnel that exists)."""
+    def connection_for(tid: str) -> store.Connection | None:
+        if tid not in SUBJECTS:
+            return None
+        return store.Connection(connection_id="conn-" + tid, tunnel_id=tid, connected_at=0, subject=SUBJECTS[tid])
+    monkeypatch.setattr(stream_holds.tunnels, "connection_for", connection_for)
 
 
-def refused(held) -> bool:
+@pytest.fixture
+def per_token(online, monkeypatch):
+    """Each tunnel may hold 2, each token 3 (all its tunnels together)."""
+    monkeypatch.setenv("TOKEN_MAX_OPEN_STREAMS", "3")
+
+
+ALICE = stream_holds.subject_item("alice")
+
+
+def refused(held, message: str = stream_holds.REFUSED) -> bool:
     if not isinstance(held, ForwardResult):
         return False
     assert held.status == 429 and held.error_code == "tunnel_rate_limited"
+    assert held.result["body"] == message + "\n"
     assert held.result["headers"]["retry-after"] == "1" and held.result["headers"]["x-tunnel-error"] == "tunnel_rate_limited"
     return True
 
@@ -121,7 +139,126 @@ def test_dynamodb_trouble_fails_open_and_a_failed_give_back_never_raises(online,
     monkeypatch.setattr(store, "_call", throttled)
     held = stream_holds.take("t1")
     assert held == stream_holds.Hold("t1")
-    stream_holds.give_back(stream_holds.Hold("t1", "abc"))
+    stream_holds.give_back(stream_holds.Hold("t1", "abc", ("t1", ALICE)))
+
+
+def test_the_tunnels_of_one_token_share_its_limit_across_environments(per_token):
+    """alice's two tunnels hold 3 at most together (each could hold 2); bob's tunnel has its own count."""
+    first = stream_holds.take("t1")
+    cold_start()
+    second = stream_holds.take("t1")
+    cold_start()
+    third = stream_holds.take("t2")
+    cold_start()
+    assert not any(refused(h) for h in (first, second, third))
+    assert set(leases(ALICE)) == {first.lease_id, second.lease_id, third.lease_id}
+    assert first.items == ("t1", ALICE)  # the tunnel's lease first, then the token's
+    assert refused(stream_holds.take("t2"), stream_holds.REFUSED_TOKEN)  # t2 holds 1 of its 2, alice 3 of 3
+    cold_start()
+    assert not refused(stream_holds.take("other"))  # another token: not affected
+    assert len(leases(stream_holds.subject_item("bob"))) == 1
+
+
+def test_a_refused_token_lease_gives_the_tunnels_lease_back(per_token, monkeypatch):
+    held = [stream_holds.take("t1"), stream_holds.take("t1"), stream_holds.take("t2")]
+    cold_start()
+    ops = record_ops(monkeypatch)
+    assert refused(stream_holds.take("t2"), stream_holds.REFUSED_TOKEN)
+    assert set(leases("t2")) == {held[2].lease_id}  # the lease it took on t2 first is gone again
+    assert ("update_item", "holds#t2") in ops[-1:]  # given back last, after the token refused
+    assert set(leases(ALICE)) == {h.lease_id for h in held}
+
+
+def test_give_back_frees_the_tunnels_and_the_tokens_lease(per_token):
+    held = [stream_holds.take("t1"), stream_holds.take("t2"), stream_holds.take("t2")]
+    cold_start()
+    assert refused(stream_holds.take("t1"), stream_holds.REFUSED_TOKEN)
+    cold_start()
+    stream_holds.give_back(held[1])
+    assert set(leases("t2")) == {held[2].lease_id}
+    assert set(leases(ALICE)) == {held[0].lease_id, held[2].lease_id}
+    again = stream_holds.take("t1")
+    assert not refused(again) and set(leases(ALICE)) == {held[0].lease_id, held[2].lease_id, again.lease_id}
+
+
+def test_a_full_token_is_refused_without_a_write_for_a_second_on_any_of_its_tunnels(per_token):
+    clock = Clock()
+    stream_holds.take("t1", clock), stream_holds.take("t1", clock), stream_holds.take("t2", clock)
+    assert refused(stream_holds.take("t2", clock), stream_holds.REFUSED_TOKEN)
+    before = store.calls()
+    assert stream_holds.due_early("t1") and stream_holds.due_early("t2") and not stream_holds.due_early("other")
+    assert all(refused(stream_holds.take("t1", clock), stream_holds.REFUSED_TOKEN) for _ in range(20))
+    assert store.calls() == before
+    assert not refused(stream_holds.take("other", clock))  # bob's tunnel still writes and is admitted
+
+
+def test_an_anonymous_tunnel_is_counted_per_tunnel_only(per_token, monkeypatch):
+    ops = record_ops(monkeypatch)
+    held = [stream_holds.take("anon"), stream_holds.take("anon")]
+    assert not any(refused(h) for h in held) and all(h.items == ("anon",) for h in held)
+    assert refused(stream_holds.take("anon"))  # the tunnel's own limit (2), not a token's
+    assert not [key for _, key in ops if key.startswith("holds#sub#")]
+    cold_start()
+    stream_holds.give_back(held[0])
+    assert set(leases("anon")) == {held[1].lease_id}
+
+
+def test_expired_token_leases_are_removed(per_token):
+    clock = Clock()
+    dead = [stream_holds.take("t1", clock), stream_holds.take("t1", clock), stream_holds.take("t2", clock)]
+    cold_start()
+    assert refused(stream_holds.take("t2", clock), stream_holds.REFUSED_TOKEN)
+    cold_start()
+    clock.now += stream_holds.lease_seconds() + 1
+    fresh = stream_holds.take("t2", clock)  # t2 has room (1 of 2); alice's item is full of expired leases
+    assert not refused(fresh)
+    assert set(leases(ALICE)) == {fresh.lease_id} and all(d.lease_id not in leases(ALICE) for d in dead)
+
+
+def test_the_token_limit_off_costs_no_extra_call(online, monkeypatch):
+    monkeypatch.setenv("TOKEN_MAX_OPEN_STREAMS", "0")
+    stream_holds.give_back(stream_holds.take("t1"))  # the item exists: its first take also creates it
+    before = store.calls()
+    held = stream_holds.take("t1")
+    assert held.items == ("t1",) and store.calls() - before == 1  # one UpdateItem: the tunnel's lease
+    stream_holds.give_back(held)
+    assert store.calls() - before == 2 and leases(ALICE) == {}
+    monkeypatch.setenv("TUNNEL_MAX_OPEN_STREAMS", "0")
+    before = store.calls()
+    assert stream_holds.take("t1") == stream_holds.Hold("t1") and store.calls() == before
+
+
+def test_the_token_limit_alone_counts_per_token(online, monkeypatch):
+    monkeypatch.setenv("TUNNEL_MAX_OPEN_STREAMS", "0")
+    monkeypatch.setenv("TOKEN_MAX_OPEN_STREAMS", "1")
+    held = stream_holds.take("t1")
+    assert held.items == (ALICE,) and leases("t1") == {}
+    assert refused(stream_holds.take("t2"), stream_holds.REFUSED_TOKEN)
+    assert stream_holds.take("anon") == stream_holds.Hold("anon")  # anonymous, the tunnel limit off: not counted
+
+
+def test_a_token_lease_failing_keeps_the_tunnels_lease_to_give_back(per_token, monkeypatch):
+    call = store._call
+
+    def throttled_for_tokens(op: str, **kwargs: Any) -> Any:
+        if kwargs.get("Key", {}).get("requestId", {}).get("S", "").startswith("holds#sub#"):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, op)
+        return call(op, **kwargs)
+    monkeypatch.setattr(store, "_call", throttled_for_tokens)
+    held = stream_holds.take("t1")  # fails open on the token's item
+    assert isinstance(held, stream_holds.Hold) and held.items == ("t1",) and set(leases("t1")) == {held.lease_id}
+    stream_holds.give_back(held)
+    assert leases("t1") == {}
+
+
+@pytest.mark.parametrize("subject", ["alice", "x" * 10_000, "t1", "sub#t1", "\u00e9\U0001f600\x00#:", "\ud800"])
+def test_any_sub_is_a_short_safe_key_that_no_tunnel_id_can_take(subject, aws):
+    item = stream_holds.subject_item(subject)
+    digest = item.removeprefix(stream_holds.SUBJECT_PREFIX)
+    assert len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+    assert not routing.TUNNEL_ID_RE.fullmatch(item) and not routing.NAME_RE.fullmatch(item)  # '#': never a tunnel's
+    assert stream_holds._take_one(item, "lease", 1, 0, 10**10)  # DynamoDB takes it as a key (moto)
+    assert set(leases(item)) == {"lease"}
 
 
 def refused_head(ctx: StreamContext) -> bool:
