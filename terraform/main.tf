@@ -208,7 +208,7 @@ locals {
     # plus CloudFront's secret (edge_origin_statements: empty without a domain)
     forward_stream = concat(local.forward_statements, [
       { sid = "StreamFramesRead", actions = ["dynamodb:BatchWriteItem"], resources = [local.pending_arn] },
-      # the tunnel's open-request leases (httptunnel.stream_holds, items "holds#<tunnel id>"); no
+      # the open-request leases (httptunnel.stream_holds, items "holds#<tunnel id>", "holds#sub#<digest>"); no
       # more than the PutItem it already has on this table
       { sid = "StreamHolds", actions = ["dynamodb:UpdateItem"], resources = [local.pending_arn] },
       { sid = "StreamSegmentsRead", actions = ["s3:DeleteObjectVersion"], resources = [local.response_objects] },

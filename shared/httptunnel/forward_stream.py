@@ -51,8 +51,8 @@ def _answer(req: events.HttpEvent, route: routing.Route, target: str, fields: di
     if not lease.take_early():  # this environment expects the request to count (found full: no post, no write)
         return lease.refusal or stream_holds.refused(1)
     done = exchange.exchange(req, route, target, fields, wait_s, stream=True, on_long=lease.take)
-    if isinstance(done, ForwardResult):
-        return done
+    if isinstance(done, ForwardResult):  # refused by the lease: its own 429 (the tunnel's or its token's limit)
+        return lease.refusal if lease.refusal is not None and done.status == 429 else done
     if done.answer.status == names.STATUS_STREAMING:  # the head: relay writes the body as it comes
         if not lease.take():  # the tunnel's open requests, across environments: full
             relay.Reader(done.request_id, done.conn, deadline).cancel("gave_up")

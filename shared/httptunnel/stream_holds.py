@@ -11,6 +11,25 @@ count here is shared: one item per tunnel in the pending table,
 
     requestId = "holds#<tunnel id>", leases = {<lease id>: <expiry, unix s>}, ttl = <latest expiry>
 
+and one per agent token (``TOKEN_MAX_OPEN_STREAMS``: a holder with k tunnels would otherwise hold
+k x ``TUNNEL_MAX_OPEN_STREAMS`` environments), the same lease under the same id on
+
+    requestId = "holds#sub#<SHA-256 of the connection's subject, 64 hex>"
+
+(``subject_item``: hashed, so any ``sub`` a JWT may carry, of any length or code point, is a short
+key; ``#`` is in no tunnel id, ``routing.TUNNEL_ID_RE`` [a-z0-9]{12}, nor name, so no tunnel's item
+can be a token's). A tunnel whose agent connected without a token (no subject) is counted per
+tunnel only. The tunnel's lease is taken first, then the token's; refused the token's, the
+tunnel's goes back (one more write) and the caller gets the same 429 naming the token's limit.
+Two UpdateItems in a row rather than one TransactWriteItems: a transaction costs 2 WRU per item
+(4 for the take, 6-8 with the give-back) against 2 + 2 here, and two transactions on one item at
+once cancel each other (``TransactionConflict``) where conditional UpdateItems are serialized
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html, "Capacity
+management for transactions" and "Transaction conflict handling");
+what the order gives up is atomicity for a few milliseconds: a tunnel lease held by a request
+its token then refuses, which can only refuse another request of that tunnel, never admit one
+past a limit.
+
 Only a tunnel that exists is counted (``tunnels.connection_for``, the lookup exchange makes next,
 remembered in the warm instance either way): a flood of unknown ids costs no write and leaves no
 item. In path mode a request for an unknown id that the Referer fallback sends to another tunnel
@@ -23,9 +42,10 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Ope
 and ``give_back`` removes it with another when the request ends. An environment that dies
 mid-stream never gives its lease back, so every lease carries an expiry past the longest an
 invocation can live (``max_stream_seconds`` + the function's 15 s margin + ``EXPIRY_MARGIN_S``);
-a take that finds the item full reads it, removes the expired leases and tries once more. Past
-``TUNNEL_MAX_OPEN_STREAMS``: 429 ``tunnel_rate_limited`` with ``Retry-After``, and the
-environment remembers for ``FULL_MEMORY_S`` that the tunnel is full, so a flood of a full tunnel
+a take that finds an item (tunnel's or token's) full reads it, removes the expired leases and
+tries once more. Past ``TUNNEL_MAX_OPEN_STREAMS`` or ``TOKEN_MAX_OPEN_STREAMS``: 429
+``tunnel_rate_limited`` with ``Retry-After``, and the environment remembers for ``FULL_MEMORY_S``
+that the tunnel (or token: then all its tunnels) is full, so a flood of a full tunnel or token
 costs at most one write per environment and second, not one per request.
 
 The lease is lazy (``Lazy``): forward_stream asks for it only for a request still open after
@@ -42,9 +62,11 @@ slow request in each environment; with a lease only past 1 s and no memory, answ
 flood", 2026-12-07 13:20 UTC: the other tunnel 53 % errors).
 
 Cost: two writes per function URL request that lasts past ``waiting.HOLD_AFTER_S``, streams, or
-is ``due_early`` (take, give back; $1.25 per million such requests at $0.625 per million WRU),
-none for a quick tunnel's buffered answer, while the limit is on (Terraform
-``tunnel_max_open_streams``, 0 = off). The HTTP
+is ``due_early`` (take, give back; $1.25 per million such requests at $0.625 per million WRU) for
+each limit that is on (Terraform ``tunnel_max_open_streams`` and ``token_max_open_streams``, 0 =
+off): with both on (the defaults) and a token, 4 WRU, $2.50 per million counted requests; a
+refusal by the token costs 3 writes and a consistent read at most, then none for a second in
+that environment; none for a quick tunnel's buffered answer. The HTTP
 API edge (``forward``) does not use it: its requests last at most 25 s and API Gateway's stage
 throttle bounds them. The row is not in the connections table, so the GSI, cleanup's liveness
 probes and the traffic log (``status`` absent: the stream filter drops it) never see it; cleanup

@@ -374,6 +374,30 @@ def test_a_stream_past_the_limit_is_cancelled_at_the_agent_and_refused(limit, mg
     assert set(leases(tid)) == {h.lease_id for h in held}
 
 
+def test_a_slow_answer_on_a_full_tokens_other_tunnel_is_refused_naming_the_token(limit, mgmt, monkeypatch):
+    """Two agents connect with tokens of one sub (REQUIRE_AUTH): the connection row's subject is
+    what forward_stream's lease counts. The token holds 2 of 2 elsewhere on its first tunnel; its
+    second tunnel's slow request is refused at the lease, with nothing left on that tunnel's item."""
+    import jwt
+
+    secret = "s3cret-for-tests-only-" + "0123456789abcdef" * 4
+    monkeypatch.setenv("REQUIRE_AUTH", "true")
+    monkeypatch.setenv("JWT_SECRET", secret)
+    monkeypatch.setenv("TOKEN_MAX_OPEN_STREAMS", "2")
+    token = jwt.encode({"sub": "carol", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
+    first, second = (connect_agent(c, headers={"Authorization": f"Bearer {token}"})["tunnel_id"]
+                     for c in ("conn-A", "conn-B"))
+    held = [stream_holds.take(first), stream_holds.take(first)]  # two open elsewhere: carol's token is full
+    assert all(h.items == (first, stream_holds.subject_item("carol")) for h in held)
+    cold_start()
+    agent = FakeAgent(mgmt, "conn-B", lambda msg: None)  # never answers in time
+    ctx = StreamContext()
+    load_handler("forward_stream")(url_event(second, "/b"), ctx)
+    assert refused_head(ctx) and ctx.body == stream_holds.REFUSED_TOKEN.encode() + b"\n"
+    assert len(agent.requests) == 1 and leases(second) == {}  # posted; its tunnel's lease given back
+    assert set(leases(stream_holds.subject_item("carol"))) == {h.lease_id for h in held}
+
+
 def record_ops(monkeypatch) -> list[tuple[str, str]]:
     """Every DynamoDB call the layer makes from now on: (operation, key of the item)."""
     ops: list[tuple[str, str]] = []
