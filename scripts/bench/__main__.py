@@ -72,6 +72,7 @@ STREAM_ENVIRONMENTS = 32  # forward_stream environments in the bench's stack: c=
 # requests and "req/s at c=32" measured the allowance, not the edge. `python -m scripts.bench.flood`
 # measures the ceilings.
 BENCH_VARS = tuple(item for var in ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "tunnel_max_open_streams=0",
+                                    "token_max_open_streams=0",
                                     "http_throttling_rate_limit=1000", "http_throttling_burst_limit=1000",
                                     "websocket_throttling_rate_limit=1250", "websocket_throttling_burst_limit=1250")
                    for item in ("--var", var))

@@ -47,7 +47,7 @@ tell the function that a caller went away, so a stream lasts until the origin en
 
 Configurations: `before` = the per-tunnel and per-socket limits off (`tunnel_rate_limit=0`,
 `tunnel_max_in_flight=0`, `agent_message_rate_limit=0`, `tunnel_max_open_streams=0`,
-`tunnel_caller_message_rate_limit=0`), API Gateway's throttles as Terraform sets them; `after` =
+`token_max_open_streams=0`, `tunnel_caller_message_rate_limit=0`), API Gateway's throttles as Terraform sets them; `after` =
 this repo's defaults; `after-raised` = the defaults with the HTTP stage raised to 100 req/s (burst
 200) and the WebSocket stage to 200 msg/s (burst 400), the configuration in which
 the per-tunnel limits, not the stage, are what a single tunnel's flood meets. `--var` adds Terraform
@@ -100,7 +100,7 @@ ECHO_WITHIN_S = 10.0  # tunnel B's socket: a round trip without its echo by then
 THROTTLED = "Too Many Requests"  # the message of API Gateway's throttle frame (emulator/README.md, Throttling)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "before": ("tunnel_rate_limit=0", "tunnel_max_in_flight=0", "agent_message_rate_limit=0", "tunnel_max_open_streams=0",
-               "tunnel_caller_message_rate_limit=0"),
+               "token_max_open_streams=0", "tunnel_caller_message_rate_limit=0"),
     "after": (),
     "after-raised": ("http_throttling_rate_limit=100", "http_throttling_burst_limit=200",
                      "websocket_throttling_rate_limit=200", "websocket_throttling_burst_limit=400"),
@@ -519,11 +519,12 @@ def run_config(config: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                       log_dir / config / "origin.log", cwd=ROOT).start()
         try:
             port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
-            token = agent_token(stack.state)
-            holder = TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-c", token=token,
+            # three token holders (subjects): per-token counts must not lump B in with A or C
+            token_a, token_b, token_c = (agent_token(stack.state, f"flood-{who}") for who in "abc")
+            holder = TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-c", token=token_c,
                               extra_args=["--max-streams", str(HOLDER_MAX_STREAMS)])
-            with TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-a", token=token) as a, \
-                    TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-b", token=token) as b, \
+            with TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-a", token=token_a) as a, \
+                    TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-b", token=token_b) as b, \
                     (holder if "stream-holder" in args.attacks else contextlib.nullcontext()):
                 tunnel_c = holder.public_url if "stream-holder" in args.attacks else None
                 for name in ("unloaded", *args.attacks):

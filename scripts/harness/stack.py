@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from scripts.harness.proc import Proc, ProcError
 from scripts.harness.wait import wait_until
+from scripts.tokens import mint
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_START_TIMEOUT_S = float(os.environ.get("STACK_START_TIMEOUT_S", "240"))
@@ -54,10 +55,18 @@ def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
     return json.loads(raw) if raw else None
 
 
-def agent_token(state: dict[str, Any]) -> str | None:
-    """The dev token the stack minted (its state file's auth block), None when it runs without auth."""
+def agent_token(state: dict[str, Any], subject: str | None = None) -> str | None:
+    """The dev token the stack minted (its state file's auth block), or one minted with the same
+    secret for another ``subject`` (another token holder: per-token counts tell them apart); None
+    when the stack runs without auth."""
     auth = state.get("auth")
-    return str(auth["token"]) if isinstance(auth, dict) and auth.get("token") else None
+    if not isinstance(auth, dict) or not auth.get("token"):
+        return None
+    if subject is None:
+        return str(auth["token"])
+    lifetime = int(auth.get("max_lifetime") or 0)
+    return mint(str(auth["secret"]), subject, min(3600, lifetime) if lifetime else 3600,
+                issuer=str(auth.get("issuer") or ""), audience=str(auth.get("audience") or ""), max_lifetime=lifetime)
 
 
 def read_state(path: Path) -> dict[str, Any] | None:

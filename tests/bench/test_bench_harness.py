@@ -273,4 +273,18 @@ def test_the_bench_stack_lifts_the_ceilings_that_would_measure_the_allowance():
     given = dict(v.split("=") for v in bench.BENCH_VARS[1::2])
     assert bench.BENCH_VARS[::2] == ("--var",) * len(given)
     assert given["tunnel_rate_limit"] == "0" and given["tunnel_max_open_streams"] == "0"
+    assert given["token_max_open_streams"] == "0"
     assert float(given["websocket_throttling_rate_limit"]) >= 1.25 * float(given["http_throttling_rate_limit"])
+
+
+def test_agent_token_mints_another_holders_token_with_the_stacks_secret():
+    """The flood harness gives each agent its own subject, so per-token counts tell them apart."""
+    import jwt
+
+    from scripts.harness.stack import agent_token
+    secret = "s" * 48
+    state = {"auth": {"token": "the-dev-token", "secret": secret, "issuer": "iss", "audience": "aud",
+                      "max_lifetime": 7200}}
+    assert agent_token(state) == "the-dev-token" and agent_token({}) is None and agent_token({}, "x") is None
+    claims = jwt.decode(agent_token(state, "flood-b"), secret, algorithms=["HS256"], audience="aud", issuer="iss")
+    assert claims["sub"] == "flood-b" and claims["exp"] - claims["iat"] == 3600
