@@ -26,6 +26,9 @@ First B is measured alone ("unloaded"), then under each attack, every phase `--s
   `--max-streams` (8), so the agent's cap is what this attacker meets first;
 - `stream-holder`: the same from 127.0.0.4 on a token holder's own tunnel C, whose agent runs
   with `--max-streams 1000` (he controls his agent: only the server's limits count);
+- `holder-tunnels`: the same holder with two tunnels, C and D (a second agent, the same token),
+  `--streams` callers split between them: what `token_max_open_streams` bounds (without it he
+  holds `tunnel_max_open_streams` environments per tunnel);
 - `caller-socket`: a chatty caller from 127.0.0.3 opens `--caller-sockets` caller WebSockets on
   tunnel A (the caller WebSocket API, `caller_ws_url`; A's app echoes every message: the bench
   origin's `/`) and sends messages as fast as each socket takes them (or `--socket-rate` a second,
@@ -89,8 +92,8 @@ HOLDER_SOURCE = "127.0.0.4"
 OUTSTANDING_MAX = 64
 ANSWER_GRACE_S = 30.0
 HOLDER_STREAM_SOURCE = "127.0.0.4"
-ATTACKS = ("unknown", "own", "connect", "default", "stream", "stream-holder", "caller-socket")
-STREAM_ATTACKS = ("stream", "stream-holder")
+ATTACKS = ("unknown", "own", "connect", "default", "stream", "stream-holder", "holder-tunnels", "caller-socket")
+STREAM_ATTACKS = ("stream", "stream-holder", "holder-tunnels")
 STREAM_ENVIRONMENTS = 12  # forward_stream environments (= its reserved concurrency) with the function URL
 HOLDER_MAX_STREAMS = 1000  # the most ttf accepts: a token holder's own agent does not cap his streams
 STREAM_RETRY_S = 0.2
@@ -446,7 +449,7 @@ async def steady_socket(client: aiohttp.ClientSession, ws: aiohttp.ClientWebSock
 
 
 async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, args: argparse.Namespace,
-                tunnel_c: str | None = None) -> dict[str, Any]:
+                holder_tunnels: tuple[str, ...] = ()) -> dict[str, Any]:
     token = agent_token(state)
     steady, attack, agent_connects, b_socket = Sample(), Sample(), Sample(), Sample()
     streams, chatter = Streams(), Chatter()
@@ -477,10 +480,14 @@ async def phase(name: str, state: dict[str, Any], tunnel_a: str, tunnel_b: str, 
         elif name == "default":
             jobs.append(holder_flood(state["ws_url"], token, args.attack_rps, seconds, args.attack_max, attack))
         elif name in STREAM_ATTACKS:
-            victim, source = (tunnel_a, ATTACK_SOURCE) if name == "stream" else (tunnel_c, HOLDER_STREAM_SOURCE)
-            assert victim is not None, "stream-holder needs tunnel C"
-            s_url, s_host = target(victim, sse_path(seconds, args.stream_gap_ms), state["stream_url"])
-            jobs.append(stream_flood(source, s_url, s_host, args.streams, seconds, args.attack_max, streams))
+            victims = {"stream": (tunnel_a,), "stream-holder": holder_tunnels[:1]}.get(name, holder_tunnels)
+            assert victims, f"{name} needs the holder's tunnels"
+            source = ATTACK_SOURCE if name == "stream" else HOLDER_STREAM_SOURCE
+            for i, victim in enumerate(victims):  # the callers and the attempts split between the tunnels
+                s_url, s_host = target(victim, sse_path(seconds, args.stream_gap_ms), state["stream_url"])
+                workers = args.streams // len(victims) + (i < args.streams % len(victims))
+                jobs.append(stream_flood(source, s_url, s_host, workers, seconds, args.attack_max // len(victims),
+                                         streams))
         elif name == "caller-socket":
             a_ws_url, a_ws_host = caller_address(state, tunnel_id(tunnel_a))
             jobs.append(socket_flood(a_ws_url, a_ws_host, args.caller_sockets, seconds, args.attack_max,
@@ -521,14 +528,17 @@ def run_config(config: str, args: argparse.Namespace, log_dir: Path) -> dict[str
             port = origin.wait_json(lambda d: d.get("event") == "listening", 30)["port"]
             # three token holders (subjects): per-token counts must not lump B in with A or C
             token_a, token_b, token_c = (agent_token(stack.state, f"flood-{who}") for who in "abc")
-            holder = TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-c", token=token_c,
-                              extra_args=["--max-streams", str(HOLDER_MAX_STREAMS)])
+            holders = 2 if "holder-tunnels" in args.attacks else 1 if "stream-holder" in args.attacks else 0
+            holder_agents = [TtfAgent(stack.state["ws_url"], port, log_dir / config, name=f"ttf-{who}", token=token_c,
+                                      extra_args=["--max-streams", str(HOLDER_MAX_STREAMS)])
+                             for who in "cd"[:holders]]  # one token holder's tunnels C (and D)
             with TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-a", token=token_a) as a, \
                     TtfAgent(stack.state["ws_url"], port, log_dir / config, name="ttf-b", token=token_b) as b, \
-                    (holder if "stream-holder" in args.attacks else contextlib.nullcontext()):
-                tunnel_c = holder.public_url if "stream-holder" in args.attacks else None
+                    contextlib.ExitStack() as started:
+                holder_tunnels = tuple(started.enter_context(agent).public_url for agent in holder_agents)
                 for name in ("unloaded", *args.attacks):
-                    results[name] = asyncio.run(phase(name, stack.state, a.public_url, b.public_url, args, tunnel_c))
+                    results[name] = asyncio.run(phase(name, stack.state, a.public_url, b.public_url, args,
+                                                      holder_tunnels))
                     print(json.dumps({"config": config, "phase": name, **results[name]}), flush=True)
                     time.sleep(args.settle)  # let the buckets refill between attacks: the wait is the point
         finally:

@@ -203,6 +203,9 @@ def test_the_flood_harness_runs_every_attack_and_reports_the_second_tunnel(tmp_p
     # of the 12 environments (without stream_holds he held all 12 and tunnel B got only Lambda's 429)
     assert 1 <= results["stream-holder"]["attack"]["open_max"] <= 8
     assert results["stream-holder"]["attack"]["refused"].get("429 tunnel_rate_limited", 0) > 0
+    # with two tunnels of one token he would hold 2 x 8; token_max_open_streams (8) holds them together
+    assert 1 <= results["holder-tunnels"]["attack"]["open_max"] <= 8
+    assert results["holder-tunnels"]["attack"]["refused"].get("429 tunnel_rate_limited", 0) > 0
 
 
 CALLER_RATE, CALLER_BURST = 10, 20  # stream_stack's caller message budget per tunnel
