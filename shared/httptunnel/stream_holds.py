@@ -261,8 +261,8 @@ class Lazy:
                 self.refusal = got
             else:
                 self.held = got
-            if self.refusal is not None or self.held is not None and self.held.lease_id:
-                RECENT.put(self.tunnel_id, time.monotonic())  # counted: its next requests here count before the post
+            if isinstance(got, ForwardResult) or got.lease_id:  # counted: its next requests here count before the post
+                RECENT.put(self.tunnel_id, time.monotonic())
         return self.held is not None
 
     def give_back(self) -> None:
